@@ -1,0 +1,672 @@
+/**
+ * The write-ahead log: etcd v3.4's WAL (wal/wal.go) in etcd's on-disk format, with group commit.
+ *
+ * Layout: `walDir` (the data dir's `member/wal`) holds segments `%016x-%016x.wal`
+ * (sequence-firstIndex). Each segment opens with a crc record (the running CRC carried over),
+ * the metadata record, and (after the first) the latest hardState; then entry / hardState /
+ * snapshot records. Segments are preallocated to `segmentSizeBytes` and cut once a write crosses
+ * that size.
+ */
+import { copyFile, mkdir, open, rename, rm, type FileHandle } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import type { Entry, HardState } from "../proto/gen/raftpb/raft.js";
+import type { Snapshot as WalSnapshot } from "../proto/gen/walpb/record.js";
+import { decodeEntry, decodeHardState, decodeSnapshot, ProtoDecodeError, SegmentDecoder } from "./decoder.js";
+import {
+  entrySize,
+  FrameWriter,
+  hardStateSize,
+  isEmptyHardState,
+  marshalSnapshot,
+  maxFrameSize,
+  RecordType,
+} from "./encoder.js";
+import {
+  WalClosedError,
+  WalCorruptError,
+  WalError,
+  WalExistsError,
+  WalInvalidArgumentError,
+  WalIoError,
+  WalMissingSegmentError,
+  WalQueueFullError,
+  WalSnapshotMismatchError,
+  WalSnapshotNotFoundError,
+} from "./errors.js";
+import { createPreallocated, FilePipeline } from "./pipeline.js";
+import { findSequenceGap, hasSegments, listSegments, parseWalName, searchIndex, walName, type SegmentName } from "./segments.js";
+
+export type { WalSnapshot };
+
+/** etcd's wal.SegmentSizeBytes: 64 * 1000 * 1000 bytes (decimal, as etcd). */
+export const DEFAULT_SEGMENT_SIZE_BYTES = 64 * 1000 * 1000;
+/** Default bound on saves waiting behind the one being written. */
+export const DEFAULT_MAX_PENDING_SAVES = 100_000;
+/** Default bound on the bytes one merged write may carry (a single larger save still goes alone). */
+export const DEFAULT_MAX_BATCH_BYTES = 16 * 1024 * 1024;
+/** etcd's --max-wals default: segment files kept by releaseLockTo's purge (0 keeps all). */
+export const DEFAULT_MAX_WAL_FILES = 5;
+/** An fdatasync slower than this is logged (etcd's warnSyncDuration). */
+const WARN_SYNC_SECONDS = 1;
+/** The encode buffer is kept between batches up to this size; larger ones are dropped after use. */
+const RETAINED_BUFFER_BYTES = 4 * 1024 * 1024;
+
+/** Structured logger the WAL reports to (pino-compatible subset). */
+export interface WalLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+}
+
+/** Options of WAL.create / WAL.open. */
+export interface WalOptions {
+  /** Preallocated segment size; a segment is cut once a write ends at or past it. Default 64,000,000. */
+  segmentSizeBytes?: number;
+  logger?: WalLogger;
+  /** Saves allowed to wait behind the in-flight write before save() rejects with WalQueueFullError. */
+  maxPendingSaves?: number;
+  /** Upper bound of one merged write of queued saves, in bytes. Default 16 MiB. */
+  maxBatchBytes?: number;
+  /** Segment files kept on disk when releaseLockTo purges released ones (etcd --max-wals). 0 keeps all. */
+  maxWalFiles?: number;
+}
+
+/** What WAL.open read back. */
+export interface WalReadResult {
+  /** The metadata record's bytes (etcd: a marshalled etcdserverpb.Metadata{NodeID, ClusterID}). */
+  metadata: Uint8Array;
+  /** The last hardState record read (all zeros if none). */
+  hardState: HardState;
+  /** Entries after `snapshot.index`, later records overriding earlier ones at the same index. */
+  entries: Entry[];
+  /** The walpb.Snapshot the read started from. */
+  snapshot: WalSnapshot;
+}
+
+const noopLogger: WalLogger = { info() {}, warn() {} };
+
+type Pending =
+  | { kind: "save"; hardState: HardState | undefined; entries: Entry[]; resolve(): void; reject(e: unknown): void }
+  | { kind: "snapshot"; snapshot: WalSnapshot; resolve(): void; reject(e: unknown): void };
+
+interface Tail {
+  fh: FileHandle;
+  path: string;
+  seg: SegmentName;
+}
+
+interface ResolvedOptions {
+  segmentSizeBytes: number;
+  logger: WalLogger;
+  maxPendingSaves: number;
+  maxBatchBytes: number;
+  maxWalFiles: number;
+}
+
+function resolveOptions(opts: WalOptions | undefined): ResolvedOptions {
+  const o: ResolvedOptions = {
+    segmentSizeBytes: opts?.segmentSizeBytes ?? DEFAULT_SEGMENT_SIZE_BYTES,
+    logger: opts?.logger ?? noopLogger,
+    maxPendingSaves: opts?.maxPendingSaves ?? DEFAULT_MAX_PENDING_SAVES,
+    maxBatchBytes: opts?.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES,
+    maxWalFiles: opts?.maxWalFiles ?? DEFAULT_MAX_WAL_FILES,
+  };
+  for (const k of ["segmentSizeBytes", "maxPendingSaves", "maxBatchBytes"] as const) {
+    if (!Number.isSafeInteger(o[k]) || o[k] <= 0) throw new WalInvalidArgumentError(`${k} must be a positive integer`);
+  }
+  if (!Number.isSafeInteger(o.maxWalFiles) || o.maxWalFiles < 0) {
+    throw new WalInvalidArgumentError("maxWalFiles must be a non-negative integer");
+  }
+  return o;
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0;
+}
+
+function isEnoent(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException)?.code === "ENOENT";
+}
+
+/** Writes all of `buf[0, n)` at `position`, looping over short writes. */
+async function writeFully(fh: FileHandle, buf: Buffer, n: number, position: number): Promise<void> {
+  let done = 0;
+  while (done < n) {
+    const { bytesWritten } = await fh.write(buf, done, n - done, position + done);
+    if (bytesWritten <= 0) throw new Error("write made no progress");
+    done += bytesWritten;
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * An open WAL positioned for appending. Obtain one with `WAL.create` or `WAL.open`.
+ *
+ * Writes go through one queue: `save` and `saveSnapshot` calls are written in call order; all calls
+ * that arrive while a write + fdatasync is in flight are merged into the next single write and
+ * single fdatasync (group commit, DESIGN §3), and each promise resolves once its own bytes are
+ * written and, when they must be, synced. A failed write or sync poisons the WAL: every pending
+ * and later call rejects with the same WalIoError (what reached the disk is unknown after a
+ * failed fsync; etcd stops the member).
+ */
+export class WAL {
+  /** Figures for metrics: fdatasyncs done, entries and bytes written, duration of the last fdatasync. */
+  readonly stats = { fsyncs: 0, entries: 0, bytes: 0, lastFsyncSeconds: 0 };
+  /** Called after every fdatasync with its duration and the entries/bytes it made durable. */
+  onSync?: (info: { durationSeconds: number; entries: number; bytes: number }) => void;
+
+  #dir: string;
+  #opts: ResolvedOptions;
+  #tail: Tail;
+  /** Write position in the tail segment: just past the last record. */
+  #offsetBytes: number;
+  /** Running CRC-32C after the last record written. */
+  #crc: number;
+  #metadata: Uint8Array;
+  /** The last non-empty hardState written (written again at the head of every new segment). */
+  #state: HardState;
+  /** Index of the last entry written (etcd's enti); names the next segment. */
+  #lastIndex: number;
+  /** Segments this WAL still holds, oldest first; the last is the tail (etcd's locks). */
+  #segments: SegmentName[];
+  #pipeline: FilePipeline;
+  #queue: Pending[] = [];
+  #pump: Promise<void> | null = null;
+  #failed: WalError | null = null;
+  #closed = false;
+  #buf: Buffer = Buffer.allocUnsafe(64 * 1024);
+
+  private constructor(init: {
+    dir: string;
+    opts: ResolvedOptions;
+    tail: Tail;
+    offsetBytes: number;
+    crc: number;
+    metadata: Uint8Array;
+    state: HardState;
+    lastIndex: number;
+    segments: SegmentName[];
+  }) {
+    this.#dir = init.dir;
+    this.#opts = init.opts;
+    this.#tail = init.tail;
+    this.#offsetBytes = init.offsetBytes;
+    this.#crc = init.crc;
+    this.#metadata = init.metadata;
+    this.#state = init.state;
+    this.#lastIndex = init.lastIndex;
+    this.#segments = init.segments;
+    this.#pipeline = new FilePipeline(init.dir, init.opts.segmentSizeBytes);
+  }
+
+  /** True when `walDir` holds any `.wal` file (etcd wal.Exist). */
+  static exists(walDir: string): boolean {
+    return hasSegments(walDir);
+  }
+
+  /**
+   * Creates a new WAL in `walDir` (the `.../member/wal` directory) as etcd's wal.Create does: the
+   * first segment `0000000000000000-0000000000000000.wal` is built in `walDir.tmp` (crc record 0,
+   * the metadata record, snapshot {0,0}), synced, the directory renamed into place and its parent
+   * fsynced, so a crash leaves either no WAL or a whole one. `metadata` is written at the head of
+   * every segment. Throws WalExistsError if `walDir` already holds segments.
+   */
+  static async create(walDir: string, metadata: Uint8Array, opts?: WalOptions): Promise<WAL> {
+    const o = resolveOptions(opts);
+    if (hasSegments(walDir)) throw new WalExistsError(walDir);
+    const dir = walDir.replace(/\/+$/, "");
+    const tmpDir = `${dir}.tmp`;
+    await rm(tmpDir, { recursive: true, force: true });
+    await mkdir(tmpDir, { recursive: true, mode: 0o700 });
+    const name = walName(0, 0);
+    const fh = await createPreallocated(join(tmpDir, name), o.segmentSizeBytes);
+    let headerBytes: number;
+    let crc: number;
+    try {
+      const snap = marshalSnapshot({ index: 0, term: 0 });
+      const buf = Buffer.allocUnsafe(maxFrameSize(0) + maxFrameSize(metadata.length) + maxFrameSize(snap.length));
+      const fw = new FrameWriter(buf, 0, 0);
+      fw.crcRecord(0);
+      fw.bytes(RecordType.metadata, metadata);
+      fw.bytes(RecordType.snapshot, snap);
+      await writeFully(fh, buf, fw.pos, 0);
+      await fh.datasync();
+      headerBytes = fw.pos;
+      crc = fw.crc;
+      await rm(dir, { recursive: true, force: true });
+      await rename(tmpDir, dir);
+      await fsyncDir(dirname(dir));
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
+    const seg = parseWalName(name)!;
+    return new WAL({
+      dir,
+      opts: o,
+      tail: { fh, path: join(dir, name), seg },
+      offsetBytes: headerBytes,
+      crc,
+      metadata: Uint8Array.from(metadata),
+      state: { term: 0, vote: 0n, commit: 0 },
+      lastIndex: 0,
+      segments: [seg],
+    });
+  }
+
+  /**
+   * Opens the WAL in `walDir` and reads every record from the segment holding `opts.snapshot`
+   * (default {index: 0, term: 0}) onwards, as etcd's wal.Open + ReadAll (+ Repair on a torn tail):
+   *
+   * - entries after the snapshot's index are returned; a later entry at an index overrides the
+   *   earlier ones from there on (raft log truncation);
+   * - a torn record at the end of the LAST segment (cut short, or unparsable / bad CRC with an
+   *   all-zero sector, see decoder.ts) is cut off: the file is copied to `<segment>.broken`,
+   *   zeroed from the last whole record on, synced, and the repair is logged with file and offset;
+   * - anything else that fails a check throws WalCorruptError naming the file and byte offset;
+   *   a gap in segment sequence numbers throws WalMissingSegmentError; no snapshot record with the
+   *   requested index throws WalSnapshotNotFoundError, one with another term
+   *   WalSnapshotMismatchError.
+   *
+   * Returns the WAL positioned to append after the last whole record, with the CRC chain resumed.
+   */
+  static async open(
+    walDir: string,
+    opts?: WalOptions & { snapshot?: WalSnapshot },
+  ): Promise<{ wal: WAL } & WalReadResult> {
+    const o = resolveOptions(opts);
+    const dir = walDir.replace(/\/+$/, "");
+    const start: WalSnapshot = { index: opts?.snapshot?.index ?? 0, term: opts?.snapshot?.term ?? 0 };
+    let all: SegmentName[];
+    try {
+      all = await listSegments(dir, (name) => o.logger.warn({ dir, file: name }, "wal: ignored file in WAL directory"));
+    } catch (err) {
+      if (!isEnoent(err)) throw err;
+      all = [];
+    }
+    if (all.length === 0) throw new WalSnapshotNotFoundError(dir, start.index, start.term, "no segments");
+    const first = searchIndex(all, start.index);
+    if (first < 0) {
+      throw new WalSnapshotNotFoundError(dir, start.index, start.term, "no segment starts at or before its index");
+    }
+    const segs = all.slice(first);
+    const gap = findSequenceGap(segs);
+    if (gap !== null) throw new WalMissingSegmentError(dir, gap.expected, gap.found);
+    await rm(join(dir, "0.tmp"), { force: true });
+    await rm(join(dir, "1.tmp"), { force: true });
+
+    let metadata: Uint8Array | null = null;
+    let state: HardState = { term: 0, vote: 0n, commit: 0 };
+    const entries: Entry[] = [];
+    let lastIndex = 0;
+    let match = false;
+    let crc = 0;
+    let tailFh: FileHandle | null = null;
+    let tailOffset = 0;
+
+    for (let k = 0; k < segs.length; k++) {
+      const isLast = k === segs.length - 1;
+      const path = join(dir, segs[k]!.name);
+      const fh = await open(path, isLast ? "r+" : "r");
+      try {
+        const dec = new SegmentDecoder(fh, isLast);
+        dec.crc = crc;
+        for (;;) {
+          const out = await dec.next();
+          if (out.kind === "eof") break;
+          if (out.kind === "corrupt") throw new WalCorruptError(path, out.offsetBytes, out.reason);
+          if (out.kind === "torn") {
+            await WAL.#repairTornTail(fh, path, out.offsetBytes, out.reason, o.logger);
+            break;
+          }
+          const rec = out.record;
+          const corrupt = (reason: string) => new WalCorruptError(path, rec.offsetBytes, reason);
+          try {
+            switch (rec.type) {
+              case RecordType.entry: {
+                const e = decodeEntry(rec.data);
+                if (e.index > start.index) {
+                  const up = e.index - start.index - 1;
+                  if (up > entries.length) {
+                    throw corrupt(`entry index ${e.index} leaves a gap after index ${start.index + entries.length}`);
+                  }
+                  entries.length = up;
+                  entries.push(e);
+                }
+                lastIndex = e.index;
+                break;
+              }
+              case RecordType.hardState:
+                state = decodeHardState(rec.data);
+                break;
+              case RecordType.metadata:
+                if (metadata !== null && !equalBytes(metadata, rec.data)) throw corrupt("conflicting metadata");
+                metadata = rec.data.slice();
+                break;
+              case RecordType.crc:
+                // A fresh chain (first segment read) has nothing to compare with (etcd: crc != 0).
+                if (dec.crc !== 0 && rec.crc !== dec.crc) {
+                  throw corrupt(`crc record ${rec.crc.toString(16)} does not continue the chain ${dec.crc.toString(16)}`);
+                }
+                dec.crc = rec.crc;
+                break;
+              case RecordType.snapshot: {
+                const s = decodeSnapshot(rec.data);
+                if (s.index === start.index) {
+                  if (s.term !== start.term) throw new WalSnapshotMismatchError(path, s.index, start.term, s.term);
+                  match = true;
+                }
+                break;
+              }
+              default:
+                throw corrupt(`unexpected record type ${rec.type}`);
+            }
+          } catch (err) {
+            if (err instanceof ProtoDecodeError) throw corrupt(`record data does not parse: ${err.message}`);
+            throw err;
+          }
+        }
+        crc = dec.crc;
+        if (isLast) {
+          tailOffset = dec.lastValidOffsetBytes;
+          tailFh = fh;
+        }
+      } catch (err) {
+        await fh.close();
+        throw err;
+      }
+      if (!isLast) await fh.close();
+    }
+    if (tailFh === null) throw new Error("wal: unreachable: no tail segment");
+    try {
+      if (!match) {
+        throw new WalSnapshotNotFoundError(dir, start.index, start.term, "no snapshot record with its index");
+      }
+      // etcd's ReadAll zeroes the tail from the last valid record on: a zero length word may be
+      // followed by non-zero bytes of a torn write, which later appends would only partly cover.
+      const sizeBytes = (await tailFh.stat()).size;
+      if (sizeBytes > tailOffset) {
+        await tailFh.truncate(tailOffset);
+        await tailFh.truncate(sizeBytes);
+        await tailFh.datasync();
+      }
+    } catch (err) {
+      await tailFh.close();
+      throw err;
+    }
+    const tailSeg = segs[segs.length - 1]!;
+    const wal = new WAL({
+      dir,
+      opts: o,
+      tail: { fh: tailFh, path: join(dir, tailSeg.name), seg: tailSeg },
+      offsetBytes: tailOffset,
+      crc,
+      metadata: metadata ?? new Uint8Array(0),
+      state,
+      lastIndex,
+      segments: segs,
+    });
+    return { wal, metadata: metadata ?? new Uint8Array(0), hardState: state, entries, snapshot: start };
+  }
+
+  /** etcd's Repair: keep a `.broken` copy, cut the file at the last whole record, sync, log it. */
+  static async #repairTornTail(
+    fh: FileHandle,
+    path: string,
+    offsetBytes: number,
+    reason: string,
+    logger: WalLogger,
+  ): Promise<void> {
+    const brokenPath = `${path}.broken`;
+    await copyFile(path, brokenPath);
+    await fh.truncate(offsetBytes);
+    await fh.datasync();
+    logger.warn(
+      { file: path, offsetBytes, reason, brokenCopy: brokenPath },
+      `wal: repaired torn tail of ${path}: truncated at byte offset ${offsetBytes} (${reason})`,
+    );
+  }
+
+  /**
+   * Appends `entries` then `hardState` (skipped when undefined or empty) as etcd's WAL.Save, in one
+   * write. It is fdatasynced when raft requires it (raft.MustSync: there are entries, or term or
+   * vote changed); a commit-only hardState is written without a sync, as etcd does. Cuts a new
+   * segment when the write ends at or past `segmentSizeBytes`. Calls queue behind the one in flight
+   * and are merged into the next write + sync. Rejects with WalClosedError after close, with
+   * WalQueueFullError past `maxPendingSaves`, with WalIoError when the disk fails.
+   */
+  save(hardState: HardState | undefined, entries: Entry[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#enqueue({ kind: "save", hardState, entries, resolve, reject });
+    });
+  }
+
+  /**
+   * Appends a snapshot record (etcd WAL.SaveSnapshot) and syncs: marks that a raft snapshot at
+   * `snapshot.index` exists, so a later open may start from it. Same queue and errors as save.
+   */
+  saveSnapshot(snapshot: WalSnapshot): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#enqueue({ kind: "snapshot", snapshot: { index: snapshot.index, term: snapshot.term }, resolve, reject });
+    });
+  }
+
+  #enqueue(p: Pending): void {
+    if (this.#failed !== null) return p.reject(this.#failed);
+    if (this.#closed) return p.reject(new WalClosedError());
+    if (this.#queue.length >= this.#opts.maxPendingSaves) return p.reject(new WalQueueFullError(this.#opts.maxPendingSaves));
+    this.#queue.push(p);
+    if (this.#pump === null) this.#pump = this.#drain();
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const batch = this.#takeBatch();
+      try {
+        await this.#writeBatch(batch);
+      } catch (err) {
+        this.#failed = err instanceof WalError ? err : new WalIoError("write", this.#tail.path, err);
+        this.#opts.logger.warn({ file: this.#tail.path, err: String(err) }, "wal: write failed; WAL refuses further writes");
+        for (const p of batch) p.reject(this.#failed);
+        for (const p of this.#queue.splice(0)) p.reject(this.#failed);
+        break;
+      }
+      for (const p of batch) p.resolve();
+    }
+    this.#pump = null;
+  }
+
+  #estimate(p: Pending): number {
+    if (p.kind === "snapshot") return maxFrameSize(24);
+    let n = 0;
+    for (const e of p.entries) n += maxFrameSize(entrySize(e));
+    if (p.hardState !== undefined) n += maxFrameSize(hardStateSize(p.hardState));
+    return n;
+  }
+
+  /** Takes queued calls from the front, up to maxBatchBytes (always at least one). */
+  #takeBatch(): Pending[] {
+    let bytes = 0;
+    let n = 0;
+    while (n < this.#queue.length) {
+      const b = this.#estimate(this.#queue[n]!);
+      if (n > 0 && bytes + b > this.#opts.maxBatchBytes) break;
+      bytes += b;
+      n++;
+    }
+    return this.#queue.splice(0, n);
+  }
+
+  #bufferFor(bytes: number): Buffer {
+    if (this.#buf.length >= bytes) return this.#buf;
+    const buf = Buffer.allocUnsafe(Math.max(bytes, this.#buf.length * 2));
+    if (buf.length <= RETAINED_BUFFER_BYTES) this.#buf = buf;
+    return buf;
+  }
+
+  async #writeBatch(batch: Pending[]): Promise<void> {
+    let estimate = 0;
+    for (const p of batch) estimate += this.#estimate(p);
+    const buf = this.#bufferFor(estimate);
+    const fw = new FrameWriter(buf, 0, this.#crc);
+    let mustSync = false;
+    let entryCount = 0;
+    for (const p of batch) {
+      if (p.kind === "snapshot") {
+        fw.bytes(RecordType.snapshot, marshalSnapshot(p.snapshot));
+        if (this.#lastIndex < p.snapshot.index) this.#lastIndex = p.snapshot.index;
+        mustSync = true;
+        continue;
+      }
+      for (const e of p.entries) {
+        fw.entry(e);
+        this.#lastIndex = e.index;
+      }
+      entryCount += p.entries.length;
+      if (p.entries.length > 0) mustSync = true;
+      const hs = p.hardState;
+      if (hs !== undefined && !isEmptyHardState(hs)) {
+        if (hs.term !== this.#state.term || hs.vote !== this.#state.vote) mustSync = true;
+        fw.hardState(hs);
+        this.#state = { term: hs.term, vote: hs.vote, commit: hs.commit };
+      }
+    }
+    if (fw.pos > estimate) throw new Error(`wal: invariant broken: encoded ${fw.pos} bytes past estimate ${estimate}`);
+    if (fw.pos === 0) return;
+    const tail = this.#tail;
+    try {
+      await writeFully(tail.fh, buf, fw.pos, this.#offsetBytes);
+    } catch (err) {
+      throw new WalIoError("write", tail.path, err);
+    }
+    this.#offsetBytes += fw.pos;
+    this.#crc = fw.crc;
+    this.stats.bytes += fw.pos;
+    this.stats.entries += entryCount;
+    if (this.#offsetBytes >= this.#opts.segmentSizeBytes) {
+      await this.#cut(entryCount, fw.pos);
+    } else if (mustSync) {
+      await this.#sync(tail, entryCount, fw.pos);
+    }
+  }
+
+  async #sync(tail: Tail, entries: number, bytes: number): Promise<void> {
+    const t0 = process.hrtime.bigint();
+    try {
+      await tail.fh.datasync();
+    } catch (err) {
+      throw new WalIoError("fdatasync", tail.path, err);
+    }
+    const durationSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    this.stats.fsyncs++;
+    this.stats.lastFsyncSeconds = durationSeconds;
+    if (durationSeconds > WARN_SYNC_SECONDS) {
+      this.#opts.logger.warn({ file: tail.path, tookSeconds: durationSeconds }, "wal: slow fdatasync");
+    }
+    this.onSync?.({ durationSeconds, entries, bytes });
+  }
+
+  /**
+   * etcd's cut: trim and sync the full segment, take the prepared file, write the crc record
+   * (running CRC), metadata and latest hardState at its head, sync it, rename it to
+   * `<seq+1>-<lastIndex+1>.wal` and fsync the directory.
+   */
+  async #cut(entries: number, bytes: number): Promise<void> {
+    const old = this.#tail;
+    try {
+      await old.fh.truncate(this.#offsetBytes);
+    } catch (err) {
+      throw new WalIoError("truncate", old.path, err);
+    }
+    await this.#sync(old, entries, bytes);
+
+    let prepared;
+    try {
+      prepared = await this.#pipeline.take();
+    } catch (err) {
+      throw new WalIoError("preallocate", join(this.#dir, "*.tmp"), err);
+    }
+    const name = walName(old.seg.seq + 1, this.#lastIndex + 1);
+    const path = join(this.#dir, name);
+    const head = Buffer.allocUnsafe(maxFrameSize(0) + maxFrameSize(this.#metadata.length) + maxFrameSize(40));
+    const fw = new FrameWriter(head, 0, this.#crc);
+    fw.crcRecord(this.#crc);
+    fw.bytes(RecordType.metadata, this.#metadata);
+    if (!isEmptyHardState(this.#state)) fw.hardState(this.#state);
+    const next: Tail = { fh: prepared.fh, path, seg: parseWalName(name)! };
+    try {
+      await writeFully(prepared.fh, head, fw.pos, 0);
+    } catch (err) {
+      throw new WalIoError("write", prepared.path, err);
+    }
+    await this.#sync({ ...next, path: prepared.path }, 0, fw.pos);
+    try {
+      await rename(prepared.path, path);
+      await fsyncDir(this.#dir);
+    } catch (err) {
+      throw new WalIoError("rename", path, err);
+    }
+    this.stats.bytes += fw.pos;
+    this.#tail = next;
+    this.#offsetBytes = fw.pos;
+    this.#crc = fw.crc;
+    this.#segments.push(next.seg);
+    await old.fh.close().catch(() => {});
+    this.#opts.logger.info({ path }, "wal: created a new WAL segment");
+  }
+
+  /**
+   * Releases the segments that hold only entries before `index` (etcd ReleaseLockTo: of the
+   * segments whose first index is below `index`, all but the newest are released; the tail is never
+   * released), then purges released segment files, oldest first, while more than `maxWalFiles`
+   * segment files exist (etcd's purge loop with --max-wals). Call it after a snapshot at `index`
+   * is durable.
+   */
+  async releaseLockTo(index: number): Promise<void> {
+    const segs = this.#segments;
+    let smaller = segs.length - 1;
+    for (let i = 0; i < segs.length; i++) {
+      if (segs[i]!.index >= index) {
+        smaller = i - 1;
+        break;
+      }
+    }
+    if (smaller > 0) segs.splice(0, smaller);
+    if (this.#opts.maxWalFiles === 0) return;
+    const held = new Set(segs.map((s) => s.name));
+    const all = await listSegments(this.#dir);
+    let excess = all.length - this.#opts.maxWalFiles;
+    let removed = false;
+    for (const s of all) {
+      if (excess <= 0 || held.has(s.name)) break;
+      await rm(join(this.#dir, s.name), { force: true });
+      this.#opts.logger.info({ path: join(this.#dir, s.name) }, "wal: purged released segment");
+      excess--;
+      removed = true;
+    }
+    if (removed) await fsyncDir(this.#dir);
+  }
+
+  /**
+   * Waits for queued saves, stops the segment pipeline (removing its prepared file), syncs the tail
+   * and closes it (etcd WAL.Close). Later saves reject with WalClosedError. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    while (this.#pump !== null) await this.#pump;
+    await this.#pipeline.close();
+    try {
+      if (this.#failed === null) await this.#tail.fh.datasync();
+    } finally {
+      await this.#tail.fh.close();
+    }
+  }
+}

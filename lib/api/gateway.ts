@@ -1,0 +1,329 @@
+/**
+ * etcd's grpc-gateway (JSON over HTTP/1.1) and the ops endpoints, on node:http.
+ *
+ * Follows etcd 3.4: routes from rpc.proto's google.api.http options under /v3/ (and the /v3beta/,
+ * /v3alpha/ prefixes 3.4 still serves); protobuf JSON with the original field names, int64 as
+ * strings, bytes as base64, defaults omitted (gateway JSONPb{OrigName: true}); errors as
+ * {"error", "message", "code"} with grpc-gateway's HTTP status for the code; streaming calls (watch,
+ * lease keep-alive) read a stream of JSON requests and answer with one JSON object per line,
+ * each {"result": …}. `/health`, `/version` and `/metrics` as etcdhttp.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Logger } from "pino";
+import * as rpc from "../proto/gen/etcdserverpb/rpc.js";
+import type { BidiStream, EtcdApi } from "./handlers.js";
+import { httpStatusFromGrpc, toApiStatus, ApiError } from "./errors.js";
+import { status as GrpcStatus } from "@grpc/grpc-js";
+import { serverVersion, clusterVersion } from "../version/index.js";
+
+interface JsonCodec<T> {
+  fromJson(json: unknown, options?: { ignoreUnknownFields?: boolean }): T;
+  toJson(msg: T, options?: { useProtoFieldName?: boolean }): unknown;
+}
+
+interface UnaryRoute {
+  kind: "unary";
+  request: JsonCodec<unknown>;
+  response: JsonCodec<unknown>;
+  call: (api: EtcdApi, req: unknown) => Promise<unknown>;
+}
+
+interface StreamRoute {
+  kind: "stream";
+  request: JsonCodec<unknown>;
+  response: JsonCodec<unknown>;
+  call: (api: EtcdApi, stream: BidiStream<unknown, unknown>) => void;
+}
+
+type Route = UnaryRoute | StreamRoute;
+
+function unary<Req, Res>(
+  request: JsonCodec<Req>,
+  response: JsonCodec<Res>,
+  call: (api: EtcdApi, req: Req) => Promise<Res>,
+): UnaryRoute {
+  return {
+    kind: "unary",
+    request: request as JsonCodec<unknown>,
+    response: response as JsonCodec<unknown>,
+    call: call as UnaryRoute["call"],
+  };
+}
+
+function stream<Req, Res>(
+  request: JsonCodec<Req>,
+  response: JsonCodec<Res>,
+  call: (api: EtcdApi, s: BidiStream<Req, Res>) => void,
+): StreamRoute {
+  return {
+    kind: "stream",
+    request: request as JsonCodec<unknown>,
+    response: response as JsonCodec<unknown>,
+    call: call as StreamRoute["call"],
+  };
+}
+
+/** Path (after the version prefix) → route, from etcd 3.4's rpc.proto http options. */
+const routes = new Map<string, Route>([
+  ["kv/range", unary(rpc.RangeRequest, rpc.RangeResponse, (a, r) => a.range(r))],
+  ["kv/put", unary(rpc.PutRequest, rpc.PutResponse, (a, r) => a.put(r))],
+  ["kv/deleterange", unary(rpc.DeleteRangeRequest, rpc.DeleteRangeResponse, (a, r) => a.deleteRange(r))],
+  ["kv/txn", unary(rpc.TxnRequest, rpc.TxnResponse, (a, r) => a.txn(r))],
+  ["kv/compaction", unary(rpc.CompactionRequest, rpc.CompactionResponse, (a, r) => a.compact(r))],
+  ["watch", stream(rpc.WatchRequest, rpc.WatchResponse, (a, s) => a.watch(s))],
+  ["lease/grant", unary(rpc.LeaseGrantRequest, rpc.LeaseGrantResponse, (a, r) => a.leaseGrant(r))],
+  ["lease/revoke", unary(rpc.LeaseRevokeRequest, rpc.LeaseRevokeResponse, (a, r) => a.leaseRevoke(r))],
+  ["kv/lease/revoke", unary(rpc.LeaseRevokeRequest, rpc.LeaseRevokeResponse, (a, r) => a.leaseRevoke(r))],
+  ["lease/keepalive", stream(rpc.LeaseKeepAliveRequest, rpc.LeaseKeepAliveResponse, (a, s) => a.leaseKeepAlive(s))],
+  [
+    "lease/timetolive",
+    unary(rpc.LeaseTimeToLiveRequest, rpc.LeaseTimeToLiveResponse, (a, r) => a.leaseTimeToLive(r)),
+  ],
+  [
+    "kv/lease/timetolive",
+    unary(rpc.LeaseTimeToLiveRequest, rpc.LeaseTimeToLiveResponse, (a, r) => a.leaseTimeToLive(r)),
+  ],
+  ["lease/leases", unary(rpc.LeaseLeasesRequest, rpc.LeaseLeasesResponse, (a) => a.leaseLeases())],
+  ["kv/lease/leases", unary(rpc.LeaseLeasesRequest, rpc.LeaseLeasesResponse, (a) => a.leaseLeases())],
+  ["cluster/member/list", unary(rpc.MemberListRequest, rpc.MemberListResponse, (a) => a.memberList())],
+  ["maintenance/alarm", unary(rpc.AlarmRequest, rpc.AlarmResponse, (a, r) => a.alarm(r))],
+  ["maintenance/status", unary(rpc.StatusRequest, rpc.StatusResponse, (a) => a.status())],
+  ["maintenance/defragment", unary(rpc.DefragmentRequest, rpc.DefragmentResponse, (a) => a.defragment())],
+  ["maintenance/hash", unary(rpc.HashRequest, rpc.HashResponse, (a) => a.hash())],
+  ["maintenance/hashkv", unary(rpc.HashKVRequest, rpc.HashKVResponse, (a, r) => a.hashKV(r))],
+]);
+
+const versionPrefixes = ["/v3/", "/v3beta/", "/v3alpha/"];
+
+/** Upper bound on one gateway request body (the gRPC limit: max request bytes + overhead). */
+function maxBodyBytes(api: EtcdApi): number {
+  return api.server.config.maxRequestBytes + 512 * 1024;
+}
+
+function writeJson(res: ServerResponse, httpStatus: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(httpStatus, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(text),
+  });
+  res.end(text);
+}
+
+function errorBody(err: unknown): { status: number; body: unknown; unexpected: boolean } {
+  const s = toApiStatus(err);
+  return {
+    status: httpStatusFromGrpc(s.code),
+    body: { error: s.message, message: s.message, code: s.code },
+    unexpected: s.unexpected,
+  };
+}
+
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        reject(new ApiError(GrpcStatus.RESOURCE_EXHAUSTED, "grpc: received message larger than max"));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on("end", () => resolve(Buffer.concat(chunks)));
+    req.on("error", reject);
+  });
+}
+
+function parseJson(text: string): unknown {
+  if (text.trim() === "") return {};
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new ApiError(GrpcStatus.INVALID_ARGUMENT, `invalid character in JSON body: ${(err as Error).message}`);
+  }
+}
+
+function decode(codec: JsonCodec<unknown>, json: unknown): unknown {
+  try {
+    return codec.fromJson(json, { ignoreUnknownFields: true });
+  } catch (err) {
+    throw new ApiError(GrpcStatus.INVALID_ARGUMENT, (err as Error).message);
+  }
+}
+
+/**
+ * Splits a stream of concatenated JSON values (as Go's json.Decoder reads them) into complete
+ * values; returns the values and the unconsumed rest.
+ */
+export function splitJsonValues(text: string): { values: string[]; rest: string } {
+  const values: string[] = [];
+  let depth = 0;
+  let inString = false;
+  let escaped = false;
+  let start = -1;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (inString) {
+      if (escaped) escaped = false;
+      else if (ch === "\\") escaped = true;
+      else if (ch === '"') inString = false;
+      continue;
+    }
+    if (ch === '"') inString = true;
+    else if (ch === "{" || ch === "[") {
+      if (depth === 0) start = i;
+      depth++;
+    } else if (ch === "}" || ch === "]") {
+      depth--;
+      if (depth === 0 && start >= 0) {
+        values.push(text.slice(start, i + 1));
+        start = -1;
+      }
+    }
+  }
+  const rest = depth > 0 && start >= 0 ? text.slice(start) : "";
+  return { values, rest };
+}
+
+/** Serves one gateway or ops request. Never throws: every failure becomes an HTTP answer. */
+export class Gateway {
+  readonly #api: EtcdApi;
+  readonly #logger: Logger;
+
+  constructor(api: EtcdApi, logger: Logger) {
+    this.#api = api;
+    this.#logger = logger;
+  }
+
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    this.#handle(req, res).catch((err: unknown) => {
+      const e = errorBody(err);
+      if (e.unexpected) this.#logger.error({ url: req.url, err: (err as Error)?.stack }, "gateway request failed");
+      if (!res.headersSent) writeJson(res, e.status, e.body);
+      else res.end();
+    });
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    const path = url.pathname;
+    if (path === "/health") return this.#health(req, res, url);
+    if (path === "/version") {
+      return writeJson(res, 200, { etcdserver: serverVersion, etcdcluster: clusterVersion });
+    }
+    if (path === "/metrics") return this.#metrics(res);
+    const prefix = versionPrefixes.find((p) => path.startsWith(p));
+    const route = prefix !== undefined ? routes.get(path.slice(prefix.length)) : undefined;
+    if (route === undefined) {
+      res.writeHead(404, { "content-type": "text/plain; charset=utf-8" });
+      res.end("404 page not found\n");
+      return;
+    }
+    if (req.method !== "POST") {
+      res.writeHead(405, { "content-type": "text/plain; charset=utf-8", allow: "POST" });
+      res.end("Method Not Allowed\n");
+      return;
+    }
+    if (route.kind === "unary") {
+      const body = await readBody(req, maxBodyBytes(this.#api));
+      const msg = decode(route.request, parseJson(body.toString("utf8")));
+      const out = await route.call(this.#api, msg);
+      writeJson(res, 200, route.response.toJson(out, { useProtoFieldName: true }));
+      return;
+    }
+    this.#stream(route, req, res);
+  }
+
+  #stream(route: StreamRoute, req: IncomingMessage, res: ServerResponse): void {
+    const onMessage: ((m: unknown) => void)[] = [];
+    const onClose: (() => void)[] = [];
+    const onDrain: (() => void)[] = [];
+    let closed = false;
+    const close = () => {
+      if (closed) return;
+      closed = true;
+      for (const fn of onClose) fn();
+    };
+    res.writeHead(200, { "content-type": "application/json" });
+    res.flushHeaders();
+    res.on("drain", () => {
+      for (const fn of onDrain) fn();
+    });
+    res.on("close", close);
+    const s: BidiStream<unknown, unknown> = {
+      onMessage: (fn) => onMessage.push(fn),
+      onClose: (fn) => onClose.push(fn),
+      onDrain: (fn) => onDrain.push(fn),
+      send: (m) => {
+        if (closed) return true;
+        return res.write(`${JSON.stringify({ result: route.response.toJson(m, { useProtoFieldName: true }) })}\n`);
+      },
+      end: (err) => {
+        if (closed) return;
+        if (err !== undefined) res.write(`${JSON.stringify({ error: errorBody(err).body })}\n`);
+        res.end();
+        close();
+      },
+    };
+    route.call(this.#api, s);
+    let buffered = "";
+    const limit = maxBodyBytes(this.#api);
+    req.setEncoding("utf8");
+    req.on("data", (chunk: string) => {
+      buffered += chunk;
+      if (buffered.length > limit) {
+        s.end(new ApiError(GrpcStatus.RESOURCE_EXHAUSTED, "grpc: received message larger than max"));
+        req.destroy();
+        return;
+      }
+      const { values, rest } = splitJsonValues(buffered);
+      buffered = rest;
+      for (const v of values) {
+        let msg: unknown;
+        try {
+          msg = decode(route.request, parseJson(v));
+        } catch (err) {
+          s.end(err as Error);
+          return;
+        }
+        for (const fn of onMessage) fn(msg);
+      }
+    });
+    // A client that finished sending keeps its watch: the response stream stays open until the
+    // client goes away, as etcd's gateway does.
+  }
+
+  #health(req: IncomingMessage, res: ServerResponse, url: URL): void {
+    if (req.method !== "GET") {
+      res.writeHead(405, { "content-type": "text/plain; charset=utf-8", allow: "GET" });
+      res.end("Method Not Allowed\n");
+      return;
+    }
+    const excluded = new Set(url.searchParams.getAll("exclude"));
+    const server = this.#api.server;
+    let healthy = true;
+    for (const a of server.alarms) {
+      if (!excluded.has(rpc.AlarmType[a.alarm])) healthy = false;
+    }
+    if (healthy && server.leaderId === 0n) healthy = false;
+    const body = JSON.stringify({ health: healthy ? "true" : "false" });
+    if (healthy) {
+      res.writeHead(200, { "content-type": "text/plain; charset=utf-8" });
+      res.end(body);
+    } else {
+      // etcd answers with http.Error: text/plain and a trailing newline
+      res.writeHead(503, { "content-type": "text/plain; charset=utf-8", "x-content-type-options": "nosniff" });
+      res.end(`${body}\n`);
+    }
+  }
+
+  async #metrics(res: ServerResponse): Promise<void> {
+    const server = this.#api.server;
+    server.refreshMetrics();
+    const text = await server.metrics.registry.metrics();
+    res.writeHead(200, { "content-type": server.metrics.registry.contentType });
+    res.end(text);
+  }
+}

@@ -1,0 +1,254 @@
+/**
+ * The etcd v3 services without a transport: a decoded request in, a response (or a stream of them)
+ * out. lib/api/grpc.ts serves these through @grpc/grpc-js and lib/api/gateway.ts through JSON;
+ * the fast lib/h2 transport (its own issue) will call the same methods.
+ *
+ * Validation follows etcd's api/v3rpc (key.go checkRangeRequest/checkPutRequest/checkTxnRequest,
+ * lease.go, maintenance.go); the work is lib/server's.
+ */
+import type {
+  AlarmRequest,
+  AlarmResponse,
+  CompactionRequest,
+  CompactionResponse,
+  DefragmentResponse,
+  DeleteRangeRequest,
+  DeleteRangeResponse,
+  HashKVRequest,
+  HashKVResponse,
+  HashResponse,
+  LeaseGrantRequest,
+  LeaseGrantResponse,
+  LeaseKeepAliveRequest,
+  LeaseKeepAliveResponse,
+  LeaseLeasesResponse,
+  LeaseRevokeRequest,
+  LeaseRevokeResponse,
+  LeaseTimeToLiveRequest,
+  LeaseTimeToLiveResponse,
+  MemberListResponse,
+  PutRequest,
+  PutResponse,
+  RangeRequest,
+  RangeResponse,
+  StatusResponse,
+  TxnRequest,
+  TxnResponse,
+  WatchRequest,
+  WatchResponse,
+} from "../proto/gen/etcdserverpb/rpc.js";
+import {
+  checkDeleteRangeRequest,
+  checkPutRequest,
+  checkRangeRequest,
+  checkTxnRequest,
+} from "../mvcc/index.js";
+import type { EtcdServer } from "../server/index.js";
+
+/**
+ * One side of a bidirectional stream as lib/api sees it, whatever the transport.
+ * `send` returns false when the transport's buffer is full; the transport then calls the
+ * `onDrain` callback once it has room again.
+ */
+export interface BidiStream<Req, Res> {
+  onMessage(fn: (req: Req) => void): void;
+  /** the client half-closed, cancelled, or the connection went away */
+  onClose(fn: () => void): void;
+  onDrain(fn: () => void): void;
+  send(res: Res): boolean;
+  /** ends the stream with an error status (message is etcd's string) or cleanly */
+  end(err?: Error): void;
+}
+
+/** Bounds on what one client stream may hold in the server (STYLE §2). */
+export interface StreamLimits {
+  /** keep-alive requests queued per LeaseKeepAlive stream before the server stops reading */
+  maxPendingKeepAlives: number;
+}
+
+const defaultStreamLimits: StreamLimits = { maxPendingKeepAlives: 1024 };
+
+export class EtcdApi {
+  readonly #server: EtcdServer;
+  readonly #limits: StreamLimits;
+
+  constructor(server: EtcdServer, limits: Partial<StreamLimits> = {}) {
+    this.#server = server;
+    this.#limits = { ...defaultStreamLimits, ...limits };
+  }
+
+  get server(): EtcdServer {
+    return this.#server;
+  }
+
+  // ------------------------------------------------------------------ KV
+
+  /** KV.Range. Errors: empty key, compacted or future revision, no leader, timeout. */
+  async range(req: RangeRequest): Promise<RangeResponse> {
+    checkRangeRequest(req);
+    return this.#server.range(req);
+  }
+
+  /** KV.Put. Errors: empty key, value/lease given with ignore_*, quota, request too large. */
+  async put(req: PutRequest): Promise<PutResponse> {
+    checkPutRequest(req);
+    return this.#server.put(req);
+  }
+
+  /** KV.DeleteRange. */
+  async deleteRange(req: DeleteRangeRequest): Promise<DeleteRangeResponse> {
+    checkDeleteRangeRequest(req);
+    return this.#server.deleteRange(req);
+  }
+
+  /** KV.Txn. Errors: more than --max-txn-ops ops, duplicate key, each op's own checks. */
+  async txn(req: TxnRequest): Promise<TxnResponse> {
+    checkTxnRequest(req, this.#server.config.maxTxnOps);
+    return this.#server.txn(req);
+  }
+
+  /** KV.Compact. */
+  async compact(req: CompactionRequest): Promise<CompactionResponse> {
+    return this.#server.compact(req);
+  }
+
+  // ------------------------------------------------------------------ Lease
+
+  async leaseGrant(req: LeaseGrantRequest): Promise<LeaseGrantResponse> {
+    return this.#server.leaseGrant(req);
+  }
+
+  async leaseRevoke(req: LeaseRevokeRequest): Promise<LeaseRevokeResponse> {
+    return this.#server.leaseRevoke(req);
+  }
+
+  async leaseTimeToLive(req: LeaseTimeToLiveRequest): Promise<LeaseTimeToLiveResponse> {
+    try {
+      return await this.#server.leaseTimeToLive(req);
+    } catch (err) {
+      // etcd answers TimeToLive of an unknown lease with TTL -1, not an error (v3rpc/lease.go)
+      if ((err as Error).message === "etcdserver: requested lease not found") {
+        return { header: this.#server.header(), iD: req.iD, tTL: -1, grantedTTL: 0, keys: [] };
+      }
+      throw err;
+    }
+  }
+
+  async leaseLeases(): Promise<LeaseLeasesResponse> {
+    return this.#server.leaseLeases();
+  }
+
+  /**
+   * Lease.LeaseKeepAlive: each request renews one lease and gets one response, in order.
+   * An unknown lease answers TTL 0 (etcd v3rpc/lease.go leaseKeepAlive). Requests are renewed one
+   * at a time; when the client does not read its responses the stream stops taking requests.
+   */
+  leaseKeepAlive(stream: BidiStream<LeaseKeepAliveRequest, LeaseKeepAliveResponse>): void {
+    const queue: bigint[] = [];
+    let running = false;
+    let closed = false;
+    let waitingDrain = false;
+    const pump = async () => {
+      if (running) return;
+      running = true;
+      try {
+        while (!closed && !waitingDrain && queue.length > 0) {
+          const id = queue.shift() as bigint;
+          let ttl: number;
+          try {
+            ttl = await this.#server.leaseRenew(id);
+          } catch (err) {
+            const msg = (err as Error).message;
+            if (msg === "etcdserver: requested lease not found") ttl = 0;
+            else {
+              stream.end(err as Error);
+              closed = true;
+              return;
+            }
+          }
+          if (closed) return;
+          const ok = stream.send({ header: this.#server.header(), iD: id, tTL: ttl });
+          if (!ok) waitingDrain = true;
+        }
+      } finally {
+        running = false;
+      }
+    };
+    stream.onMessage((req) => {
+      if (closed) return;
+      if (queue.length >= this.#limits.maxPendingKeepAlives) {
+        // a client that floods keep-alives without reading replies does not grow our memory
+        return;
+      }
+      queue.push(req.iD);
+      void pump();
+    });
+    stream.onDrain(() => {
+      waitingDrain = false;
+      void pump();
+    });
+    stream.onClose(() => {
+      closed = true;
+    });
+  }
+
+  // ------------------------------------------------------------------ Watch
+
+  /**
+   * Watch: many watchers per stream (mvcc's WatchStream does create/cancel/progress and catch-up).
+   * Every response gets the header; event responses keep the revision mvcc put in them.
+   */
+  watch(stream: BidiStream<WatchRequest, WatchResponse>): void {
+    const server = this.#server;
+    const ws = server.newWatchStream({
+      send: (resp: WatchResponse) => {
+        const h = server.header();
+        if (resp.header !== undefined && resp.header.revision > 0) h.revision = resp.header.revision;
+        resp.header = h;
+        return stream.send(resp);
+      },
+    });
+    stream.onMessage((req) => {
+      try {
+        ws.handle(req);
+      } catch (err) {
+        stream.end(err as Error);
+        ws.close();
+      }
+    });
+    stream.onDrain(() => ws.resume());
+    stream.onClose(() => ws.close());
+  }
+
+  // ------------------------------------------------------------------ Maintenance
+
+  async status(): Promise<StatusResponse> {
+    return this.#server.status();
+  }
+
+  async alarm(req: AlarmRequest): Promise<AlarmResponse> {
+    return this.#server.alarm(req);
+  }
+
+  /** Maintenance.Hash: etcd hashes the whole backend; we hash every kv held (HashKV at 0). */
+  async hash(): Promise<HashResponse> {
+    await this.#server.linearizableReadNotify();
+    const h = this.#server.hashKV(0);
+    return { header: h.header, hash: h.hash };
+  }
+
+  async hashKV(req: HashKVRequest): Promise<HashKVResponse> {
+    return this.#server.hashKV(req.revision);
+  }
+
+  /** Maintenance.Defragment: the in-memory store has nothing to defragment; answers like etcd. */
+  async defragment(): Promise<DefragmentResponse> {
+    return { header: this.#server.header() };
+  }
+
+  // ------------------------------------------------------------------ Cluster
+
+  async memberList(): Promise<MemberListResponse> {
+    return this.#server.memberList();
+  }
+}

@@ -1,0 +1,63 @@
+/**
+ * lib/api's public face: serve a member's client API (gRPC through @grpc/grpc-js, the JSON gateway
+ * and ops endpoints through node:http) on every `--listen-client-urls` entry.
+ */
+import http from "node:http";
+import * as grpc from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import type { EtcdServer } from "../server/index.js";
+import { EtcdApi } from "./handlers.js";
+import { Gateway } from "./gateway.js";
+import { createGrpcServer } from "./grpc.js";
+import { type ClientListener, listenClientUrl } from "./listener.js";
+
+export { EtcdApi, type BidiStream } from "./handlers.js";
+export { toApiStatus, ApiError, httpStatusFromGrpc } from "./errors.js";
+export { Gateway, splitJsonValues } from "./gateway.js";
+export { ListenUrlError } from "./listener.js";
+
+/** What `serveClients` started; `close()` stops accepting and ends open calls. */
+export interface ClientServing {
+  listeners: ClientListener[];
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the client API of `server` on each of its `--listen-client-urls`. Throws (rejects) if a
+ * port cannot be bound or TLS files cannot be read.
+ */
+export async function serveClients(server: EtcdServer, logger: Logger): Promise<ClientServing> {
+  const api = new EtcdApi(server);
+  const grpcServer = createGrpcServer(api, logger, server.config.maxRequestBytes);
+  const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const gateway = new Gateway(api, logger);
+  const httpServer = http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => gateway.handle(req, res));
+  httpServer.headersTimeout = 20_000;
+  httpServer.requestTimeout = 0; // watch streams are long-lived
+  const listeners: ClientListener[] = [];
+  try {
+    for (const url of server.config.listenClientUrls) {
+      listeners.push(
+        await listenClientUrl({
+          url,
+          tls: server.config.clientTls,
+          logger,
+          grpcInjector: injector,
+          httpServer,
+        }),
+      );
+    }
+  } catch (err) {
+    await Promise.all(listeners.map((l) => l.close()));
+    throw err;
+  }
+  return {
+    listeners,
+    close: async () => {
+      await Promise.all(listeners.map((l) => l.close()));
+      injector.destroy();
+      grpcServer.forceShutdown();
+      httpServer.closeAllConnections();
+    },
+  };
+}

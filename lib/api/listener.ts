@@ -1,0 +1,119 @@
+/**
+ * The client port: gRPC (HTTP/2) and HTTP/1.1 (gateway, /health, /version, /metrics) on one socket,
+ * as etcd's cmux does (DESIGN §2). Plain TCP connections are told apart by their first bytes (the
+ * HTTP/2 connection preface starts with "PRI "); TLS connections by ALPN, falling back to the same
+ * peek when the client offers none.
+ */
+import net from "node:net";
+import tls from "node:tls";
+import http from "node:http";
+import { readFileSync } from "node:fs";
+import type { Duplex } from "node:stream";
+import * as grpc from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import type { TlsFiles } from "../server/config.js";
+
+const h2PrefaceStart = Buffer.from("PRI ");
+
+/** Bounds on connections that have not said which protocol they speak (slowloris, STYLE §2). */
+const protocolSniffTimeoutMs = 10_000;
+
+export interface ClientListenerOptions {
+  url: string;
+  tls: TlsFiles;
+  logger: Logger;
+  grpcInjector: grpc.ConnectionInjector;
+  httpServer: http.Server;
+}
+
+/** A bound client listener; `port` is the actual port (useful with port 0 in tests). */
+export interface ClientListener {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Thrown for a client URL the listener cannot serve. */
+export class ListenUrlError extends Error {
+  readonly code = "ErrListenUrl";
+}
+
+function route(socket: Duplex & { destroy(): void }, opts: ClientListenerOptions): void {
+  let buffered = Buffer.alloc(0);
+  const timer = setTimeout(() => socket.destroy(), protocolSniffTimeoutMs);
+  const onData = (chunk: Buffer) => {
+    buffered = Buffer.concat([buffered, chunk]);
+    const n = Math.min(buffered.length, h2PrefaceStart.length);
+    const isH2 = buffered.subarray(0, n).equals(h2PrefaceStart.subarray(0, n));
+    if (isH2 && buffered.length < h2PrefaceStart.length) return; // need more bytes to decide
+    clearTimeout(timer);
+    socket.removeListener("data", onData);
+    socket.pause();
+    socket.unshift(buffered);
+    if (isH2) opts.grpcInjector.injectConnection(socket);
+    else opts.httpServer.emit("connection", socket);
+    socket.resume();
+  };
+  socket.on("data", onData);
+  socket.on("error", () => clearTimeout(timer));
+  socket.on("close", () => clearTimeout(timer));
+}
+
+/**
+ * Listens on one `--listen-client-urls` entry (http:// or https://). `localhost` binds 127.0.0.1,
+ * which is where etcdctl's default endpoint points.
+ */
+export function listenClientUrl(opts: ClientListenerOptions): Promise<ClientListener> {
+  const u = new URL(opts.url);
+  const host = u.hostname === "localhost" ? "127.0.0.1" : u.hostname.replace(/^\[|\]$/g, "");
+  const port = Number(u.port || (u.protocol === "https:" ? 2379 : 2379));
+  let server: net.Server;
+  if (u.protocol === "http:") {
+    server = net.createServer((socket) => {
+      socket.setNoDelay(true);
+      route(socket, opts);
+    });
+  } else if (u.protocol === "https:") {
+    const t = opts.tls;
+    if (t.certFile === "" || t.keyFile === "") {
+      throw new ListenUrlError(`TLS key/cert (--cert-file, --key-file) must be provided for ${opts.url}`);
+    }
+    server = tls.createServer(
+      {
+        cert: readFileSync(t.certFile),
+        key: readFileSync(t.keyFile),
+        ca: t.trustedCaFile !== "" ? readFileSync(t.trustedCaFile) : undefined,
+        requestCert: t.clientCertAuth,
+        rejectUnauthorized: t.clientCertAuth,
+        // server preference: HTTP/1.1 clients (curl) get the gateway, gRPC clients offer only h2
+        ALPNProtocols: ["http/1.1", "h2"],
+        minVersion: "TLSv1.2",
+      },
+      (socket) => {
+        socket.setNoDelay(true);
+        if (socket.alpnProtocol === "h2") opts.grpcInjector.injectConnection(socket);
+        else if (socket.alpnProtocol === "http/1.1") opts.httpServer.emit("connection", socket);
+        else route(socket, opts);
+      },
+    );
+    server.on("tlsClientError", (err) => opts.logger.debug({ err: err.message }, "TLS handshake failed"));
+  } else {
+    throw new ListenUrlError(`unsupported listen-client-urls scheme in ${opts.url}`);
+  }
+  server.on("error", (err) => opts.logger.error({ err: err.message, url: opts.url }, "client listener error"));
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ host, port }, () => {
+      server.removeListener("error", reject);
+      const addr = server.address() as net.AddressInfo;
+      resolve({
+        url: opts.url,
+        port: addr.port,
+        close: () =>
+          new Promise<void>((r) => {
+            server.close(() => r());
+          }),
+      });
+    });
+  });
+}

@@ -1,0 +1,86 @@
+/**
+ * The member's configuration: etcd 3.4's flags with etcd's defaults (etcd `embed.NewConfig`,
+ * `etcdmain/config.go`). Parsed from argv / `ETCD_*` / `--config-file` by tools/flags.ts.
+ */
+export interface TlsFiles {
+  certFile: string;
+  keyFile: string;
+  trustedCaFile: string;
+  clientCertAuth: boolean;
+  autoTls: boolean;
+}
+
+export type AutoCompactionMode = "periodic" | "revision";
+
+export interface ServerConfig {
+  name: string;
+  dataDir: string;
+  walDir: string;
+  snapshotCount: number;
+  heartbeatIntervalMs: number;
+  electionTimeoutMs: number;
+  listenClientUrls: string[];
+  advertiseClientUrls: string[];
+  listenPeerUrls: string[];
+  initialAdvertisePeerUrls: string[];
+  initialCluster: string;
+  initialClusterState: "new" | "existing";
+  initialClusterToken: string;
+  /** 0 means etcd's default quota (2 GiB). */
+  quotaBackendBytes: number;
+  maxRequestBytes: number;
+  maxTxnOps: number;
+  autoCompactionMode: AutoCompactionMode;
+  autoCompactionRetention: string;
+  clientTls: TlsFiles;
+  peerTls: TlsFiles;
+  logLevel: "debug" | "info" | "warn" | "error" | "panic" | "fatal";
+  preVote: boolean;
+  unsafeNoFsync: boolean;
+  enableGrpcGateway: boolean;
+  /** WAL segment size; etcd's is a fixed 64 MiB (wal.SegmentSizeBytes). Exposed for tests. */
+  walSegmentSizeBytes: number;
+  /** etcd's ExperimentalWatchProgressNotifyInterval (10 minutes). */
+  watchProgressNotifyIntervalMs: number;
+}
+
+/** etcd's DefaultQuotaBytes: 2 GiB. */
+export const defaultQuotaBytes = 2 * 1024 * 1024 * 1024;
+/** etcd's MaxQuotaBytes: 8 GiB (larger quotas are accepted with a warning). */
+export const maxQuotaBytes = 8 * 1024 * 1024 * 1024;
+
+function emptyTls(): TlsFiles {
+  return { certFile: "", keyFile: "", trustedCaFile: "", clientCertAuth: false, autoTls: false };
+}
+
+/** etcd 3.4's defaults (embed/config.go NewConfig). dataDir "" means `${name}.etcd`. */
+export function defaultConfig(): ServerConfig {
+  return {
+    name: "default",
+    dataDir: "",
+    walDir: "",
+    snapshotCount: 100000,
+    heartbeatIntervalMs: 100,
+    electionTimeoutMs: 1000,
+    listenClientUrls: ["http://localhost:2379"],
+    advertiseClientUrls: ["http://localhost:2379"],
+    listenPeerUrls: ["http://localhost:2380"],
+    initialAdvertisePeerUrls: ["http://localhost:2380"],
+    initialCluster: "",
+    initialClusterState: "new",
+    initialClusterToken: "etcd-cluster",
+    quotaBackendBytes: 0,
+    maxRequestBytes: 1.5 * 1024 * 1024,
+    maxTxnOps: 128,
+    autoCompactionMode: "periodic",
+    autoCompactionRetention: "0",
+    clientTls: emptyTls(),
+    peerTls: emptyTls(),
+    logLevel: "info",
+    preVote: false,
+    unsafeNoFsync: false,
+    enableGrpcGateway: true,
+    walSegmentSizeBytes: 64 * 1024 * 1024,
+    watchProgressNotifyIntervalMs: 10 * 60 * 1000,
+  };
+}

@@ -1,0 +1,33 @@
+/**
+ * Errors of lib/server. Each message is etcd's exact string (etcdserver/errors.go,
+ * api/v3rpc/rpctypes), so lib/api maps them to gRPC codes in one table keyed by message.
+ */
+export class ServerError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export const errStopped = () => new ServerError("ErrStopped", "etcdserver: server stopped");
+export const errTimeout = () => new ServerError("ErrTimeout", "etcdserver: request timed out");
+export const errNoLeader = () => new ServerError("ErrNoLeader", "etcdserver: no leader");
+export const errNotLeader = () => new ServerError("ErrNotLeader", "etcdserver: not leader");
+export const errRequestTooLarge = () =>
+  new ServerError("ErrRequestTooLarge", "etcdserver: request is too large");
+export const errNoSpace = () =>
+  new ServerError("ErrNoSpace", "etcdserver: mvcc: database space exceeded");
+export const errLeaseNotFound = () =>
+  new ServerError("ErrLeaseNotFound", "etcdserver: requested lease not found");
+export const errLeaseExists = () =>
+  new ServerError("ErrLeaseExists", "etcdserver: lease already exists");
+export const errLeaseTtlTooLarge = () =>
+  new ServerError("ErrLeaseTTLTooLarge", "etcdserver: too large lease TTL");
+export const errMemberNotFound = () =>
+  new ServerError("ErrMemberNotFound", "etcdserver: member not found");
+export const errNotCapable = () => new ServerError("ErrNotCapable", "etcdserver: not capable");
+export const errTooManyRequests = () =>
+  new ServerError("ErrTooManyRequests", "etcdserver: too many requests");
+export const errCorrupt = () => new ServerError("ErrCorrupt", "etcdserver: corrupt cluster");

@@ -1,0 +1,150 @@
+/**
+ * The member's Prometheus metrics with etcd 3.4's names (etcdserver/metrics.go, wal/metrics.go,
+ * mvcc/metrics.go) plus etcd-ts's group-commit figures. One registry per member so that several
+ * members can run in one process (tests).
+ */
+import client from "prom-client";
+import { serverVersion } from "../version/index.js";
+
+/** etcd's WAL fsync buckets: 1 ms doubling 14 times (up to ~8 s). */
+const fsyncBuckets = client.exponentialBuckets(0.001, 2, 14);
+
+export class ServerMetrics {
+  readonly registry = new client.Registry();
+  readonly walFsyncDurationSeconds = new client.Histogram({
+    name: "etcd_disk_wal_fsync_duration_seconds",
+    help: "The latency distributions of fsync called by WAL.",
+    buckets: fsyncBuckets,
+    registers: [this.registry],
+  });
+  readonly walWriteBytesTotal = new client.Counter({
+    name: "etcd_disk_wal_write_bytes_total",
+    help: "Total number of bytes written in WAL.",
+    registers: [this.registry],
+  });
+  readonly walEntriesPerFsync = new client.Histogram({
+    name: "etcd_ts_wal_entries_per_fsync",
+    help: "Raft entries made durable by one WAL fdatasync (group commit batch size).",
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096],
+    registers: [this.registry],
+  });
+  readonly walBytesPerFsync = new client.Histogram({
+    name: "etcd_ts_wal_bytes_per_fsync",
+    help: "Bytes made durable by one WAL fdatasync (group commit batch size).",
+    buckets: client.exponentialBuckets(256, 4, 10),
+    registers: [this.registry],
+  });
+  readonly walFsyncsTotal = new client.Counter({
+    name: "etcd_ts_wal_fsyncs_total",
+    help: "Number of WAL fdatasync calls.",
+    registers: [this.registry],
+  });
+  readonly walEntriesTotal = new client.Counter({
+    name: "etcd_ts_wal_entries_total",
+    help: "Number of raft entries written to the WAL.",
+    registers: [this.registry],
+  });
+  readonly applyDurationSeconds = new client.Histogram({
+    name: "etcd_server_apply_duration_seconds",
+    help: "The latency distributions of v2 apply called by backend.",
+    labelNames: ["version", "op", "success"],
+    buckets: client.exponentialBuckets(0.0001, 2, 20),
+    registers: [this.registry],
+  });
+  readonly hasLeader = new client.Gauge({
+    name: "etcd_server_has_leader",
+    help: "Whether or not a leader exists. 1 is existence, 0 is not.",
+    registers: [this.registry],
+  });
+  readonly isLeader = new client.Gauge({
+    name: "etcd_server_is_leader",
+    help: "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+    registers: [this.registry],
+  });
+  readonly leaderChangesSeenTotal = new client.Counter({
+    name: "etcd_server_leader_changes_seen_total",
+    help: "The number of leader changes seen.",
+    registers: [this.registry],
+  });
+  readonly proposalsCommittedTotal = new client.Gauge({
+    name: "etcd_server_proposals_committed_total",
+    help: "The total number of consensus proposals committed.",
+    registers: [this.registry],
+  });
+  readonly proposalsAppliedTotal = new client.Gauge({
+    name: "etcd_server_proposals_applied_total",
+    help: "The total number of consensus proposals applied.",
+    registers: [this.registry],
+  });
+  readonly proposalsPending = new client.Gauge({
+    name: "etcd_server_proposals_pending",
+    help: "The current number of pending proposals to commit.",
+    registers: [this.registry],
+  });
+  readonly proposalsFailedTotal = new client.Counter({
+    name: "etcd_server_proposals_failed_total",
+    help: "The total number of failed proposals seen.",
+    registers: [this.registry],
+  });
+  readonly slowApplyTotal = new client.Counter({
+    name: "etcd_server_slow_apply_total",
+    help: "The total number of slow apply requests (likely overloaded from slow disk).",
+    registers: [this.registry],
+  });
+  readonly dbTotalSizeInBytes = new client.Gauge({
+    name: "etcd_mvcc_db_total_size_in_bytes",
+    help: "Total size of the underlying database physically allocated in bytes.",
+    registers: [this.registry],
+  });
+  readonly dbTotalSizeInUseInBytes = new client.Gauge({
+    name: "etcd_mvcc_db_total_size_in_use_in_bytes",
+    help: "Total size of the underlying database logically in use in bytes.",
+    registers: [this.registry],
+  });
+  readonly keysTotal = new client.Gauge({
+    name: "etcd_debugging_mvcc_keys_total",
+    help: "Total number of keys.",
+    registers: [this.registry],
+  });
+  readonly watcherTotal = new client.Gauge({
+    name: "etcd_debugging_mvcc_watcher_total",
+    help: "Total number of watchers.",
+    registers: [this.registry],
+  });
+  readonly putTotal = new client.Counter({
+    name: "etcd_mvcc_put_total",
+    help: "Total number of puts seen by this member.",
+    registers: [this.registry],
+  });
+  readonly deleteTotal = new client.Counter({
+    name: "etcd_mvcc_delete_total",
+    help: "Total number of deletes seen by this member.",
+    registers: [this.registry],
+  });
+  readonly rangeTotal = new client.Counter({
+    name: "etcd_mvcc_range_total",
+    help: "Total number of ranges seen by this member.",
+    registers: [this.registry],
+  });
+  readonly txnTotal = new client.Counter({
+    name: "etcd_mvcc_txn_total",
+    help: "Total number of txns seen by this member.",
+    registers: [this.registry],
+  });
+  readonly serverVersionGauge = new client.Gauge({
+    name: "etcd_server_version",
+    help: "Which version is running. 1 for 'server_version' label with current version.",
+    labelNames: ["server_version"],
+    registers: [this.registry],
+  });
+  readonly heartbeatSendFailuresTotal = new client.Counter({
+    name: "etcd_server_heartbeat_send_failures_total",
+    help: "The total number of leader heartbeat send failures (likely overloaded from slow disk).",
+    registers: [this.registry],
+  });
+
+  constructor() {
+    this.serverVersionGauge.set({ server_version: serverVersion }, 1);
+    client.collectDefaultMetrics({ register: this.registry });
+  }
+}

@@ -1,0 +1,1009 @@
+/**
+ * One etcd-ts member (DESIGN §3): owns the raft node, the WAL, the ready loop with group commit,
+ * the apply loop into mvcc and the lessor, request-id waits, linearizable reads through ReadIndex,
+ * the backend quota and auto-compaction. The only part that wires I/O (files, timers).
+ *
+ * Follows etcd 3.4's etcdserver: server.go (run loop, apply), v3_server.go (proposals, linearizable
+ * read loop, lease renew), apply.go (applierV3), quota.go (backend quota).
+ */
+import { mkdirSync, existsSync } from "node:fs";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import type { Logger } from "pino";
+
+import {
+  ConfChange,
+  ConfChangeType,
+  type Entry,
+  EntryType,
+  type HardState,
+} from "../proto/gen/raftpb/raft.js";
+import { InternalRaftRequest } from "../proto/gen/etcdserverpb/raft_internal.js";
+import { Metadata } from "../proto/gen/etcdserverpb/etcdserver.js";
+import {
+  type AlarmMember,
+  AlarmRequest_AlarmAction,
+  AlarmType,
+  type AlarmRequest,
+  type AlarmResponse,
+  type CompactionRequest,
+  type CompactionResponse,
+  type DeleteRangeRequest,
+  type DeleteRangeResponse,
+  type HashKVResponse,
+  type LeaseGrantRequest,
+  type LeaseGrantResponse,
+  type LeaseLeasesResponse,
+  type LeaseRevokeRequest,
+  type LeaseRevokeResponse,
+  type LeaseTimeToLiveRequest,
+  type LeaseTimeToLiveResponse,
+  type MemberListResponse,
+  type PutRequest,
+  type PutResponse,
+  type RangeRequest,
+  type RangeResponse,
+  type RequestOp,
+  type ResponseHeader,
+  type StatusResponse,
+  type TxnRequest,
+  type TxnResponse,
+} from "../proto/gen/etcdserverpb/rpc.js";
+import { WAL, lockDataDir } from "../wal/index.js";
+import { MemoryStorage, RawNode, StateType, type Ready } from "../raft/index.js";
+import { MvccStore, type WatchSink, type WatchStream } from "../mvcc/index.js";
+import { Lessor, maxLeaseTtlSeconds } from "../lease/index.js";
+import { serverVersion } from "../version/index.js";
+import { type ServerConfig, defaultQuotaBytes } from "./config.js";
+import {
+  ServerError,
+  errLeaseTtlTooLarge,
+  errNoLeader,
+  errNoSpace,
+  errRequestTooLarge,
+  errStopped,
+  errLeaseNotFound,
+  errLeaseExists,
+} from "./errors.js";
+import {
+  type MemberRecord,
+  computeClusterId,
+  decodeMemberContext,
+  encodeMemberContext,
+  parseInitialCluster,
+} from "./membership.js";
+import { ServerMetrics } from "./metrics.js";
+import { AppliedIndexWaits, RequestWaits } from "./wait.js";
+import { AutoCompactor, parseRetention } from "./compactor.js";
+
+/** What the apply loop hands back to a waiting proposer. */
+type ApplyResult = { response: unknown; error?: undefined } | { response?: undefined; error: Error };
+
+/** etcd: a lease is revoked at most this many times per second by the leader (leaseRevokeRate). */
+const maxLeaseRevokesPerSecond = 1000;
+/** etcd's request timeout: 5 s + 2 × election timeout (embed.Config.ReqTimeout). */
+const requestTimeoutBaseMs = 5000;
+/** etcd's maxGapBetweenApplyAndCommitIndex: proposals are refused with "too many requests" beyond it. */
+const maxGapBetweenApplyAndCommitIndex = 5000;
+/** A put or txn costs its encoded size plus this overhead in the quota check (etcd quota.go). */
+const quotaOverheadBytes = 256;
+
+export interface ServerOptions {
+  config: ServerConfig;
+  logger: Logger;
+}
+
+/**
+ * A running member. Create with `EtcdServer.start(options)`; every client call is a method that
+ * resolves with the response (header filled) or rejects with an error whose message is etcd's
+ * exact string (lib/api maps it to the gRPC code).
+ */
+export class EtcdServer {
+  readonly config: ServerConfig;
+  readonly logger: Logger;
+  readonly metrics = new ServerMetrics();
+  readonly store: MvccStore;
+  readonly lessor: Lessor;
+  readonly members = new Map<bigint, MemberRecord>();
+
+  #memberId = 0n;
+  #clusterId = 0n;
+  #raft!: RawNode;
+  #storage!: MemoryStorage;
+  #wal!: WAL;
+  #lock: { release(): void } | undefined;
+
+  #term = 0;
+  #vote = 0n;
+  #commitIndex = 0;
+  #appliedIndex = 0;
+  #leaderId = 0n;
+  #raftState: StateType = StateType.Follower;
+  readonly #alarms: AlarmMember[] = [];
+
+  #readyScheduled = false;
+  #inReady = false;
+  #stopped = false;
+  #fatalError: Error | undefined;
+
+  readonly #waits = new RequestWaits<ApplyResult>();
+  readonly #appliedWaits = new AppliedIndexWaits();
+  #requestIdCounter = 0n;
+  readonly #requestIdPrefix: bigint;
+
+  // linearizable reads: requests that arrive while a ReadIndex is in flight join the next batch
+  #readBatchPending: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  #readInFlight: Map<string, { resolve: () => void; reject: (e: Error) => void }[]> = new Map();
+  #readCounter = 0n;
+
+  #tickTimer: NodeJS.Timeout | undefined;
+  #progressTimer: NodeJS.Timeout | undefined;
+  #compactor: AutoCompactor | undefined;
+  #lastLeaseRevokeMs = 0;
+  #quotaBytes: number;
+  #nospaceProposed = false;
+  #lastRaftIndex = 0;
+
+  private constructor(opts: ServerOptions) {
+    this.config = opts.config;
+    this.logger = opts.logger;
+    this.lessor = new Lessor({
+      // etcd: minTTL = ceil(3 * electionTicks / 2) heartbeats (lease.NewLessor's MinLeaseTTL)
+      minLeaseTtlSeconds: Math.ceil(
+        (3 * (this.config.electionTimeoutMs / this.config.heartbeatIntervalMs)) / 2 *
+          (this.config.heartbeatIntervalMs / 1000),
+      ),
+    });
+    this.store = new MvccStore({
+      leaseHooks: {
+        exists: (id) => this.lessor.lookup(id) !== undefined,
+        attach: (id, key) => this.lessor.attach(id, key),
+        detach: (id, key) => this.lessor.detach(id, key),
+      },
+    });
+    this.#quotaBytes =
+      this.config.quotaBackendBytes > 0 ? this.config.quotaBackendBytes : defaultQuotaBytes;
+    this.#requestIdPrefix = BigInt(randomBytes(2).readUInt16BE(0)) << 48n;
+    this.#requestIdCounter = BigInt(Date.now()) << 8n;
+  }
+
+  /**
+   * Opens (or creates) the data dir, replays the WAL, starts raft and the timers, and resolves once
+   * every entry committed before the restart is applied and the member has a leader.
+   * Throws DataDirLockedError if another process holds the data dir, WalCorruptError on a damaged
+   * WAL (never silently used), InitialClusterError on a bad --initial-cluster.
+   */
+  static async start(opts: ServerOptions): Promise<EtcdServer> {
+    const s = new EtcdServer(opts);
+    await s.#open();
+    return s;
+  }
+
+  get memberId(): bigint {
+    return this.#memberId;
+  }
+  get clusterId(): bigint {
+    return this.#clusterId;
+  }
+  get leaderId(): bigint {
+    return this.#leaderId;
+  }
+  get term(): number {
+    return this.#term;
+  }
+  get appliedIndex(): number {
+    return this.#appliedIndex;
+  }
+  get commitIndex(): number {
+    return this.#commitIndex;
+  }
+  get isLeader(): boolean {
+    return this.#raftState === StateType.Leader;
+  }
+  get alarms(): readonly AlarmMember[] {
+    return this.#alarms;
+  }
+
+  async #open(): Promise<void> {
+    const c = this.config;
+    mkdirSync(c.dataDir, { recursive: true, mode: 0o700 });
+    this.#lock = lockDataDir(c.dataDir);
+    const walDir = c.walDir !== "" ? c.walDir : join(c.dataDir, "member", "wal");
+    mkdirSync(join(c.dataDir, "member", "snap"), { recursive: true, mode: 0o700 });
+    this.#storage = new MemoryStorage();
+    const walOptions = {
+      segmentSizeBytes: c.walSegmentSizeBytes,
+      logger: {
+        info: (obj: object, msg?: string) => this.logger.info(obj, msg),
+        warn: (obj: object, msg?: string) => this.logger.warn(obj, msg),
+      },
+    };
+    let bootstrapPeers: MemberRecord[] | undefined;
+    if (WAL.exists(walDir)) {
+      const r = await WAL.open(walDir, walOptions);
+      this.#wal = r.wal;
+      const md = Metadata.fromBinary(r.metadata);
+      this.#memberId = md.nodeID;
+      this.#clusterId = md.clusterID;
+      if (r.hardState.term > 0 || r.hardState.commit > 0) this.#storage.setHardState(r.hardState);
+      this.#storage.append(r.entries);
+      this.#term = r.hardState.term;
+      this.#vote = r.hardState.vote;
+      this.#commitIndex = r.hardState.commit;
+      this.logger.info(
+        {
+          memberId: this.#memberId.toString(16),
+          clusterId: this.#clusterId.toString(16),
+          term: r.hardState.term,
+          commitIndex: r.hardState.commit,
+          entries: r.entries.length,
+        },
+        "restarting member from WAL",
+      );
+    } else {
+      const peers = parseInitialCluster(c.initialCluster, c.initialClusterToken);
+      const self = peers.find((p) => p.name === c.name);
+      if (self === undefined) {
+        throw new ServerError(
+          "ErrInitialCluster",
+          `couldn't find local name "${c.name}" in the initial cluster configuration`,
+        );
+      }
+      self.clientUrls = c.advertiseClientUrls;
+      this.#memberId = self.id;
+      this.#clusterId = computeClusterId(peers.map((p) => p.id));
+      const metadata = Metadata.toBinary(
+        Metadata.create({ nodeID: this.#memberId, clusterID: this.#clusterId }),
+      );
+      mkdirSync(join(walDir, ".."), { recursive: true, mode: 0o700 });
+      this.#wal = await WAL.create(walDir, metadata, walOptions);
+      bootstrapPeers = peers;
+      this.logger.info(
+        { memberId: this.#memberId.toString(16), clusterId: this.#clusterId.toString(16) },
+        "starting new member",
+      );
+    }
+    this.#wal.onSync = (info) => {
+      this.metrics.walFsyncDurationSeconds.observe(info.durationSeconds);
+      this.metrics.walEntriesPerFsync.observe(info.entries);
+      this.metrics.walBytesPerFsync.observe(info.bytes);
+      this.metrics.walWriteBytesTotal.inc(info.bytes);
+      this.metrics.walFsyncsTotal.inc();
+      this.metrics.walEntriesTotal.inc(info.entries);
+      // etcd warns when a WAL sync takes longer than 1 s (wal.warnSyncDuration)
+      if (info.durationSeconds > 1) {
+        this.logger.warn(
+          { tookSeconds: info.durationSeconds, entries: info.entries, bytes: info.bytes },
+          "slow fdatasync",
+        );
+      }
+    };
+    const electionTick = Math.max(1, Math.round(c.electionTimeoutMs / c.heartbeatIntervalMs));
+    this.#raft = new RawNode({
+      id: this.#memberId,
+      electionTick,
+      heartbeatTick: 1,
+      storage: this.#storage,
+      applied: 0,
+      maxSizePerMsg: 1024 * 1024,
+      maxInflightMsgs: 4096 / 8,
+      maxUncommittedEntriesSize: 1 << 30,
+      preVote: c.preVote,
+      checkQuorum: true,
+      random: Math.random,
+      logger: {
+        debug: (m) => this.logger.debug(m),
+        info: (m) => this.logger.info(m),
+        warn: (m) => this.logger.warn(m),
+        error: (m) => this.logger.error(m),
+      },
+    });
+    if (bootstrapPeers !== undefined) {
+      this.#raft.bootstrap(
+        bootstrapPeers.map((p) => ({ id: p.id, context: encodeMemberContext(p) })),
+      );
+    }
+    const commitAtStart = this.#commitIndex;
+    this.#scheduleReady();
+    // Replay: wait until every entry committed before the restart has been applied.
+    await this.#appliedWaits.wait(commitAtStart, this.#appliedIndex);
+    // A lone voter need not wait an election timeout (etcd waits; the result is the same).
+    if (this.#isOnlyVoter()) this.#raft.campaign();
+    this.#scheduleReady();
+    this.#tickTimer = setInterval(() => this.#tick(), c.heartbeatIntervalMs);
+    this.#progressTimer = setInterval(
+      () => this.store.progressNotify(),
+      Math.max(100, c.watchProgressNotifyIntervalMs),
+    );
+    const retention = parseRetention(c.autoCompactionMode, c.autoCompactionRetention);
+    if (retention > 0) {
+      this.#compactor = new AutoCompactor(c.autoCompactionMode, retention, {
+        currentRevision: () => this.store.currentRevision,
+        compactRevision: () => this.store.compactRevision,
+        compact: async (revision) => {
+          try {
+            await this.compact({ revision, physical: false });
+            this.logger.info({ revision }, "auto compaction done");
+          } catch (err) {
+            this.logger.warn({ revision, err: (err as Error).message }, "auto compaction failed");
+          }
+        },
+        isLeader: () => this.isLeader,
+      });
+      this.#compactor.start();
+    }
+    await this.#waitForLeader(requestTimeoutBaseMs + 2 * c.electionTimeoutMs);
+  }
+
+  #isOnlyVoter(): boolean {
+    const voters = [...this.members.values()].filter((m) => !m.isLearner);
+    return voters.length === 1 && voters[0].id === this.#memberId;
+  }
+
+  async #waitForLeader(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.#leaderId === 0n && Date.now() < deadline && !this.#stopped) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  // ---------------------------------------------------------------- ready loop
+
+  #scheduleReady(): void {
+    if (this.#readyScheduled || this.#inReady || this.#stopped) return;
+    this.#readyScheduled = true;
+    setImmediate(() => {
+      this.#readyScheduled = false;
+      void this.#runReady();
+    });
+  }
+
+  /**
+   * The ready loop (etcd's raftNode.start): take a Ready, start persisting hardState + entries as
+   * ONE WAL write and ONE fdatasync, apply the committed entries while that fsync runs (they are
+   * already durable on a quorum), then append to raft storage, send messages and advance.
+   * Everything proposed during the fsync rides the next one: that is the group commit.
+   */
+  async #runReady(): Promise<void> {
+    if (this.#inReady || this.#stopped) return;
+    this.#inReady = true;
+    try {
+      while (!this.#stopped && this.#raft.hasReady()) {
+        const rd = this.#raft.ready();
+        if (rd.softState !== undefined) this.#onSoftState(rd.softState.lead, rd.softState.raftState);
+        const hs = rd.hardState;
+        const persist =
+          hs !== undefined || rd.entries.length > 0 ? this.#wal.save(hs, rd.entries) : undefined;
+        if (rd.committedEntries.length > 0) this.#applyEntries(rd.committedEntries);
+        if (rd.readStates.length > 0) this.#onReadStates(rd.readStates);
+        if (persist !== undefined) await persist;
+        if (hs !== undefined) {
+          this.#storage.setHardState(hs);
+          this.#term = hs.term;
+          this.#vote = hs.vote;
+          this.#commitIndex = hs.commit;
+          this.metrics.proposalsCommittedTotal.set(hs.commit);
+        }
+        if (rd.entries.length > 0) {
+          this.#storage.append(rd.entries);
+          this.#lastRaftIndex = rd.entries[rd.entries.length - 1].index;
+        }
+        // Peers arrive with the cluster issue; a single member has no messages to send.
+        this.#raft.advance(rd);
+      }
+    } catch (err) {
+      this.#fatal(err as Error);
+    } finally {
+      this.#inReady = false;
+    }
+    if (!this.#stopped && this.#raft.hasReady()) this.#scheduleReady();
+  }
+
+  /**
+   * A failed WAL write or a broken invariant stops the member (etcd panics): continuing could
+   * acknowledge writes that are not durable.
+   */
+  #fatal(err: Error): void {
+    if (this.#fatalError !== undefined) return;
+    this.#fatalError = err;
+    this.logger.fatal({ err: err.message, stack: err.stack }, "member stopping on a fatal error");
+    this.#waits.failAll(errStopped());
+    void this.stop().finally(() => {
+      process.exitCode = 1;
+    });
+  }
+
+  #onSoftState(lead: bigint, state: StateType): void {
+    if (lead !== this.#leaderId) {
+      if (lead !== 0n) this.metrics.leaderChangesSeenTotal.inc();
+      this.logger.info({ leader: lead.toString(16), term: this.#term }, "leader changed");
+    }
+    const wasLeader = this.#raftState === StateType.Leader;
+    this.#leaderId = lead;
+    this.#raftState = state;
+    this.metrics.hasLeader.set(lead !== 0n ? 1 : 0);
+    this.metrics.isLeader.set(state === StateType.Leader ? 1 : 0);
+    if (state === StateType.Leader && !wasLeader) {
+      // etcd: lessor.Promote(electionTimeout) — leases get their full TTL again on a new leader
+      this.lessor.promote(Date.now(), this.config.electionTimeoutMs);
+    } else if (state !== StateType.Leader && wasLeader) {
+      this.lessor.demote();
+    }
+  }
+
+  // ---------------------------------------------------------------- apply
+
+  #applyEntries(entries: Entry[]): void {
+    for (const e of entries) {
+      if (e.index <= this.#appliedIndex) continue;
+      if (e.index !== this.#appliedIndex + 1) {
+        throw new Error(
+          `apply: entry index ${e.index} does not follow applied index ${this.#appliedIndex}`,
+        );
+      }
+      if (e.type === EntryType.EntryNormal) this.#applyNormal(e);
+      else if (e.type === EntryType.EntryConfChange) this.#applyConfChange(e);
+      this.#appliedIndex = e.index;
+    }
+    this.metrics.proposalsAppliedTotal.set(this.#appliedIndex);
+    this.#appliedWaits.appliedTo(this.#appliedIndex);
+  }
+
+  #applyConfChange(e: Entry): void {
+    const cc = ConfChange.fromBinary(e.data);
+    this.#raft.applyConfChange(cc);
+    if (cc.type === ConfChangeType.ConfChangeAddNode || cc.type === ConfChangeType.ConfChangeAddLearnerNode) {
+      const m = decodeMemberContext(cc.nodeID, cc.context);
+      m.isLearner = cc.type === ConfChangeType.ConfChangeAddLearnerNode;
+      if (m.id === this.#memberId && m.clientUrls.length === 0) {
+        m.clientUrls = this.config.advertiseClientUrls;
+      }
+      this.members.set(cc.nodeID, m);
+    } else if (cc.type === ConfChangeType.ConfChangeRemoveNode) {
+      this.members.delete(cc.nodeID);
+    }
+    // the advertised client URLs of this member follow its flags, as etcd's publish step does
+    const self = this.members.get(this.#memberId);
+    if (self !== undefined) self.clientUrls = this.config.advertiseClientUrls;
+    this.#waits.trigger(cc.iD, { response: undefined });
+  }
+
+  #applyNormal(e: Entry): void {
+    if (e.data.length === 0) return; // the empty entry a new leader appends (Raft §5.4.2)
+    let r: InternalRaftRequest;
+    try {
+      r = InternalRaftRequest.fromBinary(e.data);
+    } catch (err) {
+      // Entries were validated before they were proposed; one that does not decode means the log
+      // is damaged, which must stop the member rather than diverge.
+      throw new Error(`apply: entry ${e.index} does not decode: ${(err as Error).message}`);
+    }
+    const id = r.header?.iD ?? r.iD;
+    const started = process.hrtime.bigint();
+    let result: ApplyResult;
+    let op = "unknown";
+    try {
+      const out = this.#applyRequest(r);
+      op = out.op;
+      result = { response: out.response };
+    } catch (err) {
+      result = { error: err as Error };
+    }
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    this.metrics.applyDurationSeconds.observe(
+      { version: "v3", op, success: result.error === undefined ? "true" : "false" },
+      seconds,
+    );
+    // etcd warns on applies over 100 ms (warnApplyDuration)
+    if (seconds > 0.1) this.metrics.slowApplyTotal.inc();
+    this.#waits.trigger(id, result);
+  }
+
+  /** etcd's applierV3 (apply.go) behind the capped applier (apply NOSPACE rule). */
+  #applyRequest(r: InternalRaftRequest): { op: string; response: unknown } {
+    const noSpace = this.#alarms.some((a) => a.alarm === AlarmType.NOSPACE);
+    if (r.put !== undefined) {
+      if (noSpace) throw errNoSpace();
+      this.metrics.putTotal.inc();
+      const resp = this.store.put(r.put);
+      resp.header = this.header();
+      return { op: "Put", response: resp };
+    }
+    if (r.deleteRange !== undefined) {
+      this.metrics.deleteTotal.inc();
+      const resp = this.store.deleteRange(r.deleteRange);
+      resp.header = this.header();
+      return { op: "DeleteRange", response: resp };
+    }
+    if (r.txn !== undefined) {
+      if (noSpace && txnHasPut(r.txn)) throw errNoSpace();
+      this.metrics.txnTotal.inc();
+      const resp = this.store.txn(r.txn);
+      resp.header = this.header();
+      return { op: "Txn", response: resp };
+    }
+    if (r.compaction !== undefined) {
+      this.store.compact(r.compaction.revision);
+      const resp: CompactionResponse = { header: this.header() };
+      return { op: "Compaction", response: resp };
+    }
+    if (r.leaseGrant !== undefined) {
+      if (noSpace) throw errNoSpace();
+      if (this.lessor.lookup(r.leaseGrant.iD) !== undefined) throw errLeaseExists();
+      const l = this.lessor.grant(r.leaseGrant.iD, r.leaseGrant.tTL, Date.now());
+      const resp: LeaseGrantResponse = {
+        header: this.header(),
+        iD: l.id,
+        tTL: l.ttlSeconds,
+        error: "",
+      };
+      return { op: "LeaseGrant", response: resp };
+    }
+    if (r.leaseRevoke !== undefined) {
+      if (this.lessor.lookup(r.leaseRevoke.iD) === undefined) throw errLeaseNotFound();
+      const keys = this.lessor.revoke(r.leaseRevoke.iD);
+      if (keys.length > 0) this.store.deleteKeys(keys);
+      const resp: LeaseRevokeResponse = { header: this.header() };
+      return { op: "LeaseRevoke", response: resp };
+    }
+    if (r.leaseCheckpoint !== undefined) {
+      for (const cp of r.leaseCheckpoint.checkpoints) {
+        this.lessor.applyCheckpoint(cp.iD, cp.remainingTTL);
+      }
+      return { op: "LeaseCheckpoint", response: { header: this.header() } };
+    }
+    if (r.alarm !== undefined) {
+      return { op: "Alarm", response: this.#applyAlarm(r.alarm) };
+    }
+    throw new ServerError("ErrUnsupported", "etcdserver: request not supported by etcd-ts yet");
+  }
+
+  #applyAlarm(req: AlarmRequest): AlarmResponse {
+    const resp: AlarmResponse = { header: this.header(), alarms: [] };
+    const matches = (a: AlarmMember) =>
+      (req.memberID === 0n || a.memberID === req.memberID) &&
+      (req.alarm === AlarmType.NONE || a.alarm === req.alarm);
+    if (req.action === AlarmRequest_AlarmAction.GET) {
+      resp.alarms = this.#alarms.filter(matches).map((a) => ({ ...a }));
+    } else if (req.action === AlarmRequest_AlarmAction.ACTIVATE) {
+      if (req.alarm === AlarmType.NONE) return resp;
+      const exists = this.#alarms.some((a) => a.memberID === req.memberID && a.alarm === req.alarm);
+      const m = { memberID: req.memberID, alarm: req.alarm };
+      if (!exists) {
+        this.#alarms.push(m);
+        this.logger.warn({ alarm: AlarmType[req.alarm], memberId: req.memberID.toString(16) }, "alarm raised");
+      }
+      resp.alarms = [m];
+    } else if (req.action === AlarmRequest_AlarmAction.DEACTIVATE) {
+      for (let i = this.#alarms.length - 1; i >= 0; i--) {
+        const a = this.#alarms[i];
+        if (a.memberID === req.memberID && a.alarm === req.alarm) {
+          resp.alarms.push(a);
+          this.#alarms.splice(i, 1);
+          if (a.alarm === AlarmType.NOSPACE) this.#nospaceProposed = false;
+        }
+      }
+    }
+    return resp;
+  }
+
+  // ---------------------------------------------------------------- proposals
+
+  #nextRequestId(): bigint {
+    this.#requestIdCounter = (this.#requestIdCounter + 1n) & ((1n << 48n) - 1n);
+    return this.#requestIdPrefix | this.#requestIdCounter;
+  }
+
+  #requestTimeoutMs(): number {
+    return requestTimeoutBaseMs + 2 * this.config.electionTimeoutMs;
+  }
+
+  /**
+   * Proposes an InternalRaftRequest and waits until it is applied. Throws ErrRequestTooLarge when
+   * the encoded request exceeds --max-request-bytes (etcd's processInternalRaftRequestOnce),
+   * ErrNoLeader, ErrTimeout, ErrStopped, or the error the apply produced.
+   */
+  async #propose<T>(r: InternalRaftRequest): Promise<T> {
+    if (this.#stopped) throw errStopped();
+    if (this.#commitIndex - this.#appliedIndex > maxGapBetweenApplyAndCommitIndex) {
+      throw new ServerError("ErrTooManyRequests", "etcdserver: too many requests");
+    }
+    const id = this.#nextRequestId();
+    r.header = { iD: id, username: "", authRevision: 0 };
+    const data = InternalRaftRequest.toBinary(r);
+    if (data.length > this.config.maxRequestBytes) throw errRequestTooLarge();
+    if (this.#leaderId === 0n) throw errNoLeader();
+    const done = this.#waits.register(id, this.#requestTimeoutMs());
+    try {
+      this.#raft.propose(data);
+    } catch (err) {
+      this.#waits.fail(id, errNoLeader());
+      this.metrics.proposalsFailedTotal.inc();
+      void err;
+    }
+    this.metrics.proposalsPending.inc();
+    this.#scheduleReady();
+    try {
+      const result = await done;
+      if (result.error !== undefined) throw result.error;
+      return result.response as T;
+    } catch (err) {
+      this.metrics.proposalsFailedTotal.inc();
+      throw err;
+    } finally {
+      this.metrics.proposalsPending.dec();
+    }
+  }
+
+  /**
+   * etcd's quota check (quota.go backendQuota.Available): a write that would take the store over
+   * the quota raises the NOSPACE alarm (once, through raft) and fails with ErrNoSpace.
+   */
+  #checkQuota(costBytes: number): void {
+    const noSpace = this.#alarms.some((a) => a.alarm === AlarmType.NOSPACE);
+    if (noSpace) throw errNoSpace();
+    const used = this.store.stats().approximateBytes;
+    if (used + costBytes + quotaOverheadBytes <= this.#quotaBytes) return;
+    if (!this.#nospaceProposed) {
+      this.#nospaceProposed = true;
+      this.logger.warn({ usedBytes: used, quotaBytes: this.#quotaBytes }, "backend quota exceeded");
+      void this.#propose<AlarmResponse>({
+        iD: 0n,
+        alarm: {
+          action: AlarmRequest_AlarmAction.ACTIVATE,
+          memberID: this.#memberId,
+          alarm: AlarmType.NOSPACE,
+        },
+      } as InternalRaftRequest).catch(() => {
+        this.#nospaceProposed = false;
+      });
+    }
+    throw errNoSpace();
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  /**
+   * etcd's linearizableReadNotify: joins the next ReadIndex batch and resolves once the member has
+   * applied up to the read index that batch got (Raft thesis §6.4).
+   */
+  linearizableReadNotify(): Promise<void> {
+    if (this.#stopped) return Promise.reject(errStopped());
+    return new Promise((resolve, reject) => {
+      this.#readBatchPending.push({ resolve, reject });
+      if (this.#readBatchPending.length === 1) setImmediate(() => this.#issueReadIndex());
+    });
+  }
+
+  #issueReadIndex(): void {
+    const batch = this.#readBatchPending;
+    if (batch.length === 0) return;
+    this.#readBatchPending = [];
+    if (this.#leaderId === 0n) {
+      for (const w of batch) w.reject(errNoLeader());
+      return;
+    }
+    this.#readCounter += 1n;
+    const ctx = Buffer.alloc(8);
+    ctx.writeBigUInt64BE(this.#readCounter);
+    const key = ctx.toString("hex");
+    this.#readInFlight.set(key, batch);
+    const timer = setTimeout(() => {
+      const waiting = this.#readInFlight.get(key);
+      if (waiting === undefined) return;
+      this.#readInFlight.delete(key);
+      for (const w of waiting) w.reject(new ServerError("ErrTimeout", "etcdserver: request timed out"));
+    }, this.#requestTimeoutMs());
+    timer.unref();
+    this.#raft.readIndex(ctx);
+    this.#scheduleReady();
+  }
+
+  #onReadStates(states: { index: number; requestCtx: Uint8Array }[]): void {
+    for (const rs of states) {
+      const key = Buffer.from(rs.requestCtx).toString("hex");
+      const waiting = this.#readInFlight.get(key);
+      if (waiting === undefined) continue;
+      this.#readInFlight.delete(key);
+      void this.#appliedWaits.wait(rs.index, this.#appliedIndex).then(() => {
+        for (const w of waiting) w.resolve();
+      });
+    }
+  }
+
+  // ---------------------------------------------------------------- client API
+
+  /** The ResponseHeader etcd attaches to every response (etcdserver/api/v3rpc/header.go). */
+  header(): ResponseHeader {
+    return {
+      clusterId: this.#clusterId,
+      memberId: this.#memberId,
+      revision: this.store.currentRevision,
+      raftTerm: this.#term,
+    };
+  }
+
+  /** KV.Range: linearizable unless `serializable` (etcd v3_server.go Range). */
+  async range(req: RangeRequest): Promise<RangeResponse> {
+    if (!req.serializable) await this.linearizableReadNotify();
+    this.metrics.rangeTotal.inc();
+    const resp = this.store.range(req);
+    resp.header = this.header();
+    return resp;
+  }
+
+  /** KV.Put through raft. Errors: ErrNoSpace, ErrRequestTooLarge, ErrLeaseNotFound, ErrKeyNotFound. */
+  async put(req: PutRequest): Promise<PutResponse> {
+    this.#checkQuota(req.key.length + req.value.length);
+    return this.#propose<PutResponse>({ iD: 0n, put: req } as InternalRaftRequest);
+  }
+
+  /** KV.DeleteRange through raft. */
+  async deleteRange(req: DeleteRangeRequest): Promise<DeleteRangeResponse> {
+    return this.#propose<DeleteRangeResponse>({ iD: 0n, deleteRange: req } as InternalRaftRequest);
+  }
+
+  /**
+   * KV.Txn: a txn without writes is served as a read (linearizable unless every range in it is
+   * serializable), as etcd's v3_server.go Txn does; others go through raft.
+   */
+  async txn(req: TxnRequest): Promise<TxnResponse> {
+    if (isTxnReadOnly(req)) {
+      if (!isTxnSerializable(req)) await this.linearizableReadNotify();
+      const resp = this.store.txn(req);
+      resp.header = this.header();
+      return resp;
+    }
+    if (txnHasPut(req)) this.#checkQuota(InternalRaftRequestSize(req));
+    return this.#propose<TxnResponse>({ iD: 0n, txn: req } as InternalRaftRequest);
+  }
+
+  /** KV.Compact through raft (etcd applies it on every member). */
+  async compact(req: CompactionRequest): Promise<CompactionResponse> {
+    const resp = await this.#propose<CompactionResponse>({ iD: 0n, compaction: req } as InternalRaftRequest);
+    if (req.physical) {
+      // compaction is synchronous in memory, so it is physically done once applied
+    }
+    return resp;
+  }
+
+  /** Lease.LeaseGrant: picks an id when the client gave 0 (etcd: reqIDGen.Next() & MaxInt64). */
+  async leaseGrant(req: LeaseGrantRequest): Promise<LeaseGrantResponse> {
+    if (req.tTL > maxLeaseTtlSeconds) throw errLeaseTtlTooLarge();
+    let id = req.iD;
+    while (id === 0n || this.lessor.lookup(id) !== undefined) {
+      if (id !== 0n) throw errLeaseExists();
+      id = this.#nextRequestId() & ((1n << 63n) - 1n);
+    }
+    this.#checkQuota(quotaOverheadBytes);
+    return this.#propose<LeaseGrantResponse>({
+      iD: 0n,
+      leaseGrant: { tTL: req.tTL, iD: id },
+    } as InternalRaftRequest);
+  }
+
+  /** Lease.LeaseRevoke through raft; the keys attached go in one revision. */
+  async leaseRevoke(req: LeaseRevokeRequest): Promise<LeaseRevokeResponse> {
+    return this.#propose<LeaseRevokeResponse>({ iD: 0n, leaseRevoke: req } as InternalRaftRequest);
+  }
+
+  /**
+   * Lease keep-alive on the leader (not through raft, as etcd's LeaseRenew): returns the new TTL.
+   * Throws ErrLeaseNotFound; ErrNotLeader-like ErrNoLeader when this member is not the leader.
+   */
+  async leaseRenew(id: bigint): Promise<number> {
+    if (!this.isLeader) throw errNoLeader();
+    // etcd waits for the applied index to catch up with the commit index first, so a lease
+    // revoked by an entry not yet applied is not renewed.
+    await this.#appliedWaits.wait(this.#commitIndex, this.#appliedIndex);
+    return this.lessor.renew(id, Date.now());
+  }
+
+  /** Lease.LeaseTimeToLive (linearizable, as etcd's). TTL -1 for an unknown lease. */
+  async leaseTimeToLive(req: LeaseTimeToLiveRequest): Promise<LeaseTimeToLiveResponse> {
+    await this.linearizableReadNotify();
+    const t = this.lessor.timeToLive(req.iD, Date.now(), req.keys);
+    if (t === undefined) throw errLeaseNotFound();
+    return {
+      header: this.header(),
+      iD: t.id,
+      tTL: t.ttlSeconds,
+      grantedTTL: t.grantedTtlSeconds,
+      keys: t.keys,
+    };
+  }
+
+  /** Lease.LeaseLeases. */
+  async leaseLeases(): Promise<LeaseLeasesResponse> {
+    await this.linearizableReadNotify();
+    return { header: this.header(), leases: this.lessor.leases().map((id) => ({ iD: id })) };
+  }
+
+  /** Maintenance.Alarm: GET is answered locally, ACTIVATE/DEACTIVATE go through raft. */
+  async alarm(req: AlarmRequest): Promise<AlarmResponse> {
+    if (req.action === AlarmRequest_AlarmAction.GET) {
+      return this.#applyAlarm(req);
+    }
+    return this.#propose<AlarmResponse>({ iD: 0n, alarm: req } as InternalRaftRequest);
+  }
+
+  /** Maintenance.Status with the member's real figures. */
+  status(): StatusResponse {
+    const stats = this.store.stats();
+    return {
+      header: this.header(),
+      version: serverVersion,
+      dbSize: stats.approximateBytes,
+      leader: this.#leaderId,
+      raftIndex: this.#commitIndex,
+      raftTerm: this.#term,
+      raftAppliedIndex: this.#appliedIndex,
+      errors: this.#alarms.map((a) => `memberID:${a.memberID} alarm:${AlarmType[a.alarm]} `),
+      dbSizeInUse: stats.approximateBytes,
+      isLearner: false,
+    };
+  }
+
+  /** Maintenance.HashKV (etcd's hash over the kvs up to `revision`, 0 = current). */
+  hashKV(revision: number): HashKVResponse {
+    const h = this.store.hashKV(revision);
+    return { header: this.header(), hash: h.hash, compactRevision: h.compactRevision };
+  }
+
+  /** Cluster.MemberList. */
+  memberList(): MemberListResponse {
+    return {
+      header: this.header(),
+      members: [...this.members.values()].map((m) => ({
+        iD: m.id,
+        name: m.name,
+        peerURLs: m.peerUrls,
+        clientURLs: m.clientUrls,
+        isLearner: m.isLearner,
+      })),
+    };
+  }
+
+  /** A Watch stream bound to this member's store; the caller fills headers via `header()`. */
+  newWatchStream(sink: WatchSink): WatchStream {
+    return this.store.newWatchStream(sink);
+  }
+
+  /** For /health: a leader is known, no alarm is raised, and the member is running. */
+  health(): { health: boolean; reason: string } {
+    if (this.#stopped) return { health: false, reason: "STOPPED" };
+    if (this.#leaderId === 0n) return { health: false, reason: "RAFT NO LEADER" };
+    if (this.#alarms.length > 0) {
+      return { health: false, reason: `ALARM ${this.#alarms.map((a) => AlarmType[a.alarm]).join(",")}` };
+    }
+    return { health: true, reason: "" };
+  }
+
+  /** Gauges read at scrape time. */
+  refreshMetrics(): void {
+    const stats = this.store.stats();
+    this.metrics.dbTotalSizeInBytes.set(stats.approximateBytes);
+    this.metrics.dbTotalSizeInUseInBytes.set(stats.approximateBytes);
+    this.metrics.keysTotal.set(stats.keys);
+    this.metrics.watcherTotal.set(this.store.watcherCount);
+  }
+
+  // ---------------------------------------------------------------- timers
+
+  #tick(): void {
+    if (this.#stopped) return;
+    this.#raft.tick();
+    if (this.isLeader) this.#revokeExpiredLeases();
+    this.#scheduleReady();
+  }
+
+  /** etcd's run loop: the leader proposes a revoke for each expired lease, rate-limited. */
+  #revokeExpiredLeases(): void {
+    const now = Date.now();
+    const elapsedMs = Math.min(1000, now - this.#lastLeaseRevokeMs);
+    this.#lastLeaseRevokeMs = now;
+    const limit = Math.max(1, Math.floor((maxLeaseRevokesPerSecond * elapsedMs) / 1000));
+    for (const id of this.lessor.expired(now, limit)) {
+      void this.leaseRevoke({ iD: id }).catch((err: Error) => {
+        if (err.message !== errLeaseNotFound().message) {
+          this.logger.warn({ lease: id.toString(16), err: err.message }, "failed to revoke expired lease");
+        }
+      });
+    }
+  }
+
+  /** Stops timers, fails waiting requests with ErrStopped, closes the WAL and releases the lock. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    if (this.#tickTimer !== undefined) clearInterval(this.#tickTimer);
+    if (this.#progressTimer !== undefined) clearInterval(this.#progressTimer);
+    this.#compactor?.stop();
+    this.#waits.failAll(errStopped());
+    for (const w of this.#readBatchPending) w.reject(errStopped());
+    this.#readBatchPending = [];
+    for (const ws of this.#readInFlight.values()) for (const w of ws) w.reject(errStopped());
+    this.#readInFlight.clear();
+    // let an in-flight ready finish its fsync before closing the file
+    for (let i = 0; i < 1000 && this.#inReady; i++) await new Promise((r) => setTimeout(r, 2));
+    try {
+      await this.#wal?.close();
+    } finally {
+      this.#lock?.release();
+    }
+  }
+
+  /** Test hook: the raft status. */
+  raftStatus(): ReturnType<RawNode["status"]> {
+    return this.#raft.status();
+  }
+
+  /** Index of the last entry appended to the log (for /metrics and tools). */
+  get lastIndex(): number {
+    return this.#lastRaftIndex;
+  }
+
+  /** Unused hard state fields kept for status reporting. */
+  get vote(): bigint {
+    return this.#vote;
+  }
+
+  /** The data dir exists and has a WAL (used by tools). */
+  static hasData(dataDir: string): boolean {
+    return existsSync(join(dataDir, "member", "wal"));
+  }
+}
+
+function InternalRaftRequestSize(req: TxnRequest): number {
+  let n = 0;
+  const walk = (ops: RequestOp[]) => {
+    for (const op of ops) {
+      const r = op.request;
+      if (r.oneofKind === "requestPut") n += r.requestPut.key.length + r.requestPut.value.length;
+      else if (r.oneofKind === "requestTxn") {
+        walk(r.requestTxn.success);
+        walk(r.requestTxn.failure);
+      }
+    }
+  };
+  walk(req.success);
+  walk(req.failure);
+  return n;
+}
+
+/** True when no branch of the txn (nested included) writes (etcd's isTxnReadonly). */
+export function isTxnReadOnly(req: TxnRequest): boolean {
+  const ro = (ops: RequestOp[]): boolean =>
+    ops.every((op) => {
+      const r = op.request;
+      if (r.oneofKind === "requestRange") return true;
+      if (r.oneofKind === "requestTxn") return ro(r.requestTxn.success) && ro(r.requestTxn.failure);
+      return false;
+    });
+  return ro(req.success) && ro(req.failure);
+}
+
+/** True when every range in the txn is serializable (etcd's isTxnSerializable). */
+function isTxnSerializable(req: TxnRequest): boolean {
+  const ser = (ops: RequestOp[]): boolean =>
+    ops.every((op) => {
+      const r = op.request;
+      if (r.oneofKind === "requestRange") return r.requestRange.serializable;
+      if (r.oneofKind === "requestTxn") return ser(r.requestTxn.success) && ser(r.requestTxn.failure);
+      return true;
+    });
+  return ser(req.success) && ser(req.failure);
+}
+
+function txnHasPut(req: TxnRequest): boolean {
+  const has = (ops: RequestOp[]): boolean =>
+    ops.some((op) => {
+      const r = op.request;
+      if (r.oneofKind === "requestPut") return true;
+      if (r.oneofKind === "requestTxn") return has(r.requestTxn.success) || has(r.requestTxn.failure);
+      return false;
+    });
+  return has(req.success) || has(req.failure);
+}
+
+export type { Ready, HardState };

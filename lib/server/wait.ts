@@ -1,0 +1,78 @@
+/**
+ * Request-id waits (etcd's pkg/wait): a proposal registers its request id, the apply loop triggers
+ * it with the result. Every wait has a deadline so a lost proposal cannot hold a client forever.
+ */
+import { errTimeout } from "./errors.js";
+
+interface Waiter<T> {
+  resolve: (value: T) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+export class RequestWaits<T> {
+  readonly #waiters = new Map<bigint, Waiter<T>>();
+
+  /** Registers `id`; the promise settles on trigger/fail, or rejects with ErrTimeout after timeoutMs. */
+  register(id: bigint, timeoutMs: number): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiters.delete(id);
+        reject(errTimeout());
+      }, timeoutMs);
+      this.#waiters.set(id, { resolve, reject, timer });
+    });
+  }
+
+  /** Settles the wait for id with value; returns false when nobody waits (e.g. a replayed entry). */
+  trigger(id: bigint, value: T): boolean {
+    const w = this.#waiters.get(id);
+    if (w === undefined) return false;
+    this.#waiters.delete(id);
+    clearTimeout(w.timer);
+    w.resolve(value);
+    return true;
+  }
+
+  fail(id: bigint, err: Error): void {
+    const w = this.#waiters.get(id);
+    if (w === undefined) return;
+    this.#waiters.delete(id);
+    clearTimeout(w.timer);
+    w.reject(err);
+  }
+
+  failAll(err: Error): void {
+    for (const id of [...this.#waiters.keys()]) this.fail(id, err);
+  }
+
+  get size(): number {
+    return this.#waiters.size;
+  }
+}
+
+/**
+ * Waits for the applied index to reach a value (etcd's wait.WaitTime keyed by index): used by
+ * linearizable reads after a read index is known. Waiters are kept sorted by index.
+ */
+export class AppliedIndexWaits {
+  #waiters: { index: number; resolve: () => void }[] = [];
+
+  wait(index: number, appliedIndex: number): Promise<void> {
+    if (appliedIndex >= index) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#waiters.push({ index, resolve });
+    });
+  }
+
+  /** Called after each apply batch. */
+  appliedTo(appliedIndex: number): void {
+    if (this.#waiters.length === 0) return;
+    const keep: { index: number; resolve: () => void }[] = [];
+    for (const w of this.#waiters) {
+      if (w.index <= appliedIndex) w.resolve();
+      else keep.push(w);
+    }
+    this.#waiters = keep;
+  }
+}

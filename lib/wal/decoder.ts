@@ -9,8 +9,10 @@
  *   one of its 512-byte sector chunks is all zeros (a write that never reached the disk), and is
  *   corruption otherwise.
  *
- * Stricter than etcd in one respect: padding bytes must be zero (etcd writes zeros but never
- * checks them), so a flipped padding byte is caught too.
+ * Stricter than etcd in two respects: padding bytes must be zero (etcd writes zeros but never
+ * checks them), so a flipped padding byte is caught too; and the all-zero-sector test looks at the
+ * record bytes only, not its padding (a sector chunk holding only padding is zero in a whole
+ * record as well, so etcd would call a bad CRC there torn and cut the log).
  */
 import type { FileHandle } from "node:fs/promises";
 import type { Entry, HardState } from "../proto/gen/raftpb/raft.js";
@@ -298,7 +300,9 @@ export class SegmentDecoder {
     if (avail < frameBytes) return this.#fail(off, "record cut short by end of file", true);
     const bodyAt = off - this.#bufFileOffset + FRAME_HEADER_BYTES;
     const body = this.#buf.subarray(bodyAt, bodyAt + recBytes + padBytes);
-    const torn = () => this.#hasZeroSector(off + FRAME_HEADER_BYTES, body);
+    // Padding is excluded from the zero-sector test (etcd includes it): a chunk holding only
+    // padding is zero in a whole record too, so it says nothing about a torn write.
+    const torn = () => this.#hasZeroSector(off + FRAME_HEADER_BYTES, body.subarray(0, recBytes));
 
     let type = 0;
     let crc = 0;

@@ -1,0 +1,207 @@
+import { test, describe } from "node:test";
+import assert from "node:assert/strict";
+import { readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { WAL, WalClosedError, WalExistsError, WalSnapshotMismatchError, WalSnapshotNotFoundError } from "../../lib/wal/index.js";
+import { captureLogger, entry, hardState, listRecords, plain, tempDataDir } from "./harness.js";
+
+describe("WAL round trip", () => {
+  test("create, save many batches, close, open returns the same metadata, hardState and entries", async () => {
+    const t = tempDataDir();
+    try {
+      const meta = Buffer.from("metadata-bytes");
+      const wal = await WAL.create(t.walDir, meta);
+      const all = [];
+      let index = 0;
+      for (let b = 0; b < 50; b++) {
+        const es = [];
+        for (let k = 0; k < (b % 7) + 1; k++) es.push(entry(++index, 3, 10 + ((b * 13 + k) % 300)));
+        all.push(...es);
+        await wal.save(hardState(3, 2n, index - 1), es);
+      }
+      assert.equal(wal.stats.entries, index);
+      await wal.close();
+      const r = await WAL.open(t.walDir);
+      assert.deepEqual(Buffer.from(r.metadata), meta);
+      assert.deepEqual(r.hardState, hardState(3, 2n, index - 1));
+      assert.deepEqual(plain(r.entries), plain(all));
+      assert.deepEqual(r.snapshot, { index: 0, term: 0 });
+      await r.wal.close();
+    } finally {
+      t.cleanup();
+    }
+  });
+
+  test("a new WAL holds crc 0, metadata and snapshot {0,0} in 0000000000000000-0000000000000000.wal, preallocated", async () => {
+    const t = tempDataDir();
+    try {
+      const wal = await WAL.create(t.walDir, Buffer.from("m"), { segmentSizeBytes: 8192 });
+      await wal.close();
+      assert.deepEqual(readdirSync(t.walDir), ["0000000000000000-0000000000000000.wal"]);
+      const p = join(t.walDir, "0000000000000000-0000000000000000.wal");
+      assert.equal(statSync(p).size, 8192);
+      const recs = await listRecords(p);
+      assert.deepEqual(recs.map((r) => r.type), [4, 1, 5]);
+      assert.equal(recs[0]!.crc, 0);
+      assert.ok(WAL.exists(t.walDir));
+      await assert.rejects(WAL.create(t.walDir, Buffer.from("m")), WalExistsError);
+    } finally {
+      t.cleanup();
+    }
+  });
+
+  test("later entries at an index override the log from there on (raft truncation)", async () => {
+    const t = tempDataDir();
+    try {
+      const wal = await WAL.create(t.walDir, Buffer.from("m"));
+      await wal.save(hardState(1, 1n, 0), [entry(1, 1), entry(2, 1), entry(3, 1), entry(4, 1)]);
+      await wal.save(hardState(2, 2n, 1), [entry(3, 2), entry(4, 2)]);
+      await wal.save(undefined, [entry(5, 2)]);
+      await wal.close();
+      const r = await WAL.open(t.walDir);
+      assert.deepEqual(
+        r.entries.map((e) => [e.index, e.term]),
+        [[1, 1], [2, 1], [3, 2], [4, 2], [5, 2]],
+      );
+      await r.wal.close();
+    } finally {
+      t.cleanup();
+    }
+  });
+});
+
+describe("segments", () => {
+  test("small segments are cut with crc, metadata and hardState at their head, named seq-(lastIndex+1), and reopen", async () => {
+    const t = tempDataDir();
+    const log = captureLogger();
+    try {
+      const opts = { segmentSizeBytes: 2048, logger: log };
+      const wal = await WAL.create(t.walDir, Buffer.from("meta"), opts);
+      const all = [];
+      for (let i = 1; i <= 120; i++) {
+        const e = entry(i, 1, 100);
+        all.push(e);
+        await wal.save(hardState(1, 1n, i - 1), [e]);
+      }
+      await wal.close();
+      const names = readdirSync(t.walDir).sort();
+      assert.ok(names.length >= 6, `expected several segments, got ${names}`);
+      assert.ok(names.every((n) => /^[0-9a-f]{16}-[0-9a-f]{16}\.wal$/.test(n)), `no tmp files left: ${names}`);
+      for (let s = 1; s < names.length; s++) {
+        assert.equal(parseInt(names[s]!.slice(0, 16), 16), s);
+        const firstIndex = parseInt(names[s]!.slice(17, 33), 16);
+        const recs = await listRecords(join(t.walDir, names[s]!));
+        assert.deepEqual(recs.slice(0, 3).map((r) => r.type), [4, 1, 3]);
+        // The segment's name promises the index of its first entry.
+        const firstEntry = recs.find((r) => r.type === 2);
+        if (firstEntry !== undefined) {
+          const { decodeEntry } = await import("../../lib/wal/decoder.js");
+          assert.equal(decodeEntry(firstEntry.data).index, firstIndex);
+        }
+      }
+      assert.ok(log.lines.some((l) => l.msg.includes("new WAL segment")));
+      const r = await WAL.open(t.walDir, opts);
+      assert.deepEqual(plain(r.entries), plain(all));
+      assert.deepEqual(r.hardState, hardState(1, 1n, 119));
+      // Appending continues the CRC chain across the reopened tail and later cuts.
+      for (let i = 121; i <= 150; i++) {
+        const e = entry(i, 2, 100);
+        all.push(e);
+        await r.wal.save(hardState(2, 1n, i - 1), [e]);
+      }
+      await r.wal.close();
+      const r2 = await WAL.open(t.walDir, opts);
+      assert.deepEqual(plain(r2.entries), plain(all));
+      await r2.wal.close();
+    } finally {
+      t.cleanup();
+    }
+  });
+
+  test("saveSnapshot lets open start at the snapshot; a wrong term or unknown index is refused", async () => {
+    const t = tempDataDir();
+    try {
+      const opts = { segmentSizeBytes: 2048, maxWalFiles: 0 };
+      const wal = await WAL.create(t.walDir, Buffer.from("meta"), opts);
+      for (let i = 1; i <= 60; i++) await wal.save(hardState(1, 1n, i), [entry(i, 1, 100)]);
+      await wal.saveSnapshot({ index: 40, term: 1 });
+      for (let i = 61; i <= 80; i++) await wal.save(hardState(1, 1n, i), [entry(i, 1, 100)]);
+      await wal.close();
+      const r = await WAL.open(t.walDir, { ...opts, snapshot: { index: 40, term: 1 } });
+      assert.deepEqual(r.entries.map((e) => e.index), Array.from({ length: 40 }, (_, k) => 41 + k));
+      assert.deepEqual(r.snapshot, { index: 40, term: 1 });
+      await r.wal.close();
+      await assert.rejects(WAL.open(t.walDir, { ...opts, snapshot: { index: 40, term: 2 } }), WalSnapshotMismatchError);
+      await assert.rejects(WAL.open(t.walDir, { ...opts, snapshot: { index: 41, term: 1 } }), WalSnapshotNotFoundError);
+    } finally {
+      t.cleanup();
+    }
+  });
+
+  test("releaseLockTo purges released segments beyond maxWalFiles and the WAL still opens from the snapshot", async () => {
+    const t = tempDataDir();
+    try {
+      const opts = { segmentSizeBytes: 1024, maxWalFiles: 2 };
+      const wal = await WAL.create(t.walDir, Buffer.from("meta"), opts);
+      for (let i = 1; i <= 60; i++) await wal.save(hardState(1, 1n, i), [entry(i, 1, 100)]);
+      await wal.saveSnapshot({ index: 55, term: 1 });
+      const before = readdirSync(t.walDir).filter((n) => n.endsWith(".wal")).length;
+      assert.ok(before > 4);
+      await wal.releaseLockTo(55);
+      const after = readdirSync(t.walDir).filter((n) => n.endsWith(".wal")).sort();
+      assert.ok(after.length <= Math.max(2, before) && after.length < before, `${before} -> ${after.length}`);
+      await wal.close();
+      const r = await WAL.open(t.walDir, { ...opts, snapshot: { index: 55, term: 1 } });
+      assert.deepEqual(r.entries.map((e) => e.index), [56, 57, 58, 59, 60]);
+      await r.wal.close();
+    } finally {
+      t.cleanup();
+    }
+  });
+});
+
+describe("group commit", () => {
+  test("saves issued while one is in flight share one write and one fdatasync, in call order", async () => {
+    const t = tempDataDir();
+    try {
+      const wal = await WAL.create(t.walDir, Buffer.from("m"));
+      const syncs: Array<{ entries: number }> = [];
+      wal.onSync = (i) => syncs.push({ entries: i.entries });
+      const ps = [];
+      for (let i = 1; i <= 200; i++) ps.push(wal.save(hardState(1, 1n, i - 1), [entry(i, 1, 32)]));
+      await Promise.all(ps);
+      assert.equal(wal.stats.entries, 200);
+      assert.ok(wal.stats.fsyncs < 200, `fsyncs ${wal.stats.fsyncs} should be fewer than saves`);
+      assert.equal(syncs.reduce((a, s) => a + s.entries, 0), 200);
+      assert.ok(wal.stats.lastFsyncSeconds > 0);
+      await wal.close();
+      const r = await WAL.open(t.walDir);
+      assert.deepEqual(r.entries.map((e) => e.index), Array.from({ length: 200 }, (_, k) => k + 1));
+      await r.wal.close();
+    } finally {
+      t.cleanup();
+    }
+  });
+
+  test("a commit-only hardState is written without fdatasync (raft.MustSync), a term change is synced", async () => {
+    const t = tempDataDir();
+    try {
+      const wal = await WAL.create(t.walDir, Buffer.from("m"));
+      await wal.save(hardState(1, 1n, 0), [entry(1, 1)]);
+      const n = wal.stats.fsyncs;
+      await wal.save(hardState(1, 1n, 1), []);
+      assert.equal(wal.stats.fsyncs, n);
+      await wal.save(hardState(2, 1n, 1), []);
+      assert.equal(wal.stats.fsyncs, n + 1);
+      await wal.save(undefined, []);
+      assert.equal(wal.stats.fsyncs, n + 1);
+      await wal.close();
+      await assert.rejects(wal.save(undefined, [entry(2, 1)]), WalClosedError);
+      const r = await WAL.open(t.walDir);
+      assert.deepEqual(r.hardState, hardState(2, 1n, 1));
+      await r.wal.close();
+    } finally {
+      t.cleanup();
+    }
+  });
+});

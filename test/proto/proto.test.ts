@@ -744,3 +744,14 @@ describe("JSON mapping (for the grpc-gateway)", () => {
     assert.throws(() => rpc.RangeRequest.fromJson({ revision: "9007199254740993" }), /safe number/);
   });
 });
+
+describe("lib/proto index", () => {
+  test("namespaces expose the generated messages and service definitions", async () => {
+    const proto = await import("../../lib/proto/index.js");
+    assert.equal(proto.etcdserverpb.RangeRequest, rpc.RangeRequest);
+    assert.equal(proto.etcdserverpbInternal.InternalRaftRequest, InternalRaftRequest);
+    assert.equal(proto.etcdserverpbGrpcServer.kVDefinition.range.path, "/etcdserverpb.KV/Range");
+    assert.equal(proto.leasepb.Lease.typeName, "leasepb.Lease");
+    assert.equal(proto.v3lockpbGrpcServer.lockDefinition.lock.path, "/v3lockpb.Lock/Lock");
+  });
+});

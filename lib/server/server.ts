@@ -14,6 +14,7 @@ import type { Logger } from "pino";
 import {
   ConfChange,
   ConfChangeType,
+  type ConfState,
   type Entry,
   EntryType,
   type HardState,
@@ -85,6 +86,13 @@ const maxLeaseRevokesPerSecond = 1000;
 const requestTimeoutBaseMs = 5000;
 /** etcd's maxGapBetweenApplyAndCommitIndex: proposals are refused with "too many requests" beyond it. */
 const maxGapBetweenApplyAndCommitIndex = 5000;
+/**
+ * Raft's in-memory log is trimmed once this many entries are applied, keeping the last
+ * `raftLogKeepEntries` for slow followers (etcd's snapshotCatchUpEntries). The WAL keeps everything
+ * until db snapshots arrive with their issue.
+ */
+const raftLogCompactEveryEntries = 10_000;
+const raftLogKeepEntries = 5_000;
 /** A put or txn costs its encoded size plus this overhead in the quota check (etcd quota.go). */
 const quotaOverheadBytes = 256;
 
@@ -119,6 +127,7 @@ export class EtcdServer {
   #appliedIndex = 0;
   #leaderId = 0n;
   #raftState: StateType = StateType.Follower;
+  #confState: ConfState | undefined;
   readonly #alarms: AlarmMember[] = [];
 
   #readyScheduled = false;
@@ -390,6 +399,7 @@ export class EtcdServer {
         }
         // Peers arrive with the cluster issue; a single member has no messages to send.
         this.#raft.advance(rd);
+        this.#maybeCompactRaftLog();
       }
     } catch (err) {
       this.#fatal(err as Error);
@@ -449,9 +459,24 @@ export class EtcdServer {
     this.#appliedWaits.appliedTo(this.#appliedIndex);
   }
 
+  #lastRaftLogCompactIndex = 0;
+
+  /** Keeps raft's in-memory log bounded (STYLE §2): entries well behind applied are dropped. */
+  #maybeCompactRaftLog(): void {
+    if (this.#appliedIndex - this.#lastRaftLogCompactIndex < raftLogCompactEveryEntries) return;
+    const compactTo = this.#appliedIndex - raftLogKeepEntries;
+    if (compactTo <= this.#storage.firstIndex()) return;
+    if (this.#appliedIndex > this.#storage.lastIndex()) return;
+    // Storage.compact needs the applied index covered by a snapshot record; the data is empty
+    // until db snapshot files exist (their own issue).
+    this.#storage.createSnapshot(this.#appliedIndex, this.#confState, new Uint8Array(0));
+    this.#storage.compact(compactTo);
+    this.#lastRaftLogCompactIndex = this.#appliedIndex;
+  }
+
   #applyConfChange(e: Entry): void {
     const cc = ConfChange.fromBinary(e.data);
-    this.#raft.applyConfChange(cc);
+    this.#confState = this.#raft.applyConfChange(cc);
     if (cc.type === ConfChangeType.ConfChangeAddNode || cc.type === ConfChangeType.ConfChangeAddLearnerNode) {
       const m = decodeMemberContext(cc.nodeID, cc.context);
       m.isLearner = cc.type === ConfChangeType.ConfChangeAddLearnerNode;

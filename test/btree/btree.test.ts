@@ -56,9 +56,20 @@ class Model {
 }
 
 // Small alphabet with 0x00 / 0xff and short lengths: many prefixes, equal keys and edge bytes.
-const keyArb = fc
-  .array(fc.constantFrom(0x00, 0x01, 0x02, 0x7f, 0x80, 0xfe, 0xff), { minLength: 0, maxLength: 3 })
-  .map((a) => Buffer.from(a));
+// Some keys share a 7-byte prefix so the tree's 6-byte key heads tie and full compares decide.
+const shortBytesArb = fc.array(fc.constantFrom(0x00, 0x01, 0x02, 0x7f, 0x80, 0xfe, 0xff), {
+  minLength: 0,
+  maxLength: 3,
+});
+const keyArb = fc.oneof(
+  { weight: 3, arbitrary: shortBytesArb.map((a) => Buffer.from(a)) },
+  {
+    weight: 1,
+    arbitrary: fc
+      .tuple(fc.constantFrom(0x00, 0x61, 0xff), fc.nat(7), shortBytesArb)
+      .map(([p, n, a]) => Buffer.concat([Buffer.alloc(n, p), Buffer.from(a)])),
+  },
+);
 const boundArb = fc.option(keyArb, { nil: undefined });
 
 type Op =

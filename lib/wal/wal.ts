@@ -339,6 +339,11 @@ export class WAL {
                   }
                   entries.length = up;
                   entries.push(e);
+                } else {
+                  // Every append at index i truncates the log after i. etcd's ReadAll skips entries
+                  // at or below the snapshot without truncating, which can hand back stale entries
+                  // read earlier (an overwrite at i <= snapshot.index followed by no later entry).
+                  entries.length = 0;
                 }
                 lastIndex = e.index;
                 break;

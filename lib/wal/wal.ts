@@ -27,6 +27,7 @@ import {
   WalError,
   WalExistsError,
   WalInvalidArgumentError,
+  WalInvariantError,
   WalIoError,
   WalMissingSegmentError,
   WalQueueFullError,
@@ -84,9 +85,31 @@ export interface WalReadResult {
 
 const noopLogger: WalLogger = { info() {}, warn() {} };
 
+/** A queued call; `maxBytes` bounds its encoded size (computed once, at enqueue). */
 type Pending =
-  | { kind: "save"; hardState: HardState | undefined; entries: Entry[]; resolve(): void; reject(e: unknown): void }
-  | { kind: "snapshot"; snapshot: WalSnapshot; resolve(): void; reject(e: unknown): void };
+  | { kind: "save"; hardState: HardState | undefined; entries: Entry[]; maxBytes: number; resolve(): void; reject(e: unknown): void }
+  | { kind: "snapshot"; snapshot: WalSnapshot; maxBytes: number; resolve(): void; reject(e: unknown): void };
+
+function isUint(v: unknown): v is number {
+  return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+}
+
+/** Checks a save's arguments; returns why they are unusable, or null. */
+function invalidSave(hardState: HardState | undefined, entries: Entry[]): string | null {
+  if (!Array.isArray(entries)) return "entries must be an array";
+  for (const e of entries) {
+    if (!isUint(e.index) || !isUint(e.term) || !isUint(e.type)) {
+      return `entry index, term and type must be non-negative safe integers (index ${e.index}, term ${e.term})`;
+    }
+    if (!(e.data instanceof Uint8Array)) return `entry ${e.index} data must be a Uint8Array`;
+  }
+  if (hardState !== undefined) {
+    const { term, vote, commit } = hardState;
+    if (!isUint(term) || !isUint(commit)) return "hardState term and commit must be non-negative safe integers";
+    if (typeof vote !== "bigint" || vote < 0n || vote >= 1n << 64n) return "hardState vote must be a uint64 bigint";
+  }
+  return null;
+}
 
 interface Tail {
   fh: FileHandle;
@@ -181,6 +204,7 @@ export class WAL {
   #pump: Promise<void> | null = null;
   #failed: WalError | null = null;
   #closed = false;
+  #closing: Promise<void> | null = null;
   #buf: Buffer = Buffer.allocUnsafe(64 * 1024);
 
   private constructor(init: {
@@ -413,12 +437,12 @@ export class WAL {
       tail: { fh: tailFh, path: join(dir, tailSeg.name), seg: tailSeg },
       offsetBytes: tailOffset,
       crc,
-      metadata: metadata ?? new Uint8Array(0),
+      metadata: metadata === null ? new Uint8Array(0) : metadata.slice(),
       state,
       lastIndex,
       segments: segs,
     });
-    return { wal, metadata: metadata ?? new Uint8Array(0), hardState: state, entries, snapshot: start };
+    return { wal, metadata: metadata ?? new Uint8Array(0), hardState: { ...state }, entries, snapshot: start };
   }
 
   /** etcd's Repair: keep a `.broken` copy, cut the file at the last whole record, sync, log it. */
@@ -444,12 +468,19 @@ export class WAL {
    * write. It is fdatasynced when raft requires it (raft.MustSync: there are entries, or term or
    * vote changed); a commit-only hardState is written without a sync, as etcd does. Cuts a new
    * segment when the write ends at or past `segmentSizeBytes`. Calls queue behind the one in flight
-   * and are merged into the next write + sync. Rejects with WalClosedError after close, with
-   * WalQueueFullError past `maxPendingSaves`, with WalIoError when the disk fails.
+   * and are merged into the next write + sync. Rejects with WalInvalidArgumentError (nothing queued)
+   * when an index, term, type or commit is not a non-negative safe integer or vote not a uint64,
+   * with WalClosedError after close, with WalQueueFullError past `maxPendingSaves`, and with
+   * WalIoError when the disk fails.
    */
   save(hardState: HardState | undefined, entries: Entry[]): Promise<void> {
+    const bad = invalidSave(hardState, entries);
+    if (bad !== null) return Promise.reject(new WalInvalidArgumentError(bad));
+    let maxBytes = 0;
+    for (const e of entries) maxBytes += maxFrameSize(entrySize(e));
+    if (hardState !== undefined) maxBytes += maxFrameSize(hardStateSize(hardState));
     return new Promise((resolve, reject) => {
-      this.#enqueue({ kind: "save", hardState, entries, resolve, reject });
+      this.#enqueue({ kind: "save", hardState, entries, maxBytes, resolve, reject });
     });
   }
 
@@ -458,8 +489,12 @@ export class WAL {
    * `snapshot.index` exists, so a later open may start from it. Same queue and errors as save.
    */
   saveSnapshot(snapshot: WalSnapshot): Promise<void> {
+    if (!isUint(snapshot.index) || !isUint(snapshot.term)) {
+      return Promise.reject(new WalInvalidArgumentError("snapshot index and term must be non-negative safe integers"));
+    }
+    const s = { index: snapshot.index, term: snapshot.term };
     return new Promise((resolve, reject) => {
-      this.#enqueue({ kind: "snapshot", snapshot: { index: snapshot.index, term: snapshot.term }, resolve, reject });
+      this.#enqueue({ kind: "snapshot", snapshot: s, maxBytes: maxFrameSize(marshalSnapshot(s).length), resolve, reject });
     });
   }
 
@@ -488,20 +523,12 @@ export class WAL {
     this.#pump = null;
   }
 
-  #estimate(p: Pending): number {
-    if (p.kind === "snapshot") return maxFrameSize(24);
-    let n = 0;
-    for (const e of p.entries) n += maxFrameSize(entrySize(e));
-    if (p.hardState !== undefined) n += maxFrameSize(hardStateSize(p.hardState));
-    return n;
-  }
-
   /** Takes queued calls from the front, up to maxBatchBytes (always at least one). */
   #takeBatch(): Pending[] {
     let bytes = 0;
     let n = 0;
     while (n < this.#queue.length) {
-      const b = this.#estimate(this.#queue[n]!);
+      const b = this.#queue[n]!.maxBytes;
       if (n > 0 && bytes + b > this.#opts.maxBatchBytes) break;
       bytes += b;
       n++;
@@ -518,7 +545,7 @@ export class WAL {
 
   async #writeBatch(batch: Pending[]): Promise<void> {
     let estimate = 0;
-    for (const p of batch) estimate += this.#estimate(p);
+    for (const p of batch) estimate += p.maxBytes;
     const buf = this.#bufferFor(estimate);
     const fw = new FrameWriter(buf, 0, this.#crc);
     let mustSync = false;
@@ -543,7 +570,7 @@ export class WAL {
         this.#state = { term: hs.term, vote: hs.vote, commit: hs.commit };
       }
     }
-    if (fw.pos > estimate) throw new Error(`wal: invariant broken: encoded ${fw.pos} bytes past estimate ${estimate}`);
+    if (fw.pos > estimate) throw new WalInvariantError(`encoded ${fw.pos} bytes past the estimate ${estimate}`);
     if (fw.pos === 0) return;
     const tail = this.#tail;
     try {
@@ -575,7 +602,12 @@ export class WAL {
     if (durationSeconds > WARN_SYNC_SECONDS) {
       this.#opts.logger.warn({ file: tail.path, tookSeconds: durationSeconds }, "wal: slow fdatasync");
     }
-    this.onSync?.({ durationSeconds, entries, bytes });
+    try {
+      this.onSync?.({ durationSeconds, entries, bytes });
+    } catch (err) {
+      // A metrics hook must not poison the log.
+      this.#opts.logger.warn({ err: String(err) }, "wal: onSync hook threw");
+    }
   }
 
   /**
@@ -663,9 +695,15 @@ export class WAL {
    * Waits for queued saves, stops the segment pipeline (removing its prepared file), syncs the tail
    * and closes it (etcd WAL.Close). Later saves reject with WalClosedError. Idempotent.
    */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
+  close(): Promise<void> {
+    if (this.#closing === null) {
+      this.#closed = true;
+      this.#closing = this.#close();
+    }
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
     while (this.#pump !== null) await this.#pump;
     await this.#pipeline.close();
     try {

@@ -2,7 +2,7 @@ import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { WAL, WalClosedError, WalExistsError, WalSnapshotMismatchError, WalSnapshotNotFoundError } from "../../lib/wal/index.js";
+import { WAL, WalClosedError, WalExistsError, WalInvalidArgumentError, WalSnapshotMismatchError, WalSnapshotNotFoundError } from "../../lib/wal/index.js";
 import { captureLogger, entry, hardState, listRecords, plain, tempDataDir } from "./harness.js";
 
 describe("WAL round trip", () => {
@@ -199,6 +199,51 @@ describe("group commit", () => {
       await assert.rejects(wal.save(undefined, [entry(2, 1)]), WalClosedError);
       const r = await WAL.open(t.walDir);
       assert.deepEqual(r.hardState, hardState(2, 1n, 1));
+      await r.wal.close();
+    } finally {
+      t.cleanup();
+    }
+  });
+});
+
+describe("misuse does not poison the log", () => {
+  test("a save with a bad index or vote rejects alone; saves around it succeed", async () => {
+    const t = tempDataDir();
+    try {
+      const wal = await WAL.create(t.walDir, Buffer.from("m"));
+      const ok1 = wal.save(hardState(1, 1n, 0), [entry(1, 1)]);
+      const bad1 = wal.save(undefined, [{ ...entry(2, 1), index: -1 }]);
+      const bad2 = wal.save({ term: 1, vote: -1n, commit: 0 }, []);
+      const bad3 = wal.save(undefined, [{ ...entry(2, 1), term: 2 ** 60 }]);
+      const bad4 = wal.saveSnapshot({ index: 1.5, term: 1 });
+      const ok2 = wal.save(undefined, [entry(2, 1)]);
+      for (const b of [bad1, bad2, bad3, bad4]) await assert.rejects(b, WalInvalidArgumentError);
+      await ok1;
+      await ok2;
+      await wal.close();
+      const r = await WAL.open(t.walDir);
+      assert.deepEqual(r.entries.map((e) => e.index), [1, 2]);
+      await r.wal.close();
+    } finally {
+      t.cleanup();
+    }
+  });
+
+  test("an onSync hook that throws is logged, not fatal; close() called twice waits for the same close", async () => {
+    const t = tempDataDir();
+    const log = captureLogger();
+    try {
+      const wal = await WAL.create(t.walDir, Buffer.from("m"), { logger: log });
+      wal.onSync = () => {
+        throw new Error("metrics broke");
+      };
+      await wal.save(hardState(1, 1n, 0), [entry(1, 1)]);
+      await wal.save(hardState(1, 1n, 1), [entry(2, 1)]);
+      assert.ok(log.lines.some((l) => l.msg.includes("onSync")));
+      const pending = wal.save(undefined, [entry(3, 1)]);
+      await Promise.all([wal.close(), wal.close(), pending]);
+      const r = await WAL.open(t.walDir);
+      assert.deepEqual(r.entries.map((e) => e.index), [1, 2, 3]);
       await r.wal.close();
     } finally {
       t.cleanup();

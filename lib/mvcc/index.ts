@@ -1,0 +1,15 @@
+/**
+ * lib/mvcc public face: etcd's revisioned store with the applier's request semantics, the
+ * watchable store and watch streams, and the request checks of etcd's api/v3rpc.
+ */
+export { MvccStore } from "./store.js";
+export type { LeaseHooks, MvccStoreOptions, MvccStats, MvccHash } from "./store.js";
+export { WatchStream } from "./watch.js";
+export type { WatchSink } from "./watch.js";
+export {
+  checkRangeRequest,
+  checkPutRequest,
+  checkDeleteRangeRequest,
+  checkTxnRequest,
+} from "./checks.js";
+export * from "./errors.js";

@@ -1,0 +1,83 @@
+/**
+ * One stored revision of one key: etcd's bbolt "key" bucket entry (revision -> KeyValue) held in
+ * memory. A record is immutable once written; the key Buffer is shared by every record of that key
+ * and by the key index, so a key's bytes are held once however many revisions it has.
+ */
+import { type KeyValue, Event_EventType, type Event } from "../proto/gen/mvccpb/kv.js";
+
+/** The empty value shared by tombstones and empty puts. */
+export const emptyBuffer: Buffer = Buffer.alloc(0);
+
+/**
+ * A put (createRevision > 0) or a tombstone (createRevision === 0: the key was deleted at
+ * revision {main, sub}). etcd's revision.go: `main` is the store revision of the write, `sub` its
+ * position among the changes of that revision (txn ops share one main revision).
+ */
+export class Rec {
+  constructor(
+    readonly key: Buffer,
+    readonly value: Buffer,
+    readonly main: number,
+    readonly sub: number,
+    /** create_revision of the key's current generation; 0 marks a tombstone. */
+    readonly createRevision: number,
+    /** version within the generation (1 on create); 0 for a tombstone. */
+    readonly version: number,
+    readonly lease: bigint,
+  ) {}
+
+  get isTombstone(): boolean {
+    return this.createRevision === 0;
+  }
+
+  /** Approximate bytes this record costs in etcd's backend (bbolt key + marshaled value). */
+  get approximateBytes(): number {
+    return revKeyBytes + this.key.length + this.value.length + recordOverheadBytes;
+  }
+}
+
+/** etcd's revision key: 8 bytes main, '_', 8 bytes sub (big-endian), plus 't' on tombstones. */
+const revKeyBytes = 17;
+/** Protobuf tags, lengths and varint revisions of a marshaled KeyValue, roughly. */
+const recordOverheadBytes = 24;
+
+/** The KeyValue clients see for a put record (Buffers are shared with the store: never mutate). */
+export function recToKeyValue(r: Rec, keysOnly = false): KeyValue {
+  return {
+    key: r.key,
+    createRevision: r.createRevision,
+    modRevision: r.main,
+    version: r.version,
+    value: keysOnly ? emptyBuffer : r.value,
+    lease: r.lease,
+  };
+}
+
+/**
+ * The watch event for a record. A delete carries only the key and mod_revision, as etcd's
+ * watchable store patches the tombstone's revision in (watchable_store_txn.go, kvsToEvents).
+ */
+export function recToEvent(r: Rec): Event {
+  if (r.isTombstone) {
+    return {
+      type: Event_EventType.DELETE,
+      kv: { key: r.key, createRevision: 0, modRevision: r.main, version: 0, value: emptyBuffer, lease: 0n },
+    };
+  }
+  return { type: Event_EventType.PUT, kv: recToKeyValue(r) };
+}
+
+/** etcd's bbolt key for a record: revToBytes(main, sub) with the tombstone mark appended. */
+export function recRevisionBytes(r: Rec): Buffer {
+  const b = Buffer.allocUnsafe(r.isTombstone ? 18 : 17);
+  b.writeBigUInt64BE(BigInt(r.main), 0);
+  b[8] = 0x5f; // '_'
+  b.writeBigUInt64BE(BigInt(r.sub), 9);
+  if (r.isTombstone) b[17] = 0x74; // 't'
+  return b;
+}
+
+/** Orders records by revision (main, then sub). */
+export function compareRecRevision(a: Rec, b: Rec): number {
+  return a.main - b.main || a.sub - b.sub;
+}

@@ -1,0 +1,702 @@
+/**
+ * The revisioned key-value store: etcd's mvcc kvstore (revision model, key index with
+ * generations, ranges, compaction, HashKV) plus etcd's applier semantics for Range / Put /
+ * DeleteRange / Txn (etcdserver/apply.go) and the watchable store.
+ *
+ * Layout (memory per key matters, DESIGN §7):
+ * - `#index`: a B-tree from key to that key's records in revision order (puts and tombstones;
+ *   a tombstone ends a generation, as etcd's keyIndex generations). The key Buffer is stored once
+ *   and shared by the tree and every record of the key.
+ * - `#log`: every record held, in revision order: etcd's bbolt "key" bucket (revision -> KeyValue)
+ *   without the bytes. It serves watch catch-up, HashKV and stats; compaction rebuilds it.
+ * Records are immutable, so a reader may keep them; the store never mutates a returned Buffer.
+ */
+import CRC32C from "crc-32/crc32c.js";
+import { BTree } from "../btree/index.js";
+import {
+  Compare_CompareResult,
+  Compare_CompareTarget,
+  RangeRequest_SortOrder,
+  RangeRequest_SortTarget,
+  type Compare,
+  type DeleteRangeRequest,
+  type DeleteRangeResponse,
+  type PutRequest,
+  type PutResponse,
+  type RangeRequest,
+  type RangeResponse,
+  type ResponseHeader,
+  type ResponseOp,
+  type TxnRequest,
+  type TxnResponse,
+} from "../proto/gen/etcdserverpb/rpc.js";
+import { KeyValue as KeyValueMsg } from "../proto/gen/mvccpb/kv.js";
+import {
+  KeyNotFoundError,
+  LeaseNotFoundError,
+  MvccCompactedError,
+  MvccFutureRevError,
+  mvccAssert,
+} from "./errors.js";
+import {
+  Rec,
+  compareRecRevision,
+  emptyBuffer,
+  recRevisionBytes,
+  recToKeyValue,
+} from "./record.js";
+import { WatchHub, type WatchSink, type WatchSource, type WatchStream } from "./watch.js";
+
+/**
+ * How mvcc talks to the lessor (lib/lease) without importing it: `exists` answers whether a lease
+ * is granted; attach/detach keep the lessor's key sets in step with puts and deletes, as etcd's
+ * kvstore_txn.go calls lessor.Attach / Detach.
+ */
+export interface LeaseHooks {
+  exists(id: bigint): boolean;
+  attach(id: bigint, key: Buffer): void;
+  detach(id: bigint, key: Buffer): void;
+}
+
+/** Options of MvccStore; every limit has a default. */
+export interface MvccStoreOptions {
+  leaseHooks?: LeaseHooks;
+  /** Watchers one stream may hold (default 10,000); more are answered as a failed create. */
+  maxWatchersPerStream?: number;
+  /** Most revisions per catch-up watch response (default 1000, etcd's watchBatchMaxRevs). */
+  maxEventsPerWatchResponse?: number;
+  /** Control responses kept for a stream whose client is not reading (default 1024). */
+  maxPendingResponsesPerStream?: number;
+  /** Fragment threshold for watchers that ask for fragment (default 1.5 MiB, etcd's). */
+  maxRequestBytes?: number;
+  /** Catch-up rounds run inside one handle()/resume() (default 64). */
+  maxSyncStepsPerCall?: number;
+}
+
+/** Counts for quota, status and metrics. */
+export interface MvccStats {
+  /** Live keys. */
+  keys: number;
+  /** Records held (puts and tombstones, every revision since the last compaction). */
+  revisions: number;
+  /** Approximate bytes the same records take in etcd's bbolt key bucket. */
+  approximateBytes: number;
+}
+
+/** etcd's HashKV answer. */
+export interface MvccHash {
+  hash: number;
+  compactRevision: number;
+  revision: number;
+}
+
+/** Which branch each (nested) txn takes, decided before any write (etcd compareToPath). */
+interface TxnPath {
+  succeeded: boolean;
+  /** One entry per RequestTxn op of the chosen branch, in order. */
+  nested: TxnPath[];
+}
+
+function view(u: Uint8Array): Buffer {
+  return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+}
+
+/** An owned copy (the request's bytes may be a view into a large buffer we must not retain). */
+function ownedCopy(u: Uint8Array): Buffer {
+  if (u.length === 0) return emptyBuffer;
+  const b = Buffer.allocUnsafe(u.length);
+  b.set(u);
+  return b;
+}
+
+/** etcd mkGteRange: a range_end of "\0" means every key >= key (open end). */
+type RangeEnd = Buffer | "single" | "open";
+function rangeEndOf(rangeEnd: Uint8Array): RangeEnd {
+  if (rangeEnd.length === 0) return "single";
+  if (rangeEnd.length === 1 && rangeEnd[0] === 0) return "open";
+  return view(rangeEnd);
+}
+
+/** The record of `hist` visible at `rev`, undefined if none or deleted. */
+function visibleAt(hist: readonly Rec[], rev: number): Rec | undefined {
+  for (let i = hist.length - 1; i >= 0; i--) {
+    const r = hist[i]!;
+    if (r.main <= rev) return r.isTombstone ? undefined : r;
+  }
+  return undefined;
+}
+
+function innerHeader(revision: number): ResponseHeader {
+  return { clusterId: 0n, memberId: 0n, revision, raftTerm: 0 };
+}
+
+function compareBig(a: bigint, b: bigint): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** etcd isTxnReadonly: every op of both branches is a range. */
+function isTxnReadOnly(req: TxnRequest): boolean {
+  for (const op of req.success) if (op.request.oneofKind !== "requestRange") return false;
+  for (const op of req.failure) if (op.request.oneofKind !== "requestRange") return false;
+  return true;
+}
+
+/**
+ * etcd's mvcc store with the applier's request semantics. Synchronous and single-threaded: the
+ * server applies committed entries one at a time; reads see the last applied state.
+ */
+export class MvccStore {
+  readonly #index = new BTree<Rec[]>();
+  #log: Rec[] = [];
+  /** etcd starts at revision 1 with nothing in it. */
+  #currentRev = 1;
+  /** etcd's compactMainRev: -1 until the first compaction. */
+  #compactRev = -1;
+  #liveKeys = 0;
+  #bytes = 0;
+  /** Changes of the write in progress (sub-revision = position), undefined outside a write. */
+  #writing: Rec[] | undefined = undefined;
+  readonly #hooks: LeaseHooks | undefined;
+  readonly #hub: WatchHub;
+
+  /** See MvccStoreOptions for the limits and their defaults. */
+  constructor(opts?: MvccStoreOptions) {
+    this.#hooks = opts?.leaseHooks;
+    const src: WatchSource = {
+      currentRevision: 0,
+      compactRevision: 0,
+      historyOf: (key) => this.#index.get(key),
+      revisionLog: () => this.#log,
+      logIndexAtOrAfter: (rev) => this.#logIndexAtOrAfter(rev),
+    };
+    Object.defineProperty(src, "currentRevision", { get: () => this.#currentRev });
+    Object.defineProperty(src, "compactRevision", { get: () => this.#compactRev });
+    this.#hub = new WatchHub(src, {
+      maxWatchersPerStream: opts?.maxWatchersPerStream ?? 10_000,
+      maxEventsPerWatchResponse: opts?.maxEventsPerWatchResponse ?? 1000,
+      maxPendingResponsesPerStream: opts?.maxPendingResponsesPerStream ?? 1024,
+      maxRequestBytes: opts?.maxRequestBytes ?? 1.5 * 1024 * 1024,
+      maxSyncStepsPerCall: opts?.maxSyncStepsPerCall ?? 64,
+    });
+  }
+
+  /** The revision of the last write; 1 for an empty store (as etcd). */
+  get currentRevision(): number {
+    return this.#currentRev;
+  }
+
+  /** The last compaction revision; -1 until the first compaction (etcd's compactMainRev). */
+  get compactRevision(): number {
+    return this.#compactRev;
+  }
+
+  /** Watchers on every stream (etcd_debugging_mvcc_watcher_total). */
+  get watcherCount(): number {
+    return this.#hub.watcherCount;
+  }
+
+  // ------------------------------------------------------------------ reads
+
+  /**
+   * etcd's Range with every RangeRequest option (apply.go Range over kvstore_txn rangeKeys):
+   * range_end empty = one key, "\0" = every key >= key; revision 0 = current; count is the number
+   * of keys in the range before limit and min/max filters; limit sets `more`; sort and the
+   * min/max filters run on the whole range first; keys_only drops values; count_only returns only
+   * the count. The header is left unset (the server fills it with currentRevision).
+   * Throws MvccFutureRevError (revision > current) or MvccCompactedError (revision < compacted).
+   */
+  range(req: RangeRequest): RangeResponse {
+    return this.#rangeAt(req, this.#readRev());
+  }
+
+  /** Inside a write, reads see its changes at currentRevision + 1 (etcd storeTxnWrite.Range). */
+  #readRev(): number {
+    return this.#writing !== undefined && this.#writing.length > 0
+      ? this.#currentRev + 1
+      : this.#currentRev;
+  }
+
+  #rangeAt(req: RangeRequest, curRev: number): RangeResponse {
+    let rev = req.revision;
+    if (rev > curRev) throw new MvccFutureRevError();
+    if (rev <= 0) rev = curRev;
+    if (rev < this.#compactRev) throw new MvccCompactedError();
+    const key = view(req.key);
+    const end = rangeEndOf(req.rangeEnd);
+    if (req.countOnly) {
+      let count = 0;
+      this.#visit(key, end, rev, () => void count++);
+      return { header: undefined, kvs: [], more: false, count };
+    }
+    const filtered =
+      req.sortOrder !== RangeRequest_SortOrder.NONE ||
+      req.minModRevision !== 0 ||
+      req.maxModRevision !== 0 ||
+      req.minCreateRevision !== 0 ||
+      req.maxCreateRevision !== 0;
+    // Fetch one extra to know `more`, unless sorting/filtering needs everything.
+    const fetch = !filtered && req.limit > 0 ? req.limit + 1 : 0;
+    let recs: Rec[] = [];
+    let count = 0;
+    this.#visit(key, end, rev, (r) => {
+      count++;
+      if (fetch === 0 || recs.length < fetch) recs.push(r);
+    });
+    if (req.maxModRevision !== 0) recs = recs.filter((r) => r.main <= req.maxModRevision);
+    if (req.minModRevision !== 0) recs = recs.filter((r) => r.main >= req.minModRevision);
+    if (req.maxCreateRevision !== 0) {
+      recs = recs.filter((r) => r.createRevision <= req.maxCreateRevision);
+    }
+    if (req.minCreateRevision !== 0) {
+      recs = recs.filter((r) => r.createRevision >= req.minCreateRevision);
+    }
+    let order = req.sortOrder;
+    // etcd: results come in key order, so a non-key target without an order sorts ascending.
+    if (req.sortTarget !== RangeRequest_SortTarget.KEY && order === RangeRequest_SortOrder.NONE) {
+      order = RangeRequest_SortOrder.ASCEND;
+    }
+    if (order === RangeRequest_SortOrder.ASCEND || order === RangeRequest_SortOrder.DESCEND) {
+      const cmp = sortComparator(req.sortTarget);
+      if (cmp !== undefined) {
+        recs.sort(order === RangeRequest_SortOrder.ASCEND ? cmp : (a, b) => cmp(b, a));
+      }
+    }
+    let more = false;
+    if (req.limit > 0 && recs.length > req.limit) {
+      recs.length = req.limit;
+      more = true;
+    }
+    const kvs = recs.map((r) => recToKeyValue(r, req.keysOnly));
+    return { header: undefined, kvs, more, count };
+  }
+
+  /** Calls fn for each key of the range that is live at rev, in key order. */
+  #visit(key: Buffer, end: RangeEnd, rev: number, fn: (r: Rec) => void): void {
+    if (end === "single") {
+      const hist = this.#index.get(key);
+      const r = hist === undefined ? undefined : visibleAt(hist, rev);
+      if (r !== undefined) fn(r);
+      return;
+    }
+    this.#index.ascend(key, end === "open" ? undefined : end, (_k, hist) => {
+      const r = visibleAt(hist, rev);
+      if (r !== undefined) fn(r);
+    });
+  }
+
+  // ------------------------------------------------------------------ writes
+
+  /**
+   * etcd's Put (apply.go): optional prev_kv, ignore_value (keep the current value), ignore_lease
+   * (keep the current lease), lease attach/detach through the hooks. One new revision.
+   * The header is left unset. Throws LeaseNotFoundError (lease != 0 unknown to the hooks; without
+   * hooks every non-zero lease is unknown), KeyNotFoundError (ignore_value / ignore_lease on a
+   * missing key). A failed put changes nothing.
+   */
+  put(req: PutRequest): PutResponse {
+    if (req.lease !== 0n && !this.#leaseExists(req.lease)) throw new LeaseNotFoundError();
+    return this.#write(() => this.#applyPut(req));
+  }
+
+  /**
+   * etcd's DeleteRange: deletes the live keys of the range (range_end rules as range()) in one
+   * revision, returns how many, and their previous values with prev_kv. Deleting nothing does not
+   * advance the revision. The header is left unset.
+   */
+  deleteRange(req: DeleteRangeRequest): DeleteRangeResponse {
+    return this.#write(() => this.#applyDeleteRange(req));
+  }
+
+  /**
+   * etcd's Txn: every compare (and the compares of nested txns in the chosen branches) is
+   * evaluated against the state before the txn; then every put of the chosen path is checked
+   * (ignore_value / ignore_lease need the key, the lease must exist) and every range's revision,
+   * before anything is written, so a failing txn changes nothing. The ops then run in one
+   * revision (one sub-revision per change); ranges see the txn's earlier writes. Inner responses
+   * carry a header with only `revision` (as etcd's applier); the top-level header is left unset.
+   * Throws KeyNotFoundError, LeaseNotFoundError, MvccFutureRevError, MvccCompactedError.
+   */
+  txn(req: TxnRequest): TxnResponse {
+    const path = this.#compareToPath(req);
+    const readOnly = isTxnReadOnly(req);
+    if (!readOnly) this.#checkTxnOps(req, path, "put");
+    this.#checkTxnOps(req, path, "range");
+    if (readOnly) return this.#applyTxnOps(req, path);
+    return this.#write(() => this.#applyTxnOps(req, path));
+  }
+
+  /**
+   * Deletes `keys` in ONE revision (lease revoke, etcd lessor.Revoke's txn), detaching their
+   * leases. Keys that do not exist are skipped. Returns how many existed.
+   */
+  deleteKeys(keys: Buffer[]): number {
+    return this.#write(() => {
+      let n = 0;
+      for (const k of keys) {
+        const hist = this.#index.get(view(k));
+        const last = hist?.[hist.length - 1];
+        if (hist === undefined || last === undefined || last.isTombstone) continue;
+        this.#appendTombstone(hist, last);
+        n++;
+      }
+      return n;
+    });
+  }
+
+  /**
+   * Compaction (etcd kvstore.Compact + keyIndex.compact): history at and below `revision` is
+   * dropped, keeping for each key the latest record at or below it unless that is a tombstone;
+   * keys left with nothing leave the index. Reads below `revision` then fail with
+   * MvccCompactedError. Throws MvccCompactedError if revision <= compactRevision,
+   * MvccFutureRevError if revision > currentRevision. Runs synchronously, O(keys + records).
+   */
+  compact(revision: number): void {
+    if (revision <= this.#compactRev) throw new MvccCompactedError();
+    if (revision > this.#currentRev) throw new MvccFutureRevError();
+    this.#compactRev = revision;
+    const keptOld: Rec[] = [];
+    const emptied: Buffer[] = [];
+    this.#index.ascend(undefined, undefined, (key, hist) => {
+      let i = hist.length - 1;
+      while (i >= 0 && hist[i]!.main > revision) i--;
+      if (i < 0) return;
+      let drop = i;
+      if (hist[i]!.isTombstone) drop = i + 1;
+      else keptOld.push(hist[i]!);
+      if (drop > 0) hist.splice(0, drop);
+      if (hist.length === 0) emptied.push(key);
+    });
+    for (const k of emptied) this.#index.delete(k);
+    keptOld.sort(compareRecRevision);
+    const tail = this.#log.slice(this.#logIndexAtOrAfter(revision + 1));
+    this.#log = keptOld.concat(tail);
+    let bytes = 0;
+    for (const r of this.#log) bytes += r.approximateBytes;
+    this.#bytes = bytes;
+    // Unsynced watchers below the new compaction point get their compacted response now.
+    this.#hub.syncWatchers();
+  }
+
+  /** Live keys, records held and approximate backend bytes (for quota, status, metrics). */
+  stats(): MvccStats {
+    return { keys: this.#liveKeys, revisions: this.#log.length, approximateBytes: this.#bytes };
+  }
+
+  /**
+   * etcd's HashByRev: CRC-32C (Castagnoli) over "key" then, in revision order, each held record
+   * with main revision <= `revision` as etcd's backend stores it (17-byte revision key, 't'
+   * appended for tombstones, then the marshaled KeyValue; a tombstone's is only the key); records
+   * at or below the compaction point count only if a compaction at `revision` would keep them.
+   * `revision` 0 = current. Matches real etcd's hash for the same history.
+   * Throws MvccCompactedError (0 < revision <= compactRevision), MvccFutureRevError.
+   */
+  hashKV(revision: number): MvccHash {
+    const compactRev = this.#compactRev;
+    if (revision > 0 && revision <= compactRev) throw new MvccCompactedError();
+    if (revision > 0 && revision > this.#currentRev) throw new MvccFutureRevError();
+    const rev = revision === 0 ? this.#currentRev : revision;
+    let keepAny = false;
+    this.#index.ascend(undefined, undefined, (_k, hist) => {
+      if (visibleAt(hist, rev) === undefined) return;
+      keepAny = true;
+      return false;
+    });
+    let crc = CRC32C.buf(Buffer.from("key"));
+    for (const r of this.#log) {
+      if (r.main > rev) break;
+      if (r.main <= compactRev && keepAny) {
+        const hist = this.#index.get(r.key);
+        if (hist === undefined || visibleAt(hist, rev) !== r) continue;
+      }
+      crc = CRC32C.buf(recRevisionBytes(r), crc);
+      const kv = r.isTombstone
+        ? { key: r.key, createRevision: 0, modRevision: 0, version: 0, value: emptyBuffer, lease: 0n }
+        : recToKeyValue(r);
+      crc = CRC32C.buf(KeyValueMsg.toBinary(kv), crc);
+    }
+    return { hash: crc >>> 0, compactRevision: compactRev, revision: this.#currentRev };
+  }
+
+  // ------------------------------------------------------------------ watch
+
+  /** Opens one client watch stream (etcd's serverWatchStream minus the transport). */
+  newWatchStream(sink: WatchSink): WatchStream {
+    return this.#hub.newStream(sink);
+  }
+
+  /**
+   * etcd's progress ticker: each progress_notify watcher that is synced and got no events since
+   * the previous call receives an empty response with the current revision. Call on a timer
+   * (etcd: every 10 minutes).
+   */
+  progressNotify(): void {
+    this.#hub.progressNotify();
+  }
+
+  /**
+   * One catch-up round for unsynced watchers on streams that can send. Writes and resume() already
+   * run rounds; call this periodically (etcd: every 100 ms) so a stream created with an old
+   * start_revision on an idle store finishes catching up. Returns true while work remains.
+   */
+  syncWatchers(): boolean {
+    return this.#hub.syncWatchers();
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  #leaseExists(id: bigint): boolean {
+    return this.#hooks !== undefined && this.#hooks.exists(id);
+  }
+
+  #logIndexAtOrAfter(rev: number): number {
+    const log = this.#log;
+    let lo = 0;
+    let hi = log.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (log[mid]!.main < rev) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** Runs fn as one write; its changes become revision currentRevision + 1, then watchers hear. */
+  #write<T>(fn: () => T): T {
+    mvccAssert(this.#writing === undefined, "nested write");
+    const changes: Rec[] = [];
+    this.#writing = changes;
+    try {
+      return fn();
+    } finally {
+      this.#writing = undefined;
+      // Changes already made stay made even if fn threw after them (it should not: txn checks
+      // first), so the revision must still advance.
+      if (changes.length > 0) {
+        this.#currentRev++;
+        this.#hub.notify(this.#currentRev, changes);
+      }
+    }
+  }
+
+  #applyPut(req: PutRequest): PutResponse {
+    const key = view(req.key);
+    const hist = this.#index.get(key);
+    const last = hist?.[hist.length - 1];
+    const prev = last !== undefined && !last.isTombstone ? last : undefined;
+    if ((req.ignoreValue || req.ignoreLease) && prev === undefined) throw new KeyNotFoundError();
+    const value = req.ignoreValue ? prev!.value : ownedCopy(req.value);
+    const lease = req.ignoreLease ? prev!.lease : req.lease;
+    const resp: PutResponse = {
+      header: undefined,
+      prevKv: req.prevKv && prev !== undefined ? recToKeyValue(prev) : undefined,
+    };
+    this.#appendPut(key, hist, prev, value, lease);
+    return resp;
+  }
+
+  #appendPut(
+    key: Buffer,
+    hist: Rec[] | undefined,
+    prev: Rec | undefined,
+    value: Buffer,
+    lease: bigint,
+  ): void {
+    const changes = this.#writing!;
+    const rev = this.#currentRev + 1;
+    const keyBuf = hist !== undefined ? hist[0]!.key : ownedCopy(key);
+    const rec = new Rec(
+      keyBuf,
+      value,
+      rev,
+      changes.length,
+      prev !== undefined ? prev.createRevision : rev,
+      prev !== undefined ? prev.version + 1 : 1,
+      lease,
+    );
+    if (hist !== undefined) hist.push(rec);
+    else this.#index.set(keyBuf, [rec]);
+    if (prev === undefined) this.#liveKeys++;
+    this.#record(rec);
+    // etcd kvstore_txn put: detach from the old lease, attach to the new one.
+    if (this.#hooks !== undefined) {
+      if (prev !== undefined && prev.lease !== 0n) this.#hooks.detach(prev.lease, keyBuf);
+      if (lease !== 0n) this.#hooks.attach(lease, keyBuf);
+    }
+  }
+
+  #appendTombstone(hist: Rec[], live: Rec): void {
+    const changes = this.#writing!;
+    const rec = new Rec(live.key, emptyBuffer, this.#currentRev + 1, changes.length, 0, 0, 0n);
+    hist.push(rec);
+    this.#liveKeys--;
+    this.#record(rec);
+    if (this.#hooks !== undefined && live.lease !== 0n) this.#hooks.detach(live.lease, live.key);
+  }
+
+  #record(rec: Rec): void {
+    this.#writing!.push(rec);
+    this.#log.push(rec);
+    this.#bytes += rec.approximateBytes;
+  }
+
+  #applyDeleteRange(req: DeleteRangeRequest): DeleteRangeResponse {
+    const key = view(req.key);
+    const end = rangeEndOf(req.rangeEnd);
+    const live: Rec[] = [];
+    this.#visit(key, end, this.#readRev(), (r) => void live.push(r));
+    const prevKvs = req.prevKv ? live.map((r) => recToKeyValue(r)) : [];
+    for (const r of live) this.#appendTombstone(this.#index.get(r.key)!, r);
+    return { header: undefined, deleted: live.length, prevKvs };
+  }
+
+  #compareToPath(req: TxnRequest): TxnPath {
+    let ok = true;
+    for (const c of req.compare) {
+      if (!this.#applyCompare(c)) {
+        ok = false;
+        break;
+      }
+    }
+    const nested: TxnPath[] = [];
+    for (const op of ok ? req.success : req.failure) {
+      if (op.request.oneofKind === "requestTxn") nested.push(this.#compareToPath(op.request.requestTxn));
+    }
+    return { succeeded: ok, nested };
+  }
+
+  /** etcd applyCompare: every key of the range must satisfy it; none = a zero KeyValue. */
+  #applyCompare(c: Compare): boolean {
+    const recs: Rec[] = [];
+    this.#visit(view(c.key), rangeEndOf(c.rangeEnd), this.#currentRev, (r) => void recs.push(r));
+    if (recs.length === 0) {
+      // A value compare on a missing key always fails: there is no value to compare.
+      if (c.target === Compare_CompareTarget.VALUE) return false;
+      return compareKV(c, undefined);
+    }
+    for (const r of recs) if (!compareKV(c, r)) return false;
+    return true;
+  }
+
+  /** etcd checkRequests with checkRequestPut / checkRequestRange over the chosen path. */
+  #checkTxnOps(req: TxnRequest, path: TxnPath, kind: "put" | "range"): void {
+    let n = 0;
+    for (const op of path.succeeded ? req.success : req.failure) {
+      const r = op.request;
+      if (r.oneofKind === "requestTxn") {
+        this.#checkTxnOps(r.requestTxn, path.nested[n++]!, kind);
+      } else if (kind === "put" && r.oneofKind === "requestPut") {
+        const p = r.requestPut;
+        if (p.ignoreValue || p.ignoreLease) {
+          const hist = this.#index.get(view(p.key));
+          if (hist === undefined || visibleAt(hist, this.#currentRev) === undefined) {
+            throw new KeyNotFoundError();
+          }
+        }
+        if (p.lease !== 0n && !this.#leaseExists(p.lease)) throw new LeaseNotFoundError();
+      } else if (kind === "range" && r.oneofKind === "requestRange") {
+        const rev = r.requestRange.revision;
+        if (rev === 0) continue;
+        if (rev > this.#currentRev) throw new MvccFutureRevError();
+        if (rev < this.#compactRev) throw new MvccCompactedError();
+      }
+    }
+  }
+
+  #applyTxnOps(req: TxnRequest, path: TxnPath): TxnResponse {
+    const responses: ResponseOp[] = [];
+    let n = 0;
+    for (const op of path.succeeded ? req.success : req.failure) {
+      const r = op.request;
+      switch (r.oneofKind) {
+        case "requestRange": {
+          const curRev = this.#readRev();
+          const resp = this.#rangeAt(r.requestRange, curRev);
+          resp.header = innerHeader(curRev);
+          responses.push({ response: { oneofKind: "responseRange", responseRange: resp } });
+          break;
+        }
+        case "requestPut": {
+          const resp = this.#applyPut(r.requestPut);
+          resp.header = innerHeader(this.#currentRev + 1);
+          responses.push({ response: { oneofKind: "responsePut", responsePut: resp } });
+          break;
+        }
+        case "requestDeleteRange": {
+          const resp = this.#applyDeleteRange(r.requestDeleteRange);
+          resp.header = innerHeader(this.#readRev());
+          responses.push({
+            response: { oneofKind: "responseDeleteRange", responseDeleteRange: resp },
+          });
+          break;
+        }
+        case "requestTxn": {
+          const resp = this.#applyTxnOps(r.requestTxn, path.nested[n++]!);
+          // etcd's newTxnResp gives nested txns an empty header.
+          resp.header = innerHeader(0);
+          responses.push({ response: { oneofKind: "responseTxn", responseTxn: resp } });
+          break;
+        }
+        default:
+          // checkTxnRequest rejects empty ops before raft; etcd's applier skips them.
+          responses.push({ response: { oneofKind: undefined } });
+      }
+    }
+    return { header: undefined, succeeded: path.succeeded, responses };
+  }
+}
+
+/** etcd compareKV; `kv` undefined is the zero KeyValue of a missing key. */
+function compareKV(c: Compare, r: Rec | undefined): boolean {
+  const u = c.targetUnion;
+  let result: number;
+  switch (c.target) {
+    case Compare_CompareTarget.VALUE: {
+      const v = u.oneofKind === "value" ? view(u.value) : emptyBuffer;
+      result = Buffer.compare(r?.value ?? emptyBuffer, v);
+      break;
+    }
+    case Compare_CompareTarget.CREATE:
+      result = Math.sign((r?.createRevision ?? 0) - (u.oneofKind === "createRevision" ? u.createRevision : 0));
+      break;
+    case Compare_CompareTarget.MOD:
+      result = Math.sign((r?.main ?? 0) - (u.oneofKind === "modRevision" ? u.modRevision : 0));
+      break;
+    case Compare_CompareTarget.VERSION:
+      result = Math.sign((r?.version ?? 0) - (u.oneofKind === "version" ? u.version : 0));
+      break;
+    case Compare_CompareTarget.LEASE:
+      result = compareBig(r?.lease ?? 0n, u.oneofKind === "lease" ? u.lease : 0n);
+      break;
+    default:
+      result = 0;
+  }
+  switch (c.result) {
+    case Compare_CompareResult.EQUAL:
+      return result === 0;
+    case Compare_CompareResult.NOT_EQUAL:
+      return result !== 0;
+    case Compare_CompareResult.GREATER:
+      return result > 0;
+    case Compare_CompareResult.LESS:
+      return result < 0;
+    default:
+      return true;
+  }
+}
+
+function sortComparator(target: RangeRequest_SortTarget): ((a: Rec, b: Rec) => number) | undefined {
+  switch (target) {
+    case RangeRequest_SortTarget.KEY:
+      return (a, b) => Buffer.compare(a.key, b.key);
+    case RangeRequest_SortTarget.VERSION:
+      return (a, b) => a.version - b.version;
+    case RangeRequest_SortTarget.CREATE:
+      return (a, b) => a.createRevision - b.createRevision;
+    case RangeRequest_SortTarget.MOD:
+      return (a, b) => a.main - b.main;
+    case RangeRequest_SortTarget.VALUE:
+      return (a, b) => Buffer.compare(a.value, b.value);
+    default:
+      return undefined;
+  }
+}

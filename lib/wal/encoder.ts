@@ -170,7 +170,7 @@ export function maxFrameSize(dataBytes: number): number {
  *
  * Data is encoded in place: the record header is laid out assuming a 5-byte crc varint, the data
  * is written behind it, its CRC computed, and only when the real crc varint is shorter (1 time in
- * 16 for a uniform crc) is the data moved left. So entry bytes are copied exactly once.
+ * 16 for a uniform crc) is the data moved left. So entry bytes are copied once (twice 1 in 16).
  */
 export class FrameWriter {
   /** Running CRC-32C after the last record written. */
@@ -186,26 +186,22 @@ export class FrameWriter {
   }
 
   /**
-   * Writes one record whose data is produced by `fill(buf, at)` (which must write exactly
-   * `dataBytes` bytes at `at` and return `at + dataBytes`). `dataBytes` 0 means no data field.
+   * Where the data of a record of `dataBytes` bytes goes: behind a header laid out for the widest
+   * crc varint, `[len word][08 type][10 crc x5][1a len]`. The caller writes the data there and
+   * calls #finish.
    */
-  #frame(type: number, dataBytes: number, fill: ((buf: Buffer, at: number) => number) | null, fixedCrc: number | null): void {
+  #dataAt(dataBytes: number): number {
+    return this.pos + FRAME_HEADER_BYTES + 2 + 6 + (dataBytes > 0 ? 1 + varintSize(dataBytes) : 0);
+  }
+
+  /**
+   * Completes the record whose `dataBytes` bytes of data sit at `dataAt`: writes the header with
+   * `crc`, moves the data left when the crc varint is shorter than 5 bytes, pads to 8 bytes and
+   * writes the length word (etcd encodeFrameSize: top byte 0x80|pad when padded).
+   */
+  #finish(type: number, dataBytes: number, dataAt: number, crc: number): void {
     const buf = this.buf;
     const start = this.pos;
-    const lenVarint = dataBytes > 0 ? varintSize(dataBytes) : 0;
-    // Header assuming the widest crc varint: [08 type][10 crc×5][1a len]
-    const dataAtMax = start + FRAME_HEADER_BYTES + 2 + 6 + (dataBytes > 0 ? 1 + lenVarint : 0);
-    let crc: number;
-    if (dataBytes > 0 && fill !== null) {
-      const end = fill(buf, dataAtMax);
-      if (end !== dataAtMax + dataBytes) {
-        throw new WalInvariantError(`record data wrote ${end - dataAtMax} bytes, expected ${dataBytes}`);
-      }
-      crc = fixedCrc ?? crc32c(buf.subarray(dataAtMax, end), this.crc);
-    } else {
-      crc = fixedCrc ?? this.crc;
-    }
-    const crcVarint = varintSize(crc);
     let p = start + FRAME_HEADER_BYTES;
     buf[p++] = 0x08;
     buf[p++] = type;
@@ -214,25 +210,29 @@ export class FrameWriter {
     if (dataBytes > 0) {
       buf[p++] = 0x1a;
       p = putVarint(buf, p, dataBytes);
-      if (crcVarint !== 5) buf.copyWithin(p, dataAtMax, dataAtMax + dataBytes);
+      if (p !== dataAt) buf.copyWithin(p, dataAt, dataAt + dataBytes);
       p += dataBytes;
     }
     const recBytes = p - start - FRAME_HEADER_BYTES;
     const padBytes = (8 - (recBytes % 8)) % 8;
     for (let i = 0; i < padBytes; i++) buf[p++] = 0;
-    // Length word: low 56 bits the record length, top byte 0x80|pad when padded (etcd encodeFrameSize).
-    buf.writeUInt32LE(recBytes >>> 0, start);
+    buf.writeUInt32LE(recBytes, start);
     buf.writeUInt32LE(padBytes !== 0 ? ((0x80 | padBytes) << 24) >>> 0 : 0, start + 4);
     this.crc = crc;
     this.pos = p;
   }
 
+  /** Chains the CRC over `dataBytes` bytes at `dataAt` and completes the record. */
+  #finishChained(type: number, dataBytes: number, dataAt: number): void {
+    const crc = dataBytes > 0 ? crc32c(this.buf.subarray(dataAt, dataAt + dataBytes), this.crc) : this.crc;
+    this.#finish(type, dataBytes, dataAt, crc);
+  }
+
   /** Writes a record carrying raw `data` bytes (metadata, snapshot, hardState already marshalled). */
   bytes(type: number, data: Uint8Array): void {
-    this.#frame(type, data.length, (b, at) => {
-      b.set(data, at);
-      return at + data.length;
-    }, null);
+    const at = this.#dataAt(data.length);
+    this.buf.set(data, at);
+    this.#finishChained(type, data.length, at);
   }
 
   /** Writes an entry record (type 2) for `e`. */
@@ -240,7 +240,11 @@ export class FrameWriter {
     checkUint("entry.index", e.index);
     checkUint("entry.term", e.term);
     if (!Number.isInteger(e.type) || e.type < 0) throw new WalInvariantError(`entry.type must be >= 0, got ${e.type}`);
-    this.#frame(RecordType.entry, entrySize(e), (b, at) => putEntry(b, at, e), null);
+    const n = entrySize(e);
+    const at = this.#dataAt(n);
+    const end = putEntry(this.buf, at, e);
+    if (end !== at + n) throw new WalInvariantError(`entry ${e.index} encoded to ${end - at} bytes, expected ${n}`);
+    this.#finishChained(RecordType.entry, n, at);
   }
 
   /** Writes a hardState record (type 3) for `s`. */
@@ -248,7 +252,11 @@ export class FrameWriter {
     checkUint("hardState.term", s.term);
     checkUint("hardState.commit", s.commit);
     if (s.vote < 0n || s.vote >= 1n << 64n) throw new WalInvariantError(`hardState.vote out of uint64 range`);
-    this.#frame(RecordType.hardState, hardStateSize(s), (b, at) => putHardState(b, at, s), null);
+    const n = hardStateSize(s);
+    const at = this.#dataAt(n);
+    const end = putHardState(this.buf, at, s);
+    if (end !== at + n) throw new WalInvariantError(`hardState encoded to ${end - at} bytes, expected ${n}`);
+    this.#finishChained(RecordType.hardState, n, at);
   }
 
   /**
@@ -256,6 +264,6 @@ export class FrameWriter {
    * over from the previous segment (0 for the first). The running CRC is unchanged by it.
    */
   crcRecord(prevCrc: number): void {
-    this.#frame(RecordType.crc, 0, null, prevCrc >>> 0);
+    this.#finish(RecordType.crc, 0, this.#dataAt(0), prevCrc >>> 0);
   }
 }

@@ -388,6 +388,10 @@ export class WAL {
                 break;
               case RecordType.snapshot: {
                 const s = decodeSnapshot(rec.data);
+                // As saveSnapshot does (etcd SaveSnapshot): the next segment is named past the
+                // snapshot, so opening at this snapshot later finds the segment holding its record.
+                // etcd's ReadAll skips this, and a cut after a restart can then hide the record.
+                if (lastIndex < s.index) lastIndex = s.index;
                 if (s.index === start.index) {
                   if (s.term !== start.term) throw new WalSnapshotMismatchError(path, s.index, start.term, s.term);
                   match = true;

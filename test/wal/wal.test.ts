@@ -250,3 +250,30 @@ describe("misuse does not poison the log", () => {
     }
   });
 });
+
+describe("snapshot ahead of the log", () => {
+  test("after a restart on a snapshot beyond every entry (a follower's InstallSnapshot), later cuts keep the snapshot findable", async () => {
+    const t = tempDataDir();
+    try {
+      const opts = { segmentSizeBytes: 1024, maxWalFiles: 0 };
+      const wal = await WAL.create(t.walDir, Buffer.from("m"), opts);
+      await wal.save(hardState(1, 1n, 2), [entry(1, 1), entry(2, 1)]);
+      await wal.saveSnapshot({ index: 500, term: 3 });
+      await wal.save(hardState(3, 1n, 500), []);
+      await wal.close();
+      const snap = { index: 500, term: 3 };
+      const r = await WAL.open(t.walDir, { ...opts, snapshot: snap });
+      assert.deepEqual(r.entries, []);
+      // Elections with no entries yet: enough hardState records to cut a segment before any entry.
+      for (let k = 1; k <= 40; k++) await r.wal.save(hardState(3 + k, 1n, 500), []);
+      assert.ok(readdirSync(t.walDir).length >= 2, "a segment was cut before any entry");
+      for (let i = 501; i <= 530; i++) await r.wal.save(hardState(43, 1n, i), [entry(i, 43, 100)]);
+      await r.wal.close();
+      const r2 = await WAL.open(t.walDir, { ...opts, snapshot: snap });
+      assert.deepEqual(r2.entries.map((e) => e.index), Array.from({ length: 30 }, (_, k) => 501 + k));
+      await r2.wal.close();
+    } finally {
+      t.cleanup();
+    }
+  });
+});

@@ -169,6 +169,31 @@ describe("lessor: expiry", () => {
   });
 });
 
+describe("lessor: promote pile-up rule", () => {
+  test("with revoke rate 10, 200 leases of TTL 10 and 11 s expire 5..10 per second over 20 s", () => {
+    // The scenario of etcd's TestLessorRenewExtendPileup, restated: recovered leases all
+    // promoted at once must not all expire in the same second.
+    const rate = 10;
+    const l = new Lessor({ minLeaseTtlSeconds: 1, revokeRatePerSecond: rate });
+    for (let i = 1; i <= rate * 10; i++) {
+      l.grant(BigInt(2 * i), 10, 0);
+      l.grant(BigInt(2 * i + 1), 11, 0);
+    }
+    l.promote(0, 0);
+    const perSecond = new Map<number, number>();
+    for (const id of l.leases()) {
+      const s = Math.trunc((l.lookup(id)?.expiryMs as number) / 1000 + 0.1);
+      perSecond.set(s, (perSecond.get(s) ?? 0) + 1);
+    }
+    for (let s = 10; s < 30; s++) {
+      const c = perSecond.get(s) ?? 0;
+      assert.ok(c <= rate, `${c} leases expire in second ${s}`);
+      assert.ok(c >= rate / 2, `only ${c} leases expire in second ${s}`);
+    }
+    l.checkInvariants();
+  });
+});
+
 describe("lessor: keys", () => {
   test("attach/detach keep both directions in step; revoke returns the keys in byte order", () => {
     const l = new Lessor({ minLeaseTtlSeconds: 1 });

@@ -243,9 +243,14 @@ describe("corruption is refused", () => {
   });
 
   test("the undamaged WAL opens with every entry", async () => {
-    const r = await WAL.open(copyWalDir(base.walDir).walDir, { segmentSizeBytes: SEGMENT_BYTES });
-    assert.equal(r.entries.length, 41);
-    assert.deepEqual(plain(r.entries.slice(0, 1)), plain([entry(1, 1, 90)]));
-    await r.wal.close();
+    const c = copyWalDir(base.walDir);
+    try {
+      const r = await WAL.open(c.walDir, { segmentSizeBytes: SEGMENT_BYTES });
+      assert.equal(r.entries.length, 41);
+      assert.deepEqual(plain(r.entries.slice(0, 1)), plain([entry(1, 1, 90)]));
+      await r.wal.close();
+    } finally {
+      c.cleanup();
+    }
   });
 });

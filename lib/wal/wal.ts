@@ -710,8 +710,14 @@ export class WAL {
   async #close(): Promise<void> {
     while (this.#pump !== null) await this.#pump;
     await this.#pipeline.close();
+    if (this.#failed !== null) {
+      // The failure was reported to every save; closing a descriptor in an unknown state may fail
+      // too, and there is nothing more to tell.
+      await this.#tail.fh.close().catch(() => {});
+      return;
+    }
     try {
-      if (this.#failed === null) await this.#tail.fh.datasync();
+      await this.#tail.fh.datasync();
     } finally {
       await this.#tail.fh.close();
     }

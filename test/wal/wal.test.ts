@@ -1,8 +1,8 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
-import { readdirSync, statSync } from "node:fs";
+import { closeSync, readdirSync, readlinkSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { WAL, WalClosedError, WalExistsError, WalInvalidArgumentError, WalSnapshotMismatchError, WalSnapshotNotFoundError } from "../../lib/wal/index.js";
+import { WAL, WalClosedError, WalExistsError, WalInvalidArgumentError, WalIoError, WalSnapshotMismatchError, WalSnapshotNotFoundError } from "../../lib/wal/index.js";
 import { captureLogger, entry, hardState, listRecords, plain, tempDataDir } from "./harness.js";
 
 describe("WAL round trip", () => {
@@ -272,6 +272,40 @@ describe("snapshot ahead of the log", () => {
       const r2 = await WAL.open(t.walDir, { ...opts, snapshot: snap });
       assert.deepEqual(r2.entries.map((e) => e.index), Array.from({ length: 30 }, (_, k) => 501 + k));
       await r2.wal.close();
+    } finally {
+      t.cleanup();
+    }
+  });
+});
+
+describe("disk failure", () => {
+  test("a failed write rejects that save and every later one with the same WalIoError", { skip: process.platform !== "linux" }, async () => {
+    const t = tempDataDir();
+    try {
+      const wal = await WAL.create(t.walDir, Buffer.from("m"));
+      await wal.save(hardState(1, 1n, 0), [entry(1, 1)]);
+      // Pull the segment's descriptor out from under the WAL (the test's stand-in for EIO).
+      const seg = join(t.walDir, "0000000000000000-0000000000000000.wal");
+      const fd = readdirSync("/proc/self/fd").map(Number).find((n) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${n}`) === seg;
+        } catch {
+          return false;
+        }
+      });
+      assert.ok(fd !== undefined, "segment descriptor found");
+      closeSync(fd);
+      const first = wal.save(undefined, [entry(2, 1)]);
+      const queued = wal.save(undefined, [entry(3, 1)]);
+      const e1 = await first.then(() => null, (e: unknown) => e);
+      assert.ok(e1 instanceof WalIoError, String(e1));
+      assert.match(e1.message, /0000000000000000-0000000000000000\.wal/);
+      await assert.rejects(queued, (e: unknown) => e === e1);
+      await assert.rejects(wal.save(undefined, [entry(4, 1)]), (e: unknown) => e === e1);
+      await wal.close();
+      const r = await WAL.open(t.walDir);
+      assert.deepEqual(r.entries.map((e) => e.index), [1]);
+      await r.wal.close();
     } finally {
       t.cleanup();
     }

@@ -47,7 +47,7 @@ async function throughput(batch: number, seconds: number): Promise<void> {
   const el = (performance.now() - t0) / 1000;
   console.log(
     `save ${String(batch).padStart(4)} x ${ENTRY_BYTES} B: ${(calls / el).toFixed(0).padStart(6)} saves/s, ` +
-      `${(index / el).toFixed(0).padStart(8)} entries/s, ${((wal.stats.bytes / el) / 1e6).toFixed(1).padStart(6)} MB/s, ` +
+      `${(index / el).toFixed(0).padStart(8)} entries/s, ${(wal.stats.bytes / el / 1e6).toFixed(1).padStart(6)} MB/s, ` +
       `${(wal.stats.fsyncs / index).toFixed(4)} fsyncs/entry, last fsync ${(wal.stats.lastFsyncSeconds * 1e3).toFixed(3)} ms`,
   );
   await wal.close();
@@ -65,7 +65,9 @@ async function rawFsyncRate(seconds: number): Promise<void> {
     n++;
   }
   const el = (performance.now() - t0) / 1000;
-  console.log(`raw 4 KiB write + fdatasync: ${(n / el).toFixed(0)} /s (${((el / n) * 1e3).toFixed(3)} ms each)`);
+  console.log(
+    `raw 4 KiB write + fdatasync: ${(n / el).toFixed(0)} /s (${((el / n) * 1e3).toFixed(3)} ms each)`,
+  );
   await fh.close();
 }
 
@@ -76,7 +78,10 @@ for (const b of BATCH_SIZES) await throughput(b, 2);
 // mitata: per-call times.
 const wals = new Map<number, { wal: WAL; index: number }>();
 for (const b of BATCH_SIZES) {
-  wals.set(b, { wal: await WAL.create(join(root, `m-${b}`, "member", "wal"), Buffer.from("bench")), index: 0 });
+  wals.set(b, {
+    wal: await WAL.create(join(root, `m-${b}`, "member", "wal"), Buffer.from("bench")),
+    index: 0,
+  });
 }
 const batches = new Map(BATCH_SIZES.map((b) => [b, makeEntries(1, b, 1)]));
 const rawFh = await open(join(root, "raw-mitata"), "w+");
@@ -128,7 +133,8 @@ for (const trial of result.benchmarks) {
   const name = trial.alias;
   if (!name.startsWith("crc32c 1 MiB")) continue;
   const avgNs = trial.runs[0]?.stats?.avg;
-  if (avgNs !== undefined) console.log(`crc32c throughput: ${((1024 * 1024) / (avgNs / 1e9) / 1e6).toFixed(0)} MB/s`);
+  if (avgNs !== undefined)
+    console.log(`crc32c throughput: ${((1024 * 1024) / (avgNs / 1e9) / 1e6).toFixed(0)} MB/s`);
 }
 
 for (const { wal } of wals.values()) await wal.close();

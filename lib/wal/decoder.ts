@@ -111,7 +111,8 @@ class ProtoReader {
   }
 
   expect(wireType: number, got: number): void {
-    if (wireType !== got) throw new ProtoDecodeError(`wrong wire type ${got}, expected ${wireType}`);
+    if (wireType !== got)
+      throw new ProtoDecodeError(`wrong wire type ${got}, expected ${wireType}`);
   }
 }
 
@@ -285,7 +286,8 @@ export class SegmentDecoder {
     const off = this.lastValidOffsetBytes;
     const got = await this.#ensure(off, FRAME_HEADER_BYTES);
     if (got === 0) return { kind: "eof" };
-    if (got < FRAME_HEADER_BYTES) return this.#fail(off, "length word cut short by end of file", true);
+    if (got < FRAME_HEADER_BYTES)
+      return this.#fail(off, "length word cut short by end of file", true);
     const at = off - this.#bufFileOffset;
     const lo = this.#buf.readUInt32LE(at);
     const hi = this.#buf.readUInt32LE(at + 4);
@@ -293,7 +295,11 @@ export class SegmentDecoder {
     const recBytes = lo + (hi & 0x00ffffff) * 0x100000000;
     const padBytes = hi & 0x80000000 ? (hi >>> 24) & 0x7 : 0;
     if (recBytes >= MAX_RECORD_BYTES - padBytes) {
-      return this.#fail(off, `record length ${recBytes} exceeds the ${MAX_RECORD_BYTES}-byte limit`, false);
+      return this.#fail(
+        off,
+        `record length ${recBytes} exceeds the ${MAX_RECORD_BYTES}-byte limit`,
+        false,
+      );
     }
     const frameBytes = FRAME_HEADER_BYTES + recBytes + padBytes;
     const avail = await this.#ensure(off, frameBytes);
@@ -336,7 +342,11 @@ export class SegmentDecoder {
     if (type !== RecordType.crc) {
       const want = crc32c(data, this.crc);
       if (want !== crc) {
-        return this.#fail(off, `crc mismatch: record has ${crc.toString(16)}, computed ${want.toString(16)}`, torn());
+        return this.#fail(
+          off,
+          `crc mismatch: record has ${crc.toString(16)}, computed ${want.toString(16)}`,
+          torn(),
+        );
       }
       this.crc = want;
     }

@@ -93,7 +93,11 @@ function checkUint(name: string, v: number): void {
 export function entrySize(e: Entry): number {
   const d = e.data.length;
   return (
-    3 + varintSize(e.type) + varintSize(e.term) + varintSize(e.index) + (d > 0 ? 1 + varintSize(d) + d : 0)
+    3 +
+    varintSize(e.type) +
+    varintSize(e.term) +
+    varintSize(e.index) +
+    (d > 0 ? 1 + varintSize(d) + d : 0)
   );
 }
 
@@ -161,7 +165,9 @@ export function isEmptyHardState(s: HardState): boolean {
  * data, and up to 7 bytes of padding.
  */
 export function maxFrameSize(dataBytes: number): number {
-  return FRAME_HEADER_BYTES + 2 + 6 + (dataBytes > 0 ? 1 + varintSize(dataBytes) + dataBytes : 0) + 7;
+  return (
+    FRAME_HEADER_BYTES + 2 + 6 + (dataBytes > 0 ? 1 + varintSize(dataBytes) + dataBytes : 0) + 7
+  );
 }
 
 /**
@@ -224,7 +230,8 @@ export class FrameWriter {
 
   /** Chains the CRC over `dataBytes` bytes at `dataAt` and completes the record. */
   #finishChained(type: number, dataBytes: number, dataAt: number): void {
-    const crc = dataBytes > 0 ? crc32c(this.buf.subarray(dataAt, dataAt + dataBytes), this.crc) : this.crc;
+    const crc =
+      dataBytes > 0 ? crc32c(this.buf.subarray(dataAt, dataAt + dataBytes), this.crc) : this.crc;
     this.#finish(type, dataBytes, dataAt, crc);
   }
 
@@ -239,11 +246,13 @@ export class FrameWriter {
   entry(e: Entry): void {
     checkUint("entry.index", e.index);
     checkUint("entry.term", e.term);
-    if (!Number.isInteger(e.type) || e.type < 0) throw new WalInvariantError(`entry.type must be >= 0, got ${e.type}`);
+    if (!Number.isInteger(e.type) || e.type < 0)
+      throw new WalInvariantError(`entry.type must be >= 0, got ${e.type}`);
     const n = entrySize(e);
     const at = this.#dataAt(n);
     const end = putEntry(this.buf, at, e);
-    if (end !== at + n) throw new WalInvariantError(`entry ${e.index} encoded to ${end - at} bytes, expected ${n}`);
+    if (end !== at + n)
+      throw new WalInvariantError(`entry ${e.index} encoded to ${end - at} bytes, expected ${n}`);
     this.#finishChained(RecordType.entry, n, at);
   }
 
@@ -251,11 +260,13 @@ export class FrameWriter {
   hardState(s: HardState): void {
     checkUint("hardState.term", s.term);
     checkUint("hardState.commit", s.commit);
-    if (s.vote < 0n || s.vote >= 1n << 64n) throw new WalInvariantError(`hardState.vote out of uint64 range`);
+    if (s.vote < 0n || s.vote >= 1n << 64n)
+      throw new WalInvariantError(`hardState.vote out of uint64 range`);
     const n = hardStateSize(s);
     const at = this.#dataAt(n);
     const end = putHardState(this.buf, at, s);
-    if (end !== at + n) throw new WalInvariantError(`hardState encoded to ${end - at} bytes, expected ${n}`);
+    if (end !== at + n)
+      throw new WalInvariantError(`hardState encoded to ${end - at} bytes, expected ${n}`);
     this.#finishChained(RecordType.hardState, n, at);
   }
 

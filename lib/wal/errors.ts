@@ -59,7 +59,10 @@ export class WalMissingSegmentError extends WalError {
  */
 export class WalSnapshotNotFoundError extends WalError {
   constructor(dir: string, index: number, term: number, detail: string) {
-    super("WAL_SNAPSHOT_NOT_FOUND", `wal: snapshot {index: ${index}, term: ${term}} not found in ${dir}: ${detail}`);
+    super(
+      "WAL_SNAPSHOT_NOT_FOUND",
+      `wal: snapshot {index: ${index}, term: ${term}} not found in ${dir}: ${detail}`,
+    );
   }
 }
 
@@ -94,7 +97,11 @@ export class WalClosedError extends WalError {
  */
 export class WalIoError extends WalError {
   constructor(operation: string, file: string, cause: unknown) {
-    super("WAL_IO", `wal: ${operation} failed on ${file}: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+    super(
+      "WAL_IO",
+      `wal: ${operation} failed on ${file}: ${(cause as Error)?.message ?? String(cause)}`,
+      { cause },
+    );
   }
 }
 

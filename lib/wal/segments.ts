@@ -16,7 +16,8 @@ export interface SegmentName {
 const NAME_RE = /^([0-9a-f]{16})-([0-9a-f]{16})\.wal$/;
 
 function hex16(n: number): string {
-  if (!Number.isSafeInteger(n) || n < 0) throw new WalInvariantError(`segment number out of range: ${n}`);
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw new WalInvariantError(`segment number out of range: ${n}`);
   return n.toString(16).padStart(16, "0");
 }
 
@@ -39,7 +40,10 @@ export function parseWalName(name: string): SegmentName | null {
  * Segment names in `dir`, sorted (etcd readWALNames + checkWalNames). Files that are not segments
  * are reported through `onIgnored`, except pipeline `.tmp` files, which are expected.
  */
-export async function listSegments(dir: string, onIgnored?: (name: string) => void): Promise<SegmentName[]> {
+export async function listSegments(
+  dir: string,
+  onIgnored?: (name: string) => void,
+): Promise<SegmentName[]> {
   const names = (await readdir(dir)).sort();
   const out: SegmentName[] = [];
   for (const name of names) {
@@ -76,7 +80,8 @@ export function searchIndex(segs: SegmentName[], index: number): number {
  */
 export function findSequenceGap(segs: SegmentName[]): { expected: number; found: number } | null {
   for (let i = 1; i < segs.length; i++) {
-    if (segs[i]!.seq !== segs[i - 1]!.seq + 1) return { expected: segs[i - 1]!.seq + 1, found: segs[i]!.seq };
+    if (segs[i]!.seq !== segs[i - 1]!.seq + 1)
+      return { expected: segs[i - 1]!.seq + 1, found: segs[i]!.seq };
   }
   return null;
 }

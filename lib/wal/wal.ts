@@ -11,7 +11,13 @@ import { copyFile, mkdir, open, rename, rm, type FileHandle } from "node:fs/prom
 import { dirname, join } from "node:path";
 import type { Entry, HardState } from "../proto/gen/raftpb/raft.js";
 import type { Snapshot as WalSnapshot } from "../proto/gen/walpb/record.js";
-import { decodeEntry, decodeHardState, decodeSnapshot, ProtoDecodeError, SegmentDecoder } from "./decoder.js";
+import {
+  decodeEntry,
+  decodeHardState,
+  decodeSnapshot,
+  ProtoDecodeError,
+  SegmentDecoder,
+} from "./decoder.js";
 import {
   entrySize,
   FrameWriter,
@@ -35,7 +41,15 @@ import {
   WalSnapshotNotFoundError,
 } from "./errors.js";
 import { createPreallocated, FilePipeline } from "./pipeline.js";
-import { findSequenceGap, hasSegments, listSegments, parseWalName, searchIndex, walName, type SegmentName } from "./segments.js";
+import {
+  findSequenceGap,
+  hasSegments,
+  listSegments,
+  parseWalName,
+  searchIndex,
+  walName,
+  type SegmentName,
+} from "./segments.js";
 
 export type { WalSnapshot };
 
@@ -87,8 +101,21 @@ const noopLogger: WalLogger = { info() {}, warn() {} };
 
 /** A queued call; `maxBytes` bounds its encoded size (computed once, at enqueue). */
 type Pending =
-  | { kind: "save"; hardState: HardState | undefined; entries: Entry[]; maxBytes: number; resolve(): void; reject(e: unknown): void }
-  | { kind: "snapshot"; snapshot: WalSnapshot; maxBytes: number; resolve(): void; reject(e: unknown): void };
+  | {
+      kind: "save";
+      hardState: HardState | undefined;
+      entries: Entry[];
+      maxBytes: number;
+      resolve(): void;
+      reject(e: unknown): void;
+    }
+  | {
+      kind: "snapshot";
+      snapshot: WalSnapshot;
+      maxBytes: number;
+      resolve(): void;
+      reject(e: unknown): void;
+    };
 
 function isUint(v: unknown): v is number {
   return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
@@ -105,8 +132,10 @@ function invalidSave(hardState: HardState | undefined, entries: Entry[]): string
   }
   if (hardState !== undefined) {
     const { term, vote, commit } = hardState;
-    if (!isUint(term) || !isUint(commit)) return "hardState term and commit must be non-negative safe integers";
-    if (typeof vote !== "bigint" || vote < 0n || vote >= 1n << 64n) return "hardState vote must be a uint64 bigint";
+    if (!isUint(term) || !isUint(commit))
+      return "hardState term and commit must be non-negative safe integers";
+    if (typeof vote !== "bigint" || vote < 0n || vote >= 1n << 64n)
+      return "hardState vote must be a uint64 bigint";
   }
   return null;
 }
@@ -134,7 +163,8 @@ function resolveOptions(opts: WalOptions | undefined): ResolvedOptions {
     maxWalFiles: opts?.maxWalFiles ?? DEFAULT_MAX_WAL_FILES,
   };
   for (const k of ["segmentSizeBytes", "maxPendingSaves", "maxBatchBytes"] as const) {
-    if (!Number.isSafeInteger(o[k]) || o[k] <= 0) throw new WalInvalidArgumentError(`${k} must be a positive integer`);
+    if (!Number.isSafeInteger(o[k]) || o[k] <= 0)
+      throw new WalInvalidArgumentError(`${k} must be a positive integer`);
   }
   if (!Number.isSafeInteger(o.maxWalFiles) || o.maxWalFiles < 0) {
     throw new WalInvalidArgumentError("maxWalFiles must be a non-negative integer");
@@ -255,7 +285,9 @@ export class WAL {
     let crc: number;
     try {
       const snap = marshalSnapshot({ index: 0, term: 0 });
-      const buf = Buffer.allocUnsafe(maxFrameSize(0) + maxFrameSize(metadata.length) + maxFrameSize(snap.length));
+      const buf = Buffer.allocUnsafe(
+        maxFrameSize(0) + maxFrameSize(metadata.length) + maxFrameSize(snap.length),
+      );
       const fw = new FrameWriter(buf, 0, 0);
       fw.crcRecord(0);
       fw.bytes(RecordType.metadata, metadata);
@@ -307,18 +339,29 @@ export class WAL {
   ): Promise<{ wal: WAL } & WalReadResult> {
     const o = resolveOptions(opts);
     const dir = walDir.replace(/\/+$/, "");
-    const start: WalSnapshot = { index: opts?.snapshot?.index ?? 0, term: opts?.snapshot?.term ?? 0 };
+    const start: WalSnapshot = {
+      index: opts?.snapshot?.index ?? 0,
+      term: opts?.snapshot?.term ?? 0,
+    };
     let all: SegmentName[];
     try {
-      all = await listSegments(dir, (name) => o.logger.warn({ dir, file: name }, "wal: ignored file in WAL directory"));
+      all = await listSegments(dir, (name) =>
+        o.logger.warn({ dir, file: name }, "wal: ignored file in WAL directory"),
+      );
     } catch (err) {
       if (!isEnoent(err)) throw err;
       all = [];
     }
-    if (all.length === 0) throw new WalSnapshotNotFoundError(dir, start.index, start.term, "no segments");
+    if (all.length === 0)
+      throw new WalSnapshotNotFoundError(dir, start.index, start.term, "no segments");
     const first = searchIndex(all, start.index);
     if (first < 0) {
-      throw new WalSnapshotNotFoundError(dir, start.index, start.term, "no segment starts at or before its index");
+      throw new WalSnapshotNotFoundError(
+        dir,
+        start.index,
+        start.term,
+        "no segment starts at or before its index",
+      );
     }
     const segs = all.slice(first);
     const gap = findSequenceGap(segs);
@@ -359,7 +402,9 @@ export class WAL {
                 if (e.index > start.index) {
                   const up = e.index - start.index - 1;
                   if (up > entries.length) {
-                    throw corrupt(`entry index ${e.index} leaves a gap after index ${start.index + entries.length}`);
+                    throw corrupt(
+                      `entry index ${e.index} leaves a gap after index ${start.index + entries.length}`,
+                    );
                   }
                   entries.length = up;
                   entries.push(e);
@@ -376,13 +421,16 @@ export class WAL {
                 state = decodeHardState(rec.data);
                 break;
               case RecordType.metadata:
-                if (metadata !== null && !equalBytes(metadata, rec.data)) throw corrupt("conflicting metadata");
+                if (metadata !== null && !equalBytes(metadata, rec.data))
+                  throw corrupt("conflicting metadata");
                 metadata = rec.data.slice();
                 break;
               case RecordType.crc:
                 // A fresh chain (first segment read) has nothing to compare with (etcd: crc != 0).
                 if (dec.crc !== 0 && rec.crc !== dec.crc) {
-                  throw corrupt(`crc record ${rec.crc.toString(16)} does not continue the chain ${dec.crc.toString(16)}`);
+                  throw corrupt(
+                    `crc record ${rec.crc.toString(16)} does not continue the chain ${dec.crc.toString(16)}`,
+                  );
                 }
                 dec.crc = rec.crc;
                 break;
@@ -393,7 +441,8 @@ export class WAL {
                 // etcd's ReadAll skips this, and a cut after a restart can then hide the record.
                 if (lastIndex < s.index) lastIndex = s.index;
                 if (s.index === start.index) {
-                  if (s.term !== start.term) throw new WalSnapshotMismatchError(path, s.index, start.term, s.term);
+                  if (s.term !== start.term)
+                    throw new WalSnapshotMismatchError(path, s.index, start.term, s.term);
                   match = true;
                 }
                 break;
@@ -402,7 +451,8 @@ export class WAL {
                 throw corrupt(`unexpected record type ${rec.type}`);
             }
           } catch (err) {
-            if (err instanceof ProtoDecodeError) throw corrupt(`record data does not parse: ${err.message}`);
+            if (err instanceof ProtoDecodeError)
+              throw corrupt(`record data does not parse: ${err.message}`);
             throw err;
           }
         }
@@ -420,7 +470,12 @@ export class WAL {
     if (tailFh === null) throw new Error("wal: unreachable: no tail segment");
     try {
       if (!match) {
-        throw new WalSnapshotNotFoundError(dir, start.index, start.term, "no snapshot record with its index");
+        throw new WalSnapshotNotFoundError(
+          dir,
+          start.index,
+          start.term,
+          "no snapshot record with its index",
+        );
       }
       // etcd's ReadAll zeroes the tail from the last valid record on: a zero length word may be
       // followed by non-zero bytes of a torn write, which later appends would only partly cover.
@@ -446,7 +501,13 @@ export class WAL {
       lastIndex,
       segments: segs,
     });
-    return { wal, metadata: metadata ?? new Uint8Array(0), hardState: { ...state }, entries, snapshot: start };
+    return {
+      wal,
+      metadata: metadata ?? new Uint8Array(0),
+      hardState: { ...state },
+      entries,
+      snapshot: start,
+    };
   }
 
   /** etcd's Repair: keep a `.broken` copy, cut the file at the last whole record, sync, log it. */
@@ -494,18 +555,27 @@ export class WAL {
    */
   saveSnapshot(snapshot: WalSnapshot): Promise<void> {
     if (!isUint(snapshot.index) || !isUint(snapshot.term)) {
-      return Promise.reject(new WalInvalidArgumentError("snapshot index and term must be non-negative safe integers"));
+      return Promise.reject(
+        new WalInvalidArgumentError("snapshot index and term must be non-negative safe integers"),
+      );
     }
     const s = { index: snapshot.index, term: snapshot.term };
     return new Promise((resolve, reject) => {
-      this.#enqueue({ kind: "snapshot", snapshot: s, maxBytes: maxFrameSize(marshalSnapshot(s).length), resolve, reject });
+      this.#enqueue({
+        kind: "snapshot",
+        snapshot: s,
+        maxBytes: maxFrameSize(marshalSnapshot(s).length),
+        resolve,
+        reject,
+      });
     });
   }
 
   #enqueue(p: Pending): void {
     if (this.#failed !== null) return p.reject(this.#failed);
     if (this.#closed) return p.reject(new WalClosedError());
-    if (this.#queue.length >= this.#opts.maxPendingSaves) return p.reject(new WalQueueFullError(this.#opts.maxPendingSaves));
+    if (this.#queue.length >= this.#opts.maxPendingSaves)
+      return p.reject(new WalQueueFullError(this.#opts.maxPendingSaves));
     this.#queue.push(p);
     if (this.#pump === null) this.#pump = this.#drain();
   }
@@ -516,8 +586,12 @@ export class WAL {
       try {
         await this.#writeBatch(batch);
       } catch (err) {
-        this.#failed = err instanceof WalError ? err : new WalIoError("write", this.#tail.path, err);
-        this.#opts.logger.warn({ file: this.#tail.path, err: String(err) }, "wal: write failed; WAL refuses further writes");
+        this.#failed =
+          err instanceof WalError ? err : new WalIoError("write", this.#tail.path, err);
+        this.#opts.logger.warn(
+          { file: this.#tail.path, err: String(err) },
+          "wal: write failed; WAL refuses further writes",
+        );
         for (const p of batch) p.reject(this.#failed);
         for (const p of this.#queue.splice(0)) p.reject(this.#failed);
         break;
@@ -574,7 +648,8 @@ export class WAL {
         this.#state = { term: hs.term, vote: hs.vote, commit: hs.commit };
       }
     }
-    if (fw.pos > estimate) throw new WalInvariantError(`encoded ${fw.pos} bytes past the estimate ${estimate}`);
+    if (fw.pos > estimate)
+      throw new WalInvariantError(`encoded ${fw.pos} bytes past the estimate ${estimate}`);
     if (fw.pos === 0) return;
     const tail = this.#tail;
     try {
@@ -604,7 +679,10 @@ export class WAL {
     this.stats.fsyncs++;
     this.stats.lastFsyncSeconds = durationSeconds;
     if (durationSeconds > WARN_SYNC_SECONDS) {
-      this.#opts.logger.warn({ file: tail.path, tookSeconds: durationSeconds }, "wal: slow fdatasync");
+      this.#opts.logger.warn(
+        { file: tail.path, tookSeconds: durationSeconds },
+        "wal: slow fdatasync",
+      );
     }
     try {
       this.onSync?.({ durationSeconds, entries, bytes });
@@ -636,7 +714,9 @@ export class WAL {
     }
     const name = walName(old.seg.seq + 1, this.#lastIndex + 1);
     const path = join(this.#dir, name);
-    const head = Buffer.allocUnsafe(maxFrameSize(0) + maxFrameSize(this.#metadata.length) + maxFrameSize(40));
+    const head = Buffer.allocUnsafe(
+      maxFrameSize(0) + maxFrameSize(this.#metadata.length) + maxFrameSize(40),
+    );
     const fw = new FrameWriter(head, 0, this.#crc);
     fw.crcRecord(this.#crc);
     fw.bytes(RecordType.metadata, this.#metadata);

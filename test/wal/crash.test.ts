@@ -34,11 +34,19 @@ for (;;) {
 }
 `;
 
-function runChild(walDir: string, create: boolean, killAfterMs: number): Promise<{ acked: number; startLast: number }> {
+function runChild(
+  walDir: string,
+  create: boolean,
+  killAfterMs: number,
+): Promise<{ acked: number; startLast: number }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--input-type=module", "-e", childScript, walDir, create ? "1" : "0"], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const child = spawn(
+      process.execPath,
+      ["--input-type=module", "-e", childScript, walDir, create ? "1" : "0"],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
     let out = "";
     let err = "";
     let acked = 0;
@@ -78,17 +86,30 @@ describe("kill -9 while appending", () => {
       for (let round = 0; round < 6; round++) {
         const killAfterMs = 20 + Math.floor(rnd() * 250);
         const { acked, startLast } = await runChild(t.walDir, round === 0, killAfterMs);
-        assert.ok(startLast >= everAcked, `round ${round}: child reopened at ${startLast}, below acknowledged ${everAcked} (seed ${seed})`);
+        assert.ok(
+          startLast >= everAcked,
+          `round ${round}: child reopened at ${startLast}, below acknowledged ${everAcked} (seed ${seed})`,
+        );
         everAcked = Math.max(everAcked, acked);
         const r = await WAL.open(t.walDir, { segmentSizeBytes: 4096 });
         const idx = r.entries.map((e) => e.index);
-        assert.ok(idx.length >= everAcked, `round ${round}: ${idx.length} entries < acknowledged ${everAcked} (seed ${seed})`);
-        idx.forEach((v, i) => assert.equal(v, i + 1, `round ${round}: entries contiguous from 1 (seed ${seed})`));
+        assert.ok(
+          idx.length >= everAcked,
+          `round ${round}: ${idx.length} entries < acknowledged ${everAcked} (seed ${seed})`,
+        );
+        idx.forEach((v, i) =>
+          assert.equal(v, i + 1, `round ${round}: entries contiguous from 1 (seed ${seed})`),
+        );
         for (const e of r.entries) {
           assert.equal(e.data.length, 40 + (e.index % 200));
-          assert.ok(e.data.every((b) => b === (e.index & 0xff)), `entry ${e.index} data intact (seed ${seed})`);
+          assert.ok(
+            e.data.every((b) => b === (e.index & 0xff)),
+            `entry ${e.index} data intact (seed ${seed})`,
+          );
         }
-        console.log(`# round ${round}: killed after ${killAfterMs} ms, acknowledged ${acked}, on disk ${idx.length}`);
+        console.log(
+          `# round ${round}: killed after ${killAfterMs} ms, acknowledged ${acked}, on disk ${idx.length}`,
+        );
         await r.wal.close();
       }
       assert.ok(everAcked > 0, "the child acknowledged something");

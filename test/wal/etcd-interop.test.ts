@@ -31,7 +31,10 @@ function onPath(bin: string): boolean {
 
 const haveEtcd = onPath("etcd") && onPath("etcdctl");
 
-function etcdctl(endpoint: string, ...args: string[]): { status: number | null; stdout: string; stderr: string } {
+function etcdctl(
+  endpoint: string,
+  ...args: string[]
+): { status: number | null; stdout: string; stderr: string } {
   const r = spawnSync("etcdctl", ["--endpoints", endpoint, "--command-timeout=3s", ...args], {
     encoding: "utf8",
     env: { ...process.env, ETCDCTL_API: "3" },
@@ -40,79 +43,92 @@ function etcdctl(endpoint: string, ...args: string[]): { status: number | null; 
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-describe("interoperation with real etcd 3.4", { skip: !haveEtcd && "etcd/etcdctl not installed" }, () => {
-  test("etcd restarts from our multi-segment WAL, serves its keys, and we read etcd's appends", async () => {
-    const t = tempDataDir("wal-etcd-");
-    const walDir = join(t.dataDir, "data.etcd", "member", "wal");
-    const recs = await listRecords(fixture);
-    const wal = await WAL.create(walDir, recs[1]!.data, { segmentSizeBytes: 300 });
-    for (const rec of recs.slice(3)) {
-      if (rec.type === 2) await wal.save(undefined, [decodeEntry(rec.data)]);
-      else await wal.save(decodeHardState(rec.data), []);
-    }
-    await wal.close();
-    assert.ok(readdirSync(walDir).length >= 3, "several segments");
-
-    const port = 20000 + Math.floor(Math.random() * 20000);
-    const client = `http://127.0.0.1:${port}`;
-    const child = spawn(
-      "etcd",
-      [
-        "--name", "fixture",
-        "--data-dir", join(t.dataDir, "data.etcd"),
-        "--listen-client-urls", client,
-        "--advertise-client-urls", client,
-        "--listen-peer-urls", `http://127.0.0.1:${port + 1}`,
-        "--initial-advertise-peer-urls", `http://127.0.0.1:${port + 1}`,
-        "--log-level", "error",
-      ],
-      { stdio: ["ignore", "ignore", "pipe"] },
-    );
-    let stderr = "";
-    child.stderr!.on("data", (d) => (stderr += d));
-    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-    try {
-      let healthy = false;
-      for (let i = 0; i < 60 && !healthy; i++) {
-        healthy = etcdctl(client, "endpoint", "health").status === 0;
-        if (!healthy) await new Promise((r) => setTimeout(r, 250));
+describe(
+  "interoperation with real etcd 3.4",
+  { skip: !haveEtcd && "etcd/etcdctl not installed" },
+  () => {
+    test("etcd restarts from our multi-segment WAL, serves its keys, and we read etcd's appends", async () => {
+      const t = tempDataDir("wal-etcd-");
+      const walDir = join(t.dataDir, "data.etcd", "member", "wal");
+      const recs = await listRecords(fixture);
+      const wal = await WAL.create(walDir, recs[1]!.data, { segmentSizeBytes: 300 });
+      for (const rec of recs.slice(3)) {
+        if (rec.type === 2) await wal.save(undefined, [decodeEntry(rec.data)]);
+        else await wal.save(decodeHardState(rec.data), []);
       }
-      assert.ok(healthy, `etcd did not come up: ${stderr}`);
-      const got = JSON.parse(etcdctl(client, "get", "--prefix", "fixture-key", "-w", "json").stdout);
-      assert.equal(got.header.revision, 5);
-      assert.deepEqual(
-        got.kvs.map((kv: { key: string; value: string }) => [
-          Buffer.from(kv.key, "base64").toString(),
-          Buffer.from(kv.value, "base64").toString(),
-        ]),
-        [["fixture-key-1", "value-1b"]],
-      );
-      assert.equal(etcdctl(client, "put", "written-by-etcd", "after-restart").status, 0);
-    } finally {
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-      await exited;
-      clearTimeout(timer);
-    }
+      await wal.close();
+      assert.ok(readdirSync(walDir).length >= 3, "several segments");
 
-    try {
-      const r = await WAL.open(walDir);
-      const puts = r.entries
-        .filter((e) => e.type === 0 && e.data.length > 0)
-        .map((e) => {
-          try {
-            return InternalRaftRequest.fromBinary(e.data).put;
-          } catch {
-            return undefined; // v2 Request entries
-          }
-        })
-        .filter((p) => p !== undefined)
-        .map((p) => Buffer.from(p!.key).toString());
-      assert.ok(puts.includes("written-by-etcd"), `etcd's append read back: ${puts}`);
-      assert.ok(r.hardState.term >= 3);
-      await r.wal.close();
-    } finally {
-      t.cleanup();
-    }
-  });
-});
+      const port = 20000 + Math.floor(Math.random() * 20000);
+      const client = `http://127.0.0.1:${port}`;
+      const child = spawn(
+        "etcd",
+        [
+          "--name",
+          "fixture",
+          "--data-dir",
+          join(t.dataDir, "data.etcd"),
+          "--listen-client-urls",
+          client,
+          "--advertise-client-urls",
+          client,
+          "--listen-peer-urls",
+          `http://127.0.0.1:${port + 1}`,
+          "--initial-advertise-peer-urls",
+          `http://127.0.0.1:${port + 1}`,
+          "--log-level",
+          "error",
+        ],
+        { stdio: ["ignore", "ignore", "pipe"] },
+      );
+      let stderr = "";
+      child.stderr!.on("data", (d) => (stderr += d));
+      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+      try {
+        let healthy = false;
+        for (let i = 0; i < 60 && !healthy; i++) {
+          healthy = etcdctl(client, "endpoint", "health").status === 0;
+          if (!healthy) await new Promise((r) => setTimeout(r, 250));
+        }
+        assert.ok(healthy, `etcd did not come up: ${stderr}`);
+        const got = JSON.parse(
+          etcdctl(client, "get", "--prefix", "fixture-key", "-w", "json").stdout,
+        );
+        assert.equal(got.header.revision, 5);
+        assert.deepEqual(
+          got.kvs.map((kv: { key: string; value: string }) => [
+            Buffer.from(kv.key, "base64").toString(),
+            Buffer.from(kv.value, "base64").toString(),
+          ]),
+          [["fixture-key-1", "value-1b"]],
+        );
+        assert.equal(etcdctl(client, "put", "written-by-etcd", "after-restart").status, 0);
+      } finally {
+        child.kill("SIGTERM");
+        const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+        await exited;
+        clearTimeout(timer);
+      }
+
+      try {
+        const r = await WAL.open(walDir);
+        const puts = r.entries
+          .filter((e) => e.type === 0 && e.data.length > 0)
+          .map((e) => {
+            try {
+              return InternalRaftRequest.fromBinary(e.data).put;
+            } catch {
+              return undefined; // v2 Request entries
+            }
+          })
+          .filter((p) => p !== undefined)
+          .map((p) => Buffer.from(p!.key).toString());
+        assert.ok(puts.includes("written-by-etcd"), `etcd's append read back: ${puts}`);
+        assert.ok(r.hardState.term >= 3);
+        await r.wal.close();
+      } finally {
+        t.cleanup();
+      }
+    });
+  },
+);

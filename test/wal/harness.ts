@@ -14,7 +14,11 @@ export function runSeed(label: string): number {
 }
 
 /** A fresh temp data dir; returns it and its `member/wal` path. */
-export function tempDataDir(prefix = "wal-test-"): { dataDir: string; walDir: string; cleanup(): void } {
+export function tempDataDir(prefix = "wal-test-"): {
+  dataDir: string;
+  walDir: string;
+  cleanup(): void;
+} {
   const dataDir = mkdtempSync(join(tmpdir(), prefix));
   return {
     dataDir,
@@ -33,7 +37,9 @@ export function copyWalDir(walDir: string): { walDir: string; cleanup(): void } 
 /** Every record of one segment with its offset and frame size, chaining crc records as WAL.open does. */
 export async function listRecords(
   path: string,
-): Promise<Array<{ type: number; crc: number; data: Buffer; offsetBytes: number; endBytes: number }>> {
+): Promise<
+  Array<{ type: number; crc: number; data: Buffer; offsetBytes: number; endBytes: number }>
+> {
   const fh = await open(path, "r");
   try {
     const dec = new SegmentDecoder(fh, true);
@@ -41,12 +47,19 @@ export async function listRecords(
     for (;;) {
       const o = await dec.next();
       if (o.kind !== "record") {
-        if (o.kind !== "eof") throw new Error(`listRecords: ${o.kind} at ${o.offsetBytes}: ${o.reason}`);
+        if (o.kind !== "eof")
+          throw new Error(`listRecords: ${o.kind} at ${o.offsetBytes}: ${o.reason}`);
         return out;
       }
       const r: RawRecord = o.record;
       if (r.type === 4) dec.crc = r.crc;
-      out.push({ type: r.type, crc: r.crc, data: Buffer.from(r.data), offsetBytes: r.offsetBytes, endBytes: dec.lastValidOffsetBytes });
+      out.push({
+        type: r.type,
+        crc: r.crc,
+        data: Buffer.from(r.data),
+        offsetBytes: r.offsetBytes,
+        endBytes: dec.lastValidOffsetBytes,
+      });
     }
   } finally {
     await fh.close();
@@ -69,7 +82,7 @@ export function captureLogger(): {
 
 /** A deterministic xorshift PRNG. */
 export function prng(seed: number): () => number {
-  let x = (seed | 0) || 1;
+  let x = seed | 0 || 1;
   return () => {
     x ^= x << 13;
     x ^= x >>> 17;
@@ -90,6 +103,13 @@ export function hardState(term: number, vote: bigint, commit: number): HardState
 }
 
 /** Entries as plain comparable objects. */
-export function plain(es: Entry[]): Array<{ type: number; term: number; index: number; data: string }> {
-  return es.map((e) => ({ type: e.type, term: e.term, index: e.index, data: Buffer.from(e.data).toString("hex") }));
+export function plain(
+  es: Entry[],
+): Array<{ type: number; term: number; index: number; data: string }> {
+  return es.map((e) => ({
+    type: e.type,
+    term: e.term,
+    index: e.index,
+    data: Buffer.from(e.data).toString("hex"),
+  }));
 }

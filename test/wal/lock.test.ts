@@ -13,7 +13,10 @@ function lockFromChild(dir: string): string {
     try { const l = lockDataDir(process.argv[1]); l.release(); console.log("OK"); }
     catch (e) { console.log(e.code ?? String(e)); if (!String(e.message).includes(process.argv[1])) console.log("NO-DIR-IN-MESSAGE"); }
   `;
-  const r = spawnSync(process.execPath, ["--input-type=module", "-e", script, dir], { encoding: "utf8", timeout: 20_000 });
+  const r = spawnSync(process.execPath, ["--input-type=module", "-e", script, dir], {
+    encoding: "utf8",
+    timeout: 20_000,
+  });
   assert.equal(r.status, 0, r.stderr);
   return r.stdout.trim();
 }
@@ -40,7 +43,10 @@ describe("lockDataDir", () => {
       const lock = lockDataDir(t.dataDir);
       assert.throws(
         () => lockDataDir(t.dataDir),
-        (err: unknown) => err instanceof DataDirLockedError && err.dir === t.dataDir && err.message.includes(t.dataDir),
+        (err: unknown) =>
+          err instanceof DataDirLockedError &&
+          err.dir === t.dataDir &&
+          err.message.includes(t.dataDir),
       );
       lock.release();
       lock.release(); // idempotent

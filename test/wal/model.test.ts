@@ -13,7 +13,16 @@ import type { WalSnapshot } from "../../lib/wal/index.js";
 import { plain, runSeed, tempDataDir } from "./harness.js";
 
 type Cmd =
-  | { op: "save"; from: number; count: number; dataBytes: number; hs: boolean; bumpTerm: boolean; vote: number; commitFrac: number }
+  | {
+      op: "save";
+      from: number;
+      count: number;
+      dataBytes: number;
+      hs: boolean;
+      bumpTerm: boolean;
+      vote: number;
+      commitFrac: number;
+    }
   | { op: "burst"; saves: Array<{ count: number; dataBytes: number }> }
   | { op: "snapshot"; frac: number }
   | { op: "release" }
@@ -37,15 +46,30 @@ const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
     weight: 2,
     arbitrary: fc.record({
       op: fc.constant("burst" as const),
-      saves: fc.array(fc.record({ count: fc.integer({ min: 1, max: 4 }), dataBytes: fc.integer({ min: 0, max: 200 }) }), {
-        minLength: 2,
-        maxLength: 8,
-      }),
+      saves: fc.array(
+        fc.record({
+          count: fc.integer({ min: 1, max: 4 }),
+          dataBytes: fc.integer({ min: 0, max: 200 }),
+        }),
+        {
+          minLength: 2,
+          maxLength: 8,
+        },
+      ),
     }),
   },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant("snapshot" as const), frac: fc.double({ min: 0, max: 1, noNaN: true }) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      op: fc.constant("snapshot" as const),
+      frac: fc.double({ min: 0, max: 1, noNaN: true }),
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ op: fc.constant("release" as const) }) },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant("reopen" as const), fromSnapshot: fc.boolean() }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({ op: fc.constant("reopen" as const), fromSnapshot: fc.boolean() }),
+  },
 );
 
 function mkEntry(index: number, term: number, dataBytes: number, salt: number): Entry {
@@ -82,7 +106,9 @@ describe("WAL against a model", () => {
                 const k = low + Math.floor(c.from * (log.length + 1 - low + 1));
                 const start = Math.min(Math.max(k, low), log.length + 1);
                 if (c.bumpTerm) term++;
-                const es = Array.from({ length: c.count }, (_, i) => mkEntry(start + i, term, c.dataBytes, ++salt));
+                const es = Array.from({ length: c.count }, (_, i) =>
+                  mkEntry(start + i, term, c.dataBytes, ++salt),
+                );
                 if (es.length > 0) log.splice(start - 1, log.length, ...es);
                 let h: HardState | undefined;
                 if (c.hs) {
@@ -96,7 +122,9 @@ describe("WAL against a model", () => {
                 const ps = [];
                 for (const s of c.saves) {
                   const start = log.length + 1;
-                  const es = Array.from({ length: s.count }, (_, i) => mkEntry(start + i, term, s.dataBytes, ++salt));
+                  const es = Array.from({ length: s.count }, (_, i) =>
+                    mkEntry(start + i, term, s.dataBytes, ++salt),
+                  );
                   log.push(...es);
                   hs = { term, vote: hs.vote, commit: Math.max(hs.commit, start - 1) };
                   ps.push(wal.save(hs, es));

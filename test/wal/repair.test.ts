@@ -1,10 +1,27 @@
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import fc from "fast-check";
 import { WAL, WalCorruptError, WalError, WalMissingSegmentError } from "../../lib/wal/index.js";
-import { captureLogger, copyWalDir, entry, hardState, listRecords, plain, runSeed, tempDataDir } from "./harness.js";
+import {
+  captureLogger,
+  copyWalDir,
+  entry,
+  hardState,
+  listRecords,
+  plain,
+  runSeed,
+  tempDataDir,
+} from "./harness.js";
 
 const SEGMENT_BYTES = 2048;
 
@@ -23,7 +40,12 @@ async function buildWal(
   i++;
   await wal.save(undefined, [entry(i, 1, lastDataBytes)]); // the tail record: an entry
   await wal.close();
-  return { lastIndex: i, segments: readdirSync(walDir).filter((n) => n.endsWith(".wal")).sort() };
+  return {
+    lastIndex: i,
+    segments: readdirSync(walDir)
+      .filter((n) => n.endsWith(".wal"))
+      .sort(),
+  };
 }
 
 describe("torn tail of the last segment", () => {
@@ -56,16 +78,26 @@ describe("torn tail of the last segment", () => {
     if (torn) {
       const warn = log.lines.find((l) => l.level === "warn" && l.msg.includes("torn tail"));
       assert.ok(warn, `${where}: repair logged`);
-      assert.ok(warn.msg.includes(tailPath) && warn.msg.includes(String(lastRec.offsetBytes)), `${where}: ${warn.msg}`);
+      assert.ok(
+        warn.msg.includes(tailPath) && warn.msg.includes(String(lastRec.offsetBytes)),
+        `${where}: ${warn.msg}`,
+      );
       assert.ok(existsSync(`${tailPath}.broken`), `${where}: .broken copy kept`);
     }
     // Appending after the repair works and survives another reopen.
-    await r.wal.save(hardState(2, 1n, lastIndex - 1), [entry(lastIndex, 2, 40), entry(lastIndex + 1, 2, 40)]);
+    await r.wal.save(hardState(2, 1n, lastIndex - 1), [
+      entry(lastIndex, 2, 40),
+      entry(lastIndex + 1, 2, 40),
+    ]);
     await r.wal.close();
     const r2 = await WAL.open(walDir, opts);
     assert.deepEqual(
       r2.entries.map((e) => [e.index, e.term]),
-      [...Array.from({ length: lastIndex - 1 }, (_, k) => [k + 1, 1]), [lastIndex, 2], [lastIndex + 1, 2]],
+      [
+        ...Array.from({ length: lastIndex - 1 }, (_, k) => [k + 1, 1]),
+        [lastIndex, 2],
+        [lastIndex + 1, 2],
+      ],
       where,
     );
     assert.deepEqual(r2.hardState, hardState(2, 1n, lastIndex - 1));
@@ -112,7 +144,12 @@ describe("torn tail of the last segment", () => {
             const where = `zeroed [${from}, ${to})`;
             assert.equal(r.entries.length, built.lastIndex - 1, where);
             if (from >= rec.offsetBytes + 8) {
-              assert.ok(log.lines.some((l) => l.msg.includes("torn tail") && l.msg.includes(String(rec.offsetBytes))), where);
+              assert.ok(
+                log.lines.some(
+                  (l) => l.msg.includes("torn tail") && l.msg.includes(String(rec.offsetBytes)),
+                ),
+                where,
+              );
             }
             await r.wal.save(undefined, [entry(built.lastIndex, 2, 30)]);
             await r.wal.close();
@@ -186,7 +223,9 @@ describe("corruption is refused", () => {
   test("a flipped padding byte is corruption (etcd never checks padding; we do)", async () => {
     const seg = segments[0]!;
     const recs = await listRecords(join(base.walDir, seg));
-    const rec = recs.find((r) => r.type === 2 && (r.endBytes - r.offsetBytes - 8) !== r.data.length + 10)!;
+    const rec = recs.find(
+      (r) => r.type === 2 && r.endBytes - r.offsetBytes - 8 !== r.data.length + 10,
+    )!;
     const b = readFileSync(join(base.walDir, seg));
     const hi = b.readUInt32LE(rec.offsetBytes + 4);
     assert.ok(hi & 0x80000000, "record is padded");
@@ -197,7 +236,9 @@ describe("corruption is refused", () => {
   test("property: a flipped byte anywhere in a non-last segment's records is never opened silently", async () => {
     const seed = runSeed("wal flipped byte");
     const sizes = await Promise.all(
-      segments.slice(0, -1).map(async (s) => (await listRecords(join(base.walDir, s))).at(-1)!.endBytes),
+      segments
+        .slice(0, -1)
+        .map(async (s) => (await listRecords(join(base.walDir, s))).at(-1)!.endBytes),
     );
     await fc.assert(
       fc.asyncProperty(
@@ -207,7 +248,10 @@ describe("corruption is refused", () => {
         async (segIdx, where, mask) => {
           const offset = Math.floor(where * sizes[segIdx]!);
           const err = await flipAndOpen(segments[segIdx]!, offset, mask);
-          assert.ok(err instanceof WalError, `flip ${segments[segIdx]}@${offset}^${mask}: ${String(err)}`);
+          assert.ok(
+            err instanceof WalError,
+            `flip ${segments[segIdx]}@${offset}^${mask}: ${String(err)}`,
+          );
         },
       ),
       { seed, numRuns: 150 },

@@ -2,7 +2,15 @@ import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { closeSync, readdirSync, readlinkSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { WAL, WalClosedError, WalExistsError, WalInvalidArgumentError, WalIoError, WalSnapshotMismatchError, WalSnapshotNotFoundError } from "../../lib/wal/index.js";
+import {
+  WAL,
+  WalClosedError,
+  WalExistsError,
+  WalInvalidArgumentError,
+  WalIoError,
+  WalSnapshotMismatchError,
+  WalSnapshotNotFoundError,
+} from "../../lib/wal/index.js";
 import { captureLogger, entry, hardState, listRecords, plain, tempDataDir } from "./harness.js";
 
 describe("WAL round trip", () => {
@@ -41,7 +49,10 @@ describe("WAL round trip", () => {
       const p = join(t.walDir, "0000000000000000-0000000000000000.wal");
       assert.equal(statSync(p).size, 8192);
       const recs = await listRecords(p);
-      assert.deepEqual(recs.map((r) => r.type), [4, 1, 5]);
+      assert.deepEqual(
+        recs.map((r) => r.type),
+        [4, 1, 5],
+      );
       assert.equal(recs[0]!.crc, 0);
       assert.ok(WAL.exists(t.walDir));
       await assert.rejects(WAL.create(t.walDir, Buffer.from("m")), WalExistsError);
@@ -61,7 +72,13 @@ describe("WAL round trip", () => {
       const r = await WAL.open(t.walDir);
       assert.deepEqual(
         r.entries.map((e) => [e.index, e.term]),
-        [[1, 1], [2, 1], [3, 2], [4, 2], [5, 2]],
+        [
+          [1, 1],
+          [2, 1],
+          [3, 2],
+          [4, 2],
+          [5, 2],
+        ],
       );
       await r.wal.close();
     } finally {
@@ -86,12 +103,18 @@ describe("segments", () => {
       await wal.close();
       const names = readdirSync(t.walDir).sort();
       assert.ok(names.length >= 6, `expected several segments, got ${names}`);
-      assert.ok(names.every((n) => /^[0-9a-f]{16}-[0-9a-f]{16}\.wal$/.test(n)), `no tmp files left: ${names}`);
+      assert.ok(
+        names.every((n) => /^[0-9a-f]{16}-[0-9a-f]{16}\.wal$/.test(n)),
+        `no tmp files left: ${names}`,
+      );
       for (let s = 1; s < names.length; s++) {
         assert.equal(parseInt(names[s]!.slice(0, 16), 16), s);
         const firstIndex = parseInt(names[s]!.slice(17, 33), 16);
         const recs = await listRecords(join(t.walDir, names[s]!));
-        assert.deepEqual(recs.slice(0, 3).map((r) => r.type), [4, 1, 3]);
+        assert.deepEqual(
+          recs.slice(0, 3).map((r) => r.type),
+          [4, 1, 3],
+        );
         // The segment's name promises the index of its first entry.
         const firstEntry = recs.find((r) => r.type === 2);
         if (firstEntry !== undefined) {
@@ -128,11 +151,20 @@ describe("segments", () => {
       for (let i = 61; i <= 80; i++) await wal.save(hardState(1, 1n, i), [entry(i, 1, 100)]);
       await wal.close();
       const r = await WAL.open(t.walDir, { ...opts, snapshot: { index: 40, term: 1 } });
-      assert.deepEqual(r.entries.map((e) => e.index), Array.from({ length: 40 }, (_, k) => 41 + k));
+      assert.deepEqual(
+        r.entries.map((e) => e.index),
+        Array.from({ length: 40 }, (_, k) => 41 + k),
+      );
       assert.deepEqual(r.snapshot, { index: 40, term: 1 });
       await r.wal.close();
-      await assert.rejects(WAL.open(t.walDir, { ...opts, snapshot: { index: 40, term: 2 } }), WalSnapshotMismatchError);
-      await assert.rejects(WAL.open(t.walDir, { ...opts, snapshot: { index: 41, term: 1 } }), WalSnapshotNotFoundError);
+      await assert.rejects(
+        WAL.open(t.walDir, { ...opts, snapshot: { index: 40, term: 2 } }),
+        WalSnapshotMismatchError,
+      );
+      await assert.rejects(
+        WAL.open(t.walDir, { ...opts, snapshot: { index: 41, term: 1 } }),
+        WalSnapshotNotFoundError,
+      );
     } finally {
       t.cleanup();
     }
@@ -148,11 +180,19 @@ describe("segments", () => {
       const before = readdirSync(t.walDir).filter((n) => n.endsWith(".wal")).length;
       assert.ok(before > 4);
       await wal.releaseLockTo(55);
-      const after = readdirSync(t.walDir).filter((n) => n.endsWith(".wal")).sort();
-      assert.ok(after.length <= Math.max(2, before) && after.length < before, `${before} -> ${after.length}`);
+      const after = readdirSync(t.walDir)
+        .filter((n) => n.endsWith(".wal"))
+        .sort();
+      assert.ok(
+        after.length <= Math.max(2, before) && after.length < before,
+        `${before} -> ${after.length}`,
+      );
       await wal.close();
       const r = await WAL.open(t.walDir, { ...opts, snapshot: { index: 55, term: 1 } });
-      assert.deepEqual(r.entries.map((e) => e.index), [56, 57, 58, 59, 60]);
+      assert.deepEqual(
+        r.entries.map((e) => e.index),
+        [56, 57, 58, 59, 60],
+      );
       await r.wal.close();
     } finally {
       t.cleanup();
@@ -172,11 +212,17 @@ describe("group commit", () => {
       await Promise.all(ps);
       assert.equal(wal.stats.entries, 200);
       assert.ok(wal.stats.fsyncs < 200, `fsyncs ${wal.stats.fsyncs} should be fewer than saves`);
-      assert.equal(syncs.reduce((a, s) => a + s.entries, 0), 200);
+      assert.equal(
+        syncs.reduce((a, s) => a + s.entries, 0),
+        200,
+      );
       assert.ok(wal.stats.lastFsyncSeconds > 0);
       await wal.close();
       const r = await WAL.open(t.walDir);
-      assert.deepEqual(r.entries.map((e) => e.index), Array.from({ length: 200 }, (_, k) => k + 1));
+      assert.deepEqual(
+        r.entries.map((e) => e.index),
+        Array.from({ length: 200 }, (_, k) => k + 1),
+      );
       await r.wal.close();
     } finally {
       t.cleanup();
@@ -222,7 +268,10 @@ describe("misuse does not poison the log", () => {
       await ok2;
       await wal.close();
       const r = await WAL.open(t.walDir);
-      assert.deepEqual(r.entries.map((e) => e.index), [1, 2]);
+      assert.deepEqual(
+        r.entries.map((e) => e.index),
+        [1, 2],
+      );
       await r.wal.close();
     } finally {
       t.cleanup();
@@ -243,7 +292,10 @@ describe("misuse does not poison the log", () => {
       const pending = wal.save(undefined, [entry(3, 1)]);
       await Promise.all([wal.close(), wal.close(), pending]);
       const r = await WAL.open(t.walDir);
-      assert.deepEqual(r.entries.map((e) => e.index), [1, 2, 3]);
+      assert.deepEqual(
+        r.entries.map((e) => e.index),
+        [1, 2, 3],
+      );
       await r.wal.close();
     } finally {
       t.cleanup();
@@ -270,7 +322,10 @@ describe("snapshot ahead of the log", () => {
       for (let i = 501; i <= 530; i++) await r.wal.save(hardState(43, 1n, i), [entry(i, 43, 100)]);
       await r.wal.close();
       const r2 = await WAL.open(t.walDir, { ...opts, snapshot: snap });
-      assert.deepEqual(r2.entries.map((e) => e.index), Array.from({ length: 30 }, (_, k) => 501 + k));
+      assert.deepEqual(
+        r2.entries.map((e) => e.index),
+        Array.from({ length: 30 }, (_, k) => 501 + k),
+      );
       await r2.wal.close();
     } finally {
       t.cleanup();
@@ -279,35 +334,47 @@ describe("snapshot ahead of the log", () => {
 });
 
 describe("disk failure", () => {
-  test("a failed write rejects that save and every later one with the same WalIoError", { skip: process.platform !== "linux" }, async () => {
-    const t = tempDataDir();
-    try {
-      const wal = await WAL.create(t.walDir, Buffer.from("m"));
-      await wal.save(hardState(1, 1n, 0), [entry(1, 1)]);
-      // Pull the segment's descriptor out from under the WAL (the test's stand-in for EIO).
-      const seg = join(t.walDir, "0000000000000000-0000000000000000.wal");
-      const fd = readdirSync("/proc/self/fd").map(Number).find((n) => {
-        try {
-          return readlinkSync(`/proc/self/fd/${n}`) === seg;
-        } catch {
-          return false;
-        }
-      });
-      assert.ok(fd !== undefined, "segment descriptor found");
-      closeSync(fd);
-      const first = wal.save(undefined, [entry(2, 1)]);
-      const queued = wal.save(undefined, [entry(3, 1)]);
-      const e1 = await first.then(() => null, (e: unknown) => e);
-      assert.ok(e1 instanceof WalIoError, String(e1));
-      assert.match(e1.message, /0000000000000000-0000000000000000\.wal/);
-      await assert.rejects(queued, (e: unknown) => e === e1);
-      await assert.rejects(wal.save(undefined, [entry(4, 1)]), (e: unknown) => e === e1);
-      await wal.close();
-      const r = await WAL.open(t.walDir);
-      assert.deepEqual(r.entries.map((e) => e.index), [1]);
-      await r.wal.close();
-    } finally {
-      t.cleanup();
-    }
-  });
+  test(
+    "a failed write rejects that save and every later one with the same WalIoError",
+    { skip: process.platform !== "linux" },
+    async () => {
+      const t = tempDataDir();
+      try {
+        const wal = await WAL.create(t.walDir, Buffer.from("m"));
+        await wal.save(hardState(1, 1n, 0), [entry(1, 1)]);
+        // Pull the segment's descriptor out from under the WAL (the test's stand-in for EIO).
+        const seg = join(t.walDir, "0000000000000000-0000000000000000.wal");
+        const fd = readdirSync("/proc/self/fd")
+          .map(Number)
+          .find((n) => {
+            try {
+              return readlinkSync(`/proc/self/fd/${n}`) === seg;
+            } catch {
+              return false;
+            }
+          });
+        assert.ok(fd !== undefined, "segment descriptor found");
+        closeSync(fd);
+        const first = wal.save(undefined, [entry(2, 1)]);
+        const queued = wal.save(undefined, [entry(3, 1)]);
+        const e1 = await first.then(
+          () => null,
+          (e: unknown) => e,
+        );
+        assert.ok(e1 instanceof WalIoError, String(e1));
+        assert.match(e1.message, /0000000000000000-0000000000000000\.wal/);
+        await assert.rejects(queued, (e: unknown) => e === e1);
+        await assert.rejects(wal.save(undefined, [entry(4, 1)]), (e: unknown) => e === e1);
+        await wal.close();
+        const r = await WAL.open(t.walDir);
+        assert.deepEqual(
+          r.entries.map((e) => e.index),
+          [1],
+        );
+        await r.wal.close();
+      } finally {
+        t.cleanup();
+      }
+    },
+  );
 });

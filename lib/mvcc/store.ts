@@ -69,7 +69,10 @@ export interface MvccStoreOptions {
   maxPendingResponsesPerStream?: number;
   /** Fragment threshold for watchers that ask for fragment (default 1.5 MiB, etcd's). */
   maxRequestBytes?: number;
-  /** Catch-up rounds run inside one handle()/resume() (default 64). */
+  /**
+   * Catch-up rounds run inside one handle()/resume() (default 1000: with 1000 revisions a round,
+   * a million revisions; a transport that applies backpressure pauses the stream long before).
+   */
   maxSyncStepsPerCall?: number;
 }
 
@@ -176,7 +179,7 @@ export class MvccStore {
       maxEventsPerWatchResponse: opts?.maxEventsPerWatchResponse ?? 1000,
       maxPendingResponsesPerStream: opts?.maxPendingResponsesPerStream ?? 1024,
       maxRequestBytes: opts?.maxRequestBytes ?? 1.5 * 1024 * 1024,
-      maxSyncStepsPerCall: opts?.maxSyncStepsPerCall ?? 64,
+      maxSyncStepsPerCall: opts?.maxSyncStepsPerCall ?? 1000,
     });
   }
 

@@ -377,8 +377,20 @@ export class WatchStream {
     return !this.#closed && !this.#paused && this.#pending.length === 0;
   }
 
+  /**
+   * A sink that throws is a broken transport: the stream is closed so that one bad client cannot
+   * stop the other watchers of the same write from hearing about it.
+   */
   #send(resp: WatchResponse): void {
-    if (!this.#sink.send(resp)) this.#paused = true;
+    if (this.#closed) return;
+    let ok: boolean;
+    try {
+      ok = this.#sink.send(resp);
+    } catch {
+      this.close();
+      return;
+    }
+    if (!ok) this.#paused = true;
   }
 
   #sendCtrl(resp: WatchResponse, isProgress = false): void {
@@ -475,6 +487,7 @@ export class WatchStream {
 
   /** @internal the events of one write for synced watcher `w` (all with main >= w.minRev). */
   deliverSynced(w: Watcher, rev: number, recs: Rec[]): void {
+    if (this.#closed) return;
     if (!this.#ready) {
       // Not sent, not buffered: the store still has these revisions; catch up after resume().
       this.#hub.toUnsynced(w, recs[0]!.main);
@@ -602,8 +615,11 @@ export class WatchStream {
         if (idx > start && bytes >= max) break;
         idx++;
       }
-      this.#sink.send({ ...resp, events: events.slice(start, idx), fragment: idx < events.length }) ||
-        (this.#paused = true);
+      // Fragments of one response go out together even if the sink fills (bounded by this one).
+      const wasPaused = this.#paused;
+      this.#paused = false;
+      this.#send({ ...resp, events: events.slice(start, idx), fragment: idx < events.length });
+      this.#paused ||= wasPaused;
     }
   }
 

@@ -309,3 +309,22 @@ describe("watch", () => {
     assert.equal(sink.got.length, n);
   });
 });
+
+test("a sink that throws closes its own stream only; other streams still hear the write", () => {
+  const store = new MvccStore();
+  const good = new TestSink();
+  const bad = store.newWatchStream({
+    send: (r) => {
+      if (r.events.length > 0) throw new Error("broken transport");
+      return true;
+    },
+  });
+  const ok = store.newWatchStream(good);
+  bad.handle(createWatch({ key: b("k") }));
+  ok.handle(createWatch({ key: b("k") }));
+  store.put(putReq("k", "1"));
+  assert.equal(good.events().length, 1);
+  assert.equal(store.watcherCount, 1);
+  store.put(putReq("k", "2"));
+  assert.equal(good.events().length, 2);
+});

@@ -1,0 +1,93 @@
+/**
+ * lib/mvcc micro-benchmarks on a 1M-key store with 256-byte values (issue 3, Performance).
+ *
+ *   npx tsc -p . && node --expose-gc dist/bench/mvcc.bench.js
+ *
+ * MVCC_BENCH_KEYS=<n> changes the key count (default 1,000,000). Memory per key is the growth of
+ * V8 heap + ArrayBuffer memory (after global.gc()) while 1M keys of 256 B are put, so it counts
+ * the key index, the records, the key and value bytes and the revision log.
+ */
+import { bench, do_not_optimize, group, run, summary } from "mitata";
+import { MvccStore } from "../lib/mvcc/index.js";
+import { PutRequest, RangeRequest } from "../lib/proto/gen/etcdserverpb/rpc.js";
+
+const keyCount = Number(process.env.MVCC_BENCH_KEYS ?? 1_000_000);
+const valueBytes = 256;
+const gc = (globalThis as { gc?: () => void }).gc;
+const value = Buffer.alloc(valueBytes, 0x61);
+
+/** 17-byte keys in put order: "bench/key/0000000". */
+function keyOf(i: number): Buffer {
+  return Buffer.from(`bench/key/${String(i).padStart(7, "0")}`);
+}
+
+function heapBytes(): { heap: number; rss: number } {
+  gc?.();
+  gc?.();
+  const m = process.memoryUsage();
+  return { heap: m.heapUsed + m.arrayBuffers, rss: m.rss };
+}
+
+function build(n: number): MvccStore {
+  const s = new MvccStore();
+  // One request object reused: the store copies key and value bytes it keeps.
+  const req = PutRequest.create({ value });
+  for (let i = 0; i < n; i++) {
+    req.key = keyOf(i);
+    s.put(req);
+  }
+  return s;
+}
+
+const before = heapBytes();
+let t0 = performance.now();
+const store = build(keyCount);
+const buildMs = performance.now() - t0;
+const after = heapBytes();
+console.log(`build: ${keyCount} puts of ${valueBytes} B values in ${buildMs.toFixed(0)} ms`);
+if (gc !== undefined) {
+  console.log(
+    `memory for ${keyCount} keys of 17 B with ${valueBytes} B values: ` +
+      `${((after.heap - before.heap) / keyCount).toFixed(1)} B/key (heap + array buffers), ` +
+      `${((after.rss - before.rss) / keyCount).toFixed(1)} B/key (rss growth)`,
+  );
+} else {
+  console.log("memory: skipped (run node with --expose-gc)");
+}
+console.log(`stats: ${JSON.stringify(store.stats())}`);
+t0 = performance.now();
+const h = store.hashKV(0);
+console.log(`hashKV over ${keyCount} keys: ${(performance.now() - t0).toFixed(0)} ms (hash ${h.hash})`);
+
+let cursor = 0;
+const nextIndex = (): number => (cursor = (cursor + 7919) % keyCount);
+const keys = Array.from({ length: 1 << 16 }, (_, i) => keyOf((i * 7919) % keyCount));
+const mask = (1 << 16) - 1;
+const putReq = PutRequest.create({ value });
+const getReq = RangeRequest.create({});
+const range100 = RangeRequest.create({});
+
+group(`mvcc, ${keyCount} keys, ${valueBytes} B values`, () => {
+  summary(() => {
+    bench("put (overwrite an existing key)", () => {
+      putReq.key = keys[cursor++ & mask]!;
+      do_not_optimize(store.put(putReq));
+    });
+    bench("range single key", () => {
+      getReq.key = keys[cursor++ & mask]!;
+      do_not_optimize(store.range(getReq));
+    });
+    bench("range 100 keys", () => {
+      const i = nextIndex() % (keyCount - 100);
+      range100.key = keyOf(i);
+      range100.rangeEnd = keyOf(i + 100);
+      do_not_optimize(store.range(range100));
+    });
+  });
+});
+
+await run();
+
+t0 = performance.now();
+store.compact(store.currentRevision);
+console.log(`compact after the benchmarks (${store.stats().revisions} records kept): ${(performance.now() - t0).toFixed(0)} ms`);

@@ -296,9 +296,14 @@ export class WAL {
       await fh.datasync();
       headerBytes = fw.pos;
       crc = fw.crc;
+      // The segment's entry in the tmp dir must be durable before the rename publishes it.
+      await fsyncDir(tmpDir);
       await rm(dir, { recursive: true, force: true });
       await rename(tmpDir, dir);
+      // The rename lives in the parent (etcd fsyncs it); `member/` may itself be new, so its
+      // entry in the data dir is synced too.
       await fsyncDir(dirname(dir));
+      await fsyncDir(dirname(dirname(dir)));
     } catch (err) {
       await fh.close();
       throw err;

@@ -41,6 +41,18 @@ const codeByMessage = new Map<string, GrpcStatus>([
   ["etcdserver: bad leader transferee", GrpcStatus.FAILED_PRECONDITION],
 ]);
 
+/**
+ * Typed errors of lib parts whose own message is descriptive rather than etcd's string: their
+ * stable `code` → etcd's string (then looked up in codeByMessage).
+ */
+const etcdMessageByErrorCode = new Map<string, string>([
+  ["LEASE_NOT_FOUND", "etcdserver: requested lease not found"],
+  ["LEASE_EXPIRED", "etcdserver: requested lease not found"],
+  ["LEASE_EXISTS", "etcdserver: lease already exists"],
+  ["LEASE_TTL_TOO_LARGE", "etcdserver: too large lease TTL"],
+  ["LEASE_NOT_PRIMARY", "etcdserver: not leader"],
+]);
+
 /** A gRPC status for the wire: code and the message clients parse. */
 export interface ApiStatus {
   code: GrpcStatus;
@@ -64,7 +76,9 @@ export class ApiError extends Error {
  */
 export function toApiStatus(err: unknown): ApiStatus & { unexpected: boolean } {
   if (err instanceof ApiError) return { code: err.grpcCode, message: err.message, unexpected: false };
-  const message = err instanceof Error ? err.message : String(err);
+  const errorCode = (err as { code?: unknown } | null)?.code;
+  const mapped = typeof errorCode === "string" ? etcdMessageByErrorCode.get(errorCode) : undefined;
+  const message = mapped ?? (err instanceof Error ? err.message : String(err));
   const code = codeByMessage.get(message);
   if (code !== undefined) return { code, message, unexpected: false };
   return { code: GrpcStatus.INTERNAL, message, unexpected: true };

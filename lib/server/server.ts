@@ -53,7 +53,7 @@ import {
 import { WAL, lockDataDir } from "../wal/index.js";
 import { MemoryStorage, RawNode, StateType, type Ready } from "../raft/index.js";
 import { MvccStore, type WatchSink, type WatchStream } from "../mvcc/index.js";
-import { Lessor, maxLeaseTtlSeconds } from "../lease/index.js";
+import { Lessor, computeMinLeaseTtlSeconds, maxLeaseTtlSeconds } from "../lease/index.js";
 import { serverVersion } from "../version/index.js";
 import { type ServerConfig, defaultQuotaBytes } from "./config.js";
 import {
@@ -158,9 +158,9 @@ export class EtcdServer {
     this.logger = opts.logger;
     this.lessor = new Lessor({
       // etcd: minTTL = ceil(3 * electionTicks / 2) heartbeats (lease.NewLessor's MinLeaseTTL)
-      minLeaseTtlSeconds: Math.ceil(
-        (3 * (this.config.electionTimeoutMs / this.config.heartbeatIntervalMs)) / 2 *
-          (this.config.heartbeatIntervalMs / 1000),
+      minLeaseTtlSeconds: computeMinLeaseTtlSeconds(
+        Math.max(1, Math.round(this.config.electionTimeoutMs / this.config.heartbeatIntervalMs)),
+        this.config.heartbeatIntervalMs,
       ),
     });
     this.store = new MvccStore({
@@ -821,7 +821,15 @@ export class EtcdServer {
     // etcd waits for the applied index to catch up with the commit index first, so a lease
     // revoked by an entry not yet applied is not renewed.
     await this.#appliedWaits.wait(this.#commitIndex, this.#appliedIndex);
-    return this.lessor.renew(id, Date.now());
+    try {
+      return this.lessor.renew(id, Date.now());
+    } catch (err) {
+      // etcd's Renew of an expired lease waits for its revoke, then answers "not found"
+      const code = (err as { code?: string }).code;
+      if (code === "LEASE_NOT_FOUND" || code === "LEASE_EXPIRED") throw errLeaseNotFound();
+      if (code === "LEASE_NOT_PRIMARY") throw errNoLeader();
+      throw err;
+    }
   }
 
   /** Lease.LeaseTimeToLive (linearizable, as etcd's). TTL -1 for an unknown lease. */

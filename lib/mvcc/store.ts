@@ -30,7 +30,6 @@ import {
   type TxnRequest,
   type TxnResponse,
 } from "../proto/gen/etcdserverpb/rpc.js";
-import { KeyValue as KeyValueMsg } from "../proto/gen/mvccpb/kv.js";
 import {
   KeyNotFoundError,
   LeaseNotFoundError,
@@ -42,7 +41,6 @@ import {
   Rec,
   compareRecRevision,
   emptyBuffer,
-  recRevisionBytes,
   recToKeyValue,
 } from "./record.js";
 import { WatchHub, type WatchSink, type WatchSource, type WatchStream } from "./watch.js";
@@ -398,24 +396,25 @@ export class MvccStore {
     if (revision > 0 && revision <= compactRev) throw new MvccCompactedError();
     if (revision > 0 && revision > this.#currentRev) throw new MvccFutureRevError();
     const rev = revision === 0 ? this.#currentRev : revision;
+    // etcd kvindex.Keep(rev): the record each key shows at rev; only consulted for records at or
+    // below the compaction point, so only those are collected (one in-order walk, no lookups).
+    const keep = new Set<Rec>();
     let keepAny = false;
     this.#index.ascend(undefined, undefined, (_k, hist) => {
-      if (visibleAt(hist, rev) === undefined) return;
+      const r = visibleAt(hist, rev);
+      if (r === undefined) return;
       keepAny = true;
-      return false;
+      if (r.main <= compactRev) keep.add(r);
     });
     let crc = CRC32C.buf(Buffer.from("key"));
+    let scratch = Buffer.allocUnsafe(4096);
     for (const r of this.#log) {
       if (r.main > rev) break;
-      if (r.main <= compactRev && keepAny) {
-        const hist = this.#index.get(r.key);
-        if (hist === undefined || visibleAt(hist, rev) !== r) continue;
-      }
-      crc = CRC32C.buf(recRevisionBytes(r), crc);
-      const kv = r.isTombstone
-        ? { key: r.key, createRevision: 0, modRevision: 0, version: 0, value: emptyBuffer, lease: 0n }
-        : recToKeyValue(r);
-      crc = CRC32C.buf(KeyValueMsg.toBinary(kv), crc);
+      if (r.main <= compactRev && keepAny && !keep.has(r)) continue;
+      const need = hashRecordMaxBytes(r);
+      if (need > scratch.length) scratch = Buffer.allocUnsafe(need * 2);
+      const n = encodeHashRecord(r, scratch);
+      crc = CRC32C.buf(scratch.subarray(0, n), crc);
     }
     return { hash: crc >>> 0, compactRevision: compactRev, revision: this.#currentRev };
   }
@@ -702,4 +701,66 @@ function sortComparator(target: RangeRequest_SortTarget): ((a: Rec, b: Rec) => n
     default:
       return undefined;
   }
+}
+
+/** Upper bound of encodeHashRecord's output for `r`. */
+function hashRecordMaxBytes(r: Rec): number {
+  return 18 + 6 * 11 + r.key.length + r.value.length;
+}
+
+/**
+ * Writes what etcd's HashByRev feeds its hash for one record: the bbolt key (8-byte big-endian
+ * main, '_', 8-byte sub, 't' for a tombstone) then the proto3 KeyValue as gogo-protobuf marshals
+ * it (fields 1-6 in order, zero values omitted; a tombstone stores only its key). Returns bytes.
+ */
+function encodeHashRecord(r: Rec, out: Buffer): number {
+  writeUint64BE(out, 0, r.main);
+  out[8] = 0x5f;
+  writeUint64BE(out, 9, r.sub);
+  let p = 17;
+  if (r.isTombstone) out[p++] = 0x74;
+  p = writeBytesField(out, p, 0x0a, r.key);
+  if (r.isTombstone) return p;
+  p = writeVarintField(out, p, 0x10, r.createRevision);
+  p = writeVarintField(out, p, 0x18, r.main);
+  p = writeVarintField(out, p, 0x20, r.version);
+  p = writeBytesField(out, p, 0x2a, r.value);
+  if (r.lease !== 0n) {
+    out[p++] = 0x30;
+    let v = BigInt.asUintN(64, r.lease);
+    while (v >= 0x80n) {
+      out[p++] = Number(v & 0x7fn) | 0x80;
+      v >>= 7n;
+    }
+    out[p++] = Number(v);
+  }
+  return p;
+}
+
+function writeUint64BE(out: Buffer, at: number, n: number): void {
+  out.writeUInt32BE(Math.floor(n / 0x100000000), at);
+  out.writeUInt32BE(n >>> 0, at + 4);
+}
+
+function writeVarint(out: Buffer, p: number, n: number): number {
+  while (n >= 0x80) {
+    out[p++] = (n % 0x80) | 0x80;
+    n = Math.floor(n / 0x80);
+  }
+  out[p++] = n;
+  return p;
+}
+
+function writeVarintField(out: Buffer, p: number, tag: number, n: number): number {
+  if (n === 0) return p;
+  out[p++] = tag;
+  return writeVarint(out, p, n);
+}
+
+function writeBytesField(out: Buffer, p: number, tag: number, b: Buffer): number {
+  if (b.length === 0) return p;
+  out[p++] = tag;
+  p = writeVarint(out, p, b.length);
+  b.copy(out, p);
+  return p + b.length;
 }

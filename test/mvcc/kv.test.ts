@@ -498,6 +498,27 @@ describe("hashKV", () => {
     assert.throws(() => s.hashKV(4), MvccFutureRevError);
   });
 
+  test("matches real etcd 3.4.23 with a lease, deletes, a past revision and a compaction", () => {
+    // etcdctl against a fresh etcd 3.4.23: put a 1; put b 2; put a 3; del b; lease grant 600;
+    // put c 4 --lease=694da2015d8c1809; del a; put a 7; endpoint hashkv [--rev=5]; compact 6;
+    // endpoint hashkv.
+    const lease = 0x694da2015d8c1809n;
+    const { store: s } = storeWithLeases([lease]);
+    s.put(putReq("a", "1"));
+    s.put(putReq("b", "2"));
+    s.put(putReq("a", "3"));
+    s.deleteRange(delReq("b"));
+    s.put(putReq("c", "4", { lease }));
+    s.deleteRange(delReq("a"));
+    s.put(putReq("a", "7"));
+    assert.equal(s.currentRevision, 8);
+    assert.equal(s.hashKV(0).hash, 2818931958);
+    assert.equal(s.hashKV(5).hash, 1125682900);
+    s.compact(6);
+    assert.deepEqual(s.hashKV(0), { hash: 1914963568, compactRevision: 6, revision: 8 });
+    assert.equal(s.hashKV(8).hash, 1914963568);
+  });
+
   test("hash at a past revision equals the hash the store had then", () => {
     const s = sample();
     const h4 = new MvccStore();

@@ -57,7 +57,9 @@ if (gc !== undefined) {
 console.log(`stats: ${JSON.stringify(store.stats())}`);
 t0 = performance.now();
 const h = store.hashKV(0);
-console.log(`hashKV over ${keyCount} keys: ${(performance.now() - t0).toFixed(0)} ms (hash ${h.hash})`);
+console.log(
+  `hashKV over ${keyCount} keys: ${(performance.now() - t0).toFixed(0)} ms (hash ${h.hash})`,
+);
 
 let cursor = 0;
 const nextIndex = (): number => (cursor = (cursor + 7919) % keyCount);
@@ -90,4 +92,6 @@ await run();
 
 t0 = performance.now();
 store.compact(store.currentRevision);
-console.log(`compact after the benchmarks (${store.stats().revisions} records kept): ${(performance.now() - t0).toFixed(0)} ms`);
+console.log(
+  `compact after the benchmarks (${store.stats().revisions} records kept): ${(performance.now() - t0).toFixed(0)} ms`,
+);

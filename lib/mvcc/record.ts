@@ -61,7 +61,14 @@ export function recToEvent(r: Rec): Event {
   if (r.isTombstone) {
     return {
       type: Event_EventType.DELETE,
-      kv: { key: r.key, createRevision: 0, modRevision: r.main, version: 0, value: emptyBuffer, lease: 0n },
+      kv: {
+        key: r.key,
+        createRevision: 0,
+        modRevision: r.main,
+        version: 0,
+        value: emptyBuffer,
+        lease: 0n,
+      },
     };
   }
   return { type: Event_EventType.PUT, kv: recToKeyValue(r) };

@@ -37,12 +37,7 @@ import {
   MvccFutureRevError,
   mvccAssert,
 } from "./errors.js";
-import {
-  Rec,
-  compareRecRevision,
-  emptyBuffer,
-  recToKeyValue,
-} from "./record.js";
+import { Rec, compareRecRevision, emptyBuffer, recToKeyValue } from "./record.js";
 import { WatchHub, type WatchSink, type WatchSource, type WatchStream } from "./watch.js";
 
 /**
@@ -561,7 +556,8 @@ export class MvccStore {
     }
     const nested: TxnPath[] = [];
     for (const op of ok ? req.success : req.failure) {
-      if (op.request.oneofKind === "requestTxn") nested.push(this.#compareToPath(op.request.requestTxn));
+      if (op.request.oneofKind === "requestTxn")
+        nested.push(this.#compareToPath(op.request.requestTxn));
     }
     return { succeeded: ok, nested };
   }
@@ -658,7 +654,9 @@ function compareKV(c: Compare, r: Rec | undefined): boolean {
       break;
     }
     case Compare_CompareTarget.CREATE:
-      result = Math.sign((r?.createRevision ?? 0) - (u.oneofKind === "createRevision" ? u.createRevision : 0));
+      result = Math.sign(
+        (r?.createRevision ?? 0) - (u.oneofKind === "createRevision" ? u.createRevision : 0),
+      );
       break;
     case Compare_CompareTarget.MOD:
       result = Math.sign((r?.main ?? 0) - (u.oneofKind === "modRevision" ? u.modRevision : 0));

@@ -401,7 +401,12 @@ export class WatchStream {
     if (isProgress) {
       // A waiting progress response only needs the newest revision: coalesce.
       const last = this.#pending[this.#pending.length - 1];
-      if (last !== undefined && last.watchId === invalidWatchId && !last.created && !last.canceled) {
+      if (
+        last !== undefined &&
+        last.watchId === invalidWatchId &&
+        !last.created &&
+        !last.canceled
+      ) {
         last.header = resp.header;
         return;
       }
@@ -527,7 +532,10 @@ export class WatchStream {
       );
       return;
     }
-    mvccAssert(w.minRev <= curRev + 1, `unsynced watcher minRev ${w.minRev} > current ${curRev} + 1`);
+    mvccAssert(
+      w.minRev <= curRev + 1,
+      `unsynced watcher minRev ${w.minRev} > current ${curRev} + 1`,
+    );
     const maxRevs = this.#hub.limits.maxEventsPerWatchResponse;
     const recs: Rec[] = [];
     let revs = 0;

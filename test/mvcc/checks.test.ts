@@ -12,8 +12,23 @@ import {
   TooManyOpsError,
   ValueProvidedError,
 } from "../../lib/mvcc/index.js";
-import { Compare_CompareResult as R, Compare_CompareTarget as T, RequestOp } from "../../lib/proto/gen/etcdserverpb/rpc.js";
-import { b, cmp, delReq, opDel, opPut, opRange, opTxn, putReq, rangeReq, txnReq } from "./helpers.js";
+import {
+  Compare_CompareResult as R,
+  Compare_CompareTarget as T,
+  RequestOp,
+} from "../../lib/proto/gen/etcdserverpb/rpc.js";
+import {
+  b,
+  cmp,
+  delReq,
+  opDel,
+  opPut,
+  opRange,
+  opTxn,
+  putReq,
+  rangeReq,
+  txnReq,
+} from "./helpers.js";
 
 const errIs = (cls: new () => Error, message: string) => (e: unknown) =>
   e instanceof cls && (e as Error).message === message;
@@ -45,10 +60,16 @@ describe("request checks (etcd api/v3rpc key.go)", () => {
     const m = "etcdserver: too many operations in txn request";
     const ops = (n: number) => Array.from({ length: n }, (_, i) => opPut(`k${i}`, "v"));
     checkTxnRequest(txnReq({ success: ops(128) }), 128);
-    assert.throws(() => checkTxnRequest(txnReq({ success: ops(129) }), 128), errIs(TooManyOpsError, m));
+    assert.throws(
+      () => checkTxnRequest(txnReq({ success: ops(129) }), 128),
+      errIs(TooManyOpsError, m),
+    );
     assert.throws(() => checkTxnRequest(txnReq({ failure: ops(3) }), 2), errIs(TooManyOpsError, m));
     const compares = Array.from({ length: 3 }, () => cmp("a", T.VERSION, R.EQUAL, 0));
-    assert.throws(() => checkTxnRequest(txnReq({ compare: compares }), 2), errIs(TooManyOpsError, m));
+    assert.throws(
+      () => checkTxnRequest(txnReq({ compare: compares }), 2),
+      errIs(TooManyOpsError, m),
+    );
     // a nested txn gets what is left: maxTxnOps - ops of this level
     assert.throws(
       () => checkTxnRequest(txnReq({ success: [opPut("a", "1"), opTxn({ success: ops(2) })] }), 3),
@@ -58,7 +79,10 @@ describe("request checks (etcd api/v3rpc key.go)", () => {
   });
 
   test("empty compare key, empty op", () => {
-    assert.throws(() => checkTxnRequest(txnReq({ compare: [cmp("", T.VERSION, R.EQUAL, 0)] }), 128), EmptyKeyError);
+    assert.throws(
+      () => checkTxnRequest(txnReq({ compare: [cmp("", T.VERSION, R.EQUAL, 0)] }), 128),
+      EmptyKeyError,
+    );
     assert.throws(
       () => checkTxnRequest(txnReq({ success: [RequestOp.create()] }), 128),
       errIs(KeyNotFoundError, "etcdserver: key not found"),
@@ -85,7 +109,9 @@ describe("request checks (etcd api/v3rpc key.go)", () => {
     // then and else of one nested txn may put the same key
     ok({ success: [opTxn({ success: [opPut("a", "1")], failure: [opPut("a", "2")] })] });
     // but two nested txns may not
-    bad({ success: [opTxn({ success: [opPut("a", "1")] }), opTxn({ failure: [opPut("a", "2")] })] });
+    bad({
+      success: [opTxn({ success: [opPut("a", "1")] }), opTxn({ failure: [opPut("a", "2")] })],
+    });
     // etcd 3.4 takes a from-key ("\0") delete end literally: no overlap detected
     ok({ success: [opDel("a", { rangeEnd: Buffer.from([0]) }), opPut("b", "1")] });
   });

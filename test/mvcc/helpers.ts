@@ -29,7 +29,9 @@ export const opPut = (key: string, value: string, f: Partial<PutRequest> = {}): 
 export const opRange = (key: string, f: Partial<RangeRequest> = {}): RequestOp =>
   RequestOp.create({ request: { oneofKind: "requestRange", requestRange: rangeReq(key, f) } });
 export const opDel = (key: string, f: Partial<DeleteRangeRequest> = {}): RequestOp =>
-  RequestOp.create({ request: { oneofKind: "requestDeleteRange", requestDeleteRange: delReq(key, f) } });
+  RequestOp.create({
+    request: { oneofKind: "requestDeleteRange", requestDeleteRange: delReq(key, f) },
+  });
 export const opTxn = (t: Partial<TxnRequest>): RequestOp =>
   RequestOp.create({ request: { oneofKind: "requestTxn", requestTxn: TxnRequest.create(t) } });
 

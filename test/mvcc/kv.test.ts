@@ -86,10 +86,12 @@ describe("range options", () => {
     const s = sample();
     const z = Buffer.from([0]);
     assert.deepEqual(keysOf(s.range(rangeReq("b", { rangeEnd: z })).kvs), ["b", "c", "d"]);
-    assert.deepEqual(
-      keysOf(s.range({ ...rangeReq(""), key: z, rangeEnd: z }).kvs),
-      ["a", "b", "c", "d"],
-    );
+    assert.deepEqual(keysOf(s.range({ ...rangeReq(""), key: z, rangeEnd: z }).kvs), [
+      "a",
+      "b",
+      "c",
+      "d",
+    ]);
   });
 
   test("range_end below key returns nothing", () => {
@@ -164,7 +166,12 @@ describe("range options", () => {
 
   test("sort then limit: limit applies after sorting", () => {
     const r = sample().range(
-      rangeReq("a", { rangeEnd: b("z"), sortTarget: Target.MOD, sortOrder: Order.DESCEND, limit: 2 }),
+      rangeReq("a", {
+        rangeEnd: b("z"),
+        sortTarget: Target.MOD,
+        sortOrder: Order.DESCEND,
+        limit: 2,
+      }),
     );
     assert.deepEqual(keysOf(r.kvs), ["d", "a"]);
     assert.equal(r.more, true);
@@ -199,7 +206,9 @@ describe("range options", () => {
 
   test("min/max create revision filter; count is before filtering as etcd", () => {
     const s = sample();
-    const r = s.range(rangeReq("a", { rangeEnd: b("z"), minCreateRevision: 3, maxCreateRevision: 4 }));
+    const r = s.range(
+      rangeReq("a", { rangeEnd: b("z"), minCreateRevision: 3, maxCreateRevision: 4 }),
+    );
     assert.deepEqual(keysOf(r.kvs), ["b", "c"]);
     assert.equal(r.count, 4);
   });
@@ -236,7 +245,8 @@ describe("put options", () => {
     const { store, attached } = storeWithLeases([7n, 8n]);
     assert.throws(
       () => store.put(putReq("k", "v", { lease: 9n })),
-      (e: unknown) => e instanceof LeaseNotFoundError && e.message === "etcdserver: requested lease not found",
+      (e: unknown) =>
+        e instanceof LeaseNotFoundError && e.message === "etcdserver: requested lease not found",
     );
     assert.equal(store.currentRevision, 1);
     store.put(putReq("k", "v", { lease: 7n }));
@@ -328,14 +338,26 @@ describe("txn compares", () => {
     assert.equal(s.txn(txnReq({ compare: [cmp("zz", T.VERSION, R.EQUAL, 0)] })).succeeded, true);
     assert.equal(s.txn(txnReq({ compare: [cmp("zz", T.CREATE, R.EQUAL, 0)] })).succeeded, true);
     assert.equal(s.txn(txnReq({ compare: [cmp("zz", T.VALUE, R.EQUAL, "")] })).succeeded, false);
-    assert.equal(s.txn(txnReq({ compare: [cmp("zz", T.VALUE, R.NOT_EQUAL, "x")] })).succeeded, false);
+    assert.equal(
+      s.txn(txnReq({ compare: [cmp("zz", T.VALUE, R.NOT_EQUAL, "x")] })).succeeded,
+      false,
+    );
   });
 
   test("a compare with range_end must hold for every key in the range", () => {
     const s = sample();
-    assert.equal(s.txn(txnReq({ compare: [cmp("a", T.VERSION, R.GREATER, 0, "z")] })).succeeded, true);
-    assert.equal(s.txn(txnReq({ compare: [cmp("a", T.VERSION, R.EQUAL, 1, "z")] })).succeeded, false);
-    assert.equal(s.txn(txnReq({ compare: [cmp("b", T.VERSION, R.EQUAL, 1, "z")] })).succeeded, true);
+    assert.equal(
+      s.txn(txnReq({ compare: [cmp("a", T.VERSION, R.GREATER, 0, "z")] })).succeeded,
+      true,
+    );
+    assert.equal(
+      s.txn(txnReq({ compare: [cmp("a", T.VERSION, R.EQUAL, 1, "z")] })).succeeded,
+      false,
+    );
+    assert.equal(
+      s.txn(txnReq({ compare: [cmp("b", T.VERSION, R.EQUAL, 1, "z")] })).succeeded,
+      true,
+    );
     assert.equal(s.txn(txnReq({ compare: [cmp("b", T.MOD, R.LESS, 6, "z")] })).succeeded, false);
   });
 
@@ -353,7 +375,12 @@ describe("txn ops", () => {
     const r = s.txn(
       txnReq({
         compare: [cmp("a", T.VALUE, R.EQUAL, "11")],
-        success: [opPut("x", "1"), opPut("y", "2", { prevKv: true }), opDel("b"), opRange("a", { rangeEnd: b("z") })],
+        success: [
+          opPut("x", "1"),
+          opPut("y", "2", { prevKv: true }),
+          opDel("b"),
+          opRange("a", { rangeEnd: b("z") }),
+        ],
         failure: [opPut("f", "1")],
       }),
     );
@@ -376,10 +403,20 @@ describe("txn ops", () => {
   test("failure branch runs when a compare fails", () => {
     const s = sample();
     const r = s.txn(
-      txnReq({ compare: [cmp("a", T.VALUE, R.EQUAL, "nope")], success: [opPut("s", "1")], failure: [opPut("f", "1")] }),
+      txnReq({
+        compare: [cmp("a", T.VALUE, R.EQUAL, "nope")],
+        success: [opPut("s", "1")],
+        failure: [opPut("f", "1")],
+      }),
     );
     assert.equal(r.succeeded, false);
-    assert.deepEqual(keysOf(s.range(rangeReq("a", { rangeEnd: b("z") })).kvs), ["a", "b", "c", "d", "f"]);
+    assert.deepEqual(keysOf(s.range(rangeReq("a", { rangeEnd: b("z") })).kvs), [
+      "a",
+      "b",
+      "c",
+      "d",
+      "f",
+    ]);
   });
 
   test("a read-only txn does not advance the revision", () => {
@@ -400,7 +437,11 @@ describe("txn ops", () => {
             success: [opPut("n1", "yes")],
             failure: [opPut("n1", "no")],
           }),
-          opTxn({ compare: [cmp("zz", T.VERSION, R.GREATER, 0)], success: [opPut("n2", "s")], failure: [opPut("n2", "f")] }),
+          opTxn({
+            compare: [cmp("zz", T.VERSION, R.GREATER, 0)],
+            success: [opPut("n2", "s")],
+            failure: [opPut("n2", "f")],
+          }),
         ],
       }),
     );
@@ -423,11 +464,17 @@ describe("txn ops", () => {
       LeaseNotFoundError,
     );
     assert.throws(
-      () => store.txn(txnReq({ success: [opPut("a", "1"), opPut("zz", "", { ignoreValue: true })] })),
+      () =>
+        store.txn(txnReq({ success: [opPut("a", "1"), opPut("zz", "", { ignoreValue: true })] })),
       KeyNotFoundError,
     );
     assert.throws(
-      () => store.txn(txnReq({ success: [opPut("a", "1"), opTxn({ success: [opPut("c", "1", { lease: 3n })] })] })),
+      () =>
+        store.txn(
+          txnReq({
+            success: [opPut("a", "1"), opTxn({ success: [opPut("c", "1", { lease: 3n })] })],
+          }),
+        ),
       LeaseNotFoundError,
     );
     assert.equal(store.currentRevision, 2);
@@ -436,9 +483,15 @@ describe("txn ops", () => {
 
   test("a txn range at a future or compacted revision fails before any write", () => {
     const s = sample();
-    assert.throws(() => s.txn(txnReq({ success: [opPut("x", "1"), opRange("a", { revision: 99 })] })), MvccFutureRevError);
+    assert.throws(
+      () => s.txn(txnReq({ success: [opPut("x", "1"), opRange("a", { revision: 99 })] })),
+      MvccFutureRevError,
+    );
     s.compact(5);
-    assert.throws(() => s.txn(txnReq({ success: [opPut("x", "1"), opRange("a", { revision: 3 })] })), MvccCompactedError);
+    assert.throws(
+      () => s.txn(txnReq({ success: [opPut("x", "1"), opRange("a", { revision: 3 })] })),
+      MvccCompactedError,
+    );
     assert.equal(s.range(rangeReq("x")).kvs.length, 0);
   });
 });

@@ -8,8 +8,23 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { MvccStore, MvccCompactedError } from "../../lib/mvcc/index.js";
-import { Compare_CompareResult as R, Compare_CompareTarget as T } from "../../lib/proto/gen/etcdserverpb/rpc.js";
-import { b, cmp, createWatch, delReq, opDel, opPut, putReq, rangeReq, TestSink, testSeed, txnReq } from "./helpers.js";
+import {
+  Compare_CompareResult as R,
+  Compare_CompareTarget as T,
+} from "../../lib/proto/gen/etcdserverpb/rpc.js";
+import {
+  b,
+  cmp,
+  createWatch,
+  delReq,
+  opDel,
+  opPut,
+  putReq,
+  rangeReq,
+  TestSink,
+  testSeed,
+  txnReq,
+} from "./helpers.js";
 
 interface MKv {
   value: string;
@@ -36,9 +51,19 @@ type Op =
 
 const keyArb = fc.constantFrom("a", "b", "c", "d", "e", "aa", "ab", "ba");
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 6, arbitrary: fc.record({ t: fc.constant("put" as const), key: keyArb, value: fc.string({ maxLength: 4 }) }) },
+  {
+    weight: 6,
+    arbitrary: fc.record({
+      t: fc.constant("put" as const),
+      key: keyArb,
+      value: fc.string({ maxLength: 4 }),
+    }),
+  },
   { weight: 2, arbitrary: fc.record({ t: fc.constant("del" as const), key: keyArb }) },
-  { weight: 1, arbitrary: fc.record({ t: fc.constant("delRange" as const), key: keyArb, end: keyArb }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({ t: fc.constant("delRange" as const), key: keyArb, end: keyArb }),
+  },
   {
     weight: 2,
     arbitrary: fc.record({
@@ -50,8 +75,22 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       value: fc.string({ maxLength: 3 }),
     }),
   },
-  { weight: 1, arbitrary: fc.record({ t: fc.constant("compact" as const), back: fc.integer({ min: 0, max: 10 }) }) },
-  { weight: 3, arbitrary: fc.record({ t: fc.constant("read" as const), back: fc.integer({ min: 0, max: 15 }), key: keyArb, end: keyArb }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      t: fc.constant("compact" as const),
+      back: fc.integer({ min: 0, max: 10 }),
+    }),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      t: fc.constant("read" as const),
+      back: fc.integer({ min: 0, max: 15 }),
+      key: keyArb,
+      end: keyArb,
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ t: fc.constant("full" as const), on: fc.boolean() }) },
 );
 
@@ -80,7 +119,12 @@ test("random op sequences agree with a Map-per-revision model, and a slow watche
       };
       const mput = (s: State, key: string, value: string, evs: MEvent[]) => {
         const p = s.get(key);
-        s.set(key, { value, create: p ? p.create : rev + 1, mod: rev + 1, version: p ? p.version + 1 : 1 });
+        s.set(key, {
+          value,
+          create: p ? p.create : rev + 1,
+          mod: rev + 1,
+          version: p ? p.version + 1 : 1,
+        });
         evs.push({ type: 0, key, rev: rev + 1, value });
       };
       const mdel = (s: State, key: string, evs: MEvent[]) => {
@@ -110,7 +154,9 @@ test("random op sequences agree with a Map-per-revision model, and a slow watche
           case "delRange": {
             const s = new Map(cur());
             const evs: MEvent[] = [];
-            const keys = [...s.keys()].filter((k) => inRange(k, op.key, op.end)).sort((x, y) => Buffer.compare(b(x), b(y)));
+            const keys = [...s.keys()]
+              .filter((k) => inRange(k, op.key, op.end))
+              .sort((x, y) => Buffer.compare(b(x), b(y)));
             for (const k of keys) mdel(s, k, evs);
             const r = store.deleteRange(delReq(op.key, { rangeEnd: b(op.end) }));
             assert.equal(r.deleted, evs.length);
@@ -157,7 +203,13 @@ test("random op sequences agree with a Map-per-revision model, and a slow watche
               .sort(([x], [y]) => Buffer.compare(b(x), b(y)));
             const got = store.range(req);
             assert.deepEqual(
-              got.kvs.map((kv) => [Buffer.from(kv.key).toString(), Buffer.from(kv.value).toString(), kv.createRevision, kv.modRevision, kv.version]),
+              got.kvs.map((kv) => [
+                Buffer.from(kv.key).toString(),
+                Buffer.from(kv.value).toString(),
+                kv.createRevision,
+                kv.modRevision,
+                kv.version,
+              ]),
               want.map(([k, v]) => [k, v.value, v.create, v.mod, v.version]),
             );
             break;
@@ -173,7 +225,9 @@ test("random op sequences agree with a Map-per-revision model, and a slow watche
       sink.full = false;
       for (let i = 0; i < 1000 && store.syncWatchers(); i++);
       ws.resume();
-      const got = sink.events().map((e) => ({ type: e.type, key: e.key, rev: e.rev, value: e.value }));
+      const got = sink
+        .events()
+        .map((e) => ({ type: e.type, key: e.key, rev: e.rev, value: e.value }));
       const compactedResp = sink.got.find((r) => r.compactRevision > 0);
       if (compactedResp === undefined) {
         assert.deepEqual(got, events);

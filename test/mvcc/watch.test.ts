@@ -1,7 +1,10 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { MvccStore, WatchStreamOverloadedError } from "../../lib/mvcc/index.js";
-import { WatchCreateRequest_FilterType as F, WatchRequest } from "../../lib/proto/gen/etcdserverpb/rpc.js";
+import {
+  WatchCreateRequest_FilterType as F,
+  WatchRequest,
+} from "../../lib/proto/gen/etcdserverpb/rpc.js";
 import { Event_EventType as E } from "../../lib/proto/gen/mvccpb/kv.js";
 import { b, createWatch, delReq, putReq, TestSink } from "./helpers.js";
 
@@ -49,7 +52,9 @@ describe("watch", () => {
     ws.handle(createWatch({ key: b("b"), rangeEnd: Buffer.from([0]) }));
     store.put(putReq("a1", "v"));
     store.put(putReq("c", "v"));
-    const byWatcher = sink.got.filter((r) => r.events.length > 0).map((r) => [r.watchId, r.events[0]!.kv!.key.toString()]);
+    const byWatcher = sink.got
+      .filter((r) => r.events.length > 0)
+      .map((r) => [r.watchId, r.events[0]!.kv!.key.toString()]);
     assert.deepEqual(byWatcher, [
       [0, "a1"],
       [1, "c"],
@@ -65,7 +70,10 @@ describe("watch", () => {
     store.deleteKeys([b("a"), b("b")]);
     const last = sink.got.at(-1)!;
     assert.equal(last.events.length, 2);
-    assert.deepEqual(last.events.map((e) => e.kv!.modRevision), [4, 4]);
+    assert.deepEqual(
+      last.events.map((e) => e.kv!.modRevision),
+      [4, 4],
+    );
   });
 
   test("start_revision in the past replays history, then continues live", () => {
@@ -110,7 +118,10 @@ describe("watch", () => {
     assert.equal(store.watcherCount, 0);
     // watching from the compaction revision itself is allowed
     ws.handle(createWatch({ key: b("k"), startRevision: 4 }));
-    assert.deepEqual(sink.events().map((e) => e.rev), [4, 5, 6]);
+    assert.deepEqual(
+      sink.events().map((e) => e.rev),
+      [4, 5, 6],
+    );
   });
 
   test("a future start_revision waits for that revision", () => {
@@ -119,7 +130,10 @@ describe("watch", () => {
     store.put(putReq("k", "1")); // 2
     store.put(putReq("k", "2")); // 3
     store.put(putReq("k", "3")); // 4
-    assert.deepEqual(sink.events().map((e) => e.rev), [4]);
+    assert.deepEqual(
+      sink.events().map((e) => e.rev),
+      [4],
+    );
   });
 
   test("filters NOPUT and NODELETE", () => {
@@ -128,7 +142,9 @@ describe("watch", () => {
     ws.handle(createWatch({ key: b("k"), filters: [F.NODELETE] }));
     store.put(putReq("k", "1"));
     store.deleteRange(delReq("k"));
-    const got = sink.got.filter((r) => r.events.length > 0).map((r) => [r.watchId, r.events[0]!.type]);
+    const got = sink.got
+      .filter((r) => r.events.length > 0)
+      .map((r) => [r.watchId, r.events[0]!.type]);
     assert.deepEqual(got, [
       [1, PUT],
       [0, DEL],
@@ -220,13 +236,26 @@ describe("watch", () => {
     assert.equal(sink.got.length, 3);
     sink.full = false;
     ws.resume();
-    const range = sink.got.filter((r) => r.watchId === 0).flatMap((r) => r.events.map((e) => e.kv!.modRevision));
-    assert.deepEqual(range, Array.from({ length: 100 }, (_, i) => i + 2));
-    const single = sink.got.filter((r) => r.watchId === 1).flatMap((r) => r.events.map((e) => e.kv!.modRevision));
-    assert.deepEqual(single, Array.from({ length: 10 }, (_, i) => 5 + 2 + i * 10));
+    const range = sink.got
+      .filter((r) => r.watchId === 0)
+      .flatMap((r) => r.events.map((e) => e.kv!.modRevision));
+    assert.deepEqual(
+      range,
+      Array.from({ length: 100 }, (_, i) => i + 2),
+    );
+    const single = sink.got
+      .filter((r) => r.watchId === 1)
+      .flatMap((r) => r.events.map((e) => e.kv!.modRevision));
+    assert.deepEqual(
+      single,
+      Array.from({ length: 10 }, (_, i) => 5 + 2 + i * 10),
+    );
     for (const r of sink.got) {
       const revs = new Set(r.events.map((e) => e.kv!.modRevision));
-      assert.ok(revs.size <= 7, "a catch-up response holds at most maxEventsPerWatchResponse revisions");
+      assert.ok(
+        revs.size <= 7,
+        "a catch-up response holds at most maxEventsPerWatchResponse revisions",
+      );
     }
     // live again
     store.put(putReq("k5", "live"));
@@ -246,7 +275,10 @@ describe("watch", () => {
       rounds++;
     }
     const revs = sink.events().map((e) => e.rev);
-    assert.deepEqual(revs, Array.from({ length: 50 }, (_, i) => i + 2));
+    assert.deepEqual(
+      revs,
+      Array.from({ length: 50 }, (_, i) => i + 2),
+    );
     assert.ok(rounds >= 5);
   });
 
@@ -278,7 +310,9 @@ describe("watch", () => {
     assert.throws(() => ws.handle(createWatch({ key: b("c") })), WatchStreamOverloadedError);
     sink.full = false;
     ws.resume();
-    const kinds = sink.got.map((r) => (r.created ? `created ${r.watchId}` : r.canceled ? `canceled ${r.watchId}` : `progress`));
+    const kinds = sink.got.map((r) =>
+      r.created ? `created ${r.watchId}` : r.canceled ? `canceled ${r.watchId}` : `progress`,
+    );
     assert.deepEqual(kinds, ["created 0", "created 1", "progress", "canceled 0"]);
   });
 
@@ -290,7 +324,10 @@ describe("watch", () => {
     ws.handle(createWatch({ key: b("a"), rangeEnd: b("z"), startRevision: 1, fragment: true }));
     const parts = sink.got.filter((r) => r.watchId === 2 && r.events.length > 0);
     assert.ok(parts.length >= 4, `got ${parts.length} fragments`);
-    assert.deepEqual(parts.map((p) => p.fragment), [...parts.slice(1).map(() => true), false]);
+    assert.deepEqual(
+      parts.map((p) => p.fragment),
+      [...parts.slice(1).map(() => true), false],
+    );
     assert.equal(parts.flatMap((p) => p.events).length, 10);
     for (const p of parts.slice(0, -1)) assert.ok(p.events.length >= 1);
     // the unfragmented watcher got single-event responses live

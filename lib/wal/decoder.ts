@@ -116,7 +116,10 @@ class ProtoReader {
   }
 }
 
-/** Decodes a raftpb.Entry; `data` is copied so it does not pin the read buffer. */
+/**
+ * Decodes a raftpb.Entry. `data` is copied (into Node's pooled slabs for small entries) so it
+ * neither pins nor aliases the reader's buffer.
+ */
 export function decodeEntry(buf: Uint8Array): Entry {
   const r = new ProtoReader(buf, 0, buf.length);
   let type = 0;
@@ -137,7 +140,9 @@ export function decodeEntry(buf: Uint8Array): Entry {
     } else if (field === 4) {
       r.expect(2, wt);
       const [s, e] = r.lengthDelimited();
-      data = buf.slice(s, e);
+      // A copy: `buf` is a view into the segment reader's window, which later reads overwrite
+      // (and Buffer#slice would return a view, not a copy).
+      data = Buffer.from(buf.subarray(s, e));
     } else r.skip(wt);
   }
   return { type, term, index, data } as Entry;

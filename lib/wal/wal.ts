@@ -428,7 +428,7 @@ export class WAL {
               case RecordType.metadata:
                 if (metadata !== null && !equalBytes(metadata, rec.data))
                   throw corrupt("conflicting metadata");
-                metadata = rec.data.slice();
+                metadata = Uint8Array.from(rec.data); // a copy: rec.data is a view into the reader
                 break;
               case RecordType.crc:
                 // A fresh chain (first segment read) has nothing to compare with (etcd: crc != 0).
@@ -501,7 +501,7 @@ export class WAL {
       tail: { fh: tailFh, path: join(dir, tailSeg.name), seg: tailSeg },
       offsetBytes: tailOffset,
       crc,
-      metadata: metadata === null ? new Uint8Array(0) : metadata.slice(),
+      metadata: metadata === null ? new Uint8Array(0) : Uint8Array.from(metadata),
       state,
       lastIndex,
       segments: segs,

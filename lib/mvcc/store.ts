@@ -113,8 +113,22 @@ function rangeEndOf(rangeEnd: Uint8Array): RangeEnd {
   return view(rangeEnd);
 }
 
+/**
+ * A key's records in revision order. Most keys hold one record (always so right after a
+ * compaction), so a lone record is stored bare: an array costs ~56 bytes per key.
+ */
+type History = Rec | Rec[];
+
+function lastOf(hist: History): Rec {
+  return hist instanceof Rec ? hist : hist[hist.length - 1]!;
+}
+
+/** Shared zero lease: decoded requests carry a fresh 0n BigInt object each. */
+const noLease = 0n;
+
 /** The record of `hist` visible at `rev`, undefined if none or deleted. */
-function visibleAt(hist: readonly Rec[], rev: number): Rec | undefined {
+function visibleAt(hist: History, rev: number): Rec | undefined {
+  if (hist instanceof Rec) return hist.main <= rev && !hist.isTombstone ? hist : undefined;
   for (let i = hist.length - 1; i >= 0; i--) {
     const r = hist[i]!;
     if (r.main <= rev) return r.isTombstone ? undefined : r;
@@ -142,7 +156,7 @@ function isTxnReadOnly(req: TxnRequest): boolean {
  * server applies committed entries one at a time; reads see the last applied state.
  */
 export class MvccStore {
-  readonly #index = new BTree<Rec[]>();
+  readonly #index = new BTree<History>();
   #log: Rec[] = [];
   /** etcd starts at revision 1 with nothing in it. */
   #currentRev = 1;
@@ -161,7 +175,10 @@ export class MvccStore {
     const src: WatchSource = {
       currentRevision: 0,
       compactRevision: 0,
-      historyOf: (key) => this.#index.get(key),
+      historyOf: (key) => {
+        const h = this.#index.get(key);
+        return h instanceof Rec ? [h] : h;
+      },
       revisionLog: () => this.#log,
       logIndexAtOrAfter: (rev) => this.#logIndexAtOrAfter(rev),
     };
@@ -330,8 +347,9 @@ export class MvccStore {
       let n = 0;
       for (const k of keys) {
         const hist = this.#index.get(view(k));
-        const last = hist?.[hist.length - 1];
-        if (hist === undefined || last === undefined || last.isTombstone) continue;
+        if (hist === undefined) continue;
+        const last = lastOf(hist);
+        if (last.isTombstone) continue;
         this.#appendTombstone(hist, last);
         n++;
       }
@@ -352,7 +370,14 @@ export class MvccStore {
     this.#compactRev = revision;
     const keptOld: Rec[] = [];
     const emptied: Buffer[] = [];
+    const single: Rec[] = [];
     this.#index.ascend(undefined, undefined, (key, hist) => {
+      if (hist instanceof Rec) {
+        if (hist.main > revision) return;
+        if (hist.isTombstone) emptied.push(key);
+        else keptOld.push(hist);
+        return;
+      }
       let i = hist.length - 1;
       while (i >= 0 && hist[i]!.main > revision) i--;
       if (i < 0) return;
@@ -361,8 +386,11 @@ export class MvccStore {
       else keptOld.push(hist[i]!);
       if (drop > 0) hist.splice(0, drop);
       if (hist.length === 0) emptied.push(key);
+      else if (hist.length === 1) single.push(hist[0]!);
     });
+    // The tree is not changed while it is walked: deletions and bare-record swaps come after.
     for (const k of emptied) this.#index.delete(k);
+    for (const r of single) this.#index.set(r.key, r);
     keptOld.sort(compareRecRevision);
     const tail = this.#log.slice(this.#logIndexAtOrAfter(revision + 1));
     this.#log = keptOld.concat(tail);
@@ -478,7 +506,7 @@ export class MvccStore {
   #applyPut(req: PutRequest): PutResponse {
     const key = view(req.key);
     const hist = this.#index.get(key);
-    const last = hist?.[hist.length - 1];
+    const last = hist === undefined ? undefined : lastOf(hist);
     const prev = last !== undefined && !last.isTombstone ? last : undefined;
     if ((req.ignoreValue || req.ignoreLease) && prev === undefined) throw new KeyNotFoundError();
     const value = req.ignoreValue ? prev!.value : ownedCopy(req.value);
@@ -493,14 +521,14 @@ export class MvccStore {
 
   #appendPut(
     key: Buffer,
-    hist: Rec[] | undefined,
+    hist: History | undefined,
     prev: Rec | undefined,
     value: Buffer,
     lease: bigint,
   ): void {
     const changes = this.#writing!;
     const rev = this.#currentRev + 1;
-    const keyBuf = hist !== undefined ? hist[0]!.key : ownedCopy(key);
+    const keyBuf = hist !== undefined ? lastOf(hist).key : ownedCopy(key);
     const rec = new Rec(
       keyBuf,
       value,
@@ -508,10 +536,9 @@ export class MvccStore {
       changes.length,
       prev !== undefined ? prev.createRevision : rev,
       prev !== undefined ? prev.version + 1 : 1,
-      lease,
+      lease === 0n ? noLease : lease,
     );
-    if (hist !== undefined) hist.push(rec);
-    else this.#index.set(keyBuf, [rec]);
+    this.#pushRec(hist, rec);
     if (prev === undefined) this.#liveKeys++;
     this.#record(rec);
     // etcd kvstore_txn put: detach from the old lease, attach to the new one.
@@ -521,10 +548,17 @@ export class MvccStore {
     }
   }
 
-  #appendTombstone(hist: Rec[], live: Rec): void {
+  /** Adds `rec` as the newest record of its key (the tree is touched only for a key's 1st/2nd). */
+  #pushRec(hist: History | undefined, rec: Rec): void {
+    if (hist === undefined) this.#index.set(rec.key, rec);
+    else if (hist instanceof Rec) this.#index.set(rec.key, [hist, rec]);
+    else hist.push(rec);
+  }
+
+  #appendTombstone(hist: History, live: Rec): void {
     const changes = this.#writing!;
-    const rec = new Rec(live.key, emptyBuffer, this.#currentRev + 1, changes.length, 0, 0, 0n);
-    hist.push(rec);
+    const rec = new Rec(live.key, emptyBuffer, this.#currentRev + 1, changes.length, 0, 0, noLease);
+    this.#pushRec(hist, rec);
     this.#liveKeys--;
     this.#record(rec);
     if (this.#hooks !== undefined && live.lease !== 0n) this.#hooks.detach(live.lease, live.key);

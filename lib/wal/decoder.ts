@@ -31,15 +31,23 @@ const READ_CHUNK_BYTES = 1024 * 1024;
 /** A malformed protobuf. Internal: the decoder turns it into a torn or corrupt outcome. */
 export class ProtoDecodeError extends Error {}
 
-/** Minimal protobuf reader for the few fixed messages the WAL holds. */
+/**
+ * Minimal protobuf reader for the few fixed messages the WAL holds. One instance is reused for
+ * every message (decoding is synchronous), so a replay of a million entries allocates no readers.
+ */
 class ProtoReader {
-  pos: number;
-  constructor(
-    readonly buf: Uint8Array,
-    start: number,
-    readonly end: number,
-  ) {
+  buf: Uint8Array = new Uint8Array(0);
+  pos = 0;
+  end = 0;
+  /** Bounds of the last length-delimited field read. */
+  fieldStart = 0;
+  fieldEnd = 0;
+
+  reset(buf: Uint8Array, start: number, end: number): this {
+    this.buf = buf;
     this.pos = start;
+    this.end = end;
+    return this;
   }
 
   /** A varint that must fit a safe integer (uint64 fields holding terms, indexes, types, crcs). */
@@ -74,13 +82,14 @@ class ProtoReader {
     throw new ProtoDecodeError("varint longer than 10 bytes");
   }
 
-  /** Returns [start, end) of a length-delimited field's bytes. */
-  lengthDelimited(): [number, number] {
+  /** Reads a length-delimited field; its bytes are [fieldStart, fieldEnd). */
+  lengthDelimited(): void {
     const len = this.varint();
     const start = this.pos;
     if (start + len > this.end) throw new ProtoDecodeError("length-delimited field past end");
     this.pos = start + len;
-    return [start, this.pos];
+    this.fieldStart = start;
+    this.fieldEnd = this.pos;
   }
 
   skip(wireType: number): void {
@@ -103,92 +112,94 @@ class ProtoReader {
     if (this.pos > this.end) throw new ProtoDecodeError("field past end");
   }
 
-  tag(): [number, number] {
+  /** A field tag, as `field * 8 + wireType`; field 0 is illegal. */
+  tag(): number {
     const t = this.varint();
-    const field = Math.floor(t / 8);
-    if (field === 0) throw new ProtoDecodeError("illegal tag 0");
-    return [field, t & 7];
-  }
-
-  expect(wireType: number, got: number): void {
-    if (wireType !== got)
-      throw new ProtoDecodeError(`wrong wire type ${got}, expected ${wireType}`);
+    if (t < 8) throw new ProtoDecodeError("illegal tag 0");
+    return t;
   }
 }
 
+const reader = new ProtoReader();
+
+/** Field 1..4 varint / bytes tags as they appear on the wire. */
+const TAG_1_VARINT = 0x08;
+const TAG_2_VARINT = 0x10;
+const TAG_3_VARINT = 0x18;
+const TAG_3_BYTES = 0x1a;
+const TAG_4_BYTES = 0x22;
+
+/** A field with a known number but the wrong wire type is malformed, not unknown. */
+function checkKnown(t: number, maxField: number): void {
+  if (t >>> 3 <= maxField)
+    throw new ProtoDecodeError(`field ${t >>> 3} has wrong wire type ${t & 7}`);
+}
+
 /**
- * Decodes a raftpb.Entry. `data` is copied (into Node's pooled slabs for small entries) so it
- * neither pins nor aliases the reader's buffer.
+ * Decodes a raftpb.Entry. `data` is a view into `buf` (no copy): SegmentDecoder never reuses its
+ * read windows, so views of them stay valid.
  */
 export function decodeEntry(buf: Uint8Array): Entry {
-  const r = new ProtoReader(buf, 0, buf.length);
+  const r = reader.reset(buf, 0, buf.length);
   let type = 0;
   let term = 0;
   let index = 0;
-  let data: Uint8Array = new Uint8Array(0);
+  let data: Uint8Array = EMPTY;
   while (r.pos < r.end) {
-    const [field, wt] = r.tag();
-    if (field === 1) {
-      r.expect(0, wt);
-      type = r.varint();
-    } else if (field === 2) {
-      r.expect(0, wt);
-      term = r.varint();
-    } else if (field === 3) {
-      r.expect(0, wt);
-      index = r.varint();
-    } else if (field === 4) {
-      r.expect(2, wt);
-      const [s, e] = r.lengthDelimited();
-      // A copy: `buf` is a view into the segment reader's window, which later reads overwrite
-      // (and Buffer#slice would return a view, not a copy).
-      data = Buffer.from(buf.subarray(s, e));
-    } else r.skip(wt);
+    const t = r.tag();
+    if (t === TAG_1_VARINT) type = r.varint();
+    else if (t === TAG_2_VARINT) term = r.varint();
+    else if (t === TAG_3_VARINT) index = r.varint();
+    else if (t === TAG_4_BYTES) {
+      r.lengthDelimited();
+      data = buf.subarray(r.fieldStart, r.fieldEnd);
+    } else {
+      checkKnown(t, 4);
+      r.skip(t & 7);
+    }
   }
   return { type, term, index, data } as Entry;
 }
 
+const EMPTY = new Uint8Array(0);
+
 /** Decodes a raftpb.HardState. */
 export function decodeHardState(buf: Uint8Array): HardState {
-  const r = new ProtoReader(buf, 0, buf.length);
+  const r = reader.reset(buf, 0, buf.length);
   let term = 0;
   let vote = 0n;
   let commit = 0;
   while (r.pos < r.end) {
-    const [field, wt] = r.tag();
-    if (field === 1) {
-      r.expect(0, wt);
-      term = r.varint();
-    } else if (field === 2) {
-      r.expect(0, wt);
-      vote = r.varintBig();
-    } else if (field === 3) {
-      r.expect(0, wt);
-      commit = r.varint();
-    } else r.skip(wt);
+    const t = r.tag();
+    if (t === TAG_1_VARINT) term = r.varint();
+    else if (t === TAG_2_VARINT) vote = r.varintBig();
+    else if (t === TAG_3_VARINT) commit = r.varint();
+    else {
+      checkKnown(t, 3);
+      r.skip(t & 7);
+    }
   }
   return { term, vote, commit };
 }
 
 /** Decodes a walpb.Snapshot. */
 export function decodeSnapshot(buf: Uint8Array): WalSnapshot {
-  const r = new ProtoReader(buf, 0, buf.length);
+  const r = reader.reset(buf, 0, buf.length);
   let index = 0;
   let term = 0;
   while (r.pos < r.end) {
-    const [field, wt] = r.tag();
-    if (field === 1) {
-      r.expect(0, wt);
-      index = r.varint();
-    } else if (field === 2) {
-      r.expect(0, wt);
-      term = r.varint();
-    } else r.skip(wt);
+    const t = r.tag();
+    if (t === TAG_1_VARINT) index = r.varint();
+    else if (t === TAG_2_VARINT) term = r.varint();
+    else {
+      checkKnown(t, 2);
+      r.skip(t & 7);
+    }
   }
   return { index, term };
 }
 
-/** One decoded record. `data` is a view into the reader's buffer, valid until the next `next()`. */
+/** One decoded record. `data` is a view into one of the reader's windows (never overwritten). */
 export interface RawRecord {
   type: number;
   crc: number;
@@ -215,7 +226,7 @@ export class SegmentDecoder {
   lastValidOffsetBytes = 0;
   #fh: FileHandle;
   #isLast: boolean;
-  #buf: Buffer = Buffer.allocUnsafe(READ_CHUNK_BYTES);
+  #buf: Buffer = Buffer.alloc(0);
   /** File offset of #buf[0]. */
   #bufFileOffset = 0;
   /** Valid bytes in #buf. */
@@ -228,20 +239,19 @@ export class SegmentDecoder {
     this.#isLast = isLast;
   }
 
-  /** Makes bytes [off, off+n) resident if the file has them; returns how many are available. */
+  /**
+   * Makes bytes [off, off+n) resident if the file has them; returns how many are available.
+   * A refill moves to a NEW window (the unread tail is copied over) instead of compacting the old
+   * one, so record data handed out earlier (and entries decoded from it) stay valid without a copy.
+   */
   async #ensure(off: number, n: number): Promise<number> {
     const have = this.#bufFileOffset + this.#bufBytes - off;
     if (have >= n || this.#eof) return Math.max(0, Math.min(have, n));
-    // Drop consumed bytes and grow to fit the record (bounded by MAX_RECORD_BYTES + a frame).
     const keepFrom = off - this.#bufFileOffset;
     const keep = this.#bufBytes - keepFrom;
-    if (n > this.#buf.length) {
-      const grown = Buffer.allocUnsafe(Math.max(n, this.#buf.length * 2));
-      this.#buf.copy(grown, 0, keepFrom, this.#bufBytes);
-      this.#buf = grown;
-    } else if (keepFrom > 0) {
-      this.#buf.copyWithin(0, keepFrom, this.#bufBytes);
-    }
+    const next = Buffer.allocUnsafe(Math.max(n, READ_CHUNK_BYTES));
+    this.#buf.copy(next, 0, keepFrom, this.#bufBytes);
+    this.#buf = next;
     this.#bufFileOffset = off;
     this.#bufBytes = keep;
     while (this.#bufBytes < n) {
@@ -309,40 +319,43 @@ export class SegmentDecoder {
     const frameBytes = FRAME_HEADER_BYTES + recBytes + padBytes;
     const avail = await this.#ensure(off, frameBytes);
     if (avail < frameBytes) return this.#fail(off, "record cut short by end of file", true);
+    const buf = this.#buf;
     const bodyAt = off - this.#bufFileOffset + FRAME_HEADER_BYTES;
-    const body = this.#buf.subarray(bodyAt, bodyAt + recBytes + padBytes);
+    const recEnd = bodyAt + recBytes;
     // Padding is excluded from the zero-sector test (etcd includes it): a chunk holding only
     // padding is zero in a whole record too, so it says nothing about a torn write.
-    const torn = () => this.#hasZeroSector(off + FRAME_HEADER_BYTES, body.subarray(0, recBytes));
+    const torn = (): boolean =>
+      this.#hasZeroSector(off + FRAME_HEADER_BYTES, buf.subarray(bodyAt, recEnd));
 
     let type = 0;
     let crc = 0;
-    let dataStart = 0;
-    let dataEnd = 0;
+    let dataStart = bodyAt;
+    let dataEnd = bodyAt;
     try {
-      const r = new ProtoReader(body, 0, recBytes);
+      const r = reader.reset(buf, bodyAt, recEnd);
       while (r.pos < r.end) {
-        const [field, wt] = r.tag();
-        if (field === 1) {
-          r.expect(0, wt);
-          type = r.varint();
-        } else if (field === 2) {
-          r.expect(0, wt);
+        const t = r.tag();
+        if (t === TAG_1_VARINT) type = r.varint();
+        else if (t === TAG_2_VARINT) {
           crc = r.varint();
           if (crc > 0xffffffff) throw new ProtoDecodeError("crc exceeds uint32");
-        } else if (field === 3) {
-          r.expect(2, wt);
-          [dataStart, dataEnd] = r.lengthDelimited();
-        } else r.skip(wt);
+        } else if (t === TAG_3_BYTES) {
+          r.lengthDelimited();
+          dataStart = r.fieldStart;
+          dataEnd = r.fieldEnd;
+        } else {
+          checkKnown(t, 3);
+          r.skip(t & 7);
+        }
       }
     } catch (err) {
       if (!(err instanceof ProtoDecodeError)) throw err;
       return this.#fail(off, `record does not parse: ${err.message}`, torn());
     }
-    for (let i = recBytes; i < body.length; i++) {
-      if (body[i] !== 0) return this.#fail(off, "non-zero padding", torn());
+    for (let i = recEnd; i < recEnd + padBytes; i++) {
+      if (buf[i] !== 0) return this.#fail(off, "non-zero padding", torn());
     }
-    const data = body.subarray(dataStart, dataEnd);
+    const data = buf.subarray(dataStart, dataEnd);
     // etcd skips the check for crc records: WAL.open compares them with the running crc itself.
     if (type !== RecordType.crc) {
       const want = crc32c(data, this.crc);

@@ -1,7 +1,8 @@
 /**
  * lib/wal micro-benchmarks (issue 3, Performance): WAL.save with 1/10/100/1000 entries of 256 B
  * per call (one write + one fdatasync each), next to a raw 4 KiB write + fdatasync on the same
- * filesystem, plus CRC-32C throughput and encode-only cost.
+ * filesystem, plus CRC-32C throughput, encode-only cost and WAL.open replay speed
+ * (WAL_BENCH_REPLAY_ENTRIES, default 200,000).
  *
  *   npx tsc -p . && node dist/bench/wal.bench.js
  *
@@ -71,9 +72,32 @@ async function rawFsyncRate(seconds: number): Promise<void> {
   await fh.close();
 }
 
+/** Restart cost: WAL.open replaying `n` entries of ENTRY_BYTES written in batches of 1000. */
+async function replay(n: number): Promise<void> {
+  const dir = join(root, "replay", "member", "wal");
+  const wal = await WAL.create(dir, Buffer.from("bench"));
+  let index = 0;
+  while (index < n) {
+    const es = makeEntries(index + 1, Math.min(1000, n - index), 1);
+    index += es.length;
+    await wal.save({ term: 1, vote: 1n, commit: index }, es);
+  }
+  await wal.close();
+  const t0 = performance.now();
+  const r = await WAL.open(dir);
+  const el = (performance.now() - t0) / 1000;
+  console.log(
+    `WAL.open replay: ${r.entries.length} entries x ${ENTRY_BYTES} B in ${el.toFixed(2)} s ` +
+      `(${(r.entries.length / el).toFixed(0)} entries/s)`,
+  );
+  await r.wal.close();
+  rmSync(join(root, "replay"), { recursive: true, force: true });
+}
+
 console.log(`filesystem under test: ${root}`);
 await rawFsyncRate(2);
 for (const b of BATCH_SIZES) await throughput(b, 2);
+await replay(Number(process.env.WAL_BENCH_REPLAY_ENTRIES ?? 200_000));
 
 // mitata: per-call times.
 const wals = new Map<number, { wal: WAL; index: number }>();

@@ -541,7 +541,8 @@ export class WAL {
    * and are merged into the next write + sync. Rejects with WalInvalidArgumentError (nothing queued)
    * when an index, term, type or commit is not a non-negative safe integer or vote not a uint64,
    * with WalClosedError after close, with WalQueueFullError past `maxPendingSaves`, and with
-   * WalIoError when the disk fails.
+   * WalIoError when the disk fails. The entries are encoded when their turn comes, not at the
+   * call: do not mutate them (or their data) until the promise settles.
    */
   save(hardState: HardState | undefined, entries: Entry[]): Promise<void> {
     const bad = invalidSave(hardState, entries);

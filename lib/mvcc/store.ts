@@ -37,7 +37,7 @@ import {
   MvccFutureRevError,
   mvccAssert,
 } from "./errors.js";
-import { Rec, compareRecRevision, emptyBuffer, recToKeyValue } from "./record.js";
+import { Rec, bytesToLatin1, compareRecRevision, emptyBuffer, recToKeyValue } from "./record.js";
 import { WatchHub, type WatchSink, type WatchSource, type WatchStream } from "./watch.js";
 
 /**
@@ -509,7 +509,7 @@ export class MvccStore {
     const last = hist === undefined ? undefined : lastOf(hist);
     const prev = last !== undefined && !last.isTombstone ? last : undefined;
     if ((req.ignoreValue || req.ignoreLease) && prev === undefined) throw new KeyNotFoundError();
-    const value = req.ignoreValue ? prev!.value : ownedCopy(req.value);
+    const value = req.ignoreValue ? prev!.valueLatin1 : bytesToLatin1(req.value);
     const lease = req.ignoreLease ? prev!.lease : req.lease;
     const resp: PutResponse = {
       header: undefined,
@@ -523,7 +523,7 @@ export class MvccStore {
     key: Buffer,
     hist: History | undefined,
     prev: Rec | undefined,
-    value: Buffer,
+    value: string,
     lease: bigint,
   ): void {
     const changes = this.#writing!;
@@ -557,7 +557,7 @@ export class MvccStore {
 
   #appendTombstone(hist: History, live: Rec): void {
     const changes = this.#writing!;
-    const rec = new Rec(live.key, emptyBuffer, this.#currentRev + 1, changes.length, 0, 0, noLease);
+    const rec = new Rec(live.key, "", this.#currentRev + 1, changes.length, 0, 0, noLease);
     this.#pushRec(hist, rec);
     this.#liveKeys--;
     this.#record(rec);
@@ -683,8 +683,10 @@ function compareKV(c: Compare, r: Rec | undefined): boolean {
   let result: number;
   switch (c.target) {
     case Compare_CompareTarget.VALUE: {
-      const v = u.oneofKind === "value" ? view(u.value) : emptyBuffer;
-      result = Buffer.compare(r?.value ?? emptyBuffer, v);
+      // latin1 strings compare by code unit, which is byte order.
+      const v = u.oneofKind === "value" ? bytesToLatin1(u.value) : "";
+      const mine = r?.valueLatin1 ?? "";
+      result = mine < v ? -1 : mine > v ? 1 : 0;
       break;
     }
     case Compare_CompareTarget.CREATE:
@@ -729,7 +731,7 @@ function sortComparator(target: RangeRequest_SortTarget): ((a: Rec, b: Rec) => n
     case RangeRequest_SortTarget.MOD:
       return (a, b) => a.main - b.main;
     case RangeRequest_SortTarget.VALUE:
-      return (a, b) => Buffer.compare(a.value, b.value);
+      return (a, b) => (a.valueLatin1 < b.valueLatin1 ? -1 : a.valueLatin1 > b.valueLatin1 ? 1 : 0);
     default:
       return undefined;
   }
@@ -737,7 +739,7 @@ function sortComparator(target: RangeRequest_SortTarget): ((a: Rec, b: Rec) => n
 
 /** Upper bound of encodeHashRecord's output for `r`. */
 function hashRecordMaxBytes(r: Rec): number {
-  return 18 + 6 * 11 + r.key.length + r.value.length;
+  return 18 + 6 * 11 + r.key.length + r.valueLatin1.length;
 }
 
 /**
@@ -756,7 +758,11 @@ function encodeHashRecord(r: Rec, out: Buffer): number {
   p = writeVarintField(out, p, 0x10, r.createRevision);
   p = writeVarintField(out, p, 0x18, r.main);
   p = writeVarintField(out, p, 0x20, r.version);
-  p = writeBytesField(out, p, 0x2a, r.value);
+  if (r.valueLatin1.length > 0) {
+    out[p++] = 0x2a;
+    p = writeVarint(out, p, r.valueLatin1.length);
+    p += out.write(r.valueLatin1, p, "latin1");
+  }
   if (r.lease !== 0n) {
     out[p++] = 0x30;
     let v = BigInt.asUintN(64, r.lease);

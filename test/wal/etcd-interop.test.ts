@@ -5,7 +5,7 @@
  */
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -43,6 +43,51 @@ function etcdctl(
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+interface RunningEtcd {
+  child: ChildProcess;
+  client: string;
+  exited: Promise<void>;
+}
+
+/**
+ * Starts etcd on random high loopback ports and waits until it is healthy; a start that dies
+ * (a port already taken) is retried on other ports, up to three times.
+ */
+async function startEtcd(dataDir: string): Promise<RunningEtcd> {
+  let lastErr = "";
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const client = `http://127.0.0.1:${port}`;
+    const peer = `http://127.0.0.1:${port + 1}`;
+    const child = spawn(
+      "etcd",
+      [
+        ...["--name", "fixture", "--data-dir", dataDir, "--log-level", "error"],
+        ...["--listen-client-urls", client, "--advertise-client-urls", client],
+        ...["--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer],
+      ],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
+    let stderr = "";
+    child.stderr!.on("data", (d) => (stderr += d));
+    let dead = false;
+    const exited = new Promise<void>((resolve) =>
+      child.once("exit", () => {
+        dead = true;
+        resolve();
+      }),
+    );
+    for (let i = 0; i < 60 && !dead; i++) {
+      if (etcdctl(client, "endpoint", "health").status === 0) return { child, client, exited };
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    child.kill("SIGKILL");
+    await exited;
+    lastErr = stderr;
+  }
+  throw new Error(`etcd did not come up: ${lastErr}`);
+}
+
 describe(
   "interoperation with real etcd 3.4",
   { skip: !haveEtcd && "etcd/etcdctl not installed" },
@@ -59,38 +104,8 @@ describe(
       await wal.close();
       assert.ok(readdirSync(walDir).length >= 3, "several segments");
 
-      const port = 20000 + Math.floor(Math.random() * 20000);
-      const client = `http://127.0.0.1:${port}`;
-      const child = spawn(
-        "etcd",
-        [
-          "--name",
-          "fixture",
-          "--data-dir",
-          join(t.dataDir, "data.etcd"),
-          "--listen-client-urls",
-          client,
-          "--advertise-client-urls",
-          client,
-          "--listen-peer-urls",
-          `http://127.0.0.1:${port + 1}`,
-          "--initial-advertise-peer-urls",
-          `http://127.0.0.1:${port + 1}`,
-          "--log-level",
-          "error",
-        ],
-        { stdio: ["ignore", "ignore", "pipe"] },
-      );
-      let stderr = "";
-      child.stderr!.on("data", (d) => (stderr += d));
-      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+      const { child, client, exited } = await startEtcd(join(t.dataDir, "data.etcd"));
       try {
-        let healthy = false;
-        for (let i = 0; i < 60 && !healthy; i++) {
-          healthy = etcdctl(client, "endpoint", "health").status === 0;
-          if (!healthy) await new Promise((r) => setTimeout(r, 250));
-        }
-        assert.ok(healthy, `etcd did not come up: ${stderr}`);
         const got = JSON.parse(
           etcdctl(client, "get", "--prefix", "fixture-key", "-w", "json").stdout,
         );

@@ -112,16 +112,6 @@ export function recToEvent(r: Rec): Event {
   return { type: Event_EventType.PUT, kv: recToKeyValue(r) };
 }
 
-/** etcd's bbolt key for a record: revToBytes(main, sub) with the tombstone mark appended. */
-export function recRevisionBytes(r: Rec): Buffer {
-  const b = Buffer.allocUnsafe(r.isTombstone ? 18 : 17);
-  b.writeBigUInt64BE(BigInt(r.main), 0);
-  b[8] = 0x5f; // '_'
-  b.writeBigUInt64BE(BigInt(r.sub), 9);
-  if (r.isTombstone) b[17] = 0x74; // 't'
-  return b;
-}
-
 /** Orders records by revision (main, then sub). */
 export function compareRecRevision(a: Rec, b: Rec): number {
   return a.main - b.main || a.sub - b.sub;

@@ -401,6 +401,52 @@ export class MvccStore {
     this.#hub.syncWatchers();
   }
 
+  /**
+   * Checks the store's invariants, O(records): the log is in strictly increasing revision order
+   * and holds exactly the records of the index; each key's history is non-empty, in order, and
+   * never holds a tombstone first after the compaction point; counts match. Throws
+   * MvccInvariantError naming the first broken one. For tests and debugging; never needed in
+   * normal operation.
+   */
+  checkInvariants(): void {
+    const log = this.#log;
+    for (let i = 1; i < log.length; i++) {
+      mvccAssert(compareRecRevision(log[i - 1]!, log[i]!) < 0, `log out of order at ${i}`);
+    }
+    const last = log[log.length - 1];
+    mvccAssert(
+      last === undefined || last.main <= this.#currentRev,
+      "record above current revision",
+    );
+    const inLog = new Set(log);
+    let held = 0;
+    let live = 0;
+    let bytes = 0;
+    this.#index.ascend(undefined, undefined, (key, hist) => {
+      const recs = hist instanceof Rec ? [hist] : hist;
+      mvccAssert(recs.length > 0, `empty history for key ${key.toString("hex")}`);
+      mvccAssert(
+        !(hist instanceof Rec) || !hist.isTombstone || hist.main > this.#compactRev,
+        `bare tombstone at or below the compaction point for ${key.toString("hex")}`,
+      );
+      for (let i = 0; i < recs.length; i++) {
+        const r = recs[i]!;
+        mvccAssert(
+          r.key === recs[0]!.key && r.key.equals(key),
+          "record key differs from its index key",
+        );
+        mvccAssert(i === 0 || compareRecRevision(recs[i - 1]!, r) < 0, "history out of order");
+        mvccAssert(inLog.has(r), `record ${r.main}.${r.sub} in the index but not in the log`);
+        bytes += r.approximateBytes;
+      }
+      held += recs.length;
+      if (!recs[recs.length - 1]!.isTombstone) live++;
+    });
+    mvccAssert(held === log.length, `index holds ${held} records, log ${log.length}`);
+    mvccAssert(live === this.#liveKeys, `live keys ${live}, counted ${this.#liveKeys}`);
+    mvccAssert(bytes === this.#bytes, `bytes ${bytes}, counted ${this.#bytes}`);
+  }
+
   /** Live keys, records held and approximate backend bytes (for quota, status, metrics). */
   stats(): MvccStats {
     return { keys: this.#liveKeys, revisions: this.#log.length, approximateBytes: this.#bytes };

@@ -219,6 +219,7 @@ test("random op sequences agree with a Map-per-revision model, and a slow watche
             if (!op.on) ws.resume();
             break;
         }
+        store.checkInvariants();
         assert.equal(store.currentRevision, rev);
         assert.equal(store.stats().keys, cur().size);
       }

@@ -94,56 +94,60 @@ describe(
   () => {
     test("etcd restarts from our multi-segment WAL, serves its keys, and we read etcd's appends", async () => {
       const t = tempDataDir("wal-etcd-");
-      const walDir = join(t.dataDir, "data.etcd", "member", "wal");
-      const recs = await listRecords(fixture);
-      const wal = await WAL.create(walDir, recs[1]!.data, { segmentSizeBytes: 300 });
-      for (const rec of recs.slice(3)) {
-        if (rec.type === 2) await wal.save(undefined, [decodeEntry(rec.data)]);
-        else await wal.save(decodeHardState(rec.data), []);
-      }
-      await wal.close();
-      assert.ok(readdirSync(walDir).length >= 3, "several segments");
-
-      const { child, client, exited } = await startEtcd(join(t.dataDir, "data.etcd"));
       try {
-        const got = JSON.parse(
-          etcdctl(client, "get", "--prefix", "fixture-key", "-w", "json").stdout,
-        );
-        assert.equal(got.header.revision, 5);
-        assert.deepEqual(
-          got.kvs.map((kv: { key: string; value: string }) => [
-            Buffer.from(kv.key, "base64").toString(),
-            Buffer.from(kv.value, "base64").toString(),
-          ]),
-          [["fixture-key-1", "value-1b"]],
-        );
-        assert.equal(etcdctl(client, "put", "written-by-etcd", "after-restart").status, 0);
-      } finally {
-        child.kill("SIGTERM");
-        const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-        await exited;
-        clearTimeout(timer);
-      }
-
-      try {
-        const r = await WAL.open(walDir);
-        const puts = r.entries
-          .filter((e) => e.type === 0 && e.data.length > 0)
-          .map((e) => {
-            try {
-              return InternalRaftRequest.fromBinary(e.data).put;
-            } catch {
-              return undefined; // v2 Request entries
-            }
-          })
-          .filter((p) => p !== undefined)
-          .map((p) => Buffer.from(p!.key).toString());
-        assert.ok(puts.includes("written-by-etcd"), `etcd's append read back: ${puts}`);
-        assert.ok(r.hardState.term >= 3);
-        await r.wal.close();
+        await runInterop(t.dataDir);
       } finally {
         t.cleanup();
       }
     });
   },
 );
+
+async function runInterop(dataDir: string): Promise<void> {
+  const walDir = join(dataDir, "data.etcd", "member", "wal");
+  const recs = await listRecords(fixture);
+  const wal = await WAL.create(walDir, recs[1]!.data, { segmentSizeBytes: 300 });
+  for (const rec of recs.slice(3)) {
+    if (rec.type === 2) await wal.save(undefined, [decodeEntry(rec.data)]);
+    else await wal.save(decodeHardState(rec.data), []);
+  }
+  await wal.close();
+  assert.ok(readdirSync(walDir).length >= 3, "several segments");
+
+  const { child, client, exited } = await startEtcd(join(dataDir, "data.etcd"));
+  try {
+    const got = JSON.parse(etcdctl(client, "get", "--prefix", "fixture-key", "-w", "json").stdout);
+    assert.equal(got.header.revision, 5);
+    assert.deepEqual(
+      got.kvs.map((kv: { key: string; value: string }) => [
+        Buffer.from(kv.key, "base64").toString(),
+        Buffer.from(kv.value, "base64").toString(),
+      ]),
+      [["fixture-key-1", "value-1b"]],
+    );
+    assert.equal(etcdctl(client, "put", "written-by-etcd", "after-restart").status, 0);
+  } finally {
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  {
+    const r = await WAL.open(walDir);
+    const puts = r.entries
+      .filter((e) => e.type === 0 && e.data.length > 0)
+      .map((e) => {
+        try {
+          return InternalRaftRequest.fromBinary(e.data).put;
+        } catch {
+          return undefined; // v2 Request entries
+        }
+      })
+      .filter((p) => p !== undefined)
+      .map((p) => Buffer.from(p!.key).toString());
+    assert.ok(puts.includes("written-by-etcd"), `etcd's append read back: ${puts}`);
+    assert.ok(r.hardState.term >= 3);
+    await r.wal.close();
+  }
+}

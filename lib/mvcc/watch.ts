@@ -128,7 +128,11 @@ export class WatchHub {
   readonly #keyWatchers = new Map<string, Set<Watcher>>();
   /** Synced range watchers (checked one by one per event: fine for tens of thousands). */
   readonly #rangeWatchers = new Set<Watcher>();
-  /** Streams that have unsynced watchers. */
+  /**
+   * Streams that may have catch-up work: every stream with unsynced watchers that could send
+   * when it was added. A paused stream is dropped at the next round and re-added by resume(), so
+   * a write never walks streams whose clients are not reading.
+   */
   readonly #unsyncedStreams = new Set<WatchStream>();
   #watcherCount = 0;
 
@@ -180,6 +184,11 @@ export class WatchHub {
     } else {
       this.#rangeWatchers.delete(w);
     }
+  }
+
+  /** @internal a stream that can send again and has unsynced watchers. */
+  wantsSync(s: WatchStream): void {
+    this.#unsyncedStreams.add(s);
   }
 
   /** @internal */
@@ -246,11 +255,8 @@ export class WatchHub {
   syncWatchers(): boolean {
     let more = false;
     for (const s of [...this.#unsyncedStreams]) {
-      if (s.unsynced.size === 0) {
-        this.#unsyncedStreams.delete(s);
-        continue;
-      }
       if (s.syncRound()) more = true;
+      else this.#unsyncedStreams.delete(s);
     }
     return more;
   }
@@ -361,6 +367,7 @@ export class WatchStream {
     this.#paused = false;
     this.#flushPending();
     this.#catchUp();
+    if (this.unsynced.size > 0 && this.#ready) this.#hub.wantsSync(this);
   }
 
   /** Ends the stream: every watcher is removed; later calls do nothing. */

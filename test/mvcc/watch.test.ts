@@ -365,3 +365,23 @@ test("a sink that throws closes its own stream only; other streams still hear th
   store.put(putReq("k", "2"));
   assert.equal(good.events().length, 2);
 });
+
+test("catch-up is bounded per call; syncWatchers() and later writes continue it", () => {
+  const store = new MvccStore({ maxEventsPerWatchResponse: 2, maxSyncStepsPerCall: 3 });
+  for (let i = 0; i < 20; i++) store.put(putReq("k", String(i))); // revs 2..21
+  const sink = new TestSink();
+  const ws = store.newWatchStream(sink);
+  ws.handle(createWatch({ key: b("k"), startRevision: 2 }));
+  assert.equal(sink.events().length, 6);
+  assert.equal(store.syncWatchers(), true);
+  assert.equal(sink.events().length, 8);
+  store.put(putReq("other", "x")); // a write runs one round too
+  assert.equal(sink.events().length, 10);
+  for (let i = 0; i < 100 && store.syncWatchers(); i++);
+  assert.deepEqual(
+    sink.events().map((e) => e.rev),
+    Array.from({ length: 20 }, (_, i) => i + 2),
+  );
+  store.put(putReq("k", "live"));
+  assert.equal(sink.events().at(-1)!.rev, 23);
+});

@@ -3,7 +3,7 @@
  * records in preallocated segments, group commit, torn-tail repair, and the data-dir lock.
  */
 export { WAL, DEFAULT_SEGMENT_SIZE_BYTES } from "./wal.js";
-export type { WalOptions, WalReadResult, WalLogger, WalSnapshot } from "./wal.js";
+export type { WalOptions, WalReadResult, WalLogger, WalSnapshot, TornTail } from "./wal.js";
 export { lockDataDir } from "./lock.js";
 export {
   WalError,

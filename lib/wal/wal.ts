@@ -85,6 +85,25 @@ export interface WalOptions {
   maxWalFiles?: number;
 }
 
+/** A torn record found at the end of the last segment: where and why. */
+export interface TornTail {
+  file: string;
+  offsetBytes: number;
+  reason: string;
+}
+
+interface ReadState {
+  metadata: Uint8Array | null;
+  state: HardState;
+  entries: Entry[];
+  lastIndex: number;
+  crc: number;
+  tailFh: FileHandle | null;
+  tailOffset: number;
+  match: boolean;
+  torn: TornTail | null;
+}
+
 /** What WAL.open read back. */
 export interface WalReadResult {
   /** The metadata record's bytes (etcd: a marshalled etcdserverpb.Metadata{NodeID, ClusterID}). */
@@ -348,10 +367,99 @@ export class WAL {
       index: opts?.snapshot?.index ?? 0,
       term: opts?.snapshot?.term ?? 0,
     };
+    const segs = await WAL.#select(dir, start, o.logger);
+    await rm(join(dir, "0.tmp"), { force: true });
+    await rm(join(dir, "1.tmp"), { force: true });
+    const { metadata, state, entries, lastIndex, crc, tailFh, tailOffset, match } =
+      await WAL.#readAll(dir, segs, start, true, o.logger);
+    if (tailFh === null) throw new Error("wal: unreachable: no tail segment");
+    try {
+      if (!match) {
+        throw new WalSnapshotNotFoundError(
+          dir,
+          start.index,
+          start.term,
+          "no snapshot record with its index",
+        );
+      }
+      // etcd's ReadAll zeroes the tail from the last valid record on: a zero length word may be
+      // followed by non-zero bytes of a torn write, which later appends would only partly cover.
+      const sizeBytes = (await tailFh.stat()).size;
+      if (sizeBytes > tailOffset) {
+        await tailFh.truncate(tailOffset);
+        await tailFh.truncate(sizeBytes);
+        await tailFh.datasync();
+      }
+    } catch (err) {
+      await tailFh.close();
+      throw err;
+    }
+    const tailSeg = segs[segs.length - 1]!;
+    const wal = new WAL({
+      dir,
+      opts: o,
+      tail: { fh: tailFh, path: join(dir, tailSeg.name), seg: tailSeg },
+      offsetBytes: tailOffset,
+      crc,
+      metadata: metadata === null ? new Uint8Array(0) : Uint8Array.from(metadata),
+      state,
+      lastIndex,
+      segments: segs,
+    });
+    return {
+      wal,
+      metadata: metadata ?? new Uint8Array(0),
+      hardState: { ...state },
+      entries,
+      snapshot: start,
+    };
+  }
+
+  /**
+   * Reads a WAL without changing it (etcd's OpenForRead + ReadAll, as etcd-dump-logs and Verify
+   * use): the same records, checks and errors as `open`, except that a torn tail of the last
+   * segment is reported in `tornTail` (file and byte offset) instead of repaired, nothing is
+   * truncated or zeroed, and no write handle or lock is kept. For offline tools (dump, verify)
+   * and for inspecting a data dir another process may hold.
+   */
+  static async read(
+    walDir: string,
+    opts?: { snapshot?: WalSnapshot; logger?: WalLogger },
+  ): Promise<WalReadResult & { tornTail: TornTail | null }> {
+    const logger = opts?.logger ?? noopLogger;
+    const dir = walDir.replace(/\/+$/, "");
+    const start: WalSnapshot = {
+      index: opts?.snapshot?.index ?? 0,
+      term: opts?.snapshot?.term ?? 0,
+    };
+    const segs = await WAL.#select(dir, start, logger);
+    const r = await WAL.#readAll(dir, segs, start, false, logger);
+    if (!r.match) {
+      throw new WalSnapshotNotFoundError(
+        dir,
+        start.index,
+        start.term,
+        "no snapshot record with its index",
+      );
+    }
+    return {
+      metadata: r.metadata ?? new Uint8Array(0),
+      hardState: r.state,
+      entries: r.entries,
+      snapshot: start,
+      tornTail: r.torn,
+    };
+  }
+
+  /**
+   * The segments to read for `start` (etcd selectWALFiles): from the last one whose first index is
+   * at or below `start.index`, checked for sequence gaps.
+   */
+  static async #select(dir: string, start: WalSnapshot, logger: WalLogger): Promise<SegmentName[]> {
     let all: SegmentName[];
     try {
       all = await listSegments(dir, (name) =>
-        o.logger.warn({ dir, file: name }, "wal: ignored file in WAL directory"),
+        logger.warn({ dir, file: name }, "wal: ignored file in WAL directory"),
       );
     } catch (err) {
       if (!isEnoent(err)) throw err;
@@ -371,9 +479,22 @@ export class WAL {
     const segs = all.slice(first);
     const gap = findSequenceGap(segs);
     if (gap !== null) throw new WalMissingSegmentError(dir, gap.expected, gap.found);
-    await rm(join(dir, "0.tmp"), { force: true });
-    await rm(join(dir, "1.tmp"), { force: true });
+    return segs;
+  }
 
+  /**
+   * Reads the records of `segs` in order, chaining the CRC across them (etcd ReadAll). With
+   * `write`, the last segment is opened read-write, a torn tail is repaired and the handle is
+   * returned for appending; without, nothing is modified, a torn tail ends the read and is
+   * reported, and every handle is closed.
+   */
+  static async #readAll(
+    dir: string,
+    segs: SegmentName[],
+    start: WalSnapshot,
+    write: boolean,
+    logger: WalLogger,
+  ): Promise<ReadState> {
     let metadata: Uint8Array | null = null;
     let state: HardState = { term: 0, vote: 0n, commit: 0 };
     const entries: Entry[] = [];
@@ -382,11 +503,12 @@ export class WAL {
     let crc = 0;
     let tailFh: FileHandle | null = null;
     let tailOffset = 0;
+    let torn: TornTail | null = null;
 
     for (let k = 0; k < segs.length; k++) {
       const isLast = k === segs.length - 1;
       const path = join(dir, segs[k]!.name);
-      const fh = await open(path, isLast ? "r+" : "r");
+      const fh = await open(path, isLast && write ? "r+" : "r");
       try {
         const dec = new SegmentDecoder(fh, isLast);
         dec.crc = crc;
@@ -395,7 +517,8 @@ export class WAL {
           if (out.kind === "eof") break;
           if (out.kind === "corrupt") throw new WalCorruptError(path, out.offsetBytes, out.reason);
           if (out.kind === "torn") {
-            await WAL.#repairTornTail(fh, path, out.offsetBytes, out.reason, o.logger);
+            if (write) await WAL.#repairTornTail(fh, path, out.offsetBytes, out.reason, logger);
+            torn = { file: path, offsetBytes: out.offsetBytes, reason: out.reason };
             break;
           }
           const rec = out.record;
@@ -462,57 +585,15 @@ export class WAL {
           }
         }
         crc = dec.crc;
-        if (isLast) {
-          tailOffset = dec.lastValidOffsetBytes;
-          tailFh = fh;
-        }
+        if (isLast) tailOffset = dec.lastValidOffsetBytes;
+        if (isLast && write) tailFh = fh;
       } catch (err) {
         await fh.close();
         throw err;
       }
-      if (!isLast) await fh.close();
+      if (fh !== tailFh) await fh.close();
     }
-    if (tailFh === null) throw new Error("wal: unreachable: no tail segment");
-    try {
-      if (!match) {
-        throw new WalSnapshotNotFoundError(
-          dir,
-          start.index,
-          start.term,
-          "no snapshot record with its index",
-        );
-      }
-      // etcd's ReadAll zeroes the tail from the last valid record on: a zero length word may be
-      // followed by non-zero bytes of a torn write, which later appends would only partly cover.
-      const sizeBytes = (await tailFh.stat()).size;
-      if (sizeBytes > tailOffset) {
-        await tailFh.truncate(tailOffset);
-        await tailFh.truncate(sizeBytes);
-        await tailFh.datasync();
-      }
-    } catch (err) {
-      await tailFh.close();
-      throw err;
-    }
-    const tailSeg = segs[segs.length - 1]!;
-    const wal = new WAL({
-      dir,
-      opts: o,
-      tail: { fh: tailFh, path: join(dir, tailSeg.name), seg: tailSeg },
-      offsetBytes: tailOffset,
-      crc,
-      metadata: metadata === null ? new Uint8Array(0) : Uint8Array.from(metadata),
-      state,
-      lastIndex,
-      segments: segs,
-    });
-    return {
-      wal,
-      metadata: metadata ?? new Uint8Array(0),
-      hardState: { ...state },
-      entries,
-      snapshot: start,
-    };
+    return { metadata, state, entries, lastIndex, crc, tailFh, tailOffset, match, torn };
   }
 
   /** etcd's Repair: keep a `.broken` copy, cut the file at the last whole record, sync, log it. */

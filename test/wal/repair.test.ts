@@ -104,6 +104,31 @@ describe("torn tail of the last segment", () => {
     await r2.wal.close();
   }
 
+  test("WAL.read reports a torn tail with file and offset and changes nothing", async () => {
+    const c = copyWalDir(base.walDir);
+    try {
+      const p = join(c.walDir, segments.at(-1)!);
+      truncateSync(p, lastRec.endBytes - 3);
+      const before = readFileSync(p);
+      const r = await WAL.read(c.walDir);
+      assert.equal(r.entries.length, lastIndex - 1);
+      assert.deepEqual(
+        r.tornTail && { file: r.tornTail.file, offsetBytes: r.tornTail.offsetBytes },
+        {
+          file: p,
+          offsetBytes: lastRec.offsetBytes,
+        },
+      );
+      assert.ok(readFileSync(p).equals(before), "file untouched");
+      assert.ok(!existsSync(`${p}.broken`));
+      const clean = await WAL.read(base.walDir);
+      assert.equal(clean.tornTail, null);
+      assert.equal(clean.entries.length, lastIndex);
+    } finally {
+      c.cleanup();
+    }
+  });
+
   test("truncating the last record at every byte offset repairs to the previous record, logs it, and appends work", async () => {
     for (let cut = lastRec.offsetBytes; cut < lastRec.endBytes; cut++) {
       const c = copyWalDir(base.walDir);

@@ -531,7 +531,8 @@ export class WatchStream {
       this.#hub.removeWatcher(w);
       this.#send(
         response({
-          header: header(curRev),
+          // etcd sends this one with header revision 0 (its WatchResponse carries no revision).
+          header: header(0),
           watchId: w.id,
           compactRevision: compactRev,
           canceled: true,

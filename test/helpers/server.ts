@@ -537,3 +537,11 @@ export async function within<T>(p: Promise<T>, ms: number): Promise<T | undefine
     clearTimeout(timer);
   }
 }
+
+/**
+ * JSON.parse that keeps integers of 16+ digits as strings, so etcdctl's `-w json` member and
+ * cluster ids (uint64 printed as bare numbers) are not rounded to a double.
+ */
+export function parseJsonBig(text: string): unknown {
+  return JSON.parse(text.replace(/([:[,]\s*)(-?\d{16,})(?=\s*[,\]}])/g, '$1"$2"'));
+}

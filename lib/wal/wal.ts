@@ -15,6 +15,7 @@ import {
   decodeEntry,
   decodeHardState,
   decodeSnapshot,
+  MAX_RECORD_BYTES,
   ProtoDecodeError,
   SegmentDecoder,
 } from "./decoder.js";
@@ -61,6 +62,11 @@ export const DEFAULT_MAX_PENDING_SAVES = 100_000;
 export const DEFAULT_MAX_BATCH_BYTES = 16 * 1024 * 1024;
 /** etcd's --max-wals default: segment files kept by releaseLockTo's purge (0 keeps all). */
 export const DEFAULT_MAX_WAL_FILES = 5;
+/**
+ * Largest entry data a record can carry and still be read back: etcd's decoder refuses records of
+ * 10 MiB (maxWALEntrySizeLimit) or more; 64 bytes cover the record and entry headers.
+ */
+const MAX_ENTRY_DATA_BYTES = MAX_RECORD_BYTES - 64;
 /** An fdatasync slower than this is logged (etcd's warnSyncDuration). */
 const WARN_SYNC_SECONDS = 1;
 /** The encode buffer is kept between batches up to this size; larger ones are dropped after use. */
@@ -148,6 +154,10 @@ function invalidSave(hardState: HardState | undefined, entries: Entry[]): string
       return `entry index, term and type must be non-negative safe integers (index ${e.index}, term ${e.term})`;
     }
     if (!(e.data instanceof Uint8Array)) return `entry ${e.index} data must be a Uint8Array`;
+    // A record etcd's decoder (and ours) would refuse to read back must never be written.
+    if (e.data.length > MAX_ENTRY_DATA_BYTES) {
+      return `entry ${e.index} data is ${e.data.length} bytes, over the ${MAX_ENTRY_DATA_BYTES}-byte WAL record limit`;
+    }
   }
   if (hardState !== undefined) {
     const { term, vote, commit } = hardState;
@@ -294,6 +304,11 @@ export class WAL {
   static async create(walDir: string, metadata: Uint8Array, opts?: WalOptions): Promise<WAL> {
     const o = resolveOptions(opts);
     if (hasSegments(walDir)) throw new WalExistsError(walDir);
+    if (metadata.length > MAX_ENTRY_DATA_BYTES) {
+      throw new WalInvalidArgumentError(
+        `metadata of ${metadata.length} bytes is over the record limit`,
+      );
+    }
     const dir = walDir.replace(/\/+$/, "");
     const tmpDir = `${dir}.tmp`;
     await rm(tmpDir, { recursive: true, force: true });

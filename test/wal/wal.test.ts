@@ -262,8 +262,13 @@ describe("misuse does not poison the log", () => {
       const bad2 = wal.save({ term: 1, vote: -1n, commit: 0 }, []);
       const bad3 = wal.save(undefined, [{ ...entry(2, 1), term: 2 ** 60 }]);
       const bad4 = wal.saveSnapshot({ index: 1.5, term: 1 });
+      // etcd's decoder refuses records of 10 MiB or more, so such an entry is never written.
+      const bad5 = wal.save(undefined, [
+        { ...entry(2, 1), data: new Uint8Array(10 * 1024 * 1024) },
+      ]);
       const ok2 = wal.save(undefined, [entry(2, 1)]);
-      for (const b of [bad1, bad2, bad3, bad4]) await assert.rejects(b, WalInvalidArgumentError);
+      for (const b of [bad1, bad2, bad3, bad4, bad5])
+        await assert.rejects(b, WalInvalidArgumentError);
       await ok1;
       await ok2;
       await wal.close();
@@ -409,6 +414,25 @@ describe("large WALs", () => {
       const r2 = await WAL.open(t.walDir, opts);
       assert.deepEqual(plain(r2.entries), plain(all));
       await r2.wal.close();
+    } finally {
+      t.cleanup();
+    }
+  });
+});
+
+describe("record size limit", () => {
+  test("the largest entry save() accepts (10 MiB - 64 B of data) reads back", async () => {
+    const t = tempDataDir();
+    try {
+      const wal = await WAL.create(t.walDir, Buffer.from("m"));
+      const big = new Uint8Array(10 * 1024 * 1024 - 64).fill(7);
+      await wal.save(hardState(1, 1n, 1), [{ ...entry(1, 1), data: big }, entry(2, 1)]);
+      await wal.close();
+      const r = await WAL.open(t.walDir);
+      assert.equal(r.entries.length, 2);
+      assert.equal(r.entries[0]!.data.length, big.length);
+      assert.ok(Buffer.from(r.entries[0]!.data).equals(Buffer.from(big)));
+      await r.wal.close();
     } finally {
       t.cleanup();
     }

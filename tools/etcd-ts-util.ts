@@ -1,0 +1,136 @@
+#!/usr/bin/env node
+/**
+ * etcd-ts-util — offline and operator tools for etcd-ts (and etcd) data dirs and endpoints:
+ *
+ *   etcd-ts-util check disk --data-dir DIR [--count N] [--seconds S] [--record-bytes B] [--json]
+ *   etcd-ts-util check perf --endpoints 127.0.0.1:2379 [--load s|m|l|xl] [--prefix P]
+ *                           [--auto-compact] [--auto-defrag] [--duration 60s] [--json]
+ *   etcd-ts-util wal dump --data-dir DIR [--start-index I --start-term T] [--max-entries N] [--json]
+ *
+ * Exit status: 0 pass / done, 1 usage error or failure to run, 2 a check that ran and failed.
+ */
+import { parseDurationSeconds } from "../bench/load/options.js";
+import { checkDisk, defaultCheckDiskOptions, formatCheckDisk } from "./util/check-disk.js";
+import { checkPerf } from "./util/check-perf.js";
+import { UtilError, UtilUsageError } from "./util/errors.js";
+import { DEFAULT_MAX_DUMP_ENTRIES, walDump } from "./util/wal-dump.js";
+
+const USAGE = `usage:
+  etcd-ts-util check disk --data-dir DIR [--count N] [--seconds S] [--batch-seconds S] [--record-bytes B] [--json]
+  etcd-ts-util check perf --endpoints HOST:PORT[,..] [--load s|m|l|xl] [--prefix P] [--auto-compact] [--auto-defrag] [--duration 60s] [--json]
+  etcd-ts-util wal dump --data-dir DIR [--start-index I --start-term T] [--max-entries N] [--json]
+`;
+
+const BOOLEAN_FLAGS = new Set(["json", "auto-compact", "auto-defrag", "progress"]);
+
+function parseFlags(argv: readonly string[]): Map<string, string> {
+  const flags = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith("--")) throw new UtilUsageError(`unexpected argument ${a}`);
+    const eq = a.indexOf("=");
+    const name = eq >= 0 ? a.slice(2, eq) : a.slice(2);
+    if (eq >= 0) flags.set(name, a.slice(eq + 1));
+    else if (BOOLEAN_FLAGS.has(name)) flags.set(name, "true");
+    else {
+      const v = argv[++i];
+      if (v === undefined) throw new UtilUsageError(`--${name} needs a value`);
+      flags.set(name, v);
+    }
+  }
+  return flags;
+}
+
+function take(flags: Map<string, string>, allowed: string[]): void {
+  for (const k of flags.keys())
+    if (!allowed.includes(k)) throw new UtilUsageError(`unknown flag --${k}`);
+}
+
+function num(flags: Map<string, string>, name: string, dflt: number): number {
+  const v = flags.get(name);
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0)
+    throw new UtilUsageError(`--${name} must be a non-negative number, got ${v}`);
+  return n;
+}
+
+function required(flags: Map<string, string>, name: string): string {
+  const v = flags.get(name);
+  if (v === undefined || v === "") throw new UtilUsageError(`--${name} is required`);
+  return v;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, sub, ...rest] = argv;
+  if (cmd === undefined || cmd === "--help" || cmd === "help") {
+    process.stdout.write(USAGE);
+    return cmd === undefined ? 1 : 0;
+  }
+  const flags = parseFlags(rest);
+  const json = flags.get("json") === "true";
+  if (cmd === "check" && sub === "disk") {
+    take(flags, ["data-dir", "count", "seconds", "batch-seconds", "record-bytes", "json"]);
+    const o = defaultCheckDiskOptions(required(flags, "data-dir"));
+    o.syncCount = num(flags, "count", o.syncCount);
+    o.syncSeconds = num(flags, "seconds", o.syncSeconds);
+    o.batchSeconds = num(flags, "batch-seconds", o.batchSeconds);
+    o.recordBytes = Math.max(1, num(flags, "record-bytes", o.recordBytes));
+    const r = checkDisk(o);
+    process.stdout.write((json ? JSON.stringify(r, null, 2) : formatCheckDisk(r)) + "\n");
+    return r.pass ? 0 : 2;
+  }
+  if (cmd === "check" && sub === "perf") {
+    take(flags, [
+      "endpoints",
+      "load",
+      "prefix",
+      "auto-compact",
+      "auto-defrag",
+      "duration",
+      "json",
+      "progress",
+    ]);
+    const d = flags.get("duration");
+    const r = await checkPerf({
+      endpoints: (flags.get("endpoints") ?? "127.0.0.1:2379").split(",").filter((s) => s !== ""),
+      load: flags.get("load") ?? "s",
+      prefix: flags.get("prefix") ?? "/etcdctl-check-perf/",
+      autoCompact: flags.get("auto-compact") === "true",
+      autoDefrag: flags.get("auto-defrag") === "true",
+      durationSeconds: d === undefined ? undefined : parseDurationSeconds(d),
+      progress: flags.get("progress") === "true" || (!json && process.stderr.isTTY === true),
+    });
+    process.stdout.write((json ? JSON.stringify(r, null, 2) : r.lines.join("\n")) + "\n");
+    return r.pass ? 0 : 2;
+  }
+  if (cmd === "wal" && sub === "dump") {
+    take(flags, ["data-dir", "start-index", "start-term", "max-entries", "json"]);
+    const si = flags.get("start-index");
+    const lines = await walDump({
+      dataDir: required(flags, "data-dir"),
+      snapshot:
+        si === undefined
+          ? undefined
+          : { index: num(flags, "start-index", 0), term: num(flags, "start-term", 0) },
+      json,
+      maxEntries: num(flags, "max-entries", DEFAULT_MAX_DUMP_ENTRIES),
+    });
+    process.stdout.write(lines.join("\n") + "\n");
+    return 0;
+  }
+  throw new UtilUsageError(
+    `unknown command ${[cmd, sub].filter((s) => s !== undefined).join(" ")}\n${USAGE}`,
+  );
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    const msg = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`etcd-ts-util: ${err instanceof UtilError ? "" : ""}${msg}\n`);
+    process.exitCode = 1;
+  },
+);

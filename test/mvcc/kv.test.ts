@@ -581,3 +581,34 @@ describe("hashKV", () => {
     assert.equal(s.hashKV(4).hash, h4.hashKV(0).hash);
   });
 });
+
+describe("binary keys and values", () => {
+  test("every byte value round-trips through put, range, txn value compare and sort", () => {
+    const s = new MvccStore();
+    const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+    const hi = Buffer.from([0xff, 0x00, 0x80]);
+    s.put({ ...putReq("k1", ""), value: all });
+    s.put({ ...putReq("k2", ""), value: hi });
+    s.put({ ...putReq("", ""), key: Buffer.from([0xfe, 0x00]), value: Buffer.from([0x7f]) });
+    const got = s.range(rangeReq("k1")).kvs[0]!;
+    assert.ok(Buffer.from(got.value).equals(all));
+    // the returned bytes are the caller's: changing them does not change the store
+    (got.value as Buffer).fill(0);
+    assert.ok(Buffer.from(s.range(rangeReq("k1")).kvs[0]!.value).equals(all));
+    const eq = cmp("k2", T.VALUE, R.EQUAL, "");
+    eq.targetUnion = { oneofKind: "value", value: hi };
+    assert.equal(s.txn(txnReq({ compare: [eq] })).succeeded, true);
+    const gt = cmp("k2", T.VALUE, R.GREATER, "");
+    gt.targetUnion = { oneofKind: "value", value: Buffer.from([0xff, 0x00, 0x7f]) };
+    assert.equal(s.txn(txnReq({ compare: [gt] })).succeeded, true);
+    const sorted = s.range(
+      rangeReq("k", { rangeEnd: b("l"), sortTarget: Target.VALUE, sortOrder: Order.ASCEND }),
+    );
+    assert.deepEqual(keysOf(sorted.kvs), ["k1", "k2"]);
+    const from = s.range({ ...rangeReq(""), key: Buffer.from([0xfe]), rangeEnd: Buffer.from([0]) });
+    assert.deepEqual(
+      from.kvs.map((kv) => Buffer.from(kv.key).toString("hex")),
+      ["fe00"],
+    );
+  });
+});

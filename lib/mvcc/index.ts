@@ -3,7 +3,7 @@
  * watchable store and watch streams, and the request checks of etcd's api/v3rpc.
  */
 export { MvccStore } from "./store.js";
-export type { LeaseHooks, MvccStoreOptions, MvccStats, MvccHash } from "./store.js";
+export type { LeaseHooks, MvccStoreOptions, MvccStats, MvccHash, MvccSnapshot } from "./store.js";
 export { WatchStream } from "./watch.js";
 export type { WatchSink } from "./watch.js";
 export {

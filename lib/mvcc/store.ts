@@ -33,12 +33,14 @@ import {
 import {
   KeyNotFoundError,
   LeaseNotFoundError,
+  MvccError,
   MvccCompactedError,
   MvccFutureRevError,
   mvccAssert,
 } from "./errors.js";
 import { Rec, bytesToLatin1, compareRecRevision, emptyBuffer, recToKeyValue } from "./record.js";
 import { WatchHub, type WatchSink, type WatchSource, type WatchStream } from "./watch.js";
+import { KeyValue as KeyValueMsg } from "../proto/gen/mvccpb/kv.js";
 
 /**
  * How mvcc talks to the lessor (lib/lease) without importing it: `exists` answers whether a lease
@@ -84,6 +86,24 @@ export interface MvccHash {
   hash: number;
   compactRevision: number;
   revision: number;
+}
+
+/**
+ * A point-in-time view of every record the store holds, as etcd's bbolt "key" bucket: what the
+ * server writes into a db (snapshot) file. Taking one is O(1) and writes may continue while it is
+ * read: records are immutable and the log it reads is only ever appended to (compaction builds a
+ * new one).
+ */
+export interface MvccSnapshot {
+  readonly revision: number;
+  /** etcd's compactMainRev (-1 if never compacted); the db file's meta bucket records it. */
+  readonly compactRevision: number;
+  readonly recordCount: number;
+  /**
+   * The key bucket's entries in bbolt key order: [revision key (8-byte big-endian main, '_',
+   * 8-byte sub, plus 't' for a tombstone), marshaled mvccpb.KeyValue]. Fresh Buffers each.
+   */
+  records(): IterableIterator<[Buffer, Buffer]>;
 }
 
 /** Which branch each (nested) txn takes, decided before any write (etcd compareToPath). */
@@ -486,6 +506,107 @@ export class MvccStore {
       crc = CRC32C.buf(scratch.subarray(0, n), crc);
     }
     return { hash: crc >>> 0, compactRevision: compactRev, revision: this.#currentRev };
+  }
+
+  // ------------------------------------------------------------------ snapshot / restore
+
+  /** A point-in-time view of every record, for the db (snapshot) file writer. O(1). */
+  snapshot(): MvccSnapshot {
+    const log = this.#log;
+    const count = log.length;
+    return {
+      revision: this.#currentRev,
+      compactRevision: this.#compactRev,
+      recordCount: count,
+      *records(): IterableIterator<[Buffer, Buffer]> {
+        let scratch = Buffer.allocUnsafe(4096);
+        for (let i = 0; i < count; i++) {
+          const r = log[i]!;
+          const need = hashRecordMaxBytes(r);
+          if (need > scratch.length) scratch = Buffer.allocUnsafe(need * 2);
+          const n = encodeHashRecord(r, scratch);
+          const keyBytes = r.isTombstone ? 18 : 17;
+          yield [
+            Buffer.from(scratch.subarray(0, keyBytes)),
+            Buffer.from(scratch.subarray(keyBytes, n)),
+          ];
+        }
+      },
+    };
+  }
+
+  /**
+   * Loads an empty store from etcd's key-bucket entries (any order; as read from a db file made
+   * by etcd or by snapshot()), as etcd's kvstore.restore: the current revision is the highest main
+   * revision seen (at least `compactRevision`, and 1 for an empty bucket); leases of live keys are
+   * re-attached through the hooks. `compactRevision` comes from the db's meta bucket (etcd's
+   * finishedCompactRev; -1 if none). Throws MvccError if the store is not empty or an entry is
+   * malformed.
+   */
+  restore(records: Iterable<[Uint8Array, Uint8Array]>, compactRevision: number): void {
+    if (this.#log.length !== 0 || this.#currentRev !== 1 || this.#index.size !== 0) {
+      throw new MvccError("ErrRestoreNotEmpty", "mvcc: restore needs an empty store");
+    }
+    const recs: Rec[] = [];
+    const keys = new Map<string, Buffer>();
+    for (const [revKey, value] of records) {
+      if (
+        !(revKey.length === 17 || (revKey.length === 18 && revKey[17] === 0x74)) ||
+        revKey[8] !== 0x5f
+      ) {
+        throw new MvccError("ErrRestoreBadEntry", "mvcc: restore: malformed revision key");
+      }
+      const rk = view(revKey);
+      const main = rk.readUInt32BE(0) * 0x100000000 + rk.readUInt32BE(4);
+      const sub = rk.readUInt32BE(9) * 0x100000000 + rk.readUInt32BE(13);
+      const kv = KeyValueMsg.fromBinary(value);
+      const ks = bytesToLatin1(kv.key);
+      let key = keys.get(ks);
+      if (key === undefined) {
+        key = ownedCopy(kv.key);
+        keys.set(ks, key);
+      }
+      recs.push(
+        revKey.length === 18
+          ? new Rec(key, "", main, sub, 0, 0, noLease)
+          : new Rec(
+              key,
+              bytesToLatin1(kv.value),
+              main,
+              sub,
+              kv.createRevision,
+              kv.version,
+              kv.lease === 0n ? noLease : kv.lease,
+            ),
+      );
+    }
+    recs.sort(compareRecRevision);
+    const byKey = new Map<Buffer, Rec[]>();
+    for (const r of recs) {
+      const list = byKey.get(r.key);
+      if (list === undefined) byKey.set(r.key, [r]);
+      else list.push(r);
+    }
+    // Key order makes the tree build cache-friendly.
+    const sortedKeys = [...byKey.keys()].sort(Buffer.compare);
+    let live = 0;
+    let bytes = 0;
+    for (const k of sortedKeys) {
+      const list = byKey.get(k)!;
+      this.#index.set(k, list.length === 1 ? list[0]! : list);
+      const last = list[list.length - 1]!;
+      if (!last.isTombstone) {
+        live++;
+        if (last.lease !== 0n) this.#hooks?.attach(last.lease, k);
+      }
+    }
+    for (const r of recs) bytes += r.approximateBytes;
+    this.#log = recs;
+    this.#liveKeys = live;
+    this.#bytes = bytes;
+    const top = recs.length > 0 ? recs[recs.length - 1]!.main : 1;
+    this.#currentRev = Math.max(top, compactRevision, 1);
+    this.#compactRev = compactRevision;
   }
 
   // ------------------------------------------------------------------ watch

@@ -8,7 +8,7 @@ import net from "node:net";
 import tls from "node:tls";
 import http from "node:http";
 import { readFileSync } from "node:fs";
-import type { Duplex } from "node:stream";
+import { Duplex } from "node:stream";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { TlsFiles } from "../server/config.js";
@@ -38,6 +38,43 @@ export class ListenUrlError extends Error {
   readonly code = "ErrListenUrl";
 }
 
+/**
+ * Node's http2 session reads a net.Socket through its native handle, so bytes already read from
+ * the socket (the sniffed preface) would be lost. Handing it a plain Duplex that replays `head`
+ * and then relays the socket makes http2 read through JavaScript instead.
+ */
+function relayDuplex(socket: Duplex, head: Buffer): Duplex {
+  const relay = new Duplex({
+    read() {
+      socket.resume();
+    },
+    write(chunk: Buffer, _enc, cb) {
+      socket.write(chunk, cb);
+    },
+    writev(chunks, cb) {
+      socket.cork();
+      for (const c of chunks) socket.write(c.chunk as Buffer);
+      socket.uncork();
+      cb();
+    },
+    final(cb) {
+      socket.end(cb);
+    },
+    destroy(err, cb) {
+      socket.destroy(err ?? undefined);
+      cb(err);
+    },
+  });
+  relay.push(head);
+  socket.on("data", (chunk: Buffer) => {
+    if (!relay.push(chunk)) socket.pause();
+  });
+  socket.on("end", () => relay.push(null));
+  socket.on("error", (err) => relay.destroy(err));
+  socket.on("close", () => relay.destroy());
+  return relay;
+}
+
 function route(socket: Duplex & { destroy(): void }, opts: ClientListenerOptions): void {
   let buffered = Buffer.alloc(0);
   const timer = setTimeout(() => socket.destroy(), protocolSniffTimeoutMs);
@@ -48,10 +85,13 @@ function route(socket: Duplex & { destroy(): void }, opts: ClientListenerOptions
     if (isH2 && buffered.length < h2PrefaceStart.length) return; // need more bytes to decide
     clearTimeout(timer);
     socket.removeListener("data", onData);
+    if (isH2) {
+      opts.grpcInjector.injectConnection(relayDuplex(socket, buffered));
+      return;
+    }
     socket.pause();
     socket.unshift(buffered);
-    if (isH2) opts.grpcInjector.injectConnection(socket);
-    else opts.httpServer.emit("connection", socket);
+    opts.httpServer.emit("connection", socket);
     socket.resume();
   };
   socket.on("data", onData);

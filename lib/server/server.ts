@@ -927,6 +927,8 @@ export class EtcdServer {
     if (this.#stopped) return;
     this.#raft.tick();
     if (this.isLeader) this.#revokeExpiredLeases();
+    // unsynced watchers (slow clients, watches from a past revision) catch up in bounded steps
+    this.store.syncWatchers();
     this.#scheduleReady();
   }
 

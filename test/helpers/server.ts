@@ -111,6 +111,11 @@ export interface MemberOptions {
   tls?: TlsFiles;
   /** With tls: also pass --client-cert-auth. */
   clientCertAuth?: boolean;
+  /**
+   * With tls: leave out --trusted-ca-file (default false). etcd 3.4 verifies client certificates
+   * whenever a trusted CA is given, even without --client-cert-auth.
+   */
+  noTrustedCa?: boolean;
   /** Extra flags appended verbatim (e.g. ["--quota-backend-bytes", "1048576"]). */
   extraArgs?: string[];
   /** Target override (default TARGET). */
@@ -177,7 +182,7 @@ export async function startMember(opts: MemberOptions = {}): Promise<Member> {
   ];
   if (opts.tls) {
     args.push("--cert-file", opts.tls.serverCert, "--key-file", opts.tls.serverKey);
-    args.push("--trusted-ca-file", opts.tls.caCert);
+    if (!opts.noTrustedCa) args.push("--trusted-ca-file", opts.tls.caCert);
     if (opts.clientCertAuth) args.push("--client-cert-auth");
   }
   args.push(...(opts.extraArgs ?? []));

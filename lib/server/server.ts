@@ -274,8 +274,11 @@ export class EtcdServer {
     }
     this.#wal.onSync = (info) => {
       this.metrics.walFsyncDurationSeconds.observe(info.durationSeconds);
-      this.metrics.walEntriesPerFsync.observe(info.entries);
-      this.metrics.walBytesPerFsync.observe(info.bytes);
+      // a segment cut syncs its header with no entries: not a group-commit batch
+      if (info.entries > 0) {
+        this.metrics.walEntriesPerFsync.observe(info.entries);
+        this.metrics.walBytesPerFsync.observe(info.bytes);
+      }
       this.metrics.walWriteBytesTotal.inc(info.bytes);
       this.metrics.walFsyncsTotal.inc();
       this.metrics.walEntriesTotal.inc(info.entries);

@@ -1,0 +1,653 @@
+/**
+ * Deterministic Raft simulator: N nodes of lib/raft over a simulated network (drop, delay,
+ * duplicate, reorder, partition) and simulated disks (a crash loses everything not persisted),
+ * with random proposals, conf changes, read-index requests, compactions and leader transfers,
+ * all driven by one seed. Invariants are checked after every processed Ready:
+ * election safety (one leader per term), log matching, leader completeness, state-machine
+ * safety, committed entries never lost, ReadIndex linearizability; then a liveness phase.
+ */
+import {
+  ConfChange,
+  ConfChangeType,
+  type ConfState,
+  type Entry,
+  EntryType,
+  type Message,
+  MessageType,
+} from "../../../lib/proto/gen/raftpb/raft.js";
+import {
+  ErrProposalDropped,
+  ErrStepPeerNotFound,
+  MemoryStorage,
+  RawNode,
+  StateType,
+  type RaftTestingKnobs,
+  type Ready,
+} from "../../../lib/raft/index.js";
+import { Prng } from "./prng.js";
+
+export class SimViolation extends Error {
+  constructor(
+    readonly invariant: string,
+    detail: string,
+  ) {
+    super(`${invariant}: ${detail}`);
+  }
+}
+
+export interface SimOptions {
+  seed: number;
+  /** Number of initial voters (1, 3 or 5); default derived from the seed. */
+  nodes?: number;
+  /** Ticks of the faulty phase. */
+  ticks?: number;
+  /** Ticks allowed for the liveness phase. */
+  livenessTicks?: number;
+  knobs?: RaftTestingKnobs;
+  /** Fault intensity multiplier (1 = default). */
+  faultiness?: number;
+  /** Skip the liveness phase (known-wrong variants may legitimately stall). */
+  skipLiveness?: boolean;
+}
+
+export interface SimResult {
+  seed: number;
+  nodes: number;
+  ticks: number;
+  leadersElected: number;
+  committedIndex: number;
+  appliedEntries: number;
+  readsChecked: number;
+  confChanges: number;
+  crashes: number;
+  snapshotsSent: number;
+}
+
+interface InFlight {
+  m: Message;
+  deliverAt: number;
+}
+
+interface SimNode {
+  id: bigint;
+  storage: MemoryStorage;
+  node: RawNode | undefined; // undefined while crashed
+  appliedIndex: number;
+  confState: ConfState;
+  knownCommit: number;
+  removed: boolean;
+}
+
+const electionTick = 10;
+const heartbeatTick = 2;
+const maxReadyLoops = 64;
+/** SIM_TRACE=<tick>: print every delivered message from that tick on (debugging a seed). */
+const traceFromTick = Number(process.env.SIM_TRACE ?? -1);
+
+function dataKey(e: Entry): string {
+  let s = `${e.type}:`;
+  for (let i = 0; i < e.data.length; i++) s += String.fromCharCode(e.data[i]!);
+  return s;
+}
+
+function cloneMessage(m: Message): Message {
+  return { ...m, entries: m.entries.map((e) => ({ ...e })) };
+}
+
+export class Simulation {
+  readonly seed: number;
+  readonly rng: Prng;
+  readonly n: number;
+  readonly knobs: RaftTestingKnobs;
+  readonly faultiness: number;
+  nodes = new Map<bigint, SimNode>();
+  net: InFlight[] = [];
+  now = 0;
+  /** Partition: node id → group; messages between different groups are dropped. */
+  partition = new Map<bigint, number>();
+  // Canonical histories for the invariants.
+  leaderOfTerm = new Map<number, bigint>();
+  committedTerm: number[] = []; // index → term of the committed entry
+  committedKey: string[] = [];
+  appliedKey: string[] = []; // index → data key of the entry applied there (state machine safety)
+  entryKey = new Map<string, string>(); // `${index}:${term}` → data key (log matching)
+  maxCommitted = 0;
+  pendingReads = new Map<string, { minIndex: number; node: bigint }>();
+  nextId: bigint;
+  readSeq = 0;
+  propSeq = 0;
+  stats = { leadersElected: 0, appliedEntries: 0, readsChecked: 0, confChanges: 0, crashes: 0, snapshotsSent: 0 };
+  /** Liveness phase: no crashes. */
+  #calm = false;
+  #cfg: { preVote: boolean; checkQuorum: boolean; maxSizePerMsg: number; maxInflightMsgs: number; maxUncommitted: number };
+
+  constructor(opts: SimOptions) {
+    this.seed = opts.seed;
+    this.rng = new Prng(opts.seed);
+    this.n = opts.nodes ?? this.rng.pick([1, 3, 3, 5, 5]);
+    this.knobs = opts.knobs ?? {};
+    this.faultiness = opts.faultiness ?? 1;
+    this.#cfg = {
+      preVote: this.rng.chance(0.5),
+      checkQuorum: this.rng.chance(0.5),
+      maxSizePerMsg: this.rng.pick([64, 256, 1 << 20]),
+      maxInflightMsgs: this.rng.pick([1, 2, 4, 64]),
+      maxUncommitted: this.rng.pick([0, 0, 512]),
+    };
+    const peers: { id: bigint }[] = [];
+    for (let i = 1; i <= this.n; i++) peers.push({ id: BigInt(i) });
+    this.nextId = BigInt(this.n + 1);
+    for (const p of peers) {
+      const sn = this.#newSimNode(p.id);
+      sn.node!.bootstrap(peers);
+    }
+    // Bootstrap state is written when the data dir is created, before the node runs (as etcd).
+    this.#calm = true;
+    for (const s of this.nodes.values()) this.#process(s, { drop: 0, dup: 0, maxDelay: 0 });
+    this.#calm = false;
+  }
+
+  /** One line per node: role, term, log and config (for failure reports). */
+  dump(): string {
+    const out: string[] = [];
+    for (const s of this.nodes.values()) {
+      if (s.node === undefined) {
+        out.push(`${s.id}:${s.removed ? "removed" : "down"}`);
+        continue;
+      }
+      const r = s.node.raft;
+      out.push(
+        `${s.id}:${StateType[r.state]} t${r.term} v${r.vote} lead${r.lead} last${r.raftLog.lastIndex()}/t${r.raftLog.lastTerm()} commit${r.raftLog.committed} applied${r.raftLog.applied} voters[${[...r.trk.voters].join(",")}] learners[${[...r.trk.learners].join(",")}]` +
+          (r.state === StateType.Leader
+            ? ` prs{${[...r.trk.progress].map(([id, p]) => `${id}:${p.state}/m${p.match}/n${p.next}/ps${p.pendingSnapshot}/sent${p.probeSent}/act${p.recentActive}`).join(" ")}} first${r.raftLog.firstIndex()}`
+            : ""),
+      );
+    }
+    return out.join(" | ");
+  }
+
+  describe(): string {
+    return `seed=${this.seed} nodes=${this.n} preVote=${this.#cfg.preVote} checkQuorum=${this.#cfg.checkQuorum} maxSizePerMsg=${this.#cfg.maxSizePerMsg} maxInflightMsgs=${this.#cfg.maxInflightMsgs} maxUncommitted=${this.#cfg.maxUncommitted}`;
+  }
+
+  #newSimNode(id: bigint): SimNode {
+    const sn: SimNode = {
+      id,
+      storage: new MemoryStorage(),
+      node: undefined,
+      appliedIndex: 0,
+      confState: { voters: [], learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false },
+      knownCommit: 0,
+      removed: false,
+    };
+    this.nodes.set(id, sn);
+    this.#start(sn);
+    return sn;
+  }
+
+  #start(sn: SimNode): void {
+    const snap = sn.storage.snapshot();
+    const snapIndex = snap.metadata?.index ?? 0;
+    // The state machine restarts from the snapshot; entries after it are re-applied.
+    sn.appliedIndex = snapIndex;
+    sn.confState = snap.metadata?.confState ?? sn.confState;
+    sn.knownCommit = Math.max(snapIndex, 0);
+    sn.node = new RawNode({
+      id: sn.id,
+      electionTick,
+      heartbeatTick,
+      storage: sn.storage,
+      applied: snapIndex,
+      random: this.rng.fork(),
+      preVote: this.#cfg.preVote,
+      checkQuorum: this.#cfg.checkQuorum,
+      maxSizePerMsg: this.#cfg.maxSizePerMsg,
+      maxInflightMsgs: this.#cfg.maxInflightMsgs,
+      maxUncommittedEntriesSize: this.#cfg.maxUncommitted,
+      testingKnobs: this.knobs,
+    });
+  }
+
+  alive(): SimNode[] {
+    return [...this.nodes.values()].filter((s) => s.node !== undefined && !s.removed);
+  }
+
+  leader(): SimNode | undefined {
+    let best: SimNode | undefined;
+    for (const s of this.alive()) {
+      const r = s.node!.raft;
+      if (r.state === StateType.Leader && (best === undefined || r.term > best.node!.raft.term)) best = s;
+    }
+    return best;
+  }
+
+  // ------------------------------------------------------------------ the run
+
+  run(opts: SimOptions): SimResult {
+    const ticks = opts.ticks ?? 400;
+    for (let t = 0; t < ticks; t++) this.#faultyTick();
+    if (!opts.skipLiveness) this.#liveness(opts.livenessTicks ?? 300);
+    return {
+      seed: this.seed,
+      nodes: this.n,
+      ticks: this.now,
+      leadersElected: this.stats.leadersElected,
+      committedIndex: this.maxCommitted,
+      appliedEntries: this.stats.appliedEntries,
+      readsChecked: this.stats.readsChecked,
+      confChanges: this.stats.confChanges,
+      crashes: this.stats.crashes,
+      snapshotsSent: this.stats.snapshotsSent,
+    };
+  }
+
+  #faultyTick(): void {
+    const f = this.faultiness;
+    const rng = this.rng;
+    if (rng.chance(0.02 * f)) this.#crashOne();
+    if (rng.chance(0.05)) this.#restartOne();
+    if (rng.chance(0.01 * f)) this.#partitionRandomly();
+    if (rng.chance(0.03)) this.partition.clear();
+    // Leader-targeted faults (Jepsen's "kill/isolate the leader") make elections over divergent logs common.
+    if (rng.chance(0.01 * f)) this.#isolateLeader();
+    if (rng.chance(0.01 * f)) {
+      const l = this.leader();
+      if (l !== undefined) this.#crash(l);
+    }
+    const props = rng.int(4);
+    for (let i = 0; i < props; i++) this.#proposeRandom();
+    if (rng.chance(0.2)) this.#readRandom();
+    if (rng.chance(0.02)) this.#confChangeRandom();
+    if (rng.chance(0.03)) this.#compactRandom();
+    if (rng.chance(0.005)) this.#transferRandom();
+    this.#tickAll({ drop: 0.05 * f, dup: 0.03 * f, maxDelay: 3 });
+  }
+
+  #tickAll(net: { drop: number; dup: number; maxDelay: number }): void {
+    this.now++;
+    for (const s of this.alive()) s.node!.tick();
+    this.#processAll(net);
+    const due: InFlight[] = [];
+    const later: InFlight[] = [];
+    for (const f of this.net) (f.deliverAt <= this.now ? due : later).push(f);
+    this.net = later;
+    this.rng.shuffle(due);
+    for (const f of due) {
+      if (this.rng.chance(net.drop)) {
+        this.#reportSnapshot(f.m, false);
+        continue;
+      }
+      if (this.rng.chance(net.dup)) this.net.push({ m: f.m, deliverAt: this.now + 1 + this.rng.int(net.maxDelay + 1) });
+      this.#reportSnapshot(f.m, this.#deliver(f.m, net));
+    }
+    this.#processAll(net);
+    this.#checkLogMatching();
+  }
+
+  /** As etcd's transport: tell the sender whether its snapshot reached the follower. */
+  #reportSnapshot(m: Message, delivered: boolean): void {
+    if (m.type !== MessageType.MsgSnap) return;
+    const from = this.nodes.get(m.from);
+    if (from?.node === undefined) return;
+    from.node.reportSnapshot(m.to, delivered ? "finish" : "failure");
+  }
+
+  /** Delivers m unless the receiver is down or partitioned away; returns whether it was delivered. */
+  #deliver(m: Message, net: { drop: number; dup: number; maxDelay: number }): boolean {
+    const to = this.nodes.get(m.to);
+    if (to === undefined || to.node === undefined || to.removed) return false;
+    const from = this.nodes.get(m.from);
+    // etcd's transport refuses traffic from members removed from the cluster.
+    if (from !== undefined && from.removed) return false;
+    const ga = this.partition.get(m.from) ?? 0;
+    const gb = this.partition.get(m.to) ?? 0;
+    if (ga !== gb) return false;
+    if (traceFromTick >= 0 && this.now >= traceFromTick) {
+      console.log(`t${this.now} ${m.from}->${m.to} ${MessageType[m.type]} term${m.term} idx${m.index} lt${m.logTerm} n${m.entries.length} c${m.commit} rej${m.reject} hint${m.rejectHint}`);
+    }
+    try {
+      to.node.step(cloneMessage(m));
+    } catch (e) {
+      if (!(e instanceof ErrProposalDropped) && !(e instanceof ErrStepPeerNotFound)) throw e;
+    }
+    this.#process(to, net);
+    return true;
+  }
+
+  #processAll(net: { drop: number; dup: number; maxDelay: number }): void {
+    for (let loops = 0; loops < maxReadyLoops; loops++) {
+      let any = false;
+      for (const s of this.alive()) {
+        if (s.node !== undefined && s.node.hasReady()) {
+          any = true;
+          this.#process(s, net);
+        }
+      }
+      if (!any) return;
+    }
+  }
+
+  /** One Ready of one node through the server loop: persist, (maybe crash), send, apply, advance. */
+  #process(sn: SimNode, net: { drop: number; dup: number; maxDelay: number }): void {
+    const node = sn.node;
+    if (node === undefined || !node.hasReady()) return;
+    const rd = node.ready();
+    for (const e of rd.entries) this.#checkEntry(sn, e);
+    // Crash in the middle of the write: a torn tail loses a suffix of entries and the hard state
+    // (written after them), and nothing was sent.
+    if (!this.#calm && this.rng.chance(0.002 * this.faultiness) && rd.entries.length > 0) {
+      sn.storage.append(rd.entries.slice(0, this.rng.int(rd.entries.length)));
+      this.#crash(sn);
+      return;
+    }
+    if (rd.snapshot !== undefined) {
+      sn.storage.applySnapshot(rd.snapshot);
+    }
+    if (rd.hardState !== undefined) sn.storage.setHardState(rd.hardState);
+    sn.storage.append(rd.entries);
+    if (!this.#calm && this.rng.chance(0.003 * this.faultiness)) {
+      this.#crash(sn);
+      return;
+    }
+    for (const m of rd.messages) {
+      if (m.type === MessageType.MsgSnap) {
+        this.stats.snapshotsSent++;
+        // The snapshot is delivered (or not) by the network like any message; report success optimistically.
+      }
+      this.net.push({ m, deliverAt: this.now + this.rng.int(net.maxDelay + 1) });
+    }
+    for (const rs of rd.readStates) this.#checkRead(sn, rs.index, rs.requestCtx);
+    if (rd.snapshot !== undefined) this.#applySnapshot(sn, rd);
+    for (const e of rd.committedEntries) this.#apply(sn, e);
+    node.advance(rd);
+    this.#afterStep(sn);
+  }
+
+  #applySnapshot(sn: SimNode, rd: Ready): void {
+    const md = rd.snapshot!.metadata!;
+    const known = this.committedTerm[md.index];
+    if (known !== undefined && known !== md.term) {
+      throw new SimViolation("state-machine-safety", `node ${sn.id} installed snapshot (${md.index},${md.term}) but committed term there is ${known}`);
+    }
+    sn.appliedIndex = md.index;
+    sn.confState = md.confState!;
+    if (sn.confState.voters.length + sn.confState.learners.length > 0 && !sn.confState.voters.includes(sn.id) && !sn.confState.learners.includes(sn.id)) {
+      this.#markRemoved(sn.id);
+    }
+  }
+
+  #apply(sn: SimNode, e: Entry): void {
+    if (e.index <= sn.appliedIndex) {
+      throw new SimViolation("state-machine-safety", `node ${sn.id} applied index ${e.index} again (applied ${sn.appliedIndex})`);
+    }
+    if (e.index !== sn.appliedIndex + 1) {
+      throw new SimViolation("state-machine-safety", `node ${sn.id} applied ${e.index} after ${sn.appliedIndex} (gap)`);
+    }
+    const key = dataKey(e) + `@${e.term}`;
+    const prev = this.appliedKey[e.index];
+    if (prev === undefined) this.appliedKey[e.index] = key;
+    else if (prev !== key) {
+      throw new SimViolation("state-machine-safety", `index ${e.index}: node ${sn.id} applied ${key} but another node applied ${prev}`);
+    }
+    sn.appliedIndex = e.index;
+    this.stats.appliedEntries++;
+    if (e.type === EntryType.EntryConfChange) {
+      const cc = ConfChange.fromBinary(e.data);
+      sn.confState = sn.node!.applyConfChange(cc);
+      if (cc.type === ConfChangeType.ConfChangeRemoveNode) this.#markRemoved(cc.nodeID);
+      if ((cc.type === ConfChangeType.ConfChangeAddNode || cc.type === ConfChangeType.ConfChangeAddLearnerNode) && !this.nodes.has(cc.nodeID)) {
+        this.#newSimNode(cc.nodeID);
+      }
+    }
+  }
+
+  #markRemoved(id: bigint): void {
+    const sn = this.nodes.get(id);
+    if (sn === undefined || sn.removed) return;
+    // Like an etcd member that applied its own removal: it shuts down for good.
+    sn.removed = true;
+    sn.node = undefined;
+  }
+
+  // ------------------------------------------------------------------ invariants
+
+  #checkEntry(sn: SimNode, e: Entry): void {
+    const k = `${e.index}:${e.term}`;
+    const dk = dataKey(e);
+    const prev = this.entryKey.get(k);
+    if (prev === undefined) this.entryKey.set(k, dk);
+    else if (prev !== dk) {
+      throw new SimViolation("log-matching", `node ${sn.id} has entry (${e.index},${e.term}) with different data than another log`);
+    }
+  }
+
+  #afterStep(sn: SimNode): void {
+    if (sn.node === undefined) return;
+    const r = sn.node.raft;
+    // Election safety.
+    if (r.state === StateType.Leader) {
+      const l = this.leaderOfTerm.get(r.term);
+      if (l === undefined) {
+        this.leaderOfTerm.set(r.term, sn.id);
+        this.stats.leadersElected++;
+        this.#checkLeaderCompleteness(sn);
+      } else if (l !== sn.id) {
+        throw new SimViolation("election-safety", `two leaders in term ${r.term}: ${l} and ${sn.id}`);
+      }
+    }
+    // Commit knowledge: entries up to commit are committed forever with these terms.
+    const log = r.raftLog;
+    const c = log.committed;
+    for (let i = Math.max(sn.knownCommit + 1, log.firstIndex()); i <= c; i++) {
+      const t = log.termOrZero(i);
+      if (t === 0) continue;
+      const known = this.committedTerm[i];
+      if (known === undefined) this.committedTerm[i] = t;
+      else if (known !== t) {
+        throw new SimViolation("committed-never-lost", `index ${i} committed with term ${known} but node ${sn.id} commits term ${t}`);
+      }
+    }
+    sn.knownCommit = Math.max(sn.knownCommit, c);
+    if (c > this.maxCommitted) this.maxCommitted = c;
+  }
+
+  #checkLeaderCompleteness(sn: SimNode): void {
+    const log = sn.node!.raft.raftLog;
+    const first = log.firstIndex();
+    const last = log.lastIndex();
+    for (let i = first; i < this.committedTerm.length; i++) {
+      const t = this.committedTerm[i];
+      if (t === undefined) continue;
+      if (i > last || log.termOrZero(i) !== t) {
+        throw new SimViolation(
+          "leader-completeness",
+          `leader ${sn.id} of term ${sn.node!.raft.term} lacks committed entry (${i},${t}) (has term ${i > last ? "none" : log.termOrZero(i)}, last ${last})`,
+        );
+      }
+    }
+  }
+
+  #checkRead(sn: SimNode, index: number, ctx: Uint8Array): void {
+    const key = new TextDecoder().decode(ctx);
+    const req = this.pendingReads.get(key);
+    if (req === undefined) return; // duplicate answer
+    this.pendingReads.delete(key);
+    this.stats.readsChecked++;
+    if (index < req.minIndex) {
+      throw new SimViolation("read-index-linearizable", `read ${key} at node ${sn.id} got index ${index} but ${req.minIndex} was committed before it started`);
+    }
+  }
+
+  /** Pairwise log matching on the alive nodes' full logs (cheap at simulator sizes). */
+  #checkLogMatching(): void {
+    if (this.now % 5 !== 0) return;
+    const logs = this.alive().map((s) => ({ id: s.id, log: s.node!.raft.raftLog }));
+    for (let a = 0; a < logs.length; a++) {
+      for (let b = a + 1; b < logs.length; b++) {
+        const la = logs[a]!.log;
+        const lb = logs[b]!.log;
+        const lo = Math.max(la.firstIndex(), lb.firstIndex());
+        const hi = Math.min(la.lastIndex(), lb.lastIndex());
+        // Find the highest index with equal terms; everything below it must be equal too.
+        let i = hi;
+        while (i >= lo && la.termOrZero(i) !== lb.termOrZero(i)) i--;
+        for (let j = i; j >= lo; j--) {
+          if (la.termOrZero(j) !== lb.termOrZero(j)) {
+            throw new SimViolation("log-matching", `nodes ${logs[a]!.id} and ${logs[b]!.id} agree at ${i} but differ at ${j}`);
+          }
+        }
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ faults and workload
+
+  #crash(sn: SimNode): void {
+    if (sn.node === undefined) return;
+    sn.node = undefined;
+    this.stats.crashes++;
+  }
+
+  #crashOne(): void {
+    const alive = this.alive();
+    if (alive.length === 0) return;
+    this.#crash(this.rng.pick(alive));
+  }
+
+  #restartOne(): void {
+    const down = [...this.nodes.values()].filter((s) => s.node === undefined && !s.removed);
+    if (down.length === 0) return;
+    this.#start(this.rng.pick(down));
+  }
+
+  #partitionRandomly(): void {
+    this.partition.clear();
+    for (const id of this.nodes.keys()) this.partition.set(id, this.rng.int(2));
+  }
+
+  #isolateLeader(): void {
+    const l = this.leader();
+    if (l === undefined) return;
+    this.partition.clear();
+    for (const id of this.nodes.keys()) this.partition.set(id, id === l.id ? 1 : 0);
+  }
+
+  #proposeRandom(): void {
+    const alive = this.alive();
+    if (alive.length === 0) return;
+    const sn = this.rng.chance(0.7) ? (this.leader() ?? this.rng.pick(alive)) : this.rng.pick(alive);
+    const data = new TextEncoder().encode(`p${this.propSeq++}`);
+    try {
+      sn.node!.propose(data);
+    } catch (e) {
+      if (!(e instanceof ErrProposalDropped)) throw e;
+    }
+    this.#process(sn, { drop: 0, dup: 0, maxDelay: 3 });
+  }
+
+  #readRandom(): void {
+    const alive = this.alive();
+    if (alive.length === 0) return;
+    const sn = this.rng.pick(alive);
+    const key = `r${this.readSeq++}`;
+    // Linearizability: the answer must cover everything committed anywhere before the request.
+    this.pendingReads.set(key, { minIndex: this.maxCommitted, node: sn.id });
+    try {
+      sn.node!.readIndex(new TextEncoder().encode(key));
+    } catch (e) {
+      if (!(e instanceof ErrProposalDropped)) throw e;
+      this.pendingReads.delete(key);
+    }
+  }
+
+  #confChangeRandom(): void {
+    const l = this.leader();
+    if (l === undefined) return;
+    const cs = l.confState;
+    const rng = this.rng;
+    let cc: ConfChange | undefined;
+    const choice = rng.int(3);
+    if (choice === 0 && this.nodes.size < this.n + 3) {
+      cc = ConfChange.create({ type: ConfChangeType.ConfChangeAddLearnerNode, nodeID: this.nextId });
+    } else if (choice === 1 && cs.learners.length > 0) {
+      cc = ConfChange.create({ type: ConfChangeType.ConfChangeAddNode, nodeID: rng.pick(cs.learners) });
+    } else if (choice === 2 && cs.voters.length > 2) {
+      cc = ConfChange.create({ type: ConfChangeType.ConfChangeRemoveNode, nodeID: rng.pick(cs.voters) });
+    }
+    if (cc === undefined) return;
+    try {
+      l.node!.proposeConfChange(cc);
+      if (cc.nodeID === this.nextId) this.nextId++;
+      this.stats.confChanges++;
+    } catch (e) {
+      if (!(e instanceof ErrProposalDropped)) throw e;
+    }
+  }
+
+  #compactRandom(): void {
+    const alive = this.alive();
+    if (alive.length === 0) return;
+    const sn = this.rng.pick(alive);
+    const snapIndex = sn.storage.snapshot().metadata?.index ?? 0;
+    // Snapshot what is applied, keep a few entries for slow followers (as etcd's snapshot catch-up entries).
+    if (sn.appliedIndex <= snapIndex + 2) return;
+    if (sn.appliedIndex > sn.storage.lastIndex()) return;
+    sn.storage.createSnapshot(sn.appliedIndex, sn.confState, new TextEncoder().encode(`snap@${sn.appliedIndex}`));
+    const keep = this.rng.int(4);
+    const compactTo = sn.appliedIndex - keep;
+    if (compactTo > snapIndex) sn.storage.compact(compactTo);
+  }
+
+  #transferRandom(): void {
+    const l = this.leader();
+    if (l === undefined || l.confState.voters.length < 2) return;
+    const to = this.rng.pick(l.confState.voters.filter((v) => v !== l.id));
+    l.node!.transferLeader(to);
+  }
+
+  /** Heal everything; a leader must emerge and commit a fresh proposal within bounded ticks. */
+  #liveness(maxTicks: number): void {
+    this.#calm = true;
+    this.partition.clear();
+    for (const s of this.nodes.values()) if (s.node === undefined && !s.removed) this.#start(s);
+    const calm = { drop: 0, dup: 0, maxDelay: 1 };
+    const start = this.now;
+    let proposedKey: string | undefined;
+    let proposedAt = 0;
+    while (this.now - start < maxTicks) {
+      // Keep snapshotting as a server does: a member added after the last snapshot can only be
+      // restored from a newer one (raft ignores a snapshot whose ConfState lacks the receiver).
+      if (this.rng.chance(0.05)) this.#compactRandom();
+      this.#tickAll(calm);
+      const l = this.leader();
+      if (l === undefined) continue;
+      if (proposedKey === undefined || this.now - proposedAt > 3 * electionTick) {
+        proposedKey = `live${this.propSeq++}`;
+        proposedAt = this.now;
+        try {
+          l.node!.propose(new TextEncoder().encode(proposedKey));
+        } catch (e) {
+          if (!(e instanceof ErrProposalDropped)) throw e;
+        }
+        this.#process(l, calm);
+      }
+      const want = `0:${proposedKey}`;
+      if (this.appliedKey.some((k) => k !== undefined && k.startsWith(want + "@"))) return;
+    }
+    throw new SimViolation("liveness", `no leader committed a proposal within ${maxTicks} ticks of healing (leader: ${this.leader()?.id ?? "none"}; ${this.dump()})`);
+  }
+}
+
+/** Runs one seed; throws SimViolation (message includes the seed) on a broken invariant. */
+export function runSeed(opts: SimOptions): SimResult {
+  const sim = new Simulation(opts);
+  try {
+    return sim.run(opts);
+  } catch (e) {
+    if (e instanceof SimViolation) {
+      const v = new SimViolation(e.invariant, `${e.message.slice(e.invariant.length + 2)} [${sim.describe()} at tick ${sim.now}]`);
+      throw v;
+    }
+    throw new Error(`simulator crashed [${sim.describe()} at tick ${sim.now}]: ${(e as Error).stack}`);
+  }
+}

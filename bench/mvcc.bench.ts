@@ -61,6 +61,19 @@ console.log(
   `hashKV over ${keyCount} keys: ${(performance.now() - t0).toFixed(0)} ms (hash ${h.hash})`,
 );
 
+t0 = performance.now();
+const entries = [...store.snapshot().records()];
+console.log(
+  `snapshot: ${entries.length} key-bucket entries encoded in ${(performance.now() - t0).toFixed(0)} ms`,
+);
+t0 = performance.now();
+const restored = new MvccStore();
+restored.restore(entries, -1);
+console.log(
+  `restore: ${entries.length} entries into an empty store in ${(performance.now() - t0).toFixed(0)} ms`,
+);
+entries.length = 0;
+
 let cursor = 0;
 const nextIndex = (): number => (cursor = (cursor + 7919) % keyCount);
 const keys = Array.from({ length: 1 << 16 }, (_, i) => keyOf((i * 7919) % keyCount));

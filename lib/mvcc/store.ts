@@ -40,7 +40,6 @@ import {
 } from "./errors.js";
 import { Rec, bytesToLatin1, compareRecRevision, emptyBuffer, recToKeyValue } from "./record.js";
 import { WatchHub, type WatchSink, type WatchSource, type WatchStream } from "./watch.js";
-import { KeyValue as KeyValueMsg } from "../proto/gen/mvccpb/kv.js";
 
 /**
  * How mvcc talks to the lessor (lib/lease) without importing it: `exists` answers whether a lease
@@ -548,7 +547,9 @@ export class MvccStore {
       throw new MvccError("ErrRestoreNotEmpty", "mvcc: restore needs an empty store");
     }
     const recs: Rec[] = [];
-    const keys = new Map<string, Buffer>();
+    // Records of one key share one key Buffer; the latin1 form is a fast Map key.
+    const byKey = new Map<string, Rec[]>();
+    let sorted = true;
     for (const [revKey, value] of records) {
       if (
         !(revKey.length === 17 || (revKey.length === 18 && revKey[17] === 0x74)) ||
@@ -559,40 +560,32 @@ export class MvccStore {
       const rk = view(revKey);
       const main = rk.readUInt32BE(0) * 0x100000000 + rk.readUInt32BE(4);
       const sub = rk.readUInt32BE(9) * 0x100000000 + rk.readUInt32BE(13);
-      const kv = KeyValueMsg.fromBinary(value);
+      const kv = decodeKeyValue(view(value));
       const ks = bytesToLatin1(kv.key);
-      let key = keys.get(ks);
-      if (key === undefined) {
-        key = ownedCopy(kv.key);
-        keys.set(ks, key);
-      }
-      recs.push(
+      let list = byKey.get(ks);
+      const key = list === undefined ? ownedCopy(kv.key) : list[0]!.key;
+      const rec =
         revKey.length === 18
           ? new Rec(key, "", main, sub, 0, 0, noLease)
-          : new Rec(
-              key,
-              bytesToLatin1(kv.value),
-              main,
-              sub,
-              kv.createRevision,
-              kv.version,
-              kv.lease === 0n ? noLease : kv.lease,
-            ),
-      );
+          : new Rec(key, kv.value, main, sub, kv.createRevision, kv.version, kv.lease);
+      if (list === undefined) byKey.set(ks, [rec]);
+      else list.push(rec);
+      const prev = recs[recs.length - 1];
+      if (prev !== undefined && compareRecRevision(prev, rec) >= 0) sorted = false;
+      recs.push(rec);
     }
-    recs.sort(compareRecRevision);
-    const byKey = new Map<Buffer, Rec[]>();
-    for (const r of recs) {
-      const list = byKey.get(r.key);
-      if (list === undefined) byKey.set(r.key, [r]);
-      else list.push(r);
+    // A db file yields revision order already; other sources may not.
+    if (!sorted) {
+      recs.sort(compareRecRevision);
+      for (const list of byKey.values()) list.sort(compareRecRevision);
     }
-    // Key order makes the tree build cache-friendly.
-    const sortedKeys = [...byKey.keys()].sort(Buffer.compare);
+    // Key order (latin1 strings sort by code unit = byte order) makes the tree build cheap.
+    const sortedKeys = [...byKey.keys()].sort();
     let live = 0;
     let bytes = 0;
-    for (const k of sortedKeys) {
-      const list = byKey.get(k)!;
+    for (const ks of sortedKeys) {
+      const list = byKey.get(ks)!;
+      const k = list[0]!.key;
       this.#index.set(k, list.length === 1 ? list[0]! : list);
       const last = list[list.length - 1]!;
       if (!last.isTombstone) {
@@ -968,4 +961,79 @@ function writeBytesField(out: Buffer, p: number, tag: number, b: Buffer): number
   p = writeVarint(out, p, b.length);
   b.copy(out, p);
   return p + b.length;
+}
+
+/** The fields of a marshaled mvccpb.KeyValue that restore needs, decoded by hand (hot path). */
+interface DecodedKeyValue {
+  key: Buffer;
+  value: string;
+  createRevision: number;
+  version: number;
+  lease: bigint;
+}
+
+/** Decodes a proto3 KeyValue; unknown fields are skipped. Throws MvccError on bad input. */
+function decodeKeyValue(buf: Buffer): DecodedKeyValue {
+  const out: DecodedKeyValue = {
+    key: emptyBuffer,
+    value: "",
+    createRevision: 0,
+    version: 0,
+    lease: noLease,
+  };
+  let p = 0;
+  const bad = (): never => {
+    throw new MvccError("ErrRestoreBadEntry", "mvcc: restore: malformed KeyValue");
+  };
+  const varint = (): number => {
+    let n = 0;
+    let mul = 1;
+    for (let i = 0; i < 10; i++) {
+      if (p >= buf.length) bad();
+      const byte = buf[p++]!;
+      n += (byte & 0x7f) * mul;
+      if (byte < 0x80) return n;
+      mul *= 128;
+    }
+    return bad();
+  };
+  while (p < buf.length) {
+    const tag = varint();
+    const field = Math.floor(tag / 8);
+    const wire = tag & 7;
+    if (wire === 2) {
+      const len = varint();
+      if (p + len > buf.length) bad();
+      const bytes = buf.subarray(p, p + len);
+      p += len;
+      if (field === 1) out.key = bytes;
+      else if (field === 5) out.value = bytesToLatin1(bytes);
+    } else if (wire === 0) {
+      if (field === 6) {
+        // int64 lease id: read the varint as a BigInt (ids use all 64 bits).
+        let v = 0n;
+        let shift = 0n;
+        for (let i = 0; i < 10; i++) {
+          if (p >= buf.length) bad();
+          const byte = buf[p++]!;
+          v |= BigInt(byte & 0x7f) << shift;
+          if (byte < 0x80) break;
+          shift += 7n;
+        }
+        const id = BigInt.asIntN(64, v);
+        out.lease = id === 0n ? noLease : id;
+      } else {
+        const n = varint();
+        if (field === 2) out.createRevision = n;
+        else if (field === 4) out.version = n;
+      }
+    } else if (wire === 1) {
+      p += 8;
+    } else if (wire === 5) {
+      p += 4;
+    } else {
+      bad();
+    }
+  }
+  return out;
 }

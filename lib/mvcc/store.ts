@@ -191,9 +191,15 @@ export class MvccStore {
   /** See MvccStoreOptions for the limits and their defaults. */
   constructor(opts?: MvccStoreOptions) {
     this.#hooks = opts?.leaseHooks;
+    // Getters (not arrows) so the watch side always sees the live revisions.
+    const store = this;
     const src: WatchSource = {
-      currentRevision: 0,
-      compactRevision: 0,
+      get currentRevision() {
+        return store.#currentRev;
+      },
+      get compactRevision() {
+        return store.#compactRev;
+      },
       historyOf: (key) => {
         const h = this.#index.get(key);
         return h instanceof Rec ? [h] : h;
@@ -201,8 +207,6 @@ export class MvccStore {
       revisionLog: () => this.#log,
       logIndexAtOrAfter: (rev) => this.#logIndexAtOrAfter(rev),
     };
-    Object.defineProperty(src, "currentRevision", { get: () => this.#currentRev });
-    Object.defineProperty(src, "compactRevision", { get: () => this.#compactRev });
     this.#hub = new WatchHub(src, {
       maxWatchersPerStream: opts?.maxWatchersPerStream ?? 10_000,
       maxEventsPerWatchResponse: opts?.maxEventsPerWatchResponse ?? 1000,

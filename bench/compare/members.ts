@@ -1,0 +1,208 @@
+/**
+ * Spawning and measuring the two systems the comparison runs side by side: real etcd 3.4
+ * (/usr/bin/etcd) and etcd-ts (`node dist/tools/etcd-ts.js`), each a single member with etcd's
+ * flags on its own loopback ports and its own data dir. Every process is ended by its pid.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { openSync, closeSync, readFileSync, readdirSync, statSync } from "node:fs";
+import * as http from "node:http";
+import * as net from "node:net";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { setTimeout as sleep } from "node:timers/promises";
+
+/** The two systems compared. */
+export type System = "etcd" | "etcd-ts";
+
+/** Longest a member may take to answer /health, ms. */
+export const HEALTH_TIMEOUT_MS = 120_000;
+/** Interval of /health polls while waiting, ms (bounds the restart-time resolution). */
+export const HEALTH_POLL_MS = 10;
+/** Longest a member may take to exit after SIGTERM before SIGKILL, ms. */
+export const STOP_TIMEOUT_MS = 20_000;
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const a = srv.address();
+      if (a === null || typeof a === "string") return reject(new Error("no port"));
+      srv.close(() => resolve(a.port));
+    });
+  });
+}
+
+/** GET http://127.0.0.1:port/path; resolves with status and body, rejects on connection errors. */
+export function httpGet(
+  port: number,
+  path: string,
+  timeoutMs = 2000,
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: "127.0.0.1", port, path, timeout: timeoutMs }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (d: string) => (body += d));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", reject);
+  });
+}
+
+/** How to start one system. */
+export interface MemberSpec {
+  system: System;
+  /** Program and leading arguments (etcd: ["/usr/bin/etcd"]; etcd-ts: [node, dist/tools/etcd-ts.js]). */
+  command: string[];
+  dataDir: string;
+  logFile: string;
+}
+
+/** A member process the comparison owns. */
+export class Member {
+  readonly spec: MemberSpec;
+  readonly clientPort: number;
+  readonly peerPort: number;
+  #child: ChildProcess | null = null;
+
+  private constructor(spec: MemberSpec, clientPort: number, peerPort: number) {
+    this.spec = spec;
+    this.clientPort = clientPort;
+    this.peerPort = peerPort;
+  }
+
+  /** Picks ports; does not start anything yet. */
+  static async create(spec: MemberSpec): Promise<Member> {
+    const c = await freePort();
+    let p = await freePort();
+    while (p === c) p = await freePort();
+    return new Member(spec, c, p);
+  }
+
+  get endpoint(): string {
+    return `127.0.0.1:${this.clientPort}`;
+  }
+
+  get pid(): number {
+    return this.#child?.pid ?? 0;
+  }
+
+  #args(): string[] {
+    const name = "bench";
+    const client = `http://127.0.0.1:${this.clientPort}`;
+    const peer = `http://127.0.0.1:${this.peerPort}`;
+    const a = [
+      "--name",
+      name,
+      "--data-dir",
+      this.spec.dataDir,
+      "--listen-client-urls",
+      client,
+      "--advertise-client-urls",
+      client,
+      "--listen-peer-urls",
+      peer,
+      "--initial-advertise-peer-urls",
+      peer,
+      "--initial-cluster",
+      `${name}=${peer}`,
+      "--log-level",
+      "warn",
+    ];
+    if (this.spec.system === "etcd") a.push("--logger", "zap");
+    return a;
+  }
+
+  /**
+   * Starts the process and waits until /health says true; resolves with the ms from spawn to
+   * healthy. Rejects (after killing it) if it exits or stays unhealthy past HEALTH_TIMEOUT_MS.
+   */
+  async start(): Promise<number> {
+    if (this.#child !== null)
+      throw new Error(`${this.spec.system} already running (pid ${this.pid})`);
+    const fd = openSync(this.spec.logFile, "a");
+    const [cmd, ...pre] = this.spec.command;
+    const t0 = performance.now();
+    const child = spawn(cmd!, [...pre, ...this.#args()], { stdio: ["ignore", fd, fd] });
+    closeSync(fd);
+    this.#child = child;
+    let exited = false;
+    child.once("exit", () => (exited = true));
+    const deadline = t0 + HEALTH_TIMEOUT_MS;
+    while (performance.now() < deadline) {
+      if (exited) {
+        this.#child = null;
+        throw new Error(`${this.spec.system} exited during start-up; see ${this.spec.logFile}`);
+      }
+      try {
+        const r = await httpGet(this.clientPort, "/health", 1000);
+        if (r.status === 200 && r.body.includes('"health":"true"')) return performance.now() - t0;
+      } catch {
+        // not listening yet
+      }
+      await sleep(HEALTH_POLL_MS);
+    }
+    await this.stop();
+    throw new Error(
+      `${this.spec.system} not healthy within ${HEALTH_TIMEOUT_MS} ms; see ${this.spec.logFile}`,
+    );
+  }
+
+  /** SIGTERM, then SIGKILL after STOP_TIMEOUT_MS; resolves when the process is gone. */
+  async stop(): Promise<void> {
+    const child = this.#child;
+    if (child === null) return;
+    this.#child = null;
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const gone = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    child.kill("SIGTERM");
+    const t = setTimeout(() => child.kill("SIGKILL"), STOP_TIMEOUT_MS);
+    await gone;
+    clearTimeout(t);
+  }
+
+  /** Resident set size of the member process, bytes (VmRSS from /proc). */
+  rssBytes(): number {
+    if (this.pid === 0) return 0;
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${this.pid}/status`, "utf8"));
+    return m === null ? 0 : Number(m[1]) * 1024;
+  }
+
+  /** Bytes of all files under the data dir (apparent size; preallocated WAL segments count in full). */
+  diskBytes(): number {
+    return dirBytes(this.spec.dataDir);
+  }
+
+  /** Scrapes /metrics into name{labels} → value. */
+  async metrics(): Promise<Map<string, number>> {
+    const r = await httpGet(this.clientPort, "/metrics", 5000);
+    const out = new Map<string, number>();
+    for (const line of r.body.split("\n")) {
+      if (line === "" || line.startsWith("#")) continue;
+      const sp = line.lastIndexOf(" ");
+      const v = Number(line.slice(sp + 1));
+      if (Number.isFinite(v)) out.set(line.slice(0, sp), v);
+    }
+    return out;
+  }
+}
+
+/** Total size of regular files under `dir`, bytes. */
+export function dirBytes(dir: string): number {
+  let n = 0;
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return 0;
+  }
+  for (const name of names) {
+    const p = join(dir, name);
+    const st = statSync(p);
+    n += st.isDirectory() ? dirBytes(p) : st.size;
+  }
+  return n;
+}

@@ -295,9 +295,7 @@ function machine(workDir: string): Record<string, string | number> {
  * Runs the whole comparison and returns its rows. Throws when real etcd is missing (the CLI
  * prints how to install it) or etcd-ts is not built.
  */
-export async function compare(
-  o: CompareOptions,
-): Promise<{
+export async function compare(o: CompareOptions): Promise<{
   rows: CompareRow[];
   runs: Record<string, unknown>[];
   machine: Record<string, string | number>;

@@ -106,6 +106,8 @@ test("random op sequences agree with a Map-per-revision model, and a slow watche
       const sink = new TestSink();
       const ws = store.newWatchStream(sink);
       ws.handle(createWatch({ key: Buffer.from([0]), rangeEnd: Buffer.from([0]) }));
+      // a single-key watcher catches up from the key's history instead of the revision log
+      ws.handle(createWatch({ key: b("a"), startRevision: 1 }));
       const states: State[] = [new Map(), new Map()]; // states[rev]
       const events: MEvent[] = [];
       let rev = 1;
@@ -226,16 +228,27 @@ test("random op sequences agree with a Map-per-revision model, and a slow watche
       sink.full = false;
       for (let i = 0; i < 1000 && store.syncWatchers(); i++);
       ws.resume();
-      const got = sink
-        .events()
-        .map((e) => ({ type: e.type, key: e.key, rev: e.rev, value: e.value }));
-      const compactedResp = sink.got.find((r) => r.compactRevision > 0);
-      if (compactedResp === undefined) {
-        assert.deepEqual(got, events);
-      } else {
-        // the watcher fell behind a compaction: what it got is a prefix, and it was told where
-        assert.deepEqual(got, events.slice(0, got.length));
-        assert.equal(compactedResp.canceled, true);
+      for (const [id, want] of [
+        [0, events],
+        [1, events.filter((e) => e.key === "a")],
+      ] as const) {
+        const got = sink.got
+          .filter((r) => r.watchId === id)
+          .flatMap((r) => r.events)
+          .map((e) => ({
+            type: e.type,
+            key: Buffer.from(e.kv!.key).toString(),
+            rev: e.kv!.modRevision,
+            value: Buffer.from(e.kv!.value).toString(),
+          }));
+        const compactedResp = sink.got.find((r) => r.watchId === id && r.compactRevision > 0);
+        if (compactedResp === undefined) {
+          assert.deepEqual(got, want);
+        } else {
+          // the watcher fell behind a compaction: what it got is a prefix, and it was told where
+          assert.deepEqual(got, want.slice(0, got.length));
+          assert.equal(compactedResp.canceled, true);
+        }
       }
     }),
     { seed, numRuns: 300 },

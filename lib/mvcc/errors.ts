@@ -96,6 +96,16 @@ export class WatchStreamOverloadedError extends MvccError {
   }
 }
 
+/**
+ * restore() was given a store that is not empty (code ErrRestoreNotEmpty) or a key-bucket entry
+ * that is not etcd's format (code ErrRestoreBadEntry). The db file is not used.
+ */
+export class MvccRestoreError extends MvccError {
+  constructor(code: "ErrRestoreNotEmpty" | "ErrRestoreBadEntry", detail: string) {
+    super(code, `mvcc: restore: ${detail}`);
+  }
+}
+
 /** A broken internal invariant of the store: a bug. The member should stop, not carry on. */
 export class MvccInvariantError extends MvccError {
   constructor(message: string) {

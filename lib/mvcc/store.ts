@@ -33,7 +33,7 @@ import {
 import {
   KeyNotFoundError,
   LeaseNotFoundError,
-  MvccError,
+  MvccRestoreError,
   MvccCompactedError,
   MvccFutureRevError,
   mvccAssert,
@@ -543,12 +543,12 @@ export class MvccStore {
    * by etcd or by snapshot()), as etcd's kvstore.restore: the current revision is the highest main
    * revision seen (at least `compactRevision`, and 1 for an empty bucket); leases of live keys are
    * re-attached through the hooks. `compactRevision` comes from the db's meta bucket (etcd's
-   * finishedCompactRev; -1 if none). Throws MvccError if the store is not empty or an entry is
-   * malformed.
+   * finishedCompactRev; -1 if none). Throws MvccRestoreError if the store is not empty or an entry
+   * is malformed.
    */
   restore(records: Iterable<[Uint8Array, Uint8Array]>, compactRevision: number): void {
     if (this.#log.length !== 0 || this.#currentRev !== 1 || this.#index.size !== 0) {
-      throw new MvccError("ErrRestoreNotEmpty", "mvcc: restore needs an empty store");
+      throw new MvccRestoreError("ErrRestoreNotEmpty", "the store is not empty");
     }
     const recs: Rec[] = [];
     // Records of one key share one key Buffer; the latin1 form is a fast Map key.
@@ -559,7 +559,7 @@ export class MvccStore {
         !(revKey.length === 17 || (revKey.length === 18 && revKey[17] === 0x74)) ||
         revKey[8] !== 0x5f
       ) {
-        throw new MvccError("ErrRestoreBadEntry", "mvcc: restore: malformed revision key");
+        throw new MvccRestoreError("ErrRestoreBadEntry", "malformed revision key");
       }
       const rk = view(revKey);
       const main = rk.readUInt32BE(0) * 0x100000000 + rk.readUInt32BE(4);
@@ -976,7 +976,7 @@ interface DecodedKeyValue {
   lease: bigint;
 }
 
-/** Decodes a proto3 KeyValue; unknown fields are skipped. Throws MvccError on bad input. */
+/** Decodes a proto3 KeyValue; unknown fields are skipped. Throws MvccRestoreError on bad input. */
 function decodeKeyValue(buf: Buffer): DecodedKeyValue {
   const out: DecodedKeyValue = {
     key: emptyBuffer,
@@ -987,7 +987,7 @@ function decodeKeyValue(buf: Buffer): DecodedKeyValue {
   };
   let p = 0;
   const bad = (): never => {
-    throw new MvccError("ErrRestoreBadEntry", "mvcc: restore: malformed KeyValue");
+    throw new MvccRestoreError("ErrRestoreBadEntry", "malformed KeyValue");
   };
   const varint = (): number => {
     let n = 0;

@@ -117,6 +117,8 @@ export class Simulation {
   readSeq = 0;
   propSeq = 0;
   stats = { leadersElected: 0, appliedEntries: 0, readsChecked: 0, confChanges: 0, crashes: 0, snapshotsSent: 0 };
+  /** Crashes scheduled for young leaders. */
+  #doomed: { id: bigint; at: number }[] = [];
   /** Liveness phase: no crashes. */
   #calm = false;
   #cfg: { preVote: boolean; checkQuorum: boolean; maxSizePerMsg: number; maxInflightMsgs: number; maxUncommitted: number };
@@ -245,6 +247,12 @@ export class Simulation {
     const f = this.faultiness;
     const rng = this.rng;
     if (rng.chance(0.02 * f)) this.#crashOne();
+    const doomed = this.#doomed.filter((d) => d.at <= this.now);
+    this.#doomed = this.#doomed.filter((d) => d.at > this.now);
+    for (const d of doomed) {
+      const sn = this.nodes.get(d.id);
+      if (sn !== undefined) this.#crash(sn);
+    }
     if (rng.chance(0.05)) this.#restartOne();
     if (rng.chance(0.01 * f)) this.#partitionRandomly();
     if (rng.chance(0.03)) this.partition.clear();
@@ -345,7 +353,10 @@ export class Simulation {
     }
     if (rd.hardState !== undefined) sn.storage.setHardState(rd.hardState);
     sn.storage.append(rd.entries);
-    if (!this.#calm && this.rng.chance(0.003 * this.faultiness)) {
+    // A brand-new leader that dies after writing its first entry but before sending it.
+    const youngDeath = rd.softState?.raftState === StateType.Leader && !this.#calm && this.rng.chance(0.1 * this.faultiness);
+    if (youngDeath) this.#afterStep(sn);
+    if (youngDeath || (!this.#calm && this.rng.chance(0.003 * this.faultiness))) {
       this.#crash(sn);
       return;
     }
@@ -430,6 +441,9 @@ export class Simulation {
       if (l === undefined) {
         this.leaderOfTerm.set(r.term, sn.id);
         this.stats.leadersElected++;
+        // A leader that dies young leaves its term's first entry on a minority: the raw
+        // material of the Raft paper's Figure 8.
+        if (!this.#calm && this.rng.chance(0.05 * this.faultiness)) this.#doomed.push({ id: sn.id, at: this.now + this.rng.int(3) });
         this.#checkLeaderCompleteness(sn);
       } else if (l !== sn.id) {
         throw new SimViolation("election-safety", `two leaders in term ${r.term}: ${l} and ${sn.id}`);

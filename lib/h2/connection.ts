@@ -1,0 +1,861 @@
+/**
+ * One HTTP/2 server connection (RFC 9113) over any Duplex (net.Socket, tls.TLSSocket): frame
+ * parsing, stream states, flow control in both directions, SETTINGS/PING/GOAWAY, and the defences
+ * against hostile clients (rapid reset, CONTINUATION floods, HPACK bombs, SETTINGS/PING floods,
+ * window overflow, slowloris). A connection error closes this connection only.
+ *
+ * Batching (DESIGN §2, issue 6): every frame of one read is parsed before streams are dispatched,
+ * and everything queued for the socket during one event-loop turn goes out in one write.
+ */
+import type { Duplex } from "node:stream";
+import { H2ConnectionError, H2ErrorCode, H2StreamError, HeaderListTooLargeError, HpackError } from "./errors.js";
+import {
+  Flag,
+  FrameType,
+  SettingId,
+  buildFrame,
+  buildGoaway,
+  buildHeaders,
+  buildRstStream,
+  buildSettings,
+  buildWindowUpdate,
+  clientPreface,
+  defaultWindowBytes,
+  frameHeaderBytes,
+  maxMaxFrameSizeBytes,
+  maxWindowBytes,
+  minMaxFrameSizeBytes,
+  settingsAckFrame,
+  writeFrameHeader,
+} from "./frames.js";
+import { type Header, HpackDecoder } from "./hpack.js";
+
+/** Bounds of one connection (STYLE §2). Times in ms; 0 disables a timeout. */
+export interface H2Limits {
+  /** SETTINGS_MAX_CONCURRENT_STREAMS we advertise and enforce (REFUSED_STREAM beyond it) */
+  maxConcurrentStreams: number;
+  /** SETTINGS_MAX_FRAME_SIZE we advertise: larger frames are a FRAME_SIZE_ERROR */
+  maxFrameSizeBytes: number;
+  /** SETTINGS_MAX_HEADER_LIST_SIZE we advertise (decoded bytes, name + value + 32 per field) */
+  maxHeaderListBytes: number;
+  /** SETTINGS_HEADER_TABLE_SIZE we advertise: our HPACK decoder's dynamic table bound */
+  headerTableSizeBytes: number;
+  /** encoded bytes of one header block across HEADERS + CONTINUATION */
+  maxHeaderBlockBytes: number;
+  /** CONTINUATION frames of one header block (empty CONTINUATION floods) */
+  maxContinuationFrames: number;
+  /** SETTINGS_INITIAL_WINDOW_SIZE we advertise for each stream's receive window */
+  initialStreamWindowBytes: number;
+  /** the connection receive window we open up to right after the preface */
+  connectionWindowBytes: number;
+  /** stream resets by the client (and streams we had to refuse) allowed per window (CVE-2023-44487) */
+  maxResetsPerWindow: number;
+  /** PING frames allowed per window */
+  maxPingsPerWindow: number;
+  /** SETTINGS frames allowed per window */
+  maxSettingsPerWindow: number;
+  /** frames that make us answer without work for us (empty DATA, WINDOW_UPDATE, PRIORITY) per window */
+  maxControlFramesPerWindow: number;
+  floodWindowMs: number;
+  /** bytes the socket may hold unsent before we give up on a client that does not read */
+  maxOutboundBufferBytes: number;
+  /** preface + first SETTINGS must arrive within this */
+  handshakeTimeoutMs: number;
+  /** a started header block must complete within this (slowloris) */
+  headersTimeoutMs: number;
+  /** a connection without open streams is closed (GOAWAY NO_ERROR) after this */
+  idleTimeoutMs: number;
+  /** after GOAWAY on close(), streams get this long before the socket is destroyed */
+  gracefulCloseTimeoutMs: number;
+  /** a stream's send() reports backpressure (false) once this many bytes wait for the window */
+  streamHighWaterBytes: number;
+}
+
+export const defaultH2Limits: H2Limits = {
+  maxConcurrentStreams: 10_000,
+  maxFrameSizeBytes: 16_384,
+  maxHeaderListBytes: 64 * 1024,
+  headerTableSizeBytes: 4096,
+  maxHeaderBlockBytes: 128 * 1024,
+  maxContinuationFrames: 64,
+  initialStreamWindowBytes: 1024 * 1024,
+  connectionWindowBytes: 16 * 1024 * 1024,
+  maxResetsPerWindow: 1000,
+  maxPingsPerWindow: 100,
+  maxSettingsPerWindow: 100,
+  maxControlFramesPerWindow: 10_000,
+  floodWindowMs: 1000,
+  maxOutboundBufferBytes: 64 * 1024 * 1024,
+  handshakeTimeoutMs: 10_000,
+  headersTimeoutMs: 10_000,
+  idleTimeoutMs: 10 * 60_000,
+  gracefulCloseTimeoutMs: 5_000,
+  streamHighWaterBytes: 1024 * 1024,
+};
+
+type QueueItem = { kind: "data"; buf: Buffer; end: boolean } | { kind: "headers"; block: Buffer; end: boolean };
+
+/**
+ * One HTTP/2 stream on the server side. The application (lib/h2/grpc.ts) sets the `on*` callbacks
+ * and answers with sendHeaders / sendData / reset. Once `closed`, further calls are ignored.
+ */
+export class H2Stream {
+  /** request body bytes of this stream (DATA payload, padding removed) */
+  onData: (chunk: Buffer) => void = () => {};
+  /** the client sent END_STREAM */
+  onEnd: () => void = () => {};
+  /** the stream ended without a response: client RST_STREAM, stream error or the connection went */
+  onAbort: (h2Code: number) => void = () => {};
+  /** queued bytes fell below the high-water mark after send() returned false */
+  onDrain: () => void = () => {};
+
+  /** peer's window for our DATA on this stream */
+  sendWindow: number;
+  /** our window for the peer's DATA on this stream */
+  recvWindow: number;
+  remoteEnded = false;
+  localEnded = false;
+  closed = false;
+  queue: QueueItem[] = [];
+  queuedBytes = 0;
+  /** false until the application saw the headers; DATA of the same read waits in `early` */
+  dispatched = false;
+  early: Buffer[] = [];
+  wantDrain = false;
+
+  constructor(
+    readonly id: number,
+    readonly conn: H2Connection,
+    sendWindow: number,
+    recvWindow: number,
+  ) {
+    this.sendWindow = sendWindow;
+    this.recvWindow = recvWindow;
+  }
+
+  /** Sends a (pre-encoded HPACK) header block; `end` sets END_STREAM (trailers). */
+  sendHeaders(block: Buffer, end: boolean): void {
+    if (this.closed || this.localEnded) return;
+    if (end) this.localEnded = true;
+    if (this.queue.length === 0) this.conn._writeHeaders(this, block, end);
+    else this.queue.push({ kind: "headers", block, end });
+  }
+
+  /**
+   * Sends DATA, subject to flow control; returns false when more than streamHighWaterBytes wait
+   * for the client's window (then onDrain is called once they have gone).
+   */
+  sendData(buf: Buffer, end = false): boolean {
+    if (this.closed || this.localEnded) return true;
+    if (end) this.localEnded = true;
+    this.queue.push({ kind: "data", buf, end });
+    this.queuedBytes += buf.length;
+    this.conn._flushStream(this);
+    if (this.queuedBytes > this.conn.limits.streamHighWaterBytes) {
+      this.wantDrain = true;
+      return false;
+    }
+    return true;
+  }
+
+  /** Resets the stream (RST_STREAM with an RFC 9113 §7 code). */
+  reset(h2Code: number): void {
+    this.conn._resetStream(this, h2Code, false);
+  }
+}
+
+/** What a connection tells its owner. */
+export interface H2ConnectionHandler {
+  /**
+   * A new stream's request headers arrived. Called after the whole read was parsed; the stream's
+   * onData / onEnd set here then receive the body (including DATA of that same read).
+   */
+  onStream(stream: H2Stream, headers: Header[]): void;
+  /** the connection is gone (socket closed); all streams were aborted before */
+  onClose(conn: H2Connection): void;
+}
+
+/**
+ * An HTTP/2 server connection on `socket`. `firstBytes` are bytes already read from the socket
+ * by a protocol sniffer (they must start with the client preface).
+ */
+export class H2Connection {
+  readonly limits: H2Limits;
+  readonly #socket: Duplex;
+  readonly #handler: H2ConnectionHandler;
+  readonly #decoder: HpackDecoder;
+  readonly #streams = new Map<number, H2Stream>();
+
+  #buf: Buffer = Buffer.alloc(0);
+  #prefaceDone = false;
+  #settingsSeen = false;
+  #lastStreamId = 0;
+  #goawaySent = false;
+  #destroyed = false;
+
+  // header block in progress (HEADERS without END_HEADERS)
+  #hbStreamId = 0;
+  #hbParts: Buffer[] = [];
+  #hbBytes = 0;
+  #hbFrames = 0;
+  #hbEndStream = false;
+  #hbStartedMs = 0;
+
+  // flow control: peer's settings and windows
+  #peerMaxFrameBytes = minMaxFrameSizeBytes;
+  #peerInitialWindow = defaultWindowBytes;
+  #connSendWindow = defaultWindowBytes;
+  #connRecvWindow = defaultWindowBytes;
+  #connRecvConsumed = 0;
+  #blocked = new Set<H2Stream>();
+
+  // output batching
+  #out: Buffer[] = [];
+  #outBytes = 0;
+  #flushScheduled = false;
+
+  // flood accounting per window
+  #windowStartMs = 0;
+  #resets = 0;
+  #pings = 0;
+  #settingsCount = 0;
+  #controlFrames = 0;
+
+  // timeouts (checked by tick())
+  #createdMs: number;
+  #idleSinceMs: number;
+  #closeDeadlineMs = 0;
+
+  // new streams of the current read, dispatched after all its frames are parsed
+  #pendingStreams: { stream: H2Stream; headers: Header[] }[] = [];
+
+  constructor(socket: Duplex, handler: H2ConnectionHandler, limits: H2Limits, firstBytes?: Buffer) {
+    this.#socket = socket;
+    this.#handler = handler;
+    this.limits = limits;
+    this.#decoder = new HpackDecoder({
+      maxTableSizeBytes: limits.headerTableSizeBytes,
+      maxHeaderListBytes: limits.maxHeaderListBytes,
+      maxStringBytes: limits.maxHeaderListBytes,
+    });
+    this.#createdMs = Date.now();
+    this.#idleSinceMs = this.#createdMs;
+    this.#windowStartMs = this.#createdMs;
+
+    this.#queue(
+      buildSettings([
+        [SettingId.MAX_CONCURRENT_STREAMS, limits.maxConcurrentStreams],
+        [SettingId.INITIAL_WINDOW_SIZE, limits.initialStreamWindowBytes],
+        [SettingId.MAX_FRAME_SIZE, limits.maxFrameSizeBytes],
+        [SettingId.MAX_HEADER_LIST_SIZE, limits.maxHeaderListBytes],
+        [SettingId.HEADER_TABLE_SIZE, limits.headerTableSizeBytes],
+        [SettingId.ENABLE_PUSH, 0],
+      ]),
+    );
+    if (limits.connectionWindowBytes > defaultWindowBytes) {
+      this.#queue(buildWindowUpdate(0, limits.connectionWindowBytes - defaultWindowBytes));
+      this.#connRecvWindow = limits.connectionWindowBytes;
+    }
+
+    socket.on("data", (chunk: Buffer) => this.#onRead(chunk));
+    socket.on("error", () => this.#teardown());
+    socket.on("close", () => this.#teardown());
+    socket.on("end", () => this.#teardown());
+    if (firstBytes !== undefined && firstBytes.length > 0) this.#onRead(firstBytes);
+  }
+
+  /** Streams currently open (for tests and metrics). */
+  get openStreams(): number {
+    return this.#streams.size;
+  }
+
+  get destroyed(): boolean {
+    return this.#destroyed;
+  }
+
+  /**
+   * Graceful shutdown: GOAWAY(NO_ERROR) with the last stream id we accepted; open streams may
+   * finish within gracefulCloseTimeoutMs, then the socket is destroyed (RFC 9113 §6.8).
+   */
+  shutdown(): void {
+    if (this.#destroyed) return;
+    if (!this.#goawaySent) {
+      this.#goawaySent = true;
+      this.#queue(buildGoaway(this.#lastStreamId, H2ErrorCode.NO_ERROR));
+    }
+    this.#closeDeadlineMs = Date.now() + this.limits.gracefulCloseTimeoutMs;
+    if (this.#streams.size === 0) this.#endSoon();
+  }
+
+  /** Destroys the socket now; open streams are aborted. */
+  destroy(): void {
+    this.#teardown();
+    this.#socket.destroy();
+  }
+
+  /** Checks timeouts; the owner calls this about once a second for all its connections. */
+  tick(nowMs: number): void {
+    if (this.#destroyed) return;
+    const l = this.limits;
+    if (!this.#settingsSeen && l.handshakeTimeoutMs > 0 && nowMs - this.#createdMs > l.handshakeTimeoutMs) {
+      this.#connectionError(new H2ConnectionError(H2ErrorCode.SETTINGS_TIMEOUT, "handshake timeout"));
+      return;
+    }
+    if (this.#hbStreamId !== 0 && l.headersTimeoutMs > 0 && nowMs - this.#hbStartedMs > l.headersTimeoutMs) {
+      this.#connectionError(new H2ConnectionError(H2ErrorCode.ENHANCE_YOUR_CALM, "header block timeout"));
+      return;
+    }
+    if (this.#streams.size === 0 && l.idleTimeoutMs > 0 && nowMs - this.#idleSinceMs > l.idleTimeoutMs) {
+      this.shutdown();
+      return;
+    }
+    if (this.#closeDeadlineMs !== 0 && nowMs > this.#closeDeadlineMs) this.destroy();
+  }
+
+  // ---------------------------------------------------------------- reading
+
+  #onRead(chunk: Buffer): void {
+    if (this.#destroyed) return;
+    this.#buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
+    try {
+      this.#parse();
+    } catch (err) {
+      if (err instanceof H2ConnectionError) this.#connectionError(err);
+      else if (err instanceof HpackError) {
+        this.#connectionError(new H2ConnectionError(H2ErrorCode.COMPRESSION_ERROR, err.message));
+      } else {
+        this.#connectionError(new H2ConnectionError(H2ErrorCode.INTERNAL_ERROR, String(err)));
+      }
+      return;
+    }
+    this.#dispatch();
+  }
+
+  #dispatch(): void {
+    const pending = this.#pendingStreams;
+    if (pending.length === 0) return;
+    this.#pendingStreams = [];
+    for (const p of pending) {
+      const s = p.stream;
+      if (s.closed) continue;
+      try {
+        this.#handler.onStream(s, p.headers);
+        s.dispatched = true;
+        const early = s.early;
+        s.early = [];
+        for (const chunk of early) if (!s.closed) s.onData(chunk);
+        if (s.remoteEnded && !s.closed) s.onEnd();
+      } catch {
+        this.#resetStream(s, H2ErrorCode.INTERNAL_ERROR, true);
+      }
+    }
+  }
+
+  #parse(): void {
+    let buf = this.#buf;
+    let off = 0;
+    if (!this.#prefaceDone) {
+      const n = Math.min(buf.length, clientPreface.length);
+      if (!buf.subarray(0, n).equals(clientPreface.subarray(0, n))) {
+        throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "bad connection preface");
+      }
+      if (buf.length < clientPreface.length) return;
+      this.#prefaceDone = true;
+      off = clientPreface.length;
+    }
+    while (!this.#destroyed && buf.length - off >= frameHeaderBytes) {
+      const len = (buf[off] << 16) | (buf[off + 1] << 8) | buf[off + 2];
+      if (len > this.limits.maxFrameSizeBytes) {
+        throw new H2ConnectionError(H2ErrorCode.FRAME_SIZE_ERROR, `frame of ${len} bytes`);
+      }
+      if (buf.length - off < frameHeaderBytes + len) break;
+      const type = buf[off + 3];
+      const flags = buf[off + 4];
+      const streamId = buf.readUInt32BE(off + 5) & 0x7fffffff;
+      const payload = buf.subarray(off + frameHeaderBytes, off + frameHeaderBytes + len);
+      off += frameHeaderBytes + len;
+      try {
+        this.#frame(type, flags, streamId, payload);
+      } catch (err) {
+        if (!(err instanceof H2StreamError)) throw err;
+        const s = this.#streams.get(err.streamId);
+        if (s !== undefined) this.#resetStream(s, err.h2Code, true);
+        else this.#queue(buildRstStream(err.streamId, err.h2Code));
+      }
+    }
+    buf = buf.subarray(off);
+    // keep a copy of a small tail so the big read buffer can be freed
+    this.#buf = buf.length === 0 ? Buffer.alloc(0) : buf.length < 4096 ? Buffer.from(buf) : buf;
+  }
+
+  #frame(type: number, flags: number, streamId: number, payload: Buffer): void {
+    if (!this.#settingsSeen && type !== FrameType.SETTINGS) {
+      throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "first frame is not SETTINGS");
+    }
+    if (this.#hbStreamId !== 0 && type !== FrameType.CONTINUATION) {
+      throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "frame inside a header block");
+    }
+    switch (type) {
+      case FrameType.DATA:
+        return this.#onDataFrame(flags, streamId, payload);
+      case FrameType.HEADERS:
+        return this.#onHeadersFrame(flags, streamId, payload);
+      case FrameType.CONTINUATION:
+        return this.#onContinuation(flags, streamId, payload);
+      case FrameType.PRIORITY:
+        if (streamId === 0) throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "PRIORITY on stream 0");
+        if (payload.length !== 5) throw new H2StreamError(streamId, H2ErrorCode.FRAME_SIZE_ERROR, "PRIORITY size");
+        this.#countControl();
+        return; // RFC 9113 §5.3.2: priority signals are ignored
+      case FrameType.RST_STREAM:
+        return this.#onRstStream(streamId, payload);
+      case FrameType.SETTINGS:
+        return this.#onSettings(flags, streamId, payload);
+      case FrameType.PUSH_PROMISE:
+        throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "PUSH_PROMISE from a client");
+      case FrameType.PING:
+        return this.#onPing(flags, streamId, payload);
+      case FrameType.GOAWAY:
+        if (streamId !== 0) throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "GOAWAY on a stream");
+        if (payload.length < 8) throw new H2ConnectionError(H2ErrorCode.FRAME_SIZE_ERROR, "GOAWAY size");
+        // the client leaves: finish what is open, then close
+        this.#goawaySent = true;
+        if (this.#streams.size === 0) this.#endSoon();
+        return;
+      case FrameType.WINDOW_UPDATE:
+        return this.#onWindowUpdate(streamId, payload);
+      default:
+        return; // §5.5: unknown frame types are ignored
+    }
+  }
+
+  #floodWindow(): void {
+    const now = Date.now();
+    if (now - this.#windowStartMs >= this.limits.floodWindowMs) {
+      this.#windowStartMs = now;
+      this.#resets = 0;
+      this.#pings = 0;
+      this.#settingsCount = 0;
+      this.#controlFrames = 0;
+    }
+  }
+
+  #countControl(): void {
+    this.#floodWindow();
+    if (++this.#controlFrames > this.limits.maxControlFramesPerWindow) {
+      throw new H2ConnectionError(H2ErrorCode.ENHANCE_YOUR_CALM, "control frame flood");
+    }
+  }
+
+  #countReset(): void {
+    this.#floodWindow();
+    if (++this.#resets > this.limits.maxResetsPerWindow) {
+      // CVE-2023-44487 (rapid reset): the client makes us start and drop work faster than allowed
+      throw new H2ConnectionError(H2ErrorCode.ENHANCE_YOUR_CALM, "too many stream resets");
+    }
+  }
+
+  /** strips padding (§6.1, §6.2); returns [start, end) of the content */
+  #unpad(flags: number, streamId: number, payload: Buffer, start: number): [number, number] {
+    if ((flags & Flag.PADDED) === 0) return [start, payload.length];
+    if (payload.length < 1) throw new H2ConnectionError(H2ErrorCode.FRAME_SIZE_ERROR, "padded frame too short");
+    const pad = payload[0];
+    const s = start + 1;
+    if (s + pad > payload.length) {
+      throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, `padding too long on stream ${streamId}`);
+    }
+    return [s, payload.length - pad];
+  }
+
+  #onDataFrame(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId === 0) throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "DATA on stream 0");
+    // connection flow control counts the whole payload, padding included (§6.9.1)
+    if (payload.length > this.#connRecvWindow) {
+      throw new H2ConnectionError(H2ErrorCode.FLOW_CONTROL_ERROR, "DATA beyond the connection window");
+    }
+    this.#connRecvWindow -= payload.length;
+    this.#connRecvConsumed += payload.length;
+    if (this.#connRecvConsumed >= this.limits.connectionWindowBytes / 2) {
+      this.#queue(buildWindowUpdate(0, this.#connRecvConsumed));
+      this.#connRecvWindow += this.#connRecvConsumed;
+      this.#connRecvConsumed = 0;
+    }
+    const s = this.#streams.get(streamId);
+    if (s === undefined) {
+      if (streamId > this.#lastStreamId) {
+        throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, `DATA on idle stream ${streamId}`);
+      }
+      return; // a stream we closed or reset: ignored (§5.1 closed state)
+    }
+    if (s.remoteEnded) throw new H2StreamError(streamId, H2ErrorCode.STREAM_CLOSED, "DATA after END_STREAM");
+    if (payload.length > s.recvWindow) {
+      throw new H2StreamError(streamId, H2ErrorCode.FLOW_CONTROL_ERROR, "DATA beyond the stream window");
+    }
+    if (payload.length === 0 && (flags & Flag.END_STREAM) === 0) this.#countControl();
+    s.recvWindow -= payload.length;
+    const [a, b] = this.#unpad(flags, streamId, payload, 0);
+    // the application consumes each chunk at once (it bounds message sizes itself), so the stream
+    // window is given back as soon as half of it is used
+    const used = this.limits.initialStreamWindowBytes - s.recvWindow;
+    if (used >= this.limits.initialStreamWindowBytes / 2 && (flags & Flag.END_STREAM) === 0) {
+      this.#queue(buildWindowUpdate(streamId, used));
+      s.recvWindow += used;
+    }
+    if (b > a) {
+      if (s.dispatched) s.onData(payload.subarray(a, b));
+      else s.early.push(payload.subarray(a, b));
+    }
+    if (flags & Flag.END_STREAM) this.#remoteEnd(s);
+  }
+
+  #remoteEnd(s: H2Stream): void {
+    s.remoteEnded = true;
+    if (!s.closed && s.dispatched) s.onEnd();
+    if (s.localEnded && s.queue.length === 0) this.#closeStream(s);
+  }
+
+  #onHeadersFrame(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId === 0) throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "HEADERS on stream 0");
+    let [a, b] = this.#unpad(flags, streamId, payload, 0);
+    if (flags & Flag.PRIORITY) {
+      if (b - a < 5) throw new H2ConnectionError(H2ErrorCode.FRAME_SIZE_ERROR, "HEADERS priority too short");
+      const dep = payload.readUInt32BE(a) & 0x7fffffff;
+      if (dep === streamId) throw new H2StreamError(streamId, H2ErrorCode.PROTOCOL_ERROR, "stream depends on itself");
+      a += 5;
+    }
+    const fragment = payload.subarray(a, b);
+    this.#hbEndStream = (flags & Flag.END_STREAM) !== 0;
+    if (flags & Flag.END_HEADERS) {
+      this.#headerBlock(streamId, fragment);
+      return;
+    }
+    this.#hbStreamId = streamId;
+    this.#hbParts = [Buffer.from(fragment)];
+    this.#hbBytes = fragment.length;
+    this.#hbFrames = 0;
+    this.#hbStartedMs = Date.now();
+  }
+
+  #onContinuation(flags: number, streamId: number, payload: Buffer): void {
+    if (this.#hbStreamId === 0 || streamId !== this.#hbStreamId) {
+      throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "unexpected CONTINUATION");
+    }
+    this.#hbBytes += payload.length;
+    if (++this.#hbFrames > this.limits.maxContinuationFrames || this.#hbBytes > this.limits.maxHeaderBlockBytes) {
+      // CONTINUATION flood: the block can never be decoded within our limits
+      throw new H2ConnectionError(H2ErrorCode.ENHANCE_YOUR_CALM, "header block too large");
+    }
+    this.#hbParts.push(Buffer.from(payload));
+    if (flags & Flag.END_HEADERS) {
+      const block = Buffer.concat(this.#hbParts);
+      this.#hbStreamId = 0;
+      this.#hbParts = [];
+      this.#headerBlock(streamId, block);
+    }
+  }
+
+  #headerBlock(streamId: number, block: Buffer): void {
+    const endStream = this.#hbEndStream;
+    let headers: Header[] | undefined;
+    let tooLarge = false;
+    try {
+      headers = this.#decoder.decode(block);
+    } catch (err) {
+      if (!(err instanceof HeaderListTooLargeError)) throw err;
+      tooLarge = true;
+    }
+    const existing = this.#streams.get(streamId);
+    if (existing !== undefined) {
+      // trailers from the client: only valid as the end of the request
+      if (!endStream || existing.remoteEnded) {
+        throw new H2StreamError(streamId, H2ErrorCode.PROTOCOL_ERROR, "HEADERS after the request headers");
+      }
+      this.#remoteEnd(existing);
+      return;
+    }
+    if (streamId <= this.#lastStreamId) {
+      if (streamId % 2 === 1) return; // a stream we closed: the block was decoded to keep HPACK in sync
+      throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, `HEADERS on stream ${streamId}`);
+    }
+    if (streamId % 2 === 0) throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "even stream id from a client");
+    this.#lastStreamId = streamId;
+    if (this.#goawaySent) {
+      this.#queue(buildRstStream(streamId, H2ErrorCode.REFUSED_STREAM));
+      return;
+    }
+    if (tooLarge || headers === undefined) {
+      this.#queue(buildRstStream(streamId, H2ErrorCode.ENHANCE_YOUR_CALM));
+      this.#countReset();
+      return;
+    }
+    if (this.#streams.size >= this.limits.maxConcurrentStreams) {
+      this.#queue(buildRstStream(streamId, H2ErrorCode.REFUSED_STREAM));
+      this.#countReset();
+      return;
+    }
+    const s = new H2Stream(streamId, this, this.#peerInitialWindow, this.limits.initialStreamWindowBytes);
+    this.#streams.set(streamId, s);
+    if (endStream) s.remoteEnded = true;
+    this.#pendingStreams.push({ stream: s, headers });
+  }
+
+  #onRstStream(streamId: number, payload: Buffer): void {
+    if (streamId === 0) throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "RST_STREAM on stream 0");
+    if (payload.length !== 4) throw new H2ConnectionError(H2ErrorCode.FRAME_SIZE_ERROR, "RST_STREAM size");
+    if (streamId > this.#lastStreamId) {
+      throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, `RST_STREAM on idle stream ${streamId}`);
+    }
+    this.#countReset();
+    const s = this.#streams.get(streamId);
+    if (s === undefined) return;
+    const code = payload.readUInt32BE(0);
+    this.#abortStream(s, code);
+  }
+
+  #onSettings(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId !== 0) throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "SETTINGS on a stream");
+    if (flags & Flag.ACK) {
+      if (payload.length !== 0) throw new H2ConnectionError(H2ErrorCode.FRAME_SIZE_ERROR, "SETTINGS ack with payload");
+      return;
+    }
+    if (payload.length % 6 !== 0) throw new H2ConnectionError(H2ErrorCode.FRAME_SIZE_ERROR, "SETTINGS size");
+    this.#floodWindow();
+    if (++this.#settingsCount > this.limits.maxSettingsPerWindow) {
+      throw new H2ConnectionError(H2ErrorCode.ENHANCE_YOUR_CALM, "SETTINGS flood");
+    }
+    this.#settingsSeen = true;
+    for (let i = 0; i < payload.length; i += 6) {
+      const id = payload.readUInt16BE(i);
+      const v = payload.readUInt32BE(i + 2);
+      switch (id) {
+        case SettingId.ENABLE_PUSH:
+          if (v > 1) throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "ENABLE_PUSH not 0 or 1");
+          break;
+        case SettingId.INITIAL_WINDOW_SIZE: {
+          if (v > maxWindowBytes) throw new H2ConnectionError(H2ErrorCode.FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE");
+          const delta = v - this.#peerInitialWindow;
+          this.#peerInitialWindow = v;
+          // §6.9.2: the change applies to every open stream's send window
+          for (const s of this.#streams.values()) {
+            s.sendWindow += delta;
+            if (s.sendWindow > maxWindowBytes) {
+              throw new H2ConnectionError(H2ErrorCode.FLOW_CONTROL_ERROR, "stream window overflow");
+            }
+          }
+          if (delta > 0) this.#unblock();
+          break;
+        }
+        case SettingId.MAX_FRAME_SIZE:
+          if (v < minMaxFrameSizeBytes || v > maxMaxFrameSizeBytes) {
+            throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "MAX_FRAME_SIZE out of range");
+          }
+          this.#peerMaxFrameBytes = v;
+          break;
+        default:
+          // HEADER_TABLE_SIZE: our encoder never indexes; MAX_CONCURRENT_STREAMS: we never push;
+          // MAX_HEADER_LIST_SIZE: our headers are tiny; unknown ids are ignored (§6.5.2)
+          break;
+      }
+    }
+    this.#queue(settingsAckFrame);
+  }
+
+  #onPing(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId !== 0) throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "PING on a stream");
+    if (payload.length !== 8) throw new H2ConnectionError(H2ErrorCode.FRAME_SIZE_ERROR, "PING size");
+    if (flags & Flag.ACK) return;
+    this.#floodWindow();
+    if (++this.#pings > this.limits.maxPingsPerWindow) {
+      throw new H2ConnectionError(H2ErrorCode.ENHANCE_YOUR_CALM, "PING flood");
+    }
+    this.#queue(buildFrame(FrameType.PING, Flag.ACK, 0, payload));
+  }
+
+  #onWindowUpdate(streamId: number, payload: Buffer): void {
+    if (payload.length !== 4) throw new H2ConnectionError(H2ErrorCode.FRAME_SIZE_ERROR, "WINDOW_UPDATE size");
+    const inc = payload.readUInt32BE(0) & 0x7fffffff;
+    this.#countControl();
+    if (streamId === 0) {
+      if (inc === 0) throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "WINDOW_UPDATE of 0");
+      this.#connSendWindow += inc;
+      if (this.#connSendWindow > maxWindowBytes) {
+        throw new H2ConnectionError(H2ErrorCode.FLOW_CONTROL_ERROR, "connection window overflow");
+      }
+      this.#unblock();
+      return;
+    }
+    const s = this.#streams.get(streamId);
+    if (s === undefined) {
+      if (streamId > this.#lastStreamId) {
+        throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, `WINDOW_UPDATE on idle stream ${streamId}`);
+      }
+      return;
+    }
+    if (inc === 0) throw new H2StreamError(streamId, H2ErrorCode.PROTOCOL_ERROR, "WINDOW_UPDATE of 0");
+    s.sendWindow += inc;
+    if (s.sendWindow > maxWindowBytes) {
+      throw new H2StreamError(streamId, H2ErrorCode.FLOW_CONTROL_ERROR, "stream window overflow");
+    }
+    this._flushStream(s);
+  }
+
+  // ---------------------------------------------------------------- writing
+
+  /** @internal used by H2Stream */
+  _writeHeaders(s: H2Stream, block: Buffer, end: boolean): void {
+    this.#queue(buildHeaders(s.id, block, end, this.#peerMaxFrameBytes));
+    if (end) this.#localEnd(s);
+  }
+
+  /** @internal moves as much of the stream's queue to the socket as the windows allow */
+  _flushStream(s: H2Stream): void {
+    if (s.closed) return;
+    while (s.queue.length > 0) {
+      const item = s.queue[0];
+      if (item.kind === "headers") {
+        s.queue.shift();
+        this._writeHeaders(s, item.block, item.end);
+        continue;
+      }
+      const window = Math.min(s.sendWindow, this.#connSendWindow);
+      if (item.buf.length > 0 && window <= 0) {
+        this.#blocked.add(s);
+        return;
+      }
+      const n = Math.min(item.buf.length, window, this.#peerMaxFrameBytes);
+      const last = n === item.buf.length;
+      const hdr = Buffer.allocUnsafe(frameHeaderBytes);
+      writeFrameHeader(hdr, 0, n, FrameType.DATA, last && item.end ? Flag.END_STREAM : 0, s.id);
+      this.#queue(hdr);
+      if (n > 0) this.#queue(item.buf.subarray(0, n));
+      s.sendWindow -= n;
+      this.#connSendWindow -= n;
+      s.queuedBytes -= n;
+      if (last) {
+        s.queue.shift();
+        if (item.end) this.#localEnd(s);
+      } else {
+        item.buf = item.buf.subarray(n);
+      }
+    }
+    this.#blocked.delete(s);
+    if (s.wantDrain && s.queuedBytes <= this.limits.streamHighWaterBytes / 2) {
+      s.wantDrain = false;
+      s.onDrain();
+    }
+  }
+
+  #unblock(): void {
+    for (const s of [...this.#blocked]) {
+      if (this.#connSendWindow <= 0) return;
+      this._flushStream(s);
+    }
+  }
+
+  #localEnd(s: H2Stream): void {
+    s.localEnded = true;
+    if (s.remoteEnded) {
+      this.#closeStream(s);
+      return;
+    }
+    // the response is complete but the client still sends: tell it to stop (as grpc-go does)
+    this.#queue(buildRstStream(s.id, H2ErrorCode.NO_ERROR));
+    this.#closeStream(s);
+  }
+
+  /** @internal */
+  _resetStream(s: H2Stream, code: number, _fromPeer: boolean): void {
+    this.#resetStream(s, code, true);
+  }
+
+  #resetStream(s: H2Stream, code: number, notify: boolean): void {
+    if (s.closed) return;
+    this.#queue(buildRstStream(s.id, code));
+    if (notify) this.#abortStream(s, code);
+    else this.#closeStream(s);
+  }
+
+  #abortStream(s: H2Stream, code: number): void {
+    if (s.closed) return;
+    this.#closeStream(s);
+    try {
+      s.onAbort(code);
+    } catch {
+      // the application's abort handler must not take the connection down
+    }
+  }
+
+  #closeStream(s: H2Stream): void {
+    if (s.closed) return;
+    s.closed = true;
+    s.queue = [];
+    s.queuedBytes = 0;
+    this.#streams.delete(s.id);
+    this.#blocked.delete(s);
+    if (this.#streams.size === 0) {
+      this.#idleSinceMs = Date.now();
+      if (this.#goawaySent) this.#endSoon();
+    }
+  }
+
+  #queue(frame: Buffer): void {
+    if (this.#destroyed) return;
+    this.#out.push(frame);
+    this.#outBytes += frame.length;
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(() => this.#flush());
+    }
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    if (this.#destroyed || this.#out.length === 0) return;
+    const out = this.#out;
+    const bytes = this.#outBytes;
+    this.#out = [];
+    this.#outBytes = 0;
+    // one write per turn: small batches are copied into one buffer, large ones go as a writev
+    if (out.length === 1) this.#socket.write(out[0]);
+    else if (bytes <= 256 * 1024) this.#socket.write(Buffer.concat(out, bytes));
+    else {
+      this.#socket.cork();
+      for (const b of out) this.#socket.write(b);
+      this.#socket.uncork();
+    }
+    if (this.#socket.writableLength > this.limits.maxOutboundBufferBytes) {
+      // a client that does not read while making us answer (PING/SETTINGS acks, resets)
+      this.destroy();
+    }
+  }
+
+  #endSoon(): void {
+    // flush what is queued (GOAWAY, last responses), then end the socket
+    setImmediate(() => {
+      if (this.#destroyed) return;
+      this.#flush();
+      this.#socket.end();
+    });
+  }
+
+  #connectionError(err: H2ConnectionError): void {
+    if (this.#destroyed) return;
+    this.#out.push(buildGoaway(this.#lastStreamId, err.h2Code, err.message));
+    this.#goawaySent = true;
+    this.#flush();
+    this.#teardown();
+    this.#socket.end();
+    // a client that never reads must not keep the socket
+    const t = setTimeout(() => this.#socket.destroy(), 1000);
+    t.unref();
+  }
+
+  #teardown(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    this.#out = [];
+    for (const s of [...this.#streams.values()]) this.#abortStream(s, H2ErrorCode.CANCEL);
+    this.#streams.clear();
+    this.#handler.onClose(this);
+  }
+}

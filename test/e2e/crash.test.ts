@@ -47,13 +47,19 @@ describe("crash: kill -9 loses nothing acknowledged", { timeout: 180_000 }, () =
   });
 
   /** Reads every key under `prefix` (paged, bounded) into a map. */
-  async function readAll(client: Etcd3, prefix: string): Promise<Map<string, { value: string; mod: string }>> {
+  async function readAll(
+    client: Etcd3,
+    prefix: string,
+  ): Promise<Map<string, { value: string; mod: string }>> {
     const out = new Map<string, { value: string; mod: string }>();
     let from = Buffer.from(prefix);
-    const end = Buffer.from(prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1));
+    const end = Buffer.from(
+      prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1),
+    );
     for (let page = 0; page < 10_000; page++) {
       const r = await client.kv.range({ key: from, range_end: end, limit: VERIFY_PAGE_KEYS });
-      for (const kv of r.kvs) out.set(kv.key.toString(), { value: kv.value.toString(), mod: kv.mod_revision });
+      for (const kv of r.kvs)
+        out.set(kv.key.toString(), { value: kv.value.toString(), mod: kv.mod_revision });
       if (!r.more || r.kvs.length === 0) return out;
       from = Buffer.concat([r.kvs[r.kvs.length - 1]!.key, Buffer.from([0])]);
     }
@@ -62,7 +68,8 @@ describe("crash: kill -9 loses nothing acknowledged", { timeout: 180_000 }, () =
 
   for (let round = 0; round < ROUNDS; round++) {
     test(`round ${round}: puts acknowledged before a seeded SIGKILL survive the restart`, async (t) => {
-      const killDelayMs = KILL_DELAY_MIN_MS + Math.floor(rand() * (KILL_DELAY_MAX_MS - KILL_DELAY_MIN_MS));
+      const killDelayMs =
+        KILL_DELAY_MIN_MS + Math.floor(rand() * (KILL_DELAY_MAX_MS - KILL_DELAY_MIN_MS));
       const sizes = Array.from({ length: 64 }, () => 1 + Math.floor(rand() * MAX_VALUE_BYTES));
       const client = newClient(member, { noRetry: true });
       let stop = false;
@@ -73,9 +80,16 @@ describe("crash: kill -9 loses nothing acknowledged", { timeout: 180_000 }, () =
         for (let i = 0; i < MAX_PUTS_PER_WORKER_PER_ROUND && !stop; i++) {
           const key = `crash/r${round}/w${String(w).padStart(2, "0")}/${String(i).padStart(4, "0")}`;
           const size = sizes[(w * 31 + i) % sizes.length]!;
-          const value = `${seed}:${round}:${w}:${i}:`.padEnd(size, String.fromCharCode(97 + ((w + i) % 26)));
+          const value = `${seed}:${round}:${w}:${i}:`.padEnd(
+            size,
+            String.fromCharCode(97 + ((w + i) % 26)),
+          );
           try {
-            const res = await client.put(key).value(value).options({ deadline: Date.now() + PUT_DEADLINE_MS }).exec();
+            const res = await client
+              .put(key)
+              .value(value)
+              .options({ deadline: Date.now() + PUT_DEADLINE_MS })
+              .exec();
             acked.set(key, { value, revision: res.header.revision });
             ackedThisRound++;
           } catch {
@@ -92,7 +106,9 @@ describe("crash: kill -9 loses nothing acknowledged", { timeout: 180_000 }, () =
       const settled = await within(Promise.allSettled(workers), WORKERS_SETTLE_MS);
       closeClient(client);
       assert.ok(settled !== undefined, "workers did not stop after the kill");
-      t.diagnostic(`seed=${seed} round=${round} killDelayMs=${killDelayMs} acked=${ackedThisRound} failed=${failedThisRound}`);
+      t.diagnostic(
+        `seed=${seed} round=${round} killDelayMs=${killDelayMs} acked=${ackedThisRound} failed=${failedThisRound}`,
+      );
 
       await member.restart();
       const reader = newClient(member);
@@ -101,9 +117,20 @@ describe("crash: kill -9 loses nothing acknowledged", { timeout: 180_000 }, () =
         let maxAckedRevision = 0;
         for (const [key, a] of acked) {
           const kv = got.get(key);
-          assert.ok(kv, `SEED=${seed} round ${round}: acknowledged ${key} (rev ${a.revision}) lost\n${member.logTail(2000)}`);
-          assert.equal(kv.value, a.value, `SEED=${seed} round ${round}: ${key} has a different value`);
-          assert.equal(kv.mod, a.revision, `SEED=${seed} round ${round}: ${key} mod_revision differs`);
+          assert.ok(
+            kv,
+            `SEED=${seed} round ${round}: acknowledged ${key} (rev ${a.revision}) lost\n${member.logTail(2000)}`,
+          );
+          assert.equal(
+            kv.value,
+            a.value,
+            `SEED=${seed} round ${round}: ${key} has a different value`,
+          );
+          assert.equal(
+            kv.mod,
+            a.revision,
+            `SEED=${seed} round ${round}: ${key} mod_revision differs`,
+          );
           maxAckedRevision = Math.max(maxAckedRevision, Number(a.revision));
         }
         // Keys that were never acknowledged may exist (the put reached the log but the answer was

@@ -2,7 +2,13 @@
 // watch, lease, compaction, endpoint status/health/hashkv, alarm list, member list.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { etcdctl, parseJsonBig, startMember, type Member, type RunOptions } from "../helpers/server.js";
+import {
+  etcdctl,
+  parseJsonBig,
+  startMember,
+  type Member,
+  type RunOptions,
+} from "../helpers/server.js";
 
 describe("etcdctl", { timeout: 90_000 }, () => {
   let member: Member;
@@ -29,7 +35,9 @@ describe("etcdctl", { timeout: 90_000 }, () => {
   }
 
   async function revision(): Promise<number> {
-    const j = parseJsonBig(await ctl(["get", "nothing-here", "-w", "json"])) as { header: { revision: number } };
+    const j = parseJsonBig(await ctl(["get", "nothing-here", "-w", "json"])) as {
+      header: { revision: number };
+    };
     return Number(j.header.revision);
   }
 
@@ -47,7 +55,13 @@ describe("etcdctl", { timeout: 90_000 }, () => {
   test("get -w json gives the header, base64 keys and values, revisions and count", async () => {
     const j = parseJsonBig(await ctl(["get", "foo", "-w", "json"])) as {
       header: { cluster_id: string; member_id: string; revision: number; raft_term: number };
-      kvs: { key: string; value: string; create_revision: number; mod_revision: number; version: number }[];
+      kvs: {
+        key: string;
+        value: string;
+        create_revision: number;
+        mod_revision: number;
+        version: number;
+      }[];
       count: number;
     };
     assert.equal(j.count, 1);
@@ -60,17 +74,40 @@ describe("etcdctl", { timeout: 90_000 }, () => {
   });
 
   test("get --prefix, --from-key, --limit, --keys-only, --sort-by and --order", async () => {
-    for (const [k, v] of [["p/b", "2"], ["p/a", "3"], ["p/c", "1"], ["q", "x"]] as const) await ctl(["put", k, v]);
+    for (const [k, v] of [
+      ["p/b", "2"],
+      ["p/a", "3"],
+      ["p/c", "1"],
+      ["q", "x"],
+    ] as const)
+      await ctl(["put", k, v]);
     assert.equal(await ctl(["get", "--prefix", "p/"]), "p/a\n3\np/b\n2\np/c\n1\n");
     assert.equal(await ctl(["get", "--prefix", "p/", "--keys-only"]), "p/a\n\np/b\n\np/c\n\n");
-    assert.equal(await ctl(["get", "--prefix", "p/", "--limit", "2", "--print-value-only"]), "3\n2\n");
+    assert.equal(
+      await ctl(["get", "--prefix", "p/", "--limit", "2", "--print-value-only"]),
+      "3\n2\n",
+    );
     assert.equal(await ctl(["get", "--from-key", "p/c", "--keys-only"]), "p/c\n\nq\n\n");
     assert.equal(
-      await ctl(["get", "--prefix", "p/", "--sort-by", "VALUE", "--order", "ASCEND", "--print-value-only"]),
+      await ctl([
+        "get",
+        "--prefix",
+        "p/",
+        "--sort-by",
+        "VALUE",
+        "--order",
+        "ASCEND",
+        "--print-value-only",
+      ]),
       "1\n2\n3\n",
     );
-    assert.equal(await ctl(["get", "--prefix", "p/", "--order", "DESCEND", "--keys-only"]), "p/c\n\np/b\n\np/a\n\n");
-    const lim = parseJsonBig(await ctl(["get", "--prefix", "p/", "--limit", "1", "-w", "json"])) as {
+    assert.equal(
+      await ctl(["get", "--prefix", "p/", "--order", "DESCEND", "--keys-only"]),
+      "p/c\n\np/b\n\np/a\n\n",
+    );
+    const lim = parseJsonBig(
+      await ctl(["get", "--prefix", "p/", "--limit", "1", "-w", "json"]),
+    ) as {
       more: boolean;
       count: number;
     };
@@ -99,7 +136,9 @@ describe("etcdctl", { timeout: 90_000 }, () => {
 
   test("txn from stdin runs the success branch when the compare holds", async () => {
     await ctl(["put", "tx", "1"]);
-    const out = await ctl(["txn"], { input: 'value("tx") = "1"\n\nput tx 2\nget tx\n\nput tx failed\n\n' });
+    const out = await ctl(["txn"], {
+      input: 'value("tx") = "1"\n\nput tx 2\nget tx\n\nput tx failed\n\n',
+    });
     assert.equal(out, "SUCCESS\n\nOK\n\ntx\n2\n");
   });
 
@@ -120,7 +159,10 @@ describe("etcdctl", { timeout: 90_000 }, () => {
       responses: { Response: { ResponseRange: { kvs: { value: string }[] } } }[];
     };
     assert.equal(j.succeeded, true);
-    assert.equal(Buffer.from(j.responses[0]!.Response.ResponseRange.kvs[0]!.value, "base64").toString(), "fail");
+    assert.equal(
+      Buffer.from(j.responses[0]!.Response.ResponseRange.kvs[0]!.value, "base64").toString(),
+      "fail",
+    );
   });
 
   test("watch prints PUT and DELETE events (key, value lines) as they happen", async () => {
@@ -161,8 +203,16 @@ describe("etcdctl", { timeout: 90_000 }, () => {
     const id = m[1]!;
     assert.equal(await ctl(["put", `--lease=${id}`, "lk", "lv"]), "OK\n");
     const ttl = await ctl(["lease", "timetolive", id, "--keys"]);
-    assert.match(ttl, new RegExp(`^lease ${id} granted with TTL\\(60s\\), remaining\\((59|60)s\\), attached keys\\(\\[lk\\]\\)\\n$`));
-    assert.equal(await ctl(["lease", "keep-alive", "--once", id]), `lease ${id} keepalived with TTL(60)\n`);
+    assert.match(
+      ttl,
+      new RegExp(
+        `^lease ${id} granted with TTL\\(60s\\), remaining\\((59|60)s\\), attached keys\\(\\[lk\\]\\)\\n$`,
+      ),
+    );
+    assert.equal(
+      await ctl(["lease", "keep-alive", "--once", id]),
+      `lease ${id} keepalived with TTL(60)\n`,
+    );
     const list = await ctl(["lease", "list"]);
     assert.match(list, /^found \d+ leases\n/);
     assert.ok(list.split("\n").includes(id));
@@ -200,22 +250,37 @@ describe("etcdctl", { timeout: 90_000 }, () => {
     assert.ok(s.raftIndex > 0 && s.raftTerm > 0);
     // The table form has the endpoint, the id in hex, the version and IS LEADER = true.
     const table = await ctl(["endpoint", "status"]);
-    assert.match(table, new RegExp(`^${member.endpoint}, [0-9a-f]+, 3\\.4\\.\\d+, [^,]+, true, false, \\d+, \\d+, \\d+, \\n$`));
+    assert.match(
+      table,
+      new RegExp(
+        `^${member.endpoint}, [0-9a-f]+, 3\\.4\\.\\d+, [^,]+, true, false, \\d+, \\d+, \\d+, \\n$`,
+      ),
+    );
   });
 
   test("endpoint health (plain and -w json) says healthy", async () => {
     // etcdctl 3.4 prints the plain health line on stderr.
     const plain = await etcdctl(["endpoint", "health"], { member });
     assert.equal(plain.code, 0);
-    assert.match(plain.stdout + plain.stderr, /^http:\/\/127\.0\.0\.1:\d+ is healthy: successfully committed proposal: took = /);
-    const j = JSON.parse(await ctl(["endpoint", "health", "-w", "json"])) as { endpoint: string; health: boolean }[];
+    assert.match(
+      plain.stdout + plain.stderr,
+      /^http:\/\/127\.0\.0\.1:\d+ is healthy: successfully committed proposal: took = /,
+    );
+    const j = JSON.parse(await ctl(["endpoint", "health", "-w", "json"])) as {
+      endpoint: string;
+      health: boolean;
+    }[];
     assert.equal(j[0]!.endpoint, member.endpoint);
     assert.equal(j[0]!.health, true);
   });
 
   test("endpoint hashkv -w json gives a hash that is stable without writes", async () => {
     const h = async () =>
-      (parseJsonBig(await ctl(["endpoint", "hashkv", "-w", "json"])) as { HashKV: { hash: number } }[])[0]!.HashKV.hash;
+      (
+        parseJsonBig(await ctl(["endpoint", "hashkv", "-w", "json"])) as {
+          HashKV: { hash: number };
+        }[]
+      )[0]!.HashKV.hash;
     const a = await h();
     assert.equal(await h(), a);
     await ctl(["put", "hk", "1"]);
@@ -230,7 +295,9 @@ describe("etcdctl", { timeout: 90_000 }, () => {
     const out = await ctl(["member", "list"]);
     assert.match(
       out,
-      new RegExp(`^[0-9a-f]+, started, ctl-1, http://127\\.0\\.0\\.1:${member.peerPort}, ${member.endpoint}, false\\n$`),
+      new RegExp(
+        `^[0-9a-f]+, started, ctl-1, http://127\\.0\\.0\\.1:${member.peerPort}, ${member.endpoint}, false\\n$`,
+      ),
     );
     const j = parseJsonBig(await ctl(["member", "list", "-w", "json"])) as {
       members: { ID: string; name: string; peerURLs: string[]; clientURLs: string[] }[];
@@ -251,9 +318,15 @@ describe("etcdctl", { timeout: 90_000 }, () => {
     assert.equal(await ctl(["get", "ck", "--rev", String(rev), "--print-value-only"]), "2\n");
     const w = await etcdctl(["watch", "--rev", String(old), "ck"], { member, timeoutMs: 10_000 });
     assert.notEqual(w.code, 0);
-    assert.match(w.stderr, /watch was canceled \(etcdserver: mvcc: required revision has been compacted\)/);
+    assert.match(
+      w.stderr,
+      /watch was canceled \(etcdserver: mvcc: required revision has been compacted\)/,
+    );
     await ctl(["put", "ck", "3"]);
     const rev2 = await revision();
-    assert.equal(await ctl(["compaction", "--physical", String(rev2)]), `compacted revision ${rev2}\n`);
+    assert.equal(
+      await ctl(["compaction", "--physical", String(rev2)]),
+      `compacted revision ${rev2}\n`,
+    );
   });
 });

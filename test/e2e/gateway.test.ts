@@ -35,7 +35,17 @@ describe("curl on the gateway", { timeout: 60_000 }, () => {
 
   /** POSTs JSON with curl; returns the HTTP status and the parsed body. */
   async function post<T>(path: string, body: unknown): Promise<{ status: number; body: T }> {
-    const r = await curl(["-X", "POST", "-H", "Content-Type: application/json", "-d", JSON.stringify(body), "-w", "\n%{http_code}", member.endpoint + path]);
+    const r = await curl([
+      "-X",
+      "POST",
+      "-H",
+      "Content-Type: application/json",
+      "-d",
+      JSON.stringify(body),
+      "-w",
+      "\n%{http_code}",
+      member.endpoint + path,
+    ]);
     assert.equal(r.code, 0, `curl ${path}: ${r.stderr}`);
     const nl = r.stdout.lastIndexOf("\n");
     const status = Number(r.stdout.slice(nl + 1));
@@ -50,14 +60,21 @@ describe("curl on the gateway", { timeout: 60_000 }, () => {
     assert.match(r.body.header.cluster_id, /^\d+$/);
     assert.match(r.body.header.member_id, /^\d+$/);
     assert.match(r.body.header.raft_term, /^\d+$/);
-    const p = await post<{ header: Header; prev_kv: KV }>("/v3/kv/put", { key: b64("foo"), value: b64("baz"), prev_kv: true });
+    const p = await post<{ header: Header; prev_kv: KV }>("/v3/kv/put", {
+      key: b64("foo"),
+      value: b64("baz"),
+      prev_kv: true,
+    });
     assert.equal(unb64(p.body.prev_kv.value!), "bar");
     assert.equal(p.body.prev_kv.version, "1");
     assert.equal(Number(p.body.header.revision), Number(r.body.header.revision) + 1);
   });
 
   test("POST /v3/kv/range returns base64 kvs and a string count; absent fields are omitted", async () => {
-    const r = await post<{ header: Header; kvs: KV[]; count: string; more?: boolean }>("/v3/kv/range", { key: b64("foo") });
+    const r = await post<{ header: Header; kvs: KV[]; count: string; more?: boolean }>(
+      "/v3/kv/range",
+      { key: b64("foo") },
+    );
     assert.equal(r.status, 200);
     assert.equal(r.body.count, "1");
     assert.equal(unb64(r.body.kvs[0]!.key), "foo");
@@ -65,11 +82,17 @@ describe("curl on the gateway", { timeout: 60_000 }, () => {
     assert.equal(r.body.kvs[0]!.version, "2");
     assert.equal(r.body.kvs[0]!.mod_revision, r.body.header.revision);
     assert.equal(r.body.more, undefined, "false is omitted as in grpc-gateway");
-    const none = await post<{ header: Header; kvs?: KV[]; count?: string }>("/v3/kv/range", { key: b64("nope") });
+    const none = await post<{ header: Header; kvs?: KV[]; count?: string }>("/v3/kv/range", {
+      key: b64("nope"),
+    });
     assert.equal(none.body.kvs, undefined);
     assert.equal(none.body.count, undefined);
     // A range over every key ("\0" to "\0"), count only.
-    const all = await post<{ count: string; kvs?: KV[] }>("/v3/kv/range", { key: "AA==", range_end: "AA==", count_only: true });
+    const all = await post<{ count: string; kvs?: KV[] }>("/v3/kv/range", {
+      key: "AA==",
+      range_end: "AA==",
+      count_only: true,
+    });
     assert.equal(all.body.kvs, undefined);
     assert.ok(Number(all.body.count) >= 1);
   });
@@ -84,25 +107,34 @@ describe("curl on the gateway", { timeout: 60_000 }, () => {
     });
     assert.equal(r.status, 200);
     assert.equal(r.body.deleted, "2");
-    assert.deepEqual(r.body.prev_kvs.map((kv) => unb64(kv.value!)), ["1", "2"]);
+    assert.deepEqual(
+      r.body.prev_kvs.map((kv) => unb64(kv.value!)),
+      ["1", "2"],
+    );
   });
 
   test("POST /v3/kv/txn: compare, success and failure ops, enum names as strings", async () => {
-    const ok = await post<{ succeeded: boolean; responses: { response_put?: object; response_range?: { kvs: KV[] } }[] }>(
-      "/v3/kv/txn",
-      {
-        compare: [{ target: "VALUE", result: "EQUAL", key: b64("foo"), value: b64("baz") }],
-        success: [{ request_put: { key: b64("foo"), value: b64("qux") } }, { request_range: { key: b64("foo") } }],
-        failure: [{ request_put: { key: b64("foo"), value: b64("failed") } }],
-      },
-    );
+    const ok = await post<{
+      succeeded: boolean;
+      responses: { response_put?: object; response_range?: { kvs: KV[] } }[];
+    }>("/v3/kv/txn", {
+      compare: [{ target: "VALUE", result: "EQUAL", key: b64("foo"), value: b64("baz") }],
+      success: [
+        { request_put: { key: b64("foo"), value: b64("qux") } },
+        { request_range: { key: b64("foo") } },
+      ],
+      failure: [{ request_put: { key: b64("foo"), value: b64("failed") } }],
+    });
     assert.equal(ok.status, 200);
     assert.equal(ok.body.succeeded, true);
     assert.ok(ok.body.responses[0]!.response_put);
     assert.equal(unb64(ok.body.responses[1]!.response_range!.kvs[0]!.value!), "qux");
     // A create_revision == 0 compare on an existing key fails; the failure branch runs.
     // (JSON field names may be given in lowerCamelCase too, as protobuf JSON allows.)
-    const bad = await post<{ succeeded?: boolean; responses: { response_range?: { kvs: KV[] } }[] }>("/v3/kv/txn", {
+    const bad = await post<{
+      succeeded?: boolean;
+      responses: { response_range?: { kvs: KV[] } }[];
+    }>("/v3/kv/txn", {
       compare: [{ target: "CREATE", key: b64("foo"), createRevision: "0" }],
       success: [{ requestPut: { key: b64("foo"), value: b64("nope") } }],
       failure: [{ requestRange: { key: b64("foo") } }],
@@ -120,10 +152,13 @@ describe("curl on the gateway", { timeout: 60_000 }, () => {
     await post("/v3/kv/put", { key: b64("leased"), value: b64("v"), lease: g.body.ID });
     const r = await post<{ kvs: KV[] }>("/v3/kv/range", { key: b64("leased") });
     assert.equal(r.body.kvs[0]!.lease, g.body.ID);
-    const ttl = await post<{ ID: string; TTL: string; grantedTTL: string; keys: string[] }>("/v3/lease/timetolive", {
-      ID: g.body.ID,
-      keys: true,
-    });
+    const ttl = await post<{ ID: string; TTL: string; grantedTTL: string; keys: string[] }>(
+      "/v3/lease/timetolive",
+      {
+        ID: g.body.ID,
+        keys: true,
+      },
+    );
     assert.equal(ttl.body.grantedTTL, "30");
     assert.deepEqual(ttl.body.keys.map(unb64), ["leased"]);
     const rv = await post<{ header: Header }>("/v3/lease/revoke", { ID: g.body.ID });
@@ -151,25 +186,47 @@ describe("curl on the gateway", { timeout: 60_000 }, () => {
   });
 
   test("errors: HTTP 400 with {error, message, code} carrying etcd's string and the gRPC code", async () => {
-    const r = await post<{ error: string; message: string; code: number }>("/v3/kv/put", { key: "", value: b64("v") });
+    const r = await post<{ error: string; message: string; code: number }>("/v3/kv/put", {
+      key: "",
+      value: b64("v"),
+    });
     assert.equal(r.status, 400);
     assert.equal(r.body.error, "etcdserver: key is not provided");
     assert.equal(r.body.message, "etcdserver: key is not provided");
     assert.equal(r.body.code, 3);
-    const future = await post<{ error: string; code: number }>("/v3/kv/range", { key: b64("foo"), revision: "100000" });
+    const future = await post<{ error: string; code: number }>("/v3/kv/range", {
+      key: b64("foo"),
+      revision: "100000",
+    });
     assert.equal(future.body.error, "etcdserver: mvcc: required revision is a future revision");
     assert.equal(future.body.code, 11);
     // A body that is not JSON is a 400 with code 3 (INVALID_ARGUMENT).
-    const garbage = await curl(["-X", "POST", "-d", "garbage{", "-w", "\n%{http_code}", member.endpoint + "/v3/kv/put"]);
+    const garbage = await curl([
+      "-X",
+      "POST",
+      "-d",
+      "garbage{",
+      "-w",
+      "\n%{http_code}",
+      member.endpoint + "/v3/kv/put",
+    ]);
     const status = Number(garbage.stdout.slice(garbage.stdout.lastIndexOf("\n") + 1));
     assert.equal(status, 400);
-    assert.equal((JSON.parse(garbage.stdout.slice(0, garbage.stdout.lastIndexOf("\n"))) as { code: number }).code, 3);
+    assert.equal(
+      (JSON.parse(garbage.stdout.slice(0, garbage.stdout.lastIndexOf("\n"))) as { code: number })
+        .code,
+      3,
+    );
   });
 
   test("POST /v3/watch streams one JSON object per line: created, then events", async () => {
-    const rev = Number((await post<{ header: Header }>("/v3/kv/range", { key: b64("w") })).body.header.revision);
+    const rev = Number(
+      (await post<{ header: Header }>("/v3/kv/range", { key: b64("w") })).body.header.revision,
+    );
     // Start from the next revision so the events are delivered however the stream races the puts.
-    const body = JSON.stringify({ create_request: { key: b64("w"), start_revision: String(rev + 1), prev_kv: true } });
+    const body = JSON.stringify({
+      create_request: { key: b64("w"), start_revision: String(rev + 1), prev_kv: true },
+    });
     const watch = curl(["-N", "-X", "POST", "-d", body, member.endpoint + "/v3/watch"], {
       timeoutMs: 10_000,
       until: (out) => out.includes('"DELETE"'),
@@ -200,7 +257,7 @@ describe("curl on the gateway", { timeout: 60_000 }, () => {
     assert.equal(unb64(events[1]!.prev_kv!.value!), "1");
   });
 
-  test("GET /health answers {\"health\":\"true\"}", async () => {
+  test('GET /health answers {"health":"true"}', async () => {
     const r = await curl(["-w", "\n%{http_code}", member.endpoint + "/health"]);
     const [body, status] = r.stdout.split("\n");
     assert.equal(status, "200");
@@ -228,7 +285,8 @@ describe("curl on the gateway", { timeout: 60_000 }, () => {
       "etcd_debugging_mvcc_keys_total",
       "etcd_debugging_mvcc_watcher_total",
     ];
-    for (const n of names) assert.ok(text.includes(`# TYPE ${n} `), `missing metric ${n} (target ${TARGET})`);
+    for (const n of names)
+      assert.ok(text.includes(`# TYPE ${n} `), `missing metric ${n} (target ${TARGET})`);
     assert.match(text, /^# TYPE etcd_disk_wal_fsync_duration_seconds histogram$/m);
     assert.match(text, /^etcd_disk_wal_fsync_duration_seconds_count [1-9]\d*$/m);
     assert.match(text, /^etcd_server_has_leader 1$/m);

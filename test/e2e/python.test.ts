@@ -102,7 +102,10 @@ print(json.dumps({"prefix": prefix, "ok": ok, "a": c.get('py/a')[0].decode(), "t
     const r = await python3(script, { timeoutMs: 30_000 });
     assert.equal(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout) as Record<string, unknown>;
-    assert.deepEqual(out.prefix, [["1", "py/a"], ["2", "py/b"]]);
+    assert.deepEqual(out.prefix, [
+      ["1", "py/a"],
+      ["2", "py/b"],
+    ]);
     assert.equal(out.ok, true);
     assert.equal(out.a, "tx");
     assert.ok((out.ttl as number) > 25 && (out.ttl as number) <= 30);
@@ -154,12 +157,18 @@ print(json.dumps(res, default=lambda b: b.decode()))
     const out = JSON.parse(r.stdout) as Record<string, unknown>;
     assert.equal(out.put, true);
     assert.deepEqual(out.get, ["1"]);
-    assert.deepEqual(out.prefix, [["1", "gw/a"], ["2", "gw/b"]]);
+    assert.deepEqual(out.prefix, [
+      ["1", "gw/a"],
+      ["2", "gw/b"],
+    ]);
     assert.ok((out.ttl as number) > 25 && (out.ttl as number) <= 30);
     assert.deepEqual(out.lease_keys, ["gw/l"]);
     assert.equal(out.revoke, true);
     assert.deepEqual(out.after_revoke, []);
-    assert.deepEqual(out.watch, [["PUT", "gw/w"], ["DELETE", "gw/w"]]);
+    assert.deepEqual(out.watch, [
+      ["PUT", "gw/w"],
+      ["DELETE", "gw/w"],
+    ]);
     assert.equal(out.delete, true);
     assert.match(out.status_version as string, /^3\.4\./);
   });

@@ -45,14 +45,24 @@ describe("client TLS", { timeout: 90_000 }, () => {
   });
 
   test("etcdctl without a client certificate is refused", async () => {
-    const r = await etcdctl(["put", "tls/no-cert", "v", REFUSED_COMMAND_TIMEOUT], { member, useClientCert: false });
+    const r = await etcdctl(["put", "tls/no-cert", "v", REFUSED_COMMAND_TIMEOUT], {
+      member,
+      useClientCert: false,
+    });
     assert.notEqual(r.code, 0);
     assert.equal(r.stdout, "");
   });
 
   test("etcdctl with a certificate from another CA is refused", async () => {
     const r = await etcdctl(
-      ["put", "tls/other", "v", `--cert=${tls.otherClientCert}`, `--key=${tls.otherClientKey}`, REFUSED_COMMAND_TIMEOUT],
+      [
+        "put",
+        "tls/other",
+        "v",
+        `--cert=${tls.otherClientCert}`,
+        `--key=${tls.otherClientKey}`,
+        REFUSED_COMMAND_TIMEOUT,
+      ],
       { member, useClientCert: false },
     );
     assert.notEqual(r.code, 0);
@@ -63,7 +73,9 @@ describe("client TLS", { timeout: 90_000 }, () => {
   });
 
   test("etcdctl without --cacert does not trust the server", async () => {
-    const r = await etcdctl(["get", "tls/k", REFUSED_COMMAND_TIMEOUT], { endpoint: member.endpoint });
+    const r = await etcdctl(["get", "tls/k", REFUSED_COMMAND_TIMEOUT], {
+      endpoint: member.endpoint,
+    });
     assert.notEqual(r.code, 0);
   });
 
@@ -76,7 +88,12 @@ describe("client TLS", { timeout: 90_000 }, () => {
     }
     const bad = newClient(member, { useClientCert: false, noRetry: true });
     try {
-      await assert.rejects(bad.get("tls/k").options({ deadline: Date.now() + 3000 }).string());
+      await assert.rejects(
+        bad
+          .get("tls/k")
+          .options({ deadline: Date.now() + 3000 })
+          .string(),
+      );
     } finally {
       closeClient(bad);
     }
@@ -84,14 +101,30 @@ describe("client TLS", { timeout: 90_000 }, () => {
 
   test("curl on the gateway: with the client cert it works; without it the handshake fails", async () => {
     const ok = await curl([
-      "--cacert", tls.caCert, "--cert", tls.clientCert, "--key", tls.clientKey,
-      "-X", "POST", "-d", JSON.stringify({ key: Buffer.from("tls/k").toString("base64") }),
+      "--cacert",
+      tls.caCert,
+      "--cert",
+      tls.clientCert,
+      "--key",
+      tls.clientKey,
+      "-X",
+      "POST",
+      "-d",
+      JSON.stringify({ key: Buffer.from("tls/k").toString("base64") }),
       member.endpoint + "/v3/kv/range",
     ]);
     assert.equal(ok.code, 0, ok.stderr);
     const body = JSON.parse(ok.stdout) as { kvs: { value: string }[] };
     assert.equal(Buffer.from(body.kvs[0]!.value, "base64").toString(), "v");
-    const health = await curl(["--cacert", tls.caCert, "--cert", tls.clientCert, "--key", tls.clientKey, member.endpoint + "/health"]);
+    const health = await curl([
+      "--cacert",
+      tls.caCert,
+      "--cert",
+      tls.clientCert,
+      "--key",
+      tls.clientKey,
+      member.endpoint + "/health",
+    ]);
     assert.deepEqual(JSON.parse(health.stdout), { health: "true" });
 
     const noCert = await curl(["--cacert", tls.caCert, member.endpoint + "/health"]);
@@ -121,7 +154,10 @@ print(c.get('tls/py')[0].decode())
   test("with --trusted-ca-file but no --client-cert-auth a client certificate is still required (etcd 3.4)", async () => {
     const m = await startMember({ tls });
     try {
-      const refused = await etcdctl(["put", "k", "v", REFUSED_COMMAND_TIMEOUT], { member: m, useClientCert: false });
+      const refused = await etcdctl(["put", "k", "v", REFUSED_COMMAND_TIMEOUT], {
+        member: m,
+        useClientCert: false,
+      });
       assert.notEqual(refused.code, 0);
       const ok = await etcdctl(["put", "k", "v"], { member: m });
       assert.equal(ok.code, 0, ok.stderr);

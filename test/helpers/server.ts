@@ -122,6 +122,25 @@ export interface MemberOptions {
   target?: Target;
   /** Bound on waiting for /health, ms (default MEMBER_START_TIMEOUT_MS). */
   startTimeoutMs?: number;
+  /**
+   * Pass no flags at all (only extraArgs): the member uses its defaults, i.e. clients on
+   * 127.0.0.1:2379, peers on 127.0.0.1:2380, data in ./default.etcd of its working directory (a
+   * fresh temp dir). Callers check that 2379/2380 are free first (see portsFree).
+   */
+  noFlags?: boolean;
+}
+
+/** True when nothing listens on these loopback ports (checked by binding them briefly). */
+export async function portsFree(ports: number[]): Promise<boolean> {
+  for (const port of ports) {
+    const free = await new Promise<boolean>((resolve) => {
+      const srv = net.createServer();
+      srv.once("error", () => resolve(false));
+      srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
+    });
+    if (!free) return false;
+  }
+  return true;
 }
 
 /** A running (or stopped) member started by {@link startMember}. */
@@ -143,8 +162,11 @@ export interface Member {
   stop(): Promise<void>;
   /** Ends the process with SIGKILL and waits for it to be reaped. */
   kill9(): Promise<void>;
-  /** Starts the member again on the same data dir and ports; waits for /health. */
-  restart(): Promise<void>;
+  /**
+   * Starts the member again on the same data dir and ports; waits for /health to say true, or,
+   * with acceptUnhealthy, for /health to answer at all (etcd reports false while an alarm is set).
+   */
+  restart(opts?: { acceptUnhealthy?: boolean }): Promise<void>;
   /** stop() and remove the temp dirs this helper created. */
   close(): Promise<void>;
   /** The last `maxBytes` of the log file, for failure messages. */
@@ -163,24 +185,35 @@ export async function startMember(opts: MemberOptions = {}): Promise<Member> {
   const target = opts.target ?? TARGET;
   const name = opts.name ?? "m1";
   const baseDir = mkdtempSync(join(tmpdir(), "etcd-e2e-"));
-  const dataDir = opts.dataDir ?? join(baseDir, "data");
+  const dataDir = opts.noFlags
+    ? join(baseDir, "default.etcd")
+    : (opts.dataDir ?? join(baseDir, "data"));
   const logFile = join(baseDir, "member.log");
-  const clientPort = await freePort();
-  let peerPort = await freePort();
+  const clientPort = opts.noFlags ? 2379 : await freePort();
+  let peerPort = opts.noFlags ? 2380 : await freePort();
   while (peerPort === clientPort) peerPort = await freePort();
   const scheme = opts.tls ? "https" : "http";
   const clientUrl = `${scheme}://127.0.0.1:${clientPort}`;
   const peerUrl = `http://127.0.0.1:${peerPort}`;
-  const args = [
-    "--name", name,
-    "--data-dir", dataDir,
-    "--listen-client-urls", clientUrl,
-    "--advertise-client-urls", clientUrl,
-    "--listen-peer-urls", peerUrl,
-    "--initial-advertise-peer-urls", peerUrl,
-    "--initial-cluster", `${name}=${peerUrl}`,
-  ];
-  if (opts.tls) {
+  const args = opts.noFlags
+    ? []
+    : [
+        "--name",
+        name,
+        "--data-dir",
+        dataDir,
+        "--listen-client-urls",
+        clientUrl,
+        "--advertise-client-urls",
+        clientUrl,
+        "--listen-peer-urls",
+        peerUrl,
+        "--initial-advertise-peer-urls",
+        peerUrl,
+        "--initial-cluster",
+        `${name}=${peerUrl}`,
+      ];
+  if (opts.tls && !opts.noFlags) {
     args.push("--cert-file", opts.tls.serverCert, "--key-file", opts.tls.serverKey);
     if (!opts.noTrustedCa) args.push("--trusted-ca-file", opts.tls.caCert);
     if (opts.clientCertAuth) args.push("--client-cert-auth");
@@ -230,17 +263,21 @@ export async function startMember(opts: MemberOptions = {}): Promise<Member> {
 
   const httpGet = (path: string) => httpRequest(clientUrl + path, { tls: opts.tls });
 
-  const waitHealthy = async (): Promise<void> => {
+  const waitHealthy = async (acceptUnhealthy = false): Promise<void> => {
     const deadline = Date.now() + (opts.startTimeoutMs ?? MEMBER_START_TIMEOUT_MS);
     let last = "";
     while (Date.now() < deadline) {
       if (child === undefined) {
-        throw new Error(`${target} member ${exitInfo ?? "exited"} before healthy; log:\n${logTail()}`);
+        throw new Error(
+          `${target} member ${exitInfo ?? "exited"} before healthy; log:\n${logTail()}`,
+        );
       }
       try {
         const r = await httpGet("/health");
         last = `${r.status} ${r.body}`;
-        if (r.status === 200 && (JSON.parse(r.body) as { health?: string }).health === "true") return;
+        const health = (JSON.parse(r.body) as { health?: string }).health;
+        if (r.status === 200 && health === "true") return;
+        if (acceptUnhealthy && health === "false") return;
       } catch (err) {
         last = (err as Error).message;
       }
@@ -254,7 +291,10 @@ export async function startMember(opts: MemberOptions = {}): Promise<Member> {
     );
   };
 
-  const killAndWait = async (signal: NodeJS.Signals, boundMs = MEMBER_STOP_TIMEOUT_MS): Promise<void> => {
+  const killAndWait = async (
+    signal: NodeJS.Signals,
+    boundMs = MEMBER_STOP_TIMEOUT_MS,
+  ): Promise<void> => {
     const c = child;
     if (c === undefined || c.pid === undefined) return;
     try {
@@ -280,7 +320,7 @@ export async function startMember(opts: MemberOptions = {}): Promise<Member> {
     }
   };
 
-  await mkdir(dirname(dataDir), { recursive: true });
+  if (!opts.noFlags) await mkdir(dirname(dataDir), { recursive: true });
   spawnOnce();
   await waitHealthy();
 
@@ -299,10 +339,10 @@ export async function startMember(opts: MemberOptions = {}): Promise<Member> {
     logFile,
     stop: () => killAndWait("SIGTERM"),
     kill9: () => killAndWait("SIGKILL"),
-    restart: async () => {
+    restart: async (ropts?: { acceptUnhealthy?: boolean }) => {
       await killAndWait("SIGTERM");
       spawnOnce();
-      await waitHealthy();
+      await waitHealthy(ropts?.acceptUnhealthy ?? false);
     },
     close: async () => {
       await killAndWait("SIGTERM");
@@ -401,6 +441,8 @@ export interface EtcdctlOptions extends RunOptions {
   member?: Member;
   /** With a TLS member: pass --cacert (always) and --cert/--key (when true, default true). */
   useClientCert?: boolean;
+  /** Pass only `args`: no --endpoints, no timeouts (etcdctl's defaults, as a user types it). */
+  bare?: boolean;
 }
 
 /**
@@ -414,9 +456,11 @@ export function etcdctl(args: string[], opts: EtcdctlOptions = {}): Promise<RunR
   const tls = opts.member?.tls;
   if (tls !== undefined) {
     pre.push(`--cacert=${tls.caCert}`);
-    if (opts.useClientCert !== false) pre.push(`--cert=${tls.clientCert}`, `--key=${tls.clientKey}`);
+    if (opts.useClientCert !== false)
+      pre.push(`--cert=${tls.clientCert}`, `--key=${tls.clientKey}`);
   }
   pre.push("--dial-timeout=3s", "--command-timeout=10s");
+  if (opts.bare) pre.length = 0;
   return run(process.env.ETCDCTL_BIN ?? "/usr/bin/etcdctl", [...pre, ...args], {
     ...opts,
     env: { ETCDCTL_API: "3", ...(opts.env ?? {}) },

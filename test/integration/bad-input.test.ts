@@ -39,10 +39,17 @@ describe("bad input gets etcd's errors and changes nothing", { timeout: 60_000 }
   }
 
   /** Asserts `p` rejects with class `ctor` and a message containing `text`, and that no write happened. */
-  async function rejectsUnchanged(p: () => Promise<unknown>, ctor: new (...a: never[]) => Error, text: string) {
+  async function rejectsUnchanged(
+    p: () => Promise<unknown>,
+    ctor: new (...a: never[]) => Error,
+    text: string,
+  ) {
     const before = await revision();
     await assert.rejects(p(), (err: Error) => {
-      assert.ok(err instanceof ctor, `expected ${ctor.name}, got ${err.constructor.name}: ${err.message}`);
+      assert.ok(
+        err instanceof ctor,
+        `expected ${ctor.name}, got ${err.constructor.name}: ${err.message}`,
+      );
       assert.ok(err.message.includes(text), `expected "${text}" in "${err.message}"`);
       return true;
     });
@@ -52,8 +59,16 @@ describe("bad input gets etcd's errors and changes nothing", { timeout: 60_000 }
   test("empty key: put, range and delete fail with 'etcdserver: key is not provided'", async () => {
     const msg = "etcdserver: key is not provided";
     await rejectsUnchanged(() => client.put("").value("v").exec(), GRPCInvalidArgumentError, msg);
-    await rejectsUnchanged(() => client.kv.range({ key: Buffer.alloc(0) }), GRPCInvalidArgumentError, msg);
-    await rejectsUnchanged(() => client.kv.deleteRange({ key: Buffer.alloc(0) }), GRPCInvalidArgumentError, msg);
+    await rejectsUnchanged(
+      () => client.kv.range({ key: Buffer.alloc(0) }),
+      GRPCInvalidArgumentError,
+      msg,
+    );
+    await rejectsUnchanged(
+      () => client.kv.deleteRange({ key: Buffer.alloc(0) }),
+      GRPCInvalidArgumentError,
+      msg,
+    );
   });
 
   test("a request over --max-request-bytes fails with 'etcdserver: request is too large'", async () => {
@@ -65,21 +80,35 @@ describe("bad input gets etcd's errors and changes nothing", { timeout: 60_000 }
     );
     // Far over the limit gRPC itself refuses the message (RESOURCE_EXHAUSTED).
     const huge = Buffer.alloc(MAX_REQUEST_BYTES + GRPC_OVERHEAD_BYTES + 1024, "x");
-    await rejectsUnchanged(() => client.put("bad/huge").value(huge).exec(), GRPCResourceExhastedError, "");
+    await rejectsUnchanged(
+      () => client.put("bad/huge").value(huge).exec(),
+      GRPCResourceExhastedError,
+      "",
+    );
     // Just under the limit is fine.
-    await client.put("bad/ok").value(Buffer.alloc(MAX_REQUEST_BYTES - 200, "y")).exec();
+    await client
+      .put("bad/ok")
+      .value(Buffer.alloc(MAX_REQUEST_BYTES - 200, "y"))
+      .exec();
     await client.delete().key("bad/ok").exec();
   });
 
   test("a txn with more than 128 ops fails with 'etcdserver: too many operations in txn request'", async () => {
     const ops = Array.from({ length: 129 }, (_, i) => client.put(`bad/t${i}`).value("v"));
     await rejectsUnchanged(
-      () => client.if("bad/existing", "Version", ">", 0).then(...ops).commit(),
+      () =>
+        client
+          .if("bad/existing", "Version", ">", 0)
+          .then(...ops)
+          .commit(),
       GRPCInvalidArgumentError,
       "etcdserver: too many operations in txn request",
     );
     // 128 is allowed.
-    const ok = await client.if("bad/existing", "Version", ">", 0).then(...ops.slice(0, 128)).commit();
+    const ok = await client
+      .if("bad/existing", "Version", ">", 0)
+      .then(...ops.slice(0, 128))
+      .commit();
     assert.equal(ok.succeeded, true);
     await client.delete().prefix("bad/t").exec();
   });
@@ -87,13 +116,21 @@ describe("bad input gets etcd's errors and changes nothing", { timeout: 60_000 }
   test("a txn writing one key twice fails with 'etcdserver: duplicate key given in txn request'", async () => {
     const msg = "etcdserver: duplicate key given in txn request";
     await rejectsUnchanged(
-      () => client.if("bad/existing", "Version", ">", 0).then(client.put("bad/d").value("1"), client.put("bad/d").value("2")).commit(),
+      () =>
+        client
+          .if("bad/existing", "Version", ">", 0)
+          .then(client.put("bad/d").value("1"), client.put("bad/d").value("2"))
+          .commit(),
       GRPCInvalidArgumentError,
       msg,
     );
     // A put and a delete whose range covers it are duplicates too.
     await rejectsUnchanged(
-      () => client.if("bad/existing", "Version", ">", 0).then(client.put("bad/d/x").value("1"), client.delete().prefix("bad/d/")).commit(),
+      () =>
+        client
+          .if("bad/existing", "Version", ">", 0)
+          .then(client.put("bad/d/x").value("1"), client.delete().prefix("bad/d/"))
+          .commit(),
       GRPCInvalidArgumentError,
       msg,
     );
@@ -110,7 +147,11 @@ describe("bad input gets etcd's errors and changes nothing", { timeout: 60_000 }
   test("a read or compaction at a future revision fails with etcd's future-revision error", async () => {
     const future = Number(await revision()) + 1000;
     const msg = "etcdserver: mvcc: required revision is a future revision";
-    await rejectsUnchanged(() => client.get("bad/existing").revision(future).exec(), GRPCOutOfRangeError, msg);
+    await rejectsUnchanged(
+      () => client.get("bad/existing").revision(future).exec(),
+      GRPCOutOfRangeError,
+      msg,
+    );
     await rejectsUnchanged(() => client.kv.compact({ revision: future }), GRPCOutOfRangeError, msg);
   });
 
@@ -147,9 +188,15 @@ describe("bad input gets etcd's errors and changes nothing", { timeout: 60_000 }
         });
       // Field 1 (key) says it is 100 bytes long, but 2 follow: not a valid message. etcd (grpc-go)
       // answers INTERNAL "grpc: error unmarshalling request: unexpected EOF".
-      assert.equal(await call("/etcdserverpb.KV/Put", Buffer.from([0x0a, 0x64, 0x61, 0x62])), grpc.status.INTERNAL);
+      assert.equal(
+        await call("/etcdserverpb.KV/Put", Buffer.from([0x0a, 0x64, 0x61, 0x62])),
+        grpc.status.INTERNAL,
+      );
       // An unknown method is UNIMPLEMENTED.
-      assert.equal(await call("/etcdserverpb.KV/NoSuchMethod", Buffer.alloc(0)), grpc.status.UNIMPLEMENTED);
+      assert.equal(
+        await call("/etcdserverpb.KV/NoSuchMethod", Buffer.alloc(0)),
+        grpc.status.UNIMPLEMENTED,
+      );
     } finally {
       raw.close();
     }

@@ -55,7 +55,11 @@ describe("etcd3 client: KV", { timeout: 60_000 }, () => {
     const prev = await client.put("kv/prev").value("new").getPrevious();
     assert.equal(prev.value.toString(), "old");
     assert.equal(prev.key.toString(), "kv/prev");
-    const res = await client.kv.put({ key: Buffer.from("kv/prev-none"), value: Buffer.from("v"), prev_kv: true });
+    const res = await client.kv.put({
+      key: Buffer.from("kv/prev-none"),
+      value: Buffer.from("v"),
+      prev_kv: true,
+    });
     assert.equal(res.prev_kv, null);
   });
 
@@ -68,7 +72,8 @@ describe("etcd3 client: KV", { timeout: 60_000 }, () => {
   });
 
   test("getAll with prefix returns exactly the keys under the prefix, in key order", async () => {
-    for (const k of ["p/c", "p/a", "p/b", "pz", "o"]) await client.put(k).value(k.toUpperCase()).exec();
+    for (const k of ["p/c", "p/a", "p/b", "pz", "o"])
+      await client.put(k).value(k.toUpperCase()).exec();
     const got = await client.getAll().prefix("p/").strings();
     assert.deepEqual(got, { "p/a": "P/A", "p/b": "P/B", "p/c": "P/C" });
     assert.deepEqual(await client.getAll().prefix("p/").keys(), ["p/a", "p/b", "p/c"]);
@@ -76,7 +81,10 @@ describe("etcd3 client: KV", { timeout: 60_000 }, () => {
 
   test("range with limit returns the first keys and sets more=true with the full count", async () => {
     const r = await client.getAll().prefix("p/").limit(2).exec();
-    assert.deepEqual(r.kvs.map((kv) => kv.key.toString()), ["p/a", "p/b"]);
+    assert.deepEqual(
+      r.kvs.map((kv) => kv.key.toString()),
+      ["p/a", "p/b"],
+    );
     assert.equal(r.more, true);
     assert.equal(r.count, "3");
     const all = await client.getAll().prefix("p/").limit(3).exec();
@@ -91,8 +99,13 @@ describe("etcd3 client: KV", { timeout: 60_000 }, () => {
     await client.put("s/y").value("2").exec();
     await client.put("s/z").value("1").exec();
     await client.put("s/x").value("3").exec();
-    const keys = async (target: "Key" | "Value" | "Version" | "Create" | "Mod", order: "Ascend" | "Descend") =>
-      (await client.getAll().prefix("s/").sort(target, order).exec()).kvs.map((kv) => kv.key.toString());
+    const keys = async (
+      target: "Key" | "Value" | "Version" | "Create" | "Mod",
+      order: "Ascend" | "Descend",
+    ) =>
+      (await client.getAll().prefix("s/").sort(target, order).exec()).kvs.map((kv) =>
+        kv.key.toString(),
+      );
     assert.deepEqual(await keys("Key", "Ascend"), ["s/x", "s/y", "s/z"]);
     assert.deepEqual(await keys("Key", "Descend"), ["s/z", "s/y", "s/x"]);
     assert.deepEqual(await keys("Value", "Ascend"), ["s/z", "s/y", "s/x"]);
@@ -105,22 +118,37 @@ describe("etcd3 client: KV", { timeout: 60_000 }, () => {
     assert.deepEqual(await keys("Mod", "Descend"), ["s/x", "s/z", "s/y"]);
     // sort with limit: the limit applies after sorting.
     const top = await client.getAll().prefix("s/").sort("Key", "Descend").limit(1).exec();
-    assert.deepEqual(top.kvs.map((kv) => kv.key.toString()), ["s/z"]);
+    assert.deepEqual(
+      top.kvs.map((kv) => kv.key.toString()),
+      ["s/z"],
+    );
     assert.equal(top.more, true);
   });
 
   test("keys-only returns keys with empty values; count-only returns the count and no kvs", async () => {
-    const r = await client.kv.range({ key: Buffer.from("p/"), range_end: Buffer.from("p0"), keys_only: true });
+    const r = await client.kv.range({
+      key: Buffer.from("p/"),
+      range_end: Buffer.from("p0"),
+      keys_only: true,
+    });
     assert.equal(r.kvs.length, 3);
     for (const kv of r.kvs) assert.equal(kv.value.length, 0);
     assert.equal(await client.getAll().prefix("p/").count(), 3);
-    const c = await client.kv.range({ key: Buffer.from("p/"), range_end: Buffer.from("p0"), count_only: true });
+    const c = await client.kv.range({
+      key: Buffer.from("p/"),
+      range_end: Buffer.from("p0"),
+      count_only: true,
+    });
     assert.equal(c.kvs.length, 0);
     assert.equal(c.count, "3");
   });
 
   test("range_end \\0 means every key >= key (from-key)", async () => {
-    const r = await client.kv.range({ key: Buffer.from("s/"), range_end: Buffer.from([0]), keys_only: true });
+    const r = await client.kv.range({
+      key: Buffer.from("s/"),
+      range_end: Buffer.from([0]),
+      keys_only: true,
+    });
     const keys = r.kvs.map((kv) => kv.key.toString());
     assert.ok(keys.includes("s/x") && keys.includes("s/z"));
     assert.ok(!keys.includes("p/a") && !keys.includes("o"));
@@ -133,10 +161,42 @@ describe("etcd3 client: KV", { timeout: 60_000 }, () => {
     await client.put("f/b").value("1").exec(); // base+2
     await client.put("f/a").value("2").exec(); // base+3
     const keys = async (b: ReturnType<Etcd3["getAll"]>) => (await b.keys()).sort();
-    assert.deepEqual(await keys(client.getAll().prefix("f/").minModRevision(base + 3)), ["f/a"]);
-    assert.deepEqual(await keys(client.getAll().prefix("f/").maxModRevision(base + 2)), ["f/b"]);
-    assert.deepEqual(await keys(client.getAll().prefix("f/").minCreateRevision(base + 2)), ["f/b"]);
-    assert.deepEqual(await keys(client.getAll().prefix("f/").maxCreateRevision(base + 1)), ["f/a"]);
+    assert.deepEqual(
+      await keys(
+        client
+          .getAll()
+          .prefix("f/")
+          .minModRevision(base + 3),
+      ),
+      ["f/a"],
+    );
+    assert.deepEqual(
+      await keys(
+        client
+          .getAll()
+          .prefix("f/")
+          .maxModRevision(base + 2),
+      ),
+      ["f/b"],
+    );
+    assert.deepEqual(
+      await keys(
+        client
+          .getAll()
+          .prefix("f/")
+          .minCreateRevision(base + 2),
+      ),
+      ["f/b"],
+    );
+    assert.deepEqual(
+      await keys(
+        client
+          .getAll()
+          .prefix("f/")
+          .maxCreateRevision(base + 1),
+      ),
+      ["f/a"],
+    );
   });
 
   test("reads at a past revision see the store as it was", async () => {
@@ -158,7 +218,10 @@ describe("etcd3 client: KV", { timeout: 60_000 }, () => {
     await client.put("d/2").value("b").exec();
     await client.put("d/3").value("c").exec();
     const prev = await client.delete().key("d/1").getPrevious();
-    assert.deepEqual(prev.map((kv) => [kv.key.toString(), kv.value.toString()]), [["d/1", "a"]]);
+    assert.deepEqual(
+      prev.map((kv) => [kv.key.toString(), kv.value.toString()]),
+      [["d/1", "a"]],
+    );
     const res = await client.delete().prefix("d/").exec();
     assert.equal(res.deleted, "2");
     assert.equal(await client.getAll().prefix("d/").count(), 0);
@@ -238,6 +301,9 @@ describe("etcd3 client: KV", { timeout: 60_000 }, () => {
     // The compacted revision itself is still readable.
     assert.equal(await client.get("c/k").revision(r3.header.revision).string(), "3");
     // Compacting again at or below the compacted revision fails too.
-    await assert.rejects(client.kv.compact({ revision: r1.header.revision }), /required revision has been compacted/);
+    await assert.rejects(
+      client.kv.compact({ revision: r1.header.revision }),
+      /required revision has been compacted/,
+    );
   });
 });

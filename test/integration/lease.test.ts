@@ -42,7 +42,10 @@ describe("etcd3 client: Lease", { timeout: 60_000 }, () => {
     const id = "7340032"; // 0x700000
     const g = await client.leaseClient.leaseGrant({ TTL: 30, ID: id });
     assert.equal(g.ID, id);
-    await assert.rejects(client.leaseClient.leaseGrant({ TTL: 30, ID: id }), /etcdserver: lease already exists/);
+    await assert.rejects(
+      client.leaseClient.leaseGrant({ TTL: 30, ID: id }),
+      /etcdserver: lease already exists/,
+    );
     await client.leaseClient.leaseRevoke({ ID: id });
   });
 
@@ -101,7 +104,12 @@ describe("etcd3 client: Lease", { timeout: 60_000 }, () => {
     await client.put("le/x").value("1").lease(g.ID).exec();
     await client.put("le/y").value("2").lease(g.ID).exec();
     const t0 = Date.now();
-    await waitFor("expired keys deleted", async () => (await client.getAll().prefix("le/").keys()).length === 1, 15_000, 100);
+    await waitFor(
+      "expired keys deleted",
+      async () => (await client.getAll().prefix("le/").keys()).length === 1,
+      15_000,
+      100,
+    );
     const elapsedMs = Date.now() - t0;
     assert.ok(elapsedMs >= 1000, `keys went after ${elapsedMs} ms, before the TTL`);
     assert.deepEqual(await client.getAll().prefix("le/").keys(), ["le/kept"]);
@@ -118,11 +126,17 @@ describe("etcd3 client: Lease", { timeout: 60_000 }, () => {
     const unknown = "123456789";
     const before = await client.get("nothing").exec();
     await assert.rejects(client.put("lu/k").value("v").lease(unknown).exec(), (err: Error) => {
-      assert.ok(err instanceof EtcdLeaseInvalidError, `got ${err.constructor.name}: ${err.message}`);
+      assert.ok(
+        err instanceof EtcdLeaseInvalidError,
+        `got ${err.constructor.name}: ${err.message}`,
+      );
       assert.match(err.message, /etcdserver: requested lease not found/);
       return true;
     });
-    await assert.rejects(client.leaseClient.leaseRevoke({ ID: unknown }), /etcdserver: requested lease not found/);
+    await assert.rejects(
+      client.leaseClient.leaseRevoke({ ID: unknown }),
+      /etcdserver: requested lease not found/,
+    );
     const ttl = await client.leaseClient.leaseTimeToLive({ ID: unknown });
     assert.equal(ttl.TTL, "-1");
     const stream = await client.leaseClient.leaseKeepAlive();

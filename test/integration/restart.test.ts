@@ -61,8 +61,16 @@ describe("etcd3 client: restart", { timeout: 90_000 }, () => {
     const ttl = await client.leaseClient.leaseTimeToLive({ ID: g.ID, keys: true });
     assert.equal(ttl.grantedTTL, "3");
     assert.ok(Number(ttl.TTL) > 0, `TTL after restart ${ttl.TTL}`);
-    assert.deepEqual(ttl.keys.map((k) => k.toString()), ["rl/k"]);
-    await waitFor("lease expiry after restart", async () => !(await client.get("rl/k").exists()), 15_000, 100);
+    assert.deepEqual(
+      ttl.keys.map((k) => k.toString()),
+      ["rl/k"],
+    );
+    await waitFor(
+      "lease expiry after restart",
+      async () => !(await client.get("rl/k").exists()),
+      15_000,
+      100,
+    );
   });
 
   test("a watcher reconnects after the member restarts and receives later events without gaps", async () => {

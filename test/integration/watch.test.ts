@@ -23,7 +23,12 @@ function record(w: Watcher): Seen[] {
   const seen: Seen[] = [];
   const push = (type: "put" | "delete") => (kv: IKeyValue, prev?: IKeyValue) => {
     if (seen.length >= MAX_RECORDED_EVENTS) return;
-    const e: Seen = { type, key: kv.key.toString(), value: kv.value.toString(), modRevision: Number(kv.mod_revision) };
+    const e: Seen = {
+      type,
+      key: kv.key.toString(),
+      value: kv.value.toString(),
+      modRevision: Number(kv.mod_revision),
+    };
     if (prev) e.prevValue = prev.value.toString();
     seen.push(e);
   };
@@ -92,7 +97,13 @@ describe("etcd3 client: Watch", { timeout: 60_000 }, () => {
     await client.put("wh/k").value("2").exec();
     await client.delete().key("wh/k").exec();
     await client.put("wh/k").value("3").exec();
-    const w = track(await client.watch().key("wh/k").startRevision(String(Number(r1.header.revision) + 1)).create());
+    const w = track(
+      await client
+        .watch()
+        .key("wh/k")
+        .startRevision(String(Number(r1.header.revision) + 1))
+        .create(),
+    );
     const seen = record(w);
     await waitFor("3 replayed events", () => seen.length >= 3);
     await client.put("wh/k").value("4").exec();
@@ -101,7 +112,8 @@ describe("etcd3 client: Watch", { timeout: 60_000 }, () => {
       seen.map((e) => `${e.type}:${e.value}`),
       ["put:2", "delete:", "put:3", "put:4"],
     );
-    for (let i = 1; i < seen.length; i++) assert.ok(seen[i]!.modRevision > seen[i - 1]!.modRevision);
+    for (let i = 1; i < seen.length; i++)
+      assert.ok(seen[i]!.modRevision > seen[i - 1]!.modRevision);
     await w.cancel();
   });
 
@@ -129,8 +141,14 @@ describe("etcd3 client: Watch", { timeout: 60_000 }, () => {
     await client.put("wf/b").value("2").exec();
     await waitFor("events", () => a.length >= 2 && b.length >= 1);
     await sleep(100);
-    assert.deepEqual(a.map((e) => `${e.type} ${e.key}`), ["put wf/a", "put wf/b"]);
-    assert.deepEqual(b.map((e) => `${e.type} ${e.key}`), ["delete wf/a"]);
+    assert.deepEqual(
+      a.map((e) => `${e.type} ${e.key}`),
+      ["put wf/a", "put wf/b"],
+    );
+    assert.deepEqual(
+      b.map((e) => `${e.type} ${e.key}`),
+      ["delete wf/a"],
+    );
     await noDel.cancel();
     await onlyDel.cancel();
   });
@@ -146,10 +164,22 @@ describe("etcd3 client: Watch", { timeout: 60_000 }, () => {
     const seen = ws.map(record);
     await client.put("wm/1").value("a").exec();
     await client.put("wm/2").value("b").exec();
-    await waitFor("events on all watchers", () => seen[0]!.length >= 1 && seen[1]!.length >= 1 && seen[2]!.length >= 2);
-    assert.deepEqual(seen[0]!.map((e) => e.key), ["wm/1"]);
-    assert.deepEqual(seen[1]!.map((e) => e.key), ["wm/2"]);
-    assert.deepEqual(seen[2]!.map((e) => e.key), ["wm/1", "wm/2"]);
+    await waitFor(
+      "events on all watchers",
+      () => seen[0]!.length >= 1 && seen[1]!.length >= 1 && seen[2]!.length >= 2,
+    );
+    assert.deepEqual(
+      seen[0]!.map((e) => e.key),
+      ["wm/1"],
+    );
+    assert.deepEqual(
+      seen[1]!.map((e) => e.key),
+      ["wm/2"],
+    );
+    assert.deepEqual(
+      seen[2]!.map((e) => e.key),
+      ["wm/1", "wm/2"],
+    );
 
     await ws[0]!.cancel();
     await client.put("wm/1").value("c").exec();
@@ -157,7 +187,10 @@ describe("etcd3 client: Watch", { timeout: 60_000 }, () => {
     await waitFor("events after cancel", () => seen[1]!.length >= 2 && seen[2]!.length >= 4);
     await sleep(200);
     assert.equal(seen[0]!.length, 1, "a cancelled watcher gets no more events");
-    assert.deepEqual(seen[2]!.map((e) => e.value), ["a", "b", "c", "d"]);
+    assert.deepEqual(
+      seen[2]!.map((e) => e.value),
+      ["a", "b", "c", "d"],
+    );
     await ws[1]!.cancel();
     await ws[2]!.cancel();
   });
@@ -167,10 +200,17 @@ describe("etcd3 client: Watch", { timeout: 60_000 }, () => {
     const w = track(await client.watch().prefix("wb/").create());
     const seen = record(w);
     const writes: Promise<unknown>[] = [];
-    for (let i = 0; i < n; i++) writes.push(client.put(`wb/${i % 37}`).value(String(i)).exec());
+    for (let i = 0; i < n; i++)
+      writes.push(
+        client
+          .put(`wb/${i % 37}`)
+          .value(String(i))
+          .exec(),
+      );
     await Promise.all(writes);
     await waitFor(`${n} events`, () => seen.length >= n, 15_000);
-    for (let i = 1; i < seen.length; i++) assert.ok(seen[i]!.modRevision > seen[i - 1]!.modRevision);
+    for (let i = 1; i < seen.length; i++)
+      assert.ok(seen[i]!.modRevision > seen[i - 1]!.modRevision);
     assert.equal(seen.length, n);
     await w.cancel();
   });

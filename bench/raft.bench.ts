@@ -118,6 +118,7 @@ function memoryPerUnstableEntry(count: number, bytes: number): void {
   for (let i = 0; i < count; i++) bn.node.propose(payload); // same payload object: measures raft's own overhead
   gc?.();
   const after = process.memoryUsage().heapUsed;
+  if (bn.node.raft.raftLog.lastIndex() < count) throw new Error("proposals were not appended");
   console.log(
     `raft unstable log: ${((after - before) / count).toFixed(1)} heap bytes per unstable entry (excluding payload; ${count} entries${gc ? "" : ", run with --expose-gc for a precise figure"})`,
   );
@@ -126,7 +127,9 @@ function memoryPerUnstableEntry(count: number, bytes: number): void {
 const entries = arg("entries", 500_000);
 const batch = arg("batch", 256);
 const bytes = arg("bytes", 128);
+// Memory first: a heap already grown by the throughput runs skews heapUsed deltas.
+memoryPerUnstableEntry(200_000, bytes);
 throughput(Math.min(entries, 50_000), batch, bytes); // warm-up
 throughput(entries, batch, bytes);
 throughput(entries, 16, bytes);
-memoryPerUnstableEntry(200_000, bytes);
+throughput(entries, 1, bytes);

@@ -840,7 +840,9 @@ export class H2Connection {
 
   #connectionError(err: H2ConnectionError): void {
     if (this.#destroyed) return;
-    this.#out.push(buildGoaway(this.#lastStreamId, err.h2Code, err.message));
+    const goaway = buildGoaway(this.#lastStreamId, err.h2Code, err.message);
+    this.#out.push(goaway);
+    this.#outBytes += goaway.length;
     this.#goawaySent = true;
     this.#flush();
     this.#teardown();
@@ -854,6 +856,7 @@ export class H2Connection {
     if (this.#destroyed) return;
     this.#destroyed = true;
     this.#out = [];
+    this.#outBytes = 0;
     for (const s of [...this.#streams.values()]) this.#abortStream(s, H2ErrorCode.CANCEL);
     this.#streams.clear();
     this.#handler.onClose(this);

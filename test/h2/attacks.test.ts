@@ -1,0 +1,296 @@
+// Hostile clients against lib/h2 (issue 6): each attack ends with a GOAWAY or RST_STREAM for the
+// attacker only, and a well-behaved client on another connection is still served. Plus flow
+// control with a tiny client window, the concurrent-stream limit, graceful shutdown and a
+// fast-check fuzz of the frame parser (no exception escapes).
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { Duplex } from "node:stream";
+import fc from "fast-check";
+import { H2ErrorCode, H2GrpcServer, frames } from "../../lib/h2/index.js";
+import { encodeHeaderBlock } from "../../lib/h2/hpack.js";
+import * as rpc from "../../lib/proto/gen/etcdserverpb/rpc.js";
+import { startFake, type FakeService } from "./fixture.js";
+import { RawClient, grpcMessage, requestHeaders } from "./raw-client.js";
+
+const { FrameType, Flag, buildFrame, buildSettings, buildWindowUpdate, buildRstStream } = frames;
+const seed = Number(process.env.SEED ?? Date.now() % 2 ** 31);
+
+const headersFrame = (id: number, block: Buffer, flags: number = Flag.END_HEADERS) => buildFrame(FrameType.HEADERS, flags, id, block);
+const putBody = (k: string) => grpcMessage(rpc.PutRequest.toBinary(rpc.PutRequest.create({ key: Buffer.from(k), value: Buffer.from("v") })));
+const rangeBody = (k: string) => grpcMessage(rpc.RangeRequest.toBinary(rpc.RangeRequest.create({ key: Buffer.from(k) })));
+
+/** A full Put on a fresh raw connection; resolves true when grpc-status 0 came back. */
+async function healthyPut(port: number): Promise<boolean> {
+  const c = new RawClient(port).hello();
+  c.write(headersFrame(1, requestHeaders("/etcdserverpb.KV/Put")));
+  c.write(buildFrame(FrameType.DATA, Flag.END_STREAM, 1, putBody("ok")));
+  const ok = await c.waitFor((fs) => fs.some((f) => f.type === FrameType.HEADERS && f.flags & Flag.END_STREAM));
+  c.destroy();
+  return ok;
+}
+
+describe("hostile clients", () => {
+  let svc: FakeService;
+  before(async () => {
+    svc = await startFake({
+      h2: {
+        maxResetsPerWindow: 100,
+        maxPingsPerWindow: 50,
+        maxSettingsPerWindow: 50,
+        maxContinuationFrames: 16,
+        maxHeaderBlockBytes: 32 * 1024,
+        maxHeaderListBytes: 16 * 1024,
+        maxConcurrentStreams: 5,
+        handshakeTimeoutMs: 300,
+        headersTimeoutMs: 300,
+        idleTimeoutMs: 600,
+        floodWindowMs: 10_000,
+      },
+    });
+  });
+  after(async () => svc.close());
+
+  test("rapid reset (CVE-2023-44487): HEADERS+RST_STREAM bursts get GOAWAY ENHANCE_YOUR_CALM", async () => {
+    const c = new RawClient(svc.port).hello();
+    const parts: Buffer[] = [];
+    for (let i = 0; i < 200; i++) {
+      const id = 1 + 2 * i;
+      parts.push(headersFrame(id, requestHeaders("/etcdserverpb.KV/Range")), buildRstStream(id, H2ErrorCode.CANCEL));
+    }
+    c.write(Buffer.concat(parts));
+    await c.waitFor(() => c.closed);
+    assert.equal(c.goawayCode(), H2ErrorCode.ENHANCE_YOUR_CALM);
+    assert.ok(await healthyPut(svc.port));
+  });
+
+  test("CONTINUATION flood: endless empty CONTINUATION frames get GOAWAY", async () => {
+    const c = new RawClient(svc.port).hello();
+    const parts = [headersFrame(1, requestHeaders("/etcdserverpb.KV/Put"), 0)];
+    for (let i = 0; i < 1000; i++) parts.push(buildFrame(FrameType.CONTINUATION, 0, 1, Buffer.alloc(0)));
+    c.write(Buffer.concat(parts));
+    await c.waitFor(() => c.closed);
+    assert.equal(c.goawayCode(), H2ErrorCode.ENHANCE_YOUR_CALM);
+    assert.ok(await healthyPut(svc.port));
+  });
+
+  test("CONTINUATION flood: a header block beyond maxHeaderBlockBytes gets GOAWAY", async () => {
+    const c = new RawClient(svc.port).hello();
+    const parts = [headersFrame(1, requestHeaders("/etcdserverpb.KV/Put"), 0)];
+    for (let i = 0; i < 10; i++) parts.push(buildFrame(FrameType.CONTINUATION, 0, 1, Buffer.alloc(16_000, 0x82)));
+    c.write(Buffer.concat(parts));
+    await c.waitFor(() => c.closed);
+    assert.equal(c.goawayCode(), H2ErrorCode.ENHANCE_YOUR_CALM);
+  });
+
+  test("HPACK bomb: a huge decoded header list resets only that stream", async () => {
+    const c = new RawClient(svc.port).hello();
+    const big = "y".repeat(3000);
+    // literal with incremental indexing, new name "b", 3000-byte value; then 100 references to it
+    const lit = Buffer.concat([Buffer.from([0x40, 0x01, 0x62, 0x7f]), Buffer.from([(3000 - 127) % 128 | 0x80, Math.floor((3000 - 127) / 128)]), Buffer.from(big)]);
+    const block = Buffer.concat([requestHeaders("/etcdserverpb.KV/Put"), lit, Buffer.alloc(100, 0xbe)]);
+    c.write(headersFrame(1, block, Flag.END_HEADERS | Flag.END_STREAM));
+    await c.waitFor((fs) => fs.some((f) => f.type === FrameType.RST_STREAM && f.streamId === 1));
+    const rst = c.frames.find((f) => f.type === FrameType.RST_STREAM && f.streamId === 1);
+    assert.equal(rst?.payload.readUInt32BE(0), H2ErrorCode.ENHANCE_YOUR_CALM);
+    // the connection lives on: the next stream is served
+    c.write(headersFrame(3, requestHeaders("/etcdserverpb.KV/Put")));
+    c.write(buildFrame(FrameType.DATA, Flag.END_STREAM, 3, putBody("after-bomb")));
+    assert.ok(await c.waitFor((fs) => fs.some((f) => f.streamId === 3 && f.type === FrameType.HEADERS && f.flags & Flag.END_STREAM)));
+    c.destroy();
+  });
+
+  test("window overflow on the connection gets GOAWAY FLOW_CONTROL_ERROR", async () => {
+    const c = new RawClient(svc.port).hello();
+    c.write(buildWindowUpdate(0, 2 ** 31 - 1));
+    await c.waitFor(() => c.closed);
+    assert.equal(c.goawayCode(), H2ErrorCode.FLOW_CONTROL_ERROR);
+  });
+
+  test("window overflow on a stream resets the stream", async () => {
+    const c = new RawClient(svc.port).hello();
+    c.write(headersFrame(1, requestHeaders("/etcdserverpb.KV/Range")));
+    c.write(buildFrame(FrameType.DATA, Flag.END_STREAM, 1, rangeBody("slow")));
+    c.write(buildWindowUpdate(1, 2 ** 31 - 1));
+    await c.waitFor((fs) => fs.some((f) => f.type === FrameType.RST_STREAM));
+    const rst = c.frames.find((f) => f.type === FrameType.RST_STREAM);
+    assert.equal(rst?.payload.readUInt32BE(0), H2ErrorCode.FLOW_CONTROL_ERROR);
+    assert.equal(c.closed, false);
+    c.destroy();
+  });
+
+  test("SETTINGS flood gets GOAWAY ENHANCE_YOUR_CALM", async () => {
+    const c = new RawClient(svc.port).hello();
+    const parts = [];
+    for (let i = 0; i < 200; i++) parts.push(buildSettings([[frames.SettingId.INITIAL_WINDOW_SIZE, 65535]]));
+    c.write(Buffer.concat(parts));
+    await c.waitFor(() => c.closed);
+    assert.equal(c.goawayCode(), H2ErrorCode.ENHANCE_YOUR_CALM);
+  });
+
+  test("PING flood gets GOAWAY ENHANCE_YOUR_CALM", async () => {
+    const c = new RawClient(svc.port).hello();
+    const parts = [];
+    for (let i = 0; i < 200; i++) parts.push(buildFrame(FrameType.PING, 0, 0, Buffer.alloc(8, i)));
+    c.write(Buffer.concat(parts));
+    await c.waitFor(() => c.closed);
+    assert.equal(c.goawayCode(), H2ErrorCode.ENHANCE_YOUR_CALM);
+  });
+
+  test("slowloris: a client that never sends the preface is closed after handshakeTimeoutMs", async () => {
+    const c = new RawClient(svc.port);
+    const t0 = Date.now();
+    await c.waitFor(() => c.closed, 3000);
+    assert.ok(c.closed);
+    assert.ok(Date.now() - t0 >= 250);
+  });
+
+  test("slowloris: a header block left open is closed after headersTimeoutMs", async () => {
+    const c = new RawClient(svc.port).hello();
+    c.write(headersFrame(1, requestHeaders("/etcdserverpb.KV/Put"), 0));
+    await c.waitFor(() => c.closed, 3000);
+    assert.equal(c.goawayCode(), H2ErrorCode.ENHANCE_YOUR_CALM);
+  });
+
+  test("an idle connection gets GOAWAY NO_ERROR after idleTimeoutMs", async () => {
+    const c = new RawClient(svc.port).hello();
+    await c.waitFor(() => c.closed, 3000);
+    assert.equal(c.goawayCode(), H2ErrorCode.NO_ERROR);
+  });
+
+  test("a bad preface gets GOAWAY PROTOCOL_ERROR", async () => {
+    const c = new RawClient(svc.port);
+    c.write(Buffer.from("PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n"));
+    await c.waitFor(() => c.closed);
+    assert.equal(c.goawayCode(), H2ErrorCode.PROTOCOL_ERROR);
+  });
+
+  test("a frame larger than our SETTINGS_MAX_FRAME_SIZE gets FRAME_SIZE_ERROR", async () => {
+    const c = new RawClient(svc.port).hello();
+    c.write(buildFrame(FrameType.PING, 0, 0, Buffer.alloc(20_000)));
+    await c.waitFor(() => c.closed);
+    assert.equal(c.goawayCode(), H2ErrorCode.FRAME_SIZE_ERROR);
+  });
+
+  test("streams beyond SETTINGS_MAX_CONCURRENT_STREAMS are refused, the rest served", async () => {
+    const c = new RawClient(svc.port).hello();
+    for (let i = 0; i < 8; i++) {
+      const id = 1 + 2 * i;
+      c.write(headersFrame(id, requestHeaders("/etcdserverpb.KV/Range")));
+      c.write(buildFrame(FrameType.DATA, Flag.END_STREAM, id, rangeBody("slow")));
+    }
+    await c.waitFor((fs) => fs.filter((f) => f.type === FrameType.RST_STREAM).length >= 3);
+    const refused = c.frames.filter((f) => f.type === FrameType.RST_STREAM && f.payload.readUInt32BE(0) === H2ErrorCode.REFUSED_STREAM);
+    assert.deepEqual(refused.map((f) => f.streamId), [11, 13, 15]);
+    c.destroy();
+  });
+});
+
+describe("flow control and shutdown", () => {
+  let svc: FakeService;
+  before(async () => {
+    svc = await startFake();
+  });
+  after(async () => svc.close());
+
+  test("a large response waits for the client's window (1000-byte stream window)", async () => {
+    const c = new RawClient(svc.port);
+    c.write(Buffer.concat([frames.clientPreface, buildSettings([[frames.SettingId.INITIAL_WINDOW_SIZE, 1000]])]));
+    c.write(buildWindowUpdate(0, 1_000_000)); // the connection window is not what this test limits
+    c.write(headersFrame(1, requestHeaders("/etcdserverpb.KV/Range")));
+    c.write(buildFrame(FrameType.DATA, Flag.END_STREAM, 1, rangeBody("big:100000")));
+    const dataBytes = () => c.frames.filter((f) => f.type === FrameType.DATA).reduce((n, f) => n + f.payload.length, 0);
+    await c.waitFor(() => dataBytes() >= 1000);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(dataBytes(), 1000, "no DATA beyond the stream window");
+    // open the window in steps; the rest arrives, then the trailers
+    for (let i = 0; i < 20 && !c.frames.some((f) => f.type === FrameType.HEADERS && f.flags & Flag.END_STREAM); i++) {
+      c.write(buildWindowUpdate(1, 10_000));
+      await c.waitFor(() => false, 20);
+    }
+    assert.ok(dataBytes() > 100_000);
+    assert.ok(c.frames.some((f) => f.type === FrameType.HEADERS && f.flags & Flag.END_STREAM));
+    c.destroy();
+  });
+
+  test("the connection window bounds DATA across streams too", async () => {
+    const c = new RawClient(svc.port);
+    // stream windows large, connection window stays at the default 65,535
+    c.write(Buffer.concat([frames.clientPreface, buildSettings([[frames.SettingId.INITIAL_WINDOW_SIZE, 1_000_000]])]));
+    for (const id of [1, 3]) {
+      c.write(headersFrame(id, requestHeaders("/etcdserverpb.KV/Range")));
+      c.write(buildFrame(FrameType.DATA, Flag.END_STREAM, id, rangeBody("big:100000")));
+    }
+    const dataBytes = () => c.frames.filter((f) => f.type === FrameType.DATA).reduce((n, f) => n + f.payload.length, 0);
+    await c.waitFor(() => dataBytes() >= 65_535);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(dataBytes(), 65_535);
+    c.write(buildWindowUpdate(0, 1_000_000));
+    assert.ok(await c.waitFor((fs) => fs.filter((f) => f.type === FrameType.HEADERS && f.flags & Flag.END_STREAM).length === 2));
+    c.destroy();
+  });
+
+  test("server close() sends GOAWAY NO_ERROR and lets an in-flight call finish", async () => {
+    const own = await startFake();
+    const c = new RawClient(own.port).hello();
+    c.write(headersFrame(1, requestHeaders("/etcdserverpb.KV/Put")));
+    c.write(buildFrame(FrameType.DATA, 0, 1, putBody("late")));
+    await c.waitFor((fs) => fs.some((f) => f.type === FrameType.SETTINGS && f.flags & Flag.ACK));
+    const closing = own.server.close();
+    await c.waitFor((fs) => fs.some((f) => f.type === FrameType.GOAWAY));
+    assert.equal(c.goawayCode(), H2ErrorCode.NO_ERROR);
+    c.write(buildFrame(FrameType.DATA, Flag.END_STREAM, 1, Buffer.alloc(0)));
+    assert.ok(await c.waitFor((fs) => fs.some((f) => f.streamId === 1 && f.type === FrameType.HEADERS && f.flags & Flag.END_STREAM)));
+    await closing;
+    assert.equal(own.store.get("late")?.toString(), "v");
+    await own.close();
+  });
+});
+
+/** An in-memory socket: what the server writes is dropped, reads are pushed with emit("data"). */
+class NullSocket extends Duplex {
+  override _read(): void {}
+  override _write(_c: Buffer, _e: BufferEncoding, cb: () => void): void {
+    cb();
+  }
+}
+
+describe("frame parser fuzz", () => {
+  test(`random frames after a valid preface never throw out of the server (SEED=${seed})`, async () => {
+    const server = new H2GrpcServer(new Map(), { h2: { maxResetsPerWindow: 50 } });
+    const frame = fc.record({
+      type: fc.integer({ min: 0, max: 11 }),
+      flags: fc.integer({ min: 0, max: 255 }),
+      streamId: fc.oneof(fc.constantFrom(0, 1, 3, 5), fc.integer({ min: 0, max: 2 ** 31 - 1 })),
+      payload: fc.oneof(
+        fc.uint8Array({ maxLength: 64 }),
+        fc.constant(encodeHeaderBlock([[":method", "POST"], [":path", "/x"], ["content-type", "application/grpc"]])),
+      ),
+    });
+    let failure: unknown;
+    const onUncaught = (err: unknown) => (failure = err);
+    process.on("uncaughtException", onUncaught);
+    try {
+      fc.assert(
+        fc.property(fc.array(frame, { maxLength: 30 }), fc.integer({ min: 1, max: 50 }), (fs, chunk) => {
+          const sock = new NullSocket();
+          server.handleConnection(sock);
+          const bytes = Buffer.concat([
+            frames.clientPreface,
+            buildSettings([]),
+            ...fs.map((f) => buildFrame(f.type, f.flags, f.streamId, f.payload)),
+          ]);
+          // split into arbitrary reads: frames straddle read boundaries
+          for (let i = 0; i < bytes.length; i += chunk) sock.emit("data", bytes.subarray(i, i + chunk));
+          sock.destroy();
+        }),
+        { seed, numRuns: 500 },
+      );
+      await new Promise((r) => setImmediate(r));
+      await new Promise((r) => setTimeout(r, 20));
+    } finally {
+      process.off("uncaughtException", onUncaught);
+      server.forceClose();
+    }
+    assert.equal(failure, undefined, `SEED=${seed}: ${String(failure)}`);
+  });
+});

@@ -100,10 +100,14 @@ export interface MvccSnapshot {
   readonly recordCount: number;
   /**
    * The key bucket's entries in bbolt key order: [revision key (8-byte big-endian main, '_',
-   * 8-byte sub, plus 't' for a tombstone), marshaled mvccpb.KeyValue]. Fresh Buffers each.
+   * 8-byte sub, plus 't' for a tombstone), marshaled mvccpb.KeyValue]. Views into chunks that
+   * are never reused, so they stay valid as long as the caller keeps them; never mutate them.
    */
   records(): IterableIterator<[Buffer, Buffer]>;
 }
+
+/** Size of the chunks snapshot().records() encodes into (records larger get their own). */
+const snapshotChunkBytes = 1 << 20;
 
 /** Which branch each (nested) txn takes, decided before any write (etcd compareToPath). */
 interface TxnPath {
@@ -522,17 +526,21 @@ export class MvccStore {
       compactRevision: this.#compactRev,
       recordCount: count,
       *records(): IterableIterator<[Buffer, Buffer]> {
-        let scratch = Buffer.allocUnsafe(4096);
+        // Records are encoded back to back into chunks that are never reused, and handed out as
+        // views: no per-record allocation of backing memory, no copy.
+        let chunk = Buffer.allocUnsafeSlow(snapshotChunkBytes);
+        let used = 0;
         for (let i = 0; i < count; i++) {
           const r = log[i]!;
           const need = hashRecordMaxBytes(r);
-          if (need > scratch.length) scratch = Buffer.allocUnsafe(need * 2);
-          const n = encodeHashRecord(r, scratch);
+          if (used + need > chunk.length) {
+            chunk = Buffer.allocUnsafeSlow(Math.max(snapshotChunkBytes, need));
+            used = 0;
+          }
+          const n = encodeHashRecord(r, chunk.subarray(used));
           const keyBytes = r.isTombstone ? 18 : 17;
-          yield [
-            Buffer.from(scratch.subarray(0, keyBytes)),
-            Buffer.from(scratch.subarray(keyBytes, n)),
-          ];
+          yield [chunk.subarray(used, used + keyBytes), chunk.subarray(used + keyBytes, used + n)];
+          used += n;
         }
       },
     };
@@ -907,15 +915,15 @@ function hashRecordMaxBytes(r: Rec): number {
 }
 
 /**
- * Writes what etcd's HashByRev feeds its hash for one record: the bbolt key (8-byte big-endian
+ * Writes at `at` what etcd's HashByRev feeds its hash for one record: the bbolt key (8-byte big-endian
  * main, '_', 8-byte sub, 't' for a tombstone) then the proto3 KeyValue as gogo-protobuf marshals
- * it (fields 1-6 in order, zero values omitted; a tombstone stores only its key). Returns bytes.
+ * it (fields 1-6 in order, zero values omitted; a tombstone stores only its key). Returns the end offset.
  */
-function encodeHashRecord(r: Rec, out: Buffer): number {
-  writeUint64BE(out, 0, r.main);
-  out[8] = 0x5f;
-  writeUint64BE(out, 9, r.sub);
-  let p = 17;
+function encodeHashRecord(r: Rec, out: Buffer, at = 0): number {
+  writeUint64BE(out, at, r.main);
+  out[at + 8] = 0x5f;
+  writeUint64BE(out, at + 9, r.sub);
+  let p = at + 17;
   if (r.isTombstone) out[p++] = 0x74;
   p = writeBytesField(out, p, 0x0a, r.key);
   if (r.isTombstone) return p;

@@ -223,6 +223,22 @@ describe("etcdctl", { timeout: 90_000 }, () => {
     assert.match(err, /etcdserver: requested lease not found/);
   });
 
+  test("lease keep-alive (streaming) prints a keepalived line per renewal", async () => {
+    const g = await ctl(["lease", "grant", "3"]);
+    const id = /^lease ([0-9a-f]+) granted/.exec(g)![1]!;
+    // etcdctl renews every TTL/3 s: two lines arrive within a few seconds.
+    const r = await etcdctl(["lease", "keep-alive", id], {
+      member,
+      timeoutMs: 10_000,
+      until: (out) => out.split("\n").filter((l) => l.includes("keepalived")).length >= 2,
+    });
+    assert.equal(r.timedOut, false, `keep-alive output: ${r.stdout} ${r.stderr}`);
+    for (const line of r.stdout.split("\n").filter((l) => l !== "")) {
+      assert.equal(line, `lease ${id} keepalived with TTL(3)`);
+    }
+    await ctl(["lease", "revoke", id]);
+  });
+
   test("put with an unknown lease fails with etcd's message", async () => {
     const err = await ctlFails(["put", "--lease=1234abcd", "k", "v"]);
     assert.match(err, /Error: etcdserver: requested lease not found/);

@@ -228,7 +228,7 @@ export class Simulation {
   run(opts: SimOptions): SimResult {
     const ticks = opts.ticks ?? 400;
     for (let t = 0; t < ticks; t++) this.#faultyTick();
-    if (!opts.skipLiveness) this.#liveness(opts.livenessTicks ?? 300);
+    if (!opts.skipLiveness) this.#liveness(opts.livenessTicks ?? 1000);
     return {
       seed: this.seed,
       nodes: this.n,

@@ -483,6 +483,7 @@ export class WatchStream {
     );
     // The created response goes first: events of this watcher may only follow it.
     this.#sendCtrl(response({ header: header(wsrev), watchId: id, created: true }));
+    if (this.#closed) return; // the sink threw: the stream is gone
     this.#watchers.set(id, w);
     this.#hub.addWatcher(w);
   }

@@ -385,3 +385,16 @@ test("catch-up is bounded per call; syncWatchers() and later writes continue it"
   store.put(putReq("k", "live"));
   assert.equal(sink.events().at(-1)!.rev, 23);
 });
+
+test("a sink that throws on the created response leaves no watcher behind", () => {
+  const store = new MvccStore();
+  const ws = store.newWatchStream({
+    send: () => {
+      throw new Error("broken transport");
+    },
+  });
+  ws.handle(createWatch({ key: b("k") }));
+  ws.handle(createWatch({ key: b("k"), startRevision: 1 }));
+  assert.equal(store.watcherCount, 0);
+  store.put(putReq("k", "1"));
+});

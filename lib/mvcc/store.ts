@@ -715,7 +715,7 @@ export class MvccStore {
     this.#record(rec);
     // etcd kvstore_txn put: detach from the old lease, attach to the new one.
     if (this.#hooks !== undefined) {
-      if (prev !== undefined && prev.lease !== 0n) this.#hooks.detach(prev.lease, keyBuf);
+      if (prev !== undefined && prev.lease !== 0n) this.#detach(prev.lease, keyBuf);
       if (lease !== 0n) this.#hooks.attach(lease, keyBuf);
     }
   }
@@ -733,7 +733,19 @@ export class MvccStore {
     this.#pushRec(hist, rec);
     this.#liveKeys--;
     this.#record(rec);
-    if (this.#hooks !== undefined && live.lease !== 0n) this.#hooks.detach(live.lease, live.key);
+    if (live.lease !== 0n) this.#detach(live.lease, live.key);
+  }
+
+  /**
+   * etcd's kvstore_txn logs a failed Detach and goes on (the lease may already be revoked, as
+   * during lease revoke's own deletes): the write is already made and must not fail now.
+   */
+  #detach(lease: bigint, key: Buffer): void {
+    try {
+      this.#hooks?.detach(lease, key);
+    } catch {
+      // nothing to undo: the key simply is no longer attached anywhere
+    }
   }
 
   #record(rec: Rec): void {

@@ -171,7 +171,7 @@ describe("etcdctl", { timeout: 90_000 }, () => {
     const watch = etcdctl(["watch", "--rev", String(from), "wk"], {
       member,
       timeoutMs: 15_000,
-      until: (out) => out.includes("DELETE\nwk\n"),
+      until: (out) => out.includes("DELETE\nwk\n\n"),
     });
     await ctl(["put", "wk", "v1"]);
     await ctl(["put", "other", "x"]);
@@ -190,7 +190,7 @@ describe("etcdctl", { timeout: 90_000 }, () => {
     const r = await etcdctl(["watch", "--rev", String(from), "--prefix", "--prev-kv", "wp/"], {
       member,
       timeoutMs: 15_000,
-      until: (out) => out.includes("DELETE"),
+      until: (out) => out.includes("DELETE\nwp/a\n2\nwp/a\n\n"),
     });
     // etcdctl prints a put with prev_kv as: PUT, prev key, prev value, key, value.
     assert.equal(r.stdout, "PUT\nwp/a\n1\nPUT\nwp/a\n1\nwp/a\n2\nDELETE\nwp/a\n2\nwp/a\n\n");
@@ -230,10 +230,15 @@ describe("etcdctl", { timeout: 90_000 }, () => {
     const r = await etcdctl(["lease", "keep-alive", id], {
       member,
       timeoutMs: 10_000,
-      until: (out) => out.split("\n").filter((l) => l.includes("keepalived")).length >= 2,
+      // Count only complete lines: output may arrive cut mid-line.
+      until: (out) =>
+        out
+          .split("\n")
+          .slice(0, -1)
+          .filter((l) => l.includes("keepalived")).length >= 2,
     });
     assert.equal(r.timedOut, false, `keep-alive output: ${r.stdout} ${r.stderr}`);
-    for (const line of r.stdout.split("\n").filter((l) => l !== "")) {
+    for (const line of r.stdout.split("\n").slice(0, -1)) {
       assert.equal(line, `lease ${id} keepalived with TTL(3)`);
     }
     await ctl(["lease", "revoke", id]);

@@ -275,15 +275,16 @@ export class H2Connection {
 
   /**
    * Graceful shutdown: GOAWAY(NO_ERROR) with the last stream id we accepted; open streams may
-   * finish within gracefulCloseTimeoutMs, then the socket is destroyed (RFC 9113 §6.8).
+   * finish within `graceMs` (default gracefulCloseTimeoutMs), then the socket is destroyed
+   * (RFC 9113 §6.8).
    */
-  shutdown(): void {
+  shutdown(graceMs: number = this.limits.gracefulCloseTimeoutMs): void {
     if (this.#destroyed) return;
     if (!this.#goawaySent) {
       this.#goawaySent = true;
       this.#queue(buildGoaway(this.#lastStreamId, H2ErrorCode.NO_ERROR));
     }
-    this.#closeDeadlineMs = Date.now() + this.limits.gracefulCloseTimeoutMs;
+    this.#closeDeadlineMs = Date.now() + graceMs;
     if (this.#streams.size === 0) this.#endSoon();
   }
 

@@ -560,17 +560,18 @@ export class H2GrpcServer implements H2ConnectionHandler {
   }
 
   /**
-   * Graceful shutdown: GOAWAY on every connection, open calls may finish within
-   * gracefulCloseTimeoutMs, then sockets are destroyed. Resolves when all connections are gone.
+   * Graceful shutdown: GOAWAY on every connection, open calls may finish within `graceMs`
+   * (default gracefulCloseTimeoutMs; long-lived Watch streams will use all of it), then sockets
+   * are destroyed. Resolves when all connections are gone.
    */
-  close(): Promise<void> {
+  close(graceMs: number = this.h2Limits.gracefulCloseTimeoutMs): Promise<void> {
     this.#closing = true;
     if (this.#connections.size === 0) return Promise.resolve();
     const done = new Promise<void>((r) => this.#closedWaiters.push(r));
-    for (const c of this.#connections) c.shutdown();
+    for (const c of this.#connections) c.shutdown(graceMs);
     const force = setTimeout(() => {
       for (const c of this.#connections) c.destroy();
-    }, this.h2Limits.gracefulCloseTimeoutMs + 500);
+    }, graceMs + 500);
     force.unref();
     return done.finally(() => clearTimeout(force));
   }

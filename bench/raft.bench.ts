@@ -38,7 +38,15 @@ function newCluster(n: number, maxInflightMsgs: number): Map<bigint, BenchNode> 
   const nodes = new Map<bigint, BenchNode>();
   for (const p of peers) {
     const storage = new MemoryStorage();
-    const node = new RawNode({ id: p.id, electionTick: 10, heartbeatTick: 1, storage, random: seeded(Number(p.id)), maxInflightMsgs, maxSizePerMsg: 1 << 20 });
+    const node = new RawNode({
+      id: p.id,
+      electionTick: 10,
+      heartbeatTick: 1,
+      storage,
+      random: seeded(Number(p.id)),
+      maxInflightMsgs,
+      maxSizePerMsg: 1 << 20,
+    });
     node.bootstrap(peers);
     nodes.set(p.id, { id: p.id, node, storage, applied: 0, appliedEntries: 0 });
   }
@@ -56,7 +64,8 @@ function pump(nodes: Map<bigint, BenchNode>): void {
         if (rd.entries.length > 0) bn.storage.append(rd.entries);
         for (const m of rd.messages) msgs.push(m);
         for (const e of rd.committedEntries) {
-          if (e.type === EntryType.EntryConfChange) bn.node.applyConfChange(ConfChange.fromBinary(e.data));
+          if (e.type === EntryType.EntryConfChange)
+            bn.node.applyConfChange(ConfChange.fromBinary(e.data));
           else if (e.data.length > 0) bn.appliedEntries++;
           bn.applied = e.index;
         }
@@ -88,14 +97,16 @@ function throughput(entries: number, batch: number, bytes: number): void {
     pump(nodes);
     if (leader.applied >= nextCompact) {
       // As the server does after a snapshot: drop log entries everyone has applied.
-      for (const bn of nodes.values()) bn.storage.compact(Math.min(bn.applied, leader.applied) - 1000);
+      for (const bn of nodes.values())
+        bn.storage.compact(Math.min(bn.applied, leader.applied) - 1000);
       nextCompact += compactEvery;
     }
   }
   const ns = Number(process.hrtime.bigint() - t0);
   const cpu = process.cpuUsage(cpu0);
   for (const bn of nodes.values()) {
-    if (bn.appliedEntries !== entries) throw new Error(`node ${bn.id} applied ${bn.appliedEntries} of ${entries}`);
+    if (bn.appliedEntries !== entries)
+      throw new Error(`node ${bn.id} applied ${bn.appliedEntries} of ${entries}`);
   }
   const perSec = entries / (ns / 1e9);
   const cpuUsPerProposal = (cpu.user + cpu.system) / entries;

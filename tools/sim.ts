@@ -22,7 +22,9 @@ const ticks = flag("ticks") !== undefined ? Number(flag("ticks")) : undefined;
 const faultiness = flag("faultiness") !== undefined ? Number(flag("faultiness")) : undefined;
 const knob = flag("knob") as keyof RaftTestingKnobs | undefined;
 if (!Number.isInteger(seeds) || seeds <= 0 || !Number.isInteger(startSeed)) {
-  console.error("usage: sim --seeds N --start-seed S [--nodes 1|3|5] [--ticks T] [--faultiness F] [--knob NAME]");
+  console.error(
+    "usage: sim --seeds N --start-seed S [--nodes 1|3|5] [--ticks T] [--faultiness F] [--knob NAME]",
+  );
   process.exit(2);
 }
 
@@ -31,7 +33,14 @@ let committed = 0;
 let reads = 0;
 for (let s = startSeed; s < startSeed + seeds; s++) {
   try {
-    const r = runSeed({ seed: s, nodes, ticks, faultiness, knobs: knob ? { [knob]: true } : undefined, skipLiveness: knob !== undefined });
+    const r = runSeed({
+      seed: s,
+      nodes,
+      ticks,
+      faultiness,
+      knobs: knob ? { [knob]: true } : undefined,
+      skipLiveness: knob !== undefined,
+    });
     committed += r.committedIndex;
     reads += r.readsChecked;
   } catch (e) {

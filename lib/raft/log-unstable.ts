@@ -8,6 +8,7 @@ import type { Entry, Snapshot } from "../proto/gen/raftpb/raft.js";
 import { invariant } from "./errors.js";
 import { snapshotIndex, snapshotTerm } from "./storage.js";
 
+/** The unstable log tail; see the file comment for the index conventions. */
 export class Unstable {
   /** Incoming snapshot not yet persisted, if any. */
   snapshot: Snapshot | undefined = undefined;
@@ -39,7 +40,8 @@ export class Unstable {
   /** Term of entry i if this unstable log knows it, else undefined. */
   maybeTerm(i: number): number | undefined {
     if (i < this.offset) {
-      if (this.snapshot !== undefined && snapshotIndex(this.snapshot) === i) return snapshotTerm(this.snapshot);
+      if (this.snapshot !== undefined && snapshotIndex(this.snapshot) === i)
+        return snapshotTerm(this.snapshot);
       return undefined;
     }
     const last = this.maybeLastIndex();
@@ -61,7 +63,8 @@ export class Unstable {
 
   /** Marks everything currently unstable as handed out (being persisted). */
   acceptInProgress(): void {
-    if (this.entries.length > 0) this.offsetInProgress = this.entries[this.entries.length - 1]!.index + 1;
+    if (this.entries.length > 0)
+      this.offsetInProgress = this.entries[this.entries.length - 1]!.index + 1;
     if (this.snapshot !== undefined) this.snapshotInProgress = true;
   }
 
@@ -119,8 +122,11 @@ export class Unstable {
 
   /** Entries [lo, hi) from the unstable log (a new array). */
   slice(lo: number, hi: number): Entry[] {
-    invariant(lo <= hi && lo >= this.offset && hi <= this.offset + this.entries.length,
-      () => `unstable.slice[${lo},${hi}) out of bound [${this.offset},${this.offset + this.entries.length})`);
+    invariant(
+      lo <= hi && lo >= this.offset && hi <= this.offset + this.entries.length,
+      () =>
+        `unstable.slice[${lo},${hi}) out of bound [${this.offset},${this.offset + this.entries.length})`,
+    );
     return this.entries.slice(lo - this.offset, hi - this.offset);
   }
 }

@@ -9,6 +9,11 @@ import { limitSize } from "./entry-size.js";
 import { Unstable } from "./log-unstable.js";
 import { type Storage, snapshotIndex } from "./storage.js";
 
+/**
+ * The raft log (stable Storage + Unstable tail) with commit/applying/applied cursors. Term and
+ * slice reads throw ErrCompacted / ErrUnavailable from storage; broken cursors throw
+ * RaftInvariantError.
+ */
 export class RaftLog {
   readonly storage: Storage;
   readonly unstable: Unstable;
@@ -38,12 +43,20 @@ export class RaftLog {
    * AppendEntries consistency check). Returns the index of the last new entry, or undefined on a
    * mismatch. Commits up to min(committed, last new index).
    */
-  maybeAppend(index: number, logTerm: number, committed: number, ents: Entry[]): number | undefined {
+  maybeAppend(
+    index: number,
+    logTerm: number,
+    committed: number,
+    ents: Entry[],
+  ): number | undefined {
     if (!this.matchTerm(index, logTerm)) return undefined;
     const lastNewIndex = index + ents.length;
     const ci = this.findConflict(ents);
     if (ci !== 0) {
-      invariant(ci > this.committed, () => `entry ${ci} conflict with committed entry [committed(${this.committed})]`);
+      invariant(
+        ci > this.committed,
+        () => `entry ${ci} conflict with committed entry [committed(${this.committed})]`,
+      );
       this.append(ents.slice(ci - (index + 1)));
     }
     this.commitTo(Math.min(committed, lastNewIndex));
@@ -54,7 +67,10 @@ export class RaftLog {
   append(ents: Entry[]): number {
     if (ents.length === 0) return this.lastIndex();
     const after = ents[0]!.index - 1;
-    invariant(after >= this.committed, () => `after(${after}) is out of range [committed(${this.committed})]`);
+    invariant(
+      after >= this.committed,
+      () => `after(${after}) is out of range [committed(${this.committed})]`,
+    );
     this.unstable.truncateAndAppend(ents);
     return this.lastIndex();
   }
@@ -144,16 +160,22 @@ export class RaftLog {
   /** Raises committed to tocommit (never lowers it). Asserts tocommit ≤ lastIndex. */
   commitTo(tocommit: number): void {
     if (this.committed >= tocommit) return;
-    invariant(this.lastIndex() >= tocommit,
-      () => `tocommit(${tocommit}) is out of range [lastIndex(${this.lastIndex()})]. Was the raft log corrupted, truncated, or lost?`);
+    invariant(
+      this.lastIndex() >= tocommit,
+      () =>
+        `tocommit(${tocommit}) is out of range [lastIndex(${this.lastIndex()})]. Was the raft log corrupted, truncated, or lost?`,
+    );
     this.committed = tocommit;
   }
 
   /** Records that the application has applied up to index i. */
   appliedTo(i: number): void {
     if (i === 0) return;
-    invariant(this.committed >= i && i >= this.applied,
-      () => `applied(${i}) is out of range [prevApplied(${this.applied}), committed(${this.committed})]`);
+    invariant(
+      this.committed >= i && i >= this.applied,
+      () =>
+        `applied(${i}) is out of range [prevApplied(${this.applied}), committed(${this.committed})]`,
+    );
     this.applied = i;
     this.applying = Math.max(this.applying, i);
   }
@@ -271,6 +293,9 @@ export class RaftLog {
     const fi = this.firstIndex();
     if (lo < fi) throw new ErrCompacted();
     const length = this.lastIndex() + 1 - fi;
-    invariant(hi <= fi + length, () => `slice[${lo},${hi}) out of bound [${fi},${this.lastIndex()}]`);
+    invariant(
+      hi <= fi + length,
+      () => `slice[${lo},${hi}) out of bound [${fi},${this.lastIndex()}]`,
+    );
   }
 }

@@ -97,6 +97,7 @@ export interface RaftConfig {
   testingKnobs?: RaftTestingKnobs;
 }
 
+/** Role of a node (etcd's StateType; numeric values as etcd). */
 export enum StateType {
   Follower = 0,
   Candidate = 1,
@@ -232,17 +233,26 @@ export class Raft {
     this.#random = c.random;
     this.logger = c.logger ?? silentLogger;
     this.knobs = c.testingKnobs ?? {};
-    this.raftLog = new RaftLog(c.storage, c.maxCommittedSizePerReady ?? defaultMaxCommittedSizePerReadyBytes);
+    this.raftLog = new RaftLog(
+      c.storage,
+      c.maxCommittedSizePerReady ?? defaultMaxCommittedSizePerReadyBytes,
+    );
     const { hardState, confState } = c.storage.initialState();
     this.maxMsgSizeBytes = c.maxSizePerMsg ?? defaultMaxSizePerMsgBytes;
     this.maxUncommittedSizeBytes = c.maxUncommittedEntriesSize ?? 0;
-    this.trk = new ProgressTracker(c.maxInflightMsgs ?? defaultMaxInflightMsgs, c.maxInflightBytes ?? 0);
+    this.trk = new ProgressTracker(
+      c.maxInflightMsgs ?? defaultMaxInflightMsgs,
+      c.maxInflightBytes ?? 0,
+    );
     this.electionTimeout = c.electionTick;
     this.heartbeatTimeout = c.heartbeatTick;
     this.checkQuorum = c.checkQuorum ?? false;
     this.preVote = c.preVote ?? false;
     this.disableProposalForwarding = c.disableProposalForwarding ?? false;
-    this.readOnly = new ReadOnly(c.readOnlyOption ?? "safe", c.maxPendingReadIndexRequests ?? defaultMaxPendingReadIndexRequests);
+    this.readOnly = new ReadOnly(
+      c.readOnlyOption ?? "safe",
+      c.maxPendingReadIndexRequests ?? defaultMaxPendingReadIndexRequests,
+    );
 
     this.#restoreConfState(confState);
     if (!isEmptyHardState(hardState)) this.loadState(hardState);
@@ -267,7 +277,8 @@ export class Raft {
   loadState(hs: HardState): void {
     invariant(
       hs.commit >= this.raftLog.committed && hs.commit <= this.raftLog.lastIndex(),
-      () => `${idName(this.id)} state.commit ${hs.commit} is out of range [${this.raftLog.committed}, ${this.raftLog.lastIndex()}]`,
+      () =>
+        `${idName(this.id)} state.commit ${hs.commit} is out of range [${this.raftLog.committed}, ${this.raftLog.lastIndex()}]`,
     );
     this.raftLog.committed = hs.commit;
     this.term = hs.term;
@@ -295,7 +306,10 @@ export class Raft {
       // Vote messages carry the term of the election, set by the caller.
       invariant(m.term !== 0, () => `term should be set when sending ${MessageType[m.type]}`);
     } else {
-      invariant(m.term === 0, () => `term should not be set when sending ${MessageType[m.type]} (was ${m.term})`);
+      invariant(
+        m.term === 0,
+        () => `term should not be set when sending ${MessageType[m.type]} (was ${m.term})`,
+      );
       // Proposals and read-index requests are forwarded as local messages (term 0).
       if (m.type !== MessageType.MsgProp && m.type !== MessageType.MsgReadIndex) m.term = this.term;
     }
@@ -322,14 +336,22 @@ export class Raft {
       prevTerm = this.raftLog.term(prevIndex);
       ents = this.raftLog.entries(pr.next, this.maxMsgSizeBytes);
     } catch (e) {
-      if (e instanceof ErrCompacted || e instanceof ErrUnavailable) return this.#maybeSendSnapshot(to, pr);
+      if (e instanceof ErrCompacted || e instanceof ErrUnavailable)
+        return this.#maybeSendSnapshot(to, pr);
       throw e;
     }
     if (ents.length === 0 && !sendIfEmpty) return false;
     let bytes = 0;
     for (let i = 0; i < ents.length; i++) bytes += entrySizeBytes(ents[i]!);
     this.send(
-      newMessage({ type: MessageType.MsgApp, to, index: prevIndex, logTerm: prevTerm, entries: ents, commit: this.raftLog.committed }),
+      newMessage({
+        type: MessageType.MsgApp,
+        to,
+        index: prevIndex,
+        logTerm: prevTerm,
+        entries: ents,
+        commit: this.raftLog.committed,
+      }),
     );
     pr.sentEntries(ents.length, ents.length > 0 ? ents[ents.length - 1]!.index : 0, bytes);
     return true;
@@ -346,7 +368,9 @@ export class Raft {
       snap = this.raftLog.snapshot();
     } catch (e) {
       if (e instanceof ErrSnapshotTemporarilyUnavailable) {
-        this.logger.debug(`${idName(this.id)} failed to send snapshot to ${idName(to)} because snapshot is temporarily unavailable`);
+        this.logger.debug(
+          `${idName(this.id)} failed to send snapshot to ${idName(to)} because snapshot is temporarily unavailable`,
+        );
         return false;
       }
       throw e;
@@ -364,7 +388,9 @@ export class Raft {
   sendHeartbeat(to: bigint, ctx: Uint8Array | undefined): void {
     // Never tell a follower to commit beyond what it is known to have (it may not have the entries).
     const commit = Math.min(this.trk.progress.get(to)!.match, this.raftLog.committed);
-    this.send(newMessage({ type: MessageType.MsgHeartbeat, to, commit, context: ctx ?? emptyBytes }));
+    this.send(
+      newMessage({ type: MessageType.MsgHeartbeat, to, commit, context: ctx ?? emptyBytes }),
+    );
   }
 
   /** Sends appends to every other member (voters then learners, ascending ids for determinism). */
@@ -380,7 +406,9 @@ export class Raft {
   #peerIdsCache: bigint[] | undefined;
   #peerIds(): bigint[] {
     if (this.#peerIdsCache === undefined) {
-      this.#peerIdsCache = [...this.trk.progress.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+      this.#peerIdsCache = [...this.trk.progress.keys()].sort((a, b) =>
+        a < b ? -1 : a > b ? 1 : 0,
+      );
     }
     return this.#peerIdsCache;
   }
@@ -436,7 +464,12 @@ export class Raft {
     this.trk.resetVotes();
     const lastIndex = this.raftLog.lastIndex();
     for (const [id, pr] of this.trk.progress) {
-      const fresh = new Progress(0, lastIndex + 1, new Inflights(this.trk.maxInflightMsgs, this.trk.maxInflightBytes), pr.isLearner);
+      const fresh = new Progress(
+        0,
+        lastIndex + 1,
+        new Inflights(this.trk.maxInflightMsgs, this.trk.maxInflightBytes),
+        pr.isLearner,
+      );
       if (id === this.id) fresh.match = lastIndex;
       this.trk.progress.set(id, fresh);
     }
@@ -490,13 +523,16 @@ export class Raft {
     // until they are applied (etcd's fix for the single-server membership-change bug).
     this.pendingConfIndex = this.raftLog.lastIndex();
     // Thesis §6.4 / §8: an empty entry of the new term lets the leader learn the commit index.
-    const ok = this.appendEntry([{ type: EntryType.EntryNormal, term: 0, index: 0, data: emptyBytes }]);
+    const ok = this.appendEntry([
+      { type: EntryType.EntryNormal, term: 0, index: 0, data: emptyBytes },
+    ]);
     invariant(ok, "empty entry was dropped");
     this.logger.info(`${idName(this.id)} became leader at term ${this.term}`);
   }
 
   resetRandomizedElectionTimeout(): void {
-    this.randomizedElectionTimeout = this.electionTimeout + Math.floor(this.#random() * this.electionTimeout);
+    this.randomizedElectionTimeout =
+      this.electionTimeout + Math.floor(this.#random() * this.electionTimeout);
   }
 
   pastElectionTimeout(): boolean {
@@ -521,7 +557,9 @@ export class Raft {
       es[i]!.index = li + 1 + i;
     }
     if (!this.increaseUncommittedSize(es)) {
-      this.logger.warn(`${idName(this.id)} appending new entries to log would exceed uncommitted entry size limit; dropping proposal`);
+      this.logger.warn(
+        `${idName(this.id)} appending new entries to log would exceed uncommitted entry size limit; dropping proposal`,
+      );
       return false;
     }
     this.raftLog.append(es);
@@ -531,7 +569,12 @@ export class Raft {
   increaseUncommittedSize(ents: Entry[]): boolean {
     const s = payloadSizeBytes(ents);
     // Always admit one proposal when nothing is uncommitted, however big (etcd's rule).
-    if (this.maxUncommittedSizeBytes > 0 && this.uncommittedSizeBytes > 0 && s > 0 && this.uncommittedSizeBytes + s > this.maxUncommittedSizeBytes) {
+    if (
+      this.maxUncommittedSizeBytes > 0 &&
+      this.uncommittedSizeBytes > 0 &&
+      s > 0 &&
+      this.uncommittedSizeBytes + s > this.maxUncommittedSizeBytes
+    ) {
       return false;
     }
     this.uncommittedSizeBytes += s;
@@ -561,9 +604,11 @@ export class Raft {
     this.electionElapsed++;
     if (this.electionElapsed >= this.electionTimeout) {
       this.electionElapsed = 0;
-      if (this.checkQuorum) this.step(newMessage({ type: MessageType.MsgCheckQuorum, from: this.id }));
+      if (this.checkQuorum)
+        this.step(newMessage({ type: MessageType.MsgCheckQuorum, from: this.id }));
       // A transfer that has not finished within an election timeout is abandoned.
-      if (this.state === StateType.Leader && this.leadTransferee !== None) this.abortLeaderTransfer();
+      if (this.state === StateType.Leader && this.leadTransferee !== None)
+        this.abortLeaderTransfer();
     }
     if (this.state !== StateType.Leader) return;
     if (this.heartbeatElapsed >= this.heartbeatTimeout) {
@@ -584,7 +629,9 @@ export class Raft {
       return;
     }
     if (this.#hasUnappliedConfChanges()) {
-      this.logger.warn(`${idName(this.id)} cannot campaign at term ${this.term} since there are still pending configuration changes to apply`);
+      this.logger.warn(
+        `${idName(this.id)} cannot campaign at term ${this.term} since there are still pending configuration changes to apply`,
+      );
       return;
     }
     this.logger.info(`${idName(this.id)} is starting a new election at term ${this.term}`);
@@ -604,7 +651,9 @@ export class Raft {
         if (e instanceof ErrCompacted) return false;
         throw e;
       }
-      for (const e of ents) if (e.type === EntryType.EntryConfChange || e.type === EntryType.EntryConfChangeV2) return true;
+      for (const e of ents)
+        if (e.type === EntryType.EntryConfChange || e.type === EntryType.EntryConfChangeV2)
+          return true;
       lo += ents.length;
     }
     return false;
@@ -654,7 +703,9 @@ export class Raft {
   }
 
   poll(id: bigint, t: MessageType, granted: boolean): VoteResult {
-    this.logger.info(`${idName(this.id)} received ${MessageType[t]} ${granted ? "" : "rejection "}from ${idName(id)} at term ${this.term}`);
+    this.logger.info(
+      `${idName(this.id)} received ${MessageType[t]} ${granted ? "" : "rejection "}from ${idName(id)} at term ${this.term}`,
+    );
     this.trk.recordVote(id, granted);
     return this.trk.tallyVotes().result;
   }
@@ -672,7 +723,8 @@ export class Raft {
     } else if (m.term > this.term) {
       if (m.type === MessageType.MsgVote || m.type === MessageType.MsgPreVote) {
         const force = bytesEqual(m.context, campaignTransferCtx);
-        const inLease = this.checkQuorum && this.lead !== None && this.electionElapsed < this.electionTimeout;
+        const inLease =
+          this.checkQuorum && this.lead !== None && this.electionElapsed < this.electionTimeout;
         if (!force && inLease) {
           // Thesis §4.2.3: ignore a disruptive candidate while we have heard from a leader recently.
           this.logger.info(
@@ -686,20 +738,36 @@ export class Raft {
       } else if (m.type === MessageType.MsgPreVoteResp && !m.reject) {
         // Granted pre-votes carry the future term; we bump our term only on winning the pre-vote.
       } else {
-        this.logger.info(`${idName(this.id)} [term: ${this.term}] received a ${MessageType[m.type]} message with higher term from ${idName(m.from)} [term: ${m.term}]`);
-        if (m.type === MessageType.MsgApp || m.type === MessageType.MsgHeartbeat || m.type === MessageType.MsgSnap) {
+        this.logger.info(
+          `${idName(this.id)} [term: ${this.term}] received a ${MessageType[m.type]} message with higher term from ${idName(m.from)} [term: ${m.term}]`,
+        );
+        if (
+          m.type === MessageType.MsgApp ||
+          m.type === MessageType.MsgHeartbeat ||
+          m.type === MessageType.MsgSnap
+        ) {
           this.becomeFollower(m.term, m.from);
         } else {
           this.becomeFollower(m.term, None);
         }
       }
     } else if (m.term < this.term) {
-      if ((this.checkQuorum || this.preVote) && (m.type === MessageType.MsgHeartbeat || m.type === MessageType.MsgApp)) {
+      if (
+        (this.checkQuorum || this.preVote) &&
+        (m.type === MessageType.MsgHeartbeat || m.type === MessageType.MsgApp)
+      ) {
         // A stale leader cut off by a partition: tell it our term so it steps down; otherwise with
         // check-quorum/pre-vote it could never learn of the newer term and we could stall.
         this.send(newMessage({ type: MessageType.MsgAppResp, to: m.from }));
       } else if (m.type === MessageType.MsgPreVote) {
-        this.send(newMessage({ type: MessageType.MsgPreVoteResp, to: m.from, term: this.term, reject: true }));
+        this.send(
+          newMessage({
+            type: MessageType.MsgPreVoteResp,
+            to: m.from,
+            term: this.term,
+            reject: true,
+          }),
+        );
       }
       // Otherwise ignore messages from older terms.
       return;
@@ -717,9 +785,12 @@ export class Raft {
           this.vote === m.from ||
           (this.vote === None && this.lead === None) ||
           (m.type === MessageType.MsgPreVote && m.term > this.term);
-        const upToDate = this.knobs.skipVoteLogCheck === true || this.raftLog.isUpToDate(m.index, m.logTerm);
+        const upToDate =
+          this.knobs.skipVoteLogCheck === true || this.raftLog.isUpToDate(m.index, m.logTerm);
         if (canVote && upToDate) {
-          this.logger.info(`${idName(this.id)} cast ${MessageType[m.type]} for ${idName(m.from)} at term ${this.term}`);
+          this.logger.info(
+            `${idName(this.id)} cast ${MessageType[m.type]} for ${idName(m.from)} at term ${this.term}`,
+          );
           // Answer with the message's term: for a pre-vote it is the future term the candidate
           // will use, so the candidate recognises the answer.
           this.send(newMessage({ type: voteRespMsgType(m.type), to: m.from, term: m.term }));
@@ -728,8 +799,17 @@ export class Raft {
             this.vote = m.from;
           }
         } else {
-          this.logger.info(`${idName(this.id)} rejected ${MessageType[m.type]} from ${idName(m.from)} at term ${this.term}`);
-          this.send(newMessage({ type: voteRespMsgType(m.type), to: m.from, term: this.term, reject: true }));
+          this.logger.info(
+            `${idName(this.id)} rejected ${MessageType[m.type]} from ${idName(m.from)} at term ${this.term}`,
+          );
+          this.send(
+            newMessage({
+              type: voteRespMsgType(m.type),
+              to: m.from,
+              term: this.term,
+              reject: true,
+            }),
+          );
         }
         return;
       }
@@ -745,7 +825,9 @@ export class Raft {
         return;
       case MessageType.MsgCheckQuorum:
         if (!this.trk.quorumActive(this.id)) {
-          this.logger.warn(`${idName(this.id)} stepped down to follower since quorum is not active`);
+          this.logger.warn(
+            `${idName(this.id)} stepped down to follower since quorum is not active`,
+          );
           this.becomeFollower(this.term, None);
         }
         // A new round of activity tracking starts now.
@@ -775,12 +857,16 @@ export class Raft {
         if (pr.state !== ProgressState.Snapshot) return;
         if (!m.reject) {
           pr.becomeProbe();
-          this.logger.debug(`${idName(this.id)} snapshot succeeded, resumed sending replication messages to ${idName(m.from)}`);
+          this.logger.debug(
+            `${idName(this.id)} snapshot succeeded, resumed sending replication messages to ${idName(m.from)}`,
+          );
         } else {
           // The snapshot did not arrive: forget it and probe from match again.
           pr.pendingSnapshot = 0;
           pr.becomeProbe();
-          this.logger.debug(`${idName(this.id)} snapshot failed, resumed sending replication messages to ${idName(m.from)}`);
+          this.logger.debug(
+            `${idName(this.id)} snapshot failed, resumed sending replication messages to ${idName(m.from)}`,
+          );
         }
         // Wait for a heartbeat response or MsgAppResp before probing, so a slow snapshot apply is not raced.
         pr.probeSent = true;
@@ -788,7 +874,9 @@ export class Raft {
       case MessageType.MsgUnreachable:
         // Appends were probably lost: fall back to probing.
         if (pr.state === ProgressState.Replicate) pr.becomeProbe();
-        this.logger.debug(`${idName(this.id)} failed to send message to ${idName(m.from)} because it is unreachable`);
+        this.logger.debug(
+          `${idName(this.id)} failed to send message to ${idName(m.from)} because it is unreachable`,
+        );
         return;
       case MessageType.MsgTransferLeader:
         this.#leaderTransfer(m, pr);
@@ -800,7 +888,9 @@ export class Raft {
     invariant(m.entries.length > 0, `${idName(this.id)} stepped empty MsgProp`);
     if (!this.trk.progress.has(this.id)) {
       // This leader was removed from the configuration; it should not propose.
-      throw new ErrProposalDropped("raft proposal dropped: leader was removed from the configuration");
+      throw new ErrProposalDropped(
+        "raft proposal dropped: leader was removed from the configuration",
+      );
     }
     if (this.leadTransferee !== None) {
       throw new ErrProposalDropped("raft proposal dropped: leader transfer in progress");
@@ -824,16 +914,25 @@ export class Raft {
         this.pendingConfIndex = this.raftLog.lastIndex() + i + 1;
       }
     }
-    if (!this.appendEntry(m.entries)) throw new ErrProposalDropped("raft proposal dropped: uncommitted entries size limit");
+    if (!this.appendEntry(m.entries))
+      throw new ErrProposalDropped("raft proposal dropped: uncommitted entries size limit");
     this.bcastAppend();
   }
 
   /** Why the conf change cannot apply to the current configuration, or undefined if it can. */
   #validateConfChange(cc: ConfChange): string | undefined {
-    if (cc.type === ConfChangeType.ConfChangeRemoveNode && this.trk.voters.has(cc.nodeID) && this.trk.voters.size === 1) {
+    if (
+      cc.type === ConfChangeType.ConfChangeRemoveNode &&
+      this.trk.voters.has(cc.nodeID) &&
+      this.trk.voters.size === 1
+    ) {
       return "removing the last voter";
     }
-    if (cc.type === ConfChangeType.ConfChangeAddLearnerNode && this.trk.voters.has(cc.nodeID) && this.trk.voters.size === 1) {
+    if (
+      cc.type === ConfChangeType.ConfChangeAddLearnerNode &&
+      this.trk.voters.has(cc.nodeID) &&
+      this.trk.voters.size === 1
+    ) {
       return "demoting the last voter";
     }
     return undefined;
@@ -877,7 +976,14 @@ export class Raft {
       this.readStates.push({ index: readIndex, requestCtx: req.entries[0]!.data });
       return;
     }
-    this.send(newMessage({ type: MessageType.MsgReadIndexResp, to: req.from, index: readIndex, entries: req.entries }));
+    this.send(
+      newMessage({
+        type: MessageType.MsgReadIndexResp,
+        to: req.from,
+        index: readIndex,
+        entries: req.entries,
+      }),
+    );
   }
 
   committedEntryInCurrentTerm(): boolean {
@@ -901,7 +1007,9 @@ export class Raft {
   #leaderAppResp(m: Message, pr: Progress): void {
     pr.recentActive = true;
     if (m.reject) {
-      this.logger.debug(`${idName(this.id)} received MsgAppResp(rejected, hint: (index ${m.rejectHint}, term ${m.logTerm})) from ${idName(m.from)} for index ${m.index}`);
+      this.logger.debug(
+        `${idName(this.id)} received MsgAppResp(rejected, hint: (index ${m.rejectHint}, term ${m.logTerm})) from ${idName(m.from)} for index ${m.index}`,
+      );
       // Fast back-tracking: the follower's hint (index, term) names the last entry it has at or
       // below the rejected index; skip every entry of ours with a higher term than its.
       let nextProbeIdx = m.rejectHint;
@@ -942,7 +1050,9 @@ export class Raft {
       // loop
     }
     if (m.from === this.leadTransferee && pr.match === this.raftLog.lastIndex()) {
-      this.logger.info(`${idName(this.id)} sent MsgTimeoutNow to ${idName(m.from)} after received MsgAppResp`);
+      this.logger.info(
+        `${idName(this.id)} sent MsgTimeoutNow to ${idName(m.from)} after received MsgAppResp`,
+      );
       this.sendTimeoutNow(m.from);
     }
   }
@@ -974,7 +1084,9 @@ export class Raft {
       this.abortLeaderTransfer();
     }
     if (leadTransferee === this.id) return; // already leader
-    this.logger.info(`${idName(this.id)} [term ${this.term}] starts to transfer leadership to ${idName(leadTransferee)}`);
+    this.logger.info(
+      `${idName(this.id)} [term ${this.term}] starts to transfer leadership to ${idName(leadTransferee)}`,
+    );
     // Must finish within one election timeout (tickHeartbeat aborts it otherwise).
     this.electionElapsed = 0;
     this.leadTransferee = leadTransferee;
@@ -991,7 +1103,8 @@ export class Raft {
 
   stepCandidate(m: Message): void {
     // A pre-candidate counts pre-vote answers; a candidate counts vote answers.
-    const myVoteRespType = this.state === StateType.PreCandidate ? MessageType.MsgPreVoteResp : MessageType.MsgVoteResp;
+    const myVoteRespType =
+      this.state === StateType.PreCandidate ? MessageType.MsgPreVoteResp : MessageType.MsgVoteResp;
     switch (m.type) {
       case MessageType.MsgProp:
         throw new ErrProposalDropped("raft proposal dropped: no leader at term " + this.term);
@@ -1023,7 +1136,9 @@ export class Raft {
         return;
       }
       case MessageType.MsgTimeoutNow:
-        this.logger.debug(`${idName(this.id)} [term ${this.term} state ${StateType[this.state]}] ignored MsgTimeoutNow from ${idName(m.from)}`);
+        this.logger.debug(
+          `${idName(this.id)} [term ${this.term} state ${StateType[this.state]}] ignored MsgTimeoutNow from ${idName(m.from)}`,
+        );
         return;
     }
   }
@@ -1031,8 +1146,10 @@ export class Raft {
   stepFollower(m: Message): void {
     switch (m.type) {
       case MessageType.MsgProp:
-        if (this.lead === None) throw new ErrProposalDropped(`raft proposal dropped: no leader at term ${this.term}`);
-        if (this.disableProposalForwarding) throw new ErrProposalDropped("raft proposal dropped: proposal forwarding disabled");
+        if (this.lead === None)
+          throw new ErrProposalDropped(`raft proposal dropped: no leader at term ${this.term}`);
+        if (this.disableProposalForwarding)
+          throw new ErrProposalDropped("raft proposal dropped: proposal forwarding disabled");
         m.to = this.lead;
         this.send(m);
         return;
@@ -1053,7 +1170,9 @@ export class Raft {
         return;
       case MessageType.MsgTransferLeader:
         if (this.lead === None) {
-          this.logger.info(`${idName(this.id)} no leader at term ${this.term}; dropping leader transfer msg`);
+          this.logger.info(
+            `${idName(this.id)} no leader at term ${this.term}; dropping leader transfer msg`,
+          );
           return;
         }
         m.to = this.lead;
@@ -1061,17 +1180,22 @@ export class Raft {
         return;
       case MessageType.MsgTimeoutNow:
         // Leader transfer: campaign at once, skipping pre-vote and the lease check (thesis §3.10).
-        this.logger.info(`${idName(this.id)} [term ${this.term}] received MsgTimeoutNow from ${idName(m.from)} and starts an election to get leadership`);
+        this.logger.info(
+          `${idName(this.id)} [term ${this.term}] received MsgTimeoutNow from ${idName(m.from)} and starts an election to get leadership`,
+        );
         this.hup(CampaignType.Transfer);
         return;
       case MessageType.MsgReadIndex:
-        if (this.lead === None) throw new ErrProposalDropped(`raft read index dropped: no leader at term ${this.term}`);
+        if (this.lead === None)
+          throw new ErrProposalDropped(`raft read index dropped: no leader at term ${this.term}`);
         m.to = this.lead;
         this.send(m);
         return;
       case MessageType.MsgReadIndexResp:
         if (m.entries.length !== 1) {
-          this.logger.error(`${idName(this.id)} invalid format of MsgReadIndexResp from ${idName(m.from)}, entries count: ${m.entries.length}`);
+          this.logger.error(
+            `${idName(this.id)} invalid format of MsgReadIndexResp from ${idName(m.from)}, entries count: ${m.entries.length}`,
+          );
           return;
         }
         this.readStates.push({ index: m.index, requestCtx: m.entries[0]!.data });
@@ -1082,7 +1206,9 @@ export class Raft {
   handleAppendEntries(m: Message): void {
     if (m.index < this.raftLog.committed) {
       // Everything up to committed is already ours; tell the leader where we are.
-      this.send(newMessage({ type: MessageType.MsgAppResp, to: m.from, index: this.raftLog.committed }));
+      this.send(
+        newMessage({ type: MessageType.MsgAppResp, to: m.from, index: this.raftLog.committed }),
+      );
       return;
     }
     const lastNew = this.raftLog.maybeAppend(m.index, m.logTerm, m.commit, m.entries);
@@ -1094,8 +1220,19 @@ export class Raft {
     // skip past every entry that cannot match (etcd's fast back-tracking).
     const hintIndex = Math.min(m.index, this.raftLog.lastIndex());
     const [idx, term] = this.raftLog.findConflictByTerm(hintIndex, m.logTerm);
-    this.logger.debug(`${idName(this.id)} rejected MsgApp [logterm: ${m.logTerm}, index: ${m.index}] from ${idName(m.from)}`);
-    this.send(newMessage({ type: MessageType.MsgAppResp, to: m.from, index: m.index, reject: true, rejectHint: idx, logTerm: term }));
+    this.logger.debug(
+      `${idName(this.id)} rejected MsgApp [logterm: ${m.logTerm}, index: ${m.index}] from ${idName(m.from)}`,
+    );
+    this.send(
+      newMessage({
+        type: MessageType.MsgAppResp,
+        to: m.from,
+        index: m.index,
+        reject: true,
+        rejectHint: idx,
+        logTerm: term,
+      }),
+    );
   }
 
   handleHeartbeat(m: Message): void {
@@ -1109,11 +1246,19 @@ export class Raft {
     const sindex = snapshotIndex(s);
     const sterm = snapshotTerm(s);
     if (this.restore(s)) {
-      this.logger.info(`${idName(this.id)} [commit: ${this.raftLog.committed}] restored snapshot [index: ${sindex}, term: ${sterm}]`);
-      this.send(newMessage({ type: MessageType.MsgAppResp, to: m.from, index: this.raftLog.lastIndex() }));
+      this.logger.info(
+        `${idName(this.id)} [commit: ${this.raftLog.committed}] restored snapshot [index: ${sindex}, term: ${sterm}]`,
+      );
+      this.send(
+        newMessage({ type: MessageType.MsgAppResp, to: m.from, index: this.raftLog.lastIndex() }),
+      );
     } else {
-      this.logger.info(`${idName(this.id)} [commit: ${this.raftLog.committed}] ignored snapshot [index: ${sindex}, term: ${sterm}]`);
-      this.send(newMessage({ type: MessageType.MsgAppResp, to: m.from, index: this.raftLog.committed }));
+      this.logger.info(
+        `${idName(this.id)} [commit: ${this.raftLog.committed}] ignored snapshot [index: ${sindex}, term: ${sterm}]`,
+      );
+      this.send(
+        newMessage({ type: MessageType.MsgAppResp, to: m.from, index: this.raftLog.committed }),
+      );
     }
   }
 
@@ -1127,18 +1272,25 @@ export class Raft {
     if (sindex <= this.raftLog.committed) return false;
     if (this.state !== StateType.Follower) {
       // Defensive (etcd): only a follower may receive a snapshot; become one in a newer term.
-      this.logger.warn(`${idName(this.id)} attempted to restore snapshot as leader; should never happen`);
+      this.logger.warn(
+        `${idName(this.id)} attempted to restore snapshot as leader; should never happen`,
+      );
       this.becomeFollower(this.term + 1, None);
       return false;
     }
     const cs = s.metadata?.confState;
-    const found = cs !== undefined && (cs.voters.includes(this.id) || cs.learners.includes(this.id));
+    const found =
+      cs !== undefined && (cs.voters.includes(this.id) || cs.learners.includes(this.id));
     if (!found) {
-      this.logger.warn(`${idName(this.id)} attempted to restore snapshot but it is not in the ConfState; should never happen`);
+      this.logger.warn(
+        `${idName(this.id)} attempted to restore snapshot but it is not in the ConfState; should never happen`,
+      );
       return false;
     }
     if (this.raftLog.matchTerm(sindex, sterm)) {
-      this.logger.info(`${idName(this.id)} fast-forwarded commit to snapshot [index: ${sindex}, term: ${sterm}]`);
+      this.logger.info(
+        `${idName(this.id)} fast-forwarded commit to snapshot [index: ${sindex}, term: ${sterm}]`,
+      );
       this.raftLog.commitTo(sindex);
       return false;
     }
@@ -1153,7 +1305,10 @@ export class Raft {
   // ---------------------------------------------------------------- configuration
 
   #restoreConfState(cs: ConfState): void {
-    invariant(cs.votersOutgoing.length === 0 && cs.learnersNext.length === 0, "joint configurations are not supported");
+    invariant(
+      cs.votersOutgoing.length === 0 && cs.learnersNext.length === 0,
+      "joint configurations are not supported",
+    );
     this.trk.voters = new Set();
     this.trk.learners = new Set();
     this.trk.progress = new Map();
@@ -1173,7 +1328,12 @@ export class Raft {
     }
     let pr = this.trk.progress.get(id);
     if (pr === undefined) {
-      pr = new Progress(0, next, new Inflights(this.trk.maxInflightMsgs, this.trk.maxInflightBytes), learner);
+      pr = new Progress(
+        0,
+        next,
+        new Inflights(this.trk.maxInflightMsgs, this.trk.maxInflightBytes),
+        learner,
+      );
       // A new member counts as active so check-quorum does not step the leader down before it
       // has had a chance to talk to it.
       pr.recentActive = true;
@@ -1201,11 +1361,13 @@ export class Raft {
         this.#addProgress(cc.nodeID, false, next);
         break;
       case ConfChangeType.ConfChangeAddLearnerNode:
-        if (this.trk.voters.has(cc.nodeID) && this.trk.voters.size === 1) throw new ErrInvalidConfChange("removed all voters");
+        if (this.trk.voters.has(cc.nodeID) && this.trk.voters.size === 1)
+          throw new ErrInvalidConfChange("removed all voters");
         this.#addProgress(cc.nodeID, true, next);
         break;
       case ConfChangeType.ConfChangeRemoveNode:
-        if (this.trk.voters.has(cc.nodeID) && this.trk.voters.size === 1) throw new ErrInvalidConfChange("removed all voters");
+        if (this.trk.voters.has(cc.nodeID) && this.trk.voters.size === 1)
+          throw new ErrInvalidConfChange("removed all voters");
         this.trk.voters.delete(cc.nodeID);
         this.trk.learners.delete(cc.nodeID);
         this.trk.progress.delete(cc.nodeID);
@@ -1229,7 +1391,8 @@ export class Raft {
     } else {
       for (const id of this.#peerIds()) if (id !== this.id) this.maybeSendAppend(id, false);
     }
-    if (this.leadTransferee !== None && !this.trk.voters.has(this.leadTransferee)) this.abortLeaderTransfer();
+    if (this.leadTransferee !== None && !this.trk.voters.has(this.leadTransferee))
+      this.abortLeaderTransfer();
     return cs;
   }
 }
@@ -1238,8 +1401,10 @@ export class Raft {
 export function validateConfig(c: RaftConfig): void {
   if (c.id === None) throw new ErrInvalidConfig("cannot use none as id");
   if (!(c.heartbeatTick > 0)) throw new ErrInvalidConfig("heartbeat tick must be greater than 0");
-  if (!(c.electionTick > c.heartbeatTick)) throw new ErrInvalidConfig("election tick must be greater than heartbeat tick");
-  if (c.maxInflightMsgs !== undefined && !(c.maxInflightMsgs > 0)) throw new ErrInvalidConfig("max inflight messages must be greater than 0");
+  if (!(c.electionTick > c.heartbeatTick))
+    throw new ErrInvalidConfig("election tick must be greater than heartbeat tick");
+  if (c.maxInflightMsgs !== undefined && !(c.maxInflightMsgs > 0))
+    throw new ErrInvalidConfig("max inflight messages must be greater than 0");
   if (c.readOnlyOption === "lease-based" && !c.checkQuorum) {
     throw new ErrInvalidConfig("CheckQuorum must be enabled when ReadOnlyOption is lease-based");
   }

@@ -15,7 +15,16 @@ import {
 } from "../proto/gen/raftpb/raft.js";
 import { ErrBootstrapNonEmpty, ErrStepLocalMsg, ErrStepPeerNotFound, invariant } from "./errors.js";
 import { payloadSizeBytes } from "./entry-size.js";
-import { isLocalMsg, isResponseMsg, newMessage, None, Raft, type RaftConfig, type ReadState, type SoftState } from "./raft.js";
+import {
+  isLocalMsg,
+  isResponseMsg,
+  newMessage,
+  None,
+  Raft,
+  type RaftConfig,
+  type ReadState,
+  type SoftState,
+} from "./raft.js";
 import { getStatus, type Status } from "./status.js";
 import { isEmptyHardState, snapshotIndex } from "./storage.js";
 
@@ -104,13 +113,20 @@ export class RawNode {
       term: 1,
       index: i + 1,
       data: ConfChange.toBinary(
-        ConfChange.create({ type: ConfChangeType.ConfChangeAddNode, nodeID: p.id, context: p.context ?? emptyBytes }),
+        ConfChange.create({
+          type: ConfChangeType.ConfChangeAddNode,
+          nodeID: p.id,
+          context: p.context ?? emptyBytes,
+        }),
       ),
     }));
     r.raftLog.append(ents);
     // The entries are committed by fiat: every member bootstraps with the same list.
     r.raftLog.committed = ents.length;
-    for (const p of peers) r.applyConfChange(ConfChange.create({ type: ConfChangeType.ConfChangeAddNode, nodeID: p.id }));
+    for (const p of peers)
+      r.applyConfChange(
+        ConfChange.create({ type: ConfChangeType.ConfChangeAddNode, nodeID: p.id }),
+      );
   }
 
   /** Advances logical time by one tick (election and heartbeat timeouts are counted in ticks). */
@@ -130,7 +146,11 @@ export class RawNode {
    */
   propose(data: Uint8Array): void {
     this.#raft.step(
-      newMessage({ type: MessageType.MsgProp, from: this.#raft.id, entries: [{ type: EntryType.EntryNormal, term: 0, index: 0, data }] }),
+      newMessage({
+        type: MessageType.MsgProp,
+        from: this.#raft.id,
+        entries: [{ type: EntryType.EntryNormal, term: 0, index: 0, data }],
+      }),
     );
   }
 
@@ -144,7 +164,9 @@ export class RawNode {
       newMessage({
         type: MessageType.MsgProp,
         from: this.#raft.id,
-        entries: [{ type: EntryType.EntryConfChange, term: 0, index: 0, data: ConfChange.toBinary(cc) }],
+        entries: [
+          { type: EntryType.EntryConfChange, term: 0, index: 0, data: ConfChange.toBinary(cc) },
+        ],
       }),
     );
   }
@@ -171,7 +193,10 @@ export class RawNode {
    */
   readIndex(requestCtx: Uint8Array): void {
     this.#raft.step(
-      newMessage({ type: MessageType.MsgReadIndex, entries: [{ type: EntryType.EntryNormal, term: 0, index: 0, data: requestCtx }] }),
+      newMessage({
+        type: MessageType.MsgReadIndex,
+        entries: [{ type: EntryType.EntryNormal, term: 0, index: 0, data: requestCtx }],
+      }),
     );
   }
 
@@ -187,7 +212,8 @@ export class RawNode {
     const hs = r.hardState();
     if (!isEmptyHardState(hs) && !hardStateEqual(hs, this.#prevHardState)) return true;
     if (r.raftLog.nextUnstableSnapshot() !== undefined) return true;
-    if (r.msgs.length > 0 || r.raftLog.hasNextUnstableEnts() || r.raftLog.hasNextCommittedEnts()) return true;
+    if (r.msgs.length > 0 || r.raftLog.hasNextUnstableEnts() || r.raftLog.hasNextCommittedEnts())
+      return true;
     return r.readStates.length > 0;
   }
 
@@ -222,7 +248,8 @@ export class RawNode {
     r.readStates = [];
     r.msgs = [];
     r.raftLog.unstable.acceptInProgress();
-    if (rd.committedEntries.length > 0) r.raftLog.acceptApplying(rd.committedEntries[rd.committedEntries.length - 1]!.index);
+    if (rd.committedEntries.length > 0)
+      r.raftLog.acceptApplying(rd.committedEntries[rd.committedEntries.length - 1]!.index);
     return rd;
   }
 
@@ -245,7 +272,8 @@ export class RawNode {
     if (rd.committedEntries.length > 0) {
       const idx = rd.committedEntries[rd.committedEntries.length - 1]!.index;
       if (idx > r.raftLog.applied) r.raftLog.appliedTo(idx);
-      if (r.state === 2 /* Leader */) r.reduceUncommittedSize(payloadSizeBytes(rd.committedEntries));
+      if (r.state === 2 /* Leader */)
+        r.reduceUncommittedSize(payloadSizeBytes(rd.committedEntries));
     }
   }
 
@@ -261,7 +289,9 @@ export class RawNode {
 
   /** Tells the leader whether the snapshot it sent to `id` was applied ("finish") or lost ("failure"). */
   reportSnapshot(id: bigint, status: "finish" | "failure"): void {
-    this.#raft.step(newMessage({ type: MessageType.MsgSnapStatus, from: id, reject: status === "failure" }));
+    this.#raft.step(
+      newMessage({ type: MessageType.MsgSnapStatus, from: id, reject: status === "failure" }),
+    );
   }
 
   /** Current id, hard/soft state, applied index, per-peer progress (leader only), transferee. */

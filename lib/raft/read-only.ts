@@ -21,6 +21,7 @@ export function contextKey(ctx: Uint8Array): string {
   return s;
 }
 
+/** Pending ReadIndex requests awaiting heartbeat acknowledgement from a quorum. */
 export class ReadOnly {
   readonly option: ReadOnlyOption;
   /** Bound on queued requests; beyond it new ones are refused (the caller drops them). */

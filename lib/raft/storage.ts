@@ -57,7 +57,10 @@ export function snapshotTerm(s: Snapshot): number {
 }
 
 function emptySnapshot(): Snapshot {
-  return { data: new Uint8Array(0), metadata: { index: 0, term: 0, confState: ConfState.create() } };
+  return {
+    data: new Uint8Array(0),
+    metadata: { index: 0, term: 0, confState: ConfState.create() },
+  };
 }
 
 function dummyEntry(index: number, term: number): Entry {
@@ -90,7 +93,10 @@ export class MemoryStorage implements Storage {
   entries(lo: number, hi: number, maxSizeBytes: number): Entry[] {
     const offset = this.#ents[0]!.index;
     if (lo <= offset) throw new ErrCompacted();
-    invariant(hi <= this.lastIndex() + 1, () => `entries hi ${hi} out of bound lastIndex ${this.lastIndex()}`);
+    invariant(
+      hi <= this.lastIndex() + 1,
+      () => `entries hi ${hi} out of bound lastIndex ${this.lastIndex()}`,
+    );
     invariant(lo <= hi, () => `entries lo ${lo} > hi ${hi}`);
     // Only the dummy entry: nothing to return.
     if (this.#ents.length === 1) throw new ErrUnavailable();
@@ -135,9 +141,15 @@ export class MemoryStorage implements Storage {
   createSnapshot(index: number, cs: ConfState | undefined, data: Uint8Array): Snapshot {
     if (index <= snapshotIndex(this.#snapshot)) throw new ErrSnapOutOfDate();
     const offset = this.#ents[0]!.index;
-    invariant(index <= this.lastIndex(), () => `snapshot ${index} is out of bound lastindex(${this.lastIndex()})`);
+    invariant(
+      index <= this.lastIndex(),
+      () => `snapshot ${index} is out of bound lastindex(${this.lastIndex()})`,
+    );
     const confState = cs ?? this.#snapshot.metadata?.confState ?? ConfState.create();
-    this.#snapshot = { data, metadata: { index, term: this.#ents[index - offset]!.term, confState } };
+    this.#snapshot = {
+      data,
+      metadata: { index, term: this.#ents[index - offset]!.term, confState },
+    };
     return this.#snapshot;
   }
 
@@ -145,7 +157,10 @@ export class MemoryStorage implements Storage {
   compact(compactIndex: number): void {
     const offset = this.#ents[0]!.index;
     if (compactIndex <= offset) throw new ErrCompacted();
-    invariant(compactIndex <= this.lastIndex(), () => `compact ${compactIndex} is out of bound lastindex(${this.lastIndex()})`);
+    invariant(
+      compactIndex <= this.lastIndex(),
+      () => `compact ${compactIndex} is out of bound lastindex(${this.lastIndex()})`,
+    );
     const i = compactIndex - offset;
     const rest = this.#ents.slice(i);
     rest[0] = dummyEntry(this.#ents[i]!.index, this.#ents[i]!.term);
@@ -163,7 +178,10 @@ export class MemoryStorage implements Storage {
     if (last < first) return;
     if (first > entries[0]!.index) entries = entries.slice(first - entries[0]!.index);
     const offset = entries[0]!.index - this.#ents[0]!.index;
-    invariant(offset <= this.#ents.length, () => `missing log entry [last: ${this.lastIndex()}, append at: ${entries[0]!.index}]`);
+    invariant(
+      offset <= this.#ents.length,
+      () => `missing log entry [last: ${this.lastIndex()}, append at: ${entries[0]!.index}]`,
+    );
     if (offset < this.#ents.length) this.#ents.length = offset;
     for (let i = 0; i < entries.length; i++) this.#ents.push(entries[i]!);
   }

@@ -3,8 +3,21 @@
  * nodes over MemoryStorage, a ready loop like the server's, and message delivery with
  * per-link cuts and isolation.
  */
-import { ConfChange, EntryType, type Entry, type Message, MessageType } from "../../lib/proto/gen/raftpb/raft.js";
-import { ErrProposalDropped, ErrStepPeerNotFound, MemoryStorage, RawNode, type RaftConfig, type ReadState } from "../../lib/raft/index.js";
+import {
+  ConfChange,
+  EntryType,
+  type Entry,
+  type Message,
+  MessageType,
+} from "../../lib/proto/gen/raftpb/raft.js";
+import {
+  ErrProposalDropped,
+  ErrStepPeerNotFound,
+  MemoryStorage,
+  RawNode,
+  type RaftConfig,
+  type ReadState,
+} from "../../lib/raft/index.js";
 import { Prng } from "./sim/prng.js";
 
 export interface TestNode {
@@ -35,7 +48,14 @@ export class Network {
   }
 
   add(id: bigint, opts: NodeOptions = {}, storage = new MemoryStorage()): TestNode {
-    const node = new RawNode({ electionTick: 10, heartbeatTick: 1, ...opts, id, storage, random: this.rng.fork() });
+    const node = new RawNode({
+      electionTick: 10,
+      heartbeatTick: 1,
+      ...opts,
+      id,
+      storage,
+      random: this.rng.fork(),
+    });
     const tn: TestNode = { id, node, storage, applied: [], readStates: [] };
     this.nodes.set(id, tn);
     return tn;
@@ -71,7 +91,8 @@ export class Network {
       out.push(...rd.messages);
       tn.readStates.push(...rd.readStates);
       for (const e of rd.committedEntries) {
-        if (e.type === EntryType.EntryConfChange) tn.node.applyConfChange(ConfChange.fromBinary(e.data));
+        if (e.type === EntryType.EntryConfChange)
+          tn.node.applyConfChange(ConfChange.fromBinary(e.data));
         tn.applied.push(e);
       }
       tn.node.advance(rd);

@@ -1,8 +1,19 @@
 /** Unit tests of individual Raft rules, scenarios learnt from etcd-io/raft's raft_test.go and testdata. */
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
-import { ConfChange, ConfChangeType, EntryType, type Message, MessageType } from "../../lib/proto/gen/raftpb/raft.js";
-import { ErrProposalDropped, ErrStepLocalMsg, ErrStepPeerNotFound, StateType } from "../../lib/raft/index.js";
+import {
+  ConfChange,
+  ConfChangeType,
+  EntryType,
+  type Message,
+  MessageType,
+} from "../../lib/proto/gen/raftpb/raft.js";
+import {
+  ErrProposalDropped,
+  ErrStepLocalMsg,
+  ErrStepPeerNotFound,
+  StateType,
+} from "../../lib/raft/index.js";
 import { newMessage } from "../../lib/raft/raft.js";
 import { Network } from "./network.js";
 
@@ -41,17 +52,29 @@ describe("elections", () => {
   test("a node votes at most once per term", () => {
     const net = new Network(3);
     const r = net.get(3).node.raft;
-    r.step(newMessage({ type: MessageType.MsgVote, from: 1n, to: 3n, term: 5, index: 10, logTerm: 5 }));
-    r.step(newMessage({ type: MessageType.MsgVote, from: 2n, to: 3n, term: 5, index: 10, logTerm: 5 }));
+    r.step(
+      newMessage({ type: MessageType.MsgVote, from: 1n, to: 3n, term: 5, index: 10, logTerm: 5 }),
+    );
+    r.step(
+      newMessage({ type: MessageType.MsgVote, from: 2n, to: 3n, term: 5, index: 10, logTerm: 5 }),
+    );
     const resps = r.msgs.filter((m) => m.type === MessageType.MsgVoteResp);
-    assert.deepEqual(resps.map((m) => [m.to, m.reject]), [[1n, false], [2n, true]]);
+    assert.deepEqual(
+      resps.map((m) => [m.to, m.reject]),
+      [
+        [1n, false],
+        [2n, true],
+      ],
+    );
     assert.equal(r.vote, 1n);
   });
 
   test("the vote is in the HardState handed out before the vote response", () => {
     const net = new Network(3);
     const tn = net.get(2);
-    tn.node.step(newMessage({ type: MessageType.MsgVote, from: 1n, to: 2n, term: 5, index: 10, logTerm: 5 }));
+    tn.node.step(
+      newMessage({ type: MessageType.MsgVote, from: 1n, to: 2n, term: 5, index: 10, logTerm: 5 }),
+    );
     const rd = tn.node.ready();
     assert.equal(rd.hardState?.vote, 1n);
     assert.equal(rd.mustSync, true);
@@ -93,7 +116,16 @@ describe("elections", () => {
     net.campaign(1);
     const r = net.get(2).node.raft;
     const term = r.term;
-    r.step(newMessage({ type: MessageType.MsgVote, from: 3n, to: 2n, term: term + 1, index: 100, logTerm: 100 }));
+    r.step(
+      newMessage({
+        type: MessageType.MsgVote,
+        from: 3n,
+        to: 2n,
+        term: term + 1,
+        index: 100,
+        logTerm: 100,
+      }),
+    );
     assert.equal(r.term, term);
     assert.equal(r.lead, 1n);
   });
@@ -184,7 +216,9 @@ describe("replication and commit", () => {
     net.heal();
     net.log = [];
     net.tickAll(2);
-    const rejects = net.log.filter((m) => m.type === MessageType.MsgAppResp && m.from === 3n && m.reject);
+    const rejects = net.log.filter(
+      (m) => m.type === MessageType.MsgAppResp && m.from === 3n && m.reject,
+    );
     assert.ok(rejects.length <= 1, `rejections: ${rejects.length}`);
     assert.equal(net.appliedData(3).length, 30);
   });
@@ -200,7 +234,8 @@ describe("replication and commit", () => {
     net.tickAll(3);
     const apps = net.log.filter((m) => m.type === MessageType.MsgApp && m.entries.length > 0);
     assert.ok(apps.length > 1);
-    for (const m of apps) assert.ok(m.entries.length <= 2, `MsgApp with ${m.entries.length} entries`);
+    for (const m of apps)
+      assert.ok(m.entries.length <= 2, `MsgApp with ${m.entries.length} entries`);
   });
 
   test("the inflights window pauses a Replicate follower until acks arrive", () => {
@@ -430,7 +465,13 @@ describe("snapshots", () => {
 describe("RawNode.step guards", () => {
   test("local message types are refused", () => {
     const net = new Network(1);
-    for (const t of [MessageType.MsgHup, MessageType.MsgBeat, MessageType.MsgCheckQuorum, MessageType.MsgUnreachable, MessageType.MsgSnapStatus]) {
+    for (const t of [
+      MessageType.MsgHup,
+      MessageType.MsgBeat,
+      MessageType.MsgCheckQuorum,
+      MessageType.MsgUnreachable,
+      MessageType.MsgSnapStatus,
+    ]) {
       assert.throws(() => net.get(1).node.step(newMessage({ type: t, from: 1n })), ErrStepLocalMsg);
     }
   });

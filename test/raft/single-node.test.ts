@@ -1,7 +1,13 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { ConfChange, EntryType } from "../../lib/proto/gen/raftpb/raft.js";
-import { ErrProposalDropped, MemoryStorage, RawNode, StateType, type Ready } from "../../lib/raft/index.js";
+import {
+  ErrProposalDropped,
+  MemoryStorage,
+  RawNode,
+  StateType,
+  type Ready,
+} from "../../lib/raft/index.js";
 
 function seeded(seed: number): () => number {
   let s = seed >>> 0;
@@ -38,7 +44,13 @@ function drain(node: RawNode, storage: MemoryStorage, applied: Uint8Array[]): Re
 
 function newSingle(): { node: RawNode; storage: MemoryStorage; applied: Uint8Array[] } {
   const storage = new MemoryStorage();
-  const node = new RawNode({ id: 1n, electionTick: 10, heartbeatTick: 1, storage, random: seeded(1) });
+  const node = new RawNode({
+    id: 1n,
+    electionTick: 10,
+    heartbeatTick: 1,
+    storage,
+    random: seeded(1),
+  });
   node.bootstrap([{ id: 1n }]);
   return { node, storage, applied: [] };
 }
@@ -75,7 +87,10 @@ describe("raft single voter", () => {
     assert.equal(rd2.committedEntries.length, 1);
     assert.equal(rd2.hardState?.commit, 3);
     handle(node, storage, applied, rd2);
-    assert.deepEqual(applied.map((d) => new TextDecoder().decode(d)), ["x"]);
+    assert.deepEqual(
+      applied.map((d) => new TextDecoder().decode(d)),
+      ["x"],
+    );
     assert.equal(node.status().applied, 3);
   });
 
@@ -110,11 +125,19 @@ describe("raft single voter", () => {
     drain(node, storage, applied);
     node.propose(new Uint8Array([1]));
     drain(node, storage, applied);
-    const node2 = new RawNode({ id: 1n, electionTick: 10, heartbeatTick: 1, storage, random: seeded(2), applied: 3 });
+    const node2 = new RawNode({
+      id: 1n,
+      electionTick: 10,
+      heartbeatTick: 1,
+      storage,
+      random: seeded(2),
+      applied: 3,
+    });
     const applied2: Uint8Array[] = [];
     // conf state comes from snapshot; without one, re-apply the bootstrap entry's change
     node2.applyConfChange(ConfChange.create({ type: 0, nodeID: 1n }));
-    for (let i = 0; i < 20 && node2.status().softState.raftState !== StateType.Leader; i++) node2.tick();
+    for (let i = 0; i < 20 && node2.status().softState.raftState !== StateType.Leader; i++)
+      node2.tick();
     assert.equal(node2.status().softState.raftState, StateType.Leader);
     drain(node2, storage, applied2);
     assert.equal(node2.status().hardState.term, 3);

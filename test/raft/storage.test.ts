@@ -1,13 +1,23 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { ConfState, type Entry, EntryType } from "../../lib/proto/gen/raftpb/raft.js";
-import { ErrCompacted, ErrSnapOutOfDate, ErrUnavailable, MemoryStorage } from "../../lib/raft/index.js";
+import {
+  ErrCompacted,
+  ErrSnapOutOfDate,
+  ErrUnavailable,
+  MemoryStorage,
+} from "../../lib/raft/index.js";
 import { Unstable } from "../../lib/raft/log-unstable.js";
 import { Inflights } from "../../lib/raft/tracker/inflights.js";
 import { committedIndex, voteResult, VoteResult } from "../../lib/raft/quorum/majority.js";
 import { limitSize } from "../../lib/raft/entry-size.js";
 
-const ent = (index: number, term: number, size = 0): Entry => ({ type: EntryType.EntryNormal, index, term, data: new Uint8Array(size) });
+const ent = (index: number, term: number, size = 0): Entry => ({
+  type: EntryType.EntryNormal,
+  index,
+  term,
+  data: new Uint8Array(size),
+});
 
 function storageWith(...ents: Entry[]): MemoryStorage {
   const s = new MemoryStorage();
@@ -83,7 +93,10 @@ describe("Unstable", () => {
     u.truncateAndAppend([ent(5, 1), ent(6, 1), ent(7, 1)]);
     u.acceptInProgress();
     u.truncateAndAppend([ent(6, 2)]);
-    assert.deepEqual(u.nextEntries().map((e) => [e.index, e.term]), [[6, 2]]);
+    assert.deepEqual(
+      u.nextEntries().map((e) => [e.index, e.term]),
+      [[6, 2]],
+    );
   });
 });
 
@@ -117,17 +130,57 @@ describe("Inflights", () => {
 
 describe("quorum", () => {
   test("committed index is the highest index on a majority", () => {
-    const m = new Map([[1n, 5], [2n, 3], [3n, 9]]);
-    assert.equal(committedIndex(new Set([1n, 2n, 3n]), (id) => m.get(id)), 5);
-    assert.equal(committedIndex(new Set([1n]), (id) => m.get(id)), 5);
-    assert.equal(committedIndex(new Set([1n, 2n, 3n, 4n]), (id) => m.get(id)), 3);
+    const m = new Map([
+      [1n, 5],
+      [2n, 3],
+      [3n, 9],
+    ]);
+    assert.equal(
+      committedIndex(new Set([1n, 2n, 3n]), (id) => m.get(id)),
+      5,
+    );
+    assert.equal(
+      committedIndex(new Set([1n]), (id) => m.get(id)),
+      5,
+    );
+    assert.equal(
+      committedIndex(new Set([1n, 2n, 3n, 4n]), (id) => m.get(id)),
+      3,
+    );
   });
 
   test("vote result: won, pending, lost", () => {
     const v = new Set([1n, 2n, 3n]);
-    assert.equal(voteResult(v, new Map([[1n, true], [2n, true]])), VoteResult.Won);
-    assert.equal(voteResult(v, new Map([[1n, true], [2n, false]])), VoteResult.Pending);
-    assert.equal(voteResult(v, new Map([[1n, false], [2n, false]])), VoteResult.Lost);
+    assert.equal(
+      voteResult(
+        v,
+        new Map([
+          [1n, true],
+          [2n, true],
+        ]),
+      ),
+      VoteResult.Won,
+    );
+    assert.equal(
+      voteResult(
+        v,
+        new Map([
+          [1n, true],
+          [2n, false],
+        ]),
+      ),
+      VoteResult.Pending,
+    );
+    assert.equal(
+      voteResult(
+        v,
+        new Map([
+          [1n, false],
+          [2n, false],
+        ]),
+      ),
+      VoteResult.Lost,
+    );
   });
 
   test("limitSize always keeps the first entry", () => {

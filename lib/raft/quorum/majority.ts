@@ -3,6 +3,7 @@
  * voter set: the committed index and the outcome of a vote.
  */
 
+/** Outcome of a vote tally. */
 export enum VoteResult {
   Pending = 0,
   Lost = 1,
@@ -13,7 +14,10 @@ export enum VoteResult {
  * The largest index acknowledged by a majority of `voters`. `matchOf` gives each voter's acked
  * index (missing = 0). An empty voter set yields MAX_SAFE_INTEGER, as etcd (so it never limits).
  */
-export function committedIndex(voters: ReadonlySet<bigint>, matchOf: (id: bigint) => number | undefined): number {
+export function committedIndex(
+  voters: ReadonlySet<bigint>,
+  matchOf: (id: bigint) => number | undefined,
+): number {
   const n = voters.size;
   if (n === 0) return Number.MAX_SAFE_INTEGER;
   if (n === 1) {
@@ -24,14 +28,17 @@ export function committedIndex(voters: ReadonlySet<bigint>, matchOf: (id: bigint
   for (const id of voters) srt[i++] = matchOf(id) ?? 0;
   srt.sort((a, b) => b - a);
   // Descending: the (n/2+1)-th largest is acked by a majority.
-  return srt[(n >> 1)]!;
+  return srt[n >> 1]!;
 }
 
 /**
  * Outcome of a vote among `voters` given the recorded `votes` (true = granted). Won when a
  * majority granted, Lost when a majority can no longer be reached, else Pending. Empty set: Won.
  */
-export function voteResult(voters: ReadonlySet<bigint>, votes: ReadonlyMap<bigint, boolean>): VoteResult {
+export function voteResult(
+  voters: ReadonlySet<bigint>,
+  votes: ReadonlyMap<bigint, boolean>,
+): VoteResult {
   if (voters.size === 0) return VoteResult.Won;
   let granted = 0;
   let missing = 0;

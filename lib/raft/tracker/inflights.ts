@@ -5,6 +5,7 @@
  */
 import { invariant } from "../errors.js";
 
+/** A bounded ring of in-flight MsgApp (last index, bytes); see the file comment. */
 export class Inflights {
   /** Max messages in flight. */
   readonly maxCount: number;
@@ -76,7 +77,9 @@ export class Inflights {
 
   /** True when no more messages may be sent: count or byte limit reached. */
   full(): boolean {
-    return this.#count === this.maxCount || (this.maxBytes !== 0 && this.#totalBytes >= this.maxBytes);
+    return (
+      this.#count === this.maxCount || (this.maxBytes !== 0 && this.#totalBytes >= this.maxBytes)
+    );
   }
 
   count(): number {

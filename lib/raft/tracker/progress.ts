@@ -5,6 +5,7 @@
  */
 import { Inflights } from "./inflights.js";
 
+/** Replication state of a follower (etcd's StateProbe / StateReplicate / StateSnapshot). */
 export enum ProgressState {
   Probe = 0,
   Replicate = 1,
@@ -18,6 +19,7 @@ export const progressStateNames: Record<ProgressState, string> = {
   [ProgressState.Snapshot]: "StateSnapshot",
 };
 
+/** One follower's replication progress as tracked by the leader. */
 export class Progress {
   /** Highest index known replicated on the follower. */
   match: number;

@@ -7,6 +7,7 @@ import type { ConfState } from "../../proto/gen/raftpb/raft.js";
 import { committedIndex, voteResult, VoteResult } from "../quorum/majority.js";
 import { Progress } from "./progress.js";
 
+/** Configuration, per-member progress and election votes; see the file comment. */
 export class ProgressTracker {
   voters = new Set<bigint>();
   learners = new Set<bigint>();
@@ -23,7 +24,13 @@ export class ProgressTracker {
   /** The configuration as a ConfState (sorted ids, as etcd). */
   confState(): ConfState {
     const sort = (s: Set<bigint>) => [...s].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    return { voters: sort(this.voters), learners: sort(this.learners), votersOutgoing: [], learnersNext: [], autoLeave: false };
+    return {
+      voters: sort(this.voters),
+      learners: sort(this.learners),
+      votersOutgoing: [],
+      learnersNext: [],
+      autoLeave: false,
+    };
   }
 
   /** True when the configuration has exactly one voter. */

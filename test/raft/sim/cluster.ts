@@ -116,12 +116,25 @@ export class Simulation {
   nextId: bigint;
   readSeq = 0;
   propSeq = 0;
-  stats = { leadersElected: 0, appliedEntries: 0, readsChecked: 0, confChanges: 0, crashes: 0, snapshotsSent: 0 };
+  stats = {
+    leadersElected: 0,
+    appliedEntries: 0,
+    readsChecked: 0,
+    confChanges: 0,
+    crashes: 0,
+    snapshotsSent: 0,
+  };
   /** Crashes scheduled for young leaders. */
   #doomed: { id: bigint; at: number }[] = [];
   /** Liveness phase: no crashes. */
   #calm = false;
-  #cfg: { preVote: boolean; checkQuorum: boolean; maxSizePerMsg: number; maxInflightMsgs: number; maxUncommitted: number };
+  #cfg: {
+    preVote: boolean;
+    checkQuorum: boolean;
+    maxSizePerMsg: number;
+    maxInflightMsgs: number;
+    maxUncommitted: number;
+  };
 
   constructor(opts: SimOptions) {
     this.seed = opts.seed;
@@ -178,7 +191,13 @@ export class Simulation {
       storage: new MemoryStorage(),
       node: undefined,
       appliedIndex: 0,
-      confState: { voters: [], learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false },
+      confState: {
+        voters: [],
+        learners: [],
+        votersOutgoing: [],
+        learnersNext: [],
+        autoLeave: false,
+      },
       knownCommit: 0,
       removed: false,
     };
@@ -218,7 +237,8 @@ export class Simulation {
     let best: SimNode | undefined;
     for (const s of this.alive()) {
       const r = s.node!.raft;
-      if (r.state === StateType.Leader && (best === undefined || r.term > best.node!.raft.term)) best = s;
+      if (r.state === StateType.Leader && (best === undefined || r.term > best.node!.raft.term))
+        best = s;
     }
     return best;
   }
@@ -285,7 +305,8 @@ export class Simulation {
         this.#reportSnapshot(f.m, false);
         continue;
       }
-      if (this.rng.chance(net.dup)) this.net.push({ m: f.m, deliverAt: this.now + 1 + this.rng.int(net.maxDelay + 1) });
+      if (this.rng.chance(net.dup))
+        this.net.push({ m: f.m, deliverAt: this.now + 1 + this.rng.int(net.maxDelay + 1) });
       this.#reportSnapshot(f.m, this.#deliver(f.m, net));
     }
     this.#processAll(net);
@@ -311,7 +332,9 @@ export class Simulation {
     const gb = this.partition.get(m.to) ?? 0;
     if (ga !== gb) return false;
     if (traceFromTick >= 0 && this.now >= traceFromTick) {
-      console.log(`t${this.now} ${m.from}->${m.to} ${MessageType[m.type]} term${m.term} idx${m.index} lt${m.logTerm} n${m.entries.length} c${m.commit} rej${m.reject} hint${m.rejectHint}`);
+      console.log(
+        `t${this.now} ${m.from}->${m.to} ${MessageType[m.type]} term${m.term} idx${m.index} lt${m.logTerm} n${m.entries.length} c${m.commit} rej${m.reject} hint${m.rejectHint}`,
+      );
     }
     try {
       to.node.step(cloneMessage(m));
@@ -354,7 +377,10 @@ export class Simulation {
     if (rd.hardState !== undefined) sn.storage.setHardState(rd.hardState);
     sn.storage.append(rd.entries);
     // A brand-new leader that dies after writing its first entry but before sending it.
-    const youngDeath = rd.softState?.raftState === StateType.Leader && !this.#calm && this.rng.chance(0.1 * this.faultiness);
+    const youngDeath =
+      rd.softState?.raftState === StateType.Leader &&
+      !this.#calm &&
+      this.rng.chance(0.1 * this.faultiness);
     if (youngDeath) this.#afterStep(sn);
     if (youngDeath || (!this.#calm && this.rng.chance(0.003 * this.faultiness))) {
       this.#crash(sn);
@@ -378,27 +404,43 @@ export class Simulation {
     const md = rd.snapshot!.metadata!;
     const known = this.committedTerm[md.index];
     if (known !== undefined && known !== md.term) {
-      throw new SimViolation("state-machine-safety", `node ${sn.id} installed snapshot (${md.index},${md.term}) but committed term there is ${known}`);
+      throw new SimViolation(
+        "state-machine-safety",
+        `node ${sn.id} installed snapshot (${md.index},${md.term}) but committed term there is ${known}`,
+      );
     }
     sn.appliedIndex = md.index;
     sn.confState = md.confState!;
-    if (sn.confState.voters.length + sn.confState.learners.length > 0 && !sn.confState.voters.includes(sn.id) && !sn.confState.learners.includes(sn.id)) {
+    if (
+      sn.confState.voters.length + sn.confState.learners.length > 0 &&
+      !sn.confState.voters.includes(sn.id) &&
+      !sn.confState.learners.includes(sn.id)
+    ) {
       this.#markRemoved(sn.id);
     }
   }
 
   #apply(sn: SimNode, e: Entry): void {
     if (e.index <= sn.appliedIndex) {
-      throw new SimViolation("state-machine-safety", `node ${sn.id} applied index ${e.index} again (applied ${sn.appliedIndex})`);
+      throw new SimViolation(
+        "state-machine-safety",
+        `node ${sn.id} applied index ${e.index} again (applied ${sn.appliedIndex})`,
+      );
     }
     if (e.index !== sn.appliedIndex + 1) {
-      throw new SimViolation("state-machine-safety", `node ${sn.id} applied ${e.index} after ${sn.appliedIndex} (gap)`);
+      throw new SimViolation(
+        "state-machine-safety",
+        `node ${sn.id} applied ${e.index} after ${sn.appliedIndex} (gap)`,
+      );
     }
     const key = dataKey(e) + `@${e.term}`;
     const prev = this.appliedKey[e.index];
     if (prev === undefined) this.appliedKey[e.index] = key;
     else if (prev !== key) {
-      throw new SimViolation("state-machine-safety", `index ${e.index}: node ${sn.id} applied ${key} but another node applied ${prev}`);
+      throw new SimViolation(
+        "state-machine-safety",
+        `index ${e.index}: node ${sn.id} applied ${key} but another node applied ${prev}`,
+      );
     }
     sn.appliedIndex = e.index;
     this.stats.appliedEntries++;
@@ -406,7 +448,11 @@ export class Simulation {
       const cc = ConfChange.fromBinary(e.data);
       sn.confState = sn.node!.applyConfChange(cc);
       if (cc.type === ConfChangeType.ConfChangeRemoveNode) this.#markRemoved(cc.nodeID);
-      if ((cc.type === ConfChangeType.ConfChangeAddNode || cc.type === ConfChangeType.ConfChangeAddLearnerNode) && !this.nodes.has(cc.nodeID)) {
+      if (
+        (cc.type === ConfChangeType.ConfChangeAddNode ||
+          cc.type === ConfChangeType.ConfChangeAddLearnerNode) &&
+        !this.nodes.has(cc.nodeID)
+      ) {
         this.#newSimNode(cc.nodeID);
       }
     }
@@ -428,7 +474,10 @@ export class Simulation {
     const prev = this.entryKey.get(k);
     if (prev === undefined) this.entryKey.set(k, dk);
     else if (prev !== dk) {
-      throw new SimViolation("log-matching", `node ${sn.id} has entry (${e.index},${e.term}) with different data than another log`);
+      throw new SimViolation(
+        "log-matching",
+        `node ${sn.id} has entry (${e.index},${e.term}) with different data than another log`,
+      );
     }
   }
 
@@ -443,10 +492,14 @@ export class Simulation {
         this.stats.leadersElected++;
         // A leader that dies young leaves its term's first entry on a minority: the raw
         // material of the Raft paper's Figure 8.
-        if (!this.#calm && this.rng.chance(0.05 * this.faultiness)) this.#doomed.push({ id: sn.id, at: this.now + this.rng.int(3) });
+        if (!this.#calm && this.rng.chance(0.05 * this.faultiness))
+          this.#doomed.push({ id: sn.id, at: this.now + this.rng.int(3) });
         this.#checkLeaderCompleteness(sn);
       } else if (l !== sn.id) {
-        throw new SimViolation("election-safety", `two leaders in term ${r.term}: ${l} and ${sn.id}`);
+        throw new SimViolation(
+          "election-safety",
+          `two leaders in term ${r.term}: ${l} and ${sn.id}`,
+        );
       }
     }
     // Commit knowledge: entries up to commit are committed forever with these terms.
@@ -458,7 +511,10 @@ export class Simulation {
       const known = this.committedTerm[i];
       if (known === undefined) this.committedTerm[i] = t;
       else if (known !== t) {
-        throw new SimViolation("committed-never-lost", `index ${i} committed with term ${known} but node ${sn.id} commits term ${t}`);
+        throw new SimViolation(
+          "committed-never-lost",
+          `index ${i} committed with term ${known} but node ${sn.id} commits term ${t}`,
+        );
       }
     }
     sn.knownCommit = Math.max(sn.knownCommit, c);
@@ -488,7 +544,10 @@ export class Simulation {
     this.pendingReads.delete(key);
     this.stats.readsChecked++;
     if (index < req.minIndex) {
-      throw new SimViolation("read-index-linearizable", `read ${key} at node ${sn.id} got index ${index} but ${req.minIndex} was committed before it started`);
+      throw new SimViolation(
+        "read-index-linearizable",
+        `read ${key} at node ${sn.id} got index ${index} but ${req.minIndex} was committed before it started`,
+      );
     }
   }
 
@@ -507,7 +566,10 @@ export class Simulation {
         while (i >= lo && la.termOrZero(i) !== lb.termOrZero(i)) i--;
         for (let j = i; j >= lo; j--) {
           if (la.termOrZero(j) !== lb.termOrZero(j)) {
-            throw new SimViolation("log-matching", `nodes ${logs[a]!.id} and ${logs[b]!.id} agree at ${i} but differ at ${j}`);
+            throw new SimViolation(
+              "log-matching",
+              `nodes ${logs[a]!.id} and ${logs[b]!.id} agree at ${i} but differ at ${j}`,
+            );
           }
         }
       }
@@ -549,7 +611,9 @@ export class Simulation {
   #proposeRandom(): void {
     const alive = this.alive();
     if (alive.length === 0) return;
-    const sn = this.rng.chance(0.7) ? (this.leader() ?? this.rng.pick(alive)) : this.rng.pick(alive);
+    const sn = this.rng.chance(0.7)
+      ? (this.leader() ?? this.rng.pick(alive))
+      : this.rng.pick(alive);
     const data = new TextEncoder().encode(`p${this.propSeq++}`);
     try {
       sn.node!.propose(data);
@@ -582,11 +646,20 @@ export class Simulation {
     let cc: ConfChange | undefined;
     const choice = rng.int(3);
     if (choice === 0 && this.nodes.size < this.n + 3) {
-      cc = ConfChange.create({ type: ConfChangeType.ConfChangeAddLearnerNode, nodeID: this.nextId });
+      cc = ConfChange.create({
+        type: ConfChangeType.ConfChangeAddLearnerNode,
+        nodeID: this.nextId,
+      });
     } else if (choice === 1 && cs.learners.length > 0) {
-      cc = ConfChange.create({ type: ConfChangeType.ConfChangeAddNode, nodeID: rng.pick(cs.learners) });
+      cc = ConfChange.create({
+        type: ConfChangeType.ConfChangeAddNode,
+        nodeID: rng.pick(cs.learners),
+      });
     } else if (choice === 2 && cs.voters.length > 2) {
-      cc = ConfChange.create({ type: ConfChangeType.ConfChangeRemoveNode, nodeID: rng.pick(cs.voters) });
+      cc = ConfChange.create({
+        type: ConfChangeType.ConfChangeRemoveNode,
+        nodeID: rng.pick(cs.voters),
+      });
     }
     if (cc === undefined) return;
     try {
@@ -606,7 +679,11 @@ export class Simulation {
     // Snapshot what is applied, keep a few entries for slow followers (as etcd's snapshot catch-up entries).
     if (sn.appliedIndex <= snapIndex + 2) return;
     if (sn.appliedIndex > sn.storage.lastIndex()) return;
-    sn.storage.createSnapshot(sn.appliedIndex, sn.confState, new TextEncoder().encode(`snap@${sn.appliedIndex}`));
+    sn.storage.createSnapshot(
+      sn.appliedIndex,
+      sn.confState,
+      new TextEncoder().encode(`snap@${sn.appliedIndex}`),
+    );
     const keep = this.rng.int(4);
     const compactTo = sn.appliedIndex - keep;
     if (compactTo > snapIndex) sn.storage.compact(compactTo);
@@ -648,7 +725,10 @@ export class Simulation {
       const want = `0:${proposedKey}`;
       if (this.appliedKey.some((k) => k !== undefined && k.startsWith(want + "@"))) return;
     }
-    throw new SimViolation("liveness", `no leader committed a proposal within ${maxTicks} ticks of healing (leader: ${this.leader()?.id ?? "none"}; ${this.dump()})`);
+    throw new SimViolation(
+      "liveness",
+      `no leader committed a proposal within ${maxTicks} ticks of healing (leader: ${this.leader()?.id ?? "none"}; ${this.dump()})`,
+    );
   }
 }
 
@@ -659,9 +739,14 @@ export function runSeed(opts: SimOptions): SimResult {
     return sim.run(opts);
   } catch (e) {
     if (e instanceof SimViolation) {
-      const v = new SimViolation(e.invariant, `${e.message.slice(e.invariant.length + 2)} [${sim.describe()} at tick ${sim.now}]`);
+      const v = new SimViolation(
+        e.invariant,
+        `${e.message.slice(e.invariant.length + 2)} [${sim.describe()} at tick ${sim.now}]`,
+      );
       throw v;
     }
-    throw new Error(`simulator crashed [${sim.describe()} at tick ${sim.now}]: ${(e as Error).stack}`);
+    throw new Error(
+      `simulator crashed [${sim.describe()} at tick ${sim.now}]: ${(e as Error).stack}`,
+    );
   }
 }

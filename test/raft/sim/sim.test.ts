@@ -38,22 +38,61 @@ describe("raft simulator", () => {
 
   // The simulator has teeth: each known-wrong variant is caught within a bounded number of seeds.
   // (Seeds and bounds are deterministic: the runs start at seed 1 whatever SEED says.)
-  const variants: { knob: keyof RaftTestingKnobs; invariants: string[]; maxSeeds: number; faultiness?: number; nodes?: number }[] = [
+  const variants: {
+    knob: keyof RaftTestingKnobs;
+    invariants: string[];
+    maxSeeds: number;
+    faultiness?: number;
+    nodes?: number;
+  }[] = [
     // Figure 8 needs five nodes and frequent leader deaths to build the divergent logs.
-    { knob: "commitPrevTermByCount", invariants: ["leader-completeness", "committed-never-lost", "state-machine-safety"], maxSeeds: 400, faultiness: 2, nodes: 5 },
-    { knob: "skipVoteLogCheck", invariants: ["leader-completeness", "committed-never-lost", "state-machine-safety", "log-matching"], maxSeeds: 100 },
+    {
+      knob: "commitPrevTermByCount",
+      invariants: ["leader-completeness", "committed-never-lost", "state-machine-safety"],
+      maxSeeds: 400,
+      faultiness: 2,
+      nodes: 5,
+    },
+    {
+      knob: "skipVoteLogCheck",
+      invariants: [
+        "leader-completeness",
+        "committed-never-lost",
+        "state-machine-safety",
+        "log-matching",
+      ],
+      maxSeeds: 100,
+    },
     { knob: "readIndexBeforeCommitInTerm", invariants: ["read-index-linearizable"], maxSeeds: 300 },
-    { knob: "forgetPersistVote", invariants: ["election-safety", "leader-completeness", "committed-never-lost", "state-machine-safety"], maxSeeds: 400 },
+    {
+      knob: "forgetPersistVote",
+      invariants: [
+        "election-safety",
+        "leader-completeness",
+        "committed-never-lost",
+        "state-machine-safety",
+      ],
+      maxSeeds: 400,
+    },
   ];
   for (const v of variants) {
     test(`known-wrong variant ${v.knob} is caught within ${v.maxSeeds} seeds`, () => {
       // Fixed starting seed so the bound is deterministic in CI.
       for (let s = 1; s <= v.maxSeeds; s++) {
         try {
-          runSeed({ seed: s, knobs: { [v.knob]: true }, skipLiveness: true, faultiness: v.faultiness, nodes: v.nodes });
+          runSeed({
+            seed: s,
+            knobs: { [v.knob]: true },
+            skipLiveness: true,
+            faultiness: v.faultiness,
+            nodes: v.nodes,
+          });
         } catch (e) {
           assert.ok(e instanceof SimViolation, `unexpected error ${(e as Error).message}`);
-          assert.ok(v.invariants.includes(e.invariant), `caught by unexpected invariant ${e.invariant}: ${e.message}`);
+          assert.ok(
+            v.invariants.includes(e.invariant),
+            `caught by unexpected invariant ${e.invariant}: ${e.message}`,
+          );
           console.log(`${v.knob}: caught at seed ${s} by ${e.invariant}`);
           return;
         }

@@ -42,7 +42,7 @@ export interface CostLine {
 export function summarizeCpuProfile(
   p: CpuProfile,
   top: number,
-): { total: number; functions: CostLine[]; files: CostLine[] } {
+): { total: number; functions: CostLine[]; files: CostLine[]; areas: CostLine[] } {
   const byId = new Map<number, ProfileNode>();
   for (const n of p.nodes) byId.set(n.id, n);
   const self = new Map<number, number>();
@@ -54,6 +54,7 @@ export function summarizeCpuProfile(
   }
   const fn = new Map<string, number>();
   const file = new Map<string, number>();
+  const area = new Map<string, number>();
   for (const [id, ms] of self) {
     const cf = byId.get(id)?.callFrame;
     if (cf === undefined) continue;
@@ -70,13 +71,37 @@ export function summarizeCpuProfile(
           ? cf.url
           : basename(dirname(cf.url)) + "/" + basename(cf.url);
     file.set(f, (file.get(f) ?? 0) + ms);
+    const a = areaOf(cf.url, cf.functionName);
+    area.set(a, (area.get(a) ?? 0) + ms);
   }
   const lines = (m: Map<string, number>): CostLine[] =>
     [...m.entries()]
       .sort((a, b) => b[1] - a[1])
       .slice(0, top)
       .map(([name, selfMs]) => ({ name, selfMs, share: total > 0 ? selfMs / total : 0 }));
-  return { total, functions: lines(fn), files: lines(file) };
+  return { total, functions: lines(fn), files: lines(file), areas: lines(area) };
+}
+
+/**
+ * The part of the system a frame belongs to: `lib/<part>` for our code, the package for
+ * node_modules, "node:http2+net+streams" for Node's transport internals, "native I/O" for
+ * url-less natives (writev, fdatasync, …), and V8's pseudo-frames ((idle), (garbage collector)).
+ */
+export function areaOf(url: string, functionName: string): string {
+  const lib = /\/dist\/(lib\/[^/]+|tools|bench)\//.exec(url);
+  if (lib !== null) return lib[1]!;
+  const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url);
+  if (pkg !== null) return pkg[1]!;
+  if (
+    /^node:internal\/(http2|js_stream_socket|net|stream_base_commons|streams|tls)/.test(url) ||
+    url === "node:net"
+  )
+    return "node:http2+net+streams";
+  if (url.startsWith("node:internal/modules") || url.startsWith("node:internal/main"))
+    return "module loading";
+  if (url.startsWith("node:")) return "node (other)";
+  if (url === "") return functionName.startsWith("(") ? functionName : "native I/O and builtins";
+  return "other";
 }
 
 function print(s: ReturnType<typeof summarizeCpuProfile>): void {
@@ -86,6 +111,7 @@ function print(s: ReturnType<typeof summarizeCpuProfile>): void {
     `sampled ${s.total.toFixed(0)} ms\nTop functions by self time:\n${s.functions.map(row).join("\n")}\n`,
   );
   process.stdout.write(`Top files by self time:\n${s.files.map(row).join("\n")}\n`);
+  process.stdout.write(`By area:\n${s.areas.map(row).join("\n")}\n`);
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -30,6 +30,7 @@ function niceMax(v: number): number {
 }
 
 function fmt(v: number): string {
+  if (v === 0) return "0";
   if (v >= 10_000) return `${(v / 1000).toFixed(0)}k`;
   if (v >= 1000) return `${(v / 1000).toFixed(1)}k`;
   if (v >= 100) return v.toFixed(0);

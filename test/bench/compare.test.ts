@@ -4,7 +4,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { formatMarkdown, formatTable, type CompareRow } from "../../bench/compare/index.js";
 import { renderBarChart } from "../../bench/compare/svg.js";
-import { summarizeCpuProfile } from "../../bench/compare/profile.js";
+import { areaOf, summarizeCpuProfile } from "../../bench/compare/profile.js";
 
 const rows: CompareRow[] = [
   {
@@ -79,5 +79,9 @@ describe("bench/compare output", () => {
     assert.equal(s.functions[1]!.name, "(garbage collector)");
     assert.equal(s.files[0]!.name, "server/apply.js");
     assert.ok(Math.abs(s.functions[0]!.share - 0.6) < 1e-9);
+    assert.deepEqual(s.areas.map((a) => a.name), ["lib/server", "(garbage collector)"]);
+    assert.equal(areaOf("file:///r/node_modules/@grpc/grpc-js/build/src/x.js", "f"), "@grpc/grpc-js");
+    assert.equal(areaOf("node:internal/http2/core", "respond"), "node:http2+net+streams");
+    assert.equal(areaOf("", "writev"), "native I/O and builtins");
   });
 });

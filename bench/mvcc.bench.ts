@@ -101,7 +101,61 @@ group(`mvcc, ${keyCount} keys, ${valueBytes} B values`, () => {
   });
 });
 
+// Watch fan-out: a second store with 1 stream x 100 prefix watchers and 100 single-key watchers.
+const watched = new MvccStore();
+let eventsSeen = 0;
+const stream = watched.newWatchStream({
+  send: (r) => {
+    eventsSeen += r.events.length;
+    return true;
+  },
+});
+for (let i = 0; i < 100; i++) {
+  stream.handle({
+    requestUnion: {
+      oneofKind: "createRequest",
+      createRequest: {
+        key: Buffer.from("bench/"),
+        rangeEnd: Buffer.from("bench0"),
+        startRevision: 0,
+        progressNotify: false,
+        filters: [],
+        prevKv: false,
+        watchId: 0,
+        fragment: false,
+      },
+    },
+  });
+  stream.handle({
+    requestUnion: {
+      oneofKind: "createRequest",
+      createRequest: {
+        key: keyOf(i),
+        rangeEnd: Buffer.alloc(0),
+        startRevision: 0,
+        progressNotify: false,
+        filters: [],
+        prevKv: true,
+        watchId: 0,
+        fragment: false,
+      },
+    },
+  });
+}
+const watchedPut = PutRequest.create({ value });
+group("watch fan-out (events delivered synchronously at the end of each write)", () => {
+  bench("put seen by 100 prefix watchers (100 events out)", () => {
+    watchedPut.key = keyOf(1000 + (cursor++ & mask));
+    do_not_optimize(watched.put(watchedPut));
+  });
+  bench("put seen by 100 prefix + 1 single-key prev_kv watcher", () => {
+    watchedPut.key = keyOf(cursor++ % 100);
+    do_not_optimize(watched.put(watchedPut));
+  });
+});
+
 await run();
+console.log(`watch events delivered during the run: ${eventsSeen}`);
 
 t0 = performance.now();
 store.compact(store.currentRevision);

@@ -27,7 +27,9 @@ import { type Rec, recToEvent, recToKeyValue, emptyBuffer } from "./record.js";
  * (the transport's buffer is full). The response passed to that call counts as delivered (as a
  * Node stream's write() that returns false still takes the chunk); mvcc then sends nothing more
  * on this stream until WatchStream.resume() (except the remaining fragments of a response already
- * being fragmented, bounded by that one response).
+ * being fragmented, bounded by that one response). Event objects (and their Buffers) may be
+ * shared by the responses of several watchers: the sink may set `header` but must not mutate
+ * events.
  */
 export interface WatchSink {
   send(resp: WatchResponse): boolean;
@@ -239,10 +241,12 @@ export class WatchHub {
         }
         for (const w of this.#rangeWatchers) if (w.matches(rec.key)) addTo(batches, w, rec);
       }
+      // One Event object per change, shared by every watcher's response (never mutated after).
+      const shared = new Map<Rec, Event>();
       for (const [w, recs] of batches) {
         // A watcher created with a future start revision waits for it (etcd: don't double notify).
         const due = recs.filter((r) => r.main >= w.minRev);
-        if (due.length > 0) w.stream.deliverSynced(w, rev, due);
+        if (due.length > 0) w.stream.deliverSynced(w, rev, due, shared);
       }
     }
     this.syncWatchers();
@@ -499,7 +503,7 @@ export class WatchStream {
   }
 
   /** @internal the events of one write for synced watcher `w` (all with main >= w.minRev). */
-  deliverSynced(w: Watcher, rev: number, recs: Rec[]): void {
+  deliverSynced(w: Watcher, rev: number, recs: Rec[], shared: Map<Rec, Event>): void {
     if (this.#closed) return;
     if (!this.#ready) {
       // Not sent, not buffered: the store still has these revisions; catch up after resume().
@@ -507,7 +511,7 @@ export class WatchStream {
       return;
     }
     w.minRev = rev + 1;
-    this.#sendEvents(w, rev, recs);
+    this.#sendEvents(w, rev, recs, shared);
   }
 
   /**
@@ -584,16 +588,20 @@ export class WatchStream {
   }
 
   /** Filters, adds prev_kv, and sends (fragmenting if asked). Sends nothing if all filtered. */
-  #sendEvents(w: Watcher, rev: number, recs: readonly Rec[]): void {
+  #sendEvents(w: Watcher, rev: number, recs: readonly Rec[], shared?: Map<Rec, Event>): void {
     const src = this.#hub.src;
     const events: Event[] = [];
     for (const r of recs) {
       if (r.isTombstone ? w.noDelete : w.noPut) continue;
-      const ev = recToEvent(r);
+      let ev = shared?.get(r);
+      if (ev === undefined) {
+        ev = recToEvent(r);
+        shared?.set(r, ev);
+      }
       // etcd: prev_kv is a range at mod_revision - 1, skipped for create events.
       if (w.prevKv && !(r.createRevision === r.main)) {
         const prev = prevRecord(src, r);
-        if (prev !== undefined) ev.prevKv = recToKeyValue(prev);
+        if (prev !== undefined) ev = { ...ev, prevKv: recToKeyValue(prev) };
       }
       events.push(ev);
     }

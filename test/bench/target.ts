@@ -1,13 +1,7 @@
-// Which member the bench/util tests start: etcd-ts when ETCD_TS_TARGET=etcd-ts, else real etcd 3.4
-// when it is installed (the load generator and check tools are clients: they must work against
-// the reference), else etcd-ts.
-import { existsSync } from "node:fs";
-import type { Target } from "../helpers/server.js";
+// Which member the bench/util tests start: the suites' usual target (etcd-ts unless
+// ETCD_TS_TARGET=etcd selects real etcd 3.4, as test/helpers/server.ts decides). The load
+// generator and check tools are clients, so both targets must pass.
+import { TARGET, type Target } from "../helpers/server.js";
 
-/** The target for test/bench and test/util suites (see the file comment). */
-export const TOOLS_TEST_TARGET: Target =
-  process.env.ETCD_TS_TARGET === "etcd-ts"
-    ? "etcd-ts"
-    : existsSync(process.env.ETCD_BIN ?? "/usr/bin/etcd")
-      ? "etcd"
-      : "etcd-ts";
+/** The target for test/bench and test/util suites. */
+export const TOOLS_TEST_TARGET: Target = TARGET;

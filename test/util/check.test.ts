@@ -92,7 +92,7 @@ describe(`check perf and wal dump against ${TOOLS_TEST_TARGET}`, { timeout: 120_
     await m?.close();
   });
 
-  test("check perf -load s for 3 s passes with etcdctl's lines and cleans its prefix", async () => {
+  test("check perf -load s for 3 s: etcdctl's load, lines and clean-up (verdict not asserted: timing)", async () => {
     const r = await checkPerf({
       endpoints: [m.hostPort],
       load: "s",
@@ -106,10 +106,18 @@ describe(`check perf and wal dump against ${TOOLS_TEST_TARGET}`, { timeout: 120_
     assert.equal(r.clients, 50);
     assert.ok(r.requests >= 400 && r.requests <= 460, String(r.requests));
     assert.deepEqual(r.errors, {});
-    assert.match(r.lines[0]!, /^PASS: Throughput is \d+ writes\/s$/);
-    assert.match(r.lines[1]!, /^PASS: Slowest request took \d+\.\d{6}s$/);
-    assert.match(r.lines[2]!, /^PASS: Stddev is \d+\.\d{6}s$/);
-    assert.equal(r.lines.at(-1), "PASS");
+    // Performance is measured, never asserted: only the shape of etcdctl's lines is checked.
+    assert.match(r.lines[0]!, /^(PASS: Throughput is|FAIL: Throughput too low:) \d+ writes\/s$/);
+    assert.match(
+      r.lines[1]!,
+      /^(PASS: Slowest request took|Slowest request took too long:) \d+\.\d{6}s$/,
+    );
+    assert.match(r.lines[2]!, /^(PASS: Stddev is|Stddev too high:) \d+\.\d{6}s$/);
+    assert.equal(r.lines.at(-1), r.pass ? "PASS" : "FAIL");
+    assert.equal(
+      r.pass,
+      r.lines.slice(0, 3).every((l) => l.startsWith("PASS")),
+    );
     const left = await etcdctl(["get", "--prefix", "/check-perf-test/", "--keys-only"], {
       member: m,
     });
@@ -144,7 +152,7 @@ describe(`check perf and wal dump against ${TOOLS_TEST_TARGET}`, { timeout: 120_
     );
   });
 
-  test("check perf CLI with --auto-compact exits 0 and prints PASS", async () => {
+  test("check perf CLI with --auto-compact prints the verdict and compacts (exit 0 PASS, 2 FAIL)", async () => {
     const r = await runUtil([
       "check",
       "perf",
@@ -158,8 +166,8 @@ describe(`check perf and wal dump against ${TOOLS_TEST_TARGET}`, { timeout: 120_
       "--prefix",
       "/cp2/",
     ]);
-    assert.equal(r.code, 0, r.out + r.err);
-    assert.match(r.out, /^PASS$/m);
+    assert.ok(r.code === 0 || r.code === 2, r.out + r.err);
+    assert.match(r.out, r.code === 0 ? /^PASS$/m : /^FAIL$/m);
     assert.match(r.out, /Compacted with revision \d+/);
   });
 

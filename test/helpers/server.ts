@@ -14,6 +14,27 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
+/**
+ * pids of members this process started and has not seen exit. If the test process exits without
+ * its `after` hooks running (a crash, a runner timeout), they are SIGKILLed by pid on exit, so no
+ * member outlives its test file.
+ */
+const liveMemberPids = new Set<number>();
+/** Temp dirs of members not yet closed; removed on exit too (unless KEEP_TEST_DIRS is set). */
+const openBaseDirs = new Set<string>();
+process.on("exit", () => {
+  if (!process.env.KEEP_TEST_DIRS) {
+    for (const dir of openBaseDirs) rmSync(dir, { recursive: true, force: true });
+  }
+  for (const pid of liveMemberPids) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      /* already gone */
+    }
+  }
+});
+
 /** Which server binary the suites run against. */
 export type Target = "etcd" | "etcd-ts";
 
@@ -185,6 +206,7 @@ export async function startMember(opts: MemberOptions = {}): Promise<Member> {
   const target = opts.target ?? TARGET;
   const name = opts.name ?? "m1";
   const baseDir = mkdtempSync(join(tmpdir(), "etcd-e2e-"));
+  openBaseDirs.add(baseDir);
   const dataDir = opts.noFlags
     ? join(baseDir, "default.etcd")
     : (opts.dataDir ?? join(baseDir, "data"));
@@ -238,8 +260,10 @@ export async function startMember(opts: MemberOptions = {}): Promise<Member> {
     }
     exitInfo = undefined;
     const c = child;
+    if (c.pid !== undefined) liveMemberPids.add(c.pid);
     exited = new Promise((resolve) => {
       c.once("exit", (code, signal) => {
+        if (c.pid !== undefined) liveMemberPids.delete(c.pid);
         exitInfo = `exited code=${code} signal=${signal}`;
         if (child === c) child = undefined;
         resolve();
@@ -348,6 +372,7 @@ export async function startMember(opts: MemberOptions = {}): Promise<Member> {
       await killAndWait("SIGTERM");
       if (closed) return;
       closed = true;
+      openBaseDirs.delete(baseDir);
       if (!process.env.KEEP_TEST_DIRS) rmSync(baseDir, { recursive: true, force: true });
     },
     logTail,

@@ -76,6 +76,14 @@ const emptyBytes = new Uint8Array(0);
  *
  * Calls between ready() and advance() (step, tick, propose) are allowed; the next ready()
  * returns only what is new.
+ *
+ * Restart: construct a new RawNode over the same (reloaded) Storage; do not bootstrap again.
+ * The configuration comes from the storage snapshot's ConfState, so pass `applied` no higher
+ * than the snapshot index (etcd passes nothing, i.e. the snapshot index): committed entries
+ * after it, conf changes included, come again in committedEntries and the application
+ * re-applies conf changes with applyConfChange (and skips entries its state machine already
+ * reflects, e.g. by etcd's consistent index). A node does not campaign while committed conf
+ * changes are unapplied (etcd's rule).
  */
 export class RawNode {
   readonly #raft: Raft;

@@ -277,6 +277,33 @@ describe("replication and commit", () => {
   });
 });
 
+describe("flow control", () => {
+  test("reportUnreachable drops a Replicate follower back to Probe", () => {
+    const net = new Network(2);
+    net.campaign(1);
+    net.propose(1, "a");
+    const pr = net.get(1).node.raft.trk.progress.get(2n)!;
+    assert.equal(pr.state, 1 /* Replicate */);
+    net.get(1).node.reportUnreachable(2n);
+    assert.equal(pr.state, 0 /* Probe */);
+  });
+
+  test("heartbeats never carry a commit index beyond the follower's match", () => {
+    const net = new Network(3);
+    net.campaign(1);
+    net.isolate(3);
+    net.propose(1, "a");
+    net.heal();
+    net.dropTypes.add(MessageType.MsgApp);
+    net.log = [];
+    net.tickAll(2);
+    const hb = net.log.filter((m) => m.type === MessageType.MsgHeartbeat && m.to === 3n);
+    assert.ok(hb.length > 0);
+    const match3 = net.get(1).node.raft.trk.progress.get(3n)!.match;
+    for (const m of hb) assert.ok(m.commit <= match3);
+  });
+});
+
 describe("read index", () => {
   test("a leader answers ReadIndex after a heartbeat quorum, with its commit index", () => {
     const net = new Network(3);
@@ -320,6 +347,16 @@ describe("read index", () => {
     net.heal();
     net.tickAll(2);
     assert.equal(net.get(2).readStates.length, 1);
+  });
+
+  test("lease-based reads are answered by the leader without a heartbeat round", () => {
+    const net = new Network(3, { checkQuorum: true, readOnlyOption: "lease-based" });
+    net.campaign(1);
+    net.log = [];
+    net.get(1).node.readIndex(enc("lease"));
+    net.stabilize();
+    assert.equal(net.get(1).readStates.length, 1);
+    assert.ok(!net.log.some((m) => m.type === MessageType.MsgHeartbeat));
   });
 
   test("lease-based reads require check-quorum", () => {

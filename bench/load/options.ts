@@ -54,8 +54,8 @@ export interface LoadOptions {
   progress: boolean;
   /** Print the report as JSON. */
   json: boolean;
-  /** Client transport: "raw" (HTTP/2 on node:net, the default) or "http2" (node:http2). */
-  transport: "raw" | "http2";
+  /** Client transport: "raw" (HTTP/2 on node:net, the default), "http2" (node:http2) or "grpc-js" (reference). */
+  transport: "raw" | "http2" | "grpc-js";
 }
 
 /** The benchmark tool's defaults (a put run of 10,000 requests on one client and connection). */
@@ -219,8 +219,9 @@ export function parseLoadArgs(argv: readonly string[]): LoadOptions {
         o.procs = intFlag(name, v, 1, MAX_PROCS);
         break;
       case "transport":
-        if (v !== "raw" && v !== "http2")
-          throw new LoadUsageError(`--transport must be raw or http2, got ${String(v)}`);
+        if (v !== "raw" && v !== "http2" && v !== "grpc-js") {
+          throw new LoadUsageError(`--transport must be raw, http2 or grpc-js, got ${String(v)}`);
+        }
         o.transport = v;
         break;
       case "progress":

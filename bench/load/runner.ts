@@ -18,9 +18,10 @@ import { ConnectionLostError, GrpcCallError, LoadError } from "./errors.js";
 import { frameMessage } from "./grpc-frame.js";
 import { H2GrpcConnection, type BidiStream } from "./h2-connection.js";
 import { RawH2Connection } from "./raw-connection.js";
+import { GrpcJsConnection } from "./grpcjs-connection.js";
 
 /** Either transport: both offer unary, bidi and close with the same meaning. */
-export type GrpcConnection = H2GrpcConnection | RawH2Connection;
+export type GrpcConnection = H2GrpcConnection | RawH2Connection | GrpcJsConnection;
 import { encodeHistogram, newHistogram, recordMs, type LatencyHistogram } from "./histogram.js";
 import { benchKey, framePut, frameRange, frameTxnPut, GrpcPath } from "./messages.js";
 import type { LoadOptions } from "./options.js";
@@ -134,7 +135,12 @@ async function connectAll(o: LoadOptions, shard: Shard): Promise<GrpcConnection[
   const n = Math.max(1, shareOf(o.conns, shard));
   const first = offsetOf(o.conns, shard);
   const conns: GrpcConnection[] = [];
-  const connect = o.transport === "http2" ? H2GrpcConnection.connect : RawH2Connection.connect;
+  const connect: (e: string) => Promise<GrpcConnection> =
+    o.transport === "http2"
+      ? H2GrpcConnection.connect
+      : o.transport === "grpc-js"
+        ? GrpcJsConnection.connect
+        : RawH2Connection.connect;
   try {
     for (let j = 0; j < n; j++) {
       conns.push(await connect(o.endpoints[(first + j) % o.endpoints.length]!));

@@ -115,7 +115,7 @@ describe(`bench/load against ${TOOLS_TEST_TARGET}`, { timeout: 120_000 }, () => 
     ...patch,
   });
 
-  for (const transport of ["raw", "http2"] as const) {
+  for (const transport of ["raw", "http2", "grpc-js"] as const) {
     test(`put: 300 requests from 20 clients over 2 connections (${transport})`, async () => {
       const r = await runLoad(
         opts({

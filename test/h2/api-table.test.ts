@@ -1,0 +1,33 @@
+// lib/api/h2.ts binds the same EtcdApi methods grpc.ts serves: every path exists in the generated
+// service definitions with the same streaming shape and the same message types.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { etcdMethodTable } from "../../lib/api/h2.js";
+import type { EtcdApi } from "../../lib/api/index.js";
+import {
+  clusterDefinition,
+  kVDefinition,
+  leaseDefinition,
+  maintenanceDefinition,
+  watchDefinition,
+} from "../../lib/proto/gen/etcdserverpb/rpc.grpc-server.js";
+
+test("every lib/h2 method path matches a generated definition (shape and codecs)", () => {
+  const table = etcdMethodTable({} as EtcdApi);
+  const defs = [kVDefinition, watchDefinition, leaseDefinition, maintenanceDefinition, clusterDefinition].flatMap((d) =>
+    Object.values(d as Record<string, { path: string; requestStream: boolean; responseStream: boolean; requestDeserialize: (b: Buffer) => unknown; responseSerialize: (m: unknown) => Buffer }>),
+  );
+  const byPath = new Map(defs.map((d) => [d.path, d]));
+  assert.equal(table.size, 17); // KV 5, Watch 1, Lease 5, Maintenance 5, Cluster 1: what grpc.ts serves
+  for (const [path, m] of table) {
+    const d = byPath.get(path);
+    assert.ok(d !== undefined, `${path} is not a generated method`);
+    assert.equal(d.requestStream, m.kind === "bidi", path);
+    assert.equal(d.responseStream, m.kind !== "unary", path);
+    // same message types: an empty request decodes alike, an empty response encodes alike
+    const empty = Buffer.alloc(0);
+    assert.deepEqual(m.requestCodec.fromBinary(empty), d.requestDeserialize(empty), path);
+    const res = m.responseCodec.fromBinary(empty);
+    assert.deepEqual(Buffer.from(m.responseCodec.toBinary(res)), Buffer.from(d.responseSerialize(res)), path);
+  }
+});

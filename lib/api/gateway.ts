@@ -136,10 +136,48 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   });
 }
 
+/**
+ * Quotes integer literals too long for a JS number (more than 15 digits) outside strings, so that
+ * 64-bit ids (lease ids sent as JSON numbers by clients such as python3-etcd3gw) keep every digit:
+ * Go's decoder, which etcd's gateway uses, reads them exactly. protobuf JSON accepts int64 as
+ * strings.
+ */
+export function quoteBigIntegers(text: string): string {
+  let out = "";
+  let last = 0;
+  let inString = false;
+  let escaped = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (inString) {
+      if (escaped) escaped = false;
+      else if (ch === 0x5c) escaped = true;
+      else if (ch === 0x22) inString = false;
+      continue;
+    }
+    if (ch === 0x22) {
+      inString = true;
+      continue;
+    }
+    const isDigit = ch >= 0x30 && ch <= 0x39;
+    if (!isDigit && ch !== 0x2d) continue;
+    let j = i + (ch === 0x2d ? 1 : 0);
+    while (j < text.length && text.charCodeAt(j) >= 0x30 && text.charCodeAt(j) <= 0x39) j++;
+    const next = j < text.length ? text[j] : "";
+    const digits = j - i - (ch === 0x2d ? 1 : 0);
+    if (digits > 15 && next !== "." && next !== "e" && next !== "E") {
+      out += `${text.slice(last, i)}"${text.slice(i, j)}"`;
+      last = j;
+    }
+    i = j - 1;
+  }
+  return last === 0 ? text : out + text.slice(last);
+}
+
 function parseJson(text: string): unknown {
   if (text.trim() === "") return {};
   try {
-    return JSON.parse(text);
+    return JSON.parse(quoteBigIntegers(text));
   } catch (err) {
     throw new ApiError(GrpcStatus.INVALID_ARGUMENT, `invalid character in JSON body: ${(err as Error).message}`);
   }

@@ -13,7 +13,7 @@ import { type ClientListener, listenClientUrl } from "./listener.js";
 
 export { EtcdApi, type BidiStream } from "./handlers.js";
 export { toApiStatus, ApiError, httpStatusFromGrpc } from "./errors.js";
-export { Gateway, splitJsonValues } from "./gateway.js";
+export { Gateway, splitJsonValues, quoteBigIntegers } from "./gateway.js";
 export { ListenUrlError } from "./listener.js";
 
 /** What `serveClients` started; `close()` stops accepting and ends open calls. */

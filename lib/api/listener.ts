@@ -123,8 +123,10 @@ export function listenClientUrl(opts: ClientListenerOptions): Promise<ClientList
         cert: readFileSync(t.certFile),
         key: readFileSync(t.keyFile),
         ca: t.trustedCaFile !== "" ? readFileSync(t.trustedCaFile) : undefined,
-        requestCert: t.clientCertAuth,
-        rejectUnauthorized: t.clientCertAuth,
+        // etcd 3.4 (pkg/transport): a trusted CA file alone also makes the server require and
+        // verify client certificates, as --client-cert-auth does
+        requestCert: t.clientCertAuth || t.trustedCaFile !== "",
+        rejectUnauthorized: t.clientCertAuth || t.trustedCaFile !== "",
         // server preference: HTTP/1.1 clients (curl) get the gateway, gRPC clients offer only h2
         ALPNProtocols: ["http/1.1", "h2"],
         minVersion: "TLSv1.2",

@@ -57,7 +57,7 @@ export const MAX_CAPTURED_OUTPUT_BYTES = 8 * 1024 * 1024;
 export function repoRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 10; i++) {
-    if (existsSync(join(dir, "package.json")) && !dir.endsWith(join("dist"))) return dir;
+    if (existsSync(join(dir, "package.json"))) return dir;
     dir = dirname(dir);
   }
   throw new Error("repoRoot: no package.json above " + fileURLToPath(import.meta.url));

@@ -475,6 +475,13 @@ export class H2GrpcServer implements H2ConnectionHandler {
     return this.#connections.size;
   }
 
+  /** Number of open streams over all connections (a leak check for tests and a metric). */
+  get openStreams(): number {
+    let n = 0;
+    for (const c of this.#connections) n += c.openStreams;
+    return n;
+  }
+
   /**
    * Takes over a socket whose first bytes are (or will be) the HTTP/2 client preface.
    * `firstBytes` are bytes a sniffer already consumed from it.

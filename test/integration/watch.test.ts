@@ -214,4 +214,16 @@ describe("etcd3 client: Watch", { timeout: 60_000 }, () => {
     assert.equal(seen.length, n);
     await w.cancel();
   });
+  // Last in the file: it compacts the store.
+  test("a watcher from a compacted revision is canceled by the member", async () => {
+    const r1 = await client.put("wc/k").value("1").exec();
+    const r2 = await client.put("wc/k").value("2").exec();
+    await client.kv.compact({ revision: r2.header.revision });
+    const w = track(await client.watch().key("wc/k").startRevision(r1.header.revision).create());
+    // etcd answers created, then a response with canceled=true and compact_revision set; the
+    // etcd3 client turns that into an 'error' event ("Watcher canceled: ...").
+    const err = await within(new Promise<Error>((resolve) => w.once("error", resolve)), 10_000);
+    assert.ok(err, "no cancel within 10 s");
+    assert.match(err.message, /^Watcher canceled/);
+  });
 });

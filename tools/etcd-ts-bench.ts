@@ -9,7 +9,8 @@
  *   etcd-ts-bench txn-put --txn-ops 1 ...      etcd-ts-bench lease-keepalive --total 10000
  *   etcd-ts-bench watch --streams 10 --watch-per-stream 100 --watched-key-total 10 --put-total 1000
  *
- * Common: --procs N (worker processes), --progress, --json. Exit 1 on a usage error, 2 when the
+ * Common: --procs N (worker processes), --transport raw|http2|grpc-js, --progress (default on
+ * when stderr is a terminal), --json. Exit 1 on a usage error, 2 when the
  * run had failed requests, 0 otherwise.
  */
 import {
@@ -26,7 +27,8 @@ async function main(argv: string[]): Promise<number> {
       `usage: etcd-ts-bench <${WORKLOADS.join("|")}> [flags]\n` +
         "flags: --endpoints --conns --clients --total --duration --key-size --val-size --key-space-size\n" +
         "       --sequential-keys --rate --consistency l|s --txn-ops --streams --watch-per-stream\n" +
-        "       --watched-key-total --put-total --put-rate --watch-wait --procs --progress --json\n",
+        "       --watched-key-total --put-total --put-rate --watch-wait --procs --transport raw|http2|grpc-js\n" +
+        "       --progress --json\n",
     );
     return argv.length === 0 ? 1 : 0;
   }
@@ -40,6 +42,9 @@ async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
+  // A progress line by default when a person is watching (stderr is a terminal).
+  if (!argv.some((a) => a.startsWith("--progress")) && process.stderr.isTTY === true)
+    o.progress = true;
   const r = await runLoad(o);
   process.stdout.write((o.json ? JSON.stringify(r, null, 2) : formatLoadResult(r)) + "\n");
   return r.errors > 0 ? 2 : 0;

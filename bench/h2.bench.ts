@@ -27,14 +27,23 @@ const store = new Map<string, Uint8Array>();
 let revision = 0;
 async function put(req: PutRequest): Promise<PutResponse> {
   store.set(Buffer.from(req.key).toString("latin1"), req.value);
-  return PutResponse.create({ header: ResponseHeader.create({ clusterId: 1n, memberId: 2n, revision: ++revision, raftTerm: 2 }) });
+  return PutResponse.create({
+    header: ResponseHeader.create({
+      clusterId: 1n,
+      memberId: 2n,
+      revision: ++revision,
+      raftTerm: 2,
+    }),
+  });
 }
 
 /** Child mode: serve Put on an ephemeral port, print "PORT n", answer "cpu" lines with cpuUsage. */
 async function serve(transport: Transport): Promise<void> {
   let port: number;
   if (transport === "fast") {
-    const h2 = new H2GrpcServer(new Map([["/etcdserverpb.KV/Put", unaryMethod(PutRequest, PutResponse, put)]]));
+    const h2 = new H2GrpcServer(
+      new Map([["/etcdserverpb.KV/Put", unaryMethod(PutRequest, PutResponse, put)]]),
+    );
     const srv = net.createServer((s) => {
       s.setNoDelay(true);
       h2.handleConnection(s);
@@ -44,12 +53,20 @@ async function serve(transport: Transport): Promise<void> {
   } else {
     const srv = new grpc.Server({ "grpc.max_concurrent_streams": 2 ** 31 - 1 });
     srv.addService(kVDefinition, {
-      put: (call: grpc.ServerUnaryCall<PutRequest, PutResponse>, cb: grpc.sendUnaryData<PutResponse>) => {
-        put(call.request).then((r) => cb(null, r), (e: Error) => cb(e, null));
+      put: (
+        call: grpc.ServerUnaryCall<PutRequest, PutResponse>,
+        cb: grpc.sendUnaryData<PutResponse>,
+      ) => {
+        put(call.request).then(
+          (r) => cb(null, r),
+          (e: Error) => cb(e, null),
+        );
       },
     } as unknown as grpc.UntypedServiceImplementation as never);
     port = await new Promise<number>((resolve, reject) =>
-      srv.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+      srv.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) =>
+        err ? reject(err) : resolve(p),
+      ),
     );
   }
   process.stdout.write(`PORT ${port}\n`);
@@ -68,7 +85,12 @@ class Child {
   #lines: string[] = [];
   #waiters: (() => void)[] = [];
   constructor(transport: Transport, profDir: string | undefined) {
-    const args = [...(profDir ? ["--cpu-prof", "--cpu-prof-dir", profDir] : []), fileURLToPath(import.meta.url), "--serve", transport];
+    const args = [
+      ...(profDir ? ["--cpu-prof", "--cpu-prof-dir", profDir] : []),
+      fileURLToPath(import.meta.url),
+      "--serve",
+      transport,
+    ];
     this.proc = spawn(process.execPath, args, { stdio: ["pipe", "pipe", "inherit"] });
     createInterface({ input: this.proc.stdout! }).on("line", (l) => {
       this.#lines.push(l);
@@ -100,7 +122,9 @@ function arg(name: string, dflt: string): string {
 
 /** Top self-time functions of the newest .cpuprofile in dir. */
 function topFunctions(dir: string, n: number): string[] {
-  const files = readdirSync(dir).filter((f) => f.endsWith(".cpuprofile")).sort();
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith(".cpuprofile"))
+    .sort();
   if (files.length === 0) return [];
   const prof = JSON.parse(readFileSync(join(dir, files[files.length - 1]), "utf8")) as {
     nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
@@ -125,7 +149,9 @@ async function main(): Promise<void> {
   const transports = arg("transports", "fast,grpc-js").split(",") as Transport[];
   const clientCounts = arg("clients", "1,128,1000").split(",").map(Number);
   const profDir = process.argv.includes("--prof") ? arg("prof", "/tmp/h2-prof") : undefined;
-  console.log(`Put through lib/h2 vs @grpc/grpc-js, in-memory handler, ${seconds}s per row, client: bench/load raw h2`);
+  console.log(
+    `Put through lib/h2 vs @grpc/grpc-js, in-memory handler, ${seconds}s per row, client: bench/load raw h2`,
+  );
   console.log("transport  clients  conns  req/s      p99 ms   server CPU µs/req");
   for (const transport of transports) {
     for (const clients of clientCounts) {
@@ -133,7 +159,14 @@ async function main(): Promise<void> {
       const child = new Child(transport, dir);
       const port = Number(await child.line("PORT "));
       const conns = Math.min(clients, 100);
-      const o = { ...defaultLoadOptions("put"), endpoints: [`127.0.0.1:${port}`], clients, conns, durationSeconds: 1, keySpaceSize: 100_000 };
+      const o = {
+        ...defaultLoadOptions("put"),
+        endpoints: [`127.0.0.1:${port}`],
+        clients,
+        conns,
+        durationSeconds: 1,
+        keySpaceSize: 100_000,
+      };
       await runLoad(o); // warm-up
       const cpu0 = await child.cpuUs();
       const r = await runLoad({ ...o, durationSeconds: seconds });

@@ -19,15 +19,30 @@ import type { EtcdApi } from "./handlers.js";
 /** The method table: gRPC path → handler bound to `api`. */
 export function etcdMethodTable(api: EtcdApi): Map<string, MethodHandler> {
   const m = new Map<string, MethodHandler>();
-  m.set("/etcdserverpb.KV/Range", unaryMethod(rpc.RangeRequest, rpc.RangeResponse, (r) => api.range(r)));
-  m.set("/etcdserverpb.KV/Put", unaryMethod(rpc.PutRequest, rpc.PutResponse, (r) => api.put(r)));
+  m.set(
+    "/etcdserverpb.KV/Range",
+    unaryMethod(rpc.RangeRequest, rpc.RangeResponse, (r) => api.range(r)),
+  );
+  m.set(
+    "/etcdserverpb.KV/Put",
+    unaryMethod(rpc.PutRequest, rpc.PutResponse, (r) => api.put(r)),
+  );
   m.set(
     "/etcdserverpb.KV/DeleteRange",
     unaryMethod(rpc.DeleteRangeRequest, rpc.DeleteRangeResponse, (r) => api.deleteRange(r)),
   );
-  m.set("/etcdserverpb.KV/Txn", unaryMethod(rpc.TxnRequest, rpc.TxnResponse, (r) => api.txn(r)));
-  m.set("/etcdserverpb.KV/Compact", unaryMethod(rpc.CompactionRequest, rpc.CompactionResponse, (r) => api.compact(r)));
-  m.set("/etcdserverpb.Watch/Watch", bidiMethod(rpc.WatchRequest, rpc.WatchResponse, (s) => api.watch(s)));
+  m.set(
+    "/etcdserverpb.KV/Txn",
+    unaryMethod(rpc.TxnRequest, rpc.TxnResponse, (r) => api.txn(r)),
+  );
+  m.set(
+    "/etcdserverpb.KV/Compact",
+    unaryMethod(rpc.CompactionRequest, rpc.CompactionResponse, (r) => api.compact(r)),
+  );
+  m.set(
+    "/etcdserverpb.Watch/Watch",
+    bidiMethod(rpc.WatchRequest, rpc.WatchResponse, (s) => api.watch(s)),
+  );
   m.set(
     "/etcdserverpb.Lease/LeaseGrant",
     unaryMethod(rpc.LeaseGrantRequest, rpc.LeaseGrantResponse, (r) => api.leaseGrant(r)),
@@ -42,20 +57,34 @@ export function etcdMethodTable(api: EtcdApi): Map<string, MethodHandler> {
   );
   m.set(
     "/etcdserverpb.Lease/LeaseTimeToLive",
-    unaryMethod(rpc.LeaseTimeToLiveRequest, rpc.LeaseTimeToLiveResponse, (r) => api.leaseTimeToLive(r)),
+    unaryMethod(rpc.LeaseTimeToLiveRequest, rpc.LeaseTimeToLiveResponse, (r) =>
+      api.leaseTimeToLive(r),
+    ),
   );
   m.set(
     "/etcdserverpb.Lease/LeaseLeases",
     unaryMethod(rpc.LeaseLeasesRequest, rpc.LeaseLeasesResponse, () => api.leaseLeases()),
   );
-  m.set("/etcdserverpb.Maintenance/Alarm", unaryMethod(rpc.AlarmRequest, rpc.AlarmResponse, (r) => api.alarm(r)));
-  m.set("/etcdserverpb.Maintenance/Status", unaryMethod(rpc.StatusRequest, rpc.StatusResponse, () => api.status()));
+  m.set(
+    "/etcdserverpb.Maintenance/Alarm",
+    unaryMethod(rpc.AlarmRequest, rpc.AlarmResponse, (r) => api.alarm(r)),
+  );
+  m.set(
+    "/etcdserverpb.Maintenance/Status",
+    unaryMethod(rpc.StatusRequest, rpc.StatusResponse, () => api.status()),
+  );
   m.set(
     "/etcdserverpb.Maintenance/Defragment",
     unaryMethod(rpc.DefragmentRequest, rpc.DefragmentResponse, () => api.defragment()),
   );
-  m.set("/etcdserverpb.Maintenance/Hash", unaryMethod(rpc.HashRequest, rpc.HashResponse, () => api.hash()));
-  m.set("/etcdserverpb.Maintenance/HashKV", unaryMethod(rpc.HashKVRequest, rpc.HashKVResponse, (r) => api.hashKV(r)));
+  m.set(
+    "/etcdserverpb.Maintenance/Hash",
+    unaryMethod(rpc.HashRequest, rpc.HashResponse, () => api.hash()),
+  );
+  m.set(
+    "/etcdserverpb.Maintenance/HashKV",
+    unaryMethod(rpc.HashKVRequest, rpc.HashKVResponse, (r) => api.hashKV(r)),
+  );
   m.set(
     "/etcdserverpb.Cluster/MemberList",
     unaryMethod(rpc.MemberListRequest, rpc.MemberListResponse, () => api.memberList()),
@@ -82,7 +111,8 @@ export function createH2Server(
       return { code: s.code, message: s.message };
     },
     onHandlerError: (path, err) => {
-      if (toApiStatus(err).unexpected) logger.error({ method: path, err: (err as Error)?.stack }, "request failed");
+      if (toApiStatus(err).unexpected)
+        logger.error({ method: path, err: (err as Error)?.stack }, "request failed");
     },
   });
 }

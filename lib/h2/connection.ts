@@ -8,7 +8,13 @@
  * and everything queued for the socket during one event-loop turn goes out in one write.
  */
 import type { Duplex } from "node:stream";
-import { H2ConnectionError, H2ErrorCode, H2StreamError, HeaderListTooLargeError, HpackError } from "./errors.js";
+import {
+  H2ConnectionError,
+  H2ErrorCode,
+  H2StreamError,
+  HeaderListTooLargeError,
+  HpackError,
+} from "./errors.js";
 import {
   Flag,
   FrameType,
@@ -71,6 +77,10 @@ export interface H2Limits {
   streamHighWaterBytes: number;
 }
 
+/**
+ * Defaults: etcd (grpc-go) advertises unlimited concurrent streams; 10,000 per connection bounds
+ * memory while no real client comes near it. The flood limits are per floodWindowMs.
+ */
 export const defaultH2Limits: H2Limits = {
   maxConcurrentStreams: 10_000,
   maxFrameSizeBytes: 16_384,
@@ -93,7 +103,8 @@ export const defaultH2Limits: H2Limits = {
   streamHighWaterBytes: 1024 * 1024,
 };
 
-type QueueItem = { kind: "data"; buf: Buffer; end: boolean } | { kind: "headers"; block: Buffer; end: boolean };
+type QueueItem =
+  { kind: "data"; buf: Buffer; end: boolean } | { kind: "headers"; block: Buffer; end: boolean };
 
 /**
  * One HTTP/2 stream on the server side. The application (lib/h2/grpc.ts) sets the `on*` callbacks
@@ -298,15 +309,31 @@ export class H2Connection {
   tick(nowMs: number): void {
     if (this.#destroyed) return;
     const l = this.limits;
-    if (!this.#settingsSeen && l.handshakeTimeoutMs > 0 && nowMs - this.#createdMs > l.handshakeTimeoutMs) {
-      this.#connectionError(new H2ConnectionError(H2ErrorCode.SETTINGS_TIMEOUT, "handshake timeout"));
+    if (
+      !this.#settingsSeen &&
+      l.handshakeTimeoutMs > 0 &&
+      nowMs - this.#createdMs > l.handshakeTimeoutMs
+    ) {
+      this.#connectionError(
+        new H2ConnectionError(H2ErrorCode.SETTINGS_TIMEOUT, "handshake timeout"),
+      );
       return;
     }
-    if (this.#hbStreamId !== 0 && l.headersTimeoutMs > 0 && nowMs - this.#hbStartedMs > l.headersTimeoutMs) {
-      this.#connectionError(new H2ConnectionError(H2ErrorCode.ENHANCE_YOUR_CALM, "header block timeout"));
+    if (
+      this.#hbStreamId !== 0 &&
+      l.headersTimeoutMs > 0 &&
+      nowMs - this.#hbStartedMs > l.headersTimeoutMs
+    ) {
+      this.#connectionError(
+        new H2ConnectionError(H2ErrorCode.ENHANCE_YOUR_CALM, "header block timeout"),
+      );
       return;
     }
-    if (this.#streams.size === 0 && l.idleTimeoutMs > 0 && nowMs - this.#idleSinceMs > l.idleTimeoutMs) {
+    if (
+      this.#streams.size === 0 &&
+      l.idleTimeoutMs > 0 &&
+      nowMs - this.#idleSinceMs > l.idleTimeoutMs
+    ) {
       this.shutdown();
       return;
     }
@@ -404,8 +431,10 @@ export class H2Connection {
       case FrameType.CONTINUATION:
         return this.#onContinuation(flags, streamId, payload);
       case FrameType.PRIORITY:
-        if (streamId === 0) throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "PRIORITY on stream 0");
-        if (payload.length !== 5) throw new H2StreamError(streamId, H2ErrorCode.FRAME_SIZE_ERROR, "PRIORITY size");
+        if (streamId === 0)
+          throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "PRIORITY on stream 0");
+        if (payload.length !== 5)
+          throw new H2StreamError(streamId, H2ErrorCode.FRAME_SIZE_ERROR, "PRIORITY size");
         this.#countControl();
         return; // RFC 9113 §5.3.2: priority signals are ignored
       case FrameType.RST_STREAM:
@@ -417,8 +446,10 @@ export class H2Connection {
       case FrameType.PING:
         return this.#onPing(flags, streamId, payload);
       case FrameType.GOAWAY:
-        if (streamId !== 0) throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "GOAWAY on a stream");
-        if (payload.length < 8) throw new H2ConnectionError(H2ErrorCode.FRAME_SIZE_ERROR, "GOAWAY size");
+        if (streamId !== 0)
+          throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "GOAWAY on a stream");
+        if (payload.length < 8)
+          throw new H2ConnectionError(H2ErrorCode.FRAME_SIZE_ERROR, "GOAWAY size");
         // the client leaves: finish what is open, then close
         this.#goawaySent = true;
         if (this.#streams.size === 0) this.#endSoon();
@@ -459,11 +490,15 @@ export class H2Connection {
   /** strips padding (§6.1, §6.2); returns [start, end) of the content */
   #unpad(flags: number, streamId: number, payload: Buffer, start: number): [number, number] {
     if ((flags & Flag.PADDED) === 0) return [start, payload.length];
-    if (payload.length < 1) throw new H2ConnectionError(H2ErrorCode.FRAME_SIZE_ERROR, "padded frame too short");
+    if (payload.length < 1)
+      throw new H2ConnectionError(H2ErrorCode.FRAME_SIZE_ERROR, "padded frame too short");
     const pad = payload[0];
     const s = start + 1;
     if (s + pad > payload.length) {
-      throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, `padding too long on stream ${streamId}`);
+      throw new H2ConnectionError(
+        H2ErrorCode.PROTOCOL_ERROR,
+        `padding too long on stream ${streamId}`,
+      );
     }
     return [s, payload.length - pad];
   }
@@ -472,7 +507,10 @@ export class H2Connection {
     if (streamId === 0) throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "DATA on stream 0");
     // connection flow control counts the whole payload, padding included (§6.9.1)
     if (payload.length > this.#connRecvWindow) {
-      throw new H2ConnectionError(H2ErrorCode.FLOW_CONTROL_ERROR, "DATA beyond the connection window");
+      throw new H2ConnectionError(
+        H2ErrorCode.FLOW_CONTROL_ERROR,
+        "DATA beyond the connection window",
+      );
     }
     this.#connRecvWindow -= payload.length;
     this.#connRecvConsumed += payload.length;
@@ -488,9 +526,14 @@ export class H2Connection {
       }
       return; // a stream we closed or reset: ignored (§5.1 closed state)
     }
-    if (s.remoteEnded) throw new H2StreamError(streamId, H2ErrorCode.STREAM_CLOSED, "DATA after END_STREAM");
+    if (s.remoteEnded)
+      throw new H2StreamError(streamId, H2ErrorCode.STREAM_CLOSED, "DATA after END_STREAM");
     if (payload.length > s.recvWindow) {
-      throw new H2StreamError(streamId, H2ErrorCode.FLOW_CONTROL_ERROR, "DATA beyond the stream window");
+      throw new H2StreamError(
+        streamId,
+        H2ErrorCode.FLOW_CONTROL_ERROR,
+        "DATA beyond the stream window",
+      );
     }
     if (payload.length === 0 && (flags & Flag.END_STREAM) === 0) this.#countControl();
     s.recvWindow -= payload.length;
@@ -516,12 +559,15 @@ export class H2Connection {
   }
 
   #onHeadersFrame(flags: number, streamId: number, payload: Buffer): void {
-    if (streamId === 0) throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "HEADERS on stream 0");
+    if (streamId === 0)
+      throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "HEADERS on stream 0");
     let [a, b] = this.#unpad(flags, streamId, payload, 0);
     if (flags & Flag.PRIORITY) {
-      if (b - a < 5) throw new H2ConnectionError(H2ErrorCode.FRAME_SIZE_ERROR, "HEADERS priority too short");
+      if (b - a < 5)
+        throw new H2ConnectionError(H2ErrorCode.FRAME_SIZE_ERROR, "HEADERS priority too short");
       const dep = payload.readUInt32BE(a) & 0x7fffffff;
-      if (dep === streamId) throw new H2StreamError(streamId, H2ErrorCode.PROTOCOL_ERROR, "stream depends on itself");
+      if (dep === streamId)
+        throw new H2StreamError(streamId, H2ErrorCode.PROTOCOL_ERROR, "stream depends on itself");
       a += 5;
     }
     const fragment = payload.subarray(a, b);
@@ -542,7 +588,10 @@ export class H2Connection {
       throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "unexpected CONTINUATION");
     }
     this.#hbBytes += payload.length;
-    if (++this.#hbFrames > this.limits.maxContinuationFrames || this.#hbBytes > this.limits.maxHeaderBlockBytes) {
+    if (
+      ++this.#hbFrames > this.limits.maxContinuationFrames ||
+      this.#hbBytes > this.limits.maxHeaderBlockBytes
+    ) {
       // CONTINUATION flood: the block can never be decoded within our limits
       throw new H2ConnectionError(H2ErrorCode.ENHANCE_YOUR_CALM, "header block too large");
     }
@@ -569,7 +618,11 @@ export class H2Connection {
     if (existing !== undefined) {
       // trailers from the client: only valid as the end of the request
       if (!endStream || existing.remoteEnded) {
-        throw new H2StreamError(streamId, H2ErrorCode.PROTOCOL_ERROR, "HEADERS after the request headers");
+        throw new H2StreamError(
+          streamId,
+          H2ErrorCode.PROTOCOL_ERROR,
+          "HEADERS after the request headers",
+        );
       }
       this.#remoteEnd(existing);
       return;
@@ -578,7 +631,8 @@ export class H2Connection {
       if (streamId % 2 === 1) return; // a stream we closed: the block was decoded to keep HPACK in sync
       throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, `HEADERS on stream ${streamId}`);
     }
-    if (streamId % 2 === 0) throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "even stream id from a client");
+    if (streamId % 2 === 0)
+      throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "even stream id from a client");
     this.#lastStreamId = streamId;
     if (this.#goawaySent) {
       this.#queue(buildRstStream(streamId, H2ErrorCode.REFUSED_STREAM));
@@ -594,17 +648,27 @@ export class H2Connection {
       this.#countReset();
       return;
     }
-    const s = new H2Stream(streamId, this, this.#peerInitialWindow, this.limits.initialStreamWindowBytes);
+    const s = new H2Stream(
+      streamId,
+      this,
+      this.#peerInitialWindow,
+      this.limits.initialStreamWindowBytes,
+    );
     this.#streams.set(streamId, s);
     if (endStream) s.remoteEnded = true;
     this.#pendingStreams.push({ stream: s, headers });
   }
 
   #onRstStream(streamId: number, payload: Buffer): void {
-    if (streamId === 0) throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "RST_STREAM on stream 0");
-    if (payload.length !== 4) throw new H2ConnectionError(H2ErrorCode.FRAME_SIZE_ERROR, "RST_STREAM size");
+    if (streamId === 0)
+      throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "RST_STREAM on stream 0");
+    if (payload.length !== 4)
+      throw new H2ConnectionError(H2ErrorCode.FRAME_SIZE_ERROR, "RST_STREAM size");
     if (streamId > this.#lastStreamId) {
-      throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, `RST_STREAM on idle stream ${streamId}`);
+      throw new H2ConnectionError(
+        H2ErrorCode.PROTOCOL_ERROR,
+        `RST_STREAM on idle stream ${streamId}`,
+      );
     }
     this.#countReset();
     const s = this.#streams.get(streamId);
@@ -614,12 +678,15 @@ export class H2Connection {
   }
 
   #onSettings(flags: number, streamId: number, payload: Buffer): void {
-    if (streamId !== 0) throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "SETTINGS on a stream");
+    if (streamId !== 0)
+      throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "SETTINGS on a stream");
     if (flags & Flag.ACK) {
-      if (payload.length !== 0) throw new H2ConnectionError(H2ErrorCode.FRAME_SIZE_ERROR, "SETTINGS ack with payload");
+      if (payload.length !== 0)
+        throw new H2ConnectionError(H2ErrorCode.FRAME_SIZE_ERROR, "SETTINGS ack with payload");
       return;
     }
-    if (payload.length % 6 !== 0) throw new H2ConnectionError(H2ErrorCode.FRAME_SIZE_ERROR, "SETTINGS size");
+    if (payload.length % 6 !== 0)
+      throw new H2ConnectionError(H2ErrorCode.FRAME_SIZE_ERROR, "SETTINGS size");
     this.#floodWindow();
     if (++this.#settingsCount > this.limits.maxSettingsPerWindow) {
       throw new H2ConnectionError(H2ErrorCode.ENHANCE_YOUR_CALM, "SETTINGS flood");
@@ -630,10 +697,12 @@ export class H2Connection {
       const v = payload.readUInt32BE(i + 2);
       switch (id) {
         case SettingId.ENABLE_PUSH:
-          if (v > 1) throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "ENABLE_PUSH not 0 or 1");
+          if (v > 1)
+            throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "ENABLE_PUSH not 0 or 1");
           break;
         case SettingId.INITIAL_WINDOW_SIZE: {
-          if (v > maxWindowBytes) throw new H2ConnectionError(H2ErrorCode.FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE");
+          if (v > maxWindowBytes)
+            throw new H2ConnectionError(H2ErrorCode.FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE");
           const delta = v - this.#peerInitialWindow;
           this.#peerInitialWindow = v;
           // §6.9.2: the change applies to every open stream's send window
@@ -663,7 +732,8 @@ export class H2Connection {
 
   #onPing(flags: number, streamId: number, payload: Buffer): void {
     if (streamId !== 0) throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "PING on a stream");
-    if (payload.length !== 8) throw new H2ConnectionError(H2ErrorCode.FRAME_SIZE_ERROR, "PING size");
+    if (payload.length !== 8)
+      throw new H2ConnectionError(H2ErrorCode.FRAME_SIZE_ERROR, "PING size");
     if (flags & Flag.ACK) return;
     this.#floodWindow();
     if (++this.#pings > this.limits.maxPingsPerWindow) {
@@ -673,7 +743,8 @@ export class H2Connection {
   }
 
   #onWindowUpdate(streamId: number, payload: Buffer): void {
-    if (payload.length !== 4) throw new H2ConnectionError(H2ErrorCode.FRAME_SIZE_ERROR, "WINDOW_UPDATE size");
+    if (payload.length !== 4)
+      throw new H2ConnectionError(H2ErrorCode.FRAME_SIZE_ERROR, "WINDOW_UPDATE size");
     const inc = payload.readUInt32BE(0) & 0x7fffffff;
     this.#countControl();
     if (streamId === 0) {
@@ -688,11 +759,15 @@ export class H2Connection {
     const s = this.#streams.get(streamId);
     if (s === undefined) {
       if (streamId > this.#lastStreamId) {
-        throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, `WINDOW_UPDATE on idle stream ${streamId}`);
+        throw new H2ConnectionError(
+          H2ErrorCode.PROTOCOL_ERROR,
+          `WINDOW_UPDATE on idle stream ${streamId}`,
+        );
       }
       return;
     }
-    if (inc === 0) throw new H2StreamError(streamId, H2ErrorCode.PROTOCOL_ERROR, "WINDOW_UPDATE of 0");
+    if (inc === 0)
+      throw new H2StreamError(streamId, H2ErrorCode.PROTOCOL_ERROR, "WINDOW_UPDATE of 0");
     s.sendWindow += inc;
     if (s.sendWindow > maxWindowBytes) {
       throw new H2StreamError(streamId, H2ErrorCode.FLOW_CONTROL_ERROR, "stream window overflow");

@@ -6,8 +6,10 @@
 /** The client connection preface (RFC 9113 §3.4). */
 export const clientPreface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 
+/** Every frame starts with a 9-byte header: length (24 bits), type, flags, stream id (31 bits). */
 export const frameHeaderBytes = 9;
 
+/** Frame type codes (RFC 9113 §6). */
 export const FrameType = {
   DATA: 0x0,
   HEADERS: 0x1,
@@ -21,6 +23,7 @@ export const FrameType = {
   CONTINUATION: 0x9,
 } as const;
 
+/** Frame flags (RFC 9113 §6); END_STREAM and ACK share a bit on different frame types. */
 export const Flag = {
   END_STREAM: 0x1,
   ACK: 0x1,
@@ -29,6 +32,7 @@ export const Flag = {
   PRIORITY: 0x20,
 } as const;
 
+/** SETTINGS parameter ids (RFC 9113 §6.5.2). */
 export const SettingId = {
   HEADER_TABLE_SIZE: 0x1,
   ENABLE_PUSH: 0x2,
@@ -64,7 +68,12 @@ export function writeFrameHeader(
 }
 
 /** A frame with the given payload. */
-export function buildFrame(type: number, flags: number, streamId: number, payload: Uint8Array): Buffer {
+export function buildFrame(
+  type: number,
+  flags: number,
+  streamId: number,
+  payload: Uint8Array,
+): Buffer {
   const out = Buffer.allocUnsafe(frameHeaderBytes + payload.length);
   writeFrameHeader(out, 0, payload.length, type, flags, streamId);
   out.set(payload, frameHeaderBytes);
@@ -81,20 +90,24 @@ export function buildSettings(settings: readonly [number, number][]): Buffer {
   return buildFrame(FrameType.SETTINGS, 0, 0, payload);
 }
 
+/** SETTINGS with ACK and no payload (RFC 9113 §6.5.3). */
 export const settingsAckFrame = buildFrame(FrameType.SETTINGS, Flag.ACK, 0, Buffer.alloc(0));
 
+/** WINDOW_UPDATE (RFC 9113 §6.9) raising `streamId`'s window (0: the connection) by 1..2^31-1 bytes. */
 export function buildWindowUpdate(streamId: number, incrementBytes: number): Buffer {
   const p = Buffer.allocUnsafe(4);
   p.writeUInt32BE(incrementBytes, 0);
   return buildFrame(FrameType.WINDOW_UPDATE, 0, streamId, p);
 }
 
+/** RST_STREAM (RFC 9113 §6.4) with an H2ErrorCode. */
 export function buildRstStream(streamId: number, code: number): Buffer {
   const p = Buffer.allocUnsafe(4);
   p.writeUInt32BE(code, 0);
   return buildFrame(FrameType.RST_STREAM, 0, streamId, p);
 }
 
+/** GOAWAY (RFC 9113 §6.8): the last stream id we processed, an H2ErrorCode and debug text. */
 export function buildGoaway(lastStreamId: number, code: number, debug = ""): Buffer {
   const d = Buffer.from(debug, "utf8");
   const p = Buffer.allocUnsafe(8 + d.length);
@@ -108,7 +121,12 @@ export function buildGoaway(lastStreamId: number, code: number, debug = ""): Buf
  * A header block as HEADERS followed by CONTINUATION frames, none larger than `maxFrameBytes`
  * (RFC 9113 §6.2, §6.10).
  */
-export function buildHeaders(streamId: number, block: Buffer, endStream: boolean, maxFrameBytes: number): Buffer {
+export function buildHeaders(
+  streamId: number,
+  block: Buffer,
+  endStream: boolean,
+  maxFrameBytes: number,
+): Buffer {
   const es = endStream ? Flag.END_STREAM : 0;
   if (block.length <= maxFrameBytes) {
     const out = Buffer.allocUnsafe(frameHeaderBytes + block.length);

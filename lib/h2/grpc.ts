@@ -7,11 +7,17 @@
  * codecs come from the generated protobuf-ts types (`fromBinary` / `toBinary`).
  */
 import type { Duplex } from "node:stream";
-import { H2Connection, type H2ConnectionHandler, type H2Limits, type H2Stream, defaultH2Limits } from "./connection.js";
+import {
+  H2Connection,
+  type H2ConnectionHandler,
+  type H2Limits,
+  type H2Stream,
+  defaultH2Limits,
+} from "./connection.js";
 import { H2ErrorCode } from "./errors.js";
 import { type Header, encodeHeaderBlock } from "./hpack.js";
 
-/** gRPC status codes (the numbers on the wire). */
+/** gRPC status codes (the numbers on the wire), the subset lib/h2 itself produces. */
 export const GrpcCode = {
   OK: 0,
   CANCELLED: 1,
@@ -125,6 +131,7 @@ export interface GrpcLimits {
   maxPendingMessages: number;
 }
 
+/** Defaults as grpc-go's server: 4 MiB receive (lib/api raises it to etcd's), unlimited send. */
 export const defaultGrpcLimits: GrpcLimits = {
   maxReceiveMessageBytes: 4 * 1024 * 1024,
   maxSendMessageBytes: 2 ** 31 - 1,
@@ -171,7 +178,8 @@ export function percentEncodeGrpcMessage(message: string): string {
   if (simple) return message;
   let out = "";
   for (const b of Buffer.from(message, "utf8")) {
-    if (b < 0x20 || b > 0x7e || b === 0x25) out += `%${b.toString(16).toUpperCase().padStart(2, "0")}`;
+    if (b < 0x20 || b > 0x7e || b === 0x25)
+      out += `%${b.toString(16).toUpperCase().padStart(2, "0")}`;
     else out += String.fromCharCode(b);
   }
   return out;
@@ -197,7 +205,14 @@ export function parseGrpcTimeoutMs(v: string | undefined): number | undefined {
   const m = /^(\d{1,8})([HMSmun])$/.exec(v);
   if (m === null) return undefined;
   const n = Number(m[1]);
-  const unitMs: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
+  const unitMs: Record<string, number> = {
+    H: 3_600_000,
+    M: 60_000,
+    S: 1000,
+    m: 1,
+    u: 0.001,
+    n: 0.000001,
+  };
   return n * unitMs[m[2]];
 }
 
@@ -280,7 +295,10 @@ class Call implements CallContext {
         return;
       }
       if (flag !== 0) {
-        this.finish({ code: GrpcCode.INTERNAL, message: "compressed message without grpc-encoding" });
+        this.finish({
+          code: GrpcCode.INTERNAL,
+          message: "compressed message without grpc-encoding",
+        });
         return;
       }
       if (buf.length < 5 + len) break;
@@ -301,7 +319,10 @@ class Call implements CallContext {
       return;
     }
     if (this.#messages.length > 0) {
-      this.finish({ code: GrpcCode.UNIMPLEMENTED, message: "more than one request message for a unary call" });
+      this.finish({
+        code: GrpcCode.UNIMPLEMENTED,
+        message: "more than one request message for a unary call",
+      });
       return;
     }
     this.#messages.push(msg);
@@ -320,14 +341,20 @@ class Call implements CallContext {
       return;
     }
     if (this.#messages.length !== 1) {
-      this.finish({ code: GrpcCode.UNIMPLEMENTED, message: "unary call without exactly one request message" });
+      this.finish({
+        code: GrpcCode.UNIMPLEMENTED,
+        message: "unary call without exactly one request message",
+      });
       return;
     }
     let req: unknown;
     try {
       req = m.requestCodec.fromBinary(this.#messages[0]);
     } catch (err) {
-      this.finish({ code: GrpcCode.INTERNAL, message: `grpc: error unmarshalling request: ${(err as Error).message}` });
+      this.finish({
+        code: GrpcCode.INTERNAL,
+        message: `grpc: error unmarshalling request: ${(err as Error).message}`,
+      });
       return;
     }
     this.#messages = [];
@@ -366,7 +393,10 @@ class Call implements CallContext {
       return undefined;
     }
     if (bytes.length > this.server.grpcLimits.maxSendMessageBytes) {
-      this.finish({ code: GrpcCode.RESOURCE_EXHAUSTED, message: "response message larger than max" });
+      this.finish({
+        code: GrpcCode.RESOURCE_EXHAUSTED,
+        message: "response message larger than max",
+      });
       return undefined;
     }
     const out = Buffer.allocUnsafe(5 + bytes.length);
@@ -547,7 +577,10 @@ export class H2GrpcServer implements H2ConnectionHandler {
       return;
     }
     if (encoding !== undefined && encoding !== "identity") {
-      refuse(GrpcCode.UNIMPLEMENTED, `grpc: Decompressor is not installed for grpc-encoding "${encoding}"`);
+      refuse(
+        GrpcCode.UNIMPLEMENTED,
+        `grpc: Decompressor is not installed for grpc-encoding "${encoding}"`,
+      );
       return;
     }
     const call = new Call(stream, path, metadata, handler, this);

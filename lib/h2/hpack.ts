@@ -81,15 +81,16 @@ const staticTable: readonly Header[] = [
  * ordered by symbol, so the bit lengths of symbols 0..256 (256 = EOS) define the whole code.
  */
 const huffmanBitLengths: readonly number[] = [
-  13, 23, 28, 28, 28, 28, 28, 28, 28, 24, 30, 28, 28, 30, 28, 28, 28, 28, 28, 28, 28, 28, 30, 28, 28, 28, 28, 28, 28,
-  28, 28, 28, 6, 10, 10, 12, 13, 6, 8, 11, 10, 10, 8, 11, 8, 6, 6, 6, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 7, 8, 15, 6, 12,
-  10, 13, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 8, 7, 8, 13, 19, 13, 14, 6, 15, 5, 6, 5,
-  6, 5, 6, 6, 6, 5, 7, 7, 6, 6, 6, 5, 6, 7, 6, 5, 5, 6, 7, 7, 7, 7, 7, 15, 11, 14, 13, 28, 20, 22, 20, 20, 22, 22, 22,
-  23, 22, 23, 23, 23, 23, 23, 24, 23, 24, 24, 22, 23, 24, 23, 23, 23, 23, 21, 22, 23, 22, 23, 23, 24, 22, 21, 20, 22,
-  22, 23, 23, 21, 23, 22, 22, 24, 21, 22, 23, 23, 21, 21, 22, 21, 23, 22, 23, 23, 20, 22, 22, 22, 23, 22, 22, 23, 26,
-  26, 20, 19, 22, 23, 22, 25, 26, 26, 26, 27, 27, 26, 24, 25, 19, 21, 26, 27, 27, 26, 27, 24, 21, 21, 26, 26, 28, 27,
-  27, 27, 20, 24, 20, 21, 22, 21, 21, 23, 22, 22, 25, 25, 24, 24, 26, 23, 26, 27, 26, 26, 27, 27, 27, 27, 27, 28, 27,
-  27, 27, 27, 27, 26, 30,
+  13, 23, 28, 28, 28, 28, 28, 28, 28, 24, 30, 28, 28, 30, 28, 28, 28, 28, 28, 28, 28, 28, 30, 28,
+  28, 28, 28, 28, 28, 28, 28, 28, 6, 10, 10, 12, 13, 6, 8, 11, 10, 10, 8, 11, 8, 6, 6, 6, 5, 5, 5,
+  6, 6, 6, 6, 6, 6, 6, 7, 8, 15, 6, 12, 10, 13, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+  7, 7, 7, 7, 7, 7, 8, 7, 8, 13, 19, 13, 14, 6, 15, 5, 6, 5, 6, 5, 6, 6, 6, 5, 7, 7, 6, 6, 6, 5, 6,
+  7, 6, 5, 5, 6, 7, 7, 7, 7, 7, 15, 11, 14, 13, 28, 20, 22, 20, 20, 22, 22, 22, 23, 22, 23, 23, 23,
+  23, 23, 24, 23, 24, 24, 22, 23, 24, 23, 23, 23, 23, 21, 22, 23, 22, 23, 23, 24, 22, 21, 20, 22,
+  22, 23, 23, 21, 23, 22, 22, 24, 21, 22, 23, 23, 21, 21, 22, 21, 23, 22, 23, 23, 20, 22, 22, 22,
+  23, 22, 22, 23, 26, 26, 20, 19, 22, 23, 22, 25, 26, 26, 26, 27, 27, 26, 24, 25, 19, 21, 26, 27,
+  27, 26, 27, 24, 21, 21, 26, 26, 28, 27, 27, 27, 20, 24, 20, 21, 22, 21, 21, 23, 22, 22, 25, 25,
+  24, 24, 26, 23, 26, 27, 26, 26, 27, 27, 27, 27, 27, 28, 27, 27, 27, 27, 27, 26, 30,
 ];
 const eosSymbol = 256;
 const maxHuffmanBits = 30;
@@ -102,7 +103,9 @@ const huffSortedSymbols = new Uint16Array(257);
 /** Encoder side: code of each symbol (right-aligned) — used by tests and by encodeHuffman. */
 export const huffmanCodes = new Uint32Array(257);
 {
-  const order = [...huffmanBitLengths.keys()].sort((a, b) => huffmanBitLengths[a] - huffmanBitLengths[b] || a - b);
+  const order = [...huffmanBitLengths.keys()].sort(
+    (a, b) => huffmanBitLengths[a] - huffmanBitLengths[b] || a - b,
+  );
   let code = 0;
   let prevLen = huffmanBitLengths[order[0]];
   order.forEach((sym, i) => {
@@ -241,7 +244,8 @@ export class HpackDecoder {
         if (headerSeen) throw new HpackError("hpack: table size update after a header field");
         const [size, np] = this.#readInt(block, p, 5);
         p = np;
-        if (size > this.#limits.maxTableSizeBytes) throw new HpackError("hpack: table size update above the limit");
+        if (size > this.#limits.maxTableSizeBytes)
+          throw new HpackError("hpack: table size update above the limit");
         this.#maxTableBytes = size;
         this.#evict(0);
         continue;
@@ -268,7 +272,10 @@ export class HpackDecoder {
       // an HPACK bomb (one big entry referenced many times) stops growing `out` here
       if (!tooLarge) out.push([name, value]);
     }
-    if (tooLarge) throw new HeaderListTooLargeError(`header list larger than ${this.#limits.maxHeaderListBytes} bytes`);
+    if (tooLarge)
+      throw new HeaderListTooLargeError(
+        `header list larger than ${this.#limits.maxHeaderListBytes} bytes`,
+      );
     return out;
   }
 
@@ -276,7 +283,8 @@ export class HpackDecoder {
     if (idx === 0) throw new HpackError("hpack: index 0");
     if (idx <= staticTable.length) return staticTable[idx - 1];
     const d = idx - staticTable.length;
-    if (d > this.#table.length) throw new HpackError(`hpack: index ${idx} beyond the dynamic table`);
+    if (d > this.#table.length)
+      throw new HpackError(`hpack: index ${idx} beyond the dynamic table`);
     return this.#table[this.#table.length - d];
   }
 
@@ -327,7 +335,9 @@ export class HpackDecoder {
     if (len > this.#limits.maxStringBytes) throw new HpackError("hpack: string literal too long");
     const end = np + len;
     if (end > buf.length) throw new HpackError("hpack: truncated string");
-    const s = huffman ? decodeHuffman(buf, np, end) : Buffer.from(buf.buffer, buf.byteOffset + np, len).toString("latin1");
+    const s = huffman
+      ? decodeHuffman(buf, np, end)
+      : Buffer.from(buf.buffer, buf.byteOffset + np, len).toString("latin1");
     return [s, end];
   }
 }

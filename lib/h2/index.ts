@@ -21,7 +21,25 @@ export {
   type ErrorMapper,
   type H2GrpcServerOptions,
 } from "./grpc.js";
-export { H2Connection, H2Stream, defaultH2Limits, type H2Limits, type H2ConnectionHandler } from "./connection.js";
-export { HpackDecoder, encodeHeaderBlock, decodeHuffman, encodeHuffman, type Header } from "./hpack.js";
-export { H2ErrorCode, H2ConnectionError, H2StreamError, HpackError, HeaderListTooLargeError } from "./errors.js";
+export {
+  H2Connection,
+  H2Stream,
+  defaultH2Limits,
+  type H2Limits,
+  type H2ConnectionHandler,
+} from "./connection.js";
+export {
+  HpackDecoder,
+  encodeHeaderBlock,
+  decodeHuffman,
+  encodeHuffman,
+  type Header,
+} from "./hpack.js";
+export {
+  H2ErrorCode,
+  H2ConnectionError,
+  H2StreamError,
+  HpackError,
+  HeaderListTooLargeError,
+} from "./errors.js";
 export * as frames from "./frames.js";

@@ -14,8 +14,25 @@ import {
 
 test("every lib/h2 method path matches a generated definition (shape and codecs)", () => {
   const table = etcdMethodTable({} as EtcdApi);
-  const defs = [kVDefinition, watchDefinition, leaseDefinition, maintenanceDefinition, clusterDefinition].flatMap((d) =>
-    Object.values(d as Record<string, { path: string; requestStream: boolean; responseStream: boolean; requestDeserialize: (b: Buffer) => unknown; responseSerialize: (m: unknown) => Buffer }>),
+  const defs = [
+    kVDefinition,
+    watchDefinition,
+    leaseDefinition,
+    maintenanceDefinition,
+    clusterDefinition,
+  ].flatMap((d) =>
+    Object.values(
+      d as Record<
+        string,
+        {
+          path: string;
+          requestStream: boolean;
+          responseStream: boolean;
+          requestDeserialize: (b: Buffer) => unknown;
+          responseSerialize: (m: unknown) => Buffer;
+        }
+      >,
+    ),
   );
   const byPath = new Map(defs.map((d) => [d.path, d]));
   assert.equal(table.size, 17); // KV 5, Watch 1, Lease 5, Maintenance 5, Cluster 1: what grpc.ts serves
@@ -28,6 +45,10 @@ test("every lib/h2 method path matches a generated definition (shape and codecs)
     const empty = Buffer.alloc(0);
     assert.deepEqual(m.requestCodec.fromBinary(empty), d.requestDeserialize(empty), path);
     const res = m.responseCodec.fromBinary(empty);
-    assert.deepEqual(Buffer.from(m.responseCodec.toBinary(res)), Buffer.from(d.responseSerialize(res)), path);
+    assert.deepEqual(
+      Buffer.from(m.responseCodec.toBinary(res)),
+      Buffer.from(d.responseSerialize(res)),
+      path,
+    );
   }
 });

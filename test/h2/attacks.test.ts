@@ -15,16 +15,25 @@ import { RawClient, grpcMessage, requestHeaders } from "./raw-client.js";
 const { FrameType, Flag, buildFrame, buildSettings, buildWindowUpdate, buildRstStream } = frames;
 const seed = Number(process.env.SEED ?? Date.now() % 2 ** 31);
 
-const headersFrame = (id: number, block: Buffer, flags: number = Flag.END_HEADERS) => buildFrame(FrameType.HEADERS, flags, id, block);
-const putBody = (k: string) => grpcMessage(rpc.PutRequest.toBinary(rpc.PutRequest.create({ key: Buffer.from(k), value: Buffer.from("v") })));
-const rangeBody = (k: string) => grpcMessage(rpc.RangeRequest.toBinary(rpc.RangeRequest.create({ key: Buffer.from(k) })));
+const headersFrame = (id: number, block: Buffer, flags: number = Flag.END_HEADERS) =>
+  buildFrame(FrameType.HEADERS, flags, id, block);
+const putBody = (k: string) =>
+  grpcMessage(
+    rpc.PutRequest.toBinary(
+      rpc.PutRequest.create({ key: Buffer.from(k), value: Buffer.from("v") }),
+    ),
+  );
+const rangeBody = (k: string) =>
+  grpcMessage(rpc.RangeRequest.toBinary(rpc.RangeRequest.create({ key: Buffer.from(k) })));
 
 /** A full Put on a fresh raw connection; resolves true when grpc-status 0 came back. */
 async function healthyPut(port: number): Promise<boolean> {
   const c = new RawClient(port).hello();
   c.write(headersFrame(1, requestHeaders("/etcdserverpb.KV/Put")));
   c.write(buildFrame(FrameType.DATA, Flag.END_STREAM, 1, putBody("ok")));
-  const ok = await c.waitFor((fs) => fs.some((f) => f.type === FrameType.HEADERS && f.flags & Flag.END_STREAM));
+  const ok = await c.waitFor((fs) =>
+    fs.some((f) => f.type === FrameType.HEADERS && f.flags & Flag.END_STREAM),
+  );
   c.destroy();
   return ok;
 }
@@ -55,7 +64,10 @@ describe("hostile clients", () => {
     const parts: Buffer[] = [];
     for (let i = 0; i < 200; i++) {
       const id = 1 + 2 * i;
-      parts.push(headersFrame(id, requestHeaders("/etcdserverpb.KV/Range")), buildRstStream(id, H2ErrorCode.CANCEL));
+      parts.push(
+        headersFrame(id, requestHeaders("/etcdserverpb.KV/Range")),
+        buildRstStream(id, H2ErrorCode.CANCEL),
+      );
     }
     c.write(Buffer.concat(parts));
     await c.waitFor(() => c.closed);
@@ -66,7 +78,8 @@ describe("hostile clients", () => {
   test("CONTINUATION flood: endless empty CONTINUATION frames get GOAWAY", async () => {
     const c = new RawClient(svc.port).hello();
     const parts = [headersFrame(1, requestHeaders("/etcdserverpb.KV/Put"), 0)];
-    for (let i = 0; i < 1000; i++) parts.push(buildFrame(FrameType.CONTINUATION, 0, 1, Buffer.alloc(0)));
+    for (let i = 0; i < 1000; i++)
+      parts.push(buildFrame(FrameType.CONTINUATION, 0, 1, Buffer.alloc(0)));
     c.write(Buffer.concat(parts));
     await c.waitFor(() => c.closed);
     assert.equal(c.goawayCode(), H2ErrorCode.ENHANCE_YOUR_CALM);
@@ -76,7 +89,8 @@ describe("hostile clients", () => {
   test("CONTINUATION flood: a header block beyond maxHeaderBlockBytes gets GOAWAY", async () => {
     const c = new RawClient(svc.port).hello();
     const parts = [headersFrame(1, requestHeaders("/etcdserverpb.KV/Put"), 0)];
-    for (let i = 0; i < 10; i++) parts.push(buildFrame(FrameType.CONTINUATION, 0, 1, Buffer.alloc(16_000, 0x82)));
+    for (let i = 0; i < 10; i++)
+      parts.push(buildFrame(FrameType.CONTINUATION, 0, 1, Buffer.alloc(16_000, 0x82)));
     c.write(Buffer.concat(parts));
     await c.waitFor(() => c.closed);
     assert.equal(c.goawayCode(), H2ErrorCode.ENHANCE_YOUR_CALM);
@@ -86,8 +100,16 @@ describe("hostile clients", () => {
     const c = new RawClient(svc.port).hello();
     const big = "y".repeat(3000);
     // literal with incremental indexing, new name "b", 3000-byte value; then 100 references to it
-    const lit = Buffer.concat([Buffer.from([0x40, 0x01, 0x62, 0x7f]), Buffer.from([(3000 - 127) % 128 | 0x80, Math.floor((3000 - 127) / 128)]), Buffer.from(big)]);
-    const block = Buffer.concat([requestHeaders("/etcdserverpb.KV/Put"), lit, Buffer.alloc(100, 0xbe)]);
+    const lit = Buffer.concat([
+      Buffer.from([0x40, 0x01, 0x62, 0x7f]),
+      Buffer.from([((3000 - 127) % 128) | 0x80, Math.floor((3000 - 127) / 128)]),
+      Buffer.from(big),
+    ]);
+    const block = Buffer.concat([
+      requestHeaders("/etcdserverpb.KV/Put"),
+      lit,
+      Buffer.alloc(100, 0xbe),
+    ]);
     c.write(headersFrame(1, block, Flag.END_HEADERS | Flag.END_STREAM));
     await c.waitFor((fs) => fs.some((f) => f.type === FrameType.RST_STREAM && f.streamId === 1));
     const rst = c.frames.find((f) => f.type === FrameType.RST_STREAM && f.streamId === 1);
@@ -95,7 +117,13 @@ describe("hostile clients", () => {
     // the connection lives on: the next stream is served
     c.write(headersFrame(3, requestHeaders("/etcdserverpb.KV/Put")));
     c.write(buildFrame(FrameType.DATA, Flag.END_STREAM, 3, putBody("after-bomb")));
-    assert.ok(await c.waitFor((fs) => fs.some((f) => f.streamId === 3 && f.type === FrameType.HEADERS && f.flags & Flag.END_STREAM)));
+    assert.ok(
+      await c.waitFor((fs) =>
+        fs.some(
+          (f) => f.streamId === 3 && f.type === FrameType.HEADERS && f.flags & Flag.END_STREAM,
+        ),
+      ),
+    );
     c.destroy();
   });
 
@@ -121,7 +149,8 @@ describe("hostile clients", () => {
   test("SETTINGS flood gets GOAWAY ENHANCE_YOUR_CALM", async () => {
     const c = new RawClient(svc.port).hello();
     const parts = [];
-    for (let i = 0; i < 200; i++) parts.push(buildSettings([[frames.SettingId.INITIAL_WINDOW_SIZE, 65535]]));
+    for (let i = 0; i < 200; i++)
+      parts.push(buildSettings([[frames.SettingId.INITIAL_WINDOW_SIZE, 65535]]));
     c.write(Buffer.concat(parts));
     await c.waitFor(() => c.closed);
     assert.equal(c.goawayCode(), H2ErrorCode.ENHANCE_YOUR_CALM);
@@ -179,8 +208,14 @@ describe("hostile clients", () => {
       c.write(buildFrame(FrameType.DATA, Flag.END_STREAM, id, rangeBody("slow")));
     }
     await c.waitFor((fs) => fs.filter((f) => f.type === FrameType.RST_STREAM).length >= 3);
-    const refused = c.frames.filter((f) => f.type === FrameType.RST_STREAM && f.payload.readUInt32BE(0) === H2ErrorCode.REFUSED_STREAM);
-    assert.deepEqual(refused.map((f) => f.streamId), [11, 13, 15]);
+    const refused = c.frames.filter(
+      (f) =>
+        f.type === FrameType.RST_STREAM && f.payload.readUInt32BE(0) === H2ErrorCode.REFUSED_STREAM,
+    );
+    assert.deepEqual(
+      refused.map((f) => f.streamId),
+      [11, 13, 15],
+    );
     c.destroy();
   });
 });
@@ -194,16 +229,26 @@ describe("flow control and shutdown", () => {
 
   test("a large response waits for the client's window (1000-byte stream window)", async () => {
     const c = new RawClient(svc.port);
-    c.write(Buffer.concat([frames.clientPreface, buildSettings([[frames.SettingId.INITIAL_WINDOW_SIZE, 1000]])]));
+    c.write(
+      Buffer.concat([
+        frames.clientPreface,
+        buildSettings([[frames.SettingId.INITIAL_WINDOW_SIZE, 1000]]),
+      ]),
+    );
     c.write(buildWindowUpdate(0, 1_000_000)); // the connection window is not what this test limits
     c.write(headersFrame(1, requestHeaders("/etcdserverpb.KV/Range")));
     c.write(buildFrame(FrameType.DATA, Flag.END_STREAM, 1, rangeBody("big:100000")));
-    const dataBytes = () => c.frames.filter((f) => f.type === FrameType.DATA).reduce((n, f) => n + f.payload.length, 0);
+    const dataBytes = () =>
+      c.frames.filter((f) => f.type === FrameType.DATA).reduce((n, f) => n + f.payload.length, 0);
     await c.waitFor(() => dataBytes() >= 1000);
     await new Promise((r) => setTimeout(r, 100));
     assert.equal(dataBytes(), 1000, "no DATA beyond the stream window");
     // open the window in steps; the rest arrives, then the trailers
-    for (let i = 0; i < 20 && !c.frames.some((f) => f.type === FrameType.HEADERS && f.flags & Flag.END_STREAM); i++) {
+    for (
+      let i = 0;
+      i < 20 && !c.frames.some((f) => f.type === FrameType.HEADERS && f.flags & Flag.END_STREAM);
+      i++
+    ) {
       c.write(buildWindowUpdate(1, 10_000));
       await c.waitFor(() => false, 20);
     }
@@ -215,17 +260,28 @@ describe("flow control and shutdown", () => {
   test("the connection window bounds DATA across streams too", async () => {
     const c = new RawClient(svc.port);
     // stream windows large, connection window stays at the default 65,535
-    c.write(Buffer.concat([frames.clientPreface, buildSettings([[frames.SettingId.INITIAL_WINDOW_SIZE, 1_000_000]])]));
+    c.write(
+      Buffer.concat([
+        frames.clientPreface,
+        buildSettings([[frames.SettingId.INITIAL_WINDOW_SIZE, 1_000_000]]),
+      ]),
+    );
     for (const id of [1, 3]) {
       c.write(headersFrame(id, requestHeaders("/etcdserverpb.KV/Range")));
       c.write(buildFrame(FrameType.DATA, Flag.END_STREAM, id, rangeBody("big:100000")));
     }
-    const dataBytes = () => c.frames.filter((f) => f.type === FrameType.DATA).reduce((n, f) => n + f.payload.length, 0);
+    const dataBytes = () =>
+      c.frames.filter((f) => f.type === FrameType.DATA).reduce((n, f) => n + f.payload.length, 0);
     await c.waitFor(() => dataBytes() >= 65_535);
     await new Promise((r) => setTimeout(r, 100));
     assert.equal(dataBytes(), 65_535);
     c.write(buildWindowUpdate(0, 1_000_000));
-    assert.ok(await c.waitFor((fs) => fs.filter((f) => f.type === FrameType.HEADERS && f.flags & Flag.END_STREAM).length === 2));
+    assert.ok(
+      await c.waitFor(
+        (fs) =>
+          fs.filter((f) => f.type === FrameType.HEADERS && f.flags & Flag.END_STREAM).length === 2,
+      ),
+    );
     c.destroy();
   });
 
@@ -239,7 +295,13 @@ describe("flow control and shutdown", () => {
     await c.waitFor((fs) => fs.some((f) => f.type === FrameType.GOAWAY));
     assert.equal(c.goawayCode(), H2ErrorCode.NO_ERROR);
     c.write(buildFrame(FrameType.DATA, Flag.END_STREAM, 1, Buffer.alloc(0)));
-    assert.ok(await c.waitFor((fs) => fs.some((f) => f.streamId === 1 && f.type === FrameType.HEADERS && f.flags & Flag.END_STREAM)));
+    assert.ok(
+      await c.waitFor((fs) =>
+        fs.some(
+          (f) => f.streamId === 1 && f.type === FrameType.HEADERS && f.flags & Flag.END_STREAM,
+        ),
+      ),
+    );
     await closing;
     assert.equal(own.store.get("late")?.toString(), "v");
     await own.close();
@@ -263,7 +325,13 @@ describe("frame parser fuzz", () => {
       streamId: fc.oneof(fc.constantFrom(0, 1, 3, 5), fc.integer({ min: 0, max: 2 ** 31 - 1 })),
       payload: fc.oneof(
         fc.uint8Array({ maxLength: 64 }),
-        fc.constant(encodeHeaderBlock([[":method", "POST"], [":path", "/x"], ["content-type", "application/grpc"]])),
+        fc.constant(
+          encodeHeaderBlock([
+            [":method", "POST"],
+            [":path", "/x"],
+            ["content-type", "application/grpc"],
+          ]),
+        ),
       ),
     });
     let failure: unknown;
@@ -271,18 +339,23 @@ describe("frame parser fuzz", () => {
     process.on("uncaughtException", onUncaught);
     try {
       fc.assert(
-        fc.property(fc.array(frame, { maxLength: 30 }), fc.integer({ min: 1, max: 50 }), (fs, chunk) => {
-          const sock = new NullSocket();
-          server.handleConnection(sock);
-          const bytes = Buffer.concat([
-            frames.clientPreface,
-            buildSettings([]),
-            ...fs.map((f) => buildFrame(f.type, f.flags, f.streamId, f.payload)),
-          ]);
-          // split into arbitrary reads: frames straddle read boundaries
-          for (let i = 0; i < bytes.length; i += chunk) sock.emit("data", bytes.subarray(i, i + chunk));
-          sock.destroy();
-        }),
+        fc.property(
+          fc.array(frame, { maxLength: 30 }),
+          fc.integer({ min: 1, max: 50 }),
+          (fs, chunk) => {
+            const sock = new NullSocket();
+            server.handleConnection(sock);
+            const bytes = Buffer.concat([
+              frames.clientPreface,
+              buildSettings([]),
+              ...fs.map((f) => buildFrame(f.type, f.flags, f.streamId, f.payload)),
+            ]);
+            // split into arbitrary reads: frames straddle read boundaries
+            for (let i = 0; i < bytes.length; i += chunk)
+              sock.emit("data", bytes.subarray(i, i + chunk));
+            sock.destroy();
+          },
+        ),
         { seed, numRuns: 500 },
       );
       await new Promise((r) => setImmediate(r));

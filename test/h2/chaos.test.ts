@@ -21,29 +21,59 @@ test(`random mix of calls, cancels and deadlines leaves no open streams (SEED=${
   const rand = prng(seed);
   const conns = 4;
   // distinct channel options give distinct connections
-  const kvs = Array.from({ length: conns }, (_, i) => new KVClient(`127.0.0.1:${svc.port}`, grpc.credentials.createInsecure(), { "grpc.h2-test": i }));
-  const ws = Array.from({ length: conns }, (_, i) => new WatchClient(`127.0.0.1:${svc.port}`, grpc.credentials.createInsecure(), { "grpc.h2-test": i }));
+  const kvs = Array.from(
+    { length: conns },
+    (_, i) =>
+      new KVClient(`127.0.0.1:${svc.port}`, grpc.credentials.createInsecure(), {
+        "grpc.h2-test": i,
+      }),
+  );
+  const ws = Array.from(
+    { length: conns },
+    (_, i) =>
+      new WatchClient(`127.0.0.1:${svc.port}`, grpc.credentials.createInsecure(), {
+        "grpc.h2-test": i,
+      }),
+  );
   const calls: Promise<string>[] = [];
   for (let i = 0; i < 400; i++) {
     const kv = kvs[Math.floor(rand() * conns)];
     const w = ws[Math.floor(rand() * conns)];
     const r = rand();
     if (r < 0.5) {
-      calls.push(new Promise((res) => kv.put(rpc.PutRequest.create({ key: Buffer.from(`c${i}`), value: Buffer.from("v") }), (e) => res(e ? `put-err ${e.code}` : "ok"))));
+      calls.push(
+        new Promise((res) =>
+          kv.put(
+            rpc.PutRequest.create({ key: Buffer.from(`c${i}`), value: Buffer.from("v") }),
+            (e) => res(e ? `put-err ${e.code}` : "ok"),
+          ),
+        ),
+      );
     } else if (r < 0.6) {
-      calls.push(new Promise((res) => kv.range(rpc.RangeRequest.create({ key: Buffer.from("error") }), (e) => res(e?.code === grpc.status.OUT_OF_RANGE ? "ok" : `bad ${e?.code}`))));
+      calls.push(
+        new Promise((res) =>
+          kv.range(rpc.RangeRequest.create({ key: Buffer.from("error") }), (e) =>
+            res(e?.code === grpc.status.OUT_OF_RANGE ? "ok" : `bad ${e?.code}`),
+          ),
+        ),
+      );
     } else if (r < 0.75) {
       calls.push(
         new Promise((res) => {
-          const c = kv.range(rpc.RangeRequest.create({ key: Buffer.from("slow") }), (e) => res(e?.code === grpc.status.CANCELLED ? "ok" : `bad ${e?.code}`));
+          const c = kv.range(rpc.RangeRequest.create({ key: Buffer.from("slow") }), (e) =>
+            res(e?.code === grpc.status.CANCELLED ? "ok" : `bad ${e?.code}`),
+          );
           setTimeout(() => c.cancel(), Math.floor(rand() * 50));
         }),
       );
     } else if (r < 0.85) {
       calls.push(
         new Promise((res) =>
-          kv.range(rpc.RangeRequest.create({ key: Buffer.from("slow") }), new grpc.Metadata(), { deadline: Date.now() + 10 + Math.floor(rand() * 50) }, (e) =>
-            res(e?.code === grpc.status.DEADLINE_EXCEEDED ? "ok" : `bad ${e?.code}`),
+          kv.range(
+            rpc.RangeRequest.create({ key: Buffer.from("slow") }),
+            new grpc.Metadata(),
+            { deadline: Date.now() + 10 + Math.floor(rand() * 50) },
+            (e) => res(e?.code === grpc.status.DEADLINE_EXCEEDED ? "ok" : `bad ${e?.code}`),
           ),
         ),
       );
@@ -54,9 +84,18 @@ test(`random mix of calls, cancels and deadlines leaves no open streams (SEED=${
         new Promise((res) => {
           const call = w.watch();
           call.on("data", () => {});
-          call.on("error", (e: grpc.ServiceError) => res(cancel && e.code === grpc.status.CANCELLED ? "ok" : `bad ${e.code}`));
+          call.on("error", (e: grpc.ServiceError) =>
+            res(cancel && e.code === grpc.status.CANCELLED ? "ok" : `bad ${e.code}`),
+          );
           call.on("end", () => res(cancel ? "bad end" : "ok"));
-          call.write(rpc.WatchRequest.create({ requestUnion: { oneofKind: "createRequest", createRequest: rpc.WatchCreateRequest.create({ key: Buffer.from(`w${i}`) }) } }));
+          call.write(
+            rpc.WatchRequest.create({
+              requestUnion: {
+                oneofKind: "createRequest",
+                createRequest: rpc.WatchCreateRequest.create({ key: Buffer.from(`w${i}`) }),
+              },
+            }),
+          );
           setTimeout(() => (cancel ? call.cancel() : call.end()), delay);
         }),
       );
@@ -65,7 +104,8 @@ test(`random mix of calls, cancels and deadlines leaves no open streams (SEED=${
   const results = await Promise.all(calls);
   const bad = results.filter((x) => x !== "ok");
   assert.deepEqual(bad, [], `SEED=${seed}`);
-  for (let i = 0; i < 100 && svc.server.openStreams > 0; i++) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 100 && svc.server.openStreams > 0; i++)
+    await new Promise((r) => setTimeout(r, 10));
   assert.equal(svc.server.openStreams, 0, `SEED=${seed}: streams left open`);
   assert.ok(svc.server.connections >= 1);
   for (const c of [...kvs, ...ws]) c.close();

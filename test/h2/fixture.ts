@@ -4,7 +4,14 @@
 import net from "node:net";
 import tls from "node:tls";
 import { readFileSync } from "node:fs";
-import { H2GrpcServer, GrpcCode, bidiMethod, unaryMethod, type H2Limits, type MethodHandler } from "../../lib/h2/index.js";
+import {
+  H2GrpcServer,
+  GrpcCode,
+  bidiMethod,
+  unaryMethod,
+  type H2Limits,
+  type MethodHandler,
+} from "../../lib/h2/index.js";
 import * as rpc from "../../lib/proto/gen/etcdserverpb/rpc.js";
 
 export class FakeError extends Error {
@@ -27,7 +34,8 @@ export interface FakeService {
   close(): Promise<void>;
 }
 
-const header = () => rpc.ResponseHeader.create({ clusterId: 1n, memberId: 2n, revision: 3, raftTerm: 4 });
+const header = () =>
+  rpc.ResponseHeader.create({ clusterId: 1n, memberId: 2n, revision: 3, raftTerm: 4 });
 
 /** Starts the fake service; with `tlsFiles` it serves TLS with ALPN h2. */
 export async function startFake(
@@ -47,7 +55,8 @@ export async function startFake(
     "/etcdserverpb.KV/Range",
     unaryMethod(rpc.RangeRequest, rpc.RangeResponse, async (req, ctx) => {
       const key = Buffer.from(req.key).toString("latin1");
-      if (key === "error") throw new FakeError(11, "etcdserver: mvcc: required revision has been compacted");
+      if (key === "error")
+        throw new FakeError(11, "etcdserver: mvcc: required revision has been compacted");
       if (key === "unicode-error") throw new FakeError(3, "bad ключ 100%\n");
       if (key === "throw") throw new TypeError("boom");
       if (key === "slow") {
@@ -66,14 +75,35 @@ export async function startFake(
         const n = Number(key.slice(4));
         return rpc.RangeResponse.create({
           header: header(),
-          kvs: [{ key: req.key, value: Buffer.alloc(n, 0x61), createRevision: 1, modRevision: 1, version: 1, lease: 0n }],
+          kvs: [
+            {
+              key: req.key,
+              value: Buffer.alloc(n, 0x61),
+              createRevision: 1,
+              modRevision: 1,
+              version: 1,
+              lease: 0n,
+            },
+          ],
           count: 1,
         });
       }
       const v = store.get(key);
       return rpc.RangeResponse.create({
         header: header(),
-        kvs: v === undefined ? [] : [{ key: req.key, value: v, createRevision: 1, modRevision: 1, version: 1, lease: 0n }],
+        kvs:
+          v === undefined
+            ? []
+            : [
+                {
+                  key: req.key,
+                  value: v,
+                  createRevision: 1,
+                  modRevision: 1,
+                  version: 1,
+                  lease: 0n,
+                },
+              ],
         count: v === undefined ? 0 : 1,
       });
     }),
@@ -97,12 +127,28 @@ export async function startFake(
             rpc.WatchResponse.create({
               header: header(),
               watchId: id,
-              events: [{ type: 0, kv: { key: req.requestUnion.createRequest.key, value: Buffer.from("v"), createRevision: 1, modRevision: 1, version: 1, lease: 0n } }],
+              events: [
+                {
+                  type: 0,
+                  kv: {
+                    key: req.requestUnion.createRequest.key,
+                    value: Buffer.from("v"),
+                    createRevision: 1,
+                    modRevision: 1,
+                    version: 1,
+                    lease: 0n,
+                  },
+                },
+              ],
             }),
           );
         } else if (req.requestUnion.oneofKind === "cancelRequest") {
           stream.send(
-            rpc.WatchResponse.create({ header: header(), watchId: req.requestUnion.cancelRequest.watchId, canceled: true }),
+            rpc.WatchResponse.create({
+              header: header(),
+              watchId: req.requestUnion.cancelRequest.watchId,
+              canceled: true,
+            }),
           );
         }
       });

@@ -13,7 +13,12 @@ import { generateTls, type TlsFiles } from "../helpers/server.js";
 import { startFake, type FakeService } from "./fixture.js";
 
 function unary<Req, Res>(
-  fn: (req: Req, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => unknown,
+  fn: (
+    req: Req,
+    md: grpc.Metadata,
+    opts: grpc.CallOptions,
+    cb: (err: grpc.ServiceError | null, res?: Res) => void,
+  ) => unknown,
   req: Req,
   opts: grpc.CallOptions = {},
 ): Promise<Res> {
@@ -35,8 +40,14 @@ describe("grpc-js client against lib/h2", () => {
   });
 
   test("unary Put then Range returns the stored value and the header", async () => {
-    await unary(kv.put.bind(kv), rpc.PutRequest.create({ key: Buffer.from("foo"), value: Buffer.from("bar") }));
-    const res = await unary<rpc.RangeRequest, rpc.RangeResponse>(kv.range.bind(kv), rpc.RangeRequest.create({ key: Buffer.from("foo") }));
+    await unary(
+      kv.put.bind(kv),
+      rpc.PutRequest.create({ key: Buffer.from("foo"), value: Buffer.from("bar") }),
+    );
+    const res = await unary<rpc.RangeRequest, rpc.RangeResponse>(
+      kv.range.bind(kv),
+      rpc.RangeRequest.create({ key: Buffer.from("foo") }),
+    );
     assert.equal(res.count, 1);
     assert.equal(Buffer.from(res.kvs[0].value).toString(), "bar");
     assert.equal(res.header?.revision, 3);
@@ -44,28 +55,43 @@ describe("grpc-js client against lib/h2", () => {
   });
 
   test("a handler error reaches the client with its gRPC code and etcd's string", async () => {
-    await assert.rejects(unary(kv.range.bind(kv), rpc.RangeRequest.create({ key: Buffer.from("error") })), (err: grpc.ServiceError) => {
-      assert.equal(err.code, grpc.status.OUT_OF_RANGE);
-      assert.equal(err.details, "etcdserver: mvcc: required revision has been compacted");
-      return true;
-    });
+    await assert.rejects(
+      unary(kv.range.bind(kv), rpc.RangeRequest.create({ key: Buffer.from("error") })),
+      (err: grpc.ServiceError) => {
+        assert.equal(err.code, grpc.status.OUT_OF_RANGE);
+        assert.equal(err.details, "etcdserver: mvcc: required revision has been compacted");
+        return true;
+      },
+    );
   });
 
   test("grpc-message is percent-encoded: non-ASCII, % and newline survive", async () => {
-    await assert.rejects(unary(kv.range.bind(kv), rpc.RangeRequest.create({ key: Buffer.from("unicode-error") })), (err: grpc.ServiceError) => {
-      assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
-      assert.equal(err.details, "bad ключ 100%\n");
-      return true;
-    });
+    await assert.rejects(
+      unary(kv.range.bind(kv), rpc.RangeRequest.create({ key: Buffer.from("unicode-error") })),
+      (err: grpc.ServiceError) => {
+        assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+        assert.equal(err.details, "bad ключ 100%\n");
+        return true;
+      },
+    );
   });
 
   test("an unexpected exception fails that call with INTERNAL and the server goes on", async () => {
-    await assert.rejects(unary(kv.range.bind(kv), rpc.RangeRequest.create({ key: Buffer.from("throw") })), (err: grpc.ServiceError) => err.code === grpc.status.INTERNAL);
-    await unary(kv.put.bind(kv), rpc.PutRequest.create({ key: Buffer.from("after"), value: Buffer.from("x") }));
+    await assert.rejects(
+      unary(kv.range.bind(kv), rpc.RangeRequest.create({ key: Buffer.from("throw") })),
+      (err: grpc.ServiceError) => err.code === grpc.status.INTERNAL,
+    );
+    await unary(
+      kv.put.bind(kv),
+      rpc.PutRequest.create({ key: Buffer.from("after"), value: Buffer.from("x") }),
+    );
   });
 
   test("an unknown method answers UNIMPLEMENTED", async () => {
-    await assert.rejects(unary(kv.deleteRange.bind(kv), rpc.DeleteRangeRequest.create({ key: Buffer.from("a") })), (err: grpc.ServiceError) => err.code === grpc.status.UNIMPLEMENTED);
+    await assert.rejects(
+      unary(kv.deleteRange.bind(kv), rpc.DeleteRangeRequest.create({ key: Buffer.from("a") })),
+      (err: grpc.ServiceError) => err.code === grpc.status.UNIMPLEMENTED,
+    );
   });
 
   test("client cancellation reaches the handler (ctx.cancelled)", async () => {
@@ -73,13 +99,16 @@ describe("grpc-js client against lib/h2", () => {
     const call = kv.range(rpc.RangeRequest.create({ key: Buffer.from("slow") }), () => {});
     await new Promise((r) => setTimeout(r, 50));
     call.cancel();
-    for (let i = 0; i < 100 && svc.cancelledCalls === before; i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 100 && svc.cancelledCalls === before; i++)
+      await new Promise((r) => setTimeout(r, 10));
     assert.equal(svc.cancelledCalls, before + 1);
   });
 
   test("grpc-timeout: a slow call ends DEADLINE_EXCEEDED", async () => {
     await assert.rejects(
-      unary(kv.range.bind(kv), rpc.RangeRequest.create({ key: Buffer.from("slow") }), { deadline: Date.now() + 100 }),
+      unary(kv.range.bind(kv), rpc.RangeRequest.create({ key: Buffer.from("slow") }), {
+        deadline: Date.now() + 100,
+      }),
       (err: grpc.ServiceError) => err.code === grpc.status.DEADLINE_EXCEEDED,
     );
   });
@@ -90,7 +119,10 @@ describe("grpc-js client against lib/h2", () => {
       "grpc.max_receive_message_length": -1,
     });
     try {
-      const res = await unary<rpc.RangeRequest, rpc.RangeResponse>(big.range.bind(big), rpc.RangeRequest.create({ key: Buffer.from(`big:${n}`) }));
+      const res = await unary<rpc.RangeRequest, rpc.RangeResponse>(
+        big.range.bind(big),
+        rpc.RangeRequest.create({ key: Buffer.from(`big:${n}`) }),
+      );
       assert.equal(res.kvs[0].value.length, n);
     } finally {
       big.close();
@@ -100,7 +132,12 @@ describe("grpc-js client against lib/h2", () => {
   test("2000 concurrent unary calls on one connection all succeed", async () => {
     const calls = [];
     for (let i = 0; i < 2000; i++) {
-      calls.push(unary(kv.put.bind(kv), rpc.PutRequest.create({ key: Buffer.from(`k${i}`), value: Buffer.from(`v${i}`) })));
+      calls.push(
+        unary(
+          kv.put.bind(kv),
+          rpc.PutRequest.create({ key: Buffer.from(`k${i}`), value: Buffer.from(`v${i}`) }),
+        ),
+      );
     }
     await Promise.all(calls);
     assert.equal(svc.store.get("k1999")?.toString(), "v1999");
@@ -116,21 +153,35 @@ describe("grpc-js client against lib/h2", () => {
       call.on("error", reject);
     });
     for (const k of ["a", "b"]) {
-      call.write(rpc.WatchRequest.create({ requestUnion: { oneofKind: "createRequest", createRequest: rpc.WatchCreateRequest.create({ key: Buffer.from(k) }) } }));
+      call.write(
+        rpc.WatchRequest.create({
+          requestUnion: {
+            oneofKind: "createRequest",
+            createRequest: rpc.WatchCreateRequest.create({ key: Buffer.from(k) }),
+          },
+        }),
+      );
     }
-    call.write(rpc.WatchRequest.create({ requestUnion: { oneofKind: "cancelRequest", cancelRequest: { watchId: 0 } } }));
+    call.write(
+      rpc.WatchRequest.create({
+        requestUnion: { oneofKind: "cancelRequest", cancelRequest: { watchId: 0 } },
+      }),
+    );
     await new Promise((r) => setTimeout(r, 50));
     call.end();
     await ended;
     w.close();
     assert.equal(got.length, 5);
-    assert.deepEqual(got.map((r) => [r.watchId, r.created, r.canceled, r.events.length]), [
-      [0, true, false, 0],
-      [0, false, false, 1],
-      [1, true, false, 0],
-      [1, false, false, 1],
-      [0, false, true, 0],
-    ]);
+    assert.deepEqual(
+      got.map((r) => [r.watchId, r.created, r.canceled, r.events.length]),
+      [
+        [0, true, false, 0],
+        [0, false, false, 1],
+        [1, true, false, 0],
+        [1, false, false, 1],
+        [0, false, true, 0],
+      ],
+    );
     assert.equal(Buffer.from(got[3].events[0].kv!.key).toString(), "b");
   });
 
@@ -140,7 +191,14 @@ describe("grpc-js client against lib/h2", () => {
     const err = await new Promise<grpc.ServiceError>((resolve) => {
       call.on("data", () => {});
       call.on("error", resolve);
-      call.write(rpc.WatchRequest.create({ requestUnion: { oneofKind: "createRequest", createRequest: rpc.WatchCreateRequest.create({ key: Buffer.from("fail") }) } }));
+      call.write(
+        rpc.WatchRequest.create({
+          requestUnion: {
+            oneofKind: "createRequest",
+            createRequest: rpc.WatchCreateRequest.create({ key: Buffer.from("fail") }),
+          },
+        }),
+      );
     });
     w.close();
     assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
@@ -153,10 +211,18 @@ describe("grpc-js client against lib/h2", () => {
     const call = w.watch();
     call.on("error", () => {});
     call.on("data", () => {});
-    call.write(rpc.WatchRequest.create({ requestUnion: { oneofKind: "createRequest", createRequest: rpc.WatchCreateRequest.create({ key: Buffer.from("x") }) } }));
+    call.write(
+      rpc.WatchRequest.create({
+        requestUnion: {
+          oneofKind: "createRequest",
+          createRequest: rpc.WatchCreateRequest.create({ key: Buffer.from("x") }),
+        },
+      }),
+    );
     await new Promise((r) => setTimeout(r, 50));
     call.cancel();
-    for (let i = 0; i < 100 && svc.closedStreams === before; i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 100 && svc.closedStreams === before; i++)
+      await new Promise((r) => setTimeout(r, 10));
     w.close();
     assert.equal(svc.closedStreams, before + 1);
   });
@@ -174,9 +240,19 @@ describe("node:http2 client (nghttp2 HPACK: Huffman, dynamic table) against lib/
     path: string,
     body: Buffer,
     extra: Record<string, string> = {},
-  ): Promise<{ headers: http2.IncomingHttpHeaders; trailers: http2.IncomingHttpHeaders; data: Buffer }> =>
+  ): Promise<{
+    headers: http2.IncomingHttpHeaders;
+    trailers: http2.IncomingHttpHeaders;
+    data: Buffer;
+  }> =>
     new Promise((resolve, reject) => {
-      const req = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers", ...extra });
+      const req = session.request({
+        ":method": "POST",
+        ":path": path,
+        "content-type": "application/grpc",
+        te: "trailers",
+        ...extra,
+      });
       let headers: http2.IncomingHttpHeaders = {};
       let trailers: http2.IncomingHttpHeaders = {};
       const chunks: Buffer[] = [];
@@ -194,7 +270,11 @@ describe("node:http2 client (nghttp2 HPACK: Huffman, dynamic table) against lib/
     const session = http2.connect(`http://127.0.0.1:${svc.port}`);
     try {
       for (let i = 0; i < 100; i++) {
-        const body = Buffer.from(rpc.PutRequest.toBinary(rpc.PutRequest.create({ key: Buffer.from(`n${i}`), value: Buffer.from("x") })));
+        const body = Buffer.from(
+          rpc.PutRequest.toBinary(
+            rpc.PutRequest.create({ key: Buffer.from(`n${i}`), value: Buffer.from("x") }),
+          ),
+        );
         const r = await grpcRequest(session, "/etcdserverpb.KV/Put", body, {
           "x-custom-metadata": `value-${i}-${"z".repeat(i * 10)}`,
           "user-agent": "node-http2-test",
@@ -211,7 +291,9 @@ describe("node:http2 client (nghttp2 HPACK: Huffman, dynamic table) against lib/
   test("grpc-encoding gzip is refused with UNIMPLEMENTED", async () => {
     const session = http2.connect(`http://127.0.0.1:${svc.port}`);
     try {
-      const r = await grpcRequest(session, "/etcdserverpb.KV/Put", Buffer.alloc(0), { "grpc-encoding": "gzip" });
+      const r = await grpcRequest(session, "/etcdserverpb.KV/Put", Buffer.alloc(0), {
+        "grpc-encoding": "gzip",
+      });
       assert.equal(r.headers["grpc-status"], "12");
     } finally {
       session.close();
@@ -222,7 +304,11 @@ describe("node:http2 client (nghttp2 HPACK: Huffman, dynamic table) against lib/
     const session = http2.connect(`http://127.0.0.1:${svc.port}`);
     try {
       const status = await new Promise((resolve, reject) => {
-        const req = session.request({ ":method": "POST", ":path": "/etcdserverpb.KV/Put", "content-type": "text/plain" });
+        const req = session.request({
+          ":method": "POST",
+          ":path": "/etcdserverpb.KV/Put",
+          "content-type": "text/plain",
+        });
         req.on("response", (h) => resolve(h[":status"]));
         req.on("error", reject);
         req.end("hi");
@@ -248,10 +334,19 @@ describe("TLS (ALPN h2) with grpc-js", () => {
 
   test("unary Put and Range over TLS", async () => {
     const { readFileSync } = await import("node:fs");
-    const kv = new KVClient(`127.0.0.1:${svc.port}`, grpc.credentials.createSsl(readFileSync(files.caCert)));
+    const kv = new KVClient(
+      `127.0.0.1:${svc.port}`,
+      grpc.credentials.createSsl(readFileSync(files.caCert)),
+    );
     try {
-      await unary(kv.put.bind(kv), rpc.PutRequest.create({ key: Buffer.from("t"), value: Buffer.from("tls") }));
-      const res = await unary<rpc.RangeRequest, rpc.RangeResponse>(kv.range.bind(kv), rpc.RangeRequest.create({ key: Buffer.from("t") }));
+      await unary(
+        kv.put.bind(kv),
+        rpc.PutRequest.create({ key: Buffer.from("t"), value: Buffer.from("tls") }),
+      );
+      const res = await unary<rpc.RangeRequest, rpc.RangeResponse>(
+        kv.range.bind(kv),
+        rpc.RangeRequest.create({ key: Buffer.from("t") }),
+      );
       assert.equal(Buffer.from(res.kvs[0].value).toString(), "tls");
     } finally {
       kv.close();

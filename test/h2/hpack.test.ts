@@ -47,16 +47,24 @@ describe("HPACK decoder", () => {
 
   test("RFC 7541 C.4: the same requests with Huffman", () => {
     const d = new HpackDecoder(limits);
-    assert.deepEqual(d.decode(hex("828684418cf1e3c2e5f23a6ba0ab90f4ff"))[3], [":authority", "www.example.com"]);
+    assert.deepEqual(d.decode(hex("828684418cf1e3c2e5f23a6ba0ab90f4ff"))[3], [
+      ":authority",
+      "www.example.com",
+    ]);
     assert.deepEqual(d.decode(hex("828684be5886a8eb10649cbf"))[4], ["cache-control", "no-cache"]);
-    assert.deepEqual(d.decode(hex("828785bf408825a849e95ba97d7f8925a849e95bb8e8b4bf"))[4], ["custom-key", "custom-value"]);
+    assert.deepEqual(d.decode(hex("828785bf408825a849e95ba97d7f8925a849e95bb8e8b4bf"))[4], [
+      "custom-key",
+      "custom-value",
+    ]);
   });
 
   test("RFC 7541 C.6: responses with Huffman evict from a 256-byte table", () => {
     const d = new HpackDecoder({ ...limits, maxTableSizeBytes: 256 });
     d.decode(hex("3fe101")); // size update to 256 (C.6 runs with a 256-byte table)
     const r1 = d.decode(
-      hex("488264025885aec3771a4b6196d07abe941054d444a8200595040b8166e082a62d1bff6e919d29ad171863c78f0b97c8e9ae82ae43d3"),
+      hex(
+        "488264025885aec3771a4b6196d07abe941054d444a8200595040b8166e082a62d1bff6e919d29ad171863c78f0b97c8e9ae82ae43d3",
+      ),
     );
     assert.deepEqual(r1, [
       [":status", "302"],
@@ -124,12 +132,17 @@ describe("HPACK decoder", () => {
   test(`fuzz: random blocks throw only HPACK errors (SEED=${seed})`, () => {
     fc.assert(
       fc.property(fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 5 }), (blocks) => {
-        const d = new HpackDecoder({ maxTableSizeBytes: 4096, maxHeaderListBytes: 8192, maxStringBytes: 8192 });
+        const d = new HpackDecoder({
+          maxTableSizeBytes: 4096,
+          maxHeaderListBytes: 8192,
+          maxStringBytes: 8192,
+        });
         for (const b of blocks) {
           try {
             d.decode(b);
           } catch (err) {
-            if (!(err instanceof HpackError) && !(err instanceof HeaderListTooLargeError)) throw err;
+            if (!(err instanceof HpackError) && !(err instanceof HeaderListTooLargeError))
+              throw err;
           }
           assert.ok(d.tableBytes <= 4096);
         }
@@ -140,21 +153,31 @@ describe("HPACK decoder", () => {
 
   test(`fuzz: valid blocks with dynamic-table entries round-trip (SEED=${seed})`, () => {
     const name = fc.stringMatching(/^[a-z][a-z0-9-]{0,20}$/);
-    const value = fc.string({ maxLength: 60 }).map((s) => Buffer.from(s, "utf8").toString("latin1"));
+    const value = fc
+      .string({ maxLength: 60 })
+      .map((s) => Buffer.from(s, "utf8").toString("latin1"));
     fc.assert(
-      fc.property(fc.array(fc.array(fc.tuple(name, value, fc.boolean(), fc.boolean()), { maxLength: 10 }), { maxLength: 8 }), (reqs) => {
-        const d = new HpackDecoder(limits);
-        // a reference encoder: literal with incremental indexing, optionally Huffman
-        for (const req of reqs) {
-          const parts: Buffer[] = [];
-          for (const [n, v, index, huff] of req) {
-            parts.push(Buffer.from([index ? 0x40 : 0x00]));
-            parts.push(str(n, huff), str(v, !huff));
+      fc.property(
+        fc.array(fc.array(fc.tuple(name, value, fc.boolean(), fc.boolean()), { maxLength: 10 }), {
+          maxLength: 8,
+        }),
+        (reqs) => {
+          const d = new HpackDecoder(limits);
+          // a reference encoder: literal with incremental indexing, optionally Huffman
+          for (const req of reqs) {
+            const parts: Buffer[] = [];
+            for (const [n, v, index, huff] of req) {
+              parts.push(Buffer.from([index ? 0x40 : 0x00]));
+              parts.push(str(n, huff), str(v, !huff));
+            }
+            const got = d.decode(Buffer.concat(parts));
+            assert.deepEqual(
+              got,
+              req.map(([n, v]) => [n, v]),
+            );
           }
-          const got = d.decode(Buffer.concat(parts));
-          assert.deepEqual(got, req.map(([n, v]) => [n, v]));
-        }
-      }),
+        },
+      ),
       { seed, numRuns },
     );
   });
@@ -173,6 +196,7 @@ function intTail(v: number): number[] {
 function str(s: string, huffman: boolean): Buffer {
   const body = huffman ? encodeHuffman(s) : Buffer.from(s, "latin1");
   const len = body.length;
-  const head = len < 127 ? [len | (huffman ? 0x80 : 0)] : [0x7f | (huffman ? 0x80 : 0), ...intTail(len - 127)];
+  const head =
+    len < 127 ? [len | (huffman ? 0x80 : 0)] : [0x7f | (huffman ? 0x80 : 0), ...intTail(len - 127)];
   return Buffer.concat([Buffer.from(head), body]);
 }

@@ -44,7 +44,11 @@ async function serve(files: TlsFiles): Promise<Served> {
     h2.handleConnection(s);
   });
   const secure = tls.createServer(
-    { cert: readFileSync(files.serverCert), key: readFileSync(files.serverKey), ALPNProtocols: ["h2"] },
+    {
+      cert: readFileSync(files.serverCert),
+      key: readFileSync(files.serverKey),
+      ALPNProtocols: ["h2"],
+    },
     (s) => h2.handleConnection(s),
   );
   await new Promise<void>((r) => plain.listen(0, "127.0.0.1", r));
@@ -81,7 +85,10 @@ describe("real clients against the member through lib/h2", { timeout: 90_000 }, 
     assert.equal(r.stdout.trim(), "OK");
     r = await etcdctl(["get", "foo"], { endpoint: ep });
     assert.equal(r.stdout, "foo\nbar\n");
-    r = await etcdctl(["txn"], { endpoint: ep, input: 'value("foo") = "bar"\n\nput foo baz\n\n\n' });
+    r = await etcdctl(["txn"], {
+      endpoint: ep,
+      input: 'value("foo") = "bar"\n\nput foo baz\n\n\n',
+    });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /SUCCESS/);
     r = await etcdctl(["lease", "grant", "60"], { endpoint: ep });
@@ -100,7 +107,9 @@ describe("real clients against the member through lib/h2", { timeout: 90_000 }, 
   test("etcdctl errors keep etcd's text (compacted revision)", async () => {
     const ep = `127.0.0.1:${m.port}`;
     for (let i = 0; i < 3; i++) await etcdctl(["put", "c", String(i)], { endpoint: ep });
-    const st = JSON.parse((await etcdctl(["endpoint", "status", "-w", "json"], { endpoint: ep })).stdout);
+    const st = JSON.parse(
+      (await etcdctl(["endpoint", "status", "-w", "json"], { endpoint: ep })).stdout,
+    );
     const rev = st[0].Status.header.revision;
     assert.equal((await etcdctl(["compact", String(rev)], { endpoint: ep })).code, 0);
     const r = await etcdctl(["get", "c", `--rev=${rev - 1}`], { endpoint: ep });
@@ -110,7 +119,11 @@ describe("real clients against the member through lib/h2", { timeout: 90_000 }, 
 
   test("etcdctl watch sees a put (bidi stream)", async () => {
     const ep = `127.0.0.1:${m.port}`;
-    const watching = etcdctl(["watch", "w"], { endpoint: ep, until: (out) => out.includes("w\nhello\n"), timeoutMs: 10_000 });
+    const watching = etcdctl(["watch", "w"], {
+      endpoint: ep,
+      until: (out) => out.includes("w\nhello\n"),
+      timeoutMs: 10_000,
+    });
     await new Promise((r) => setTimeout(r, 500));
     await etcdctl(["put", "w", "hello"], { endpoint: ep });
     const r = await watching;
@@ -121,7 +134,9 @@ describe("real clients against the member through lib/h2", { timeout: 90_000 }, 
     const ep = `127.0.0.1:${m.tlsPort}`;
     let r = await etcdctl(["--cacert", files.caCert, "put", "t", "tls"], { endpoint: ep });
     assert.equal(r.code, 0, r.stderr);
-    r = await etcdctl(["--cacert", files.caCert, "get", "t", "--print-value-only"], { endpoint: ep });
+    r = await etcdctl(["--cacert", files.caCert, "get", "t", "--print-value-only"], {
+      endpoint: ep,
+    });
     assert.equal(r.stdout, "tls\n");
   });
 

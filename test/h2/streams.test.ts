@@ -4,7 +4,13 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
 import * as grpc from "@grpc/grpc-js";
-import { H2GrpcServer, parseGrpcTimeoutMs, percentEncodeGrpcMessage, serverStreamMethod, unaryMethod } from "../../lib/h2/index.js";
+import {
+  H2GrpcServer,
+  parseGrpcTimeoutMs,
+  percentEncodeGrpcMessage,
+  serverStreamMethod,
+  unaryMethod,
+} from "../../lib/h2/index.js";
 import { MaintenanceClient, KVClient } from "../../lib/proto/gen/etcdserverpb/rpc.grpc-client.js";
 import * as rpc from "../../lib/proto/gen/etcdserverpb/rpc.js";
 
@@ -29,7 +35,10 @@ describe("server streaming through lib/h2", () => {
             const pump = () => {
               let sentSinceDrain = 0;
               while (!closed && i < chunks) {
-                const ok = stream.send({ blob: Buffer.alloc(chunkBytes, i % 256), remainingBytes: (chunks - i - 1) * chunkBytes });
+                const ok = stream.send({
+                  blob: Buffer.alloc(chunkBytes, i % 256),
+                  remainingBytes: (chunks - i - 1) * chunkBytes,
+                });
                 i++;
                 sentSinceDrain++;
                 maxInFlightSends = Math.max(maxInFlightSends, sentSinceDrain);
@@ -44,7 +53,10 @@ describe("server streaming through lib/h2", () => {
             pump();
           }),
         ],
-        ["/etcdserverpb.KV/Put", unaryMethod(rpc.PutRequest, rpc.PutResponse, async () => rpc.PutResponse.create({}))],
+        [
+          "/etcdserverpb.KV/Put",
+          unaryMethod(rpc.PutRequest, rpc.PutResponse, async () => rpc.PutResponse.create({})),
+        ],
       ]),
       { h2: { streamHighWaterBytes: 256 * 1024 } },
     );
@@ -83,13 +95,18 @@ describe("server streaming through lib/h2", () => {
     assert.equal(n, chunks);
     assert.equal(bytes, chunks * chunkBytes);
     assert.ok(drains > 0, "the handler saw onDrain");
-    assert.ok(maxInFlightSends < chunks, "send() returned false before the whole stream was queued");
+    assert.ok(
+      maxInFlightSends < chunks,
+      "send() returned false before the whole stream was queued",
+    );
   });
 
   test("a socket handed over with its sniffed first bytes serves unary calls", async () => {
     const kv = new KVClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
     await new Promise<void>((resolve, reject) =>
-      kv.put(rpc.PutRequest.create({ key: Buffer.from("a") }), (err) => (err ? reject(err) : resolve())),
+      kv.put(rpc.PutRequest.create({ key: Buffer.from("a") }), (err) =>
+        err ? reject(err) : resolve(),
+      ),
     );
     kv.close();
   });
@@ -108,7 +125,10 @@ describe("gRPC helpers", () => {
   });
 
   test("grpc-message percent-encoding keeps printable ASCII and escapes the rest", () => {
-    assert.equal(percentEncodeGrpcMessage("etcdserver: key not found"), "etcdserver: key not found");
+    assert.equal(
+      percentEncodeGrpcMessage("etcdserver: key not found"),
+      "etcdserver: key not found",
+    );
     assert.equal(percentEncodeGrpcMessage("100%"), "100%25");
     assert.equal(percentEncodeGrpcMessage("a\nb"), "a%0Ab");
     assert.equal(percentEncodeGrpcMessage("ü"), "%C3%BC");

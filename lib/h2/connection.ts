@@ -169,6 +169,25 @@ export class H2Stream {
     return true;
   }
 
+  /**
+   * A whole response in one go: headers, one DATA frame with `prefix` + `body`, trailers with
+   * END_STREAM. Built as one buffer when the windows and frame size allow (the common unary
+   * case), else sent piecewise through the flow-controlled queue.
+   */
+  sendResponse(
+    headersBlock: Buffer,
+    prefix: Buffer,
+    body: Uint8Array,
+    trailersBlock: Buffer,
+  ): void {
+    if (this.closed || this.localEnded) return;
+    if (!this.conn._sendWhole(this, headersBlock, prefix, body, trailersBlock)) {
+      this.sendHeaders(headersBlock, false);
+      this.sendData(Buffer.concat([prefix, body]));
+      this.sendHeaders(trailersBlock, true);
+    }
+  }
+
   /** Resets the stream (RST_STREAM with an RFC 9113 §7 code). */
   reset(h2Code: number): void {
     this.conn._resetStream(this, h2Code, false);
@@ -781,6 +800,39 @@ export class H2Connection {
   _writeHeaders(s: H2Stream, block: Buffer, end: boolean): void {
     this.#queue(buildHeaders(s.id, block, end, this.#peerMaxFrameBytes));
     if (end) this.#localEnd(s);
+  }
+
+  /** @internal the one-buffer fast path of H2Stream.sendResponse; false when it does not apply */
+  _sendWhole(s: H2Stream, hb: Buffer, prefix: Buffer, body: Uint8Array, tb: Buffer): boolean {
+    const dataLen = prefix.length + body.length;
+    const max = this.#peerMaxFrameBytes;
+    if (s.queue.length > 0 || hb.length > max || tb.length > max || dataLen > max) return false;
+    if (dataLen > s.sendWindow || dataLen > this.#connSendWindow) return false;
+    const out = Buffer.allocUnsafe(3 * frameHeaderBytes + hb.length + dataLen + tb.length);
+    let o = 0;
+    writeFrameHeader(out, o, hb.length, FrameType.HEADERS, Flag.END_HEADERS, s.id);
+    o += frameHeaderBytes;
+    o += hb.copy(out, o);
+    writeFrameHeader(out, o, dataLen, FrameType.DATA, 0, s.id);
+    o += frameHeaderBytes;
+    o += prefix.copy(out, o);
+    out.set(body, o);
+    o += body.length;
+    writeFrameHeader(
+      out,
+      o,
+      tb.length,
+      FrameType.HEADERS,
+      Flag.END_HEADERS | Flag.END_STREAM,
+      s.id,
+    );
+    o += frameHeaderBytes;
+    tb.copy(out, o);
+    s.sendWindow -= dataLen;
+    this.#connSendWindow -= dataLen;
+    this.#queue(out);
+    this.#localEnd(s);
+    return true;
   }
 
   /** @internal moves as much of the stream's queue to the socket as the windows allow */

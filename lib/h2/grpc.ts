@@ -408,14 +408,26 @@ class Call implements CallContext {
 
   #unaryReply(res: unknown): void {
     if (this.#done) return;
-    const framed = this.#encode(res);
-    if (framed === undefined) return;
+    let bytes: Uint8Array;
+    try {
+      bytes = this.method.responseCodec.toBinary(res);
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    if (bytes.length > this.server.grpcLimits.maxSendMessageBytes) {
+      this.finish({
+        code: GrpcCode.RESOURCE_EXHAUSTED,
+        message: "response message larger than max",
+      });
+      return;
+    }
     this.#done = true;
     this.#clearTimer();
-    const s = this.stream;
-    s.sendHeaders(responseHeadersBlock, false);
-    s.sendData(framed);
-    s.sendHeaders(okTrailersBlock, true);
+    const prefix = Buffer.allocUnsafe(5);
+    prefix[0] = 0;
+    prefix.writeUInt32BE(bytes.length, 1);
+    this.stream.sendResponse(responseHeadersBlock, prefix, bytes, okTrailersBlock);
     this.#fireClose();
   }
 

@@ -30,7 +30,7 @@ async function main(): Promise<void> {
   const cfg = parsed.config;
   const logger = pino(
     { level: cfg.logLevel === "panic" ? "fatal" : cfg.logLevel, base: { name: cfg.name } },
-    pino.destination({ fd: 2, sync: false }),
+    pino.destination({ fd: 2, sync: true }),
   );
   for (const note of parsed.notes) logger.info(note);
   if (parsed.configFile !== "") logger.info({ configFile: parsed.configFile }, "loaded server configuration, other configuration command line flags and environment variables will be ignored if provided");

@@ -143,6 +143,12 @@ export function listenClientUrl(opts: ClientListenerOptions): Promise<ClientList
     throw new ListenUrlError(`unsupported listen-client-urls scheme in ${opts.url}`);
   }
   server.on("error", (err) => opts.logger.error({ err: err.message, url: opts.url }, "client listener error"));
+  // every open connection, so close() can end them at once (a shutdown must not wait for clients)
+  const sockets = new Set<net.Socket>();
+  server.on("connection", (socket: net.Socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+  });
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen({ host, port }, () => {
@@ -154,6 +160,7 @@ export function listenClientUrl(opts: ClientListenerOptions): Promise<ClientList
         close: () =>
           new Promise<void>((r) => {
             server.close(() => r());
+            for (const socket of sockets) socket.destroy();
           }),
       });
     });

@@ -257,6 +257,32 @@ describe("flow control and shutdown", () => {
     c.destroy();
   });
 
+  test("with a zero stream window a unary reply waits: headers now, DATA and trailers after WINDOW_UPDATE", async () => {
+    const c = new RawClient(svc.port);
+    c.write(
+      Buffer.concat([
+        frames.clientPreface,
+        buildSettings([[frames.SettingId.INITIAL_WINDOW_SIZE, 0]]),
+      ]),
+    );
+    c.write(headersFrame(1, requestHeaders("/etcdserverpb.KV/Put")));
+    c.write(buildFrame(FrameType.DATA, Flag.END_STREAM, 1, putBody("zero-window")));
+    await c.waitFor((fs) => fs.some((f) => f.type === FrameType.HEADERS && f.streamId === 1));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(c.frames.filter((f) => f.streamId === 1).length, 1, "only the response headers");
+    c.write(buildWindowUpdate(1, 100));
+    assert.ok(
+      await c.waitFor((fs) =>
+        fs.some(
+          (f) => f.type === FrameType.HEADERS && f.streamId === 1 && f.flags & Flag.END_STREAM,
+        ),
+      ),
+    );
+    const kinds = c.frames.filter((f) => f.streamId === 1).map((f) => f.type);
+    assert.deepEqual(kinds, [FrameType.HEADERS, FrameType.DATA, FrameType.HEADERS]);
+    c.destroy();
+  });
+
   test("the connection window bounds DATA across streams too", async () => {
     const c = new RawClient(svc.port);
     // stream windows large, connection window stays at the default 65,535

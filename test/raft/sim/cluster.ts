@@ -26,6 +26,9 @@ import {
 } from "../../../lib/raft/index.js";
 import { Prng } from "./prng.js";
 
+/** Counters of the Figure 8 nemesis (debugging its reach). */
+export const fig8Stats = { started: 0, victims: 0, reelected: 0, crashed: 0, youngWon: 0 };
+
 export class SimViolation extends Error {
   constructor(
     readonly invariant: string,
@@ -126,6 +129,17 @@ export class Simulation {
   };
   /** Crashes scheduled for young leaders. */
   #doomed: { id: bigint; at: number }[] = [];
+  #lastYoung: bigint | undefined;
+  /** Figure 8 nemesis state (see #figure8Nemesis). */
+  #fig8:
+    | {
+        phase: 1 | 2 | 3;
+        old: bigint;
+        young: bigint | undefined;
+        deadline: number;
+        commitAt: number;
+      }
+    | undefined;
   /** Liveness phase: no crashes. */
   #calm = false;
   #cfg: {
@@ -134,6 +148,7 @@ export class Simulation {
     maxSizePerMsg: number;
     maxInflightMsgs: number;
     maxUncommitted: number;
+    appendBeforePersist: boolean;
   };
 
   constructor(opts: SimOptions) {
@@ -148,6 +163,7 @@ export class Simulation {
       maxSizePerMsg: this.rng.pick([64, 256, 1 << 20]),
       maxInflightMsgs: this.rng.pick([1, 2, 4, 64]),
       maxUncommitted: this.rng.pick([0, 0, 512]),
+      appendBeforePersist: this.rng.chance(0.5),
     };
     const peers: { id: bigint }[] = [];
     for (let i = 1; i <= this.n; i++) peers.push({ id: BigInt(i) });
@@ -182,7 +198,7 @@ export class Simulation {
   }
 
   describe(): string {
-    return `seed=${this.seed} nodes=${this.n} preVote=${this.#cfg.preVote} checkQuorum=${this.#cfg.checkQuorum} maxSizePerMsg=${this.#cfg.maxSizePerMsg} maxInflightMsgs=${this.#cfg.maxInflightMsgs} maxUncommitted=${this.#cfg.maxUncommitted}`;
+    return `seed=${this.seed} nodes=${this.n} preVote=${this.#cfg.preVote} checkQuorum=${this.#cfg.checkQuorum} maxSizePerMsg=${this.#cfg.maxSizePerMsg} maxInflightMsgs=${this.#cfg.maxInflightMsgs} maxUncommitted=${this.#cfg.maxUncommitted} appendBeforePersist=${this.#cfg.appendBeforePersist}`;
   }
 
   #newSimNode(id: bigint): SimNode {
@@ -278,6 +294,7 @@ export class Simulation {
     if (rng.chance(0.03)) this.partition.clear();
     // Leader-targeted faults (Jepsen's "kill/isolate the leader") make elections over divergent logs common.
     if (rng.chance(0.01 * f)) this.#isolateLeader();
+    this.#figure8Nemesis();
     if (rng.chance(0.01 * f)) {
       const l = this.leader();
       if (l !== undefined) this.#crash(l);
@@ -364,6 +381,14 @@ export class Simulation {
     if (node === undefined || !node.hasReady()) return;
     const rd = node.ready();
     for (const e of rd.entries) this.#checkEntry(sn, e);
+    // etcd's leader sends MsgApp before its own fsync (it counts itself only once persisted):
+    // with appendBeforePersist those leave now, before any crash point below.
+    const early = this.#cfg.appendBeforePersist;
+    if (early)
+      this.#send(
+        rd.messages.filter((m) => m.type === MessageType.MsgApp),
+        net,
+      );
     // Crash in the middle of the write: a torn tail loses a suffix of entries and the hard state
     // (written after them), and nothing was sent.
     if (!this.#calm && this.rng.chance(0.002 * this.faultiness) && rd.entries.length > 0) {
@@ -377,27 +402,28 @@ export class Simulation {
     if (rd.hardState !== undefined) sn.storage.setHardState(rd.hardState);
     sn.storage.append(rd.entries);
     // A brand-new leader that dies after writing its first entry but before sending it.
-    const youngDeath =
-      rd.softState?.raftState === StateType.Leader &&
-      !this.#calm &&
-      this.rng.chance(0.1 * this.faultiness);
+    const newLeader = rd.softState?.raftState === StateType.Leader && !this.#calm;
+    const fig8Victim =
+      newLeader && this.#fig8?.phase === 1 && sn.id !== this.#fig8.old && this.#fig8Victim(sn.id);
+    const youngDeath = fig8Victim || (newLeader && this.rng.chance(0.1 * this.faultiness));
     if (youngDeath) this.#afterStep(sn);
     if (youngDeath || (!this.#calm && this.rng.chance(0.003 * this.faultiness))) {
       this.#crash(sn);
       return;
     }
-    for (const m of rd.messages) {
-      if (m.type === MessageType.MsgSnap) {
-        this.stats.snapshotsSent++;
-        // The snapshot is delivered (or not) by the network like any message; report success optimistically.
-      }
-      this.net.push({ m, deliverAt: this.now + this.rng.int(net.maxDelay + 1) });
-    }
+    this.#send(early ? rd.messages.filter((m) => m.type !== MessageType.MsgApp) : rd.messages, net);
     for (const rs of rd.readStates) this.#checkRead(sn, rs.index, rs.requestCtx);
     if (rd.snapshot !== undefined) this.#applySnapshot(sn, rd);
     for (const e of rd.committedEntries) this.#apply(sn, e);
     node.advance(rd);
     this.#afterStep(sn);
+  }
+
+  #send(msgs: Message[], net: { maxDelay: number }): void {
+    for (const m of msgs) {
+      if (m.type === MessageType.MsgSnap) this.stats.snapshotsSent++;
+      this.net.push({ m, deliverAt: this.now + this.rng.int(net.maxDelay + 1) });
+    }
   }
 
   #applySnapshot(sn: SimNode, rd: Ready): void {
@@ -489,6 +515,10 @@ export class Simulation {
       const l = this.leaderOfTerm.get(r.term);
       if (l === undefined) {
         this.leaderOfTerm.set(r.term, sn.id);
+        if (this.#lastYoung !== undefined) {
+          if (this.#lastYoung === sn.id) fig8Stats.youngWon++;
+          this.#lastYoung = undefined;
+        }
         this.stats.leadersElected++;
         // A leader that dies young leaves its term's first entry on a minority: the raw
         // material of the Raft paper's Figure 8.
@@ -519,6 +549,7 @@ export class Simulation {
     }
     sn.knownCommit = Math.max(sn.knownCommit, c);
     if (c > this.maxCommitted) this.maxCommitted = c;
+    this.#fig8Watch(sn);
   }
 
   #checkLeaderCompleteness(sn: SimNode): void {
@@ -591,7 +622,9 @@ export class Simulation {
   }
 
   #restartOne(): void {
-    const down = [...this.nodes.values()].filter((s) => s.node === undefined && !s.removed);
+    const down = [...this.nodes.values()].filter(
+      (s) => s.node === undefined && !s.removed && s.id !== this.#fig8?.young,
+    );
     if (down.length === 0) return;
     this.#start(this.rng.pick(down));
   }
@@ -599,6 +632,58 @@ export class Simulation {
   #partitionRandomly(): void {
     this.partition.clear();
     for (const id of this.nodes.keys()) this.partition.set(id, this.rng.int(2));
+  }
+
+  /**
+   * A fault schedule aimed at the Raft paper's Figure 8 (a nemesis, as Jepsen's): isolate the
+   * leader L; let the others elect D and kill D right after it writes its first entry; heal so
+   * L can win again; kill L a few ticks into its catch-up round and bring D back. A correct
+   * Raft survives it; one that commits earlier-term entries by counting does not.
+   */
+  #figure8Nemesis(): void {
+    const f8 = this.#fig8;
+    if (f8 === undefined) {
+      if (this.nodes.size < 3 || !this.rng.chance(0.01 * this.faultiness)) return;
+      const l = this.leader();
+      if (l === undefined) return;
+      fig8Stats.started++;
+      this.#fig8 = { phase: 1, old: l.id, young: undefined, deadline: this.now + 200, commitAt: 0 };
+      this.#isolateLeader();
+      return;
+    }
+    const l = this.leader();
+    if (this.now > f8.deadline) {
+      this.#fig8 = undefined;
+    } else if (f8.phase === 2) {
+      if (l?.id === f8.old) {
+        fig8Stats.reelected++;
+        f8.phase = 3;
+        f8.commitAt = l.node!.raft.raftLog.committed;
+      }
+    }
+  }
+
+  /** Phase 3 of the Figure 8 nemesis: kill the re-elected leader as soon as its commit index moves. */
+  #fig8Watch(sn: SimNode): void {
+    const f8 = this.#fig8;
+    if (this.#calm || f8?.phase !== 3 || sn.id !== f8.old || sn.node === undefined) return;
+    if (sn.node.raft.raftLog.committed <= f8.commitAt) return;
+    fig8Stats.crashed++;
+    this.#lastYoung = f8.young;
+    this.#crash(sn);
+    const young = f8.young !== undefined ? this.nodes.get(f8.young) : undefined;
+    this.#fig8 = undefined;
+    if (young !== undefined && young.node === undefined && !young.removed) this.#start(young);
+  }
+
+  /** Phase 1 of the Figure 8 nemesis: the new leader dies young; heal for the old one. */
+  #fig8Victim(id: bigint): boolean {
+    const f8 = this.#fig8!;
+    fig8Stats.victims++;
+    f8.young = id;
+    f8.phase = 2;
+    this.partition.clear();
+    return true;
   }
 
   #isolateLeader(): void {
@@ -699,6 +784,7 @@ export class Simulation {
   /** Heal everything; a leader must emerge and commit a fresh proposal within bounded ticks. */
   #liveness(maxTicks: number): void {
     this.#calm = true;
+    this.#fig8 = undefined;
     this.partition.clear();
     for (const s of this.nodes.values()) if (s.node === undefined && !s.removed) this.#start(s);
     const calm = { drop: 0, dup: 0, maxDelay: 1 };

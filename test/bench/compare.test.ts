@@ -79,8 +79,14 @@ describe("bench/compare output", () => {
     assert.equal(s.functions[1]!.name, "(garbage collector)");
     assert.equal(s.files[0]!.name, "server/apply.js");
     assert.ok(Math.abs(s.functions[0]!.share - 0.6) < 1e-9);
-    assert.deepEqual(s.areas.map((a) => a.name), ["lib/server", "(garbage collector)"]);
-    assert.equal(areaOf("file:///r/node_modules/@grpc/grpc-js/build/src/x.js", "f"), "@grpc/grpc-js");
+    assert.deepEqual(
+      s.areas.map((a) => a.name),
+      ["lib/server", "(garbage collector)"],
+    );
+    assert.equal(
+      areaOf("file:///r/node_modules/@grpc/grpc-js/build/src/x.js", "f"),
+      "@grpc/grpc-js",
+    );
     assert.equal(areaOf("node:internal/http2/core", "respond"), "node:http2+net+streams");
     assert.equal(areaOf("", "writev"), "native I/O and builtins");
   });

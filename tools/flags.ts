@@ -164,6 +164,17 @@ const flags: Record<string, FlagSpec> = {
   "experimental-enable-lease-checkpoint": { kind: "bool", set: () => {} },
 };
 
+/** etcd-ts only: the client gRPC transport (issue 6): lib/h2 ("fast", default) or @grpc/grpc-js. */
+flags["experimental-grpc-transport"] = {
+  kind: "string",
+  set: (c, v) => {
+    if (v !== "fast" && v !== "grpc-js") {
+      throw new FlagError(`invalid value "${v}" for flag -experimental-grpc-transport: want fast or grpc-js`);
+    }
+    c.grpcTransport = v;
+  },
+};
+
 /** etcd-ts only: WAL segment size for tests (etcd's is fixed at 64 MiB). */
 flags["experimental-wal-segment-size-bytes"] = {
   kind: "int",

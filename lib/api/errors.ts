@@ -53,6 +53,12 @@ const etcdMessageByErrorCode = new Map<string, string>([
   ["LEASE_NOT_PRIMARY", "etcdserver: not leader"],
 ]);
 
+/** Typed errors with their own message that still need a specific gRPC code. */
+const grpcCodeByErrorCode = new Map<string, GrpcStatus>([
+  // a client that sends watch requests without reading the answers (lib/mvcc's bound)
+  ["ErrWatchStreamOverloaded", GrpcStatus.RESOURCE_EXHAUSTED],
+]);
+
 /** A gRPC status for the wire: code and the message clients parse. */
 export interface ApiStatus {
   code: GrpcStatus;
@@ -79,7 +85,9 @@ export function toApiStatus(err: unknown): ApiStatus & { unexpected: boolean } {
   const errorCode = (err as { code?: unknown } | null)?.code;
   const mapped = typeof errorCode === "string" ? etcdMessageByErrorCode.get(errorCode) : undefined;
   const message = mapped ?? (err instanceof Error ? err.message : String(err));
-  const code = codeByMessage.get(message);
+  const code =
+    codeByMessage.get(message) ??
+    (typeof errorCode === "string" ? grpcCodeByErrorCode.get(errorCode) : undefined);
   if (code !== undefined) return { code, message, unexpected: false };
   return { code: GrpcStatus.INTERNAL, message, unexpected: true };
 }

@@ -9,7 +9,9 @@ import type { EtcdServer } from "../server/index.js";
 import { EtcdApi } from "./handlers.js";
 import { Gateway } from "./gateway.js";
 import { createGrpcServer } from "./grpc.js";
-import { type ClientListener, listenClientUrl } from "./listener.js";
+import { type ClientListener, listenClientUrl, relayDuplex } from "./listener.js";
+import { createH2Server } from "./h2.js";
+import type { Duplex } from "node:stream";
 
 export { EtcdApi, type BidiStream } from "./handlers.js";
 export { toApiStatus, ApiError, httpStatusFromGrpc } from "./errors.js";
@@ -30,6 +32,14 @@ export async function serveClients(server: EtcdServer, logger: Logger): Promise<
   const api = new EtcdApi(server);
   const grpcServer = createGrpcServer(api, logger, server.config.maxRequestBytes);
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const h2Server =
+    server.config.grpcTransport === "fast"
+      ? createH2Server(api, logger, server.config.maxRequestBytes)
+      : undefined;
+  const grpcConnection = (socket: Duplex, head?: Buffer) => {
+    if (h2Server !== undefined) h2Server.handleConnection(socket, head);
+    else injector.injectConnection(head === undefined ? socket : relayDuplex(socket, head));
+  };
   const gateway = new Gateway(api, logger);
   const httpServer = http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => gateway.handle(req, res));
   httpServer.headersTimeout = 20_000;
@@ -42,7 +52,7 @@ export async function serveClients(server: EtcdServer, logger: Logger): Promise<
           url,
           tls: server.config.clientTls,
           logger,
-          grpcInjector: injector,
+          grpcConnection,
           httpServer,
         }),
       );
@@ -57,6 +67,7 @@ export async function serveClients(server: EtcdServer, logger: Logger): Promise<
       await Promise.all(listeners.map((l) => l.close()));
       injector.destroy();
       grpcServer.forceShutdown();
+      await h2Server?.close(100);
       httpServer.closeAllConnections();
     },
   };

@@ -9,7 +9,6 @@ import tls from "node:tls";
 import http from "node:http";
 import { readFileSync } from "node:fs";
 import { Duplex } from "node:stream";
-import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { TlsFiles } from "../server/config.js";
 
@@ -22,7 +21,8 @@ export interface ClientListenerOptions {
   url: string;
   tls: TlsFiles;
   logger: Logger;
-  grpcInjector: grpc.ConnectionInjector;
+  /** takes over an HTTP/2 connection; `head` holds bytes the sniffer already read from it */
+  grpcConnection: (socket: Duplex, head?: Buffer) => void;
   httpServer: http.Server;
 }
 
@@ -43,7 +43,7 @@ export class ListenUrlError extends Error {
  * the socket (the sniffed preface) would be lost. Handing it a plain Duplex that replays `head`
  * and then relays the socket makes http2 read through JavaScript instead.
  */
-function relayDuplex(socket: Duplex, head: Buffer): Duplex {
+export function relayDuplex(socket: Duplex, head: Buffer): Duplex {
   const relay = new Duplex({
     read() {
       socket.resume();
@@ -86,7 +86,7 @@ function route(socket: Duplex & { destroy(): void }, opts: ClientListenerOptions
     clearTimeout(timer);
     socket.removeListener("data", onData);
     if (isH2) {
-      opts.grpcInjector.injectConnection(relayDuplex(socket, buffered));
+      opts.grpcConnection(socket, buffered);
       return;
     }
     socket.pause();
@@ -133,7 +133,7 @@ export function listenClientUrl(opts: ClientListenerOptions): Promise<ClientList
       },
       (socket) => {
         socket.setNoDelay(true);
-        if (socket.alpnProtocol === "h2") opts.grpcInjector.injectConnection(socket);
+        if (socket.alpnProtocol === "h2") opts.grpcConnection(socket);
         else if (socket.alpnProtocol === "http/1.1") opts.httpServer.emit("connection", socket);
         else route(socket, opts);
       },

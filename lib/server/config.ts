@@ -40,6 +40,11 @@ export interface ServerConfig {
   enableGrpcGateway: boolean;
   /** WAL segment size; etcd's is a fixed 64 MiB (wal.SegmentSizeBytes). Exposed for tests. */
   walSegmentSizeBytes: number;
+  /**
+   * Which gRPC transport serves the client port: "fast" (lib/h2 on node:net/tls) or "grpc-js"
+   * (@grpc/grpc-js, the reference). etcd-ts only: `--experimental-grpc-transport`.
+   */
+  grpcTransport: "fast" | "grpc-js";
   /** etcd's ExperimentalWatchProgressNotifyInterval (10 minutes). */
   watchProgressNotifyIntervalMs: number;
 }
@@ -82,5 +87,6 @@ export function defaultConfig(): ServerConfig {
     enableGrpcGateway: true,
     walSegmentSizeBytes: 64 * 1024 * 1024,
     watchProgressNotifyIntervalMs: 10 * 60 * 1000,
+    grpcTransport: "fast",
   };
 }

@@ -164,6 +164,11 @@ export class EtcdServer {
       ),
     });
     this.store = new MvccStore({
+      // catch-up responses of at most this many revisions: a client that stops reading holds
+      // at most one such response in the transport (etcd batches 1000; smaller batches are
+      // equally valid watch responses and bound the memory a slow watcher pins)
+      maxEventsPerWatchResponse: 100,
+      maxRequestBytes: this.config.maxRequestBytes,
       leaseHooks: {
         exists: (id) => this.lessor.lookup(id) !== undefined,
         attach: (id, key) => this.lessor.attach(id, key),

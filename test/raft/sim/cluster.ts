@@ -324,7 +324,10 @@ export class Simulation {
       }
       if (this.rng.chance(net.dup))
         this.net.push({ m: f.m, deliverAt: this.now + 1 + this.rng.int(net.maxDelay + 1) });
-      this.#reportSnapshot(f.m, this.#deliver(f.m, net));
+      const delivered = this.#deliver(f.m, net);
+      this.#reportSnapshot(f.m, delivered);
+      // As etcd's transport: a peer that is down or cut off is reported unreachable.
+      if (!delivered) this.nodes.get(f.m.from)?.node?.reportUnreachable(f.m.to);
     }
     this.#processAll(net);
     this.#checkLogMatching();

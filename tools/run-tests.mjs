@@ -27,9 +27,21 @@ if (files.length === 0) {
   process.exit(1);
 }
 const concurrency = process.env.TEST_CONCURRENCY ?? "2";
-const result = spawnSync(
-  process.execPath,
-  ["--test", `--test-concurrency=${concurrency}`, "--test-reporter=spec", ...files],
-  { stdio: "inherit" },
-);
-process.exit(result.status ?? 1);
+function run(list, env) {
+  const result = spawnSync(
+    process.execPath,
+    ["--test", `--test-concurrency=${concurrency}`, "--test-reporter=spec", ...list],
+    { stdio: "inherit", env: { ...process.env, ...env } },
+  );
+  return result.status ?? 1;
+}
+let status = run(files, {});
+// Issue 6: the end-to-end and client-integration suites also run on the reference gRPC transport
+// (@grpc/grpc-js) on a full run; the first pass used the default (lib/h2).
+if (filters.length === 0 && process.env.ETCD_TS_GRPC_TRANSPORT === undefined) {
+  const clientSuites = files.filter((f) => /\/(e2e|integration)\//.test(f));
+  console.log(`\n# second pass: ${clientSuites.length} e2e/integration files on --experimental-grpc-transport grpc-js\n`);
+  const second = run(clientSuites, { ETCD_TS_GRPC_TRANSPORT: "grpc-js" });
+  if (status === 0) status = second;
+}
+process.exit(status);

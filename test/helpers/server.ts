@@ -38,6 +38,26 @@ process.on("exit", () => {
 /** Which server binary the suites run against. */
 export type Target = "etcd" | "etcd-ts";
 
+/**
+ * etcd-ts's client gRPC transport for this run, from env ETCD_TS_GRPC_TRANSPORT ("fast" or
+ * "grpc-js"); undefined = the member's default.
+ */
+export const GRPC_TRANSPORT: "fast" | "grpc-js" | undefined =
+  process.env.ETCD_TS_GRPC_TRANSPORT === "grpc-js" || process.env.ETCD_TS_GRPC_TRANSPORT === "fast"
+    ? process.env.ETCD_TS_GRPC_TRANSPORT
+    : undefined;
+
+/**
+ * Why a test cannot pass on the grpc-js transport, or false: Node's own HTTP/2 server (under
+ * @grpc/grpc-js) resets a stream whose :authority carries a URL scheme, which etcdctl sends for
+ * `--endpoints http://…` in endpoint status/hashkv/defrag; real etcd (Go) accepts it, and so does
+ * lib/h2. A known limit of the reference transport, not of etcd-ts's default.
+ */
+export const skipOnGrpcJsAuthority: string | false =
+  GRPC_TRANSPORT === "grpc-js"
+    ? "grpc-js transport: node:http2 refuses an :authority with a scheme (etcdctl --endpoints http://…)"
+    : false;
+
 /** The target chosen by env ETCD_TS_TARGET ("etcd-ts" unless it says "etcd"). */
 export const TARGET: Target = process.env.ETCD_TS_TARGET === "etcd" ? "etcd" : "etcd-ts";
 
@@ -239,6 +259,10 @@ export async function startMember(opts: MemberOptions = {}): Promise<Member> {
     args.push("--cert-file", opts.tls.serverCert, "--key-file", opts.tls.serverKey);
     if (!opts.noTrustedCa) args.push("--trusted-ca-file", opts.tls.caCert);
     if (opts.clientCertAuth) args.push("--client-cert-auth");
+  }
+  // CI runs the e2e and integration suites once per client transport (issue 6)
+  if (target === "etcd-ts" && GRPC_TRANSPORT !== undefined) {
+    args.push("--experimental-grpc-transport", GRPC_TRANSPORT);
   }
   args.push(...(opts.extraArgs ?? []));
 

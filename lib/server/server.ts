@@ -91,7 +91,7 @@ const maxGapBetweenApplyAndCommitIndex = 5000;
  * `raftLogKeepEntries` for slow followers (etcd's snapshotCatchUpEntries). The WAL keeps everything
  * until db snapshots arrive with their issue.
  */
-const raftLogCompactEveryEntries = 10_000;
+const raftLogCompactEveryEntries = 1_000;
 const raftLogKeepEntries = 5_000;
 /** A put or txn costs its encoded size plus this overhead in the quota check (etcd quota.go). */
 const quotaOverheadBytes = 256;
@@ -472,7 +472,9 @@ export class EtcdServer {
   /** Keeps raft's in-memory log bounded (STYLE §2): entries well behind applied are dropped. */
   #maybeCompactRaftLog(): void {
     if (this.#appliedIndex - this.#lastRaftLogCompactIndex < raftLogCompactEveryEntries) return;
-    const compactTo = this.#appliedIndex - raftLogKeepEntries;
+    // a lone voter has no follower to catch up: it keeps only what it has not applied
+    const keep = this.#isOnlyVoter() ? 0 : raftLogKeepEntries;
+    const compactTo = this.#appliedIndex - keep;
     if (compactTo <= this.#storage.firstIndex()) return;
     if (this.#appliedIndex > this.#storage.lastIndex()) return;
     // Storage.compact needs the applied index covered by a snapshot record; the data is empty

@@ -100,7 +100,9 @@ export const defaultH2Limits: H2Limits = {
   headersTimeoutMs: 10_000,
   idleTimeoutMs: 10 * 60_000,
   gracefulCloseTimeoutMs: 5_000,
-  streamHighWaterBytes: 1024 * 1024,
+  // grpc-go's per-stream write quota (transport defaultWriteQuota) is 64 KiB: a stream whose
+  // client does not read pins about that much plus the client's window
+  streamHighWaterBytes: 64 * 1024,
 };
 
 type QueueItem =

@@ -13,6 +13,7 @@ import {
 } from "../h2/index.js";
 import * as rpc from "../proto/gen/etcdserverpb/rpc.js";
 import { toApiStatus } from "./errors.js";
+import { watchResponseCodec } from "./watch-codec.js";
 import { grpcOverheadBytes } from "./grpc.js";
 import type { EtcdApi } from "./handlers.js";
 
@@ -41,7 +42,7 @@ export function etcdMethodTable(api: EtcdApi): Map<string, MethodHandler> {
   );
   m.set(
     "/etcdserverpb.Watch/Watch",
-    bidiMethod(rpc.WatchRequest, rpc.WatchResponse, (s) => api.watch(s)),
+    bidiMethod(rpc.WatchRequest, watchResponseCodec, (s) => api.watch(s)),
   );
   m.set(
     "/etcdserverpb.Lease/LeaseGrant",

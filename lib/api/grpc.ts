@@ -15,6 +15,7 @@ import {
 import type * as rpc from "../proto/gen/etcdserverpb/rpc.js";
 import type { EtcdApi, BidiStream } from "./handlers.js";
 import { toApiStatus } from "./errors.js";
+import { encodeWatchResponse } from "./watch-codec.js";
 
 /** etcd's grpcOverheadBytes: the gRPC receive limit is --max-request-bytes plus this (embed/serve.go). */
 export const grpcOverheadBytes = 512 * 1024;
@@ -102,7 +103,18 @@ export function createGrpcServer(api: EtcdApi, logger: Logger, maxRequestBytes: 
     txn: unary((r) => api.txn(r), "Txn"),
     compact: unary((r) => api.compact(r), "Compact"),
   });
-  server.addService(watchDefinition, {
+  // the shared-event encoder (watch-codec.ts) instead of the generated serializer
+  const watchDef = {
+    ...watchDefinition,
+    watch: {
+      ...watchDefinition.watch,
+      responseSerialize: (v: rpc.WatchResponse) => {
+        const b = encodeWatchResponse(v);
+        return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+      },
+    },
+  };
+  server.addService(watchDef, {
     watch: (call: grpc.ServerDuplexStream<rpc.WatchRequest, rpc.WatchResponse>) => api.watch(bidi(call)),
   });
   server.addService(leaseDefinition, {

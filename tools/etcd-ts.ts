@@ -59,6 +59,13 @@ async function main(): Promise<void> {
     { urls: serving.listeners.map((l) => l.url), memberId: server.memberId.toString(16) },
     "ready to serve client requests",
   );
+  // etcd exits when its storage fails; a member that cannot persist must not keep its port open
+  server.onFatal = () => {
+    void serving.close().finally(() => {
+      logger.flush();
+      process.exit(1);
+    });
+  };
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;

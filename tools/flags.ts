@@ -191,6 +191,14 @@ export interface ParsedCommandLine {
 }
 
 function finish(c: ServerConfig): ServerConfig {
+  // etcd embed.Config.Validate
+  if (c.heartbeatIntervalMs <= 0) throw new FlagError(`--heartbeat-interval must be >0 (set to ${c.heartbeatIntervalMs}ms)`);
+  if (c.electionTimeoutMs <= 0) throw new FlagError(`--election-timeout must be >0 (set to ${c.electionTimeoutMs}ms)`);
+  if (5 * c.heartbeatIntervalMs > c.electionTimeoutMs) {
+    throw new FlagError(
+      `--election-timeout[${c.electionTimeoutMs}ms] should be at least as 5 times as --heartbeat-interval[${c.heartbeatIntervalMs}ms]`,
+    );
+  }
   if (c.dataDir === "") c.dataDir = `${c.name}.etcd`;
   if (c.initialCluster === "") {
     c.initialCluster = c.initialAdvertisePeerUrls.map((u) => `${c.name}=${u}`).join(",");

@@ -116,7 +116,7 @@ export function httpStatusFromGrpc(code: GrpcStatus): number {
     case GrpcStatus.RESOURCE_EXHAUSTED:
       return 429;
     case GrpcStatus.FAILED_PRECONDITION:
-      return 400;
+      return 412; // grpc-gateway v1 (etcd 3.4): http.StatusPreconditionFailed
     case GrpcStatus.ABORTED:
       return 409;
     case GrpcStatus.OUT_OF_RANGE:

@@ -95,6 +95,26 @@ const routes = new Map<string, Route>([
 
 const versionPrefixes = ["/v3/", "/v3beta/", "/v3alpha/"];
 
+/** etcd's /health gives its QGET round trip one second. */
+const healthReadTimeoutMs = 1000;
+
+/** True when `p` settles successfully within `ms`. */
+function readWithin(p: Promise<void>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    p.then(
+      () => {
+        clearTimeout(timer);
+        resolve(true);
+      },
+      () => {
+        clearTimeout(timer);
+        resolve(false);
+      },
+    );
+  });
+}
+
 /** Upper bound on one gateway request body (the gRPC limit: max request bytes + overhead). */
 function maxBodyBytes(api: EtcdApi): number {
   return api.server.config.maxRequestBytes + 512 * 1024;
@@ -225,6 +245,68 @@ export function splitJsonValues(text: string): { values: string[]; rest: string 
   return { values, rest };
 }
 
+/**
+ * Incremental version of splitJsonValues for a request stream: the scan state survives between
+ * chunks, so each byte is looked at once however the client slices its body (a byte-at-a-time
+ * sender cannot make the member rescan a large unfinished value), and one value is capped at
+ * `maxValueBytes`. Works on bytes: JSON's structural characters are ASCII, and UTF-8 continuation
+ * bytes never equal them.
+ */
+export class JsonValueSplitter {
+  #parts: Buffer[] = [];
+  #partsBytes = 0;
+  #depth = 0;
+  #inString = false;
+  #escaped = false;
+  readonly #maxValueBytes: number;
+
+  constructor(maxValueBytes: number) {
+    this.#maxValueBytes = maxValueBytes;
+  }
+
+  /** Feeds a chunk; returns the values it completed. Throws ApiError when a value is too large. */
+  push(chunk: Buffer): string[] {
+    const values: string[] = [];
+    let start = 0;
+    for (let i = 0; i < chunk.length; i++) {
+      const c = chunk[i];
+      if (this.#inString) {
+        if (this.#escaped) this.#escaped = false;
+        else if (c === 0x5c) this.#escaped = true;
+        else if (c === 0x22) this.#inString = false;
+        continue;
+      }
+      if (c === 0x22) {
+        this.#inString = this.#depth > 0;
+      } else if (c === 0x7b || c === 0x5b) {
+        if (this.#depth === 0) {
+          start = i;
+          this.#parts = [];
+          this.#partsBytes = 0;
+        }
+        this.#depth++;
+      } else if ((c === 0x7d || c === 0x5d) && this.#depth > 0) {
+        this.#depth--;
+        if (this.#depth === 0) {
+          this.#parts.push(chunk.subarray(start, i + 1));
+          values.push(Buffer.concat(this.#parts).toString("utf8"));
+          this.#parts = [];
+          this.#partsBytes = 0;
+        }
+      }
+    }
+    if (this.#depth > 0) {
+      const rest = chunk.subarray(this.#parts.length === 0 && this.#partsBytes === 0 ? start : 0);
+      this.#parts.push(rest);
+      this.#partsBytes += rest.length;
+      if (this.#partsBytes > this.#maxValueBytes) {
+        throw new ApiError(GrpcStatus.RESOURCE_EXHAUSTED, "grpc: received message larger than max");
+      }
+    }
+    return values;
+  }
+}
+
 /** Serves one gateway or ops request. Never throws: every failure becomes an HTTP answer. */
 export class Gateway {
   readonly #api: EtcdApi;
@@ -306,18 +388,16 @@ export class Gateway {
       },
     };
     route.call(this.#api, s);
-    let buffered = "";
-    const limit = maxBodyBytes(this.#api);
-    req.setEncoding("utf8");
-    req.on("data", (chunk: string) => {
-      buffered += chunk;
-      if (buffered.length > limit) {
-        s.end(new ApiError(GrpcStatus.RESOURCE_EXHAUSTED, "grpc: received message larger than max"));
+    const splitter = new JsonValueSplitter(maxBodyBytes(this.#api));
+    req.on("data", (chunk: Buffer) => {
+      let values: string[];
+      try {
+        values = splitter.push(chunk);
+      } catch (err) {
+        s.end(err as Error);
         req.destroy();
         return;
       }
-      const { values, rest } = splitJsonValues(buffered);
-      buffered = rest;
       for (const v of values) {
         let msg: unknown;
         try {
@@ -333,7 +413,7 @@ export class Gateway {
     // client goes away, as etcd's gateway does.
   }
 
-  #health(req: IncomingMessage, res: ServerResponse, url: URL): void {
+  async #health(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     if (req.method !== "GET") {
       res.writeHead(405, { "content-type": "text/plain; charset=utf-8", allow: "GET" });
       res.end("Method Not Allowed\n");
@@ -341,11 +421,14 @@ export class Gateway {
     }
     const excluded = new Set(url.searchParams.getAll("exclude"));
     const server = this.#api.server;
-    let healthy = true;
+    let healthy = server.fatalError === undefined && server.health().reason !== "STOPPED";
     for (const a of server.alarms) {
       if (!excluded.has(rpc.AlarmType[a.alarm])) healthy = false;
     }
     if (healthy && server.leaderId === 0n) healthy = false;
+    // etcd's checkHealth also makes a round trip through raft (a QGET with a 1 s timeout); here a
+    // linearizable read barrier with the same bound
+    if (healthy) healthy = await readWithin(server.linearizableReadNotify(), healthReadTimeoutMs);
     const body = JSON.stringify({ health: healthy ? "true" : "false" });
     if (healthy) {
       res.writeHead(200, { "content-type": "text/plain; charset=utf-8" });

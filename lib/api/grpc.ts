@@ -67,11 +67,8 @@ export function createGrpcServer(api: EtcdApi, logger: Logger, maxRequestBytes: 
       ended = true;
       for (const fn of closeFns) fn();
     };
-    call.on("end", () => {
-      // the client half-closed: etcd ends the stream too
-      if (!ended) call.end();
-      fireClose();
-    });
+    // A client that half-closes keeps its watches (etcd's recvLoop returns, the send side stays
+    // open); the stream ends when the call is cancelled or the connection goes.
     call.on("cancelled", fireClose);
     call.on("error", fireClose);
     call.on("close", fireClose);

@@ -65,6 +65,7 @@ import {
   errStopped,
   errLeaseNotFound,
   errLeaseExists,
+  errTooManyRequests,
 } from "./errors.js";
 import {
   type MemberRecord,
@@ -175,8 +176,13 @@ export class EtcdServer {
         detach: (id, key) => this.lessor.detach(id, key),
       },
     });
+    // etcd quota.go: 0 means the default quota, a negative value disables the quota
     this.#quotaBytes =
-      this.config.quotaBackendBytes > 0 ? this.config.quotaBackendBytes : defaultQuotaBytes;
+      this.config.quotaBackendBytes > 0
+        ? this.config.quotaBackendBytes
+        : this.config.quotaBackendBytes < 0
+          ? Number.POSITIVE_INFINITY
+          : defaultQuotaBytes;
     this.#requestIdPrefix = BigInt(randomBytes(2).readUInt16BE(0)) << 48n;
     this.#requestIdCounter = BigInt(Date.now()) << 8n;
   }
@@ -352,6 +358,15 @@ export class EtcdServer {
       this.#compactor.start();
     }
     await this.#waitForLeader(requestTimeoutBaseMs + 2 * c.electionTimeoutMs);
+    // etcd serves clients only after its ReadyNotify; here: once a read index of the new term is
+    // applied, i.e. every entry written before a restart is applied (Raft thesis §6.4)
+    if (this.#leaderId !== 0n) {
+      try {
+        await this.linearizableReadNotify();
+      } catch (err) {
+        this.logger.warn({ err: (err as Error).message }, "first read index after start failed");
+      }
+    }
   }
 
   #isOnlyVoter(): boolean {
@@ -455,9 +470,18 @@ export class EtcdServer {
     this.#fatalError = err;
     this.logger.fatal({ err: err.message, stack: err.stack }, "member stopping on a fatal error");
     this.#waits.failAll(errStopped());
-    void this.stop().finally(() => {
-      process.exitCode = 1;
-    });
+    void this.stop().finally(() => this.onFatal?.(err));
+  }
+
+  /**
+   * Called once the member has stopped on a fatal error (a failed WAL write, a broken invariant).
+   * The process entry point closes the listeners and exits non-zero, as etcd exits on such errors.
+   */
+  onFatal: ((err: Error) => void) | undefined;
+
+  /** The fatal error the member stopped on, if any. */
+  get fatalError(): Error | undefined {
+    return this.#fatalError;
   }
 
   #onSoftState(lead: bigint, state: StateType): void {
@@ -624,9 +648,8 @@ export class EtcdServer {
 
   #applyAlarm(req: AlarmRequest): AlarmResponse {
     const resp: AlarmResponse = { header: this.header(), alarms: [] };
-    const matches = (a: AlarmMember) =>
-      (req.memberID === 0n || a.memberID === req.memberID) &&
-      (req.alarm === AlarmType.NONE || a.alarm === req.alarm);
+    // etcd apply.go Alarm GET lists every alarm, whatever member id or type the request names
+    const matches = (_a: AlarmMember) => true;
     if (req.action === AlarmRequest_AlarmAction.GET) {
       resp.alarms = this.#alarms.filter(matches).map((a) => ({ ...a }));
     } else if (req.action === AlarmRequest_AlarmAction.ACTIVATE) {
@@ -756,12 +779,25 @@ export class EtcdServer {
       const waiting = this.#readInFlight.get(key);
       if (waiting === undefined) return;
       this.#readInFlight.delete(key);
+      this.#readTimers.delete(key);
       for (const w of waiting) w.reject(new ServerError("ErrTimeout", "etcdserver: request timed out"));
     }, this.#requestTimeoutMs());
     timer.unref();
-    this.#raft.readIndex(ctx);
+    this.#readTimers.set(key, timer);
+    try {
+      this.#raft.readIndex(ctx);
+    } catch {
+      // raft refuses reads while too many wait for the leader's first commit in its term
+      clearTimeout(timer);
+      this.#readInFlight.delete(key);
+      this.#readTimers.delete(key);
+      for (const w of batch) w.reject(errTooManyRequests());
+      return;
+    }
     this.#scheduleReady();
   }
+
+  readonly #readTimers = new Map<string, NodeJS.Timeout>();
 
   #onReadStates(states: { index: number; requestCtx: Uint8Array }[]): void {
     for (const rs of states) {
@@ -769,9 +805,16 @@ export class EtcdServer {
       const waiting = this.#readInFlight.get(key);
       if (waiting === undefined) continue;
       this.#readInFlight.delete(key);
-      void this.#appliedWaits.wait(rs.index, this.#appliedIndex).then(() => {
-        for (const w of waiting) w.resolve();
-      });
+      clearTimeout(this.#readTimers.get(key));
+      this.#readTimers.delete(key);
+      this.#appliedWaits.wait(rs.index, this.#appliedIndex).then(
+        () => {
+          for (const w of waiting) w.resolve();
+        },
+        (err: Error) => {
+          for (const w of waiting) w.reject(err);
+        },
+      );
     }
   }
 
@@ -910,7 +953,11 @@ export class EtcdServer {
       raftIndex: this.#commitIndex,
       raftTerm: this.#term,
       raftAppliedIndex: this.#appliedIndex,
-      errors: this.#alarms.map((a) => `memberID:${a.memberID} alarm:${AlarmType[a.alarm]} `),
+      errors: [
+        ...this.#alarms.map((a) => `memberID:${a.memberID} alarm:${AlarmType[a.alarm]} `),
+        // etcd maintenance.go Status: a member without a leader says so
+        ...(this.#leaderId === 0n ? [errNoLeader().message] : []),
+      ],
       dbSizeInUse: stats.approximateBytes,
       isLearner: false,
     };
@@ -964,10 +1011,16 @@ export class EtcdServer {
 
   #tick(): void {
     if (this.#stopped) return;
-    this.#raft.tick();
-    if (this.isLeader) this.#revokeExpiredLeases();
-    // unsynced watchers (slow clients, watches from a past revision) catch up in bounded steps
-    this.store.syncWatchers();
+    try {
+      this.#raft.tick();
+      if (this.isLeader) this.#revokeExpiredLeases();
+      // unsynced watchers (slow clients, watches from a past revision) catch up in bounded steps
+      this.store.syncWatchers();
+    } catch (err) {
+      // raft, lessor and mvcc throw here only on a broken invariant: stop rather than limp on
+      this.#fatal(err as Error);
+      return;
+    }
     this.#scheduleReady();
   }
 
@@ -998,6 +1051,9 @@ export class EtcdServer {
     this.#readBatchPending = [];
     for (const ws of this.#readInFlight.values()) for (const w of ws) w.reject(errStopped());
     this.#readInFlight.clear();
+    for (const t of this.#readTimers.values()) clearTimeout(t);
+    this.#readTimers.clear();
+    this.#appliedWaits.failAll(errStopped());
     // let an in-flight ready finish its fsync before closing the file
     for (let i = 0; i < 1000 && this.#inReady; i++) await new Promise((r) => setTimeout(r, 2));
     try {

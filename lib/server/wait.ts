@@ -56,19 +56,26 @@ export class RequestWaits<T> {
  * linearizable reads after a read index is known. Waiters are kept sorted by index.
  */
 export class AppliedIndexWaits {
-  #waiters: { index: number; resolve: () => void }[] = [];
+  #waiters: { index: number; resolve: () => void; reject: (err: Error) => void }[] = [];
 
   wait(index: number, appliedIndex: number): Promise<void> {
     if (appliedIndex >= index) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.#waiters.push({ index, resolve });
+    return new Promise((resolve, reject) => {
+      this.#waiters.push({ index, resolve, reject });
     });
+  }
+
+  /** Rejects every waiter (the member stopped). */
+  failAll(err: Error): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w.reject(err);
   }
 
   /** Called after each apply batch. */
   appliedTo(appliedIndex: number): void {
     if (this.#waiters.length === 0) return;
-    const keep: { index: number; resolve: () => void }[] = [];
+    const keep: { index: number; resolve: () => void; reject: (err: Error) => void }[] = [];
     for (const w of this.#waiters) {
       if (w.index <= appliedIndex) w.resolve();
       else keep.push(w);

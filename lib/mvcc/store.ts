@@ -38,7 +38,7 @@ import {
   MvccFutureRevError,
   mvccAssert,
 } from "./errors.js";
-import { Rec, bytesToLatin1, compareRecRevision, emptyBuffer, recToKeyValue } from "./record.js";
+import { KeyArena, Rec, bytesToLatin1, compareRecRevision, emptyBuffer, recToKeyValue } from "./record.js";
 import { WatchHub, type WatchSink, type WatchSource, type WatchStream } from "./watch.js";
 
 /**
@@ -68,6 +68,12 @@ export interface MvccStoreOptions {
    * a million revisions; a transport that applies backpressure pauses the stream long before).
    */
   maxSyncStepsPerCall?: number;
+  /**
+   * Bytes per chunk the store copies keys into (default 64 KiB; see KeyArena). A request's key
+   * is a view into the request's buffer and must be copied; keys copied into Node's shared
+   * Buffer pool pinned a pool slab each.
+   */
+  keyArenaChunkBytes?: number;
 }
 
 /** Counts for quota, status and metrics. */
@@ -120,13 +126,6 @@ function view(u: Uint8Array): Buffer {
   return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 }
 
-/** An owned copy (the request's bytes may be a view into a large buffer we must not retain). */
-function ownedCopy(u: Uint8Array): Buffer {
-  if (u.length === 0) return emptyBuffer;
-  const b = Buffer.allocUnsafe(u.length);
-  b.set(u);
-  return b;
-}
 
 /** etcd mkGteRange: a range_end of "\0" means every key >= key (open end). */
 type RangeEnd = Buffer | "single" | "open";
@@ -191,10 +190,13 @@ export class MvccStore {
   #writing: Rec[] | undefined = undefined;
   readonly #hooks: LeaseHooks | undefined;
   readonly #hub: WatchHub;
+  /** Owns every stored key's bytes (a request's key is a view into the request). */
+  readonly #keys: KeyArena;
 
   /** See MvccStoreOptions for the limits and their defaults. */
   constructor(opts?: MvccStoreOptions) {
     this.#hooks = opts?.leaseHooks;
+    this.#keys = new KeyArena(opts?.keyArenaChunkBytes ?? 64 * 1024);
     // Getters (not arrows) so the watch side always sees the live revisions.
     const store = this;
     const src: WatchSource = {
@@ -575,7 +577,7 @@ export class MvccStore {
       const kv = decodeKeyValue(view(value));
       const ks = bytesToLatin1(kv.key);
       let list = byKey.get(ks);
-      const key = list === undefined ? ownedCopy(kv.key) : list[0]!.key;
+      const key = list === undefined ? this.#keys.copy(kv.key) : list[0]!.key;
       const rec =
         revKey.length === 18
           ? new Rec(key, "", main, sub, 0, 0, noLease)
@@ -700,7 +702,7 @@ export class MvccStore {
   ): void {
     const changes = this.#writing!;
     const rev = this.#currentRev + 1;
-    const keyBuf = hist !== undefined ? lastOf(hist).key : ownedCopy(key);
+    const keyBuf = hist !== undefined ? lastOf(hist).key : this.#keys.copy(key);
     const rec = new Rec(
       keyBuf,
       value,

@@ -122,6 +122,17 @@ class Watcher {
 /**
  * The store's registry of watchers across streams. Internal to lib/mvcc (MvccStore owns one).
  */
+/**
+ * A copy of `u` in its own allocation. Buffer.from(u) would copy into Node's shared 8 KiB pool
+ * slab, and a long-lived watcher's key would then pin that whole slab (request and response
+ * bytes around it included) for as long as the watcher lives.
+ */
+function unpooledCopy(u: Uint8Array): Buffer {
+  const b = Buffer.allocUnsafeSlow(u.length);
+  b.set(u);
+  return b;
+}
+
 export class WatchHub {
   readonly #src: WatchSource;
   readonly limits: WatchLimits;
@@ -442,11 +453,11 @@ export class WatchStream {
     const src = this.#hub.src;
     const wsrev = src.currentRevision;
     // etcd: an empty key means "\0", the smallest key; range_end "\0" means every key >= key.
-    const key = c.key.length === 0 ? Buffer.from([0]) : Buffer.from(c.key);
+    const key = c.key.length === 0 ? Buffer.from([0]) : unpooledCopy(c.key);
     let end: Buffer | undefined;
     if (c.rangeEnd.length === 0) end = undefined;
     else if (c.rangeEnd.length === 1 && c.rangeEnd[0] === 0) end = emptyBuffer;
-    else end = Buffer.from(c.rangeEnd);
+    else end = unpooledCopy(c.rangeEnd);
     const fail = (reason: string): void =>
       this.#sendCtrl(
         response({

@@ -175,6 +175,12 @@ flags["experimental-grpc-transport"] = {
   },
 };
 
+/** etcd-ts only: WAL batches up to this many entries use blocking write + fdatasync. */
+flags["experimental-wal-sync-write-max-entries"] = {
+  kind: "int",
+  set: (c, v) => (c.walSyncWriteMaxEntries = int("experimental-wal-sync-write-max-entries", v)),
+};
+
 /** etcd-ts only: WAL segment size for tests (etcd's is fixed at 64 MiB). */
 flags["experimental-wal-segment-size-bytes"] = {
   kind: "int",

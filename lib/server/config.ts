@@ -45,6 +45,11 @@ export interface ServerConfig {
    * (@grpc/grpc-js, the reference). etcd-ts only: `--experimental-grpc-transport`.
    */
   grpcTransport: "fast" | "grpc-js";
+  /**
+   * WAL batches of at most this many entries are written and fdatasynced with blocking calls
+   * (lib/wal syncWriteMaxEntries). etcd-ts only: `--experimental-wal-sync-write-max-entries`.
+   */
+  walSyncWriteMaxEntries: number;
   /** etcd's ExperimentalWatchProgressNotifyInterval (10 minutes). */
   watchProgressNotifyIntervalMs: number;
 }
@@ -88,5 +93,6 @@ export function defaultConfig(): ServerConfig {
     walSegmentSizeBytes: 64 * 1024 * 1024,
     watchProgressNotifyIntervalMs: 10 * 60 * 1000,
     grpcTransport: "fast",
+    walSyncWriteMaxEntries: 1,
   };
 }

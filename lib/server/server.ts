@@ -233,6 +233,7 @@ export class EtcdServer {
     this.#storage = new MemoryStorage();
     const walOptions = {
       segmentSizeBytes: c.walSegmentSizeBytes,
+      syncWriteMaxEntries: c.walSyncWriteMaxEntries,
       logger: {
         info: (obj: object, msg?: string) => this.logger.info(obj, msg),
         warn: (obj: object, msg?: string) => this.logger.warn(obj, msg),

@@ -44,7 +44,8 @@ import { WatchHub, type WatchSink, type WatchSource, type WatchStream } from "./
 /**
  * How mvcc talks to the lessor (lib/lease) without importing it: `exists` answers whether a lease
  * is granted; attach/detach keep the lessor's key sets in step with puts and deletes, as etcd's
- * kvstore_txn.go calls lessor.Attach / Detach.
+ * kvstore_txn.go calls lessor.Attach / Detach. The `key` passed is the store's own copy (see
+ * KeyArena), never mutated and never a view into a request, so a lessor may keep it as is.
  */
 export interface LeaseHooks {
   exists(id: bigint): boolean;

@@ -293,7 +293,9 @@ export class Lessor {
   /**
    * Attaches `key` to lease `id` (applying a put with a lease). A key is attached to one lease at
    * most: if it was attached to another one, it is detached from it first (mvcc detaches before
-   * attaching anyway; etcd's itemMap keeps one lease per key too). The key is copied.
+   * attaching anyway; etcd's itemMap keeps one lease per key too). The key is kept as given, not
+   * copied: callers (lib/mvcc's LeaseHooks) pass their own unchanging copy, and a copy here would
+   * pin a pooled 8 KiB slab per key.
    * @throws LeaseNotFoundError when the lease is absent (etcd Attach).
    */
   attach(id: bigint, key: Buffer): void {
@@ -302,7 +304,7 @@ export class Lessor {
     const k = keyId(key);
     const previous = this.#keyLeases.get(k);
     if (previous !== undefined && previous !== id) this.#leases.get(previous)?.keys.delete(k);
-    if (!l.keys.has(k)) l.keys.set(k, Buffer.from(key));
+    if (!l.keys.has(k)) l.keys.set(k, key);
     this.#keyLeases.set(k, id);
   }
 

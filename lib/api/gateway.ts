@@ -212,42 +212,8 @@ function decode(codec: JsonCodec<unknown>, json: unknown): unknown {
 }
 
 /**
- * Splits a stream of concatenated JSON values (as Go's json.Decoder reads them) into complete
- * values; returns the values and the unconsumed rest.
- */
-export function splitJsonValues(text: string): { values: string[]; rest: string } {
-  const values: string[] = [];
-  let depth = 0;
-  let inString = false;
-  let escaped = false;
-  let start = -1;
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i];
-    if (inString) {
-      if (escaped) escaped = false;
-      else if (ch === "\\") escaped = true;
-      else if (ch === '"') inString = false;
-      continue;
-    }
-    if (ch === '"') inString = true;
-    else if (ch === "{" || ch === "[") {
-      if (depth === 0) start = i;
-      depth++;
-    } else if (ch === "}" || ch === "]") {
-      depth--;
-      if (depth === 0 && start >= 0) {
-        values.push(text.slice(start, i + 1));
-        start = -1;
-      }
-    }
-  }
-  const rest = depth > 0 && start >= 0 ? text.slice(start) : "";
-  return { values, rest };
-}
-
-/**
- * Incremental version of splitJsonValues for a request stream: the scan state survives between
- * chunks, so each byte is looked at once however the client slices its body (a byte-at-a-time
+ * Splits a request stream of concatenated JSON values (as Go's json.Decoder reads them, which
+ * etcd's gateway uses) into complete values. The scan state survives between chunks, so each byte is looked at once however the client slices its body (a byte-at-a-time
  * sender cannot make the member rescan a large unfinished value), and one value is capped at
  * `maxValueBytes`. Works on bytes: JSON's structural characters are ASCII, and UTF-8 continuation
  * bytes never equal them.

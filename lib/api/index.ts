@@ -15,7 +15,7 @@ import type { Duplex } from "node:stream";
 
 export { EtcdApi, type BidiStream } from "./handlers.js";
 export { toApiStatus, ApiError, httpStatusFromGrpc } from "./errors.js";
-export { Gateway, splitJsonValues, quoteBigIntegers } from "./gateway.js";
+export { Gateway, JsonValueSplitter, quoteBigIntegers } from "./gateway.js";
 export { ListenUrlError } from "./listener.js";
 
 /** What `serveClients` started; `close()` stops accepting and ends open calls. */

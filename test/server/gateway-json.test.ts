@@ -1,16 +1,16 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { splitJsonValues } from "../../lib/api/gateway.js";
+import { JsonValueSplitter as Splitter } from "../../lib/api/gateway.js";
 
-test("splitJsonValues splits concatenated JSON values and keeps an incomplete tail", () => {
-  const { values, rest } = splitJsonValues('{"a":1} {"b":"}{"}\n{"c":');
-  assert.deepEqual(values, ['{"a":1}', '{"b":"}{"}']);
-  assert.equal(rest, '{"c":');
+test("JsonValueSplitter splits concatenated JSON values and keeps an incomplete tail for later", () => {
+  const sp = new Splitter(1 << 20);
+  assert.deepEqual(sp.push(Buffer.from('{"a":1} {"b":"}{"}\n{"c":')), ['{"a":1}', '{"b":"}{"}']);
+  assert.deepEqual(sp.push(Buffer.from("2}")), ['{"c":2}']);
 });
 
-test("splitJsonValues handles escaped quotes inside strings", () => {
-  const { values } = splitJsonValues('{"k":"a\\"}b"}');
-  assert.deepEqual(values, ['{"k":"a\\"}b"}']);
+test("JsonValueSplitter handles escaped quotes inside strings", () => {
+  const sp = new Splitter(1 << 20);
+  assert.deepEqual(sp.push(Buffer.from('{"k":"a\\"}b"}')), ['{"k":"a\\"}b"}']);
 });
 
 import { quoteBigIntegers } from "../../lib/api/gateway.js";

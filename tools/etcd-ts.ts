@@ -19,7 +19,9 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   if (parsed.printVersion) {
-    process.stdout.write(`etcd Version: ${serverVersion}\netcd-ts Version: ${etcdTsVersion}\nNode Version: ${process.version}\n`);
+    process.stdout.write(
+      `etcd Version: ${serverVersion}\netcd-ts Version: ${etcdTsVersion}\nNode Version: ${process.version}\n`,
+    );
     return;
   }
   if (parsed.printHelp) {
@@ -33,8 +35,20 @@ async function main(): Promise<void> {
     pino.destination({ fd: 2, sync: true }),
   );
   for (const note of parsed.notes) logger.info(note);
-  if (parsed.configFile !== "") logger.info({ configFile: parsed.configFile }, "loaded server configuration, other configuration command line flags and environment variables will be ignored if provided");
-  logger.info({ version: serverVersion, etcdTs: etcdTsVersion, dataDir: cfg.dataDir, listenClientUrls: cfg.listenClientUrls }, "starting etcd-ts");
+  if (parsed.configFile !== "")
+    logger.info(
+      { configFile: parsed.configFile },
+      "loaded server configuration, other configuration command line flags and environment variables will be ignored if provided",
+    );
+  logger.info(
+    {
+      version: serverVersion,
+      etcdTs: etcdTsVersion,
+      dataDir: cfg.dataDir,
+      listenClientUrls: cfg.listenClientUrls,
+    },
+    "starting etcd-ts",
+  );
 
   let server: EtcdServer;
   try {

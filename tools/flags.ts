@@ -24,7 +24,8 @@ interface FlagSpec {
 }
 
 function int(name: string, v: string): number {
-  if (!/^-?\d+$/.test(v)) throw new FlagError(`invalid value "${v}" for flag -${name}: parse error`);
+  if (!/^-?\d+$/.test(v))
+    throw new FlagError(`invalid value "${v}" for flag -${name}: parse error`);
   return Number(v);
 }
 
@@ -80,7 +81,10 @@ const flags: Record<string, FlagSpec> = {
     kind: "urls",
     set: (c, v) => (c.advertiseClientUrls = urls("advertise-client-urls", v)),
   },
-  "listen-peer-urls": { kind: "urls", set: (c, v) => (c.listenPeerUrls = urls("listen-peer-urls", v)) },
+  "listen-peer-urls": {
+    kind: "urls",
+    set: (c, v) => (c.listenPeerUrls = urls("listen-peer-urls", v)),
+  },
   "initial-advertise-peer-urls": {
     kind: "urls",
     set: (c, v) => (c.initialAdvertisePeerUrls = urls("initial-advertise-peer-urls", v)),
@@ -102,7 +106,10 @@ const flags: Record<string, FlagSpec> = {
     kind: "int",
     set: (c, v) => (c.quotaBackendBytes = int("quota-backend-bytes", v)),
   },
-  "max-request-bytes": { kind: "int", set: (c, v) => (c.maxRequestBytes = int("max-request-bytes", v)) },
+  "max-request-bytes": {
+    kind: "int",
+    set: (c, v) => (c.maxRequestBytes = int("max-request-bytes", v)),
+  },
   "max-txn-ops": { kind: "int", set: (c, v) => (c.maxTxnOps = int("max-txn-ops", v)) },
   "auto-compaction-mode": {
     kind: "string",
@@ -117,7 +124,10 @@ const flags: Record<string, FlagSpec> = {
   "cert-file": { kind: "string", set: (c, v) => (tls(c, false).certFile = v) },
   "key-file": { kind: "string", set: (c, v) => (tls(c, false).keyFile = v) },
   "trusted-ca-file": { kind: "string", set: (c, v) => (tls(c, false).trustedCaFile = v) },
-  "client-cert-auth": { kind: "bool", set: (c, v) => (tls(c, false).clientCertAuth = bool("client-cert-auth", v)) },
+  "client-cert-auth": {
+    kind: "bool",
+    set: (c, v) => (tls(c, false).clientCertAuth = bool("client-cert-auth", v)),
+  },
   "auto-tls": { kind: "bool", set: (c, v) => (tls(c, false).autoTls = bool("auto-tls", v)) },
   "peer-cert-file": { kind: "string", set: (c, v) => (tls(c, true).certFile = v) },
   "peer-key-file": { kind: "string", set: (c, v) => (tls(c, true).keyFile = v) },
@@ -126,7 +136,10 @@ const flags: Record<string, FlagSpec> = {
     kind: "bool",
     set: (c, v) => (tls(c, true).clientCertAuth = bool("peer-client-cert-auth", v)),
   },
-  "peer-auto-tls": { kind: "bool", set: (c, v) => (tls(c, true).autoTls = bool("peer-auto-tls", v)) },
+  "peer-auto-tls": {
+    kind: "bool",
+    set: (c, v) => (tls(c, true).autoTls = bool("peer-auto-tls", v)),
+  },
   "log-level": {
     kind: "string",
     set: (c, v) => {
@@ -137,7 +150,10 @@ const flags: Record<string, FlagSpec> = {
     },
   },
   "pre-vote": { kind: "bool", set: (c, v) => (c.preVote = bool("pre-vote", v)) },
-  "unsafe-no-fsync": { kind: "bool", set: (c, v) => (c.unsafeNoFsync = bool("unsafe-no-fsync", v)) },
+  "unsafe-no-fsync": {
+    kind: "bool",
+    set: (c, v) => (c.unsafeNoFsync = bool("unsafe-no-fsync", v)),
+  },
   "enable-grpc-gateway": {
     kind: "bool",
     set: (c, v) => (c.enableGrpcGateway = bool("enable-grpc-gateway", v)),
@@ -169,7 +185,9 @@ flags["experimental-grpc-transport"] = {
   kind: "string",
   set: (c, v) => {
     if (v !== "fast" && v !== "grpc-js") {
-      throw new FlagError(`invalid value "${v}" for flag -experimental-grpc-transport: want fast or grpc-js`);
+      throw new FlagError(
+        `invalid value "${v}" for flag -experimental-grpc-transport: want fast or grpc-js`,
+      );
     }
     c.grpcTransport = v;
   },
@@ -198,8 +216,10 @@ export interface ParsedCommandLine {
 
 function finish(c: ServerConfig): ServerConfig {
   // etcd embed.Config.Validate
-  if (c.heartbeatIntervalMs <= 0) throw new FlagError(`--heartbeat-interval must be >0 (set to ${c.heartbeatIntervalMs}ms)`);
-  if (c.electionTimeoutMs <= 0) throw new FlagError(`--election-timeout must be >0 (set to ${c.electionTimeoutMs}ms)`);
+  if (c.heartbeatIntervalMs <= 0)
+    throw new FlagError(`--heartbeat-interval must be >0 (set to ${c.heartbeatIntervalMs}ms)`);
+  if (c.electionTimeoutMs <= 0)
+    throw new FlagError(`--election-timeout must be >0 (set to ${c.electionTimeoutMs}ms)`);
   if (5 * c.heartbeatIntervalMs > c.electionTimeoutMs) {
     throw new FlagError(
       `--election-timeout[${c.electionTimeoutMs}ms] should be at least as 5 times as --heartbeat-interval[${c.heartbeatIntervalMs}ms]`,

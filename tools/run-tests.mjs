@@ -40,7 +40,9 @@ let status = run(files, {});
 // (@grpc/grpc-js) on a full run; the first pass used the default (lib/h2).
 if (filters.length === 0 && process.env.ETCD_TS_GRPC_TRANSPORT === undefined) {
   const clientSuites = files.filter((f) => /\/(e2e|integration)\//.test(f));
-  console.log(`\n# second pass: ${clientSuites.length} e2e/integration files on --experimental-grpc-transport grpc-js\n`);
+  console.log(
+    `\n# second pass: ${clientSuites.length} e2e/integration files on --experimental-grpc-transport grpc-js\n`,
+  );
   const second = run(clientSuites, { ETCD_TS_GRPC_TRANSPORT: "grpc-js" });
   if (status === 0) status = second;
 }

@@ -35,7 +35,10 @@ const codeByMessage = new Map<string, GrpcStatus>([
   ["etcdserver: not capable", GrpcStatus.UNAVAILABLE],
   ["etcdserver: server stopped", GrpcStatus.UNAVAILABLE],
   ["etcdserver: request timed out", GrpcStatus.UNAVAILABLE],
-  ["etcdserver: request timed out, possibly due to previous leader failure", GrpcStatus.UNAVAILABLE],
+  [
+    "etcdserver: request timed out, possibly due to previous leader failure",
+    GrpcStatus.UNAVAILABLE,
+  ],
   ["etcdserver: unhealthy cluster", GrpcStatus.UNAVAILABLE],
   ["etcdserver: corrupt cluster", GrpcStatus.DATA_LOSS],
   ["etcdserver: bad leader transferee", GrpcStatus.FAILED_PRECONDITION],
@@ -81,7 +84,8 @@ export class ApiError extends Error {
  * logs it: an unexpected exception fails that request only, DESIGN §8).
  */
 export function toApiStatus(err: unknown): ApiStatus & { unexpected: boolean } {
-  if (err instanceof ApiError) return { code: err.grpcCode, message: err.message, unexpected: false };
+  if (err instanceof ApiError)
+    return { code: err.grpcCode, message: err.message, unexpected: false };
   const errorCode = (err as { code?: unknown } | null)?.code;
   const mapped = typeof errorCode === "string" ? etcdMessageByErrorCode.get(errorCode) : undefined;
   const message = mapped ?? (err instanceof Error ? err.message : String(err));

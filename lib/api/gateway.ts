@@ -67,14 +67,26 @@ function stream<Req, Res>(
 const routes = new Map<string, Route>([
   ["kv/range", unary(rpc.RangeRequest, rpc.RangeResponse, (a, r) => a.range(r))],
   ["kv/put", unary(rpc.PutRequest, rpc.PutResponse, (a, r) => a.put(r))],
-  ["kv/deleterange", unary(rpc.DeleteRangeRequest, rpc.DeleteRangeResponse, (a, r) => a.deleteRange(r))],
+  [
+    "kv/deleterange",
+    unary(rpc.DeleteRangeRequest, rpc.DeleteRangeResponse, (a, r) => a.deleteRange(r)),
+  ],
   ["kv/txn", unary(rpc.TxnRequest, rpc.TxnResponse, (a, r) => a.txn(r))],
   ["kv/compaction", unary(rpc.CompactionRequest, rpc.CompactionResponse, (a, r) => a.compact(r))],
   ["watch", stream(rpc.WatchRequest, rpc.WatchResponse, (a, s) => a.watch(s))],
   ["lease/grant", unary(rpc.LeaseGrantRequest, rpc.LeaseGrantResponse, (a, r) => a.leaseGrant(r))],
-  ["lease/revoke", unary(rpc.LeaseRevokeRequest, rpc.LeaseRevokeResponse, (a, r) => a.leaseRevoke(r))],
-  ["kv/lease/revoke", unary(rpc.LeaseRevokeRequest, rpc.LeaseRevokeResponse, (a, r) => a.leaseRevoke(r))],
-  ["lease/keepalive", stream(rpc.LeaseKeepAliveRequest, rpc.LeaseKeepAliveResponse, (a, s) => a.leaseKeepAlive(s))],
+  [
+    "lease/revoke",
+    unary(rpc.LeaseRevokeRequest, rpc.LeaseRevokeResponse, (a, r) => a.leaseRevoke(r)),
+  ],
+  [
+    "kv/lease/revoke",
+    unary(rpc.LeaseRevokeRequest, rpc.LeaseRevokeResponse, (a, r) => a.leaseRevoke(r)),
+  ],
+  [
+    "lease/keepalive",
+    stream(rpc.LeaseKeepAliveRequest, rpc.LeaseKeepAliveResponse, (a, s) => a.leaseKeepAlive(s)),
+  ],
   [
     "lease/timetolive",
     unary(rpc.LeaseTimeToLiveRequest, rpc.LeaseTimeToLiveResponse, (a, r) => a.leaseTimeToLive(r)),
@@ -84,11 +96,20 @@ const routes = new Map<string, Route>([
     unary(rpc.LeaseTimeToLiveRequest, rpc.LeaseTimeToLiveResponse, (a, r) => a.leaseTimeToLive(r)),
   ],
   ["lease/leases", unary(rpc.LeaseLeasesRequest, rpc.LeaseLeasesResponse, (a) => a.leaseLeases())],
-  ["kv/lease/leases", unary(rpc.LeaseLeasesRequest, rpc.LeaseLeasesResponse, (a) => a.leaseLeases())],
-  ["cluster/member/list", unary(rpc.MemberListRequest, rpc.MemberListResponse, (a) => a.memberList())],
+  [
+    "kv/lease/leases",
+    unary(rpc.LeaseLeasesRequest, rpc.LeaseLeasesResponse, (a) => a.leaseLeases()),
+  ],
+  [
+    "cluster/member/list",
+    unary(rpc.MemberListRequest, rpc.MemberListResponse, (a) => a.memberList()),
+  ],
   ["maintenance/alarm", unary(rpc.AlarmRequest, rpc.AlarmResponse, (a, r) => a.alarm(r))],
   ["maintenance/status", unary(rpc.StatusRequest, rpc.StatusResponse, (a) => a.status())],
-  ["maintenance/defragment", unary(rpc.DefragmentRequest, rpc.DefragmentResponse, (a) => a.defragment())],
+  [
+    "maintenance/defragment",
+    unary(rpc.DefragmentRequest, rpc.DefragmentResponse, (a) => a.defragment()),
+  ],
   ["maintenance/hash", unary(rpc.HashRequest, rpc.HashResponse, (a) => a.hash())],
   ["maintenance/hashkv", unary(rpc.HashKVRequest, rpc.HashKVResponse, (a, r) => a.hashKV(r))],
 ]);
@@ -145,7 +166,9 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     req.on("data", (c: Buffer) => {
       size += c.length;
       if (size > limit) {
-        reject(new ApiError(GrpcStatus.RESOURCE_EXHAUSTED, "grpc: received message larger than max"));
+        reject(
+          new ApiError(GrpcStatus.RESOURCE_EXHAUSTED, "grpc: received message larger than max"),
+        );
         req.destroy();
         return;
       }
@@ -199,7 +222,10 @@ function parseJson(text: string): unknown {
   try {
     return JSON.parse(quoteBigIntegers(text));
   } catch (err) {
-    throw new ApiError(GrpcStatus.INVALID_ARGUMENT, `invalid character in JSON body: ${(err as Error).message}`);
+    throw new ApiError(
+      GrpcStatus.INVALID_ARGUMENT,
+      `invalid character in JSON body: ${(err as Error).message}`,
+    );
   }
 }
 
@@ -286,7 +312,8 @@ export class Gateway {
   handle(req: IncomingMessage, res: ServerResponse): void {
     this.#handle(req, res).catch((err: unknown) => {
       const e = errorBody(err);
-      if (e.unexpected) this.#logger.error({ url: req.url, err: (err as Error)?.stack }, "gateway request failed");
+      if (e.unexpected)
+        this.#logger.error({ url: req.url, err: (err as Error)?.stack }, "gateway request failed");
       if (!res.headersSent) writeJson(res, e.status, e.body);
       else res.end();
     });
@@ -344,7 +371,9 @@ export class Gateway {
       onDrain: (fn) => onDrain.push(fn),
       send: (m) => {
         if (closed) return true;
-        return res.write(`${JSON.stringify({ result: route.response.toJson(m, { useProtoFieldName: true }) })}\n`);
+        return res.write(
+          `${JSON.stringify({ result: route.response.toJson(m, { useProtoFieldName: true }) })}\n`,
+        );
       },
       end: (err) => {
         if (closed) return;
@@ -401,7 +430,10 @@ export class Gateway {
       res.end(body);
     } else {
       // etcd answers with http.Error: text/plain and a trailing newline
-      res.writeHead(503, { "content-type": "text/plain; charset=utf-8", "x-content-type-options": "nosniff" });
+      res.writeHead(503, {
+        "content-type": "text/plain; charset=utf-8",
+        "x-content-type-options": "nosniff",
+      });
       res.end(`${body}\n`);
     }
   }

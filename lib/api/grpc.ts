@@ -30,7 +30,11 @@ type UnaryCall<Req, Res> = (
  * Methods we do not serve (Auth, membership changes, Snapshot, MoveLeader) answer UNIMPLEMENTED,
  * which is grpc-js's answer for a method missing from the implementation.
  */
-export function createGrpcServer(api: EtcdApi, logger: Logger, maxRequestBytes: number): grpc.Server {
+export function createGrpcServer(
+  api: EtcdApi,
+  logger: Logger,
+  maxRequestBytes: number,
+): grpc.Server {
   const server = new grpc.Server({
     "grpc.max_receive_message_length": maxRequestBytes + grpcOverheadBytes,
     "grpc.max_send_message_length": 2 ** 31 - 1,
@@ -51,15 +55,21 @@ export function createGrpcServer(api: EtcdApi, logger: Logger, maxRequestBytes: 
         (res) => callback(null, res),
         (err: unknown) => {
           const s = toApiStatus(err);
-          if (s.unexpected) logger.error({ method: name, err: (err as Error)?.stack }, "request failed");
-          callback({ code: s.code, details: s.message, metadata: new grpc.Metadata() } as grpc.ServiceError, null);
+          if (s.unexpected)
+            logger.error({ method: name, err: (err as Error)?.stack }, "request failed");
+          callback(
+            {
+              code: s.code,
+              details: s.message,
+              metadata: new grpc.Metadata(),
+            } as grpc.ServiceError,
+            null,
+          );
         },
       );
     };
 
-  const bidi = <Req, Res>(
-    call: grpc.ServerDuplexStream<Req, Res>,
-  ): BidiStream<Req, Res> => {
+  const bidi = <Req, Res>(call: grpc.ServerDuplexStream<Req, Res>): BidiStream<Req, Res> => {
     let ended = false;
     const closeFns: (() => void)[] = [];
     const fireClose = () => {
@@ -112,7 +122,8 @@ export function createGrpcServer(api: EtcdApi, logger: Logger, maxRequestBytes: 
     },
   };
   server.addService(watchDef, {
-    watch: (call: grpc.ServerDuplexStream<rpc.WatchRequest, rpc.WatchResponse>) => api.watch(bidi(call)),
+    watch: (call: grpc.ServerDuplexStream<rpc.WatchRequest, rpc.WatchResponse>) =>
+      api.watch(bidi(call)),
   });
   server.addService(leaseDefinition, {
     leaseGrant: unary((r) => api.leaseGrant(r), "LeaseGrant"),

@@ -203,7 +203,8 @@ export class EtcdApi {
     const ws = server.newWatchStream({
       send: (resp: WatchResponse) => {
         const h = server.header();
-        if (resp.header !== undefined && resp.header.revision > 0) h.revision = resp.header.revision;
+        if (resp.header !== undefined && resp.header.revision > 0)
+          h.revision = resp.header.revision;
         resp.header = h;
         return stream.send(resp);
       },

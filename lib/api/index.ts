@@ -41,7 +41,9 @@ export async function serveClients(server: EtcdServer, logger: Logger): Promise<
     else injector.injectConnection(head === undefined ? socket : relayDuplex(socket, head));
   };
   const gateway = new Gateway(api, logger);
-  const httpServer = http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => gateway.handle(req, res));
+  const httpServer = http.createServer({ keepAliveTimeout: 30_000 }, (req, res) =>
+    gateway.handle(req, res),
+  );
   httpServer.headersTimeout = 20_000;
   httpServer.requestTimeout = 0; // watch streams are long-lived
   const listeners: ClientListener[] = [];

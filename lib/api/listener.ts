@@ -116,7 +116,9 @@ export function listenClientUrl(opts: ClientListenerOptions): Promise<ClientList
   } else if (u.protocol === "https:") {
     const t = opts.tls;
     if (t.certFile === "" || t.keyFile === "") {
-      throw new ListenUrlError(`TLS key/cert (--cert-file, --key-file) must be provided for ${opts.url}`);
+      throw new ListenUrlError(
+        `TLS key/cert (--cert-file, --key-file) must be provided for ${opts.url}`,
+      );
     }
     server = tls.createServer(
       {
@@ -138,11 +140,15 @@ export function listenClientUrl(opts: ClientListenerOptions): Promise<ClientList
         else route(socket, opts);
       },
     );
-    server.on("tlsClientError", (err) => opts.logger.debug({ err: err.message }, "TLS handshake failed"));
+    server.on("tlsClientError", (err) =>
+      opts.logger.debug({ err: err.message }, "TLS handshake failed"),
+    );
   } else {
     throw new ListenUrlError(`unsupported listen-client-urls scheme in ${opts.url}`);
   }
-  server.on("error", (err) => opts.logger.error({ err: err.message, url: opts.url }, "client listener error"));
+  server.on("error", (err) =>
+    opts.logger.error({ err: err.message, url: opts.url }, "client listener error"),
+  );
   // every open connection, so close() can end them at once (a shutdown must not wait for clients)
   const sockets = new Set<net.Socket>();
   server.on("connection", (socket: net.Socket) => {

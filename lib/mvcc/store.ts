@@ -38,7 +38,14 @@ import {
   MvccFutureRevError,
   mvccAssert,
 } from "./errors.js";
-import { KeyArena, Rec, bytesToLatin1, compareRecRevision, emptyBuffer, recToKeyValue } from "./record.js";
+import {
+  KeyArena,
+  Rec,
+  bytesToLatin1,
+  compareRecRevision,
+  emptyBuffer,
+  recToKeyValue,
+} from "./record.js";
 import { WatchHub, type WatchSink, type WatchSource, type WatchStream } from "./watch.js";
 
 /**
@@ -126,7 +133,6 @@ interface TxnPath {
 function view(u: Uint8Array): Buffer {
   return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 }
-
 
 /** etcd mkGteRange: a range_end of "\0" means every key >= key (open end). */
 type RangeEnd = Buffer | "single" | "open";

@@ -24,7 +24,8 @@ export class RetentionError extends Error {
 /** Parses `--auto-compaction-retention` for the mode; 0 disables. periodic returns ms, revision a count. */
 export function parseRetention(mode: "periodic" | "revision", retention: string): number {
   if (mode === "revision") {
-    if (!/^\d+$/.test(retention)) throw new RetentionError(`invalid auto-compaction-retention "${retention}"`);
+    if (!/^\d+$/.test(retention))
+      throw new RetentionError(`invalid auto-compaction-retention "${retention}"`);
     return Number(retention);
   }
   if (/^\d+$/.test(retention)) return Number(retention) * 3600 * 1000;

@@ -26,6 +26,7 @@ export function parseGoDurationMs(v: string): number {
     total += n * scale;
     consumed += m[0].length;
   }
-  if (consumed !== v.length || v.length === 0) throw new DurationError(`time: invalid duration "${v}"`);
+  if (consumed !== v.length || v.length === 0)
+    throw new DurationError(`time: invalid duration "${v}"`);
   return total;
 }

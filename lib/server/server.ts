@@ -79,7 +79,8 @@ import { AppliedIndexWaits, RequestWaits } from "./wait.js";
 import { AutoCompactor, parseRetention } from "./compactor.js";
 
 /** What the apply loop hands back to a waiting proposer. */
-type ApplyResult = { response: unknown; error?: undefined } | { response?: undefined; error: Error };
+type ApplyResult =
+  { response: unknown; error?: undefined } | { response?: undefined; error: Error };
 
 /** etcd: a lease is revoked at most this many times per second by the leader (leaseRevokeRate). */
 const maxLeaseRevokesPerSecond = 1000;
@@ -405,7 +406,8 @@ export class EtcdServer {
     try {
       while (!this.#stopped && this.#raft.hasReady()) {
         const rd = this.#raft.ready();
-        if (rd.softState !== undefined) this.#onSoftState(rd.softState.lead, rd.softState.raftState);
+        if (rd.softState !== undefined)
+          this.#onSoftState(rd.softState.lead, rd.softState.raftState);
         const hs = rd.hardState;
         const persist = this.#persist(hs, rd.entries);
         if (rd.committedEntries.length > 0) this.#applyEntries(rd.committedEntries);
@@ -448,7 +450,12 @@ export class EtcdServer {
    * anything that depends on them is sent or acknowledged.
    */
   #persist(hs: HardState | undefined, entries: Entry[]): Promise<void> | undefined {
-    if (hs !== undefined && entries.length === 0 && hs.term === this.#writtenTerm && hs.vote === this.#writtenVote) {
+    if (
+      hs !== undefined &&
+      entries.length === 0 &&
+      hs.term === this.#writtenTerm &&
+      hs.vote === this.#writtenVote
+    ) {
       this.#unwrittenHardState = hs;
       return undefined;
     }
@@ -541,7 +548,10 @@ export class EtcdServer {
   #applyConfChange(e: Entry): void {
     const cc = ConfChange.fromBinary(e.data);
     this.#confState = this.#raft.applyConfChange(cc);
-    if (cc.type === ConfChangeType.ConfChangeAddNode || cc.type === ConfChangeType.ConfChangeAddLearnerNode) {
+    if (
+      cc.type === ConfChangeType.ConfChangeAddNode ||
+      cc.type === ConfChangeType.ConfChangeAddLearnerNode
+    ) {
       const m = decodeMemberContext(cc.nodeID, cc.context);
       m.isLearner = cc.type === ConfChangeType.ConfChangeAddLearnerNode;
       if (m.id === this.#memberId && m.clientUrls.length === 0) {
@@ -659,7 +669,10 @@ export class EtcdServer {
       const m = { memberID: req.memberID, alarm: req.alarm };
       if (!exists) {
         this.#alarms.push(m);
-        this.logger.warn({ alarm: AlarmType[req.alarm], memberId: req.memberID.toString(16) }, "alarm raised");
+        this.logger.warn(
+          { alarm: AlarmType[req.alarm], memberId: req.memberID.toString(16) },
+          "alarm raised",
+        );
       }
       resp.alarms = [m];
     } else if (req.action === AlarmRequest_AlarmAction.DEACTIVATE) {
@@ -781,7 +794,8 @@ export class EtcdServer {
       if (waiting === undefined) return;
       this.#readInFlight.delete(key);
       this.#readTimers.delete(key);
-      for (const w of waiting) w.reject(new ServerError("ErrTimeout", "etcdserver: request timed out"));
+      for (const w of waiting)
+        w.reject(new ServerError("ErrTimeout", "etcdserver: request timed out"));
     }, this.#requestTimeoutMs());
     timer.unref();
     this.#readTimers.set(key, timer);
@@ -868,7 +882,10 @@ export class EtcdServer {
 
   /** KV.Compact through raft (etcd applies it on every member). */
   async compact(req: CompactionRequest): Promise<CompactionResponse> {
-    const resp = await this.#propose<CompactionResponse>({ iD: 0n, compaction: req } as InternalRaftRequest);
+    const resp = await this.#propose<CompactionResponse>({
+      iD: 0n,
+      compaction: req,
+    } as InternalRaftRequest);
     if (req.physical) {
       // compaction is synchronous in memory, so it is physically done once applied
     }
@@ -994,7 +1011,10 @@ export class EtcdServer {
     if (this.#stopped) return { health: false, reason: "STOPPED" };
     if (this.#leaderId === 0n) return { health: false, reason: "RAFT NO LEADER" };
     if (this.#alarms.length > 0) {
-      return { health: false, reason: `ALARM ${this.#alarms.map((a) => AlarmType[a.alarm]).join(",")}` };
+      return {
+        health: false,
+        reason: `ALARM ${this.#alarms.map((a) => AlarmType[a.alarm]).join(",")}`,
+      };
     }
     return { health: true, reason: "" };
   }
@@ -1034,7 +1054,10 @@ export class EtcdServer {
     for (const id of this.lessor.expired(now, limit)) {
       void this.leaseRevoke({ iD: id }).catch((err: Error) => {
         if (err.message !== errLeaseNotFound().message) {
-          this.logger.warn({ lease: id.toString(16), err: err.message }, "failed to revoke expired lease");
+          this.logger.warn(
+            { lease: id.toString(16), err: err.message },
+            "failed to revoke expired lease",
+          );
         }
       });
     }
@@ -1124,7 +1147,8 @@ function isTxnSerializable(req: TxnRequest): boolean {
     ops.every((op) => {
       const r = op.request;
       if (r.oneofKind === "requestRange") return r.requestRange.serializable;
-      if (r.oneofKind === "requestTxn") return ser(r.requestTxn.success) && ser(r.requestTxn.failure);
+      if (r.oneofKind === "requestTxn")
+        return ser(r.requestTxn.success) && ser(r.requestTxn.failure);
       return true;
     });
   return ser(req.success) && ser(req.failure);
@@ -1135,7 +1159,8 @@ function txnHasPut(req: TxnRequest): boolean {
     ops.some((op) => {
       const r = op.request;
       if (r.oneofKind === "requestPut") return true;
-      if (r.oneofKind === "requestTxn") return has(r.requestTxn.success) || has(r.requestTxn.failure);
+      if (r.oneofKind === "requestTxn")
+        return has(r.requestTxn.success) || has(r.requestTxn.failure);
       return false;
     });
   return has(req.success) || has(req.failure);

@@ -17,7 +17,11 @@ const kv = fc.record({
 });
 
 const event = fc
-  .record({ type: fc.constantFrom(Event_EventType.PUT, Event_EventType.DELETE), kv, prevKv: fc.option(kv, { nil: undefined }) })
+  .record({
+    type: fc.constantFrom(Event_EventType.PUT, Event_EventType.DELETE),
+    kv,
+    prevKv: fc.option(kv, { nil: undefined }),
+  })
   .map((e) => Event.create(e));
 
 const response = fc.record({
@@ -44,10 +48,16 @@ test("encodeWatchResponse is byte-identical to WatchResponse.toBinary", () => {
     fc.assert(
       fc.property(response, (r) => {
         const msg = WatchResponse.create(r);
-        assert.deepEqual(Buffer.from(encodeWatchResponse(msg)), Buffer.from(WatchResponse.toBinary(msg)));
+        assert.deepEqual(
+          Buffer.from(encodeWatchResponse(msg)),
+          Buffer.from(WatchResponse.toBinary(msg)),
+        );
         // the cached event bytes serve a second response with other header fields too
         msg.watchId = 7;
-        assert.deepEqual(Buffer.from(encodeWatchResponse(msg)), Buffer.from(WatchResponse.toBinary(msg)));
+        assert.deepEqual(
+          Buffer.from(encodeWatchResponse(msg)),
+          Buffer.from(WatchResponse.toBinary(msg)),
+        );
       }),
       { seed, numRuns: 500 },
     );

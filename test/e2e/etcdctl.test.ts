@@ -250,35 +250,39 @@ describe("etcdctl", { timeout: 90_000 }, () => {
     assert.match(err, /Error: etcdserver: requested lease not found/);
   });
 
-  test("endpoint status -w json reports version, db size, leader and raft figures", { skip: skipOnGrpcJsAuthority }, async () => {
-    const out = await ctl(["endpoint", "status", "-w", "json"]);
-    const j = parseJsonBig(out) as {
-      Endpoint: string;
-      Status: {
-        header: { member_id: string; revision: number };
-        version: string;
-        dbSize: number;
-        leader: string;
-        raftIndex: number;
-        raftTerm: number;
-      };
-    }[];
-    assert.equal(j.length, 1);
-    assert.equal(j[0]!.Endpoint, member.endpoint);
-    const s = j[0]!.Status;
-    assert.match(s.version, /^3\.4\./);
-    assert.ok(s.dbSize > 0);
-    assert.equal(String(s.leader), String(s.header.member_id));
-    assert.ok(s.raftIndex > 0 && s.raftTerm > 0);
-    // The table form has the endpoint, the id in hex, the version and IS LEADER = true.
-    const table = await ctl(["endpoint", "status"]);
-    assert.match(
-      table,
-      new RegExp(
-        `^${member.endpoint}, [0-9a-f]+, 3\\.4\\.\\d+, [^,]+, true, false, \\d+, \\d+, \\d+, \\n$`,
-      ),
-    );
-  });
+  test(
+    "endpoint status -w json reports version, db size, leader and raft figures",
+    { skip: skipOnGrpcJsAuthority },
+    async () => {
+      const out = await ctl(["endpoint", "status", "-w", "json"]);
+      const j = parseJsonBig(out) as {
+        Endpoint: string;
+        Status: {
+          header: { member_id: string; revision: number };
+          version: string;
+          dbSize: number;
+          leader: string;
+          raftIndex: number;
+          raftTerm: number;
+        };
+      }[];
+      assert.equal(j.length, 1);
+      assert.equal(j[0]!.Endpoint, member.endpoint);
+      const s = j[0]!.Status;
+      assert.match(s.version, /^3\.4\./);
+      assert.ok(s.dbSize > 0);
+      assert.equal(String(s.leader), String(s.header.member_id));
+      assert.ok(s.raftIndex > 0 && s.raftTerm > 0);
+      // The table form has the endpoint, the id in hex, the version and IS LEADER = true.
+      const table = await ctl(["endpoint", "status"]);
+      assert.match(
+        table,
+        new RegExp(
+          `^${member.endpoint}, [0-9a-f]+, 3\\.4\\.\\d+, [^,]+, true, false, \\d+, \\d+, \\d+, \\n$`,
+        ),
+      );
+    },
+  );
 
   test("endpoint health (plain and -w json) says healthy", async () => {
     // etcdctl 3.4 prints the plain health line on stderr.
@@ -296,18 +300,22 @@ describe("etcdctl", { timeout: 90_000 }, () => {
     assert.equal(j[0]!.health, true);
   });
 
-  test("endpoint hashkv -w json gives a hash that is stable without writes", { skip: skipOnGrpcJsAuthority }, async () => {
-    const h = async () =>
-      (
-        parseJsonBig(await ctl(["endpoint", "hashkv", "-w", "json"])) as {
-          HashKV: { hash: number };
-        }[]
-      )[0]!.HashKV.hash;
-    const a = await h();
-    assert.equal(await h(), a);
-    await ctl(["put", "hk", "1"]);
-    assert.notEqual(await h(), a);
-  });
+  test(
+    "endpoint hashkv -w json gives a hash that is stable without writes",
+    { skip: skipOnGrpcJsAuthority },
+    async () => {
+      const h = async () =>
+        (
+          parseJsonBig(await ctl(["endpoint", "hashkv", "-w", "json"])) as {
+            HashKV: { hash: number };
+          }[]
+        )[0]!.HashKV.hash;
+      const a = await h();
+      assert.equal(await h(), a);
+      await ctl(["put", "hk", "1"]);
+      assert.notEqual(await h(), a);
+    },
+  );
 
   test("alarm list prints nothing on a healthy member", async () => {
     assert.equal(await ctl(["alarm", "list"]), "");

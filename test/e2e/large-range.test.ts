@@ -28,10 +28,15 @@ describe("large Range response", { timeout: 120_000 }, () => {
     for (let i = 0; i < KEYS; i++) {
       const value = Buffer.alloc(VALUE_BYTES, i + 1);
       expected.update(value);
-      await client.put(`big/${String(i).padStart(3, "0")}`).value(value).exec();
+      await client
+        .put(`big/${String(i).padStart(3, "0")}`)
+        .value(value)
+        .exec();
     }
     // etcd3 (grpc-js) caps received messages at 4 MiB unless told otherwise
-    const big = newClient(member, { extra: { grpcOptions: { "grpc.max_receive_message_length": -1 } } });
+    const big = newClient(member, {
+      extra: { grpcOptions: { "grpc.max_receive_message_length": -1 } },
+    });
     try {
       const r = await big.getAll().prefix("big/").sort("Key", "Ascend").exec();
       assert.equal(r.kvs.length, KEYS);

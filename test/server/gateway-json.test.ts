@@ -16,7 +16,8 @@ test("JsonValueSplitter handles escaped quotes inside strings", () => {
 import { quoteBigIntegers } from "../../lib/api/gateway.js";
 
 test("quoteBigIntegers keeps 64-bit integers exact and leaves strings and small numbers alone", () => {
-  const text = '{"ID": 7587869374413052345, "TTL": 30, "key": "123456789012345678", "x": -9223372036854775807, "f": 1.5}';
+  const text =
+    '{"ID": 7587869374413052345, "TTL": 30, "key": "123456789012345678", "x": -9223372036854775807, "f": 1.5}';
   const j = JSON.parse(quoteBigIntegers(text)) as Record<string, unknown>;
   assert.equal(j.ID, "7587869374413052345");
   assert.equal(j.TTL, 30);
@@ -33,18 +34,22 @@ test("JsonValueSplitter gives the same values however the stream is chunked", ()
   const value = fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify({ v }));
   try {
     fc.assert(
-      fc.property(fc.array(value, { minLength: 1, maxLength: 5 }), fc.array(fc.nat(), { maxLength: 8 }), (vals, cuts) => {
-        const text = Buffer.from(vals.join("\n"));
-        const points = [...new Set(cuts.map((c) => c % (text.length + 1)))].sort((a, b) => a - b);
-        const sp = new JsonValueSplitter(1 << 20);
-        const got: string[] = [];
-        let prev = 0;
-        for (const p of [...points, text.length]) {
-          got.push(...sp.push(text.subarray(prev, p)));
-          prev = p;
-        }
-        assert.deepEqual(got, vals);
-      }),
+      fc.property(
+        fc.array(value, { minLength: 1, maxLength: 5 }),
+        fc.array(fc.nat(), { maxLength: 8 }),
+        (vals, cuts) => {
+          const text = Buffer.from(vals.join("\n"));
+          const points = [...new Set(cuts.map((c) => c % (text.length + 1)))].sort((a, b) => a - b);
+          const sp = new JsonValueSplitter(1 << 20);
+          const got: string[] = [];
+          let prev = 0;
+          for (const p of [...points, text.length]) {
+            got.push(...sp.push(text.subarray(prev, p)));
+            prev = p;
+          }
+          assert.deepEqual(got, vals);
+        },
+      ),
       { seed, numRuns: 300 },
     );
   } catch (err) {

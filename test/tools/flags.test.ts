@@ -41,10 +41,19 @@ test("ETCD_* variables apply unless the flag is given", () => {
 });
 
 test("unknown flags and bad values are refused with Go flag's wording", () => {
-  assert.throws(() => parseCommandLine(["--nope"], {}), (e: Error) => e instanceof FlagError && /flag provided but not defined: -nope/.test(e.message));
+  assert.throws(
+    () => parseCommandLine(["--nope"], {}),
+    (e: Error) => e instanceof FlagError && /flag provided but not defined: -nope/.test(e.message),
+  );
   assert.throws(() => parseCommandLine(["--max-txn-ops", "x"], {}), /invalid value "x"/);
-  assert.throws(() => parseCommandLine(["--listen-client-urls", "ftp://a:1"], {}), /URL scheme must be http/);
-  assert.throws(() => parseCommandLine(["--initial-cluster-state", "old"], {}), /initial-cluster-state/);
+  assert.throws(
+    () => parseCommandLine(["--listen-client-urls", "ftp://a:1"], {}),
+    /URL scheme must be http/,
+  );
+  assert.throws(
+    () => parseCommandLine(["--initial-cluster-state", "old"], {}),
+    /initial-cluster-state/,
+  );
 });
 
 test("--config-file reads YAML with etcd's keys and ignores flags and environment", () => {
@@ -65,7 +74,9 @@ test("--config-file reads YAML with etcd's keys and ignores flags and environmen
       "  trusted-ca-file: /ca.pem",
     ].join("\n"),
   );
-  const { config } = parseCommandLine(["--config-file", file, "--name", "ignored"], { ETCD_NAME: "ignored" });
+  const { config } = parseCommandLine(["--config-file", file, "--name", "ignored"], {
+    ETCD_NAME: "ignored",
+  });
   assert.equal(config.name, "yaml-member");
   assert.equal(config.dataDir, "/tmp/yaml-data");
   assert.deepEqual(config.listenClientUrls, ["https://127.0.0.1:3379"]);

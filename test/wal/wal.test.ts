@@ -448,19 +448,29 @@ test("syncWriteMaxEntries: small batches written with blocking calls read back t
   const dir = mkdtempSync(join(tmpdir(), "wal-syncwrite-"));
   try {
     const walDir = join(dir, "wal");
-    const w = await WalForSync.create(walDir, new Uint8Array([1, 2, 3]), { syncWriteMaxEntries: 1, segmentSizeBytes: 4096 });
+    const w = await WalForSync.create(walDir, new Uint8Array([1, 2, 3]), {
+      syncWriteMaxEntries: 1,
+      segmentSizeBytes: 4096,
+    });
     const entries = [];
     for (let i = 1; i <= 198; i++) {
       const e = { type: 0, term: 1, index: i, data: new Uint8Array(40).fill(i % 256) };
       entries.push(e);
       // singles take the blocking path, pairs the asynchronous one; segments are cut on the way
-      if (i % 3 === 0) await Promise.all([w.save({ term: 1, vote: 0n, commit: i - 2 }, [entries[i - 2]!]), w.save(undefined, [e])]);
+      if (i % 3 === 0)
+        await Promise.all([
+          w.save({ term: 1, vote: 0n, commit: i - 2 }, [entries[i - 2]!]),
+          w.save(undefined, [e]),
+        ]);
       else if (i % 3 === 1) await w.save({ term: 1, vote: 0n, commit: i - 1 }, [e]);
     }
     assert.equal(w.stats.entries, 198);
     await w.close();
     const r = await WalForSync.open(walDir);
-    assert.deepEqual(r.entries.map((e) => e.index), entries.map((e) => e.index));
+    assert.deepEqual(
+      r.entries.map((e) => e.index),
+      entries.map((e) => e.index),
+    );
     assert.deepEqual(Buffer.from(r.entries[150]!.data), Buffer.from(entries[150]!.data));
     await r.wal.close();
   } finally {

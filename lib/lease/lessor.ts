@@ -279,6 +279,11 @@ export class Lessor {
     return l.ttlSeconds;
   }
 
+  /** Whether a lease with this id exists. O(1): for existence checks on hot paths, not lookup(). */
+  has(id: bigint): boolean {
+    return this.#leases.has(id);
+  }
+
   /** The lease with this id, or undefined (etcd lessor.Lookup). Keys in byte order. O(k log k). */
   lookup(id: bigint): LeaseInfo | undefined {
     const l = this.#leases.get(id);

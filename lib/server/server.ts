@@ -172,7 +172,7 @@ export class EtcdServer {
       maxEventsPerWatchResponse: 100,
       maxRequestBytes: this.config.maxRequestBytes,
       leaseHooks: {
-        exists: (id) => this.lessor.lookup(id) !== undefined,
+        exists: (id) => this.lessor.has(id),
         attach: (id, key) => this.lessor.attach(id, key),
         detach: (id, key) => this.lessor.detach(id, key),
       },
@@ -628,7 +628,7 @@ export class EtcdServer {
     }
     if (r.leaseGrant !== undefined) {
       if (noSpace) throw errNoSpace();
-      if (this.lessor.lookup(r.leaseGrant.iD) !== undefined) throw errLeaseExists();
+      if (this.lessor.has(r.leaseGrant.iD)) throw errLeaseExists();
       const l = this.lessor.grant(r.leaseGrant.iD, r.leaseGrant.tTL, Date.now());
       const resp: LeaseGrantResponse = {
         header: this.header(),
@@ -639,7 +639,7 @@ export class EtcdServer {
       return { op: "LeaseGrant", response: resp };
     }
     if (r.leaseRevoke !== undefined) {
-      if (this.lessor.lookup(r.leaseRevoke.iD) === undefined) throw errLeaseNotFound();
+      if (!this.lessor.has(r.leaseRevoke.iD)) throw errLeaseNotFound();
       const keys = this.lessor.revoke(r.leaseRevoke.iD);
       if (keys.length > 0) this.store.deleteKeys(keys);
       const resp: LeaseRevokeResponse = { header: this.header() };
@@ -896,7 +896,7 @@ export class EtcdServer {
   async leaseGrant(req: LeaseGrantRequest): Promise<LeaseGrantResponse> {
     if (req.tTL > maxLeaseTtlSeconds) throw errLeaseTtlTooLarge();
     let id = req.iD;
-    while (id === 0n || this.lessor.lookup(id) !== undefined) {
+    while (id === 0n || this.lessor.has(id)) {
       if (id !== 0n) throw errLeaseExists();
       id = this.#nextRequestId() & ((1n << 63n) - 1n);
     }

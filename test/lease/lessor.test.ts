@@ -594,3 +594,12 @@ describe("lessor: model-based property test", () => {
     );
   });
 });
+
+test("has() tells whether a lease exists without building its key list", () => {
+  const l = new Lessor({ minLeaseTtlSeconds: 1 });
+  assert.equal(l.has(1n), false);
+  l.grant(1n, 10, 0);
+  assert.equal(l.has(1n), true);
+  l.revoke(1n);
+  assert.equal(l.has(1n), false);
+});

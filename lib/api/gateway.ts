@@ -414,13 +414,8 @@ export class Gateway {
       res.end("Method Not Allowed\n");
       return;
     }
-    const excluded = new Set(url.searchParams.getAll("exclude"));
     const server = this.#api.server;
-    let healthy = server.fatalError === undefined && server.health().reason !== "STOPPED";
-    for (const a of server.alarms) {
-      if (!excluded.has(rpc.AlarmType[a.alarm])) healthy = false;
-    }
-    if (healthy && server.leaderId === 0n) healthy = false;
+    let healthy = server.health(new Set(url.searchParams.getAll("exclude"))).health;
     // etcd's checkHealth also makes a round trip through raft (a QGET with a 1 s timeout); here a
     // linearizable read barrier with the same bound
     if (healthy) healthy = await readWithin(server.linearizableReadNotify(), healthReadTimeoutMs);

@@ -487,11 +487,6 @@ export class EtcdServer {
    */
   onFatal: ((err: Error) => void) | undefined;
 
-  /** The fatal error the member stopped on, if any. */
-  get fatalError(): Error | undefined {
-    return this.#fatalError;
-  }
-
   #onSoftState(lead: bigint, state: StateType): void {
     if (lead !== this.#leaderId) {
       if (lead !== 0n) this.metrics.leaderChangesSeenTotal.inc();
@@ -1006,16 +1001,18 @@ export class EtcdServer {
     return this.store.newWatchStream(sink);
   }
 
-  /** For /health: a leader is known, no alarm is raised, and the member is running. */
-  health(): { health: boolean; reason: string } {
+  /**
+   * The member's own health (etcd etcdhttp checkHealth without its raft round trip, which the
+   * caller adds): running, a leader known, and no alarm other than the `excludedAlarms` names
+   * (e.g. "NOSPACE", from /health?exclude=NOSPACE). A member stopped on a fatal error is stopped.
+   */
+  health(excludedAlarms: ReadonlySet<string> = new Set()): { health: boolean; reason: string } {
     if (this.#stopped) return { health: false, reason: "STOPPED" };
+    const raised = this.#alarms
+      .map((a) => AlarmType[a.alarm])
+      .filter((n) => !excludedAlarms.has(n));
+    if (raised.length > 0) return { health: false, reason: `ALARM ${raised.join(",")}` };
     if (this.#leaderId === 0n) return { health: false, reason: "RAFT NO LEADER" };
-    if (this.#alarms.length > 0) {
-      return {
-        health: false,
-        reason: `ALARM ${this.#alarms.map((a) => AlarmType[a.alarm]).join(",")}`,
-      };
-    }
     return { health: true, reason: "" };
   }
 

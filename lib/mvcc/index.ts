@@ -2,7 +2,7 @@
  * lib/mvcc public face: etcd's revisioned store with the applier's request semantics, the
  * watchable store and watch streams, and the request checks of etcd's api/v3rpc.
  */
-export { MvccStore } from "./store.js";
+export { MvccStore, isTxnReadOnly } from "./store.js";
 export type { LeaseHooks, MvccStoreOptions, MvccStats, MvccHash, MvccSnapshot } from "./store.js";
 export { WatchStream } from "./watch.js";
 export type { WatchSink } from "./watch.js";

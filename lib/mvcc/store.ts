@@ -173,8 +173,11 @@ function compareBig(a: bigint, b: bigint): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** etcd isTxnReadonly: every op of both branches is a range. */
-function isTxnReadOnly(req: TxnRequest): boolean {
+/**
+ * etcd isTxnReadonly (etcdserver/apply.go): every op of both branches is a range; a nested txn
+ * counts as a write, whatever it holds. The server uses the same rule to serve a txn without raft.
+ */
+export function isTxnReadOnly(req: TxnRequest): boolean {
   for (const op of req.success) if (op.request.oneofKind !== "requestRange") return false;
   for (const op of req.failure) if (op.request.oneofKind !== "requestRange") return false;
   return true;

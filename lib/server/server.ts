@@ -52,7 +52,7 @@ import {
 } from "../proto/gen/etcdserverpb/rpc.js";
 import { WAL, lockDataDir } from "../wal/index.js";
 import { MemoryStorage, RawNode, StateType, type Ready } from "../raft/index.js";
-import { MvccStore, type WatchSink, type WatchStream } from "../mvcc/index.js";
+import { MvccStore, isTxnReadOnly, type WatchSink, type WatchStream } from "../mvcc/index.js";
 import { Lessor, computeMinLeaseTtlSeconds, maxLeaseTtlSeconds } from "../lease/index.js";
 import { serverVersion } from "../version/index.js";
 import { type ServerConfig, defaultQuotaBytes } from "./config.js";
@@ -610,7 +610,7 @@ export class EtcdServer {
       return { op: "DeleteRange", response: resp };
     }
     if (r.txn !== undefined) {
-      if (noSpace && txnHasPut(r.txn)) throw errNoSpace();
+      if (noSpace && txnPutBytes(r.txn) > 0) throw errNoSpace();
       this.metrics.txnTotal.inc();
       const resp = this.store.txn(r.txn);
       resp.header = this.header();
@@ -871,7 +871,8 @@ export class EtcdServer {
       resp.header = this.header();
       return resp;
     }
-    if (txnHasPut(req)) this.#checkQuota(InternalRaftRequestSize(req));
+    const putBytes = txnPutBytes(req);
+    if (putBytes > 0) this.#checkQuota(putBytes);
     return this.#propose<TxnResponse>({ iD: 0n, txn: req } as InternalRaftRequest);
   }
 
@@ -1109,7 +1110,11 @@ export class EtcdServer {
   }
 }
 
-function InternalRaftRequestSize(req: TxnRequest): number {
+/**
+ * Bytes of every put in the txn, nested txns included (0 when it puts nothing): what the quota
+ * check charges and what the NOSPACE alarm refuses.
+ */
+function txnPutBytes(req: TxnRequest): number {
   let n = 0;
   const walk = (ops: RequestOp[]) => {
     for (const op of ops) {
@@ -1126,41 +1131,11 @@ function InternalRaftRequestSize(req: TxnRequest): number {
   return n;
 }
 
-/** True when no branch of the txn (nested included) writes (etcd's isTxnReadonly). */
-export function isTxnReadOnly(req: TxnRequest): boolean {
-  const ro = (ops: RequestOp[]): boolean =>
-    ops.every((op) => {
-      const r = op.request;
-      if (r.oneofKind === "requestRange") return true;
-      if (r.oneofKind === "requestTxn") return ro(r.requestTxn.success) && ro(r.requestTxn.failure);
-      return false;
-    });
-  return ro(req.success) && ro(req.failure);
-}
-
-/** True when every range in the txn is serializable (etcd's isTxnSerializable). */
+/** etcd's isTxnSerializable, for a read-only (flat) txn: every range in it is serializable. */
 function isTxnSerializable(req: TxnRequest): boolean {
-  const ser = (ops: RequestOp[]): boolean =>
-    ops.every((op) => {
-      const r = op.request;
-      if (r.oneofKind === "requestRange") return r.requestRange.serializable;
-      if (r.oneofKind === "requestTxn")
-        return ser(r.requestTxn.success) && ser(r.requestTxn.failure);
-      return true;
-    });
-  return ser(req.success) && ser(req.failure);
-}
-
-function txnHasPut(req: TxnRequest): boolean {
-  const has = (ops: RequestOp[]): boolean =>
-    ops.some((op) => {
-      const r = op.request;
-      if (r.oneofKind === "requestPut") return true;
-      if (r.oneofKind === "requestTxn")
-        return has(r.requestTxn.success) || has(r.requestTxn.failure);
-      return false;
-    });
-  return has(req.success) || has(req.failure);
+  const ser = (op: RequestOp) =>
+    op.request.oneofKind !== "requestRange" || op.request.requestRange.serializable;
+  return req.success.every(ser) && req.failure.every(ser);
 }
 
 export type { Ready, HardState };

@@ -6,7 +6,7 @@
  * Follows etcd 3.4's etcdserver: server.go (run loop, apply), v3_server.go (proposals, linearizable
  * read loop, lease renew), apply.go (applierV3), quota.go (backend quota).
  */
-import { mkdirSync, existsSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
@@ -124,7 +124,6 @@ export class EtcdServer {
   #lock: { release(): void } | undefined;
 
   #term = 0;
-  #vote = 0n;
   #commitIndex = 0;
   #appliedIndex = 0;
   #leaderId = 0n;
@@ -153,7 +152,6 @@ export class EtcdServer {
   #lastLeaseRevokeMs = 0;
   #quotaBytes: number;
   #nospaceProposed = false;
-  #lastRaftIndex = 0;
 
   private constructor(opts: ServerOptions) {
     this.config = opts.config;
@@ -250,7 +248,6 @@ export class EtcdServer {
       if (r.hardState.term > 0 || r.hardState.commit > 0) this.#storage.setHardState(r.hardState);
       this.#storage.append(r.entries);
       this.#term = r.hardState.term;
-      this.#vote = r.hardState.vote;
       this.#writtenTerm = r.hardState.term;
       this.#writtenVote = r.hardState.vote;
       this.#commitIndex = r.hardState.commit;
@@ -416,14 +413,10 @@ export class EtcdServer {
         if (hs !== undefined) {
           this.#storage.setHardState(hs);
           this.#term = hs.term;
-          this.#vote = hs.vote;
           this.#commitIndex = hs.commit;
           this.metrics.proposalsCommittedTotal.set(hs.commit);
         }
-        if (rd.entries.length > 0) {
-          this.#storage.append(rd.entries);
-          this.#lastRaftIndex = rd.entries[rd.entries.length - 1].index;
-        }
+        if (rd.entries.length > 0) this.#storage.append(rd.entries);
         // Peers arrive with the cluster issue; a single member has no messages to send.
         this.#raft.advance(rd);
         this.#maybeCompactRaftLog();
@@ -712,10 +705,9 @@ export class EtcdServer {
     const done = this.#waits.register(id, this.#requestTimeoutMs());
     try {
       this.#raft.propose(data);
-    } catch (err) {
+    } catch {
+      // raft drops a proposal it cannot take (no leader); the wait below counts the failure
       this.#waits.fail(id, errNoLeader());
-      this.metrics.proposalsFailedTotal.inc();
-      void err;
     }
     this.metrics.proposalsPending.inc();
     this.#scheduleReady();
@@ -878,14 +870,8 @@ export class EtcdServer {
 
   /** KV.Compact through raft (etcd applies it on every member). */
   async compact(req: CompactionRequest): Promise<CompactionResponse> {
-    const resp = await this.#propose<CompactionResponse>({
-      iD: 0n,
-      compaction: req,
-    } as InternalRaftRequest);
-    if (req.physical) {
-      // compaction is synchronous in memory, so it is physically done once applied
-    }
-    return resp;
+    // `physical` needs no wait: compaction of the in-memory store is done once applied
+    return this.#propose<CompactionResponse>({ iD: 0n, compaction: req } as InternalRaftRequest);
   }
 
   /** Lease.LeaseGrant: picks an id when the client gave 0 (etcd: reqIDGen.Next() & MaxInt64). */
@@ -1087,26 +1073,6 @@ export class EtcdServer {
     } finally {
       this.#lock?.release();
     }
-  }
-
-  /** Test hook: the raft status. */
-  raftStatus(): ReturnType<RawNode["status"]> {
-    return this.#raft.status();
-  }
-
-  /** Index of the last entry appended to the log (for /metrics and tools). */
-  get lastIndex(): number {
-    return this.#lastRaftIndex;
-  }
-
-  /** Unused hard state fields kept for status reporting. */
-  get vote(): bigint {
-    return this.#vote;
-  }
-
-  /** The data dir exists and has a WAL (used by tools). */
-  static hasData(dataDir: string): boolean {
-    return existsSync(join(dataDir, "member", "wal"));
   }
 }
 

@@ -6,6 +6,7 @@
  * request_put=2); test/bench checks them against the generated lib/proto codecs.
  */
 import { GRPC_PREFIX_BYTES } from "./grpc-frame.js";
+import { putVarint, varintSize } from "../../lib/proto/varint.js";
 
 /** gRPC paths of the calls the generator makes. */
 export const GrpcPath = {
@@ -18,38 +19,20 @@ export const GrpcPath = {
   deleteRange: "/etcdserverpb.KV/DeleteRange",
 } as const;
 
-function varintBytes(n: number): number {
-  let b = 1;
-  while (n >= 0x80) {
-    n = Math.floor(n / 128);
-    b++;
-  }
-  return b;
-}
-
-function writeVarint(buf: Buffer, off: number, n: number): number {
-  while (n >= 0x80) {
-    buf[off++] = (n & 0x7f) | 0x80;
-    n = Math.floor(n / 128);
-  }
-  buf[off++] = n;
-  return off;
-}
-
 function lenField(tag: number, len: number): number {
-  return 1 + varintBytes(len) + len;
+  return 1 + varintSize(len) + len;
 }
 
 function writeBytesField(buf: Buffer, off: number, tag: number, bytes: Uint8Array): number {
   buf[off++] = tag;
-  off = writeVarint(buf, off, bytes.length);
+  off = putVarint(buf, off, bytes.length);
   buf.set(bytes, off);
   return off + bytes.length;
 }
 
 function putBodyBytes(key: Uint8Array, value: Uint8Array, leaseId: number): number {
   let n = lenField(0x0a, key.length) + lenField(0x12, value.length);
-  if (leaseId > 0) n += 1 + varintBytes(leaseId);
+  if (leaseId > 0) n += 1 + varintSize(leaseId);
   return n;
 }
 
@@ -64,7 +47,7 @@ function writePutBody(
   off = writeBytesField(buf, off, 0x12, value);
   if (leaseId > 0) {
     buf[off++] = 0x18;
-    off = writeVarint(buf, off, leaseId);
+    off = putVarint(buf, off, leaseId);
   }
   return off;
 }
@@ -113,9 +96,9 @@ export function frameTxnPut(puts: readonly { key: Uint8Array; value: Uint8Array 
   let off = GRPC_PREFIX_BYTES;
   for (let i = 0; i < puts.length; i++) {
     buf[off++] = 0x12; // TxnRequest.success
-    off = writeVarint(buf, off, sizes[2 * i + 1]!);
+    off = putVarint(buf, off, sizes[2 * i + 1]!);
     buf[off++] = 0x12; // RequestOp.request_put
-    off = writeVarint(buf, off, sizes[2 * i]!);
+    off = putVarint(buf, off, sizes[2 * i]!);
     off = writePutBody(buf, off, puts[i]!.key, puts[i]!.value, 0);
   }
   return buf;
@@ -126,7 +109,7 @@ export function frameTxnPut(puts: readonly { key: Uint8Array; value: Uint8Array 
  * zeroed key of `keySizeBytes` bytes — the key shape etcd's benchmark tool generates.
  */
 export function benchKey(n: number, keySizeBytes: number): Buffer {
-  const key = Buffer.alloc(Math.max(keySizeBytes, varintBytes(2 * n)));
-  writeVarint(key, 0, 2 * n);
+  const key = Buffer.alloc(Math.max(keySizeBytes, varintSize(2 * n)));
+  putVarint(key, 0, 2 * n);
   return key;
 }

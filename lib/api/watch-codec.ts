@@ -10,6 +10,7 @@
  */
 import { Event } from "../proto/gen/mvccpb/kv.js";
 import { WatchResponse, type ResponseHeader } from "../proto/gen/etcdserverpb/rpc.js";
+import { putVarint, putVarintBig, varintSize, varintSizeBig } from "../proto/varint.js";
 
 const eventBytes = new WeakMap<Event, Uint8Array>();
 
@@ -22,19 +23,10 @@ function encodedEvent(ev: Event): Uint8Array {
   return b;
 }
 
-function varintSize(v: number | bigint): number {
+/** Varint size of an int64/uint64 field value; a negative int64 is ten bytes of two's complement. */
+function fieldVarintSize(v: number | bigint): number {
   if (typeof v === "bigint") return bigVarint(v).length;
-  if (v < 0) return 10; // a negative int64 is ten bytes of two's complement
-  if (v < 0x80) return 1;
-  if (v < 0x4000) return 2;
-  if (v < 0x200000) return 3;
-  let n = 4;
-  v = Math.floor(v / 0x10000000);
-  while (v > 0) {
-    v = Math.floor(v / 128);
-    n++;
-  }
-  return n;
+  return v < 0 ? 10 : varintSize(v);
 }
 
 /** Encoded varints of 64-bit ids (cluster and member ids repeat in every header). */
@@ -44,14 +36,10 @@ const maxCachedBigVarints = 64;
 function bigVarint(v: bigint): Uint8Array {
   let b = bigVarints.get(v);
   if (b === undefined) {
-    const bytes: number[] = [];
-    let x = BigInt.asUintN(64, v);
-    while (x >= 0x80n) {
-      bytes.push(Number(x & 0x7fn) | 0x80);
-      x >>= 7n;
-    }
-    bytes.push(Number(x));
-    b = Uint8Array.from(bytes);
+    const u = BigInt.asUintN(64, v);
+    const tmp = new Uint8Array(varintSizeBig(u));
+    putVarintBig(tmp, 0, u);
+    b = tmp;
     if (bigVarints.size >= maxCachedBigVarints) bigVarints.clear();
     bigVarints.set(v, b);
   }
@@ -63,28 +51,9 @@ class Out {
   constructor(readonly buf: Uint8Array) {}
 
   varint(v: number | bigint): void {
-    if (typeof v === "bigint") {
-      this.bytes(bigVarint(v));
-      return;
-    }
-    if (v < 0x80 && v >= 0) {
-      this.buf[this.pos++] = v;
-      return;
-    }
-    if (v < 0) {
-      let x = BigInt.asUintN(64, BigInt(v));
-      while (x >= 0x80n) {
-        this.buf[this.pos++] = Number(x & 0x7fn) | 0x80;
-        x >>= 7n;
-      }
-      this.buf[this.pos++] = Number(x);
-      return;
-    }
-    while (v >= 0x80) {
-      this.buf[this.pos++] = (v % 128) | 0x80;
-      v = Math.floor(v / 128);
-    }
-    this.buf[this.pos++] = v;
+    if (typeof v === "bigint") this.bytes(bigVarint(v));
+    else if (v < 0) this.pos = putVarintBig(this.buf, this.pos, BigInt.asUintN(64, BigInt(v)));
+    else this.pos = putVarint(this.buf, this.pos, v);
   }
 
   bytes(b: Uint8Array): void {
@@ -95,10 +64,10 @@ class Out {
 
 function headerSize(h: ResponseHeader): number {
   let n = 0;
-  if (h.clusterId !== 0n) n += 1 + varintSize(h.clusterId);
-  if (h.memberId !== 0n) n += 1 + varintSize(h.memberId);
-  if (h.revision !== 0) n += 1 + varintSize(h.revision);
-  if (h.raftTerm !== 0) n += 1 + varintSize(h.raftTerm);
+  if (h.clusterId !== 0n) n += 1 + fieldVarintSize(h.clusterId);
+  if (h.memberId !== 0n) n += 1 + fieldVarintSize(h.memberId);
+  if (h.revision !== 0) n += 1 + fieldVarintSize(h.revision);
+  if (h.raftTerm !== 0) n += 1 + fieldVarintSize(h.raftTerm);
   return n;
 }
 
@@ -113,10 +82,10 @@ export function encodeWatchResponse(resp: WatchResponse): Uint8Array {
   const events = resp.events.map(encodedEvent);
   let size = 0;
   if (h !== undefined) size += 1 + varintSize(hSize) + hSize;
-  if (resp.watchId !== 0) size += 1 + varintSize(resp.watchId);
+  if (resp.watchId !== 0) size += 1 + fieldVarintSize(resp.watchId);
   if (resp.created) size += 2;
   if (resp.canceled) size += 2;
-  if (resp.compactRevision !== 0) size += 1 + varintSize(resp.compactRevision);
+  if (resp.compactRevision !== 0) size += 1 + fieldVarintSize(resp.compactRevision);
   if (reason !== undefined) size += 1 + varintSize(reason.length) + reason.length;
   if (resp.fragment) size += 2;
   for (const e of events) size += 1 + varintSize(e.length) + e.length;

@@ -47,6 +47,7 @@ import {
   recToKeyValue,
 } from "./record.js";
 import { WatchHub, type WatchSink, type WatchSource, type WatchStream } from "./watch.js";
+import { putVarint, putVarintBig } from "../proto/varint.js";
 
 /**
  * How mvcc talks to the lessor (lib/lease) without importing it: `exists` answers whether a lease
@@ -956,17 +957,12 @@ function encodeHashRecord(r: Rec, out: Buffer, at = 0): number {
   p = writeVarintField(out, p, 0x20, r.version);
   if (r.valueLatin1.length > 0) {
     out[p++] = 0x2a;
-    p = writeVarint(out, p, r.valueLatin1.length);
+    p = putVarint(out, p, r.valueLatin1.length);
     p += out.write(r.valueLatin1, p, "latin1");
   }
   if (r.lease !== 0n) {
     out[p++] = 0x30;
-    let v = BigInt.asUintN(64, r.lease);
-    while (v >= 0x80n) {
-      out[p++] = Number(v & 0x7fn) | 0x80;
-      v >>= 7n;
-    }
-    out[p++] = Number(v);
+    p = putVarintBig(out, p, BigInt.asUintN(64, r.lease));
   }
   return p;
 }
@@ -976,25 +972,16 @@ function writeUint64BE(out: Buffer, at: number, n: number): void {
   out.writeUInt32BE(n >>> 0, at + 4);
 }
 
-function writeVarint(out: Buffer, p: number, n: number): number {
-  while (n >= 0x80) {
-    out[p++] = (n % 0x80) | 0x80;
-    n = Math.floor(n / 0x80);
-  }
-  out[p++] = n;
-  return p;
-}
-
 function writeVarintField(out: Buffer, p: number, tag: number, n: number): number {
   if (n === 0) return p;
   out[p++] = tag;
-  return writeVarint(out, p, n);
+  return putVarint(out, p, n);
 }
 
 function writeBytesField(out: Buffer, p: number, tag: number, b: Buffer): number {
   if (b.length === 0) return p;
   out[p++] = tag;
-  p = writeVarint(out, p, b.length);
+  p = putVarint(out, p, b.length);
   b.copy(out, p);
   return p + b.length;
 }

@@ -21,6 +21,7 @@ import {
 import { Event as EventMsg, type Event } from "../proto/gen/mvccpb/kv.js";
 import { mvccAssert, WatchStreamOverloadedError } from "./errors.js";
 import { type Rec, recToEvent, recToKeyValue, emptyBuffer } from "./record.js";
+import { varintSize } from "../proto/varint.js";
 
 /**
  * The transport's side of one watch stream. send() returns false when the client is not reading
@@ -299,15 +300,6 @@ function firstAtOrAfter(recs: readonly Rec[], main: number, sub = 0): number {
     else hi = mid;
   }
   return lo;
-}
-
-function varintBytes(n: number): number {
-  let b = 1;
-  while (n >= 0x80) {
-    n = Math.floor(n / 128);
-    b++;
-  }
-  return b;
 }
 
 /**
@@ -633,7 +625,7 @@ export class WatchStream {
     const baseBytes = WatchResponseMsg.toBinary({ ...resp, events: [] }).length;
     const sizes = events.map((e) => {
       const n = EventMsg.toBinary(e).length;
-      return 1 + varintBytes(n) + n;
+      return 1 + varintSize(n) + n;
     });
     const total = baseBytes + sizes.reduce((a, b) => a + b, 0);
     if (total < max || events.length < 2) {

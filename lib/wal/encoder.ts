@@ -18,6 +18,7 @@ import CRC32C from "crc-32/crc32c.js";
 import type { Entry, HardState } from "../proto/gen/raftpb/raft.js";
 import type { Snapshot as WalSnapshot } from "../proto/gen/walpb/record.js";
 import { WalInvariantError } from "./errors.js";
+import { putVarint, putVarintBig, varintSize, varintSizeBig } from "../proto/varint.js";
 
 /** walpb record types (etcd wal/wal.go: metadataType = iota + 1, …). */
 export const RecordType = {
@@ -36,52 +37,8 @@ export function crc32c(data: Uint8Array, seed: number): number {
   return CRC32C.buf(data, seed) >>> 0;
 }
 
-/** Number of bytes of the protobuf varint encoding of a non-negative safe integer. */
-export function varintSize(v: number): number {
-  if (v < 0x80) return 1;
-  if (v < 0x4000) return 2;
-  if (v < 0x200000) return 3;
-  if (v < 0x10000000) return 4;
-  let n = 4;
-  let x = Math.floor(v / 0x10000000);
-  while (x > 0) {
-    n++;
-    x = Math.floor(x / 0x80);
-  }
-  return n;
-}
-
-function varintSizeBig(v: bigint): number {
-  let n = 1;
-  while (v >= 0x80n) {
-    n++;
-    v >>= 7n;
-  }
-  return n;
-}
-
-/** Writes `v` (a non-negative safe integer) as a varint at `pos`; returns the position after it. */
-export function putVarint(buf: Buffer, pos: number, v: number): number {
-  while (v >= 0x80000000) {
-    buf[pos++] = (v % 0x80) | 0x80;
-    v = Math.floor(v / 0x80);
-  }
-  while (v >= 0x80) {
-    buf[pos++] = (v & 0x7f) | 0x80;
-    v >>>= 7;
-  }
-  buf[pos++] = v;
-  return pos;
-}
-
-function putVarintBig(buf: Buffer, pos: number, v: bigint): number {
-  while (v >= 0x80n) {
-    buf[pos++] = Number(v & 0x7fn) | 0x80;
-    v >>= 7n;
-  }
-  buf[pos++] = Number(v);
-  return pos;
-}
+// varints: one implementation for every hand-written encoder (lib/proto/varint.ts)
+export { varintSize, putVarint } from "../proto/varint.js";
 
 function checkUint(name: string, v: number): void {
   if (!Number.isSafeInteger(v) || v < 0) {

@@ -8,7 +8,7 @@
  * that size.
  */
 import { copyFile, mkdir, open, rename, rm, type FileHandle } from "node:fs/promises";
-import { fdatasyncSync, writeSync } from "node:fs";
+import { closeSync, constants, fdatasyncSync, openSync, write, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Entry, HardState } from "../proto/gen/raftpb/raft.js";
 import type { Snapshot as WalSnapshot } from "../proto/gen/walpb/record.js";
@@ -182,6 +182,13 @@ interface Tail {
   fh: FileHandle;
   path: string;
   seg: SegmentName;
+  /**
+   * A second descriptor on the same file opened with O_DSYNC, made on first use: a write through
+   * it returns once its data is durable, like write + fdatasync, in ONE thread-pool job instead of
+   * two. With two, the fdatasync cannot start until the main thread has run the write's
+   * completion, which waits behind whatever request work that turn is doing.
+   */
+  dsyncFd: number | null;
 }
 
 interface ResolvedOptions {
@@ -225,6 +232,43 @@ function writeFullySync(fd: number, buf: Buffer, n: number, position: number): v
   let done = 0;
   while (done < n) {
     const bytesWritten = writeSync(fd, buf, done, n - done, position + done);
+    if (bytesWritten <= 0) throw new Error("write made no progress");
+    done += bytesWritten;
+  }
+}
+
+/** Closes a tail's O_DSYNC descriptor, if it has one (errors ignored: its writes were synced). */
+function closeDsync(tail: Tail): void {
+  if (tail.dsyncFd === null) return;
+  try {
+    closeSync(tail.dsyncFd);
+  } catch {
+    // nothing was pending on it
+  }
+  tail.dsyncFd = null;
+}
+
+/** fs.write as a promise of bytes written (the callback form skips FileHandle's bookkeeping). */
+function writeAt(
+  fd: number,
+  buf: Buffer,
+  offset: number,
+  n: number,
+  position: number,
+): Promise<number> {
+  return new Promise((resolve, reject) => {
+    write(fd, buf, offset, n, position, (err, bytesWritten) => {
+      if (err !== null) reject(err);
+      else resolve(bytesWritten);
+    });
+  });
+}
+
+/** Writes all of `buf[0, n)` at `position` through a descriptor, looping over short writes. */
+async function writeFullyFd(fd: number, buf: Buffer, n: number, position: number): Promise<void> {
+  let done = 0;
+  while (done < n) {
+    const bytesWritten = await writeAt(fd, buf, done, n - done, position + done);
     if (bytesWritten <= 0) throw new Error("write made no progress");
     done += bytesWritten;
   }
@@ -367,7 +411,7 @@ export class WAL {
     return new WAL({
       dir,
       opts: o,
-      tail: { fh, path: join(dir, name), seg },
+      tail: { fh, path: join(dir, name), seg, dsyncFd: null },
       offsetBytes: headerBytes,
       crc,
       metadata: Uint8Array.from(metadata),
@@ -434,7 +478,7 @@ export class WAL {
     const wal = new WAL({
       dir,
       opts: o,
-      tail: { fh: tailFh, path: join(dir, tailSeg.name), seg: tailSeg },
+      tail: { fh: tailFh, path: join(dir, tailSeg.name), seg: tailSeg, dsyncFd: null },
       offsetBytes: tailOffset,
       crc,
       metadata: metadata === null ? new Uint8Array(0) : Uint8Array.from(metadata),
@@ -798,6 +842,22 @@ export class WAL {
       this.#synced(tail, Number(process.hrtime.bigint() - t0) / 1e9, entryCount, fw.pos);
       return;
     }
+    if (mustSync && this.#offsetBytes + fw.pos < this.#opts.segmentSizeBytes) {
+      // write + fdatasync as one O_DSYNC write (see Tail.dsyncFd)
+      const t0 = process.hrtime.bigint();
+      try {
+        tail.dsyncFd ??= openSync(tail.path, constants.O_WRONLY | constants.O_DSYNC);
+        await writeFullyFd(tail.dsyncFd, buf, fw.pos, this.#offsetBytes);
+      } catch (err) {
+        throw new WalIoError("write", tail.path, err);
+      }
+      this.#offsetBytes += fw.pos;
+      this.#crc = fw.crc;
+      this.stats.bytes += fw.pos;
+      this.stats.entries += entryCount;
+      this.#synced(tail, Number(process.hrtime.bigint() - t0) / 1e9, entryCount, fw.pos);
+      return;
+    }
     try {
       await writeFully(tail.fh, buf, fw.pos, this.#offsetBytes);
     } catch (err) {
@@ -871,7 +931,7 @@ export class WAL {
     fw.crcRecord(this.#crc);
     fw.bytes(RecordType.metadata, this.#metadata);
     if (!isEmptyHardState(this.#state)) fw.hardState(this.#state);
-    const next: Tail = { fh: prepared.fh, path, seg: parseWalName(name)! };
+    const next: Tail = { fh: prepared.fh, path, seg: parseWalName(name)!, dsyncFd: null };
     try {
       await writeFully(prepared.fh, head, fw.pos, 0);
     } catch (err) {
@@ -889,6 +949,7 @@ export class WAL {
     this.#offsetBytes = fw.pos;
     this.#crc = fw.crc;
     this.#segments.push(next.seg);
+    closeDsync(old);
     await old.fh.close().catch(() => {});
     this.#opts.logger.info({ path }, "wal: created a new WAL segment");
   }
@@ -940,6 +1001,7 @@ export class WAL {
   async #close(): Promise<void> {
     while (this.#pump !== null) await this.#pump;
     await this.#pipeline.close();
+    closeDsync(this.#tail);
     if (this.#failed !== null) {
       // The failure was reported to every save; closing a descriptor in an unknown state may fail
       // too, and there is nothing more to tell.

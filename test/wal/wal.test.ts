@@ -347,19 +347,20 @@ describe("disk failure", () => {
       try {
         const wal = await WAL.create(t.walDir, Buffer.from("m"));
         await wal.save(hardState(1, 1n, 0), [entry(1, 1)]);
-        // Pull the segment's descriptor out from under the WAL (the test's stand-in for EIO).
+        // Pull the segment's descriptors (the file handle and the O_DSYNC one) out from under
+        // the WAL: the test's stand-in for EIO.
         const seg = join(t.walDir, "0000000000000000-0000000000000000.wal");
-        const fd = readdirSync("/proc/self/fd")
+        const fds = readdirSync("/proc/self/fd")
           .map(Number)
-          .find((n) => {
+          .filter((n) => {
             try {
               return readlinkSync(`/proc/self/fd/${n}`) === seg;
             } catch {
               return false;
             }
           });
-        assert.ok(fd !== undefined, "segment descriptor found");
-        closeSync(fd);
+        assert.ok(fds.length > 0, "segment descriptor found");
+        for (const fd of fds) closeSync(fd);
         const first = wal.save(undefined, [entry(2, 1)]);
         const queued = wal.save(undefined, [entry(3, 1)]);
         const e1 = await first.then(

@@ -1,0 +1,457 @@
+/**
+ * A bbolt-format db file reader (bbolt v1.3.6's layout, see bolt-format.ts): opens a whole file
+ * held in memory, validates the meta pages as bbolt's meta.validate does (magic, version, FNV-64a
+ * checksum; the valid meta with the higher txid wins), and iterates buckets, nested and inline
+ * ones included. Every page it visits is checked (its header id is where it sits, leaf or branch
+ * type, elements inside the page, keys strictly ascending, child ids below the high-water mark,
+ * bounded depth), and `check()` adds bbolt's tx.Check: every page below the high-water mark is
+ * reached exactly once or is free. Anything wrong throws BoltCorruptError; nothing is guessed.
+ *
+ * Keys and values handed out are views into the file buffer (no copies): do not mutate them.
+ */
+import { BoltCorruptError } from "./bolt-errors.js";
+import {
+  boltMagic,
+  boltVersion,
+  branchElementBytes,
+  branchPageFlag,
+  bucketHeaderBytes,
+  bucketLeafFlag,
+  fnv64a,
+  freelistPageFlag,
+  leafElementBytes,
+  leafPageFlag,
+  metaChecksummedBytes,
+  metaPageFlag,
+  noFreelistPgid,
+  pageHeaderBytes,
+} from "./bolt-format.js";
+
+/** Deepest tree the reader follows; deeper means a cycle (bbolt trees are a few levels deep). */
+export const boltMaxTreeDepth = 64;
+
+/** What the chosen meta page says. */
+export interface BoltMeta {
+  pageSizeBytes: number;
+  /** transaction id of the meta in use */
+  txid: number;
+  /** pages in use (meta.pgid, the high-water mark) */
+  pageCount: number;
+  /** root page of the root bucket */
+  rootPgid: number;
+  /** freelist page, or undefined when the file records none (NoFreelistSync) */
+  freelistPgid: number | undefined;
+  /** which meta page (0 or 1) is in use */
+  metaPage: number;
+}
+
+interface Meta extends BoltMeta {
+  rootSequence: bigint;
+}
+
+/** One leaf element as stored. */
+interface LeafElement {
+  flags: number;
+  key: Buffer;
+  value: Buffer;
+}
+
+function u64(buf: Buffer, off: number, what: string, pgid?: number): number {
+  const v = buf.readBigUInt64LE(off);
+  if (v > BigInt(Number.MAX_SAFE_INTEGER))
+    throw new BoltCorruptError(`${what} ${v} out of range`, pgid);
+  return Number(v);
+}
+
+function parseMeta(file: Buffer, pageOff: number, metaPage: number): Meta | string {
+  if (file.length < pageOff + pageHeaderBytes + 64) return `meta ${metaPage}: file too short`;
+  const flags = file.readUInt16LE(pageOff + 8);
+  const m = pageOff + pageHeaderBytes;
+  if (file.readUInt32LE(m) !== boltMagic) return `meta ${metaPage}: bad magic`;
+  if (file.readUInt32LE(m + 4) !== boltVersion) {
+    return `meta ${metaPage}: version ${file.readUInt32LE(m + 4)}, want ${boltVersion}`;
+  }
+  const sum = file.readBigUInt64LE(m + 56);
+  if (sum !== 0n && sum !== fnv64a(file.subarray(m, m + metaChecksummedBytes))) {
+    return `meta ${metaPage}: checksum mismatch`;
+  }
+  if ((flags & metaPageFlag) === 0) return `meta ${metaPage}: page flags 0x${flags.toString(16)}`;
+  const ps = file.readUInt32LE(m + 8);
+  if (ps < 512 || ps > 1 << 20 || (ps & (ps - 1)) !== 0) return `meta ${metaPage}: page size ${ps}`;
+  const fl = file.readBigUInt64LE(m + 32);
+  const pageCount = file.readBigUInt64LE(m + 40);
+  const txid = file.readBigUInt64LE(m + 48);
+  const root = file.readBigUInt64LE(m + 16);
+  const max = BigInt(Number.MAX_SAFE_INTEGER);
+  if (pageCount > max || txid > max) return `meta ${metaPage}: page count or txid out of range`;
+  if (root < 2n || root >= pageCount) {
+    return `meta ${metaPage}: root page ${root} outside [2, ${pageCount})`;
+  }
+  if (fl !== noFreelistPgid && (fl < 2n || fl >= pageCount)) {
+    return `meta ${metaPage}: freelist page ${fl} outside [2, ${pageCount})`;
+  }
+  return {
+    pageSizeBytes: ps,
+    txid: Number(txid),
+    pageCount: Number(pageCount),
+    rootPgid: Number(root),
+    rootSequence: file.readBigUInt64LE(m + 24),
+    freelistPgid: fl === noFreelistPgid ? undefined : Number(fl),
+    metaPage,
+  };
+}
+
+/** A bucket of an open BoltFile: its plain entries and its nested buckets. */
+export class BoltBucket {
+  readonly #file: BoltFile;
+  /** root page, or 0 for an inline bucket */
+  readonly #rootPgid: number;
+  readonly #inlinePage: Buffer | undefined;
+  /** the bucket's sequence (bbolt NextSequence) */
+  readonly sequence: bigint;
+
+  /** @internal built by BoltFile */
+  constructor(file: BoltFile, rootPgid: number, sequence: bigint, inlinePage?: Buffer) {
+    this.#file = file;
+    this.#rootPgid = rootPgid;
+    this.sequence = sequence;
+    this.#inlinePage = inlinePage;
+  }
+
+  /** True when the bucket is stored inside its parent's leaf (bbolt inline bucket). */
+  get isInline(): boolean {
+    return this.#rootPgid === 0;
+  }
+
+  /** The bucket's root page id (0 when inline). */
+  get rootPgid(): number {
+    return this.#rootPgid;
+  }
+
+  /** Plain (non-bucket) entries in key order, as views into the file. */
+  *entries(): IterableIterator<[Buffer, Buffer]> {
+    for (const e of this.#elements()) {
+      if ((e.flags & bucketLeafFlag) === 0) yield [e.key, e.value];
+    }
+  }
+
+  /** Nested buckets in name order. */
+  *buckets(): IterableIterator<[Buffer, BoltBucket]> {
+    for (const e of this.#elements()) {
+      if ((e.flags & bucketLeafFlag) !== 0) yield [e.key, this.#file.openBucket(e.value, e.key)];
+    }
+  }
+
+  /** The nested bucket `name`, or undefined. */
+  bucket(name: string | Uint8Array): BoltBucket | undefined {
+    const want = typeof name === "string" ? Buffer.from(name) : Buffer.from(name);
+    for (const [k, b] of this.buckets()) if (k.equals(want)) return b;
+    return undefined;
+  }
+
+  /** Plain entries and nested bucket entries, in key order. */
+  #elements(): IterableIterator<LeafElement> {
+    return this.#file.walk(this.#rootPgid, this.#inlinePage, undefined);
+  }
+
+  /** @internal visits this bucket's pages and its nested buckets' (BoltFile.check). */
+  visitPages(onPage: (pgid: number, pages: number) => void): void {
+    for (const e of this.#file.walk(this.#rootPgid, this.#inlinePage, onPage)) {
+      if ((e.flags & bucketLeafFlag) !== 0) {
+        this.#file.openBucket(e.value, e.key).visitPages(onPage);
+      }
+    }
+  }
+}
+
+/**
+ * An open bbolt-format file. `BoltFile.open(bytes)` validates the meta pages (throws
+ * BoltCorruptError when neither is valid or the file is shorter than the meta's high-water mark);
+ * pages are validated as they are read, and `check()` validates the whole file.
+ */
+export class BoltFile {
+  readonly #file: Buffer;
+  readonly #meta: Meta;
+
+  private constructor(file: Buffer, meta: Meta) {
+    this.#file = file;
+    this.#meta = meta;
+  }
+
+  /**
+   * Opens a file held in memory (a trailing sha256 as etcdctl snapshot save appends may follow
+   * the pages: bytes past the high-water mark are ignored).
+   * @throws BoltCorruptError naming what is wrong with each meta page, or a short file.
+   */
+  static open(bytes: Uint8Array): BoltFile {
+    const file = Buffer.isBuffer(bytes)
+      ? bytes
+      : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const m0 = parseMeta(file, 0, 0);
+    // bbolt reads the page size from meta 0 and falls back to the OS page size when it is bad
+    const ps = typeof m0 === "string" ? 4096 : m0.pageSizeBytes;
+    const m1 = parseMeta(file, ps, 1);
+    let meta: Meta;
+    if (typeof m0 === "string" && typeof m1 === "string") {
+      throw new BoltCorruptError(`no valid meta page (${m0}; ${m1})`);
+    } else if (typeof m0 === "string") meta = m1 as Meta;
+    else if (typeof m1 === "string") meta = m0;
+    else meta = m1.txid > m0.txid ? m1 : m0;
+    if (typeof m0 !== "string" && typeof m1 !== "string" && m0.pageSizeBytes !== m1.pageSizeBytes) {
+      throw new BoltCorruptError(`meta pages disagree on the page size`);
+    }
+    const need = meta.pageCount * meta.pageSizeBytes;
+    if (file.length < need) {
+      throw new BoltCorruptError(
+        `file is ${file.length} bytes, its meta says ${meta.pageCount} pages of ${meta.pageSizeBytes} bytes`,
+      );
+    }
+    return new BoltFile(file, meta);
+  }
+
+  /** The meta page in use. */
+  get meta(): BoltMeta {
+    const { rootSequence: _rootSequence, ...m } = this.#meta;
+    return m;
+  }
+
+  /** The root bucket (its nested buckets are the file's top-level buckets). */
+  root(): BoltBucket {
+    return new BoltBucket(this, this.#meta.rootPgid, this.#meta.rootSequence);
+  }
+
+  /** The top-level bucket `name`, or undefined. */
+  bucket(name: string | Uint8Array): BoltBucket | undefined {
+    return this.root().bucket(name);
+  }
+
+  /** Top-level buckets in name order. */
+  buckets(): IterableIterator<[Buffer, BoltBucket]> {
+    return this.root().buckets();
+  }
+
+  /** The page ids the freelist page lists (empty when the file records no freelist). */
+  freePages(): number[] {
+    const fl = this.#meta.freelistPgid;
+    if (fl === undefined) return [];
+    const { off, end } = this.#page(fl);
+    const flags = this.#file.readUInt16LE(off + 8);
+    if ((flags & freelistPageFlag) === 0) {
+      throw new BoltCorruptError(`freelist page has flags 0x${flags.toString(16)}`, fl);
+    }
+    let count = this.#file.readUInt16LE(off + 10);
+    let first = off + pageHeaderBytes;
+    if (count === 0xffff) {
+      count = u64(this.#file, first, "freelist count", fl);
+      first += 8;
+    }
+    if (first + 8 * count > end)
+      throw new BoltCorruptError(`${count} free ids run past the page`, fl);
+    const ids: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const id = u64(this.#file, first + 8 * i, "free page id", fl);
+      if (id < 2 || id >= this.#meta.pageCount) {
+        throw new BoltCorruptError(`free page id ${id} outside [2, ${this.#meta.pageCount})`, fl);
+      }
+      ids.push(id);
+    }
+    return ids;
+  }
+
+  /**
+   * bbolt's tx.Check: every page of every bucket is readable and valid, no page is reached twice
+   * or is both reached and free, no free id repeats, and (when the file stores a freelist) every
+   * page below the high-water mark is reached or free.
+   * @throws BoltCorruptError on the first problem found.
+   */
+  check(): void {
+    const { pageCount, freelistPgid } = this.#meta;
+    const state = new Uint8Array(pageCount); // 0 unseen, 1 reached, 2 free
+    state[0] = 1;
+    state[1] = 1;
+    const reach = (pgid: number, pages: number) => {
+      for (let i = 0; i < pages; i++) {
+        const id = pgid + i;
+        if (id >= pageCount) throw new BoltCorruptError(`runs past the high-water mark`, pgid);
+        if (state[id] === 1) throw new BoltCorruptError(`page ${id} reached twice`, pgid);
+        if (state[id] === 2) throw new BoltCorruptError(`page ${id} is reached and free`, pgid);
+        state[id] = 1;
+      }
+    };
+    if (freelistPgid !== undefined) {
+      for (const id of this.freePages()) {
+        if (state[id] === 2) throw new BoltCorruptError(`page ${id} freed twice`, freelistPgid);
+        state[id] = 2;
+      }
+      const { pages } = this.#page(freelistPgid);
+      reach(freelistPgid, pages);
+    }
+    this.root().visitPages(reach);
+    if (freelistPgid === undefined) return;
+    for (let id = 0; id < pageCount; id++) {
+      if (state[id] === 0) throw new BoltCorruptError(`unreachable and not free`, id);
+    }
+  }
+
+  /** Bounds of page `pgid` (with its overflow pages), checked against the file. */
+  #page(pgid: number): { off: number; end: number; pages: number } {
+    const { pageSizeBytes: ps, pageCount } = this.#meta;
+    if (pgid < 2 || pgid >= pageCount) {
+      throw new BoltCorruptError(`page id ${pgid} outside [2, ${pageCount})`);
+    }
+    const off = pgid * ps;
+    const id = this.#file.readBigUInt64LE(off);
+    if (id !== BigInt(pgid)) throw new BoltCorruptError(`header says page ${id}`, pgid);
+    const pages = 1 + this.#file.readUInt32LE(off + 12);
+    if (pgid + pages > pageCount) {
+      throw new BoltCorruptError(`${pages - 1} overflow pages run past the high-water mark`, pgid);
+    }
+    return { off, end: off + pages * ps, pages };
+  }
+
+  /** @internal a nested bucket from its leaf value (header, plus the page when inline). */
+  openBucket(value: Buffer, name: Buffer): BoltBucket {
+    const what = `bucket "${name.toString("latin1")}"`;
+    if (value.length < bucketHeaderBytes) throw new BoltCorruptError(`${what}: value too short`);
+    const root = u64(value, 0, `${what}: root page`);
+    const seq = value.readBigUInt64LE(8);
+    if (root !== 0) return new BoltBucket(this, root, seq);
+    if (value.length < bucketHeaderBytes + pageHeaderBytes) {
+      throw new BoltCorruptError(`${what}: inline bucket without a page`);
+    }
+    return new BoltBucket(this, 0, seq, value.subarray(bucketHeaderBytes));
+  }
+
+  /**
+   * @internal the leaf elements of the tree at `rootPgid` (or of the inline page), in key order,
+   * validating each page; `onPage` sees each page id visited and its page count.
+   */
+  *walk(
+    rootPgid: number,
+    inlinePage: Buffer | undefined,
+    onPage: ((pgid: number, pages: number) => void) | undefined,
+  ): IterableIterator<LeafElement> {
+    let prev: Buffer | undefined;
+    const order = (key: Buffer, where: string, pgid: number | undefined) => {
+      if (prev !== undefined && Buffer.compare(prev, key) >= 0) {
+        throw new BoltCorruptError(`${where}: keys out of order`, pgid);
+      }
+      prev = key;
+    };
+    if (rootPgid === 0) {
+      for (const e of leafElements(
+        inlinePage!,
+        0,
+        inlinePage!.length,
+        "inline bucket",
+        undefined,
+      )) {
+        order(e.key, "inline bucket", undefined);
+        yield e;
+      }
+      return;
+    }
+    // explicit stack of (page, next child index) so a deep tree does not recurse
+    const stack: {
+      pgid: number;
+      off: number;
+      end: number;
+      count: number;
+      next: number;
+      prevKey?: Buffer;
+    }[] = [];
+    const push = (pgid: number) => {
+      if (stack.length >= boltMaxTreeDepth) {
+        throw new BoltCorruptError(`tree deeper than ${boltMaxTreeDepth} levels (a cycle?)`, pgid);
+      }
+      const { off, end, pages } = this.#page(pgid);
+      onPage?.(pgid, pages);
+      const flags = this.#file.readUInt16LE(off + 8);
+      const count = this.#file.readUInt16LE(off + 10);
+      if (flags === leafPageFlag) {
+        stack.push({ pgid, off, end, count: -1, next: 0 });
+      } else if (flags === branchPageFlag) {
+        if (count === 0) throw new BoltCorruptError(`empty branch page`, pgid);
+        if (off + pageHeaderBytes + branchElementBytes * count > end) {
+          throw new BoltCorruptError(`${count} branch elements run past the page`, pgid);
+        }
+        stack.push({ pgid, off, end, count, next: 0 });
+      } else {
+        throw new BoltCorruptError(
+          `expected a leaf or branch page, flags 0x${flags.toString(16)}`,
+          pgid,
+        );
+      }
+    };
+    push(rootPgid);
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]!;
+      if (top.count === -1) {
+        stack.pop();
+        for (const e of leafElements(this.#file, top.off, top.end, "leaf", top.pgid)) {
+          order(e.key, "leaf", top.pgid);
+          yield e;
+        }
+        continue;
+      }
+      if (top.next >= top.count) {
+        stack.pop();
+        continue;
+      }
+      const e = top.off + pageHeaderBytes + branchElementBytes * top.next;
+      const pos = this.#file.readUInt32LE(e);
+      const ksize = this.#file.readUInt32LE(e + 4);
+      if (e + pos + ksize > top.end || ksize === 0) {
+        throw new BoltCorruptError(`branch element ${top.next} key runs past the page`, top.pgid);
+      }
+      const key = this.#file.subarray(e + pos, e + pos + ksize);
+      if (top.prevKey !== undefined && Buffer.compare(top.prevKey, key) >= 0) {
+        throw new BoltCorruptError(`branch keys out of order at element ${top.next}`, top.pgid);
+      }
+      top.prevKey = key;
+      const child = u64(this.#file, e + 8, "child page id", top.pgid);
+      top.next++;
+      push(child);
+    }
+  }
+}
+
+/** The elements of the leaf page at `off` (extent up to `end`), checked to lie inside it. */
+function* leafElements(
+  buf: Buffer,
+  off: number,
+  end: number,
+  where: string,
+  pgid: number | undefined,
+): IterableIterator<LeafElement> {
+  const flags = buf.readUInt16LE(off + 8);
+  if (flags !== leafPageFlag) {
+    throw new BoltCorruptError(
+      `${where}: expected a leaf page, flags 0x${flags.toString(16)}`,
+      pgid,
+    );
+  }
+  const count = buf.readUInt16LE(off + 10);
+  if (off + pageHeaderBytes + leafElementBytes * count > end) {
+    throw new BoltCorruptError(`${where}: ${count} elements run past the page`, pgid);
+  }
+  for (let i = 0; i < count; i++) {
+    const e = off + pageHeaderBytes + leafElementBytes * i;
+    const eflags = buf.readUInt32LE(e);
+    const pos = buf.readUInt32LE(e + 4);
+    const ksize = buf.readUInt32LE(e + 8);
+    const vsize = buf.readUInt32LE(e + 12);
+    const k = e + pos;
+    if (ksize === 0 || k + ksize + vsize > end) {
+      throw new BoltCorruptError(`${where}: element ${i} runs past the page`, pgid);
+    }
+    if ((eflags & ~bucketLeafFlag) !== 0) {
+      throw new BoltCorruptError(`${where}: element ${i} has flags 0x${eflags.toString(16)}`, pgid);
+    }
+    yield {
+      flags: eflags,
+      key: buf.subarray(k, k + ksize),
+      value: buf.subarray(k + ksize, k + ksize + vsize),
+    };
+  }
+}

@@ -75,6 +75,7 @@ import {
   parseInitialCluster,
 } from "./membership.js";
 import { ServerMetrics } from "./metrics.js";
+import { encodePutProposal, isPlainPutRequest } from "./raft-request-codec.js";
 import { AppliedIndexWaits, RequestWaits } from "./wait.js";
 import { AutoCompactor, parseRetention } from "./compactor.js";
 
@@ -137,6 +138,12 @@ export class EtcdServer {
   #fatalError: Error | undefined;
 
   readonly #waits = new RequestWaits<ApplyResult>();
+  /**
+   * Proposals of this member still waiting, by the entry bytes handed to raft: the apply loop
+   * takes the request object from here instead of decoding the entry (see #applyNormal). Bounded
+   * by the pending waits: #propose removes its entry however the wait ends.
+   */
+  readonly #localProposals = new Map<Uint8Array, InternalRaftRequest>();
   readonly #appliedWaits = new AppliedIndexWaits();
   #requestIdCounter = 0n;
   readonly #requestIdPrefix: bigint;
@@ -557,16 +564,20 @@ export class EtcdServer {
 
   #applyNormal(e: Entry): void {
     if (e.data.length === 0) return; // the empty entry a new leader appends (Raft §5.4.2)
-    let r: InternalRaftRequest;
-    try {
-      r = InternalRaftRequest.fromBinary(e.data);
-    } catch (err) {
-      // Entries were validated before they were proposed; one that does not decode means the log
-      // is damaged, which must stop the member rather than diverge.
-      throw new Error(`apply: entry ${e.index} does not decode: ${(err as Error).message}`);
+    // An entry this member proposed carries the very bytes #propose encoded from the request
+    // object it still holds: that object is the decoded entry, so skip decoding it again.
+    let r = this.#localProposals.get(e.data);
+    if (r === undefined) {
+      try {
+        r = InternalRaftRequest.fromBinary(e.data);
+      } catch (err) {
+        // Entries were validated before they were proposed; one that does not decode means the
+        // log is damaged, which must stop the member rather than diverge.
+        throw new Error(`apply: entry ${e.index} does not decode: ${(err as Error).message}`);
+      }
     }
     const id = r.header?.iD ?? r.iD;
-    const started = process.hrtime.bigint();
+    const started = performance.now();
     let result: ApplyResult;
     let op = "unknown";
     try {
@@ -576,11 +587,8 @@ export class EtcdServer {
     } catch (err) {
       result = { error: err as Error };
     }
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    this.metrics.applyDurationSeconds.observe(
-      { version: "v3", op, success: result.error === undefined ? "true" : "false" },
-      seconds,
-    );
+    const seconds = (performance.now() - started) / 1000;
+    this.metrics.observeApply(op, result.error === undefined, seconds);
     // etcd warns on applies over 100 ms (warnApplyDuration)
     if (seconds > 0.1) this.metrics.slowApplyTotal.inc();
     this.#waits.trigger(id, result);
@@ -699,10 +707,14 @@ export class EtcdServer {
     }
     const id = this.#nextRequestId();
     r.header = { iD: id, username: "", authRevision: 0 };
-    const data = InternalRaftRequest.toBinary(r);
+    const data =
+      r.put !== undefined && r.iD === 0n && isPlainPutRequest(r.put)
+        ? encodePutProposal(id, r.put)
+        : InternalRaftRequest.toBinary(r);
     if (data.length > this.config.maxRequestBytes) throw errRequestTooLarge();
     if (this.#leaderId === 0n) throw errNoLeader();
     const done = this.#waits.register(id, this.#requestTimeoutMs());
+    this.#localProposals.set(data, r);
     try {
       this.#raft.propose(data);
     } catch {
@@ -719,6 +731,7 @@ export class EtcdServer {
       this.metrics.proposalsFailedTotal.inc();
       throw err;
     } finally {
+      this.#localProposals.delete(data);
       this.metrics.proposalsPending.dec();
     }
   }

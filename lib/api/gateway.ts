@@ -141,11 +141,11 @@ function maxBodyBytes(api: EtcdApi): number {
   return api.server.config.maxRequestBytes + 512 * 1024;
 }
 
-function writeJson(res: ServerResponse, httpStatus: number, body: unknown): void {
+function writeJson(res: GatewayExchange, httpStatus: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(httpStatus, {
     "content-type": "application/json",
-    "content-length": Buffer.byteLength(text),
+    "content-length": String(Buffer.byteLength(text)),
   });
   res.end(text);
 }
@@ -159,23 +159,29 @@ function errorBody(err: unknown): { status: number; body: unknown; unexpected: b
   };
 }
 
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+function readBody(req: GatewayExchange, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on("data", (c: Buffer) => {
-      size += c.length;
-      if (size > limit) {
-        reject(
-          new ApiError(GrpcStatus.RESOURCE_EXHAUSTED, "grpc: received message larger than max"),
-        );
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on("end", () => resolve(Buffer.concat(chunks)));
-    req.on("error", reject);
+    let refused = false;
+    req.readBody(
+      (c) => {
+        if (refused) return;
+        size += c.length;
+        if (size > limit) {
+          refused = true;
+          reject(
+            new ApiError(GrpcStatus.RESOURCE_EXHAUSTED, "grpc: received message larger than max"),
+          );
+          req.stopReading();
+          return;
+        }
+        chunks.push(c);
+      },
+      () => {
+        if (!refused) resolve(Buffer.concat(chunks));
+      },
+    );
   });
 }
 
@@ -299,7 +305,97 @@ export class JsonValueSplitter {
   }
 }
 
-/** Serves one gateway or ops request. Never throws: every failure becomes an HTTP answer. */
+/**
+ * One gateway or ops request and its answer, whatever carries it: HTTP/1.1 (node:http), an HTTP/2
+ * stream of lib/h2 or of node:http2 (h2-gateway.ts). The gateway reads the method, the target and
+ * the body, and answers with a status, headers and a body that may stream (watch, keep-alive).
+ */
+export interface GatewayExchange {
+  /** request method, e.g. "POST" */
+  readonly method: string;
+  /** request target: path and query, e.g. "/health?exclude=NOSPACE" */
+  readonly url: string;
+  /** true once writeHead was called */
+  readonly headersSent: boolean;
+  /**
+   * Starts reading the request body: `onData` gets each chunk in order, then `onEnd` once when
+   * the client finished sending (not after stopReading). Call at most once.
+   */
+  readBody(onData: (chunk: Buffer) => void, onEnd: () => void): void;
+  /** the body is refused (over a size limit): stop delivering it; the transport may drop the request */
+  stopReading(): void;
+  /** sends the status line / :status and headers (lower-case names) */
+  writeHead(status: number, headers: Record<string, string>): void;
+  /** a streaming response: sends the headers now rather than with the first body bytes */
+  flushHeaders(): void;
+  /** sends body bytes; false means the client is behind: wait for onDrain before sending more */
+  write(chunk: string): boolean;
+  /** ends the response, with optional last body bytes */
+  end(chunk?: string): void;
+  /** called when bytes held back after write returned false have gone */
+  onDrain(fn: () => void): void;
+  /** called once when the exchange is over: the response ended or the client went away */
+  onClose(fn: () => void): void;
+}
+
+/** node:http's request and response as a GatewayExchange. */
+class Http1Exchange implements GatewayExchange {
+  readonly method: string;
+  readonly url: string;
+  readonly #req: IncomingMessage;
+  readonly #res: ServerResponse;
+
+  constructor(req: IncomingMessage, res: ServerResponse) {
+    this.#req = req;
+    this.#res = res;
+    this.method = req.method ?? "GET";
+    this.url = req.url ?? "/";
+  }
+
+  get headersSent(): boolean {
+    return this.#res.headersSent;
+  }
+
+  readBody(onData: (chunk: Buffer) => void, onEnd: () => void): void {
+    this.#req.on("data", onData);
+    this.#req.on("end", onEnd);
+    this.#req.on("error", () => {});
+  }
+
+  stopReading(): void {
+    this.#req.destroy();
+  }
+
+  writeHead(status: number, headers: Record<string, string>): void {
+    this.#res.writeHead(status, headers);
+  }
+
+  flushHeaders(): void {
+    this.#res.flushHeaders();
+  }
+
+  write(chunk: string): boolean {
+    return this.#res.write(chunk);
+  }
+
+  end(chunk?: string): void {
+    if (chunk === undefined) this.#res.end();
+    else this.#res.end(chunk);
+  }
+
+  onDrain(fn: () => void): void {
+    this.#res.on("drain", fn);
+  }
+
+  onClose(fn: () => void): void {
+    this.#res.on("close", fn);
+  }
+}
+
+/**
+ * Serves gateway and ops requests: the JSON gateway under /v3/ (and /v3beta/, /v3alpha/),
+ * /health, /version and /metrics. Never throws: every failure becomes an HTTP answer.
+ */
 export class Gateway {
   readonly #api: EtcdApi;
   readonly #logger: Logger;
@@ -309,47 +405,58 @@ export class Gateway {
     this.#logger = logger;
   }
 
+  /** Upper bound on one request body or one streamed request value, in bytes. */
+  get maxBodyBytes(): number {
+    return maxBodyBytes(this.#api);
+  }
+
+  /** Serves one HTTP/1.1 request (node:http's request listener). */
   handle(req: IncomingMessage, res: ServerResponse): void {
-    this.#handle(req, res).catch((err: unknown) => {
+    this.serve(new Http1Exchange(req, res));
+  }
+
+  /** Serves one request on any transport (see GatewayExchange); never throws. */
+  serve(ex: GatewayExchange): void {
+    this.#handle(ex).catch((err: unknown) => {
       const e = errorBody(err);
       if (e.unexpected)
-        this.#logger.error({ url: req.url, err: (err as Error)?.stack }, "gateway request failed");
-      if (!res.headersSent) writeJson(res, e.status, e.body);
-      else res.end();
+        this.#logger.error({ url: ex.url, err: (err as Error)?.stack }, "gateway request failed");
+      if (!ex.headersSent) writeJson(ex, e.status, e.body);
+      else ex.end();
     });
   }
 
-  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? "/", "http://localhost");
+  async #handle(ex: GatewayExchange): Promise<void> {
+    const url = new URL(ex.url, "http://localhost");
     const path = url.pathname;
-    if (path === "/health") return this.#health(req, res, url);
+    if (path === "/health") return this.#health(ex, url);
     if (path === "/version") {
-      return writeJson(res, 200, { etcdserver: serverVersion, etcdcluster: clusterVersion });
+      return writeJson(ex, 200, { etcdserver: serverVersion, etcdcluster: clusterVersion });
     }
-    if (path === "/metrics") return this.#metrics(res);
+    if (path === "/metrics") return this.#metrics(ex);
     const prefix = versionPrefixes.find((p) => path.startsWith(p));
     const route = prefix !== undefined ? routes.get(path.slice(prefix.length)) : undefined;
     if (route === undefined) {
-      res.writeHead(404, { "content-type": "text/plain; charset=utf-8" });
-      res.end("404 page not found\n");
+      ex.writeHead(404, { "content-type": "text/plain; charset=utf-8" });
+      ex.end("404 page not found\n");
       return;
     }
-    if (req.method !== "POST") {
-      res.writeHead(405, { "content-type": "text/plain; charset=utf-8", allow: "POST" });
-      res.end("Method Not Allowed\n");
+    if (ex.method !== "POST") {
+      ex.writeHead(405, { "content-type": "text/plain; charset=utf-8", allow: "POST" });
+      ex.end("Method Not Allowed\n");
       return;
     }
     if (route.kind === "unary") {
-      const body = await readBody(req, maxBodyBytes(this.#api));
+      const body = await readBody(ex, maxBodyBytes(this.#api));
       const msg = decode(route.request, parseJson(body.toString("utf8")));
       const out = await route.call(this.#api, msg);
-      writeJson(res, 200, route.response.toJson(out, { useProtoFieldName: true }));
+      writeJson(ex, 200, route.response.toJson(out, { useProtoFieldName: true }));
       return;
     }
-    this.#stream(route, req, res);
+    this.#stream(route, ex);
   }
 
-  #stream(route: StreamRoute, req: IncomingMessage, res: ServerResponse): void {
+  #stream(route: StreamRoute, ex: GatewayExchange): void {
     const onMessage: ((m: unknown) => void)[] = [];
     const onClose: (() => void)[] = [];
     const onDrain: (() => void)[] = [];
@@ -359,59 +466,66 @@ export class Gateway {
       closed = true;
       for (const fn of onClose) fn();
     };
-    res.writeHead(200, { "content-type": "application/json" });
-    res.flushHeaders();
-    res.on("drain", () => {
+    ex.writeHead(200, { "content-type": "application/json" });
+    ex.flushHeaders();
+    ex.onDrain(() => {
       for (const fn of onDrain) fn();
     });
-    res.on("close", close);
+    ex.onClose(close);
     const s: BidiStream<unknown, unknown> = {
       onMessage: (fn) => onMessage.push(fn),
       onClose: (fn) => onClose.push(fn),
       onDrain: (fn) => onDrain.push(fn),
       send: (m) => {
         if (closed) return true;
-        return res.write(
+        return ex.write(
           `${JSON.stringify({ result: route.response.toJson(m, { useProtoFieldName: true }) })}\n`,
         );
       },
       end: (err) => {
         if (closed) return;
-        if (err !== undefined) res.write(`${JSON.stringify({ error: errorBody(err).body })}\n`);
-        res.end();
+        if (err !== undefined) ex.write(`${JSON.stringify({ error: errorBody(err).body })}\n`);
+        ex.end();
         close();
       },
     };
     route.call(this.#api, s);
     const splitter = new JsonValueSplitter(maxBodyBytes(this.#api));
-    req.on("data", (chunk: Buffer) => {
-      let values: string[];
-      try {
-        values = splitter.push(chunk);
-      } catch (err) {
-        s.end(err as Error);
-        req.destroy();
-        return;
-      }
-      for (const v of values) {
-        let msg: unknown;
+    let refused = false;
+    ex.readBody(
+      (chunk) => {
+        if (refused || closed) return;
+        let values: string[];
         try {
-          msg = decode(route.request, parseJson(v));
+          values = splitter.push(chunk);
         } catch (err) {
+          refused = true;
           s.end(err as Error);
+          ex.stopReading();
           return;
         }
-        for (const fn of onMessage) fn(msg);
-      }
-    });
-    // A client that finished sending keeps its watch: the response stream stays open until the
-    // client goes away, as etcd's gateway does.
+        for (const v of values) {
+          let msg: unknown;
+          try {
+            msg = decode(route.request, parseJson(v));
+          } catch (err) {
+            refused = true;
+            s.end(err as Error);
+            return;
+          }
+          for (const fn of onMessage) fn(msg);
+        }
+      },
+      // A client that finished sending keeps its watch: the response stream stays open until the
+      // client goes away, as etcd's gateway does.
+      () => {},
+    );
   }
 
-  async #health(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-    if (req.method !== "GET") {
-      res.writeHead(405, { "content-type": "text/plain; charset=utf-8", allow: "GET" });
-      res.end("Method Not Allowed\n");
+  async #health(ex: GatewayExchange, url: URL): Promise<void> {
+    if (ex.method !== "GET") {
+      ex.writeHead(405, { "content-type": "text/plain; charset=utf-8", allow: "GET" });
+      ex.end("Method Not Allowed\n");
       return;
     }
     const server = this.#api.server;
@@ -421,23 +535,23 @@ export class Gateway {
     if (healthy) healthy = await readWithin(server.linearizableReadNotify(), healthReadTimeoutMs);
     const body = JSON.stringify({ health: healthy ? "true" : "false" });
     if (healthy) {
-      res.writeHead(200, { "content-type": "text/plain; charset=utf-8" });
-      res.end(body);
+      ex.writeHead(200, { "content-type": "text/plain; charset=utf-8" });
+      ex.end(body);
     } else {
       // etcd answers with http.Error: text/plain and a trailing newline
-      res.writeHead(503, {
+      ex.writeHead(503, {
         "content-type": "text/plain; charset=utf-8",
         "x-content-type-options": "nosniff",
       });
-      res.end(`${body}\n`);
+      ex.end(`${body}\n`);
     }
   }
 
-  async #metrics(res: ServerResponse): Promise<void> {
+  async #metrics(ex: GatewayExchange): Promise<void> {
     const server = this.#api.server;
     server.refreshMetrics();
     const text = await server.metrics.registry.metrics();
-    res.writeHead(200, { "content-type": server.metrics.registry.contentType });
-    res.end(text);
+    ex.writeHead(200, { "content-type": server.metrics.registry.contentType });
+    ex.end(text);
   }
 }

@@ -11,6 +11,7 @@ import { Gateway } from "./gateway.js";
 import { createGrpcServer } from "./grpc.js";
 import { type ClientListener, listenClientUrl, relayDuplex } from "./listener.js";
 import { createH2Server } from "./h2.js";
+import { h2GatewayOption, serveGatewayBesideGrpcJs } from "./h2-gateway.js";
 import type { Duplex } from "node:stream";
 
 export { EtcdApi, type BidiStream } from "./handlers.js";
@@ -32,15 +33,20 @@ export async function serveClients(server: EtcdServer, logger: Logger): Promise<
   const api = new EtcdApi(server);
   const grpcServer = createGrpcServer(api, logger, server.config.maxRequestBytes);
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const gateway = new Gateway(api, logger);
+  // HTTP/2 requests that are not gRPC (curl --http2, nghttp, browsers) reach the gateway too
   const h2Server =
     server.config.grpcTransport === "fast"
-      ? createH2Server(api, logger, server.config.maxRequestBytes)
+      ? createH2Server(api, logger, server.config.maxRequestBytes, h2GatewayOption(gateway))
       : undefined;
+  const gatewayOnH2 = h2Server !== undefined || serveGatewayBesideGrpcJs(grpcServer, gateway);
+  if (!gatewayOnH2) {
+    logger.warn("grpc-js internals changed: the gateway is served over HTTP/1.1 only");
+  }
   const grpcConnection = (socket: Duplex, head?: Buffer) => {
     if (h2Server !== undefined) h2Server.handleConnection(socket, head);
     else injector.injectConnection(head === undefined ? socket : relayDuplex(socket, head));
   };
-  const gateway = new Gateway(api, logger);
   const httpServer = http.createServer({ keepAliveTimeout: 30_000 }, (req, res) =>
     gateway.handle(req, res),
   );
@@ -56,6 +62,7 @@ export async function serveClients(server: EtcdServer, logger: Logger): Promise<
           logger,
           grpcConnection,
           httpServer,
+          preferH2: gatewayOnH2,
         }),
       );
     }

@@ -24,6 +24,11 @@ export interface ClientListenerOptions {
   /** takes over an HTTP/2 connection; `head` holds bytes the sniffer already read from it */
   grpcConnection: (socket: Duplex, head?: Buffer) => void;
   httpServer: http.Server;
+  /**
+   * TLS: choose h2 by ALPN when the client offers both h2 and http/1.1, as etcd does (curl
+   * --http2 then gets HTTP/2); needs the gateway served over HTTP/2. False: http/1.1 wins.
+   */
+  preferH2?: boolean;
 }
 
 /** A bound client listener; `port` is the actual port (useful with port 0 in tests). */
@@ -129,8 +134,9 @@ export function listenClientUrl(opts: ClientListenerOptions): Promise<ClientList
         // verify client certificates, as --client-cert-auth does
         requestCert: t.clientCertAuth || t.trustedCaFile !== "",
         rejectUnauthorized: t.clientCertAuth || t.trustedCaFile !== "",
-        // server preference: HTTP/1.1 clients (curl) get the gateway, gRPC clients offer only h2
-        ALPNProtocols: ["http/1.1", "h2"],
+        // server preference, as etcd's Go server: h2 first when the gateway is served over
+        // HTTP/2 too; else http/1.1 first so that clients offering both (curl) reach the gateway
+        ALPNProtocols: opts.preferH2 === true ? ["h2", "http/1.1"] : ["http/1.1", "h2"],
         minVersion: "TLSv1.2",
       },
       (socket) => {

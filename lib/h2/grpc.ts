@@ -153,6 +153,13 @@ export interface H2GrpcServerOptions {
   mapError?: ErrorMapper;
   /** called with unexpected handler failures (after mapping) for logging */
   onHandlerError?: (path: string, err: unknown) => void;
+  /**
+   * Takes over a stream that is not a gRPC call (not POST with an application/grpc content
+   * type), e.g. lib/api's JSON gateway and ops endpoints for curl, nghttp or a browser. The
+   * handler owns the stream: it sets its callbacks and answers it. Unset: such streams get a
+   * bare 405 (not POST) or 415 (not gRPC), as grpc-go's server answers.
+   */
+  onHttpStream?: (stream: H2Stream, headers: Header[]) => void;
 }
 
 // constant header blocks, encoded once
@@ -500,6 +507,7 @@ export class H2GrpcServer implements H2ConnectionHandler {
   readonly #connections = new Set<H2Connection>();
   readonly #mapError: ErrorMapper;
   readonly #onHandlerError: ((path: string, err: unknown) => void) | undefined;
+  readonly #onHttpStream: ((stream: H2Stream, headers: Header[]) => void) | undefined;
   #ticker: NodeJS.Timeout | undefined;
   #closing = false;
   #closedWaiters: (() => void)[] = [];
@@ -510,6 +518,7 @@ export class H2GrpcServer implements H2ConnectionHandler {
     this.grpcLimits = { ...defaultGrpcLimits, ...options.grpc };
     this.#mapError = options.mapError ?? defaultErrorMapper;
     this.#onHandlerError = options.onHandlerError;
+    this.#onHttpStream = options.onHttpStream;
   }
 
   /** Number of open connections. */
@@ -576,6 +585,10 @@ export class H2GrpcServer implements H2ConnectionHandler {
       else metadata.set(n, v);
     }
     if (method !== "POST" || !contentType.startsWith("application/grpc")) {
+      if (this.#onHttpStream !== undefined) {
+        this.#onHttpStream(stream, headers);
+        return;
+      }
       // not a gRPC request: a plain HTTP answer (grpc-go answers 415 for a wrong content type)
       const status = method !== "POST" ? "405" : "415";
       stream.sendHeaders(encodeHeaderBlock([[":status", status]]), true);

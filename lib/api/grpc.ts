@@ -13,7 +13,7 @@ import {
   watchDefinition,
 } from "../proto/gen/etcdserverpb/rpc.grpc-server.js";
 import type * as rpc from "../proto/gen/etcdserverpb/rpc.js";
-import type { EtcdApi, BidiStream } from "./handlers.js";
+import type { EtcdApi, BidiStream, ServerStream } from "./handlers.js";
 import { toApiStatus } from "./errors.js";
 import { encodeWatchResponse } from "./watch-codec.js";
 
@@ -27,8 +27,9 @@ type UnaryCall<Req, Res> = (
 
 /**
  * Builds the grpc-js Server with the KV, Watch, Lease, Maintenance and Cluster services.
- * Methods we do not serve (Auth, membership changes, Snapshot, MoveLeader) answer UNIMPLEMENTED,
- * which is grpc-js's answer for a method missing from the implementation.
+ * Methods we do not serve (Auth, membership changes, MoveLeader) answer UNIMPLEMENTED, which is
+ * grpc-js's answer for a method missing from the implementation. Maintenance.Snapshot streams the
+ * db file, pausing while grpc-js's write buffer is full (write() false until 'drain').
  */
 export function createGrpcServer(
   api: EtcdApi,
@@ -103,6 +104,37 @@ export function createGrpcServer(
     };
   };
 
+  const serverStream = <Req, Res>(call: grpc.ServerWritableStream<Req, Res>): ServerStream<Res> => {
+    let ended = false;
+    const closeFns: (() => void)[] = [];
+    const fireClose = () => {
+      if (ended) return;
+      ended = true;
+      for (const fn of closeFns) fn();
+    };
+    call.on("cancelled", fireClose);
+    call.on("error", fireClose);
+    call.on("close", fireClose);
+    return {
+      onClose: (fn) => closeFns.push(fn),
+      onDrain: (fn) => call.on("drain", fn),
+      send: (res) => {
+        if (ended) return true;
+        return call.write(res);
+      },
+      end: (err) => {
+        if (ended) return;
+        if (err === undefined) call.end();
+        else {
+          const s = toApiStatus(err);
+          if (s.unexpected) logger.error({ method: "Snapshot", err: err.stack }, "request failed");
+          call.emit("error", { code: s.code, details: s.message, metadata: new grpc.Metadata() });
+        }
+        fireClose();
+      },
+    };
+  };
+
   server.addService(kVDefinition, {
     range: unary((r) => api.range(r), "Range"),
     put: unary((r) => api.put(r), "Put"),
@@ -140,6 +172,8 @@ export function createGrpcServer(
     defragment: unary(() => api.defragment(), "Defragment"),
     hash: unary(() => api.hash(), "Hash"),
     hashKV: unary((r: rpc.HashKVRequest) => api.hashKV(r), "HashKV"),
+    snapshot: (call: grpc.ServerWritableStream<rpc.SnapshotRequest, rpc.SnapshotResponse>) =>
+      api.snapshot(serverStream(call)),
   } as unknown as grpc.UntypedServiceImplementation as never);
   server.addService(clusterDefinition, {
     memberList: unary(() => api.memberList(), "MemberList"),

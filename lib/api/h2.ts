@@ -1,7 +1,9 @@
 /**
  * The fast transport binding: lib/api's EtcdApi methods served through lib/h2 (issue 6), the same
  * handlers grpc.ts serves through @grpc/grpc-js. Methods not bound here (Auth, membership changes,
- * Snapshot, MoveLeader) answer UNIMPLEMENTED, as with grpc-js.
+ * MoveLeader) answer UNIMPLEMENTED, as with grpc-js. Maintenance.Snapshot streams the db file under
+ * the client's flow-control window (lib/h2 holds DATA until the window opens; `send` returning
+ * false pauses the handler until drain).
  */
 import type { Logger } from "pino";
 import {
@@ -9,6 +11,7 @@ import {
   type H2GrpcServerOptions,
   type MethodHandler,
   bidiMethod,
+  serverStreamMethod,
   unaryMethod,
 } from "../h2/index.js";
 import * as rpc from "../proto/gen/etcdserverpb/rpc.js";
@@ -85,6 +88,10 @@ export function etcdMethodTable(api: EtcdApi): Map<string, MethodHandler> {
   m.set(
     "/etcdserverpb.Maintenance/HashKV",
     unaryMethod(rpc.HashKVRequest, rpc.HashKVResponse, (r) => api.hashKV(r)),
+  );
+  m.set(
+    "/etcdserverpb.Maintenance/Snapshot",
+    serverStreamMethod(rpc.SnapshotRequest, rpc.SnapshotResponse, (_req, s) => api.snapshot(s)),
   );
   m.set(
     "/etcdserverpb.Cluster/MemberList",

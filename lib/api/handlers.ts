@@ -31,6 +31,7 @@ import type {
   PutResponse,
   RangeRequest,
   RangeResponse,
+  SnapshotResponse,
   StatusResponse,
   TxnRequest,
   TxnResponse,
@@ -44,6 +45,8 @@ import {
   checkTxnRequest,
 } from "../mvcc/index.js";
 import type { EtcdServer } from "../server/index.js";
+import { createDbFileWriter, snapshotSendBufferBytes } from "../server/db-file.js";
+import { createHash } from "node:crypto";
 
 /**
  * One side of a bidirectional stream as lib/api sees it, whatever the transport.
@@ -60,13 +63,34 @@ export interface BidiStream<Req, Res> {
   end(err?: Error): void;
 }
 
+/**
+ * The server side of a server-streaming call (Maintenance.Snapshot), whatever the transport.
+ * `send` returns false when the transport's buffer is full; it then calls `onDrain` callbacks.
+ */
+export interface ServerStream<Res> {
+  /** the client cancelled or the connection went away */
+  onClose(fn: () => void): void;
+  onDrain(fn: () => void): void;
+  send(res: Res): boolean;
+  /** ends the stream with an error status (message is etcd's string) or cleanly */
+  end(err?: Error): void;
+}
+
 /** Bounds on what one client stream may hold in the server (STYLE §2). */
 export interface StreamLimits {
   /** keep-alive requests queued per LeaseKeepAlive stream before the server stops reading */
   maxPendingKeepAlives: number;
+  /**
+   * Snapshot bytes one stream hands the transport per event-loop turn before it yields, so a
+   * fast client does not hold the loop for a whole db file
+   */
+  snapshotBytesPerTurn: number;
 }
 
-const defaultStreamLimits: StreamLimits = { maxPendingKeepAlives: 1024 };
+const defaultStreamLimits: StreamLimits = {
+  maxPendingKeepAlives: 1024,
+  snapshotBytesPerTurn: 1 << 20,
+};
 
 export class EtcdApi {
   readonly #server: EtcdServer;
@@ -240,6 +264,92 @@ export class EtcdApi {
 
   async hashKV(req: HashKVRequest): Promise<HashKVResponse> {
     return this.#server.hashKV(req.revision);
+  }
+
+  /**
+   * Maintenance.Snapshot, as etcd 3.4's v3rpc maintenance.go: the member's db file (a bbolt file
+   * with etcd's buckets, lib/server/db-file.ts) as of the call, in messages of 32 KiB
+   * (`remaining_bytes` = bytes still to come after this one), then one message whose blob is
+   * the sha256 of the file and remaining_bytes 0, which `etcdctl snapshot restore` checks.
+   * Waits for the transport's window (onDrain) and yields the event loop every
+   * `snapshotBytesPerTurn` bytes.
+   */
+  snapshot(stream: ServerStream<SnapshotResponse>): void {
+    let writer: ReturnType<typeof createDbFileWriter>;
+    try {
+      writer = createDbFileWriter(this.#server);
+    } catch (err) {
+      stream.end(err as Error);
+      return;
+    }
+    const total = writer.sizeBytes;
+    const chunks = writer.chunks();
+    const sha = createHash("sha256");
+    const perTurn = this.#limits.snapshotBytesPerTurn;
+    let sent = 0;
+    let pending: Buffer = Buffer.alloc(0);
+    let closed = false;
+    let waitingDrain = false;
+    let scheduled = false;
+    // the next message's bytes: exactly snapshotSendBufferBytes (etcd's io.ReadFull) but the last
+    const nextBlob = (): Buffer | undefined => {
+      const want = Math.min(snapshotSendBufferBytes, total - sent);
+      if (want === 0) return undefined;
+      if (pending.length >= want) {
+        const b = pending.subarray(0, want);
+        pending = pending.subarray(want);
+        return b;
+      }
+      const parts: Buffer[] = [pending];
+      let have = pending.length;
+      while (have < want) {
+        const r = chunks.next();
+        if (r.done === true)
+          throw new Error(`snapshot: db file ended at ${sent + have} of ${total} bytes`);
+        parts.push(r.value);
+        have += r.value.length;
+      }
+      const all = Buffer.concat(parts, have);
+      pending = all.subarray(want);
+      return all.subarray(0, want);
+    };
+    const pump = (): void => {
+      scheduled = false;
+      let bytesThisTurn = 0;
+      try {
+        while (!closed && !waitingDrain) {
+          if (bytesThisTurn >= perTurn) {
+            scheduled = true;
+            setImmediate(pump);
+            return;
+          }
+          const blob = nextBlob();
+          if (blob === undefined) {
+            closed = true;
+            stream.send({ remainingBytes: 0, blob: sha.digest() });
+            stream.end();
+            return;
+          }
+          sent += blob.length;
+          bytesThisTurn += blob.length;
+          sha.update(blob);
+          if (!stream.send({ remainingBytes: total - sent, blob })) waitingDrain = true;
+        }
+      } catch (err) {
+        closed = true;
+        void chunks.return(undefined);
+        stream.end(err as Error);
+      }
+    };
+    stream.onDrain(() => {
+      waitingDrain = false;
+      if (!scheduled && !closed) pump();
+    });
+    stream.onClose(() => {
+      closed = true;
+      void chunks.return(undefined);
+    });
+    pump();
   }
 
   /** Maintenance.Defragment: the in-memory store has nothing to defragment; answers like etcd. */

@@ -1,0 +1,166 @@
+/**
+ * The member's state as an etcd 3.4 db (snapshot) file: the buckets etcd's backend keeps, with the
+ * keys and value encodings etcd writes, laid out by lib/btree's bbolt writer (DESIGN §1 "snapshot
+ * / db file"), so `etcdctl snapshot status` / `restore` and etcd itself read what we send.
+ *
+ * Buckets and their entries, as etcd 3.4 writes them:
+ * - key: revision key → mvccpb.KeyValue (mvcc/kvstore.go), from MvccStore.snapshot();
+ * - meta: consistent_index → u64 big-endian (etcdserver's consistentIndex);
+ *   finishedCompactRev / scheduledCompactRev → 17-byte revision key {main, sub 0} once a
+ *   compaction happened (mvcc/kvstore_compaction.go, kvstore.go);
+ * - lease: u64 big-endian id → leasepb.Lease{ID, TTL, RemainingTTL} (lease/lessor.go);
+ * - members / members_removed: the id in hex → member JSON / "removed" (membership/store.go);
+ * - cluster: clusterVersion → "3.4.0";
+ * - alarm: marshaled etcdserverpb.AlarmMember → empty value (etcdserver/api/v3alarm);
+ * - auth: authRevision → u64 big-endian 1, as a fresh etcd writes it (auth/store.go);
+ *   authUsers, authRoles: empty (no users or roles).
+ */
+import { BoltFileWriter, type BoltBucketSource, type BoltWriteOptions } from "../btree/index.js";
+import type { MvccSnapshot } from "../mvcc/index.js";
+import type { LeaseRecord } from "../lease/index.js";
+import { Lease } from "../proto/gen/leasepb/lease.js";
+import { AlarmMember, type AlarmType } from "../proto/gen/etcdserverpb/rpc.js";
+import { clusterVersion as defaultClusterVersion } from "../version/index.js";
+import type { MemberRecord } from "./membership.js";
+import type { EtcdServer } from "./server.js";
+
+/** etcd's snapshotSendBufferSize: the Snapshot RPC sends the file in messages of this many bytes. */
+export const snapshotSendBufferBytes = 32 * 1024;
+
+/** Everything a db file holds, captured at one instant (see captureDbFileState). */
+export interface DbFileState {
+  /** the key bucket's records at one revision */
+  mvcc: MvccSnapshot;
+  /** the raft index the state reflects (etcd's consistent_index) */
+  consistentIndex: number;
+  leases: readonly LeaseRecord[];
+  members: readonly MemberRecord[];
+  removedMemberIds: readonly bigint[];
+  /** "3.4.0"; undefined leaves the cluster bucket empty (no version decided yet) */
+  clusterVersion: string | undefined;
+  alarms: readonly { memberID: bigint; alarm: AlarmType }[];
+  /** etcd's auth store revision (1 on a member that never changed auth) */
+  authRevision: number;
+}
+
+type Entry = readonly [Buffer, Buffer];
+
+function u64be(n: number | bigint): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64BE(BigInt.asUintN(64, BigInt(n)));
+  return b;
+}
+
+/** etcd's revToBytes: 8-byte big-endian main, '_', 8-byte big-endian sub. */
+function revisionKey(main: number, sub: number): Buffer {
+  const b = Buffer.alloc(17);
+  b.writeBigUInt64BE(BigInt(main), 0);
+  b[8] = 0x5f;
+  b.writeBigUInt64BE(BigInt(sub), 9);
+  return b;
+}
+
+function sortedBucket(name: string, entries: Entry[]): BoltBucketSource {
+  entries.sort((a, b) => Buffer.compare(a[0], b[0]));
+  return { name: Buffer.from(name), entries: () => entries };
+}
+
+/** Go's encoding/json string escaping (it also escapes <, >, & and U+2028/9 for HTML safety). */
+function goJsonString(s: string): string {
+  return JSON.stringify(s).replace(/[<>&\u2028\u2029]/g, (c) => {
+    return "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0");
+  });
+}
+
+/**
+ * The members-bucket value: Go's json.Marshal of etcd's membership.Member (ID as a decimal
+ * number, then RaftAttributes {peerURLs, isLearner omitempty}, then Attributes {name omitempty,
+ * clientURLs omitempty}).
+ */
+export function encodeMemberJson(m: MemberRecord): Buffer {
+  const list = (urls: readonly string[]) => `[${urls.map(goJsonString).join(",")}]`;
+  let s = `{"id":${m.id.toString(10)},"peerURLs":${m.peerUrls.length === 0 ? "null" : list(m.peerUrls)}`;
+  if (m.isLearner) s += `,"isLearner":true`;
+  if (m.name !== "") s += `,"name":${goJsonString(m.name)}`;
+  if (m.clientUrls.length > 0) s += `,"clientURLs":${list(m.clientUrls)}`;
+  return Buffer.from(s + "}", "utf8");
+}
+
+/**
+ * etcd 3.4's buckets for `state`, each a sorted source for BoltFileWriter. The key bucket reads
+ * the mvcc snapshot each time it is iterated (the writer walks it twice); the others are small
+ * and built here.
+ */
+export function etcdDbBuckets(state: DbFileState): BoltBucketSource[] {
+  const meta: Entry[] = [[Buffer.from("consistent_index"), u64be(state.consistentIndex)]];
+  if (state.mvcc.compactRevision > 0) {
+    const rev = revisionKey(state.mvcc.compactRevision, 0);
+    meta.push([Buffer.from("finishedCompactRev"), rev]);
+    meta.push([Buffer.from("scheduledCompactRev"), rev]);
+  }
+  const leases: Entry[] = state.leases.map((l) => [
+    u64be(l.id),
+    Buffer.from(
+      Lease.toBinary({ iD: l.id, tTL: l.ttlSeconds, remainingTTL: l.remainingTtlSeconds }),
+    ),
+  ]);
+  const members: Entry[] = state.members.map((m) => [
+    Buffer.from(m.id.toString(16)),
+    encodeMemberJson(m),
+  ]);
+  const removed: Entry[] = state.removedMemberIds.map((id) => [
+    Buffer.from(id.toString(16)),
+    Buffer.from("removed"),
+  ]);
+  const cluster: Entry[] =
+    state.clusterVersion === undefined
+      ? []
+      : [[Buffer.from("clusterVersion"), Buffer.from(state.clusterVersion)]];
+  const alarms: Entry[] = state.alarms.map((a) => [
+    Buffer.from(AlarmMember.toBinary({ memberID: a.memberID, alarm: a.alarm })),
+    Buffer.alloc(0),
+  ]);
+  const snap = state.mvcc;
+  return [
+    sortedBucket("alarm", alarms),
+    sortedBucket("auth", [[Buffer.from("authRevision"), u64be(state.authRevision)]]),
+    sortedBucket("authRoles", []),
+    sortedBucket("authUsers", []),
+    sortedBucket("cluster", cluster),
+    { name: Buffer.from("key"), entries: () => snap.records() },
+    sortedBucket("lease", leases),
+    sortedBucket("members", members),
+    sortedBucket("members_removed", removed),
+    sortedBucket("meta", meta),
+  ];
+}
+
+/**
+ * The member's state at this instant: the mvcc snapshot (O(1)), copies of the leases, members
+ * and alarms, and the applied index. Synchronous, so nothing is applied in between and the parts
+ * agree with each other and with consistent_index.
+ */
+export function captureDbFileState(server: EtcdServer): DbFileState {
+  return {
+    mvcc: server.store.snapshot(),
+    consistentIndex: server.appliedIndex,
+    leases: server.lessor.exportRecords(),
+    members: [...server.members.values()].map((m) => ({ ...m })),
+    removedMemberIds: [],
+    clusterVersion: defaultClusterVersion,
+    alarms: server.alarms.map((a) => ({ memberID: a.memberID, alarm: a.alarm })),
+    authRevision: 1,
+  };
+}
+
+/**
+ * A writer of the member's db file as of now (captureDbFileState, then the writer's planning
+ * pass over every record: O(records) on the calling turn). `sizeBytes` is the file size;
+ * `chunks()` yields it. Throws BoltInputError only on a broken mvcc invariant (unsorted records).
+ */
+export function createDbFileWriter(
+  server: EtcdServer,
+  options: Partial<BoltWriteOptions> = {},
+): BoltFileWriter {
+  return new BoltFileWriter(etcdDbBuckets(captureDbFileState(server)), options);
+}

@@ -1,0 +1,344 @@
+// The bbolt-format writer and reader (lib/btree/bolt.ts, bolt-reader.ts): what the writer lays out
+// the reader reads back exactly (property test over random buckets, page sizes and fill), with
+// bbolt's inline rule and a clean tx.Check; corrupt files and bad input fail with typed errors.
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import {
+  BoltCorruptError,
+  BoltFile,
+  BoltFileWriter,
+  BoltInputError,
+  fnv64a,
+  type BoltBucketSource,
+  type BoltWriteOptions,
+} from "../../lib/btree/index.js";
+
+const SEED = process.env.SEED !== undefined ? Number(process.env.SEED) : Date.now() % 2 ** 31;
+console.log(`bolt.test SEED=${SEED}`);
+
+type Entries = [Buffer, Buffer][];
+
+function source(name: string | Buffer, entries: Entries): BoltBucketSource {
+  return { name: typeof name === "string" ? Buffer.from(name) : name, entries: () => entries };
+}
+
+function build(buckets: BoltBucketSource[], opts: Partial<BoltWriteOptions> = {}): Buffer {
+  const w = new BoltFileWriter(buckets, opts);
+  const chunks = [...w.chunks()];
+  const file = Buffer.concat(chunks);
+  assert.equal(file.length, w.sizeBytes, "chunks add up to sizeBytes");
+  assert.equal(file.length, w.pageCount * (opts.pageSizeBytes ?? 4096));
+  return file;
+}
+
+function readAll(file: Buffer): Map<string, Entries> {
+  const f = BoltFile.open(file);
+  f.check();
+  const out = new Map<string, Entries>();
+  for (const [name, b] of f.buckets()) {
+    out.set(
+      name.toString("latin1"),
+      [...b.entries()].map(([k, v]) => [Buffer.from(k), Buffer.from(v)]),
+    );
+  }
+  return out;
+}
+
+/** bbolt's Bucket.inlineable for a bucket of plain entries. */
+function bboltWouldInline(entries: Entries, pageSizeBytes: number): boolean {
+  let size = 16;
+  for (const [k, v] of entries) size += 16 + k.length + v.length;
+  return size <= pageSizeBytes / 4;
+}
+
+const arbEntries = (maxKeys: number) =>
+  fc
+    .uniqueArray(fc.uint8Array({ minLength: 1, maxLength: 40 }), {
+      maxLength: maxKeys,
+      selector: (k) => Buffer.from(k).toString("hex"),
+    })
+    .chain((keys) =>
+      fc.tuple(
+        fc.constant(keys.map((k) => Buffer.from(k)).sort(Buffer.compare)),
+        fc.array(
+          fc.oneof(
+            { weight: 8, arbitrary: fc.integer({ min: 0, max: 200 }) },
+            { weight: 1, arbitrary: fc.integer({ min: 200, max: 12_000 }) },
+          ),
+          { minLength: keys.length, maxLength: keys.length },
+        ),
+      ),
+    )
+    .map(([keys, sizes]): Entries =>
+      keys.map((k, i) => [k, Buffer.alloc(sizes[i]!, (i * 7 + k[0]!) & 0xff)]),
+    );
+
+describe("bolt writer → reader", () => {
+  test("random buckets round-trip exactly, inline where bbolt would inline, tx.Check clean", () => {
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(fc.string({ minLength: 1, maxLength: 12 }), { minLength: 0, maxLength: 6 }),
+        fc.array(arbEntries(300), { minLength: 6, maxLength: 6 }),
+        fc.constantFrom(1024, 4096),
+        fc.double({ min: 0.3, max: 1, noNaN: true }),
+        fc.boolean(),
+        fc.integer({ min: 1, max: 16 }),
+        (names, entryLists, pageSizeBytes, fillPercent, writeFreelist, chunkPages) => {
+          const buckets = names.map((n, i) => source(n, entryLists[i]!));
+          const file = build(buckets, {
+            pageSizeBytes,
+            fillPercent,
+            writeFreelist,
+            chunkBytes: chunkPages * pageSizeBytes,
+          });
+          const got = readAll(file);
+          assert.deepEqual(
+            [...got.keys()],
+            names.map((n) => Buffer.from(n).toString("latin1")).sort(),
+          );
+          const f = BoltFile.open(file);
+          for (let i = 0; i < names.length; i++) {
+            const want = entryLists[i]!;
+            assert.deepEqual(got.get(Buffer.from(names[i]!).toString("latin1")), want);
+            const b = f.bucket(names[i]!)!;
+            assert.equal(b.isInline, bboltWouldInline(want, pageSizeBytes), names[i]);
+          }
+          assert.equal(f.meta.freelistPgid, writeFreelist ? 2 : undefined);
+          assert.deepEqual(f.freePages(), []);
+        },
+      ),
+      { seed: SEED, numRuns: 60 },
+    );
+  });
+
+  test("20k keys on 1 KiB pages need three branch levels and read back in order", () => {
+    const entries: Entries = [];
+    for (let i = 0; i < 20_000; i++) {
+      const k = Buffer.alloc(17);
+      k.writeBigUInt64BE(BigInt(i + 1), 0);
+      k[8] = 0x5f;
+      entries.push([k, Buffer.from(`value-${i}`)]);
+    }
+    const file = build([source("key", entries)], { pageSizeBytes: 1024 });
+    const f = BoltFile.open(file);
+    f.check();
+    const got = [...f.bucket("key")!.entries()];
+    assert.equal(got.length, entries.length);
+    for (let i = 0; i < got.length; i += 997) {
+      assert.ok(got[i]![0].equals(entries[i]![0]));
+      assert.ok(got[i]![1].equals(entries[i]![1]));
+    }
+    // root page of the bucket is a branch whose child is a branch
+    const root = f.bucket("key")!.rootPgid;
+    assert.equal(file.readUInt16LE(root * 1024 + 8), 0x01);
+    const firstChild = Number(file.readBigUInt64LE(root * 1024 + 16 + 8));
+    assert.equal(file.readUInt16LE(firstChild * 1024 + 8), 0x01);
+  });
+
+  test("chunks stay within chunkBytes unless one node is larger", () => {
+    const entries: Entries = [];
+    for (let i = 0; i < 2000; i++) entries.push([Buffer.from(`k${1e6 + i}`), Buffer.alloc(100)]);
+    entries.push([Buffer.from("z-big"), Buffer.alloc(50_000, 1)]);
+    const w = new BoltFileWriter([source("b", entries)], { chunkBytes: 16_384 });
+    let total = 0;
+    for (const c of w.chunks()) {
+      assert.ok(c.length <= 16_384 || c.length === 53_248, `chunk of ${c.length}`);
+      assert.equal(c.length % 4096, 0);
+      total += c.length;
+    }
+    assert.equal(total, w.sizeBytes);
+  });
+
+  test("meta pages carry bbolt's magic, version, FNV-64a checksum and txids T and T-1", () => {
+    const file = build([source("a", [[Buffer.from("k"), Buffer.from("v")]])], { txid: 7 });
+    for (const [page, txid] of [
+      [0, 7n],
+      [1, 6n],
+    ] as const) {
+      const m = page * 4096 + 16;
+      assert.equal(file.readBigUInt64LE(page * 4096), BigInt(page));
+      assert.equal(file.readUInt16LE(page * 4096 + 8), 0x04);
+      assert.equal(file.readUInt32LE(m), 0xed0cdaed);
+      assert.equal(file.readUInt32LE(m + 4), 2);
+      assert.equal(file.readUInt32LE(m + 8), 4096);
+      assert.equal(file.readBigUInt64LE(m + 32), 0xffffffffffffffffn);
+      assert.equal(file.readBigUInt64LE(m + 48), txid);
+      assert.equal(file.readBigUInt64LE(m + 56), fnv64a(file.subarray(m, m + 56)));
+    }
+    assert.equal(BoltFile.open(file).meta.txid, 7);
+  });
+
+  test("fnv64a matches Go's hash/fnv New64a", () => {
+    assert.equal(fnv64a(Buffer.alloc(0)), 0xcbf29ce484222325n);
+    assert.equal(fnv64a(Buffer.from("a")), 0xaf63dc4c8601ec8cn);
+    assert.equal(fnv64a(Buffer.from("foobar")), 0x85944171f73967e8n);
+  });
+});
+
+describe("bolt writer input errors", () => {
+  const kv = (k: string, v = "v"): [Buffer, Buffer] => [Buffer.from(k), Buffer.from(v)];
+
+  test("keys out of order or repeated are refused", () => {
+    for (const entries of [
+      [kv("b"), kv("a")],
+      [kv("a"), kv("a")],
+    ]) {
+      assert.throws(
+        () => new BoltFileWriter([source("x", entries)]),
+        (e: unknown) => e instanceof BoltInputError && e.code === "BOLT_BAD_INPUT",
+      );
+    }
+  });
+
+  test("an empty key, an empty or duplicate bucket name are refused", () => {
+    assert.throws(() => new BoltFileWriter([source("x", [kv("")])]), BoltInputError);
+    assert.throws(() => new BoltFileWriter([source("", [])]), BoltInputError);
+    assert.throws(() => new BoltFileWriter([source("x", []), source("x", [])]), BoltInputError);
+  });
+
+  test("a source that changes between the two passes is caught", () => {
+    let calls = 0;
+    const src: BoltBucketSource = {
+      name: Buffer.from("x"),
+      entries: () => {
+        calls++;
+        const n = calls === 1 ? 400 : 401;
+        return Array.from({ length: n }, (_, i) => kv(`k${1000 + i}`, "value"));
+      },
+    };
+    const w = new BoltFileWriter([src]);
+    assert.throws(() => [...w.chunks()], /more entries than planned/);
+  });
+});
+
+describe("bolt reader refuses corrupt files", () => {
+  const entries: Entries = Array.from({ length: 3000 }, (_, i) => [
+    Buffer.from(`key-${100_000 + i}`),
+    Buffer.from(`value-${i}`),
+  ]);
+  const good = build(
+    [source("key", entries), source("meta", [[Buffer.from("a"), Buffer.from("b")]])],
+    {
+      writeFreelist: true,
+    },
+  );
+  const corrupt = (fn: (b: Buffer) => void): Buffer => {
+    const b = Buffer.from(good);
+    fn(b);
+    return b;
+  };
+  const readsAll = (b: Buffer) => {
+    const f = BoltFile.open(b);
+    f.check();
+    for (const [, bucket] of f.buckets()) for (const _ of bucket.entries());
+  };
+  const rootOfKey = BoltFile.open(good).bucket("key")!.rootPgid;
+
+  test("both meta pages bad: no valid meta page", () => {
+    const b = corrupt((b) => {
+      b.writeUInt32LE(0, 16);
+      b.writeUInt32LE(0, 4096 + 16 + 56);
+    });
+    assert.throws(
+      () => BoltFile.open(b),
+      (e: unknown) => {
+        assert.ok(e instanceof BoltCorruptError);
+        assert.equal(e.code, "BOLT_CORRUPT");
+        assert.match(
+          e.message,
+          /no valid meta page \(meta 0: bad magic; meta 1: checksum mismatch\)/,
+        );
+        return true;
+      },
+    );
+  });
+
+  test("one bad meta checksum: the other meta is used, as bbolt does", () => {
+    const b = corrupt((b) => b.writeUInt32LE(12345, 16 + 40));
+    const f = BoltFile.open(b);
+    assert.equal(f.meta.metaPage, 1);
+    readsAll(b);
+  });
+
+  test("a truncated file names its size and the page count", () => {
+    assert.throws(
+      () => BoltFile.open(good.subarray(0, good.length - 4096)),
+      /file is \d+ bytes, its meta says/,
+    );
+  });
+
+  test("a page whose header id is wrong", () => {
+    const b = corrupt((b) => b.writeBigUInt64LE(999n, rootOfKey * 4096));
+    assert.throws(
+      () => readsAll(b),
+      (e: unknown) =>
+        e instanceof BoltCorruptError &&
+        e.pgid === rootOfKey &&
+        /header says page 999/.test(e.message),
+    );
+  });
+
+  test("a leaf element pointing past its page", () => {
+    const b = corrupt((b) => b.writeUInt32LE(100_000, 3 * 4096 + 16 + 4));
+    assert.throws(() => readsAll(b), /page 3: leaf: element 0 runs past the page/);
+  });
+
+  test("keys out of order across leaves", () => {
+    // swap the first key bytes of leaf 3 so it sorts before leaf 2's keys
+    const b = corrupt((b) => {
+      const e = 4 * 4096 + 16;
+      const pos = b.readUInt32LE(e + 4);
+      b.write("a", e + pos, "latin1");
+    });
+    assert.throws(() => readsAll(b), /keys out of order/);
+  });
+
+  test("a branch that points at itself (a cycle) is cut off", () => {
+    const b = corrupt((b) => b.writeBigUInt64LE(BigInt(rootOfKey), rootOfKey * 4096 + 16 + 8));
+    assert.throws(() => readsAll(b), BoltCorruptError);
+  });
+
+  test("a page neither reachable nor free fails check()", () => {
+    // point the root's second child at the first child's page: page 4 is then unreachable
+    const b = corrupt((b) => {
+      const first = b.readBigUInt64LE(rootOfKey * 4096 + 16 + 8);
+      b.writeBigUInt64LE(first, rootOfKey * 4096 + 16 + 16 + 8);
+    });
+    assert.throws(() => BoltFile.open(b).check(), BoltCorruptError);
+  });
+
+  test("random byte damage never escapes as anything but BoltCorruptError", () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.tuple(
+            fc.oneof(
+              fc.nat(good.length - 1),
+              // page headers and element tables, where damage matters most
+              fc
+                .tuple(fc.nat(good.length / 4096 - 1), fc.nat(96))
+                .map(([page, off]) => page * 4096 + off),
+            ),
+            fc.integer({ min: 0, max: 255 }),
+          ),
+          {
+            minLength: 1,
+            maxLength: 8,
+          },
+        ),
+        (edits) => {
+          const b = corrupt((b) => {
+            for (const [off, v] of edits) b[off] = v;
+          });
+          try {
+            readsAll(b);
+          } catch (e) {
+            if (!(e instanceof BoltCorruptError)) throw e;
+          }
+        },
+      ),
+      { seed: SEED, numRuns: 300 },
+    );
+  });
+});

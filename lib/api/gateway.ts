@@ -19,6 +19,7 @@ import { serverVersion, clusterVersion } from "../version/index.js";
 interface JsonCodec<T> {
   fromJson(json: unknown, options?: { ignoreUnknownFields?: boolean }): T;
   toJson(msg: T, options?: { useProtoFieldName?: boolean }): unknown;
+  toBinary(msg: T): Uint8Array;
 }
 
 interface UnaryRoute {
@@ -136,9 +137,31 @@ function readWithin(p: Promise<void>, ms: number): Promise<boolean> {
   });
 }
 
-/** Upper bound on one gateway request body (the gRPC limit: max request bytes + overhead). */
-function maxBodyBytes(api: EtcdApi): number {
+/** etcd's gRPC receive limit, which its gateway's requests meet: --max-request-bytes + 512 KiB. */
+function maxMessageBytes(api: EtcdApi): number {
   return api.server.config.maxRequestBytes + 512 * 1024;
+}
+
+/**
+ * Upper bound on one gateway request body (or one streamed JSON value), in bytes: twice the
+ * message limit, so that every message under the limit passes as JSON (bytes fields are base64,
+ * 4/3 of their size) and its decoded size decides, as in etcd, whose gateway hands the decoded
+ * message to its gRPC server. Only bodies no etcd request could fit are cut short.
+ */
+function maxBodyBytes(api: EtcdApi): number {
+  return 2 * maxMessageBytes(api);
+}
+
+/** etcd's gRPC server refuses a decoded message over its receive limit with this status. */
+function checkMessageSize(api: EtcdApi, codec: JsonCodec<unknown>, msg: unknown): void {
+  const limit = maxMessageBytes(api);
+  const size = codec.toBinary(msg).length;
+  if (size > limit) {
+    throw new ApiError(
+      GrpcStatus.RESOURCE_EXHAUSTED,
+      `grpc: received message larger than max (${size} vs. ${limit})`,
+    );
+  }
 }
 
 function writeJson(res: GatewayExchange, httpStatus: number, body: unknown): void {
@@ -344,6 +367,7 @@ class Http1Exchange implements GatewayExchange {
   readonly url: string;
   readonly #req: IncomingMessage;
   readonly #res: ServerResponse;
+  #stopped = false;
 
   constructor(req: IncomingMessage, res: ServerResponse) {
     this.#req = req;
@@ -363,10 +387,15 @@ class Http1Exchange implements GatewayExchange {
   }
 
   stopReading(): void {
-    this.#req.destroy();
+    // the refusal is still answered (as etcd does); the rest of the body is read and dropped,
+    // and the connection closes after the answer so a client cannot keep it busy
+    this.#stopped = true;
+    this.#req.removeAllListeners("data");
+    this.#req.resume();
   }
 
   writeHead(status: number, headers: Record<string, string>): void {
+    if (this.#stopped) this.#res.setHeader("connection", "close");
     this.#res.writeHead(status, headers);
   }
 
@@ -449,6 +478,7 @@ export class Gateway {
     if (route.kind === "unary") {
       const body = await readBody(ex, maxBodyBytes(this.#api));
       const msg = decode(route.request, parseJson(body.toString("utf8")));
+      checkMessageSize(this.#api, route.request, msg);
       const out = await route.call(this.#api, msg);
       writeJson(ex, 200, route.response.toJson(out, { useProtoFieldName: true }));
       return;
@@ -508,6 +538,7 @@ export class Gateway {
           let msg: unknown;
           try {
             msg = decode(route.request, parseJson(v));
+            checkMessageSize(this.#api, route.request, msg);
           } catch (err) {
             refused = true;
             s.end(err as Error);

@@ -16,7 +16,8 @@ import {
   SettingId,
   writeFrameHeader,
 } from "../../lib/h2/frames.js";
-import { encodeHeaderBlock, HpackDecoder, type Header } from "../../lib/h2/hpack.js";
+import { HpackDecoder, type Header } from "../../lib/h2/hpack.js";
+import { IndexingHeaderEncoder } from "./hpack-indexing.js";
 import { ConnectionLostError, GrpcCallError } from "./errors.js";
 import { GrpcMessageParser, GRPC_PREFIX_BYTES } from "./grpc-frame.js";
 import type { BidiHandlers, BidiStream } from "./h2-connection.js";
@@ -86,7 +87,7 @@ export class RawH2Connection {
     maxHeaderListBytes: RAW_MAX_HEADER_BLOCK_BYTES,
     maxStringBytes: RAW_MAX_HEADER_BLOCK_BYTES,
   });
-  #blocks = new Map<string, Buffer>();
+  #headerEncoder = new IndexingHeaderEncoder();
   #out: Buffer[] = [];
   #flushScheduled = false;
   #in: Buffer | null = null;
@@ -194,19 +195,14 @@ export class RawH2Connection {
   }
 
   #block(path: string): Buffer {
-    let b = this.#blocks.get(path);
-    if (b === undefined) {
-      b = encodeHeaderBlock([
-        [":method", "POST"],
-        [":scheme", "http"],
-        [":path", path],
-        [":authority", this.#authority],
-        ["content-type", "application/grpc"],
-        ["te", "trailers"],
-      ]);
-      this.#blocks.set(path, b);
-    }
-    return b;
+    return this.#headerEncoder.encode(path, [
+      [":method", "POST"],
+      [":scheme", "http"],
+      [":path", path],
+      [":authority", this.#authority],
+      ["content-type", "application/grpc"],
+      ["te", "trailers"],
+    ]);
   }
 
   /** Opens a stream once the server's stream limit allows; `then` runs with it. */

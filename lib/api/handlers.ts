@@ -45,7 +45,8 @@ import {
   checkTxnRequest,
 } from "../mvcc/index.js";
 import type { EtcdServer } from "../server/index.js";
-import { createDbFileWriter, snapshotSendBufferBytes } from "../server/db-file.js";
+import { planDbFileInSteps, snapshotSendBufferBytes } from "../server/db-file.js";
+import type { BoltFileWriter } from "../btree/index.js";
 import { createHash } from "node:crypto";
 
 /**
@@ -275,13 +276,39 @@ export class EtcdApi {
    * `snapshotBytesPerTurn` bytes.
    */
   snapshot(stream: ServerStream<SnapshotResponse>): void {
-    let writer: ReturnType<typeof createDbFileWriter>;
+    // the state is captured now; planning the file walks every record, a step per loop turn
+    let planner: Generator<void, BoltFileWriter, void>;
+    let closed = false;
     try {
-      writer = createDbFileWriter(this.#server);
+      planner = planDbFileInSteps(this.#server);
     } catch (err) {
       stream.end(err as Error);
       return;
     }
+    stream.onClose(() => {
+      closed = true;
+    });
+    const plan = (): void => {
+      if (closed) {
+        void planner.return(undefined as never);
+        return;
+      }
+      let r: IteratorResult<void, BoltFileWriter>;
+      try {
+        r = planner.next();
+      } catch (err) {
+        closed = true;
+        stream.end(err as Error);
+        return;
+      }
+      if (r.done === true) this.#sendDbFile(r.value, stream);
+      else setImmediate(plan);
+    };
+    plan();
+  }
+
+  /** Streams a planned db file as etcd's Snapshot does (see snapshot()). */
+  #sendDbFile(writer: BoltFileWriter, stream: ServerStream<SnapshotResponse>): void {
     const total = writer.sizeBytes;
     const chunks = writer.chunks();
     const sha = createHash("sha256");

@@ -86,6 +86,9 @@ export const defaultBoltWriteOptions: BoltWriteOptions = {
   writeFreelist: false,
 };
 
+/** Passed to the constructor by planInSteps: plan later, in steps. */
+const deferPlanning: unique symbol = Symbol("deferPlanning");
+
 /** One planned node: where it goes, how big it is, and its first key (for the level above). */
 interface NodePlan {
   pgid: number;
@@ -151,12 +154,21 @@ class NodePacker {
  */
 export class BoltFileWriter {
   readonly #opts: BoltWriteOptions;
-  readonly #buckets: BucketPlan[];
-  readonly #root: BucketPlan;
-  readonly #freelistPgid: number | undefined;
-  readonly #highWaterPgid: number;
+  readonly #sources: BoltBucketSource[];
+  #buckets: BucketPlan[] = [];
+  #root: BucketPlan | undefined;
+  #freelistPgid: number | undefined;
+  #highWaterPgid = 0;
 
-  constructor(buckets: readonly BoltBucketSource[], options: Partial<BoltWriteOptions> = {}) {
+  /**
+   * Plans the whole file now (O(entries) on the calling turn). For a large store use
+   * planInSteps, which does the same work in bounded steps.
+   */
+  constructor(
+    buckets: readonly BoltBucketSource[],
+    options: Partial<BoltWriteOptions> = {},
+    planning: typeof deferPlanning | undefined = undefined,
+  ) {
     const o = { ...defaultBoltWriteOptions, ...options };
     const ps = o.pageSizeBytes;
     if (!Number.isInteger(ps) || ps < 1024 || ps > 65536 || (ps & (ps - 1)) !== 0) {
@@ -185,12 +197,38 @@ export class BoltFileWriter {
         throw new BoltInputError(`duplicate bucket name "${view(name).toString("latin1")}"`);
       }
     }
+    this.#sources = sorted;
+    if (planning !== deferPlanning) {
+      for (const _ of this.#planAll(Number.POSITIVE_INFINITY));
+    }
+  }
 
+  /**
+   * The same writer as `new BoltFileWriter(buckets, options)`, planned in steps: each next()
+   * walks at most `entriesPerStep` entries, so a caller can yield the event loop in between
+   * (the Snapshot RPC on a large store). The generator's return value is the planned writer.
+   * Throws BoltInputError as the constructor does, from next().
+   */
+  static *planInSteps(
+    buckets: readonly BoltBucketSource[],
+    options: Partial<BoltWriteOptions>,
+    entriesPerStep: number,
+  ): Generator<void, BoltFileWriter, void> {
+    if (!(entriesPerStep >= 1)) {
+      throw new BoltInputError(`entriesPerStep must be at least 1, got ${entriesPerStep}`);
+    }
+    const w = new BoltFileWriter(buckets, options, deferPlanning);
+    yield* w.#planAll(entriesPerStep);
+    return w;
+  }
+
+  *#planAll(entriesPerStep: number): Generator<void, void, void> {
+    const o = this.#opts;
     let next = o.writeFreelist ? 3 : 2;
     this.#freelistPgid = o.writeFreelist ? 2 : undefined;
-    this.#buckets = [];
-    for (const src of sorted) {
-      const plan = this.#plan(src, 0, true);
+    const budget = { left: entriesPerStep, perStep: entriesPerStep };
+    for (const src of this.#sources) {
+      const plan: BucketPlan = yield* this.#plan(src, 0, true, budget);
       next = this.#assign(plan, next);
       this.#buckets.push(plan);
     }
@@ -199,24 +237,34 @@ export class BoltFileWriter {
       name: Buffer.from("root"),
       entries: () => this.#rootEntries(),
     };
-    this.#root = this.#plan(rootSource, bucketLeafFlag, false);
-    next = this.#assign(this.#root, next);
+    const root: BucketPlan = yield* this.#plan(rootSource, bucketLeafFlag, false, budget);
+    this.#root = root;
+    next = this.#assign(root, next);
     this.#highWaterPgid = next;
+  }
+
+  #planned(): BucketPlan {
+    if (this.#root === undefined) {
+      throw new BoltInputError("the writer is not planned yet (run planInSteps to its end)");
+    }
+    return this.#root;
   }
 
   /** The file's exact size in bytes (high-water mark × page size). */
   get sizeBytes(): number {
+    this.#planned();
     return this.#highWaterPgid * this.#opts.pageSizeBytes;
   }
 
   /** Pages in the file (bbolt's meta.pgid, the high-water mark). */
   get pageCount(): number {
+    this.#planned();
     return this.#highWaterPgid;
   }
 
   /** The page holding the root bucket's root node (meta.root.root). */
   get rootPgid(): number {
-    return this.#root.rootPgid;
+    return this.#planned().rootPgid;
   }
 
   *#rootEntries(): Generator<readonly [Uint8Array, Uint8Array]> {
@@ -232,7 +280,12 @@ export class BoltFileWriter {
   }
 
   /** Pass 1 over one bucket: order and size checks, page packing, inline decision. */
-  #plan(src: BoltBucketSource, flags: number, mayInline: boolean): BucketPlan {
+  *#plan(
+    src: BoltBucketSource,
+    flags: number,
+    mayInline: boolean,
+    budget: { left: number; perStep: number },
+  ): Generator<void, BucketPlan, void> {
     const ps = this.#opts.pageSizeBytes;
     const packer = new NodePacker(Math.floor(ps * this.#opts.fillPercent));
     const inlineMaxBytes = ps / 4;
@@ -268,6 +321,10 @@ export class BoltFileWriter {
       key.copy(prev, 0);
       prevBytes = key.length;
       count++;
+      if (--budget.left <= 0) {
+        budget.left = budget.perStep;
+        yield;
+      }
     }
     const plan: BucketPlan = {
       source: src,
@@ -325,6 +382,7 @@ export class BoltFileWriter {
    * it. Throws BoltInputError if a source yields different entries than it did while planning.
    */
   *chunks(): Generator<Buffer, void, void> {
+    const root = this.#planned();
     const o = this.#opts;
     const ps = o.pageSizeBytes;
     const out = new ChunkOut(o.chunkBytes);
@@ -338,7 +396,7 @@ export class BoltFileWriter {
       writeHeader(p.buf, p.off, this.#freelistPgid, freelistPageFlag, 0, 0);
     }
     for (const b of this.#buckets) yield* this.#writeBucket(b, out);
-    yield* this.#writeBucket(this.#root, out);
+    yield* this.#writeBucket(root, out);
     yield* out.flush();
   }
 
@@ -349,7 +407,7 @@ export class BoltFileWriter {
     buf.writeUInt32LE(boltVersion, m + 4);
     buf.writeUInt32LE(this.#opts.pageSizeBytes, m + 8);
     buf.writeUInt32LE(0, m + 12);
-    buf.writeBigUInt64LE(BigInt(this.#root.rootPgid), m + 16);
+    buf.writeBigUInt64LE(BigInt(this.#planned().rootPgid), m + 16);
     buf.writeBigUInt64LE(0n, m + 24);
     buf.writeBigUInt64LE(
       this.#freelistPgid === undefined ? noFreelistPgid : BigInt(this.#freelistPgid),

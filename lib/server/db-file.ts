@@ -24,6 +24,9 @@ import { clusterVersion as defaultClusterVersion } from "../version/index.js";
 import type { MemberRecord } from "./membership.js";
 import type { EtcdServer } from "./server.js";
 
+/** Entries the planning pass walks per step in planDbFileInSteps (~10 ms at 1M keys' speed). */
+export const dbFilePlanEntriesPerStep = 16_384;
+
 /** etcd's snapshotSendBufferSize: the Snapshot RPC sends the file in messages of this many bytes. */
 export const snapshotSendBufferBytes = 32 * 1024;
 
@@ -163,4 +166,21 @@ export function createDbFileWriter(
   options: Partial<BoltWriteOptions> = {},
 ): BoltFileWriter {
   return new BoltFileWriter(etcdDbBuckets(captureDbFileState(server)), options);
+}
+
+/**
+ * createDbFileWriter in steps: the state is captured now (so the file is as of this call), the
+ * planning pass runs `entriesPerStep` entries per next() so the caller can yield the event loop
+ * between steps; the generator returns the writer.
+ */
+export function planDbFileInSteps(
+  server: EtcdServer,
+  options: Partial<BoltWriteOptions> = {},
+  entriesPerStep = dbFilePlanEntriesPerStep,
+): Generator<void, BoltFileWriter, void> {
+  return BoltFileWriter.planInSteps(
+    etcdDbBuckets(captureDbFileState(server)),
+    options,
+    entriesPerStep,
+  );
 }

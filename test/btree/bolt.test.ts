@@ -150,6 +150,21 @@ describe("bolt writer → reader", () => {
     assert.equal(total, w.sizeBytes);
   });
 
+  test("planInSteps yields between steps and writes the same bytes as the constructor", () => {
+    const entries: Entries = Array.from({ length: 5000 }, (_, i) => [
+      Buffer.from(`k${100_000 + i}`),
+      Buffer.from(`v${i}`),
+    ]);
+    const buckets = [source("a", entries), source("b", entries.slice(0, 10))];
+    const planner = BoltFileWriter.planInSteps(buckets, {}, 1000);
+    let steps = 0;
+    let r = planner.next();
+    for (; r.done !== true; r = planner.next()) steps++;
+    assert.ok(steps >= 5, `${steps} steps`);
+    assert.deepEqual(Buffer.concat([...r.value.chunks()]), build(buckets));
+    assert.throws(() => [...BoltFileWriter.planInSteps([], {}, 0)].length, BoltInputError);
+  });
+
   test("meta pages carry bbolt's magic, version, FNV-64a checksum and txids T and T-1", () => {
     const file = build([source("a", [[Buffer.from("k"), Buffer.from("v")]])], { txid: 7 });
     for (const [page, txid] of [

@@ -17,6 +17,7 @@ import {
 import * as rpc from "../proto/gen/etcdserverpb/rpc.js";
 import { toApiStatus } from "./errors.js";
 import { watchResponseCodec } from "./watch-codec.js";
+import { putResponseCodec, rangeResponseCodec } from "./kv-codec.js";
 import { grpcOverheadBytes } from "./grpc.js";
 import type { EtcdApi } from "./handlers.js";
 
@@ -25,11 +26,11 @@ export function etcdMethodTable(api: EtcdApi): Map<string, MethodHandler> {
   const m = new Map<string, MethodHandler>();
   m.set(
     "/etcdserverpb.KV/Range",
-    unaryMethod(rpc.RangeRequest, rpc.RangeResponse, (r) => api.range(r)),
+    unaryMethod(rpc.RangeRequest, rangeResponseCodec, (r) => api.range(r)),
   );
   m.set(
     "/etcdserverpb.KV/Put",
-    unaryMethod(rpc.PutRequest, rpc.PutResponse, (r) => api.put(r)),
+    unaryMethod(rpc.PutRequest, putResponseCodec, (r) => api.put(r)),
   );
   m.set(
     "/etcdserverpb.KV/DeleteRange",

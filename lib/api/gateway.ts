@@ -173,6 +173,21 @@ function writeJson(res: GatewayExchange, httpStatus: number, body: unknown): voi
   res.end(text);
 }
 
+/** A plain-text error answer, as Go's http.Error writes it (etcd's 404 and 405 answers). */
+function writeTextError(
+  ex: GatewayExchange,
+  httpStatus: number,
+  text: string,
+  headers: Record<string, string> = {},
+): void {
+  ex.writeHead(httpStatus, {
+    "content-type": "text/plain; charset=utf-8",
+    "x-content-type-options": "nosniff",
+    ...headers,
+  });
+  ex.end(text);
+}
+
 function errorBody(err: unknown): { status: number; body: unknown; unexpected: boolean } {
   const s = toApiStatus(err);
   return {
@@ -460,21 +475,17 @@ export class Gateway {
     const path = url.pathname;
     if (path === "/health") return this.#health(ex, url);
     if (path === "/version") {
+      if (ex.method !== "GET") {
+        return writeTextError(ex, 405, "Method Not Allowed\n", { allow: "GET" });
+      }
       return writeJson(ex, 200, { etcdserver: serverVersion, etcdcluster: clusterVersion });
     }
     if (path === "/metrics") return this.#metrics(ex);
     const prefix = versionPrefixes.find((p) => path.startsWith(p));
     const route = prefix !== undefined ? routes.get(path.slice(prefix.length)) : undefined;
-    if (route === undefined) {
-      ex.writeHead(404, { "content-type": "text/plain; charset=utf-8" });
-      ex.end("404 page not found\n");
-      return;
-    }
-    if (ex.method !== "POST") {
-      ex.writeHead(405, { "content-type": "text/plain; charset=utf-8", allow: "POST" });
-      ex.end("Method Not Allowed\n");
-      return;
-    }
+    if (route === undefined) return writeTextError(ex, 404, "404 page not found\n");
+    // etcd's grpc-gateway routes only POST; its 405 names no allowed method
+    if (ex.method !== "POST") return writeTextError(ex, 405, "Method Not Allowed\n");
     if (route.kind === "unary") {
       const body = await readBody(ex, maxBodyBytes(this.#api));
       const msg = decode(route.request, parseJson(body.toString("utf8")));
@@ -555,9 +566,7 @@ export class Gateway {
 
   async #health(ex: GatewayExchange, url: URL): Promise<void> {
     if (ex.method !== "GET") {
-      ex.writeHead(405, { "content-type": "text/plain; charset=utf-8", allow: "GET" });
-      ex.end("Method Not Allowed\n");
-      return;
+      return writeTextError(ex, 405, "Method Not Allowed\n", { allow: "GET" });
     }
     const server = this.#api.server;
     let healthy = server.health(new Set(url.searchParams.getAll("exclude"))).health;

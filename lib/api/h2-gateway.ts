@@ -15,6 +15,7 @@
  * etcd-ts serves the gateway there too, a superset no client can depend against.
  */
 import type http2 from "node:http2";
+import { constants as http2constants } from "node:http2";
 import { EventEmitter } from "node:events";
 import {
   H2ErrorCode,
@@ -41,7 +42,9 @@ function requestTarget(headers: readonly Header[]): { method: string; url: strin
 /**
  * A GatewayExchange on one lib/h2 stream. Body bytes that arrive before the gateway starts
  * reading (DATA in the same read as HEADERS) are held, at most `maxEarlyBodyBytes` of them;
- * beyond that the stream is reset (ENHANCE_YOUR_CALM), as the gateway would refuse the body.
+ * beyond that the stream is reset (ENHANCE_YOUR_CALM), as the gateway would refuse the body. Body
+ * bytes after a refusal or after the answer are dropped, up to the same bound, then the stream is
+ * reset (NO_ERROR).
  * Sending goes through H2Stream.sendData, so a response waits for the client's stream and
  * connection windows, and write() returns false once the stream's high-water mark is passed.
  */
@@ -54,6 +57,7 @@ export class H2StreamExchange implements GatewayExchange {
   #headersSent = false;
   #early: Buffer[] = [];
   #earlyBytes = 0;
+  #droppedBytes = 0;
   #remoteEnded = false;
   #reading = false;
   #stopped = false;
@@ -69,6 +73,9 @@ export class H2StreamExchange implements GatewayExchange {
     const t = requestTarget(headers);
     this.method = t.method;
     this.url = t.url;
+    // an answer that needs no body (404, 405, /health) may go before the body has arrived: the
+    // stream then takes the rest of it instead of a reset that curl reports as a failure
+    stream.resetOnEarlyEnd = false;
     stream.onData = (chunk) => this.#data(chunk);
     stream.onEnd = () => {
       this.#remoteEnded = true;
@@ -85,7 +92,12 @@ export class H2StreamExchange implements GatewayExchange {
   }
 
   #data(chunk: Buffer): void {
-    if (this.#stopped) return;
+    if (this.#stopped || this.#closed) {
+      // the body is refused or the answer is out: drop the rest, up to a bound
+      this.#droppedBytes += chunk.length;
+      if (this.#droppedBytes > this.#maxEarlyBodyBytes) this.#stream.reset(H2ErrorCode.NO_ERROR);
+      return;
+    }
     if (this.#reading) {
       this.#onData(chunk);
       return;
@@ -94,6 +106,7 @@ export class H2StreamExchange implements GatewayExchange {
     if (this.#earlyBytes > this.#maxEarlyBodyBytes) {
       this.#stopped = true;
       this.#early = [];
+      this.#droppedBytes = this.#earlyBytes;
       this.#stream.reset(H2ErrorCode.ENHANCE_YOUR_CALM);
       this.#close();
       return;
@@ -139,6 +152,7 @@ export class H2StreamExchange implements GatewayExchange {
 
   write(chunk: string): boolean {
     if (this.#closed) return true;
+    if (this.method === "HEAD") return true; // RFC 9110 §9.3.2: no content in an answer to HEAD
     this.#sendHead(false);
     return this.#stream.sendData(Buffer.from(chunk, "utf8"));
   }
@@ -152,8 +166,10 @@ export class H2StreamExchange implements GatewayExchange {
         this.#head.push(["content-length", String(body.length)]);
       }
     }
-    if (!this.#headersSent && body.length === 0) this.#sendHead(true);
-    else {
+    if (this.method === "HEAD" || (!this.#headersSent && body.length === 0)) {
+      if (this.#headersSent) this.#stream.sendData(emptyBuffer, true);
+      else this.#sendHead(true);
+    } else {
       this.#sendHead(false);
       this.#stream.sendData(body, true);
     }
@@ -191,18 +207,27 @@ export function h2GatewayOption(gateway: Gateway): Pick<H2GrpcServerOptions, "on
 
 /**
  * A GatewayExchange on one node:http2 server stream (the grpc-js transport). node:http2 does the
- * flow control; write() returns the stream's backpressure signal.
+ * flow control; write() returns the stream's backpressure signal. An answer that ends while the
+ * client is still sending keeps the stream open until the client's END_STREAM (dropping at most
+ * `maxDroppedBodyBytes` more, then a NO_ERROR reset), as H2StreamExchange does.
  */
 export class NodeHttp2Exchange implements GatewayExchange {
   readonly method: string;
   readonly url: string;
   readonly #stream: http2.ServerHttp2Stream;
+  readonly #maxDroppedBodyBytes: number;
   #head: http2.OutgoingHttpHeaders | undefined;
   #responded = false;
   #stopped = false;
+  #ended = false;
 
-  constructor(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) {
+  constructor(
+    stream: http2.ServerHttp2Stream,
+    headers: http2.IncomingHttpHeaders,
+    maxDroppedBodyBytes: number,
+  ) {
     this.#stream = stream;
+    this.#maxDroppedBodyBytes = maxDroppedBodyBytes;
     this.method = typeof headers[":method"] === "string" ? headers[":method"] : "GET";
     this.url = typeof headers[":path"] === "string" ? headers[":path"] : "/";
     // a reset or a connection error ends the stream; 'close' tells the gateway
@@ -242,20 +267,47 @@ export class NodeHttp2Exchange implements GatewayExchange {
   }
 
   write(chunk: string): boolean {
-    if (this.#stream.destroyed) return true;
+    if (this.#stream.destroyed || this.#ended || this.method === "HEAD") return true;
     this.#respond(false);
     return this.#stream.write(chunk);
   }
 
   end(chunk?: string): void {
-    if (this.#stream.destroyed) return;
-    if (!this.#responded && (chunk === undefined || chunk === "")) {
-      this.#respond(true);
+    if (this.#stream.destroyed || this.#ended) return;
+    this.#ended = true;
+    const body = this.method === "HEAD" || chunk === undefined ? "" : chunk;
+    if (
+      !this.#responded &&
+      this.#head !== undefined &&
+      this.#head["content-length"] === undefined
+    ) {
+      // a whole answer in one go: say its length, as Go's server does for a small body
+      this.#head["content-length"] = chunk === undefined ? 0 : Buffer.byteLength(chunk);
+    }
+    const s = this.#stream;
+    if (s.readableEnded) {
+      if (!this.#responded && body === "") this.#respond(true);
+      else {
+        this.#respond(false);
+        s.end(body);
+      }
       return;
     }
+    // the client still sends: answer now, END_STREAM once it has finished
+    this.#stopped = true;
     this.#respond(false);
-    if (chunk === undefined) this.#stream.end();
-    else this.#stream.end(chunk);
+    if (body !== "") s.write(body);
+    let droppedBytes = 0;
+    s.on("data", (c: Buffer) => {
+      droppedBytes += c.length;
+      if (droppedBytes > this.#maxDroppedBodyBytes && !s.closed) {
+        s.close(http2constants.NGHTTP2_NO_ERROR);
+      }
+    });
+    s.once("end", () => {
+      if (!s.destroyed) s.end();
+    });
+    s.resume();
   }
 
   onDrain(fn: () => void): void {
@@ -300,7 +352,7 @@ export function serveGatewayBesideGrpcJs(grpcServer: object, gateway: Gateway): 
         for (const l of grpcListeners) l.apply(srv, args);
         return;
       }
-      gateway.serve(new NodeHttp2Exchange(stream, headers));
+      gateway.serve(new NodeHttp2Exchange(stream, headers, gateway.maxBodyBytes));
     });
     wrappedServers.add(srv);
     wrapped++;

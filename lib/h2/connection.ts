@@ -135,6 +135,14 @@ export class H2Stream {
   dispatched = false;
   early: Buffer[] = [];
   wantDrain = false;
+  /**
+   * What happens when the response ends while the client is still sending: true (gRPC) sends
+   * RST_STREAM(NO_ERROR) at once (RFC 9113 §8.1, as grpc-go); false leaves the stream half-closed
+   * (local) until the client's END_STREAM, its further DATA still going to onData, for clients
+   * (curl) that count such a reset as a failure while they are still uploading. The application
+   * then bounds what it takes and may reset() the stream itself.
+   */
+  resetOnEarlyEnd = true;
 
   constructor(
     readonly id: number,
@@ -888,6 +896,7 @@ export class H2Connection {
       this.#closeStream(s);
       return;
     }
+    if (!s.resetOnEarlyEnd) return; // half-closed (local): #remoteEnd closes it
     // the response is complete but the client still sends: tell it to stop (as grpc-go does)
     this.#queue(buildRstStream(s.id, H2ErrorCode.NO_ERROR));
     this.#closeStream(s);

@@ -294,6 +294,73 @@ function suite(name: string, tlsMode: boolean, skip: string | false): void {
       }
     });
 
+    test("a watch streams 200 events of 4 KB through a 16 KiB client window", async () => {
+      const session = await connect(member, { initialWindowSize: 16 * 1024 });
+      try {
+        const req = session.request({ ":method": "POST", ":path": "/v3/watch" });
+        req.write(JSON.stringify({ create_request: { key: b64("h2gw-many") } }));
+        let out = "";
+        let events = 0;
+        const all = new Promise<void>((resolve, reject) => {
+          req.on("data", (c: Buffer) => {
+            out += c.toString("utf8");
+            let nl = out.indexOf("\n");
+            while (nl >= 0) {
+              const line = JSON.parse(out.slice(0, nl)) as { result: { events?: unknown[] } };
+              events += line.result.events?.length ?? 0;
+              out = out.slice(nl + 1);
+              nl = out.indexOf("\n");
+            }
+            if (events >= 200) resolve();
+          });
+          req.on("error", reject);
+        });
+        await waitWatchers(member, 1);
+        const value = b64(Buffer.alloc(4096, 0x62));
+        for (let i = 0; i < 200; i++) {
+          const r = await request(
+            session,
+            "/v3/kv/put",
+            JSON.stringify({ key: b64("h2gw-many"), value }),
+          );
+          assert.equal(r.status, 200);
+        }
+        await all;
+        assert.equal(events, 200);
+        req.close(http2.constants.NGHTTP2_CANCEL);
+        await waitWatchers(member, 0);
+      } finally {
+        session.close();
+      }
+    });
+
+    test("lease grant and a keep-alive stream over HTTP/2", async () => {
+      const grant = await curlH2(member, "/v3/lease/grant", JSON.stringify({ TTL: 30 }));
+      assert.equal(grant.status, 200, grant.body);
+      const id = (JSON.parse(grant.body) as { ID: string }).ID;
+      assert.match(id, /^\d+$/);
+      const session = await connect(member);
+      try {
+        const req = session.request({ ":method": "POST", ":path": "/v3/lease/keepalive" });
+        req.write(JSON.stringify({ ID: id }));
+        const line = await new Promise<string>((resolve, reject) => {
+          let out = "";
+          req.on("data", (c: Buffer) => {
+            out += c.toString("utf8");
+            const nl = out.indexOf("\n");
+            if (nl >= 0) resolve(out.slice(0, nl));
+          });
+          req.on("error", reject);
+        });
+        const r = JSON.parse(line) as { result: { ID: string; TTL: string } };
+        assert.equal(r.result.ID, id);
+        assert.equal(r.result.TTL, "30");
+        req.close(http2.constants.NGHTTP2_CANCEL);
+      } finally {
+        session.close();
+      }
+    });
+
     test("a 1 MiB value goes up and comes back through a 16 KiB client window", async () => {
       const value = Buffer.alloc(1024 * 1024, 0x61);
       const up = await connect(member);

@@ -272,8 +272,10 @@ export class EtcdApi {
    * with etcd's buckets, lib/server/db-file.ts) as of the call, in messages of 32 KiB
    * (`remaining_bytes` = bytes still to come after this one), then one message whose blob is
    * the sha256 of the file and remaining_bytes 0, which `etcdctl snapshot restore` checks.
-   * Waits for the transport's window (onDrain) and yields the event loop every
-   * `snapshotBytesPerTurn` bytes.
+   * The state is captured when the call arrives (mvcc's O(1) snapshot); the file is planned in
+   * steps of dbFilePlanEntriesPerStep records per loop turn, then sent waiting for the
+   * transport's window (onDrain) and yielding the event loop every `snapshotBytesPerTurn` bytes.
+   * A client that goes away stops the work.
    */
   snapshot(stream: ServerStream<SnapshotResponse>): void {
     // the state is captured now; planning the file walks every record, a step per loop turn

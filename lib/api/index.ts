@@ -1,6 +1,7 @@
 /**
- * lib/api's public face: serve a member's client API (gRPC through @grpc/grpc-js, the JSON gateway
- * and ops endpoints through node:http) on every `--listen-client-urls` entry.
+ * lib/api's public face: serve a member's client API (gRPC through lib/h2 or @grpc/grpc-js; the JSON
+ * gateway and ops endpoints over HTTP/1.1 through node:http and over HTTP/2 beside gRPC on the
+ * same connection, h2-gateway.ts) on every `--listen-client-urls` entry.
  */
 import http from "node:http";
 import * as grpc from "@grpc/grpc-js";
@@ -16,7 +17,13 @@ import type { Duplex } from "node:stream";
 
 export { EtcdApi, type BidiStream } from "./handlers.js";
 export { toApiStatus, ApiError, httpStatusFromGrpc } from "./errors.js";
-export { Gateway, JsonValueSplitter, quoteBigIntegers } from "./gateway.js";
+export { Gateway, JsonValueSplitter, quoteBigIntegers, type GatewayExchange } from "./gateway.js";
+export {
+  H2StreamExchange,
+  NodeHttp2Exchange,
+  h2GatewayOption,
+  serveGatewayBesideGrpcJs,
+} from "./h2-gateway.js";
 export { ListenUrlError } from "./listener.js";
 
 /** What `serveClients` started; `close()` stops accepting and ends open calls. */

@@ -15,13 +15,20 @@
  * - auth: authRevision → u64 big-endian 1, as a fresh etcd writes it (auth/store.go);
  *   authUsers, authRoles: empty (no users or roles).
  */
-import { BoltFileWriter, type BoltBucketSource, type BoltWriteOptions } from "../btree/index.js";
+import {
+  BoltFile,
+  BoltFileWriter,
+  type BoltBucket,
+  type BoltBucketSource,
+  type BoltWriteOptions,
+} from "../btree/index.js";
 import type { MvccSnapshot } from "../mvcc/index.js";
 import type { LeaseRecord } from "../lease/index.js";
 import { Lease } from "../proto/gen/leasepb/lease.js";
 import { AlarmMember, type AlarmType } from "../proto/gen/etcdserverpb/rpc.js";
 import { clusterVersion as defaultClusterVersion } from "../version/index.js";
 import type { MemberRecord } from "./membership.js";
+import { ServerError } from "./errors.js";
 import type { EtcdServer } from "./server.js";
 
 /** Entries the planning pass walks per step in planDbFileInSteps (~10 ms at 1M keys' speed). */
@@ -183,4 +190,136 @@ export function planDbFileInSteps(
     options,
     entriesPerStep,
   );
+}
+
+/**
+ * A db file whose bbolt structure is sound but whose etcd content is not (a missing bucket, a
+ * malformed meta value, a lease or member entry that does not decode). Code "ErrDbFileFormat".
+ */
+export class DbFileFormatError extends ServerError {
+  constructor(message: string) {
+    super("ErrDbFileFormat", `etcdserver: bad db file: ${message}`);
+  }
+}
+
+/** What an etcd 3.4 db file holds, as parseEtcdDbFile reads it. */
+export interface ParsedDbFile {
+  /** the raft index the file reflects (meta consistent_index; 0 when absent) */
+  consistentIndex: number;
+  /** meta finishedCompactRev's main revision, -1 when the file was never compacted */
+  compactRevision: number;
+  /** meta scheduledCompactRev's main revision, -1 when absent */
+  scheduledCompactRevision: number;
+  /** the key bucket's entries in revision order, as views into the file (MvccStore.restore) */
+  keyRecords(): IterableIterator<[Buffer, Buffer]>;
+  leases: LeaseRecord[];
+  members: MemberRecord[];
+  removedMemberIds: bigint[];
+  clusterVersion: string | undefined;
+  alarms: { memberID: bigint; alarm: AlarmType }[];
+  authRevision: number;
+}
+
+function mainRevision(v: Buffer, what: string): number {
+  if (v.length !== 17 || v[8] !== 0x5f) throw new DbFileFormatError(`${what} is not a revision`);
+  const main = v.readBigUInt64BE(0);
+  if (main > BigInt(Number.MAX_SAFE_INTEGER)) throw new DbFileFormatError(`${what} out of range`);
+  return Number(main);
+}
+
+function u64Value(v: Buffer, what: string): number {
+  if (v.length !== 8) throw new DbFileFormatError(`${what} is ${v.length} bytes, want 8`);
+  const n = v.readBigUInt64BE(0);
+  if (n > BigInt(Number.MAX_SAFE_INTEGER)) throw new DbFileFormatError(`${what} out of range`);
+  return Number(n);
+}
+
+/** A member id key: etcd's types.ID in hex. */
+function hexId(k: Buffer, what: string): bigint {
+  const t = k.toString("latin1");
+  if (!/^[0-9a-f]{1,16}$/.test(t))
+    throw new DbFileFormatError(`${what} key "${t}" is not a hex id`);
+  return BigInt("0x" + t);
+}
+
+/** etcd's member JSON (see encodeMemberJson); the id is re-read from the text to keep 64 bits. */
+function decodeMemberJson(key: Buffer, value: Buffer): MemberRecord {
+  const text = value.toString("utf8");
+  const idText = /"id":\s*(\d+)/.exec(text)?.[1];
+  let j: { peerURLs?: string[] | null; isLearner?: boolean; name?: string; clientURLs?: string[] };
+  try {
+    j = JSON.parse(text) as typeof j;
+  } catch {
+    throw new DbFileFormatError(`member ${key.toString("latin1")}: value is not JSON`);
+  }
+  const id = hexId(key, "member");
+  if (idText === undefined || BigInt(idText) !== id) {
+    throw new DbFileFormatError(`member ${key.toString("latin1")}: id does not match its key`);
+  }
+  return {
+    id,
+    name: j.name ?? "",
+    peerUrls: j.peerURLs ?? [],
+    clientUrls: j.clientURLs ?? [],
+    isLearner: j.isLearner === true,
+  };
+}
+
+/**
+ * Reads an etcd 3.4 db file (one etcd wrote, or one createDbFileWriter produced): bbolt's checks
+ * first (BoltFile.open and check(): BoltCorruptError on any structural damage), then etcd's
+ * buckets. `key` and `meta` must exist; the others may be missing (an older etcd) and read as
+ * empty. Keys of the key bucket are not decoded here (MvccStore.restore does that).
+ * @throws BoltCorruptError, DbFileFormatError
+ */
+export function parseEtcdDbFile(bytes: Uint8Array): ParsedDbFile {
+  const file = BoltFile.open(bytes);
+  file.check();
+  const need = (name: string): BoltBucket => {
+    const b = file.bucket(name);
+    if (b === undefined) throw new DbFileFormatError(`no "${name}" bucket`);
+    return b;
+  };
+  const keyBucket = need("key");
+  const entries = (name: string) => [...(file.bucket(name)?.entries() ?? [])];
+  const meta = new Map(entries("meta").map(([k, v]) => [k.toString("latin1"), v]));
+  need("meta");
+  const ci = meta.get("consistent_index");
+  const fin = meta.get("finishedCompactRev");
+  const sched = meta.get("scheduledCompactRev");
+  const leases = entries("lease").map(([k, v]): LeaseRecord => {
+    let l: ReturnType<typeof Lease.fromBinary>;
+    try {
+      l = Lease.fromBinary(v);
+    } catch {
+      throw new DbFileFormatError(`lease ${k.toString("hex")}: value does not decode`);
+    }
+    if (k.length !== 8 || BigInt.asUintN(64, l.iD) !== k.readBigUInt64BE(0)) {
+      throw new DbFileFormatError(`lease ${k.toString("hex")}: id does not match its key`);
+    }
+    return { id: l.iD, ttlSeconds: l.tTL, remainingTtlSeconds: l.remainingTTL };
+  });
+  const alarms = entries("alarm").map(([k]) => {
+    try {
+      const a = AlarmMember.fromBinary(k);
+      return { memberID: a.memberID, alarm: a.alarm };
+    } catch {
+      throw new DbFileFormatError(`alarm ${k.toString("hex")}: key does not decode`);
+    }
+  });
+  const auth = new Map(entries("auth").map(([k, v]) => [k.toString("latin1"), v]));
+  const authRev = auth.get("authRevision");
+  const cv = new Map(entries("cluster").map(([k, v]) => [k.toString("latin1"), v]));
+  return {
+    consistentIndex: ci === undefined ? 0 : u64Value(ci, "consistent_index"),
+    compactRevision: fin === undefined ? -1 : mainRevision(fin, "finishedCompactRev"),
+    scheduledCompactRevision: sched === undefined ? -1 : mainRevision(sched, "scheduledCompactRev"),
+    keyRecords: () => keyBucket.entries(),
+    leases,
+    members: entries("members").map(([k, v]) => decodeMemberJson(k, v)),
+    removedMemberIds: entries("members_removed").map(([k]) => hexId(k, "members_removed")),
+    clusterVersion: cv.get("clusterVersion")?.toString("latin1"),
+    alarms,
+    authRevision: authRev === undefined ? 0 : u64Value(authRev, "authRevision"),
+  };
 }

@@ -13,7 +13,8 @@ import type { Etcd3 } from "etcd3";
 import { BoltFile, BoltFileWriter } from "../../lib/btree/index.js";
 import { KeyValue } from "../../lib/proto/gen/mvccpb/kv.js";
 import { Lease } from "../../lib/proto/gen/leasepb/lease.js";
-import { encodeMemberJson } from "../../lib/server/db-file.js";
+import { encodeMemberJson, parseEtcdDbFile } from "../../lib/server/db-file.js";
+import { MvccStore } from "../../lib/mvcc/index.js";
 import {
   etcdctl,
   freePort,
@@ -306,6 +307,36 @@ describe(
       const ov = rootValues(rewritten);
       for (const [name, v] of rootValues(realFile)) {
         if (v.readBigUInt64LE(0) === 0n) assert.deepEqual(ov.get(name), v, `inline bucket ${name}`);
+      }
+    });
+
+    test("parseEtcdDbFile reads both files; their key buckets restore to etcd's HashKV", async () => {
+      for (const [member, file, name] of [
+        [real, realFile, "snap-real"],
+        [ours, ourFile, "snap-ours"],
+      ] as const) {
+        const p = parseEtcdDbFile(file);
+        assert.equal(p.compactRevision, COMPACT_REVISION);
+        assert.equal(p.scheduledCompactRevision, COMPACT_REVISION);
+        assert.ok(p.consistentIndex > 0);
+        assert.equal(p.clusterVersion, "3.4.0");
+        assert.equal(p.authRevision, 1);
+        assert.deepEqual(p.alarms, []);
+        assert.deepEqual(p.removedMemberIds, []);
+        assert.equal(p.members.length, 1);
+        assert.equal(p.members[0]!.name, name);
+        assert.deepEqual(p.members[0]!.clientUrls, [member.endpoint]);
+        assert.equal(p.leases.length, 1);
+        assert.equal(p.leases[0]!.ttlSeconds, 600);
+        const store = new MvccStore({});
+        store.restore(p.keyRecords(), p.compactRevision);
+        const h = store.hashKV(0);
+        const out = await ctl(member, ["endpoint", "hashkv", "-w", "json"], {
+          endpoint: member.hostPort,
+        });
+        const j = parseJsonBig(out) as { HashKV: { hash: number; compact_revision: number } }[];
+        assert.equal(h.hash, Number(j[0]!.HashKV.hash), `${name}: hash of the restored key bucket`);
+        assert.equal(h.compactRevision, Number(j[0]!.HashKV.compact_revision));
       }
     });
 

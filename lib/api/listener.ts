@@ -2,7 +2,8 @@
  * The client port: gRPC (HTTP/2) and HTTP/1.1 (gateway, /health, /version, /metrics) on one socket,
  * as etcd's cmux does (DESIGN §2). Plain TCP connections are told apart by their first bytes (the
  * HTTP/2 connection preface starts with "PRI "); TLS connections by ALPN, falling back to the same
- * peek when the client offers none.
+ * peek when the client offers none. HTTP/2 connections go to the gRPC transport, which hands
+ * requests that are not gRPC calls to the gateway (h2-gateway.ts).
  */
 import net from "node:net";
 import tls from "node:tls";

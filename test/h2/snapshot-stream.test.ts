@@ -2,7 +2,7 @@
 // that advertises a 1 KiB stream window and hands back only what it has read gets the member's
 // whole db file, never more DATA than its windows allow, in etcd's framing (32 KiB messages with
 // remaining_bytes, then the sha256), and a reset mid-stream ends the call without hurting the
-// connection.
+// connection. The grpc-js reference transport is held to the same window check.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
@@ -14,6 +14,8 @@ import { pino } from "pino";
 import { EtcdServer, defaultConfig } from "../../lib/server/index.js";
 import { EtcdApi } from "../../lib/api/index.js";
 import { createH2Server } from "../../lib/api/h2.js";
+import { createGrpcServer } from "../../lib/api/grpc.js";
+import * as grpc from "@grpc/grpc-js";
 import { HpackDecoder, frames, type H2GrpcServer } from "../../lib/h2/index.js";
 import { BoltFile } from "../../lib/btree/index.js";
 import * as rpc from "../../lib/proto/gen/etcdserverpb/rpc.js";
@@ -41,6 +43,8 @@ describe("Snapshot stream through lib/h2 under a small client window", { timeout
   let h2: H2GrpcServer;
   let listener: net.Server;
   let port: number;
+  let grpcServer: grpc.Server;
+  let grpcPort: number;
   let dataDir: string;
 
   before(async () => {
@@ -70,8 +74,16 @@ describe("Snapshot stream through lib/h2 under a small client window", { timeout
     listener = net.createServer((s) => h2.handleConnection(s));
     await new Promise<void>((r) => listener.listen(0, "127.0.0.1", r));
     port = (listener.address() as net.AddressInfo).port;
+    // the reference transport on its own port, for the same check
+    grpcServer = createGrpcServer(new EtcdApi(server), logger, config.maxRequestBytes);
+    grpcPort = await new Promise<number>((resolve, reject) =>
+      grpcServer.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) =>
+        err ? reject(err) : resolve(p),
+      ),
+    );
   });
   after(async () => {
+    grpcServer?.forceShutdown();
     listener?.close();
     h2?.forceClose();
     await server?.stop();
@@ -79,8 +91,8 @@ describe("Snapshot stream through lib/h2 under a small client window", { timeout
   });
 
   /** Opens a client with a small stream window and starts a Snapshot call on stream 1. */
-  function startSnapshot(): RawClient {
-    const c = new RawClient(port);
+  function startSnapshot(serverPort = port): RawClient {
+    const c = new RawClient(serverPort);
     c.write(
       Buffer.concat([
         frames.clientPreface,
@@ -98,7 +110,16 @@ describe("Snapshot stream through lib/h2 under a small client window", { timeout
   }
 
   test("the whole db file arrives within the windows, in etcd's messages, with its sha256", async () => {
-    const c = startSnapshot();
+    await wholeFileUnderSmallWindow(port);
+  });
+
+  test("the same through the grpc-js reference transport", async () => {
+    await wholeFileUnderSmallWindow(grpcPort);
+  });
+
+  /** Fetches a Snapshot with a 1 KiB stream window, checking every DATA frame and the result. */
+  async function wholeFileUnderSmallWindow(serverPort: number): Promise<void> {
+    const c = startSnapshot(serverPort);
     const decoder = new HpackDecoder({
       maxTableSizeBytes: 4096,
       maxHeaderListBytes: 1 << 20,
@@ -186,7 +207,7 @@ describe("Snapshot stream through lib/h2 under a small client window", { timeout
       assert.equal(Buffer.from(kv.key).toString(), `k/${String(i).padStart(5, "0")}`);
       assert.ok(Buffer.from(kv.value).equals(valueOf(i)));
     });
-  });
+  }
 
   test("a client that resets the stream mid-transfer ends the call; the connection serves on", async () => {
     const c = startSnapshot();

@@ -26,6 +26,7 @@ import {
 } from "../load/index.js";
 import { Member, type System } from "./members.js";
 import { renderBarChart } from "./svg.js";
+import { serverNodeFlags } from "../../tools/node-flags.js";
 
 /** Options of one comparison. */
 export interface CompareOptions {
@@ -319,7 +320,7 @@ export async function compare(o: CompareOptions): Promise<{
     }),
     "etcd-ts": await Member.create({
       system: "etcd-ts",
-      command: [process.execPath, etcdTsJs],
+      command: [process.execPath, ...serverNodeFlags, etcdTsJs],
       dataDir: join(workDir, "etcd-ts"),
       logFile: join(workDir, "etcd-ts.log"),
     }),

@@ -13,6 +13,7 @@ import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { serverNodeFlags } from "../../tools/node-flags.js";
 
 /**
  * pids of members this process started and has not seen exit. If the test process exits without
@@ -86,7 +87,10 @@ export function repoRoot(): string {
 /** The command and leading arguments that start the target server. */
 export function serverCommand(target: Target = TARGET): { cmd: string; args: string[] } {
   if (target === "etcd") return { cmd: process.env.ETCD_BIN ?? "/usr/bin/etcd", args: [] };
-  return { cmd: process.execPath, args: [join(repoRoot(), "dist", "tools", "etcd-ts.js")] };
+  return {
+    cmd: process.execPath,
+    args: [...serverNodeFlags, join(repoRoot(), "dist", "tools", "etcd-ts.js")],
+  };
 }
 
 /** Asks the kernel for a free TCP port on 127.0.0.1 (bind to 0, read, close). */

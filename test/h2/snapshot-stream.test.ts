@@ -1,7 +1,8 @@
 // Maintenance.Snapshot through lib/h2 under a small client window (issue 6): a raw HTTP/2 client
 // that advertises a 1 KiB stream window and hands back only what it has read gets the member's
 // whole db file, never more DATA than its windows allow, in etcd's framing (32 KiB messages with
-// remaining_bytes, then the sha256), and a reset mid-stream ends the call without hurting the
+// remaining_bytes, then the sha256), as of the call (puts and a compaction mid-transfer do not
+// show), and a reset mid-stream ends the call without hurting the
 // connection. The grpc-js reference transport is held to the same window check.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -117,8 +118,29 @@ describe("Snapshot stream through lib/h2 under a small client window", { timeout
     await wholeFileUnderSmallWindow(grpcPort);
   });
 
+  let writeRounds = 0;
+  /** New keys, an overwrite and a compaction to the newest revision, while a transfer runs. */
+  async function writeDuringTransfer(): Promise<void> {
+    const round = writeRounds++;
+    for (let i = 0; i < 20; i++) {
+      await server.put(
+        rpc.PutRequest.create({ key: Buffer.from(`z/${round}/${i}`), value: Buffer.from("new") }),
+      );
+    }
+    await server.put(
+      rpc.PutRequest.create({ key: Buffer.from(`z/${round}/0`), value: Buffer.from("again") }),
+    );
+    await server.compact(rpc.CompactionRequest.create({ revision: server.store.currentRevision }));
+  }
+
   /** Fetches a Snapshot with a 1 KiB stream window, checking every DATA frame and the result. */
   async function wholeFileUnderSmallWindow(serverPort: number): Promise<void> {
+    // the key bucket as of the call; writes and a compaction during the transfer must not show
+    const expected = [...server.store.snapshot().records()].map(([k, v]) => [
+      Buffer.from(k),
+      Buffer.from(v),
+    ]);
+    let writesDuring: Promise<void> | undefined;
     const c = startSnapshot(serverPort);
     const decoder = new HpackDecoder({
       maxTableSizeBytes: 4096,
@@ -154,10 +176,13 @@ describe("Snapshot stream through lib/h2 under a small client window", { timeout
             maxDataFrame = Math.max(maxDataFrame, f.payload.length);
             consumed += f.payload.length;
             data.push(f.payload);
+            writesDuring ??= writeDuringTransfer();
           } else if (f.type === FrameType.RST_STREAM || f.type === FrameType.GOAWAY) {
             assert.fail(`server sent frame type ${f.type}`);
           }
         }
+        // the server waits for our window: the writes land mid-transfer, deterministically
+        if (writesDuring !== undefined) await writesDuring;
         if (consumed > 0 && !ended) {
           // hand back exactly what was read: the windows stay small for the whole transfer
           c.write(Buffer.concat([buildWindowUpdate(1, consumed), buildWindowUpdate(0, consumed)]));
@@ -201,7 +226,12 @@ describe("Snapshot stream through lib/h2 under a small client window", { timeout
     // the file is the member's state
     const f = BoltFile.open(file);
     f.check();
-    const kvs = [...f.bucket("key")!.entries()].map(([, v]) => KeyValue.fromBinary(v));
+    await writesDuring;
+    const records = [...f.bucket("key")!.entries()];
+    assert.deepEqual(records, expected, "the key bucket is the store as of the call");
+    const kvs = records
+      .map(([, v]) => KeyValue.fromBinary(v))
+      .filter((kv) => Buffer.from(kv.key).toString().startsWith("k/"));
     assert.equal(kvs.length, KEYS);
     kvs.forEach((kv, i) => {
       assert.equal(Buffer.from(kv.key).toString(), `k/${String(i).padStart(5, "0")}`);

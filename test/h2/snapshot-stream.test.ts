@@ -2,8 +2,8 @@
 // that advertises a 1 KiB stream window and hands back only what it has read gets the member's
 // whole db file, never more DATA than its windows allow, in etcd's framing (32 KiB messages with
 // remaining_bytes, then the sha256), as of the call (puts and a compaction mid-transfer do not
-// show), and a reset mid-stream ends the call without hurting the
-// connection. The grpc-js reference transport is held to the same window check.
+// show), and a reset mid-stream ends the call without hurting the connection. The grpc-js
+// reference transport is held to the same window check.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";

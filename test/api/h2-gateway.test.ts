@@ -12,6 +12,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import http2 from "node:http2";
+import net from "node:net";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -23,6 +24,8 @@ import {
   type Member,
   type TlsFiles,
 } from "../helpers/server.js";
+import { H2GrpcServer } from "../../lib/h2/index.js";
+import { H2StreamExchange } from "../../lib/api/h2-gateway.js";
 
 const b64 = (s: string | Buffer) => Buffer.from(s).toString("base64");
 
@@ -492,5 +495,118 @@ describe("TLS ALPN", { timeout: 60_000 }, () => {
       member.endpoint + "/health",
     ]);
     assert.equal(h1.stdout, '{"health":"true"}\n1.1');
+  });
+});
+
+describe("H2StreamExchange body bounds (lib/h2 without a member)", { timeout: 30_000 }, () => {
+  const maxBytes = 4096;
+  let server: H2GrpcServer;
+  let listener: net.Server;
+  let port = 0;
+  /** what the test's handler does with each exchange */
+  let onExchange: (ex: H2StreamExchange) => void = () => {};
+
+  before(async () => {
+    server = new H2GrpcServer(new Map(), {
+      onHttpStream: (stream, headers) =>
+        onExchange(new H2StreamExchange(stream, headers, maxBytes)),
+    });
+    listener = net.createServer((socket) => server.handleConnection(socket));
+    await new Promise<void>((r) => listener.listen(0, "127.0.0.1", r));
+    port = (listener.address() as net.AddressInfo).port;
+  });
+  after(async () => {
+    server.forceClose();
+    await new Promise<void>((r) => listener.close(() => r()));
+  });
+
+  async function noOpenStreams(): Promise<void> {
+    const deadline = Date.now() + settleTimeoutMs;
+    while (server.openStreams !== 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(server.openStreams, 0, "streams left open on the server");
+  }
+
+  /** Sends `chunks` as the body (one write each, 20 ms apart); resolves with status and reset code. */
+  async function upload(
+    chunks: Buffer[],
+  ): Promise<{ status: number; rstCode: number; body: string }> {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    try {
+      return await new Promise((resolve, reject) => {
+        const req = session.request({ ":method": "POST", ":path": "/x" });
+        let status = 0;
+        let body = "";
+        req.on("response", (h) => (status = Number(h[":status"])));
+        req.on("data", (c: Buffer) => (body += c.toString()));
+        req.on("close", () => resolve({ status, rstCode: req.rstCode ?? -1, body }));
+        req.on("error", () => {});
+        session.on("error", reject);
+        let i = 0;
+        const next = () => {
+          if (req.closed || req.destroyed) return;
+          if (i === chunks.length) {
+            req.end();
+            return;
+          }
+          req.write(chunks[i++]);
+          setTimeout(next, 20);
+        };
+        next();
+      });
+    } finally {
+      session.close();
+    }
+  }
+
+  test("an answer before the body ends lets the client finish; the stream ends cleanly", async () => {
+    onExchange = (ex) => {
+      ex.writeHead(404, { "content-type": "text/plain" });
+      ex.end("no\n");
+    };
+    const r = await upload([Buffer.alloc(1000), Buffer.alloc(1000)]);
+    assert.equal(r.status, 404);
+    assert.equal(r.body, "no\n");
+    assert.equal(r.rstCode, http2.constants.NGHTTP2_NO_ERROR);
+    await noOpenStreams();
+  });
+
+  test("after the answer, more than the bound of further body resets the stream (NO_ERROR)", async () => {
+    onExchange = (ex) => {
+      ex.writeHead(404, {});
+      ex.end("no\n");
+    };
+    const r = await upload(Array.from({ length: 8 }, () => Buffer.alloc(1500)));
+    assert.equal(r.status, 404);
+    assert.equal(r.rstCode, http2.constants.NGHTTP2_NO_ERROR);
+    await noOpenStreams();
+  });
+
+  test("a body the handler has not started reading is held up to the bound, then reset", async () => {
+    const started: H2StreamExchange[] = [];
+    onExchange = (ex) => started.push(ex); // never reads, never answers
+    const r = await upload(Array.from({ length: 4 }, () => Buffer.alloc(1500)));
+    assert.equal(r.status, 0);
+    assert.equal(r.rstCode, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    assert.equal(started.length, 1);
+    await noOpenStreams();
+  });
+
+  test("a body read by the handler arrives whole, in order", async () => {
+    onExchange = (ex) => {
+      const parts: Buffer[] = [];
+      ex.readBody(
+        (c) => parts.push(c),
+        () => {
+          const all = Buffer.concat(parts);
+          ex.writeHead(200, {});
+          ex.end(`${all.length} ${all[0]} ${all[all.length - 1]}`);
+        },
+      );
+    };
+    const r = await upload([Buffer.alloc(2000, 1), Buffer.alloc(2000, 2), Buffer.alloc(2000, 3)]);
+    assert.equal(r.status, 200);
+    assert.equal(r.body, "6000 1 3");
   });
 });

@@ -13,7 +13,7 @@ import type { Etcd3 } from "etcd3";
 import { BoltFile, BoltFileWriter } from "../../lib/btree/index.js";
 import { KeyValue } from "../../lib/proto/gen/mvccpb/kv.js";
 import { Lease } from "../../lib/proto/gen/leasepb/lease.js";
-import { encodeMemberJson, parseEtcdDbFile } from "../../lib/server/db-file.js";
+import { DbFileFormatError, encodeMemberJson, parseEtcdDbFile } from "../../lib/server/db-file.js";
 import { MvccStore } from "../../lib/mvcc/index.js";
 import {
   etcdctl,
@@ -388,3 +388,43 @@ describe(
     });
   },
 );
+
+describe("parseEtcdDbFile refuses bad etcd content with DbFileFormatError", () => {
+  const file = (buckets: Record<string, [string | Buffer, string | Buffer][]>) =>
+    Buffer.concat([
+      ...new BoltFileWriter(
+        Object.entries(buckets).map(([name, entries]) => {
+          const e = entries.map(([k, v]) => [Buffer.from(k), Buffer.from(v)] as const);
+          return { name: Buffer.from(name), entries: () => e };
+        }),
+      ).chunks(),
+    ]);
+  const bad = (buckets: Record<string, [string | Buffer, string | Buffer][]>, re: RegExp) =>
+    assert.throws(
+      () => parseEtcdDbFile(file(buckets)),
+      (e: unknown) =>
+        e instanceof DbFileFormatError && e.code === "ErrDbFileFormat" && re.test(e.message),
+    );
+
+  test("missing key or meta bucket", () => {
+    bad({ meta: [] }, /no "key" bucket/);
+    bad({ key: [] }, /no "meta" bucket/);
+  });
+
+  test("malformed meta, member and lease entries", () => {
+    bad({ key: [], meta: [["consistent_index", "x"]] }, /consistent_index is 1 bytes/);
+    bad({ key: [], meta: [["finishedCompactRev", Buffer.alloc(8)]] }, /not a revision/);
+    bad({ key: [], meta: [], members: [["zz", "{}"]] }, /not a hex id/);
+    bad({ key: [], meta: [], members: [["1f", '{"id":32}']] }, /id does not match its key/);
+    bad({ key: [], meta: [], members: [["1f", "{"]] }, /not JSON/);
+    bad({ key: [], meta: [], lease: [[Buffer.alloc(8), Buffer.from([0x08, 0x05])]] }, /lease/);
+  });
+
+  test("an empty but complete file reads as a fresh member's", () => {
+    const p = parseEtcdDbFile(file({ key: [], meta: [] }));
+    assert.equal(p.consistentIndex, 0);
+    assert.equal(p.compactRevision, -1);
+    assert.deepEqual([...p.keyRecords()], []);
+    assert.equal(p.clusterVersion, undefined);
+  });
+});

@@ -164,9 +164,25 @@ function checkMessageSize(api: EtcdApi, codec: JsonCodec<unknown>, msg: unknown)
   }
 }
 
+/**
+ * CORS headers etcd's client handler adds to every answer when --cors is "*" (its default and the
+ * only setting etcd-ts has), so that browsers may call the gateway (embed/serve.go
+ * accessController).
+ */
+const corsHeaders: Readonly<Record<string, string>> = {
+  "access-control-allow-headers": "accept, content-type, authorization",
+  "access-control-allow-methods": "POST, GET, OPTIONS, PUT, DELETE",
+  "access-control-allow-origin": "*",
+};
+
+/** Sends the status and `headers` with etcd's CORS headers. */
+function writeHead(ex: GatewayExchange, httpStatus: number, headers: Record<string, string>): void {
+  ex.writeHead(httpStatus, { ...corsHeaders, ...headers });
+}
+
 function writeJson(res: GatewayExchange, httpStatus: number, body: unknown): void {
   const text = JSON.stringify(body);
-  res.writeHead(httpStatus, {
+  writeHead(res, httpStatus, {
     "content-type": "application/json",
     "content-length": String(Buffer.byteLength(text)),
   });
@@ -180,7 +196,7 @@ function writeTextError(
   text: string,
   headers: Record<string, string> = {},
 ): void {
-  ex.writeHead(httpStatus, {
+  writeHead(ex, httpStatus, {
     "content-type": "text/plain; charset=utf-8",
     "x-content-type-options": "nosniff",
     ...headers,
@@ -473,6 +489,12 @@ export class Gateway {
   async #handle(ex: GatewayExchange): Promise<void> {
     const url = new URL(ex.url, "http://localhost");
     const path = url.pathname;
+    if (ex.method === "OPTIONS") {
+      // a CORS preflight: etcd answers 200 with its CORS headers on every path
+      writeHead(ex, 200, {});
+      ex.end();
+      return;
+    }
     if (path === "/health") return this.#health(ex, url);
     if (path === "/version") {
       if (ex.method !== "GET") {
@@ -507,7 +529,7 @@ export class Gateway {
       closed = true;
       for (const fn of onClose) fn();
     };
-    ex.writeHead(200, { "content-type": "application/json" });
+    writeHead(ex, 200, { "content-type": "application/json" });
     ex.flushHeaders();
     ex.onDrain(() => {
       for (const fn of onDrain) fn();
@@ -575,11 +597,11 @@ export class Gateway {
     if (healthy) healthy = await readWithin(server.linearizableReadNotify(), healthReadTimeoutMs);
     const body = JSON.stringify({ health: healthy ? "true" : "false" });
     if (healthy) {
-      ex.writeHead(200, { "content-type": "text/plain; charset=utf-8" });
+      writeHead(ex, 200, { "content-type": "text/plain; charset=utf-8" });
       ex.end(body);
     } else {
       // etcd answers with http.Error: text/plain and a trailing newline
-      ex.writeHead(503, {
+      writeHead(ex, 503, {
         "content-type": "text/plain; charset=utf-8",
         "x-content-type-options": "nosniff",
       });
@@ -591,7 +613,7 @@ export class Gateway {
     const server = this.#api.server;
     server.refreshMetrics();
     const text = await server.metrics.registry.metrics();
-    ex.writeHead(200, { "content-type": server.metrics.registry.contentType });
+    writeHead(ex, 200, { "content-type": server.metrics.registry.contentType });
     ex.end(text);
   }
 }

@@ -221,6 +221,34 @@ function suite(name: string, tlsMode: boolean, skip: string | false): void {
       assert.equal((JSON.parse(bad.body) as { code: number }).code, 3);
     });
 
+    test("etcd's CORS headers on answers; OPTIONS (a browser's preflight) answers 200", async () => {
+      const session = await connect(member);
+      try {
+        const cors = {
+          "access-control-allow-headers": "accept, content-type, authorization",
+          "access-control-allow-methods": "POST, GET, OPTIONS, PUT, DELETE",
+          "access-control-allow-origin": "*",
+        };
+        const health = await request(session, "/health");
+        const range = await request(session, "/v3/kv/range", JSON.stringify({ key: b64("x") }));
+        const options = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
+          const req = session.request({ ":method": "OPTIONS", ":path": "/v3/kv/range" });
+          let headers: http2.IncomingHttpHeaders = {};
+          req.on("response", (h) => (headers = h));
+          req.on("data", () => {});
+          req.on("end", () => resolve(headers));
+          req.on("error", reject);
+          req.end();
+        });
+        assert.equal(options[":status"], 200);
+        for (const h of [health.headers, range.headers, options]) {
+          for (const [n, v] of Object.entries(cors)) assert.equal(h[n], v, n);
+        }
+      } finally {
+        session.close();
+      }
+    });
+
     test("HEAD gets headers only (etcd: 405 with allow: GET and the body's length)", async () => {
       const session = await connect(member);
       try {

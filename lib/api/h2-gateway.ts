@@ -12,10 +12,11 @@
  * etcd 3.4 does this over TLS (its https server sends a request to gRPC only when it is HTTP/2
  * with an application/grpc content type, embed/serve.go grpcHandlerFunc). On cleartext, etcd's
  * cmux gives every HTTP/2 connection to grpc-go, which resets non-gRPC streams (PROTOCOL_ERROR);
- * etcd-ts serves the gateway there too, a superset no client can depend against.
+ * etcd-ts serves the gateway there too: a superset, since no client can rely on that reset.
  */
 import type http2 from "node:http2";
 import { constants as http2constants } from "node:http2";
+import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
 import {
   H2ErrorCode,
@@ -115,7 +116,7 @@ export class H2StreamExchange implements GatewayExchange {
   }
 
   readBody(onData: (chunk: Buffer) => void, onEnd: () => void): void {
-    if (this.#reading) throw new Error("H2StreamExchange.readBody called twice");
+    assert(!this.#reading, "H2StreamExchange.readBody called twice");
     this.#reading = true;
     this.#onData = onData;
     this.#onEnd = onEnd;

@@ -57,16 +57,10 @@ export function putVarintBig(buf: Uint8Array, pos: number, v: bigint): number {
 }
 
 /**
- * The uint64 `v` (a bigint in [0, 2^64); an int64 must go through BigInt.asUintN(64, v) first)
- * split into 32-bit halves once, so writing it costs two BigInt operations, not two per byte.
+ * Bytes of the varint encoding of the uint64 whose high and low 32-bit words are `hi` and `lo`
+ * (each an integer in [0, 2^32)).
  */
-function halves(v: bigint): [hi: number, lo: number] {
-  return [Number(BigInt.asUintN(32, v >> 32n)), Number(BigInt.asUintN(32, v))];
-}
-
-/** Bytes of the varint encoding of uint64 `v` (same as varintSizeBig, fewer BigInt steps). */
-export function varintSize64(v: bigint): number {
-  let [hi, lo] = halves(v);
+export function varintSize64Parts(hi: number, lo: number): number {
   let n = 1;
   while (hi !== 0 || lo > 0x7f) {
     lo = ((lo >>> 7) | (hi << 25)) >>> 0;
@@ -76,9 +70,8 @@ export function varintSize64(v: bigint): number {
   return n;
 }
 
-/** Writes uint64 `v` as a varint at `pos`; returns the position after it (as putVarintBig). */
-export function putVarint64(buf: Uint8Array, pos: number, v: bigint): number {
-  let [hi, lo] = halves(v);
+/** Writes the uint64 with 32-bit words `hi`, `lo` as a varint at `pos`; returns the end. */
+export function putVarint64Parts(buf: Uint8Array, pos: number, hi: number, lo: number): number {
   while (hi !== 0 || lo > 0x7f) {
     buf[pos++] = (lo & 0x7f) | 0x80;
     lo = ((lo >>> 7) | (hi << 25)) >>> 0;
@@ -86,4 +79,18 @@ export function putVarint64(buf: Uint8Array, pos: number, v: bigint): number {
   }
   buf[pos++] = lo;
   return pos;
+}
+
+/** Bytes of the varint encoding of uint64 `v` (same as varintSizeBig, two BigInt steps). */
+export function varintSize64(v: bigint): number {
+  return varintSize64Parts(Number(v >> 32n), Number(BigInt.asUintN(32, v)));
+}
+
+/**
+ * Writes uint64 `v` (a bigint in [0, 2^64); an int64 goes through BigInt.asUintN(64, v) first) as
+ * a varint at `pos`; returns the position after it. Same bytes as putVarintBig with two BigInt
+ * operations instead of two per byte.
+ */
+export function putVarint64(buf: Uint8Array, pos: number, v: bigint): number {
+  return putVarint64Parts(buf, pos, Number(v >> 32n), Number(BigInt.asUintN(32, v)));
 }

@@ -7,7 +7,14 @@
  */
 import { UnknownFieldHandler } from "@protobuf-ts/runtime";
 import type { PutRequest } from "../proto/gen/etcdserverpb/rpc.js";
-import { putVarint, putVarint64, varintSize, varintSize64 } from "../proto/varint.js";
+import {
+  putVarint,
+  putVarint64,
+  putVarint64Parts,
+  varintSize,
+  varintSize64,
+  varintSize64Parts,
+} from "../proto/varint.js";
 
 /** True when `put` can take the hand-written path: it carries no unknown fields to re-emit. */
 export function isPlainPutRequest(put: PutRequest): boolean {
@@ -18,10 +25,15 @@ export function isPlainPutRequest(put: PutRequest): boolean {
  * Encodes InternalRaftRequest{ iD: 0, put, header: { iD: requestId, username: "",
  * authRevision: 0 } } as protobuf-ts would (fields in number order, proto3 defaults omitted:
  * put = 4, header = 100; PutRequest key = 1, value = 2, lease = 3 as an int64 varint, prev_kv = 4,
- * ignore_value = 5, ignore_lease = 6; RequestHeader ID = 1). `requestId` is a uint64; `put` must
- * satisfy isPlainPutRequest.
+ * ignore_value = 5, ignore_lease = 6; RequestHeader ID = 1). The uint64 request id is given as
+ * its high and low 32-bit words (the server makes ids from numbers; no BigInt on this path);
+ * `put` must satisfy isPlainPutRequest.
  */
-export function encodePutProposal(requestId: bigint, put: PutRequest): Uint8Array {
+export function encodePutProposal(
+  requestIdHi: number,
+  requestIdLo: number,
+  put: PutRequest,
+): Uint8Array {
   const key = put.key;
   const value = put.value;
   const lease = put.lease === 0n ? 0n : BigInt.asUintN(64, put.lease);
@@ -32,7 +44,8 @@ export function encodePutProposal(requestId: bigint, put: PutRequest): Uint8Arra
   if (put.prevKv) putBytes += 2;
   if (put.ignoreValue) putBytes += 2;
   if (put.ignoreLease) putBytes += 2;
-  const headerBytes = requestId === 0n ? 0 : 1 + varintSize64(requestId);
+  const hasId = requestIdHi !== 0 || requestIdLo !== 0;
+  const headerBytes = hasId ? 1 + varintSize64Parts(requestIdHi, requestIdLo) : 0;
   const total = 1 + varintSize(putBytes) + putBytes + 2 + varintSize(headerBytes) + headerBytes;
   const out = Buffer.allocUnsafe(total);
   let p = 0;
@@ -69,9 +82,9 @@ export function encodePutProposal(requestId: bigint, put: PutRequest): Uint8Arra
   out[p++] = 0xa2; // field 100, length-delimited: varint 802
   out[p++] = 0x06;
   p = putVarint(out, p, headerBytes);
-  if (requestId !== 0n) {
+  if (hasId) {
     out[p++] = 0x08;
-    p = putVarint64(out, p, requestId);
+    p = putVarint64Parts(out, p, requestIdHi, requestIdLo);
   }
   if (p !== total) throw new Error(`encodePutProposal: wrote ${p} bytes, sized ${total}`);
   return out;

@@ -76,6 +76,15 @@ import {
 } from "./membership.js";
 import { ServerMetrics } from "./metrics.js";
 import { encodePutProposal, isPlainPutRequest } from "./raft-request-codec.js";
+
+/** Request-id counters wrap at 2^48 (the low 48 bits of an id; etcd idutil's suffix). */
+const requestIdCounterModulus = 2 ** 48;
+
+/** A proposal of this member awaiting apply: its request object and its waits key. */
+interface LocalProposal {
+  request: InternalRaftRequest;
+  waitKey: number;
+}
 import { AppliedIndexWaits, RequestWaits } from "./wait.js";
 import { AutoCompactor, parseRetention } from "./compactor.js";
 
@@ -143,10 +152,15 @@ export class EtcdServer {
    * takes the request object from here instead of decoding the entry (see #applyNormal). Bounded
    * by the pending waits: #propose removes its entry however the wait ends.
    */
-  readonly #localProposals = new Map<Uint8Array, InternalRaftRequest>();
+  readonly #localProposals = new Map<Uint8Array, LocalProposal>();
   readonly #appliedWaits = new AppliedIndexWaits();
-  #requestIdCounter = 0n;
-  readonly #requestIdPrefix: bigint;
+  /**
+   * Request ids (etcd's idutil layout): a random 16-bit prefix for this run, then a 48-bit counter
+   * started from the clock. Held as numbers so the put path makes no BigInt: the counter alone is
+   * the waits key, and the id's two 32-bit words are what the proposal encoder writes.
+   */
+  #requestIdCounter = 0;
+  readonly #requestIdPrefix16: number;
 
   // linearizable reads: requests that arrive while a ReadIndex is in flight join the next batch
   #readBatchPending: { resolve: () => void; reject: (e: Error) => void }[] = [];
@@ -189,8 +203,8 @@ export class EtcdServer {
         : this.config.quotaBackendBytes < 0
           ? Number.POSITIVE_INFINITY
           : defaultQuotaBytes;
-    this.#requestIdPrefix = BigInt(randomBytes(2).readUInt16BE(0)) << 48n;
-    this.#requestIdCounter = BigInt(Date.now()) << 8n;
+    this.#requestIdPrefix16 = randomBytes(2).readUInt16BE(0);
+    this.#requestIdCounter = (Date.now() * 256) % requestIdCounterModulus;
   }
 
   /**
@@ -559,15 +573,21 @@ export class EtcdServer {
     // the advertised client URLs of this member follow its flags, as etcd's publish step does
     const self = this.members.get(this.#memberId);
     if (self !== undefined) self.clientUrls = this.config.advertiseClientUrls;
-    this.#waits.trigger(cc.iD, { response: undefined });
+    const ccKey = this.#waitKeyOf(cc.iD);
+    if (ccKey !== undefined) this.#waits.trigger(ccKey, { response: undefined });
   }
 
   #applyNormal(e: Entry): void {
     if (e.data.length === 0) return; // the empty entry a new leader appends (Raft §5.4.2)
     // An entry this member proposed carries the very bytes #propose encoded from the request
     // object it still holds: that object is the decoded entry, so skip decoding it again.
-    let r = this.#localProposals.get(e.data);
-    if (r === undefined) {
+    const local = this.#localProposals.get(e.data);
+    let r: InternalRaftRequest;
+    let waitKey: number | undefined;
+    if (local !== undefined) {
+      r = local.request;
+      waitKey = local.waitKey;
+    } else {
       try {
         r = InternalRaftRequest.fromBinary(e.data);
       } catch (err) {
@@ -575,8 +595,8 @@ export class EtcdServer {
         // log is damaged, which must stop the member rather than diverge.
         throw new Error(`apply: entry ${e.index} does not decode: ${(err as Error).message}`);
       }
+      waitKey = this.#waitKeyOf(r.header?.iD ?? r.iD);
     }
-    const id = r.header?.iD ?? r.iD;
     const started = performance.now();
     let result: ApplyResult;
     let op = "unknown";
@@ -591,7 +611,7 @@ export class EtcdServer {
     this.metrics.observeApply(op, result.error === undefined, seconds);
     // etcd warns on applies over 100 ms (warnApplyDuration)
     if (seconds > 0.1) this.metrics.slowApplyTotal.inc();
-    this.#waits.trigger(id, result);
+    if (waitKey !== undefined) this.#waits.trigger(waitKey, result);
   }
 
   /** etcd's applierV3 (apply.go) behind the capped applier (apply NOSPACE rule). */
@@ -686,9 +706,25 @@ export class EtcdServer {
 
   // ---------------------------------------------------------------- proposals
 
+  /** Advances the 48-bit request counter and returns it (the waits key of the new id). */
+  #nextRequestCounter(): number {
+    this.#requestIdCounter = (this.#requestIdCounter + 1) % requestIdCounterModulus;
+    return this.#requestIdCounter;
+  }
+
+  /** The 64-bit request id of counter value `counter`. */
+  #requestIdOf(counter: number): bigint {
+    return (BigInt(this.#requestIdPrefix16) << 48n) | BigInt(counter);
+  }
+
   #nextRequestId(): bigint {
-    this.#requestIdCounter = (this.#requestIdCounter + 1n) & ((1n << 48n) - 1n);
-    return this.#requestIdPrefix | this.#requestIdCounter;
+    return this.#requestIdOf(this.#nextRequestCounter());
+  }
+
+  /** The waits key of a request id this member made; undefined for another member's (or 0). */
+  #waitKeyOf(id: bigint): number | undefined {
+    if (id === 0n || Number(id >> 48n) !== this.#requestIdPrefix16) return undefined;
+    return Number(BigInt.asUintN(48, id));
   }
 
   #requestTimeoutMs(): number {
@@ -705,21 +741,25 @@ export class EtcdServer {
     if (this.#commitIndex - this.#appliedIndex > maxGapBetweenApplyAndCommitIndex) {
       throw new ServerError("ErrTooManyRequests", "etcdserver: too many requests");
     }
-    const id = this.#nextRequestId();
-    r.header = { iD: id, username: "", authRevision: 0 };
-    const data =
-      r.put !== undefined && r.iD === 0n && isPlainPutRequest(r.put)
-        ? encodePutProposal(id, r.put)
-        : InternalRaftRequest.toBinary(r);
+    const waitKey = this.#nextRequestCounter();
+    let data: Uint8Array;
+    if (r.put !== undefined && r.iD === 0n && isPlainPutRequest(r.put)) {
+      // the header is only in the bytes: the apply loop finds this request by them (LocalProposal)
+      const hi = this.#requestIdPrefix16 * 0x10000 + Math.floor(waitKey / 0x100000000);
+      data = encodePutProposal(hi, waitKey % 0x100000000, r.put);
+    } else {
+      r.header = { iD: this.#requestIdOf(waitKey), username: "", authRevision: 0 };
+      data = InternalRaftRequest.toBinary(r);
+    }
     if (data.length > this.config.maxRequestBytes) throw errRequestTooLarge();
     if (this.#leaderId === 0n) throw errNoLeader();
-    const done = this.#waits.register(id, this.#requestTimeoutMs());
-    this.#localProposals.set(data, r);
+    const done = this.#waits.register(waitKey, this.#requestTimeoutMs());
+    this.#localProposals.set(data, { request: r, waitKey });
     try {
       this.#raft.propose(data);
     } catch {
       // raft drops a proposal it cannot take (no leader); the wait below counts the failure
-      this.#waits.fail(id, errNoLeader());
+      this.#waits.fail(waitKey, errNoLeader());
     }
     this.metrics.proposalsPending.inc();
     this.#scheduleReady();

@@ -21,11 +21,11 @@ export const waitSweepIntervalMs = 100;
  * up to one sweep interval.
  */
 export class RequestWaits<T> {
-  readonly #waiters = new Map<bigint, Waiter<T>>();
+  readonly #waiters = new Map<number, Waiter<T>>();
   #sweep: NodeJS.Timeout | undefined;
 
   /** Registers `id`; the promise settles on trigger/fail, or rejects with ErrTimeout after timeoutMs. */
-  register(id: bigint, timeoutMs: number): Promise<T> {
+  register(id: number, timeoutMs: number): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.#waiters.set(id, { resolve, reject, deadlineMs: performance.now() + timeoutMs });
       if (this.#sweep === undefined) {
@@ -50,7 +50,7 @@ export class RequestWaits<T> {
   }
 
   /** Settles the wait for id with value; returns false when nobody waits (e.g. a replayed entry). */
-  trigger(id: bigint, value: T): boolean {
+  trigger(id: number, value: T): boolean {
     const w = this.#waiters.get(id);
     if (w === undefined) return false;
     this.#waiters.delete(id);
@@ -58,7 +58,7 @@ export class RequestWaits<T> {
     return true;
   }
 
-  fail(id: bigint, err: Error): void {
+  fail(id: number, err: Error): void {
     const w = this.#waiters.get(id);
     if (w === undefined) return;
     this.#waiters.delete(id);

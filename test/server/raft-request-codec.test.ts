@@ -56,8 +56,13 @@ test("encodePutProposal writes the bytes InternalRaftRequest.toBinary writes", (
           put,
           header: { iD: id, username: "", authRevision: 0 },
         });
-        assert.deepEqual(Buffer.from(encodePutProposal(id, put)), Buffer.from(want));
-        const back = InternalRaftRequest.fromBinary(encodePutProposal(id, put));
+        assert.deepEqual(
+          Buffer.from(encodePutProposal(Number(id >> 32n), Number(id & 0xffffffffn), put)),
+          Buffer.from(want),
+        );
+        const back = InternalRaftRequest.fromBinary(
+          encodePutProposal(Number(id >> 32n), Number(id & 0xffffffffn), put),
+        );
         assert.deepEqual(PutRequest.toBinary(back.put!), PutRequest.toBinary(put));
         assert.equal(back.header?.iD, id);
       },

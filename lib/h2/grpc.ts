@@ -157,7 +157,8 @@ export interface H2GrpcServerOptions {
    * Takes over a stream that is not a gRPC call (not POST with an application/grpc content
    * type), e.g. lib/api's JSON gateway and ops endpoints for curl, nghttp or a browser. The
    * handler owns the stream: it sets its callbacks and answers it. Unset: such streams get a
-   * bare 405 (not POST) or 415 (not gRPC), as grpc-go's server answers.
+   * bare 405 (not POST) or 415 (not gRPC), as current grpc-go answers (the grpc-go in etcd 3.4
+   * resets them with PROTOCOL_ERROR).
    */
   onHttpStream?: (stream: H2Stream, headers: Header[]) => void;
 }

@@ -619,20 +619,20 @@ export class EtcdServer {
     const noSpace = this.#alarms.some((a) => a.alarm === AlarmType.NOSPACE);
     if (r.put !== undefined) {
       if (noSpace) throw errNoSpace();
-      this.metrics.putTotal.inc();
+      this.metrics.counts.puts++;
       const resp = this.store.put(r.put);
       resp.header = this.header();
       return { op: "Put", response: resp };
     }
     if (r.deleteRange !== undefined) {
-      this.metrics.deleteTotal.inc();
+      this.metrics.counts.deletes++;
       const resp = this.store.deleteRange(r.deleteRange);
       resp.header = this.header();
       return { op: "DeleteRange", response: resp };
     }
     if (r.txn !== undefined) {
       if (noSpace && txnPutBytes(r.txn) > 0) throw errNoSpace();
-      this.metrics.txnTotal.inc();
+      this.metrics.counts.txns++;
       const resp = this.store.txn(r.txn);
       resp.header = this.header();
       return { op: "Txn", response: resp };
@@ -761,7 +761,7 @@ export class EtcdServer {
       // raft drops a proposal it cannot take (no leader); the wait below counts the failure
       this.#waits.fail(waitKey, errNoLeader());
     }
-    this.metrics.proposalsPending.inc();
+    this.metrics.counts.proposalsPending++;
     this.#scheduleReady();
     try {
       const result = await done;
@@ -772,7 +772,7 @@ export class EtcdServer {
       throw err;
     } finally {
       this.#localProposals.delete(data);
-      this.metrics.proposalsPending.dec();
+      this.metrics.counts.proposalsPending--;
     }
   }
 
@@ -888,7 +888,7 @@ export class EtcdServer {
   /** KV.Range: linearizable unless `serializable` (etcd v3_server.go Range). */
   async range(req: RangeRequest): Promise<RangeResponse> {
     if (!req.serializable) await this.linearizableReadNotify();
-    this.metrics.rangeTotal.inc();
+    this.metrics.counts.ranges++;
     const resp = this.store.range(req);
     resp.header = this.header();
     return resp;

@@ -296,5 +296,20 @@ describe("curl on the gateway", { timeout: 60_000 }, () => {
     assert.match(text, /^etcd_disk_wal_fsync_duration_seconds_count [1-9]\d*$/m);
     assert.match(text, /^etcd_server_has_leader 1$/m);
     assert.match(text, /^etcd_server_proposals_committed_total [1-9]\d*$/m);
+    // counted per request, handed to prom-client when scraped
+    assert.match(text, /^etcd_mvcc_put_total [1-9]\d*$/m);
+    assert.match(text, /^etcd_server_proposals_pending 0$/m);
+    if (TARGET === "etcd-ts") {
+      // etcd 3.5's apply histogram (etcd 3.4 has none)
+      assert.match(text, /^# TYPE etcd_server_apply_duration_seconds histogram$/m);
+      assert.match(
+        text,
+        /^etcd_server_apply_duration_seconds_count\{version="v3",op="Put",success="true"\} [1-9]\d*$/m,
+      );
+      assert.match(
+        text,
+        /^etcd_server_apply_duration_seconds_bucket\{version="v3",op="Put",success="true",le="\+Inf"\} [1-9]\d*$/m,
+      );
+    }
   });
 });

@@ -230,19 +230,37 @@ class Call implements CallContext {
   #headersSent = false;
   #done = false;
   #buf: Buffer | undefined;
-  #messages: Buffer[] = [];
+  /** request messages not yet handed over (arrays made on first use: a unary call has one) */
+  #messages: Buffer[] | null = null;
   #onMessage: ((m: Buffer) => void) | undefined;
-  #closeFns: (() => void)[] = [];
-  #drainFns: (() => void)[] = [];
+  #closeFns: (() => void)[] | null = null;
+  #drainFns: (() => void)[] | null = null;
+  #metadata: Map<string, string> | undefined;
   #timer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly stream: H2Stream,
     readonly path: string,
-    readonly metadata: ReadonlyMap<string, string>,
+    /** the request's header list; metadata is derived from it on first use */
+    readonly headers: Header[],
     readonly method: MethodHandler,
     readonly server: H2GrpcServer,
   ) {}
+
+  /** Request metadata: the headers other than pseudo-headers, content-type, grpc-encoding and
+   * grpc-timeout (built on first use; most calls never read it). */
+  get metadata(): ReadonlyMap<string, string> {
+    if (this.#metadata === undefined) {
+      const m = new Map<string, string>();
+      for (const [n, v] of this.headers) {
+        if (n.charCodeAt(0) === 58 /* ':' */) continue;
+        if (n === "content-type" || n === "grpc-encoding" || n === "grpc-timeout") continue;
+        m.set(n, v);
+      }
+      this.#metadata = m;
+    }
+    return this.#metadata;
+  }
 
   start(timeoutMs: number | undefined): void {
     const s = this.stream;
@@ -250,7 +268,7 @@ class Call implements CallContext {
     s.onEnd = () => this.#onEnd();
     s.onAbort = () => this.#cancel();
     s.onDrain = () => {
-      for (const fn of this.#drainFns) fn();
+      if (this.#drainFns !== null) for (const fn of this.#drainFns) fn();
     };
     if (timeoutMs !== undefined) {
       this.#timer = setTimeout(() => {
@@ -264,11 +282,11 @@ class Call implements CallContext {
         onMessage: (fn) => {
           this.#onMessage = (b) => fn(m.requestCodec.fromBinary(b));
           const pending = this.#messages;
-          this.#messages = [];
-          for (const b of pending) this.#deliver(b);
+          this.#messages = null;
+          if (pending !== null) for (const b of pending) this.#deliver(b);
         },
-        onClose: (fn) => this.#closeFns.push(fn),
-        onDrain: (fn) => this.#drainFns.push(fn),
+        onClose: (fn) => (this.#closeFns ??= []).push(fn),
+        onDrain: (fn) => (this.#drainFns ??= []).push(fn),
         send: (res) => this.send(res),
         end: (err) => this.finish(err === undefined ? okStatus : this.server.mapError(err)),
       };
@@ -321,19 +339,19 @@ class Call implements CallContext {
   #message(msg: Buffer): void {
     if (this.method.kind === "bidi") {
       if (this.#onMessage !== undefined) this.#deliver(msg);
-      else if (this.#messages.length >= this.server.grpcLimits.maxPendingMessages) {
+      else if ((this.#messages?.length ?? 0) >= this.server.grpcLimits.maxPendingMessages) {
         this.finish({ code: GrpcCode.RESOURCE_EXHAUSTED, message: "too many pending messages" });
-      } else this.#messages.push(msg);
+      } else (this.#messages ??= []).push(msg);
       return;
     }
-    if (this.#messages.length > 0) {
+    if (this.#messages !== null) {
       this.finish({
         code: GrpcCode.UNIMPLEMENTED,
         message: "more than one request message for a unary call",
       });
       return;
     }
-    this.#messages.push(msg);
+    this.#messages = [msg];
   }
 
   #onEnd(): void {
@@ -348,7 +366,7 @@ class Call implements CallContext {
       this.finish(okStatus);
       return;
     }
-    if (this.#messages.length !== 1) {
+    if (this.#messages === null || this.#messages.length !== 1) {
       this.finish({
         code: GrpcCode.UNIMPLEMENTED,
         message: "unary call without exactly one request message",
@@ -365,7 +383,7 @@ class Call implements CallContext {
       });
       return;
     }
-    this.#messages = [];
+    this.#messages = null;
     if (m.kind === "unary") {
       let p: Promise<unknown>;
       try {
@@ -380,8 +398,8 @@ class Call implements CallContext {
       return;
     }
     const stream: GrpcServerStream<unknown> = {
-      onClose: (fn) => this.#closeFns.push(fn),
-      onDrain: (fn) => this.#drainFns.push(fn),
+      onClose: (fn) => (this.#closeFns ??= []).push(fn),
+      onDrain: (fn) => (this.#drainFns ??= []).push(fn),
       send: (res) => this.send(res),
       end: (err) => this.finish(err === undefined ? okStatus : this.server.mapError(err)),
     };
@@ -481,7 +499,8 @@ class Call implements CallContext {
 
   #fireClose(): void {
     const fns = this.#closeFns;
-    this.#closeFns = [];
+    if (fns === null) return;
+    this.#closeFns = null;
     for (const fn of fns) {
       try {
         fn();
@@ -493,6 +512,11 @@ class Call implements CallContext {
 }
 
 const okStatus: GrpcStatusInfo = { code: GrpcCode.OK, message: "" };
+
+/** Answers a call that will not run with a trailers-only status. */
+function refuseStream(stream: H2Stream, code: number, message: string): void {
+  stream.sendHeaders(statusBlock({ code, message }, true), true);
+}
 
 /**
  * A gRPC server on lib/h2. Sockets come from the client listener (which sniffed "PRI " or ALPN
@@ -573,7 +597,6 @@ export class H2GrpcServer implements H2ConnectionHandler {
     let contentType = "";
     let encoding: string | undefined;
     let timeout: string | undefined;
-    const metadata = new Map<string, string>();
     for (const [n, v] of headers) {
       if (n.charCodeAt(0) === 58 /* ':' */) {
         if (n === ":method") method = v;
@@ -583,7 +606,6 @@ export class H2GrpcServer implements H2ConnectionHandler {
       if (n === "content-type") contentType = v;
       else if (n === "grpc-encoding") encoding = v;
       else if (n === "grpc-timeout") timeout = v;
-      else metadata.set(n, v);
     }
     if (method !== "POST" || !contentType.startsWith("application/grpc")) {
       if (this.#onHttpStream !== undefined) {
@@ -596,20 +618,19 @@ export class H2GrpcServer implements H2ConnectionHandler {
       return;
     }
     const handler = this.#handlers.get(path);
-    const refuse = (code: number, message: string) =>
-      stream.sendHeaders(statusBlock({ code, message }, true), true);
     if (handler === undefined) {
-      refuse(GrpcCode.UNIMPLEMENTED, `unknown method ${path}`);
+      refuseStream(stream, GrpcCode.UNIMPLEMENTED, `unknown method ${path}`);
       return;
     }
     if (encoding !== undefined && encoding !== "identity") {
-      refuse(
+      refuseStream(
+        stream,
         GrpcCode.UNIMPLEMENTED,
         `grpc: Decompressor is not installed for grpc-encoding "${encoding}"`,
       );
       return;
     }
-    const call = new Call(stream, path, metadata, handler, this);
+    const call = new Call(stream, path, headers, handler, this);
     call.start(parseGrpcTimeoutMs(timeout));
   }
 

@@ -114,9 +114,17 @@ export class EtcdApi {
     return this.#server.range(req);
   }
 
-  /** KV.Put. Errors: empty key, value/lease given with ignore_*, quota, request too large. */
-  async put(req: PutRequest): Promise<PutResponse> {
-    checkPutRequest(req);
+  /**
+   * KV.Put. Errors: empty key, value/lease given with ignore_*, quota, request too large. Not an
+   * async function: it hands back the server's promise itself (an async function returning a
+   * promise adds a promise, a thenable job and two microtask turns to every put).
+   */
+  put(req: PutRequest): Promise<PutResponse> {
+    try {
+      checkPutRequest(req);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this.#server.put(req);
   }
 

@@ -146,7 +146,9 @@ export class EtcdServer {
   #stopped = false;
   #fatalError: Error | undefined;
 
-  readonly #waits = new RequestWaits<ApplyResult>();
+  readonly #waits = new RequestWaits<unknown, Uint8Array>((data, ok) =>
+    this.#onWaitSettled(data, ok),
+  );
   /**
    * Proposals of this member still waiting, by the entry bytes handed to raft: the apply loop
    * takes the request object from here instead of decoding the entry (see #applyNormal). Bounded
@@ -574,7 +576,7 @@ export class EtcdServer {
     const self = this.members.get(this.#memberId);
     if (self !== undefined) self.clientUrls = this.config.advertiseClientUrls;
     const ccKey = this.#waitKeyOf(cc.iD);
-    if (ccKey !== undefined) this.#waits.trigger(ccKey, { response: undefined });
+    if (ccKey !== undefined) this.#waits.trigger(ccKey, undefined);
   }
 
   #applyNormal(e: Entry): void {
@@ -611,7 +613,12 @@ export class EtcdServer {
     this.metrics.observeApply(op, result.error === undefined, seconds);
     // etcd warns on applies over 100 ms (warnApplyDuration)
     if (seconds > 0.1) this.metrics.slowApplyTotal.inc();
-    if (waitKey !== undefined) this.#waits.trigger(waitKey, result);
+    if (waitKey !== undefined) {
+      // an apply error is an answer, not a failed proposal (etcd counts proposals_failed_total
+      // only for proposals that time out or are dropped)
+      if (result.error !== undefined) this.#waits.fail(waitKey, result.error, true);
+      else this.#waits.trigger(waitKey, result.response);
+    }
   }
 
   /** etcd's applierV3 (apply.go) behind the capped applier (apply NOSPACE rule). */
@@ -736,10 +743,10 @@ export class EtcdServer {
    * the encoded request exceeds --max-request-bytes (etcd's processInternalRaftRequestOnce),
    * ErrNoLeader, ErrTimeout, ErrStopped, or the error the apply produced.
    */
-  async #propose<T>(r: InternalRaftRequest): Promise<T> {
-    if (this.#stopped) throw errStopped();
+  #propose<T>(r: InternalRaftRequest): Promise<T> {
+    if (this.#stopped) return Promise.reject(errStopped());
     if (this.#commitIndex - this.#appliedIndex > maxGapBetweenApplyAndCommitIndex) {
-      throw new ServerError("ErrTooManyRequests", "etcdserver: too many requests");
+      return Promise.reject(new ServerError("ErrTooManyRequests", "etcdserver: too many requests"));
     }
     const waitKey = this.#nextRequestCounter();
     let data: Uint8Array;
@@ -751,29 +758,30 @@ export class EtcdServer {
       r.header = { iD: this.#requestIdOf(waitKey), username: "", authRevision: 0 };
       data = InternalRaftRequest.toBinary(r);
     }
-    if (data.length > this.config.maxRequestBytes) throw errRequestTooLarge();
-    if (this.#leaderId === 0n) throw errNoLeader();
-    const done = this.#waits.register(waitKey, this.#requestTimeoutMs());
+    if (data.length > this.config.maxRequestBytes) return Promise.reject(errRequestTooLarge());
+    if (this.#leaderId === 0n) return Promise.reject(errNoLeader());
+    // settled by the apply loop (or a failure, timeout or stop); #onWaitSettled cleans up
+    const done = this.#waits.register(waitKey, this.#requestTimeoutMs(), data) as Promise<T>;
     this.#localProposals.set(data, { request: r, waitKey });
+    this.metrics.counts.proposalsPending++;
     try {
       this.#raft.propose(data);
     } catch {
-      // raft drops a proposal it cannot take (no leader); the wait below counts the failure
+      // raft drops a proposal it cannot take (no leader)
       this.#waits.fail(waitKey, errNoLeader());
     }
-    this.metrics.counts.proposalsPending++;
     this.#scheduleReady();
-    try {
-      const result = await done;
-      if (result.error !== undefined) throw result.error;
-      return result.response as T;
-    } catch (err) {
-      this.metrics.proposalsFailedTotal.inc();
-      throw err;
-    } finally {
-      this.#localProposals.delete(data);
-      this.metrics.counts.proposalsPending--;
-    }
+    return done;
+  }
+
+  /**
+   * Bookkeeping when a proposal's wait settles, however it ends (RequestWaits' onSettled); `ok` is
+   * false for a proposal that timed out, was dropped or was cut short by a stop.
+   */
+  #onWaitSettled(data: Uint8Array, ok: boolean): void {
+    this.#localProposals.delete(data);
+    this.metrics.counts.proposalsPending--;
+    if (!ok) this.metrics.proposalsFailedTotal.inc();
   }
 
   /**
@@ -895,8 +903,12 @@ export class EtcdServer {
   }
 
   /** KV.Put through raft. Errors: ErrNoSpace, ErrRequestTooLarge, ErrLeaseNotFound, ErrKeyNotFound. */
-  async put(req: PutRequest): Promise<PutResponse> {
-    this.#checkQuota(req.key.length + req.value.length);
+  put(req: PutRequest): Promise<PutResponse> {
+    try {
+      this.#checkQuota(req.key.length + req.value.length);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this.#propose<PutResponse>({ iD: 0n, put: req } as InternalRaftRequest);
   }
 

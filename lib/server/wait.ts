@@ -4,11 +4,12 @@
  */
 import { errTimeout } from "./errors.js";
 
-interface Waiter<T> {
+interface Waiter<T, Tag> {
   resolve: (value: T) => void;
   reject: (err: Error) => void;
   /** performance.now() milliseconds after which the wait fails with ErrTimeout. */
   deadlineMs: number;
+  tag: Tag;
 }
 
 /** How often pending waits are checked against their deadlines. */
@@ -18,16 +19,27 @@ export const waitSweepIntervalMs = 100;
  * Request-id waits. Deadlines are checked by one sweep every waitSweepIntervalMs while any wait is
  * pending, not by a timer per request: arming and clearing a timer per proposal was a measurable
  * share of the put path at thousands of proposals a second. A wait may so outlive its deadline by
- * up to one sweep interval.
+ * up to one sweep interval. The promise register() returns IS the caller's answer (resolved with
+ * the apply's response or rejected with its error), so no wrapper promise or async frame is needed
+ * per request; `onSettled(tag, ok)` runs once per wait, however it ends, for the caller's
+ * bookkeeping.
  */
-export class RequestWaits<T> {
-  readonly #waiters = new Map<number, Waiter<T>>();
+export class RequestWaits<T, Tag = undefined> {
+  readonly #waiters = new Map<number, Waiter<T, Tag>>();
+  readonly #onSettled: ((tag: Tag, ok: boolean) => void) | undefined;
   #sweep: NodeJS.Timeout | undefined;
 
-  /** Registers `id`; the promise settles on trigger/fail, or rejects with ErrTimeout after timeoutMs. */
-  register(id: number, timeoutMs: number): Promise<T> {
+  constructor(onSettled?: (tag: Tag, ok: boolean) => void) {
+    this.#onSettled = onSettled;
+  }
+
+  /**
+   * Registers `id` (unique among pending waits); the promise resolves on trigger, rejects on fail,
+   * or with ErrTimeout after timeoutMs. `tag` is handed back to onSettled.
+   */
+  register(id: number, timeoutMs: number, tag: Tag): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.#waiters.set(id, { resolve, reject, deadlineMs: performance.now() + timeoutMs });
+      this.#waiters.set(id, { resolve, reject, deadlineMs: performance.now() + timeoutMs, tag });
       if (this.#sweep === undefined) {
         this.#sweep = setInterval(() => this.#expire(), waitSweepIntervalMs);
         this.#sweep.unref();
@@ -38,10 +50,7 @@ export class RequestWaits<T> {
   #expire(): void {
     const now = performance.now();
     for (const [id, w] of this.#waiters) {
-      if (w.deadlineMs <= now) {
-        this.#waiters.delete(id);
-        w.reject(errTimeout());
-      }
+      if (w.deadlineMs <= now) this.fail(id, errTimeout());
     }
     if (this.#waiters.size === 0) {
       clearInterval(this.#sweep);
@@ -49,19 +58,26 @@ export class RequestWaits<T> {
     }
   }
 
-  /** Settles the wait for id with value; returns false when nobody waits (e.g. a replayed entry). */
+  /** Resolves the wait for id with value; returns false when nobody waits (e.g. a replayed entry). */
   trigger(id: number, value: T): boolean {
     const w = this.#waiters.get(id);
     if (w === undefined) return false;
     this.#waiters.delete(id);
+    this.#onSettled?.(w.tag, true);
     w.resolve(value);
     return true;
   }
 
-  fail(id: number, err: Error): void {
+  /**
+   * Rejects the wait for id with err (nothing when nobody waits). `completed` tells onSettled the
+   * request itself went through and only its answer is an error (an apply error), as opposed to a
+   * timeout, a stop or a dropped proposal.
+   */
+  fail(id: number, err: Error, completed = false): void {
     const w = this.#waiters.get(id);
     if (w === undefined) return;
     this.#waiters.delete(id);
+    this.#onSettled?.(w.tag, completed);
     w.reject(err);
   }
 

@@ -219,7 +219,9 @@ export class HpackDecoder {
   /**
    * Decodes one complete header block. Throws HpackError (connection must end) on malformed input,
    * HeaderListTooLargeError after the whole block was decoded (so the table stays in sync and only
-   * the stream is refused) when the decoded list is larger than maxHeaderListBytes.
+   * the stream is refused) when the decoded list is larger than maxHeaderListBytes. An indexed
+   * field comes back as the static or dynamic table's own pair (no copy per request): callers
+   * must treat the pairs as read-only.
    */
   decode(block: Uint8Array): Header[] {
     const out: Header[] = [];
@@ -232,13 +234,15 @@ export class HpackDecoder {
       const b = block[p];
       let name: string;
       let value: string;
+      /** the table's own entry when the field is indexed: handed out as is (never mutated) */
+      let entry: Header | undefined;
       if (b & 0x80) {
         // §6.1 indexed header field
         const [idx, np] = this.#readInt(block, p, 7);
         p = np;
-        const h = this.#lookup(idx);
-        name = h[0];
-        value = h[1];
+        entry = this.#lookup(idx);
+        name = entry[0];
+        value = entry[1];
       } else if ((b & 0xe0) === 0x20) {
         // §6.3 dynamic table size update: only at the start of a block
         if (headerSeen) throw new HpackError("hpack: table size update after a header field");
@@ -270,7 +274,7 @@ export class HpackDecoder {
       listBytes += name.length + value.length + entryOverheadBytes;
       if (listBytes > this.#limits.maxHeaderListBytes) tooLarge = true;
       // an HPACK bomb (one big entry referenced many times) stops growing `out` here
-      if (!tooLarge) out.push([name, value]);
+      if (!tooLarge) out.push(entry ?? [name, value]);
     }
     if (tooLarge)
       throw new HeaderListTooLargeError(

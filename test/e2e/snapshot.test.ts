@@ -129,20 +129,24 @@ describe(
       return id;
     }
 
-    before(async () => {
-      dir = mkdtempSync(join(tmpdir(), "etcd-snapshot-e2e-"));
-      [ours, real] = await Promise.all([
-        startMember({ name: "snap-ours" }),
-        startMember({ name: "snap-real", target: "etcd" }),
-      ]);
-      clientOurs = newClient(ours);
-      clientReal = newClient(real);
-      [leaseOurs] = await Promise.all([populate(ours, clientOurs), populate(real, clientReal)]);
-      await ctl(ours, ["snapshot", "save", join(dir, "ours.db")]);
-      await ctl(real, ["snapshot", "save", join(dir, "real.db")]);
-      ourFile = readFileSync(join(dir, "ours.db"));
-      realFile = readFileSync(join(dir, "real.db"));
-    });
+    before(
+      async () => {
+        dir = mkdtempSync(join(tmpdir(), "etcd-snapshot-e2e-"));
+        [ours, real] = await Promise.all([
+          startMember({ name: "snap-ours" }),
+          startMember({ name: "snap-real", target: "etcd" }),
+        ]);
+        clientOurs = newClient(ours);
+        clientReal = newClient(real);
+        [leaseOurs] = await Promise.all([populate(ours, clientOurs), populate(real, clientReal)]);
+        await ctl(ours, ["snapshot", "save", join(dir, "ours.db")]);
+        await ctl(real, ["snapshot", "save", join(dir, "real.db")]);
+        ourFile = readFileSync(join(dir, "ours.db"));
+        realFile = readFileSync(join(dir, "real.db"));
+        // bounded: a member that never answers /health must fail the suite, not hang it
+      },
+      { timeout: 120_000 },
+    );
     after(async () => {
       closeClient(clientOurs);
       closeClient(clientReal);

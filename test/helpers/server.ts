@@ -575,6 +575,12 @@ export function httpRequest(
           )
         : http.request(common, onRes);
     req.on("timeout", () => req.destroy(new Error(`timeout after ${common.timeout} ms: ${url}`)));
+    // `timeout` above only catches an idle socket: a response that trickles forever is cut here
+    const deadline = setTimeout(
+      () => req.destroy(new Error(`no complete answer within ${5 * common.timeout} ms: ${url}`)),
+      5 * common.timeout,
+    );
+    req.on("close", () => clearTimeout(deadline));
     req.on("error", reject);
     req.end(opts.body);
   });

@@ -1,15 +1,23 @@
 #!/usr/bin/env node
 /**
  * bench/compare — real etcd 3.4 and etcd-ts side by side on this machine, in the same run
- * (DESIGN §7). Both start as single members on their own loopback ports with data dirs on the
- * same filesystem; the same load-generator workloads (bench/load) run against each in
- * alternation (A B A B …, --rounds rounds) and the table shows medians: workload, etcd, etcd-ts,
- * ratio (etcd-ts / etcd). Also fsyncs per committed entry from /metrics, resident memory, restart
- * time to healthy and on-disk size after loading 100k keys of 256 B (and 1M with --big).
- * Writes bench/results/compare-<time>.json, latest.json and SVG charts.
+ * (DESIGN §7). Three single members start on their own loopback ports with data dirs on the
+ * same filesystem: real etcd, etcd-ts (default fast transport) and etcd-ts with
+ * `--experimental-grpc-transport grpc-js` (the reference transport; issue 6 asks for both
+ * transports). The same load-generator workloads (bench/load) run against each in alternation
+ * (A B C A B C …, --rounds rounds; the grpc-js member runs only issue 6's workloads: put at 1, 128
+ * and 1000 clients and linearizable range at 128) and the table shows medians: workload, etcd,
+ * etcd-ts, etcd-ts / etcd, etcd-ts grpc-js, etcd-ts grpc-js / etcd ("—" where a system did not
+ * run the row, "n/a" where its run failed). Also the server's CPU per request for every
+ * throughput row (utime + stime of the member's own pid from /proc/<pid>/stat, read just before
+ * and after each run, over the requests the run completed), fsyncs per committed entry from
+ * /metrics, resident memory, restart time to healthy and on-disk size after loading 100k keys of
+ * 256 B (and 1M with --big). Writes bench/results/compare-<time>.json, latest.json, latest.md and
+ * SVG charts.
  *
  *   node dist/bench/compare/index.js [--rounds 3] [--seconds 5] [--big] [--quick] [--out DIR]
- *                                     [--work-dir DIR] [--keep] [--etcd PATH]
+ *                                     [--work-dir DIR] [--keep] [--etcd PATH] [--keys 100000]
+ *                                     [--workloads "put 128 clients,range linearizable 128 clients"]
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, totalmem, tmpdir } from "node:os";
@@ -24,7 +32,7 @@ import {
   type LoadOptions,
   type LoadResult,
 } from "../load/index.js";
-import { Member, type System } from "./members.js";
+import { Member, clockTicksPerSecond, type MemberSpec, type System } from "./members.js";
 import { renderBarChart } from "./svg.js";
 import { serverNodeFlags } from "../../tools/node-flags.js";
 
@@ -37,22 +45,61 @@ export interface CompareOptions {
   workDir: string | null;
   keep: boolean;
   etcdPath: string;
+  /** Keys of 256 B loaded before the throughput runs (the memory, restart and disk rows' size). */
+  preloadKeys: number;
+  /** Run only the throughput workloads of these names (null: all); for quick checks and tests. */
+  workloadNames: string[] | null;
 }
 
-/** One table row: medians per system; `lowerIsBetter` rows read the ratio the other way. */
+/**
+ * One table row: medians per system (null: every run failed); `lowerIsBetter` rows read the
+ * ratios the other way. Ratios are the system's median over etcd's.
+ */
 export interface CompareRow {
   name: string;
   unit: string;
   lowerIsBetter: boolean;
   etcd: number | null;
   etcdTs: number | null;
+  /** etcd-ts / etcd. */
   ratio: number | null;
-  /** Every round's value, for the JSON. */
-  samples: { etcd: (number | null)[]; etcdTs: (number | null)[] };
+  /** etcd-ts on `--experimental-grpc-transport grpc-js`; null when it failed or did not run. */
+  etcdTsGrpcJs: number | null;
+  /** False when the grpc-js member does not run this row (the table shows "—"). */
+  etcdTsGrpcJsRan: boolean;
+  /** etcd-ts grpc-js / etcd. */
+  ratioGrpcJs: number | null;
+  /** Every round's value, for the JSON (empty for a system that did not run the row). */
+  samples: {
+    etcd: (number | null)[];
+    etcdTs: (number | null)[];
+    etcdTsGrpcJs: (number | null)[];
+  };
 }
 
-const SYSTEMS: System[] = ["etcd", "etcd-ts"];
-const COLORS: Record<System, string> = { etcd: "#4a7bd0", "etcd-ts": "#e07b39" };
+const SYSTEMS: System[] = ["etcd", "etcd-ts", "etcd-ts grpc-js"];
+const COLORS: Record<System, string> = {
+  etcd: "#4a7bd0",
+  "etcd-ts": "#e07b39",
+  "etcd-ts grpc-js": "#6aa84f",
+};
+
+/** Issue 6's workloads: the only ones the grpc-js member runs, and the p99 rows. */
+export const GRPC_JS_WORKLOADS: readonly string[] = [
+  "put 1 client",
+  "put 128 clients",
+  "put 1000 clients",
+  "range linearizable 128 clients",
+];
+
+/** Name of the CPU row of a throughput workload. */
+export function cpuRowName(workload: string): string {
+  return `server CPU µs per request — ${workload}`;
+}
+
+function emptyPerSystem<T>(make: () => T): Record<System, T> {
+  return { etcd: make(), "etcd-ts": make(), "etcd-ts grpc-js": make() };
+}
 
 function repoRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -80,6 +127,8 @@ interface Workload {
   opts: Partial<LoadOptions>;
   /** Which number of the result the row shows. */
   metric: "rps" | "events";
+  /** Whether the grpc-js member runs it too (issue 6's workloads). */
+  grpcJs: boolean;
 }
 
 function connsFor(clients: number): number {
@@ -87,31 +136,37 @@ function connsFor(clients: number): number {
 }
 
 function workloads(secondsPerRun: number): Workload[] {
-  const put = (clients: number): Workload => ({
-    name: `put ${clients} client${clients === 1 ? "" : "s"}`,
-    metric: "rps",
-    opts: {
-      workload: "put",
-      clients,
-      conns: connsFor(clients),
-      durationSeconds: secondsPerRun,
-      keySizeBytes: 8,
-      valSizeBytes: 256,
-      keySpaceSize: 100_000,
-    },
+  const forGrpcJs = (w: Omit<Workload, "grpcJs">): Workload => ({
+    ...w,
+    grpcJs: GRPC_JS_WORKLOADS.includes(w.name),
   });
-  const range = (c: "l" | "s", clients: number): Workload => ({
-    name: `range ${c === "l" ? "linearizable" : "serializable"} ${clients} client${clients === 1 ? "" : "s"}`,
-    metric: "rps",
-    opts: {
-      workload: "range",
-      clients,
-      conns: connsFor(clients),
-      durationSeconds: secondsPerRun,
-      consistency: c,
-      rangeKey: benchKey(0, 8).toString("latin1"),
-    },
-  });
+  const put = (clients: number): Workload =>
+    forGrpcJs({
+      name: `put ${clients} client${clients === 1 ? "" : "s"}`,
+      metric: "rps",
+      opts: {
+        workload: "put",
+        clients,
+        conns: connsFor(clients),
+        durationSeconds: secondsPerRun,
+        keySizeBytes: 8,
+        valSizeBytes: 256,
+        keySpaceSize: 100_000,
+      },
+    });
+  const range = (c: "l" | "s", clients: number): Workload =>
+    forGrpcJs({
+      name: `range ${c === "l" ? "linearizable" : "serializable"} ${clients} client${clients === 1 ? "" : "s"}`,
+      metric: "rps",
+      opts: {
+        workload: "range",
+        clients,
+        conns: connsFor(clients),
+        durationSeconds: secondsPerRun,
+        consistency: c,
+        rangeKey: benchKey(0, 8).toString("latin1"),
+      },
+    });
   return [
     put(1),
     put(16),
@@ -124,6 +179,7 @@ function workloads(secondsPerRun: number): Workload[] {
     {
       name: "txn-put 128 clients",
       metric: "rps",
+      grpcJs: false,
       opts: {
         workload: "txn-put",
         clients: 128,
@@ -137,6 +193,7 @@ function workloads(secondsPerRun: number): Workload[] {
     {
       name: "watch events/s (1000 watchers, 10 keys)",
       metric: "events",
+      grpcJs: false,
       opts: {
         workload: "watch",
         streams: 10,
@@ -202,7 +259,7 @@ function fsyncCounters(
   sys: System,
   mt: Map<string, number>,
 ): { fsyncs: number; entries: number } | null {
-  if (sys === "etcd-ts" && mt.has("etcd_ts_wal_fsyncs_total")) {
+  if (sys !== "etcd" && mt.has("etcd_ts_wal_fsyncs_total")) {
     return {
       fsyncs: mt.get("etcd_ts_wal_fsyncs_total")!,
       entries: mt.get("etcd_ts_wal_entries_total") ?? 0,
@@ -218,21 +275,34 @@ function row(
   name: string,
   unit: string,
   lowerIsBetter: boolean,
-  etcd: (number | null)[],
-  etcdTs: (number | null)[],
+  v: Record<System, (number | null)[]>,
+  grpcJsRan: boolean,
 ): CompareRow {
-  const a = median(etcd);
-  const b = median(etcdTs);
+  const a = median(v.etcd);
+  const b = median(v["etcd-ts"]);
+  const c = grpcJsRan ? median(v["etcd-ts grpc-js"]) : null;
+  const over = (x: number | null): number | null =>
+    a !== null && x !== null && a > 0 ? x / a : null;
   return {
     name,
     unit,
     lowerIsBetter,
     etcd: a,
     etcdTs: b,
-    ratio: a !== null && b !== null && a > 0 ? b / a : null,
-    samples: { etcd, etcdTs },
+    ratio: over(b),
+    etcdTsGrpcJs: c,
+    etcdTsGrpcJsRan: grpcJsRan,
+    ratioGrpcJs: over(c),
+    samples: {
+      etcd: v.etcd,
+      etcdTs: v["etcd-ts"],
+      etcdTsGrpcJs: grpcJsRan ? v["etcd-ts grpc-js"] : [],
+    },
   };
 }
+
+/** Shown for a system that does not run a row. */
+const NOT_RUN = "—";
 
 function fmtNum(v: number | null, unit: string): string {
   if (v === null) return "n/a";
@@ -241,29 +311,48 @@ function fmtNum(v: number | null, unit: string): string {
   return v.toFixed(2);
 }
 
-/** The table as aligned text. */
-export function formatTable(rows: CompareRow[]): string {
-  const head = ["workload", "etcd", "etcd-ts", "ratio"];
-  const body = rows.map((r) => [
+function fmtRatio(v: number | null): string {
+  return v === null ? "n/a" : `${v.toFixed(2)}x`;
+}
+
+/** Column headers of both tables. */
+const HEADERS = [
+  "workload",
+  "etcd",
+  "etcd-ts",
+  "etcd-ts / etcd",
+  "etcd-ts grpc-js",
+  "etcd-ts grpc-js / etcd",
+] as const;
+
+function cells(r: CompareRow): string[] {
+  return [
     `${r.name} (${r.unit}${r.lowerIsBetter ? ", lower is better" : ""})`,
     fmtNum(r.etcd, r.unit),
     fmtNum(r.etcdTs, r.unit),
-    r.ratio === null ? "n/a" : `${r.ratio.toFixed(2)}x`,
-  ]);
+    fmtRatio(r.ratio),
+    r.etcdTsGrpcJsRan ? fmtNum(r.etcdTsGrpcJs, r.unit) : NOT_RUN,
+    r.etcdTsGrpcJsRan ? fmtRatio(r.ratioGrpcJs) : NOT_RUN,
+  ];
+}
+
+/**
+ * The table as aligned text: workload, etcd, etcd-ts, etcd-ts / etcd, etcd-ts grpc-js,
+ * etcd-ts grpc-js / etcd. "n/a" marks a failed run, "—" a row the grpc-js member does not run.
+ */
+export function formatTable(rows: CompareRow[]): string {
+  const head = [...HEADERS];
+  const body = rows.map(cells);
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const line = (cells: string[]): string =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join("  ");
+  const line = (cs: string[]): string =>
+    cs.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join("  ");
   return [line(head), w.map((n) => "-".repeat(n)).join("  "), ...body.map(line)].join("\n");
 }
 
-/** The table as Markdown (for the README). */
+/** The table as Markdown (for the README), with the same columns as formatTable. */
 export function formatMarkdown(rows: CompareRow[]): string {
-  const out = ["| workload | etcd | etcd-ts | etcd-ts / etcd |", "| --- | ---: | ---: | ---: |"];
-  for (const r of rows) {
-    out.push(
-      `| ${r.name} (${r.unit}${r.lowerIsBetter ? ", lower is better" : ""}) | ${fmtNum(r.etcd, r.unit)} | ${fmtNum(r.etcdTs, r.unit)} | ${r.ratio === null ? "n/a" : r.ratio.toFixed(2) + "x"} |`,
-    );
-  }
+  const out = [`| ${HEADERS.join(" | ")} |`, `| --- |${" ---: |".repeat(HEADERS.length - 1)}`];
+  for (const r of rows) out.push(`| ${cells(r).join(" | ")} |`);
   return out.join("\n");
 }
 
@@ -292,9 +381,20 @@ function machine(workDir: string): Record<string, string | number> {
   };
 }
 
+/** One run's server CPU per request, µs; null when /proc could not be read or nothing completed. */
+function cpuPerRequest(
+  before: number | null,
+  after: number | null,
+  r: LoadResult | null,
+): number | null {
+  if (before === null || after === null || r === null || r.requests <= 0) return null;
+  return (after - before) / r.requests;
+}
+
 /**
  * Runs the whole comparison and returns its rows. Throws when real etcd is missing (the CLI
- * prints how to install it) or etcd-ts is not built.
+ * prints how to install it) or etcd-ts is not built. A member that fails to start leaves "n/a"
+ * in its column; the others still run.
  */
 export async function compare(o: CompareOptions): Promise<{
   rows: CompareRow[];
@@ -309,8 +409,23 @@ export async function compare(o: CompareOptions): Promise<{
     );
   if (!existsSync(etcdTsJs))
     throw new Error(`etcd-ts not built (${etcdTsJs} missing): run npm run build`);
+  const ws = workloads(o.secondsPerRun).filter(
+    (w) => o.workloadNames === null || o.workloadNames.includes(w.name),
+  );
+  if (o.workloadNames !== null && ws.length !== o.workloadNames.length)
+    throw new Error(
+      `unknown workload in ${JSON.stringify(o.workloadNames)}; known: ${workloads(1)
+        .map((w) => w.name)
+        .join(", ")}`,
+    );
   const workDir = o.workDir ?? mkdtempSync(join(tmpdir(), "etcd-ts-compare-"));
   mkdirSync(workDir, { recursive: true });
+  const etcdTs = (dir: string, extraArgs: string[]): Omit<MemberSpec, "system"> => ({
+    command: [process.execPath, ...serverNodeFlags, etcdTsJs],
+    dataDir: join(workDir, dir),
+    logFile: join(workDir, `${dir}.log`),
+    extraArgs,
+  });
   const members: Record<System, Member> = {
     etcd: await Member.create({
       system: "etcd",
@@ -318,17 +433,16 @@ export async function compare(o: CompareOptions): Promise<{
       dataDir: join(workDir, "etcd"),
       logFile: join(workDir, "etcd.log"),
     }),
-    "etcd-ts": await Member.create({
-      system: "etcd-ts",
-      command: [process.execPath, ...serverNodeFlags, etcdTsJs],
-      dataDir: join(workDir, "etcd-ts"),
-      logFile: join(workDir, "etcd-ts.log"),
+    "etcd-ts": await Member.create({ system: "etcd-ts", ...etcdTs("etcd-ts", []) }),
+    "etcd-ts grpc-js": await Member.create({
+      system: "etcd-ts grpc-js",
+      ...etcdTs("etcd-ts-grpc-js", ["--experimental-grpc-transport", "grpc-js"]),
     }),
   };
-  const up: Record<System, boolean> = { etcd: false, "etcd-ts": false };
+  const up = emptyPerSystem(() => false);
   const rows: CompareRow[] = [];
   const runs: Record<string, unknown>[] = [];
-  const mach = machine(workDir);
+  const mach = { ...machine(workDir), clockTicksPerSecond: clockTicksPerSecond() };
   log(`work dir ${workDir}; machine ${JSON.stringify(mach)}`);
   try {
     for (const s of SYSTEMS) {
@@ -342,63 +456,70 @@ export async function compare(o: CompareOptions): Promise<{
         log(`${s}: ${(err as Error).message}`);
       }
     }
-    // Memory, restart and disk after 100k keys (and 1M with --big).
-    const sizes = o.big ? [100_000, 1_000_000] : [100_000];
+    // Memory, restart and disk after o.preloadKeys keys (and 1M with --big), etcd and etcd-ts.
+    // The grpc-js member gets the first load too, unmeasured, so every member serves the
+    // throughput runs from the same data (the range key exists, the key space is as full).
+    const sizes = o.big ? [o.preloadKeys, 1_000_000] : [o.preloadKeys];
+    if (up["etcd-ts grpc-js"]) await loadKeys(members["etcd-ts grpc-js"], o.preloadKeys);
     for (const keys of sizes) {
       const label = keys >= 1_000_000 ? `${keys / 1_000_000}M` : `${keys / 1000}k`;
-      const rss: Record<System, number | null> = { etcd: null, "etcd-ts": null };
-      const restart: Record<System, number | null> = { etcd: null, "etcd-ts": null };
-      const disk: Record<System, number | null> = { etcd: null, "etcd-ts": null };
-      for (const s of SYSTEMS) {
+      const rss = emptyPerSystem((): (number | null)[] => [null]);
+      const restart = emptyPerSystem((): (number | null)[] => [null]);
+      const disk = emptyPerSystem((): (number | null)[] => [null]);
+      for (const s of ["etcd", "etcd-ts"] as const) {
         if (!up[s] || !(await loadKeys(members[s], keys))) continue;
-        rss[s] = members[s].rssBytes() / 2 ** 20;
+        rss[s] = [members[s].rssBytes() / 2 ** 20];
         await members[s].stop();
-        disk[s] = members[s].diskBytes() / 2 ** 20;
+        disk[s] = [members[s].diskBytes() / 2 ** 20];
         try {
-          restart[s] = await members[s].start();
+          restart[s] = [await members[s].start()];
           log(
-            `${s}: ${label} keys: RSS ${rss[s]!.toFixed(1)} MiB, disk ${disk[s]!.toFixed(1)} MiB, restart ${restart[s]!.toFixed(0)} ms`,
+            `${s}: ${label} keys: RSS ${rss[s][0]!.toFixed(1)} MiB, disk ${disk[s][0]!.toFixed(1)} MiB, restart ${restart[s][0]!.toFixed(0)} ms`,
           );
         } catch (err) {
           up[s] = false;
           log(`${s}: restart failed: ${(err as Error).message}`);
         }
       }
-      rows.push(row(`RSS after ${label} keys of 256 B`, "MiB", true, [rss.etcd], [rss["etcd-ts"]]));
-      rows.push(
-        row(
-          `restart to healthy after ${label} keys`,
-          "ms",
-          true,
-          [restart.etcd],
-          [restart["etcd-ts"]],
-        ),
-      );
-      rows.push(
-        row(`on-disk size after ${label} keys`, "MiB", true, [disk.etcd], [disk["etcd-ts"]]),
-      );
+      rows.push(row(`RSS after ${label} keys of 256 B`, "MiB", true, rss, false));
+      rows.push(row(`restart to healthy after ${label} keys`, "ms", true, restart, false));
+      rows.push(row(`on-disk size after ${label} keys`, "MiB", true, disk, false));
     }
-    // Throughput rows, A B A B.
-    const ws = workloads(o.secondsPerRun);
+    // Throughput rows, A B C A B C (C only on issue 6's workloads).
     const samples = new Map<string, Record<System, (number | null)[]>>();
     const p99 = new Map<string, Record<System, (number | null)[]>>();
-    const fsync: Record<System, { fsyncs: number; entries: number }> = {
-      etcd: { fsyncs: 0, entries: 0 },
-      "etcd-ts": { fsyncs: 0, entries: 0 },
-    };
+    const cpu = new Map<string, Record<System, (number | null)[]>>();
+    const fsync = emptyPerSystem(() => ({ fsyncs: 0, entries: 0 }));
     for (const w of ws) {
-      samples.set(w.name, { etcd: [], "etcd-ts": [] });
-      p99.set(w.name, { etcd: [], "etcd-ts": [] });
+      samples.set(
+        w.name,
+        emptyPerSystem(() => []),
+      );
+      p99.set(
+        w.name,
+        emptyPerSystem(() => []),
+      );
+      cpu.set(
+        w.name,
+        emptyPerSystem(() => []),
+      );
     }
     for (let round = 0; round < o.rounds; round++) {
       for (const w of ws) {
         for (const s of SYSTEMS) {
+          if (s === "etcd-ts grpc-js" && !w.grpcJs) continue;
           let value: number | null = null;
           let r: LoadResult | null = null;
+          let cpuUs: number | null = null;
           if (up[s]) {
             const before =
               w.name === "put 128 clients" ? await members[s].metrics().catch(() => null) : null;
+            // CPU is read right around the load run, after the /metrics scrape, so the scrape
+            // does not count; the member is this tool's own child, read by its pid.
+            const cpu0 = members[s].cpuMicros();
             r = await runOne(members[s], w);
+            const cpu1 = members[s].cpuMicros();
+            cpuUs = cpuPerRequest(cpu0, cpu1, r);
             if (before !== null && r !== null) {
               const after = await members[s].metrics().catch(() => null);
               const a = before === null ? null : fsyncCounters(s, before);
@@ -413,40 +534,50 @@ export async function compare(o: CompareOptions): Promise<{
           }
           samples.get(w.name)![s].push(value);
           p99.get(w.name)![s].push(r === null ? null : r.latencyMs.p99);
-          runs.push({ round, workload: w.name, system: s, value, result: r });
+          cpu.get(w.name)![s].push(cpuUs);
+          runs.push({
+            round,
+            workload: w.name,
+            system: s,
+            value,
+            serverCpuMicrosPerRequest: cpuUs,
+            result: r,
+          });
           log(
-            `round ${round + 1}/${o.rounds} ${w.name} ${s}: ${value === null ? "n/a" : value.toFixed(0)}${r === null ? "" : ` p99 ${r.latencyMs.p99.toFixed(2)} ms`}`,
+            `round ${round + 1}/${o.rounds} ${w.name} ${s}: ${value === null ? "n/a" : value.toFixed(0)}${r === null ? "" : ` p99 ${r.latencyMs.p99.toFixed(2)} ms`}${cpuUs === null ? "" : ` cpu ${cpuUs.toFixed(1)} µs/req`}`,
           );
         }
       }
     }
     const tput: CompareRow[] = [];
     for (const w of ws) {
-      const sm = samples.get(w.name)!;
+      const unit = w.metric === "events" ? "events/s" : "req/s";
+      tput.push(row(w.name, unit, false, samples.get(w.name)!, w.grpcJs));
+    }
+    for (const w of ws) {
+      if (!GRPC_JS_WORKLOADS.includes(w.name)) continue;
+      tput.push(row(`p99 latency ${w.name}`, "ms", true, p99.get(w.name)!, w.grpcJs));
+    }
+    // For the watch row the requests are its puts: CPU per put, with the event fan-out it causes.
+    for (const w of ws) tput.push(row(cpuRowName(w.name), "µs", true, cpu.get(w.name)!, w.grpcJs));
+    if (ws.some((w) => w.name === "put 128 clients")) {
+      const perEntry = (s: System): (number | null)[] => [
+        fsync[s].entries > 0 ? fsync[s].fsyncs / fsync[s].entries : null,
+      ];
       tput.push(
-        row(w.name, w.metric === "events" ? "events/s" : "req/s", false, sm.etcd, sm["etcd-ts"]),
+        row(
+          "fsyncs per committed entry (put 128 clients)",
+          "ratio",
+          true,
+          {
+            etcd: perEntry("etcd"),
+            "etcd-ts": perEntry("etcd-ts"),
+            "etcd-ts grpc-js": perEntry("etcd-ts grpc-js"),
+          },
+          true,
+        ),
       );
     }
-    for (const name of [
-      "put 1 client",
-      "put 128 clients",
-      "put 1000 clients",
-      "range linearizable 128 clients",
-    ]) {
-      const pm = p99.get(name)!;
-      tput.push(row(`p99 latency ${name}`, "ms", true, pm.etcd, pm["etcd-ts"]));
-    }
-    const perEntry = (s: System): number | null =>
-      fsync[s].entries > 0 ? fsync[s].fsyncs / fsync[s].entries : null;
-    tput.push(
-      row(
-        "fsyncs per committed entry (put 128 clients)",
-        "ratio",
-        true,
-        [perEntry("etcd")],
-        [perEntry("etcd-ts")],
-      ),
-    );
     rows.unshift(...tput);
     return { rows, runs, machine: mach };
   } finally {
@@ -456,7 +587,11 @@ export async function compare(o: CompareOptions): Promise<{
   }
 }
 
-/** Writes results JSON, the Markdown table and the two SVG charts into `outDir`. */
+/**
+ * Writes results JSON, the Markdown table and the SVG charts (put throughput vs clients, put
+ * latency percentiles at 128 clients, server CPU per request on issue 6's workloads) into
+ * `outDir`; returns the paths written.
+ */
 export function writeResults(
   outDir: string,
   res: {
@@ -487,6 +622,11 @@ export function writeResults(
     `Command: \`${command}\`\n\nMachine: ${JSON.stringify(res.machine)}\n\n${formatMarkdown(res.rows)}\n`,
   );
   const byName = new Map(res.rows.map((r) => [r.name, r]));
+  const valueOf = (name: string, s: System): number | null => {
+    const r = byName.get(name);
+    if (r === undefined) return null;
+    return s === "etcd" ? r.etcd : s === "etcd-ts" ? r.etcdTs : r.etcdTsGrpcJs;
+  };
   const clients = [1, 16, 128, 1000];
   put(
     "throughput-vs-clients.svg",
@@ -497,10 +637,20 @@ export function writeResults(
       series: SYSTEMS.map((s) => ({
         name: s,
         color: COLORS[s],
-        values: clients.map((c) => {
-          const r = byName.get(`put ${c} client${c === 1 ? "" : "s"}`);
-          return r === undefined ? null : s === "etcd" ? r.etcd : r.etcdTs;
-        }),
+        values: clients.map((c) => valueOf(`put ${c} client${c === 1 ? "" : "s"}`, s)),
+      })),
+    }),
+  );
+  put(
+    "server-cpu-per-request.svg",
+    renderBarChart({
+      title: "server CPU per request (µs, lower is better, medians)",
+      yLabel: "CPU µs per request",
+      categories: [...GRPC_JS_WORKLOADS],
+      series: SYSTEMS.map((s) => ({
+        name: s,
+        color: COLORS[s],
+        values: GRPC_JS_WORKLOADS.map((w) => valueOf(cpuRowName(w), s)),
       })),
     }),
   );
@@ -544,6 +694,8 @@ function parseArgs(argv: string[]): CompareOptions {
     workDir: null,
     keep: false,
     etcdPath: "/usr/bin/etcd",
+    preloadKeys: 100_000,
+    workloadNames: null,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -562,6 +714,12 @@ function parseArgs(argv: string[]): CompareOptions {
     else if (a === "--work-dir") o.workDir = next();
     else if (a === "--keep") o.keep = true;
     else if (a === "--etcd") o.etcdPath = next();
+    else if (a === "--keys") o.preloadKeys = Math.max(1, Math.floor(Number(next())));
+    else if (a === "--workloads")
+      o.workloadNames = next()
+        .split(",")
+        .map((n) => n.trim())
+        .filter((n) => n !== "");
     else throw new Error(`unknown flag ${a}`);
   }
   return o;

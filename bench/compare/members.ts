@@ -1,9 +1,11 @@
 /**
- * Spawning and measuring the two systems the comparison runs side by side: real etcd 3.4
- * (/usr/bin/etcd) and etcd-ts (`node dist/tools/etcd-ts.js`), each a single member with etcd's
- * flags on its own loopback ports and its own data dir. Every process is ended by its pid.
+ * Spawning and measuring the systems the comparison runs side by side: real etcd 3.4
+ * (/usr/bin/etcd), etcd-ts (`node dist/tools/etcd-ts.js`, default fast transport) and etcd-ts on
+ * the reference transport (`--experimental-grpc-transport grpc-js`), each a single member with
+ * etcd's flags on its own loopback ports and its own data dir. Every process is ended by its pid,
+ * and its CPU time is read from /proc/<pid>/stat of that pid only.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { openSync, closeSync, readFileSync, readdirSync, statSync } from "node:fs";
 import * as http from "node:http";
 import * as net from "node:net";
@@ -11,8 +13,8 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 
-/** The two systems compared. */
-export type System = "etcd" | "etcd-ts";
+/** The systems compared: real etcd, etcd-ts (fast transport) and etcd-ts on @grpc/grpc-js. */
+export type System = "etcd" | "etcd-ts" | "etcd-ts grpc-js";
 
 /** Longest a member may take to answer /health, ms. */
 export const HEALTH_TIMEOUT_MS = 120_000;
@@ -59,6 +61,51 @@ export interface MemberSpec {
   command: string[];
   dataDir: string;
   logFile: string;
+  /** Flags appended after etcd's (e.g. ["--experimental-grpc-transport", "grpc-js"]). */
+  extraArgs?: readonly string[];
+}
+
+/** Clock ticks per second of /proc's utime and stime, when the OS cannot be asked. */
+export const DEFAULT_CLOCK_TICKS_PER_SECOND = 100;
+
+let clockTicks: number | null = null;
+
+/**
+ * The kernel's USER_HZ (`getconf CLK_TCK`), the unit of utime/stime in /proc/<pid>/stat. Asked
+ * once; falls back to DEFAULT_CLOCK_TICKS_PER_SECOND (Linux's USER_HZ on every common
+ * architecture) when getconf is missing or answers nonsense.
+ */
+export function clockTicksPerSecond(): number {
+  if (clockTicks !== null) return clockTicks;
+  let n = NaN;
+  try {
+    n = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim());
+  } catch {
+    // getconf missing: use Linux's USER_HZ.
+  }
+  clockTicks = Number.isInteger(n) && n > 0 ? n : DEFAULT_CLOCK_TICKS_PER_SECOND;
+  return clockTicks;
+}
+
+/**
+ * utime + stime of process `pid`, in clock ticks, from the text of /proc/<pid>/stat (proc(5):
+ * fields 14 and 15, counted after the parenthesised command name, which may itself hold spaces
+ * or parentheses, so the fields are split after its last ")"). Threads of the process are
+ * included; its children are not. Throws when the text is not a stat line.
+ */
+export function parseProcStatCpuTicks(stat: string): number {
+  const close = stat.lastIndexOf(")");
+  if (close < 0) throw new Error(`not a /proc/<pid>/stat line: ${stat.slice(0, 80)}`);
+  // After ")": field 3 (state) is index 0, so utime (14) is index 11 and stime (15) index 12.
+  const f = stat
+    .slice(close + 1)
+    .trim()
+    .split(/\s+/);
+  const utime = Number(f[11]);
+  const stime = Number(f[12]);
+  if (!Number.isInteger(utime) || !Number.isInteger(stime))
+    throw new Error(`no utime/stime in /proc/<pid>/stat line: ${stat.slice(0, 80)}`);
+  return utime + stime;
 }
 
 /** A member process the comparison owns. */
@@ -113,6 +160,7 @@ export class Member {
       "warn",
     ];
     if (this.spec.system === "etcd") a.push("--logger", "zap");
+    a.push(...(this.spec.extraArgs ?? []));
     return a;
   }
 
@@ -169,6 +217,21 @@ export class Member {
     if (this.pid === 0) return 0;
     const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${this.pid}/status`, "utf8"));
     return m === null ? 0 : Number(m[1]) * 1024;
+  }
+
+  /**
+   * CPU time the member process has used so far (user + system, all its threads), µs; null when
+   * it is not running or /proc cannot be read. Reads /proc/<pid>/stat of the pid this Member
+   * spawned, never a process found by name. Resolution is one clock tick (10 ms at USER_HZ 100).
+   */
+  cpuMicros(): number | null {
+    if (this.pid === 0) return null;
+    try {
+      const ticks = parseProcStatCpuTicks(readFileSync(`/proc/${this.pid}/stat`, "utf8"));
+      return (ticks * 1e6) / clockTicksPerSecond();
+    } catch {
+      return null;
+    }
   }
 
   /** Bytes of all files under the data dir (apparent size; preallocated WAL segments count in full). */

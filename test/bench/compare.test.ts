@@ -1,8 +1,20 @@
-// The comparison's pure parts: table formatting, the hand-written SVG, and the CPU-profile summary
-// (the comparison itself is a benchmark, run by `npm run bench:compare`, not a test).
+// The comparison's pure parts (table formatting, the hand-written SVG, /proc CPU parsing, the
+// CPU-profile summary) and one reduced run of the tool itself (three members, two short
+// workloads, no timing asserted: the comparison is a benchmark, run by `npm run bench:compare`).
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { formatMarkdown, formatTable, type CompareRow } from "../../bench/compare/index.js";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  compare,
+  cpuRowName,
+  formatMarkdown,
+  formatTable,
+  writeResults,
+  type CompareRow,
+} from "../../bench/compare/index.js";
+import { clockTicksPerSecond, parseProcStatCpuTicks } from "../../bench/compare/members.js";
 import { renderBarChart } from "../../bench/compare/svg.js";
 import { areaOf, summarizeCpuProfile } from "../../bench/compare/profile.js";
 
@@ -14,7 +26,34 @@ const rows: CompareRow[] = [
     etcd: 10000,
     etcdTs: 12000,
     ratio: 1.2,
-    samples: { etcd: [10000], etcdTs: [12000] },
+    etcdTsGrpcJs: 5000,
+    etcdTsGrpcJsRan: true,
+    ratioGrpcJs: 0.5,
+    samples: { etcd: [10000], etcdTs: [12000], etcdTsGrpcJs: [5000] },
+  },
+  {
+    name: cpuRowName("put 128 clients"),
+    unit: "µs",
+    lowerIsBetter: true,
+    etcd: 150,
+    etcdTs: 45.5,
+    ratio: 45.5 / 150,
+    etcdTsGrpcJs: 300,
+    etcdTsGrpcJsRan: true,
+    ratioGrpcJs: 2,
+    samples: { etcd: [150], etcdTs: [45.5], etcdTsGrpcJs: [300] },
+  },
+  {
+    name: "txn-put 128 clients",
+    unit: "req/s",
+    lowerIsBetter: false,
+    etcd: 8000,
+    etcdTs: 8000,
+    ratio: 1,
+    etcdTsGrpcJs: null,
+    etcdTsGrpcJsRan: false,
+    ratioGrpcJs: null,
+    samples: { etcd: [8000], etcdTs: [8000], etcdTsGrpcJs: [] },
   },
   {
     name: "RSS after 100k keys of 256 B",
@@ -23,19 +62,60 @@ const rows: CompareRow[] = [
     etcd: 150,
     etcdTs: null,
     ratio: null,
-    samples: { etcd: [150], etcdTs: [null] },
+    etcdTsGrpcJs: null,
+    etcdTsGrpcJsRan: false,
+    ratioGrpcJs: null,
+    samples: { etcd: [150], etcdTs: [null], etcdTsGrpcJs: [] },
   },
 ];
 
 describe("bench/compare output", () => {
-  test("text and Markdown tables carry every row, n/a for a missing side, ratio etcd-ts/etcd", () => {
+  test("text and Markdown tables carry every row and both ratios, n/a for a failed side, — where grpc-js did not run", () => {
     const t = formatTable(rows);
-    assert.match(t, /^workload\s+etcd\s+etcd-ts\s+ratio$/m);
-    assert.match(t, /put 128 clients \(req\/s\)\s+10000\s+12000\s+1\.20x/);
-    assert.match(t, /RSS after 100k keys of 256 B \(MiB, lower is better\)\s+150\s+n\/a\s+n\/a/);
+    const lines = t.split("\n");
+    assert.equal(lines.length, 2 + rows.length);
+    assert.match(
+      lines[0]!,
+      /^workload\s+etcd\s+etcd-ts\s+etcd-ts \/ etcd\s+etcd-ts grpc-js\s+etcd-ts grpc-js \/ etcd$/,
+    );
+    assert.match(t, /put 128 clients \(req\/s\)\s+10000\s+12000\s+1\.20x\s+5000\s+0\.50x$/m);
+    assert.match(
+      t,
+      /server CPU µs per request — put 128 clients \(µs, lower is better\)\s+150\s+45\.50\s+0\.30x\s+300\s+2\.00x$/m,
+    );
+    assert.match(t, /txn-put 128 clients \(req\/s\)\s+8000\s+8000\s+1\.00x\s+—\s+—$/m);
+    assert.match(
+      t,
+      /RSS after 100k keys of 256 B \(MiB, lower is better\)\s+150\s+n\/a\s+n\/a\s+—\s+—$/m,
+    );
+    // Every line of the aligned table is as wide as the header (— and µ are one column each).
+    for (const l of lines) assert.equal(l.length, lines[0]!.length, l);
     const md = formatMarkdown(rows);
-    assert.equal(md.split("\n").length, 4);
-    assert.match(md, /\| put 128 clients \(req\/s\) \| 10000 \| 12000 \| 1\.20x \|/);
+    assert.equal(md.split("\n").length, 2 + rows.length);
+    assert.match(
+      md,
+      /^\| workload \| etcd \| etcd-ts \| etcd-ts \/ etcd \| etcd-ts grpc-js \| etcd-ts grpc-js \/ etcd \|$/m,
+    );
+    assert.match(md, /^\| --- \| ---: \| ---: \| ---: \| ---: \| ---: \|$/m);
+    assert.match(
+      md,
+      /\| put 128 clients \(req\/s\) \| 10000 \| 12000 \| 1\.20x \| 5000 \| 0\.50x \|/,
+    );
+    assert.match(md, /\| txn-put 128 clients \(req\/s\) \| 8000 \| 8000 \| 1\.00x \| — \| — \|/);
+  });
+
+  test("/proc/<pid>/stat CPU is utime + stime, parsed after the last ) of the command name", () => {
+    // proc(5) fields 1..17: pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt
+    // majflt cmajflt utime stime cutime cstime; cutime/cstime (children) must not count.
+    const line = "4242 (node (x) y) S 1 4242 4242 0 -1 4194560 100 0 0 0 731 269 55 66 20 0 11 0";
+    assert.equal(parseProcStatCpuTicks(line), 1000);
+    assert.throws(() => parseProcStatCpuTicks("garbage"));
+    assert.throws(() => parseProcStatCpuTicks("1 (x) S 1"));
+    // This process's own line parses to a whole number of ticks.
+    const own = parseProcStatCpuTicks(readFileSync(`/proc/${process.pid}/stat`, "utf8"));
+    assert.ok(Number.isInteger(own) && own >= 0);
+    const hz = clockTicksPerSecond();
+    assert.ok(Number.isInteger(hz) && hz > 0);
   });
 
   test("bar chart SVG is well-formed, one bar per present value, n/a for gaps", () => {
@@ -90,4 +170,69 @@ describe("bench/compare output", () => {
     assert.equal(areaOf("node:internal/http2/core", "respond"), "node:http2+net+streams");
     assert.equal(areaOf("", "writev"), "native I/O and builtins");
   });
+
+  const built = existsSync(new URL("../../tools/etcd-ts.js", import.meta.url));
+  test(
+    "a reduced run: three members, the grpc-js column and CPU rows for every throughput row",
+    {
+      skip: !existsSync("/usr/bin/etcd") || !built ? "needs /usr/bin/etcd and a build" : false,
+      timeout: 120_000,
+    },
+    async () => {
+      const work = mkdtempSync(join(tmpdir(), "etcd-ts-compare-test-"));
+      try {
+        const res = await compare({
+          rounds: 1,
+          secondsPerRun: 1,
+          big: false,
+          outDir: join(work, "out"),
+          workDir: join(work, "run"),
+          keep: false,
+          etcdPath: "/usr/bin/etcd",
+          preloadKeys: 1000,
+          workloadNames: ["put 128 clients", "range serializable 1 client"],
+        });
+        const by = new Map(res.rows.map((r) => [r.name, r]));
+        const put = by.get("put 128 clients")!;
+        const range = by.get("range serializable 1 client")!;
+        assert.ok(put.etcd! > 0 && put.etcdTs! > 0 && put.etcdTsGrpcJs! > 0, JSON.stringify(put));
+        assert.ok(put.etcdTsGrpcJsRan && put.ratioGrpcJs! > 0);
+        assert.ok(!range.etcdTsGrpcJsRan && range.etcdTsGrpcJs === null);
+        assert.deepEqual(range.samples.etcdTsGrpcJs, []);
+        const cpuPut = by.get(cpuRowName("put 128 clients"))!;
+        const cpuRange = by.get(cpuRowName("range serializable 1 client"))!;
+        assert.ok(cpuPut.lowerIsBetter && cpuPut.unit === "µs");
+        // Each member did real work for each request: more than 0, less than 50 ms of CPU.
+        for (const v of [
+          cpuPut.etcd,
+          cpuPut.etcdTs,
+          cpuPut.etcdTsGrpcJs,
+          cpuRange.etcd,
+          cpuRange.etcdTs,
+        ])
+          assert.ok(v !== null && v > 0 && v < 50_000, JSON.stringify([cpuPut, cpuRange]));
+        assert.ok(!cpuRange.etcdTsGrpcJsRan);
+        // The grpc-js member ran the put but not the range: A B C then A B.
+        const order = res.runs.map((r) => `${String(r["workload"])}/${String(r["system"])}`);
+        assert.deepEqual(order, [
+          "put 128 clients/etcd",
+          "put 128 clients/etcd-ts",
+          "put 128 clients/etcd-ts grpc-js",
+          "range serializable 1 client/etcd",
+          "range serializable 1 client/etcd-ts",
+        ]);
+        const t = formatTable(res.rows);
+        assert.match(t, /^server CPU µs per request — range serializable 1 client .*—\s+—$/m);
+        const files = writeResults(join(work, "out"), res, "test");
+        const svg = files.find((f) => f.endsWith("server-cpu-per-request.svg"));
+        assert.ok(svg !== undefined && readFileSync(svg, "utf8").includes("etcd-ts grpc-js"));
+        const latest = JSON.parse(readFileSync(join(work, "out", "latest.json"), "utf8")) as {
+          rows: CompareRow[];
+        };
+        assert.ok(latest.rows.some((r) => r.name === cpuRowName("put 128 clients")));
+      } finally {
+        rmSync(work, { recursive: true, force: true });
+      }
+    },
+  );
 });

@@ -6,7 +6,7 @@
  * indexing (as this generator once did) made both servers decode :path, :authority, content-type
  * and te on every request, a cost no real client imposes.
  */
-import type { Header } from "../../lib/h2/hpack.js";
+import { encodeInt, type Header } from "../../lib/h2/hpack.js";
 
 /** RFC 7541 Appendix A entries a gRPC request uses: exact pairs, then names only. */
 const staticPairs = new Map<string, number>([
@@ -24,24 +24,8 @@ const staticNames = new Map<string, number>([
 ]);
 const staticTableLength = 61;
 
-/** RFC 7541 §5.1 integer with an n-bit prefix after `first`'s pattern bits. */
-function pushInt(out: number[], first: number, prefixBits: number, v: number): void {
-  const max = (1 << prefixBits) - 1;
-  if (v < max) {
-    out.push(first | v);
-    return;
-  }
-  out.push(first | max);
-  v -= max;
-  while (v >= 128) {
-    out.push((v % 128) | 0x80);
-    v = Math.floor(v / 128);
-  }
-  out.push(v);
-}
-
 function pushString(out: number[], s: string): void {
-  pushInt(out, 0x00, 7, s.length);
+  encodeInt(out, 0x00, 7, s.length);
   for (let i = 0; i < s.length; i++) out.push(s.charCodeAt(i) & 0xff);
 }
 
@@ -75,25 +59,25 @@ export class IndexingHeaderEncoder {
       const pair = `${name}\0${value}`;
       const s = staticPairs.get(pair);
       if (s !== undefined) {
-        pushInt(out, 0x80, 7, s);
+        encodeInt(out, 0x80, 7, s);
         continue;
       }
       const seq = this.#inserted.get(pair);
       if (seq !== undefined) {
         // the newest entry has the lowest dynamic index (RFC 7541 §2.3.3)
-        pushInt(out, 0x80, 7, staticTableLength + this.#inserted.size - seq);
+        encodeInt(out, 0x80, 7, staticTableLength + this.#inserted.size - seq);
         continue;
       }
       const nameIdx = staticNames.get(name) ?? 0;
       const size = 32 + name.length + value.length;
       const index = this.#usedBytes + size <= this.#tableSizeBytes;
       if (index) {
-        pushInt(out, 0x40, 6, nameIdx);
+        encodeInt(out, 0x40, 6, nameIdx);
         this.#inserted.set(pair, this.#inserted.size);
         this.#usedBytes += size;
         inserted = true;
       } else {
-        pushInt(out, 0x00, 4, nameIdx);
+        encodeInt(out, 0x00, 4, nameIdx);
       }
       if (nameIdx === 0) pushString(out, name);
       pushString(out, value);

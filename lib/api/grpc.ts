@@ -70,7 +70,14 @@ export function createGrpcServer(
       );
     };
 
-  const bidi = <Req, Res>(call: grpc.ServerDuplexStream<Req, Res>): BidiStream<Req, Res> => {
+  /**
+   * The sending side every streaming call shares: close callbacks fired once (cancel, error or
+   * close), drain, send that stops after the end, and end with etcd's status for an error.
+   */
+  const sendSide = <Res>(
+    call: grpc.ServerWritableStream<unknown, Res> | grpc.ServerDuplexStream<unknown, Res>,
+    method: string,
+  ): ServerStream<Res> => {
     let ended = false;
     const closeFns: (() => void)[] = [];
     const fireClose = () => {
@@ -78,13 +85,10 @@ export function createGrpcServer(
       ended = true;
       for (const fn of closeFns) fn();
     };
-    // A client that half-closes keeps its watches (etcd's recvLoop returns, the send side stays
-    // open); the stream ends when the call is cancelled or the connection goes.
     call.on("cancelled", fireClose);
     call.on("error", fireClose);
     call.on("close", fireClose);
     return {
-      onMessage: (fn) => call.on("data", fn),
       onClose: (fn) => closeFns.push(fn),
       onDrain: (fn) => call.on("drain", fn),
       send: (res) => {
@@ -96,6 +100,7 @@ export function createGrpcServer(
         if (err === undefined) call.end();
         else {
           const s = toApiStatus(err);
+          if (s.unexpected) logger.error({ method, err: err.stack }, "request failed");
           // grpc-js sends an error status when the stream emits 'error'
           call.emit("error", { code: s.code, details: s.message, metadata: new grpc.Metadata() });
         }
@@ -104,36 +109,20 @@ export function createGrpcServer(
     };
   };
 
-  const serverStream = <Req, Res>(call: grpc.ServerWritableStream<Req, Res>): ServerStream<Res> => {
-    let ended = false;
-    const closeFns: (() => void)[] = [];
-    const fireClose = () => {
-      if (ended) return;
-      ended = true;
-      for (const fn of closeFns) fn();
-    };
-    call.on("cancelled", fireClose);
-    call.on("error", fireClose);
-    call.on("close", fireClose);
-    return {
-      onClose: (fn) => closeFns.push(fn),
-      onDrain: (fn) => call.on("drain", fn),
-      send: (res) => {
-        if (ended) return true;
-        return call.write(res);
-      },
-      end: (err) => {
-        if (ended) return;
-        if (err === undefined) call.end();
-        else {
-          const s = toApiStatus(err);
-          if (s.unexpected) logger.error({ method: "Snapshot", err: err.stack }, "request failed");
-          call.emit("error", { code: s.code, details: s.message, metadata: new grpc.Metadata() });
-        }
-        fireClose();
-      },
-    };
-  };
+  // A client that half-closes a bidi stream keeps its watches (etcd's recvLoop returns, the send
+  // side stays open); the stream ends when the call is cancelled or the connection goes.
+  const bidi = <Req, Res>(
+    call: grpc.ServerDuplexStream<Req, Res>,
+    method: string,
+  ): BidiStream<Req, Res> => ({
+    ...sendSide<Res>(call as grpc.ServerDuplexStream<unknown, Res>, method),
+    onMessage: (fn) => call.on("data", fn),
+  });
+
+  const serverStream = <Req, Res>(
+    call: grpc.ServerWritableStream<Req, Res>,
+    method: string,
+  ): ServerStream<Res> => sendSide<Res>(call as grpc.ServerWritableStream<unknown, Res>, method);
 
   server.addService(kVDefinition, {
     range: unary((r) => api.range(r), "Range"),
@@ -155,14 +144,14 @@ export function createGrpcServer(
   };
   server.addService(watchDef, {
     watch: (call: grpc.ServerDuplexStream<rpc.WatchRequest, rpc.WatchResponse>) =>
-      api.watch(bidi(call)),
+      api.watch(bidi(call, "Watch")),
   });
   server.addService(leaseDefinition, {
     leaseGrant: unary((r) => api.leaseGrant(r), "LeaseGrant"),
     leaseRevoke: unary((r) => api.leaseRevoke(r), "LeaseRevoke"),
     leaseKeepAlive: (
       call: grpc.ServerDuplexStream<rpc.LeaseKeepAliveRequest, rpc.LeaseKeepAliveResponse>,
-    ) => api.leaseKeepAlive(bidi(call)),
+    ) => api.leaseKeepAlive(bidi(call, "LeaseKeepAlive")),
     leaseTimeToLive: unary((r) => api.leaseTimeToLive(r), "LeaseTimeToLive"),
     leaseLeases: unary(() => api.leaseLeases(), "LeaseLeases"),
   });
@@ -173,7 +162,7 @@ export function createGrpcServer(
     hash: unary(() => api.hash(), "Hash"),
     hashKV: unary((r: rpc.HashKVRequest) => api.hashKV(r), "HashKV"),
     snapshot: (call: grpc.ServerWritableStream<rpc.SnapshotRequest, rpc.SnapshotResponse>) =>
-      api.snapshot(serverStream(call)),
+      api.snapshot(serverStream(call, "Snapshot")),
   } as unknown as grpc.UntypedServiceImplementation as never);
   server.addService(clusterDefinition, {
     memberList: unary(() => api.memberList(), "MemberList"),

@@ -346,7 +346,11 @@ export class HpackDecoder {
   }
 }
 
-function encodeInt(out: number[], first: number, prefixBits: number, v: number): void {
+/**
+ * Appends RFC 7541 §5.1 integer `v` with an n-bit prefix (`prefixBits`) after the pattern bits
+ * already in `first` (e.g. 0x80 for an indexed field, 0x40 for a literal with indexing).
+ */
+export function encodeInt(out: number[], first: number, prefixBits: number, v: number): void {
   const mask = (1 << prefixBits) - 1;
   if (v < mask) {
     out.push(first | v);

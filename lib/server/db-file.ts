@@ -27,7 +27,7 @@ import type { LeaseRecord } from "../lease/index.js";
 import { Lease } from "../proto/gen/leasepb/lease.js";
 import { AlarmMember, type AlarmType } from "../proto/gen/etcdserverpb/rpc.js";
 import { clusterVersion as defaultClusterVersion } from "../version/index.js";
-import type { MemberRecord } from "./membership.js";
+import { memberFromJson, type MemberJson, type MemberRecord } from "./membership.js";
 import { ServerError } from "./errors.js";
 import type { EtcdServer } from "./server.js";
 
@@ -246,9 +246,9 @@ function hexId(k: Buffer, what: string): bigint {
 function decodeMemberJson(key: Buffer, value: Buffer): MemberRecord {
   const text = value.toString("utf8");
   const idText = /"id":\s*(\d+)/.exec(text)?.[1];
-  let j: { peerURLs?: string[] | null; isLearner?: boolean; name?: string; clientURLs?: string[] };
+  let j: MemberJson;
   try {
-    j = JSON.parse(text) as typeof j;
+    j = JSON.parse(text) as MemberJson;
   } catch {
     throw new DbFileFormatError(`member ${key.toString("latin1")}: value is not JSON`);
   }
@@ -256,13 +256,7 @@ function decodeMemberJson(key: Buffer, value: Buffer): MemberRecord {
   if (idText === undefined || BigInt(idText) !== id) {
     throw new DbFileFormatError(`member ${key.toString("latin1")}: id does not match its key`);
   }
-  return {
-    id,
-    name: j.name ?? "",
-    peerUrls: j.peerURLs ?? [],
-    clientUrls: j.clientURLs ?? [],
-    isLearner: j.isLearner === true,
-  };
+  return memberFromJson(id, j);
 }
 
 /**

@@ -79,14 +79,16 @@ export function encodeMemberContext(m: MemberRecord): Uint8Array {
   );
 }
 
-/** Inverse of encodeMemberContext; the id comes from the ConfChange itself. */
-export function decodeMemberContext(id: bigint, ctx: Uint8Array): MemberRecord {
-  const j = JSON.parse(Buffer.from(ctx).toString("utf8")) as {
-    peerURLs?: string[];
-    name?: string;
-    clientURLs?: string[];
-    isLearner?: boolean;
-  };
+/** The fields of etcd's membership.Member JSON (ConfChange context, db file "members" bucket). */
+export interface MemberJson {
+  peerURLs?: string[] | null;
+  name?: string;
+  clientURLs?: string[] | null;
+  isLearner?: boolean;
+}
+
+/** A MemberRecord from etcd's member JSON; `id` comes from where the JSON was found. */
+export function memberFromJson(id: bigint, j: MemberJson): MemberRecord {
   return {
     id,
     name: j.name ?? "",
@@ -94,4 +96,9 @@ export function decodeMemberContext(id: bigint, ctx: Uint8Array): MemberRecord {
     clientUrls: j.clientURLs ?? [],
     isLearner: j.isLearner === true,
   };
+}
+
+/** Inverse of encodeMemberContext; the id comes from the ConfChange itself. */
+export function decodeMemberContext(id: bigint, ctx: Uint8Array): MemberRecord {
+  return memberFromJson(id, JSON.parse(Buffer.from(ctx).toString("utf8")) as MemberJson);
 }

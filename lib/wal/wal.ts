@@ -835,10 +835,7 @@ export class WAL {
       } catch (err) {
         throw new WalIoError("fdatasync", tail.path, err);
       }
-      this.#offsetBytes += fw.pos;
-      this.#crc = fw.crc;
-      this.stats.bytes += fw.pos;
-      this.stats.entries += entryCount;
+      this.#wrote(fw, entryCount);
       this.#synced(tail, Number(process.hrtime.bigint() - t0) / 1e9, entryCount, fw.pos);
       return;
     }
@@ -851,10 +848,7 @@ export class WAL {
       } catch (err) {
         throw new WalIoError("write", tail.path, err);
       }
-      this.#offsetBytes += fw.pos;
-      this.#crc = fw.crc;
-      this.stats.bytes += fw.pos;
-      this.stats.entries += entryCount;
+      this.#wrote(fw, entryCount);
       this.#synced(tail, Number(process.hrtime.bigint() - t0) / 1e9, entryCount, fw.pos);
       return;
     }
@@ -863,15 +857,20 @@ export class WAL {
     } catch (err) {
       throw new WalIoError("write", tail.path, err);
     }
-    this.#offsetBytes += fw.pos;
-    this.#crc = fw.crc;
-    this.stats.bytes += fw.pos;
-    this.stats.entries += entryCount;
+    this.#wrote(fw, entryCount);
     if (this.#offsetBytes >= this.#opts.segmentSizeBytes) {
       await this.#cut(entryCount, fw.pos);
     } else if (mustSync) {
       await this.#sync(tail, entryCount, fw.pos);
     }
+  }
+
+  /** Bookkeeping after a batch's bytes are in the file: tail offset, running CRC, stats. */
+  #wrote(fw: FrameWriter, entryCount: number): void {
+    this.#offsetBytes += fw.pos;
+    this.#crc = fw.crc;
+    this.stats.bytes += fw.pos;
+    this.stats.entries += entryCount;
   }
 
   async #sync(tail: Tail, entries: number, bytes: number): Promise<void> {

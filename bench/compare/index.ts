@@ -638,6 +638,11 @@ export function writeResults(
         name: s,
         color: COLORS[s],
         values: clients.map((c) => valueOf(`put ${c} client${c === 1 ? "" : "s"}`, s)),
+        notRun: clients.map(
+          (c) =>
+            s === "etcd-ts grpc-js" &&
+            !GRPC_JS_WORKLOADS.includes(`put ${c} client${c === 1 ? "" : "s"}`),
+        ),
       })),
     }),
   );

@@ -8,7 +8,11 @@ export interface BarChart {
   title: string;
   yLabel: string;
   categories: string[];
-  series: { name: string; color: string; values: (number | null)[] }[];
+  /**
+   * values[i] null: the run failed ("n/a"); notRun[i] true: the system does not run that
+   * category ("—", as in the table).
+   */
+  series: { name: string; color: string; values: (number | null)[]; notRun?: boolean[] }[];
 }
 
 const W = 760;
@@ -38,7 +42,10 @@ function fmt(v: number): string {
   return v.toFixed(2);
 }
 
-/** Renders `c` as a standalone SVG document. Missing values (null) leave a gap marked "n/a". */
+/**
+ * Renders `c` as a standalone SVG document. Missing values (null) leave a gap marked "n/a", or
+ * "—" where the series' notRun says the system does not run that category.
+ */
 export function renderBarChart(c: BarChart): string {
   const all = c.series.flatMap((s) => s.values.filter((v): v is number => v !== null));
   const max = niceMax(Math.max(0, ...all));
@@ -69,8 +76,9 @@ export function renderBarChart(c: BarChart): string {
       const v = s.values[i] ?? null;
       const x = gx + j * barW;
       if (v === null) {
+        const gap = s.notRun?.[i] === true ? "—" : "n/a";
         out.push(
-          `<text x="${x + barW / 2}" y="${y(0) - 4}" text-anchor="middle" fill="#999">n/a</text>`,
+          `<text x="${x + barW / 2}" y="${y(0) - 4}" text-anchor="middle" fill="#999">${gap}</text>`,
         );
         return;
       }

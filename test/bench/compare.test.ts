@@ -133,6 +133,15 @@ describe("bench/compare output", () => {
     assert.ok(svg.includes("t &lt;&amp;&gt;"));
     assert.equal((svg.match(/<rect x=/g) ?? []).length, 3 + 2); // 3 bars + 2 legend swatches
     assert.ok(svg.includes(">n/a<"));
+    const notRun = renderBarChart({
+      title: "t",
+      yLabel: "µs",
+      categories: ["a", "b"],
+      series: [
+        { name: "etcd-ts grpc-js", color: "#6a4", values: [1, null], notRun: [false, true] },
+      ],
+    });
+    assert.ok(notRun.includes(">—<") && !notRun.includes(">n/a<"));
   });
 
   test("CPU profile summary sums self time per function and per file", () => {

@@ -109,18 +109,28 @@ type QueueItem =
   { kind: "data"; buf: Buffer; end: boolean } | { kind: "headers"; block: Buffer; end: boolean };
 
 /**
+ * Per-stream defaults shared by every stream: most gRPC streams never queue a frame nor see DATA
+ * before dispatch, and their callbacks are replaced at once, so allocating these per stream only
+ * fed the garbage collector. The arrays are frozen: code that pushes to them instead of replacing
+ * them fails loudly.
+ */
+const noop = (): void => {};
+const noQueueItems: QueueItem[] = Object.freeze([]) as unknown as QueueItem[];
+const noChunks: Buffer[] = Object.freeze([]) as unknown as Buffer[];
+
+/**
  * One HTTP/2 stream on the server side. The application (lib/h2/grpc.ts) sets the `on*` callbacks
  * and answers with sendHeaders / sendData / reset. Once `closed`, further calls are ignored.
  */
 export class H2Stream {
   /** request body bytes of this stream (DATA payload, padding removed) */
-  onData: (chunk: Buffer) => void = () => {};
+  onData: (chunk: Buffer) => void = noop;
   /** the client sent END_STREAM */
-  onEnd: () => void = () => {};
+  onEnd: () => void = noop;
   /** the stream ended without a response: client RST_STREAM, stream error or the connection went */
-  onAbort: (h2Code: number) => void = () => {};
+  onAbort: (h2Code: number) => void = noop;
   /** queued bytes fell below the high-water mark after send() returned false */
-  onDrain: () => void = () => {};
+  onDrain: () => void = noop;
 
   /** peer's window for our DATA on this stream */
   sendWindow: number;
@@ -129,11 +139,13 @@ export class H2Stream {
   remoteEnded = false;
   localEnded = false;
   closed = false;
-  queue: QueueItem[] = [];
+  /** frames waiting for the window; the shared frozen `noQueueItems` until the first one */
+  queue: QueueItem[] = noQueueItems;
   queuedBytes = 0;
   /** false until the application saw the headers; DATA of the same read waits in `early` */
   dispatched = false;
-  early: Buffer[] = [];
+  /** the shared frozen `noChunks` until a chunk arrives before dispatch */
+  early: Buffer[] = noChunks;
   wantDrain = false;
   /**
    * What happens when the response ends while the client is still sending: true (gRPC) sends
@@ -154,12 +166,17 @@ export class H2Stream {
     this.recvWindow = recvWindow;
   }
 
+  #queueItem(item: QueueItem): void {
+    if (this.queue === noQueueItems) this.queue = [item];
+    else this.queue.push(item);
+  }
+
   /** Sends a (pre-encoded HPACK) header block; `end` sets END_STREAM (trailers). */
   sendHeaders(block: Buffer, end: boolean): void {
     if (this.closed || this.localEnded) return;
     if (end) this.localEnded = true;
     if (this.queue.length === 0) this.conn._writeHeaders(this, block, end);
-    else this.queue.push({ kind: "headers", block, end });
+    else this.#queueItem({ kind: "headers", block, end });
   }
 
   /**
@@ -169,7 +186,7 @@ export class H2Stream {
   sendData(buf: Buffer, end = false): boolean {
     if (this.closed || this.localEnded) return true;
     if (end) this.localEnded = true;
-    this.queue.push({ kind: "data", buf, end });
+    this.#queueItem({ kind: "data", buf, end });
     this.queuedBytes += buf.length;
     this.conn._flushStream(this);
     if (this.queuedBytes > this.conn.limits.streamHighWaterBytes) {
@@ -399,7 +416,7 @@ export class H2Connection {
         this.#handler.onStream(s, p.headers);
         s.dispatched = true;
         const early = s.early;
-        s.early = [];
+        s.early = noChunks;
         for (const chunk of early) if (!s.closed) s.onData(chunk);
         if (s.remoteEnded && !s.closed) s.onEnd();
       } catch {
@@ -576,6 +593,7 @@ export class H2Connection {
     }
     if (b > a) {
       if (s.dispatched) s.onData(payload.subarray(a, b));
+      else if (s.early === noChunks) s.early = [payload.subarray(a, b)];
       else s.early.push(payload.subarray(a, b));
     }
     if (flags & Flag.END_STREAM) this.#remoteEnd(s);
@@ -927,7 +945,7 @@ export class H2Connection {
   #closeStream(s: H2Stream): void {
     if (s.closed) return;
     s.closed = true;
-    s.queue = [];
+    s.queue = noQueueItems;
     s.queuedBytes = 0;
     this.#streams.delete(s.id);
     this.#blocked.delete(s);

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=32
+#!/usr/bin/env node
 /**
  * etcd-ts: one member, started with etcd's flags, `ETCD_*` variables or `--config-file`
  * (see tools/flags.ts). Logs are structured JSON (pino) on stderr, as etcd's zap logger.
@@ -6,7 +6,6 @@
  */
 import { pino } from "pino";
 import { parseCommandLine, flagNames } from "./flags.js";
-import { hasYoungGenerationFlag, serverNodeFlags } from "./node-flags.js";
 import { EtcdServer } from "../lib/server/index.js";
 import { serveClients } from "../lib/api/index.js";
 import { serverVersion, etcdTsVersion } from "../lib/version/index.js";
@@ -36,12 +35,6 @@ async function main(): Promise<void> {
     pino.destination({ fd: 2, sync: true }),
   );
   for (const note of parsed.notes) logger.info(note);
-  if (!hasYoungGenerationFlag()) {
-    logger.info(
-      { recommendedNodeFlags: serverNodeFlags },
-      "started without the recommended Node.js flags (npm start and the etcd-ts bin pass them): expect more GC time per request under load",
-    );
-  }
   if (parsed.configFile !== "")
     logger.info(
       { configFile: parsed.configFile },

@@ -34,7 +34,6 @@ import {
 } from "../load/index.js";
 import { Member, clockTicksPerSecond, type MemberSpec, type System } from "./members.js";
 import { renderBarChart } from "./svg.js";
-import { serverNodeFlags } from "../../tools/node-flags.js";
 
 /** Options of one comparison. */
 export interface CompareOptions {
@@ -421,7 +420,7 @@ export async function compare(o: CompareOptions): Promise<{
   const workDir = o.workDir ?? mkdtempSync(join(tmpdir(), "etcd-ts-compare-"));
   mkdirSync(workDir, { recursive: true });
   const etcdTs = (dir: string, extraArgs: string[]): Omit<MemberSpec, "system"> => ({
-    command: [process.execPath, ...serverNodeFlags, etcdTsJs],
+    command: [process.execPath, etcdTsJs],
     dataDir: join(workDir, dir),
     logFile: join(workDir, `${dir}.log`),
     extraArgs,

@@ -8,7 +8,6 @@
  *   node dist/bench/compare/profile.js [--workload put] [--clients 128] [--seconds 10]
  *                                      [--top 25] [--summarize FILE.cpuprofile]
  */
-import { serverNodeFlags } from "../../tools/node-flags.js";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
@@ -133,7 +132,6 @@ async function main(argv: string[]): Promise<number> {
     system: "etcd-ts",
     command: [
       process.execPath,
-      ...serverNodeFlags,
       "--cpu-prof",
       "--cpu-prof-dir",
       profDir,

@@ -13,7 +13,6 @@ import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { serverNodeFlags } from "../../tools/node-flags.js";
 
 /**
  * pids of members this process started and has not seen exit. If the test process exits without
@@ -89,7 +88,7 @@ export function serverCommand(target: Target = TARGET): { cmd: string; args: str
   if (target === "etcd") return { cmd: process.env.ETCD_BIN ?? "/usr/bin/etcd", args: [] };
   return {
     cmd: process.execPath,
-    args: [...serverNodeFlags, join(repoRoot(), "dist", "tools", "etcd-ts.js")],
+    args: [join(repoRoot(), "dist", "tools", "etcd-ts.js")],
   };
 }
 

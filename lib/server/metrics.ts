@@ -35,7 +35,10 @@ export class LabeledHistogram {
     readonly upperBounds: readonly number[],
   ) {}
 
-  /** Adds one observation of `seconds` to the series {version: "v3", op, success}. */
+  /**
+   * Adds one observation of `value` (seconds) to the series {version: "v3", op, success}; `op` is
+   * etcd's op name (Put, Txn, …).
+   */
   observe(op: string, success: boolean, value: number): void {
     const k = success ? op : `${op}\0false`;
     let s = this.#series.get(k);
@@ -175,11 +178,6 @@ export class ServerMetrics {
     "The latency distributions of v2 apply called by backend.",
     client.exponentialBuckets(0.0001, 2, 20),
   );
-
-  /** Observes one apply of `op` (etcd's op names: Put, Txn, …) that took `seconds`. */
-  observeApply(op: string, success: boolean, seconds: number): void {
-    this.applyDurationSeconds.observe(op, success, seconds);
-  }
 
   readonly hasLeader = new client.Gauge({
     name: "etcd_server_has_leader",

@@ -76,6 +76,8 @@ import {
 } from "./membership.js";
 import { ServerMetrics } from "./metrics.js";
 import { encodePutProposal, isPlainPutRequest } from "./raft-request-codec.js";
+import { AppliedIndexWaits, RequestWaits } from "./wait.js";
+import { AutoCompactor, parseRetention } from "./compactor.js";
 
 /** Request-id counters wrap at 2^48 (the low 48 bits of an id; etcd idutil's suffix). */
 const requestIdCounterModulus = 2 ** 48;
@@ -85,8 +87,6 @@ interface LocalProposal {
   request: InternalRaftRequest;
   waitKey: number;
 }
-import { AppliedIndexWaits, RequestWaits } from "./wait.js";
-import { AutoCompactor, parseRetention } from "./compactor.js";
 
 /** What the apply loop hands back to a waiting proposer. */
 type ApplyResult =
@@ -610,7 +610,7 @@ export class EtcdServer {
       result = { error: err as Error };
     }
     const seconds = (performance.now() - started) / 1000;
-    this.metrics.observeApply(op, result.error === undefined, seconds);
+    this.metrics.applyDurationSeconds.observe(op, result.error === undefined, seconds);
     // etcd warns on applies over 100 ms (warnApplyDuration)
     if (seconds > 0.1) this.metrics.slowApplyTotal.inc();
     if (waitKey !== undefined) {

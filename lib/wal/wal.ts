@@ -264,21 +264,14 @@ function writeAt(
   });
 }
 
-/** Writes all of `buf[0, n)` at `position` through a descriptor, looping over short writes. */
-async function writeFullyFd(fd: number, buf: Buffer, n: number, position: number): Promise<void> {
+/**
+ * Writes all of `buf[0, n)` at `position` through descriptor `fd` (a FileHandle's `fd`, or the
+ * tail's O_DSYNC descriptor), looping over short writes.
+ */
+async function writeFully(fd: number, buf: Buffer, n: number, position: number): Promise<void> {
   let done = 0;
   while (done < n) {
     const bytesWritten = await writeAt(fd, buf, done, n - done, position + done);
-    if (bytesWritten <= 0) throw new Error("write made no progress");
-    done += bytesWritten;
-  }
-}
-
-/** Writes all of `buf[0, n)` at `position`, looping over short writes. */
-async function writeFully(fh: FileHandle, buf: Buffer, n: number, position: number): Promise<void> {
-  let done = 0;
-  while (done < n) {
-    const { bytesWritten } = await fh.write(buf, done, n - done, position + done);
     if (bytesWritten <= 0) throw new Error("write made no progress");
     done += bytesWritten;
   }
@@ -391,7 +384,7 @@ export class WAL {
       fw.crcRecord(0);
       fw.bytes(RecordType.metadata, metadata);
       fw.bytes(RecordType.snapshot, snap);
-      await writeFully(fh, buf, fw.pos, 0);
+      await writeFully(fh.fd, buf, fw.pos, 0);
       await fh.datasync();
       headerBytes = fw.pos;
       crc = fw.crc;
@@ -844,7 +837,7 @@ export class WAL {
       const t0 = process.hrtime.bigint();
       try {
         tail.dsyncFd ??= openSync(tail.path, constants.O_WRONLY | constants.O_DSYNC);
-        await writeFullyFd(tail.dsyncFd, buf, fw.pos, this.#offsetBytes);
+        await writeFully(tail.dsyncFd, buf, fw.pos, this.#offsetBytes);
       } catch (err) {
         throw new WalIoError("write", tail.path, err);
       }
@@ -853,7 +846,7 @@ export class WAL {
       return;
     }
     try {
-      await writeFully(tail.fh, buf, fw.pos, this.#offsetBytes);
+      await writeFully(tail.fh.fd, buf, fw.pos, this.#offsetBytes);
     } catch (err) {
       throw new WalIoError("write", tail.path, err);
     }
@@ -932,7 +925,7 @@ export class WAL {
     if (!isEmptyHardState(this.#state)) fw.hardState(this.#state);
     const next: Tail = { fh: prepared.fh, path, seg: parseWalName(name)!, dsyncFd: null };
     try {
-      await writeFully(prepared.fh, head, fw.pos, 0);
+      await writeFully(prepared.fh.fd, head, fw.pos, 0);
     } catch (err) {
       throw new WalIoError("write", prepared.path, err);
     }

@@ -28,6 +28,16 @@ export function bytesToLatin1(u: Uint8Array): string {
   return (b as unknown as Latin1Fast).latin1Slice(0, b.length);
 }
 
+/** Bytes [start, end) of `b` as a latin1 string. */
+export function latin1Slice(b: Buffer, start: number, end: number): string {
+  return (b as unknown as Latin1Fast).latin1Slice(start, end);
+}
+
+/** Writes latin1 string `s` into `b` at `offset` (the caller made room). */
+export function latin1Write(b: Buffer, s: string, offset: number): void {
+  (b as unknown as Latin1Fast).latin1Write(s, offset, s.length);
+}
+
 /** A fresh Buffer holding the bytes of latin1 string `s`. */
 export function latin1ToBuffer(s: string): Buffer {
   if (s.length === 0) return emptyBuffer;
@@ -102,6 +112,17 @@ export class Rec {
     readonly lease: bigint,
   ) {}
 
+  /**
+   * Where the store's revision log holds this record while it is the newest of its key (the
+   * store's bookkeeping: it packs the record into its ColdLog at that slot once superseded).
+   */
+  logPos = -1;
+
+  /** Approximate bytes of a record in etcd's backend (bbolt key + marshaled value). */
+  static approximateBytesOf(keyBytes: number, valueBytes: number): number {
+    return revKeyBytes + keyBytes + valueBytes + recordOverheadBytes;
+  }
+
   /** The value bytes (a fresh Buffer each call). */
   get value(): Buffer {
     return latin1ToBuffer(this.valueLatin1);
@@ -113,7 +134,7 @@ export class Rec {
 
   /** Approximate bytes this record costs in etcd's backend (bbolt key + marshaled value). */
   get approximateBytes(): number {
-    return revKeyBytes + this.key.length + this.valueLatin1.length + recordOverheadBytes;
+    return Rec.approximateBytesOf(this.key.length, this.valueLatin1.length);
   }
 }
 

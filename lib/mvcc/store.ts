@@ -9,6 +9,9 @@
  *   and shared by the tree and every record of the key.
  * - `#log`: every record held, in revision order: etcd's bbolt "key" bucket (revision -> KeyValue)
  *   without the bytes. It serves watch catch-up, HashKV and stats; compaction rebuilds it.
+ * - `#cold`: records that are no longer the newest of their key, packed outside the V8 heap
+ *   (ColdLog). The index and the log hold a Rec object for each key's newest record and a ColdLog
+ *   row number for every older one (`Held`); a read of an old revision gets a fresh Rec.
  * Records are immutable, so a reader may keep them; the store never mutates a returned Buffer.
  */
 import CRC32C from "crc-32/crc32c.js";
@@ -46,6 +49,7 @@ import {
   emptyBuffer,
   recToKeyValue,
 } from "./record.js";
+import { ColdLog } from "./cold-log.js";
 import { WatchHub, type WatchSink, type WatchSource, type WatchStream } from "./watch.js";
 import { putVarint, putVarintBig } from "../proto/varint.js";
 
@@ -143,28 +147,22 @@ function rangeEndOf(rangeEnd: Uint8Array): RangeEnd {
   return view(rangeEnd);
 }
 
+/** A held record: the Rec of a key's newest record, or the ColdLog row of an older one. */
+type Held = Rec | number;
+
 /**
  * A key's records in revision order. Most keys hold one record (always so right after a
- * compaction), so a lone record is stored bare: an array costs ~56 bytes per key.
+ * compaction), so a lone record is stored bare: an array costs ~56 bytes per key. In an array,
+ * the last entry is the newest record's Rec and every other entry a ColdLog row.
  */
-type History = Rec | Rec[];
+type History = Rec | Held[];
 
 function lastOf(hist: History): Rec {
-  return hist instanceof Rec ? hist : hist[hist.length - 1]!;
+  return hist instanceof Rec ? hist : (hist[hist.length - 1] as Rec);
 }
 
 /** Shared zero lease: decoded requests carry a fresh 0n BigInt object each. */
 const noLease = 0n;
-
-/** The record of `hist` visible at `rev`, undefined if none or deleted. */
-function visibleAt(hist: History, rev: number): Rec | undefined {
-  if (hist instanceof Rec) return hist.main <= rev && !hist.isTombstone ? hist : undefined;
-  for (let i = hist.length - 1; i >= 0; i--) {
-    const r = hist[i]!;
-    if (r.main <= rev) return r.isTombstone ? undefined : r;
-  }
-  return undefined;
-}
 
 function innerHeader(revision: number): ResponseHeader {
   return { clusterId: 0n, memberId: 0n, revision, raftTerm: 0 };
@@ -190,7 +188,8 @@ export function isTxnReadOnly(req: TxnRequest): boolean {
  */
 export class MvccStore {
   readonly #index = new BTree<History>();
-  #log: Rec[] = [];
+  #log: Held[] = [];
+  #cold = new ColdLog();
   /** etcd starts at revision 1 with nothing in it. */
   #currentRev = 1;
   /** etcd's compactMainRev: -1 until the first compaction. */
@@ -217,12 +216,9 @@ export class MvccStore {
       get compactRevision() {
         return store.#compactRev;
       },
-      historyOf: (key) => {
-        const h = this.#index.get(key);
-        return h instanceof Rec ? [h] : h;
-      },
-      revisionLog: () => this.#log,
-      logIndexAtOrAfter: (rev) => this.#logIndexAtOrAfter(rev),
+      keyRecordsFrom: (key, minRev) => this.#keyRecordsFrom(key, minRev),
+      recordsFrom: (minRev, match) => this.#recordsFrom(minRev, match),
+      recordBefore: (r) => this.#recordBefore(r),
     };
     this.#hub = new WatchHub(src, {
       maxWatchersPerStream: opts?.maxWatchersPerStream ?? 10_000,
@@ -327,12 +323,12 @@ export class MvccStore {
   #visit(key: Buffer, end: RangeEnd, rev: number, fn: (r: Rec) => void): void {
     if (end === "single") {
       const hist = this.#index.get(key);
-      const r = hist === undefined ? undefined : visibleAt(hist, rev);
+      const r = hist === undefined ? undefined : this.#visibleAt(hist, rev);
       if (r !== undefined) fn(r);
       return;
     }
     this.#index.ascend(key, end === "open" ? undefined : end, (_k, hist) => {
-      const r = visibleAt(hist, rev);
+      const r = this.#visibleAt(hist, rev);
       if (r !== undefined) fn(r);
     });
   }
@@ -414,7 +410,13 @@ export class MvccStore {
     if (revision <= this.#compactRev) throw new MvccCompactedError();
     if (revision > this.#currentRev) throw new MvccFutureRevError();
     this.#compactRev = revision;
-    const keptOld: Rec[] = [];
+    // Survivors move to a new ColdLog (dropping the dead rows and their value bytes); a snapshot
+    // taken before keeps reading the old one.
+    const oldCold = this.#cold;
+    const cold = new ColdLog();
+    const remap = new Int32Array(oldCold.length).fill(-1);
+    const tailStart = this.#logIndexAtOrAfter(revision + 1);
+    const keptOld: Held[] = [];
     const emptied: Buffer[] = [];
     const single: Rec[] = [];
     this.#index.ascend(undefined, undefined, (key, hist) => {
@@ -425,23 +427,46 @@ export class MvccStore {
         return;
       }
       let i = hist.length - 1;
-      while (i >= 0 && hist[i]!.main > revision) i--;
-      if (i < 0) return;
-      let drop = i;
-      if (hist[i]!.isTombstone) drop = i + 1;
-      else keptOld.push(hist[i]!);
-      if (drop > 0) hist.splice(0, drop);
+      while (i >= 0 && this.#mainOf(hist[i]!) > revision) i--;
+      let keepsOld = false;
+      if (i >= 0) {
+        const tomb = this.#isTombstone(hist[i]!);
+        keepsOld = !tomb;
+        const drop = tomb ? i + 1 : i;
+        if (drop > 0) hist.splice(0, drop);
+      }
+      for (let j = 0; j < hist.length; j++) {
+        const h = hist[j]!;
+        if (typeof h === "number") {
+          const n = cold.copyRow(oldCold, h);
+          remap[h] = n;
+          hist[j] = n;
+        }
+      }
+      if (keepsOld) keptOld.push(hist[0]!);
       if (hist.length === 0) emptied.push(key);
-      else if (hist.length === 1) single.push(hist[0]!);
+      else if (hist.length === 1) single.push(hist[0] as Rec);
     });
     // The tree is not changed while it is walked: deletions and bare-record swaps come after.
     for (const k of emptied) this.#index.delete(k);
     for (const r of single) this.#index.set(r.key, r);
-    keptOld.sort(compareRecRevision);
-    const tail = this.#log.slice(this.#logIndexAtOrAfter(revision + 1));
+    const tail = this.#log.slice(tailStart);
+    this.#cold = cold;
+    keptOld.sort((x, y) => this.#compareHeld(x, y));
+    for (let j = 0; j < tail.length; j++) {
+      const h = tail[j]!;
+      if (typeof h === "number") tail[j] = remap[h]!;
+    }
     this.#log = keptOld.concat(tail);
     let bytes = 0;
-    for (const r of this.#log) bytes += r.approximateBytes;
+    for (let j = 0; j < this.#log.length; j++) {
+      const h = this.#log[j]!;
+      if (typeof h === "number") bytes += cold.approximateBytes(h);
+      else {
+        h.logPos = j;
+        bytes += h.approximateBytes;
+      }
+    }
     this.#bytes = bytes;
     // Unsynced watchers below the new compaction point get their compacted response now.
     this.#hub.syncWatchers();
@@ -457,36 +482,42 @@ export class MvccStore {
   checkInvariants(): void {
     const log = this.#log;
     for (let i = 1; i < log.length; i++) {
-      mvccAssert(compareRecRevision(log[i - 1]!, log[i]!) < 0, `log out of order at ${i}`);
+      mvccAssert(this.#compareHeld(log[i - 1]!, log[i]!) < 0, `log out of order at ${i}`);
+    }
+    for (let i = 0; i < log.length; i++) {
+      const h = log[i]!;
+      if (typeof h === "number") mvccAssert(h >= 0 && h < this.#cold.length, `bad row at ${i}`);
+      else mvccAssert(h.logPos === i, `record at ${i} says it is at ${h.logPos}`);
     }
     const last = log[log.length - 1];
     mvccAssert(
-      last === undefined || last.main <= this.#currentRev,
+      last === undefined || this.#mainOf(last) <= this.#currentRev,
       "record above current revision",
     );
-    const inLog = new Set(log);
+    const inLog = new Set<Held>(log);
     let held = 0;
     let live = 0;
     let bytes = 0;
     this.#index.ascend(undefined, undefined, (key, hist) => {
-      const recs = hist instanceof Rec ? [hist] : hist;
+      const recs: Held[] = hist instanceof Rec ? [hist] : hist;
       mvccAssert(recs.length > 0, `empty history for key ${key.toString("hex")}`);
       mvccAssert(
         !(hist instanceof Rec) || !hist.isTombstone || hist.main > this.#compactRev,
         `bare tombstone at or below the compaction point for ${key.toString("hex")}`,
       );
+      const newest = recs[recs.length - 1]!;
+      mvccAssert(newest instanceof Rec, `newest record of ${key.toString("hex")} is packed`);
       for (let i = 0; i < recs.length; i++) {
-        const r = recs[i]!;
-        mvccAssert(
-          r.key === recs[0]!.key && r.key.equals(key),
-          "record key differs from its index key",
-        );
-        mvccAssert(i === 0 || compareRecRevision(recs[i - 1]!, r) < 0, "history out of order");
-        mvccAssert(inLog.has(r), `record ${r.main}.${r.sub} in the index but not in the log`);
-        bytes += r.approximateBytes;
+        const h = recs[i]!;
+        mvccAssert(i === recs.length - 1 || typeof h === "number", "older record not packed");
+        const k = typeof h === "number" ? this.#cold.key(h) : h.key;
+        mvccAssert(k === newest.key && k.equals(key), "record key differs from its index key");
+        mvccAssert(i === 0 || this.#compareHeld(recs[i - 1]!, h) < 0, "history out of order");
+        mvccAssert(inLog.has(h), `record ${this.#mainOf(h)} in the index but not in the log`);
+        bytes += typeof h === "number" ? this.#cold.approximateBytes(h) : h.approximateBytes;
       }
       held += recs.length;
-      if (!recs[recs.length - 1]!.isTombstone) live++;
+      if (!newest.isTombstone) live++;
     });
     mvccAssert(held === log.length, `index holds ${held} records, log ${log.length}`);
     mvccAssert(live === this.#liveKeys, `live keys ${live}, counted ${this.#liveKeys}`);
@@ -513,19 +544,20 @@ export class MvccStore {
     const rev = revision === 0 ? this.#currentRev : revision;
     // etcd kvindex.Keep(rev): the record each key shows at rev; only consulted for records at or
     // below the compaction point, so only those are collected (one in-order walk, no lookups).
-    const keep = new Set<Rec>();
+    const keep = new Set<Held>();
     let keepAny = false;
     this.#index.ascend(undefined, undefined, (_k, hist) => {
-      const r = visibleAt(hist, rev);
-      if (r === undefined) return;
+      const h = this.#heldVisibleAt(hist, rev);
+      if (h === undefined) return;
       keepAny = true;
-      if (r.main <= compactRev) keep.add(r);
+      if (this.#mainOf(h) <= compactRev) keep.add(h);
     });
     let crc = CRC32C.buf(Buffer.from("key"));
     let scratch = Buffer.allocUnsafe(4096);
-    for (const r of this.#log) {
-      if (r.main > rev) break;
-      if (r.main <= compactRev && keepAny && !keep.has(r)) continue;
+    for (const h of this.#log) {
+      if (this.#mainOf(h) > rev) break;
+      if (this.#mainOf(h) <= compactRev && keepAny && !keep.has(h)) continue;
+      const r = this.#recOf(h);
       const need = hashRecordMaxBytes(r);
       if (need > scratch.length) scratch = Buffer.allocUnsafe(need * 2);
       const n = encodeHashRecord(r, scratch);
@@ -539,6 +571,7 @@ export class MvccStore {
   /** A point-in-time view of every record, for the db (snapshot) file writer. O(1). */
   snapshot(): MvccSnapshot {
     const log = this.#log;
+    const cold = this.#cold;
     const count = log.length;
     return {
       revision: this.#currentRev,
@@ -550,7 +583,9 @@ export class MvccStore {
         let chunk = Buffer.allocUnsafeSlow(snapshotChunkBytes);
         let used = 0;
         for (let i = 0; i < count; i++) {
-          const r = log[i]!;
+          // a record packed after the snapshot was taken reads the same from the ColdLog
+          const h = log[i]!;
+          const r = typeof h === "number" ? cold.rec(h) : h;
           const need = hashRecordMaxBytes(r);
           if (used + need > chunk.length) {
             chunk = Buffer.allocUnsafeSlow(Math.max(snapshotChunkBytes, need));
@@ -610,25 +645,32 @@ export class MvccStore {
       recs.sort(compareRecRevision);
       for (const list of byKey.values()) list.sort(compareRecRevision);
     }
+    const log: Held[] = recs;
+    for (let j = 0; j < recs.length; j++) recs[j]!.logPos = j;
+    this.#log = log;
+    let bytes = 0;
+    for (const r of recs) bytes += r.approximateBytes;
     // Key order (latin1 strings sort by code unit = byte order) makes the tree build cheap.
     const sortedKeys = [...byKey.keys()].sort();
     let live = 0;
-    let bytes = 0;
     for (const ks of sortedKeys) {
       const list = byKey.get(ks)!;
       const k = list[0]!.key;
-      this.#index.set(k, list.length === 1 ? list[0]! : list);
+      if (list.length === 1) this.#index.set(k, list[0]!);
+      else {
+        const hist: Held[] = list;
+        for (let j = 0; j < list.length - 1; j++) hist[j] = this.#freeze(list[j] as Rec);
+        this.#index.set(k, hist);
+      }
       const last = list[list.length - 1]!;
       if (!last.isTombstone) {
         live++;
         if (last.lease !== 0n) this.#hooks?.attach(last.lease, k);
       }
     }
-    for (const r of recs) bytes += r.approximateBytes;
-    this.#log = recs;
     this.#liveKeys = live;
     this.#bytes = bytes;
-    const top = recs.length > 0 ? recs[recs.length - 1]!.main : 1;
+    const top = log.length > 0 ? this.#mainOf(log[log.length - 1]!) : 1;
     this.#currentRev = Math.max(top, compactRevision, 1);
     this.#compactRev = compactRevision;
   }
@@ -670,7 +712,7 @@ export class MvccStore {
     let hi = log.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (log[mid]!.main < rev) lo = mid + 1;
+      if (this.#mainOf(log[mid]!) < rev) lo = mid + 1;
       else hi = mid;
     }
     return lo;
@@ -753,8 +795,110 @@ export class MvccStore {
   /** Adds `rec` as the newest record of its key (the tree is touched only for a key's 1st/2nd). */
   #pushRec(hist: History | undefined, rec: Rec): void {
     if (hist === undefined) this.#index.set(rec.key, rec);
-    else if (hist instanceof Rec) this.#index.set(rec.key, [hist, rec]);
-    else hist.push(rec);
+    else if (hist instanceof Rec) this.#index.set(rec.key, [this.#freeze(hist), rec]);
+    else {
+      hist[hist.length - 1] = this.#freeze(hist[hist.length - 1] as Rec);
+      hist.push(rec);
+    }
+  }
+
+  /** Packs a record that is no longer its key's newest into the ColdLog; returns its row. */
+  #freeze(r: Rec): number {
+    const row = this.#cold.append(r);
+    this.#log[r.logPos] = row;
+    return row;
+  }
+
+  #mainOf(h: Held): number {
+    return typeof h === "number" ? this.#cold.main(h) : h.main;
+  }
+
+  #subOf(h: Held): number {
+    return typeof h === "number" ? this.#cold.sub(h) : h.sub;
+  }
+
+  #isTombstone(h: Held): boolean {
+    return typeof h === "number" ? this.#cold.isTombstone(h) : h.isTombstone;
+  }
+
+  #recOf(h: Held): Rec {
+    return typeof h === "number" ? this.#cold.rec(h) : h;
+  }
+
+  /** Orders held records by revision (main, then sub). */
+  #compareHeld(a: Held, b: Held): number {
+    const cold = this.#cold;
+    const am = typeof a === "number" ? cold.main(a) : a.main;
+    const bm = typeof b === "number" ? cold.main(b) : b.main;
+    return am !== bm ? am - bm : this.#subOf(a) - this.#subOf(b);
+  }
+
+  /** The entry of `hist` visible at `rev` (a put, not a tombstone), undefined if none. */
+  #heldVisibleAt(hist: History, rev: number): Held | undefined {
+    if (hist instanceof Rec) return hist.main <= rev && !hist.isTombstone ? hist : undefined;
+    for (let i = hist.length - 1; i >= 0; i--) {
+      const h = hist[i]!;
+      if (this.#mainOf(h) <= rev) return this.#isTombstone(h) ? undefined : h;
+    }
+    return undefined;
+  }
+
+  /** The record of `hist` visible at `rev`, undefined if none or deleted. */
+  #visibleAt(hist: History, rev: number): Rec | undefined {
+    if (hist instanceof Rec) return hist.main <= rev && !hist.isTombstone ? hist : undefined;
+    const newest = hist[hist.length - 1] as Rec;
+    if (newest.main <= rev) return newest.isTombstone ? undefined : newest;
+    const h = this.#heldVisibleAt(hist, rev);
+    return h === undefined ? undefined : this.#recOf(h);
+  }
+
+  /** Records of `key` with main revision >= minRev, in revision order (WatchSource). */
+  *#keyRecordsFrom(key: Buffer, minRev: number): Generator<Rec> {
+    const hist = this.#index.get(key);
+    if (hist === undefined) return;
+    if (hist instanceof Rec) {
+      if (hist.main >= minRev) yield hist;
+      return;
+    }
+    let lo = 0;
+    let hi = hist.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.#mainOf(hist[mid]!) < minRev) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo; i < hist.length; i++) yield this.#recOf(hist[i]!);
+  }
+
+  /** Records with main revision >= minRev whose key passes `match`, in revision order. */
+  *#recordsFrom(minRev: number, match: (key: Buffer) => boolean): Generator<Rec> {
+    const log = this.#log;
+    const cold = this.#cold;
+    for (let i = this.#logIndexAtOrAfter(minRev); i < log.length; i++) {
+      const h = log[i]!;
+      if (typeof h === "number") {
+        if (match(cold.key(h))) yield cold.rec(h);
+      } else if (match(h.key)) yield h;
+    }
+  }
+
+  /** The record held just before `r` in its key's history, undefined if none or r is not held. */
+  #recordBefore(r: Rec): Rec | undefined {
+    const hist = this.#index.get(r.key);
+    if (hist === undefined || hist instanceof Rec) return undefined;
+    let lo = 0;
+    let hi = hist.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const h = hist[mid]!;
+      const m = this.#mainOf(h);
+      if (m < r.main || (m === r.main && this.#subOf(h) < r.sub)) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo === 0 || lo >= hist.length) return undefined;
+    const at = hist[lo]!;
+    if (this.#mainOf(at) !== r.main || this.#subOf(at) !== r.sub) return undefined;
+    return this.#recOf(hist[lo - 1]!);
   }
 
   #appendTombstone(hist: History, live: Rec): void {
@@ -780,6 +924,7 @@ export class MvccStore {
 
   #record(rec: Rec): void {
     this.#writing!.push(rec);
+    rec.logPos = this.#log.length;
     this.#log.push(rec);
     this.#bytes += rec.approximateBytes;
   }
@@ -834,7 +979,7 @@ export class MvccStore {
         const p = r.requestPut;
         if (p.ignoreValue || p.ignoreLease) {
           const hist = this.#index.get(view(p.key));
-          if (hist === undefined || visibleAt(hist, this.#currentRev) === undefined) {
+          if (hist === undefined || this.#visibleAt(hist, this.#currentRev) === undefined) {
             throw new KeyNotFoundError();
           }
         }

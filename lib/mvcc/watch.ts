@@ -40,12 +40,12 @@ export interface WatchSink {
 export interface WatchSource {
   readonly currentRevision: number;
   readonly compactRevision: number;
-  /** Every record of `key` in revision order, or undefined. Do not mutate. */
-  historyOf(key: Buffer): readonly Rec[] | undefined;
-  /** Every record held, in revision order. Do not mutate. */
-  revisionLog(): readonly Rec[];
-  /** Index in revisionLog() of the first record with main >= rev (log length if none). */
-  logIndexAtOrAfter(rev: number): number;
+  /** The records of `key` with main revision >= minRev, in revision order. */
+  keyRecordsFrom(key: Buffer, minRev: number): Iterable<Rec>;
+  /** Every record with main revision >= minRev whose key passes `match`, in revision order. */
+  recordsFrom(minRev: number, match: (key: Buffer) => boolean): Iterable<Rec>;
+  /** The record held just before `r` in its key's history; undefined if none or r is not held. */
+  recordBefore(r: Rec): Rec | undefined;
 }
 
 /** Limits of the watch side; see MvccStore's constructor for the defaults. */
@@ -287,19 +287,6 @@ function addTo(batches: Map<Watcher, Rec[]>, w: Watcher, rec: Rec): void {
   const list = batches.get(w);
   if (list === undefined) batches.set(w, [rec]);
   else list.push(rec);
-}
-
-/** Binary search: index of the first record with revision >= rev in a revision-ordered list. */
-function firstAtOrAfter(recs: readonly Rec[], main: number, sub = 0): number {
-  let lo = 0;
-  let hi = recs.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    const r = recs[mid]!;
-    if (r.main < main || (r.main === main && r.sub < sub)) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 /**
@@ -569,18 +556,11 @@ export class WatchStream {
       recs.push(r);
       return true;
     };
-    if (w.end === undefined) {
-      const hist = src.historyOf(w.key) ?? [];
-      for (let i = firstAtOrAfter(hist, w.minRev); i < hist.length; i++) {
-        if (!take(hist[i]!)) break;
-      }
-    } else {
-      const log = src.revisionLog();
-      for (let i = src.logIndexAtOrAfter(w.minRev); i < log.length; i++) {
-        const r = log[i]!;
-        if (w.matches(r.key) && !take(r)) break;
-      }
-    }
+    const records =
+      w.end === undefined
+        ? src.keyRecordsFrom(w.key, w.minRev)
+        : src.recordsFrom(w.minRev, (k) => w.matches(k));
+    for (const r of records) if (!take(r)) break;
     if (moreRev !== 0) {
       w.minRev = moreRev;
     } else {
@@ -671,10 +651,6 @@ export class WatchStream {
 /** The record of the same key visible at r.main - 1, unless that revision is compacted. */
 function prevRecord(src: WatchSource, r: Rec): Rec | undefined {
   if (r.main - 1 < src.compactRevision) return undefined;
-  const hist = src.historyOf(r.key);
-  if (hist === undefined) return undefined;
-  const i = firstAtOrAfter(hist, r.main, r.sub);
-  if (i === 0 || hist[i] !== r) return undefined;
-  const prev = hist[i - 1]!;
-  return prev.isTombstone ? undefined : prev;
+  const prev = src.recordBefore(r);
+  return prev === undefined || prev.isTombstone ? undefined : prev;
 }

@@ -22,6 +22,7 @@ import {
   H2ErrorCode,
   type H2GrpcServerOptions,
   type H2Stream,
+  type H2StreamHandler,
   type Header,
   encodeHeaderBlock,
 } from "../h2/index.js";
@@ -49,7 +50,7 @@ function requestTarget(headers: readonly Header[]): { method: string; url: strin
  * Sending goes through H2Stream.sendData, so a response waits for the client's stream and
  * connection windows, and write() returns false once the stream's high-water mark is passed.
  */
-export class H2StreamExchange implements GatewayExchange {
+export class H2StreamExchange implements GatewayExchange, H2StreamHandler {
   readonly method: string;
   readonly url: string;
   readonly #stream: H2Stream;
@@ -77,15 +78,28 @@ export class H2StreamExchange implements GatewayExchange {
     // an answer that needs no body (404, 405, /health) may go before the body has arrived: the
     // stream then takes the rest of it instead of a reset that curl reports as a failure
     stream.resetOnEarlyEnd = false;
-    stream.onData = (chunk) => this.#data(chunk);
-    stream.onEnd = () => {
-      this.#remoteEnded = true;
-      if (this.#reading && !this.#stopped) this.#onEnd();
-    };
-    stream.onAbort = () => this.#close();
-    stream.onDrain = () => {
-      for (const fn of this.#drainFns) fn();
-    };
+    stream.handler = this;
+  }
+
+  /** @internal H2StreamHandler */
+  onStreamData(chunk: Buffer): void {
+    this.#data(chunk);
+  }
+
+  /** @internal H2StreamHandler */
+  onStreamEnd(): void {
+    this.#remoteEnded = true;
+    if (this.#reading && !this.#stopped) this.#onEnd();
+  }
+
+  /** @internal H2StreamHandler */
+  onStreamAbort(): void {
+    this.#close();
+  }
+
+  /** @internal H2StreamHandler */
+  onStreamDrain(): void {
+    for (const fn of this.#drainFns) fn();
   }
 
   get headersSent(): boolean {

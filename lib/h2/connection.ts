@@ -119,18 +119,33 @@ const noQueueItems: QueueItem[] = Object.freeze([]) as unknown as QueueItem[];
 const noChunks: Buffer[] = Object.freeze([]) as unknown as Buffer[];
 
 /**
- * One HTTP/2 stream on the server side. The application (lib/h2/grpc.ts) sets the `on*` callbacks
- * and answers with sendHeaders / sendData / reset. Once `closed`, further calls are ignored.
+ * What the application hears of one stream. An object with methods rather than four callbacks:
+ * the application's per-call object is the handler, so a stream costs no closures.
+ */
+export interface H2StreamHandler {
+  /** request body bytes of this stream (DATA payload, padding removed) */
+  onStreamData(chunk: Buffer): void;
+  /** the client sent END_STREAM */
+  onStreamEnd(): void;
+  /** the stream ended without a response: client RST_STREAM, stream error or the connection went */
+  onStreamAbort(h2Code: number): void;
+  /** queued bytes fell below the high-water mark after send() returned false */
+  onStreamDrain(): void;
+}
+
+const noopHandler: H2StreamHandler = Object.freeze({
+  onStreamData: noop,
+  onStreamEnd: noop,
+  onStreamAbort: noop,
+  onStreamDrain: noop,
+});
+
+/**
+ * One HTTP/2 stream on the server side. The application (lib/h2/grpc.ts) sets `handler` and
+ * answers with sendHeaders / sendData / reset. Once `closed`, further calls are ignored.
  */
 export class H2Stream {
-  /** request body bytes of this stream (DATA payload, padding removed) */
-  onData: (chunk: Buffer) => void = noop;
-  /** the client sent END_STREAM */
-  onEnd: () => void = noop;
-  /** the stream ended without a response: client RST_STREAM, stream error or the connection went */
-  onAbort: (h2Code: number) => void = noop;
-  /** queued bytes fell below the high-water mark after send() returned false */
-  onDrain: () => void = noop;
+  handler: H2StreamHandler = noopHandler;
 
   /** peer's window for our DATA on this stream */
   sendWindow: number;
@@ -150,8 +165,8 @@ export class H2Stream {
   /**
    * What happens when the response ends while the client is still sending: true (gRPC) sends
    * RST_STREAM(NO_ERROR) at once (RFC 9113 §8.1, as grpc-go); false leaves the stream half-closed
-   * (local) until the client's END_STREAM, its further DATA still going to onData, for clients
-   * (curl) that count such a reset as a failure while they are still uploading. The application
+   * (local) until the client's END_STREAM, its further DATA still going to the handler, for
+   * clients (curl) that count such a reset as a failure while they are still uploading. The application
    * then bounds what it takes and may reset() the stream itself.
    */
   resetOnEarlyEnd = true;
@@ -181,7 +196,7 @@ export class H2Stream {
 
   /**
    * Sends DATA, subject to flow control; returns false when more than streamHighWaterBytes wait
-   * for the client's window (then onDrain is called once they have gone).
+   * for the client's window (then handler.onStreamDrain is called once they have gone).
    */
   sendData(buf: Buffer, end = false): boolean {
     if (this.closed || this.localEnded) return true;
@@ -224,8 +239,8 @@ export class H2Stream {
 /** What a connection tells its owner. */
 export interface H2ConnectionHandler {
   /**
-   * A new stream's request headers arrived. Called after the whole read was parsed; the stream's
-   * onData / onEnd set here then receive the body (including DATA of that same read).
+   * A new stream's request headers arrived. Called after the whole read was parsed; the
+   * stream.handler set here then receives the body (including DATA of that same read).
    */
   onStream(stream: H2Stream, headers: Header[]): void;
   /** the connection is gone (socket closed); all streams were aborted before */
@@ -417,8 +432,8 @@ export class H2Connection {
         s.dispatched = true;
         const early = s.early;
         s.early = noChunks;
-        for (const chunk of early) if (!s.closed) s.onData(chunk);
-        if (s.remoteEnded && !s.closed) s.onEnd();
+        for (const chunk of early) if (!s.closed) s.handler.onStreamData(chunk);
+        if (s.remoteEnded && !s.closed) s.handler.onStreamEnd();
       } catch {
         this.#resetStream(s, H2ErrorCode.INTERNAL_ERROR, true);
       }
@@ -592,7 +607,7 @@ export class H2Connection {
       s.recvWindow += used;
     }
     if (b > a) {
-      if (s.dispatched) s.onData(payload.subarray(a, b));
+      if (s.dispatched) s.handler.onStreamData(payload.subarray(a, b));
       else if (s.early === noChunks) s.early = [payload.subarray(a, b)];
       else s.early.push(payload.subarray(a, b));
     }
@@ -601,7 +616,7 @@ export class H2Connection {
 
   #remoteEnd(s: H2Stream): void {
     s.remoteEnded = true;
-    if (!s.closed && s.dispatched) s.onEnd();
+    if (!s.closed && s.dispatched) s.handler.onStreamEnd();
     if (s.localEnded && s.queue.length === 0) this.#closeStream(s);
   }
 
@@ -897,7 +912,7 @@ export class H2Connection {
     this.#blocked.delete(s);
     if (s.wantDrain && s.queuedBytes <= this.limits.streamHighWaterBytes / 2) {
       s.wantDrain = false;
-      s.onDrain();
+      s.handler.onStreamDrain();
     }
   }
 
@@ -936,7 +951,7 @@ export class H2Connection {
     if (s.closed) return;
     this.#closeStream(s);
     try {
-      s.onAbort(code);
+      s.handler.onStreamAbort(code);
     } catch {
       // the application's abort handler must not take the connection down
     }

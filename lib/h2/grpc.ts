@@ -12,6 +12,7 @@ import {
   type H2ConnectionHandler,
   type H2Limits,
   type H2Stream,
+  type H2StreamHandler,
   defaultH2Limits,
 } from "./connection.js";
 import { H2ErrorCode } from "./errors.js";
@@ -225,7 +226,7 @@ export function parseGrpcTimeoutMs(v: string | undefined): number | undefined {
 }
 
 /** One gRPC call on one H2 stream. */
-class Call implements CallContext {
+class Call implements CallContext, H2StreamHandler {
   cancelled = false;
   #headersSent = false;
   #done = false;
@@ -263,13 +264,7 @@ class Call implements CallContext {
   }
 
   start(timeoutMs: number | undefined): void {
-    const s = this.stream;
-    s.onData = (chunk) => this.#onData(chunk);
-    s.onEnd = () => this.#onEnd();
-    s.onAbort = () => this.#cancel();
-    s.onDrain = () => {
-      if (this.#drainFns !== null) for (const fn of this.#drainFns) fn();
-    };
+    this.stream.handler = this;
     if (timeoutMs !== undefined) {
       this.#timer = setTimeout(() => {
         this.finish({ code: GrpcCode.DEADLINE_EXCEEDED, message: "Deadline Exceeded" });
@@ -296,6 +291,26 @@ class Call implements CallContext {
         this.fail(err);
       }
     }
+  }
+
+  /** @internal H2StreamHandler */
+  onStreamData(chunk: Buffer): void {
+    this.#onData(chunk);
+  }
+
+  /** @internal H2StreamHandler */
+  onStreamEnd(): void {
+    this.#onEnd();
+  }
+
+  /** @internal H2StreamHandler */
+  onStreamAbort(): void {
+    this.#cancel();
+  }
+
+  /** @internal H2StreamHandler */
+  onStreamDrain(): void {
+    if (this.#drainFns !== null) for (const fn of this.#drainFns) fn();
   }
 
   #deliver(b: Buffer): void {

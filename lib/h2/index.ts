@@ -27,6 +27,7 @@ export {
   defaultH2Limits,
   type H2Limits,
   type H2ConnectionHandler,
+  type H2StreamHandler,
 } from "./connection.js";
 export {
   HpackDecoder,

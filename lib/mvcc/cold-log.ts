@@ -6,19 +6,17 @@
  * every revision of history cost the garbage collector two objects to mark on each full
  * collection: with ~1.7M revisions a full mark took ~140 ms of main-thread and helper time, and a
  * member under put load lost up to half its throughput and had p99 latency spikes as history grew
- * (bench/compare's later rounds). Here a revision costs typed-array slots and its value bytes in
- * a shared chunk, which the collector does not scan; the key and chunk columns are plain arrays
- * whose slots point at objects shared by many rows.
+ * (bench/compare's later rounds). Here a revision costs typed-array slots, which the collector
+ * does not scan; the key and value-chunk columns are plain arrays whose slots point at objects
+ * shared by many rows. A row's value stays where the store's value arena (ByteArena) put it when
+ * the record was written: packing a record copies no bytes.
  *
  * Rows are append-only and never change: a reader that captured this log (a snapshot) can keep
  * reading rows it saw while new rows are added. Compaction builds a new ColdLog instead of
  * editing this one.
  */
-import { Rec, emptyBuffer, latin1Write, latin1Slice } from "./record.js";
+import { type ByteArena, Rec } from "./record.js";
 
-/** Value bytes per shared chunk; larger values get their own allocation. */
-const valueChunkBytes = 1024 * 1024;
-const maxSharedValueBytes = valueChunkBytes >>> 3;
 const initialRows = 1024;
 
 export class ColdLog {
@@ -33,40 +31,46 @@ export class ColdLog {
   #valueLength = new Int32Array(initialRows);
   readonly #keys: Buffer[] = [];
   readonly #valueChunks: Buffer[] = [];
-  #chunk: Buffer = emptyBuffer;
-  #chunkUsed = 0;
 
   /** Rows held. */
   get length(): number {
     return this.#rows;
   }
 
-  /** Packs `r` (its value bytes are copied); returns its row number. */
+  /** Packs `r` (its value stays in the chunk it is in); returns its row number. */
   append(r: Rec): number {
-    const row = this.#newRow(r.key, r.main, r.sub, r.createRevision, r.version, r.lease);
-    const s = r.valueLatin1;
-    this.#placeValue(row, s.length);
-    if (s.length > 0) latin1Write(this.#valueChunks[row]!, s, this.#valueOffset[row]!);
-    return row;
+    return this.#newRow(
+      r.key,
+      r.main,
+      r.sub,
+      r.createRevision,
+      r.version,
+      r.lease,
+      r.valueChunk,
+      r.valueOffset,
+      r.valueLength,
+    );
   }
 
-  /** Copies row `row` of `from` into this log; returns the new row number. */
-  copyRow(from: ColdLog, row: number): number {
-    const n = this.#newRow(
+  /**
+   * Copies row `row` of `from` into this log, its value bytes into `values` (compaction moves
+   * survivors to a fresh arena so the old chunks can be freed); returns the new row number.
+   */
+  copyRow(from: ColdLog, row: number, values: ByteArena): number {
+    const at = from.#valueOffset[row]!;
+    const len = from.#valueLength[row]!;
+    const chunk = values.place(from.#valueChunks[row]!, at, at + len);
+    return this.#newRow(
       from.#keys[row]!,
       from.#main[row]!,
       from.#sub[row]!,
       from.#create[row]!,
       from.#version[row]!,
       from.#lease[row]!,
+      chunk,
+      values.placedOffset,
+      len,
     );
-    const len = from.#valueLength[row]!;
-    this.#placeValue(n, len);
-    if (len > 0) {
-      const at = from.#valueOffset[row]!;
-      from.#valueChunks[row]!.copy(this.#valueChunks[n]!, this.#valueOffset[n]!, at, at + len);
-    }
-    return n;
   }
 
   main(row: number): number {
@@ -92,11 +96,11 @@ export class ColdLog {
 
   /** The row as a fresh Rec (equal in every field to the record that was packed). */
   rec(row: number): Rec {
-    const len = this.#valueLength[row]!;
-    const at = this.#valueOffset[row]!;
     return new Rec(
       this.#keys[row]!,
-      len === 0 ? "" : latin1Slice(this.#valueChunks[row]!, at, at + len),
+      this.#valueChunks[row]!,
+      this.#valueOffset[row]!,
+      this.#valueLength[row]!,
       this.#main[row]!,
       this.#sub[row]!,
       this.#create[row]!,
@@ -112,6 +116,9 @@ export class ColdLog {
     create: number,
     version: number,
     lease: bigint,
+    valueChunk: Buffer,
+    valueOffset: number,
+    valueLength: number,
   ): number {
     const row = this.#rows;
     if (row === this.#main.length) this.#grow();
@@ -120,33 +127,12 @@ export class ColdLog {
     this.#create[row] = create;
     this.#version[row] = version;
     this.#lease[row] = lease;
+    this.#valueOffset[row] = valueOffset;
+    this.#valueLength[row] = valueLength;
     this.#keys.push(key);
+    this.#valueChunks.push(valueChunk);
     this.#rows = row + 1;
     return row;
-  }
-
-  /** Reserves `len` value bytes for `row` in a chunk (or its own Buffer). */
-  #placeValue(row: number, len: number): void {
-    if (len === 0) {
-      this.#valueChunks.push(emptyBuffer);
-      this.#valueOffset[row] = 0;
-      this.#valueLength[row] = 0;
-      return;
-    }
-    if (len > maxSharedValueBytes) {
-      this.#valueChunks.push(Buffer.allocUnsafeSlow(len));
-      this.#valueOffset[row] = 0;
-      this.#valueLength[row] = len;
-      return;
-    }
-    if (this.#chunkUsed + len > this.#chunk.length) {
-      this.#chunk = Buffer.allocUnsafeSlow(valueChunkBytes);
-      this.#chunkUsed = 0;
-    }
-    this.#valueChunks.push(this.#chunk);
-    this.#valueOffset[row] = this.#chunkUsed;
-    this.#valueLength[row] = len;
-    this.#chunkUsed += len;
   }
 
   #grow(): void {

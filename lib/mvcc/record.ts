@@ -9,13 +9,11 @@ import { type KeyValue, Event_EventType, type Event } from "../proto/gen/mvccpb/
 export const emptyBuffer: Buffer = Buffer.alloc(0);
 
 /**
- * Node's own latin1 fast paths (Buffer.prototype.latin1Slice / latin1Write, present since Node 6
- * but not in the typings): ~140 ns and ~80 ns for 256 bytes where toString("latin1") and
- * Buffer.from(s, "latin1") cost ~450 ns, with their argument checks.
+ * Node's own latin1 fast path (Buffer.prototype.latin1Slice, present since Node 6 but not in the
+ * typings): ~140 ns for 256 bytes where toString("latin1") costs ~450 ns, with its argument checks.
  */
 interface Latin1Fast {
   latin1Slice(start: number, end: number): string;
-  latin1Write(s: string, offset: number, length: number): number;
 }
 if (typeof (emptyBuffer as unknown as Latin1Fast).latin1Slice !== "function") {
   throw new Error("lib/mvcc needs Buffer.prototype.latin1Slice (Node >= 20)");
@@ -28,64 +26,76 @@ export function bytesToLatin1(u: Uint8Array): string {
   return (b as unknown as Latin1Fast).latin1Slice(0, b.length);
 }
 
-/** Bytes [start, end) of `b` as a latin1 string. */
-export function latin1Slice(b: Buffer, start: number, end: number): string {
-  return (b as unknown as Latin1Fast).latin1Slice(start, end);
-}
-
-/** Writes latin1 string `s` into `b` at `offset` (the caller made room). */
-export function latin1Write(b: Buffer, s: string, offset: number): void {
-  (b as unknown as Latin1Fast).latin1Write(s, offset, s.length);
-}
-
-/** A fresh Buffer holding the bytes of latin1 string `s`. */
-export function latin1ToBuffer(s: string): Buffer {
-  if (s.length === 0) return emptyBuffer;
-  const b = Buffer.allocUnsafe(s.length);
-  (b as unknown as Latin1Fast).latin1Write(s, 0, s.length);
-  return b;
-}
-
 /**
- * Copies keys into large chunks that hold nothing but keys. A key copied with Buffer.allocUnsafe
- * lands in Node's shared 8 KiB pool slab next to short-lived request and response bytes, so each
- * stored key pinned a whole slab: measured ~200 bytes of dead slab per key at 100k keys
- * (DESIGN §7). Keys from one chunk die together only rarely, so a deleted key's bytes stay until
- * every key of its chunk is gone, which bounds the waste by the chunk size per surviving key.
+ * Copies the bytes the store keeps (keys; values) into large chunks that hold nothing else, outside
+ * the V8 heap. Measured reasons:
+ * - A key or value copied with Buffer.allocUnsafe lands in Node's shared 8 KiB pool slab next to
+ *   short-lived request and response bytes, so each stored one pinned a whole slab: ~200 bytes of
+ *   dead slab per key at 100k keys (DESIGN §7).
+ * - Values held as V8 strings made every put leave ~270 bytes in the young generation that each
+ *   scavenge copied into the old one, where it became garbage once the key was overwritten.
+ * Chunks are append-only: a chunk is freed when nothing points into it any more, which for values
+ * is after a compaction moved the survivors to a fresh arena (MvccStore.compact).
  */
-export class KeyArena {
+export class ByteArena {
   readonly #chunkBytes: number;
-  /** Keys larger than this get their own allocation so one key cannot waste most of a chunk. */
-  readonly #maxSharedKeyBytes: number;
+  /** Larger copies get their own allocation so one of them cannot waste most of a chunk. */
+  readonly #maxSharedBytes: number;
   #chunk: Buffer = emptyBuffer;
   #used = 0;
+  #placedOffset = 0;
 
   /** `chunkBytes`: bytes per shared chunk (>= 64). Throws RangeError otherwise. */
   constructor(chunkBytes: number) {
     if (!Number.isInteger(chunkBytes) || chunkBytes < 64) {
-      throw new RangeError(`key arena chunk must be an integer >= 64 bytes, got ${chunkBytes}`);
+      throw new RangeError(`arena chunk must be an integer >= 64 bytes, got ${chunkBytes}`);
     }
     this.#chunkBytes = chunkBytes;
-    this.#maxSharedKeyBytes = chunkBytes >>> 3;
+    this.#maxSharedBytes = chunkBytes >>> 3;
   }
 
   /** A Buffer owned by the store holding a copy of `u`; never mutate it. */
   copy(u: Uint8Array): Buffer {
     const n = u.length;
     if (n === 0) return emptyBuffer;
-    if (n > this.#maxSharedKeyBytes) {
+    const chunk = this.place(u, 0, n);
+    const at = this.#placedOffset;
+    return at === 0 && chunk.length === n ? chunk : chunk.subarray(at, at + n);
+  }
+
+  /**
+   * Copies bytes [start, end) of `u` like copy(), but returns the whole chunk that holds the copy;
+   * the copy begins at `placedOffset`. A caller that keeps (chunk, offset, length) needs no view
+   * object per copy (a view is a ~100-byte V8 object; two numbers in a record are 8 bytes).
+   */
+  place(u: Uint8Array, start: number, end: number): Buffer {
+    const n = end - start;
+    if (n === 0) {
+      this.#placedOffset = 0;
+      return emptyBuffer;
+    }
+    if (n > this.#maxSharedBytes) {
       const own = Buffer.allocUnsafeSlow(n);
-      own.set(u);
+      own.set(u.subarray(start, end));
+      this.#placedOffset = 0;
       return own;
     }
     if (this.#used + n > this.#chunk.length) {
       this.#chunk = Buffer.allocUnsafeSlow(this.#chunkBytes);
       this.#used = 0;
     }
-    const start = this.#used;
-    this.#chunk.set(u, start);
-    this.#used = start + n;
-    return this.#chunk.subarray(start, start + n);
+    const at = this.#used;
+    const chunk = this.#chunk;
+    if (start === 0 && end === u.length) chunk.set(u, at);
+    else chunk.set(u.subarray(start, end), at);
+    this.#used = at + n;
+    this.#placedOffset = at;
+    return chunk;
+  }
+
+  /** Where the last place() put its copy in the chunk it returned. */
+  get placedOffset(): number {
+    return this.#placedOffset;
   }
 }
 
@@ -98,11 +108,13 @@ export class Rec {
   constructor(
     readonly key: Buffer,
     /**
-     * The value as a latin1 string (one char per byte, lossless). A one-byte V8 string costs a
-     * 16-byte header where a Buffer costs a ~96-byte object plus a share of a pooled slab that
-     * compaction could not free; strings are also immutable, so sharing them is safe.
+     * The value is bytes [valueOffset, valueOffset + valueLength) of this chunk of the store's
+     * value arena (ByteArena), outside the V8 heap. A compaction may move them to a fresh arena
+     * (the bytes stay the same); that is the only time chunk and offset change.
      */
-    readonly valueLatin1: string,
+    public valueChunk: Buffer,
+    public valueOffset: number,
+    readonly valueLength: number,
     readonly main: number,
     readonly sub: number,
     /** create_revision of the key's current generation; 0 marks a tombstone. */
@@ -123,9 +135,13 @@ export class Rec {
     return revKeyBytes + keyBytes + valueBytes + recordOverheadBytes;
   }
 
-  /** The value bytes (a fresh Buffer each call). */
+  /** The value bytes: a view shared with the store, so never mutate it. */
   get value(): Buffer {
-    return latin1ToBuffer(this.valueLatin1);
+    const n = this.valueLength;
+    if (n === 0) return emptyBuffer;
+    const c = this.valueChunk;
+    const at = this.valueOffset;
+    return at === 0 && c.length === n ? c : c.subarray(at, at + n);
   }
 
   get isTombstone(): boolean {
@@ -134,7 +150,7 @@ export class Rec {
 
   /** Approximate bytes this record costs in etcd's backend (bbolt key + marshaled value). */
   get approximateBytes(): number {
-    return Rec.approximateBytesOf(this.key.length, this.valueLatin1.length);
+    return Rec.approximateBytesOf(this.key.length, this.valueLength);
   }
 }
 
@@ -174,6 +190,17 @@ export function recToEvent(r: Rec): Event {
     };
   }
   return { type: Event_EventType.PUT, kv: recToKeyValue(r) };
+}
+
+/** Orders records by value bytes (etcd's SortByValue compares bytes). */
+export function compareRecValues(a: Rec, b: Rec): number {
+  return a.valueChunk.compare(
+    b.valueChunk,
+    b.valueOffset,
+    b.valueOffset + b.valueLength,
+    a.valueOffset,
+    a.valueOffset + a.valueLength,
+  );
 }
 
 /** Orders records by revision (main, then sub). */

@@ -42,10 +42,11 @@ import {
   mvccAssert,
 } from "./errors.js";
 import {
-  KeyArena,
+  ByteArena,
   Rec,
   bytesToLatin1,
   compareRecRevision,
+  compareRecValues,
   emptyBuffer,
   recToKeyValue,
 } from "./record.js";
@@ -82,11 +83,13 @@ export interface MvccStoreOptions {
    */
   maxSyncStepsPerCall?: number;
   /**
-   * Bytes per chunk the store copies keys into (default 64 KiB; see KeyArena). A request's key
+   * Bytes per chunk the store copies keys into (default 64 KiB; see ByteArena). A request's key
    * is a view into the request's buffer and must be copied; keys copied into Node's shared
    * Buffer pool pinned a pool slab each.
    */
   keyArenaChunkBytes?: number;
+  /** Bytes per chunk the store copies values into (default 1 MiB; see ByteArena). */
+  valueArenaChunkBytes?: number;
 }
 
 /** Counts for quota, status and metrics. */
@@ -201,12 +204,17 @@ export class MvccStore {
   readonly #hooks: LeaseHooks | undefined;
   readonly #hub: WatchHub;
   /** Owns every stored key's bytes (a request's key is a view into the request). */
-  readonly #keys: KeyArena;
+  readonly #keys: ByteArena;
+  /** Owns every held value's bytes; a compaction moves the survivors to a fresh one. */
+  #values: ByteArena;
+  readonly #valueArenaChunkBytes: number;
 
   /** See MvccStoreOptions for the limits and their defaults. */
   constructor(opts?: MvccStoreOptions) {
     this.#hooks = opts?.leaseHooks;
-    this.#keys = new KeyArena(opts?.keyArenaChunkBytes ?? 64 * 1024);
+    this.#keys = new ByteArena(opts?.keyArenaChunkBytes ?? 64 * 1024);
+    this.#valueArenaChunkBytes = opts?.valueArenaChunkBytes ?? 1024 * 1024;
+    this.#values = new ByteArena(this.#valueArenaChunkBytes);
     // Getters (not arrows) so the watch side always sees the live revisions.
     const store = this;
     const src: WatchSource = {
@@ -414,6 +422,7 @@ export class MvccStore {
     // taken before keeps reading the old one.
     const oldCold = this.#cold;
     const cold = new ColdLog();
+    const values = new ByteArena(this.#valueArenaChunkBytes);
     const remap = new Int32Array(oldCold.length).fill(-1);
     const tailStart = this.#logIndexAtOrAfter(revision + 1);
     const keptOld: Held[] = [];
@@ -438,7 +447,7 @@ export class MvccStore {
       for (let j = 0; j < hist.length; j++) {
         const h = hist[j]!;
         if (typeof h === "number") {
-          const n = cold.copyRow(oldCold, h);
+          const n = cold.copyRow(oldCold, h, values);
           remap[h] = n;
           hist[j] = n;
         }
@@ -452,6 +461,7 @@ export class MvccStore {
     for (const r of single) this.#index.set(r.key, r);
     const tail = this.#log.slice(tailStart);
     this.#cold = cold;
+    this.#values = values;
     keptOld.sort((x, y) => this.#compareHeld(x, y));
     for (let j = 0; j < tail.length; j++) {
       const h = tail[j]!;
@@ -465,6 +475,9 @@ export class MvccStore {
       else {
         h.logPos = j;
         bytes += h.approximateBytes;
+        const at = h.valueOffset;
+        h.valueChunk = values.place(h.valueChunk, at, at + h.valueLength);
+        h.valueOffset = values.placedOffset;
       }
     }
     this.#bytes = bytes;
@@ -632,8 +645,18 @@ export class MvccStore {
       const key = list === undefined ? this.#keys.copy(kv.key) : list[0]!.key;
       const rec =
         revKey.length === 18
-          ? new Rec(key, "", main, sub, 0, 0, noLease)
-          : new Rec(key, kv.value, main, sub, kv.createRevision, kv.version, kv.lease);
+          ? new Rec(key, emptyBuffer, 0, 0, main, sub, 0, 0, noLease)
+          : new Rec(
+              key,
+              this.#values.place(kv.value, 0, kv.value.length),
+              this.#values.placedOffset,
+              kv.value.length,
+              main,
+              sub,
+              kv.createRevision,
+              kv.version,
+              kv.lease,
+            );
       if (list === undefined) byKey.set(ks, [rec]);
       else list.push(rec);
       const prev = recs[recs.length - 1];
@@ -753,13 +776,19 @@ export class MvccStore {
     const last = hist === undefined ? undefined : lastOf(hist);
     const prev = last !== undefined && !last.isTombstone ? last : undefined;
     if ((req.ignoreValue || req.ignoreLease) && prev === undefined) throw new KeyNotFoundError();
-    const value = req.ignoreValue ? prev!.valueLatin1 : bytesToLatin1(req.value);
     const lease = req.ignoreLease ? prev!.lease : req.lease;
     const resp: PutResponse = {
       header: undefined,
       prevKv: req.prevKv && prev !== undefined ? recToKeyValue(prev) : undefined,
     };
-    this.#appendPut(key, hist, prev, value, lease);
+    if (req.ignoreValue) {
+      const p = prev!;
+      this.#appendPut(key, hist, prev, p.valueChunk, p.valueOffset, p.valueLength, lease);
+    } else {
+      const v = req.value;
+      const chunk = this.#values.place(v, 0, v.length);
+      this.#appendPut(key, hist, prev, chunk, this.#values.placedOffset, v.length, lease);
+    }
     return resp;
   }
 
@@ -767,7 +796,9 @@ export class MvccStore {
     key: Buffer,
     hist: History | undefined,
     prev: Rec | undefined,
-    value: string,
+    valueChunk: Buffer,
+    valueOffset: number,
+    valueLength: number,
     lease: bigint,
   ): void {
     const changes = this.#writing!;
@@ -775,7 +806,9 @@ export class MvccStore {
     const keyBuf = hist !== undefined ? lastOf(hist).key : this.#keys.copy(key);
     const rec = new Rec(
       keyBuf,
-      value,
+      valueChunk,
+      valueOffset,
+      valueLength,
       rev,
       changes.length,
       prev !== undefined ? prev.createRevision : rev,
@@ -903,7 +936,17 @@ export class MvccStore {
 
   #appendTombstone(hist: History, live: Rec): void {
     const changes = this.#writing!;
-    const rec = new Rec(live.key, "", this.#currentRev + 1, changes.length, 0, 0, noLease);
+    const rec = new Rec(
+      live.key,
+      emptyBuffer,
+      0,
+      0,
+      this.#currentRev + 1,
+      changes.length,
+      0,
+      0,
+      noLease,
+    );
     this.#pushRec(hist, rec);
     this.#liveKeys--;
     this.#record(rec);
@@ -1042,10 +1085,8 @@ function compareKV(c: Compare, r: Rec | undefined): boolean {
   let result: number;
   switch (c.target) {
     case Compare_CompareTarget.VALUE: {
-      // latin1 strings compare by code unit, which is byte order.
-      const v = u.oneofKind === "value" ? bytesToLatin1(u.value) : "";
-      const mine = r?.valueLatin1 ?? "";
-      result = mine < v ? -1 : mine > v ? 1 : 0;
+      const mine = r?.value ?? emptyBuffer;
+      result = Buffer.compare(mine, u.oneofKind === "value" ? view(u.value) : emptyBuffer);
       break;
     }
     case Compare_CompareTarget.CREATE:
@@ -1090,7 +1131,7 @@ function sortComparator(target: RangeRequest_SortTarget): ((a: Rec, b: Rec) => n
     case RangeRequest_SortTarget.MOD:
       return (a, b) => a.main - b.main;
     case RangeRequest_SortTarget.VALUE:
-      return (a, b) => (a.valueLatin1 < b.valueLatin1 ? -1 : a.valueLatin1 > b.valueLatin1 ? 1 : 0);
+      return compareRecValues;
     default:
       return undefined;
   }
@@ -1098,7 +1139,7 @@ function sortComparator(target: RangeRequest_SortTarget): ((a: Rec, b: Rec) => n
 
 /** Upper bound of encodeHashRecord's output for `r`. */
 function hashRecordMaxBytes(r: Rec): number {
-  return 18 + 6 * 11 + r.key.length + r.valueLatin1.length;
+  return 18 + 6 * 11 + r.key.length + r.valueLength;
 }
 
 /**
@@ -1117,10 +1158,10 @@ function encodeHashRecord(r: Rec, out: Buffer, at = 0): number {
   p = writeVarintField(out, p, 0x10, r.createRevision);
   p = writeVarintField(out, p, 0x18, r.main);
   p = writeVarintField(out, p, 0x20, r.version);
-  if (r.valueLatin1.length > 0) {
+  if (r.valueLength > 0) {
     out[p++] = 0x2a;
-    p = putVarint(out, p, r.valueLatin1.length);
-    p += out.write(r.valueLatin1, p, "latin1");
+    p = putVarint(out, p, r.valueLength);
+    p += r.valueChunk.copy(out, p, r.valueOffset, r.valueOffset + r.valueLength);
   }
   if (r.lease !== 0n) {
     out[p++] = 0x30;
@@ -1151,7 +1192,8 @@ function writeBytesField(out: Buffer, p: number, tag: number, b: Buffer): number
 /** The fields of a marshaled mvccpb.KeyValue that restore needs, decoded by hand (hot path). */
 interface DecodedKeyValue {
   key: Buffer;
-  value: string;
+  /** A view into the decoded bytes: copy it before keeping it. */
+  value: Buffer;
   createRevision: number;
   version: number;
   lease: bigint;
@@ -1161,7 +1203,7 @@ interface DecodedKeyValue {
 function decodeKeyValue(buf: Buffer): DecodedKeyValue {
   const out: DecodedKeyValue = {
     key: emptyBuffer,
-    value: "",
+    value: emptyBuffer,
     createRevision: 0,
     version: 0,
     lease: noLease,
@@ -1192,7 +1234,7 @@ function decodeKeyValue(buf: Buffer): DecodedKeyValue {
       const bytes = buf.subarray(p, p + len);
       p += len;
       if (field === 1) out.key = bytes;
-      else if (field === 5) out.value = bytesToLatin1(bytes);
+      else if (field === 5) out.value = bytes;
     } else if (wire === 0) {
       if (field === 6) {
         // int64 lease id: read the varint as a BigInt (ids use all 64 bits).

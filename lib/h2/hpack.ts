@@ -205,6 +205,14 @@ export class HpackDecoder {
   #table: Header[] = [];
   #tableBytes = 0;
   #maxTableBytes: number;
+  /** where the last #readInt / #readString stopped (saves a tuple per call) */
+  #next = 0;
+  /**
+   * The list being decoded; decode() hands out an exact-size copy. A list grown by push lives as
+   * long as its stream and left a trail of outgrown arrays per request. Never shrunk: it holds at
+   * most one header list's worth (maxHeaderListBytes) of entries.
+   */
+  #scratch: Header[] = [];
 
   constructor(limits: HpackDecoderLimits) {
     this.#limits = limits;
@@ -224,7 +232,9 @@ export class HpackDecoder {
    * must treat the pairs as read-only.
    */
   decode(block: Uint8Array): Header[] {
-    const out: Header[] = [];
+    // entries past `n` are stale ones of an earlier, longer list; they are overwritten or ignored
+    const out = this.#scratch;
+    let n = 0;
     let listBytes = 0;
     let tooLarge = false;
     let p = 0;
@@ -238,16 +248,16 @@ export class HpackDecoder {
       let entry: Header | undefined;
       if (b & 0x80) {
         // §6.1 indexed header field
-        const [idx, np] = this.#readInt(block, p, 7);
-        p = np;
+        const idx = this.#readInt(block, p, 7);
+        p = this.#next;
         entry = this.#lookup(idx);
         name = entry[0];
         value = entry[1];
       } else if ((b & 0xe0) === 0x20) {
         // §6.3 dynamic table size update: only at the start of a block
         if (headerSeen) throw new HpackError("hpack: table size update after a header field");
-        const [size, np] = this.#readInt(block, p, 5);
-        p = np;
+        const size = this.#readInt(block, p, 5);
+        p = this.#next;
         if (size > this.#limits.maxTableSizeBytes)
           throw new HpackError("hpack: table size update above the limit");
         this.#maxTableBytes = size;
@@ -256,31 +266,29 @@ export class HpackDecoder {
       } else {
         // §6.2 literal: with incremental indexing (01), without (0000) or never indexed (0001)
         const incremental = (b & 0xc0) === 0x40;
-        const [idx, np] = this.#readInt(block, p, incremental ? 6 : 4);
-        p = np;
+        const idx = this.#readInt(block, p, incremental ? 6 : 4);
+        p = this.#next;
         if (idx === 0) {
-          const [s, np2] = this.#readString(block, p);
-          name = s;
-          p = np2;
+          name = this.#readString(block, p);
+          p = this.#next;
         } else {
           name = this.#lookup(idx)[0];
         }
-        const [v, np3] = this.#readString(block, p);
-        value = v;
-        p = np3;
+        value = this.#readString(block, p);
+        p = this.#next;
         if (incremental) this.#insert(name, value);
       }
       headerSeen = true;
       listBytes += name.length + value.length + entryOverheadBytes;
       if (listBytes > this.#limits.maxHeaderListBytes) tooLarge = true;
       // an HPACK bomb (one big entry referenced many times) stops growing `out` here
-      if (!tooLarge) out.push(entry ?? [name, value]);
+      if (!tooLarge) out[n++] = entry ?? [name, value];
     }
     if (tooLarge)
       throw new HeaderListTooLargeError(
         `header list larger than ${this.#limits.maxHeaderListBytes} bytes`,
       );
-    return out;
+    return out.slice(0, n);
   }
 
   #lookup(idx: number): Header {
@@ -315,10 +323,13 @@ export class HpackDecoder {
   }
 
   /** §5.1 integer with an N-bit prefix; bounded to 2^28 so a run of 0xff cannot overflow. */
-  #readInt(buf: Uint8Array, p: number, prefixBits: number): [number, number] {
+  #readInt(buf: Uint8Array, p: number, prefixBits: number): number {
     const mask = (1 << prefixBits) - 1;
     let v = buf[p++] & mask;
-    if (v < mask) return [v, p];
+    if (v < mask) {
+      this.#next = p;
+      return v;
+    }
     let shift = 0;
     for (;;) {
       if (p >= buf.length) throw new HpackError("hpack: truncated integer");
@@ -328,21 +339,24 @@ export class HpackDecoder {
       if ((b & 0x80) === 0) break;
       if (shift > 28) throw new HpackError("hpack: integer too large");
     }
-    return [v, p];
+    this.#next = p;
+    return v;
   }
 
   /** §5.2 string literal, plain or Huffman. */
-  #readString(buf: Uint8Array, p: number): [string, number] {
+  #readString(buf: Uint8Array, p: number): string {
     if (p >= buf.length) throw new HpackError("hpack: truncated string");
     const huffman = (buf[p] & 0x80) !== 0;
-    const [len, np] = this.#readInt(buf, p, 7);
+    const len = this.#readInt(buf, p, 7);
+    const np = this.#next;
     if (len > this.#limits.maxStringBytes) throw new HpackError("hpack: string literal too long");
     const end = np + len;
     if (end > buf.length) throw new HpackError("hpack: truncated string");
     const s = huffman
       ? decodeHuffman(buf, np, end)
       : Buffer.from(buf.buffer, buf.byteOffset + np, len).toString("latin1");
-    return [s, end];
+    this.#next = end;
+    return s;
   }
 }
 

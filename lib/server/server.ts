@@ -82,11 +82,17 @@ import { AutoCompactor, parseRetention } from "./compactor.js";
 /** Request-id counters wrap at 2^48 (the low 48 bits of an id; etcd idutil's suffix). */
 const requestIdCounterModulus = 2 ** 48;
 
-/** A proposal of this member awaiting apply: its request object and its waits key. */
+/** A proposal of this member awaiting apply: the entry bytes, its request object, its waits key. */
 interface LocalProposal {
+  data: Uint8Array;
   request: InternalRaftRequest;
   waitKey: number;
+  /** its wait ended (applied, failed, timed out): the apply loop skips it */
+  settled: boolean;
 }
+
+/** Consumed local proposals at the head of the queue before it is compacted. */
+const localQueueCompactAt = 1024;
 
 /** What the apply loop hands back to a waiting proposer. */
 type ApplyResult =
@@ -146,15 +152,20 @@ export class EtcdServer {
   #stopped = false;
   #fatalError: Error | undefined;
 
-  readonly #waits = new RequestWaits<unknown, Uint8Array>((data, ok) =>
-    this.#onWaitSettled(data, ok),
+  readonly #waits = new RequestWaits<unknown, LocalProposal>((local, ok) =>
+    this.#onWaitSettled(local, ok),
   );
   /**
-   * Proposals of this member still waiting, by the entry bytes handed to raft: the apply loop
-   * takes the request object from here instead of decoding the entry (see #applyNormal). Bounded
-   * by the pending waits: #propose removes its entry however the wait ends.
+   * Proposals of this member in the order they went to raft: the apply loop takes the request
+   * object from the head instead of decoding the entry when the entry is the very bytes proposed
+   * (see #applyNormal). Raft appends a leader's proposals in order, so the head is the next one
+   * to apply; settled ones (failed, timed out) are skipped. A proposal raft dropped without an
+   * error (it cannot on a lone member) only makes later entries take the decoding path until its
+   * wait times out. A queue, not a Map by entry bytes: the Map's hash table grew and shrank with
+   * every group-commit wave.
    */
-  readonly #localProposals = new Map<Uint8Array, LocalProposal>();
+  #localQueue: LocalProposal[] = [];
+  #localHead = 0;
   readonly #appliedWaits = new AppliedIndexWaits();
   /**
    * Request ids (etcd's idutil layout): a random 16-bit prefix for this run, then a 48-bit counter
@@ -579,11 +590,37 @@ export class EtcdServer {
     if (ccKey !== undefined) this.#waits.trigger(ccKey, undefined);
   }
 
+  /**
+   * The local proposal whose bytes `data` are, if it is the next one in proposal order; undefined
+   * for an entry another member proposed (or replayed from the WAL), which is then decoded.
+   */
+  #takeLocalProposal(data: Uint8Array): LocalProposal | undefined {
+    const q = this.#localQueue;
+    let head = this.#skipSettledLocal();
+    let found: LocalProposal | undefined;
+    if (head < q.length && q[head]!.data === data) found = q[head++];
+    this.#localHead = head;
+    return found;
+  }
+
+  /** Moves the queue head past settled proposals, compacting the queue; returns the head. */
+  #skipSettledLocal(): number {
+    const q = this.#localQueue;
+    let head = this.#localHead;
+    while (head < q.length && q[head]!.settled) head++;
+    if (head >= localQueueCompactAt && head * 2 >= q.length) {
+      q.splice(0, head);
+      head = 0;
+    }
+    this.#localHead = head;
+    return head;
+  }
+
   #applyNormal(e: Entry): void {
     if (e.data.length === 0) return; // the empty entry a new leader appends (Raft §5.4.2)
     // An entry this member proposed carries the very bytes #propose encoded from the request
     // object it still holds: that object is the decoded entry, so skip decoding it again.
-    const local = this.#localProposals.get(e.data);
+    const local = this.#takeLocalProposal(e.data);
     let r: InternalRaftRequest;
     let waitKey: number | undefined;
     if (local !== undefined) {
@@ -761,8 +798,9 @@ export class EtcdServer {
     if (data.length > this.config.maxRequestBytes) return Promise.reject(errRequestTooLarge());
     if (this.#leaderId === 0n) return Promise.reject(errNoLeader());
     // settled by the apply loop (or a failure, timeout or stop); #onWaitSettled cleans up
-    const done = this.#waits.register(waitKey, this.#requestTimeoutMs(), data) as Promise<T>;
-    this.#localProposals.set(data, { request: r, waitKey });
+    const local: LocalProposal = { data, request: r, waitKey, settled: false };
+    const done = this.#waits.register(waitKey, this.#requestTimeoutMs(), local) as Promise<T>;
+    this.#localQueue.push(local);
     this.metrics.counts.proposalsPending++;
     try {
       this.#raft.propose(data);
@@ -778,10 +816,14 @@ export class EtcdServer {
    * Bookkeeping when a proposal's wait settles, however it ends (RequestWaits' onSettled); `ok` is
    * false for a proposal that timed out, was dropped or was cut short by a stop.
    */
-  #onWaitSettled(data: Uint8Array, ok: boolean): void {
-    this.#localProposals.delete(data);
+  #onWaitSettled(local: LocalProposal, ok: boolean): void {
+    local.settled = true;
     this.metrics.counts.proposalsPending--;
-    if (!ok) this.metrics.proposalsFailedTotal.inc();
+    if (!ok) {
+      this.metrics.proposalsFailedTotal.inc();
+      // proposals that never reach apply must not pile up at the head of the queue
+      this.#skipSettledLocal();
+    }
   }
 
   /**

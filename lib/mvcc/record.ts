@@ -1,7 +1,8 @@
 /**
  * One stored revision of one key: etcd's bbolt "key" bucket entry (revision -> KeyValue) held in
- * memory. A record is immutable once written; the key Buffer is shared by every record of that key
- * and by the key index, so a key's bytes are held once however many revisions it has.
+ * memory. A record's fields never change once written, except where its value bytes sit (a
+ * compaction moves them, unchanged, to a fresh arena); the key Buffer is shared by every record of
+ * that key and by the key index, so a key's bytes are held once however many revisions it has.
  */
 import { type KeyValue, Event_EventType, type Event } from "../proto/gen/mvccpb/kv.js";
 

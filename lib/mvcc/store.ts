@@ -730,12 +730,16 @@ export class MvccStore {
   }
 
   #logIndexAtOrAfter(rev: number): number {
-    const log = this.#log;
+    return this.#indexAtOrAfter(this.#log, rev);
+  }
+
+  /** Index of the first entry of revision-ordered `list` with main revision >= rev. */
+  #indexAtOrAfter(list: readonly Held[], rev: number): number {
     let lo = 0;
-    let hi = log.length;
+    let hi = list.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (this.#mainOf(log[mid]!) < rev) lo = mid + 1;
+      if (this.#mainOf(list[mid]!) < rev) lo = mid + 1;
       else hi = mid;
     }
     return lo;
@@ -893,14 +897,9 @@ export class MvccStore {
       if (hist.main >= minRev) yield hist;
       return;
     }
-    let lo = 0;
-    let hi = hist.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.#mainOf(hist[mid]!) < minRev) lo = mid + 1;
-      else hi = mid;
+    for (let i = this.#indexAtOrAfter(hist, minRev); i < hist.length; i++) {
+      yield this.#recOf(hist[i]!);
     }
-    for (let i = lo; i < hist.length; i++) yield this.#recOf(hist[i]!);
   }
 
   /** Records with main revision >= minRev whose key passes `match`, in revision order. */

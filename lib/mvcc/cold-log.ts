@@ -22,7 +22,7 @@ const initialRows = 1024;
 export class ColdLog {
   #rows = 0;
   #main = new Float64Array(initialRows);
-  #sub = new Int32Array(initialRows);
+  #sub = new Float64Array(initialRows);
   /** create_revision; 0 marks a tombstone, as Rec. */
   #create = new Float64Array(initialRows);
   #version = new Float64Array(initialRows);
@@ -146,7 +146,7 @@ export class ColdLog {
       return b;
     };
     this.#main = grow(this.#main, (n) => new Float64Array(n));
-    this.#sub = grow(this.#sub, (n) => new Int32Array(n));
+    this.#sub = grow(this.#sub, (n) => new Float64Array(n));
     this.#create = grow(this.#create, (n) => new Float64Array(n));
     this.#version = grow(this.#version, (n) => new Float64Array(n));
     this.#lease = grow(this.#lease, (n) => new BigInt64Array(n));

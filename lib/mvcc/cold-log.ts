@@ -39,17 +39,19 @@ export class ColdLog {
 
   /** Packs `r` (its value stays in the chunk it is in); returns its row number. */
   append(r: Rec): number {
-    return this.#newRow(
-      r.key,
-      r.main,
-      r.sub,
-      r.createRevision,
-      r.version,
-      r.lease,
-      r.valueChunk,
-      r.valueOffset,
-      r.valueLength,
-    );
+    const row = this.#rows;
+    if (row === this.#main.length) this.#grow();
+    this.#main[row] = r.main;
+    this.#sub[row] = r.sub;
+    this.#create[row] = r.createRevision;
+    this.#version[row] = r.version;
+    this.#lease[row] = r.lease;
+    this.#valueOffset[row] = r.valueOffset;
+    this.#valueLength[row] = r.valueLength;
+    this.#keys.push(r.key);
+    this.#valueChunks.push(r.valueChunk);
+    this.#rows = row + 1;
+    return row;
   }
 
   /**
@@ -57,20 +59,10 @@ export class ColdLog {
    * survivors to a fresh arena so the old chunks can be freed); returns the new row number.
    */
   copyRow(from: ColdLog, row: number, values: ByteArena): number {
-    const at = from.#valueOffset[row]!;
-    const len = from.#valueLength[row]!;
-    const chunk = values.place(from.#valueChunks[row]!, at, at + len);
-    return this.#newRow(
-      from.#keys[row]!,
-      from.#main[row]!,
-      from.#sub[row]!,
-      from.#create[row]!,
-      from.#version[row]!,
-      from.#lease[row]!,
-      chunk,
-      values.placedOffset,
-      len,
-    );
+    // a Rec per surviving row, only while compacting
+    const r = from.rec(row);
+    r.moveValueTo(values);
+    return this.append(r);
   }
 
   main(row: number): number {
@@ -107,32 +99,6 @@ export class ColdLog {
       this.#version[row]!,
       this.#lease[row]!,
     );
-  }
-
-  #newRow(
-    key: Buffer,
-    main: number,
-    sub: number,
-    create: number,
-    version: number,
-    lease: bigint,
-    valueChunk: Buffer,
-    valueOffset: number,
-    valueLength: number,
-  ): number {
-    const row = this.#rows;
-    if (row === this.#main.length) this.#grow();
-    this.#main[row] = main;
-    this.#sub[row] = sub;
-    this.#create[row] = create;
-    this.#version[row] = version;
-    this.#lease[row] = lease;
-    this.#valueOffset[row] = valueOffset;
-    this.#valueLength[row] = valueLength;
-    this.#keys.push(key);
-    this.#valueChunks.push(valueChunk);
-    this.#rows = row + 1;
-    return row;
   }
 
   #grow(): void {

@@ -136,6 +136,13 @@ export class Rec {
     return revKeyBytes + keyBytes + valueBytes + recordOverheadBytes;
   }
 
+  /** Copies the value bytes into `arena` and points the record at the copy (compaction). */
+  moveValueTo(arena: ByteArena): void {
+    const at = this.valueOffset;
+    this.valueChunk = arena.place(this.valueChunk, at, at + this.valueLength);
+    this.valueOffset = arena.placedOffset;
+  }
+
   /** The value bytes: a view shared with the store, so never mutate it. */
   get value(): Buffer {
     const n = this.valueLength;

@@ -475,9 +475,7 @@ export class MvccStore {
       else {
         h.logPos = j;
         bytes += h.approximateBytes;
-        const at = h.valueOffset;
-        h.valueChunk = values.place(h.valueChunk, at, at + h.valueLength);
-        h.valueOffset = values.placedOffset;
+        h.moveValueTo(values);
       }
     }
     this.#bytes = bytes;

@@ -10,13 +10,17 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "pino";
+import type { IMessageType } from "@protobuf-ts/runtime";
 import * as rpc from "../proto/gen/etcdserverpb/rpc.js";
+import { saturateJsonInt64 } from "../proto/int64.js";
 import type { BidiStream, EtcdApi } from "./handlers.js";
 import { httpStatusFromGrpc, toApiStatus, ApiError } from "./errors.js";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { serverVersion, clusterVersion } from "../version/index.js";
 
 interface JsonCodec<T> {
+  /** protobuf-ts field infos, walked to saturate int64 number fields (lib/proto/int64.ts) */
+  readonly fields: IMessageType<object>["fields"];
   fromJson(json: unknown, options?: { ignoreUnknownFields?: boolean }): T;
   toJson(msg: T, options?: { useProtoFieldName?: boolean }): unknown;
   toBinary(msg: T): Uint8Array;
@@ -291,7 +295,9 @@ function parseJson(text: string): unknown {
 
 function decode(codec: JsonCodec<unknown>, json: unknown): unknown {
   try {
-    return codec.fromJson(json, { ignoreUnknownFields: true });
+    return codec.fromJson(saturateJsonInt64(codec as IMessageType<object>, json), {
+      ignoreUnknownFields: true,
+    });
   } catch (err) {
     throw new ApiError(GrpcStatus.INVALID_ARGUMENT, (err as Error).message);
   }

@@ -124,6 +124,22 @@ describe("etcdctl", { timeout: 90_000 }, () => {
     assert.equal(await ctl(["get", "r", "--print-value-only"]), "two\n");
   });
 
+  test("a revision past 2^53 is a future revision, as in etcd (get --rev, compaction)", async () => {
+    // etcd reads revisions as int64: 2^63 - 1 and 2^53 + 1 are future revisions, not bad requests.
+    for (const rev of ["9223372036854775807", "9007199254740993"]) {
+      const get = await ctlFails(["get", "r", "--rev", rev]);
+      assert.match(get, /Error: etcdserver: mvcc: required revision is a future revision/);
+      const compact = await ctlFails(["compaction", rev]);
+      assert.match(compact, /Error: etcdserver: mvcc: required revision is a future revision/);
+    }
+    // a negative revision (past -2^53 too) means the current one, as in etcd
+    await ctl(["put", "r", "three"]);
+    assert.equal(
+      await ctl(["get", "r", "--rev", "-9223372036854775808", "--print-value-only"]),
+      "three\n",
+    );
+  });
+
   test("del prints the count; --prev-kv, --prefix and --from-key", async () => {
     for (const k of ["d/1", "d/2", "d/3", "e/1"]) await ctl(["put", k, `v${k}`]);
     assert.equal(await ctl(["del", "--prev-kv", "d/1"]), "1\nd/1\nvd/1\n");

@@ -200,6 +200,20 @@ describe("curl on the gateway", { timeout: 60_000 }, () => {
     });
     assert.equal(future.body.error, "etcdserver: mvcc: required revision is a future revision");
     assert.equal(future.body.code, 11);
+    // past 2^53, as a JSON string or a bare number: still a future revision (etcd reads int64)
+    for (const revision of ["9223372036854775807", 9007199254740993n]) {
+      const huge = await curl([
+        "-s",
+        "-X",
+        "POST",
+        "-d",
+        `{"key":"${b64("foo")}","revision":${typeof revision === "string" ? `"${revision}"` : revision}}`,
+        member.endpoint + "/v3/kv/range",
+      ]);
+      const body = JSON.parse(huge.stdout) as { error: string; code: number };
+      assert.equal(body.error, "etcdserver: mvcc: required revision is a future revision");
+      assert.equal(body.code, 11);
+    }
     // A body that is not JSON is a 400 with code 3 (INVALID_ARGUMENT).
     const garbage = await curl([
       "-X",

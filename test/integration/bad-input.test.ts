@@ -153,6 +153,15 @@ describe("bad input gets etcd's errors and changes nothing", { timeout: 60_000 }
       msg,
     );
     await rejectsUnchanged(() => client.kv.compact({ revision: future }), GRPCOutOfRangeError, msg);
+    // Past 2^53 as well: etcd reads int64, so these are future revisions, not decoding errors.
+    for (const huge of ["9223372036854775807", "9007199254740993"]) {
+      await rejectsUnchanged(
+        () => client.get("bad/existing").revision(huge).exec(),
+        GRPCOutOfRangeError,
+        msg,
+      );
+      await rejectsUnchanged(() => client.kv.compact({ revision: huge }), GRPCOutOfRangeError, msg);
+    }
   });
 
   test("a put with an unknown lease fails with 'etcdserver: requested lease not found'", async () => {
@@ -166,6 +175,11 @@ describe("bad input gets etcd's errors and changes nothing", { timeout: 60_000 }
   test("a lease TTL over the maximum fails with 'etcdserver: too large lease TTL'", async () => {
     await rejectsUnchanged(
       () => client.leaseClient.leaseGrant({ TTL: 9_000_000_001 }),
+      GRPCOutOfRangeError,
+      "etcdserver: too large lease TTL",
+    );
+    await rejectsUnchanged(
+      () => client.leaseClient.leaseGrant({ TTL: "9223372036854775807" }),
       GRPCOutOfRangeError,
       "etcdserver: too large lease TTL",
     );

@@ -3,6 +3,7 @@
 // @generated from protobuf file "etcdserverpb/rpc.proto" (package "etcdserverpb", syntax proto3)
 // tslint:disable
 // @ts-nocheck
+import { saturatingInt64 } from "../../int64.js";
 import { ServiceType } from "@protobuf-ts/runtime-rpc";
 import type { BinaryWriteOptions } from "@protobuf-ts/runtime";
 import type { IBinaryWriter } from "@protobuf-ts/runtime";
@@ -1550,7 +1551,7 @@ class ResponseHeader$Type extends MessageType<ResponseHeader> {
                     message.memberId = reader.uint64().toBigInt();
                     break;
                 case /* int64 revision = 3 [jstype = JS_NUMBER] */ 3:
-                    message.revision = reader.int64().toNumber();
+                    message.revision = saturatingInt64(reader.int64());
                     break;
                 case /* uint64 raft_term = 4 [jstype = JS_NUMBER] */ 4:
                     message.raftTerm = reader.uint64().toNumber();
@@ -1639,10 +1640,10 @@ class RangeRequest$Type extends MessageType<RangeRequest> {
                     message.rangeEnd = reader.bytes();
                     break;
                 case /* int64 limit = 3 [jstype = JS_NUMBER] */ 3:
-                    message.limit = reader.int64().toNumber();
+                    message.limit = saturatingInt64(reader.int64());
                     break;
                 case /* int64 revision = 4 [jstype = JS_NUMBER] */ 4:
-                    message.revision = reader.int64().toNumber();
+                    message.revision = saturatingInt64(reader.int64());
                     break;
                 case /* etcdserverpb.RangeRequest.SortOrder sort_order */ 5:
                     message.sortOrder = reader.int32();
@@ -1660,16 +1661,16 @@ class RangeRequest$Type extends MessageType<RangeRequest> {
                     message.countOnly = reader.bool();
                     break;
                 case /* int64 min_mod_revision = 10 [jstype = JS_NUMBER] */ 10:
-                    message.minModRevision = reader.int64().toNumber();
+                    message.minModRevision = saturatingInt64(reader.int64());
                     break;
                 case /* int64 max_mod_revision = 11 [jstype = JS_NUMBER] */ 11:
-                    message.maxModRevision = reader.int64().toNumber();
+                    message.maxModRevision = saturatingInt64(reader.int64());
                     break;
                 case /* int64 min_create_revision = 12 [jstype = JS_NUMBER] */ 12:
-                    message.minCreateRevision = reader.int64().toNumber();
+                    message.minCreateRevision = saturatingInt64(reader.int64());
                     break;
                 case /* int64 max_create_revision = 13 [jstype = JS_NUMBER] */ 13:
-                    message.maxCreateRevision = reader.int64().toNumber();
+                    message.maxCreateRevision = saturatingInt64(reader.int64());
                     break;
                 default:
                     let u = options.readUnknownField;
@@ -1766,7 +1767,7 @@ class RangeResponse$Type extends MessageType<RangeResponse> {
                     message.more = reader.bool();
                     break;
                 case /* int64 count = 4 [jstype = JS_NUMBER] */ 4:
-                    message.count = reader.int64().toNumber();
+                    message.count = saturatingInt64(reader.int64());
                     break;
                 default:
                     let u = options.readUnknownField;
@@ -2031,7 +2032,7 @@ class DeleteRangeResponse$Type extends MessageType<DeleteRangeResponse> {
                     message.header = ResponseHeader.internalBinaryRead(reader, reader.uint32(), options, message.header);
                     break;
                 case /* int64 deleted = 2 [jstype = JS_NUMBER] */ 2:
-                    message.deleted = reader.int64().toNumber();
+                    message.deleted = saturatingInt64(reader.int64());
                     break;
                 case /* repeated mvccpb.KeyValue prev_kvs */ 3:
                     message.prevKvs.push(KeyValue.internalBinaryRead(reader, reader.uint32(), options));
@@ -2270,19 +2271,19 @@ class Compare$Type extends MessageType<Compare> {
                 case /* int64 version = 4 [jstype = JS_NUMBER] */ 4:
                     message.targetUnion = {
                         oneofKind: "version",
-                        version: reader.int64().toNumber()
+                        version: saturatingInt64(reader.int64())
                     };
                     break;
                 case /* int64 create_revision = 5 [jstype = JS_NUMBER] */ 5:
                     message.targetUnion = {
                         oneofKind: "createRevision",
-                        createRevision: reader.int64().toNumber()
+                        createRevision: saturatingInt64(reader.int64())
                     };
                     break;
                 case /* int64 mod_revision = 6 [jstype = JS_NUMBER] */ 6:
                     message.targetUnion = {
                         oneofKind: "modRevision",
-                        modRevision: reader.int64().toNumber()
+                        modRevision: saturatingInt64(reader.int64())
                     };
                     break;
                 case /* bytes value */ 7:
@@ -2496,7 +2497,7 @@ class CompactionRequest$Type extends MessageType<CompactionRequest> {
             let [fieldNo, wireType] = reader.tag();
             switch (fieldNo) {
                 case /* int64 revision = 1 [jstype = JS_NUMBER] */ 1:
-                    message.revision = reader.int64().toNumber();
+                    message.revision = saturatingInt64(reader.int64());
                     break;
                 case /* bool physical */ 2:
                     message.physical = reader.bool();
@@ -2633,7 +2634,7 @@ class HashKVRequest$Type extends MessageType<HashKVRequest> {
             let [fieldNo, wireType] = reader.tag();
             switch (fieldNo) {
                 case /* int64 revision = 1 [jstype = JS_NUMBER] */ 1:
-                    message.revision = reader.int64().toNumber();
+                    message.revision = saturatingInt64(reader.int64());
                     break;
                 default:
                     let u = options.readUnknownField;
@@ -2689,7 +2690,7 @@ class HashKVResponse$Type extends MessageType<HashKVResponse> {
                     message.hash = reader.uint32();
                     break;
                 case /* int64 compact_revision = 3 [jstype = JS_NUMBER] */ 3:
-                    message.compactRevision = reader.int64().toNumber();
+                    message.compactRevision = saturatingInt64(reader.int64());
                     break;
                 default:
                     let u = options.readUnknownField;
@@ -2986,7 +2987,7 @@ class WatchCreateRequest$Type extends MessageType<WatchCreateRequest> {
                     message.rangeEnd = reader.bytes();
                     break;
                 case /* int64 start_revision = 3 [jstype = JS_NUMBER] */ 3:
-                    message.startRevision = reader.int64().toNumber();
+                    message.startRevision = saturatingInt64(reader.int64());
                     break;
                 case /* bool progress_notify */ 4:
                     message.progressNotify = reader.bool();
@@ -3002,7 +3003,7 @@ class WatchCreateRequest$Type extends MessageType<WatchCreateRequest> {
                     message.prevKv = reader.bool();
                     break;
                 case /* int64 watch_id = 7 [jstype = JS_NUMBER] */ 7:
-                    message.watchId = reader.int64().toNumber();
+                    message.watchId = saturatingInt64(reader.int64());
                     break;
                 case /* bool fragment */ 8:
                     message.fragment = reader.bool();
@@ -3077,7 +3078,7 @@ class WatchCancelRequest$Type extends MessageType<WatchCancelRequest> {
             let [fieldNo, wireType] = reader.tag();
             switch (fieldNo) {
                 case /* int64 watch_id = 1 [jstype = JS_NUMBER] */ 1:
-                    message.watchId = reader.int64().toNumber();
+                    message.watchId = saturatingInt64(reader.int64());
                     break;
                 default:
                     let u = options.readUnknownField;
@@ -3178,7 +3179,7 @@ class WatchResponse$Type extends MessageType<WatchResponse> {
                     message.header = ResponseHeader.internalBinaryRead(reader, reader.uint32(), options, message.header);
                     break;
                 case /* int64 watch_id = 2 [jstype = JS_NUMBER] */ 2:
-                    message.watchId = reader.int64().toNumber();
+                    message.watchId = saturatingInt64(reader.int64());
                     break;
                 case /* bool created */ 3:
                     message.created = reader.bool();
@@ -3187,7 +3188,7 @@ class WatchResponse$Type extends MessageType<WatchResponse> {
                     message.canceled = reader.bool();
                     break;
                 case /* int64 compact_revision = 5 [jstype = JS_NUMBER] */ 5:
-                    message.compactRevision = reader.int64().toNumber();
+                    message.compactRevision = saturatingInt64(reader.int64());
                     break;
                 case /* string cancel_reason */ 6:
                     message.cancelReason = reader.string();
@@ -3266,7 +3267,7 @@ class LeaseGrantRequest$Type extends MessageType<LeaseGrantRequest> {
             let [fieldNo, wireType] = reader.tag();
             switch (fieldNo) {
                 case /* int64 TTL = 1 [jstype = JS_NUMBER] */ 1:
-                    message.tTL = reader.int64().toNumber();
+                    message.tTL = saturatingInt64(reader.int64());
                     break;
                 case /* int64 ID = 2 [jstype = JS_NORMAL] */ 2:
                     message.iD = reader.int64().toBigInt();
@@ -3330,7 +3331,7 @@ class LeaseGrantResponse$Type extends MessageType<LeaseGrantResponse> {
                     message.iD = reader.int64().toBigInt();
                     break;
                 case /* int64 TTL = 3 [jstype = JS_NUMBER] */ 3:
-                    message.tTL = reader.int64().toNumber();
+                    message.tTL = saturatingInt64(reader.int64());
                     break;
                 case /* string error */ 4:
                     message.error = reader.string();
@@ -3487,7 +3488,7 @@ class LeaseCheckpoint$Type extends MessageType<LeaseCheckpoint> {
                     message.iD = reader.int64().toBigInt();
                     break;
                 case /* int64 remaining_TTL = 2 [jstype = JS_NUMBER] */ 2:
-                    message.remainingTTL = reader.int64().toNumber();
+                    message.remainingTTL = saturatingInt64(reader.int64());
                     break;
                 default:
                     let u = options.readUnknownField;
@@ -3686,7 +3687,7 @@ class LeaseKeepAliveResponse$Type extends MessageType<LeaseKeepAliveResponse> {
                     message.iD = reader.int64().toBigInt();
                     break;
                 case /* int64 TTL = 3 [jstype = JS_NUMBER] */ 3:
-                    message.tTL = reader.int64().toNumber();
+                    message.tTL = saturatingInt64(reader.int64());
                     break;
                 default:
                     let u = options.readUnknownField;
@@ -3807,10 +3808,10 @@ class LeaseTimeToLiveResponse$Type extends MessageType<LeaseTimeToLiveResponse> 
                     message.iD = reader.int64().toBigInt();
                     break;
                 case /* int64 TTL = 3 [jstype = JS_NUMBER] */ 3:
-                    message.tTL = reader.int64().toNumber();
+                    message.tTL = saturatingInt64(reader.int64());
                     break;
                 case /* int64 grantedTTL = 4 [jstype = JS_NUMBER] */ 4:
-                    message.grantedTTL = reader.int64().toNumber();
+                    message.grantedTTL = saturatingInt64(reader.int64());
                     break;
                 case /* repeated bytes keys */ 5:
                     message.keys.push(reader.bytes());
@@ -5019,7 +5020,7 @@ class StatusResponse$Type extends MessageType<StatusResponse> {
                     message.version = reader.string();
                     break;
                 case /* int64 dbSize = 3 [jstype = JS_NUMBER] */ 3:
-                    message.dbSize = reader.int64().toNumber();
+                    message.dbSize = saturatingInt64(reader.int64());
                     break;
                 case /* uint64 leader = 4 [jstype = JS_NORMAL] */ 4:
                     message.leader = reader.uint64().toBigInt();
@@ -5037,7 +5038,7 @@ class StatusResponse$Type extends MessageType<StatusResponse> {
                     message.errors.push(reader.string());
                     break;
                 case /* int64 dbSizeInUse = 9 [jstype = JS_NUMBER] */ 9:
-                    message.dbSizeInUse = reader.int64().toNumber();
+                    message.dbSizeInUse = saturatingInt64(reader.int64());
                     break;
                 case /* bool isLearner */ 10:
                     message.isLearner = reader.bool();

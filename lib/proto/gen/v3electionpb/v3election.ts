@@ -3,6 +3,7 @@
 // @generated from protobuf file "v3electionpb/v3election.proto" (package "v3electionpb", syntax proto3)
 // tslint:disable
 // @ts-nocheck
+import { saturatingInt64 } from "../../int64.js";
 import { ServiceType } from "@protobuf-ts/runtime-rpc";
 import type { BinaryWriteOptions } from "@protobuf-ts/runtime";
 import type { IBinaryWriter } from "@protobuf-ts/runtime";
@@ -280,7 +281,7 @@ class LeaderKey$Type extends MessageType<LeaderKey> {
                     message.key = reader.bytes();
                     break;
                 case /* int64 rev = 3 [jstype = JS_NUMBER] */ 3:
-                    message.rev = reader.int64().toNumber();
+                    message.rev = saturatingInt64(reader.int64());
                     break;
                 case /* int64 lease = 4 [jstype = JS_NORMAL] */ 4:
                     message.lease = reader.int64().toBigInt();

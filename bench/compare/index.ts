@@ -109,7 +109,8 @@ function repoRoot(): string {
   throw new Error("no package.json above " + fileURLToPath(import.meta.url));
 }
 
-function median(xs: (number | null)[]): number | null {
+/** The median of the finite values of `xs`; null when there are none. */
+export function median(xs: (number | null)[]): number | null {
   const v = xs.filter((x): x is number => x !== null && Number.isFinite(x)).sort((a, b) => a - b);
   if (v.length === 0) return null;
   const m = Math.floor(v.length / 2);

@@ -17,6 +17,7 @@ import {
 import { clockTicksPerSecond, parseProcStatCpuTicks } from "../../bench/compare/members.js";
 import { renderBarChart } from "../../bench/compare/svg.js";
 import { areaOf, summarizeCpuProfile } from "../../bench/compare/profile.js";
+import { formatPooled, poolRuns } from "../../bench/compare/pool.js";
 
 const rows: CompareRow[] = [
   {
@@ -244,4 +245,51 @@ describe("bench/compare output", () => {
       }
     },
   );
+});
+
+test("poolRuns pairs rounds across runs, counts etcd-ts wins by the row's direction", () => {
+  const row = (
+    name: string,
+    lowerIsBetter: boolean,
+    etcd: (number | null)[],
+    etcdTs: (number | null)[],
+  ): CompareRow => ({
+    name,
+    unit: lowerIsBetter ? "ms" : "req/s",
+    lowerIsBetter,
+    etcd: null,
+    etcdTs: null,
+    ratio: null,
+    etcdTsGrpcJs: null,
+    etcdTsGrpcJsRan: false,
+    ratioGrpcJs: null,
+    samples: { etcd, etcdTs, etcdTsGrpcJs: [] },
+  });
+  const pooled = poolRuns([
+    {
+      rows: [
+        row("put", false, [100, 200, 300], [150, 150, 300]),
+        row("p99", true, [10, 20], [5, 40]),
+      ],
+    },
+    // a failed round (null) is not paired; a row only in this run still pools
+    { rows: [row("put", false, [400, null], [200, 900]), row("watch", false, [1], [2])] },
+  ]);
+  assert.deepEqual(
+    pooled.map((r) => r.name),
+    ["put", "p99", "watch"],
+  );
+  const put = pooled[0]!;
+  assert.equal(put.rounds, 4);
+  assert.equal(put.etcdTsBetterOrEqual, 2); // 150 > 100 and the 300 tie
+  assert.equal(put.etcd, 250); // median of 100, 200, 300, 400
+  assert.equal(put.etcdTs, 175); // median of 150, 150, 300, 200
+  assert.equal(put.ratio, 0.7);
+  assert.equal(put.medianRoundRatio, (0.75 + 1) / 2); // ratios 1.5, 0.75, 1, 0.5
+  const p99 = pooled[1]!;
+  assert.equal(p99.rounds, 2);
+  assert.equal(p99.etcdTsBetterOrEqual, 1); // 5 ms under 10 ms; 40 ms over 20 ms
+  const table = formatPooled(pooled);
+  assert.match(table, /\| put \(req\/s\) \| 4 \| 2 \| 0\.88x \| 250 \| 175 \| 0\.70x \|/);
+  assert.match(table, /\| p99 \(ms, lower is better\) \| 2 \| 1 \|/);
 });

@@ -3003,7 +3003,7 @@ class WatchCreateRequest$Type extends MessageType<WatchCreateRequest> {
                     message.prevKv = reader.bool();
                     break;
                 case /* int64 watch_id = 7 [jstype = JS_NUMBER] */ 7:
-                    message.watchId = saturatingInt64(reader.int64());
+                    message.watchId = reader.int64().toNumber();
                     break;
                 case /* bool fragment */ 8:
                     message.fragment = reader.bool();
@@ -3078,7 +3078,7 @@ class WatchCancelRequest$Type extends MessageType<WatchCancelRequest> {
             let [fieldNo, wireType] = reader.tag();
             switch (fieldNo) {
                 case /* int64 watch_id = 1 [jstype = JS_NUMBER] */ 1:
-                    message.watchId = saturatingInt64(reader.int64());
+                    message.watchId = reader.int64().toNumber();
                     break;
                 default:
                     let u = options.readUnknownField;
@@ -3179,7 +3179,7 @@ class WatchResponse$Type extends MessageType<WatchResponse> {
                     message.header = ResponseHeader.internalBinaryRead(reader, reader.uint32(), options, message.header);
                     break;
                 case /* int64 watch_id = 2 [jstype = JS_NUMBER] */ 2:
-                    message.watchId = saturatingInt64(reader.int64());
+                    message.watchId = reader.int64().toNumber();
                     break;
                 case /* bool created */ 3:
                     message.created = reader.bool();

@@ -300,6 +300,16 @@ describe("etcdctl", { timeout: 90_000 }, () => {
     },
   );
 
+  test("check datascale --load=s (10k puts of 1 KiB from 50 clients, then /metrics) passes", async () => {
+    const before = await revision();
+    const r = await etcdctl(["check", "datascale", "--load=s"], { member, timeoutMs: 60_000 });
+    assert.equal(r.code, 0, `check datascale exited ${r.code}: ${r.stderr}`);
+    assert.match(r.stdout, /PASS: Approximate system memory used : [\d.]+ MB\./);
+    // the 10k puts went through the member, and the check deleted its keys afterwards
+    assert.ok((await revision()) >= before + 10_000);
+    assert.equal(await ctl(["get", "--prefix", "/etcdctl-check-datascale/", "--keys-only"]), "");
+  });
+
   test("endpoint health (plain and -w json) says healthy", async () => {
     // etcdctl 3.4 prints the plain health line on stderr.
     const plain = await etcdctl(["endpoint", "health"], { member });

@@ -5,7 +5,8 @@
  * same filesystem: real etcd, etcd-ts (default fast transport) and etcd-ts with
  * `--experimental-grpc-transport grpc-js` (the reference transport; issue 6 asks for both
  * transports). The same load-generator workloads (bench/load) run against each in alternation
- * (A B C A B C …, --rounds rounds; the grpc-js member runs only issue 6's workloads: put at 1, 128
+ * (A B C A B C …, --rounds rounds, after an unmeasured warm-up of every workload on every member,
+ * --warmup-seconds each; the grpc-js member runs only issue 6's workloads: put at 1, 128
  * and 1000 clients and linearizable range at 128) and the table shows medians: workload, etcd,
  * etcd-ts, etcd-ts / etcd, etcd-ts grpc-js, etcd-ts grpc-js / etcd ("—" where a system did not
  * run the row, "n/a" where its run failed). Also the server's CPU per request for every
@@ -18,6 +19,7 @@
  *   node dist/bench/compare/index.js [--rounds 3] [--seconds 5] [--big] [--quick] [--out DIR]
  *                                     [--work-dir DIR] [--keep] [--etcd PATH] [--keys 100000]
  *                                     [--workloads "put 128 clients,range linearizable 128 clients"]
+ *                                     [--warmup-seconds 2]
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, totalmem, tmpdir } from "node:os";
@@ -48,6 +50,13 @@ export interface CompareOptions {
   preloadKeys: number;
   /** Run only the throughput workloads of these names (null: all); for quick checks and tests. */
   workloadNames: string[] | null;
+  /**
+   * Seconds of each workload run once on every member before round 1, unmeasured (0: none). The
+   * members were just restarted (the restart row), and a fresh Node process runs its request path
+   * in V8's interpreter until the JIT has compiled it: without a warm-up, etcd-ts's round-1 p99 at
+   * 1 client was 1.5-3 ms where later rounds gave 0.5-1.1 ms. etcd gets the same warm-up.
+   */
+  warmupSeconds: number;
 }
 
 /**
@@ -399,6 +408,8 @@ function cpuPerRequest(
 export async function compare(o: CompareOptions): Promise<{
   rows: CompareRow[];
   runs: Record<string, unknown>[];
+  /** The unmeasured warm-up runs: workload, system, value (not in any row). */
+  warmups: Record<string, unknown>[];
   machine: Record<string, string | number>;
 }> {
   const root = repoRoot();
@@ -484,6 +495,27 @@ export async function compare(o: CompareOptions): Promise<{
       rows.push(row(`RSS after ${label} keys of 256 B`, "MiB", true, rss, false));
       rows.push(row(`restart to healthy after ${label} keys`, "ms", true, restart, false));
       rows.push(row(`on-disk size after ${label} keys`, "MiB", true, disk, false));
+    }
+    // Warm-up: every workload once per member, unmeasured (see CompareOptions.warmupSeconds).
+    const warmups: Record<string, unknown>[] = [];
+    if (o.warmupSeconds > 0) {
+      const warm = workloads(o.warmupSeconds).filter((w) => ws.some((x) => x.name === w.name));
+      for (const w of warm) {
+        for (const s of SYSTEMS) {
+          if ((s === "etcd-ts grpc-js" && !w.grpcJs) || !up[s]) continue;
+          const r = await runOne(members[s], w);
+          const value =
+            r === null
+              ? null
+              : w.metric === "events"
+                ? r.watch!.eventsPerSecond
+                : r.requestsPerSecond;
+          warmups.push({ workload: w.name, system: s, value });
+          log(
+            `warm-up ${w.name} ${s}: ${value === null ? "n/a" : value.toFixed(0)} (not measured)`,
+          );
+        }
+      }
     }
     // Throughput rows, A B C A B C (C only on issue 6's workloads).
     const samples = new Map<string, Record<System, (number | null)[]>>();
@@ -579,7 +611,7 @@ export async function compare(o: CompareOptions): Promise<{
       );
     }
     rows.unshift(...tput);
-    return { rows, runs, machine: mach };
+    return { rows, runs, warmups, machine: mach };
   } finally {
     for (const s of SYSTEMS) await members[s].stop();
     if (!o.keep && o.workDir === null) rmSync(workDir, { recursive: true, force: true });
@@ -597,6 +629,7 @@ export function writeResults(
   res: {
     rows: CompareRow[];
     runs: Record<string, unknown>[];
+    warmups?: Record<string, unknown>[];
     machine: Record<string, string | number>;
   },
   command: string,
@@ -609,6 +642,7 @@ export function writeResults(
     machine: res.machine,
     rows: res.rows,
     runs: res.runs,
+    warmups: res.warmups ?? [],
   };
   const files: string[] = [];
   const put = (name: string, body: string): void => {
@@ -616,7 +650,10 @@ export function writeResults(
     files.push(join(outDir, name));
   };
   put(`compare-${stamp}.json`, JSON.stringify(doc, null, 2) + "\n");
-  put("latest.json", JSON.stringify({ ...doc, runs: undefined }, null, 2) + "\n");
+  put(
+    "latest.json",
+    JSON.stringify({ ...doc, runs: undefined, warmups: undefined }, null, 2) + "\n",
+  );
   put(
     "latest.md",
     `Command: \`${command}\`\n\nMachine: ${JSON.stringify(res.machine)}\n\n${formatMarkdown(res.rows)}\n`,
@@ -701,6 +738,7 @@ function parseArgs(argv: string[]): CompareOptions {
     etcdPath: "/usr/bin/etcd",
     preloadKeys: 100_000,
     workloadNames: null,
+    warmupSeconds: 2,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -715,12 +753,17 @@ function parseArgs(argv: string[]): CompareOptions {
     else if (a === "--quick") {
       o.rounds = 1;
       o.secondsPerRun = 2;
+      o.warmupSeconds = 1;
     } else if (a === "--out") o.outDir = next();
     else if (a === "--work-dir") o.workDir = next();
     else if (a === "--keep") o.keep = true;
     else if (a === "--etcd") o.etcdPath = next();
     else if (a === "--keys") o.preloadKeys = Math.max(1, Math.floor(Number(next())));
-    else if (a === "--workloads")
+    else if (a === "--warmup-seconds") {
+      const v = Number(next());
+      if (!Number.isFinite(v) || v < 0) throw new Error("--warmup-seconds needs a number >= 0");
+      o.warmupSeconds = v === 0 ? 0 : Math.max(0.5, v);
+    } else if (a === "--workloads")
       o.workloadNames = next()
         .split(",")
         .map((n) => n.trim())

@@ -201,7 +201,20 @@ describe("bench/compare output", () => {
           etcdPath: "/usr/bin/etcd",
           preloadKeys: 1000,
           workloadNames: ["put 128 clients", "range serializable 1 client"],
+          warmupSeconds: 0.5,
         });
+        // every workload warmed up once on every member that runs it, before round 1
+        assert.deepEqual(
+          res.warmups.map((r) => `${String(r["workload"])}/${String(r["system"])}`),
+          [
+            "put 128 clients/etcd",
+            "put 128 clients/etcd-ts",
+            "put 128 clients/etcd-ts grpc-js",
+            "range serializable 1 client/etcd",
+            "range serializable 1 client/etcd-ts",
+          ],
+        );
+        assert.ok(res.warmups.every((r) => typeof r["value"] === "number" && r["value"] > 0));
         const by = new Map(res.rows.map((r) => [r.name, r]));
         const put = by.get("put 128 clients")!;
         const range = by.get("range serializable 1 client")!;

@@ -52,9 +52,10 @@ export interface CompareOptions {
   workloadNames: string[] | null;
   /**
    * Seconds of each workload run once on every member before round 1, unmeasured (0: none). The
-   * members were just restarted (the restart row), and a fresh Node process runs its request path
-   * in V8's interpreter until the JIT has compiled it: without a warm-up, etcd-ts's round-1 p99 at
-   * 1 client was 1.5-3 ms where later rounds gave 0.5-1.1 ms. etcd gets the same warm-up.
+   * members were just restarted (the restart row): a fresh Node process runs its request path
+   * unoptimised until V8's JIT has seen it, on a heap just rebuilt from the WAL. Without a
+   * warm-up, etcd-ts's round-1 p99 at 1 client was 1.5-3 ms in five runs out of five, where later
+   * rounds gave 0.5-2 ms. etcd gets the same warm-up.
    */
   warmupSeconds: number;
 }

@@ -158,6 +158,10 @@ const flags: Record<string, FlagSpec> = {
     kind: "bool",
     set: (c, v) => (c.enableGrpcGateway = bool("enable-grpc-gateway", v)),
   },
+  "grpc-keepalive-min-time": {
+    kind: "duration",
+    set: (c, v) => (c.grpcKeepaliveMinTimeMs = parseGoDurationMs(v)),
+  },
   "experimental-watch-progress-notify-interval": {
     kind: "duration",
     set: (c, v) => (c.watchProgressNotifyIntervalMs = parseGoDurationMs(v)),
@@ -172,7 +176,6 @@ const flags: Record<string, FlagSpec> = {
   "strict-reconfig-check": { kind: "bool", set: () => {} },
   "enable-v2": { kind: "bool", set: () => {} },
   "initial-election-tick-advance": { kind: "bool", set: () => {} },
-  "grpc-keepalive-min-time": { kind: "duration", set: () => {} },
   "grpc-keepalive-interval": { kind: "duration", set: () => {} },
   "grpc-keepalive-timeout": { kind: "duration", set: () => {} },
   "max-concurrent-streams": { kind: "int", set: () => {} },

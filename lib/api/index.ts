@@ -12,6 +12,7 @@ import { Gateway } from "./gateway.js";
 import { createGrpcServer } from "./grpc.js";
 import { type ClientListener, listenClientUrl, relayDuplex } from "./listener.js";
 import { createH2Server } from "./h2.js";
+import { connectionErrorReporter } from "./connection-errors.js";
 import { h2GatewayOption, serveGatewayBesideGrpcJs } from "./h2-gateway.js";
 import type { Duplex } from "node:stream";
 
@@ -44,7 +45,14 @@ export async function serveClients(server: EtcdServer, logger: Logger): Promise<
   // HTTP/2 requests that are not gRPC (curl --http2, nghttp, browsers) reach the gateway too
   const h2Server =
     server.config.grpcTransport === "fast"
-      ? createH2Server(api, logger, server.config.maxRequestBytes, h2GatewayOption(gateway))
+      ? createH2Server(api, logger, server.config.maxRequestBytes, {
+          ...h2GatewayOption(gateway),
+          h2: { keepaliveMinTimeMs: server.config.grpcKeepaliveMinTimeMs },
+          onConnectionError: connectionErrorReporter(
+            logger,
+            server.metrics.grpcConnectionErrorsTotal,
+          ),
+        })
       : undefined;
   const gatewayOnH2 = h2Server !== undefined || serveGatewayBesideGrpcJs(grpcServer, gateway);
   if (!gatewayOnH2) {

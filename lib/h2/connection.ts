@@ -7,8 +7,10 @@
  * Batching (DESIGN §2, issue 6): every frame of one read is parsed before streams are dispatched,
  * and everything queued for the socket during one event-loop turn goes out in one write.
  */
+import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import {
+  type H2CloseReason,
   H2ConnectionError,
   H2ErrorCode,
   H2StreamError,
@@ -56,8 +58,21 @@ export interface H2Limits {
   connectionWindowBytes: number;
   /** stream resets by the client (and streams we had to refuse) allowed per window (CVE-2023-44487) */
   maxResetsPerWindow: number;
-  /** PING frames allowed per window */
-  maxPingsPerWindow: number;
+  /**
+   * Keepalive enforcement as grpc-go's server (keepalive.EnforcementPolicy.MinTime; etcd's
+   * --grpc-keepalive-min-time, 5 s): a client PING that arrives sooner than this after the previous
+   * one, while we have sent no HEADERS or DATA in between, is a strike. A PING after a response
+   * (grpc-go's BDP estimator pings each time it receives data) never is.
+   */
+  keepaliveMinTimeMs: number;
+  /**
+   * grpc-go's EnforcementPolicy.PermitWithoutStream (etcd: false): when false, a PING on a
+   * connection without open streams is a strike if it comes within pingWithoutStreamMinTimeMs of
+   * the previous one.
+   */
+  keepalivePermitWithoutStream: boolean;
+  /** strikes allowed; one more closes the connection with GOAWAY ENHANCE_YOUR_CALM "too_many_pings" */
+  maxPingStrikes: number;
   /** SETTINGS frames allowed per window */
   maxSettingsPerWindow: number;
   /** frames that make us answer without work for us (empty DATA, WINDOW_UPDATE, PRIORITY) per window */
@@ -78,6 +93,12 @@ export interface H2Limits {
 }
 
 /**
+ * grpc-go's defaultPingTimeout (2 h): without open streams and without PermitWithoutStream, a
+ * client has no reason to ping more often than this.
+ */
+const pingWithoutStreamMinIntervalMs = 2 * 60 * 60 * 1000;
+
+/**
  * Defaults: etcd (grpc-go) advertises unlimited concurrent streams; 10,000 per connection bounds
  * memory while no real client comes near it. The flood limits are per floodWindowMs.
  */
@@ -91,7 +112,9 @@ export const defaultH2Limits: H2Limits = {
   initialStreamWindowBytes: 1024 * 1024,
   connectionWindowBytes: 16 * 1024 * 1024,
   maxResetsPerWindow: 1000,
-  maxPingsPerWindow: 100,
+  keepaliveMinTimeMs: 5_000,
+  keepalivePermitWithoutStream: false,
+  maxPingStrikes: 2,
   maxSettingsPerWindow: 100,
   maxControlFramesPerWindow: 10_000,
   floodWindowMs: 1000,
@@ -245,6 +268,21 @@ export interface H2ConnectionHandler {
   onStream(stream: H2Stream, headers: Header[]): void;
   /** the connection is gone (socket closed); all streams were aborted before */
   onClose(conn: H2Connection): void;
+  /**
+   * The connection ends for an error, called once, before onClose: either we close it (GOAWAY
+   * with `h2Code`, or a destroy for a slow reader) or its socket failed ("socket_error": the
+   * client reset or broke the connection; `h2Code` undefined).
+   */
+  onConnectionError?(conn: H2Connection, info: H2ConnectionErrorInfo): void;
+}
+
+/** Why a connection ended for an error (see H2ConnectionHandler.onConnectionError). */
+export interface H2ConnectionErrorInfo {
+  reason: H2CloseReason | "socket_error";
+  /** the RFC 9113 §7 code of our GOAWAY; undefined when we sent none */
+  h2Code: number | undefined;
+  /** the GOAWAY debug data, or the socket error's message */
+  message: string;
 }
 
 /**
@@ -289,9 +327,15 @@ export class H2Connection {
   // flood accounting per window
   #windowStartMs = 0;
   #resets = 0;
-  #pings = 0;
   #settingsCount = 0;
   #controlFrames = 0;
+
+  // keepalive enforcement (grpc-go http2Server.handlePing): strikes since the last reset, the
+  // previous PING's time (0: none yet, so the first PING is never a strike), and whether we sent
+  // HEADERS or DATA since that PING (grpc-go's resetPingStrikes)
+  #pingStrikes = 0;
+  #lastPingAtMs = 0;
+  #sentSinceLastPing = false;
 
   // timeouts (checked by tick())
   #createdMs: number;
@@ -330,10 +374,21 @@ export class H2Connection {
     }
 
     socket.on("data", (chunk: Buffer) => this.#onRead(chunk));
-    socket.on("error", () => this.#teardown());
+    socket.on("error", (err: Error) => {
+      if (!this.#destroyed) {
+        this.#reportError({ reason: "socket_error", h2Code: undefined, message: err.message });
+      }
+      this.#teardown();
+    });
     socket.on("close", () => this.#teardown());
     socket.on("end", () => this.#teardown());
     if (firstBytes !== undefined && firstBytes.length > 0) this.#onRead(firstBytes);
+  }
+
+  /** The client's address and port ("ip:port"), for logs; "" when the socket does not say. */
+  get remoteAddress(): string {
+    const s = this.#socket as Partial<Socket>;
+    return s.remoteAddress === undefined ? "" : `${s.remoteAddress}:${s.remotePort}`;
   }
 
   /** Streams currently open (for tests and metrics). */
@@ -386,7 +441,11 @@ export class H2Connection {
       nowMs - this.#hbStartedMs > l.headersTimeoutMs
     ) {
       this.#connectionError(
-        new H2ConnectionError(H2ErrorCode.ENHANCE_YOUR_CALM, "header block timeout"),
+        new H2ConnectionError(
+          H2ErrorCode.ENHANCE_YOUR_CALM,
+          "header block timeout",
+          "header_block_timeout",
+        ),
       );
       return;
     }
@@ -527,7 +586,6 @@ export class H2Connection {
     if (now - this.#windowStartMs >= this.limits.floodWindowMs) {
       this.#windowStartMs = now;
       this.#resets = 0;
-      this.#pings = 0;
       this.#settingsCount = 0;
       this.#controlFrames = 0;
     }
@@ -536,7 +594,11 @@ export class H2Connection {
   #countControl(): void {
     this.#floodWindow();
     if (++this.#controlFrames > this.limits.maxControlFramesPerWindow) {
-      throw new H2ConnectionError(H2ErrorCode.ENHANCE_YOUR_CALM, "control frame flood");
+      throw new H2ConnectionError(
+        H2ErrorCode.ENHANCE_YOUR_CALM,
+        "control frame flood",
+        "control_frame_flood",
+      );
     }
   }
 
@@ -544,7 +606,11 @@ export class H2Connection {
     this.#floodWindow();
     if (++this.#resets > this.limits.maxResetsPerWindow) {
       // CVE-2023-44487 (rapid reset): the client makes us start and drop work faster than allowed
-      throw new H2ConnectionError(H2ErrorCode.ENHANCE_YOUR_CALM, "too many stream resets");
+      throw new H2ConnectionError(
+        H2ErrorCode.ENHANCE_YOUR_CALM,
+        "too many stream resets",
+        "rapid_reset",
+      );
     }
   }
 
@@ -655,7 +721,11 @@ export class H2Connection {
       this.#hbBytes > this.limits.maxHeaderBlockBytes
     ) {
       // CONTINUATION flood: the block can never be decoded within our limits
-      throw new H2ConnectionError(H2ErrorCode.ENHANCE_YOUR_CALM, "header block too large");
+      throw new H2ConnectionError(
+        H2ErrorCode.ENHANCE_YOUR_CALM,
+        "header block too large",
+        "header_block_too_large",
+      );
     }
     this.#hbParts.push(Buffer.from(payload));
     if (flags & Flag.END_HEADERS) {
@@ -751,7 +821,11 @@ export class H2Connection {
       throw new H2ConnectionError(H2ErrorCode.FRAME_SIZE_ERROR, "SETTINGS size");
     this.#floodWindow();
     if (++this.#settingsCount > this.limits.maxSettingsPerWindow) {
-      throw new H2ConnectionError(H2ErrorCode.ENHANCE_YOUR_CALM, "SETTINGS flood");
+      throw new H2ConnectionError(
+        H2ErrorCode.ENHANCE_YOUR_CALM,
+        "SETTINGS flood",
+        "settings_flood",
+      );
     }
     this.#settingsSeen = true;
     for (let i = 0; i < payload.length; i += 6) {
@@ -797,11 +871,39 @@ export class H2Connection {
     if (payload.length !== 8)
       throw new H2ConnectionError(H2ErrorCode.FRAME_SIZE_ERROR, "PING size");
     if (flags & Flag.ACK) return;
-    this.#floodWindow();
-    if (++this.#pings > this.limits.maxPingsPerWindow) {
-      throw new H2ConnectionError(H2ErrorCode.ENHANCE_YOUR_CALM, "PING flood");
-    }
     this.#queue(buildFrame(FrameType.PING, Flag.ACK, 0, payload));
+    this.#enforceKeepalive(Date.now());
+  }
+
+  /**
+   * grpc-go's server keepalive enforcement (internal/transport/http2_server.go handlePing): a PING
+   * after we sent HEADERS or DATA clears the strikes; otherwise one sooner than the policy's
+   * interval after the previous PING is a strike, and more than maxPingStrikes close the
+   * connection with GOAWAY ENHANCE_YOUR_CALM and debug data "too_many_pings" (which grpc-go
+   * clients read as "double your keepalive time"). Unlike a per-second cap, this never closes a
+   * busy connection, however many BDP pings it carries.
+   */
+  #enforceKeepalive(nowMs: number): void {
+    const lastMs = this.#lastPingAtMs;
+    this.#lastPingAtMs = nowMs;
+    if (this.#sentSinceLastPing) {
+      this.#sentSinceLastPing = false;
+      this.#pingStrikes = 0;
+      return;
+    }
+    const l = this.limits;
+    const minIntervalMs =
+      this.#streams.size === 0 && !l.keepalivePermitWithoutStream
+        ? pingWithoutStreamMinIntervalMs
+        : l.keepaliveMinTimeMs;
+    if (lastMs !== 0 && nowMs - lastMs < minIntervalMs) this.#pingStrikes++;
+    if (this.#pingStrikes > l.maxPingStrikes) {
+      throw new H2ConnectionError(
+        H2ErrorCode.ENHANCE_YOUR_CALM,
+        "too_many_pings",
+        "too_many_pings",
+      );
+    }
   }
 
   #onWindowUpdate(streamId: number, payload: Buffer): void {
@@ -841,6 +943,7 @@ export class H2Connection {
 
   /** @internal used by H2Stream */
   _writeHeaders(s: H2Stream, block: Buffer, end: boolean): void {
+    this.#sentSinceLastPing = true;
     this.#queue(buildHeaders(s.id, block, end, this.#peerMaxFrameBytes));
     if (end) this.#localEnd(s);
   }
@@ -873,6 +976,7 @@ export class H2Connection {
     tb.copy(out, o);
     s.sendWindow -= dataLen;
     this.#connSendWindow -= dataLen;
+    this.#sentSinceLastPing = true;
     this.#queue(out);
     this.#localEnd(s);
     return true;
@@ -899,6 +1003,7 @@ export class H2Connection {
       writeFrameHeader(hdr, 0, n, FrameType.DATA, last && item.end ? Flag.END_STREAM : 0, s.id);
       this.#queue(hdr);
       if (n > 0) this.#queue(item.buf.subarray(0, n));
+      this.#sentSinceLastPing = true;
       s.sendWindow -= n;
       this.#connSendWindow -= n;
       s.queuedBytes -= n;
@@ -997,6 +1102,11 @@ export class H2Connection {
     }
     if (this.#socket.writableLength > this.limits.maxOutboundBufferBytes) {
       // a client that does not read while making us answer (PING/SETTINGS acks, resets)
+      this.#reportError({
+        reason: "slow_reader",
+        h2Code: undefined,
+        message: `over ${this.limits.maxOutboundBufferBytes} bytes unsent`,
+      });
       this.destroy();
     }
   }
@@ -1010,8 +1120,17 @@ export class H2Connection {
     });
   }
 
+  #reportError(info: H2ConnectionErrorInfo): void {
+    try {
+      this.#handler.onConnectionError?.(this, info);
+    } catch {
+      // logging or metrics must not take the connection's teardown down with them
+    }
+  }
+
   #connectionError(err: H2ConnectionError): void {
     if (this.#destroyed) return;
+    this.#reportError({ reason: err.reason, h2Code: err.h2Code, message: err.message });
     const goaway = buildGoaway(this.#lastStreamId, err.h2Code, err.message);
     this.#out.push(goaway);
     this.#outBytes += goaway.length;

@@ -9,6 +9,7 @@
 import type { Duplex } from "node:stream";
 import {
   H2Connection,
+  type H2ConnectionErrorInfo,
   type H2ConnectionHandler,
   type H2Limits,
   type H2Stream,
@@ -162,6 +163,11 @@ export interface H2GrpcServerOptions {
    * resets them with PROTOCOL_ERROR).
    */
   onHttpStream?: (stream: H2Stream, headers: Header[]) => void;
+  /**
+   * Hears every connection that ends for an error (H2ConnectionHandler.onConnectionError), with
+   * the client's address: lib/api logs and counts them by reason.
+   */
+  onConnectionError?: (info: H2ConnectionErrorInfo, remoteAddress: string) => void;
 }
 
 // constant header blocks, encoded once
@@ -548,6 +554,7 @@ export class H2GrpcServer implements H2ConnectionHandler {
   readonly #mapError: ErrorMapper;
   readonly #onHandlerError: ((path: string, err: unknown) => void) | undefined;
   readonly #onHttpStream: ((stream: H2Stream, headers: Header[]) => void) | undefined;
+  readonly #onConnectionError: H2GrpcServerOptions["onConnectionError"];
   #ticker: NodeJS.Timeout | undefined;
   #closing = false;
   #closedWaiters: (() => void)[] = [];
@@ -559,6 +566,7 @@ export class H2GrpcServer implements H2ConnectionHandler {
     this.#mapError = options.mapError ?? defaultErrorMapper;
     this.#onHandlerError = options.onHandlerError;
     this.#onHttpStream = options.onHttpStream;
+    this.#onConnectionError = options.onConnectionError;
   }
 
   /** Number of open connections. */
@@ -647,6 +655,11 @@ export class H2GrpcServer implements H2ConnectionHandler {
     }
     const call = new Call(stream, path, headers, handler, this);
     call.start(parseGrpcTimeoutMs(timeout));
+  }
+
+  /** @internal H2ConnectionHandler */
+  onConnectionError(conn: H2Connection, info: H2ConnectionErrorInfo): void {
+    this.#onConnectionError?.(info, conn.remoteAddress);
   }
 
   /** @internal H2ConnectionHandler */

@@ -27,6 +27,7 @@ export {
   defaultH2Limits,
   type H2Limits,
   type H2ConnectionHandler,
+  type H2ConnectionErrorInfo,
   type H2StreamHandler,
 } from "./connection.js";
 export {
@@ -40,6 +41,8 @@ export {
   H2ErrorCode,
   H2ConnectionError,
   H2StreamError,
+  h2DefenceReasons,
+  type H2CloseReason,
   HpackError,
   HeaderListTooLargeError,
 } from "./errors.js";

@@ -52,6 +52,12 @@ export interface ServerConfig {
   walSyncWriteMaxEntries: number;
   /** etcd's ExperimentalWatchProgressNotifyInterval (10 minutes). */
   watchProgressNotifyIntervalMs: number;
+  /**
+   * etcd's --grpc-keepalive-min-time (5 s): the shortest interval between client PINGs that
+   * carry no response in between before they count as strikes (grpc-go's keepalive
+   * EnforcementPolicy.MinTime; lib/h2 H2Limits.keepaliveMinTimeMs).
+   */
+  grpcKeepaliveMinTimeMs: number;
 }
 
 /** etcd's DefaultQuotaBytes: 2 GiB. */
@@ -94,5 +100,6 @@ export function defaultConfig(): ServerConfig {
     watchProgressNotifyIntervalMs: 10 * 60 * 1000,
     grpcTransport: "fast",
     walSyncWriteMaxEntries: 1,
+    grpcKeepaliveMinTimeMs: 5_000,
   };
 }

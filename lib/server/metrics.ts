@@ -270,6 +270,17 @@ export class ServerMetrics {
     labelNames: ["server_version"],
     registers: [this.registry],
   });
+  /**
+   * Client connections the member ended for an error, by H2CloseReason (lib/h2): a defence
+   * (too_many_pings, rapid_reset, slow_reader, …) or a protocol violation. A client that resets
+   * its own connection is logged at debug, not counted. etcd-ts only (issue 12).
+   */
+  readonly grpcConnectionErrorsTotal = new client.Counter({
+    name: "etcd_ts_grpc_connection_errors_total",
+    help: "Client connections closed by the member for an error, by reason.",
+    labelNames: ["reason"],
+    registers: [this.registry],
+  });
   readonly heartbeatSendFailuresTotal = new client.Counter({
     name: "etcd_server_heartbeat_send_failures_total",
     help: "The total number of leader heartbeat send failures (likely overloaded from slow disk).",

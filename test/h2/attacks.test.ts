@@ -44,7 +44,6 @@ describe("hostile clients", () => {
     svc = await startFake({
       h2: {
         maxResetsPerWindow: 100,
-        maxPingsPerWindow: 50,
         maxSettingsPerWindow: 50,
         maxContinuationFrames: 16,
         maxHeaderBlockBytes: 32 * 1024,
@@ -156,13 +155,17 @@ describe("hostile clients", () => {
     assert.equal(c.goawayCode(), H2ErrorCode.ENHANCE_YOUR_CALM);
   });
 
-  test("PING flood gets GOAWAY ENHANCE_YOUR_CALM", async () => {
+  test("PING flood on an idle connection gets GOAWAY ENHANCE_YOUR_CALM too_many_pings", async () => {
     const c = new RawClient(svc.port).hello();
     const parts = [];
     for (let i = 0; i < 200; i++) parts.push(buildFrame(FrameType.PING, 0, 0, Buffer.alloc(8, i)));
     c.write(Buffer.concat(parts));
     await c.waitFor(() => c.closed);
     assert.equal(c.goawayCode(), H2ErrorCode.ENHANCE_YOUR_CALM);
+    assert.equal(c.goaway()?.payload.subarray(8).toString(), "too_many_pings");
+    // grpc-go's rule: the first PING is free, then two strikes are allowed, the third closes
+    const acks = c.frames.filter((f) => f.type === FrameType.PING && f.flags & Flag.ACK);
+    assert.equal(acks.length, 4);
   });
 
   test("slowloris: a client that never sends the preface is closed after handshakeTimeoutMs", async () => {

@@ -9,6 +9,7 @@ import {
   GrpcCode,
   bidiMethod,
   unaryMethod,
+  type H2GrpcServerOptions,
   type H2Limits,
   type MethodHandler,
 } from "../../lib/h2/index.js";
@@ -39,7 +40,11 @@ const header = () =>
 
 /** Starts the fake service; with `tlsFiles` it serves TLS with ALPN h2. */
 export async function startFake(
-  opts: { tlsFiles?: { cert: string; key: string }; h2?: Partial<H2Limits> } = {},
+  opts: {
+    tlsFiles?: { cert: string; key: string };
+    h2?: Partial<H2Limits>;
+    onConnectionError?: H2GrpcServerOptions["onConnectionError"];
+  } = {},
 ): Promise<FakeService> {
   const store = new Map<string, Buffer>();
   const svc = { cancelledCalls: 0, closedStreams: 0 } as FakeService;
@@ -156,6 +161,7 @@ export async function startFake(
   );
   const server = new H2GrpcServer(methods, {
     h2: opts.h2,
+    onConnectionError: opts.onConnectionError,
     mapError: (err) =>
       err instanceof FakeError
         ? { code: err.grpcCode, message: err.message }

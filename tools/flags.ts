@@ -65,6 +65,8 @@ const flags: Record<string, FlagSpec> = {
   "data-dir": { kind: "string", set: (c, v) => (c.dataDir = v) },
   "wal-dir": { kind: "string", set: (c, v) => (c.walDir = v) },
   "snapshot-count": { kind: "int", set: (c, v) => (c.snapshotCount = int("snapshot-count", v)) },
+  "max-snapshots": { kind: "int", set: (c, v) => (c.maxSnapshots = int("max-snapshots", v)) },
+  "max-wals": { kind: "int", set: (c, v) => (c.maxWals = int("max-wals", v)) },
   "heartbeat-interval": {
     kind: "int",
     set: (c, v) => (c.heartbeatIntervalMs = int("heartbeat-interval", v)),
@@ -169,8 +171,6 @@ const flags: Record<string, FlagSpec> = {
   // Accepted for compatibility with etcd command lines; they have no effect in etcd-ts yet.
   logger: { kind: "string", set: () => {} },
   "log-outputs": { kind: "string", set: () => {} },
-  "max-snapshots": { kind: "int", set: () => {} },
-  "max-wals": { kind: "int", set: () => {} },
   metrics: { kind: "string", set: () => {} },
   "enable-pprof": { kind: "bool", set: () => {} },
   "strict-reconfig-check": { kind: "bool", set: () => {} },

@@ -17,6 +17,10 @@ export interface ServerConfig {
   dataDir: string;
   walDir: string;
   snapshotCount: number;
+  /** --max-snapshots: .snap files kept (0 = unlimited); etcd's default 5. */
+  maxSnapshots: number;
+  /** --max-wals: WAL segment files kept once released (0 = unlimited); etcd's default 5. */
+  maxWals: number;
   heartbeatIntervalMs: number;
   electionTimeoutMs: number;
   listenClientUrls: string[];
@@ -75,7 +79,10 @@ export function defaultConfig(): ServerConfig {
     name: "default",
     dataDir: "",
     walDir: "",
-    snapshotCount: 100000,
+    // etcd 3.6's default (3.4 used 100,000): a restart replays at most this many entries
+    snapshotCount: 10000,
+    maxSnapshots: 5,
+    maxWals: 5,
     heartbeatIntervalMs: 100,
     electionTimeoutMs: 1000,
     listenClientUrls: ["http://localhost:2379"],

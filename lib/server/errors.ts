@@ -31,3 +31,17 @@ export const errNotCapable = () => new ServerError("ErrNotCapable", "etcdserver:
 export const errTooManyRequests = () =>
   new ServerError("ErrTooManyRequests", "etcdserver: too many requests");
 export const errCorrupt = () => new ServerError("ErrCorrupt", "etcdserver: corrupt cluster");
+
+/**
+ * A data-dir file (the db file or a .snap file) that must not be used: it fails a check (bad magic,
+ * checksum, truncated, does not parse) or disagrees with the WAL. Names the file and what failed;
+ * the member refuses to start rather than serve wrong data. Code "ErrDataDirFile".
+ */
+export class DataDirFileError extends ServerError {
+  constructor(
+    readonly file: string,
+    readonly reason: string,
+  ) {
+    super("ErrDataDirFile", `${file}: ${reason}`);
+  }
+}

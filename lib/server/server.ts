@@ -78,6 +78,10 @@ import { ServerMetrics } from "./metrics.js";
 import { encodePutProposal, isPlainPutRequest } from "./raft-request-codec.js";
 import { AppliedIndexWaits, RequestWaits } from "./wait.js";
 import { AutoCompactor, parseRetention } from "./compactor.js";
+import { applyV2Request, decodeEntryData } from "./v2-request.js";
+import { recoverDataDir, type RecoveredDataDir } from "./recovery.js";
+import { Snapshotter, snapshotCatchUpEntries } from "./snapshotter.js";
+import { captureDbFileState } from "./db-file.js";
 
 /** Request-id counters wrap at 2^48 (the low 48 bits of an id; etcd idutil's suffix). */
 const requestIdCounterModulus = 2 ** 48;
@@ -183,6 +187,11 @@ export class EtcdServer {
   #tickTimer: NodeJS.Timeout | undefined;
   #progressTimer: NodeJS.Timeout | undefined;
   #compactor: AutoCompactor | undefined;
+  #snapshotter: Snapshotter | undefined;
+  /** the db file's consistent index at start: normal entries at or below it are in the store already */
+  #dbConsistentIndex = 0;
+  /** term of the entry at #appliedIndex (a snapshot's term) */
+  #appliedTerm = 0;
   #lastLeaseRevokeMs = 0;
   #quotaBytes: number;
   #nospaceProposed = false;
@@ -267,15 +276,18 @@ export class EtcdServer {
     const walOptions = {
       segmentSizeBytes: c.walSegmentSizeBytes,
       syncWriteMaxEntries: c.walSyncWriteMaxEntries,
+      maxWalFiles: c.maxWals,
       logger: {
         info: (obj: object, msg?: string) => this.logger.info(obj, msg),
         warn: (obj: object, msg?: string) => this.logger.warn(obj, msg),
       },
     };
     let bootstrapPeers: MemberRecord[] | undefined;
+    let startIndex = 0;
     if (WAL.exists(walDir)) {
-      const r = await WAL.open(walDir, walOptions);
+      const r = await recoverDataDir(c.dataDir, walDir, walOptions, this.logger);
       this.#wal = r.wal;
+      startIndex = this.#restoreFrom(r);
       const md = Metadata.fromBinary(r.metadata);
       this.#memberId = md.nodeID;
       this.#clusterId = md.clusterID;
@@ -292,8 +304,10 @@ export class EtcdServer {
           term: r.hardState.term,
           commitIndex: r.hardState.commit,
           entries: r.entries.length,
+          snapshotIndex: startIndex,
+          consistentIndex: r.consistentIndex,
         },
-        "restarting member from WAL",
+        "restarting member from db and WAL",
       );
     } else {
       const peers = parseInitialCluster(c.initialCluster, c.initialClusterToken);
@@ -342,7 +356,7 @@ export class EtcdServer {
       electionTick,
       heartbeatTick: 1,
       storage: this.#storage,
-      applied: 0,
+      applied: startIndex,
       maxSizePerMsg: 1024 * 1024,
       maxInflightMsgs: 4096 / 8,
       maxUncommittedEntriesSize: 1 << 30,
@@ -361,6 +375,32 @@ export class EtcdServer {
         bootstrapPeers.map((p) => ({ id: p.id, context: encodeMemberContext(p) })),
       );
     }
+    this.#snapshotter = new Snapshotter({
+      dataDir: c.dataDir,
+      snapshotCount: c.snapshotCount,
+      maxSnapshots: c.maxSnapshots,
+      logger: this.logger,
+      startIndex,
+      host: {
+        capture: () => ({
+          state: captureDbFileState(this),
+          term: this.#appliedTerm,
+          confState: this.#confState ?? this.#storage.initialState().confState,
+        }),
+        saveWalSnapshot: async (index, term) => {
+          // the commit index rides along: etcd 3.4 trusts only snapshot records at or below the
+          // WAL's last commit (ValidSnapshotEntries), and commit-only hardStates are not written
+          const hs = this.#unwrittenHardState;
+          this.#unwrittenHardState = undefined;
+          const save = hs !== undefined ? this.#wal.save(hs, []) : undefined;
+          await Promise.all([save, this.#wal.saveSnapshot({ index, term })]);
+        },
+        releaseTo: async (index) => {
+          this.#compactRaftLogTo(index - snapshotCatchUpEntries);
+          await this.#wal.releaseLockTo(index);
+        },
+      },
+    });
     const commitAtStart = this.#commitIndex;
     this.#scheduleReady();
     // Replay: wait until every entry committed before the restart has been applied.
@@ -542,12 +582,16 @@ export class EtcdServer {
           `apply: entry index ${e.index} does not follow applied index ${this.#appliedIndex}`,
         );
       }
-      if (e.type === EntryType.EntryNormal) this.#applyNormal(e);
-      else if (e.type === EntryType.EntryConfChange) this.#applyConfChange(e);
+      // etcd's applier skips entries the db already holds (index <= its consistent index)
+      if (e.type === EntryType.EntryNormal) {
+        if (e.index > this.#dbConsistentIndex) this.#applyNormal(e);
+      } else if (e.type === EntryType.EntryConfChange) this.#applyConfChange(e);
       this.#appliedIndex = e.index;
+      this.#appliedTerm = e.term;
     }
     this.metrics.proposalsAppliedTotal.set(this.#appliedIndex);
     this.#appliedWaits.appliedTo(this.#appliedIndex);
+    this.#snapshotter?.maybeTrigger(this.#appliedIndex);
   }
 
   #lastRaftLogCompactIndex = 0;
@@ -560,11 +604,48 @@ export class EtcdServer {
     const compactTo = this.#appliedIndex - keep;
     if (compactTo <= this.#storage.firstIndex()) return;
     if (this.#appliedIndex > this.#storage.lastIndex()) return;
-    // Storage.compact needs the applied index covered by a snapshot record; the data is empty
-    // until db snapshot files exist (their own issue).
-    this.#storage.createSnapshot(this.#appliedIndex, this.#confState, new Uint8Array(0));
-    this.#storage.compact(compactTo);
+    this.#compactRaftLogTo(compactTo);
+  }
+
+  /**
+   * Compacts raft's in-memory log to `compactTo` (no-op at or below its first index). Storage.compact
+   * needs the applied index covered by a storage snapshot; its data stays empty (the db file is the
+   * snapshot a follower would be sent, with the cluster issue).
+   */
+  #compactRaftLogTo(compactTo: number): void {
+    if (compactTo <= this.#storage.firstIndex()) return;
+    if (this.#appliedIndex > this.#storage.lastIndex()) return;
+    if (this.#appliedIndex > snapshotIndexOf(this.#storage)) {
+      this.#storage.createSnapshot(this.#appliedIndex, this.#confState, new Uint8Array(0));
+    }
+    this.#storage.compact(Math.min(compactTo, this.#appliedIndex));
     this.#lastRaftLogCompactIndex = this.#appliedIndex;
+  }
+
+  /**
+   * Loads what recovery found: raft's snapshot, hardState and log tail into raft storage, the db's
+   * leases, keys, members and alarms into the member. Returns the snapshot index (raft's applied).
+   */
+  #restoreFrom(r: RecoveredDataDir): number {
+    const snap = r.snapshot;
+    if (snap !== undefined) {
+      this.#storage.applySnapshot(snap);
+      this.#confState = snap.metadata!.confState;
+    }
+    const startIndex = snap?.metadata?.index ?? 0;
+    this.#appliedIndex = startIndex;
+    this.#appliedTerm = snap?.metadata?.term ?? 0;
+    this.#dbConsistentIndex = r.consistentIndex;
+    const db = r.db;
+    if (db !== undefined) {
+      // leases first: restoring the keys re-attaches them through the store's lease hooks
+      this.lessor.restore(db.leases);
+      this.store.restore(db.keyRecords(), db.compactRevision);
+      for (const m of db.members) this.members.set(m.id, { ...m });
+      for (const a of db.alarms) this.#alarms.push({ memberID: a.memberID, alarm: a.alarm });
+      this.#pinSelfClientUrls();
+    }
+    return startIndex;
   }
 
   #applyConfChange(e: Entry): void {
@@ -583,11 +664,18 @@ export class EtcdServer {
     } else if (cc.type === ConfChangeType.ConfChangeRemoveNode) {
       this.members.delete(cc.nodeID);
     }
-    // the advertised client URLs of this member follow its flags, as etcd's publish step does
-    const self = this.members.get(this.#memberId);
-    if (self !== undefined) self.clientUrls = this.config.advertiseClientUrls;
+    this.#pinSelfClientUrls();
     const ccKey = this.#waitKeyOf(cc.iD);
     if (ccKey !== undefined) this.#waits.trigger(ccKey, undefined);
+  }
+
+  /** The advertised client URLs of this member follow its flags, as etcd's publish step does. */
+  #pinSelfClientUrls(): void {
+    const self = this.members.get(this.#memberId);
+    if (self !== undefined) {
+      self.clientUrls = this.config.advertiseClientUrls;
+      if (self.name === "") self.name = this.config.name;
+    }
   }
 
   /**
@@ -627,13 +715,26 @@ export class EtcdServer {
       r = local.request;
       waitKey = local.waitKey;
     } else {
+      let d: ReturnType<typeof decodeEntryData>;
       try {
-        r = InternalRaftRequest.fromBinary(e.data);
+        d = decodeEntryData(e.data);
       } catch (err) {
         // Entries were validated before they were proposed; one that does not decode means the
         // log is damaged, which must stop the member rather than diverge.
         throw new Error(`apply: entry ${e.index} does not decode: ${(err as Error).message}`);
       }
+      if (d.kind === "v2") {
+        // etcd 3.4's member-attribute and cluster-version entries (v2-request.ts)
+        applyV2Request(d.request, {
+          members: this.members,
+          setClusterVersion: () => {},
+          ignored: (req, why) =>
+            this.logger.info({ index: e.index, path: req.path, why }, "v2 request not applied"),
+        });
+        this.#pinSelfClientUrls();
+        return;
+      }
+      r = d.request;
       waitKey = this.#waitKeyOf(r.header?.iD ?? r.iD);
     }
     const started = performance.now();
@@ -1169,6 +1270,7 @@ export class EtcdServer {
     for (const t of this.#readTimers.values()) clearTimeout(t);
     this.#readTimers.clear();
     this.#appliedWaits.failAll(errStopped());
+    await this.#snapshotter?.stop();
     // let an in-flight ready finish its fsync before closing the file
     for (let i = 0; i < 1000 && this.#inReady; i++) await new Promise((r) => setTimeout(r, 2));
     try {
@@ -1181,6 +1283,10 @@ export class EtcdServer {
       this.#lock?.release();
     }
   }
+}
+
+function snapshotIndexOf(storage: MemoryStorage): number {
+  return storage.snapshot().metadata?.index ?? 0;
 }
 
 /**

@@ -172,6 +172,11 @@ export interface MemberOptions {
    * fresh temp dir). Callers check that 2379/2380 are free first (see portsFree).
    */
   noFlags?: boolean;
+  /**
+   * Extra environment variables of the member process, read at every (re)start: a test may change
+   * this object between restarts (e.g. arm ETCDTS_CRASH_POINT for one run only).
+   */
+  env?: Record<string, string>;
 }
 
 /** True when nothing listens on these loopback ports (checked by binding them briefly). */
@@ -279,7 +284,7 @@ export async function startMember(opts: MemberOptions = {}): Promise<Member> {
     try {
       child = spawn(cmd, [...lead, ...args], {
         stdio: ["ignore", fd, fd],
-        env: cleanEnv(),
+        env: cleanEnv(opts.env),
         cwd: baseDir,
       });
     } finally {

@@ -1,0 +1,130 @@
+/**
+ * Restart from the data dir (DESIGN §4 "Recovery = open db + replay WAL entries after it"), as etcd
+ * 3.4's NewServer with an existing WAL: load `member/snap/db` (its meta consistent_index says which
+ * raft index the state reflects), pick the newest .snap whose WAL snapshot record exists and whose
+ * index the db covers (snap-file.ts loadNewestAvailableSnap, falling back past corrupt files), read
+ * the WAL from that snapshot, and hand back what the member needs: the raft snapshot for raft's
+ * storage, the entries after it, and the db's contents. The member then applies only the entries
+ * after the db's consistent index (etcd's applier skips entries at or below it).
+ *
+ * Works on a data dir real etcd 3.4 wrote (its live bbolt db, its .snap files with v2 store data,
+ * its WAL), on one `etcdctl snapshot restore` made, and on etcd-ts's own.
+ */
+import { existsSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { BoltError } from "../btree/index.js";
+import type { Entry, HardState } from "../proto/gen/raftpb/raft.js";
+import { WAL, type WalOptions, type WalSnapshot } from "../wal/index.js";
+import { DbFileFormatError, parseEtcdDbFile, type ParsedDbFile } from "./db-file.js";
+import { DataDirFileError } from "./errors.js";
+import { loadNewestAvailableSnap, type RaftSnapshot, type SnapLogger } from "./snap-file.js";
+
+/** The db file of a data dir: `member/snap/db` (etcd's backend path). */
+export function dbFilePath(dataDir: string): string {
+  return join(dataDir, "member", "snap", "db");
+}
+
+/** The snap dir of a data dir: `member/snap`. */
+export function snapDirPath(dataDir: string): string {
+  return join(dataDir, "member", "snap");
+}
+
+/** The name the db file is written under before its rename (a crash may leave it behind). */
+export const dbTempSuffix = ".tmp";
+
+/**
+ * Reads and checks a db file: bbolt's page checks and etcd's buckets.
+ * @throws DataDirFileError naming the file and what failed (bad magic, checksum, truncated file,
+ * missing bucket, malformed meta value).
+ */
+export function readDbFile(path: string): ParsedDbFile {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (err) {
+    throw new DataDirFileError(path, `cannot read: ${(err as Error).message}`);
+  }
+  try {
+    return parseEtcdDbFile(bytes);
+  } catch (err) {
+    if (err instanceof BoltError || err instanceof DbFileFormatError) {
+      throw new DataDirFileError(path, err.message);
+    }
+    throw err;
+  }
+}
+
+/** What a restart found in the data dir. */
+export interface RecoveredDataDir {
+  wal: WAL;
+  /** the WAL's metadata record (etcdserverpb.Metadata) */
+  metadata: Uint8Array;
+  hardState: HardState;
+  /** WAL entries after `snapshot`'s index */
+  entries: Entry[];
+  /** the raft snapshot the WAL read started from; undefined when it started at index 0 */
+  snapshot: RaftSnapshot | undefined;
+  /** the db file's contents; undefined when the data dir has none (an etcd-ts dir before its first snapshot) */
+  db: ParsedDbFile | undefined;
+  /** the db's consistent index (0 without a db): entries at or below it are in the db already */
+  consistentIndex: number;
+}
+
+/**
+ * Opens the data dir for a restart (see the module comment). `walDir` must hold segments.
+ * @throws DataDirFileError for a corrupt db, a db whose consistent index is ahead of the WAL, or
+ * no usable snapshot for the db's index; WalCorruptError / WalMissingSegmentError /
+ * WalSnapshotNotFoundError from the WAL.
+ */
+export async function recoverDataDir(
+  dataDir: string,
+  walDir: string,
+  walOptions: WalOptions,
+  logger: SnapLogger,
+): Promise<RecoveredDataDir> {
+  const dbPath = dbFilePath(dataDir);
+  if (existsSync(dbPath + dbTempSuffix)) {
+    // a snapshot was cut short before its rename: the db in place is the last whole one
+    logger.warn({ file: dbPath + dbTempSuffix }, "removing a partly written db file");
+    rmSync(dbPath + dbTempSuffix, { force: true });
+  }
+  const db = existsSync(dbPath) ? readDbFile(dbPath) : undefined;
+  const consistentIndex = db?.consistentIndex ?? 0;
+  const valid = await WAL.validSnapshotEntries(walDir, { logger: walOptions.logger });
+  // only snapshots the db covers: entries between the snapshot and the db's index are skipped
+  // on apply, entries after it replayed; a snapshot past the db would leave a hole
+  const usable = valid.snapshots.filter((s) => s.index <= consistentIndex);
+  const loaded = loadNewestAvailableSnap(snapDirPath(dataDir), usable, logger);
+  let start: WalSnapshot;
+  if (loaded !== undefined) {
+    start = { index: loaded.snapshot.metadata!.index, term: loaded.snapshot.metadata!.term };
+    logger.info({ file: loaded.file, ...start }, "loaded snapshot file");
+  } else if (usable.some((s) => s.index === 0)) {
+    start = { index: 0, term: 0 };
+  } else {
+    throw new DataDirFileError(
+      db === undefined ? dbPath : snapDirPath(dataDir),
+      db === undefined
+        ? "no db file, and the WAL no longer starts at index 0"
+        : `no usable .snap file at or below the db's consistent index ${consistentIndex} whose WAL snapshot record exists`,
+    );
+  }
+  const r = await WAL.open(walDir, { ...walOptions, snapshot: start });
+  const lastIndex = r.entries.length > 0 ? r.entries[r.entries.length - 1]!.index : start.index;
+  if (consistentIndex > lastIndex) {
+    await r.wal.close();
+    throw new DataDirFileError(
+      dbPath,
+      `consistent index ${consistentIndex} is ahead of the WAL, whose last entry is ${lastIndex}`,
+    );
+  }
+  return {
+    wal: r.wal,
+    metadata: r.metadata,
+    hardState: r.hardState,
+    entries: r.entries,
+    snapshot: loaded?.snapshot,
+    db,
+    consistentIndex,
+  };
+}

@@ -1,0 +1,208 @@
+/**
+ * Periodic snapshots of a member (DESIGN §3 step 5), as etcd 3.4's triggerSnapshot / snapshot /
+ * purgeFile: every `snapshotCount` applied entries, capture the state at the applied index (mvcc's
+ * O(1) snapshot, copies of the small tables), then, while writes keep flowing:
+ *
+ * 1. write `member/snap/db` from that capture: planned in steps and streamed in chunks with the
+ *    event loop free in between, to `db.tmp`, fsync, rename over `db`, fsync the directory;
+ * 2. write `member/snap/<term>-<index>.snap` (raftpb.Snapshot with the v2 store JSON real etcd 3.4
+ *    reads its members from);
+ * 3. append the WAL's hardState + snapshot record (etcd's WAL.SaveSnapshot) and fsync;
+ * 4. compact raft's in-memory log (keeping a catch-up window), release the WAL segments wholly
+ *    before the snapshot and purge them beyond --max-wals; purge .snap files beyond
+ *    --max-snapshots.
+ *
+ * Order matters for crashes (each step is a named crash point, crash-points.ts): the db is always
+ * at or ahead of the newest .snap, and a .snap counts only once its WAL record exists, so a restart
+ * after a crash anywhere finds a db, a snapshot the WAL has, and the entries after it
+ * (recovery.ts). A failed snapshot (disk full) is logged, its temp file removed, and retried after
+ * `retryAfterMs`; the member keeps serving from memory and nothing acknowledged is lost (it is all
+ * in the WAL, which is released only after a snapshot succeeds).
+ */
+import { open, rename, rm } from "node:fs/promises";
+import type { BoltFileWriter } from "../btree/index.js";
+import type { ConfState } from "../proto/gen/raftpb/raft.js";
+import { dbFilePlanEntriesPerStep, etcdDbBuckets, type DbFileState } from "./db-file.js";
+import { BoltFileWriter as Writer } from "../btree/index.js";
+import { crashPoint } from "./crash-points.js";
+import { dbFilePath, dbTempSuffix, snapDirPath } from "./recovery.js";
+import { fsyncDirSync, purgeSnapFiles, writeSnapFile, type SnapLogger } from "./snap-file.js";
+import { encodeV2StoreSnapshot } from "./v2-store.js";
+
+/** etcd's snapshotCatchUpEntries: entries kept in raft's log after a snapshot for slow followers. */
+export const snapshotCatchUpEntries = 5_000;
+/** A failed snapshot is tried again after this long. */
+const retryAfterMs = 5_000;
+
+/** What the member hands the snapshotter: a capture at one instant, and the WAL steps. */
+export interface SnapshotHost {
+  /**
+   * The state at the applied index, synchronously: the db contents, the index and its term,
+   * and raft's conf state.
+   */
+  capture(): { state: DbFileState; term: number; confState: ConfState };
+  /** Writes the newest hardState and a WAL snapshot record at (index, term), fsynced. */
+  saveWalSnapshot(index: number, term: number): Promise<void>;
+  /** Compacts raft's in-memory log to `index` and releases the WAL segments before `index`. */
+  releaseTo(index: number): Promise<void>;
+}
+
+/** Options of Snapshotter. */
+export interface SnapshotterOptions {
+  dataDir: string;
+  /** --snapshot-count: applied entries between snapshots */
+  snapshotCount: number;
+  /** --max-snapshots: .snap files kept (0 = all) */
+  maxSnapshots: number;
+  host: SnapshotHost;
+  logger: SnapLogger;
+  /** index of the snapshot the member started from (0 for none) */
+  startIndex: number;
+}
+
+/** Figures of the last snapshot, for logs and metrics. */
+export interface SnapshotStats {
+  index: number;
+  dbBytes: number;
+  durationSeconds: number;
+}
+
+/** Runs the periodic snapshots of one member (see the module comment). One at a time. */
+export class Snapshotter {
+  readonly #o: SnapshotterOptions;
+  #snapshotIndex: number;
+  #running: Promise<void> | undefined;
+  #retryAtMs = 0;
+  #stopped = false;
+  /** Snapshots completed since start. */
+  completed = 0;
+  last: SnapshotStats | undefined;
+
+  constructor(o: SnapshotterOptions) {
+    this.#o = o;
+    this.#snapshotIndex = o.startIndex;
+  }
+
+  /** Index of the newest snapshot written (or started from). */
+  get snapshotIndex(): number {
+    return this.#snapshotIndex;
+  }
+
+  /**
+   * Called after every applied batch: starts a snapshot once `appliedIndex` is more than
+   * snapshotCount past the last one (etcd's `appliedi - snapi > SnapshotCount`), unless one is
+   * running or a failed one waits for its retry time. The capture happens now, synchronously.
+   */
+  maybeTrigger(appliedIndex: number): void {
+    if (this.#running !== undefined || this.#stopped) return;
+    if (appliedIndex - this.#snapshotIndex <= this.#o.snapshotCount) return;
+    if (Date.now() < this.#retryAtMs) return;
+    this.trigger();
+  }
+
+  /** Starts a snapshot at the current applied index now (no-op while one runs). */
+  trigger(): Promise<void> {
+    if (this.#running !== undefined) return this.#running;
+    const cap = this.#o.host.capture();
+    const p = this.#run(cap).finally(() => {
+      this.#running = undefined;
+    });
+    this.#running = p;
+    return p;
+  }
+
+  /** Stops triggering and waits for a running snapshot to end. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#running !== undefined) await this.#running.catch(() => {});
+  }
+
+  async #run(cap: { state: DbFileState; term: number; confState: ConfState }): Promise<void> {
+    const index = cap.state.consistentIndex;
+    const started = performance.now();
+    const log = this.#o.logger;
+    log.info({ index, term: cap.term }, "triggering snapshot");
+    let dbBytes: number;
+    try {
+      dbBytes = await this.#writeDb(cap.state);
+      crashPoint("snapshot-after-db-rename");
+      const st = cap.state;
+      const snapPath = await writeSnapFile(snapDirPath(this.#o.dataDir), {
+        data: encodeV2StoreSnapshot(st.members, st.removedMemberIds, st.clusterVersion),
+        metadata: { index, term: cap.term, confState: cap.confState },
+      });
+      crashPoint("snapshot-after-snap-file");
+      await this.#o.host.saveWalSnapshot(index, cap.term);
+      crashPoint("snapshot-after-wal-record");
+      log.info({ index, file: snapPath }, "saved snapshot");
+    } catch (err) {
+      this.#retryAtMs = Date.now() + retryAfterMs;
+      await rm(dbFilePath(this.#o.dataDir) + dbTempSuffix, { force: true }).catch(() => {});
+      log.warn(
+        { index, err: (err as Error).message, retryAfterMs },
+        "snapshot failed; serving from memory and retrying later",
+      );
+      return;
+    }
+    this.#snapshotIndex = index;
+    try {
+      await this.#o.host.releaseTo(index);
+      crashPoint("snapshot-after-wal-release");
+      for (const f of purgeSnapFiles(snapDirPath(this.#o.dataDir), this.#o.maxSnapshots)) {
+        log.info({ file: f }, "purged snapshot file");
+      }
+    } catch (err) {
+      log.warn({ index, err: (err as Error).message }, "releasing WAL or purging snapshots failed");
+    }
+    const durationSeconds = (performance.now() - started) / 1000;
+    this.completed++;
+    this.last = { index, dbBytes, durationSeconds };
+    log.info({ index, dbBytes, durationSeconds }, "snapshot done");
+  }
+
+  /**
+   * Writes the db file for `state` to db.tmp in steps (planning yields to the event loop every
+   * dbFilePlanEntriesPerStep records, writing awaits each chunk), fsyncs it, renames it over the
+   * db and fsyncs the directory. Returns its size in bytes.
+   */
+  async #writeDb(state: DbFileState): Promise<number> {
+    const planner = Writer.planInSteps(etcdDbBuckets(state), {}, dbFilePlanEntriesPerStep);
+    let writer: BoltFileWriter;
+    for (;;) {
+      const r = planner.next();
+      if (r.done === true) {
+        writer = r.value;
+        break;
+      }
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (this.#stopped) throw new Error("member stopping");
+    }
+    const path = dbFilePath(this.#o.dataDir);
+    const tmp = path + dbTempSuffix;
+    const fh = await open(tmp, "w", 0o600);
+    let written = 0;
+    try {
+      let half = false;
+      for (const chunk of writer.chunks()) {
+        let off = 0;
+        while (off < chunk.length) {
+          const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, written);
+          off += bytesWritten;
+          written += bytesWritten;
+        }
+        if (!half && written * 2 >= writer.sizeBytes) {
+          half = true;
+          crashPoint("snapshot-db-mid-write");
+        }
+        if (this.#stopped) throw new Error("member stopping");
+      }
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    crashPoint("snapshot-before-db-rename");
+    await rename(tmp, path);
+    fsyncDirSync(snapDirPath(this.#o.dataDir));
+    return written;
+  }
+}

@@ -16,11 +16,22 @@
  * 256 B (and 1M with --big). Writes bench/results/compare-<time>.json, latest.json, latest.md and
  * SVG charts.
  *
+ *
+ * Two load generators (--loadgen): `etcd-ts-bench` (bench/load, the default) and
+ * `etcd-benchmark`, etcd 3.4.23's own `tools/benchmark` (a Go clientv3/grpc-go client, built by
+ * tools/build-etcd-benchmark.sh; see etcd-benchmark.ts). With etcd-benchmark, the tool also loads
+ * the keys, only etcd and etcd-ts run (the grpc-js columns show "—"), every workload gets a p99
+ * row, watch-latency gets p50 and p99 rows instead of a throughput row, and the files are named
+ * `…-etcd-benchmark…` so they sit beside the default generator's. Both generators add rows
+ * counting failed requests, the tool a row of connections the server closed (grpc-go reconnects).
+ *
  *   node dist/bench/compare/index.js [--rounds 3] [--seconds 5] [--big] [--quick] [--out DIR]
  *                                     [--work-dir DIR] [--keep] [--etcd PATH] [--keys 100000]
  *                                     [--workloads "put 128 clients,range linearizable 128 clients"]
- *                                     [--warmup-seconds 2]
+ *                                     [--warmup-seconds 2] [--loadgen etcd-ts-bench|etcd-benchmark]
+ *                                     [--etcd-benchmark PATH]
  */
+import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, totalmem, tmpdir } from "node:os";
 import { execFileSync } from "node:child_process";
@@ -35,10 +46,29 @@ import {
   type LoadResult,
 } from "../load/index.js";
 import { Member, clockTicksPerSecond, type MemberSpec, type System } from "./members.js";
+import {
+  RANGE_KEY,
+  etcdBenchmarkMissing,
+  etcdBenchmarkPath,
+  etcdBenchmarkWorkloads,
+  preloadSpec,
+  runEtcdBenchmark,
+  totalFor,
+  type EtcdBenchmarkResult,
+  type EtcdBenchmarkSpec,
+} from "./etcd-benchmark.js";
 import { renderBarChart } from "./svg.js";
+
+/** The load generators: ours (bench/load) and etcd 3.4's own `tools/benchmark`. */
+export const LOAD_GENERATORS = ["etcd-ts-bench", "etcd-benchmark"] as const;
+export type LoadGenerator = (typeof LOAD_GENERATORS)[number];
 
 /** Options of one comparison. */
 export interface CompareOptions {
+  /** Which load generator drives the members (the files and the JSON say which). */
+  loadgen: LoadGenerator;
+  /** etcd's benchmark tool binary, for loadgen "etcd-benchmark". */
+  etcdBenchmarkPath: string;
   rounds: number;
   secondsPerRun: number;
   big: boolean;
@@ -134,11 +164,46 @@ function log(msg: string): void {
 /** A throughput workload of the table. */
 interface Workload {
   name: string;
+  /** etcd-ts-bench's options (unused with `tool`). */
   opts: Partial<LoadOptions>;
-  /** Which number of the result the row shows. */
-  metric: "rps" | "events";
+  /**
+   * Which number of the result the row shows: requests/s, watch events/s, or (watch-latency)
+   * the put-to-watcher latency, whose p50 row stands where the others' throughput row does.
+   */
+  metric: "rps" | "events" | "watch-latency";
   /** Whether the grpc-js member runs it too (issue 6's workloads). */
   grpcJs: boolean;
+  /** etcd's benchmark tool's workload, and the seconds one run should last, for that loadgen. */
+  tool?: { spec: EtcdBenchmarkSpec; seconds: number };
+}
+
+/** The workloads of etcd's benchmark tool, each run sized to last about `secondsPerRun`. */
+function toolWorkloads(secondsPerRun: number): Workload[] {
+  return etcdBenchmarkWorkloads().map(({ name, spec }) => ({
+    name,
+    opts: {},
+    metric: spec.command === "watch-latency" ? "watch-latency" : "rps",
+    grpcJs: false,
+    tool: { spec, seconds: secondsPerRun },
+  }));
+}
+
+/** What runOne needs for the tool: its binary and, per workload, the rate its warm-up measured. */
+interface ToolContext {
+  binary: string;
+  ratePerSecond: Map<string, number>;
+}
+
+/** Longest one tool run may take: a member far slower than expected must not hang the run. */
+function toolTimeoutMs(seconds: number): number {
+  return Math.max(60_000, seconds * 30_000);
+}
+
+/** The row a workload's metric fills (name, unit, lower is better). */
+function metricRow(w: Workload): { name: string; unit: string; lowerIsBetter: boolean } {
+  if (w.metric === "watch-latency")
+    return { name: `p50 latency ${w.name}`, unit: "ms", lowerIsBetter: true };
+  return { name: w.name, unit: w.metric === "events" ? "events/s" : "req/s", lowerIsBetter: false };
 }
 
 function connsFor(clients: number): number {
@@ -219,14 +284,34 @@ function workloads(secondsPerRun: number): Workload[] {
 }
 
 /** Runs one workload against one member; null (logged) when it failed. */
-async function runOne(m: Member, w: Workload): Promise<LoadResult | null> {
-  const o: LoadOptions = {
-    ...defaultLoadOptions(w.opts.workload ?? "put"),
-    ...w.opts,
-    endpoints: [m.endpoint],
-  };
+async function runOne(
+  m: Member,
+  w: Workload,
+  tool: ToolContext | null,
+): Promise<LoadResult | null> {
   try {
-    const r = await runLoad(o);
+    let r: LoadResult;
+    if (w.tool !== undefined && tool !== null) {
+      const { spec, seconds } = w.tool;
+      const total = totalFor(spec, seconds, tool.ratePerSecond.get(w.name) ?? null);
+      const t = await runEtcdBenchmark(
+        tool.binary,
+        m.endpoint,
+        spec,
+        total,
+        toolTimeoutMs(seconds),
+      );
+      const c = t.tool.connections;
+      if (c.reconnects > 0 || c.goawayEnhanceYourCalm > 0 || c.transientFailures > 0)
+        log(`${m.spec.system} ${w.name}: connections: ${JSON.stringify(c)}`);
+      r = t;
+    } else {
+      r = await runLoad({
+        ...defaultLoadOptions(w.opts.workload ?? "put"),
+        ...w.opts,
+        endpoints: [m.endpoint],
+      });
+    }
     const tried = r.requests;
     if (r.errors > 0)
       log(
@@ -240,7 +325,27 @@ async function runOne(m: Member, w: Workload): Promise<LoadResult | null> {
   }
 }
 
-async function loadKeys(m: Member, keys: number): Promise<boolean> {
+async function loadKeys(m: Member, keys: number, tool: ToolContext | null): Promise<boolean> {
+  if (tool !== null) {
+    try {
+      const t0 = performance.now();
+      const spec = preloadSpec(keys);
+      const r = await runEtcdBenchmark(
+        tool.binary,
+        m.endpoint,
+        spec,
+        keys,
+        toolTimeoutMs(keys / 1000),
+      );
+      log(
+        `${m.spec.system}: loaded ${keys} keys with etcd's benchmark in ${((performance.now() - t0) / 1000).toFixed(1)} s (${r.requestsPerSecond.toFixed(0)}/s, ${r.errors} errors)`,
+      );
+      return r.errors === 0;
+    } catch (err) {
+      log(`${m.spec.system}: loading ${keys} keys failed: ${(err as Error).message}`);
+      return false;
+    }
+  }
   const o: LoadOptions = {
     ...defaultLoadOptions("put"),
     endpoints: [m.endpoint],
@@ -317,6 +422,7 @@ const NOT_RUN = "—";
 function fmtNum(v: number | null, unit: string): string {
   if (v === null) return "n/a";
   if (unit === "ratio") return v.toFixed(3);
+  if (unit === "count") return v.toFixed(0);
   if (v >= 100) return v.toFixed(0);
   return v.toFixed(2);
 }
@@ -401,6 +507,38 @@ function cpuPerRequest(
   return (after - before) / r.requests;
 }
 
+/** The number a run puts in its workload's first row (see Workload.metric). */
+function metricValue(w: Workload, r: LoadResult): number {
+  if (w.metric === "events") return r.watch!.eventsPerSecond;
+  if (w.metric === "watch-latency") return r.latencyMs.p50;
+  return r.requestsPerSecond;
+}
+
+/**
+ * Rows of what went wrong over all measured runs, per system: failed requests as the load
+ * generator counted them (etcd's tool: its "Error distribution"), and with etcd's tool the
+ * connections the server closed (grpc-go reconnects, see parseGrpcLog). Runs that did not finish
+ * count nothing here (their rows show "n/a").
+ */
+function failureRows(runs: Record<string, unknown>[], withTool: boolean): CompareRow[] {
+  const errors = emptyPerSystem((): (number | null)[] => [null]);
+  const reconnects = emptyPerSystem((): (number | null)[] => [null]);
+  for (const run of runs) {
+    const s = run["system"] as System;
+    const r = run["result"] as LoadResult | EtcdBenchmarkResult | null;
+    if (r === null) continue;
+    errors[s] = [(errors[s][0] ?? 0) + r.errors];
+    if ("tool" in r) reconnects[s] = [(reconnects[s][0] ?? 0) + r.tool.connections.reconnects];
+  }
+  const ran = runs.some((r) => r["system"] === "etcd-ts grpc-js");
+  const out = [row("failed requests, all measured runs", "count", true, errors, ran)];
+  if (withTool)
+    out.push(
+      row("connections closed by the server, all measured runs", "count", true, reconnects, ran),
+    );
+  return out;
+}
+
 /**
  * Runs the whole comparison and returns its rows. Throws when real etcd is missing (the CLI
  * prints how to install it) or etcd-ts is not built. A member that fails to start leaves "n/a"
@@ -412,6 +550,7 @@ export async function compare(o: CompareOptions): Promise<{
   /** The unmeasured warm-up runs: workload, system, value (not in any row). */
   warmups: Record<string, unknown>[];
   machine: Record<string, string | number>;
+  loadgen: LoadGenerator;
 }> {
   const root = repoRoot();
   const etcdTsJs = join(root, "dist", "tools", "etcd-ts.js");
@@ -421,12 +560,20 @@ export async function compare(o: CompareOptions): Promise<{
     );
   if (!existsSync(etcdTsJs))
     throw new Error(`etcd-ts not built (${etcdTsJs} missing): run npm run build`);
-  const ws = workloads(o.secondsPerRun).filter(
+  const byLoadgen = (seconds: number): Workload[] =>
+    o.loadgen === "etcd-benchmark" ? toolWorkloads(seconds) : workloads(seconds);
+  let tool: ToolContext | null = null;
+  if (o.loadgen === "etcd-benchmark") {
+    const missing = etcdBenchmarkMissing(o.etcdBenchmarkPath);
+    if (missing !== null) throw new Error(missing);
+    tool = { binary: o.etcdBenchmarkPath, ratePerSecond: new Map() };
+  }
+  const ws = byLoadgen(o.secondsPerRun).filter(
     (w) => o.workloadNames === null || o.workloadNames.includes(w.name),
   );
   if (o.workloadNames !== null && ws.length !== o.workloadNames.length)
     throw new Error(
-      `unknown workload in ${JSON.stringify(o.workloadNames)}; known: ${workloads(1)
+      `unknown workload in ${JSON.stringify(o.workloadNames)}; known: ${byLoadgen(1)
         .map((w) => w.name)
         .join(", ")}`,
     );
@@ -457,7 +604,9 @@ export async function compare(o: CompareOptions): Promise<{
   const mach = { ...machine(workDir), clockTicksPerSecond: clockTicksPerSecond() };
   log(`work dir ${workDir}; machine ${JSON.stringify(mach)}`);
   try {
+    // etcd's tool drives etcd and etcd-ts only; the grpc-js member stays down ("—" columns).
     for (const s of SYSTEMS) {
+      if (s === "etcd-ts grpc-js" && tool !== null) continue;
       try {
         const ms = await members[s].start();
         up[s] = true;
@@ -472,14 +621,14 @@ export async function compare(o: CompareOptions): Promise<{
     // The grpc-js member gets the first load too, unmeasured, so every member serves the
     // throughput runs from the same data (the range key exists, the key space is as full).
     const sizes = o.big ? [o.preloadKeys, 1_000_000] : [o.preloadKeys];
-    if (up["etcd-ts grpc-js"]) await loadKeys(members["etcd-ts grpc-js"], o.preloadKeys);
+    if (up["etcd-ts grpc-js"]) await loadKeys(members["etcd-ts grpc-js"], o.preloadKeys, tool);
     for (const keys of sizes) {
       const label = keys >= 1_000_000 ? `${keys / 1_000_000}M` : `${keys / 1000}k`;
       const rss = emptyPerSystem((): (number | null)[] => [null]);
       const restart = emptyPerSystem((): (number | null)[] => [null]);
       const disk = emptyPerSystem((): (number | null)[] => [null]);
       for (const s of ["etcd", "etcd-ts"] as const) {
-        if (!up[s] || !(await loadKeys(members[s], keys))) continue;
+        if (!up[s] || !(await loadKeys(members[s], keys, tool))) continue;
         rss[s] = [members[s].rssBytes() / 2 ** 20];
         await members[s].stop();
         disk[s] = [members[s].diskBytes() / 2 ** 20];
@@ -497,25 +646,30 @@ export async function compare(o: CompareOptions): Promise<{
       rows.push(row(`restart to healthy after ${label} keys`, "ms", true, restart, false));
       rows.push(row(`on-disk size after ${label} keys`, "MiB", true, disk, false));
     }
+    // The tool's range workloads read RANGE_KEY: put it (256 B) on every member.
+    if (tool !== null) {
+      const value = randomBytes(256);
+      for (const s of SYSTEMS) if (up[s]) await members[s].put(Buffer.from(RANGE_KEY), value);
+    }
     // Warm-up: every workload once per member, unmeasured (see CompareOptions.warmupSeconds).
+    // With the tool, it also measures each workload's rate, which sizes the measured runs'
+    // --total (the faster system's rate × --seconds; both systems run the same total).
     const warmups: Record<string, unknown>[] = [];
     if (o.warmupSeconds > 0) {
-      const warm = workloads(o.warmupSeconds).filter((w) => ws.some((x) => x.name === w.name));
+      const warm = byLoadgen(o.warmupSeconds).filter((w) => ws.some((x) => x.name === w.name));
       for (const w of warm) {
+        const rates: number[] = [];
         for (const s of SYSTEMS) {
           if ((s === "etcd-ts grpc-js" && !w.grpcJs) || !up[s]) continue;
-          const r = await runOne(members[s], w);
-          const value =
-            r === null
-              ? null
-              : w.metric === "events"
-                ? r.watch!.eventsPerSecond
-                : r.requestsPerSecond;
+          const r = await runOne(members[s], w, tool);
+          const value = r === null ? null : metricValue(w, r);
+          if (r !== null) rates.push(r.requestsPerSecond);
           warmups.push({ workload: w.name, system: s, value });
           log(
-            `warm-up ${w.name} ${s}: ${value === null ? "n/a" : value.toFixed(0)} (not measured)`,
+            `warm-up ${w.name} ${s}: ${value === null ? "n/a" : value.toFixed(2)} (not measured)`,
           );
         }
+        if (tool !== null && rates.length > 0) tool.ratePerSecond.set(w.name, Math.max(...rates));
       }
     }
     // Throughput rows, A B C A B C (C only on issue 6's workloads).
@@ -550,7 +704,7 @@ export async function compare(o: CompareOptions): Promise<{
             // CPU is read right around the load run, after the /metrics scrape, so the scrape
             // does not count; the member is this tool's own child, read by its pid.
             const cpu0 = members[s].cpuMicros();
-            r = await runOne(members[s], w);
+            r = await runOne(members[s], w, tool);
             const cpu1 = members[s].cpuMicros();
             cpuUs = cpuPerRequest(cpu0, cpu1, r);
             if (before !== null && r !== null) {
@@ -562,8 +716,7 @@ export async function compare(o: CompareOptions): Promise<{
                 fsync[s].entries += b.entries - a.entries;
               }
             }
-            if (r !== null)
-              value = w.metric === "events" ? r.watch!.eventsPerSecond : r.requestsPerSecond;
+            if (r !== null) value = metricValue(w, r);
           }
           samples.get(w.name)![s].push(value);
           p99.get(w.name)![s].push(r === null ? null : r.latencyMs.p99);
@@ -584,11 +737,12 @@ export async function compare(o: CompareOptions): Promise<{
     }
     const tput: CompareRow[] = [];
     for (const w of ws) {
-      const unit = w.metric === "events" ? "events/s" : "req/s";
-      tput.push(row(w.name, unit, false, samples.get(w.name)!, w.grpcJs));
+      const m = metricRow(w);
+      tput.push(row(m.name, m.unit, m.lowerIsBetter, samples.get(w.name)!, w.grpcJs));
     }
+    // p99 rows: issue 6's workloads with our generator; every workload with etcd's tool.
     for (const w of ws) {
-      if (!GRPC_JS_WORKLOADS.includes(w.name)) continue;
+      if (tool === null && !GRPC_JS_WORKLOADS.includes(w.name)) continue;
       tput.push(row(`p99 latency ${w.name}`, "ms", true, p99.get(w.name)!, w.grpcJs));
     }
     // For the watch row the requests are its puts: CPU per put, with the event fan-out it causes.
@@ -611,8 +765,9 @@ export async function compare(o: CompareOptions): Promise<{
         ),
       );
     }
+    tput.push(...failureRows(runs, tool !== null));
     rows.unshift(...tput);
-    return { rows, runs, warmups, machine: mach };
+    return { rows, runs, warmups, machine: mach, loadgen: o.loadgen };
   } finally {
     for (const s of SYSTEMS) await members[s].stop();
     if (!o.keep && o.workDir === null) rmSync(workDir, { recursive: true, force: true });
@@ -623,7 +778,9 @@ export async function compare(o: CompareOptions): Promise<{
 /**
  * Writes results JSON, the Markdown table and the SVG charts (put throughput vs clients, put
  * latency percentiles at 128 clients, server CPU per request on issue 6's workloads) into
- * `outDir`; returns the paths written.
+ * `outDir`; returns the paths written. With loadgen "etcd-benchmark" every name carries
+ * `-etcd-benchmark` (compare-etcd-benchmark-<time>.json, latest-etcd-benchmark.md, …), and the
+ * JSON and Markdown name the load generator.
  */
 export function writeResults(
   outDir: string,
@@ -632,14 +789,18 @@ export function writeResults(
     runs: Record<string, unknown>[];
     warmups?: Record<string, unknown>[];
     machine: Record<string, string | number>;
+    loadgen?: LoadGenerator;
   },
   command: string,
 ): string[] {
   mkdirSync(outDir, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+  const loadgen = res.loadgen ?? "etcd-ts-bench";
+  const sfx = loadgen === "etcd-ts-bench" ? "" : `-${loadgen}`;
   const doc = {
     date: new Date().toISOString(),
     command,
+    loadgen,
     machine: res.machine,
     rows: res.rows,
     runs: res.runs,
@@ -650,14 +811,14 @@ export function writeResults(
     writeFileSync(join(outDir, name), body);
     files.push(join(outDir, name));
   };
-  put(`compare-${stamp}.json`, JSON.stringify(doc, null, 2) + "\n");
+  put(`compare${sfx}-${stamp}.json`, JSON.stringify(doc, null, 2) + "\n");
   put(
-    "latest.json",
+    `latest${sfx}.json`,
     JSON.stringify({ ...doc, runs: undefined, warmups: undefined }, null, 2) + "\n",
   );
   put(
-    "latest.md",
-    `Command: \`${command}\`\n\nMachine: ${JSON.stringify(res.machine)}\n\n${formatMarkdown(res.rows)}\n`,
+    `latest${sfx}.md`,
+    `Command: \`${command}\`\n\nLoad generator: ${loadgen}\n\nMachine: ${JSON.stringify(res.machine)}\n\n${formatMarkdown(res.rows)}\n`,
   );
   const byName = new Map(res.rows.map((r) => [r.name, r]));
   const valueOf = (name: string, s: System): number | null => {
@@ -667,7 +828,7 @@ export function writeResults(
   };
   const clients = [1, 16, 128, 1000];
   put(
-    "throughput-vs-clients.svg",
+    `throughput-vs-clients${sfx}.svg`,
     renderBarChart({
       title: "put throughput vs clients (fsync on, medians)",
       yLabel: "puts/s",
@@ -685,7 +846,7 @@ export function writeResults(
     }),
   );
   put(
-    "server-cpu-per-request.svg",
+    `server-cpu-per-request${sfx}.svg`,
     renderBarChart({
       title: "server CPU per request (µs, lower is better, medians)",
       yLabel: "CPU µs per request",
@@ -710,7 +871,7 @@ export function writeResults(
     return rs[Math.floor(rs.length / 2)]!;
   };
   put(
-    "latency-percentiles.svg",
+    `latency-percentiles${sfx}.svg`,
     renderBarChart({
       title: "put latency percentiles, 128 clients (median run)",
       yLabel: "ms",
@@ -730,6 +891,8 @@ export function writeResults(
 
 function parseArgs(argv: string[]): CompareOptions {
   const o: CompareOptions = {
+    loadgen: "etcd-ts-bench",
+    etcdBenchmarkPath: etcdBenchmarkPath(repoRoot()),
     rounds: 3,
     secondsPerRun: 5,
     big: false,
@@ -764,7 +927,13 @@ function parseArgs(argv: string[]): CompareOptions {
       const v = Number(next());
       if (!Number.isFinite(v) || v < 0) throw new Error("--warmup-seconds needs a number >= 0");
       o.warmupSeconds = v === 0 ? 0 : Math.max(0.5, v);
-    } else if (a === "--workloads")
+    } else if (a === "--loadgen") {
+      const v = next();
+      if (!(LOAD_GENERATORS as readonly string[]).includes(v))
+        throw new Error(`--loadgen must be one of ${LOAD_GENERATORS.join(", ")}`);
+      o.loadgen = v as LoadGenerator;
+    } else if (a === "--etcd-benchmark") o.etcdBenchmarkPath = next();
+    else if (a === "--workloads")
       o.workloadNames = next()
         .split(",")
         .map((n) => n.trim())
@@ -787,6 +956,11 @@ async function main(): Promise<number> {
     process.stderr.write(
       `bench:compare: real etcd is not installed at ${o.etcdPath}.\nInstall Debian's etcd 3.4 with:\n  apt-get install -y etcd-server\n`,
     );
+    return 1;
+  }
+  const missing = o.loadgen === "etcd-benchmark" ? etcdBenchmarkMissing(o.etcdBenchmarkPath) : null;
+  if (missing !== null) {
+    process.stderr.write(`bench:compare: ${missing}\n`);
     return 1;
   }
   const res = await compare(o);

@@ -54,6 +54,40 @@ export function httpGet(
   });
 }
 
+/**
+ * POST a JSON body to http://127.0.0.1:port/path (etcd's v3 JSON gateway); resolves with status
+ * and body, rejects on connection errors or after `timeoutMs`.
+ */
+export function httpPostJson(
+  port: number,
+  path: string,
+  body: unknown,
+  timeoutMs = 5000,
+): Promise<{ status: number; body: string }> {
+  const data = Buffer.from(JSON.stringify(body));
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: "127.0.0.1",
+        port,
+        path,
+        method: "POST",
+        timeout: timeoutMs,
+        headers: { "content-type": "application/json", "content-length": data.length },
+      },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (d: string) => (text += d));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text }));
+      },
+    );
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", reject);
+    req.end(data);
+  });
+}
+
 /** How to start one system. */
 export interface MemberSpec {
   system: System;
@@ -237,6 +271,21 @@ export class Member {
   /** Bytes of all files under the data dir (apparent size; preallocated WAL segments count in full). */
   diskBytes(): number {
     return dirBytes(this.spec.dataDir);
+  }
+
+  /**
+   * Puts one key through the v3 JSON gateway (POST /v3/kv/put, which etcd 3.4 and etcd-ts both
+   * serve). Throws when the member does not answer 200.
+   */
+  async put(key: Buffer, value: Buffer): Promise<void> {
+    const r = await httpPostJson(this.clientPort, "/v3/kv/put", {
+      key: key.toString("base64"),
+      value: value.toString("base64"),
+    });
+    if (r.status !== 200)
+      throw new Error(
+        `${this.spec.system}: /v3/kv/put answered ${r.status}: ${r.body.slice(0, 200)}`,
+      );
   }
 
   /** Scrapes /metrics into name{labels} → value. */

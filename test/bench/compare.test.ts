@@ -192,6 +192,8 @@ describe("bench/compare output", () => {
       const work = mkdtempSync(join(tmpdir(), "etcd-ts-compare-test-"));
       try {
         const res = await compare({
+          loadgen: "etcd-ts-bench",
+          etcdBenchmarkPath: "",
           rounds: 1,
           secondsPerRun: 1,
           big: false,

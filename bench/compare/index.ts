@@ -302,7 +302,7 @@ async function runOne(
         toolTimeoutMs(seconds),
       );
       const c = t.tool.connections;
-      if (c.reconnects > 0 || c.goawayEnhanceYourCalm > 0 || c.transientFailures > 0)
+      if (c.reconnects > 0 || c.transientFailures > 0)
         log(`${m.spec.system} ${w.name}: connections: ${JSON.stringify(c)}`);
       r = t;
     } else {

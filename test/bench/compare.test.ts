@@ -9,6 +9,7 @@ import { join } from "node:path";
 import {
   compare,
   cpuRowName,
+  defaultCompareOptions,
   formatMarkdown,
   formatTable,
   writeResults,
@@ -192,15 +193,11 @@ describe("bench/compare output", () => {
       const work = mkdtempSync(join(tmpdir(), "etcd-ts-compare-test-"));
       try {
         const res = await compare({
-          loadgen: "etcd-ts-bench",
-          etcdBenchmarkPath: "",
+          ...defaultCompareOptions(),
           rounds: 1,
           secondsPerRun: 1,
-          big: false,
           outDir: join(work, "out"),
           workDir: join(work, "run"),
-          keep: false,
-          etcdPath: "/usr/bin/etcd",
           preloadKeys: 1000,
           workloadNames: ["put 128 clients", "range serializable 1 client"],
           warmupSeconds: 0.5,

@@ -6,7 +6,12 @@ import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { compare, writeResults, type CompareRow } from "../../bench/compare/index.js";
+import {
+  compare,
+  defaultCompareOptions,
+  writeResults,
+  type CompareRow,
+} from "../../bench/compare/index.js";
 import {
   EtcdBenchmarkError,
   WATCH_LATENCY_WORKLOAD,
@@ -125,15 +130,13 @@ describe("etcd's benchmark tool as a load generator", () => {
       const work = mkdtempSync(join(tmpdir(), "etcd-ts-compare-tool-test-"));
       try {
         const res = await compare({
+          ...defaultCompareOptions(),
           loadgen: "etcd-benchmark",
           etcdBenchmarkPath: binary,
           rounds: 1,
           secondsPerRun: 1,
-          big: false,
           outDir: join(work, "out"),
           workDir: join(work, "run"),
-          keep: false,
-          etcdPath: "/usr/bin/etcd",
           preloadKeys: 1000,
           workloadNames: ["range linearizable 128 clients", WATCH_LATENCY_WORKLOAD],
           warmupSeconds: 0.5,

@@ -130,6 +130,12 @@ const flags: Record<string, FlagSpec> = {
     kind: "bool",
     set: (c, v) => (tls(c, false).clientCertAuth = bool("client-cert-auth", v)),
   },
+  "auth-token": { kind: "string", set: (c, v) => (c.authToken = v) },
+  "auth-token-ttl": {
+    kind: "int",
+    set: (c, v) => (c.authTokenTtlSeconds = int("auth-token-ttl", v)),
+  },
+  "bcrypt-cost": { kind: "int", set: (c, v) => (c.bcryptCost = int("bcrypt-cost", v)) },
   "auto-tls": { kind: "bool", set: (c, v) => (tls(c, false).autoTls = bool("auto-tls", v)) },
   "peer-cert-file": { kind: "string", set: (c, v) => (tls(c, true).certFile = v) },
   "peer-key-file": { kind: "string", set: (c, v) => (tls(c, true).keyFile = v) },

@@ -14,6 +14,8 @@ import type { IMessageType } from "@protobuf-ts/runtime";
 import * as rpc from "../proto/gen/etcdserverpb/rpc.js";
 import { saturateJsonInt64 } from "../proto/int64.js";
 import type { BidiStream, EtcdApi } from "./handlers.js";
+import type { CallAuth } from "./auth.js";
+import { authMethods } from "./auth-service.js";
 import { httpStatusFromGrpc, toApiStatus, ApiError } from "./errors.js";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { serverVersion, clusterVersion } from "../version/index.js";
@@ -30,14 +32,14 @@ interface UnaryRoute {
   kind: "unary";
   request: JsonCodec<unknown>;
   response: JsonCodec<unknown>;
-  call: (api: EtcdApi, req: unknown) => Promise<unknown>;
+  call: (api: EtcdApi, req: unknown, auth: CallAuth) => Promise<unknown>;
 }
 
 interface StreamRoute {
   kind: "stream";
   request: JsonCodec<unknown>;
   response: JsonCodec<unknown>;
-  call: (api: EtcdApi, stream: BidiStream<unknown, unknown>) => void;
+  call: (api: EtcdApi, stream: BidiStream<unknown, unknown>, auth: CallAuth) => void;
 }
 
 type Route = UnaryRoute | StreamRoute;
@@ -45,7 +47,7 @@ type Route = UnaryRoute | StreamRoute;
 function unary<Req, Res>(
   request: JsonCodec<Req>,
   response: JsonCodec<Res>,
-  call: (api: EtcdApi, req: Req) => Promise<Res>,
+  call: (api: EtcdApi, req: Req, auth: CallAuth) => Promise<Res>,
 ): UnaryRoute {
   return {
     kind: "unary",
@@ -58,7 +60,7 @@ function unary<Req, Res>(
 function stream<Req, Res>(
   request: JsonCodec<Req>,
   response: JsonCodec<Res>,
-  call: (api: EtcdApi, s: BidiStream<Req, Res>) => void,
+  call: (api: EtcdApi, s: BidiStream<Req, Res>, auth: CallAuth) => void,
 ): StreamRoute {
   return {
     kind: "stream",
@@ -70,54 +72,83 @@ function stream<Req, Res>(
 
 /** Path (after the version prefix) → route, from etcd 3.4's rpc.proto http options. */
 const routes = new Map<string, Route>([
-  ["kv/range", unary(rpc.RangeRequest, rpc.RangeResponse, (a, r) => a.range(r))],
-  ["kv/put", unary(rpc.PutRequest, rpc.PutResponse, (a, r) => a.put(r))],
+  ["kv/range", unary(rpc.RangeRequest, rpc.RangeResponse, (a, r, c) => a.range(r, c))],
+  ["kv/put", unary(rpc.PutRequest, rpc.PutResponse, (a, r, c) => a.put(r, c))],
   [
     "kv/deleterange",
-    unary(rpc.DeleteRangeRequest, rpc.DeleteRangeResponse, (a, r) => a.deleteRange(r)),
+    unary(rpc.DeleteRangeRequest, rpc.DeleteRangeResponse, (a, r, c) => a.deleteRange(r, c)),
   ],
-  ["kv/txn", unary(rpc.TxnRequest, rpc.TxnResponse, (a, r) => a.txn(r))],
-  ["kv/compaction", unary(rpc.CompactionRequest, rpc.CompactionResponse, (a, r) => a.compact(r))],
-  ["watch", stream(rpc.WatchRequest, rpc.WatchResponse, (a, s) => a.watch(s))],
-  ["lease/grant", unary(rpc.LeaseGrantRequest, rpc.LeaseGrantResponse, (a, r) => a.leaseGrant(r))],
+  ["kv/txn", unary(rpc.TxnRequest, rpc.TxnResponse, (a, r, c) => a.txn(r, c))],
+  [
+    "kv/compaction",
+    unary(rpc.CompactionRequest, rpc.CompactionResponse, (a, r, c) => a.compact(r, c)),
+  ],
+  ["watch", stream(rpc.WatchRequest, rpc.WatchResponse, (a, s, c) => a.watch(s, c))],
+  [
+    "lease/grant",
+    unary(rpc.LeaseGrantRequest, rpc.LeaseGrantResponse, (a, r, c) => a.leaseGrant(r, c)),
+  ],
   [
     "lease/revoke",
-    unary(rpc.LeaseRevokeRequest, rpc.LeaseRevokeResponse, (a, r) => a.leaseRevoke(r)),
+    unary(rpc.LeaseRevokeRequest, rpc.LeaseRevokeResponse, (a, r, c) => a.leaseRevoke(r, c)),
   ],
   [
     "kv/lease/revoke",
-    unary(rpc.LeaseRevokeRequest, rpc.LeaseRevokeResponse, (a, r) => a.leaseRevoke(r)),
+    unary(rpc.LeaseRevokeRequest, rpc.LeaseRevokeResponse, (a, r, c) => a.leaseRevoke(r, c)),
   ],
   [
     "lease/keepalive",
-    stream(rpc.LeaseKeepAliveRequest, rpc.LeaseKeepAliveResponse, (a, s) => a.leaseKeepAlive(s)),
+    stream(rpc.LeaseKeepAliveRequest, rpc.LeaseKeepAliveResponse, (a, s, c) =>
+      a.leaseKeepAlive(s, c),
+    ),
   ],
   [
     "lease/timetolive",
-    unary(rpc.LeaseTimeToLiveRequest, rpc.LeaseTimeToLiveResponse, (a, r) => a.leaseTimeToLive(r)),
+    unary(rpc.LeaseTimeToLiveRequest, rpc.LeaseTimeToLiveResponse, (a, r, c) =>
+      a.leaseTimeToLive(r, c),
+    ),
   ],
   [
     "kv/lease/timetolive",
-    unary(rpc.LeaseTimeToLiveRequest, rpc.LeaseTimeToLiveResponse, (a, r) => a.leaseTimeToLive(r)),
+    unary(rpc.LeaseTimeToLiveRequest, rpc.LeaseTimeToLiveResponse, (a, r, c) =>
+      a.leaseTimeToLive(r, c),
+    ),
   ],
-  ["lease/leases", unary(rpc.LeaseLeasesRequest, rpc.LeaseLeasesResponse, (a) => a.leaseLeases())],
+  [
+    "lease/leases",
+    unary(rpc.LeaseLeasesRequest, rpc.LeaseLeasesResponse, (a, _r, c) => a.leaseLeases(c)),
+  ],
   [
     "kv/lease/leases",
-    unary(rpc.LeaseLeasesRequest, rpc.LeaseLeasesResponse, (a) => a.leaseLeases()),
+    unary(rpc.LeaseLeasesRequest, rpc.LeaseLeasesResponse, (a, _r, c) => a.leaseLeases(c)),
   ],
   [
     "cluster/member/list",
     unary(rpc.MemberListRequest, rpc.MemberListResponse, (a) => a.memberList()),
   ],
-  ["maintenance/alarm", unary(rpc.AlarmRequest, rpc.AlarmResponse, (a, r) => a.alarm(r))],
+  ["maintenance/alarm", unary(rpc.AlarmRequest, rpc.AlarmResponse, (a, r, c) => a.alarm(r, c))],
   ["maintenance/status", unary(rpc.StatusRequest, rpc.StatusResponse, (a) => a.status())],
   [
     "maintenance/defragment",
-    unary(rpc.DefragmentRequest, rpc.DefragmentResponse, (a) => a.defragment()),
+    unary(rpc.DefragmentRequest, rpc.DefragmentResponse, (a, _r, c) => a.defragment(c)),
   ],
-  ["maintenance/hash", unary(rpc.HashRequest, rpc.HashResponse, (a) => a.hash())],
-  ["maintenance/hashkv", unary(rpc.HashKVRequest, rpc.HashKVResponse, (a, r) => a.hashKV(r))],
+  ["maintenance/hash", unary(rpc.HashRequest, rpc.HashResponse, (a, _r, c) => a.hash(c))],
+  ["maintenance/hashkv", unary(rpc.HashKVRequest, rpc.HashKVResponse, (a, r, c) => a.hashKV(r, c))],
 ]);
+
+for (const m of authMethods) {
+  routes.set(
+    m.gatewayPath,
+    unary(m.request, m.response, (a, r, c) => m.call(a, r, c)),
+  );
+}
+
+/** The gateway call's credentials: its Authorization header as etcd's "authorization" metadata. */
+function callAuthOf(ex: GatewayExchange): CallAuth {
+  const metadata = new Map<string, string>();
+  if (ex.authorization !== undefined) metadata.set("authorization", ex.authorization);
+  return { metadata };
+}
 
 const versionPrefixes = ["/v3/", "/v3beta/", "/v3alpha/"];
 
@@ -375,6 +406,8 @@ export interface GatewayExchange {
   readonly method: string;
   /** request target: path and query, e.g. "/health?exclude=NOSPACE" */
   readonly url: string;
+  /** the Authorization header: an auth token, as etcd's gateway passes it to its gRPC server */
+  readonly authorization: string | undefined;
   /** true once writeHead was called */
   readonly headersSent: boolean;
   /**
@@ -402,6 +435,7 @@ export interface GatewayExchange {
 class Http1Exchange implements GatewayExchange {
   readonly method: string;
   readonly url: string;
+  readonly authorization: string | undefined;
   readonly #req: IncomingMessage;
   readonly #res: ServerResponse;
   #stopped = false;
@@ -411,6 +445,7 @@ class Http1Exchange implements GatewayExchange {
     this.#res = res;
     this.method = req.method ?? "GET";
     this.url = req.url ?? "/";
+    this.authorization = req.headers.authorization;
   }
 
   get headersSent(): boolean {
@@ -518,7 +553,7 @@ export class Gateway {
       const body = await readBody(ex, maxBodyBytes(this.#api));
       const msg = decode(route.request, parseJson(body.toString("utf8")));
       checkMessageSize(this.#api, route.request, msg);
-      const out = await route.call(this.#api, msg);
+      const out = await route.call(this.#api, msg, callAuthOf(ex));
       writeJson(ex, 200, route.response.toJson(out, { useProtoFieldName: true }));
       return;
     }
@@ -558,7 +593,7 @@ export class Gateway {
         close();
       },
     };
-    route.call(this.#api, s);
+    route.call(this.#api, s, callAuthOf(ex));
     const splitter = new JsonValueSplitter(maxBodyBytes(this.#api));
     let refused = false;
     ex.readBody(

@@ -6,6 +6,7 @@
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import {
+  authDefinition,
   clusterDefinition,
   kVDefinition,
   leaseDefinition,
@@ -15,10 +16,42 @@ import {
 import type * as rpc from "../proto/gen/etcdserverpb/rpc.js";
 import type { EtcdApi, BidiStream, ServerStream } from "./handlers.js";
 import { toApiStatus } from "./errors.js";
+import type { CallAuth } from "./auth.js";
+import { authMethods } from "./auth-service.js";
 import { encodeWatchResponse } from "./watch-codec.js";
 
 /** etcd's grpcOverheadBytes: the gRPC receive limit is --max-request-bytes plus this (embed/serve.go). */
 export const grpcOverheadBytes = 512 * 1024;
+
+/**
+ * A grpc-js call's credentials (CallAuth): its metadata as a map of the text values, read on
+ * first use, and the verified client certificate's common name when grpc-js has the TLS socket.
+ */
+type GrpcSurfaceCall = Pick<grpc.ServerUnaryCall<unknown, unknown>, "metadata" | "getAuthContext">;
+
+class GrpcJsCallAuth implements CallAuth {
+  readonly #call: GrpcSurfaceCall;
+  #metadata: Map<string, string> | undefined;
+
+  constructor(call: GrpcSurfaceCall) {
+    this.#call = call;
+  }
+
+  get metadata(): ReadonlyMap<string, string> {
+    if (this.#metadata === undefined) {
+      this.#metadata = new Map();
+      for (const [k, v] of Object.entries(this.#call.metadata.getMap())) {
+        if (typeof v === "string") this.#metadata.set(k, v);
+      }
+    }
+    return this.#metadata;
+  }
+
+  get certCommonName(): string | undefined {
+    const cn = this.#call.getAuthContext?.()?.sslPeerCertificate?.subject?.CN;
+    return typeof cn === "string" ? cn : undefined;
+  }
+}
 
 type UnaryCall<Req, Res> = (
   call: grpc.ServerUnaryCall<Req, Res>,
@@ -27,7 +60,7 @@ type UnaryCall<Req, Res> = (
 
 /**
  * Builds the grpc-js Server with the KV, Watch, Lease, Maintenance and Cluster services.
- * Methods we do not serve (Auth, membership changes, MoveLeader) answer UNIMPLEMENTED, which is
+ * Methods we do not serve (membership changes, MoveLeader) answer UNIMPLEMENTED, which is
  * grpc-js's answer for a method missing from the implementation. Maintenance.Snapshot streams the
  * db file, pausing while grpc-js's write buffer is full (write() false until 'drain').
  */
@@ -44,11 +77,11 @@ export function createGrpcServer(
   });
 
   const unary =
-    <Req, Res>(fn: (req: Req) => Promise<Res>, name: string): UnaryCall<Req, Res> =>
+    <Req, Res>(fn: (req: Req, auth: CallAuth) => Promise<Res>, name: string): UnaryCall<Req, Res> =>
     (call, callback) => {
       let p: Promise<Res>;
       try {
-        p = fn(call.request);
+        p = fn(call.request, new GrpcJsCallAuth(call));
       } catch (err) {
         p = Promise.reject(err);
       }
@@ -125,11 +158,11 @@ export function createGrpcServer(
   ): ServerStream<Res> => sendSide<Res>(call as grpc.ServerWritableStream<unknown, Res>, method);
 
   server.addService(kVDefinition, {
-    range: unary((r) => api.range(r), "Range"),
-    put: unary((r) => api.put(r), "Put"),
-    deleteRange: unary((r) => api.deleteRange(r), "DeleteRange"),
-    txn: unary((r) => api.txn(r), "Txn"),
-    compact: unary((r) => api.compact(r), "Compact"),
+    range: unary((r, c) => api.range(r, c), "Range"),
+    put: unary((r, c) => api.put(r, c), "Put"),
+    deleteRange: unary((r, c) => api.deleteRange(r, c), "DeleteRange"),
+    txn: unary((r, c) => api.txn(r, c), "Txn"),
+    compact: unary((r, c) => api.compact(r, c), "Compact"),
   });
   // the shared-event encoder (watch-codec.ts) instead of the generated serializer
   const watchDef = {
@@ -144,26 +177,29 @@ export function createGrpcServer(
   };
   server.addService(watchDef, {
     watch: (call: grpc.ServerDuplexStream<rpc.WatchRequest, rpc.WatchResponse>) =>
-      api.watch(bidi(call, "Watch")),
+      api.watch(bidi(call, "Watch"), new GrpcJsCallAuth(call)),
   });
   server.addService(leaseDefinition, {
-    leaseGrant: unary((r) => api.leaseGrant(r), "LeaseGrant"),
-    leaseRevoke: unary((r) => api.leaseRevoke(r), "LeaseRevoke"),
+    leaseGrant: unary((r, c) => api.leaseGrant(r, c), "LeaseGrant"),
+    leaseRevoke: unary((r, c) => api.leaseRevoke(r, c), "LeaseRevoke"),
     leaseKeepAlive: (
       call: grpc.ServerDuplexStream<rpc.LeaseKeepAliveRequest, rpc.LeaseKeepAliveResponse>,
-    ) => api.leaseKeepAlive(bidi(call, "LeaseKeepAlive")),
-    leaseTimeToLive: unary((r) => api.leaseTimeToLive(r), "LeaseTimeToLive"),
-    leaseLeases: unary(() => api.leaseLeases(), "LeaseLeases"),
+    ) => api.leaseKeepAlive(bidi(call, "LeaseKeepAlive"), new GrpcJsCallAuth(call)),
+    leaseTimeToLive: unary((r, c) => api.leaseTimeToLive(r, c), "LeaseTimeToLive"),
+    leaseLeases: unary((_r, c) => api.leaseLeases(c), "LeaseLeases"),
   });
   server.addService(maintenanceDefinition, {
-    alarm: unary((r: rpc.AlarmRequest) => api.alarm(r), "Alarm"),
+    alarm: unary((r: rpc.AlarmRequest, c) => api.alarm(r, c), "Alarm"),
     status: unary(() => api.status(), "Status"),
-    defragment: unary(() => api.defragment(), "Defragment"),
-    hash: unary(() => api.hash(), "Hash"),
-    hashKV: unary((r: rpc.HashKVRequest) => api.hashKV(r), "HashKV"),
+    defragment: unary((_r, c) => api.defragment(c), "Defragment"),
+    hash: unary((_r, c) => api.hash(c), "Hash"),
+    hashKV: unary((r: rpc.HashKVRequest, c) => api.hashKV(r, c), "HashKV"),
     snapshot: (call: grpc.ServerWritableStream<rpc.SnapshotRequest, rpc.SnapshotResponse>) =>
-      api.snapshot(serverStream(call, "Snapshot")),
+      api.snapshot(serverStream(call, "Snapshot"), new GrpcJsCallAuth(call)),
   } as unknown as grpc.UntypedServiceImplementation as never);
+  const authImpl: Record<string, UnaryCall<unknown, unknown>> = {};
+  for (const a of authMethods) authImpl[a.name] = unary((r, c) => a.call(api, r, c), a.name);
+  server.addService(authDefinition, authImpl as unknown as grpc.UntypedServiceImplementation);
   server.addService(clusterDefinition, {
     memberList: unary(() => api.memberList(), "MemberList"),
   } as unknown as grpc.UntypedServiceImplementation as never);

@@ -31,14 +31,20 @@ import type { Gateway, GatewayExchange } from "./gateway.js";
 const emptyBuffer = Buffer.alloc(0);
 
 /** The request line parts of an HTTP/2 header list (RFC 9113 §8.3.1). */
-function requestTarget(headers: readonly Header[]): { method: string; url: string } {
+function requestTarget(headers: readonly Header[]): {
+  method: string;
+  url: string;
+  authorization: string | undefined;
+} {
   let method = "GET";
   let url = "/";
+  let authorization: string | undefined;
   for (const [n, v] of headers) {
     if (n === ":method") method = v;
     else if (n === ":path") url = v;
+    else if (n === "authorization") authorization = v;
   }
-  return { method, url };
+  return { method, url, authorization };
 }
 
 /**
@@ -53,6 +59,7 @@ function requestTarget(headers: readonly Header[]): { method: string; url: strin
 export class H2StreamExchange implements GatewayExchange, H2StreamHandler {
   readonly method: string;
   readonly url: string;
+  readonly authorization: string | undefined;
   readonly #stream: H2Stream;
   readonly #maxEarlyBodyBytes: number;
   #head: Header[] | undefined;
@@ -75,6 +82,7 @@ export class H2StreamExchange implements GatewayExchange, H2StreamHandler {
     const t = requestTarget(headers);
     this.method = t.method;
     this.url = t.url;
+    this.authorization = t.authorization;
     // an answer that needs no body (404, 405, /health) may go before the body has arrived: the
     // stream then takes the rest of it instead of a reset that curl reports as a failure
     stream.resetOnEarlyEnd = false;
@@ -229,6 +237,7 @@ export function h2GatewayOption(gateway: Gateway): Pick<H2GrpcServerOptions, "on
 export class NodeHttp2Exchange implements GatewayExchange {
   readonly method: string;
   readonly url: string;
+  readonly authorization: string | undefined;
   readonly #stream: http2.ServerHttp2Stream;
   readonly #maxDroppedBodyBytes: number;
   #head: http2.OutgoingHttpHeaders | undefined;
@@ -245,6 +254,7 @@ export class NodeHttp2Exchange implements GatewayExchange {
     this.#maxDroppedBodyBytes = maxDroppedBodyBytes;
     this.method = typeof headers[":method"] === "string" ? headers[":method"] : "GET";
     this.url = typeof headers[":path"] === "string" ? headers[":path"] : "/";
+    this.authorization = headers.authorization;
     // a reset or a connection error ends the stream; 'close' tells the gateway
     stream.on("error", () => {});
   }

@@ -1,6 +1,6 @@
 /**
  * The fast transport binding: lib/api's EtcdApi methods served through lib/h2 (issue 6), the same
- * handlers grpc.ts serves through @grpc/grpc-js. Methods not bound here (Auth, membership changes,
+ * handlers grpc.ts serves through @grpc/grpc-js. Methods not bound here (membership changes,
  * MoveLeader) answer UNIMPLEMENTED, as with grpc-js. Maintenance.Snapshot streams the db file under
  * the client's flow-control window (lib/h2 holds DATA until the window opens; `send` returning
  * false pauses the handler until drain).
@@ -10,6 +10,7 @@ import {
   H2GrpcServer,
   type H2GrpcServerOptions,
   type MethodHandler,
+  type CallContext,
   bidiMethod,
   serverStreamMethod,
   unaryMethod,
@@ -20,59 +21,77 @@ import { watchResponseCodec } from "./watch-codec.js";
 import { putResponseCodec, rangeResponseCodec } from "./kv-codec.js";
 import { grpcOverheadBytes } from "./grpc.js";
 import type { EtcdApi } from "./handlers.js";
+import type { CallAuth } from "./auth.js";
+import { authMethods } from "./auth-service.js";
 
-/** The method table: gRPC path → handler bound to `api`. */
-export function etcdMethodTable(api: EtcdApi): Map<string, MethodHandler> {
+/**
+ * The method table: gRPC path → handler bound to `api`. `certCommonName` is the verified client
+ * certificate's common name of the connection the table serves (--client-cert-auth identity);
+ * without one the call context itself is the credentials (its metadata holds the token).
+ */
+export function etcdMethodTable(api: EtcdApi, certCommonName?: string): Map<string, MethodHandler> {
+  const auth = (ctx: CallContext): CallAuth =>
+    certCommonName === undefined ? ctx : { metadata: ctx.metadata, certCommonName };
   const m = new Map<string, MethodHandler>();
   m.set(
     "/etcdserverpb.KV/Range",
-    unaryMethod(rpc.RangeRequest, rangeResponseCodec, (r) => api.range(r)),
+    unaryMethod(rpc.RangeRequest, rangeResponseCodec, (r, c) => api.range(r, auth(c))),
   );
   m.set(
     "/etcdserverpb.KV/Put",
-    unaryMethod(rpc.PutRequest, putResponseCodec, (r) => api.put(r)),
+    unaryMethod(rpc.PutRequest, putResponseCodec, (r, c) => api.put(r, auth(c))),
   );
   m.set(
     "/etcdserverpb.KV/DeleteRange",
-    unaryMethod(rpc.DeleteRangeRequest, rpc.DeleteRangeResponse, (r) => api.deleteRange(r)),
+    unaryMethod(rpc.DeleteRangeRequest, rpc.DeleteRangeResponse, (r, c) =>
+      api.deleteRange(r, auth(c)),
+    ),
   );
   m.set(
     "/etcdserverpb.KV/Txn",
-    unaryMethod(rpc.TxnRequest, rpc.TxnResponse, (r) => api.txn(r)),
+    unaryMethod(rpc.TxnRequest, rpc.TxnResponse, (r, c) => api.txn(r, auth(c))),
   );
   m.set(
     "/etcdserverpb.KV/Compact",
-    unaryMethod(rpc.CompactionRequest, rpc.CompactionResponse, (r) => api.compact(r)),
+    unaryMethod(rpc.CompactionRequest, rpc.CompactionResponse, (r, c) => api.compact(r, auth(c))),
   );
   m.set(
     "/etcdserverpb.Watch/Watch",
-    bidiMethod(rpc.WatchRequest, watchResponseCodec, (s) => api.watch(s)),
+    bidiMethod(rpc.WatchRequest, watchResponseCodec, (s, c) => api.watch(s, auth(c))),
   );
   m.set(
     "/etcdserverpb.Lease/LeaseGrant",
-    unaryMethod(rpc.LeaseGrantRequest, rpc.LeaseGrantResponse, (r) => api.leaseGrant(r)),
+    unaryMethod(rpc.LeaseGrantRequest, rpc.LeaseGrantResponse, (r, c) =>
+      api.leaseGrant(r, auth(c)),
+    ),
   );
   m.set(
     "/etcdserverpb.Lease/LeaseRevoke",
-    unaryMethod(rpc.LeaseRevokeRequest, rpc.LeaseRevokeResponse, (r) => api.leaseRevoke(r)),
+    unaryMethod(rpc.LeaseRevokeRequest, rpc.LeaseRevokeResponse, (r, c) =>
+      api.leaseRevoke(r, auth(c)),
+    ),
   );
   m.set(
     "/etcdserverpb.Lease/LeaseKeepAlive",
-    bidiMethod(rpc.LeaseKeepAliveRequest, rpc.LeaseKeepAliveResponse, (s) => api.leaseKeepAlive(s)),
+    bidiMethod(rpc.LeaseKeepAliveRequest, rpc.LeaseKeepAliveResponse, (s, c) =>
+      api.leaseKeepAlive(s, auth(c)),
+    ),
   );
   m.set(
     "/etcdserverpb.Lease/LeaseTimeToLive",
-    unaryMethod(rpc.LeaseTimeToLiveRequest, rpc.LeaseTimeToLiveResponse, (r) =>
-      api.leaseTimeToLive(r),
+    unaryMethod(rpc.LeaseTimeToLiveRequest, rpc.LeaseTimeToLiveResponse, (r, c) =>
+      api.leaseTimeToLive(r, auth(c)),
     ),
   );
   m.set(
     "/etcdserverpb.Lease/LeaseLeases",
-    unaryMethod(rpc.LeaseLeasesRequest, rpc.LeaseLeasesResponse, () => api.leaseLeases()),
+    unaryMethod(rpc.LeaseLeasesRequest, rpc.LeaseLeasesResponse, (_r, c) =>
+      api.leaseLeases(auth(c)),
+    ),
   );
   m.set(
     "/etcdserverpb.Maintenance/Alarm",
-    unaryMethod(rpc.AlarmRequest, rpc.AlarmResponse, (r) => api.alarm(r)),
+    unaryMethod(rpc.AlarmRequest, rpc.AlarmResponse, (r, c) => api.alarm(r, auth(c))),
   );
   m.set(
     "/etcdserverpb.Maintenance/Status",
@@ -80,24 +99,32 @@ export function etcdMethodTable(api: EtcdApi): Map<string, MethodHandler> {
   );
   m.set(
     "/etcdserverpb.Maintenance/Defragment",
-    unaryMethod(rpc.DefragmentRequest, rpc.DefragmentResponse, () => api.defragment()),
+    unaryMethod(rpc.DefragmentRequest, rpc.DefragmentResponse, (_r, c) => api.defragment(auth(c))),
   );
   m.set(
     "/etcdserverpb.Maintenance/Hash",
-    unaryMethod(rpc.HashRequest, rpc.HashResponse, () => api.hash()),
+    unaryMethod(rpc.HashRequest, rpc.HashResponse, (_r, c) => api.hash(auth(c))),
   );
   m.set(
     "/etcdserverpb.Maintenance/HashKV",
-    unaryMethod(rpc.HashKVRequest, rpc.HashKVResponse, (r) => api.hashKV(r)),
+    unaryMethod(rpc.HashKVRequest, rpc.HashKVResponse, (r, c) => api.hashKV(r, auth(c))),
   );
   m.set(
     "/etcdserverpb.Maintenance/Snapshot",
-    serverStreamMethod(rpc.SnapshotRequest, rpc.SnapshotResponse, (_req, s) => api.snapshot(s)),
+    serverStreamMethod(rpc.SnapshotRequest, rpc.SnapshotResponse, (_req, s, c) =>
+      api.snapshot(s, auth(c)),
+    ),
   );
   m.set(
     "/etcdserverpb.Cluster/MemberList",
     unaryMethod(rpc.MemberListRequest, rpc.MemberListResponse, () => api.memberList()),
   );
+  for (const a of authMethods) {
+    m.set(
+      a.path,
+      unaryMethod(a.request, a.response, (r, c) => a.call(api, r, auth(c))),
+    );
+  }
   return m;
 }
 

@@ -38,12 +38,15 @@ import type {
   WatchRequest,
   WatchResponse,
 } from "../proto/gen/etcdserverpb/rpc.js";
+import { AlarmRequest_AlarmAction } from "../proto/gen/etcdserverpb/rpc.js";
 import {
   checkDeleteRangeRequest,
   checkPutRequest,
   checkRangeRequest,
   checkTxnRequest,
+  isTxnReadOnly,
 } from "../mvcc/index.js";
+import { ApiAuth, type CallAuth } from "./auth.js";
 import type { EtcdServer } from "../server/index.js";
 import { planDbFileInSteps, snapshotSendBufferBytes } from "../server/db-file.js";
 import type { BoltFileWriter } from "../btree/index.js";
@@ -93,13 +96,21 @@ const defaultStreamLimits: StreamLimits = {
   snapshotBytesPerTurn: 1 << 20,
 };
 
+/**
+ * Every method takes the call's credentials (`call`, CallAuth: metadata and the client
+ * certificate's name); while auth is off they are not looked at. While it is on, each call is
+ * checked as etcd 3.4 checks it (auth.ts) and writes carry the caller into raft.
+ */
 export class EtcdApi {
   readonly #server: EtcdServer;
   readonly #limits: StreamLimits;
+  /** credentials, the checks before raft, and the Auth service */
+  readonly auth: ApiAuth;
 
   constructor(server: EtcdServer, limits: Partial<StreamLimits> = {}) {
     this.#server = server;
     this.#limits = { ...defaultStreamLimits, ...limits };
+    this.auth = new ApiAuth(server);
   }
 
   get server(): EtcdServer {
@@ -109,9 +120,14 @@ export class EtcdApi {
   // ------------------------------------------------------------------ KV
 
   /** KV.Range. Errors: empty key, compacted or future revision, no leader, timeout. */
-  async range(req: RangeRequest): Promise<RangeResponse> {
+  async range(req: RangeRequest, call?: CallAuth): Promise<RangeResponse> {
     checkRangeRequest(req);
-    return this.#server.range(req);
+    if (!this.auth.enabled) return this.#server.range(req);
+    return this.auth.serialized(
+      call,
+      (ai) => this.auth.checkRange(ai, req),
+      () => this.#server.range(req),
+    );
   }
 
   /**
@@ -119,43 +135,68 @@ export class EtcdApi {
    * async function: it hands back the server's promise itself (an async function returning a
    * promise adds a promise, a thenable job and two microtask turns to every put).
    */
-  put(req: PutRequest): Promise<PutResponse> {
+  put(req: PutRequest, call?: CallAuth): Promise<PutResponse> {
     try {
       checkPutRequest(req);
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.#server.put(req);
+    if (!this.auth.enabled) return this.#server.put(req);
+    return this.auth.authInfo(call).then((ai) => this.#server.put(req, ai));
   }
 
   /** KV.DeleteRange. */
-  async deleteRange(req: DeleteRangeRequest): Promise<DeleteRangeResponse> {
+  async deleteRange(req: DeleteRangeRequest, call?: CallAuth): Promise<DeleteRangeResponse> {
     checkDeleteRangeRequest(req);
-    return this.#server.deleteRange(req);
+    return this.#server.deleteRange(req, await this.auth.authInfo(call));
   }
 
   /** KV.Txn. Errors: more than --max-txn-ops ops, duplicate key, each op's own checks. */
-  async txn(req: TxnRequest): Promise<TxnResponse> {
+  async txn(req: TxnRequest, call?: CallAuth): Promise<TxnResponse> {
     checkTxnRequest(req, this.#server.config.maxTxnOps);
-    return this.#server.txn(req);
+    if (!this.auth.enabled) return this.#server.txn(req);
+    if (!isTxnReadOnly(req)) return this.#server.txn(req, await this.auth.authInfo(call));
+    return this.auth.serialized(
+      call,
+      (ai) => this.auth.checkTxn(ai, req),
+      () => this.#server.txn(req),
+    );
   }
 
   /** KV.Compact. */
-  async compact(req: CompactionRequest): Promise<CompactionResponse> {
-    return this.#server.compact(req);
+  async compact(req: CompactionRequest, call?: CallAuth): Promise<CompactionResponse> {
+    return this.#server.compact(req, await this.auth.authInfo(call));
   }
 
   // ------------------------------------------------------------------ Lease
 
-  async leaseGrant(req: LeaseGrantRequest): Promise<LeaseGrantResponse> {
-    return this.#server.leaseGrant(req);
+  async leaseGrant(req: LeaseGrantRequest, call?: CallAuth): Promise<LeaseGrantResponse> {
+    return this.#server.leaseGrant(req, await this.auth.requireAuthInfo(call));
   }
 
-  async leaseRevoke(req: LeaseRevokeRequest): Promise<LeaseRevokeResponse> {
-    return this.#server.leaseRevoke(req);
+  async leaseRevoke(req: LeaseRevokeRequest, call?: CallAuth): Promise<LeaseRevokeResponse> {
+    return this.#server.leaseRevoke(req, await this.auth.requireAuthInfo(call));
   }
 
-  async leaseTimeToLive(req: LeaseTimeToLiveRequest): Promise<LeaseTimeToLiveResponse> {
+  /** etcd checks the lease's keys are readable only when `keys` is asked for. */
+  async leaseTimeToLive(
+    req: LeaseTimeToLiveRequest,
+    call?: CallAuth,
+  ): Promise<LeaseTimeToLiveResponse> {
+    if (this.auth.enabled) {
+      const ai = await this.auth.requireAuthInfo(call);
+      if (req.keys) {
+        return this.auth.serialized(
+          call,
+          () => this.auth.checkLeaseKeys(ai, req.iD, "range"),
+          () => this.#leaseTimeToLive(req),
+        );
+      }
+    }
+    return this.#leaseTimeToLive(req);
+  }
+
+  async #leaseTimeToLive(req: LeaseTimeToLiveRequest): Promise<LeaseTimeToLiveResponse> {
     try {
       return await this.#server.leaseTimeToLive(req);
     } catch (err) {
@@ -167,8 +208,17 @@ export class EtcdApi {
     }
   }
 
-  async leaseLeases(): Promise<LeaseLeasesResponse> {
-    return this.#server.leaseLeases();
+  /** etcd checkLeaseLeases: unless root, the keys of every lease must be readable. */
+  async leaseLeases(call?: CallAuth): Promise<LeaseLeasesResponse> {
+    if (!this.auth.enabled) return this.#server.leaseLeases();
+    const ai = await this.auth.requireAuthInfo(call);
+    return this.auth.serialized(
+      call,
+      () => {
+        for (const id of this.#server.lessor.leases()) this.auth.checkLeaseKeys(ai, id, "range");
+      },
+      () => this.#server.leaseLeases(),
+    );
   }
 
   /**
@@ -176,7 +226,10 @@ export class EtcdApi {
    * An unknown lease answers TTL 0 (etcd v3rpc/lease.go leaseKeepAlive). Requests are renewed one
    * at a time; when the client does not read its responses the stream stops taking requests.
    */
-  leaseKeepAlive(stream: BidiStream<LeaseKeepAliveRequest, LeaseKeepAliveResponse>): void {
+  leaseKeepAlive(
+    stream: BidiStream<LeaseKeepAliveRequest, LeaseKeepAliveResponse>,
+    call?: CallAuth,
+  ): void {
     const queue: bigint[] = [];
     let running = false;
     let closed = false;
@@ -189,6 +242,10 @@ export class EtcdApi {
           const id = queue.shift() as bigint;
           let ttl: number;
           try {
+            // etcd checkLeaseRenew: the caller must be able to write every key on the lease
+            if (this.auth.enabled) {
+              this.auth.checkLeaseKeys(await this.auth.authInfo(call), id, "put");
+            }
             ttl = await this.#server.leaseRenew(id);
           } catch (err) {
             const msg = (err as Error).message;
@@ -231,7 +288,7 @@ export class EtcdApi {
    * Watch: many watchers per stream (mvcc's WatchStream does create/cancel/progress and catch-up).
    * Every response gets the header; event responses keep the revision mvcc put in them.
    */
-  watch(stream: BidiStream<WatchRequest, WatchResponse>): void {
+  watch(stream: BidiStream<WatchRequest, WatchResponse>, call?: CallAuth): void {
     const server = this.#server;
     const ws = server.newWatchStream({
       send: (resp: WatchResponse) => {
@@ -242,13 +299,31 @@ export class EtcdApi {
         return stream.send(resp);
       },
     });
-    stream.onMessage((req) => {
+    const handle = (req: WatchRequest) => {
       try {
         ws.handle(req);
       } catch (err) {
         stream.end(err as Error);
         ws.close();
       }
+    };
+    // While auth is on, each create is checked (etcd isWatchPermitted) before the stream sees
+    // it; requests wait their turn so a create and a later cancel stay in order.
+    let queued: Promise<void> | undefined;
+    let queuedCount = 0;
+    stream.onMessage((req) => {
+      if (queuedCount === 0 && !this.auth.enabled) return handle(req);
+      queuedCount++;
+      queued = (queued ?? Promise.resolve()).then(async () => {
+        const u = req.requestUnion;
+        const refused =
+          u.oneofKind === "createRequest"
+            ? await this.auth.refuseWatch(call, u.createRequest)
+            : undefined;
+        queuedCount--;
+        if (refused !== undefined) stream.send(refused);
+        else handle(req);
+      });
     });
     stream.onDrain(() => ws.resume());
     stream.onClose(() => ws.close());
@@ -256,22 +331,33 @@ export class EtcdApi {
 
   // ------------------------------------------------------------------ Maintenance
 
+  // etcd's authMaintenanceServer: Defragment, Snapshot, Hash, HashKV and Alarm changes are for
+  // root only; Alarm GET needs credentials (etcd release-3.4's newest rule; 3.4.23 checked no
+  // alarm call). Status is open to every caller, as in etcd 3.4.23 (the reference binary).
+
   async status(): Promise<StatusResponse> {
     return this.#server.status();
   }
 
-  async alarm(req: AlarmRequest): Promise<AlarmResponse> {
-    return this.#server.alarm(req);
+  async alarm(req: AlarmRequest, call?: CallAuth): Promise<AlarmResponse> {
+    if (!this.auth.enabled) return this.#server.alarm(req);
+    const ai =
+      req.action === AlarmRequest_AlarmAction.GET
+        ? await this.auth.requireAuthInfo(call)
+        : await this.auth.requireAdmin(call);
+    return this.#server.alarm(req, ai);
   }
 
   /** Maintenance.Hash: etcd hashes the whole backend; we hash every kv held (HashKV at 0). */
-  async hash(): Promise<HashResponse> {
+  async hash(call?: CallAuth): Promise<HashResponse> {
+    if (this.auth.enabled) await this.auth.requireAdmin(call);
     await this.#server.linearizableReadNotify();
     const h = this.#server.hashKV(0);
     return { header: h.header, hash: h.hash };
   }
 
-  async hashKV(req: HashKVRequest): Promise<HashKVResponse> {
+  async hashKV(req: HashKVRequest, call?: CallAuth): Promise<HashKVResponse> {
+    if (this.auth.enabled) await this.auth.requireAdmin(call);
     return this.#server.hashKV(req.revision);
   }
 
@@ -285,7 +371,18 @@ export class EtcdApi {
    * transport's window (onDrain) and yielding the event loop every `snapshotBytesPerTurn` bytes.
    * A client that goes away stops the work.
    */
-  snapshot(stream: ServerStream<SnapshotResponse>): void {
+  snapshot(stream: ServerStream<SnapshotResponse>, call?: CallAuth): void {
+    if (this.auth.enabled) {
+      this.auth.requireAdmin(call).then(
+        () => this.#snapshot(stream),
+        (err: Error) => stream.end(err),
+      );
+      return;
+    }
+    this.#snapshot(stream);
+  }
+
+  #snapshot(stream: ServerStream<SnapshotResponse>): void {
     // the state is captured now; planning the file walks every record, a step per loop turn
     let planner: Generator<void, BoltFileWriter, void>;
     let closed = false;
@@ -390,7 +487,8 @@ export class EtcdApi {
   }
 
   /** Maintenance.Defragment: the in-memory store has nothing to defragment; answers like etcd. */
-  async defragment(): Promise<DefragmentResponse> {
+  async defragment(call?: CallAuth): Promise<DefragmentResponse> {
+    if (this.auth.enabled) await this.auth.requireAdmin(call);
     return { header: this.#server.header() };
   }
 

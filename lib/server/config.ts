@@ -54,6 +54,15 @@ export interface ServerConfig {
    * (lib/wal syncWriteMaxEntries). etcd-ts only: `--experimental-wal-sync-write-max-entries`.
    */
   walSyncWriteMaxEntries: number;
+  /**
+   * etcd's --auth-token: "simple" or "jwt,pub-key=…,priv-key=…,sign-method=…[,ttl=…]"
+   * (lib/auth/tokens.ts).
+   */
+  authToken: string;
+  /** etcd's --auth-token-ttl: a simple token lives this long after its last use. */
+  authTokenTtlSeconds: number;
+  /** etcd's --bcrypt-cost for new passwords (4..31; others fall back to 10, as etcd). */
+  bcryptCost: number;
   /** etcd's ExperimentalWatchProgressNotifyInterval (10 minutes). */
   watchProgressNotifyIntervalMs: number;
   /**
@@ -105,6 +114,9 @@ export function defaultConfig(): ServerConfig {
     enableGrpcGateway: true,
     walSegmentSizeBytes: 64 * 1024 * 1024,
     watchProgressNotifyIntervalMs: 10 * 60 * 1000,
+    authToken: "simple",
+    authTokenTtlSeconds: 300,
+    bcryptCost: 10,
     grpcTransport: "fast",
     walSyncWriteMaxEntries: 1,
     grpcKeepaliveMinTimeMs: 5_000,

@@ -12,8 +12,9 @@
  * - members / members_removed: the id in hex → member JSON / "removed" (membership/store.go);
  * - cluster: clusterVersion → "3.4.0";
  * - alarm: marshaled etcdserverpb.AlarmMember → empty value (etcdserver/api/v3alarm);
- * - auth: authRevision → u64 big-endian 1, as a fresh etcd writes it (auth/store.go);
- *   authUsers, authRoles: empty (no users or roles).
+ * - auth: authRevision → u64 big-endian (1 on a fresh member, as etcd writes it), authEnabled →
+ *   [1] while auth is on (auth/store.go);
+ * - authUsers: user name → authpb.User; authRoles: role name → authpb.Role (lib/auth's store).
  */
 import {
   BoltFile,
@@ -27,6 +28,8 @@ import type { LeaseRecord } from "../lease/index.js";
 import { Lease } from "../proto/gen/leasepb/lease.js";
 import { AlarmMember, type AlarmType } from "../proto/gen/etcdserverpb/rpc.js";
 import { clusterVersion as defaultClusterVersion } from "../version/index.js";
+import { Role, User } from "../proto/gen/authpb/auth.js";
+import type { AuthSnapshot } from "../auth/index.js";
 import { memberFromJson, type MemberJson, type MemberRecord } from "./membership.js";
 import { ServerError } from "./errors.js";
 import type { EtcdServer } from "./server.js";
@@ -49,8 +52,8 @@ export interface DbFileState {
   /** "3.4.0"; undefined leaves the cluster bucket empty (no version decided yet) */
   clusterVersion: string | undefined;
   alarms: readonly { memberID: bigint; alarm: AlarmType }[];
-  /** etcd's auth store revision (1 on a member that never changed auth) */
-  authRevision: number;
+  /** the auth store: flag, revision (1 on a member that never changed auth), users, roles */
+  auth: AuthSnapshot;
 }
 
 type Entry = readonly [Buffer, Buffer];
@@ -130,12 +133,20 @@ export function etcdDbBuckets(state: DbFileState): BoltBucketSource[] {
     Buffer.from(AlarmMember.toBinary({ memberID: a.memberID, alarm: a.alarm })),
     Buffer.alloc(0),
   ]);
+  const authEntries: Entry[] = [[Buffer.from("authRevision"), u64be(state.auth.revision)]];
+  if (state.auth.enabled) authEntries.push([Buffer.from("authEnabled"), Buffer.from([1])]);
   const snap = state.mvcc;
   return [
     sortedBucket("alarm", alarms),
-    sortedBucket("auth", [[Buffer.from("authRevision"), u64be(state.authRevision)]]),
-    sortedBucket("authRoles", []),
-    sortedBucket("authUsers", []),
+    sortedBucket("auth", authEntries),
+    sortedBucket(
+      "authRoles",
+      state.auth.roles.map((r) => [Buffer.from(r.name), Buffer.from(Role.toBinary(r))]),
+    ),
+    sortedBucket(
+      "authUsers",
+      state.auth.users.map((u) => [Buffer.from(u.name), Buffer.from(User.toBinary(u))]),
+    ),
     sortedBucket("cluster", cluster),
     { name: Buffer.from("key"), entries: () => snap.records() },
     sortedBucket("lease", leases),
@@ -159,7 +170,7 @@ export function captureDbFileState(server: EtcdServer): DbFileState {
     removedMemberIds: [],
     clusterVersion: defaultClusterVersion,
     alarms: server.alarms.map((a) => ({ memberID: a.memberID, alarm: a.alarm })),
-    authRevision: 1,
+    auth: server.auth.store.snapshot(),
   };
 }
 
@@ -218,6 +229,8 @@ export interface ParsedDbFile {
   clusterVersion: string | undefined;
   alarms: { memberID: bigint; alarm: AlarmType }[];
   authRevision: number;
+  /** the auth buckets (authEnabled, authRevision, authUsers, authRoles) */
+  auth: AuthSnapshot;
 }
 
 function mainRevision(v: Buffer, what: string): number {
@@ -232,6 +245,25 @@ function u64Value(v: Buffer, what: string): number {
   const n = v.readBigUInt64BE(0);
   if (n > BigInt(Number.MAX_SAFE_INTEGER)) throw new DbFileFormatError(`${what} out of range`);
   return Number(n);
+}
+
+/** An authUsers / authRoles value, whose name must be its key. */
+function decodeAuthValue<T extends { name: Uint8Array }>(
+  type: { fromBinary(b: Uint8Array): T },
+  key: Buffer,
+  value: Buffer,
+  what: string,
+): T {
+  let v: T;
+  try {
+    v = type.fromBinary(value);
+  } catch {
+    throw new DbFileFormatError(`${what} ${key.toString("latin1")}: value does not decode`);
+  }
+  if (!key.equals(Buffer.from(v.name))) {
+    throw new DbFileFormatError(`${what} ${key.toString("latin1")}: name does not match its key`);
+  }
+  return v;
 }
 
 /** A member id key: etcd's types.ID in hex. */
@@ -315,5 +347,11 @@ export function parseEtcdDbFile(bytes: Uint8Array): ParsedDbFile {
     clusterVersion: cv.get("clusterVersion")?.toString("latin1"),
     alarms,
     authRevision: authRev === undefined ? 0 : u64Value(authRev, "authRevision"),
+    auth: {
+      enabled: auth.get("authEnabled")?.equals(Buffer.from([1])) ?? false,
+      revision: authRev === undefined ? 0 : u64Value(authRev, "authRevision"),
+      users: entries("authUsers").map(([k, v]) => decodeAuthValue(User, k, v, "user")),
+      roles: entries("authRoles").map(([k, v]) => decodeAuthValue(Role, k, v, "role")),
+    },
   };
 }

@@ -82,6 +82,8 @@ import { applyV2Request, decodeEntryData } from "./v2-request.js";
 import { recoverDataDir, type RecoveredDataDir } from "./recovery.js";
 import { Snapshotter, snapshotCatchUpEntries } from "./snapshotter.js";
 import { captureDbFileState } from "./db-file.js";
+import { MemberAuth } from "./apply-auth.js";
+import type { AuthInfo } from "../auth/index.js";
 
 /** Request-id counters wrap at 2^48 (the low 48 bits of an id; etcd idutil's suffix). */
 const requestIdCounterModulus = 2 ** 48;
@@ -135,6 +137,8 @@ export class EtcdServer {
   readonly store: MvccStore;
   readonly lessor: Lessor;
   readonly members = new Map<bigint, MemberRecord>();
+  /** users, roles, tokens; the permission checks on apply (apply-auth.ts) */
+  readonly auth: MemberAuth;
 
   #memberId = 0n;
   #clusterId = 0n;
@@ -199,6 +203,7 @@ export class EtcdServer {
   private constructor(opts: ServerOptions) {
     this.config = opts.config;
     this.logger = opts.logger;
+    this.auth = new MemberAuth(this.config);
     this.lessor = new Lessor({
       // etcd: minTTL = ceil(3 * electionTicks / 2) heartbeats (lease.NewLessor's MinLeaseTTL)
       minLeaseTtlSeconds: computeMinLeaseTtlSeconds(
@@ -624,7 +629,7 @@ export class EtcdServer {
 
   /**
    * Loads what recovery found: raft's snapshot, hardState and log tail into raft storage, the db's
-   * leases, keys, members and alarms into the member. Returns the snapshot index (raft's applied).
+   * leases, keys, members, alarms and auth store into the member. Returns the snapshot index (raft's applied).
    */
   #restoreFrom(r: RecoveredDataDir): number {
     const snap = r.snapshot;
@@ -643,6 +648,7 @@ export class EtcdServer {
       this.store.restore(db.keyRecords(), db.compactRevision);
       for (const m of db.members) this.members.set(m.id, { ...m });
       for (const a of db.alarms) this.#alarms.push({ memberID: a.memberID, alarm: a.alarm });
+      this.auth.store.restore(db.auth);
       this.#pinSelfClientUrls();
     }
     return startIndex;
@@ -741,7 +747,7 @@ export class EtcdServer {
     let result: ApplyResult;
     let op = "unknown";
     try {
-      const out = this.#applyRequest(r);
+      const out = this.#applyRequest(r, e.index);
       op = out.op;
       result = { response: out.response };
     } catch (err) {
@@ -760,7 +766,8 @@ export class EtcdServer {
   }
 
   /** etcd's applierV3 (apply.go) behind the capped applier (apply NOSPACE rule). */
-  #applyRequest(r: InternalRaftRequest): { op: string; response: unknown } {
+  #applyRequest(r: InternalRaftRequest, index: number): { op: string; response: unknown } {
+    this.auth.checkApply(r, this.lessor);
     const noSpace = this.#alarms.some((a) => a.alarm === AlarmType.NOSPACE);
     if (r.put !== undefined) {
       if (noSpace) throw errNoSpace();
@@ -815,6 +822,8 @@ export class EtcdServer {
     if (r.alarm !== undefined) {
       return { op: "Alarm", response: this.#applyAlarm(r.alarm) };
     }
+    const authOut = this.auth.apply(r, index, () => this.header(), Date.now());
+    if (authOut !== undefined) return authOut;
     throw new ServerError("ErrUnsupported", "etcdserver: request not supported by etcd-ts yet");
   }
 
@@ -881,19 +890,24 @@ export class EtcdServer {
    * the encoded request exceeds --max-request-bytes (etcd's processInternalRaftRequestOnce),
    * ErrNoLeader, ErrTimeout, ErrStopped, or the error the apply produced.
    */
-  #propose<T>(r: InternalRaftRequest): Promise<T> {
+  #propose<T>(r: InternalRaftRequest, ai?: AuthInfo): Promise<T> {
     if (this.#stopped) return Promise.reject(errStopped());
     if (this.#commitIndex - this.#appliedIndex > maxGapBetweenApplyAndCommitIndex) {
       return Promise.reject(new ServerError("ErrTooManyRequests", "etcdserver: too many requests"));
     }
     const waitKey = this.#nextRequestCounter();
     let data: Uint8Array;
-    if (r.put !== undefined && r.iD === 0n && isPlainPutRequest(r.put)) {
+    if (r.put !== undefined && r.iD === 0n && ai === undefined && isPlainPutRequest(r.put)) {
       // the header is only in the bytes: the apply loop finds this request by them (LocalProposal)
       const hi = this.#requestIdPrefix16 * 0x10000 + Math.floor(waitKey / 0x100000000);
       data = encodePutProposal(hi, waitKey % 0x100000000, r.put);
     } else {
-      r.header = { iD: this.#requestIdOf(waitKey), username: "", authRevision: 0 };
+      // etcd's processInternalRaftRequestOnce: the caller's user and auth revision ride along
+      r.header = {
+        iD: this.#requestIdOf(waitKey),
+        username: ai?.username ?? "",
+        authRevision: ai?.revision ?? 0,
+      };
       data = InternalRaftRequest.toBinary(r);
     }
     if (data.length > this.config.maxRequestBytes) return Promise.reject(errRequestTooLarge());
@@ -911,6 +925,19 @@ export class EtcdServer {
     }
     this.#scheduleReady();
     return done;
+  }
+
+  /**
+   * Proposes any InternalRaftRequest (the auth calls) on behalf of `ai` and resolves with what
+   * its apply answered. Errors as #propose.
+   */
+  proposeRequest<T>(r: InternalRaftRequest, ai?: AuthInfo): Promise<T> {
+    return this.#propose<T>({ ...r, iD: 0n }, ai);
+  }
+
+  /** Resolves once entry `index` is applied (a simple token names the entry that made it). */
+  waitApplied(index: number): Promise<void> {
+    return this.#appliedWaits.wait(index, this.#appliedIndex);
   }
 
   /**
@@ -1046,25 +1073,28 @@ export class EtcdServer {
   }
 
   /** KV.Put through raft. Errors: ErrNoSpace, ErrRequestTooLarge, ErrLeaseNotFound, ErrKeyNotFound. */
-  put(req: PutRequest): Promise<PutResponse> {
+  put(req: PutRequest, ai?: AuthInfo): Promise<PutResponse> {
     try {
       this.#checkQuota(req.key.length + req.value.length);
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.#propose<PutResponse>({ iD: 0n, put: req } as InternalRaftRequest);
+    return this.#propose<PutResponse>({ iD: 0n, put: req } as InternalRaftRequest, ai);
   }
 
   /** KV.DeleteRange through raft. */
-  async deleteRange(req: DeleteRangeRequest): Promise<DeleteRangeResponse> {
-    return this.#propose<DeleteRangeResponse>({ iD: 0n, deleteRange: req } as InternalRaftRequest);
+  async deleteRange(req: DeleteRangeRequest, ai?: AuthInfo): Promise<DeleteRangeResponse> {
+    return this.#propose<DeleteRangeResponse>(
+      { iD: 0n, deleteRange: req } as InternalRaftRequest,
+      ai,
+    );
   }
 
   /**
    * KV.Txn: a txn without writes is served as a read (linearizable unless every range in it is
    * serializable), as etcd's v3_server.go Txn does; others go through raft.
    */
-  async txn(req: TxnRequest): Promise<TxnResponse> {
+  async txn(req: TxnRequest, ai?: AuthInfo): Promise<TxnResponse> {
     if (isTxnReadOnly(req)) {
       if (!isTxnSerializable(req)) await this.linearizableReadNotify();
       const resp = this.store.txn(req);
@@ -1073,17 +1103,20 @@ export class EtcdServer {
     }
     const putBytes = txnPutBytes(req);
     if (putBytes > 0) this.#checkQuota(putBytes);
-    return this.#propose<TxnResponse>({ iD: 0n, txn: req } as InternalRaftRequest);
+    return this.#propose<TxnResponse>({ iD: 0n, txn: req } as InternalRaftRequest, ai);
   }
 
   /** KV.Compact through raft (etcd applies it on every member). */
-  async compact(req: CompactionRequest): Promise<CompactionResponse> {
+  async compact(req: CompactionRequest, ai?: AuthInfo): Promise<CompactionResponse> {
     // `physical` needs no wait: compaction of the in-memory store is done once applied
-    return this.#propose<CompactionResponse>({ iD: 0n, compaction: req } as InternalRaftRequest);
+    return this.#propose<CompactionResponse>(
+      { iD: 0n, compaction: req } as InternalRaftRequest,
+      ai,
+    );
   }
 
   /** Lease.LeaseGrant: picks an id when the client gave 0 (etcd: reqIDGen.Next() & MaxInt64). */
-  async leaseGrant(req: LeaseGrantRequest): Promise<LeaseGrantResponse> {
+  async leaseGrant(req: LeaseGrantRequest, ai?: AuthInfo): Promise<LeaseGrantResponse> {
     if (req.tTL > maxLeaseTtlSeconds) throw errLeaseTtlTooLarge();
     let id = req.iD;
     while (id === 0n || this.lessor.has(id)) {
@@ -1091,15 +1124,18 @@ export class EtcdServer {
       id = this.#nextRequestId() & ((1n << 63n) - 1n);
     }
     this.#checkQuota(quotaOverheadBytes);
-    return this.#propose<LeaseGrantResponse>({
-      iD: 0n,
-      leaseGrant: { tTL: req.tTL, iD: id },
-    } as InternalRaftRequest);
+    return this.#propose<LeaseGrantResponse>(
+      { iD: 0n, leaseGrant: { tTL: req.tTL, iD: id } } as InternalRaftRequest,
+      ai,
+    );
   }
 
   /** Lease.LeaseRevoke through raft; the keys attached go in one revision. */
-  async leaseRevoke(req: LeaseRevokeRequest): Promise<LeaseRevokeResponse> {
-    return this.#propose<LeaseRevokeResponse>({ iD: 0n, leaseRevoke: req } as InternalRaftRequest);
+  async leaseRevoke(req: LeaseRevokeRequest, ai?: AuthInfo): Promise<LeaseRevokeResponse> {
+    return this.#propose<LeaseRevokeResponse>(
+      { iD: 0n, leaseRevoke: req } as InternalRaftRequest,
+      ai,
+    );
   }
 
   /**
@@ -1143,11 +1179,11 @@ export class EtcdServer {
   }
 
   /** Maintenance.Alarm: GET is answered locally, ACTIVATE/DEACTIVATE go through raft. */
-  async alarm(req: AlarmRequest): Promise<AlarmResponse> {
+  async alarm(req: AlarmRequest, ai?: AuthInfo): Promise<AlarmResponse> {
     if (req.action === AlarmRequest_AlarmAction.GET) {
       return this.#applyAlarm(req);
     }
-    return this.#propose<AlarmResponse>({ iD: 0n, alarm: req } as InternalRaftRequest);
+    return this.#propose<AlarmResponse>({ iD: 0n, alarm: req } as InternalRaftRequest, ai);
   }
 
   /** Maintenance.Status with the member's real figures. */
@@ -1244,7 +1280,8 @@ export class EtcdServer {
     this.#lastLeaseRevokeMs = now;
     const limit = Math.max(1, Math.floor((maxLeaseRevokesPerSecond * elapsedMs) / 1000));
     for (const id of this.lessor.expired(now, limit)) {
-      void this.leaseRevoke({ iD: id }).catch((err: Error) => {
+      // as root while auth is on (etcd's WithRoot): an expired lease goes whoever holds keys on it
+      void this.leaseRevoke({ iD: id }, this.auth.rootInfo()).catch((err: Error) => {
         if (err.message !== errLeaseNotFound().message) {
           this.logger.warn(
             { lease: id.toString(16), err: err.message },

@@ -25,6 +25,7 @@ import { AuthUserChangePasswordRequest } from "./rpc.js";
 import { AuthUserGetRequest } from "./rpc.js";
 import { AuthUserDeleteRequest } from "./rpc.js";
 import { AuthUserAddRequest } from "./rpc.js";
+import { AuthStatusRequest } from "./rpc.js";
 import { AuthDisableRequest } from "./rpc.js";
 import { AuthEnableRequest } from "./rpc.js";
 import { LeaseCheckpointRequest } from "./rpc.js";
@@ -118,6 +119,10 @@ export interface InternalRaftRequest {
      * @generated from protobuf field: etcdserverpb.AuthDisableRequest auth_disable = 1011
      */
     authDisable?: AuthDisableRequest;
+    /**
+     * @generated from protobuf field: etcdserverpb.AuthStatusRequest auth_status = 1013
+     */
+    authStatus?: AuthStatusRequest;
     /**
      * @generated from protobuf field: etcdserverpb.InternalAuthenticateRequest authenticate = 1012
      */
@@ -281,6 +286,7 @@ class InternalRaftRequest$Type extends MessageType<InternalRaftRequest> {
             { no: 11, name: "lease_checkpoint", kind: "message", T: () => LeaseCheckpointRequest },
             { no: 1000, name: "auth_enable", kind: "message", T: () => AuthEnableRequest },
             { no: 1011, name: "auth_disable", kind: "message", T: () => AuthDisableRequest },
+            { no: 1013, name: "auth_status", kind: "message", T: () => AuthStatusRequest },
             { no: 1012, name: "authenticate", kind: "message", T: () => InternalAuthenticateRequest },
             { no: 1100, name: "auth_user_add", kind: "message", T: () => AuthUserAddRequest },
             { no: 1101, name: "auth_user_delete", kind: "message", T: () => AuthUserDeleteRequest },
@@ -350,6 +356,9 @@ class InternalRaftRequest$Type extends MessageType<InternalRaftRequest> {
                     break;
                 case /* etcdserverpb.AuthDisableRequest auth_disable */ 1011:
                     message.authDisable = AuthDisableRequest.internalBinaryRead(reader, reader.uint32(), options, message.authDisable);
+                    break;
+                case /* etcdserverpb.AuthStatusRequest auth_status */ 1013:
+                    message.authStatus = AuthStatusRequest.internalBinaryRead(reader, reader.uint32(), options, message.authStatus);
                     break;
                 case /* etcdserverpb.InternalAuthenticateRequest authenticate */ 1012:
                     message.authenticate = InternalAuthenticateRequest.internalBinaryRead(reader, reader.uint32(), options, message.authenticate);
@@ -450,6 +459,9 @@ class InternalRaftRequest$Type extends MessageType<InternalRaftRequest> {
         /* etcdserverpb.InternalAuthenticateRequest authenticate = 1012; */
         if (message.authenticate)
             InternalAuthenticateRequest.internalBinaryWrite(message.authenticate, writer.tag(1012, WireType.LengthDelimited).fork(), options).join();
+        /* etcdserverpb.AuthStatusRequest auth_status = 1013; */
+        if (message.authStatus)
+            AuthStatusRequest.internalBinaryWrite(message.authStatus, writer.tag(1013, WireType.LengthDelimited).fork(), options).join();
         /* etcdserverpb.AuthUserAddRequest auth_user_add = 1100; */
         if (message.authUserAdd)
             AuthUserAddRequest.internalBinaryWrite(message.authUserAdd, writer.tag(1100, WireType.LengthDelimited).fork(), options).join();

@@ -32,6 +32,8 @@ import type { AuthUserAddResponse } from "./rpc.js";
 import type { AuthUserAddRequest } from "./rpc.js";
 import type { AuthenticateResponse } from "./rpc.js";
 import type { AuthenticateRequest } from "./rpc.js";
+import type { AuthStatusResponse } from "./rpc.js";
+import type { AuthStatusRequest } from "./rpc.js";
 import type { AuthDisableResponse } from "./rpc.js";
 import type { AuthDisableRequest } from "./rpc.js";
 import type { AuthEnableResponse } from "./rpc.js";
@@ -532,6 +534,15 @@ export interface IAuthClient {
     authDisable(input: AuthDisableRequest, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, value?: AuthDisableResponse) => void): grpc.ClientUnaryCall;
     authDisable(input: AuthDisableRequest, callback: (err: grpc.ServiceError | null, value?: AuthDisableResponse) => void): grpc.ClientUnaryCall;
     /**
+     * etcd 3.5's call (its messages are in 3.4's rpc.proto already)
+     *
+     * @generated from protobuf rpc: AuthStatus
+     */
+    authStatus(input: AuthStatusRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, value?: AuthStatusResponse) => void): grpc.ClientUnaryCall;
+    authStatus(input: AuthStatusRequest, metadata: grpc.Metadata, callback: (err: grpc.ServiceError | null, value?: AuthStatusResponse) => void): grpc.ClientUnaryCall;
+    authStatus(input: AuthStatusRequest, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, value?: AuthStatusResponse) => void): grpc.ClientUnaryCall;
+    authStatus(input: AuthStatusRequest, callback: (err: grpc.ServiceError | null, value?: AuthStatusResponse) => void): grpc.ClientUnaryCall;
+    /**
      * @generated from protobuf rpc: Authenticate
      */
     authenticate(input: AuthenticateRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, value?: AuthenticateResponse) => void): grpc.ClientUnaryCall;
@@ -654,101 +665,110 @@ export class AuthClient extends grpc.Client implements IAuthClient {
         return this.makeUnaryRequest<AuthDisableRequest, AuthDisableResponse>(`/${Auth.typeName}/${method.name}`, (value: AuthDisableRequest): Buffer => Buffer.from(method.I.toBinary(value, this._binaryOptions)), (value: Buffer): AuthDisableResponse => method.O.fromBinary(value, this._binaryOptions), input, (metadata as any), (options as any), (callback as any));
     }
     /**
+     * etcd 3.5's call (its messages are in 3.4's rpc.proto already)
+     *
+     * @generated from protobuf rpc: AuthStatus
+     */
+    authStatus(input: AuthStatusRequest, metadata: grpc.Metadata | grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthStatusResponse) => void), options?: grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthStatusResponse) => void), callback?: ((err: grpc.ServiceError | null, value?: AuthStatusResponse) => void)): grpc.ClientUnaryCall {
+        const method = Auth.methods[2];
+        return this.makeUnaryRequest<AuthStatusRequest, AuthStatusResponse>(`/${Auth.typeName}/${method.name}`, (value: AuthStatusRequest): Buffer => Buffer.from(method.I.toBinary(value, this._binaryOptions)), (value: Buffer): AuthStatusResponse => method.O.fromBinary(value, this._binaryOptions), input, (metadata as any), (options as any), (callback as any));
+    }
+    /**
      * @generated from protobuf rpc: Authenticate
      */
     authenticate(input: AuthenticateRequest, metadata: grpc.Metadata | grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthenticateResponse) => void), options?: grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthenticateResponse) => void), callback?: ((err: grpc.ServiceError | null, value?: AuthenticateResponse) => void)): grpc.ClientUnaryCall {
-        const method = Auth.methods[2];
+        const method = Auth.methods[3];
         return this.makeUnaryRequest<AuthenticateRequest, AuthenticateResponse>(`/${Auth.typeName}/${method.name}`, (value: AuthenticateRequest): Buffer => Buffer.from(method.I.toBinary(value, this._binaryOptions)), (value: Buffer): AuthenticateResponse => method.O.fromBinary(value, this._binaryOptions), input, (metadata as any), (options as any), (callback as any));
     }
     /**
      * @generated from protobuf rpc: UserAdd
      */
     userAdd(input: AuthUserAddRequest, metadata: grpc.Metadata | grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthUserAddResponse) => void), options?: grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthUserAddResponse) => void), callback?: ((err: grpc.ServiceError | null, value?: AuthUserAddResponse) => void)): grpc.ClientUnaryCall {
-        const method = Auth.methods[3];
+        const method = Auth.methods[4];
         return this.makeUnaryRequest<AuthUserAddRequest, AuthUserAddResponse>(`/${Auth.typeName}/${method.name}`, (value: AuthUserAddRequest): Buffer => Buffer.from(method.I.toBinary(value, this._binaryOptions)), (value: Buffer): AuthUserAddResponse => method.O.fromBinary(value, this._binaryOptions), input, (metadata as any), (options as any), (callback as any));
     }
     /**
      * @generated from protobuf rpc: UserGet
      */
     userGet(input: AuthUserGetRequest, metadata: grpc.Metadata | grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthUserGetResponse) => void), options?: grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthUserGetResponse) => void), callback?: ((err: grpc.ServiceError | null, value?: AuthUserGetResponse) => void)): grpc.ClientUnaryCall {
-        const method = Auth.methods[4];
+        const method = Auth.methods[5];
         return this.makeUnaryRequest<AuthUserGetRequest, AuthUserGetResponse>(`/${Auth.typeName}/${method.name}`, (value: AuthUserGetRequest): Buffer => Buffer.from(method.I.toBinary(value, this._binaryOptions)), (value: Buffer): AuthUserGetResponse => method.O.fromBinary(value, this._binaryOptions), input, (metadata as any), (options as any), (callback as any));
     }
     /**
      * @generated from protobuf rpc: UserList
      */
     userList(input: AuthUserListRequest, metadata: grpc.Metadata | grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthUserListResponse) => void), options?: grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthUserListResponse) => void), callback?: ((err: grpc.ServiceError | null, value?: AuthUserListResponse) => void)): grpc.ClientUnaryCall {
-        const method = Auth.methods[5];
+        const method = Auth.methods[6];
         return this.makeUnaryRequest<AuthUserListRequest, AuthUserListResponse>(`/${Auth.typeName}/${method.name}`, (value: AuthUserListRequest): Buffer => Buffer.from(method.I.toBinary(value, this._binaryOptions)), (value: Buffer): AuthUserListResponse => method.O.fromBinary(value, this._binaryOptions), input, (metadata as any), (options as any), (callback as any));
     }
     /**
      * @generated from protobuf rpc: UserDelete
      */
     userDelete(input: AuthUserDeleteRequest, metadata: grpc.Metadata | grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthUserDeleteResponse) => void), options?: grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthUserDeleteResponse) => void), callback?: ((err: grpc.ServiceError | null, value?: AuthUserDeleteResponse) => void)): grpc.ClientUnaryCall {
-        const method = Auth.methods[6];
+        const method = Auth.methods[7];
         return this.makeUnaryRequest<AuthUserDeleteRequest, AuthUserDeleteResponse>(`/${Auth.typeName}/${method.name}`, (value: AuthUserDeleteRequest): Buffer => Buffer.from(method.I.toBinary(value, this._binaryOptions)), (value: Buffer): AuthUserDeleteResponse => method.O.fromBinary(value, this._binaryOptions), input, (metadata as any), (options as any), (callback as any));
     }
     /**
      * @generated from protobuf rpc: UserChangePassword
      */
     userChangePassword(input: AuthUserChangePasswordRequest, metadata: grpc.Metadata | grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthUserChangePasswordResponse) => void), options?: grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthUserChangePasswordResponse) => void), callback?: ((err: grpc.ServiceError | null, value?: AuthUserChangePasswordResponse) => void)): grpc.ClientUnaryCall {
-        const method = Auth.methods[7];
+        const method = Auth.methods[8];
         return this.makeUnaryRequest<AuthUserChangePasswordRequest, AuthUserChangePasswordResponse>(`/${Auth.typeName}/${method.name}`, (value: AuthUserChangePasswordRequest): Buffer => Buffer.from(method.I.toBinary(value, this._binaryOptions)), (value: Buffer): AuthUserChangePasswordResponse => method.O.fromBinary(value, this._binaryOptions), input, (metadata as any), (options as any), (callback as any));
     }
     /**
      * @generated from protobuf rpc: UserGrantRole
      */
     userGrantRole(input: AuthUserGrantRoleRequest, metadata: grpc.Metadata | grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthUserGrantRoleResponse) => void), options?: grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthUserGrantRoleResponse) => void), callback?: ((err: grpc.ServiceError | null, value?: AuthUserGrantRoleResponse) => void)): grpc.ClientUnaryCall {
-        const method = Auth.methods[8];
+        const method = Auth.methods[9];
         return this.makeUnaryRequest<AuthUserGrantRoleRequest, AuthUserGrantRoleResponse>(`/${Auth.typeName}/${method.name}`, (value: AuthUserGrantRoleRequest): Buffer => Buffer.from(method.I.toBinary(value, this._binaryOptions)), (value: Buffer): AuthUserGrantRoleResponse => method.O.fromBinary(value, this._binaryOptions), input, (metadata as any), (options as any), (callback as any));
     }
     /**
      * @generated from protobuf rpc: UserRevokeRole
      */
     userRevokeRole(input: AuthUserRevokeRoleRequest, metadata: grpc.Metadata | grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthUserRevokeRoleResponse) => void), options?: grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthUserRevokeRoleResponse) => void), callback?: ((err: grpc.ServiceError | null, value?: AuthUserRevokeRoleResponse) => void)): grpc.ClientUnaryCall {
-        const method = Auth.methods[9];
+        const method = Auth.methods[10];
         return this.makeUnaryRequest<AuthUserRevokeRoleRequest, AuthUserRevokeRoleResponse>(`/${Auth.typeName}/${method.name}`, (value: AuthUserRevokeRoleRequest): Buffer => Buffer.from(method.I.toBinary(value, this._binaryOptions)), (value: Buffer): AuthUserRevokeRoleResponse => method.O.fromBinary(value, this._binaryOptions), input, (metadata as any), (options as any), (callback as any));
     }
     /**
      * @generated from protobuf rpc: RoleAdd
      */
     roleAdd(input: AuthRoleAddRequest, metadata: grpc.Metadata | grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthRoleAddResponse) => void), options?: grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthRoleAddResponse) => void), callback?: ((err: grpc.ServiceError | null, value?: AuthRoleAddResponse) => void)): grpc.ClientUnaryCall {
-        const method = Auth.methods[10];
+        const method = Auth.methods[11];
         return this.makeUnaryRequest<AuthRoleAddRequest, AuthRoleAddResponse>(`/${Auth.typeName}/${method.name}`, (value: AuthRoleAddRequest): Buffer => Buffer.from(method.I.toBinary(value, this._binaryOptions)), (value: Buffer): AuthRoleAddResponse => method.O.fromBinary(value, this._binaryOptions), input, (metadata as any), (options as any), (callback as any));
     }
     /**
      * @generated from protobuf rpc: RoleGet
      */
     roleGet(input: AuthRoleGetRequest, metadata: grpc.Metadata | grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthRoleGetResponse) => void), options?: grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthRoleGetResponse) => void), callback?: ((err: grpc.ServiceError | null, value?: AuthRoleGetResponse) => void)): grpc.ClientUnaryCall {
-        const method = Auth.methods[11];
+        const method = Auth.methods[12];
         return this.makeUnaryRequest<AuthRoleGetRequest, AuthRoleGetResponse>(`/${Auth.typeName}/${method.name}`, (value: AuthRoleGetRequest): Buffer => Buffer.from(method.I.toBinary(value, this._binaryOptions)), (value: Buffer): AuthRoleGetResponse => method.O.fromBinary(value, this._binaryOptions), input, (metadata as any), (options as any), (callback as any));
     }
     /**
      * @generated from protobuf rpc: RoleList
      */
     roleList(input: AuthRoleListRequest, metadata: grpc.Metadata | grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthRoleListResponse) => void), options?: grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthRoleListResponse) => void), callback?: ((err: grpc.ServiceError | null, value?: AuthRoleListResponse) => void)): grpc.ClientUnaryCall {
-        const method = Auth.methods[12];
+        const method = Auth.methods[13];
         return this.makeUnaryRequest<AuthRoleListRequest, AuthRoleListResponse>(`/${Auth.typeName}/${method.name}`, (value: AuthRoleListRequest): Buffer => Buffer.from(method.I.toBinary(value, this._binaryOptions)), (value: Buffer): AuthRoleListResponse => method.O.fromBinary(value, this._binaryOptions), input, (metadata as any), (options as any), (callback as any));
     }
     /**
      * @generated from protobuf rpc: RoleDelete
      */
     roleDelete(input: AuthRoleDeleteRequest, metadata: grpc.Metadata | grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthRoleDeleteResponse) => void), options?: grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthRoleDeleteResponse) => void), callback?: ((err: grpc.ServiceError | null, value?: AuthRoleDeleteResponse) => void)): grpc.ClientUnaryCall {
-        const method = Auth.methods[13];
+        const method = Auth.methods[14];
         return this.makeUnaryRequest<AuthRoleDeleteRequest, AuthRoleDeleteResponse>(`/${Auth.typeName}/${method.name}`, (value: AuthRoleDeleteRequest): Buffer => Buffer.from(method.I.toBinary(value, this._binaryOptions)), (value: Buffer): AuthRoleDeleteResponse => method.O.fromBinary(value, this._binaryOptions), input, (metadata as any), (options as any), (callback as any));
     }
     /**
      * @generated from protobuf rpc: RoleGrantPermission
      */
     roleGrantPermission(input: AuthRoleGrantPermissionRequest, metadata: grpc.Metadata | grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthRoleGrantPermissionResponse) => void), options?: grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthRoleGrantPermissionResponse) => void), callback?: ((err: grpc.ServiceError | null, value?: AuthRoleGrantPermissionResponse) => void)): grpc.ClientUnaryCall {
-        const method = Auth.methods[14];
+        const method = Auth.methods[15];
         return this.makeUnaryRequest<AuthRoleGrantPermissionRequest, AuthRoleGrantPermissionResponse>(`/${Auth.typeName}/${method.name}`, (value: AuthRoleGrantPermissionRequest): Buffer => Buffer.from(method.I.toBinary(value, this._binaryOptions)), (value: Buffer): AuthRoleGrantPermissionResponse => method.O.fromBinary(value, this._binaryOptions), input, (metadata as any), (options as any), (callback as any));
     }
     /**
      * @generated from protobuf rpc: RoleRevokePermission
      */
     roleRevokePermission(input: AuthRoleRevokePermissionRequest, metadata: grpc.Metadata | grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthRoleRevokePermissionResponse) => void), options?: grpc.CallOptions | ((err: grpc.ServiceError | null, value?: AuthRoleRevokePermissionResponse) => void), callback?: ((err: grpc.ServiceError | null, value?: AuthRoleRevokePermissionResponse) => void)): grpc.ClientUnaryCall {
-        const method = Auth.methods[15];
+        const method = Auth.methods[16];
         return this.makeUnaryRequest<AuthRoleRevokePermissionRequest, AuthRoleRevokePermissionResponse>(`/${Auth.typeName}/${method.name}`, (value: AuthRoleRevokePermissionRequest): Buffer => Buffer.from(method.I.toBinary(value, this._binaryOptions)), (value: Buffer): AuthRoleRevokePermissionResponse => method.O.fromBinary(value, this._binaryOptions), input, (metadata as any), (options as any), (callback as any));
     }
 }

@@ -31,6 +31,8 @@ import { AuthUserAddResponse } from "./rpc.js";
 import { AuthUserAddRequest } from "./rpc.js";
 import { AuthenticateResponse } from "./rpc.js";
 import { AuthenticateRequest } from "./rpc.js";
+import { AuthStatusResponse } from "./rpc.js";
+import { AuthStatusRequest } from "./rpc.js";
 import { AuthDisableResponse } from "./rpc.js";
 import { AuthDisableRequest } from "./rpc.js";
 import { AuthEnableResponse } from "./rpc.js";
@@ -523,6 +525,12 @@ export interface IAuth extends grpc.UntypedServiceImplementation {
      */
     authDisable: grpc.handleUnaryCall<AuthDisableRequest, AuthDisableResponse>;
     /**
+     * etcd 3.5's call (its messages are in 3.4's rpc.proto already)
+     *
+     * @generated from protobuf rpc: AuthStatus
+     */
+    authStatus: grpc.handleUnaryCall<AuthStatusRequest, AuthStatusResponse>;
+    /**
      * @generated from protobuf rpc: Authenticate
      */
     authenticate: grpc.handleUnaryCall<AuthenticateRequest, AuthenticateResponse>;
@@ -610,6 +618,16 @@ export const authDefinition: grpc.ServiceDefinition<IAuth> = {
         requestDeserialize: bytes => AuthDisableRequest.fromBinary(bytes),
         responseSerialize: value => Buffer.from(AuthDisableResponse.toBinary(value)),
         requestSerialize: value => Buffer.from(AuthDisableRequest.toBinary(value))
+    },
+    authStatus: {
+        path: "/etcdserverpb.Auth/AuthStatus",
+        originalName: "AuthStatus",
+        requestStream: false,
+        responseStream: false,
+        responseDeserialize: bytes => AuthStatusResponse.fromBinary(bytes),
+        requestDeserialize: bytes => AuthStatusRequest.fromBinary(bytes),
+        responseSerialize: value => Buffer.from(AuthStatusResponse.toBinary(value)),
+        requestSerialize: value => Buffer.from(AuthStatusRequest.toBinary(value))
     },
     authenticate: {
         path: "/etcdserverpb.Auth/Authenticate",

@@ -1185,6 +1185,11 @@ export interface AuthEnableRequest {
 export interface AuthDisableRequest {
 }
 /**
+ * @generated from protobuf message etcdserverpb.AuthStatusRequest
+ */
+export interface AuthStatusRequest {
+}
+/**
  * @generated from protobuf message etcdserverpb.AuthenticateRequest
  */
 export interface AuthenticateRequest {
@@ -1213,6 +1218,13 @@ export interface AuthUserAddRequest {
      * @generated from protobuf field: authpb.UserAddOptions options = 3
      */
     options?: UserAddOptions;
+    /**
+     * etcd 3.5's field: the bcrypt hash, made before the request is proposed (etcd-ts always
+     * proposes it, so apply never hashes and the WAL never holds a plaintext password)
+     *
+     * @generated from protobuf field: string hashedPassword = 4
+     */
+    hashedPassword: string;
 }
 /**
  * @generated from protobuf message etcdserverpb.AuthUserGetRequest
@@ -1244,6 +1256,12 @@ export interface AuthUserChangePasswordRequest {
      * @generated from protobuf field: string password = 2
      */
     password: string;
+    /**
+     * etcd 3.5's field, as in AuthUserAddRequest
+     *
+     * @generated from protobuf field: string hashedPassword = 3
+     */
+    hashedPassword: string;
 }
 /**
  * @generated from protobuf message etcdserverpb.AuthUserGrantRoleRequest
@@ -1355,6 +1373,25 @@ export interface AuthDisableResponse {
      * @generated from protobuf field: etcdserverpb.ResponseHeader header = 1
      */
     header?: ResponseHeader;
+}
+/**
+ * @generated from protobuf message etcdserverpb.AuthStatusResponse
+ */
+export interface AuthStatusResponse {
+    /**
+     * @generated from protobuf field: etcdserverpb.ResponseHeader header = 1
+     */
+    header?: ResponseHeader;
+    /**
+     * @generated from protobuf field: bool enabled = 2
+     */
+    enabled: boolean;
+    /**
+     * the auth store's revision
+     *
+     * @generated from protobuf field: uint64 authRevision = 3 [jstype = JS_NUMBER]
+     */
+    authRevision: number;
 }
 /**
  * @generated from protobuf message etcdserverpb.AuthenticateResponse
@@ -5172,6 +5209,44 @@ class AuthDisableRequest$Type extends MessageType<AuthDisableRequest> {
  */
 export const AuthDisableRequest = new AuthDisableRequest$Type();
 // @generated message type with reflection information, may provide speed optimized methods
+class AuthStatusRequest$Type extends MessageType<AuthStatusRequest> {
+    constructor() {
+        super("etcdserverpb.AuthStatusRequest", []);
+    }
+    create(value?: PartialMessage<AuthStatusRequest>): AuthStatusRequest {
+        const message = globalThis.Object.create((this.messagePrototype!));
+        if (value !== undefined)
+            reflectionMergePartial<AuthStatusRequest>(this, message, value);
+        return message;
+    }
+    internalBinaryRead(reader: IBinaryReader, length: number, options: BinaryReadOptions, target?: AuthStatusRequest): AuthStatusRequest {
+        let message = target ?? this.create(), end = reader.pos + length;
+        while (reader.pos < end) {
+            let [fieldNo, wireType] = reader.tag();
+            switch (fieldNo) {
+                default:
+                    let u = options.readUnknownField;
+                    if (u === "throw")
+                        throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
+                    let d = reader.skip(wireType);
+                    if (u !== false)
+                        (u === true ? UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            }
+        }
+        return message;
+    }
+    internalBinaryWrite(message: AuthStatusRequest, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
+        let u = options.writeUnknownFields;
+        if (u !== false)
+            (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+        return writer;
+    }
+}
+/**
+ * @generated MessageType for protobuf message etcdserverpb.AuthStatusRequest
+ */
+export const AuthStatusRequest = new AuthStatusRequest$Type();
+// @generated message type with reflection information, may provide speed optimized methods
 class AuthenticateRequest$Type extends MessageType<AuthenticateRequest> {
     constructor() {
         super("etcdserverpb.AuthenticateRequest", [
@@ -5232,13 +5307,15 @@ class AuthUserAddRequest$Type extends MessageType<AuthUserAddRequest> {
         super("etcdserverpb.AuthUserAddRequest", [
             { no: 1, name: "name", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
             { no: 2, name: "password", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
-            { no: 3, name: "options", kind: "message", T: () => UserAddOptions }
+            { no: 3, name: "options", kind: "message", T: () => UserAddOptions },
+            { no: 4, name: "hashedPassword", kind: "scalar", T: 9 /*ScalarType.STRING*/ }
         ]);
     }
     create(value?: PartialMessage<AuthUserAddRequest>): AuthUserAddRequest {
         const message = globalThis.Object.create((this.messagePrototype!));
         message.name = "";
         message.password = "";
+        message.hashedPassword = "";
         if (value !== undefined)
             reflectionMergePartial<AuthUserAddRequest>(this, message, value);
         return message;
@@ -5256,6 +5333,9 @@ class AuthUserAddRequest$Type extends MessageType<AuthUserAddRequest> {
                     break;
                 case /* authpb.UserAddOptions options */ 3:
                     message.options = UserAddOptions.internalBinaryRead(reader, reader.uint32(), options, message.options);
+                    break;
+                case /* string hashedPassword */ 4:
+                    message.hashedPassword = reader.string();
                     break;
                 default:
                     let u = options.readUnknownField;
@@ -5278,6 +5358,9 @@ class AuthUserAddRequest$Type extends MessageType<AuthUserAddRequest> {
         /* authpb.UserAddOptions options = 3; */
         if (message.options)
             UserAddOptions.internalBinaryWrite(message.options, writer.tag(3, WireType.LengthDelimited).fork(), options).join();
+        /* string hashedPassword = 4; */
+        if (message.hashedPassword !== "")
+            writer.tag(4, WireType.LengthDelimited).string(message.hashedPassword);
         let u = options.writeUnknownFields;
         if (u !== false)
             (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
@@ -5387,13 +5470,15 @@ class AuthUserChangePasswordRequest$Type extends MessageType<AuthUserChangePassw
     constructor() {
         super("etcdserverpb.AuthUserChangePasswordRequest", [
             { no: 1, name: "name", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
-            { no: 2, name: "password", kind: "scalar", T: 9 /*ScalarType.STRING*/ }
+            { no: 2, name: "password", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
+            { no: 3, name: "hashedPassword", kind: "scalar", T: 9 /*ScalarType.STRING*/ }
         ]);
     }
     create(value?: PartialMessage<AuthUserChangePasswordRequest>): AuthUserChangePasswordRequest {
         const message = globalThis.Object.create((this.messagePrototype!));
         message.name = "";
         message.password = "";
+        message.hashedPassword = "";
         if (value !== undefined)
             reflectionMergePartial<AuthUserChangePasswordRequest>(this, message, value);
         return message;
@@ -5408,6 +5493,9 @@ class AuthUserChangePasswordRequest$Type extends MessageType<AuthUserChangePassw
                     break;
                 case /* string password */ 2:
                     message.password = reader.string();
+                    break;
+                case /* string hashedPassword */ 3:
+                    message.hashedPassword = reader.string();
                     break;
                 default:
                     let u = options.readUnknownField;
@@ -5427,6 +5515,9 @@ class AuthUserChangePasswordRequest$Type extends MessageType<AuthUserChangePassw
         /* string password = 2; */
         if (message.password !== "")
             writer.tag(2, WireType.LengthDelimited).string(message.password);
+        /* string hashedPassword = 3; */
+        if (message.hashedPassword !== "")
+            writer.tag(3, WireType.LengthDelimited).string(message.hashedPassword);
         let u = options.writeUnknownFields;
         if (u !== false)
             (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
@@ -5973,6 +6064,68 @@ class AuthDisableResponse$Type extends MessageType<AuthDisableResponse> {
  * @generated MessageType for protobuf message etcdserverpb.AuthDisableResponse
  */
 export const AuthDisableResponse = new AuthDisableResponse$Type();
+// @generated message type with reflection information, may provide speed optimized methods
+class AuthStatusResponse$Type extends MessageType<AuthStatusResponse> {
+    constructor() {
+        super("etcdserverpb.AuthStatusResponse", [
+            { no: 1, name: "header", kind: "message", T: () => ResponseHeader },
+            { no: 2, name: "enabled", kind: "scalar", T: 8 /*ScalarType.BOOL*/ },
+            { no: 3, name: "authRevision", kind: "scalar", T: 4 /*ScalarType.UINT64*/, L: 2 /*LongType.NUMBER*/ }
+        ]);
+    }
+    create(value?: PartialMessage<AuthStatusResponse>): AuthStatusResponse {
+        const message = globalThis.Object.create((this.messagePrototype!));
+        message.enabled = false;
+        message.authRevision = 0;
+        if (value !== undefined)
+            reflectionMergePartial<AuthStatusResponse>(this, message, value);
+        return message;
+    }
+    internalBinaryRead(reader: IBinaryReader, length: number, options: BinaryReadOptions, target?: AuthStatusResponse): AuthStatusResponse {
+        let message = target ?? this.create(), end = reader.pos + length;
+        while (reader.pos < end) {
+            let [fieldNo, wireType] = reader.tag();
+            switch (fieldNo) {
+                case /* etcdserverpb.ResponseHeader header */ 1:
+                    message.header = ResponseHeader.internalBinaryRead(reader, reader.uint32(), options, message.header);
+                    break;
+                case /* bool enabled */ 2:
+                    message.enabled = reader.bool();
+                    break;
+                case /* uint64 authRevision = 3 [jstype = JS_NUMBER] */ 3:
+                    message.authRevision = reader.uint64().toNumber();
+                    break;
+                default:
+                    let u = options.readUnknownField;
+                    if (u === "throw")
+                        throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
+                    let d = reader.skip(wireType);
+                    if (u !== false)
+                        (u === true ? UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            }
+        }
+        return message;
+    }
+    internalBinaryWrite(message: AuthStatusResponse, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
+        /* etcdserverpb.ResponseHeader header = 1; */
+        if (message.header)
+            ResponseHeader.internalBinaryWrite(message.header, writer.tag(1, WireType.LengthDelimited).fork(), options).join();
+        /* bool enabled = 2; */
+        if (message.enabled !== false)
+            writer.tag(2, WireType.Varint).bool(message.enabled);
+        /* uint64 authRevision = 3 [jstype = JS_NUMBER]; */
+        if (message.authRevision !== 0)
+            writer.tag(3, WireType.Varint).uint64(message.authRevision);
+        let u = options.writeUnknownFields;
+        if (u !== false)
+            (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+        return writer;
+    }
+}
+/**
+ * @generated MessageType for protobuf message etcdserverpb.AuthStatusResponse
+ */
+export const AuthStatusResponse = new AuthStatusResponse$Type();
 // @generated message type with reflection information, may provide speed optimized methods
 class AuthenticateResponse$Type extends MessageType<AuthenticateResponse> {
     constructor() {
@@ -6711,6 +6864,7 @@ export const Maintenance = new ServiceType("etcdserverpb.Maintenance", [
 export const Auth = new ServiceType("etcdserverpb.Auth", [
     { name: "AuthEnable", options: {}, I: AuthEnableRequest, O: AuthEnableResponse },
     { name: "AuthDisable", options: {}, I: AuthDisableRequest, O: AuthDisableResponse },
+    { name: "AuthStatus", options: {}, I: AuthStatusRequest, O: AuthStatusResponse },
     { name: "Authenticate", options: {}, I: AuthenticateRequest, O: AuthenticateResponse },
     { name: "UserAdd", options: {}, I: AuthUserAddRequest, O: AuthUserAddResponse },
     { name: "UserGet", options: {}, I: AuthUserGetRequest, O: AuthUserGetResponse },

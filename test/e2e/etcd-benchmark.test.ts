@@ -92,10 +92,9 @@ describe(
           // the tool's own report: every put succeeded
           assert.equal(r.errors, 0, what);
           assert.equal(r.requests, puts, what);
-          // grpc-go's log: each connection came up once and was never closed under it
+          // grpc-go's log: no connection was closed under the tool or failed to connect
           assert.equal(r.tool.connections.reconnects, 0, what);
           assert.equal(r.tool.connections.transientFailures, 0, what);
-          assert.equal(r.tool.connections.ready, CONNS, what);
 
           // one revision per put, and keys 0 … puts-1 all there (earlier runs wrote a prefix of them)
           const after = await revisionAndCount(m);

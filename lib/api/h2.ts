@@ -131,15 +131,17 @@ export function etcdMethodTable(api: EtcdApi, certCommonName?: string): Map<stri
 /**
  * Builds the lib/h2 gRPC server for `api`: receive limit --max-request-bytes plus etcd's gRPC
  * overhead (embed/serve.go), errors mapped by toApiStatus (etcd's codes and strings), unexpected
- * failures logged. Hand it sockets with `handleConnection(socket)`.
+ * failures logged. Hand it sockets with `handleConnection(socket)`. With `certCommonName`, every call
+ * it serves is from that client certificate's user (--client-cert-auth identity).
  */
 export function createH2Server(
   api: EtcdApi,
   logger: Logger,
   maxRequestBytes: number,
   options: Omit<H2GrpcServerOptions, "mapError" | "onHandlerError"> = {},
+  certCommonName?: string,
 ): H2GrpcServer {
-  return new H2GrpcServer(etcdMethodTable(api), {
+  return new H2GrpcServer(etcdMethodTable(api, certCommonName), {
     ...options,
     grpc: { maxReceiveMessageBytes: maxRequestBytes + grpcOverheadBytes, ...options.grpc },
     mapError: (err) => {

@@ -4,6 +4,8 @@
  * same connection, h2-gateway.ts) on every `--listen-client-urls` entry.
  */
 import http from "node:http";
+import tls from "node:tls";
+import type { H2GrpcServer } from "../h2/index.js";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { EtcdServer } from "../server/index.js";
@@ -27,6 +29,9 @@ export {
 } from "./h2-gateway.js";
 export { ListenUrlError } from "./listener.js";
 
+/** Distinct client-certificate names served with their own identity (STYLE §2 bound). */
+const maxCertIdentityServers = 1024;
+
 /** What `serveClients` started; `close()` stops accepting and ends open calls. */
 export interface ClientServing {
   listeners: ClientListener[];
@@ -43,23 +48,46 @@ export async function serveClients(server: EtcdServer, logger: Logger): Promise<
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const gateway = new Gateway(api, logger);
   // HTTP/2 requests that are not gRPC (curl --http2, nghttp, browsers) reach the gateway too
-  const h2Server =
-    server.config.grpcTransport === "fast"
-      ? createH2Server(api, logger, server.config.maxRequestBytes, {
-          ...h2GatewayOption(gateway),
-          h2: { keepaliveMinTimeMs: server.config.grpcKeepaliveMinTimeMs },
-          onConnectionError: connectionErrorReporter(
-            logger,
-            server.metrics.grpcConnectionErrorsTotal,
-          ),
-        })
-      : undefined;
+  const newH2Server = (certCommonName?: string) =>
+    createH2Server(
+      api,
+      logger,
+      server.config.maxRequestBytes,
+      {
+        ...h2GatewayOption(gateway),
+        h2: { keepaliveMinTimeMs: server.config.grpcKeepaliveMinTimeMs },
+        onConnectionError: connectionErrorReporter(
+          logger,
+          server.metrics.grpcConnectionErrorsTotal,
+        ),
+      },
+      certCommonName,
+    );
+  const h2Server = server.config.grpcTransport === "fast" ? newH2Server() : undefined;
+  // --client-cert-auth: connections with a verified client certificate go to a server whose
+  // calls carry the certificate's common name as the user when they carry no token (etcd's
+  // AuthInfoFromTLS); one such server per name, at most maxCertIdentityServers of them.
+  const certServers = new Map<string, H2GrpcServer>();
+  const h2ServerOf = (socket: Duplex): H2GrpcServer | undefined => {
+    if (h2Server === undefined || !server.config.clientTls.clientCertAuth) return h2Server;
+    if (!(socket instanceof tls.TLSSocket) || !socket.authorized) return h2Server;
+    const cn = socket.getPeerCertificate()?.subject?.CN;
+    if (typeof cn !== "string" || cn === "") return h2Server;
+    let s = certServers.get(cn);
+    if (s === undefined) {
+      if (certServers.size >= maxCertIdentityServers) return h2Server;
+      s = newH2Server(cn);
+      certServers.set(cn, s);
+    }
+    return s;
+  };
   const gatewayOnH2 = h2Server !== undefined || serveGatewayBesideGrpcJs(grpcServer, gateway);
   if (!gatewayOnH2) {
     logger.warn("grpc-js internals changed: the gateway is served over HTTP/1.1 only");
   }
   const grpcConnection = (socket: Duplex, head?: Buffer) => {
-    if (h2Server !== undefined) h2Server.handleConnection(socket, head);
+    const h2 = h2ServerOf(socket);
+    if (h2 !== undefined) h2.handleConnection(socket, head);
     else injector.injectConnection(head === undefined ? socket : relayDuplex(socket, head));
   };
   const httpServer = http.createServer({ keepAliveTimeout: 30_000 }, (req, res) =>
@@ -92,6 +120,7 @@ export async function serveClients(server: EtcdServer, logger: Logger): Promise<
       injector.destroy();
       grpcServer.forceShutdown();
       await h2Server?.close(100);
+      await Promise.all([...certServers.values()].map((s) => s.close(100)));
       httpServer.closeAllConnections();
     },
   };

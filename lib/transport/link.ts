@@ -1,0 +1,342 @@
+/**
+ * The outbound message link to one peer (etcd's peer + streamWriter, rafthttp/peer.go and
+ * stream.go): a bounded queue of encoded raft messages, one dialed connection that carries them
+ * as frames, pings for the round-trip metric, and reconnection with bounded exponential backoff.
+ *
+ * Messages queue while the link is down; a full queue drops the new message (raft tolerates loss,
+ * etcd drops too), counts it (sent failures and the drop counter) and reports the peer
+ * unreachable, at most once per flush. Writes are batched: the transport flushes every dirty link
+ * once per event-loop turn, framing many messages into each write under one cork.
+ */
+import type net from "node:net";
+import { PeerConnectionError } from "./errors.js";
+import {
+  type ByteQueue,
+  FRAME_HEADER_BYTES,
+  FrameDecoder,
+  PING_WORD,
+  encodeControlFrame,
+  encodeFrames,
+} from "./frame.js";
+import { StreamKind, memberIdHex } from "./hello.js";
+import { dialPeer } from "./dial.js";
+import type { PeerCounts } from "./metrics.js";
+import type { TransportContext } from "./options.js";
+import type { PeerUrl } from "./tls.js";
+
+/** A peer's link state as PeerTransport.peerStatus reports it. */
+export interface PeerStatus {
+  id: bigint;
+  /** The outbound message connection is open and past the hello. */
+  connected: boolean;
+  /** Date.now() when the current connection opened; 0 when not connected (etcd's ActiveSince). */
+  activeSinceMs: number;
+  /** Messages waiting to be written. */
+  queuedMessages: number;
+  /** The last failure: a refusal from the peer, a dial error, a lost connection. */
+  lastError?: { code: string; message: string; atMs: number };
+}
+
+type LinkState = "dialing" | "connected" | "backoff" | "closed";
+
+/** Keep at most this many consumed slots at the queue's head before compacting. */
+const QUEUE_COMPACT_SLOTS = 1024;
+
+export class PeerLink {
+  readonly id: bigint;
+  readonly idHex: string;
+  readonly #ctx: TransportContext;
+  readonly #counts: PeerCounts;
+  #urls: PeerUrl[];
+  #urlIndex = 0;
+  #state: LinkState = "dialing";
+  #socket: net.Socket | undefined;
+  /** Encoded messages; #queue[#head..] are unsent. */
+  #queue: Uint8Array[] = [];
+  #head = 0;
+  #queuedBytes = 0;
+  #attempt = 0;
+  #reconnectTimer: NodeJS.Timeout | undefined;
+  #pingTimer: NodeJS.Timeout | undefined;
+  #lastReadMs = 0;
+  #activeSinceMs = 0;
+  #lastError: PeerStatus["lastError"];
+  #unreachablePending = false;
+  #dropsSinceLog = 0;
+  #lastDropLogMs = 0;
+
+  /** Starts dialing `urls` (already validated) at once. */
+  constructor(ctx: TransportContext, id: bigint, urls: PeerUrl[]) {
+    this.#ctx = ctx;
+    this.id = id;
+    this.idHex = memberIdHex(id);
+    this.#counts = ctx.metrics.peer(this.idHex);
+    this.#urls = urls;
+    this.#dial();
+  }
+
+  /** The peer's URLs, tried in turn (etcd's urlPicker moves on when one is unreachable). */
+  get urls(): readonly PeerUrl[] {
+    return this.#urls;
+  }
+
+  /** The URL the next dial (or snapshot send) uses. */
+  get currentUrl(): PeerUrl {
+    return this.#urls[this.#urlIndex % this.#urls.length]!;
+  }
+
+  /** Replaces the peer's URLs (etcd's MemberUpdate); the open connection stays. */
+  setUrls(urls: PeerUrl[]): void {
+    this.#urls = urls;
+    this.#urlIndex = 0;
+  }
+
+  /**
+   * Queues one encoded message. Returns false (and counts a drop) when the queue is full; the
+   * caller then flushes, which reports the peer unreachable.
+   */
+  enqueue(body: Uint8Array): boolean {
+    if (this.#state === "closed") return false;
+    const { limits } = this.#ctx;
+    const queued = this.#queue.length - this.#head;
+    if (
+      queued >= limits.maxQueuedMessagesPerPeer ||
+      this.#queuedBytes + body.length > limits.maxQueuedBytesPerPeer
+    ) {
+      this.#drop();
+      return false;
+    }
+    this.#queue.push(body);
+    this.#queuedBytes += body.length;
+    return true;
+  }
+
+  /** Marks a message to this peer as undeliverable without queueing it (e.g. a snapshot refused). */
+  noteUndeliverable(): void {
+    this.#counts.sentFailures++;
+    this.#unreachablePending = true;
+  }
+
+  /** Writes what is queued, if connected and the socket is not backed up. Called once per turn. */
+  flush(): void {
+    if (this.#unreachablePending) {
+      this.#unreachablePending = false;
+      this.#ctx.reportUnreachable(this.id);
+    }
+    const s = this.#socket;
+    if (this.#state !== "connected" || s === undefined) return;
+    const { maxSocketBufferedBytes, maxWriteBatchBytes } = this.#ctx.limits;
+    if (this.#head === this.#queue.length || s.writableLength >= maxSocketBufferedBytes) return;
+    const q = this.#queue;
+    s.cork();
+    while (this.#head < q.length && s.writableLength < maxSocketBufferedBytes) {
+      let end = this.#head;
+      let bytes = 0;
+      while (end < q.length) {
+        const n = FRAME_HEADER_BYTES + q[end]!.length;
+        if (bytes > 0 && bytes + n > maxWriteBatchBytes) break;
+        bytes += n;
+        end++;
+      }
+      s.write(encodeFrames(q, this.#head, end, bytes));
+      this.#queuedBytes -= bytes - FRAME_HEADER_BYTES * (end - this.#head);
+      this.#counts.sentBytes += bytes;
+      this.#head = end;
+    }
+    s.uncork();
+    if (this.#head === q.length) {
+      this.#queue = [];
+      this.#head = 0;
+    } else if (this.#head > QUEUE_COMPACT_SLOTS) {
+      this.#queue = q.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+
+  /** The link's state for peerStatus. */
+  status(): PeerStatus {
+    return {
+      id: this.id,
+      connected: this.#state === "connected",
+      activeSinceMs: this.#activeSinceMs,
+      queuedMessages: this.#queue.length - this.#head,
+      ...(this.#lastError === undefined ? {} : { lastError: { ...this.#lastError } }),
+    };
+  }
+
+  /** Closes the link for good (peer removed or transport stopped); queued messages are dropped. */
+  close(): void {
+    if (this.#state === "closed") return;
+    const wasConnected = this.#state === "connected";
+    this.#state = "closed";
+    clearTimeout(this.#reconnectTimer);
+    clearInterval(this.#pingTimer);
+    this.#socket?.destroy();
+    this.#socket = undefined;
+    this.#queue = [];
+    this.#head = 0;
+    this.#queuedBytes = 0;
+    if (wasConnected) this.#ctx.metrics.activePeers.remove(this.#ctx.memberIdHex, this.idHex);
+  }
+
+  #drop(): void {
+    this.#counts.droppedMessages++;
+    this.#counts.sentFailures++;
+    this.#unreachablePending = true;
+    this.#dropsSinceLog++;
+    const now = Date.now();
+    if (now - this.#lastDropLogMs < this.#ctx.limits.dropLogIntervalMs) return;
+    // etcd logs each drop ("dropped internal Raft message since sending buffer is full"); we sum
+    // them per interval so a partitioned peer cannot flood the log.
+    this.#ctx.logger.warn(
+      {
+        "local-member-id": this.#ctx.memberIdHex,
+        "remote-peer-id": this.idHex,
+        "remote-peer-active": this.#state === "connected",
+        dropped: this.#dropsSinceLog,
+      },
+      "dropped internal Raft message since sending buffer is full",
+    );
+    this.#dropsSinceLog = 0;
+    this.#lastDropLogMs = now;
+  }
+
+  #dial(): void {
+    if (this.#state === "closed") return;
+    this.#state = "dialing";
+    const url = this.currentUrl;
+    dialPeer(this.#ctx, this.id, url, StreamKind.Message).then(
+      (dialed) => {
+        if (this.#state === "closed") {
+          dialed.socket.destroy();
+          return;
+        }
+        this.#onConnected(dialed.socket, dialed.rest, url);
+      },
+      (err: PeerConnectionError) => this.#onDialFailed(url, err),
+    );
+  }
+
+  #onDialFailed(url: PeerUrl, err: PeerConnectionError): void {
+    if (this.#state === "closed") return;
+    const repeated = this.#lastError?.message === err.message;
+    this.#setError(err);
+    const fields = {
+      "local-member-id": this.#ctx.memberIdHex,
+      "remote-peer-id": this.idHex,
+      "remote-peer-url": url.url,
+      code: err.code,
+      error: err.message,
+    };
+    // Every failure is logged; an unchanged one only at debug, so a peer that is down for a
+    // long time does not fill the log (etcd's prober reports such peers periodically instead).
+    if (repeated) this.#ctx.logger.debug(fields, "failed to dial remote peer");
+    else this.#ctx.logger.warn(fields, "failed to dial remote peer");
+    if (err.code === "member-removed") this.#ctx.removedBy(this.id);
+    if (this.#queue.length > this.#head) this.#unreachablePending = true;
+    this.#urlIndex++;
+    this.#scheduleReconnect();
+  }
+
+  #onConnected(socket: net.Socket, rest: ByteQueue, url: PeerUrl): void {
+    const ctx = this.#ctx;
+    this.#state = "connected";
+    this.#socket = socket;
+    this.#attempt = 0;
+    this.#activeSinceMs = Date.now();
+    this.#lastReadMs = performance.now();
+    ctx.metrics.activePeers.set({ Local: ctx.memberIdHex, Remote: this.idHex }, 1);
+    ctx.logger.info(
+      {
+        "local-member-id": ctx.memberIdHex,
+        "remote-peer-id": this.idHex,
+        "remote-peer-url": url.url,
+      },
+      "established TCP streaming connection with remote peer",
+    );
+    // The acceptor only ever sends pongs on a message stream; a pong is 12 bytes.
+    const decoder = new FrameDecoder(8, false);
+    const onBytes = (chunk: Uint8Array): void => {
+      this.#lastReadMs = performance.now();
+      decoder.push(chunk);
+      try {
+        for (let f = decoder.next(); f !== undefined; f = decoder.next()) {
+          if (f.kind !== "pong")
+            throw new PeerConnectionError("bad-frame", `unexpected ${f.kind} frame from acceptor`);
+          const rttMs = performance.now() - f.stampMs;
+          if (rttMs >= 0)
+            ctx.metrics.roundTripTimeSeconds.observe({ To: this.idHex }, rttMs / 1000);
+        }
+      } catch (err) {
+        this.#lost(socket, err as PeerConnectionError);
+      }
+    };
+    socket.on("data", onBytes);
+    socket.on("drain", () => this.flush());
+    socket.on("error", (err) =>
+      this.#lost(socket, new PeerConnectionError("connection-lost", err.message, { cause: err })),
+    );
+    socket.on("close", () =>
+      this.#lost(socket, new PeerConnectionError("connection-lost", "connection closed by peer")),
+    );
+    this.#pingTimer = setInterval(() => this.#ping(socket), ctx.limits.pingIntervalMs);
+    this.#pingTimer.unref();
+    while (rest.length > 0) onBytes(rest.read(rest.length, false));
+    socket.resume();
+    this.#ping(socket);
+    this.flush();
+  }
+
+  #ping(socket: net.Socket): void {
+    if (this.#socket !== socket) return;
+    const idleMs = performance.now() - this.#lastReadMs;
+    if (idleMs > this.#ctx.limits.connReadTimeoutMs) {
+      this.#lost(
+        socket,
+        new PeerConnectionError("timeout", `nothing received for ${Math.round(idleMs)} ms`),
+      );
+      return;
+    }
+    socket.write(encodeControlFrame(PING_WORD, performance.now()));
+  }
+
+  #lost(socket: net.Socket, err: PeerConnectionError): void {
+    if (this.#socket !== socket || this.#state !== "connected") return;
+    const ctx = this.#ctx;
+    this.#socket = undefined;
+    socket.destroy();
+    clearInterval(this.#pingTimer);
+    this.#setError(err);
+    this.#activeSinceMs = 0;
+    ctx.metrics.activePeers.remove(ctx.memberIdHex, this.idHex);
+    ctx.metrics.disconnectedPeersTotal.inc({ Local: ctx.memberIdHex, Remote: this.idHex });
+    ctx.logger.warn(
+      {
+        "local-member-id": ctx.memberIdHex,
+        "remote-peer-id": this.idHex,
+        code: err.code,
+        error: err.message,
+      },
+      "lost TCP streaming connection with remote peer",
+    );
+    // Whatever was in flight may be lost: raft should probe the follower again.
+    ctx.reportUnreachable(this.id);
+    this.#scheduleReconnect();
+  }
+
+  #scheduleReconnect(): void {
+    if (this.#state === "closed") return;
+    this.#state = "backoff";
+    const { reconnectBackoffInitialMs, reconnectBackoffMaxMs } = this.#ctx.limits;
+    const base = Math.min(reconnectBackoffMaxMs, reconnectBackoffInitialMs * 2 ** this.#attempt);
+    // ±20 % jitter so members that lost each other at once do not redial in lockstep.
+    const delayMs = Math.min(reconnectBackoffMaxMs, base * (0.8 + 0.4 * Math.random()));
+    this.#attempt = Math.min(this.#attempt + 1, 30);
+    this.#reconnectTimer = setTimeout(() => this.#dial(), delayMs);
+    this.#reconnectTimer.unref();
+  }
+
+  #setError(err: PeerConnectionError): void {
+    this.#lastError = { code: err.code, message: err.message, atMs: Date.now() };
+  }
+}

@@ -71,7 +71,11 @@ export class ByteQueue {
     if (first.length - this.#offset >= n) {
       const view = first.subarray(this.#offset, this.#offset + n);
       this.#advance(n);
-      return copy ? view.slice() : view;
+      if (!copy) return view;
+      // Not view.slice(): on a Buffer that is a view, not a copy.
+      const out = new Uint8Array(n);
+      out.set(view);
+      return out;
     }
     const out = new Uint8Array(n);
     let filled = 0;

@@ -105,13 +105,15 @@ export function encodeHello(h: Hello): Buffer {
 }
 
 /**
- * Decodes a dialer's hello from exactly HELLO_BYTES bytes. Returns a string saying what is wrong
- * when the bytes are not a hello (bad magic, unknown stream kind, non-zero reserved byte).
+ * Decodes a dialer's hello from HELLO_BYTES bytes (or fewer, to report a bad magic early).
+ * Returns a string saying what is wrong when the bytes are not a hello (bad magic, short,
+ * unknown stream kind, non-zero reserved byte).
  */
 export function decodeHello(b: Uint8Array): Hello | string {
   const v = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  if (v.length >= 4 && v.readUInt32BE(0) !== HELLO_MAGIC)
+    return "not an etcd-ts peer hello (bad magic)";
   if (v.length !== HELLO_BYTES) return `hello is ${v.length} bytes, want ${HELLO_BYTES}`;
-  if (v.readUInt32BE(0) !== HELLO_MAGIC) return "not an etcd-ts peer hello (bad magic)";
   const kind = v.readUInt8(6);
   if (kind !== StreamKind.Message && kind !== StreamKind.Snapshot)
     return `unknown stream kind ${kind}`;

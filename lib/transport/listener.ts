@@ -11,6 +11,7 @@ import tls from "node:tls";
 import { ByteQueue } from "./frame.js";
 import {
   HELLO_BYTES,
+  HELLO_MAGIC,
   type Hello,
   HelloStatus,
   PROTOCOL_VERSION,
@@ -179,7 +180,9 @@ export class PeerListener {
     }, ctx.limits.helloTimeoutMs);
     const onData = (chunk: Buffer): void => {
       bytes.push(chunk);
-      if (bytes.length < HELLO_BYTES) return;
+      // Not one of us (an HTTP client, a port scanner): refuse as soon as the magic is wrong.
+      const wrongMagic = bytes.length >= 4 && bytes.peekUint32() !== HELLO_MAGIC;
+      if (bytes.length < HELLO_BYTES && !wrongMagic) return;
       clearTimeout(timer);
       socket.removeListener("data", onData);
       socket.pause();
@@ -195,7 +198,7 @@ export class PeerListener {
 
   #onHello(socket: net.Socket, bytes: ByteQueue): void {
     const ctx = this.#ctx;
-    const h = decodeHello(bytes.read(HELLO_BYTES, true));
+    const h = decodeHello(bytes.read(Math.min(HELLO_BYTES, bytes.length), true));
     if (typeof h === "string") {
       this.#refuse(socket, undefined, { status: HelloStatus.BadHello, reason: h });
       return;

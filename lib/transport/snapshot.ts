@@ -478,7 +478,13 @@ export class SnapshotReceive {
     this.#payloadEnded = true;
     if (this.#inline !== undefined) {
       const m = this.#message!;
-      m.snapshot!.data = Buffer.concat(this.#inline);
+      const data = new Uint8Array(this.#totalBytes);
+      let off = 0;
+      for (const c of this.#inline) {
+        data.set(c, off);
+        off += c.length;
+      }
+      m.snapshot!.data = data;
       this.#inline = [];
       this.#ctx.deliver(m);
       this.#consumerResult = { ok: true, reason: "" };

@@ -144,6 +144,8 @@ const flags: Record<string, FlagSpec> = {
     kind: "bool",
     set: (c, v) => (tls(c, true).clientCertAuth = bool("peer-client-cert-auth", v)),
   },
+  // Checked by lib/transport on both ends of a peer connection, as etcd 3.4's TLSInfo.AllowedCN.
+  "peer-cert-allowed-cn": { kind: "string", set: (c, v) => (tls(c, true).allowedCn = v) },
   "peer-auto-tls": {
     kind: "bool",
     set: (c, v) => (tls(c, true).autoTls = bool("peer-auto-tls", v)),

@@ -8,6 +8,8 @@ export interface TlsFiles {
   trustedCaFile: string;
   clientCertAuth: boolean;
   autoTls: boolean;
+  /** --peer-cert-allowed-cn (peer TLS only): the CN a peer's certificate must carry; "" = any. */
+  allowedCn: string;
 }
 
 export type AutoCompactionMode = "periodic" | "revision";
@@ -79,7 +81,14 @@ export const defaultQuotaBytes = 2 * 1024 * 1024 * 1024;
 export const maxQuotaBytes = 8 * 1024 * 1024 * 1024;
 
 function emptyTls(): TlsFiles {
-  return { certFile: "", keyFile: "", trustedCaFile: "", clientCertAuth: false, autoTls: false };
+  return {
+    certFile: "",
+    keyFile: "",
+    trustedCaFile: "",
+    clientCertAuth: false,
+    autoTls: false,
+    allowedCn: "",
+  };
 }
 
 /** etcd 3.4's defaults (embed/config.go NewConfig). dataDir "" means `${name}.etcd`. */

@@ -71,10 +71,9 @@ export class PeerListener {
   readonly #url: PeerUrl;
   readonly #handler: AcceptedStreamHandler;
   readonly #server: net.Server;
-  /** Sockets still in the hello; streams past it are tracked by their owners. */
-  readonly #handshaking = new Set<net.Socket>();
+  /** Every accepted socket still open (in the hello, refused and closing, or streaming). */
+  readonly #sockets = new Set<net.Socket>();
   #boundUrl: string;
-  #openConnections = 0;
 
   constructor(ctx: TransportContext, url: PeerUrl, handler: AcceptedStreamHandler) {
     this.#ctx = ctx;
@@ -83,7 +82,8 @@ export class PeerListener {
     this.#boundUrl = url.url;
     if (url.secure) {
       // requirePeerTls ran for this URL, so peerTls is set.
-      const server = tls.createServer(ctx.peerTls!.server, (s) => this.#onSocket(s));
+      const server = tls.createServer(ctx.peerTls!.server);
+      server.on("secureConnection", (s: tls.TLSSocket) => this.#onSocket(s));
       server.on("tlsClientError", (err, s) => {
         ctx.logger.warn(
           {
@@ -97,8 +97,11 @@ export class PeerListener {
       });
       this.#server = server;
     } else {
-      this.#server = net.createServer((s) => this.#onSocket(s));
+      this.#server = net.createServer();
     }
+    // Raw TCP connections, before any TLS handshake: counted against the bound and tracked so
+    // close() can end them.
+    this.#server.on("connection", (raw: net.Socket) => this.#onConnection(raw));
     this.#server.on("error", (err) =>
       ctx.logger.error(
         { "local-member-id": ctx.memberIdHex, error: err.message },
@@ -128,10 +131,13 @@ export class PeerListener {
     });
   }
 
-  /** Stops accepting and closes connections still in the hello. */
+  /**
+   * Stops accepting and destroys every accepted connection (net.Server.close alone would wait
+   * for them to end).
+   */
   close(): Promise<void> {
-    for (const s of this.#handshaking) s.destroy();
-    this.#handshaking.clear();
+    for (const s of this.#sockets) s.destroy();
+    this.#sockets.clear();
     return new Promise((resolve) => {
       if (!this.#server.listening) {
         resolve();
@@ -141,24 +147,32 @@ export class PeerListener {
     });
   }
 
-  #onSocket(socket: net.Socket): void {
+  #onConnection(raw: net.Socket): void {
     const ctx = this.#ctx;
-    socket.on("error", () => {}); // every failure also closes the socket, which we handle
-    if (this.#openConnections >= ctx.limits.maxInboundConnections) {
+    raw.on("error", () => {}); // every failure also closes the socket, which we handle
+    if (this.#sockets.size >= ctx.limits.maxInboundConnections) {
       ctx.logger.warn(
         {
           "local-member-id": ctx.memberIdHex,
-          "remote-address": socket.remoteAddress,
+          "remote-address": raw.remoteAddress,
           limit: ctx.limits.maxInboundConnections,
         },
         "rejected peer connection: too many open peer connections",
       );
-      socket.destroy();
+      raw.destroy();
       return;
     }
-    this.#openConnections++;
-    socket.once("close", () => this.#openConnections--);
-    socket.setNoDelay(true);
+    this.#sockets.add(raw);
+    raw.once("close", () => this.#sockets.delete(raw));
+    raw.setNoDelay(true);
+    if (!this.#url.secure) this.#onSocket(raw);
+  }
+
+  /** A connection ready for the hello: plain TCP, or TLS past the handshake. */
+  #onSocket(socket: net.Socket): void {
+    const ctx = this.#ctx;
+    if (socket.destroyed) return;
+    socket.on("error", () => {});
     if (socket instanceof tls.TLSSocket) {
       const refused = checkAllowedCn(socket, ctx.peerTls!.allowedCn);
       if (refused !== undefined) {
@@ -169,10 +183,8 @@ export class PeerListener {
         return;
       }
     }
-    this.#handshaking.add(socket);
     const bytes = new ByteQueue();
     const timer = setTimeout(() => {
-      this.#handshaking.delete(socket);
       this.#refuse(socket, undefined, {
         status: HelloStatus.BadHello,
         reason: `no hello within ${ctx.limits.helloTimeoutMs} ms`,
@@ -186,14 +198,10 @@ export class PeerListener {
       clearTimeout(timer);
       socket.removeListener("data", onData);
       socket.pause();
-      this.#handshaking.delete(socket);
       this.#onHello(socket, bytes);
     };
     socket.on("data", onData);
-    socket.once("close", () => {
-      clearTimeout(timer);
-      this.#handshaking.delete(socket);
-    });
+    socket.once("close", () => clearTimeout(timer));
   }
 
   #onHello(socket: net.Socket, bytes: ByteQueue): void {

@@ -7,6 +7,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { Message, MessageType } from "../../lib/proto/gen/raftpb/raft.js";
+import { encodeFrame } from "../../lib/transport/frame.js";
 import { StreamKind, encodeHello } from "../../lib/transport/hello.js";
 import { testSeed, waitFor } from "../helpers/server.js";
 import {
@@ -26,12 +27,7 @@ const CLUSTER = 0x1000n;
 /** The raw connections below pretend to be member 3, a peer of the target with no transport. */
 const IMPOSTOR = 3n;
 
-function frame(body: Uint8Array): Buffer {
-  const b = Buffer.alloc(4 + body.length);
-  b.writeUInt32BE(body.length, 0);
-  b.set(body, 4);
-  return b;
-}
+const frame = encodeFrame;
 
 function hello(from = IMPOSTOR, kind = StreamKind.Message): Buffer {
   return encodeHello({ version: 1, kind, clusterId: CLUSTER, from, to: 1n });

@@ -9,6 +9,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { afterEach } from "node:test";
 import { type Message, MessageType } from "../../lib/proto/gen/raftpb/raft.js";
 import {
   PeerTransport,
@@ -102,6 +103,23 @@ export async function startPeer(id: bigint, o: TestPeerOptions = {}): Promise<Te
   return { ...p, transport, url: transport.listenUrls[0]! };
 }
 
+/**
+ * Registers an afterEach hook that stops every peer started through the returned function since
+ * the last test. Call at a test file's top level.
+ */
+export function peerPool(): (id: bigint, o?: TestPeerOptions) => Promise<TestPeer> {
+  let peers: TestPeer[] = [];
+  afterEach(async () => {
+    await stopAll(peers);
+    peers = [];
+  });
+  return async (id, o = {}) => {
+    const p = await startPeer(id, o);
+    peers.push(p);
+    return p;
+  };
+}
+
 /** Makes every peer know every other. */
 export function mesh(peers: TestPeer[]): void {
   for (const a of peers) for (const b of peers) if (a !== b) a.transport.addPeer(b.id, [b.url]);
@@ -141,6 +159,36 @@ export function msg(
     context: new Uint8Array(0),
     ...extra,
   };
+}
+
+/** A MsgSnap for a snapshot at `index` of a two-voter configuration. */
+export function snapMsg(
+  from: bigint,
+  to: bigint,
+  index: number,
+  data = new Uint8Array(0),
+): Message {
+  const confState = {
+    voters: [1n, 2n],
+    learners: [],
+    votersOutgoing: [],
+    learnersNext: [],
+    autoLeave: false,
+  };
+  return msg(from, to, MessageType.MsgSnap, {
+    snapshot: { data, metadata: { index, term: 1, confState } },
+  });
+}
+
+/** Each peer sends `count` messages made by `make` to every other peer. */
+export function sendToAll(
+  peers: TestPeer[],
+  count: number,
+  make: (from: bigint, to: bigint, i: number) => Message,
+): void {
+  for (const a of peers)
+    for (const b of peers)
+      if (a !== b) a.transport.send(Array.from({ length: count }, (_, i) => make(a.id, b.id, i)));
 }
 
 /** Stops peers, ignoring errors. */

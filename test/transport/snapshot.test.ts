@@ -2,45 +2,14 @@
 // payload streams to a slow consumer while heartbeats keep arriving on the message connection;
 // a MsgSnap given to send() arrives whole when there is no consumer; the sender's raft hears
 // "finish" or "failure" (plus unreachable) as etcd's snapshot sender reports them.
-import { afterEach, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { type Message, MessageType } from "../../lib/proto/gen/raftpb/raft.js";
 import { freePort, prng, sleep, testSeed, waitFor } from "../helpers/server.js";
-import {
-  type TestPeer,
-  mesh,
-  metricValue,
-  msg,
-  startPeer,
-  stopAll,
-  waitConnected,
-} from "./harness.js";
+import { mesh, metricValue, msg, peerPool, snapMsg, waitConnected } from "./harness.js";
 
-let peers: (TestPeer | undefined)[] = [];
-afterEach(async () => {
-  await stopAll(peers);
-  peers = [];
-});
-
-function snapMsg(from: bigint, to: bigint, index: number, data = new Uint8Array(0)): Message {
-  return msg(from, to, MessageType.MsgSnap, {
-    snapshot: {
-      data,
-      metadata: {
-        index,
-        term: 1,
-        confState: {
-          voters: [1n, 2n],
-          learners: [],
-          votersOutgoing: [],
-          learnersNext: [],
-          autoLeave: false,
-        },
-      },
-    },
-  });
-}
+const start = peerPool();
 
 /** `totalBytes` of seeded pseudo-random data in pieces of `pieceBytes`. */
 function* payload(seed: number, totalBytes: number, pieceBytes: number): Generator<Uint8Array> {
@@ -79,8 +48,8 @@ describe("snapshots on their own connection", { timeout: 120_000 }, () => {
         yield c;
       }
     }
-    const a = await startPeer(1n);
-    const b = await startPeer(2n, {
+    const a = await start(1n);
+    const b = await start(2n, {
       onMessage: (m) => {
         if (m.type === MessageType.MsgHeartbeat) heartbeatsAt.push(performance.now());
       },
@@ -103,7 +72,6 @@ describe("snapshots on their own connection", { timeout: 120_000 }, () => {
         consumerEndMs = performance.now();
       },
     });
-    peers.push(a, b);
     mesh([a, b]);
     await waitConnected([a, b]);
     const heartbeat = setInterval(
@@ -143,9 +111,8 @@ describe("snapshots on their own connection", { timeout: 120_000 }, () => {
   });
 
   test("a MsgSnap given to send() arrives whole in onMessage when there is no consumer", async () => {
-    const a = await startPeer(1n, { limits: { snapshotChunkBytes: 1000 } });
-    const b = await startPeer(2n);
-    peers.push(a, b);
+    const a = await start(1n, { limits: { snapshotChunkBytes: 1000 } });
+    const b = await start(2n);
     mesh([a, b]);
     const data = new Uint8Array(100_000).map((_, i) => i % 251);
     a.transport.send([snapMsg(1n, 2n, 7, data)]);
@@ -159,13 +126,12 @@ describe("snapshots on their own connection", { timeout: 120_000 }, () => {
   });
 
   test("a consumer that fails makes the sender report failure and unreachable", async () => {
-    const a = await startPeer(1n);
-    const b = await startPeer(2n, {
+    const a = await start(1n);
+    const b = await start(2n, {
       onSnapshot: async (_m, chunks) => {
         for await (const _c of chunks) throw new Error("disk full");
       },
     });
-    peers.push(a, b);
     mesh([a, b]);
     a.transport.sendSnapshot(snapMsg(1n, 2n, 9), payload(1, 4 * 1024 * 1024, 64 * 1024));
     await waitFor("failure reported", () => a.snapshots.length === 1);
@@ -185,13 +151,12 @@ describe("snapshots on their own connection", { timeout: 120_000 }, () => {
   });
 
   test("a consumer that stops reading early still finishes the exchange", async () => {
-    const a = await startPeer(1n);
-    const b = await startPeer(2n, {
+    const a = await start(1n);
+    const b = await start(2n, {
       onSnapshot: async (_m, chunks) => {
         for await (const _c of chunks) break;
       },
     });
-    peers.push(a, b);
     mesh([a, b]);
     a.transport.sendSnapshot(snapMsg(1n, 2n, 9), payload(2, 8 * 1024 * 1024, 64 * 1024));
     await waitFor("reported", () => a.snapshots.length === 1);
@@ -201,14 +166,13 @@ describe("snapshots on their own connection", { timeout: 120_000 }, () => {
   test("a second snapshot while one is in flight is refused at once", async () => {
     let release: () => void = () => {};
     const gate = new Promise<void>((r) => (release = r));
-    const a = await startPeer(1n);
-    const b = await startPeer(2n, {
+    const a = await start(1n);
+    const b = await start(2n, {
       onSnapshot: async (_m, chunks) => {
         await gate;
         for await (const _c of chunks);
       },
     });
-    peers.push(a, b);
     mesh([a, b]);
     a.transport.sendSnapshot(snapMsg(1n, 2n, 1), payload(3, 1024 * 1024, 64 * 1024));
     a.transport.sendSnapshot(snapMsg(1n, 2n, 2), payload(4, 1024, 1024));
@@ -219,8 +183,7 @@ describe("snapshots on their own connection", { timeout: 120_000 }, () => {
   });
 
   test("a snapshot to a peer that is down fails and is reported", async () => {
-    const a = await startPeer(1n);
-    peers.push(a);
+    const a = await start(1n);
     a.transport.addPeer(2n, [`http://127.0.0.1:${await freePort()}`]);
     a.transport.sendSnapshot(snapMsg(1n, 2n, 3), new Uint8Array(10));
     await waitFor("failure reported", () => a.snapshots.length === 1);
@@ -229,9 +192,8 @@ describe("snapshots on their own connection", { timeout: 120_000 }, () => {
   });
 
   test("a payload over the receiver's bound fails the snapshot", async () => {
-    const a = await startPeer(1n);
-    const b = await startPeer(2n, { limits: { maxInlineSnapshotBytes: 100_000 } });
-    peers.push(a, b);
+    const a = await start(1n);
+    const b = await start(2n, { limits: { maxInlineSnapshotBytes: 100_000 } });
     mesh([a, b]);
     a.transport.send([snapMsg(1n, 2n, 5, new Uint8Array(200_000))]);
     await waitFor("failure reported", () => a.snapshots.length === 1);

@@ -3,7 +3,7 @@
 // from another CA or none at all refused, the allowed CN enforced in both directions (etcd checks
 // it on the server and the client side), https:// URLs without certificates refused with a clear
 // error, and a snapshot over TLS. Certificates are generated with openssl for the test.
-import { after, afterEach, before, describe, test } from "node:test";
+import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, rmSync } from "node:fs";
 import tls from "node:tls";
@@ -17,14 +17,15 @@ import {
   generatePeerPki,
   mesh,
   msg,
+  peerPool,
   peerTlsFiles,
-  startPeer,
-  stopAll,
+  sendToAll,
+  snapMsg,
   waitConnected,
 } from "./harness.js";
 
 let pki: PeerPki;
-let peers: (TestPeer | undefined)[] = [];
+const startPeerOf = peerPool();
 
 before(() => {
   pki = generatePeerPki(["m1", "m2", "m3"]);
@@ -32,15 +33,9 @@ before(() => {
 after(() => {
   if (pki !== undefined) rmSync(pki.dir, { recursive: true, force: true });
 });
-afterEach(async () => {
-  await stopAll(peers);
-  peers = [];
-});
 
 async function start(id: bigint, files: PeerTlsFiles): Promise<TestPeer> {
-  const p = await startPeer(id, { tls: files });
-  peers.push(p);
-  return p;
+  return startPeerOf(id, { tls: files });
 }
 
 describe("peer TLS", { timeout: 60_000 }, () => {
@@ -53,12 +48,7 @@ describe("peer TLS", { timeout: 60_000 }, () => {
     for (const p of ps) assert.match(p.url, /^https:\/\/127\.0\.0\.1:\d+$/);
     mesh(ps);
     await waitConnected(ps);
-    for (const a of ps)
-      for (const b of ps)
-        if (a !== b)
-          a.transport.send(
-            Array.from({ length: 20 }, (_, i) => msg(a.id, b.id, MessageType.MsgApp, { index: i })),
-          );
+    sendToAll(ps, 20, (from, to, i) => msg(from, to, MessageType.MsgApp, { index: i }));
     await waitFor("40 messages at each member", () => ps.every((p) => p.received.length === 40));
     for (const p of ps) assert.ok(p.received.every((m) => m.to === p.id));
   });
@@ -68,24 +58,7 @@ describe("peer TLS", { timeout: 60_000 }, () => {
     const b = await start(2n, peerTlsFiles(pki, "m2"));
     mesh([a, b]);
     const data = new Uint8Array(3 * 1024 * 1024).map((_, i) => (i * 7) % 256);
-    a.transport.send([
-      msg(1n, 2n, MessageType.MsgSnap, {
-        snapshot: {
-          data,
-          metadata: {
-            index: 11,
-            term: 2,
-            confState: {
-              voters: [1n, 2n],
-              learners: [],
-              votersOutgoing: [],
-              learnersNext: [],
-              autoLeave: false,
-            },
-          },
-        },
-      }),
-    ]);
+    a.transport.send([snapMsg(1n, 2n, 11, data)]);
     await waitFor("snapshot delivered", () => b.received.length === 1);
     assert.deepEqual(b.received[0]!.snapshot?.data, data);
     await waitFor("finish", () => a.snapshots.length === 1);

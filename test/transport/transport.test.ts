@@ -2,7 +2,7 @@
 // hello checks refuse a wrong cluster, a wrong receiver, an unknown or removed member and another
 // protocol version (seen on both sides), full queues drop and count, a restarted peer is
 // reconnected, and the etcd_network_* metrics are exposed.
-import { afterEach, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { MessageType } from "../../lib/proto/gen/raftpb/raft.js";
 import {
@@ -19,29 +19,18 @@ import {
 } from "../../lib/transport/index.js";
 import { freePort, sleep, waitFor } from "../helpers/server.js";
 import {
-  type TestPeer,
   captureLogger,
   closedWithin,
   mesh,
   metricValue,
   msg,
+  peerPool,
   rawConnect,
-  startPeer,
-  stopAll,
+  sendToAll,
   waitConnected,
 } from "./harness.js";
 
-let peers: (TestPeer | undefined)[] = [];
-afterEach(async () => {
-  await stopAll(peers);
-  peers = [];
-});
-
-async function start(id: bigint, o: Parameters<typeof startPeer>[1] = {}): Promise<TestPeer> {
-  const p = await startPeer(id, o);
-  peers.push(p);
-  return p;
-}
+const start = peerPool();
 
 describe("peer transport over TCP", { timeout: 60_000 }, () => {
   test("messages round trip between two members in order, many per event-loop turn", async () => {
@@ -87,14 +76,7 @@ describe("peer transport over TCP", { timeout: 60_000 }, () => {
     const ps = [await start(1n), await start(2n), await start(3n)];
     mesh(ps);
     await waitConnected(ps);
-    for (const a of ps)
-      for (const b of ps)
-        if (a !== b)
-          a.transport.send(
-            Array.from({ length: 50 }, (_, i) =>
-              msg(a.id, b.id, MessageType.MsgHeartbeat, { commit: i }),
-            ),
-          );
+    sendToAll(ps, 50, (from, to, i) => msg(from, to, MessageType.MsgHeartbeat, { commit: i }));
     await waitFor("100 messages at each member", () => ps.every((p) => p.received.length === 100));
     for (const p of ps) {
       for (const other of ps) {

@@ -406,11 +406,18 @@ export class EtcdServer {
         },
       },
     });
-    const commitAtStart = this.#commitIndex;
+    // Replay: wait until every entry committed before the restart has been applied, and on a
+    // fresh start the bootstrap ConfChanges (committed by bootstrap(), not yet in #commitIndex),
+    // so that the membership below is known.
+    const commitAtStart = Math.max(this.#commitIndex, this.#raft.status().hardState.commit);
     this.#scheduleReady();
-    // Replay: wait until every entry committed before the restart has been applied.
     await this.#appliedWaits.wait(commitAtStart, this.#appliedIndex);
-    // A lone voter need not wait an election timeout (etcd waits; the result is the same).
+    // A lone voter need not wait an election timeout: etcd's adjustTicks fast-forwards a
+    // single-member cluster to its last tick before the election (electionTicks - 1), so it still
+    // waits 1 to 10 ticks of its randomised timeout; a lone voter cannot split a vote, so it
+    // campaigns at once. Raft refuses to campaign while it has not itself applied the bootstrap
+    // ConfChanges (it learns that at advance()), so the ready round that applied them ends first.
+    while (this.#inReady && !this.#stopped) await new Promise((r) => setImmediate(r));
     if (this.#isOnlyVoter()) this.#raft.campaign();
     this.#scheduleReady();
     this.#tickTimer = setInterval(() => this.#tick(), c.heartbeatIntervalMs);

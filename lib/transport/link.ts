@@ -3,10 +3,13 @@
  * stream.go): a bounded queue of encoded raft messages, one dialed connection that carries them
  * as frames, pings for the round-trip metric, and reconnection with bounded exponential backoff.
  *
- * Messages queue while the link is down; a full queue drops the new message (raft tolerates loss,
- * etcd drops too), counts it (sent failures and the drop counter) and reports the peer
- * unreachable, at most once per flush. Writes are batched: the transport flushes every dirty link
- * once per event-loop turn, framing many messages into each write under one cork.
+ * Messages queue while the link is dialing; a full queue drops the new message (raft tolerates
+ * loss, etcd drops too), counts it (sent failures and the drop counter) and reports the peer
+ * unreachable, at most once per flush. A failed dial fails what was queued (counted as sent
+ * failures, peer reported unreachable), as etcd's pipeline fails a message whose POST fails: a
+ * peer that is down for a while then gets no burst of stale appends when it comes back, and raft
+ * resends what it still needs once the peer answers. Writes are batched: the transport flushes
+ * every dirty link once per event-loop turn, framing many messages into each write under one cork.
  */
 import type net from "node:net";
 import { PeerConnectionError } from "./errors.js";
@@ -233,7 +236,15 @@ export class PeerLink {
     if (repeated) this.#ctx.logger.debug(fields, "failed to dial remote peer");
     else this.#ctx.logger.warn(fields, "failed to dial remote peer");
     if (err.code === "member-removed") this.#ctx.removedBy(this.id);
-    if (this.#queue.length > this.#head) this.#unreachablePending = true;
+    const failed = this.#queue.length - this.#head;
+    if (failed > 0) {
+      this.#counts.sentFailures += failed;
+      this.#queue = [];
+      this.#head = 0;
+      this.#queuedBytes = 0;
+      this.#unreachablePending = false;
+      this.#ctx.reportUnreachable(this.id);
+    }
     this.#urlIndex++;
     this.#scheduleReconnect();
   }

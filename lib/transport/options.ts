@@ -133,6 +133,7 @@ export interface PeerTransportOptions {
   /**
    * Peer `by` refused this member as removed from the cluster (etcd's errMemberRemoved, "the
    * member has been permanently removed from the cluster"): the member should stop itself.
+   * Called at most once per transport.
    */
   onRemoved?(by: bigint): void;
 }

@@ -51,6 +51,7 @@ export class PeerTransport {
   readonly #snapshotReceives = new Set<SnapshotReceive>();
   readonly #dirty = new Set<PeerLink>();
   #flushScheduled = false;
+  #toldRemoved = false;
   #state: "new" | "started" | "stopped" = "new";
 
   /**
@@ -88,8 +89,15 @@ export class PeerTransport {
       reportSnapshot: (id, status) =>
         this.#report(() => opts.reportSnapshot(id, status), "reportSnapshot"),
       removedBy: (id) => {
+        // Once: every later refusal says the same, and the member stops on the first.
         const cb = opts.onRemoved;
-        if (cb !== undefined) this.#report(() => cb(id), "onRemoved");
+        if (cb === undefined || this.#toldRemoved) return;
+        this.#toldRemoved = true;
+        this.#opts.logger.error(
+          { "local-member-id": this.#ctx.memberIdHex, "remote-peer-id": memberIdHex(id) },
+          "the member has been permanently removed from the cluster",
+        );
+        this.#report(() => cb(id), "onRemoved");
       },
     };
     this.#listeners = listenUrls.map(

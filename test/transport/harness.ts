@@ -69,6 +69,9 @@ export interface TestPeerOptions {
   limits?: Partial<TransportLimits>;
   onSnapshot?: PeerTransportOptions["onSnapshot"];
   onMessage?: (m: Message) => void;
+  /** Also called for each reportUnreachable / reportSnapshot (after recording it). */
+  onReportUnreachable?: (id: bigint) => void;
+  onReportSnapshot?: (id: bigint, status: SnapshotStatus) => void;
 }
 
 /** Starts a transport for member `id` listening on loopback. */
@@ -95,8 +98,14 @@ export async function startPeer(id: bigint, o: TestPeerOptions = {}): Promise<Te
       o.onMessage?.(m);
     },
     ...(o.onSnapshot === undefined ? {} : { onSnapshot: o.onSnapshot }),
-    reportUnreachable: (peer) => p.unreachable.push(peer),
-    reportSnapshot: (peer, status) => p.snapshots.push({ id: peer, status }),
+    reportUnreachable: (peer) => {
+      p.unreachable.push(peer);
+      o.onReportUnreachable?.(peer);
+    },
+    reportSnapshot: (peer, status) => {
+      p.snapshots.push({ id: peer, status });
+      o.onReportSnapshot?.(peer, status);
+    },
     onRemoved: (by) => p.removedBy.push(by),
   });
   await transport.start();

@@ -96,17 +96,21 @@ export async function recoverDataDir(
   const usable = valid.snapshots.filter((s) => s.index <= consistentIndex);
   const loaded = loadNewestAvailableSnap(snapDirPath(dataDir), usable, logger);
   let start: WalSnapshot;
-  if (loaded !== undefined) {
+  if (loaded.snapshot !== undefined) {
     start = { index: loaded.snapshot.metadata!.index, term: loaded.snapshot.metadata!.term };
     logger.info({ file: loaded.file, ...start }, "loaded snapshot file");
   } else if (usable.some((s) => s.index === 0)) {
     start = { index: 0, term: 0 };
+  } else if (loaded.failures.length > 0) {
+    // the newest usable snapshot is corrupt and nothing older is left to fall back to
+    const f = loaded.failures[loaded.failures.length - 1]!;
+    throw new DataDirFileError(f.file, `${f.reason}; no older snapshot whose WAL entries exist`);
   } else {
     throw new DataDirFileError(
       db === undefined ? dbPath : snapDirPath(dataDir),
       db === undefined
         ? "no db file, and the WAL no longer starts at index 0"
-        : `no usable .snap file at or below the db's consistent index ${consistentIndex} whose WAL snapshot record exists`,
+        : `no .snap file at or below the db's consistent index ${consistentIndex} whose WAL snapshot record exists`,
     );
   }
   const r = await WAL.open(walDir, { ...walOptions, snapshot: start });
@@ -123,7 +127,7 @@ export async function recoverDataDir(
     metadata: r.metadata,
     hardState: r.hardState,
     entries: r.entries,
-    snapshot: loaded?.snapshot,
+    snapshot: loaded.snapshot,
     db,
     consistentIndex,
   };

@@ -242,7 +242,13 @@ export class EtcdServer {
    */
   static async start(opts: ServerOptions): Promise<EtcdServer> {
     const s = new EtcdServer(opts);
-    await s.#open();
+    try {
+      await s.#open();
+    } catch (err) {
+      // a refused data dir (corrupt file, locked) must not keep the lock or timers
+      await s.stop().catch(() => s.#lock?.release());
+      throw err;
+    }
     return s;
   }
 
@@ -266,6 +272,10 @@ export class EtcdServer {
   }
   get isLeader(): boolean {
     return this.#raftState === StateType.Leader;
+  }
+  /** Index of the newest db snapshot written or started from (0 for none). */
+  get snapshotIndex(): number {
+    return this.#snapshotter?.snapshotIndex ?? 0;
   }
   get alarms(): readonly AlarmMember[] {
     return this.#alarms;
@@ -392,6 +402,7 @@ export class EtcdServer {
           term: this.#appliedTerm,
           confState: this.#confState ?? this.#storage.initialState().confState,
         }),
+        appliedIndex: () => this.#appliedIndex,
         saveWalSnapshot: async (index, term) => {
           // the commit index rides along: etcd 3.4 trusts only snapshot records at or below the
           // WAL's last commit (ValidSnapshotEntries), and commit-only hardStates are not written

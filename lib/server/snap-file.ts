@@ -128,13 +128,15 @@ export interface SnapLogger {
  * etcd's LoadNewestAvailable: the newest .snap in `dir` whose (index, term) the WAL holds a
  * snapshot record for (`walSnapshots`), checked. A file that fails its checks is logged, renamed
  * to `<name>.broken` and skipped (etcd does the same), so an older one is used: the caller then
- * reads the WAL from that older snapshot. Returns undefined when none is usable.
+ * reads the WAL from that older snapshot. `snapshot` is undefined when none is usable; `failures`
+ * lists the files refused and why.
  */
 export function loadNewestAvailableSnap(
   dir: string,
   walSnapshots: readonly { index: number; term: number }[],
   logger: SnapLogger,
-): { snapshot: RaftSnapshot; file: string } | undefined {
+): { snapshot: RaftSnapshot | undefined; file: string; failures: DataDirFileError[] } {
+  const failures: DataDirFileError[] = [];
   const held = new Set(walSnapshots.map((s) => `${s.term}/${s.index}`));
   for (const name of listSnapFiles(dir)) {
     const n = parseSnapFileName(name)!;
@@ -144,8 +146,10 @@ export function loadNewestAvailableSnap(
       continue;
     }
     try {
-      return { snapshot: readSnapFile(path), file: path };
+      return { snapshot: readSnapFile(path), file: path, failures };
     } catch (err) {
+      if (!(err instanceof DataDirFileError)) throw err;
+      failures.push(err);
       logger.warn(
         { file: path, err: (err as Error).message, renamedTo: `${path}.broken` },
         "snapshot file is corrupt; falling back to an older one",
@@ -153,7 +157,7 @@ export function loadNewestAvailableSnap(
       renameSync(path, `${path}.broken`);
     }
   }
-  return undefined;
+  return { snapshot: undefined, file: "", failures };
 }
 
 /** fsync a directory so a rename or unlink in it is durable. */

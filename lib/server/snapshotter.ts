@@ -41,6 +41,8 @@ export interface SnapshotHost {
    * and raft's conf state.
    */
   capture(): { state: DbFileState; term: number; confState: ConfState };
+  /** The member's applied index now (checked again when a snapshot ends). */
+  appliedIndex(): number;
   /** Writes the newest hardState and a WAL snapshot record at (index, term), fsynced. */
   saveWalSnapshot(index: number, term: number): Promise<void>;
   /** Compacts raft's in-memory log to `index` and releases the WAL segments before `index`. */
@@ -106,6 +108,8 @@ export class Snapshotter {
     const cap = this.#o.host.capture();
     const p = this.#run(cap).finally(() => {
       this.#running = undefined;
+      // entries applied while this one ran may already call for the next
+      this.maybeTrigger(this.#o.host.appliedIndex());
     });
     this.#running = p;
     return p;

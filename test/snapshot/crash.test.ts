@@ -1,0 +1,181 @@
+// Snapshots under a steady write load (issue 13): with a small --snapshot-count and small WAL
+// segments the WAL directory stays bounded while far more is written through it, and a restart
+// keeps every acknowledged put. Then kill -9 at every named point of a snapshot (the member's crash
+// hook, ETCDTS_CRASH_POINT, armed for the Nth snapshot, N from the seed): each restart serves
+// every put acknowledged before the crash.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { prng, startMember, testSeed, waitFor, type Member } from "../helpers/server.js";
+import { closeClient, newClient } from "../helpers/client.js";
+
+const SNAPSHOT_COUNT = 40;
+const SEGMENT_BYTES = 8192;
+const MAX_WALS = 2;
+const WORKERS = 4;
+/** Bound on the puts of one load phase (each worker stops at its share). */
+const MAX_PUTS_PER_PHASE = 1_500;
+const PHASE_TIME_BOUND_MS = 30_000;
+
+const crashPoints = [
+  "snapshot-db-mid-write",
+  "snapshot-before-db-rename",
+  "snapshot-after-db-rename",
+  "snapshot-after-snap-file",
+  "snapshot-after-wal-record",
+  "snapshot-after-wal-release",
+];
+
+const seed = testSeed();
+const rand = prng(seed);
+
+/** key -> value of every acknowledged put (keys are unique per put). */
+const acked = new Map<string, string>();
+let putSerial = 0;
+
+/**
+ * Puts from WORKERS concurrent clients until `puts` are acknowledged or the member dies (a failed
+ * put while the process is gone ends the phase). Returns how many were acknowledged.
+ */
+async function load(member: Member, puts: number): Promise<number> {
+  const client = newClient(member, { noRetry: true });
+  const deadline = Date.now() + PHASE_TIME_BOUND_MS;
+  let done = 0;
+  let dead = false;
+  try {
+    await Promise.all(
+      Array.from({ length: WORKERS }, async (_, w) => {
+        while (!dead && done < puts && Date.now() < deadline) {
+          const key = `acked/${w}/${String(putSerial++).padStart(6, "0")}`;
+          const value = `v-${seed}-${key}`;
+          try {
+            await client.put(key).value(value).exec();
+          } catch {
+            if (member.pid === 0) {
+              dead = true;
+              return;
+            }
+            await waitFor("member still alive or dead", () => true, 100);
+            if (member.pid === 0) dead = true;
+            continue;
+          }
+          acked.set(key, value);
+          done++;
+        }
+      }),
+    );
+  } finally {
+    closeClient(client);
+  }
+  return done;
+}
+
+/** Every acknowledged put is served, with its value. */
+async function checkAcked(member: Member, why: string): Promise<void> {
+  const client = newClient(member);
+  try {
+    const got = await client.getAll().prefix("acked/").strings();
+    let missing = 0;
+    let first = "";
+    for (const [k, v] of acked) {
+      if (got[k] !== v) {
+        missing++;
+        if (first === "") first = `${k}: got ${got[k]}, want ${v}`;
+      }
+    }
+    assert.equal(
+      missing,
+      0,
+      `${why}: ${missing} of ${acked.size} acked puts lost (${first}); SEED=${seed}`,
+    );
+  } finally {
+    closeClient(client);
+  }
+}
+
+function walFiles(dataDir: string): { count: number; bytes: number; maxSeq: number } {
+  const dir = join(dataDir, "member", "wal");
+  let count = 0;
+  let bytes = 0;
+  let maxSeq = 0;
+  for (const n of readdirSync(dir)) {
+    if (!n.endsWith(".wal")) continue;
+    count++;
+    bytes += statSync(join(dir, n)).size;
+    maxSeq = Math.max(maxSeq, parseInt(n.slice(0, 16), 16));
+  }
+  return { count, bytes, maxSeq };
+}
+
+describe(
+  `snapshots under load and kill -9 inside them (SEED=${seed})`,
+  { timeout: 300_000 },
+  () => {
+    let member: Member;
+    const env: Record<string, string> = {};
+
+    before(async () => {
+      member = await startMember({
+        name: "crash",
+        env,
+        extraArgs: [
+          "--snapshot-count",
+          String(SNAPSHOT_COUNT),
+          "--max-wals",
+          String(MAX_WALS),
+          "--max-snapshots",
+          "2",
+          "--experimental-wal-segment-size-bytes",
+          String(SEGMENT_BYTES),
+        ],
+      });
+    });
+    after(async () => {
+      await member?.close();
+    });
+
+    test("the WAL directory stays bounded under a steady load; a restart keeps every acked put", async () => {
+      let maxCount = 0;
+      let maxBytes = 0;
+      let sampling = true;
+      const sampler = (async () => {
+        while (sampling) {
+          const w = walFiles(member.dataDir);
+          maxCount = Math.max(maxCount, w.count);
+          maxBytes = Math.max(maxBytes, w.bytes);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      })();
+      const n = await load(member, MAX_PUTS_PER_PHASE);
+      sampling = false;
+      await sampler;
+      assert.ok(n >= MAX_PUTS_PER_PHASE, `${n} puts acknowledged`);
+      const end = walFiles(member.dataDir);
+      // far more segments were written than are kept: released ones are purged past --max-wals
+      assert.ok(end.maxSeq >= 10, `only ${end.maxSeq + 1} segments were ever written`);
+      // kept: up to --max-wals released ones, the one holding the snapshot, the tail
+      assert.ok(maxCount <= MAX_WALS + 3, `WAL segments on disk peaked at ${maxCount}`);
+      assert.ok(maxBytes <= (MAX_WALS + 3) * SEGMENT_BYTES * 2, `WAL bytes peaked at ${maxBytes}`);
+      await member.kill9();
+      await member.restart();
+      await checkAcked(member, "restart after kill -9 under load");
+    });
+
+    for (const point of crashPoints) {
+      test(`kill -9 at ${point}: the restart serves every acked put`, async () => {
+        const nth = 1 + Math.floor(rand() * 2);
+        env.ETCDTS_CRASH_POINT = point;
+        env.ETCDTS_CRASH_AFTER = String(nth);
+        await member.restart();
+        await load(member, MAX_PUTS_PER_PHASE);
+        await waitFor(`the member to crash at ${point}`, () => member.pid === 0, 10_000);
+        assert.match(member.logTail(4000), new RegExp(`crash point ${point} reached`));
+        delete env.ETCDTS_CRASH_POINT;
+        delete env.ETCDTS_CRASH_AFTER;
+        await member.restart();
+        await checkAcked(member, `restart after a crash at ${point} (snapshot ${nth})`);
+      });
+    }
+  },
+);

@@ -58,6 +58,8 @@ import {
   type AuthStore,
 } from "../auth/index.js";
 import type { EtcdServer } from "../server/index.js";
+import { status as GrpcStatus } from "@grpc/grpc-js";
+import { ApiError } from "./errors.js";
 import type { PendingJwt } from "../server/apply-auth.js";
 
 /**
@@ -77,6 +79,14 @@ const tokenMetadataNames = ["token", "authorization"] as const;
 const maxAuthenticateAttempts = 3;
 
 const noCredentials: AuthInfo = { username: "", revision: 0 };
+
+/** auth/store.go's own texts, for the calls etcd 3.4 answers without mapping them. */
+const rawAuthMessages = new Map([
+  ["ErrUserEmpty", "auth: user name is empty"],
+  ["ErrUserNotFound", "auth: user not found"],
+  ["ErrPermissionDenied", "auth: permission denied"],
+  ["ErrInvalidAuthToken", "auth: invalid auth token"],
+]);
 
 /** The auth half of EtcdApi: credentials, pre-checks and the Auth service. */
 export class ApiAuth {
@@ -139,6 +149,21 @@ export class ApiAuth {
     const ai = await this.authInfo(call);
     this.#store.checkAdmin(ai);
     return ai;
+  }
+
+  /**
+   * requireAdmin as etcd 3.4's authMaintenanceServer answers it for Snapshot, Hash, HashKV and
+   * Defragment: the auth store's own error, not turned into its gRPC status (code Unknown, text
+   * "auth: …"), exactly as real etcd 3.4.23 answers.
+   */
+  async requireAdminUnmapped(call: CallAuth | undefined): Promise<void> {
+    try {
+      await this.requireAdmin(call);
+    } catch (err) {
+      const raw = rawAuthMessages.get((err as { code?: string }).code ?? "");
+      if (raw === undefined) throw err;
+      throw new ApiError(GrpcStatus.UNKNOWN, raw);
+    }
   }
 
   /**

@@ -332,7 +332,8 @@ export class EtcdApi {
   // ------------------------------------------------------------------ Maintenance
 
   // etcd's authMaintenanceServer: Defragment, Snapshot, Hash, HashKV and Alarm changes are for
-  // root only; Alarm GET needs credentials (etcd release-3.4's newest rule; 3.4.23 checked no
+  // root only (the first four answer with auth's unmapped error, code Unknown, as etcd 3.4.23
+  // does); Alarm GET needs credentials (etcd release-3.4's newest rule; 3.4.23 checked no
   // alarm call). Status is open to every caller, as in etcd 3.4.23 (the reference binary).
 
   async status(): Promise<StatusResponse> {
@@ -350,14 +351,14 @@ export class EtcdApi {
 
   /** Maintenance.Hash: etcd hashes the whole backend; we hash every kv held (HashKV at 0). */
   async hash(call?: CallAuth): Promise<HashResponse> {
-    if (this.auth.enabled) await this.auth.requireAdmin(call);
+    if (this.auth.enabled) await this.auth.requireAdminUnmapped(call);
     await this.#server.linearizableReadNotify();
     const h = this.#server.hashKV(0);
     return { header: h.header, hash: h.hash };
   }
 
   async hashKV(req: HashKVRequest, call?: CallAuth): Promise<HashKVResponse> {
-    if (this.auth.enabled) await this.auth.requireAdmin(call);
+    if (this.auth.enabled) await this.auth.requireAdminUnmapped(call);
     return this.#server.hashKV(req.revision);
   }
 
@@ -373,7 +374,7 @@ export class EtcdApi {
    */
   snapshot(stream: ServerStream<SnapshotResponse>, call?: CallAuth): void {
     if (this.auth.enabled) {
-      this.auth.requireAdmin(call).then(
+      this.auth.requireAdminUnmapped(call).then(
         () => this.#snapshot(stream),
         (err: Error) => stream.end(err),
       );
@@ -488,7 +489,7 @@ export class EtcdApi {
 
   /** Maintenance.Defragment: the in-memory store has nothing to defragment; answers like etcd. */
   async defragment(call?: CallAuth): Promise<DefragmentResponse> {
-    if (this.auth.enabled) await this.auth.requireAdmin(call);
+    if (this.auth.enabled) await this.auth.requireAdminUnmapped(call);
     return { header: this.#server.header() };
   }
 

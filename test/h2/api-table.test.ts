@@ -4,7 +4,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { etcdMethodTable } from "../../lib/api/h2.js";
 import type { EtcdApi } from "../../lib/api/index.js";
+import { lockDefinition } from "../../lib/proto/gen/v3lockpb/v3lock.grpc-server.js";
+import { electionDefinition } from "../../lib/proto/gen/v3electionpb/v3election.grpc-server.js";
 import {
+  authDefinition,
   clusterDefinition,
   kVDefinition,
   leaseDefinition,
@@ -14,13 +17,7 @@ import {
 
 test("every lib/h2 method path matches a generated definition (shape and codecs)", () => {
   const table = etcdMethodTable({} as EtcdApi);
-  const defs = [
-    kVDefinition,
-    watchDefinition,
-    leaseDefinition,
-    maintenanceDefinition,
-    clusterDefinition,
-  ].flatMap((d) =>
+  const methodsOf = (d: object) =>
     Object.values(
       d as Record<
         string,
@@ -32,10 +29,25 @@ test("every lib/h2 method path matches a generated definition (shape and codecs)
           responseSerialize: (m: unknown) => Buffer;
         }
       >,
-    ),
-  );
-  const byPath = new Map(defs.map((d) => [d.path, d]));
-  assert.equal(table.size, 18); // KV 5, Watch 1, Lease 5, Maintenance 6, Cluster 1: what grpc.ts serves
+    );
+  const all = [
+    kVDefinition,
+    watchDefinition,
+    leaseDefinition,
+    maintenanceDefinition,
+    clusterDefinition,
+    authDefinition,
+    lockDefinition,
+    electionDefinition,
+  ].flatMap(methodsOf);
+  const byPath = new Map(all.map((d) => [d.path, d]));
+  // services served whole: every generated method has a binding (Maintenance and Cluster are
+  // partly served until the cluster issue; their bindings are still checked below)
+  for (const d of [kVDefinition, watchDefinition, leaseDefinition, authDefinition].flatMap(
+    methodsOf,
+  )) {
+    assert.ok(table.has(d.path), `${d.path} has no lib/h2 binding`);
+  }
   for (const [path, m] of table) {
     const d = byPath.get(path);
     assert.ok(d !== undefined, `${path} is not a generated method`);

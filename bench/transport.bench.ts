@@ -21,6 +21,8 @@ import {
 } from "../lib/proto/gen/raftpb/raft.js";
 import { FRAME_HEADER_BYTES, FrameDecoder, encodeFrames } from "../lib/transport/frame.js";
 import { PeerTransport, type PeerTlsFiles, type TransportLogger } from "../lib/transport/index.js";
+import { messageSize } from "../lib/transport/message-codec.js";
+import { SendQueue } from "../lib/transport/send-queue.js";
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -54,14 +56,19 @@ function codecBench(label: string, msgs: Message[]): void {
   for (const b of bodies) total += FRAME_HEADER_BYTES + b.length;
   const framed = encodeFrames(bodies, 0, bodies.length, total);
   group(`${label}: ${batch} per batch, ${bodies[0]!.length} B each`, () => {
-    bench(`encode ${batch} ${label} into frames`, () => {
+    bench(`encode ${batch} ${label} into frames (send queue, hand encoder)`, () => {
+      const q = new SendQueue(batch, 1 << 30);
+      for (const m of msgs) q.push(m, messageSize(m));
+      do_not_optimize(q.takeBatch(1 << 30));
+    });
+    bench(`encode ${batch} ${label} into frames (protobuf-ts toBinary)`, () => {
       const bs = msgs.map((m) => MessageCodec.toBinary(m));
       let n = 0;
       for (const b of bs) n += FRAME_HEADER_BYTES + b.length;
       do_not_optimize(encodeFrames(bs, 0, bs.length, n));
     });
     bench(`decode ${batch} ${label} frames`, () => {
-      const d = new FrameDecoder(1 << 20, true);
+      const d = new FrameDecoder(1 << 20, false);
       d.push(framed);
       let k = 0;
       for (let f = d.next(); f !== undefined; f = d.next())

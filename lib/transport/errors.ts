@@ -52,6 +52,16 @@ export class TransportStoppedError extends TransportError {
 }
 
 /**
+ * A broken invariant inside the transport: a programmer error, not an operating one (STYLE §2).
+ * It is thrown, not handled, so the member stops with a clear message instead of limping on.
+ */
+export class TransportInvariantError extends TransportError {
+  constructor(message: string) {
+    super("TRANSPORT_INVARIANT", `transport invariant broken: ${message}`);
+  }
+}
+
+/**
  * Why a peer connection was closed or refused. Used inside the transport for logging and for
  * PeerTransport.peerStatus(id).lastError; never thrown to the member.
  */

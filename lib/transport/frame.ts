@@ -6,7 +6,7 @@
  * metric and to keep an idle connection alive (etcd sends link heartbeats for the same reason,
  * rafthttp/stream.go). Every real frame is therefore shorter than MAX_FRAME_BYTES_LIMIT.
  */
-import { PeerConnectionError } from "./errors.js";
+import { PeerConnectionError, TransportInvariantError } from "./errors.js";
 
 /** Bytes of a frame's length word. */
 export const FRAME_HEADER_BYTES = 4;
@@ -198,7 +198,7 @@ export function encodeFrames(
     off += FRAME_HEADER_BYTES + body.length;
   }
   if (off !== totalBytes)
-    throw new Error(`encodeFrames: framed ${off} bytes, expected ${totalBytes}`);
+    throw new TransportInvariantError(`framed ${off} bytes, expected ${totalBytes}`);
   return out;
 }
 

@@ -90,7 +90,10 @@ export class InboundStream {
     this.from = from;
     this.fromHex = memberIdHex(from);
     this.#counts = ctx.metrics.peer(this.fromHex);
-    this.#decoder = new FrameDecoder(ctx.limits.maxFrameBytes, true);
+    // Bodies are views into the received chunks (no copy per frame): socket reads hand out
+    // fresh buffers that nothing writes to again. A kept entry keeps its chunk (at most 64 KiB,
+    // mostly entries the member keeps anyway) alive.
+    this.#decoder = new FrameDecoder(ctx.limits.maxFrameBytes, false);
     this.#onClosed = onClosed;
     socket.setTimeout(ctx.limits.connReadTimeoutMs);
     socket.on("timeout", () =>

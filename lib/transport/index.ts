@@ -25,5 +25,6 @@ export {
   PeerIdError,
   TransportStoppedError,
   PeerConnectionError,
+  TransportInvariantError,
   type PeerErrorCode,
 } from "./errors.js";

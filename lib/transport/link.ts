@@ -13,18 +13,13 @@
  */
 import type net from "node:net";
 import { PeerConnectionError } from "./errors.js";
-import {
-  type ByteQueue,
-  FRAME_HEADER_BYTES,
-  FrameDecoder,
-  PING_WORD,
-  encodeControlFrame,
-  encodeFrames,
-} from "./frame.js";
+import { type ByteQueue, FrameDecoder, PING_WORD, encodeControlFrame } from "./frame.js";
 import { StreamKind, memberIdHex } from "./hello.js";
 import { dialPeer } from "./dial.js";
+import type { Message } from "../proto/gen/raftpb/raft.js";
 import type { PeerCounts } from "./metrics.js";
 import type { TransportContext } from "./options.js";
+import { SendQueue } from "./send-queue.js";
 import type { PeerUrl } from "./tls.js";
 
 /** A peer's link state as PeerTransport.peerStatus reports it. */
@@ -42,9 +37,6 @@ export interface PeerStatus {
 
 type LinkState = "dialing" | "connected" | "backoff" | "closed";
 
-/** Keep at most this many consumed slots at the queue's head before compacting. */
-const QUEUE_COMPACT_SLOTS = 1024;
-
 export class PeerLink {
   readonly id: bigint;
   readonly idHex: string;
@@ -54,10 +46,7 @@ export class PeerLink {
   #urlIndex = 0;
   #state: LinkState = "dialing";
   #socket: net.Socket | undefined;
-  /** Encoded messages; #queue[#head..] are unsent. */
-  #queue: Uint8Array[] = [];
-  #head = 0;
-  #queuedBytes = 0;
+  readonly #queue: SendQueue;
   #attempt = 0;
   #reconnectTimer: NodeJS.Timeout | undefined;
   #pingTimer: NodeJS.Timeout | undefined;
@@ -75,6 +64,10 @@ export class PeerLink {
     this.idHex = memberIdHex(id);
     this.#counts = ctx.metrics.peer(this.idHex);
     this.#urls = urls;
+    this.#queue = new SendQueue(
+      ctx.limits.maxQueuedMessagesPerPeer,
+      ctx.limits.maxQueuedBytesPerPeer,
+    );
     this.#dial();
   }
 
@@ -95,23 +88,15 @@ export class PeerLink {
   }
 
   /**
-   * Queues one encoded message. Returns false (and counts a drop) when the queue is full; the
-   * caller then flushes, which reports the peer unreachable.
+   * Queues one message of `sizeBytes` encoded bytes (see SendQueue.push). Returns false (and
+   * counts a drop) when the queue is full; the caller then flushes, which reports the peer
+   * unreachable.
    */
-  enqueue(body: Uint8Array): boolean {
+  enqueue(item: Message | Uint8Array, sizeBytes: number): boolean {
     if (this.#state === "closed") return false;
-    const { limits } = this.#ctx;
-    const queued = this.#queue.length - this.#head;
-    if (
-      queued >= limits.maxQueuedMessagesPerPeer ||
-      this.#queuedBytes + body.length > limits.maxQueuedBytesPerPeer
-    ) {
-      this.#drop();
-      return false;
-    }
-    this.#queue.push(body);
-    this.#queuedBytes += body.length;
-    return true;
+    if (this.#queue.push(item, sizeBytes)) return true;
+    this.#drop();
+    return false;
   }
 
   /** Marks a message to this peer as undeliverable without queueing it (e.g. a snapshot refused). */
@@ -129,31 +114,15 @@ export class PeerLink {
     const s = this.#socket;
     if (this.#state !== "connected" || s === undefined) return;
     const { maxSocketBufferedBytes, maxWriteBatchBytes } = this.#ctx.limits;
-    if (this.#head === this.#queue.length || s.writableLength >= maxSocketBufferedBytes) return;
-    const q = this.#queue;
+    if (this.#queue.length === 0 || s.writableLength >= maxSocketBufferedBytes) return;
     s.cork();
-    while (this.#head < q.length && s.writableLength < maxSocketBufferedBytes) {
-      let end = this.#head;
-      let bytes = 0;
-      while (end < q.length) {
-        const n = FRAME_HEADER_BYTES + q[end]!.length;
-        if (bytes > 0 && bytes + n > maxWriteBatchBytes) break;
-        bytes += n;
-        end++;
-      }
-      s.write(encodeFrames(q, this.#head, end, bytes));
-      this.#queuedBytes -= bytes - FRAME_HEADER_BYTES * (end - this.#head);
-      this.#counts.sentBytes += bytes;
-      this.#head = end;
+    while (s.writableLength < maxSocketBufferedBytes) {
+      const batch = this.#queue.takeBatch(maxWriteBatchBytes);
+      if (batch === undefined) break;
+      s.write(batch);
+      this.#counts.sentBytes += batch.length;
     }
     s.uncork();
-    if (this.#head === q.length) {
-      this.#queue = [];
-      this.#head = 0;
-    } else if (this.#head > QUEUE_COMPACT_SLOTS) {
-      this.#queue = q.slice(this.#head);
-      this.#head = 0;
-    }
   }
 
   /** The link's state for peerStatus. */
@@ -162,7 +131,7 @@ export class PeerLink {
       id: this.id,
       connected: this.#state === "connected",
       activeSinceMs: this.#activeSinceMs,
-      queuedMessages: this.#queue.length - this.#head,
+      queuedMessages: this.#queue.length,
       ...(this.#lastError === undefined ? {} : { lastError: { ...this.#lastError } }),
     };
   }
@@ -176,9 +145,7 @@ export class PeerLink {
     clearInterval(this.#pingTimer);
     this.#socket?.destroy();
     this.#socket = undefined;
-    this.#queue = [];
-    this.#head = 0;
-    this.#queuedBytes = 0;
+    this.#queue.clear();
     if (wasConnected) this.#ctx.metrics.activePeers.remove(this.#ctx.memberIdHex, this.idHex);
   }
 
@@ -236,12 +203,9 @@ export class PeerLink {
     if (repeated) this.#ctx.logger.debug(fields, "failed to dial remote peer");
     else this.#ctx.logger.warn(fields, "failed to dial remote peer");
     if (err.code === "member-removed") this.#ctx.removedBy(this.id);
-    const failed = this.#queue.length - this.#head;
+    const failed = this.#queue.clear();
     if (failed > 0) {
       this.#counts.sentFailures += failed;
-      this.#queue = [];
-      this.#head = 0;
-      this.#queuedBytes = 0;
       this.#unreachablePending = false;
       this.#ctx.reportUnreachable(this.id);
     }

@@ -115,8 +115,9 @@ export interface PeerTransportOptions {
   /**
    * Called for every raft message received, in the order each peer sent them (etcd's
    * Raft.Process). `from` has been checked against the connection's hello and `to` is this
-   * member. Bytes fields are views into a buffer owned by this message alone. An exception is
-   * logged and the connection kept.
+   * member. Bytes fields (entries' data, context) are views into a received buffer the transport
+   * never writes to again; it may hold other messages too, so copy a field to keep it alone. An
+   * exception is logged and the connection kept.
    */
   onMessage(message: Message): void;
   /**

@@ -15,6 +15,7 @@ import { PeerIdError, TransportStoppedError } from "./errors.js";
 import { type ByteQueue, MAX_FRAME_BYTES_LIMIT } from "./frame.js";
 import { type Hello, memberIdHex } from "./hello.js";
 import { InboundStream } from "./inbound.js";
+import { handEncodable, messageSize } from "./message-codec.js";
 import { PeerLink, type PeerStatus } from "./link.js";
 import { PeerListener } from "./listener.js";
 import { TransportMetrics } from "./metrics.js";
@@ -217,7 +218,11 @@ export class PeerTransport {
         this.sendSnapshot(m, m.snapshot?.data ?? new Uint8Array(0));
         continue;
       }
-      link.enqueue(MessageCodec.toBinary(m));
+      if (handEncodable(m)) link.enqueue(m, messageSize(m));
+      else {
+        const bytes = MessageCodec.toBinary(m);
+        link.enqueue(bytes, bytes.length);
+      }
       this.#dirty.add(link);
     }
     this.#scheduleFlush();

@@ -1,0 +1,102 @@
+/**
+ * One peer's bounded queue of outgoing raft messages, framed into socket writes in batches. A
+ * message is kept as the Message object raft handed over (encoded by message-codec.ts when its
+ * batch is written, straight into the write buffer) or, for the few the hand encoder leaves to
+ * protobuf-ts, as its encoded bytes; either way its encoded size is known when it is queued, so
+ * the byte bound holds.
+ */
+import type { Message } from "../proto/gen/raftpb/raft.js";
+import { TransportInvariantError } from "./errors.js";
+import { FRAME_HEADER_BYTES } from "./frame.js";
+import { putMessage } from "./message-codec.js";
+
+/** Keep at most this many consumed slots at the queue's head before compacting. */
+const COMPACT_SLOTS = 1024;
+
+export class SendQueue {
+  readonly #maxMessages: number;
+  readonly #maxBytes: number;
+  /** #items[#head..] are unsent; #sizes[i] is #items[i]'s encoded size (without length word). */
+  #items: (Message | Uint8Array)[] = [];
+  #sizes: number[] = [];
+  #head = 0;
+  #bytes = 0;
+
+  constructor(maxMessages: number, maxBytes: number) {
+    this.#maxMessages = maxMessages;
+    this.#maxBytes = maxBytes;
+  }
+
+  /** Messages waiting. */
+  get length(): number {
+    return this.#items.length - this.#head;
+  }
+
+  /**
+   * Queues a message of `sizeBytes` encoded bytes (a Message for putMessage, or its bytes).
+   * Returns false, queueing nothing, when either bound would be passed.
+   */
+  push(item: Message | Uint8Array, sizeBytes: number): boolean {
+    if (this.length >= this.#maxMessages || this.#bytes + sizeBytes > this.#maxBytes) return false;
+    this.#items.push(item);
+    this.#sizes.push(sizeBytes);
+    this.#bytes += sizeBytes;
+    return true;
+  }
+
+  /**
+   * Frames the next messages, up to `maxBatchBytes` (at least one message), into one buffer and
+   * removes them; undefined when empty.
+   */
+  takeBatch(maxBatchBytes: number): Buffer | undefined {
+    const start = this.#head;
+    const items = this.#items;
+    const sizes = this.#sizes;
+    if (start === items.length) return undefined;
+    let end = start;
+    let total = 0;
+    while (end < items.length) {
+      const n = FRAME_HEADER_BYTES + sizes[end]!;
+      if (total > 0 && total + n > maxBatchBytes) break;
+      total += n;
+      end++;
+    }
+    const out = Buffer.allocUnsafe(total);
+    let pos = 0;
+    for (let i = start; i < end; i++) {
+      const size = sizes[i]!;
+      out.writeUInt32BE(size, pos);
+      pos += FRAME_HEADER_BYTES;
+      const item = items[i]!;
+      const next =
+        item instanceof Uint8Array ? (out.set(item, pos), pos + size) : putMessage(out, pos, item);
+      if (next !== pos + size)
+        throw new TransportInvariantError(`message encoded to ${next - pos} bytes, sized ${size}`);
+      pos = next;
+    }
+    this.#bytes -= total - FRAME_HEADER_BYTES * (end - start);
+    this.#head = end;
+    this.#compact();
+    return out;
+  }
+
+  /** Drops everything queued; returns how many messages that was. */
+  clear(): number {
+    const n = this.length;
+    this.#items = [];
+    this.#sizes = [];
+    this.#head = 0;
+    this.#bytes = 0;
+    return n;
+  }
+
+  #compact(): void {
+    if (this.#head === this.#items.length) {
+      this.clear();
+    } else if (this.#head > COMPACT_SLOTS) {
+      this.#items = this.#items.slice(this.#head);
+      this.#sizes = this.#sizes.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+}

@@ -1,19 +1,22 @@
 /**
  * etcd's grpc-gateway (JSON over HTTP/1.1) and the ops endpoints, on node:http.
  *
- * Follows etcd 3.4: routes from rpc.proto's google.api.http options under /v3/ (and the /v3beta/,
- * /v3alpha/ prefixes 3.4 still serves); protobuf JSON with the original field names, int64 as
- * strings, bytes as base64, defaults omitted (gateway JSONPb{OrigName: true}); errors as
- * {"error", "message", "code"} with grpc-gateway's HTTP status for the code; streaming calls (watch,
- * lease keep-alive) read a stream of JSON requests and answer with one JSON object per line,
- * each {"result": …}. `/health`, `/version` and `/metrics` as etcdhttp.
+ * Follows etcd 3.4: routes from the google.api.http options of rpc.proto, v3lock.proto and
+ * v3election.proto under /v3/ (and /v3beta/, which 3.4 rewrites to /v3/); protobuf JSON with the
+ * original field names, int64 as strings, bytes as base64, defaults omitted (gateway
+ * JSONPb{OrigName: true}); errors as {"error", "message", "code"} with grpc-gateway's HTTP status
+ * for the code; streaming calls (watch, lease keep-alive; Observe and Snapshot with one request)
+ * answer with one JSON object per line, each {"result": …}, and end on an error with grpc-gateway's
+ * {"error": StreamError} chunk. `/health`, `/version` and `/metrics` as etcdhttp.
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from "node:http";
 import type { Logger } from "pino";
 import type { IMessageType } from "@protobuf-ts/runtime";
 import * as rpc from "../proto/gen/etcdserverpb/rpc.js";
+import * as v3lock from "../proto/gen/v3lockpb/v3lock.js";
+import * as v3election from "../proto/gen/v3electionpb/v3election.js";
 import { saturateJsonInt64 } from "../proto/int64.js";
-import type { BidiStream, EtcdApi } from "./handlers.js";
+import type { BidiStream, EtcdApi, ServerStream } from "./handlers.js";
 import type { CallAuth } from "./auth.js";
 import { authMethods } from "./auth-service.js";
 import { httpStatusFromGrpc, toApiStatus, ApiError } from "./errors.js";
@@ -32,7 +35,16 @@ interface UnaryRoute {
   kind: "unary";
   request: JsonCodec<unknown>;
   response: JsonCodec<unknown>;
-  call: (api: EtcdApi, req: unknown, auth: CallAuth) => Promise<unknown>;
+  /** `signal` aborts when the HTTP client goes away (Lock and Campaign then give up their key) */
+  call: (api: EtcdApi, req: unknown, auth: CallAuth, signal: AbortSignal) => Promise<unknown>;
+}
+
+/** A server-streaming call (Observe, Snapshot): one JSON request, a stream of JSON answers. */
+interface ServerStreamRoute {
+  kind: "serverStream";
+  request: JsonCodec<unknown>;
+  response: JsonCodec<unknown>;
+  call: (api: EtcdApi, req: unknown, stream: ServerStream<unknown>, auth: CallAuth) => void;
 }
 
 interface StreamRoute {
@@ -42,12 +54,12 @@ interface StreamRoute {
   call: (api: EtcdApi, stream: BidiStream<unknown, unknown>, auth: CallAuth) => void;
 }
 
-type Route = UnaryRoute | StreamRoute;
+type Route = UnaryRoute | ServerStreamRoute | StreamRoute;
 
 function unary<Req, Res>(
   request: JsonCodec<Req>,
   response: JsonCodec<Res>,
-  call: (api: EtcdApi, req: Req, auth: CallAuth) => Promise<Res>,
+  call: (api: EtcdApi, req: Req, auth: CallAuth, signal: AbortSignal) => Promise<Res>,
 ): UnaryRoute {
   return {
     kind: "unary",
@@ -55,6 +67,29 @@ function unary<Req, Res>(
     response: response as JsonCodec<unknown>,
     call: call as UnaryRoute["call"],
   };
+}
+
+function serverStream<Req, Res>(
+  request: JsonCodec<Req>,
+  response: JsonCodec<Res>,
+  call: (api: EtcdApi, req: Req, s: ServerStream<Res>, auth: CallAuth) => void,
+): ServerStreamRoute {
+  return {
+    kind: "serverStream",
+    request: request as JsonCodec<unknown>,
+    response: response as JsonCodec<unknown>,
+    call: call as ServerStreamRoute["call"],
+  };
+}
+
+/**
+ * A route whose gRPC method etcd-ts does not serve yet: it answers what the gRPC transports answer
+ * for it (UNIMPLEMENTED, HTTP 501), so the path exists and its reply says why.
+ */
+function unimplemented(request: JsonCodec<unknown>, grpcPath: string): UnaryRoute {
+  return unary(request, request, () =>
+    Promise.reject(new ApiError(GrpcStatus.UNIMPLEMENTED, `unknown method ${grpcPath}`)),
+  );
 }
 
 function stream<Req, Res>(
@@ -132,8 +167,73 @@ const routes = new Map<string, Route>([
     "maintenance/defragment",
     unary(rpc.DefragmentRequest, rpc.DefragmentResponse, (a, _r, c) => a.defragment(c)),
   ],
+  // etcd 3.4's rpc.proto maps both Hash and HashKV to /v3/maintenance/hash; its gateway answers
+  // Hash there. /hashkv is etcd 3.5's path for HashKV, served here too.
   ["maintenance/hash", unary(rpc.HashRequest, rpc.HashResponse, (a, _r, c) => a.hash(c))],
   ["maintenance/hashkv", unary(rpc.HashKVRequest, rpc.HashKVResponse, (a, r, c) => a.hashKV(r, c))],
+  [
+    "maintenance/snapshot",
+    serverStream(rpc.SnapshotRequest, rpc.SnapshotResponse, (a, _r, s, c) => a.snapshot(s, c)),
+  ],
+  [
+    "maintenance/transfer-leadership",
+    unary(rpc.MoveLeaderRequest, rpc.MoveLeaderResponse, (a, r) => a.moveLeader(r)),
+  ],
+  // membership changes are the cluster issue's (issue 14); until then the same answer as gRPC
+  ["cluster/member/add", unimplemented(rpc.MemberAddRequest, "/etcdserverpb.Cluster/MemberAdd")],
+  [
+    "cluster/member/remove",
+    unimplemented(rpc.MemberRemoveRequest, "/etcdserverpb.Cluster/MemberRemove"),
+  ],
+  [
+    "cluster/member/update",
+    unimplemented(rpc.MemberUpdateRequest, "/etcdserverpb.Cluster/MemberUpdate"),
+  ],
+  [
+    "cluster/member/promote",
+    unimplemented(rpc.MemberPromoteRequest, "/etcdserverpb.Cluster/MemberPromote"),
+  ],
+  // v3lock.proto and v3election.proto
+  [
+    "lock/lock",
+    unary(v3lock.LockRequest, v3lock.LockResponse, (a, r, c, signal) =>
+      a.lockService.lock(r, signal, c),
+    ),
+  ],
+  [
+    "lock/unlock",
+    unary(v3lock.UnlockRequest, v3lock.UnlockResponse, (a, r, c) => a.lockService.unlock(r, c)),
+  ],
+  [
+    "election/campaign",
+    unary(v3election.CampaignRequest, v3election.CampaignResponse, (a, r, c, signal) =>
+      a.electionService.campaign(r, signal, c),
+    ),
+  ],
+  [
+    "election/proclaim",
+    unary(v3election.ProclaimRequest, v3election.ProclaimResponse, (a, r, c) =>
+      a.electionService.proclaim(r, c),
+    ),
+  ],
+  [
+    "election/leader",
+    unary(v3election.LeaderRequest, v3election.LeaderResponse, (a, r, c) =>
+      a.electionService.leader(r, c),
+    ),
+  ],
+  [
+    "election/observe",
+    serverStream(v3election.LeaderRequest, v3election.LeaderResponse, (a, r, s, c) =>
+      a.electionService.observe(r, s, c),
+    ),
+  ],
+  [
+    "election/resign",
+    unary(v3election.ResignRequest, v3election.ResignResponse, (a, r, c) =>
+      a.electionService.resign(r, c),
+    ),
+  ],
 ]);
 
 for (const m of authMethods) {
@@ -150,7 +250,11 @@ function callAuthOf(ex: GatewayExchange): CallAuth {
   return { metadata };
 }
 
-const versionPrefixes = ["/v3/", "/v3beta/", "/v3alpha/"];
+/**
+ * etcd 3.4 serves its gateway under /v3/ and rewrites /v3beta/ to it (embed/serve.go
+ * accessController); /v3alpha/ is gone since 3.4.
+ */
+const versionPrefixes = ["/v3/", "/v3beta/"];
 
 /** etcd's /health gives its QGET round trip one second. */
 const healthReadTimeoutMs = 1000;
@@ -246,6 +350,44 @@ function errorBody(err: unknown): { status: number; body: unknown; unexpected: b
     body: { error: s.message, message: s.message, code: s.code },
     unexpected: s.unexpected,
   };
+}
+
+/** One answer of a streaming call as grpc-gateway writes it: {"result": message}. */
+function resultLine(codec: JsonCodec<unknown>, msg: unknown): string {
+  return JSON.stringify({ result: codec.toJson(msg, { useProtoFieldName: true }) });
+}
+
+/**
+ * The chunk that ends a streaming call with an error, as grpc-gateway v1.11 (etcd 3.4's)
+ * DefaultHTTPStreamErrorHandler builds it: {"error": StreamError} with the gRPC code, the HTTP
+ * status it maps to, its text and the message; no line break follows it.
+ */
+function streamErrorChunk(err: unknown): { text: string; httpStatus: number; unexpected: boolean } {
+  const s = toApiStatus(err);
+  const httpStatus = httpStatusFromGrpc(s.code);
+  const error = {
+    grpc_code: s.code,
+    http_code: httpStatus,
+    message: s.message,
+    http_status: STATUS_CODES[httpStatus] ?? "",
+  };
+  return { text: JSON.stringify({ error }), httpStatus, unexpected: s.unexpected };
+}
+
+/**
+ * Go's ServeMux answer for a subtree path asked without its trailing slash (/v3): a 301 to the
+ * path with the slash (query kept), with a small HTML body for GET and HEAD.
+ */
+function redirectToSlash(ex: GatewayExchange, url: URL): void {
+  const location = `${url.pathname}/${url.search}`;
+  if (ex.method !== "GET" && ex.method !== "HEAD") {
+    writeHead(ex, 301, { location, "content-length": "0" });
+    ex.end();
+    return;
+  }
+  const body = `<a href="${location}">Moved Permanently</a>.\n\n`;
+  writeHead(ex, 301, { location, "content-type": "text/html; charset=utf-8" });
+  ex.end(body);
 }
 
 function readBody(req: GatewayExchange, limit: number): Promise<Buffer> {
@@ -494,7 +636,7 @@ class Http1Exchange implements GatewayExchange {
 }
 
 /**
- * Serves gateway and ops requests: the JSON gateway under /v3/ (and /v3beta/, /v3alpha/),
+ * Serves gateway and ops requests: the JSON gateway under /v3/ (and /v3beta/),
  * /health, /version and /metrics. Never throws: every failure becomes an HTTP answer.
  */
 export class Gateway {
@@ -544,20 +686,73 @@ export class Gateway {
       return writeJson(ex, 200, { etcdserver: serverVersion, etcdcluster: clusterVersion });
     }
     if (path === "/metrics") return this.#metrics(ex);
+    if (path === "/v3" || path === "/v3beta") return redirectToSlash(ex, url);
     const prefix = versionPrefixes.find((p) => path.startsWith(p));
-    const route = prefix !== undefined ? routes.get(path.slice(prefix.length)) : undefined;
-    if (route === undefined) return writeTextError(ex, 404, "404 page not found\n");
+    // Go's mux answers paths outside the gateway; grpc-gateway answers unknown ones under it
+    if (prefix === undefined) return writeTextError(ex, 404, "404 page not found\n");
+    const route = routes.get(path.slice(prefix.length));
+    if (route === undefined) return writeTextError(ex, 404, "Not Found\n");
     // etcd's grpc-gateway routes only POST; its 405 names no allowed method
     if (ex.method !== "POST") return writeTextError(ex, 405, "Method Not Allowed\n");
-    if (route.kind === "unary") {
-      const body = await readBody(ex, maxBodyBytes(this.#api));
-      const msg = decode(route.request, parseJson(body.toString("utf8")));
-      checkMessageSize(this.#api, route.request, msg);
-      const out = await route.call(this.#api, msg, callAuthOf(ex));
-      writeJson(ex, 200, route.response.toJson(out, { useProtoFieldName: true }));
-      return;
-    }
-    this.#stream(route, ex);
+    if (route.kind === "stream") return this.#stream(route, ex);
+    const body = await readBody(ex, maxBodyBytes(this.#api));
+    const msg = decode(route.request, parseJson(body.toString("utf8")));
+    checkMessageSize(this.#api, route.request, msg);
+    if (route.kind === "serverStream") return this.#serverStream(route, msg, ex);
+    const ac = new AbortController();
+    ex.onClose(() => ac.abort());
+    const out = await route.call(this.#api, msg, callAuthOf(ex), ac.signal);
+    writeJson(ex, 200, route.response.toJson(out, { useProtoFieldName: true }));
+  }
+
+  /**
+   * A server-streaming call as grpc-gateway's ForwardResponseStream: the status line goes with the
+   * first answer (none while, say, Observe waits for a first candidate), then one
+   * {"result": …} line per answer; an error becomes a StreamError chunk, with the error's HTTP
+   * status when nothing was sent yet.
+   */
+  #serverStream(route: ServerStreamRoute, req: unknown, ex: GatewayExchange): void {
+    const onClose: (() => void)[] = [];
+    const onDrain: (() => void)[] = [];
+    let closed = false;
+    const close = () => {
+      if (closed) return;
+      closed = true;
+      for (const fn of onClose) fn();
+    };
+    ex.onDrain(() => {
+      for (const fn of onDrain) fn();
+    });
+    ex.onClose(close);
+    const head = (httpStatus: number) => {
+      if (!ex.headersSent) {
+        writeHead(ex, httpStatus, { "content-type": "application/json" });
+        ex.flushHeaders();
+      }
+    };
+    const s: ServerStream<unknown> = {
+      onClose: (fn) => onClose.push(fn),
+      onDrain: (fn) => onDrain.push(fn),
+      send: (m) => {
+        if (closed) return true;
+        head(200);
+        return ex.write(`${resultLine(route.response, m)}\n`);
+      },
+      end: (err) => {
+        if (closed) return;
+        if (err !== undefined) {
+          const chunk = streamErrorChunk(err);
+          if (chunk.unexpected) {
+            this.#logger.error({ url: ex.url, err: err.stack }, "gateway stream failed");
+          }
+          head(chunk.httpStatus);
+          ex.write(chunk.text);
+        } else head(200);
+        ex.end();
+        close();
+      },
+    };
+    route.call(this.#api, req, s, callAuthOf(ex));
   }
 
   #stream(route: StreamRoute, ex: GatewayExchange): void {
@@ -582,13 +777,17 @@ export class Gateway {
       onDrain: (fn) => onDrain.push(fn),
       send: (m) => {
         if (closed) return true;
-        return ex.write(
-          `${JSON.stringify({ result: route.response.toJson(m, { useProtoFieldName: true }) })}\n`,
-        );
+        return ex.write(`${resultLine(route.response, m)}\n`);
       },
       end: (err) => {
         if (closed) return;
-        if (err !== undefined) ex.write(`${JSON.stringify({ error: errorBody(err).body })}\n`);
+        if (err !== undefined) {
+          const chunk = streamErrorChunk(err);
+          if (chunk.unexpected) {
+            this.#logger.error({ url: ex.url, err: err.stack }, "gateway stream failed");
+          }
+          ex.write(chunk.text);
+        }
         ex.end();
         close();
       },

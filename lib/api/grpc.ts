@@ -14,6 +14,9 @@ import {
   watchDefinition,
 } from "../proto/gen/etcdserverpb/rpc.grpc-server.js";
 import type * as rpc from "../proto/gen/etcdserverpb/rpc.js";
+import { lockDefinition } from "../proto/gen/v3lockpb/v3lock.grpc-server.js";
+import { electionDefinition } from "../proto/gen/v3electionpb/v3election.grpc-server.js";
+import type * as v3election from "../proto/gen/v3electionpb/v3election.js";
 import type { EtcdApi, BidiStream, ServerStream } from "./handlers.js";
 import { toApiStatus } from "./errors.js";
 import type { CallAuth } from "./auth.js";
@@ -59,8 +62,8 @@ type UnaryCall<Req, Res> = (
 ) => void;
 
 /**
- * Builds the grpc-js Server with the KV, Watch, Lease, Maintenance and Cluster services.
- * Methods we do not serve (membership changes, MoveLeader) answer UNIMPLEMENTED, which is
+ * Builds the grpc-js Server with the KV, Watch, Lease, Maintenance, Cluster, Auth, Lock and
+ * Election services. Methods we do not serve (membership changes) answer UNIMPLEMENTED, which is
  * grpc-js's answer for a method missing from the implementation. Maintenance.Snapshot streams the
  * db file, pausing while grpc-js's write buffer is full (write() false until 'drain').
  */
@@ -101,6 +104,18 @@ export function createGrpcServer(
           );
         },
       );
+    };
+
+  /** A unary call that may wait (Lock, Campaign): `signal` aborts when the client cancels. */
+  const waitingUnary =
+    <Req, Res>(
+      fn: (req: Req, signal: AbortSignal, auth: CallAuth) => Promise<Res>,
+      name: string,
+    ): UnaryCall<Req, Res> =>
+    (call, callback) => {
+      const ac = new AbortController();
+      call.on("cancelled", () => ac.abort());
+      unary((req: Req, auth) => fn(req, ac.signal, auth), name)(call, callback);
     };
 
   /**
@@ -194,6 +209,7 @@ export function createGrpcServer(
     defragment: unary((_r, c) => api.defragment(c), "Defragment"),
     hash: unary((_r, c) => api.hash(c), "Hash"),
     hashKV: unary((r: rpc.HashKVRequest, c) => api.hashKV(r, c), "HashKV"),
+    moveLeader: unary((r: rpc.MoveLeaderRequest) => api.moveLeader(r), "MoveLeader"),
     snapshot: (call: grpc.ServerWritableStream<rpc.SnapshotRequest, rpc.SnapshotResponse>) =>
       api.snapshot(serverStream(call, "Snapshot"), new GrpcJsCallAuth(call)),
   } as unknown as grpc.UntypedServiceImplementation as never);
@@ -203,5 +219,20 @@ export function createGrpcServer(
   server.addService(clusterDefinition, {
     memberList: unary(() => api.memberList(), "MemberList"),
   } as unknown as grpc.UntypedServiceImplementation as never);
+  const locks = api.lockService;
+  server.addService(lockDefinition, {
+    lock: waitingUnary((r, signal, c) => locks.lock(r, signal, c), "Lock"),
+    unlock: unary((r, c) => locks.unlock(r, c), "Unlock"),
+  });
+  const elections = api.electionService;
+  server.addService(electionDefinition, {
+    campaign: waitingUnary((r, signal, c) => elections.campaign(r, signal, c), "Campaign"),
+    proclaim: unary((r, c) => elections.proclaim(r, c), "Proclaim"),
+    leader: unary((r, c) => elections.leader(r, c), "Leader"),
+    observe: (
+      call: grpc.ServerWritableStream<v3election.LeaderRequest, v3election.LeaderResponse>,
+    ) => elections.observe(call.request, serverStream(call, "Observe"), new GrpcJsCallAuth(call)),
+    resign: unary((r, c) => elections.resign(r, c), "Resign"),
+  });
   return server;
 }

@@ -1,7 +1,7 @@
 /**
  * The fast transport binding: lib/api's EtcdApi methods served through lib/h2 (issue 6), the same
- * handlers grpc.ts serves through @grpc/grpc-js. Methods not bound here (membership changes,
- * MoveLeader) answer UNIMPLEMENTED, as with grpc-js. Maintenance.Snapshot streams the db file under
+ * handlers grpc.ts serves through @grpc/grpc-js. Methods not bound here (membership changes) answer
+ * UNIMPLEMENTED, as with grpc-js. Maintenance.Snapshot streams the db file under
  * the client's flow-control window (lib/h2 holds DATA until the window opens; `send` returning
  * false pauses the handler until drain).
  */
@@ -16,6 +16,8 @@ import {
   unaryMethod,
 } from "../h2/index.js";
 import * as rpc from "../proto/gen/etcdserverpb/rpc.js";
+import * as v3lock from "../proto/gen/v3lockpb/v3lock.js";
+import * as v3election from "../proto/gen/v3electionpb/v3election.js";
 import { toApiStatus } from "./errors.js";
 import { watchResponseCodec } from "./watch-codec.js";
 import { putResponseCodec, rangeResponseCodec } from "./kv-codec.js";
@@ -110,6 +112,10 @@ export function etcdMethodTable(api: EtcdApi, certCommonName?: string): Map<stri
     unaryMethod(rpc.HashKVRequest, rpc.HashKVResponse, (r, c) => api.hashKV(r, auth(c))),
   );
   m.set(
+    "/etcdserverpb.Maintenance/MoveLeader",
+    unaryMethod(rpc.MoveLeaderRequest, rpc.MoveLeaderResponse, (r) => api.moveLeader(r)),
+  );
+  m.set(
     "/etcdserverpb.Maintenance/Snapshot",
     serverStreamMethod(rpc.SnapshotRequest, rpc.SnapshotResponse, (_req, s, c) =>
       api.snapshot(s, auth(c)),
@@ -125,7 +131,67 @@ export function etcdMethodTable(api: EtcdApi, certCommonName?: string): Map<stri
       unaryMethod(a.request, a.response, (r, c) => a.call(api, r, auth(c))),
     );
   }
+  const locks = api.lockService;
+  m.set(
+    "/v3lockpb.Lock/Lock",
+    unaryMethod(v3lock.LockRequest, v3lock.LockResponse, (r, c) =>
+      withCallSignal(c, (signal) => locks.lock(r, signal, auth(c))),
+    ),
+  );
+  m.set(
+    "/v3lockpb.Lock/Unlock",
+    unaryMethod(v3lock.UnlockRequest, v3lock.UnlockResponse, (r, c) => locks.unlock(r, auth(c))),
+  );
+  const elections = api.electionService;
+  m.set(
+    "/v3electionpb.Election/Campaign",
+    unaryMethod(v3election.CampaignRequest, v3election.CampaignResponse, (r, c) =>
+      withCallSignal(c, (signal) => elections.campaign(r, signal, auth(c))),
+    ),
+  );
+  m.set(
+    "/v3electionpb.Election/Proclaim",
+    unaryMethod(v3election.ProclaimRequest, v3election.ProclaimResponse, (r, c) =>
+      elections.proclaim(r, auth(c)),
+    ),
+  );
+  m.set(
+    "/v3electionpb.Election/Leader",
+    unaryMethod(v3election.LeaderRequest, v3election.LeaderResponse, (r, c) =>
+      elections.leader(r, auth(c)),
+    ),
+  );
+  m.set(
+    "/v3electionpb.Election/Observe",
+    serverStreamMethod(v3election.LeaderRequest, v3election.LeaderResponse, (r, s, c) =>
+      elections.observe(r, s, auth(c)),
+    ),
+  );
+  m.set(
+    "/v3electionpb.Election/Resign",
+    unaryMethod(v3election.ResignRequest, v3election.ResignResponse, (r, c) =>
+      elections.resign(r, auth(c)),
+    ),
+  );
   return m;
+}
+
+/** How often a waiting unary call looks whether its client went away, in ms. */
+const cancelPollIntervalMs = 100;
+
+/**
+ * Runs a unary handler that may wait for a long time (Lock, Campaign) with an AbortSignal that
+ * aborts once lib/h2 marks the call cancelled (the client cancelled, its deadline passed or the
+ * connection went). lib/h2 tells unary handlers through `ctx.cancelled` only, so it is looked at
+ * every cancelPollIntervalMs while the call waits.
+ */
+function withCallSignal<T>(ctx: CallContext, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ac = new AbortController();
+  const timer = setInterval(() => {
+    if (ctx.cancelled) ac.abort();
+  }, cancelPollIntervalMs);
+  timer.unref();
+  return fn(ac.signal).finally(() => clearInterval(timer));
 }
 
 /**

@@ -27,6 +27,8 @@ import type {
   LeaseTimeToLiveRequest,
   LeaseTimeToLiveResponse,
   MemberListResponse,
+  MoveLeaderRequest,
+  MoveLeaderResponse,
   PutRequest,
   PutResponse,
   RangeRequest,
@@ -51,6 +53,11 @@ import type { EtcdServer } from "../server/index.js";
 import { planDbFileInSteps, snapshotSendBufferBytes } from "../server/db-file.js";
 import type { BoltFileWriter } from "../btree/index.js";
 import { createHash } from "node:crypto";
+import { status as GrpcStatus } from "@grpc/grpc-js";
+import { errBadLeaderTransferee, errNotLeader } from "../server/errors.js";
+import { ApiError } from "./errors.js";
+import { LockService } from "./lock.js";
+import { ElectionService } from "./election.js";
 
 /**
  * One side of a bidirectional stream as lib/api sees it, whatever the transport.
@@ -106,11 +113,17 @@ export class EtcdApi {
   readonly #limits: StreamLimits;
   /** credentials, the checks before raft, and the Auth service */
   readonly auth: ApiAuth;
+  /** v3lockpb.Lock (lock.ts), run on this API's KV and Lease calls as etcd's v3lock server */
+  readonly lockService: LockService;
+  /** v3electionpb.Election (election.ts), likewise */
+  readonly electionService: ElectionService;
 
   constructor(server: EtcdServer, limits: Partial<StreamLimits> = {}) {
     this.#server = server;
     this.#limits = { ...defaultStreamLimits, ...limits };
     this.auth = new ApiAuth(server);
+    this.lockService = new LockService(this);
+    this.electionService = new ElectionService(this);
   }
 
   get server(): EtcdServer {
@@ -340,13 +353,17 @@ export class EtcdApi {
     return this.#server.status();
   }
 
+  /** Maintenance.Alarm. etcd 3.4's applier answers it without a header (apply.go Alarm). */
   async alarm(req: AlarmRequest, call?: CallAuth): Promise<AlarmResponse> {
-    if (!this.auth.enabled) return this.#server.alarm(req);
-    const ai =
-      req.action === AlarmRequest_AlarmAction.GET
-        ? await this.auth.requireAuthInfo(call)
-        : await this.auth.requireAdmin(call);
-    return this.#server.alarm(req, ai);
+    let ai;
+    if (this.auth.enabled) {
+      ai =
+        req.action === AlarmRequest_AlarmAction.GET
+          ? await this.auth.requireAuthInfo(call)
+          : await this.auth.requireAdmin(call);
+    }
+    const resp = await this.#server.alarm(req, ai);
+    return { alarms: resp.alarms };
   }
 
   /** Maintenance.Hash: etcd hashes the whole backend; we hash every kv held (HashKV at 0). */
@@ -487,15 +504,41 @@ export class EtcdApi {
     pump();
   }
 
-  /** Maintenance.Defragment: the in-memory store has nothing to defragment; answers like etcd. */
+  /**
+   * Maintenance.MoveLeader, as etcd 3.4's maintenance server and EtcdServer.MoveLeader (no auth
+   * check in 3.4.23): only the leader takes it ("etcdserver: not leader"), the target must be a
+   * voting member ("etcdserver: bad leader transferee"); moving it to the leader itself succeeds at
+   * once, with an empty response (etcd sets no header). Moving it to another member needs raft's
+   * leader transfer from lib/server, which the replicated-cluster issue brings: until then
+   * UNIMPLEMENTED.
+   */
+  async moveLeader(req: MoveLeaderRequest): Promise<MoveLeaderResponse> {
+    const server = this.#server;
+    if (!server.isLeader) throw errNotLeader();
+    const target = server.members.get(req.targetID);
+    if (target === undefined || target.isLearner) throw errBadLeaderTransferee();
+    if (req.targetID === server.memberId) return {};
+    throw new ApiError(
+      GrpcStatus.UNIMPLEMENTED,
+      "etcd-ts: leader transfer to another member is not implemented yet",
+    );
+  }
+
+  /**
+   * Maintenance.Defragment: the in-memory store has nothing to defragment; answers like etcd 3.4,
+   * whose response has no header.
+   */
   async defragment(call?: CallAuth): Promise<DefragmentResponse> {
     if (this.auth.enabled) await this.auth.requireAdminUnmapped(call);
-    return { header: this.#server.header() };
+    return {};
   }
 
   // ------------------------------------------------------------------ Cluster
 
+  /** Cluster.MemberList. etcd 3.4's cluster server's header has no revision (cluster.go header). */
   async memberList(): Promise<MemberListResponse> {
-    return this.#server.memberList();
+    const resp = this.#server.memberList();
+    if (resp.header !== undefined) resp.header.revision = 0;
+    return resp;
   }
 }

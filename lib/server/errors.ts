@@ -31,6 +31,8 @@ export const errNotCapable = () => new ServerError("ErrNotCapable", "etcdserver:
 export const errTooManyRequests = () =>
   new ServerError("ErrTooManyRequests", "etcdserver: too many requests");
 export const errCorrupt = () => new ServerError("ErrCorrupt", "etcdserver: corrupt cluster");
+export const errBadLeaderTransferee = () =>
+  new ServerError("ErrBadLeaderTransferee", "etcdserver: bad leader transferee");
 
 /**
  * A data-dir file (the db file or a .snap file) that must not be used: it fails a check (bad magic,

@@ -1,0 +1,166 @@
+// gRPC clients of the Lock and Election services (and the KV and Lease calls tests need beside
+// them), built from the generated @grpc/grpc-js definitions, with promise-returning methods.
+import * as grpc from "@grpc/grpc-js";
+import { LockClient } from "../../lib/proto/gen/v3lockpb/v3lock.grpc-client.js";
+import { ElectionClient } from "../../lib/proto/gen/v3electionpb/v3election.grpc-client.js";
+import { KVClient, LeaseClient } from "../../lib/proto/gen/etcdserverpb/rpc.grpc-client.js";
+import * as v3lock from "../../lib/proto/gen/v3lockpb/v3lock.js";
+import * as v3election from "../../lib/proto/gen/v3electionpb/v3election.js";
+import * as rpc from "../../lib/proto/gen/etcdserverpb/rpc.js";
+
+/** A failed call: the gRPC code and message the server sent. */
+export interface CallError {
+  code: number;
+  details: string;
+}
+
+type Callback<Res> = (err: grpc.ServiceError | null, res?: Res) => void;
+
+/** Calls one unary method; rejects with the ServiceError (code, details). */
+function unary<Req, Res>(
+  fn: (req: Req, md: grpc.Metadata, opts: grpc.CallOptions, cb: Callback<Res>) => unknown,
+  req: Req,
+  deadlineMs?: number,
+): Promise<Res> {
+  const opts: grpc.CallOptions =
+    deadlineMs === undefined ? {} : { deadline: Date.now() + deadlineMs };
+  return new Promise((resolve, reject) => {
+    fn(req, new grpc.Metadata(), opts, (err, res) => {
+      if (err !== null) reject(err);
+      else resolve(res as Res);
+    });
+  });
+}
+
+/** Lock, Election, KV and Lease calls on one endpoint ("127.0.0.1:port"). Close with close(). */
+export class ConcurrencyClient {
+  readonly #lock: LockClient;
+  readonly #election: ElectionClient;
+  readonly #kv: KVClient;
+  readonly #lease: LeaseClient;
+
+  constructor(hostPort: string) {
+    const creds = grpc.credentials.createInsecure();
+    this.#lock = new LockClient(hostPort, creds);
+    this.#election = new ElectionClient(hostPort, creds);
+    this.#kv = new KVClient(hostPort, creds);
+    this.#lease = new LeaseClient(hostPort, creds);
+  }
+
+  lock(name: string, lease: bigint, deadlineMs?: number): Promise<v3lock.LockResponse> {
+    const c = this.#lock;
+    return unary(
+      c.lock.bind(c),
+      v3lock.LockRequest.create({ name: Buffer.from(name), lease }),
+      deadlineMs,
+    );
+  }
+
+  unlock(key: Uint8Array): Promise<v3lock.UnlockResponse> {
+    const c = this.#lock;
+    return unary(c.unlock.bind(c), v3lock.UnlockRequest.create({ key }));
+  }
+
+  campaign(
+    name: string,
+    lease: bigint,
+    value: string,
+    deadlineMs?: number,
+  ): Promise<v3election.CampaignResponse> {
+    const c = this.#election;
+    const req = v3election.CampaignRequest.create({
+      name: Buffer.from(name),
+      lease,
+      value: Buffer.from(value),
+    });
+    return unary(c.campaign.bind(c), req, deadlineMs);
+  }
+
+  proclaim(leader: v3election.LeaderKey | undefined, value: string) {
+    const c = this.#election;
+    const req = v3election.ProclaimRequest.create({ leader, value: Buffer.from(value) });
+    return unary(c.proclaim.bind(c), req);
+  }
+
+  leader(name: string): Promise<v3election.LeaderResponse> {
+    const c = this.#election;
+    return unary(c.leader.bind(c), v3election.LeaderRequest.create({ name: Buffer.from(name) }));
+  }
+
+  resign(leader: v3election.LeaderKey | undefined): Promise<v3election.ResignResponse> {
+    const c = this.#election;
+    return unary(c.resign.bind(c), v3election.ResignRequest.create({ leader }));
+  }
+
+  /** Election.Observe: `onLeader` gets each response; cancel() ends the stream. */
+  observe(
+    name: string,
+    onLeader: (r: v3election.LeaderResponse) => void,
+  ): { cancel(): void; ended: Promise<void> } {
+    const call = this.#election.observe(
+      v3election.LeaderRequest.create({ name: Buffer.from(name) }),
+    );
+    call.on("data", onLeader);
+    const ended = new Promise<void>((resolve) => {
+      call.on("error", () => resolve());
+      call.on("end", () => resolve());
+    });
+    return { cancel: () => call.cancel(), ended };
+  }
+
+  async grant(ttlSeconds: number): Promise<bigint> {
+    const c = this.#lease;
+    const r = await unary(
+      c.leaseGrant.bind(c),
+      rpc.LeaseGrantRequest.create({ tTL: ttlSeconds, iD: 0n }),
+    );
+    return r.iD;
+  }
+
+  async timeToLive(id: bigint): Promise<rpc.LeaseTimeToLiveResponse> {
+    const c = this.#lease;
+    return unary(c.leaseTimeToLive.bind(c), rpc.LeaseTimeToLiveRequest.create({ iD: id }));
+  }
+
+  async revoke(id: bigint): Promise<void> {
+    const c = this.#lease;
+    await unary(c.leaseRevoke.bind(c), rpc.LeaseRevokeRequest.create({ iD: id }));
+  }
+
+  /** The keys under `prefix`, in key order. */
+  async keys(prefix: string): Promise<string[]> {
+    const c = this.#kv;
+    const key = Buffer.from(prefix);
+    const end = Buffer.from(key);
+    end[end.length - 1]! += 1;
+    const r = await unary(c.range.bind(c), rpc.RangeRequest.create({ key, rangeEnd: end }));
+    return r.kvs.map((kv) => Buffer.from(kv.key).toString());
+  }
+
+  async get(key: string): Promise<string | undefined> {
+    const c = this.#kv;
+    const r = await unary(c.range.bind(c), rpc.RangeRequest.create({ key: Buffer.from(key) }));
+    const kv = r.kvs[0];
+    return kv === undefined ? undefined : Buffer.from(kv.value).toString();
+  }
+
+  async put(key: string, value: string): Promise<void> {
+    const c = this.#kv;
+    await unary(
+      c.put.bind(c),
+      rpc.PutRequest.create({ key: Buffer.from(key), value: Buffer.from(value) }),
+    );
+  }
+
+  async delete(key: string): Promise<void> {
+    const c = this.#kv;
+    await unary(c.deleteRange.bind(c), rpc.DeleteRangeRequest.create({ key: Buffer.from(key) }));
+  }
+
+  close(): void {
+    this.#lock.close();
+    this.#election.close();
+    this.#kv.close();
+    this.#lease.close();
+  }
+}

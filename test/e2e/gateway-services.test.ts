@@ -7,23 +7,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { curl, startMember, TARGET, waitFor, type Member } from "../helpers/server.js";
 
-const b64 = (s: string) => Buffer.from(s).toString("base64");
-const unb64 = (s: string | undefined) => Buffer.from(s ?? "", "base64").toString();
-
-interface Header {
-  cluster_id: string;
-  member_id: string;
-  revision?: string;
-  raft_term: string;
-}
-interface KV {
-  key: string;
-  value?: string;
-  create_revision: string;
-  mod_revision: string;
-  version: string;
-  lease?: string;
-}
+import { b64, unb64, type Header, type KV } from "../helpers/gateway-json.js";
 interface LeaderKey {
   name: string;
   key: string;

@@ -154,6 +154,8 @@ const expectedNumbers: [MessageCodec, FieldSpec[]][] = [
       ["authEnable", 1000, WT_LEN],
       ["authDisable", 1011, WT_LEN],
       ["authenticate", 1012, WT_LEN],
+      // etcd 3.5's AuthStatus (auth_status = 1013): served as 3.5 does (issue 15); no 3.4 WAL has it
+      ["authStatus", 1013, WT_LEN],
       ["authUserAdd", 1100, WT_LEN],
       ["authUserDelete", 1101, WT_LEN],
       ["authUserGet", 1102, WT_LEN],
@@ -598,6 +600,8 @@ describe("gRPC service definitions", () => {
     ["/etcdserverpb.Maintenance/MoveLeader", false, false],
     ["/etcdserverpb.Auth/AuthEnable", false, false],
     ["/etcdserverpb.Auth/AuthDisable", false, false],
+    // etcd 3.5's AuthStatus (issue 15 serves it; a 3.4 client never calls it)
+    ["/etcdserverpb.Auth/AuthStatus", false, false],
     ["/etcdserverpb.Auth/Authenticate", false, false],
     ["/etcdserverpb.Auth/UserAdd", false, false],
     ["/etcdserverpb.Auth/UserGet", false, false],

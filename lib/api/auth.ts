@@ -126,7 +126,11 @@ export class ApiAuth {
     const tokens = this.#server.auth.tokens;
     if (tokens instanceof SimpleTokens) {
       const index = SimpleTokens.indexOf(token);
-      if (index === undefined || index > this.#server.commitIndex) throw errInvalidAuthToken();
+      // an applied entry is committed, though the member's commitIndex may not say so yet: it
+      // moves when the ready round's fsync ends, and apply runs during that fsync (a client that
+      // authenticated got its token from an applied entry and may call again before then)
+      const committed = Math.max(this.#server.commitIndex, this.#server.appliedIndex);
+      if (index === undefined || index > committed) throw errInvalidAuthToken();
       if (index > this.#server.appliedIndex) await this.#server.waitApplied(index);
       const username = tokens.lookup(token, Date.now());
       if (username === undefined) throw errInvalidAuthToken();

@@ -7,7 +7,15 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { status as GrpcStatus } from "@grpc/grpc-js";
-import { repoRoot, run, startMember, waitFor, within, type Member } from "../helpers/server.js";
+import {
+  etcdctl,
+  repoRoot,
+  run,
+  startMember,
+  waitFor,
+  within,
+  type Member,
+} from "../helpers/server.js";
 import { ConcurrencyClient, type CallError } from "../helpers/concurrency-client.js";
 import type { LeaderResponse } from "../../lib/proto/gen/v3electionpb/v3election.js";
 
@@ -204,5 +212,58 @@ describe("Lock and Election services over gRPC", { timeout: 90_000 }, () => {
     );
     await client.revoke(leader);
     await client.revoke(candidate);
+  });
+});
+
+describe("Lock and Election services with auth on", { timeout: 60_000 }, () => {
+  let member: Member;
+  let user: ConcurrencyClient;
+  let anonymous: ConcurrencyClient;
+
+  before(async () => {
+    member = await startMember();
+    const setup = [
+      ["user", "add", "root:pw"],
+      ["user", "add", "u:pw"],
+      ["role", "add", "r"],
+      ["role", "grant-permission", "r", "readwrite", "--prefix=true", "lk/"],
+      ["user", "grant-role", "u", "r"],
+      ["auth", "enable"],
+    ];
+    for (const args of setup) {
+      const r = await etcdctl(args, { member });
+      assert.equal(r.code, 0, `etcdctl ${args.join(" ")}: ${r.stderr}`);
+    }
+    user = new ConcurrencyClient(member.hostPort);
+    await user.authenticate("u", "pw");
+    anonymous = new ConcurrencyClient(member.hostPort);
+  });
+  after(async () => {
+    user?.close();
+    anonymous?.close();
+    await member?.close();
+  });
+
+  test("each step runs with the caller's credentials, as etcd's servers pass them on", async () => {
+    const lease = await user.grant(30);
+    const held = await user.lock("lk", lease);
+    assert.equal(text(held.key), `lk/${lease.toString(16)}`);
+    const denied = "etcdserver: permission denied";
+    await rejectsWith(user.lock("other", lease), GrpcStatus.UNKNOWN, denied);
+    await rejectsWith(
+      anonymous.lock("lk", lease),
+      GrpcStatus.UNKNOWN,
+      "etcdserver: user name is empty",
+    );
+    await rejectsWith(user.leader("other"), GrpcStatus.UNKNOWN, denied);
+    await rejectsWith(user.unlock(Buffer.from("other/1")), GrpcStatus.UNKNOWN, denied);
+    // a watch the user may not open ends Observe without an error, as etcd's observe loop does
+    const obs = user.observe("other", () => assert.fail("no answer was expected"));
+    const ended = await within(
+      obs.ended.then(() => true),
+      5000,
+    );
+    assert.equal(ended, true, "Observe did not end");
+    await user.unlock(held.key);
   });
 });

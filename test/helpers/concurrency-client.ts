@@ -3,7 +3,11 @@
 import * as grpc from "@grpc/grpc-js";
 import { LockClient } from "../../lib/proto/gen/v3lockpb/v3lock.grpc-client.js";
 import { ElectionClient } from "../../lib/proto/gen/v3electionpb/v3election.grpc-client.js";
-import { KVClient, LeaseClient } from "../../lib/proto/gen/etcdserverpb/rpc.grpc-client.js";
+import {
+  AuthClient,
+  KVClient,
+  LeaseClient,
+} from "../../lib/proto/gen/etcdserverpb/rpc.grpc-client.js";
 import * as v3lock from "../../lib/proto/gen/v3lockpb/v3lock.js";
 import * as v3election from "../../lib/proto/gen/v3electionpb/v3election.js";
 import * as rpc from "../../lib/proto/gen/etcdserverpb/rpc.js";
@@ -16,16 +20,24 @@ export interface CallError {
 
 type Callback<Res> = (err: grpc.ServiceError | null, res?: Res) => void;
 
+/** Metadata carrying an auth token (etcd's "token" key) when there is one. */
+function tokenMetadata(token: string | undefined): grpc.Metadata {
+  const md = new grpc.Metadata();
+  if (token !== undefined) md.set("token", token);
+  return md;
+}
+
 /** Calls one unary method; rejects with the ServiceError (code, details). */
 function unary<Req, Res>(
   fn: (req: Req, md: grpc.Metadata, opts: grpc.CallOptions, cb: Callback<Res>) => unknown,
   req: Req,
   deadlineMs?: number,
+  token?: string,
 ): Promise<Res> {
   const opts: grpc.CallOptions =
     deadlineMs === undefined ? {} : { deadline: Date.now() + deadlineMs };
   return new Promise((resolve, reject) => {
-    fn(req, new grpc.Metadata(), opts, (err, res) => {
+    fn(req, tokenMetadata(token), opts, (err, res) => {
       if (err !== null) reject(err);
       else resolve(res as Res);
     });
@@ -38,6 +50,9 @@ export class ConcurrencyClient {
   readonly #election: ElectionClient;
   readonly #kv: KVClient;
   readonly #lease: LeaseClient;
+  readonly #auth: AuthClient;
+  /** the auth token every call carries (etcd's "token" metadata), once authenticate() ran */
+  #token: string | undefined;
 
   constructor(hostPort: string) {
     const creds = grpc.credentials.createInsecure();
@@ -45,11 +60,30 @@ export class ConcurrencyClient {
     this.#election = new ElectionClient(hostPort, creds);
     this.#kv = new KVClient(hostPort, creds);
     this.#lease = new LeaseClient(hostPort, creds);
+    this.#auth = new AuthClient(hostPort, creds);
+  }
+
+  #unary<Req, Res>(
+    fn: (req: Req, md: grpc.Metadata, opts: grpc.CallOptions, cb: Callback<Res>) => unknown,
+    req: Req,
+    deadlineMs?: number,
+  ): Promise<Res> {
+    return unary(fn, req, deadlineMs, this.#token);
+  }
+
+  /** Auth.Authenticate; later calls carry the token. */
+  async authenticate(name: string, password: string): Promise<void> {
+    const c = this.#auth;
+    const r = await this.#unary(
+      c.authenticate.bind(c),
+      rpc.AuthenticateRequest.create({ name, password }),
+    );
+    this.#token = r.token;
   }
 
   lock(name: string, lease: bigint, deadlineMs?: number): Promise<v3lock.LockResponse> {
     const c = this.#lock;
-    return unary(
+    return this.#unary(
       c.lock.bind(c),
       v3lock.LockRequest.create({ name: Buffer.from(name), lease }),
       deadlineMs,
@@ -58,7 +92,7 @@ export class ConcurrencyClient {
 
   unlock(key: Uint8Array): Promise<v3lock.UnlockResponse> {
     const c = this.#lock;
-    return unary(c.unlock.bind(c), v3lock.UnlockRequest.create({ key }));
+    return this.#unary(c.unlock.bind(c), v3lock.UnlockRequest.create({ key }));
   }
 
   campaign(
@@ -73,23 +107,26 @@ export class ConcurrencyClient {
       lease,
       value: Buffer.from(value),
     });
-    return unary(c.campaign.bind(c), req, deadlineMs);
+    return this.#unary(c.campaign.bind(c), req, deadlineMs);
   }
 
   proclaim(leader: v3election.LeaderKey | undefined, value: string) {
     const c = this.#election;
     const req = v3election.ProclaimRequest.create({ leader, value: Buffer.from(value) });
-    return unary(c.proclaim.bind(c), req);
+    return this.#unary(c.proclaim.bind(c), req);
   }
 
   leader(name: string): Promise<v3election.LeaderResponse> {
     const c = this.#election;
-    return unary(c.leader.bind(c), v3election.LeaderRequest.create({ name: Buffer.from(name) }));
+    return this.#unary(
+      c.leader.bind(c),
+      v3election.LeaderRequest.create({ name: Buffer.from(name) }),
+    );
   }
 
   resign(leader: v3election.LeaderKey | undefined): Promise<v3election.ResignResponse> {
     const c = this.#election;
-    return unary(c.resign.bind(c), v3election.ResignRequest.create({ leader }));
+    return this.#unary(c.resign.bind(c), v3election.ResignRequest.create({ leader }));
   }
 
   /** Election.Observe: `onLeader` gets each response; cancel() ends the stream. */
@@ -99,6 +136,7 @@ export class ConcurrencyClient {
   ): { cancel(): void; ended: Promise<void> } {
     const call = this.#election.observe(
       v3election.LeaderRequest.create({ name: Buffer.from(name) }),
+      tokenMetadata(this.#token),
     );
     call.on("data", onLeader);
     const ended = new Promise<void>((resolve) => {
@@ -110,7 +148,7 @@ export class ConcurrencyClient {
 
   async grant(ttlSeconds: number): Promise<bigint> {
     const c = this.#lease;
-    const r = await unary(
+    const r = await this.#unary(
       c.leaseGrant.bind(c),
       rpc.LeaseGrantRequest.create({ tTL: ttlSeconds, iD: 0n }),
     );
@@ -119,12 +157,12 @@ export class ConcurrencyClient {
 
   async timeToLive(id: bigint): Promise<rpc.LeaseTimeToLiveResponse> {
     const c = this.#lease;
-    return unary(c.leaseTimeToLive.bind(c), rpc.LeaseTimeToLiveRequest.create({ iD: id }));
+    return this.#unary(c.leaseTimeToLive.bind(c), rpc.LeaseTimeToLiveRequest.create({ iD: id }));
   }
 
   async revoke(id: bigint): Promise<void> {
     const c = this.#lease;
-    await unary(c.leaseRevoke.bind(c), rpc.LeaseRevokeRequest.create({ iD: id }));
+    await this.#unary(c.leaseRevoke.bind(c), rpc.LeaseRevokeRequest.create({ iD: id }));
   }
 
   /** The keys under `prefix`, in key order. */
@@ -133,20 +171,23 @@ export class ConcurrencyClient {
     const key = Buffer.from(prefix);
     const end = Buffer.from(key);
     end[end.length - 1]! += 1;
-    const r = await unary(c.range.bind(c), rpc.RangeRequest.create({ key, rangeEnd: end }));
+    const r = await this.#unary(c.range.bind(c), rpc.RangeRequest.create({ key, rangeEnd: end }));
     return r.kvs.map((kv) => Buffer.from(kv.key).toString());
   }
 
   async get(key: string): Promise<string | undefined> {
     const c = this.#kv;
-    const r = await unary(c.range.bind(c), rpc.RangeRequest.create({ key: Buffer.from(key) }));
+    const r = await this.#unary(
+      c.range.bind(c),
+      rpc.RangeRequest.create({ key: Buffer.from(key) }),
+    );
     const kv = r.kvs[0];
     return kv === undefined ? undefined : Buffer.from(kv.value).toString();
   }
 
   async put(key: string, value: string): Promise<void> {
     const c = this.#kv;
-    await unary(
+    await this.#unary(
       c.put.bind(c),
       rpc.PutRequest.create({ key: Buffer.from(key), value: Buffer.from(value) }),
     );
@@ -154,7 +195,10 @@ export class ConcurrencyClient {
 
   async delete(key: string): Promise<void> {
     const c = this.#kv;
-    await unary(c.deleteRange.bind(c), rpc.DeleteRangeRequest.create({ key: Buffer.from(key) }));
+    await this.#unary(
+      c.deleteRange.bind(c),
+      rpc.DeleteRangeRequest.create({ key: Buffer.from(key) }),
+    );
   }
 
   close(): void {
@@ -162,5 +206,6 @@ export class ConcurrencyClient {
     this.#election.close();
     this.#kv.close();
     this.#lease.close();
+    this.#auth.close();
   }
 }

@@ -76,6 +76,7 @@ export function dialPeer(
       if (settled) return;
       settled = true;
       cleanup();
+      socket.on("error", () => {}); // a late error on the dead socket must not go unhandled
       socket.destroy();
       reject(err);
     }

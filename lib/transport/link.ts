@@ -37,6 +37,10 @@ export interface PeerStatus {
 
 type LinkState = "dialing" | "connected" | "backoff" | "closed";
 
+/**
+ * The link to one peer: dials at construction, keeps one connection up (redialing with backoff,
+ * trying the peer's URLs in turn), and writes its queue when the transport flushes it.
+ */
 export class PeerLink {
   readonly id: bigint;
   readonly idHex: string;

@@ -66,6 +66,10 @@ export function checkHello(ctx: TransportContext, h: Hello): Refusal | undefined
   return undefined;
 }
 
+/**
+ * One listening socket for peers: accepts, runs the hello (refusing with a logged reason), and
+ * hands accepted connections to the AcceptedStreamHandler. At most maxInboundConnections open.
+ */
 export class PeerListener {
   readonly #ctx: TransportContext;
   readonly #url: PeerUrl;

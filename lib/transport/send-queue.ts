@@ -13,6 +13,7 @@ import { putMessage } from "./message-codec.js";
 /** Keep at most this many consumed slots at the queue's head before compacting. */
 const COMPACT_SLOTS = 1024;
 
+/** A peer's outgoing messages, bounded by count and encoded bytes (see the file comment). */
 export class SendQueue {
   readonly #maxMessages: number;
   readonly #maxBytes: number;

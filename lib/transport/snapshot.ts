@@ -207,6 +207,9 @@ export class SnapshotSend {
   async #write(socket: net.Socket, bufs: Uint8Array[]): Promise<void> {
     if (this.#aborted || socket.destroyed)
       throw new PeerConnectionError("connection-lost", "snapshot connection closed");
+    // The receiver answers early only to fail the snapshot: stop sending the rest.
+    if (this.#status !== undefined)
+      throw new PeerConnectionError("snapshot-failed", `receiver failed: ${this.#status.reason}`);
     socket.cork();
     let ok = true;
     for (const b of bufs) ok = socket.write(b);

@@ -36,6 +36,11 @@ function checkMemberId(id: bigint, what: string): void {
     throw new PeerIdError(`${what} ${id} is not a member id (non-zero uint64)`);
 }
 
+/**
+ * A member's peer transport (see the file comment for the lifecycle). Delivery problems are never
+ * thrown: they are logged, counted in the etcd_network_* metrics, reported to raft through
+ * reportUnreachable / reportSnapshot, and shown by peerStatus(id).
+ */
 export class PeerTransport {
   readonly memberId: bigint;
   readonly clusterId: bigint;
@@ -112,7 +117,7 @@ export class PeerTransport {
 
   /** Starts listening on every listen URL. Rejects with the first listen error (all closed then). */
   async start(): Promise<void> {
-    if (this.#state !== "new") throw new TransportStoppedError("start twice");
+    if (this.#state !== "new") throw new TransportStoppedError("start again (start() runs once)");
     this.#state = "started";
     try {
       await Promise.all(this.#listeners.map((l) => l.listen()));
@@ -197,7 +202,8 @@ export class PeerTransport {
    * Sends raft messages (a Ready's `messages`). Each is queued for its peer (`to`); queues are
    * written once per event-loop turn. Messages to unknown peers are dropped (etcd logs and
    * ignores them); a full queue drops and reports the peer unreachable. MsgSnap goes to
-   * sendSnapshot with its snapshot.data as the payload. Never throws for delivery problems.
+   * sendSnapshot with its snapshot.data as the payload. Never throws for delivery problems;
+   * ignored before start() and after stop().
    */
   send(msgs: readonly Message[]): void {
     if (this.#state !== "started") return;

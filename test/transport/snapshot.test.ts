@@ -133,8 +133,18 @@ describe("snapshots on their own connection", { timeout: 120_000 }, () => {
       },
     });
     mesh([a, b]);
-    a.transport.sendSnapshot(snapMsg(1n, 2n, 9), payload(1, 4 * 1024 * 1024, 64 * 1024));
+    const totalBytes = 64 * 1024 * 1024;
+    let readBytes = 0;
+    function* counted(): Generator<Uint8Array> {
+      for (const c of payload(1, totalBytes, 64 * 1024)) {
+        readBytes += c.length;
+        yield c;
+      }
+    }
+    a.transport.sendSnapshot(snapMsg(1n, 2n, 9), counted());
     await waitFor("failure reported", () => a.snapshots.length === 1);
+    // The sender stopped soon after the receiver said no, not after the whole payload.
+    assert.ok(readBytes < totalBytes / 2, `sender read ${readBytes} bytes of its payload`);
     assert.deepEqual(a.snapshots, [{ id: 2n, status: "failure" }]);
     assert.ok(a.unreachable.includes(2n));
     assert.ok(

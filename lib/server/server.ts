@@ -78,6 +78,7 @@ import { ServerMetrics } from "./metrics.js";
 import { encodePutProposal, isPlainPutRequest } from "./raft-request-codec.js";
 import { AppliedIndexWaits, RequestWaits } from "./wait.js";
 import { AutoCompactor, parseRetention } from "./compactor.js";
+import { leaseOverheadBytes, putCost, txnCost } from "./quota.js";
 import { applyV2Request, decodeEntryData } from "./v2-request.js";
 import { recoverDataDir, type RecoveredDataDir } from "./recovery.js";
 import { Snapshotter, snapshotCatchUpEntries } from "./snapshotter.js";
@@ -117,8 +118,6 @@ const maxGapBetweenApplyAndCommitIndex = 5000;
  */
 const raftLogCompactEveryEntries = 1_000;
 const raftLogKeepEntries = 5_000;
-/** A put or txn costs its encoded size plus this overhead in the quota check (etcd quota.go). */
-const quotaOverheadBytes = 256;
 
 export interface ServerOptions {
   config: ServerConfig;
@@ -801,7 +800,7 @@ export class EtcdServer {
       return { op: "DeleteRange", response: resp };
     }
     if (r.txn !== undefined) {
-      if (noSpace && txnPutBytes(r.txn) > 0) throw errNoSpace();
+      if (noSpace && txnCost(r.txn) > 0) throw errNoSpace();
       this.metrics.counts.txns++;
       const resp = this.store.txn(r.txn);
       resp.header = this.header();
@@ -973,14 +972,15 @@ export class EtcdServer {
   }
 
   /**
-   * etcd's quota check (quota.go backendQuota.Available): a write that would take the store over
-   * the quota raises the NOSPACE alarm (once, through raft) and fails with ErrNoSpace.
+   * etcd's quota check (quota.go backendQuota.Available, costs from quota.ts): a write that would
+   * take the store to the quota raises the NOSPACE alarm (once, through raft) and fails with
+   * ErrNoSpace. While the alarm is raised it fails at once: the capped applier would refuse it.
    */
   #checkQuota(costBytes: number): void {
     const noSpace = this.#alarms.some((a) => a.alarm === AlarmType.NOSPACE);
     if (noSpace) throw errNoSpace();
     const used = this.store.stats().approximateBytes;
-    if (used + costBytes + quotaOverheadBytes <= this.#quotaBytes) return;
+    if (used + costBytes < this.#quotaBytes) return;
     if (!this.#nospaceProposed) {
       this.#nospaceProposed = true;
       this.logger.warn({ usedBytes: used, quotaBytes: this.#quotaBytes }, "backend quota exceeded");
@@ -1093,7 +1093,7 @@ export class EtcdServer {
   /** KV.Put through raft. Errors: ErrNoSpace, ErrRequestTooLarge, ErrLeaseNotFound, ErrKeyNotFound. */
   put(req: PutRequest, ai?: AuthInfo): Promise<PutResponse> {
     try {
-      this.#checkQuota(req.key.length + req.value.length);
+      this.#checkQuota(putCost(req));
     } catch (err) {
       return Promise.reject(err);
     }
@@ -1119,8 +1119,9 @@ export class EtcdServer {
       resp.header = this.header();
       return resp;
     }
-    const putBytes = txnPutBytes(req);
-    if (putBytes > 0) this.#checkQuota(putBytes);
+    // etcd's quota check passes a txn that costs nothing (no puts of its own)
+    const cost = txnCost(req);
+    if (cost > 0) this.#checkQuota(cost);
     return this.#propose<TxnResponse>({ iD: 0n, txn: req } as InternalRaftRequest, ai);
   }
 
@@ -1141,7 +1142,7 @@ export class EtcdServer {
       if (id !== 0n) throw errLeaseExists();
       id = this.#nextRequestId() & ((1n << 63n) - 1n);
     }
-    this.#checkQuota(quotaOverheadBytes);
+    this.#checkQuota(leaseOverheadBytes);
     return this.#propose<LeaseGrantResponse>(
       { iD: 0n, leaseGrant: { tTL: req.tTL, iD: id } } as InternalRaftRequest,
       ai,
@@ -1342,27 +1343,6 @@ export class EtcdServer {
 
 function snapshotIndexOf(storage: MemoryStorage): number {
   return storage.snapshot().metadata?.index ?? 0;
-}
-
-/**
- * Bytes of every put in the txn, nested txns included (0 when it puts nothing): what the quota
- * check charges and what the NOSPACE alarm refuses.
- */
-function txnPutBytes(req: TxnRequest): number {
-  let n = 0;
-  const walk = (ops: RequestOp[]) => {
-    for (const op of ops) {
-      const r = op.request;
-      if (r.oneofKind === "requestPut") n += r.requestPut.key.length + r.requestPut.value.length;
-      else if (r.oneofKind === "requestTxn") {
-        walk(r.requestTxn.success);
-        walk(r.requestTxn.failure);
-      }
-    }
-  };
-  walk(req.success);
-  walk(req.failure);
-  return n;
 }
 
 /** etcd's isTxnSerializable, for a read-only (flat) txn: every range in it is serializable. */

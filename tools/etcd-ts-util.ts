@@ -6,6 +6,10 @@
  *   etcd-ts-util check perf --endpoints 127.0.0.1:2379 [--load s|m|l|xl] [--prefix P]
  *                           [--auto-compact] [--auto-defrag] [--duration 60s] [--json]
  *   etcd-ts-util wal dump --data-dir DIR [--start-index I --start-term T] [--max-entries N] [--json]
+ *   etcd-ts-util snapshot status FILE [-w simple|table|json|fields]
+ *   etcd-ts-util snapshot restore FILE [--data-dir D] [--wal-dir W] [--name N] [--initial-cluster C]
+ *                [--initial-cluster-token T] [--initial-advertise-peer-urls U] [--skip-hash-check]
+ *   etcd-ts-util verify --data-dir DIR [--wal-dir W] [--progress]
  *
  * Exit status: 0 pass / done, 1 usage error or failure to run, 2 a check that ran and failed.
  */
@@ -14,14 +18,48 @@ import { checkDisk, defaultCheckDiskOptions, formatCheckDisk } from "./util/chec
 import { checkPerf } from "./util/check-perf.js";
 import { UtilError, UtilUsageError } from "./util/errors.js";
 import { DEFAULT_MAX_DUMP_ENTRIES, walDump } from "./util/wal-dump.js";
+import {
+  formatSnapshotStatus,
+  restoreFlagNames,
+  snapshotRestore,
+  snapshotStatus,
+} from "./util/snapshot.js";
+import { verifyDataDir } from "./util/verify.js";
 
 const USAGE = `usage:
   etcd-ts-util check disk --data-dir DIR [--count N] [--seconds S] [--batch-seconds S] [--record-bytes B] [--json]
   etcd-ts-util check perf --endpoints HOST:PORT[,..] [--load s|m|l|xl] [--prefix P] [--auto-compact] [--auto-defrag] [--duration 60s] [--json]
   etcd-ts-util wal dump --data-dir DIR [--start-index I --start-term T] [--max-entries N] [--json]
+  etcd-ts-util snapshot status FILE [-w simple|table|json|fields]
+  etcd-ts-util snapshot restore FILE [--data-dir D] [--wal-dir W] [--name N] [--initial-cluster C] [--initial-cluster-token T] [--initial-advertise-peer-urls U] [--skip-hash-check]
+  etcd-ts-util verify --data-dir DIR [--wal-dir W] [--progress]
 `;
 
-const BOOLEAN_FLAGS = new Set(["json", "auto-compact", "auto-defrag", "progress"]);
+const BOOLEAN_FLAGS = new Set([
+  "json",
+  "auto-compact",
+  "auto-defrag",
+  "progress",
+  "skip-hash-check",
+]);
+
+/**
+ * etcdctl's spellings for the snapshot commands: the file as the first argument, `-w X`,
+ * `-w=X` and `--write-out X` for the output format. Returns the file and the remaining flags.
+ */
+function snapshotArgs(rest: readonly string[]): { file: string; argv: string[] } {
+  const argv: string[] = [];
+  let file = "";
+  for (let i = 0; i < rest.length; i++) {
+    const a = rest[i]!;
+    if (a === "-w" || a === "--write-out") argv.push(`--write-out=${rest[++i] ?? ""}`);
+    else if (a.startsWith("-w=")) argv.push(`--write-out=${a.slice(3)}`);
+    else if (!a.startsWith("-") && file === "") file = a;
+    else argv.push(a);
+  }
+  if (file === "") throw new UtilUsageError("snapshot filename expected");
+  return { file, argv };
+}
 
 function parseFlags(argv: readonly string[]): Map<string, string> {
   const flags = new Map<string, string>();
@@ -66,6 +104,29 @@ async function main(argv: string[]): Promise<number> {
   if (cmd === undefined || cmd === "--help" || cmd === "help") {
     process.stdout.write(USAGE);
     return cmd === undefined ? 1 : 0;
+  }
+  if (cmd === "snapshot" && (sub === "status" || sub === "restore")) {
+    const { file, argv: snapArgv } = snapshotArgs(rest);
+    const f = parseFlags(snapArgv);
+    if (sub === "status") {
+      take(f, ["write-out"]);
+      const out = formatSnapshotStatus(snapshotStatus(file), f.get("write-out") ?? "simple");
+      process.stdout.write(out + "\n");
+      return 0;
+    }
+    take(f, restoreFlagNames);
+    for (const line of await snapshotRestore(file, f)) process.stderr.write(line + "\n");
+    return 0;
+  }
+  if (cmd === "verify") {
+    const f = parseFlags(sub === undefined ? [] : [sub, ...rest]);
+    take(f, ["data-dir", "wal-dir", "progress"]);
+    const showProgress = f.get("progress") === "true";
+    const r = await verifyDataDir(required(f, "data-dir"), f.get("wal-dir") ?? "", (line) => {
+      if (showProgress) process.stderr.write(line + "\n");
+    });
+    process.stdout.write([...r.lines, ...r.problems.map((p) => `FAILED ${p}`)].join("\n") + "\n");
+    return r.problems.length === 0 ? 0 : 2;
   }
   const flags = parseFlags(rest);
   const json = flags.get("json") === "true";

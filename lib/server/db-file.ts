@@ -30,7 +30,14 @@ import { AlarmMember, type AlarmType } from "../proto/gen/etcdserverpb/rpc.js";
 import { clusterVersion as defaultClusterVersion } from "../version/index.js";
 import { Role, User } from "../proto/gen/authpb/auth.js";
 import type { AuthSnapshot } from "../auth/index.js";
-import { memberFromJson, type MemberJson, type MemberRecord } from "./membership.js";
+import {
+  encodeMemberJson,
+  memberFromJson,
+  type MemberJson,
+  type MemberRecord,
+} from "./membership.js";
+
+export { encodeMemberJson };
 import { ServerError } from "./errors.js";
 import type { EtcdServer } from "./server.js";
 
@@ -76,27 +83,6 @@ function revisionKey(main: number, sub: number): Buffer {
 function sortedBucket(name: string, entries: Entry[]): BoltBucketSource {
   entries.sort((a, b) => Buffer.compare(a[0], b[0]));
   return { name: Buffer.from(name), entries: () => entries };
-}
-
-/** Go's encoding/json string escaping (it also escapes <, >, & and U+2028/9 for HTML safety). */
-function goJsonString(s: string): string {
-  return JSON.stringify(s).replace(/[<>&\u2028\u2029]/g, (c) => {
-    return "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0");
-  });
-}
-
-/**
- * The members-bucket value: Go's json.Marshal of etcd's membership.Member (ID as a decimal
- * number, then RaftAttributes {peerURLs, isLearner omitempty}, then Attributes {name omitempty,
- * clientURLs omitempty}).
- */
-export function encodeMemberJson(m: MemberRecord): Buffer {
-  const list = (urls: readonly string[]) => `[${urls.map(goJsonString).join(",")}]`;
-  let s = `{"id":${m.id.toString(10)},"peerURLs":${m.peerUrls.length === 0 ? "null" : list(m.peerUrls)}`;
-  if (m.isLearner) s += `,"isLearner":true`;
-  if (m.name !== "") s += `,"name":${goJsonString(m.name)}`;
-  if (m.clientUrls.length > 0) s += `,"clientURLs":${list(m.clientUrls)}`;
-  return Buffer.from(s + "}", "utf8");
 }
 
 /**

@@ -66,17 +66,34 @@ export function parseInitialCluster(initialCluster: string, clusterToken: string
   }));
 }
 
-/** JSON carried in ConfChange.Context, shaped as etcd's membership.Member JSON. */
+/** Go's encoding/json string escaping (it also escapes <, >, & and U+2028/9 for HTML safety). */
+export function goJsonString(s: string): string {
+  return JSON.stringify(s).replace(/[<>&\u2028\u2029]/g, (c) => {
+    return "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0");
+  });
+}
+
+/**
+ * The members-bucket value: Go's json.Marshal of etcd's membership.Member (ID as a decimal
+ * number, then RaftAttributes {peerURLs, isLearner omitempty}, then Attributes {name omitempty,
+ * clientURLs omitempty}).
+ */
+export function encodeMemberJson(m: MemberRecord): Buffer {
+  const list = (urls: readonly string[]) => `[${urls.map(goJsonString).join(",")}]`;
+  let s = `{"id":${m.id.toString(10)},"peerURLs":${m.peerUrls.length === 0 ? "null" : list(m.peerUrls)}`;
+  if (m.isLearner) s += `,"isLearner":true`;
+  if (m.name !== "") s += `,"name":${goJsonString(m.name)}`;
+  if (m.clientUrls.length > 0) s += `,"clientURLs":${list(m.clientUrls)}`;
+  return Buffer.from(s + "}", "utf8");
+}
+
+/**
+ * JSON carried in ConfChange.Context: etcd 3.4's ConfigChangeContext is its membership.Member
+ * (isPromote false is omitted), so the same Go JSON as the members bucket; real etcd refuses an id
+ * that is not a number.
+ */
 export function encodeMemberContext(m: MemberRecord): Uint8Array {
-  return Buffer.from(
-    JSON.stringify({
-      id: m.id.toString(16),
-      peerURLs: m.peerUrls,
-      name: m.name,
-      clientURLs: m.clientUrls,
-      isLearner: m.isLearner || undefined,
-    }),
-  );
+  return encodeMemberJson(m);
 }
 
 /** The fields of etcd's membership.Member JSON (ConfChange context, db file "members" bucket). */

@@ -44,6 +44,11 @@ export function readDbFile(path: string): ParsedDbFile {
   } catch (err) {
     throw new DataDirFileError(path, `cannot read: ${(err as Error).message}`);
   }
+  return readDbBytes(path, bytes);
+}
+
+/** readDbFile of bytes already read from `path` (named in errors). @throws DataDirFileError */
+export function readDbBytes(path: string, bytes: Buffer): ParsedDbFile {
   try {
     return parseEtcdDbFile(bytes);
   } catch (err) {

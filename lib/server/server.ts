@@ -80,6 +80,7 @@ import { AppliedIndexWaits, RequestWaits } from "./wait.js";
 import { AutoCompactor, parseRetention } from "./compactor.js";
 import { leaseOverheadBytes, putCost, txnCost } from "./quota.js";
 import { applyV2Request, decodeEntryData } from "./v2-request.js";
+import { decodeV2StoreMembers } from "./v2-store.js";
 import { recoverDataDir, type RecoveredDataDir } from "./recovery.js";
 import { Snapshotter, snapshotCatchUpEntries } from "./snapshotter.js";
 import { captureDbFileState } from "./db-file.js";
@@ -663,7 +664,9 @@ export class EtcdServer {
       // leases first: restoring the keys re-attaches them through the store's lease hooks
       this.lessor.restore(db.leases);
       this.store.restore(db.keyRecords(), db.compactRevision);
-      for (const m of db.members) this.members.set(m.id, { ...m });
+      // etcd 3.4 reads members from the snapshot's v2 store; the db's bucket otherwise
+      const fromSnap = snap !== undefined ? decodeV2StoreMembers(snap.data) : undefined;
+      for (const m of fromSnap ?? db.members) this.members.set(m.id, { ...m });
       for (const a of db.alarms) this.#alarms.push({ memberID: a.memberID, alarm: a.alarm });
       this.auth.store.restore(db.auth);
       this.#pinSelfClientUrls();

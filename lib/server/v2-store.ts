@@ -11,7 +11,7 @@
  * history as an empty ring of etcd's capacity (1000 slots: a v2 write after recovery stores into
  * the ring, so it must have its slots), the store stats all zero, CurrentVersion 2.
  */
-import type { MemberRecord } from "./membership.js";
+import { goJsonString, type MemberRecord } from "./membership.js";
 
 /** etcd's v2 store event history capacity (newStore: newWatchHub(1000)). */
 const eventHistoryCapacity = 1000;
@@ -25,13 +25,6 @@ interface V2Node {
   ExpireTime: string;
   Value: string;
   Children: Record<string, V2Node> | null;
-}
-
-/** Go's encoding/json string escaping (also <, >, & and U+2028/9). */
-function goJsonString(s: string): string {
-  return JSON.stringify(s).replace(/[<>&\u2028\u2029]/g, (c) => {
-    return "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0");
-  });
 }
 
 /** Go's json.Marshal of a value built from plain objects, arrays, strings, numbers, null. */
@@ -144,4 +137,47 @@ export function encodeV2StoreSnapshot(
     CurrentVersion: 2,
   };
   return Buffer.from(goJson(store), "utf8");
+}
+
+/**
+ * The members a .snap's v2 store JSON lists (etcd 3.4's membersFromStore: `/0/members/<id>/
+ * raftAttributes` and `attributes`), or undefined when the data is not a v2 store with a members
+ * directory. etcd 3.4 takes its member list from here, not from the db, so etcd-ts does too when a
+ * snapshot has one (e.g. `etcdctl snapshot restore` of another cluster's snapshot leaves the old
+ * members in the db's bucket).
+ */
+export function decodeV2StoreMembers(data: Uint8Array): MemberRecord[] | undefined {
+  let store: { Root?: V2Node };
+  try {
+    store = JSON.parse(Buffer.from(data).toString("utf8")) as { Root?: V2Node };
+  } catch {
+    return undefined;
+  }
+  const dir = store.Root?.Children?.["0"]?.Children?.members?.Children;
+  if (dir === undefined || dir === null) return undefined;
+  const out: MemberRecord[] = [];
+  for (const [hex, node] of Object.entries(dir)) {
+    if (!/^[0-9a-f]{1,16}$/.test(hex)) return undefined;
+    const attr = (name: string): Record<string, unknown> => {
+      const v = node.Children?.[name]?.Value;
+      if (v === undefined || v === "") return {};
+      try {
+        return JSON.parse(v) as Record<string, unknown>;
+      } catch {
+        return {};
+      }
+    };
+    const raft = attr("raftAttributes");
+    const a = attr("attributes");
+    const strings = (v: unknown) =>
+      Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : [];
+    out.push({
+      id: BigInt("0x" + hex),
+      name: typeof a.name === "string" ? a.name : "",
+      peerUrls: strings(raft.peerURLs),
+      clientUrls: strings(a.clientURLs),
+      isLearner: raft.isLearner === true,
+    });
+  }
+  return out;
 }

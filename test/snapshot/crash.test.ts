@@ -75,7 +75,18 @@ async function load(member: Member, puts: number): Promise<number> {
 async function checkAcked(member: Member, why: string): Promise<void> {
   const client = newClient(member);
   try {
-    const got = await client.getAll().prefix("acked/").strings();
+    // a fresh connection to a just-restarted member may miss its dial timeout on a loaded box:
+    // retried (bounded) while the process lives; a dead member fails with its log
+    let got: Record<string, string> = {};
+    for (let attempt = 1; ; attempt++) {
+      try {
+        got = await client.getAll().prefix("acked/").strings();
+        break;
+      } catch (err) {
+        assert.ok(member.pid !== 0, `${why}: the member died: ${member.logTail()}`);
+        if (attempt >= 3) throw err;
+      }
+    }
     let missing = 0;
     let first = "";
     for (const [k, v] of acked) {

@@ -180,6 +180,18 @@ describe("etcd 3.4 and etcd-ts data dirs, both ways", { timeout: 240_000 }, () =
     await m.stop();
   });
 
+  test("real etcd starts from a young etcd-ts dir (bootstrap ConfChange contexts as etcd's JSON)", async () => {
+    const d = join(dir, "young");
+    const ours = await start({ name: "y1", dataDir: d });
+    await ctl(ours, ["put", "young", "dir"]);
+    await ctl(ours, ["del", "nothing"]);
+    const want = await served(ours, 1);
+    await ours.stop();
+    const real = await start({ target: "etcd", name: "y1", dataDir: d });
+    assert.deepEqual(await served(real, 1), want);
+    await real.stop();
+  });
+
   test("real etcd starts from a dir etcd-ts wrote after snapshots and WAL release", async () => {
     const tsDir = join(dir, "ts");
     const ours = await start({

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import CRC32C from "crc-32/crc32c.js";
+import { snapshotStatusOf } from "../../tools/util/snapshot.js";
 import type { Etcd3 } from "etcd3";
 import { BoltFile, BoltFileWriter } from "../../lib/btree/index.js";
 import { KeyValue } from "../../lib/proto/gen/mvccpb/kv.js";
@@ -38,25 +38,7 @@ interface StatusJson {
 
 /** etcdctl snapshot status's figures computed from the file by our reader (v3_snapshot.go Status). */
 function statusByOurReader(file: Buffer): StatusJson {
-  const f = BoltFile.open(file);
-  let crc = 0;
-  let revision = 0;
-  let totalKey = 0;
-  for (const [name, bucket] of f.buckets()) {
-    crc = CRC32C.buf(name, crc);
-    for (const [k, v] of bucket.entries()) {
-      crc = CRC32C.buf(k, crc);
-      crc = CRC32C.buf(v, crc);
-      if (name.toString() === "key") revision = Number(k.readBigUInt64BE(0));
-      totalKey++;
-    }
-  }
-  return {
-    hash: crc >>> 0,
-    revision,
-    totalKey,
-    totalSize: f.meta.pageCount * f.meta.pageSizeBytes,
-  };
+  return snapshotStatusOf(file);
 }
 
 /** The root bucket's raw values (bucket headers, with the page for inline buckets), by name. */

@@ -31,13 +31,17 @@ export function snapshotStatus(path: string): SnapshotStatus {
   } catch (err) {
     throw new UtilError("UTIL_SNAPSHOT", (err as Error).message);
   }
-  let f: BoltFile;
   try {
-    f = BoltFile.open(bytes);
+    return snapshotStatusOf(bytes);
   } catch (err) {
     if (err instanceof BoltError) throw new UtilError("UTIL_SNAPSHOT", `${path}: ${err.message}`);
     throw err;
   }
+}
+
+/** snapshotStatus of a file's bytes. @throws BoltError for a file that is not a bbolt file */
+export function snapshotStatusOf(bytes: Buffer): SnapshotStatus {
+  const f = BoltFile.open(bytes);
   let crc = 0;
   let revision = 0;
   let totalKey = 0;

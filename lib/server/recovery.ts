@@ -12,7 +12,7 @@
  */
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { BoltError } from "../btree/index.js";
+import { BoltError, BoltFile } from "../btree/index.js";
 import type { Entry, HardState } from "../proto/gen/raftpb/raft.js";
 import { WAL, type WalOptions, type WalSnapshot } from "../wal/index.js";
 import { DbFileFormatError, parseEtcdDbFile, type ParsedDbFile } from "./db-file.js";
@@ -38,13 +38,15 @@ export const dbTempSuffix = ".tmp";
  * missing bucket, malformed meta value).
  */
 export function readDbFile(path: string): ParsedDbFile {
-  let bytes: Buffer;
+  return readDbBytes(path, readDbRaw(path));
+}
+
+function readDbRaw(path: string): Buffer {
   try {
-    bytes = readFileSync(path);
+    return readFileSync(path);
   } catch (err) {
     throw new DataDirFileError(path, `cannot read: ${(err as Error).message}`);
   }
-  return readDbBytes(path, bytes);
 }
 
 /** readDbFile of bytes already read from `path` (named in errors). @throws DataDirFileError */
@@ -73,6 +75,9 @@ export interface RecoveredDataDir {
   db: ParsedDbFile | undefined;
   /** the db's consistent index (0 without a db): entries at or below it are in the db already */
   consistentIndex: number;
+  /** the db file's size, and the bytes of it not on bbolt's freelist (0 without a db) */
+  dbSizeBytes: number;
+  dbSizeInUseBytes: number;
 }
 
 /**
@@ -93,7 +98,14 @@ export async function recoverDataDir(
     logger.warn({ file: dbPath + dbTempSuffix }, "removing a partly written db file");
     rmSync(dbPath + dbTempSuffix, { force: true });
   }
-  const db = existsSync(dbPath) ? readDbFile(dbPath) : undefined;
+  const dbBytes = existsSync(dbPath) ? readDbRaw(dbPath) : undefined;
+  const db = dbBytes === undefined ? undefined : readDbBytes(dbPath, dbBytes);
+  const dbSizeBytes = dbBytes?.length ?? 0;
+  let dbSizeInUseBytes = dbSizeBytes;
+  if (dbBytes !== undefined) {
+    const f = BoltFile.open(dbBytes);
+    dbSizeInUseBytes -= f.freePages().length * f.meta.pageSizeBytes;
+  }
   const consistentIndex = db?.consistentIndex ?? 0;
   const valid = await WAL.validSnapshotEntries(walDir, { logger: walOptions.logger });
   // only snapshots the db covers: entries between the snapshot and the db's index are skipped
@@ -135,5 +147,7 @@ export async function recoverDataDir(
     snapshot: loaded.snapshot,
     db,
     consistentIndex,
+    dbSizeBytes,
+    dbSizeInUseBytes,
   };
 }

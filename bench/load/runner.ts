@@ -418,7 +418,7 @@ async function runWatch(
             progressNotify: false,
             filters: [],
             prevKv: false,
-            watchId: 0,
+            watchId: 0n,
             fragment: false,
           },
         },

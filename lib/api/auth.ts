@@ -232,7 +232,7 @@ export class ApiAuth {
     if (reason === undefined) return undefined;
     return {
       header: this.#server.header(),
-      watchId: -1,
+      watchId: -1n,
       created: true,
       canceled: true,
       compactRevision: 0,

@@ -46,6 +46,17 @@ function bigVarint(v: bigint): Uint8Array {
   return b;
 }
 
+/**
+ * A watch id (int64: any value a client picks, etcd accepts all) as a number when it is a safe
+ * integer, the usual case (stream-assigned ids count from 0), so the fan-out path encodes it
+ * without BigInt work; other ids stay bigint and take bigVarint's path.
+ */
+function smallWatchId(id: bigint): number | bigint {
+  return id >= minSafe && id <= maxSafe ? Number(id) : id;
+}
+const minSafe = BigInt(Number.MIN_SAFE_INTEGER);
+const maxSafe = BigInt(Number.MAX_SAFE_INTEGER);
+
 class Out {
   pos = 0;
   constructor(readonly buf: Uint8Array) {}
@@ -80,9 +91,10 @@ export function encodeWatchResponse(resp: WatchResponse): Uint8Array {
   const hSize = h === undefined ? 0 : headerSize(h);
   const reason = resp.cancelReason === "" ? undefined : Buffer.from(resp.cancelReason, "utf8");
   const events = resp.events.map(encodedEvent);
+  const watchId = smallWatchId(resp.watchId);
   let size = 0;
   if (h !== undefined) size += 1 + varintSize(hSize) + hSize;
-  if (resp.watchId !== 0) size += 1 + fieldVarintSize(resp.watchId);
+  if (watchId !== 0) size += 1 + fieldVarintSize(watchId);
   if (resp.created) size += 2;
   if (resp.canceled) size += 2;
   if (resp.compactRevision !== 0) size += 1 + fieldVarintSize(resp.compactRevision);
@@ -111,9 +123,9 @@ export function encodeWatchResponse(resp: WatchResponse): Uint8Array {
       out.varint(h.raftTerm);
     }
   }
-  if (resp.watchId !== 0) {
+  if (watchId !== 0) {
     out.varint(2 << 3);
-    out.varint(resp.watchId);
+    out.varint(watchId);
   }
   if (resp.created) {
     out.varint(3 << 3);

@@ -65,7 +65,7 @@ const errEmptyWatcherRange = "mvcc: watcher range is empty";
 /** etcd's ErrWatcherDuplicateID. */
 const errWatcherDuplicateId = "mvcc: duplicate watch ID provided on the WatchStream";
 /** clientv3.InvalidWatchID: responses not tied to one watcher. */
-const invalidWatchId = -1;
+const invalidWatchId = -1n;
 
 /** A header with only the revision set; the server fills cluster id, member id and term. */
 function header(revision: number): ResponseHeader {
@@ -75,7 +75,7 @@ function header(revision: number): ResponseHeader {
 function response(fields: Partial<WatchResponse>): WatchResponse {
   return {
     header: undefined,
-    watchId: 0,
+    watchId: 0n,
     created: false,
     canceled: false,
     compactRevision: 0,
@@ -97,7 +97,7 @@ class Watcher {
   readonly keyString: string | undefined;
 
   constructor(
-    readonly id: number,
+    readonly id: bigint,
     readonly stream: WatchStream,
     readonly key: Buffer,
     /** undefined: the single key `key`; empty: every key >= key; else the end (exclusive). */
@@ -301,14 +301,14 @@ function addTo(batches: Map<Watcher, Rec[]>, w: Watcher, rec: Rec): void {
 export class WatchStream {
   readonly #hub: WatchHub;
   readonly #sink: WatchSink;
-  readonly #watchers = new Map<number, Watcher>();
+  readonly #watchers = new Map<bigint, Watcher>();
   /** @internal unsynced watchers of this stream. */
   readonly unsynced = new Set<Watcher>();
   /** Control responses waiting for the client to read (bounded by maxPendingResponsesPerStream). */
   readonly #pending: WatchResponse[] = [];
   #paused = false;
   #closed = false;
-  #nextId = 0;
+  #nextId = 0n;
 
   /** @internal use MvccStore.newWatchStream. */
   constructor(hub: WatchHub, sink: WatchSink) {
@@ -455,7 +455,7 @@ export class WatchStream {
       return fail(`etcd-ts: too many watchers on one watch stream (limit ${maxWatchers})`);
     }
     let id = c.watchId;
-    if (id === 0) {
+    if (id === 0n) {
       // clientv3.AutoWatchID: the next free id of this stream, as etcd's watchStream.Watch.
       while (this.#watchers.has(this.#nextId)) this.#nextId++;
       id = this.#nextId++;
@@ -482,7 +482,7 @@ export class WatchStream {
     this.#hub.addWatcher(w);
   }
 
-  #cancel(id: number): void {
+  #cancel(id: bigint): void {
     const w = this.#watchers.get(id);
     if (w === undefined) return;
     this.#watchers.delete(id);

@@ -3,9 +3,9 @@
 # Code is optimised for speed; @grpc/grpc-js server and client definitions are generated for
 # services. NodeNext ESM needs explicit ".js" on relative imports, which protobuf-ts does not
 # emit, so the imports are rewritten after generation. Client API messages read their int64
-# number fields (revisions, limits, TTLs; not watch ids) through saturatingInt64 (lib/proto/int64.ts:
-# a value past 2^53 saturates and the handler answers as etcd does, instead of the decoder failing
-# the call as INTERNAL).
+# number fields (revisions, limits, TTLs) through saturatingInt64 (lib/proto/int64.ts: a value past
+# 2^53 saturates and the handler answers as etcd does, instead of the decoder failing the call as
+# INTERNAL); ids (lease, member, cluster and watch ids) are bigint fields and stay exact.
 set -euo pipefail
 cd "$(dirname "$0")"
 command -v protoc >/dev/null || { echo "protoc not found: apt-get install -y protobuf-compiler" >&2; exit 1; }
@@ -18,7 +18,6 @@ protoc \
   $(cd src && find . -name "*.proto" | sed "s|^./||" | sort | sed "s|^|src/|")
 find gen -name '*.ts' -print0 | xargs -0 sed -i -E 's#(from "\.{1,2}/[^"]+)";#\1.js";#'
 for f in gen/etcdserverpb/rpc.ts gen/v3electionpb/v3election.ts; do
-  # watch ids name a watch, so they are never clamped (two ids must not become one)
-  sed -i -E '/message\.watchId = /!s#reader\.int64\(\)\.toNumber\(\)#saturatingInt64(reader.int64())#g' "$f"
+  sed -i -E 's#reader\.int64\(\)\.toNumber\(\)#saturatingInt64(reader.int64())#g' "$f"
   sed -i -E '0,/^import /s##import { saturatingInt64 } from "../../int64.js";\nimport #' "$f"
 done

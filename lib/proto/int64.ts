@@ -1,6 +1,6 @@
 /**
  * int64 request fields that the client API keeps as JS numbers (revisions, revision filters,
- * limits, TTLs, watch ids): a value outside ±(2^53 − 1) saturates at that bound instead of failing
+ * limits, TTLs): a value outside ±(2^53 − 1) saturates at that bound instead of failing
  * the whole request.
  *
  * Why saturate: etcd reads these fields as Go int64, so a client may send any value up to 2^63 − 1
@@ -14,9 +14,9 @@
  * `lib/proto/generate.sh` rewrites the generated readers of etcdserverpb/rpc.ts and
  * v3electionpb/v3election.ts to call {@link saturatingInt64}; the JSON gateway applies
  * {@link saturateJsonInt64} before decoding. Ids are never clamped, since two ids must not become
- * one: those kept as bigint (lease, member and cluster ids) are exact, and a watch id (a number
- * field) past 2^53 is still refused by the decoder (etcd accepts it: a known gap); the raft, WAL and snapshot codecs still refuse unsafe numbers (a data
- * file with one is corrupt, never silently clamped).
+ * one: they are bigint fields (lease, member, cluster and watch ids), exact over all of int64 as
+ * etcd reads them. The raft, WAL and snapshot codecs still refuse unsafe numbers (a data file with
+ * one is corrupt, never silently clamped).
  */
 import type { IMessageType } from "@protobuf-ts/runtime";
 
@@ -35,8 +35,6 @@ export function saturatingInt64(v: { lo: number; hi: number }): number {
 // protobuf-ts field info codes (ScalarType.INT64, SFIXED64, SINT64; LongType.NUMBER)
 const SIGNED_64 = new Set([3, 16, 18]);
 const LONG_NUMBER = 2;
-/** number-typed int64 fields that are ids, not magnitudes (proto names) */
-const ID_FIELDS = new Set(["watch_id"]);
 
 interface FieldInfoLike {
   name: string;
@@ -61,7 +59,7 @@ function saturateJsonValue(v: unknown): unknown {
 }
 
 /**
- * Clamps, in place, every number-typed signed int64 field but ids of a parsed protobuf-JSON object (by
+ * Clamps, in place, every number-typed signed int64 field of a parsed protobuf-JSON object (by
  * proto or JSON field name, through nested and repeated messages) as {@link saturatingInt64}
  * does. Values that are not integers are left for the decoder to refuse. Returns `json`.
  */
@@ -75,7 +73,6 @@ export function saturateJsonInt64(type: IMessageType<object>, json: unknown): un
       const v = obj[key];
       if (v === undefined || v === null) continue;
       if (f.kind === "scalar" && SIGNED_64.has(f.T as number) && f.L === LONG_NUMBER) {
-        if (ID_FIELDS.has(f.name)) continue;
         obj[key] = Array.isArray(v) ? v.map(saturateJsonValue) : saturateJsonValue(v);
       } else if (f.kind === "message") {
         const t = (f.T as () => IMessageType<object>)();

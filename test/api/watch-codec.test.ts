@@ -34,7 +34,7 @@ const response = fc.record({
     }),
     { nil: undefined },
   ),
-  watchId: fc.integer({ min: -1, max: 2 ** 40 }),
+  watchId: fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }),
   created: fc.boolean(),
   canceled: fc.boolean(),
   compactRevision: fc.integer({ min: -1, max: 2 ** 40 }),
@@ -53,7 +53,7 @@ test("encodeWatchResponse is byte-identical to WatchResponse.toBinary", () => {
           Buffer.from(WatchResponse.toBinary(msg)),
         );
         // the cached event bytes serve a second response with other header fields too
-        msg.watchId = 7;
+        msg.watchId = 7n;
         assert.deepEqual(
           Buffer.from(encodeWatchResponse(msg)),
           Buffer.from(WatchResponse.toBinary(msg)),

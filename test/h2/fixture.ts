@@ -125,7 +125,7 @@ export async function startFake(
             stream.end(new FakeError(GrpcCode.INVALID_ARGUMENT, "etcdserver: no leader"));
             return;
           }
-          const id = next++;
+          const id = BigInt(next++);
           stream.send(rpc.WatchResponse.create({ header: header(), watchId: id, created: true }));
           // echo: one event carrying the key
           stream.send(

@@ -164,7 +164,7 @@ describe("grpc-js client against lib/h2", () => {
     }
     call.write(
       rpc.WatchRequest.create({
-        requestUnion: { oneofKind: "cancelRequest", cancelRequest: { watchId: 0 } },
+        requestUnion: { oneofKind: "cancelRequest", cancelRequest: { watchId: 0n } },
       }),
     );
     await new Promise((r) => setTimeout(r, 50));
@@ -173,7 +173,7 @@ describe("grpc-js client against lib/h2", () => {
     w.close();
     assert.equal(got.length, 5);
     assert.deepEqual(
-      got.map((r) => [r.watchId, r.created, r.canceled, r.events.length]),
+      got.map((r) => [Number(r.watchId), r.created, r.canceled, r.events.length]),
       [
         [0, true, false, 0],
         [0, false, false, 1],

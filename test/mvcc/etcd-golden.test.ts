@@ -32,7 +32,7 @@ const etcdResponses = [
 function norm(r: WatchResponse): string {
   return JSON.stringify({
     rev: r.header?.revision,
-    id: r.watchId,
+    id: Number(r.watchId),
     cr: r.created,
     ca: r.canceled,
     comp: r.compactRevision,
@@ -64,8 +64,8 @@ test("watch responses match real etcd 3.4.23 for creates, compacted start, bad c
     { key: b("a"), startRevision: 3, prevKv: true },
     { key: b("b"), rangeEnd: Buffer.from([0]) },
     { key: b("b"), rangeEnd: b("a") },
-    { key: b("x"), watchId: 5 },
-    { key: b("x"), watchId: 5 },
+    { key: b("x"), watchId: 5n },
+    { key: b("x"), watchId: 5n },
     { key: b("c"), filters: [0] },
   ];
   for (const c of creates) {
@@ -78,7 +78,7 @@ test("watch responses match real etcd 3.4.23 for creates, compacted start, bad c
   ws.handle(
     WatchRequest.create({ requestUnion: { oneofKind: "progressRequest", progressRequest: {} } }),
   );
-  for (const watchId of [1, 99]) {
+  for (const watchId of [1n, 99n]) {
     ws.handle(
       WatchRequest.create({
         requestUnion: { oneofKind: "cancelRequest", cancelRequest: { watchId } },

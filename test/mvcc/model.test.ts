@@ -233,7 +233,7 @@ test("random op sequences agree with a Map-per-revision model, and a slow watche
         [1, events.filter((e) => e.key === "a")],
       ] as const) {
         const got = sink.got
-          .filter((r) => r.watchId === id)
+          .filter((r) => r.watchId === BigInt(id))
           .flatMap((r) => r.events)
           .map((e) => ({
             type: e.type,
@@ -241,7 +241,9 @@ test("random op sequences agree with a Map-per-revision model, and a slow watche
             rev: e.kv!.modRevision,
             value: Buffer.from(e.kv!.value).toString(),
           }));
-        const compactedResp = sink.got.find((r) => r.watchId === id && r.compactRevision > 0);
+        const compactedResp = sink.got.find(
+          (r) => r.watchId === BigInt(id) && r.compactRevision > 0,
+        );
         if (compactedResp === undefined) {
           assert.deepEqual(got, want);
         } else {

@@ -10,7 +10,7 @@ import { b, createWatch, delReq, putReq, TestSink } from "./helpers.js";
 
 const PUT = E.PUT;
 const DEL = E.DELETE;
-const cancelReq = (watchId: number) =>
+const cancelReq = (watchId: bigint) =>
   WatchRequest.create({ requestUnion: { oneofKind: "cancelRequest", cancelRequest: { watchId } } });
 const progressReq = () =>
   WatchRequest.create({ requestUnion: { oneofKind: "progressRequest", progressRequest: {} } });
@@ -31,7 +31,7 @@ describe("watch", () => {
     const c = sink.got[0]!;
     assert.equal(c.created, true);
     assert.equal(c.canceled, false);
-    assert.equal(c.watchId, 0);
+    assert.equal(c.watchId, 0n);
     assert.equal(c.header!.revision, 2);
     store.put(putReq("k", "1"));
     store.put(putReq("other", "1"));
@@ -42,7 +42,7 @@ describe("watch", () => {
     ]);
     assert.equal(sink.got[1]!.header!.revision, 3);
     ws.handle(createWatch({ key: b("j") }));
-    assert.equal(sink.got.at(-1)!.watchId, 1);
+    assert.equal(sink.got.at(-1)!.watchId, 1n);
     assert.equal(store.watcherCount, 2);
   });
 
@@ -54,7 +54,7 @@ describe("watch", () => {
     store.put(putReq("c", "v"));
     const byWatcher = sink.got
       .filter((r) => r.events.length > 0)
-      .map((r) => [r.watchId, r.events[0]!.kv!.key.toString()]);
+      .map((r) => [Number(r.watchId), r.events[0]!.kv!.key.toString()]);
     assert.deepEqual(byWatcher, [
       [0, "a1"],
       [1, "c"],
@@ -114,7 +114,7 @@ describe("watch", () => {
     const r = sink.got[1]!;
     assert.equal(r.compactRevision, 4);
     assert.equal(r.canceled, true);
-    assert.equal(r.watchId, 0);
+    assert.equal(r.watchId, 0n);
     assert.equal(store.watcherCount, 0);
     // watching from the compaction revision itself is allowed
     ws.handle(createWatch({ key: b("k"), startRevision: 4 }));
@@ -144,7 +144,7 @@ describe("watch", () => {
     store.deleteRange(delReq("k"));
     const got = sink.got
       .filter((r) => r.events.length > 0)
-      .map((r) => [r.watchId, r.events[0]!.type]);
+      .map((r) => [Number(r.watchId), r.events[0]!.type]);
     assert.deepEqual(got, [
       [1, PUT],
       [0, DEL],
@@ -167,12 +167,12 @@ describe("watch", () => {
   test("cancel answers canceled and stops events; cancel of an unknown id answers nothing", () => {
     const { store, sink, ws } = setup();
     ws.handle(createWatch({ key: b("k") }));
-    ws.handle(cancelReq(0));
+    ws.handle(cancelReq(0n));
     const c = sink.got.at(-1)!;
     assert.equal(c.canceled, true);
-    assert.equal(c.watchId, 0);
+    assert.equal(c.watchId, 0n);
     const n = sink.got.length;
-    ws.handle(cancelReq(42));
+    ws.handle(cancelReq(42n));
     store.put(putReq("k", "1"));
     assert.equal(sink.got.length, n);
     assert.equal(store.watcherCount, 0);
@@ -182,11 +182,11 @@ describe("watch", () => {
     const { sink, ws } = setup({ maxWatchersPerStream: 2 });
     ws.handle(createWatch({ key: b("b"), rangeEnd: b("a") }));
     assert.equal(sink.got[0]!.cancelReason, "mvcc: watcher range is empty");
-    ws.handle(createWatch({ key: b("k"), watchId: 7 }));
-    assert.equal(sink.got[1]!.watchId, 7);
-    ws.handle(createWatch({ key: b("k"), watchId: 7 }));
+    ws.handle(createWatch({ key: b("k"), watchId: 7n }));
+    assert.equal(sink.got[1]!.watchId, 7n);
+    ws.handle(createWatch({ key: b("k"), watchId: 7n }));
     const dup = sink.got[2]!;
-    assert.deepEqual([dup.watchId, dup.created, dup.canceled], [-1, true, true]);
+    assert.deepEqual([dup.watchId, dup.created, dup.canceled], [-1n, true, true]);
     assert.equal(dup.cancelReason, "mvcc: duplicate watch ID provided on the WatchStream");
     ws.handle(createWatch({ key: b("k") }));
     ws.handle(createWatch({ key: b("k") }));
@@ -206,7 +206,7 @@ describe("watch", () => {
     store.put(putReq("a", "1"));
     ws.handle(progressReq());
     const r = sink.got[0]!;
-    assert.equal(r.watchId, -1);
+    assert.equal(r.watchId, -1n);
     assert.equal(r.header!.revision, 2);
     assert.equal(r.events.length, 0);
   });
@@ -217,7 +217,7 @@ describe("watch", () => {
     ws.handle(createWatch({ key: b("j") }));
     store.progressNotify();
     assert.equal(sink.got.length, 3);
-    assert.equal(sink.got[2]!.watchId, 0);
+    assert.equal(sink.got[2]!.watchId, 0n);
     store.put(putReq("k", "1"));
     store.progressNotify(); // elided: events went out since the last tick
     assert.equal(sink.got.length, 4);
@@ -237,14 +237,14 @@ describe("watch", () => {
     sink.full = false;
     ws.resume();
     const range = sink.got
-      .filter((r) => r.watchId === 0)
+      .filter((r) => r.watchId === 0n)
       .flatMap((r) => r.events.map((e) => e.kv!.modRevision));
     assert.deepEqual(
       range,
       Array.from({ length: 100 }, (_, i) => i + 2),
     );
     const single = sink.got
-      .filter((r) => r.watchId === 1)
+      .filter((r) => r.watchId === 1n)
       .flatMap((r) => r.events.map((e) => e.kv!.modRevision));
     assert.deepEqual(
       single,
@@ -304,7 +304,7 @@ describe("watch", () => {
     ws.handle(createWatch({ key: b("b") }));
     ws.handle(progressReq());
     ws.handle(progressReq()); // coalesced
-    ws.handle(cancelReq(0));
+    ws.handle(cancelReq(0n));
     assert.equal(sink.got.length, 1);
     // three responses wait (created 1, one coalesced progress, canceled 0): the next overflows
     assert.throws(() => ws.handle(createWatch({ key: b("c") })), WatchStreamOverloadedError);
@@ -322,7 +322,7 @@ describe("watch", () => {
     ws.handle(createWatch({ key: b("a"), rangeEnd: b("z") }));
     for (let i = 0; i < 10; i++) store.put(putReq(`k${i}`, "x".repeat(300)));
     ws.handle(createWatch({ key: b("a"), rangeEnd: b("z"), startRevision: 1, fragment: true }));
-    const parts = sink.got.filter((r) => r.watchId === 2 && r.events.length > 0);
+    const parts = sink.got.filter((r) => r.watchId === 2n && r.events.length > 0);
     assert.ok(parts.length >= 4, `got ${parts.length} fragments`);
     assert.deepEqual(
       parts.map((p) => p.fragment),
@@ -331,7 +331,7 @@ describe("watch", () => {
     assert.equal(parts.flatMap((p) => p.events).length, 10);
     for (const p of parts.slice(0, -1)) assert.ok(p.events.length >= 1);
     // the unfragmented watcher got single-event responses live
-    assert.ok(sink.got.filter((r) => r.watchId === 1).every((r) => !r.fragment));
+    assert.ok(sink.got.filter((r) => r.watchId === 1n).every((r) => !r.fragment));
   });
 
   test("close removes every watcher; later requests are ignored", () => {

@@ -121,7 +121,7 @@ describe("gRPC responses written by etcd 3.4.23", () => {
   test("watch stream: created response, then historical events with prev_kv", () => {
     const [created, events] = responses("watchFromRev1") as rpc.WatchResponse[];
     assert.equal(created!.created, true);
-    assert.equal(created!.watchId, 0);
+    assert.equal(created!.watchId, 0n);
     assert.ok(events!.events.length >= 2);
     assert.equal(events!.events[0]!.type, Event_EventType.PUT);
     const second = events!.events[1]!;

@@ -91,11 +91,11 @@ const watch: IWatch = {
     call.on("data", (req: rpc.WatchRequest) => {
       if (req.requestUnion.oneofKind !== "createRequest") return;
       const key = req.requestUnion.createRequest.key;
-      call.write(rpc.WatchResponse.create({ header: header(), watchId: 0, created: true }));
+      call.write(rpc.WatchResponse.create({ header: header(), watchId: 0n, created: true }));
       call.write(
         rpc.WatchResponse.create({
           header: header(),
-          watchId: 0,
+          watchId: 0n,
           events: [
             {
               kv: {

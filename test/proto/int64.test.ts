@@ -50,22 +50,24 @@ test("generated client-API readers saturate int64 numbers; ids stay exact bigint
   );
 });
 
-test("a watch id past 2^53 is not clamped: binary and JSON decoding refuse it", () => {
-  const raw = Buffer.concat([Buffer.from([0x38]), varint(1n << 60n)]); // field 7 watch_id
-  assert.throws(() => rpc.WatchCreateRequest.fromBinary(raw), /safe number/);
-  assert.equal(
-    rpc.WatchCreateRequest.fromBinary(Buffer.concat([Buffer.from([0x38]), varint(42n)])).watchId,
-    42,
-  );
+test("a watch id is exact over all of int64, binary and JSON, as etcd reads it", () => {
+  for (const id of [1n << 60n, (1n << 63n) - 1n, -5n, 42n]) {
+    const raw = Buffer.concat([Buffer.from([0x38]), varint(BigInt.asUintN(64, id))]); // field 7
+    assert.equal(rpc.WatchCreateRequest.fromBinary(raw).watchId, id);
+  }
   const json = {
     key: "Zm9v",
     start_revision: "9223372036854775807",
-    watch_id: "1152921504606846976",
+    watch_id: "1152921504606846977",
   };
   saturateJsonInt64(rpc.WatchCreateRequest, json);
-  assert.equal(json.start_revision, Number.MAX_SAFE_INTEGER);
-  assert.equal(json.watch_id, "1152921504606846976");
-  assert.throws(() => rpc.WatchCreateRequest.fromJson(json), /safe number/);
+  assert.equal(json.start_revision, Number.MAX_SAFE_INTEGER, "a revision still saturates");
+  assert.equal(rpc.WatchCreateRequest.fromJson(json).watchId, 1152921504606846977n);
+  const resp = rpc.WatchResponse.create({ watchId: 1152921504606846977n });
+  assert.equal(
+    rpc.WatchResponse.fromBinary(rpc.WatchResponse.toBinary(resp)).watchId,
+    resp.watchId,
+  );
 });
 
 test("saturateJsonInt64 clamps number fields by proto or JSON name through nested messages", () => {

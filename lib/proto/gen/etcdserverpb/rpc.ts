@@ -621,9 +621,9 @@ export interface WatchCreateRequest {
     /**
      * 0 lets the server pick an id.
      *
-     * @generated from protobuf field: int64 watch_id = 7 [jstype = JS_NUMBER]
+     * @generated from protobuf field: int64 watch_id = 7 [jstype = JS_NORMAL]
      */
-    watchId: number;
+    watchId: bigint;
     /**
      * Allow splitting large revisions across several responses.
      *
@@ -649,9 +649,9 @@ export enum WatchCreateRequest_FilterType {
  */
 export interface WatchCancelRequest {
     /**
-     * @generated from protobuf field: int64 watch_id = 1 [jstype = JS_NUMBER]
+     * @generated from protobuf field: int64 watch_id = 1 [jstype = JS_NORMAL]
      */
-    watchId: number;
+    watchId: bigint;
 }
 /**
  * @generated from protobuf message etcdserverpb.WatchProgressRequest
@@ -667,9 +667,9 @@ export interface WatchResponse {
      */
     header?: ResponseHeader;
     /**
-     * @generated from protobuf field: int64 watch_id = 2 [jstype = JS_NUMBER]
+     * @generated from protobuf field: int64 watch_id = 2 [jstype = JS_NORMAL]
      */
-    watchId: number;
+    watchId: bigint;
     /**
      * @generated from protobuf field: bool created = 3
      */
@@ -2994,7 +2994,7 @@ class WatchCreateRequest$Type extends MessageType<WatchCreateRequest> {
             { no: 4, name: "progress_notify", kind: "scalar", T: 8 /*ScalarType.BOOL*/ },
             { no: 5, name: "filters", kind: "enum", repeat: 1 /*RepeatType.PACKED*/, T: () => ["etcdserverpb.WatchCreateRequest.FilterType", WatchCreateRequest_FilterType] },
             { no: 6, name: "prev_kv", kind: "scalar", T: 8 /*ScalarType.BOOL*/ },
-            { no: 7, name: "watch_id", kind: "scalar", T: 3 /*ScalarType.INT64*/, L: 2 /*LongType.NUMBER*/ },
+            { no: 7, name: "watch_id", kind: "scalar", T: 3 /*ScalarType.INT64*/, L: 0 /*LongType.BIGINT*/ },
             { no: 8, name: "fragment", kind: "scalar", T: 8 /*ScalarType.BOOL*/ }
         ]);
     }
@@ -3006,7 +3006,7 @@ class WatchCreateRequest$Type extends MessageType<WatchCreateRequest> {
         message.progressNotify = false;
         message.filters = [];
         message.prevKv = false;
-        message.watchId = 0;
+        message.watchId = 0n;
         message.fragment = false;
         if (value !== undefined)
             reflectionMergePartial<WatchCreateRequest>(this, message, value);
@@ -3039,8 +3039,8 @@ class WatchCreateRequest$Type extends MessageType<WatchCreateRequest> {
                 case /* bool prev_kv */ 6:
                     message.prevKv = reader.bool();
                     break;
-                case /* int64 watch_id = 7 [jstype = JS_NUMBER] */ 7:
-                    message.watchId = reader.int64().toNumber();
+                case /* int64 watch_id = 7 [jstype = JS_NORMAL] */ 7:
+                    message.watchId = reader.int64().toBigInt();
                     break;
                 case /* bool fragment */ 8:
                     message.fragment = reader.bool();
@@ -3079,8 +3079,8 @@ class WatchCreateRequest$Type extends MessageType<WatchCreateRequest> {
         /* bool prev_kv = 6; */
         if (message.prevKv !== false)
             writer.tag(6, WireType.Varint).bool(message.prevKv);
-        /* int64 watch_id = 7 [jstype = JS_NUMBER]; */
-        if (message.watchId !== 0)
+        /* int64 watch_id = 7 [jstype = JS_NORMAL]; */
+        if (message.watchId !== 0n)
             writer.tag(7, WireType.Varint).int64(message.watchId);
         /* bool fragment = 8; */
         if (message.fragment !== false)
@@ -3099,12 +3099,12 @@ export const WatchCreateRequest = new WatchCreateRequest$Type();
 class WatchCancelRequest$Type extends MessageType<WatchCancelRequest> {
     constructor() {
         super("etcdserverpb.WatchCancelRequest", [
-            { no: 1, name: "watch_id", kind: "scalar", T: 3 /*ScalarType.INT64*/, L: 2 /*LongType.NUMBER*/ }
+            { no: 1, name: "watch_id", kind: "scalar", T: 3 /*ScalarType.INT64*/, L: 0 /*LongType.BIGINT*/ }
         ]);
     }
     create(value?: PartialMessage<WatchCancelRequest>): WatchCancelRequest {
         const message = globalThis.Object.create((this.messagePrototype!));
-        message.watchId = 0;
+        message.watchId = 0n;
         if (value !== undefined)
             reflectionMergePartial<WatchCancelRequest>(this, message, value);
         return message;
@@ -3114,8 +3114,8 @@ class WatchCancelRequest$Type extends MessageType<WatchCancelRequest> {
         while (reader.pos < end) {
             let [fieldNo, wireType] = reader.tag();
             switch (fieldNo) {
-                case /* int64 watch_id = 1 [jstype = JS_NUMBER] */ 1:
-                    message.watchId = reader.int64().toNumber();
+                case /* int64 watch_id = 1 [jstype = JS_NORMAL] */ 1:
+                    message.watchId = reader.int64().toBigInt();
                     break;
                 default:
                     let u = options.readUnknownField;
@@ -3129,8 +3129,8 @@ class WatchCancelRequest$Type extends MessageType<WatchCancelRequest> {
         return message;
     }
     internalBinaryWrite(message: WatchCancelRequest, writer: IBinaryWriter, options: BinaryWriteOptions): IBinaryWriter {
-        /* int64 watch_id = 1 [jstype = JS_NUMBER]; */
-        if (message.watchId !== 0)
+        /* int64 watch_id = 1 [jstype = JS_NORMAL]; */
+        if (message.watchId !== 0n)
             writer.tag(1, WireType.Varint).int64(message.watchId);
         let u = options.writeUnknownFields;
         if (u !== false)
@@ -3185,7 +3185,7 @@ class WatchResponse$Type extends MessageType<WatchResponse> {
     constructor() {
         super("etcdserverpb.WatchResponse", [
             { no: 1, name: "header", kind: "message", T: () => ResponseHeader },
-            { no: 2, name: "watch_id", kind: "scalar", T: 3 /*ScalarType.INT64*/, L: 2 /*LongType.NUMBER*/ },
+            { no: 2, name: "watch_id", kind: "scalar", T: 3 /*ScalarType.INT64*/, L: 0 /*LongType.BIGINT*/ },
             { no: 3, name: "created", kind: "scalar", T: 8 /*ScalarType.BOOL*/ },
             { no: 4, name: "canceled", kind: "scalar", T: 8 /*ScalarType.BOOL*/ },
             { no: 5, name: "compact_revision", kind: "scalar", T: 3 /*ScalarType.INT64*/, L: 2 /*LongType.NUMBER*/ },
@@ -3196,7 +3196,7 @@ class WatchResponse$Type extends MessageType<WatchResponse> {
     }
     create(value?: PartialMessage<WatchResponse>): WatchResponse {
         const message = globalThis.Object.create((this.messagePrototype!));
-        message.watchId = 0;
+        message.watchId = 0n;
         message.created = false;
         message.canceled = false;
         message.compactRevision = 0;
@@ -3215,8 +3215,8 @@ class WatchResponse$Type extends MessageType<WatchResponse> {
                 case /* etcdserverpb.ResponseHeader header */ 1:
                     message.header = ResponseHeader.internalBinaryRead(reader, reader.uint32(), options, message.header);
                     break;
-                case /* int64 watch_id = 2 [jstype = JS_NUMBER] */ 2:
-                    message.watchId = reader.int64().toNumber();
+                case /* int64 watch_id = 2 [jstype = JS_NORMAL] */ 2:
+                    message.watchId = reader.int64().toBigInt();
                     break;
                 case /* bool created */ 3:
                     message.created = reader.bool();
@@ -3251,8 +3251,8 @@ class WatchResponse$Type extends MessageType<WatchResponse> {
         /* etcdserverpb.ResponseHeader header = 1; */
         if (message.header)
             ResponseHeader.internalBinaryWrite(message.header, writer.tag(1, WireType.LengthDelimited).fork(), options).join();
-        /* int64 watch_id = 2 [jstype = JS_NUMBER]; */
-        if (message.watchId !== 0)
+        /* int64 watch_id = 2 [jstype = JS_NORMAL]; */
+        if (message.watchId !== 0n)
             writer.tag(2, WireType.Varint).int64(message.watchId);
         /* bool created = 3; */
         if (message.created !== false)

@@ -96,7 +96,7 @@ export async function recoverDataDir(
   if (existsSync(dbPath + dbTempSuffix)) {
     // a snapshot was cut short before its rename: the db in place is the last whole one
     logger.warn({ file: dbPath + dbTempSuffix }, "removing a partly written db file");
-    rmSync(dbPath + dbTempSuffix, { force: true });
+    rmSync(dbPath + dbTempSuffix, { force: true, recursive: true });
   }
   const dbBytes = existsSync(dbPath) ? readDbRaw(dbPath) : undefined;
   const db = dbBytes === undefined ? undefined : readDbBytes(dbPath, dbBytes);

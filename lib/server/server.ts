@@ -667,6 +667,10 @@ export class EtcdServer {
       // leases first: restoring the keys re-attaches them through the store's lease hooks
       this.lessor.restore(db.leases);
       this.store.restore(db.keyRecords(), db.compactRevision);
+      // etcd's kvstore.restore finishes a compaction that was scheduled but not finished
+      if (db.scheduledCompactRevision > db.compactRevision) {
+        this.store.compact(db.scheduledCompactRevision);
+      }
       // etcd 3.4 reads members from the snapshot's v2 store; the db's bucket otherwise
       const fromSnap = snap !== undefined ? decodeV2StoreMembers(snap.data) : undefined;
       for (const m of fromSnap ?? db.members) this.members.set(m.id, { ...m });

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import {
   cpSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -23,7 +24,7 @@ import { BoltFile } from "../../lib/btree/index.js";
 import { EtcdServer, defaultConfig, type ServerConfig } from "../../lib/server/index.js";
 import { DataDirFileError } from "../../lib/server/errors.js";
 import { WAL } from "../../lib/wal/index.js";
-import { run, serverCommand, freePort } from "../helpers/server.js";
+import { run, serverCommand, freePort, waitFor } from "../helpers/server.js";
 
 const SNAPSHOT_COUNT = 10;
 const KEYS = 45;
@@ -265,6 +266,35 @@ describe("restart from db + WAL tail; corrupt files refused", { timeout: 120_000
     // and the snapshot records of a WAL can be listed without opening it for writing
     const v = await WAL.validSnapshotEntries(join(early, "member", "wal"));
     assert.deepEqual(v.snapshots, [{ index: 0, term: 0 }]);
+  });
+
+  test("a snapshot that cannot be written is logged and retried; the member keeps serving", async () => {
+    const d = join(base, "write-fails");
+    const { server, logs } = await startServer(d);
+    try {
+      // db.tmp as a non-empty directory: opening it for writing fails like a full disk would
+      mkdirSync(join(snapDir(d), "db.tmp", "blocker"), { recursive: true });
+      await putKeys(server, 2 * SNAPSHOT_COUNT, "f");
+      await waitFor("a failed snapshot", () =>
+        logs.some((l) => l.includes("snapshot failed; serving from memory and retrying later")),
+      );
+      assert.equal(server.snapshotIndex, 0);
+      await putKeys(server, 5, "g"); // still serving
+      rmSync(join(snapDir(d), "db.tmp"), { recursive: true });
+      // the retry comes with a later apply once its back-off (5 s) has passed: bounded wait
+      for (let i = 0; i < 100 && server.snapshotIndex === 0; i++) {
+        await putKeys(server, 1, "h");
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.ok(server.snapshotIndex > 0, "the snapshot was retried and written");
+      const before = await dump(server);
+      await server.stop();
+      const again = await startServer(d);
+      assert.deepEqual(await dump(again.server), before);
+      await again.server.stop();
+    } finally {
+      await server.stop();
+    }
   });
 
   test("etcd-ts exits non-zero on a corrupt db, naming the file", async () => {

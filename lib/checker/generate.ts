@@ -64,7 +64,7 @@ export interface GeneratedHistory {
 const ALL_KINDS: readonly OpKind[] = ["put", "get", "delete", "casValue", "casMod", "txn", "range"];
 
 /** mulberry32: a small seeded PRNG returning [0, 1). */
-function prng(seed: number): () => number {
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -19,6 +19,7 @@
  * whose outcome is unknown and whose compare cannot be decided); each is a separate choice point.
  */
 import { checkerAssert } from "./errors.js";
+import { prng } from "./generate.js";
 
 /** A model the search can drive: states are immutable; equal states have equal keys. */
 export interface SearchModel<S, O> {
@@ -129,13 +130,8 @@ export function searchLinearization<S, O>(
   const words = (n + 31) >>> 5;
   const bits = new Uint32Array(words);
   const zobrist = new Int32Array(n);
-  let seed = 0x9e3779b9 ^ n;
-  for (let i = 0; i < n; i++) {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), seed | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    zobrist[i] = t ^ (t >>> 14);
-  }
+  const random = prng(0x9e3779b9 ^ n);
+  for (let i = 0; i < n; i++) zobrist[i] = Math.floor(random() * 2 ** 32) | 0;
   let hash = 0;
   // The memo: key (bitset hash + state key) -> entry numbers; entry i's bitset is arena words
   // [i * words, (i + 1) * words).

@@ -410,35 +410,23 @@ function checkResumed(
   out: Violations,
 ): void {
   const expected = fromDelivered.coveredRevision + 1;
-  if (w.startRevision > expected) {
-    const skipped = truth.matching(w, expected, w.startRevision - 1);
-    if (skipped.length > 0) {
-      out.add({
-        watch: w.id,
-        guarantee: "resumable",
-        revision: skipped[0]!.rev,
-        key: skipped[0]!.key,
-        explanation:
-          `${describeWatch(w)} resumes watch ${from.id}, which had delivered up to revision ` +
-          `${fromDelivered.coveredRevision}, so it must start at ${expected}; it skips ` +
-          skipped.map((s) => describeEvent(s.rev, s.key, s.e)).join(", "),
-      });
-    }
-  } else if (w.startRevision < expected) {
-    const repeated = truth.matching(w, w.startRevision, expected - 1);
-    if (repeated.length > 0) {
-      out.add({
-        watch: w.id,
-        guarantee: "resumable",
-        revision: repeated[0]!.rev,
-        key: repeated[0]!.key,
-        explanation:
-          `${describeWatch(w)} resumes watch ${from.id}, which had delivered up to revision ` +
-          `${fromDelivered.coveredRevision}, so it must start at ${expected}; it repeats ` +
-          repeated.map((s) => describeEvent(s.rev, s.key, s.e)).join(", "),
-      });
-    }
-  }
+  if (w.startRevision === expected) return;
+  // Starting late skips the events in between; starting early delivers some a second time.
+  const late = w.startRevision > expected;
+  const affected = late
+    ? truth.matching(w, expected, w.startRevision - 1)
+    : truth.matching(w, w.startRevision, expected - 1);
+  if (affected.length === 0) return;
+  out.add({
+    watch: w.id,
+    guarantee: "resumable",
+    revision: affected[0]!.rev,
+    key: affected[0]!.key,
+    explanation:
+      `${describeWatch(w)} resumes watch ${from.id}, which had delivered up to revision ` +
+      `${fromDelivered.coveredRevision}, so it must start at ${expected}; it ${late ? "skips" : "repeats"} ` +
+      affected.map((s) => describeEvent(s.rev, s.key, s.e)).join(", "),
+  });
 }
 
 /**

@@ -222,48 +222,37 @@ class Truth {
   learn(w: WatchRecord, e: WatchEventRecord, out: Violations): void {
     const rev = e.modRevision;
     const known = this.#byRevision.get(rev)?.get(e.key);
-    const seen = describeEvent(rev, e.key, e);
-    if (known !== undefined) {
-      const sameValue =
-        e.value === undefined || known.value === undefined || e.value === known.value;
-      if (known.type === e.type && (e.type === "delete" || sameValue)) return;
+    const invalid = (why: string) =>
       out.add({
         watch: w.id,
         guarantee: "valid",
         revision: rev,
         key: e.key,
-        explanation:
-          `${describeWatch(w)} delivered ${seen}, but ${known.source === "(writes)" ? "the acknowledged write" : `watch ${known.source} saw`} ` +
-          `${describeEvent(rev, e.key, known)}`,
+        explanation: `${describeWatch(w)} delivered ${describeEvent(rev, e.key, e)}, ${why}`,
       });
+    if (known !== undefined) {
+      const sameValue =
+        e.value === undefined || known.value === undefined || e.value === known.value;
+      if (known.type === e.type && (e.type === "delete" || sameValue)) return;
+      const who =
+        known.source === "(writes)" ? "the acknowledged write" : `watch ${known.source} saw`;
+      invalid(`but ${who} ${describeEvent(rev, e.key, known)}`);
       return;
     }
     if (this.#acknowledged.has(rev)) {
       const writes = [...this.#byRevision.get(rev)!.entries()]
         .map(([k, t]) => describeEvent(rev, k, t))
         .join(", ");
-      out.add({
-        watch: w.id,
-        guarantee: "valid",
-        revision: rev,
-        key: e.key,
-        explanation: `${describeWatch(w)} delivered ${seen}, but revision ${rev} was made by the acknowledged write(s) ${writes}`,
-      });
+      invalid(`but revision ${rev} was made by the acknowledged write(s) ${writes}`);
       return;
     }
     if (this.#checkPossible) {
       const k = this.#possibleKey(e.type, e.key, e.value);
       const left = this.#possible.get(k) ?? 0;
       if (left <= 0) {
-        out.add({
-          watch: w.id,
-          guarantee: "valid",
-          revision: rev,
-          key: e.key,
-          explanation:
-            `${describeWatch(w)} delivered ${seen}, an event no acknowledged or ` +
-            `possible write made (or one made more often than it was asked for)`,
-        });
+        invalid(
+          "an event no acknowledged or possible write made (or one made more often than it was asked for)",
+        );
         return;
       }
       this.#possible.set(k, left - 1);

@@ -356,7 +356,6 @@ function searchPartitionPhased(
   const slim = ops.filter((c) => c.op.output !== undefined || seen(c));
   if (slim.length === ops.length) return searchPartition(keys, ops, ctx, budget);
   const first = searchPartition(keys, slim, ctx, budget);
-  console.log("phase1", slim.length, ops.length, first.kind, first.steps);
   if (first.kind !== "illegal") return first;
   const second = searchPartition(keys, ops, ctx, budget);
   return { ...second, steps: first.steps + second.steps };

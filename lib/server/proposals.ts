@@ -1,0 +1,202 @@
+/**
+ * Proposals of this member and their waits (etcd 3.4's v3_server.go processInternalRaftRequest,
+ * idutil's request ids and pkg/wait): a client write is encoded as an InternalRaftRequest with a
+ * fresh request id, proposed to raft, and its caller waits on that id until the apply loop answers
+ * it, it fails, or it times out.
+ */
+import { InternalRaftRequest } from "../proto/gen/etcdserverpb/raft_internal.js";
+import { randomBytes } from "node:crypto";
+import type { AuthInfo } from "../auth/index.js";
+import { errNoLeader, errRequestTooLarge, errStopped, errTooManyRequests } from "./errors.js";
+import type { ServerMetrics } from "./metrics.js";
+import { encodePutProposal, isPlainPutRequest } from "./raft-request-codec.js";
+import { RequestWaits } from "./wait.js";
+
+/** Request-id counters wrap at 2^48 (the low 48 bits of an id; etcd idutil's suffix). */
+const requestIdCounterModulus = 2 ** 48;
+
+/** Consumed local proposals at the head of the queue before it is compacted. */
+const localQueueCompactAt = 1024;
+
+/** etcd's maxGapBetweenApplyAndCommitIndex: proposals are refused with "too many requests" beyond it. */
+const maxGapBetweenApplyAndCommitIndex = 5000;
+
+/** A proposal of this member awaiting apply: the entry bytes, its request object, its waits key. */
+export interface LocalProposal {
+  data: Uint8Array;
+  request: InternalRaftRequest;
+  waitKey: number;
+  /** its wait ended (applied, failed, timed out): the apply loop skips it */
+  settled: boolean;
+}
+
+/** What the proposals need of the member. */
+export interface ProposalsHost {
+  readonly metrics: ServerMetrics;
+  readonly maxRequestBytes: number;
+  requestTimeoutMs(): number;
+  stopped(): boolean;
+  commitIndex(): number;
+  appliedIndex(): number;
+  leaderId(): bigint;
+  /** Hands the entry bytes to raft; throws when raft drops the proposal. */
+  propose(data: Uint8Array): void;
+  /** Runs the ready loop soon. */
+  scheduleReady(): void;
+}
+
+/**
+ * Request ids, waits and the queue of this member's proposals. Request ids follow etcd's idutil
+ * layout: a random 16-bit prefix for this run, then a 48-bit counter started from the clock. They
+ * are held as numbers so the put path makes no BigInt: the counter alone is the waits key, and the
+ * id's two 32-bit words are what the proposal encoder writes.
+ */
+export class Proposals {
+  readonly #host: ProposalsHost;
+  readonly #waits = new RequestWaits<unknown, LocalProposal>((local, ok) =>
+    this.#onWaitSettled(local, ok),
+  );
+  /**
+   * Proposals of this member in the order they went to raft: the apply loop takes the request
+   * object from the head instead of decoding the entry when the entry is the very bytes proposed
+   * (see takeLocal). Raft appends a leader's proposals in order, so the head is the next one
+   * to apply; settled ones (failed, timed out) are skipped. A proposal raft dropped without an
+   * error (it cannot on a lone member) only makes later entries take the decoding path until its
+   * wait times out. A queue, not a Map by entry bytes: the Map's hash table grew and shrank with
+   * every group-commit wave.
+   */
+  #localQueue: LocalProposal[] = [];
+  #localHead = 0;
+  #requestIdCounter = 0;
+  readonly #requestIdPrefix16: number;
+
+  constructor(host: ProposalsHost) {
+    this.#host = host;
+    this.#requestIdPrefix16 = randomBytes(2).readUInt16BE(0);
+    this.#requestIdCounter = (Date.now() * 256) % requestIdCounterModulus;
+  }
+
+  /** Advances the 48-bit request counter and returns it (the waits key of the new id). */
+  #nextRequestCounter(): number {
+    this.#requestIdCounter = (this.#requestIdCounter + 1) % requestIdCounterModulus;
+    return this.#requestIdCounter;
+  }
+
+  /** The 64-bit request id of counter value `counter`. */
+  #requestIdOf(counter: number): bigint {
+    return (BigInt(this.#requestIdPrefix16) << 48n) | BigInt(counter);
+  }
+
+  /** A fresh 64-bit request id (also used for lease ids, as etcd's reqIDGen). */
+  nextRequestId(): bigint {
+    return this.#requestIdOf(this.#nextRequestCounter());
+  }
+
+  /** The waits key of a request id this member made; undefined for another member's (or 0). */
+  waitKeyOf(id: bigint): number | undefined {
+    if (id === 0n || Number(id >> 48n) !== this.#requestIdPrefix16) return undefined;
+    return Number(BigInt.asUintN(48, id));
+  }
+
+  /**
+   * Proposes an InternalRaftRequest and waits until it is applied. Throws ErrRequestTooLarge when
+   * the encoded request exceeds --max-request-bytes (etcd's processInternalRaftRequestOnce),
+   * ErrNoLeader, ErrTimeout, ErrStopped, or the error the apply produced.
+   */
+  propose<T>(r: InternalRaftRequest, ai?: AuthInfo): Promise<T> {
+    const host = this.#host;
+    if (host.stopped()) return Promise.reject(errStopped());
+    if (host.commitIndex() - host.appliedIndex() > maxGapBetweenApplyAndCommitIndex) {
+      return Promise.reject(errTooManyRequests());
+    }
+    const waitKey = this.#nextRequestCounter();
+    let data: Uint8Array;
+    if (r.put !== undefined && r.iD === 0n && ai === undefined && isPlainPutRequest(r.put)) {
+      // the header is only in the bytes: the apply loop finds this request by them (LocalProposal)
+      const hi = this.#requestIdPrefix16 * 0x10000 + Math.floor(waitKey / 0x100000000);
+      data = encodePutProposal(hi, waitKey % 0x100000000, r.put);
+    } else {
+      // etcd's processInternalRaftRequestOnce: the caller's user and auth revision ride along
+      r.header = {
+        iD: this.#requestIdOf(waitKey),
+        username: ai?.username ?? "",
+        authRevision: ai?.revision ?? 0,
+      };
+      data = InternalRaftRequest.toBinary(r);
+    }
+    if (data.length > host.maxRequestBytes) return Promise.reject(errRequestTooLarge());
+    if (host.leaderId() === 0n) return Promise.reject(errNoLeader());
+    // settled by the apply loop (or a failure, timeout or stop); #onWaitSettled cleans up
+    const local: LocalProposal = { data, request: r, waitKey, settled: false };
+    const done = this.#waits.register(waitKey, host.requestTimeoutMs(), local) as Promise<T>;
+    this.#localQueue.push(local);
+    host.metrics.counts.proposalsPending++;
+    try {
+      host.propose(data);
+    } catch {
+      // raft drops a proposal it cannot take (no leader)
+      this.#waits.fail(waitKey, errNoLeader());
+    }
+    host.scheduleReady();
+    return done;
+  }
+
+  /**
+   * The local proposal whose bytes `data` are, if it is the next one in proposal order; undefined
+   * for an entry another member proposed (or replayed from the WAL), which is then decoded.
+   */
+  takeLocal(data: Uint8Array): LocalProposal | undefined {
+    const q = this.#localQueue;
+    let head = this.#skipSettledLocal();
+    let found: LocalProposal | undefined;
+    if (head < q.length && q[head]!.data === data) found = q[head++];
+    this.#localHead = head;
+    return found;
+  }
+
+  /** Moves the queue head past settled proposals, compacting the queue; returns the head. */
+  #skipSettledLocal(): number {
+    const q = this.#localQueue;
+    let head = this.#localHead;
+    while (head < q.length && q[head]!.settled) head++;
+    if (head >= localQueueCompactAt && head * 2 >= q.length) {
+      q.splice(0, head);
+      head = 0;
+    }
+    this.#localHead = head;
+    return head;
+  }
+
+  /** Answers the proposal waiting on `waitKey` with its apply's response. */
+  trigger(waitKey: number, response: unknown): void {
+    this.#waits.trigger(waitKey, response);
+  }
+
+  /**
+   * Fails the proposal waiting on `waitKey`. `completed`: the request was applied and its answer
+   * is an error (etcd counts proposals_failed_total only for proposals that time out or are
+   * dropped).
+   */
+  fail(waitKey: number, err: Error, completed = false): void {
+    this.#waits.fail(waitKey, err, completed);
+  }
+
+  /** Fails every waiting proposal (the member stops). */
+  failAll(err: Error): void {
+    this.#waits.failAll(err);
+  }
+
+  /**
+   * Bookkeeping when a proposal's wait settles, however it ends (RequestWaits' onSettled); `ok` is
+   * false for a proposal that timed out, was dropped or was cut short by a stop.
+   */
+  #onWaitSettled(local: LocalProposal, ok: boolean): void {
+    local.settled = true;
+    this.#host.metrics.counts.proposalsPending--;
+    if (!ok) {
+      this.#host.metrics.proposalsFailedTotal.inc();
+      // proposals that never reach apply must not pile up at the head of the queue
+      this.#skipSettledLocal();
+    }
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * The registry of failpoints: every point the code evaluates, where it sits, and what `drop` and
+ * `error` mean there. Names are etcd's gofail names where etcd has a point at the same step
+ * (server/etcdserver/raft.go, server.go, mvcc/backend, wal/wal.go: the names etcd's robustness
+ * tests use), camelCase names of our own elsewhere.
+ *
+ * etcd's backend commits its bbolt transaction every 100 ms with the consistent index written by a
+ * pre-commit hook; etcd-ts keeps the store in memory and reaches disk with the db file of a
+ * snapshot, so etcd's commit points sit on that write: commitBeforePreCommitHook before the
+ * captured state (with its consistent index) is planned into a db file, commitAfterPreCommitHook
+ * once it is planned, beforeCommit / afterCommit around the rename that publishes it.
+ *
+ * A point is listed here only once the code evaluates it; a test reaches every listed point.
+ */
+
+/** What a point is and which optional actions it supports. */
+export interface FailpointSpec {
+  /** Where the point sits, for `GET /debug/failpoints` and the README. */
+  where: string;
+  /** True when the name is etcd's gofail name for the same step. */
+  etcd: boolean;
+  /** What `drop` does here; undefined = `drop` is refused at this point. */
+  drop?: string;
+  /** What `error` does here; undefined = `error` is refused at this point. */
+  error?: string;
+}
+
+const walIoError =
+  "the WAL call fails as with a disk error: the WAL refuses later writes and the member stops";
+const snapshotError =
+  "the snapshot fails as with a disk error: logged, retried later, nothing released";
+
+/** Every failpoint, by name. */
+export const failpointSpecs = {
+  // lib/wal
+  walBeforeWrite: {
+    where: "lib/wal: before a batch of records is written to the tail segment",
+    etcd: false,
+    drop: "the batch is not written but reported as written (a disk that loses writes)",
+    error: walIoError,
+  },
+  walAfterWrite: {
+    where: "lib/wal: after a batch is written, before it is fdatasynced",
+    etcd: false,
+    error: walIoError,
+  },
+  walBeforeSync: {
+    where:
+      "lib/wal: before the fdatasync of the tail segment (with an O_DSYNC write, before that write)",
+    etcd: true,
+    drop: "the fdatasync is skipped but reported done (a disk that lies about flushes)",
+    error: walIoError,
+  },
+  walAfterSync: {
+    where: "lib/wal: after the fdatasync of the tail segment",
+    etcd: true,
+    error: walIoError,
+  },
+  walBeforeSegmentRename: {
+    where:
+      "lib/wal: mid segment rollover: the full segment is synced and the next one's head written and synced as a .tmp file, not yet renamed into place",
+    etcd: false,
+    error: walIoError,
+  },
+  walAfterSegmentRename: {
+    where: "lib/wal: the new segment is renamed into place and the directory synced",
+    etcd: false,
+    error: walIoError,
+  },
+  walBeforePurge: {
+    where: "lib/wal: released segments exceed --max-wals, before the oldest files are removed",
+    etcd: false,
+  },
+} satisfies Record<string, FailpointSpec>;
+
+/** A registered failpoint name. */
+export type FailpointName = keyof typeof failpointSpecs;
+
+/** The registered names, sorted. */
+export function failpointNames(): FailpointName[] {
+  return (Object.keys(failpointSpecs) as FailpointName[]).sort();
+}
+
+/** True when `name` is a registered failpoint. */
+export function isFailpointName(name: string): name is FailpointName {
+  return Object.hasOwn(failpointSpecs, name);
+}
+
+/** The spec of a registered point. */
+export function failpointSpec(name: FailpointName): FailpointSpec {
+  return failpointSpecs[name];
+}

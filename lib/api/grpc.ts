@@ -43,8 +43,13 @@ class GrpcJsCallAuth implements CallAuth {
   get metadata(): ReadonlyMap<string, string> {
     if (this.#metadata === undefined) {
       this.#metadata = new Map();
+      // the first value of each key, as etcd reads metadata (md.Get(k)[0]); node:http2 hands
+      // grpc-js a repeated header's values joined by ", " (grpcio sends python3-etcd3's token
+      // twice), and no token, user name or etcd metadata value contains ", "
       for (const [k, v] of Object.entries(this.#call.metadata.getMap())) {
-        if (typeof v === "string") this.#metadata.set(k, v);
+        if (typeof v !== "string") continue;
+        const comma = v.indexOf(", ");
+        this.#metadata.set(k, comma < 0 ? v : v.slice(0, comma));
       }
     }
     return this.#metadata;

@@ -255,14 +255,15 @@ class Call implements CallContext, H2StreamHandler {
   ) {}
 
   /** Request metadata: the headers other than pseudo-headers, content-type, grpc-encoding and
-   * grpc-timeout (built on first use; most calls never read it). */
+   * grpc-timeout, the first value of a repeated name as etcd reads it (md.Get(k)[0]); built on
+   * first use (most calls never read it). */
   get metadata(): ReadonlyMap<string, string> {
     if (this.#metadata === undefined) {
       const m = new Map<string, string>();
       for (const [n, v] of this.headers) {
         if (n.charCodeAt(0) === 58 /* ':' */) continue;
         if (n === "content-type" || n === "grpc-encoding" || n === "grpc-timeout") continue;
-        m.set(n, v);
+        if (!m.has(n)) m.set(n, v);
       }
       this.#metadata = m;
     }

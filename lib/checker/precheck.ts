@@ -46,8 +46,17 @@ function takenBranch(op: KvOperation): { ops: readonly TxnOp[]; results: readonl
   return { ops: out.succeeded ? input.success : input.failure, results: out.results ?? [] };
 }
 
+/** observations() of each op, computed once (several checks and the partitioner ask). */
+const observationCache = new WeakMap<KvOperation, readonly Observation[]>();
+
 /** Every key-value the (completed) op's reads returned. */
-export function observations(op: KvOperation): Observation[] {
+export function observations(op: KvOperation): readonly Observation[] {
+  let cached = observationCache.get(op);
+  if (cached === undefined) observationCache.set(op, (cached = computeObservations(op)));
+  return cached;
+}
+
+function computeObservations(op: KvOperation): Observation[] {
   const { ops, results } = takenBranch(op);
   const header = op.output?.revision;
   const out: Observation[] = [];

@@ -325,46 +325,34 @@ function checkOneWatch(w: WatchRecord, truth: Truth, out: Violations): Delivered
     for (const e of r.events) {
       const rev = e.modRevision;
       const id = `${rev}\u0000${e.key}`;
-      const what = describeEvent(rev, e.key, e);
-      const v = (guarantee: WatchGuarantee, explanation: string) =>
+      // Explanations read "response i delivered <event><tail>"; built only on a violation.
+      const v = (guarantee: WatchGuarantee, tail: string) =>
         out.add({
           watch: w.id,
           guarantee,
           revision: rev,
           key: e.key,
-          explanation: `${describeWatch(w)}: ${explanation}`,
+          explanation: `${describeWatch(w)}: response ${i} delivered ${describeEvent(rev, e.key, e)}${tail}`,
         });
-      if (rev < w.startRevision)
-        v("valid", `response ${i} delivered ${what}, below the start revision`);
-      if (!inRange(w, e.key))
-        v("valid", `response ${i} delivered ${what}, outside the watched range`);
-      else if (!passesFilter(w, e.type))
-        v("valid", `response ${i} delivered ${what}, which its filters exclude`);
+      if (rev < w.startRevision) v("valid", ", below the start revision");
+      if (!inRange(w, e.key)) v("valid", ", outside the watched range");
+      else if (!passesFilter(w, e.type)) v("valid", ", which its filters exclude");
       if (r.headerRevision !== undefined && rev > r.headerRevision) {
-        v(
-          "valid",
-          `response ${i} delivered ${what}, above its header revision ${r.headerRevision}`,
-        );
+        v("valid", `, above its header revision ${r.headerRevision}`);
       }
       if (seen.has(id)) {
-        v("unique", `response ${i} delivered ${what} again`);
+        v("unique", " again");
         continue;
       }
       seen.add(id);
       if (rev < lastEventRev) {
-        v("ordered", `response ${i} delivered ${what} after an event at revision ${lastEventRev}`);
+        v("ordered", ` after an event at revision ${lastEventRev}`);
       } else if (rev === lastEventRev && responseOfRevision.get(rev) !== i) {
-        v(
-          "atomic",
-          `the events of revision ${rev} were split: ${what} came in response ${i}, others of that revision in response ${responseOfRevision.get(rev)}`,
-        );
+        const first = responseOfRevision.get(rev);
+        v("atomic", `, but other events of revision ${rev} came in response ${first}: split`);
       }
-      if (rev <= bookmark) {
-        v(
-          "bookmarkable",
-          `response ${i} delivered ${what} after a progress notification at revision ${bookmark}`,
-        );
-      }
+      if (rev <= bookmark)
+        v("bookmarkable", ` after a progress notification at revision ${bookmark}`);
       if (!responseOfRevision.has(rev)) responseOfRevision.set(rev, i);
       lastEventRev = Math.max(lastEventRev, rev);
       truth.learn(w, e, out);

@@ -182,7 +182,7 @@ describe("checkWatches rejects", () => {
         all("w1", [...complete.slice(0, 3), [ev(5, "a")], [ev(5, "b", "delete")], complete[4]!]),
       ]),
       "atomic",
-      "revision 5 were split",
+      "other events of revision 5 came in response 3: split",
     );
   });
 

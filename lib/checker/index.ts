@@ -21,7 +21,7 @@ export type {
   LinearizabilityResult,
   StuckOperation,
 } from "./linearizability.js";
-export { checkWatches, prefixRangeEnd, MAX_WATCH_VIOLATIONS } from "./watch.js";
+export { checkWatches, prefixRangeEnd, MAX_WATCH_VIOLATIONS, writesOfHistory } from "./watch.js";
 export type {
   PossibleWrite,
   WatchCheckResult,
@@ -33,3 +33,20 @@ export type {
   WatchViolation,
   WatchWrite,
 } from "./watch.js";
+export {
+  classifyEtcdError,
+  DEFAULT_MAX_RECORDED_OPERATIONS,
+  etcd3Call,
+  HistoryRecorder,
+  MAX_RECORDED_WATCH_RESPONSES,
+  RecorderFullError,
+  recordEtcd3Watch,
+} from "./recorder.js";
+export type {
+  CallOutcome,
+  Etcd3Kv,
+  Etcd3KeyValue,
+  Etcd3WatchResponse,
+  Etcd3Watcher,
+  RecorderOptions,
+} from "./recorder.js";

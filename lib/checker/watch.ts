@@ -21,6 +21,8 @@
  * write whose response was lost); watchers must agree on those.
  */
 import { CheckerInputError } from "./errors.js";
+import type { KvOperation } from "./history.js";
+import { writeEffects } from "./precheck.js";
 
 /** One change the store made at `revision` (a txn may make several at one revision). */
 export interface WatchWrite {
@@ -445,4 +447,37 @@ export function checkWatches(history: WatchHistory): WatchCheckResult {
   }
   if (out.list.length === 0) return { verdict: "ok", watches: history.watches.length, events };
   return { verdict: "violation", violations: out.list, omitted: out.omitted };
+}
+
+/**
+ * The watch checker's view of a key-value history: every completed write (its revision and each
+ * key it put or deleted) and, for each call whose outcome is unknown, every put or delete it could
+ * have made. Writes recorded without a revision are left out (a watch cannot be checked against
+ * them).
+ */
+export function writesOfHistory(history: readonly KvOperation[]): {
+  writes: WatchWrite[];
+  possibleWrites: PossibleWrite[];
+} {
+  const writes: WatchWrite[] = [];
+  const possibleWrites: PossibleWrite[] = [];
+  for (const op of history) {
+    if (op.output === undefined) {
+      const input = op.input;
+      const all = input.type === "txn" ? [...input.success, ...input.failure] : [input];
+      for (const o of all) {
+        if (o.type === "put") possibleWrites.push({ key: o.key, type: "put", value: o.value });
+        if (o.type === "delete") possibleWrites.push({ key: o.key, type: "delete" });
+      }
+      continue;
+    }
+    const revision = op.output.revision;
+    if (revision === undefined) continue;
+    for (const [key, value] of writeEffects(op) ?? []) {
+      writes.push(
+        value === null ? { revision, key, type: "delete" } : { revision, key, type: "put", value },
+      );
+    }
+  }
+  return { writes, possibleWrites };
 }

@@ -17,7 +17,7 @@ import {
   renameSync,
   rmSync,
 } from "node:fs";
-import { open } from "node:fs/promises";
+import { open, rename } from "node:fs/promises";
 import { join } from "node:path";
 import CRC32C from "crc-32/crc32c.js";
 import { Snapshot as RaftSnapshot } from "../proto/gen/raftpb/raft.js";
@@ -160,7 +160,17 @@ export function loadNewestAvailableSnap(
   return { snapshot: undefined, file: "", failures };
 }
 
-/** fsync a directory so a rename or unlink in it is durable. */
+/** fsync a directory so a rename or unlink in it is durable (off the event loop). */
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** fsyncDir with blocking calls (offline tools). */
 export function fsyncDirSync(dir: string): void {
   const fd = openSync(dir, "r");
   try {
@@ -187,8 +197,8 @@ export async function writeSnapFile(dir: string, snap: RaftSnapshot): Promise<st
   } finally {
     await fh.close();
   }
-  renameSync(tmp, path);
-  fsyncDirSync(dir);
+  await rename(tmp, path);
+  await fsyncDir(dir);
   return path;
 }
 
@@ -197,7 +207,7 @@ export async function writeSnapFile(dir: string, snap: RaftSnapshot): Promise<st
  * snap dir with --max-snapshots; 0 keeps all), and leftover `.snap.tmp` files. Returns the removed
  * paths.
  */
-export function purgeSnapFiles(dir: string, maxSnapshots: number): string[] {
+export async function purgeSnapFiles(dir: string, maxSnapshots: number): Promise<string[]> {
   const removed: string[] = [];
   for (const n of readdirSync(dir)) {
     if (n.endsWith(".snap.tmp")) rmSync(join(dir, n), { force: true });
@@ -208,6 +218,6 @@ export function purgeSnapFiles(dir: string, maxSnapshots: number): string[] {
     rmSync(join(dir, name), { force: true });
     removed.push(join(dir, name));
   }
-  if (removed.length > 0) fsyncDirSync(dir);
+  if (removed.length > 0) await fsyncDir(dir);
   return removed;
 }

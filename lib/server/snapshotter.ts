@@ -22,15 +22,21 @@
 import { open, rename, rm } from "node:fs/promises";
 import type { BoltFileWriter } from "../btree/index.js";
 import type { ConfState } from "../proto/gen/raftpb/raft.js";
-import { dbFilePlanEntriesPerStep, etcdDbBuckets, type DbFileState } from "./db-file.js";
+import { etcdDbBuckets, type DbFileState } from "./db-file.js";
 import { BoltFileWriter as Writer } from "../btree/index.js";
 import { crashPoint } from "./crash-points.js";
 import { dbFilePath, dbTempSuffix, snapDirPath } from "./recovery.js";
-import { fsyncDirSync, purgeSnapFiles, writeSnapFile, type SnapLogger } from "./snap-file.js";
+import { fsyncDir, purgeSnapFiles, writeSnapFile, type SnapLogger } from "./snap-file.js";
 import { encodeV2StoreSnapshot } from "./v2-store.js";
 
 /** etcd's snapshotCatchUpEntries: entries kept in raft's log after a snapshot for slow followers. */
 export const snapshotCatchUpEntries = 5_000;
+/**
+ * Work per event-loop turn while a snapshot is written: records planned per step and bytes encoded
+ * per chunk (each well under a millisecond on a quiet machine), so puts are not held up behind the snapshot.
+ */
+const planEntriesPerStep = 1_024;
+const writeChunkBytes = 64 * 1024;
 /** A failed snapshot is tried again after this long. */
 const retryAfterMs = 5_000;
 
@@ -175,7 +181,7 @@ export class Snapshotter {
     try {
       await this.#o.host.releaseTo(index);
       crashPoint("snapshot-after-wal-release");
-      for (const f of purgeSnapFiles(snapDirPath(this.#o.dataDir), this.#o.maxSnapshots)) {
+      for (const f of await purgeSnapFiles(snapDirPath(this.#o.dataDir), this.#o.maxSnapshots)) {
         log.info({ file: f }, "purged snapshot file");
       }
     } catch (err) {
@@ -193,7 +199,11 @@ export class Snapshotter {
    * db and fsyncs the directory. Returns its size in bytes.
    */
   async #writeDb(state: DbFileState): Promise<number> {
-    const planner = Writer.planInSteps(etcdDbBuckets(state), {}, dbFilePlanEntriesPerStep);
+    const planner = Writer.planInSteps(
+      etcdDbBuckets(state),
+      { chunkBytes: writeChunkBytes },
+      planEntriesPerStep,
+    );
     let writer: BoltFileWriter;
     for (;;) {
       const r = planner.next();
@@ -211,6 +221,8 @@ export class Snapshotter {
     try {
       let half = false;
       for (const chunk of writer.chunks()) {
+        // encoding the next chunk is synchronous: let waiting requests run first
+        await new Promise<void>((resolve) => setImmediate(resolve));
         let off = 0;
         while (off < chunk.length) {
           const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, written);
@@ -229,7 +241,7 @@ export class Snapshotter {
     }
     crashPoint("snapshot-before-db-rename");
     await rename(tmp, path);
-    fsyncDirSync(snapDirPath(this.#o.dataDir));
+    await fsyncDir(snapDirPath(this.#o.dataDir));
     return written;
   }
 }

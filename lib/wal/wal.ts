@@ -562,8 +562,10 @@ export class WAL {
           try {
             if (rec.type === RecordType.snapshot) snapshots.push(decodeSnapshot(rec.data));
             else if (rec.type === RecordType.hardState) state = decodeHardState(rec.data);
-            else if (rec.type === RecordType.entry) lastIndex = decodeEntry(rec.data).index;
-            else if (rec.type === RecordType.crc) {
+            // only the last segment's entries matter for lastIndex (earlier ones are below them)
+            else if (rec.type === RecordType.entry && k === segs.length - 1) {
+              lastIndex = decodeEntry(rec.data).index;
+            } else if (rec.type === RecordType.crc) {
               if (dec.crc !== 0 && rec.crc !== dec.crc) {
                 throw new WalCorruptError(path, rec.offsetBytes, "crc record breaks the chain");
               }
@@ -581,6 +583,8 @@ export class WAL {
         await fh.close();
       }
     }
+    // a last segment without entries: its name says the next index it would hold
+    lastIndex = Math.max(lastIndex, segs[segs.length - 1]!.index - 1);
     return {
       snapshots: snapshots.filter((s) => s.index <= state.commit),
       hardState: state,

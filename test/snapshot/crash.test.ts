@@ -27,6 +27,12 @@ const crashPoints = [
   "snapshot-after-wal-release",
 ];
 
+/**
+ * Each client gets its own connections: grpc-js shares subchannels between channels to the same
+ * address, and the one the killed member's clients used is still backing off after the restart.
+ */
+const ownSubchannels = { grpcOptions: { "grpc.use_local_subchannel_pool": 1 } };
+
 const seed = testSeed();
 const rand = prng(seed);
 
@@ -39,7 +45,7 @@ let putSerial = 0;
  * put while the process is gone ends the phase). Returns how many were acknowledged.
  */
 async function load(member: Member, puts: number): Promise<number> {
-  const client = newClient(member, { noRetry: true });
+  const client = newClient(member, { noRetry: true, extra: ownSubchannels });
   const deadline = Date.now() + PHASE_TIME_BOUND_MS;
   let done = 0;
   let dead = false;
@@ -73,7 +79,7 @@ async function load(member: Member, puts: number): Promise<number> {
 
 /** Every acknowledged put is served, with its value. */
 async function checkAcked(member: Member, why: string): Promise<void> {
-  const client = newClient(member);
+  const client = newClient(member, { extra: ownSubchannels });
   try {
     // a fresh connection to a just-restarted member may miss its dial timeout on a loaded box:
     // retried (bounded) while the process lives; a dead member fails with its log

@@ -8,7 +8,7 @@
  * that size.
  */
 import { copyFile, mkdir, open, rename, rm, type FileHandle } from "node:fs/promises";
-import { closeSync, constants, fdatasyncSync, openSync, write, writeSync } from "node:fs";
+import { closeSync, constants, openSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Entry, HardState } from "../proto/gen/raftpb/raft.js";
 import type { Snapshot as WalSnapshot } from "../proto/gen/walpb/record.js";
@@ -42,7 +42,16 @@ import {
   WalSnapshotMismatchError,
   WalSnapshotNotFoundError,
 } from "./errors.js";
+import { failpoint } from "../failpoint/index.js";
 import { createPreallocated, FilePipeline } from "./pipeline.js";
+import {
+  datasync,
+  datasyncSync,
+  powerLossSimulated,
+  releaseFd,
+  writeAt,
+  writeAtSync,
+} from "./power-loss.js";
 import {
   findSequenceGap,
   hasSegments,
@@ -227,16 +236,6 @@ function isEnoent(err: unknown): boolean {
   return (err as NodeJS.ErrnoException)?.code === "ENOENT";
 }
 
-/** writeFully with blocking calls (see WalOptions.syncWriteMaxEntries). */
-function writeFullySync(fd: number, buf: Buffer, n: number, position: number): void {
-  let done = 0;
-  while (done < n) {
-    const bytesWritten = writeSync(fd, buf, done, n - done, position + done);
-    if (bytesWritten <= 0) throw new Error("write made no progress");
-    done += bytesWritten;
-  }
-}
-
 /** Closes a tail's O_DSYNC descriptor, if it has one (errors ignored: its writes were synced). */
 function closeDsync(tail: Tail): void {
   if (tail.dsyncFd === null) return;
@@ -246,35 +245,6 @@ function closeDsync(tail: Tail): void {
     // nothing was pending on it
   }
   tail.dsyncFd = null;
-}
-
-/** fs.write as a promise of bytes written (the callback form skips FileHandle's bookkeeping). */
-function writeAt(
-  fd: number,
-  buf: Buffer,
-  offset: number,
-  n: number,
-  position: number,
-): Promise<number> {
-  return new Promise((resolve, reject) => {
-    write(fd, buf, offset, n, position, (err, bytesWritten) => {
-      if (err !== null) reject(err);
-      else resolve(bytesWritten);
-    });
-  });
-}
-
-/**
- * Writes all of `buf[0, n)` at `position` through descriptor `fd` (a FileHandle's `fd`, or the
- * tail's O_DSYNC descriptor), looping over short writes.
- */
-async function writeFully(fd: number, buf: Buffer, n: number, position: number): Promise<void> {
-  let done = 0;
-  while (done < n) {
-    const bytesWritten = await writeAt(fd, buf, done, n - done, position + done);
-    if (bytesWritten <= 0) throw new Error("write made no progress");
-    done += bytesWritten;
-  }
 }
 
 async function fsyncDir(dir: string): Promise<void> {
@@ -384,8 +354,8 @@ export class WAL {
       fw.crcRecord(0);
       fw.bytes(RecordType.metadata, metadata);
       fw.bytes(RecordType.snapshot, snap);
-      await writeFully(fh.fd, buf, fw.pos, 0);
-      await fh.datasync();
+      await writeAt(fh.fd, buf, 0, fw.pos, 0);
+      await datasync(fh.fd);
       headerBytes = fw.pos;
       crc = fw.crc;
       // The segment's entry in the tmp dir must be durable before the rename publishes it.
@@ -397,6 +367,7 @@ export class WAL {
       await fsyncDir(dirname(dir));
       await fsyncDir(dirname(dirname(dir)));
     } catch (err) {
+      releaseFd(fh.fd);
       await fh.close();
       throw err;
     }
@@ -880,50 +851,88 @@ export class WAL {
       throw new WalInvariantError(`encoded ${fw.pos} bytes past the estimate ${estimate}`);
     if (fw.pos === 0) return;
     const tail = this.#tail;
-    const blocking =
-      entryCount <= this.#opts.syncWriteMaxEntries &&
-      this.#offsetBytes + fw.pos < this.#opts.segmentSizeBytes;
-    if (blocking && mustSync) {
-      // small batch: write + fdatasync without the thread pool (see syncWriteMaxEntries)
-      try {
-        writeFullySync(tail.fh.fd, buf, fw.pos, this.#offsetBytes);
-      } catch (err) {
-        throw new WalIoError("write", tail.path, err);
-      }
-      const t0 = process.hrtime.bigint();
-      try {
-        fdatasyncSync(tail.fh.fd);
-      } catch (err) {
-        throw new WalIoError("fdatasync", tail.path, err);
-      }
-      this.#wrote(fw, entryCount);
-      this.#synced(tail, Number(process.hrtime.bigint() - t0) / 1e9, entryCount, fw.pos);
-      return;
-    }
+    const dropWrite = failpoint("walBeforeWrite");
     if (mustSync && this.#offsetBytes + fw.pos < this.#opts.segmentSizeBytes) {
-      // write + fdatasync as one O_DSYNC write (see Tail.dsyncFd)
       const t0 = process.hrtime.bigint();
+      await this.#writeSynced(tail, buf, fw.pos, entryCount, dropWrite);
+      this.#wrote(fw, entryCount);
+      this.#synced(tail, Number(process.hrtime.bigint() - t0) / 1e9, entryCount, fw.pos);
+      failpoint("walAfterSync");
+      return;
+    }
+    if (!dropWrite) {
       try {
-        tail.dsyncFd ??= openSync(tail.path, constants.O_WRONLY | constants.O_DSYNC);
-        await writeFully(tail.dsyncFd, buf, fw.pos, this.#offsetBytes);
+        await writeAt(tail.fh.fd, buf, 0, fw.pos, this.#offsetBytes);
       } catch (err) {
         throw new WalIoError("write", tail.path, err);
       }
-      this.#wrote(fw, entryCount);
-      this.#synced(tail, Number(process.hrtime.bigint() - t0) / 1e9, entryCount, fw.pos);
-      return;
     }
-    try {
-      await writeFully(tail.fh.fd, buf, fw.pos, this.#offsetBytes);
-    } catch (err) {
-      throw new WalIoError("write", tail.path, err);
-    }
+    failpoint("walAfterWrite");
     this.#wrote(fw, entryCount);
     if (this.#offsetBytes >= this.#opts.segmentSizeBytes) {
       await this.#cut(entryCount, fw.pos);
     } else if (mustSync) {
       await this.#sync(tail, entryCount, fw.pos);
     }
+  }
+
+  /**
+   * Writes `buf[0, n)` at the tail's offset and makes it durable: with blocking calls for a small
+   * batch (see syncWriteMaxEntries), else as one O_DSYNC write (see Tail.dsyncFd), or as a write
+   * and an fdatasync when power loss is simulated (the kept bytes need the sync call). Failpoints:
+   * walAfterWrite and walBeforeSync between the write and the sync, or both before the one O_DSYNC
+   * write; `dropWrite` (walBeforeWrite=drop) skips the write, walBeforeSync=drop the sync.
+   */
+  async #writeSynced(
+    tail: Tail,
+    buf: Buffer,
+    n: number,
+    entryCount: number,
+    dropWrite: boolean,
+  ): Promise<void> {
+    const at = this.#offsetBytes;
+    const fd = tail.fh.fd;
+    if (entryCount <= this.#opts.syncWriteMaxEntries) {
+      try {
+        if (!dropWrite) writeAtSync(fd, buf, 0, n, at);
+      } catch (err) {
+        throw new WalIoError("write", tail.path, err);
+      }
+      failpoint("walAfterWrite");
+      const skipSync = failpoint("walBeforeSync");
+      try {
+        if (!skipSync) datasyncSync(fd);
+      } catch (err) {
+        throw new WalIoError("fdatasync", tail.path, err);
+      }
+      return;
+    }
+    if (powerLossSimulated()) {
+      try {
+        if (!dropWrite) await writeAt(fd, buf, 0, n, at);
+      } catch (err) {
+        throw new WalIoError("write", tail.path, err);
+      }
+      failpoint("walAfterWrite");
+      const skipSync = failpoint("walBeforeSync");
+      try {
+        if (!skipSync) await datasync(fd);
+      } catch (err) {
+        throw new WalIoError("fdatasync", tail.path, err);
+      }
+      return;
+    }
+    const skipSync = failpoint("walBeforeSync");
+    try {
+      if (skipSync && !dropWrite) await writeAt(fd, buf, 0, n, at);
+      else if (!dropWrite) {
+        tail.dsyncFd ??= openSync(tail.path, constants.O_WRONLY | constants.O_DSYNC);
+        await writeAt(tail.dsyncFd, buf, 0, n, at);
+      }
+    } catch (err) {
+      throw new WalIoError("write", tail.path, err);
+    }
+    failpoint("walAfterWrite");
   }
 
   /** Bookkeeping after a batch's bytes are in the file: tail offset, running CRC, stats. */
@@ -935,13 +944,15 @@ export class WAL {
   }
 
   async #sync(tail: Tail, entries: number, bytes: number): Promise<void> {
+    const skipSync = failpoint("walBeforeSync");
     const t0 = process.hrtime.bigint();
     try {
-      await tail.fh.datasync();
+      if (!skipSync) await datasync(tail.fh.fd);
     } catch (err) {
       throw new WalIoError("fdatasync", tail.path, err);
     }
     this.#synced(tail, Number(process.hrtime.bigint() - t0) / 1e9, entries, bytes);
+    failpoint("walAfterSync");
   }
 
   /** Bookkeeping after an fdatasync: stats, slow-sync warning, the onSync hook. */
@@ -993,23 +1004,26 @@ export class WAL {
     if (!isEmptyHardState(this.#state)) fw.hardState(this.#state);
     const next: Tail = { fh: prepared.fh, path, seg: parseWalName(name)!, dsyncFd: null };
     try {
-      await writeFully(prepared.fh.fd, head, fw.pos, 0);
+      await writeAt(prepared.fh.fd, head, 0, fw.pos, 0);
     } catch (err) {
       throw new WalIoError("write", prepared.path, err);
     }
     await this.#sync({ ...next, path: prepared.path }, 0, fw.pos);
+    failpoint("walBeforeSegmentRename");
     try {
       await rename(prepared.path, path);
       await fsyncDir(this.#dir);
     } catch (err) {
       throw new WalIoError("rename", path, err);
     }
+    failpoint("walAfterSegmentRename");
     this.stats.bytes += fw.pos;
     this.#tail = next;
     this.#offsetBytes = fw.pos;
     this.#crc = fw.crc;
     this.#segments.push(next.seg);
     closeDsync(old);
+    releaseFd(old.fh.fd);
     await old.fh.close().catch(() => {});
     this.#opts.logger.info({ path }, "wal: created a new WAL segment");
   }
@@ -1035,6 +1049,7 @@ export class WAL {
     const held = new Set(segs.map((s) => s.name));
     const all = await listSegments(this.#dir);
     let excess = all.length - this.#opts.maxWalFiles;
+    if (excess > 0) failpoint("walBeforePurge");
     let removed = false;
     for (const s of all) {
       if (excess <= 0 || held.has(s.name)) break;
@@ -1065,11 +1080,12 @@ export class WAL {
     if (this.#failed !== null) {
       // The failure was reported to every save; closing a descriptor in an unknown state may fail
       // too, and there is nothing more to tell.
+      releaseFd(this.#tail.fh.fd);
       await this.#tail.fh.close().catch(() => {});
       return;
     }
     try {
-      await this.#tail.fh.datasync();
+      await datasync(this.#tail.fh.fd);
     } finally {
       await this.#tail.fh.close();
     }

@@ -19,6 +19,7 @@ export {
   FAILPOINTS_ENV,
   FAILPOINTS_SEED_ENV,
 } from "./runtime.js";
+export { seededRandom } from "./random.js";
 export { failpointSpecs, failpointNames, failpointSpec, isFailpointName } from "./points.js";
 export type { FailpointName, FailpointSpec } from "./points.js";
 export { parseTerms, selectTerm, MAX_SLEEP_MS } from "./terms.js";

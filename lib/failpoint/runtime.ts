@@ -19,6 +19,7 @@ import {
   FailpointUnsupportedError,
 } from "./errors.js";
 import { failpointSpec, isFailpointName, type FailpointName } from "./points.js";
+import { seededRandom } from "./random.js";
 import { parseTerms, selectTerm, type FailpointTerm } from "./terms.js";
 
 /** The environment variable read at start (gofail: GOFAIL_FAILPOINTS). */
@@ -38,20 +39,13 @@ let armed = false;
 const slots = new Map<string, Slot>();
 const panicHooks: Array<(name: string) => void> = [];
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));
-let rngState = (Math.random() * 2 ** 32) >>> 0;
-
-/** mulberry32: small, fast, good enough to pick failures. */
-function random(): number {
-  rngState = (rngState + 0x6d2b79f5) >>> 0;
-  let t = rngState;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-}
+let seedInUse = (Math.random() * 2 ** 32) >>> 0;
+let random = seededRandom(seedInUse);
 
 /** Seeds the PRNG of probabilistic terms (`P%`), so a run replays. */
 export function seedFailpoints(seed: number): void {
-  rngState = seed >>> 0;
+  seedInUse = seed >>> 0;
+  random = seededRandom(seedInUse);
 }
 
 /**
@@ -208,7 +202,7 @@ export function loadFailpointsFromEnv(env: NodeJS.ProcessEnv = process.env): {
     }
     seedFailpoints(Number(seedText));
   }
-  const seed = rngState;
+  const seed = seedInUse;
   const list = parseFailpointList(env[FAILPOINTS_ENV] ?? "");
   for (const { name, terms } of list) compile(name, terms);
   for (const { name, terms } of list) setFailpoint(name, terms);

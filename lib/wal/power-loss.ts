@@ -21,7 +21,7 @@
  * (MAX_PENDING_BYTES): a write past the bound fails as a full disk would.
  */
 import { fdatasync, fdatasyncSync, fstatSync, readSync, write, writeSync } from "node:fs";
-import { onFailpointPanic } from "../failpoint/index.js";
+import { onFailpointPanic, seededRandom } from "../failpoint/index.js";
 
 /** The most bytes kept unsynced in the process at once in test mode (1 GiB). */
 export const MAX_PENDING_BYTES = 1024 * 1024 * 1024;
@@ -190,18 +190,6 @@ export function releaseFd(fd: number): void {
 /** Bytes kept unsynced in the process now (0 when the test mode is off). */
 export function pendingSyncBytes(): number {
   return pendingBytes;
-}
-
-/** mulberry32 over the configured seed, for the torn-page choice. */
-function seededRandom(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**

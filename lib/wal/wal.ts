@@ -505,7 +505,11 @@ export class WAL {
    */
   static async validSnapshotEntries(
     walDir: string,
-    opts?: { logger?: WalLogger },
+    opts?: {
+      logger?: WalLogger;
+      /** called before each segment is read: its path, its position and the segment count */
+      onSegment?: (path: string, position: number, count: number) => void;
+    },
   ): Promise<{ snapshots: WalSnapshot[]; hardState: HardState; lastIndex: number }> {
     const logger = opts?.logger ?? noopLogger;
     const dir = walDir.replace(/\/+$/, "");
@@ -521,6 +525,7 @@ export class WAL {
     let crc = 0;
     for (let k = 0; k < segs.length; k++) {
       const path = join(dir, segs[k]!.name);
+      opts?.onSegment?.(path, k + 1, segs.length);
       const fh = await open(path, "r");
       try {
         const dec = new SegmentDecoder(fh, k === segs.length - 1);

@@ -32,7 +32,9 @@ export async function verifyDataDir(
   progress(`verifying WAL records in ${walDir}`);
   let wal: Awaited<ReturnType<typeof WAL.validSnapshotEntries>> | undefined;
   try {
-    wal = await WAL.validSnapshotEntries(walDir);
+    wal = await WAL.validSnapshotEntries(walDir, {
+      onSegment: (path, k, n) => progress(`verifying WAL segment ${k}/${n} ${path}`),
+    });
     lines.push(
       `wal: ok (last index ${wal.lastIndex}, commit ${wal.hardState.commit}, term ${wal.hardState.term}, snapshot records ${wal.snapshots.map((s) => s.index).join(",") || "none"})`,
     );

@@ -7,7 +7,8 @@
  */
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import { WAL, WalSnapshotNotFoundError, type WalSnapshot } from "../../lib/wal/index.js";
+import { WAL, type WalSnapshot } from "../../lib/wal/index.js";
+import { decodeEntryData } from "../../lib/server/v2-request.js";
 import { Metadata } from "../../lib/proto/gen/etcdserverpb/etcdserver.js";
 import { InternalRaftRequest } from "../../lib/proto/gen/etcdserverpb/raft_internal.js";
 import {
@@ -69,8 +70,19 @@ export function describeEntry(e: Entry): { type: string; data: string } {
   if (e.type === EntryType.EntryConfChangeV2)
     return { type: "confv2", data: `${e.data.length} bytes` };
   if (e.data.length === 0) return { type: "norm", data: "" };
+  let decoded: ReturnType<typeof decodeEntryData>;
   try {
-    const r = InternalRaftRequest.fromBinary(e.data);
+    decoded = decodeEntryData(e.data);
+  } catch {
+    return { type: "norm", data: `undecodable (${e.data.length} bytes)` };
+  }
+  if (decoded.kind === "v2") {
+    // etcd 3.4's v2 Request entries (member attributes, cluster version), as etcd-dump-logs prints
+    const q = decoded.request;
+    return { type: "norm", data: `ID=${hex(q.iD)} method=${q.method} path=${q.path} val=${q.val}` };
+  }
+  try {
+    const r = decoded.request;
     const json = InternalRaftRequest.toJson(r, { emitDefaultValues: false }) as Record<
       string,
       unknown
@@ -89,20 +101,26 @@ export function describeEntry(e: Entry): { type: string; data: string } {
 }
 
 /**
+ * Where the dump starts without --start-index: the newest .snap file the WAL has a snapshot record
+ * for (a .snap written just before a crash may have none), else the oldest record the WAL still
+ * holds (index 0 on a WAL that was never released).
+ */
+async function startSnapshot(dataDir: string, walDir: string): Promise<WalSnapshot> {
+  const { snapshots } = await WAL.validSnapshotEntries(walDir);
+  const held = (s: WalSnapshot) => snapshots.some((w) => w.index === s.index && w.term === s.term);
+  const newest = newestSnapName(dataDir);
+  if (held(newest)) return newest;
+  return snapshots[0] ?? { index: 0, term: 0 };
+}
+
+/**
  * Reads the WAL under `<dataDir>/member/wal` and returns the dump as lines. Throws lib/wal's
  * errors (WalCorruptError naming file and offset, WalSnapshotNotFoundError, …) unchanged.
  */
 export async function walDump(o: WalDumpOptions): Promise<string[]> {
   const walDir = join(o.dataDir, "member", "wal");
-  const snap = o.snapshot ?? newestSnapName(o.dataDir);
-  let r;
-  try {
-    r = await WAL.read(walDir, { snapshot: snap });
-  } catch (err) {
-    if (!(err instanceof WalSnapshotNotFoundError) || o.snapshot !== undefined || snap.index === 0)
-      throw err;
-    r = await WAL.read(walDir, { snapshot: { index: 0, term: 0 } });
-  }
+  const snap = o.snapshot ?? (await startSnapshot(o.dataDir, walDir));
+  const r = await WAL.read(walDir, { snapshot: snap });
   const lines: string[] = [];
   let md = "";
   try {

@@ -1,15 +1,17 @@
 /**
- * lib/btree public face: the copy-on-write B-tree used by lib/mvcc for its key index and for
- * O(1) point-in-time clones (DESIGN §2, §3 step 5), and the bbolt-format db file writer and
- * reader used for snapshot (db) files (DESIGN §1).
+ * lib/btree public face: the copy-on-write B-tree (O(1) point-in-time clones), the slot B+tree in
+ * typed arrays that lib/mvcc uses as its key index (no object per key), and the bbolt-format db
+ * file writer and reader used for snapshot (db) files (DESIGN §1, §2).
  */
 export { BTree, defaultBTreeDegree } from "./btree.js";
 export type { BTreeVisitor, BTreeEntriesOptions } from "./btree.js";
+export { SlotBTree, defaultSlotNodeCapacity, headOfKey } from "./slot-btree.js";
+export type { SlotKeys } from "./slot-btree.js";
 export { BTreeError, BTreeInvalidDegreeError, BTreeInvariantError } from "./errors.js";
 export { BoltFileWriter, defaultBoltWriteOptions } from "./bolt.js";
 export type { BoltBucketSource, BoltWriteOptions } from "./bolt.js";
-export { BoltFile, BoltBucket, boltMaxTreeDepth } from "./bolt-reader.js";
-export type { BoltMeta } from "./bolt-reader.js";
+export { BoltFile, BoltBucket, boltMaxTreeDepth, boltReadAheadMaxPages } from "./bolt-reader.js";
+export type { BoltMeta, BoltByteSource } from "./bolt-reader.js";
 export { BoltError, BoltCorruptError, BoltInputError } from "./bolt-errors.js";
 export {
   boltMaxKeyBytes,

@@ -1,8 +1,6 @@
 /**
- * One stored revision of one key: etcd's bbolt "key" bucket entry (revision -> KeyValue) held in
- * memory. A record's fields never change once written, except where its value bytes sit (a
- * compaction moves them, unchanged, to a fresh arena); the key Buffer is shared by every record of
- * that key and by the key index, so a key's bytes are held once however many revisions it has.
+ * One stored revision of one key (etcd's bbolt "key" bucket entry, revision -> KeyValue) as the
+ * store hands it out, and the arenas that own the stored bytes.
  */
 import { type KeyValue, Event_EventType, type Event } from "../proto/gen/mvccpb/kv.js";
 
@@ -29,20 +27,25 @@ export function bytesToLatin1(u: Uint8Array): string {
 
 /**
  * Copies the bytes the store keeps (keys; values) into large chunks that hold nothing else, outside
- * the V8 heap. Measured reasons:
+ * the V8 heap, and names each chunk by a small integer id (its index in the arena's chunk list),
+ * so a record can point at its bytes with two int32s instead of a Buffer object. Measured reasons:
  * - A key or value copied with Buffer.allocUnsafe lands in Node's shared 8 KiB pool slab next to
  *   short-lived request and response bytes, so each stored one pinned a whole slab: ~200 bytes of
  *   dead slab per key at 100k keys (DESIGN §7).
  * - Values held as V8 strings made every put leave ~270 bytes in the young generation that each
  *   scavenge copied into the old one, where it became garbage once the key was overwritten.
- * Chunks are append-only: a chunk is freed when nothing points into it any more, which for values
- * is after a compaction moved the survivors to a fresh arena (MvccStore.compact).
+ * - A view (Buffer) per stored key is a ~96-byte V8 object: 96 MB of heap at 1M keys.
+ * Chunks are append-only and never reused: a chunk lives while its arena (or a view into it) does;
+ * a compaction copies the survivors into a fresh arena and drops the old one.
  */
 export class ByteArena {
   readonly #chunkBytes: number;
   /** Larger copies get their own allocation so one of them cannot waste most of a chunk. */
   readonly #maxSharedBytes: number;
+  /** Every chunk this arena handed out, by id. */
+  readonly #chunks: Buffer[] = [];
   #chunk: Buffer = emptyBuffer;
+  #chunkId = -1;
   #used = 0;
   #placedOffset = 0;
 
@@ -55,34 +58,36 @@ export class ByteArena {
     this.#maxSharedBytes = chunkBytes >>> 3;
   }
 
-  /** A Buffer owned by the store holding a copy of `u`; never mutate it. */
+  /** A Buffer owned by the arena holding a copy of `u`; never mutate it. */
   copy(u: Uint8Array): Buffer {
     const n = u.length;
     if (n === 0) return emptyBuffer;
-    const chunk = this.place(u, 0, n);
-    const at = this.#placedOffset;
-    return at === 0 && chunk.length === n ? chunk : chunk.subarray(at, at + n);
+    const id = this.place(u, 0, n);
+    return this.view(id, this.#placedOffset, n);
   }
 
   /**
-   * Copies bytes [start, end) of `u` like copy(), but returns the whole chunk that holds the copy;
-   * the copy begins at `placedOffset`. A caller that keeps (chunk, offset, length) needs no view
-   * object per copy (a view is a ~100-byte V8 object; two numbers in a record are 8 bytes).
+   * Copies bytes [start, end) of `u` into the arena; returns the id of the chunk that holds the
+   * copy (-1 for no bytes), which begins at `placedOffset`. A caller that keeps (id, offset,
+   * length) needs no object per copy.
    */
-  place(u: Uint8Array, start: number, end: number): Buffer {
+  place(u: Uint8Array, start: number, end: number): number {
     const n = end - start;
     if (n === 0) {
       this.#placedOffset = 0;
-      return emptyBuffer;
+      return -1;
     }
     if (n > this.#maxSharedBytes) {
       const own = Buffer.allocUnsafeSlow(n);
       own.set(u.subarray(start, end));
       this.#placedOffset = 0;
-      return own;
+      this.#chunks.push(own);
+      return this.#chunks.length - 1;
     }
     if (this.#used + n > this.#chunk.length) {
       this.#chunk = Buffer.allocUnsafeSlow(this.#chunkBytes);
+      this.#chunks.push(this.#chunk);
+      this.#chunkId = this.#chunks.length - 1;
       this.#used = 0;
     }
     const at = this.#used;
@@ -91,30 +96,48 @@ export class ByteArena {
     else chunk.set(u.subarray(start, end), at);
     this.#used = at + n;
     this.#placedOffset = at;
-    return chunk;
+    return this.#chunkId;
   }
 
-  /** Where the last place() put its copy in the chunk it returned. */
+  /** Where the last place() put its copy in its chunk. */
   get placedOffset(): number {
     return this.#placedOffset;
+  }
+
+  /** The chunk with id `id` (emptyBuffer for -1). */
+  chunk(id: number): Buffer {
+    return id < 0 ? emptyBuffer : this.#chunks[id]!;
+  }
+
+  /** A view of `length` bytes at `offset` of chunk `id` (a new Buffer object; never mutate). */
+  view(id: number, offset: number, length: number): Buffer {
+    if (length === 0) return emptyBuffer;
+    const c = this.#chunks[id]!;
+    return offset === 0 && c.length === length ? c : c.subarray(offset, offset + length);
+  }
+
+  /** Bytes of the chunks allocated so far. */
+  get allocatedBytes(): number {
+    let n = 0;
+    for (const c of this.#chunks) n += c.length;
+    return n;
   }
 }
 
 /**
  * A put (createRevision > 0) or a tombstone (createRevision === 0: the key was deleted at
- * revision {main, sub}). etcd's revision.go: `main` is the store revision of the write, `sub` its
- * position among the changes of that revision (txn ops share one main revision).
+ * revision {main, sub}), as read from the store: a short-lived object the store makes for a read,
+ * a watch event or a write's changes from its record log (record-log.ts), where records are held
+ * as table rows, not objects. etcd's revision.go: `main` is the store revision of the write, `sub`
+ * its position among the changes of that revision (txn ops share one main revision).
  */
 export class Rec {
   constructor(
+    /** The stored key: a view into the store's key arena (shared: never mutate it). */
     readonly key: Buffer,
-    /**
-     * The value is bytes [valueOffset, valueOffset + valueLength) of this chunk of the store's
-     * value arena (ByteArena), outside the V8 heap. A compaction may move them to a fresh arena
-     * (the bytes stay the same); that is the only time chunk and offset change.
-     */
-    public valueChunk: Buffer,
-    public valueOffset: number,
+    /** The value is bytes [valueOffset, valueOffset + valueLength) of this chunk. */
+    readonly valueChunk: Buffer,
+    readonly valueOffset: number,
     readonly valueLength: number,
     readonly main: number,
     readonly sub: number,
@@ -123,24 +146,15 @@ export class Rec {
     /** version within the generation (1 on create); 0 for a tombstone. */
     readonly version: number,
     readonly lease: bigint,
+    /** The row of `log` this record was read from (-1: none), for a cheap recordBefore. */
+    readonly row = -1,
+    /** The record log the row belongs to (a compaction starts a new one). */
+    readonly log: object | undefined = undefined,
   ) {}
-
-  /**
-   * Where the store's revision log holds this record while it is the newest of its key (the
-   * store's bookkeeping: it packs the record into its ColdLog at that slot once superseded).
-   */
-  logPos = -1;
 
   /** Approximate bytes of a record in etcd's backend (bbolt key + marshaled value). */
   static approximateBytesOf(keyBytes: number, valueBytes: number): number {
     return revKeyBytes + keyBytes + valueBytes + recordOverheadBytes;
-  }
-
-  /** Copies the value bytes into `arena` and points the record at the copy (compaction). */
-  moveValueTo(arena: ByteArena): void {
-    const at = this.valueOffset;
-    this.valueChunk = arena.place(this.valueChunk, at, at + this.valueLength);
-    this.valueOffset = arena.placedOffset;
   }
 
   /** The value bytes: a view shared with the store, so never mutate it. */

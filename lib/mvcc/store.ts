@@ -3,19 +3,20 @@
  * generations, ranges, compaction, HashKV) plus etcd's applier semantics for Range / Put /
  * DeleteRange / Txn (etcdserver/apply.go) and the watchable store.
  *
- * Layout (memory per key matters, DESIGN §7):
- * - `#index`: a B-tree from key to that key's records in revision order (puts and tombstones;
- *   a tombstone ends a generation, as etcd's keyIndex generations). The key Buffer is stored once
- *   and shared by the tree and every record of the key.
- * - `#log`: every record held, in revision order: etcd's bbolt "key" bucket (revision -> KeyValue)
- *   without the bytes. It serves watch catch-up, HashKV and stats; compaction rebuilds it.
- * - `#cold`: records that are no longer the newest of their key, packed outside the V8 heap
- *   (ColdLog). The index and the log hold a Rec object for each key's newest record and a ColdLog
- *   row number for every older one (`Held`); a read of an old revision gets a fresh Rec.
- * Records are immutable, so a reader may keep them; the store never mutates a returned Buffer.
+ * Layout (memory per key matters, DESIGN §7; issue 13 measured it at 1M keys):
+ * - `#log`: every record held (puts and tombstones), in revision order, as rows of typed-array
+ *   columns (RecordLog): etcd's bbolt "key" bucket (revision -> KeyValue). Each row links to the
+ *   previous record of its key, and its key table (KeyTable) gives each distinct key a slot: its
+ *   bytes in the key arena and its newest row. A tombstone ends a generation, as etcd's keyIndex
+ *   generations. Values live in the log's value arena, outside the V8 heap.
+ * - `#index`: the key slots in key order (lib/btree SlotBTree, typed-array nodes).
+ * Nothing here is an object per key or per record: a read, a watch event or a write's changes
+ * get short-lived Rec objects made from rows. Rows never change, so a snapshot reads the log it
+ * captured while writes go on; compaction builds a new log. The store never mutates a returned
+ * Buffer.
  */
 import CRC32C from "crc-32/crc32c.js";
-import { BTree } from "../btree/index.js";
+import { SlotBTree } from "../btree/index.js";
 import {
   Compare_CompareResult,
   Compare_CompareTarget,
@@ -41,16 +42,8 @@ import {
   MvccFutureRevError,
   mvccAssert,
 } from "./errors.js";
-import {
-  ByteArena,
-  Rec,
-  bytesToLatin1,
-  compareRecRevision,
-  compareRecValues,
-  emptyBuffer,
-  recToKeyValue,
-} from "./record.js";
-import { ColdLog } from "./cold-log.js";
+import { Rec, compareRecValues, emptyBuffer, recToKeyValue } from "./record.js";
+import { RecordLog } from "./record-log.js";
 import { WatchHub, type WatchSink, type WatchSource, type WatchStream } from "./watch.js";
 import { putVarint, putVarintBig } from "../proto/varint.js";
 
@@ -58,7 +51,7 @@ import { putVarint, putVarintBig } from "../proto/varint.js";
  * How mvcc talks to the lessor (lib/lease) without importing it: `exists` answers whether a lease
  * is granted; attach/detach keep the lessor's key sets in step with puts and deletes, as etcd's
  * kvstore_txn.go calls lessor.Attach / Detach. The `key` passed is the store's own copy (see
- * KeyArena), never mutated and never a view into a request, so a lessor may keep it as is.
+ * ByteArena), never mutated and never a view into a request, so a lessor may keep it as is.
  */
 export interface LeaseHooks {
   exists(id: bigint): boolean;
@@ -150,22 +143,29 @@ function rangeEndOf(rangeEnd: Uint8Array): RangeEnd {
   return view(rangeEnd);
 }
 
-/** A held record: the Rec of a key's newest record, or the ColdLog row of an older one. */
-type Held = Rec | number;
-
-/**
- * A key's records in revision order. Most keys hold one record (always so right after a
- * compaction), so a lone record is stored bare: an array costs ~56 bytes per key. In an array,
- * the last entry is the newest record's Rec and every other entry a ColdLog row.
- */
-type History = Rec | Held[];
-
-function lastOf(hist: History): Rec {
-  return hist instanceof Rec ? hist : (hist[hist.length - 1] as Rec);
-}
-
 /** Shared zero lease: decoded requests carry a fresh 0n BigInt object each. */
 const noLease = 0n;
+
+/**
+ * Longest walk back along one key's chain of records before a watch catch-up reads the log
+ * forward instead (see #keyRecordsFrom).
+ */
+const keyChainWalkMaxRows = 4096;
+
+/** [0, 1, …, n - 1]. */
+function slotRange(n: number): Int32Array {
+  const a = new Int32Array(n);
+  for (let i = 0; i < n; i++) a[i] = i;
+  return a;
+}
+
+/** `k` as a Buffer if it is an etcd revision key (17 bytes, or 18 ending in 't'). */
+function checkRevisionKey(k: Uint8Array): Buffer {
+  if (!(k.length === 17 || (k.length === 18 && k[17] === 0x74)) || k[8] !== 0x5f) {
+    throw new MvccRestoreError("ErrRestoreBadEntry", "malformed revision key");
+  }
+  return view(k);
+}
 
 function innerHeader(revision: number): ResponseHeader {
   return { clusterId: 0n, memberId: 0n, revision, raftTerm: 0 };
@@ -190,31 +190,30 @@ export function isTxnReadOnly(req: TxnRequest): boolean {
  * server applies committed entries one at a time; reads see the last applied state.
  */
 export class MvccStore {
-  readonly #index = new BTree<History>();
-  #log: Held[] = [];
-  #cold = new ColdLog();
+  /** Every record held, in revision order, and the keys (see record-log.ts). */
+  #log: RecordLog;
+  /** Key order: the slots of #log.keys by key bytes. */
+  #index: SlotBTree;
   /** etcd starts at revision 1 with nothing in it. */
   #currentRev = 1;
   /** etcd's compactMainRev: -1 until the first compaction. */
   #compactRev = -1;
   #liveKeys = 0;
   #bytes = 0;
-  /** Changes of the write in progress (sub-revision = position), undefined outside a write. */
-  #writing: Rec[] | undefined = undefined;
+  /** First row of the write in progress (its changes are the rows from here); -1 outside one. */
+  #writeStart = -1;
   readonly #hooks: LeaseHooks | undefined;
   readonly #hub: WatchHub;
-  /** Owns every stored key's bytes (a request's key is a view into the request). */
-  readonly #keys: ByteArena;
-  /** Owns every held value's bytes; a compaction moves the survivors to a fresh one. */
-  #values: ByteArena;
+  readonly #keyArenaChunkBytes: number;
   readonly #valueArenaChunkBytes: number;
 
   /** See MvccStoreOptions for the limits and their defaults. */
   constructor(opts?: MvccStoreOptions) {
     this.#hooks = opts?.leaseHooks;
-    this.#keys = new ByteArena(opts?.keyArenaChunkBytes ?? 64 * 1024);
+    this.#keyArenaChunkBytes = opts?.keyArenaChunkBytes ?? 64 * 1024;
     this.#valueArenaChunkBytes = opts?.valueArenaChunkBytes ?? 1024 * 1024;
-    this.#values = new ByteArena(this.#valueArenaChunkBytes);
+    this.#log = new RecordLog(this.#keyArenaChunkBytes, this.#valueArenaChunkBytes);
+    this.#index = new SlotBTree(this.#log.keys);
     // Getters (not arrows) so the watch side always sees the live revisions.
     const store = this;
     const src: WatchSource = {
@@ -268,7 +267,7 @@ export class MvccStore {
 
   /** Inside a write, reads see its changes at currentRevision + 1 (etcd storeTxnWrite.Range). */
   #readRev(): number {
-    return this.#writing !== undefined && this.#writing.length > 0
+    return this.#writeStart >= 0 && this.#log.length > this.#writeStart
       ? this.#currentRev + 1
       : this.#currentRev;
   }
@@ -295,9 +294,10 @@ export class MvccStore {
     const fetch = !filtered && req.limit > 0 ? req.limit + 1 : 0;
     let recs: Rec[] = [];
     let count = 0;
-    this.#visit(key, end, rev, (r) => {
+    const log = this.#log;
+    this.#visit(key, end, rev, (row) => {
       count++;
-      if (fetch === 0 || recs.length < fetch) recs.push(r);
+      if (fetch === 0 || recs.length < fetch) recs.push(log.rec(row));
     });
     if (req.maxModRevision !== 0) recs = recs.filter((r) => r.main <= req.maxModRevision);
     if (req.minModRevision !== 0) recs = recs.filter((r) => r.main >= req.minModRevision);
@@ -327,17 +327,17 @@ export class MvccStore {
     return { header: undefined, kvs, more, count };
   }
 
-  /** Calls fn for each key of the range that is live at rev, in key order. */
-  #visit(key: Buffer, end: RangeEnd, rev: number, fn: (r: Rec) => void): void {
+  /** Calls fn with the row of each key of the range that is live at rev, in key order. */
+  #visit(key: Buffer, end: RangeEnd, rev: number, fn: (row: number) => void): void {
     if (end === "single") {
-      const hist = this.#index.get(key);
-      const r = hist === undefined ? undefined : this.#visibleAt(hist, rev);
-      if (r !== undefined) fn(r);
+      const slot = this.#index.find(key);
+      const row = slot < 0 ? -1 : this.#visibleRow(slot, rev);
+      if (row >= 0) fn(row);
       return;
     }
-    this.#index.ascend(key, end === "open" ? undefined : end, (_k, hist) => {
-      const r = this.#visibleAt(hist, rev);
-      if (r !== undefined) fn(r);
+    this.#index.ascend(key, end === "open" ? undefined : end, (slot) => {
+      const row = this.#visibleRow(slot, rev);
+      if (row >= 0) fn(row);
     });
   }
 
@@ -353,11 +353,11 @@ export class MvccStore {
   put(req: PutRequest): PutResponse {
     if (req.lease !== 0n && !this.#leaseExists(req.lease)) throw new LeaseNotFoundError();
     // #write without its closure: this is the hottest write
-    const changes = this.#beginWrite();
+    this.#beginWrite();
     try {
       return this.#applyPut(req);
     } finally {
-      this.#endWrite(changes);
+      this.#endWrite();
     }
   }
 
@@ -394,13 +394,14 @@ export class MvccStore {
    */
   deleteKeys(keys: Buffer[]): number {
     return this.#write(() => {
+      const log = this.#log;
       let n = 0;
       for (const k of keys) {
-        const hist = this.#index.get(view(k));
-        if (hist === undefined) continue;
-        const last = lastOf(hist);
-        if (last.isTombstone) continue;
-        this.#appendTombstone(hist, last);
+        const slot = this.#index.find(view(k));
+        if (slot < 0) continue;
+        const last = log.keys.newest(slot);
+        if (log.isTombstone(last)) continue;
+        this.#appendTombstone(slot, last);
         n++;
       }
       return n;
@@ -413,124 +414,102 @@ export class MvccStore {
    * keys left with nothing leave the index. Reads below `revision` then fail with
    * MvccCompactedError. Throws MvccCompactedError if revision <= compactRevision,
    * MvccFutureRevError if revision > currentRevision. Runs synchronously, O(keys + records).
+   *
+   * The survivors are copied into a new record log (keys and values into fresh arenas, keys
+   * renumbered in key order) and the key index is rebuilt from it in full nodes; a snapshot taken
+   * before keeps reading the old log.
    */
   compact(revision: number): void {
     if (revision <= this.#compactRev) throw new MvccCompactedError();
     if (revision > this.#currentRev) throw new MvccFutureRevError();
     this.#compactRev = revision;
-    // Survivors move to a new ColdLog (dropping the dead rows and their value bytes); a snapshot
-    // taken before keeps reading the old one.
-    const oldCold = this.#cold;
-    const cold = new ColdLog();
-    const values = new ByteArena(this.#valueArenaChunkBytes);
-    const remap = new Int32Array(oldCold.length).fill(-1);
-    const tailStart = this.#logIndexAtOrAfter(revision + 1);
-    const keptOld: Held[] = [];
-    const emptied: Buffer[] = [];
-    const single: Rec[] = [];
-    this.#index.ascend(undefined, undefined, (key, hist) => {
-      if (hist instanceof Rec) {
-        if (hist.main > revision) return;
-        if (hist.isTombstone) emptied.push(key);
-        else keptOld.push(hist);
-        return;
+    const old = this.#log;
+    const keep = new Uint8Array(old.length);
+    const survivors: number[] = [];
+    this.#index.ascend(undefined, undefined, (slot) => {
+      let any = false;
+      let r = old.keys.newest(slot);
+      for (; r >= 0 && old.main(r) > revision; r = old.prevRow(r)) {
+        keep[r] = 1;
+        any = true;
       }
-      let i = hist.length - 1;
-      while (i >= 0 && this.#mainOf(hist[i]!) > revision) i--;
-      let keepsOld = false;
-      if (i >= 0) {
-        const tomb = this.#isTombstone(hist[i]!);
-        keepsOld = !tomb;
-        const drop = tomb ? i + 1 : i;
-        if (drop > 0) hist.splice(0, drop);
+      if (r >= 0 && !old.isTombstone(r)) {
+        keep[r] = 1;
+        any = true;
       }
-      for (let j = 0; j < hist.length; j++) {
-        const h = hist[j]!;
-        if (typeof h === "number") {
-          const n = cold.copyRow(oldCold, h, values);
-          remap[h] = n;
-          hist[j] = n;
-        }
-      }
-      if (keepsOld) keptOld.push(hist[0]!);
-      if (hist.length === 0) emptied.push(key);
-      else if (hist.length === 1) single.push(hist[0] as Rec);
+      if (any) survivors.push(slot);
     });
-    // The tree is not changed while it is walked: deletions and bare-record swaps come after.
-    for (const k of emptied) this.#index.delete(k);
-    for (const r of single) this.#index.set(r.key, r);
-    const tail = this.#log.slice(tailStart);
-    this.#cold = cold;
-    this.#values = values;
-    keptOld.sort((x, y) => this.#compareHeld(x, y));
-    for (let j = 0; j < tail.length; j++) {
-      const h = tail[j]!;
-      if (typeof h === "number") tail[j] = remap[h]!;
-    }
-    this.#log = keptOld.concat(tail);
+    const log = new RecordLog(this.#keyArenaChunkBytes, this.#valueArenaChunkBytes);
+    const slotMap = new Int32Array(old.keys.length).fill(-1);
+    for (const s of survivors) slotMap[s] = log.keys.add(old.keys.key(s));
     let bytes = 0;
-    for (let j = 0; j < this.#log.length; j++) {
-      const h = this.#log[j]!;
-      if (typeof h === "number") bytes += cold.approximateBytes(h);
-      else {
-        h.logPos = j;
-        bytes += h.approximateBytes;
-        h.moveValueTo(values);
-      }
+    for (let r = 0; r < old.length; r++) {
+      if (keep[r] === 0) continue;
+      const row = log.copyRow(old, r, slotMap[old.keySlot(r)]!);
+      bytes += log.approximateBytes(row);
     }
+    this.#log = log;
+    // survivors got slots 0.. in key order
+    this.#index = SlotBTree.build(log.keys, slotRange(survivors.length));
     this.#bytes = bytes;
     // Unsynced watchers below the new compaction point get their compacted response now.
     this.#hub.syncWatchers();
   }
 
   /**
-   * Checks the store's invariants, O(records): the log is in strictly increasing revision order
-   * and holds exactly the records of the index; each key's history is non-empty, in order, and
-   * never holds a tombstone first after the compaction point; counts match. Throws
-   * MvccInvariantError naming the first broken one. For tests and debugging; never needed in
-   * normal operation.
+   * Checks the store's invariants, O(records): the log is in strictly increasing revision order;
+   * each row links to the previous row of its key and each key to its newest row; the index holds
+   * every key once in key order; no key's only record is a tombstone at or below the compaction
+   * point; counts match. Throws MvccInvariantError naming the first broken one (BTreeInvariantError
+   * for the index). For tests and debugging; never needed in normal operation.
    */
   checkInvariants(): void {
     const log = this.#log;
-    for (let i = 1; i < log.length; i++) {
-      mvccAssert(this.#compareHeld(log[i - 1]!, log[i]!) < 0, `log out of order at ${i}`);
+    const keys = log.keys;
+    const lastRow = new Int32Array(keys.length).fill(-1);
+    const records = new Int32Array(keys.length);
+    let bytes = 0;
+    for (let r = 0; r < log.length; r++) {
+      if (r > 0) {
+        const m0 = log.main(r - 1);
+        const m1 = log.main(r);
+        mvccAssert(
+          m0 < m1 || (m0 === m1 && log.sub(r - 1) < log.sub(r)),
+          `log out of order at ${r}`,
+        );
+      }
+      const slot = log.keySlot(r);
+      mvccAssert(slot >= 0 && slot < keys.length, `row ${r} names slot ${slot}`);
+      mvccAssert(
+        log.prevRow(r) === lastRow[slot],
+        `row ${r} does not link to its key's previous row`,
+      );
+      lastRow[slot] = r;
+      records[slot]!++;
+      bytes += log.approximateBytes(r);
     }
-    for (let i = 0; i < log.length; i++) {
-      const h = log[i]!;
-      if (typeof h === "number") mvccAssert(h >= 0 && h < this.#cold.length, `bad row at ${i}`);
-      else mvccAssert(h.logPos === i, `record at ${i} says it is at ${h.logPos}`);
-    }
-    const last = log[log.length - 1];
     mvccAssert(
-      last === undefined || this.#mainOf(last) <= this.#currentRev,
+      log.length === 0 || log.main(log.length - 1) <= this.#currentRev,
       "record above current revision",
     );
-    const inLog = new Set<Held>(log);
-    let held = 0;
+    this.#index.checkInvariants();
+    mvccAssert(
+      this.#index.size === keys.length,
+      `index holds ${this.#index.size} of ${keys.length} keys`,
+    );
     let live = 0;
-    let bytes = 0;
-    this.#index.ascend(undefined, undefined, (key, hist) => {
-      const recs: Held[] = hist instanceof Rec ? [hist] : hist;
-      mvccAssert(recs.length > 0, `empty history for key ${key.toString("hex")}`);
+    const seen = new Uint8Array(keys.length);
+    this.#index.ascend(undefined, undefined, (slot) => {
+      mvccAssert(seen[slot] === 0, `slot ${slot} twice in the index`);
+      seen[slot] = 1;
+      const newest = keys.newest(slot);
+      mvccAssert(newest === lastRow[slot] && newest >= 0, `slot ${slot}: newest row ${newest}`);
       mvccAssert(
-        !(hist instanceof Rec) || !hist.isTombstone || hist.main > this.#compactRev,
-        `bare tombstone at or below the compaction point for ${key.toString("hex")}`,
+        records[slot]! > 1 || !log.isTombstone(newest) || log.main(newest) > this.#compactRev,
+        `lone tombstone at or below the compaction point for ${keys.key(slot).toString("hex")}`,
       );
-      const newest = recs[recs.length - 1]!;
-      mvccAssert(newest instanceof Rec, `newest record of ${key.toString("hex")} is packed`);
-      for (let i = 0; i < recs.length; i++) {
-        const h = recs[i]!;
-        mvccAssert(i === recs.length - 1 || typeof h === "number", "older record not packed");
-        const k = typeof h === "number" ? this.#cold.key(h) : h.key;
-        mvccAssert(k === newest.key && k.equals(key), "record key differs from its index key");
-        mvccAssert(i === 0 || this.#compareHeld(recs[i - 1]!, h) < 0, "history out of order");
-        mvccAssert(inLog.has(h), `record ${this.#mainOf(h)} in the index but not in the log`);
-        bytes += typeof h === "number" ? this.#cold.approximateBytes(h) : h.approximateBytes;
-      }
-      held += recs.length;
-      if (!newest.isTombstone) live++;
+      if (!log.isTombstone(newest)) live++;
     });
-    mvccAssert(held === log.length, `index holds ${held} records, log ${log.length}`);
     mvccAssert(live === this.#liveKeys, `live keys ${live}, counted ${this.#liveKeys}`);
     mvccAssert(bytes === this.#bytes, `bytes ${bytes}, counted ${this.#bytes}`);
   }
@@ -553,25 +532,26 @@ export class MvccStore {
     if (revision > 0 && revision <= compactRev) throw new MvccCompactedError();
     if (revision > 0 && revision > this.#currentRev) throw new MvccFutureRevError();
     const rev = revision === 0 ? this.#currentRev : revision;
+    const log = this.#log;
     // etcd kvindex.Keep(rev): the record each key shows at rev; only consulted for records at or
-    // below the compaction point, so only those are collected (one in-order walk, no lookups).
-    const keep = new Set<Held>();
+    // below the compaction point (rows [0, compacted)), so only those are marked.
+    const compacted = log.firstRowAtOrAfter(compactRev + 1);
+    const keep = new Uint8Array(compacted);
     let keepAny = false;
-    this.#index.ascend(undefined, undefined, (_k, hist) => {
-      const h = this.#heldVisibleAt(hist, rev);
-      if (h === undefined) return;
+    this.#index.ascend(undefined, undefined, (slot) => {
+      const r = this.#visibleRow(slot, rev);
+      if (r < 0) return;
       keepAny = true;
-      if (this.#mainOf(h) <= compactRev) keep.add(h);
+      if (r < compacted) keep[r] = 1;
     });
     let crc = CRC32C.buf(Buffer.from("key"));
     let scratch = Buffer.allocUnsafe(4096);
-    for (const h of this.#log) {
-      if (this.#mainOf(h) > rev) break;
-      if (this.#mainOf(h) <= compactRev && keepAny && !keep.has(h)) continue;
-      const r = this.#recOf(h);
-      const need = hashRecordMaxBytes(r);
+    for (let r = 0; r < log.length; r++) {
+      if (log.main(r) > rev) break;
+      if (r < compacted && keepAny && keep[r] === 0) continue;
+      const need = rowEncodedMaxBytes(log, r);
       if (need > scratch.length) scratch = Buffer.allocUnsafe(need * 2);
-      const n = encodeHashRecord(r, scratch);
+      const n = encodeRow(log, r, scratch, 0);
       crc = CRC32C.buf(scratch.subarray(0, n), crc);
     }
     return { hash: crc >>> 0, compactRevision: compactRev, revision: this.#currentRev };
@@ -581,8 +561,8 @@ export class MvccStore {
 
   /** A point-in-time view of every record, for the db (snapshot) file writer. O(1). */
   snapshot(): MvccSnapshot {
+    // rows [0, count) of this log never change; a compaction replaces the log, not its rows
     const log = this.#log;
-    const cold = this.#cold;
     const count = log.length;
     return {
       revision: this.#currentRev,
@@ -593,17 +573,14 @@ export class MvccStore {
         // views: no per-record allocation of backing memory, no copy.
         let chunk = Buffer.allocUnsafeSlow(snapshotChunkBytes);
         let used = 0;
-        for (let i = 0; i < count; i++) {
-          // a record packed after the snapshot was taken reads the same from the ColdLog
-          const h = log[i]!;
-          const r = typeof h === "number" ? cold.rec(h) : h;
-          const need = hashRecordMaxBytes(r);
+        for (let r = 0; r < count; r++) {
+          const need = rowEncodedMaxBytes(log, r);
           if (used + need > chunk.length) {
             chunk = Buffer.allocUnsafeSlow(Math.max(snapshotChunkBytes, need));
             used = 0;
           }
-          const n = encodeHashRecord(r, chunk.subarray(used));
-          const keyBytes = r.isTombstone ? 18 : 17;
+          const n = encodeRow(log, r, chunk, used) - used;
+          const keyBytes = log.isTombstone(r) ? 18 : 17;
           yield [chunk.subarray(used, used + keyBytes), chunk.subarray(used + keyBytes, used + n)];
           used += n;
         }
@@ -616,84 +593,95 @@ export class MvccStore {
    * by etcd or by snapshot()), as etcd's kvstore.restore: the current revision is the highest main
    * revision seen (at least `compactRevision`, and 1 for an empty bucket); leases of live keys are
    * re-attached through the hooks. `compactRevision` comes from the db's meta bucket (etcd's
-   * finishedCompactRev; -1 if none). Throws MvccRestoreError if the store is not empty or an entry
-   * is malformed.
+   * finishedCompactRev; -1 if none). Entries are copied as they are read, so the source may reuse
+   * its buffers (a db file read page by page). Throws MvccRestoreError if the store is not empty
+   * or an entry is malformed.
    */
   restore(records: Iterable<[Uint8Array, Uint8Array]>, compactRevision: number): void {
     if (this.#log.length !== 0 || this.#currentRev !== 1 || this.#index.size !== 0) {
       throw new MvccRestoreError("ErrRestoreNotEmpty", "the store is not empty");
     }
-    const recs: Rec[] = [];
-    // Records of one key share one key Buffer; the latin1 form is a fast Map key.
-    const byKey = new Map<string, Rec[]>();
-    let sorted = true;
-    for (const [revKey, value] of records) {
-      if (
-        !(revKey.length === 17 || (revKey.length === 18 && revKey[17] === 0x74)) ||
-        revKey[8] !== 0x5f
-      ) {
-        throw new MvccRestoreError("ErrRestoreBadEntry", "malformed revision key");
-      }
-      const rk = view(revKey);
+    const log = this.#log;
+    const index = this.#index;
+    let bytes = 0;
+    let lastMain = -1;
+    let lastSub = -1;
+    const it = records[Symbol.iterator]();
+    for (let next = it.next(); !next.done; next = it.next()) {
+      const [revKey, value] = next.value;
+      const rk = checkRevisionKey(revKey);
       const main = rk.readUInt32BE(0) * 0x100000000 + rk.readUInt32BE(4);
       const sub = rk.readUInt32BE(9) * 0x100000000 + rk.readUInt32BE(13);
+      if (main < lastMain || (main === lastMain && sub <= lastSub)) {
+        // A db file yields revision order; another source may not: sort, then load again.
+        this.#restoreUnsorted(next.value, it, compactRevision);
+        return;
+      }
+      lastMain = main;
+      lastSub = sub;
       const kv = decodeKeyValue(view(value));
-      const ks = bytesToLatin1(kv.key);
-      let list = byKey.get(ks);
-      const key = list === undefined ? this.#keys.copy(kv.key) : list[0]!.key;
-      const rec =
-        revKey.length === 18
-          ? new Rec(key, emptyBuffer, 0, 0, main, sub, 0, 0, noLease)
-          : new Rec(
-              key,
-              this.#values.place(kv.value, 0, kv.value.length),
-              this.#values.placedOffset,
-              kv.value.length,
-              main,
-              sub,
-              kv.createRevision,
-              kv.version,
-              kv.lease,
-            );
-      if (list === undefined) byKey.set(ks, [rec]);
-      else list.push(rec);
-      const prev = recs[recs.length - 1];
-      if (prev !== undefined && compareRecRevision(prev, rec) >= 0) sorted = false;
-      recs.push(rec);
+      let slot = index.find(kv.key);
+      if (slot < 0) {
+        slot = log.keys.add(kv.key);
+        index.insert(kv.key, slot);
+      }
+      if (revKey.length === 18) {
+        log.append(slot, -1, 0, 0, main, sub, 0, 0, noLease);
+      } else {
+        const chunk = log.values.place(kv.value, 0, kv.value.length);
+        log.append(
+          slot,
+          chunk,
+          log.values.placedOffset,
+          kv.value.length,
+          main,
+          sub,
+          kv.createRevision,
+          kv.version,
+          kv.lease,
+        );
+      }
+      bytes += Rec.approximateBytesOf(kv.key.length, kv.value.length);
     }
-    // A db file yields revision order already; other sources may not.
-    if (!sorted) {
-      recs.sort(compareRecRevision);
-      for (const list of byKey.values()) list.sort(compareRecRevision);
-    }
-    const log: Held[] = recs;
-    for (let j = 0; j < recs.length; j++) recs[j]!.logPos = j;
-    this.#log = log;
-    let bytes = 0;
-    for (const r of recs) bytes += r.approximateBytes;
-    // Key order (latin1 strings sort by code unit = byte order) makes the tree build cheap.
-    const sortedKeys = [...byKey.keys()].sort();
+    // Inserted in the file's (revision) order the index is ~70 % full: pack it.
+    index.repack();
+    // Slot order follows the file's, so these reads go through the tables in memory order.
     let live = 0;
-    for (const ks of sortedKeys) {
-      const list = byKey.get(ks)!;
-      const k = list[0]!.key;
-      if (list.length === 1) this.#index.set(k, list[0]!);
-      else {
-        const hist: Held[] = list;
-        for (let j = 0; j < list.length - 1; j++) hist[j] = this.#freeze(list[j] as Rec);
-        this.#index.set(k, hist);
-      }
-      const last = list[list.length - 1]!;
-      if (!last.isTombstone) {
-        live++;
-        if (last.lease !== 0n) this.#hooks?.attach(last.lease, k);
-      }
+    for (let slot = 0; slot < log.keys.length; slot++) {
+      const last = log.keys.newest(slot);
+      if (log.isTombstone(last)) continue;
+      live++;
+      const lease = log.lease(last);
+      if (lease !== 0n) this.#hooks?.attach(lease, log.keys.key(slot));
     }
     this.#liveKeys = live;
     this.#bytes = bytes;
-    const top = log.length > 0 ? this.#mainOf(log[log.length - 1]!) : 1;
+    const top = log.length > 0 ? log.main(log.length - 1) : 1;
     this.#currentRev = Math.max(top, compactRevision, 1);
     this.#compactRev = compactRevision;
+  }
+
+  /**
+   * restore() for a source out of revision order: what was loaded so far, `current` and the rest
+   * of `it` are copied, sorted by revision key, and loaded into an emptied store.
+   */
+  #restoreUnsorted(
+    current: [Uint8Array, Uint8Array],
+    it: Iterator<[Uint8Array, Uint8Array]>,
+    compactRevision: number,
+  ): void {
+    const all: [Buffer, Buffer][] = [];
+    for (const [k, v] of this.snapshot().records()) all.push([k, v]);
+    const copy = ([k, v]: [Uint8Array, Uint8Array]): [Buffer, Buffer] => {
+      checkRevisionKey(k);
+      return [Buffer.from(k), Buffer.from(v)];
+    };
+    all.push(copy(current));
+    for (let next = it.next(); !next.done; next = it.next()) all.push(copy(next.value));
+    all.sort((a, b) => Buffer.compare(a[0].subarray(0, 17), b[0].subarray(0, 17)));
+    this.#log = new RecordLog(this.#keyArenaChunkBytes, this.#valueArenaChunkBytes);
+    this.#index = new SlotBTree(this.#log.keys);
+    this.restore(all, compactRevision);
   }
 
   // ------------------------------------------------------------------ watch
@@ -727,227 +715,181 @@ export class MvccStore {
     return this.#hooks !== undefined && this.#hooks.exists(id);
   }
 
-  #logIndexAtOrAfter(rev: number): number {
-    return this.#indexAtOrAfter(this.#log, rev);
-  }
-
-  /** Index of the first entry of revision-ordered `list` with main revision >= rev. */
-  #indexAtOrAfter(list: readonly Held[], rev: number): number {
-    let lo = 0;
-    let hi = list.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.#mainOf(list[mid]!) < rev) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  }
-
   /** Runs fn as one write; its changes become revision currentRevision + 1, then watchers hear. */
   #write<T>(fn: () => T): T {
-    const changes = this.#beginWrite();
+    this.#beginWrite();
     try {
       return fn();
     } finally {
-      this.#endWrite(changes);
+      this.#endWrite();
     }
   }
 
-  /** Opens a write: records made until #endWrite share one new revision. */
-  #beginWrite(): Rec[] {
-    mvccAssert(this.#writing === undefined, "nested write");
-    const changes: Rec[] = [];
-    this.#writing = changes;
-    return changes;
+  /** Opens a write: rows appended until #endWrite share one new revision. */
+  #beginWrite(): void {
+    mvccAssert(this.#writeStart < 0, "nested write");
+    this.#writeStart = this.#log.length;
   }
 
   /** Closes a write (always call it, in a finally): advances the revision if anything changed. */
-  #endWrite(changes: Rec[]): void {
-    this.#writing = undefined;
+  #endWrite(): void {
+    const start = this.#writeStart;
+    this.#writeStart = -1;
+    const log = this.#log;
     // Changes already made stay made even if the write threw after them (it should not: txn
     // checks first), so the revision must still advance.
-    if (changes.length > 0) {
-      this.#currentRev++;
-      this.#hub.notify(this.#currentRev, changes);
-    }
+    if (log.length === start) return;
+    this.#currentRev++;
+    const changes: Rec[] = [];
+    if (this.#hub.hasSyncedWatchers)
+      for (let r = start; r < log.length; r++) changes.push(log.rec(r));
+    this.#hub.notify(this.#currentRev, changes);
   }
 
   #applyPut(req: PutRequest): PutResponse {
     const key = view(req.key);
-    const hist = this.#index.get(key);
-    const last = hist === undefined ? undefined : lastOf(hist);
-    const prev = last !== undefined && !last.isTombstone ? last : undefined;
-    if ((req.ignoreValue || req.ignoreLease) && prev === undefined) throw new KeyNotFoundError();
-    const lease = req.ignoreLease ? prev!.lease : req.lease;
+    const log = this.#log;
+    const slot = this.#index.find(key);
+    const last = slot < 0 ? -1 : log.keys.newest(slot);
+    const prev = last >= 0 && !log.isTombstone(last) ? last : -1;
+    if ((req.ignoreValue || req.ignoreLease) && prev < 0) throw new KeyNotFoundError();
+    const lease = req.ignoreLease ? log.lease(prev) : req.lease;
     const resp: PutResponse = {
       header: undefined,
-      prevKv: req.prevKv && prev !== undefined ? recToKeyValue(prev) : undefined,
+      prevKv: req.prevKv && prev >= 0 ? recToKeyValue(log.rec(prev)) : undefined,
     };
     if (req.ignoreValue) {
-      const p = prev!;
-      this.#appendPut(key, hist, prev, p.valueChunk, p.valueOffset, p.valueLength, lease);
+      const p = prev;
+      this.#appendPut(
+        key,
+        slot,
+        p,
+        log.valueChunkId(p),
+        log.valueOffset(p),
+        log.valueLength(p),
+        lease,
+      );
     } else {
       const v = req.value;
-      const chunk = this.#values.place(v, 0, v.length);
-      this.#appendPut(key, hist, prev, chunk, this.#values.placedOffset, v.length, lease);
+      const chunk = log.values.place(v, 0, v.length);
+      this.#appendPut(key, slot, prev, chunk, log.values.placedOffset, v.length, lease);
     }
     return resp;
   }
 
+  /** Appends a put of `key` (slot -1: a key not yet in the index) whose value is in the arena. */
   #appendPut(
     key: Buffer,
-    hist: History | undefined,
-    prev: Rec | undefined,
-    valueChunk: Buffer,
+    slot: number,
+    prev: number,
+    valueChunk: number,
     valueOffset: number,
     valueLength: number,
     lease: bigint,
   ): void {
-    const changes = this.#writing!;
+    const log = this.#log;
     const rev = this.#currentRev + 1;
-    const keyBuf = hist !== undefined ? lastOf(hist).key : this.#keys.copy(key);
-    const rec = new Rec(
-      keyBuf,
+    if (slot < 0) {
+      slot = log.keys.add(key);
+      this.#index.insert(key, slot);
+    }
+    log.append(
+      slot,
       valueChunk,
       valueOffset,
       valueLength,
       rev,
-      changes.length,
-      prev !== undefined ? prev.createRevision : rev,
-      prev !== undefined ? prev.version + 1 : 1,
+      log.length - this.#writeStart,
+      prev >= 0 ? log.createRevision(prev) : rev,
+      prev >= 0 ? log.version(prev) + 1 : 1,
       lease === 0n ? noLease : lease,
     );
-    this.#pushRec(hist, rec);
-    if (prev === undefined) this.#liveKeys++;
-    this.#record(rec);
+    if (prev < 0) this.#liveKeys++;
+    this.#bytes += Rec.approximateBytesOf(key.length, valueLength);
     // etcd kvstore_txn put: detach from the old lease, attach to the new one.
     if (this.#hooks !== undefined) {
-      if (prev !== undefined && prev.lease !== 0n) this.#detach(prev.lease, keyBuf);
-      if (lease !== 0n) this.#hooks.attach(lease, keyBuf);
+      const prevLease = prev >= 0 ? log.lease(prev) : noLease;
+      if (prevLease !== 0n || lease !== 0n) {
+        const stored = log.keys.key(slot);
+        if (prevLease !== 0n) this.#detach(prevLease, stored);
+        if (lease !== 0n) this.#hooks.attach(lease, stored);
+      }
     }
   }
 
-  /** Adds `rec` as the newest record of its key (the tree is touched only for a key's 1st/2nd). */
-  #pushRec(hist: History | undefined, rec: Rec): void {
-    if (hist === undefined) this.#index.set(rec.key, rec);
-    else if (hist instanceof Rec) this.#index.set(rec.key, [this.#freeze(hist), rec]);
-    else {
-      hist[hist.length - 1] = this.#freeze(hist[hist.length - 1] as Rec);
-      hist.push(rec);
-    }
+  /** The row of key `slot` visible at `rev` (a put, not a tombstone), -1 if none. */
+  #visibleRow(slot: number, rev: number): number {
+    const log = this.#log;
+    let r = log.keys.newest(slot);
+    while (r >= 0 && log.main(r) > rev) r = log.prevRow(r);
+    return r >= 0 && !log.isTombstone(r) ? r : -1;
   }
 
-  /** Packs a record that is no longer its key's newest into the ColdLog; returns its row. */
-  #freeze(r: Rec): number {
-    const row = this.#cold.append(r);
-    this.#log[r.logPos] = row;
-    return row;
-  }
-
-  #mainOf(h: Held): number {
-    return typeof h === "number" ? this.#cold.main(h) : h.main;
-  }
-
-  #subOf(h: Held): number {
-    return typeof h === "number" ? this.#cold.sub(h) : h.sub;
-  }
-
-  #isTombstone(h: Held): boolean {
-    return typeof h === "number" ? this.#cold.isTombstone(h) : h.isTombstone;
-  }
-
-  #recOf(h: Held): Rec {
-    return typeof h === "number" ? this.#cold.rec(h) : h;
-  }
-
-  /** Orders held records by revision (main, then sub). */
-  #compareHeld(a: Held, b: Held): number {
-    const cold = this.#cold;
-    const am = typeof a === "number" ? cold.main(a) : a.main;
-    const bm = typeof b === "number" ? cold.main(b) : b.main;
-    return am !== bm ? am - bm : this.#subOf(a) - this.#subOf(b);
-  }
-
-  /** The entry of `hist` visible at `rev` (a put, not a tombstone), undefined if none. */
-  #heldVisibleAt(hist: History, rev: number): Held | undefined {
-    if (hist instanceof Rec) return hist.main <= rev && !hist.isTombstone ? hist : undefined;
-    for (let i = hist.length - 1; i >= 0; i--) {
-      const h = hist[i]!;
-      if (this.#mainOf(h) <= rev) return this.#isTombstone(h) ? undefined : h;
-    }
-    return undefined;
-  }
-
-  /** The record of `hist` visible at `rev`, undefined if none or deleted. */
-  #visibleAt(hist: History, rev: number): Rec | undefined {
-    if (hist instanceof Rec) return hist.main <= rev && !hist.isTombstone ? hist : undefined;
-    const newest = hist[hist.length - 1] as Rec;
-    if (newest.main <= rev) return newest.isTombstone ? undefined : newest;
-    const h = this.#heldVisibleAt(hist, rev);
-    return h === undefined ? undefined : this.#recOf(h);
-  }
-
-  /** Records of `key` with main revision >= minRev, in revision order (WatchSource). */
+  /**
+   * Records of `key` with main revision >= minRev, in revision order (WatchSource). Walks the
+   * key's chain back from its newest row; a chain longer than keyChainWalkMaxRows (a hot key with
+   * a long uncompacted history) is read forward from the log instead, lazily, so a catch-up that
+   * takes a batch at a time does not walk the whole history for each batch.
+   */
   *#keyRecordsFrom(key: Buffer, minRev: number): Generator<Rec> {
-    const hist = this.#index.get(key);
-    if (hist === undefined) return;
-    if (hist instanceof Rec) {
-      if (hist.main >= minRev) yield hist;
+    const slot = this.#index.find(key);
+    if (slot < 0) return;
+    const log = this.#log;
+    const rows: number[] = [];
+    let r = log.keys.newest(slot);
+    for (; r >= 0 && log.main(r) >= minRev; r = log.prevRow(r)) {
+      if (rows.length === keyChainWalkMaxRows) break;
+      rows.push(r);
+    }
+    const stored = log.keys.key(slot);
+    if (rows.length === keyChainWalkMaxRows && r >= 0 && log.main(r) >= minRev) {
+      const last = log.keys.newest(slot);
+      for (let i = log.firstRowAtOrAfter(minRev); i <= last; i++) {
+        if (log.keySlot(i) === slot) yield log.rec(i, stored);
+      }
       return;
     }
-    for (let i = this.#indexAtOrAfter(hist, minRev); i < hist.length; i++) {
-      yield this.#recOf(hist[i]!);
-    }
+    for (let i = rows.length - 1; i >= 0; i--) yield log.rec(rows[i]!, stored);
   }
 
   /** Records with main revision >= minRev whose key passes `match`, in revision order. */
   *#recordsFrom(minRev: number, match: (key: Buffer) => boolean): Generator<Rec> {
     const log = this.#log;
-    const cold = this.#cold;
-    for (let i = this.#logIndexAtOrAfter(minRev); i < log.length; i++) {
-      const h = log[i]!;
-      if (typeof h === "number") {
-        if (match(cold.key(h))) yield cold.rec(h);
-      } else if (match(h.key)) yield h;
+    for (let r = log.firstRowAtOrAfter(minRev); r < log.length; r++) {
+      const key = log.key(r);
+      if (match(key)) yield log.rec(r, key);
     }
   }
 
   /** The record held just before `r` in its key's history, undefined if none or r is not held. */
   #recordBefore(r: Rec): Rec | undefined {
-    const hist = this.#index.get(r.key);
-    if (hist === undefined || hist instanceof Rec) return undefined;
-    let lo = 0;
-    let hi = hist.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      const h = hist[mid]!;
-      const m = this.#mainOf(h);
-      if (m < r.main || (m === r.main && this.#subOf(h) < r.sub)) lo = mid + 1;
-      else hi = mid;
+    const log = this.#log;
+    let row = r.log === log ? r.row : -1;
+    if (row < 0) {
+      // a record read before a compaction: find it in this log by key and revision
+      const slot = this.#index.find(r.key);
+      if (slot < 0) return undefined;
+      row = log.keys.newest(slot);
+      while (
+        row >= 0 &&
+        (log.main(row) > r.main || (log.main(row) === r.main && log.sub(row) > r.sub))
+      ) {
+        row = log.prevRow(row);
+      }
+      if (row < 0 || log.main(row) !== r.main || log.sub(row) !== r.sub) return undefined;
     }
-    if (lo === 0 || lo >= hist.length) return undefined;
-    const at = hist[lo]!;
-    if (this.#mainOf(at) !== r.main || this.#subOf(at) !== r.sub) return undefined;
-    return this.#recOf(hist[lo - 1]!);
+    const prev = log.prevRow(row);
+    return prev < 0 ? undefined : log.rec(prev, r.key);
   }
 
-  #appendTombstone(hist: History, live: Rec): void {
-    const changes = this.#writing!;
-    const rec = new Rec(
-      live.key,
-      emptyBuffer,
-      0,
-      0,
-      this.#currentRev + 1,
-      changes.length,
-      0,
-      0,
-      noLease,
-    );
-    this.#pushRec(hist, rec);
+  /** Appends a tombstone for key `slot`, whose newest row `live` is a put. */
+  #appendTombstone(slot: number, live: number): void {
+    const log = this.#log;
+    log.append(slot, -1, 0, 0, this.#currentRev + 1, log.length - this.#writeStart, 0, 0, noLease);
     this.#liveKeys--;
-    this.#record(rec);
-    if (live.lease !== 0n) this.#detach(live.lease, live.key);
+    this.#bytes += Rec.approximateBytesOf(log.keys.keyLength(slot), 0);
+    const lease = log.lease(live);
+    if (lease !== 0n) this.#detach(lease, log.keys.key(slot));
   }
 
   /**
@@ -962,20 +904,14 @@ export class MvccStore {
     }
   }
 
-  #record(rec: Rec): void {
-    this.#writing!.push(rec);
-    rec.logPos = this.#log.length;
-    this.#log.push(rec);
-    this.#bytes += rec.approximateBytes;
-  }
-
   #applyDeleteRange(req: DeleteRangeRequest): DeleteRangeResponse {
     const key = view(req.key);
     const end = rangeEndOf(req.rangeEnd);
-    const live: Rec[] = [];
-    this.#visit(key, end, this.#readRev(), (r) => void live.push(r));
-    const prevKvs = req.prevKv ? live.map((r) => recToKeyValue(r)) : [];
-    for (const r of live) this.#appendTombstone(this.#index.get(r.key)!, r);
+    const log = this.#log;
+    const live: number[] = [];
+    this.#visit(key, end, this.#readRev(), (row) => void live.push(row));
+    const prevKvs = req.prevKv ? live.map((row) => recToKeyValue(log.rec(row))) : [];
+    for (const row of live) this.#appendTombstone(log.keySlot(row), row);
     return { header: undefined, deleted: live.length, prevKvs };
   }
 
@@ -997,8 +933,11 @@ export class MvccStore {
 
   /** etcd applyCompare: every key of the range must satisfy it; none = a zero KeyValue. */
   #applyCompare(c: Compare): boolean {
+    const log = this.#log;
     const recs: Rec[] = [];
-    this.#visit(view(c.key), rangeEndOf(c.rangeEnd), this.#currentRev, (r) => void recs.push(r));
+    this.#visit(view(c.key), rangeEndOf(c.rangeEnd), this.#currentRev, (row) => {
+      recs.push(log.rec(row));
+    });
     if (recs.length === 0) {
       // A value compare on a missing key always fails: there is no value to compare.
       if (c.target === Compare_CompareTarget.VALUE) return false;
@@ -1018,8 +957,8 @@ export class MvccStore {
       } else if (kind === "put" && r.oneofKind === "requestPut") {
         const p = r.requestPut;
         if (p.ignoreValue || p.ignoreLease) {
-          const hist = this.#index.get(view(p.key));
-          if (hist === undefined || this.#visibleAt(hist, this.#currentRev) === undefined) {
+          const slot = this.#index.find(view(p.key));
+          if (slot < 0 || this.#visibleRow(slot, this.#currentRev) < 0) {
             throw new KeyNotFoundError();
           }
         }
@@ -1134,35 +1073,41 @@ function sortComparator(target: RangeRequest_SortTarget): ((a: Rec, b: Rec) => n
   }
 }
 
-/** Upper bound of encodeHashRecord's output for `r`. */
-function hashRecordMaxBytes(r: Rec): number {
-  return 18 + 6 * 11 + r.key.length + r.valueLength;
+/** Upper bound of encodeRow's output for `row`. */
+function rowEncodedMaxBytes(log: RecordLog, row: number): number {
+  return 18 + 6 * 11 + log.keys.keyLength(log.keySlot(row)) + log.valueLength(row);
 }
 
 /**
- * Writes at `at` what etcd's HashByRev feeds its hash for one record: the bbolt key (8-byte big-endian
- * main, '_', 8-byte sub, 't' for a tombstone) then the proto3 KeyValue as gogo-protobuf marshals
- * it (fields 1-6 in order, zero values omitted; a tombstone stores only its key). Returns the end offset.
+ * Writes at `at` what etcd's backend stores for one record (and HashByRev feeds its hash): the
+ * bbolt key (8-byte big-endian main, '_', 8-byte sub, 't' for a tombstone) then the proto3
+ * KeyValue as gogo-protobuf marshals it (fields 1-6 in order, zero values omitted; a tombstone
+ * stores only its key). Returns the end offset.
  */
-function encodeHashRecord(r: Rec, out: Buffer, at = 0): number {
-  writeUint64BE(out, at, r.main);
+function encodeRow(log: RecordLog, row: number, out: Buffer, at: number): number {
+  const main = log.main(row);
+  const tomb = log.isTombstone(row);
+  writeUint64BE(out, at, main);
   out[at + 8] = 0x5f;
-  writeUint64BE(out, at + 9, r.sub);
+  writeUint64BE(out, at + 9, log.sub(row));
   let p = at + 17;
-  if (r.isTombstone) out[p++] = 0x74;
-  p = writeBytesField(out, p, 0x0a, r.key);
-  if (r.isTombstone) return p;
-  p = writeVarintField(out, p, 0x10, r.createRevision);
-  p = writeVarintField(out, p, 0x18, r.main);
-  p = writeVarintField(out, p, 0x20, r.version);
-  if (r.valueLength > 0) {
+  if (tomb) out[p++] = 0x74;
+  p = writeBytesField(out, p, 0x0a, log.key(row));
+  if (tomb) return p;
+  p = writeVarintField(out, p, 0x10, log.createRevision(row));
+  p = writeVarintField(out, p, 0x18, main);
+  p = writeVarintField(out, p, 0x20, log.version(row));
+  const len = log.valueLength(row);
+  if (len > 0) {
+    const off = log.valueOffset(row);
     out[p++] = 0x2a;
-    p = putVarint(out, p, r.valueLength);
-    p += r.valueChunk.copy(out, p, r.valueOffset, r.valueOffset + r.valueLength);
+    p = putVarint(out, p, len);
+    p += log.values.chunk(log.valueChunkId(row)).copy(out, p, off, off + len);
   }
-  if (r.lease !== 0n) {
+  const lease = log.lease(row);
+  if (lease !== 0n) {
     out[p++] = 0x30;
-    p = putVarintBig(out, p, BigInt.asUintN(64, r.lease));
+    p = putVarintBig(out, p, BigInt.asUintN(64, lease));
   }
   return p;
 }

@@ -163,6 +163,11 @@ export class WatchHub {
     return this.#watcherCount;
   }
 
+  /** Whether a write's changes can reach a synced watcher (else notify() needs none). */
+  get hasSyncedWatchers(): boolean {
+    return this.#keyWatchers.size > 0 || this.#rangeWatchers.size > 0;
+  }
+
   newStream(sink: WatchSink): WatchStream {
     const s = new WatchStream(this, sink);
     this.#streams.add(s);

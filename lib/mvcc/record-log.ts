@@ -1,0 +1,342 @@
+/**
+ * Every record the store holds, as rows of typed arrays (no object per record or per key):
+ * etcd's bbolt "key" bucket (revision -> KeyValue) in memory.
+ *
+ * Memory at scale (issue 13): with a Rec object (~104 bytes on Node 20's 64-bit heap) and a key
+ * Buffer view (~96 bytes) per key, plus the key index's arrays, 1M keys of 256 B cost ~255 bytes
+ * of V8 heap per key on top of their bytes. Here a record is one 64-byte row and a key one
+ * 16-byte KeyTable slot plus its entry in the key index (lib/btree SlotBTree, 12 bytes in a
+ * mostly full node), in typed arrays the garbage collector does not scan; each row or slot is
+ * contiguous, so reading one costs one cache miss, not one per field. Reads make short-lived Rec
+ * objects.
+ *
+ * Rows are appended in revision order (the store writes revisions in order, restore sorts first),
+ * so the row number is the record's position in revision order and the log needs no separate
+ * ordering. Rows never change once appended: a snapshot (MvccStore.snapshot) keeps reading rows
+ * [0, count) of the log it captured while new rows are added. A compaction builds a new log (and
+ * key table, with fresh arenas) from the survivors instead of editing this one.
+ *
+ * Each row links to the previous record of its key (`prevRow`), and the key table holds each
+ * key's newest row, so a key's history is a chain from newest to oldest.
+ */
+import { ByteArena, Rec, emptyBuffer } from "./record.js";
+import type { SlotKeys } from "../btree/index.js";
+
+/** Rows (slots) per block: the tables grow a block at a time, so growing never copies them. */
+const blockBits = 12;
+const blockRows = 1 << blockBits;
+const blockMask = blockRows - 1;
+
+/** Keys at most this long (the shorter of two) are compared byte by byte in JS (see BTree). */
+const jsCompareMaxBytes = 32;
+
+/**
+ * A KeyTable slot is 4 int32s side by side (one cache line holds four slots): the arena chunk
+ * id, offset and length of the key's bytes, and the key's newest row (-1 before its first).
+ */
+const kChunk = 0;
+const kOffset = 1;
+const kLength = 2;
+const kNewest = 3;
+const keyStride = 4;
+
+/**
+ * The distinct keys of a record log: slot -> key bytes (in a ByteArena) and the key's newest row.
+ * Slots are dense ints from 0; a slot and its bytes never change (only `newest` does). Implements
+ * SlotKeys so the key index (SlotBTree) can compare through it.
+ */
+export class KeyTable implements SlotKeys {
+  readonly #blocks: Int32Array[] = [];
+  readonly #arena: ByteArena;
+  #count = 0;
+
+  /** `chunkBytes`: the key arena's chunk size (ByteArena; RangeError if < 64). */
+  constructor(chunkBytes: number) {
+    this.#arena = new ByteArena(chunkBytes);
+  }
+
+  /** Slots held. */
+  get length(): number {
+    return this.#count;
+  }
+
+  /** Copies `key` into the arena and gives it the next slot (its newest row: -1). */
+  add(key: Uint8Array): number {
+    const slot = this.#count;
+    if ((slot & blockMask) === 0) this.#blocks.push(new Int32Array(blockRows * keyStride));
+    const b = this.#blocks[slot >>> blockBits]!;
+    const i = (slot & blockMask) * keyStride;
+    b[i + kChunk] = this.#arena.place(key, 0, key.length);
+    b[i + kOffset] = this.#arena.placedOffset;
+    b[i + kLength] = key.length;
+    b[i + kNewest] = -1;
+    this.#count = slot + 1;
+    return slot;
+  }
+
+  /** The key of `slot`: a view into the arena (a new Buffer object; never mutate it). */
+  key(slot: number): Buffer {
+    const b = this.#blocks[slot >>> blockBits]!;
+    const i = (slot & blockMask) * keyStride;
+    return this.#arena.view(b[i + kChunk]!, b[i + kOffset]!, b[i + kLength]!);
+  }
+
+  keyLength(slot: number): number {
+    return this.#blocks[slot >>> blockBits]![(slot & blockMask) * keyStride + kLength]!;
+  }
+
+  newest(slot: number): number {
+    return this.#blocks[slot >>> blockBits]![(slot & blockMask) * keyStride + kNewest]!;
+  }
+
+  setNewest(slot: number, row: number): void {
+    this.#blocks[slot >>> blockBits]![(slot & blockMask) * keyStride + kNewest] = row;
+  }
+
+  /** Byte-order comparison of the key of `slot` with `key` (as Buffer.compare), no allocation. */
+  compare(slot: number, key: Uint8Array): number {
+    const b = this.#blocks[slot >>> blockBits]!;
+    const i = (slot & blockMask) * keyStride;
+    const chunk = this.#arena.chunk(b[i + kChunk]!);
+    const at = b[i + kOffset]!;
+    const len = b[i + kLength]!;
+    const n = len < key.length ? len : key.length;
+    if (n > jsCompareMaxBytes) return chunk.compare(key, 0, key.length, at, at + len);
+    for (let j = 0; j < n; j++) {
+      const x = chunk[at + j]!;
+      const y = key[j]!;
+      if (x !== y) return x < y ? -1 : 1;
+    }
+    return len - key.length;
+  }
+
+  /** headOfKey of the key of `slot`, no allocation. */
+  head(slot: number): number {
+    const b = this.#blocks[slot >>> blockBits]!;
+    const i = (slot & blockMask) * keyStride;
+    const chunk = this.#arena.chunk(b[i + kChunk]!);
+    const at = b[i + kOffset]!;
+    const len = b[i + kLength]!;
+    let h = 0;
+    for (let j = 0; j < 6; j++) h = h * 256 + (j < len ? chunk[at + j]! : 0);
+    return h;
+  }
+}
+
+/**
+ * A record is one 64-byte row (a cache line) of a block, seen through three views of the same
+ * memory: float64 words 0-3 (main, sub, create_revision, version), bigint64 word 4 (lease), and
+ * int32 words 10-15 (value chunk id, value offset, value length, key slot, previous row of the
+ * same key, and whether the lease is non-zero, so reading a zero lease makes no BigInt).
+ */
+const rowBytes = 64;
+const f64PerRow = rowBytes / 8;
+const i32PerRow = rowBytes / 4;
+const fMain = 0;
+const fSub = 1;
+const fCreate = 2;
+const fVersion = 3;
+const bLease = 4;
+const iValueChunk = 10;
+const iValueOffset = 11;
+const iValueLength = 12;
+const iKeySlot = 13;
+const iPrevRow = 14;
+const iHasLease = 15;
+
+class RecordBlock {
+  readonly f64: Float64Array;
+  readonly i32: Int32Array;
+  readonly big: BigInt64Array;
+  constructor() {
+    const mem = new ArrayBuffer(blockRows * rowBytes);
+    this.f64 = new Float64Array(mem);
+    this.i32 = new Int32Array(mem);
+    this.big = new BigInt64Array(mem);
+  }
+}
+
+/** Shared zero lease: a BigInt64Array read makes a fresh BigInt each time. */
+const noLease = 0n;
+
+/** Every record held, in revision order (see the module comment). */
+export class RecordLog {
+  readonly #blocks: RecordBlock[] = [];
+  #rows = 0;
+  /** The keys the rows name by slot. */
+  readonly keys: KeyTable;
+  /** Owns the value bytes of the rows. */
+  readonly values: ByteArena;
+
+  /** Arena chunk sizes in bytes (ByteArena: RangeError if < 64). */
+  constructor(keyChunkBytes: number, valueChunkBytes: number) {
+    this.keys = new KeyTable(keyChunkBytes);
+    this.values = new ByteArena(valueChunkBytes);
+  }
+
+  /** Rows held. */
+  get length(): number {
+    return this.#rows;
+  }
+
+  /**
+   * Appends a record of key `slot` whose value is already in `values` (chunk id, offset, length;
+   * see ByteArena.place) as the key's newest row, linked to its previous newest. Returns the row.
+   * The caller appends in revision order.
+   */
+  append(
+    slot: number,
+    valueChunk: number,
+    valueOffset: number,
+    valueLength: number,
+    main: number,
+    sub: number,
+    createRevision: number,
+    version: number,
+    lease: bigint,
+  ): number {
+    const row = this.#rows;
+    if ((row & blockMask) === 0) this.#blocks.push(new RecordBlock());
+    const b = this.#blocks[row >>> blockBits]!;
+    const f = (row & blockMask) * f64PerRow;
+    const i = (row & blockMask) * i32PerRow;
+    b.f64[f + fMain] = main;
+    b.f64[f + fSub] = sub;
+    b.f64[f + fCreate] = createRevision;
+    b.f64[f + fVersion] = version;
+    const i32 = b.i32;
+    if (lease !== 0n) {
+      b.big[f + bLease] = lease;
+      i32[i + iHasLease] = 1;
+    }
+    i32[i + iValueChunk] = valueChunk;
+    i32[i + iValueOffset] = valueOffset;
+    i32[i + iValueLength] = valueLength;
+    i32[i + iKeySlot] = slot;
+    i32[i + iPrevRow] = this.keys.newest(slot);
+    this.keys.setNewest(slot, row);
+    this.#rows = row + 1;
+    return row;
+  }
+
+  /**
+   * Appends row `row` of `from` as a record of key `slot` of this log, copying its value bytes
+   * into this log's arena (compaction). Returns the new row.
+   */
+  copyRow(from: RecordLog, row: number, slot: number): number {
+    const off = from.valueOffset(row);
+    const len = from.valueLength(row);
+    const chunk = this.values.place(from.values.chunk(from.valueChunkId(row)), off, off + len);
+    return this.append(
+      slot,
+      chunk,
+      this.values.placedOffset,
+      len,
+      from.main(row),
+      from.sub(row),
+      from.createRevision(row),
+      from.version(row),
+      from.lease(row),
+    );
+  }
+
+  main(row: number): number {
+    return this.#blocks[row >>> blockBits]!.f64[(row & blockMask) * f64PerRow + fMain]!;
+  }
+
+  sub(row: number): number {
+    return this.#blocks[row >>> blockBits]!.f64[(row & blockMask) * f64PerRow + fSub]!;
+  }
+
+  createRevision(row: number): number {
+    return this.#blocks[row >>> blockBits]!.f64[(row & blockMask) * f64PerRow + fCreate]!;
+  }
+
+  version(row: number): number {
+    return this.#blocks[row >>> blockBits]!.f64[(row & blockMask) * f64PerRow + fVersion]!;
+  }
+
+  isTombstone(row: number): boolean {
+    return this.createRevision(row) === 0;
+  }
+
+  lease(row: number): bigint {
+    const b = this.#blocks[row >>> blockBits]!;
+    const r = row & blockMask;
+    return b.i32[r * i32PerRow + iHasLease] === 0 ? noLease : b.big[r * f64PerRow + bLease]!;
+  }
+
+  #i32(row: number, field: number): number {
+    return this.#blocks[row >>> blockBits]!.i32[(row & blockMask) * i32PerRow + field]!;
+  }
+
+  keySlot(row: number): number {
+    return this.#i32(row, iKeySlot);
+  }
+
+  prevRow(row: number): number {
+    return this.#i32(row, iPrevRow);
+  }
+
+  valueChunkId(row: number): number {
+    return this.#i32(row, iValueChunk);
+  }
+
+  valueOffset(row: number): number {
+    return this.#i32(row, iValueOffset);
+  }
+
+  valueLength(row: number): number {
+    return this.#i32(row, iValueLength);
+  }
+
+  /** The value bytes of `row`: a view (a new Buffer object) into the arena; never mutate it. */
+  value(row: number): Buffer {
+    return this.values.view(this.valueChunkId(row), this.valueOffset(row), this.valueLength(row));
+  }
+
+  /** The key of `row` (a view; see KeyTable.key). */
+  key(row: number): Buffer {
+    return this.keys.key(this.keySlot(row));
+  }
+
+  /** Approximate backend bytes of the row, as Rec.approximateBytes. */
+  approximateBytes(row: number): number {
+    return Rec.approximateBytesOf(this.keys.keyLength(this.keySlot(row)), this.valueLength(row));
+  }
+
+  /** The row as a Rec (`key`: a view; pass it when the caller has one of the same bytes). */
+  rec(row: number, key?: Buffer): Rec {
+    const b = this.#blocks[row >>> blockBits]!;
+    const f = (row & blockMask) * f64PerRow;
+    const i = (row & blockMask) * i32PerRow;
+    const i32 = b.i32;
+    const f64 = b.f64;
+    const len = i32[i + iValueLength]!;
+    return new Rec(
+      key ?? this.keys.key(i32[i + iKeySlot]!),
+      len === 0 ? emptyBuffer : this.values.chunk(i32[i + iValueChunk]!),
+      i32[i + iValueOffset]!,
+      len,
+      f64[f + fMain]!,
+      f64[f + fSub]!,
+      f64[f + fCreate]!,
+      f64[f + fVersion]!,
+      i32[i + iHasLease] === 0 ? noLease : b.big[f + bLease]!,
+      row,
+      this,
+    );
+  }
+
+  /** First row whose main revision is >= `rev` (length if none). O(log rows). */
+  firstRowAtOrAfter(rev: number): number {
+    let lo = 0;
+    let hi = this.#rows;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.main(mid) < rev) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+}

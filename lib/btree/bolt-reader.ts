@@ -1,13 +1,15 @@
 /**
- * A bbolt-format db file reader (bbolt v1.3.6's layout, see bolt-format.ts): opens a whole file
- * held in memory, validates the meta pages as bbolt's meta.validate does (magic, version, FNV-64a
+ * A bbolt-format db file reader (bbolt v1.3.6's layout, see bolt-format.ts): opens a file held in
+ * memory, or one read page by page through a BoltByteSource (lib/server reads a member's db from
+ * disk that way, so a restart never holds the whole file: issue 13, memory at scale), validates the meta pages as bbolt's meta.validate does (magic, version, FNV-64a
  * checksum; the valid meta with the higher txid wins), and iterates buckets, nested and inline
  * ones included. Every page it visits is checked (its header id is where it sits, leaf or branch
  * type, elements inside the page, keys strictly ascending, child ids below the high-water mark,
  * bounded depth), and `check()` adds bbolt's tx.Check: every page below the high-water mark is
  * reached exactly once or is free. Anything wrong throws BoltCorruptError; nothing is guessed.
  *
- * Keys and values handed out are views into the file buffer (no copies): do not mutate them.
+ * Keys and values handed out are views into the file buffer or into the block read for their page
+ * (no copies): do not mutate them.
  */
 import { BoltCorruptError } from "./bolt-errors.js";
 import {
@@ -56,6 +58,89 @@ interface LeafElement {
   value: Buffer;
 }
 
+/**
+ * Random access to a db file's bytes, for files not held in memory (BoltFile.open reads pages
+ * through it as it walks). lib/server implements it with positioned reads of the file.
+ */
+export interface BoltByteSource {
+  /** The file's size in bytes. */
+  readonly byteLength: number;
+  /**
+   * `length` bytes from byte `offset` (the caller stays inside byteLength), in a Buffer the
+   * reader may keep: views into it outlive the call.
+   */
+  read(offset: number, length: number): Buffer;
+}
+
+/** Most pages one read-ahead block holds (256 KiB of 4 KiB pages). */
+export const boltReadAheadMaxPages = 64;
+
+/**
+ * Where the reader gets page bytes: the whole file in memory, or blocks read from a source with
+ * read-ahead: a read that starts where the previous block ended doubles the block (up to
+ * boltReadAheadMaxPages); any other starts again at one page, so a file whose pages lie in tree
+ * order (as our writer lays them out) costs a few large reads, and a scattered one (etcd's, after
+ * many transactions) reads no more than it uses.
+ */
+class Pager {
+  readonly #file: Buffer | undefined;
+  readonly #src: BoltByteSource | undefined;
+  #ps = 4096;
+  #pageCount = 0;
+  #block: Buffer = Buffer.alloc(0);
+  #blockStart = 0;
+  #blockPages = 0;
+  #nextPages = 1;
+  /** Out-parameters of page(): the buffer and where the page starts in it. */
+  buf: Buffer = Buffer.alloc(0);
+  off = 0;
+
+  constructor(file: Buffer | undefined, src: BoltByteSource | undefined) {
+    this.#file = file;
+    this.#src = src;
+  }
+
+  get byteLength(): number {
+    return this.#file?.length ?? this.#src!.byteLength;
+  }
+
+  /** Bytes [offset, offset + length) (the meta pages, before the geometry is known). */
+  bytes(offset: number, length: number): Buffer {
+    const n = Math.max(0, Math.min(length, this.byteLength - offset));
+    if (this.#file !== undefined) return this.#file.subarray(offset, offset + n);
+    return this.#src!.read(offset, n);
+  }
+
+  setGeometry(pageSizeBytes: number, pageCount: number): void {
+    this.#ps = pageSizeBytes;
+    this.#pageCount = pageCount;
+  }
+
+  /** Makes `buf`/`off` point at pages [pgid, pgid + pages) (the caller checked the bounds). */
+  page(pgid: number, pages: number): void {
+    const ps = this.#ps;
+    if (this.#file !== undefined) {
+      this.buf = this.#file;
+      this.off = pgid * ps;
+      return;
+    }
+    const start = this.#blockStart;
+    if (pgid >= start && pgid + pages <= start + this.#blockPages) {
+      this.buf = this.#block;
+      this.off = (pgid - start) * ps;
+      return;
+    }
+    const sequential = pgid === start + this.#blockPages;
+    this.#nextPages = sequential ? Math.min(this.#nextPages * 2, boltReadAheadMaxPages) : 1;
+    const count = Math.min(Math.max(pages, this.#nextPages), this.#pageCount - pgid);
+    this.#block = this.#src!.read(pgid * ps, count * ps);
+    this.#blockStart = pgid;
+    this.#blockPages = count;
+    this.buf = this.#block;
+    this.off = 0;
+  }
+}
+
 function u64(buf: Buffer, off: number, what: string, pgid?: number): number {
   const v = buf.readBigUInt64LE(off);
   if (v > BigInt(Number.MAX_SAFE_INTEGER))
@@ -63,10 +148,11 @@ function u64(buf: Buffer, off: number, what: string, pgid?: number): number {
   return Number(v);
 }
 
-function parseMeta(file: Buffer, pageOff: number, metaPage: number): Meta | string {
-  if (file.length < pageOff + pageHeaderBytes + 64) return `meta ${metaPage}: file too short`;
-  const flags = file.readUInt16LE(pageOff + 8);
-  const m = pageOff + pageHeaderBytes;
+function parseMeta(pager: Pager, pageOff: number, metaPage: number): Meta | string {
+  if (pager.byteLength < pageOff + pageHeaderBytes + 64) return `meta ${metaPage}: file too short`;
+  const file = pager.bytes(pageOff, pageHeaderBytes + 64);
+  const flags = file.readUInt16LE(8);
+  const m = pageHeaderBytes;
   if (file.readUInt32LE(m) !== boltMagic) return `meta ${metaPage}: bad magic`;
   if (file.readUInt32LE(m + 4) !== boltVersion) {
     return `meta ${metaPage}: version ${file.readUInt32LE(m + 4)}, want ${boltVersion}`;
@@ -170,27 +256,34 @@ export class BoltBucket {
  * pages are validated as they are read, and `check()` validates the whole file.
  */
 export class BoltFile {
-  readonly #file: Buffer;
+  readonly #pager: Pager;
   readonly #meta: Meta;
 
-  private constructor(file: Buffer, meta: Meta) {
-    this.#file = file;
+  private constructor(pager: Pager, meta: Meta) {
+    this.#pager = pager;
     this.#meta = meta;
   }
 
   /**
-   * Opens a file held in memory (a trailing sha256 as etcdctl snapshot save appends may follow
-   * the pages: bytes past the high-water mark are ignored).
+   * Opens a file held in memory, or one read through `source` as pages are needed (a trailing
+   * sha256 as etcdctl snapshot save appends may follow the pages: bytes past the high-water mark
+   * are ignored). Errors of the source (an I/O error) pass through as they are.
    * @throws BoltCorruptError naming what is wrong with each meta page, or a short file.
    */
-  static open(bytes: Uint8Array): BoltFile {
-    const file = Buffer.isBuffer(bytes)
-      ? bytes
-      : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const m0 = parseMeta(file, 0, 0);
+  static open(bytes: Uint8Array | BoltByteSource): BoltFile {
+    const pager =
+      bytes instanceof Uint8Array
+        ? new Pager(
+            Buffer.isBuffer(bytes)
+              ? bytes
+              : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+            undefined,
+          )
+        : new Pager(undefined, bytes);
+    const m0 = parseMeta(pager, 0, 0);
     // bbolt reads the page size from meta 0 and falls back to the OS page size when it is bad
     const ps = typeof m0 === "string" ? 4096 : m0.pageSizeBytes;
-    const m1 = parseMeta(file, ps, 1);
+    const m1 = parseMeta(pager, ps, 1);
     let meta: Meta;
     if (typeof m0 === "string" && typeof m1 === "string") {
       throw new BoltCorruptError(`no valid meta page (${m0}; ${m1})`);
@@ -201,12 +294,13 @@ export class BoltFile {
       throw new BoltCorruptError(`meta pages disagree on the page size`);
     }
     const need = meta.pageCount * meta.pageSizeBytes;
-    if (file.length < need) {
+    if (pager.byteLength < need) {
       throw new BoltCorruptError(
-        `file is ${file.length} bytes, its meta says ${meta.pageCount} pages of ${meta.pageSizeBytes} bytes`,
+        `file is ${pager.byteLength} bytes, its meta says ${meta.pageCount} pages of ${meta.pageSizeBytes} bytes`,
       );
     }
-    return new BoltFile(file, meta);
+    pager.setGeometry(meta.pageSizeBytes, meta.pageCount);
+    return new BoltFile(pager, meta);
   }
 
   /** The meta page in use. */
@@ -234,22 +328,22 @@ export class BoltFile {
   freePages(): number[] {
     const fl = this.#meta.freelistPgid;
     if (fl === undefined) return [];
-    const { off, end } = this.#page(fl);
-    const flags = this.#file.readUInt16LE(off + 8);
+    const { buf, off, end } = this.#page(fl);
+    const flags = buf.readUInt16LE(off + 8);
     if ((flags & freelistPageFlag) === 0) {
       throw new BoltCorruptError(`freelist page has flags 0x${flags.toString(16)}`, fl);
     }
-    let count = this.#file.readUInt16LE(off + 10);
+    let count = buf.readUInt16LE(off + 10);
     let first = off + pageHeaderBytes;
     if (count === 0xffff) {
-      count = u64(this.#file, first, "freelist count", fl);
+      count = u64(buf, first, "freelist count", fl);
       first += 8;
     }
     if (first + 8 * count > end)
       throw new BoltCorruptError(`${count} free ids run past the page`, fl);
     const ids: number[] = [];
     for (let i = 0; i < count; i++) {
-      const id = u64(this.#file, first + 8 * i, "free page id", fl);
+      const id = u64(buf, first + 8 * i, "free page id", fl);
       if (id < 2 || id >= this.#meta.pageCount) {
         throw new BoltCorruptError(`free page id ${id} outside [2, ${this.#meta.pageCount})`, fl);
       }
@@ -293,20 +387,26 @@ export class BoltFile {
     }
   }
 
-  /** Bounds of page `pgid` (with its overflow pages), checked against the file. */
-  #page(pgid: number): { off: number; end: number; pages: number } {
+  /**
+   * Page `pgid` with its overflow pages, checked against the file: the buffer holding it, where
+   * it starts and ends there, and how many pages it spans.
+   */
+  #page(pgid: number): { buf: Buffer; off: number; end: number; pages: number } {
     const { pageSizeBytes: ps, pageCount } = this.#meta;
     if (pgid < 2 || pgid >= pageCount) {
       throw new BoltCorruptError(`page id ${pgid} outside [2, ${pageCount})`);
     }
-    const off = pgid * ps;
-    const id = this.#file.readBigUInt64LE(off);
+    const pager = this.#pager;
+    pager.page(pgid, 1);
+    const id = pager.buf.readBigUInt64LE(pager.off);
     if (id !== BigInt(pgid)) throw new BoltCorruptError(`header says page ${id}`, pgid);
-    const pages = 1 + this.#file.readUInt32LE(off + 12);
+    const pages = 1 + pager.buf.readUInt32LE(pager.off + 12);
     if (pgid + pages > pageCount) {
       throw new BoltCorruptError(`${pages - 1} overflow pages run past the high-water mark`, pgid);
     }
-    return { off, end: off + pages * ps, pages };
+    if (pages > 1) pager.page(pgid, pages);
+    const { buf, off } = pager;
+    return { buf, off, end: off + pages * ps, pages };
   }
 
   /** @internal a nested bucket from its leaf value (header, plus the page when inline). */
@@ -354,6 +454,7 @@ export class BoltFile {
     // explicit stack of (page, next child index) so a deep tree does not recurse
     const stack: {
       pgid: number;
+      buf: Buffer;
       off: number;
       end: number;
       count: number;
@@ -364,18 +465,18 @@ export class BoltFile {
       if (stack.length >= boltMaxTreeDepth) {
         throw new BoltCorruptError(`tree deeper than ${boltMaxTreeDepth} levels (a cycle?)`, pgid);
       }
-      const { off, end, pages } = this.#page(pgid);
+      const { buf, off, end, pages } = this.#page(pgid);
       onPage?.(pgid, pages);
-      const flags = this.#file.readUInt16LE(off + 8);
-      const count = this.#file.readUInt16LE(off + 10);
+      const flags = buf.readUInt16LE(off + 8);
+      const count = buf.readUInt16LE(off + 10);
       if (flags === leafPageFlag) {
-        stack.push({ pgid, off, end, count: -1, next: 0 });
+        stack.push({ pgid, buf, off, end, count: -1, next: 0 });
       } else if (flags === branchPageFlag) {
         if (count === 0) throw new BoltCorruptError(`empty branch page`, pgid);
         if (off + pageHeaderBytes + branchElementBytes * count > end) {
           throw new BoltCorruptError(`${count} branch elements run past the page`, pgid);
         }
-        stack.push({ pgid, off, end, count, next: 0 });
+        stack.push({ pgid, buf, off, end, count, next: 0 });
       } else {
         throw new BoltCorruptError(
           `expected a leaf or branch page, flags 0x${flags.toString(16)}`,
@@ -388,7 +489,7 @@ export class BoltFile {
       const top = stack[stack.length - 1]!;
       if (top.count === -1) {
         stack.pop();
-        for (const e of leafElements(this.#file, top.off, top.end, "leaf", top.pgid)) {
+        for (const e of leafElements(top.buf, top.off, top.end, "leaf", top.pgid)) {
           order(e.key, "leaf", top.pgid);
           yield e;
         }
@@ -398,18 +499,19 @@ export class BoltFile {
         stack.pop();
         continue;
       }
+      const buf = top.buf;
       const e = top.off + pageHeaderBytes + branchElementBytes * top.next;
-      const pos = this.#file.readUInt32LE(e);
-      const ksize = this.#file.readUInt32LE(e + 4);
+      const pos = buf.readUInt32LE(e);
+      const ksize = buf.readUInt32LE(e + 4);
       if (e + pos + ksize > top.end || ksize === 0) {
         throw new BoltCorruptError(`branch element ${top.next} key runs past the page`, top.pgid);
       }
-      const key = this.#file.subarray(e + pos, e + pos + ksize);
+      const key = buf.subarray(e + pos, e + pos + ksize);
       if (top.prevKey !== undefined && Buffer.compare(top.prevKey, key) >= 0) {
         throw new BoltCorruptError(`branch keys out of order at element ${top.next}`, top.pgid);
       }
       top.prevKey = key;
-      const child = u64(this.#file, e + 8, "child page id", top.pgid);
+      const child = u64(buf, e + 8, "child page id", top.pgid);
       top.next++;
       push(child);
     }

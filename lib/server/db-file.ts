@@ -20,6 +20,7 @@ import {
   BoltFile,
   BoltFileWriter,
   type BoltBucket,
+  type BoltByteSource,
   type BoltBucketSource,
   type BoltWriteOptions,
 } from "../btree/index.js";
@@ -207,7 +208,10 @@ export interface ParsedDbFile {
   compactRevision: number;
   /** meta scheduledCompactRev's main revision, -1 when absent */
   scheduledCompactRevision: number;
-  /** the key bucket's entries in revision order, as views into the file (MvccStore.restore) */
+  /**
+   * the key bucket's entries in revision order, as views into the file or into the block read for
+   * their page (MvccStore.restore copies what it keeps)
+   */
   keyRecords(): IterableIterator<[Buffer, Buffer]>;
   leases: LeaseRecord[];
   members: MemberRecord[];
@@ -281,10 +285,11 @@ function decodeMemberJson(key: Buffer, value: Buffer): MemberRecord {
  * Reads an etcd 3.4 db file (one etcd wrote, or one createDbFileWriter produced): bbolt's checks
  * first (BoltFile.open and check(): BoltCorruptError on any structural damage), then etcd's
  * buckets. `key` and `meta` must exist; the others may be missing (an older etcd) and read as
- * empty. Keys of the key bucket are not decoded here (MvccStore.restore does that).
+ * empty. Keys of the key bucket are not decoded here (MvccStore.restore does that). `bytes` is the
+ * file in memory, or a source its pages are read from as they are walked (recovery.ts).
  * @throws BoltCorruptError, DbFileFormatError
  */
-export function parseEtcdDbFile(bytes: Uint8Array): ParsedDbFile {
+export function parseEtcdDbFile(bytes: Uint8Array | BoltByteSource): ParsedDbFile {
   const file = BoltFile.open(bytes);
   file.check();
   const need = (name: string): BoltBucket => {

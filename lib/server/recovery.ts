@@ -10,9 +10,9 @@
  * Works on a data dir real etcd 3.4 wrote (its live bbolt db, its .snap files with v2 store data,
  * its WAL), on one `etcdctl snapshot restore` made, and on etcd-ts's own.
  */
-import { existsSync, readFileSync, rmSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, openSync, readSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { BoltError, BoltFile } from "../btree/index.js";
+import { BoltError, BoltFile, type BoltByteSource } from "../btree/index.js";
 import type { Entry, HardState } from "../proto/gen/raftpb/raft.js";
 import { WAL, type WalOptions, type WalSnapshot } from "../wal/index.js";
 import { DbFileFormatError, parseEtcdDbFile, type ParsedDbFile } from "./db-file.js";
@@ -33,20 +33,81 @@ export function snapDirPath(dataDir: string): string {
 export const dbTempSuffix = ".tmp";
 
 /**
- * Reads and checks a db file: bbolt's page checks and etcd's buckets.
- * @throws DataDirFileError naming the file and what failed (bad magic, checksum, truncated file,
- * missing bucket, malformed meta value).
+ * A db file opened by readDbFile: its file stays open until keyRecords() ends or close(). Also
+ * the file's size and the bytes of it not on bbolt's freelist.
  */
-export function readDbFile(path: string): ParsedDbFile {
-  return readDbBytes(path, readDbRaw(path));
+export interface OpenDbFile extends ParsedDbFile {
+  /** Closes the file (idempotent); keyRecords() closes it when its walk ends. */
+  close(): void;
+  sizeBytes: number;
+  sizeInUseBytes: number;
 }
 
-function readDbRaw(path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
+/**
+ * Reads and checks a db file: bbolt's page checks and etcd's buckets. The file is read page by
+ * page as it is walked (never whole: at 1M keys it is ~300 MB, which a restart held in memory
+ * until a later garbage collection; issue 13), once for the checks and the small buckets, once
+ * more when keyRecords() is walked.
+ * @throws DataDirFileError naming the file and what failed (bad magic, checksum, truncated file,
+ * missing bucket, malformed meta value, an I/O error).
+ */
+export function readDbFile(path: string): OpenDbFile {
+  let fd: number | undefined;
+  const close = (): void => {
+    if (fd !== undefined) closeSync(fd);
+    fd = undefined;
+  };
+  const fail = (err: unknown): never => {
+    close();
+    if (err instanceof BoltError || err instanceof DbFileFormatError) {
+      throw new DataDirFileError(path, err.message);
+    }
+    if (err instanceof DataDirFileError) throw err;
     throw new DataDirFileError(path, `cannot read: ${(err as Error).message}`);
+  };
+  try {
+    fd = openSync(path, "r");
+    const source = fileByteSource(path, fd, fstatSync(fd).size);
+    const parsed = parseEtcdDbFile(source);
+    const f = BoltFile.open(source);
+    const sizeInUseBytes = source.byteLength - f.freePages().length * f.meta.pageSizeBytes;
+    return {
+      ...parsed,
+      *keyRecords(): IterableIterator<[Buffer, Buffer]> {
+        try {
+          yield* parsed.keyRecords();
+        } catch (err) {
+          fail(err);
+        } finally {
+          close();
+        }
+      },
+      close,
+      sizeBytes: source.byteLength,
+      sizeInUseBytes,
+    };
+  } catch (err) {
+    return fail(err);
   }
+}
+
+/** Positioned reads of an open file, each into a fresh Buffer (views of it may be kept). */
+function fileByteSource(path: string, fd: number, byteLength: number): BoltByteSource {
+  return {
+    byteLength,
+    read(offset: number, length: number): Buffer {
+      const buf = Buffer.allocUnsafeSlow(length);
+      let got = 0;
+      while (got < length) {
+        const n = readSync(fd, buf, got, length - got, offset + got);
+        if (n === 0) {
+          throw new DataDirFileError(path, `ends at byte ${offset + got}, want ${offset + length}`);
+        }
+        got += n;
+      }
+      return buf;
+    },
+  };
 }
 
 /** readDbFile of bytes already read from `path` (named in errors). @throws DataDirFileError */
@@ -98,14 +159,23 @@ export async function recoverDataDir(
     logger.warn({ file: dbPath + dbTempSuffix }, "removing a partly written db file");
     rmSync(dbPath + dbTempSuffix, { force: true, recursive: true });
   }
-  const dbBytes = existsSync(dbPath) ? readDbRaw(dbPath) : undefined;
-  const db = dbBytes === undefined ? undefined : readDbBytes(dbPath, dbBytes);
-  const dbSizeBytes = dbBytes?.length ?? 0;
-  let dbSizeInUseBytes = dbSizeBytes;
-  if (dbBytes !== undefined) {
-    const f = BoltFile.open(dbBytes);
-    dbSizeInUseBytes -= f.freePages().length * f.meta.pageSizeBytes;
+  const db = existsSync(dbPath) ? readDbFile(dbPath) : undefined;
+  try {
+    return await recoverWithDb(dataDir, walDir, walOptions, logger, db);
+  } catch (err) {
+    db?.close();
+    throw err;
   }
+}
+
+async function recoverWithDb(
+  dataDir: string,
+  walDir: string,
+  walOptions: WalOptions,
+  logger: SnapLogger,
+  db: OpenDbFile | undefined,
+): Promise<RecoveredDataDir> {
+  const dbPath = dbFilePath(dataDir);
   const consistentIndex = db?.consistentIndex ?? 0;
   const valid = await WAL.validSnapshotEntries(walDir, { logger: walOptions.logger });
   // only snapshots the db covers: entries between the snapshot and the db's index are skipped
@@ -147,7 +217,7 @@ export async function recoverDataDir(
     snapshot: loaded.snapshot,
     db,
     consistentIndex,
-    dbSizeBytes,
-    dbSizeInUseBytes,
+    dbSizeBytes: db?.sizeBytes ?? 0,
+    dbSizeInUseBytes: db?.sizeInUseBytes ?? 0,
   };
 }

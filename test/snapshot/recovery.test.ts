@@ -150,9 +150,9 @@ describe("restart from db + WAL tail; corrupt files refused", { timeout: 120_000
 
   test("a restart loads the db and replays only the WAL entries after its consistent index", async () => {
     const d = copy("restart");
-    const dbIndex = (await import("../../lib/server/recovery.js")).readDbFile(
-      join(snapDir(d), "db"),
-    ).consistentIndex;
+    const db = (await import("../../lib/server/recovery.js")).readDbFile(join(snapDir(d), "db"));
+    const dbIndex = db.consistentIndex;
+    db.close();
     const { server, logs } = await startServer(d);
     try {
       assert.deepEqual(await dump(server), want);

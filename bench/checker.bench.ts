@@ -7,7 +7,8 @@
  *   npx tsc -p . && node dist/bench/checker.bench.js
  *
  * Workloads: 10k ops over 10 keys from 8 clients (the issue's figure), the same over 1 key
- * (one partition: the search's worst case), and 10k ops over 10 keys with no revisions (values
+ * (one partition: the search's worst case), each also with the lost writes resolved from a
+ * complete watch (as a torture run has one), and 10k ops over 10 keys with no revisions (values
  * only, as Porcupine's register model). Printed: ops/s from a plain timed loop, then mitata's
  * per-check times.
  */
@@ -17,14 +18,24 @@ import type { WatchEventRecord, WatchRecord, WatchWrite } from "../lib/checker/i
 import { generateHistory, type GenerateOptions } from "../lib/checker/generate.js";
 
 const keys10 = Array.from({ length: 10 }, (_, i) => `k${i}`);
-const workloads: { name: string; options: GenerateOptions }[] = [
+const workloads: { name: string; options: GenerateOptions; watched?: boolean }[] = [
   {
     name: "10k ops, 10 keys, 8 clients",
     options: { seed: 1, operations: 10_000, clients: 8, keys: keys10 },
   },
   {
+    name: "10k ops, 10 keys, 8 clients, lost writes resolved by a watch",
+    options: { seed: 1, operations: 10_000, clients: 8, keys: keys10 },
+    watched: true,
+  },
+  {
     name: "10k ops, 1 key, 8 clients",
     options: { seed: 2, operations: 10_000, clients: 8, keys: ["k0"] },
+  },
+  {
+    name: "10k ops, 1 key, 8 clients, lost writes resolved by a watch",
+    options: { seed: 2, operations: 10_000, clients: 8, keys: ["k0"] },
+    watched: true,
   },
   {
     name: "10k ops, 10 keys, 8 clients, no revisions",
@@ -36,12 +47,17 @@ const workloads: { name: string; options: GenerateOptions }[] = [
  * Plain timed loop: ops/s over `rounds` checks (after one warm-up check), by wall time and by
  * this process's CPU time (the CPU figure holds up better on a shared machine).
  */
-function timed(name: string, options: GenerateOptions, rounds: number): void {
-  const { history } = generateHistory(options);
-  const first = checkLinearizability(history, { timeBudgetMs: 60_000 });
+function timed(name: string, options: GenerateOptions, watched: boolean, rounds: number): void {
+  const g = generateHistory(options);
+  const history = g.history;
+  const opts = {
+    timeBudgetMs: 60_000,
+    ...(watched ? { watched: { events: g.events, completeRevision: g.finalRevision } } : {}),
+  };
+  const first = checkLinearizability(history, opts);
   const c0 = process.cpuUsage();
   const t0 = performance.now();
-  for (let i = 0; i < rounds; i++) checkLinearizability(history, { timeBudgetMs: 60_000 });
+  for (let i = 0; i < rounds; i++) checkLinearizability(history, opts);
   const wallMs = (performance.now() - t0) / rounds;
   const cpu = process.cpuUsage(c0);
   const cpuMs = (cpu.user + cpu.system) / 1000 / rounds;
@@ -76,7 +92,7 @@ function watchHistory(n: number): { writes: WatchWrite[]; watches: WatchRecord[]
   return { writes, watches };
 }
 
-for (const w of workloads) timed(w.name, w.options, 2);
+for (const w of workloads) timed(w.name, w.options, w.watched ?? false, 2);
 {
   const h = watchHistory(10_000);
   checkWatches(h);

@@ -15,6 +15,7 @@ import type {
   TxnOp,
   TxnOpResult,
 } from "./history.js";
+import type { WatchWrite } from "./watch.js";
 
 /** Options of {@link generateHistory}; every count is a bound the generator keeps. */
 export interface GenerateOptions {
@@ -59,6 +60,10 @@ export interface GeneratedHistory {
   versions: Map<string, KeyVersion[]>;
   /** Ids of operations in the order they took effect (lost ones that never happened omitted). */
   linearization: number[];
+  /** Every event the store made, as a watch over all keys would deliver them. */
+  events: WatchWrite[];
+  /** The store's revision at the end. */
+  finalRevision: number;
 }
 
 const ALL_KINDS: readonly OpKind[] = ["put", "get", "delete", "casValue", "casMod", "txn", "range"];
@@ -222,6 +227,7 @@ export function generateHistory(options: GenerateOptions): GeneratedHistory {
   );
   const history: KvOperation[] = [];
   const linearization: number[] = [];
+  const events: WatchWrite[] = [];
   const clientFree = new Array<number>(clients).fill(0);
   let now = 0;
   for (let id = 0; id < n; id++) {
@@ -318,6 +324,11 @@ export function generateHistory(options: GenerateOptions): GeneratedHistory {
         const last = list[list.length - 1]!;
         const changed = kv === undefined ? last.value !== null : kv.mod === store.revision;
         if (!changed) continue;
+        events.push(
+          kv === undefined
+            ? { revision: store.revision, key: k, type: "delete" }
+            : { revision: store.revision, key: k, type: "put", value: kv.value },
+        );
         list.push(
           kv === undefined
             ? { value: null, modRevision: 0, createRevision: 0, version: 0, writerId: id }
@@ -335,5 +346,5 @@ export function generateHistory(options: GenerateOptions): GeneratedHistory {
     else op.output = output;
     history.push(op);
   }
-  return { history, versions, linearization };
+  return { history, versions, linearization, events, finalRevision: store.revision };
 }

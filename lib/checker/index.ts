@@ -16,6 +16,7 @@ export {
   DEFAULT_TIME_BUDGET_MS,
   DEFAULT_MAX_MEMO_BYTES,
 } from "./linearizability.js";
+export type { WatchedWrites } from "./patch.js";
 export type {
   LinearizabilityOptions,
   LinearizabilityResult,

@@ -27,7 +27,6 @@
  *   proves the violation), and the report gives that sub-history, the longest partial
  *   linearization found and why each operation that had to come next cannot.
  */
-import { CheckerInputError } from "./errors.js";
 import type { KvInitialState, KvOperation } from "./history.js";
 import { describeOperation, inputMayWrite } from "./history.js";
 import {
@@ -38,6 +37,7 @@ import {
   PartitionKeys,
   type PartitionState,
 } from "./kv-model.js";
+import { normalise, type WatchedWrites } from "./patch.js";
 import { observations, precheck, writeEffects, type CheckedOp } from "./precheck.js";
 import { searchLinearization, type SearchBudget, type SearchOp } from "./search.js";
 import type { CompiledOp } from "./kv-model.js";
@@ -61,6 +61,12 @@ export interface LinearizabilityOptions {
   timeBudgetMs?: number;
   /** Bound on one partition search's memo, bytes (default {@link DEFAULT_MAX_MEMO_BYTES}). */
   maxMemoBytes?: number;
+  /**
+   * Every event of a watch over all the history's keys, complete up to a revision at or above
+   * every revision the history saw (and checked by checkWatches): lost writes are resolved from it
+   * (see patch.ts), which keeps the search close to linear when many responses were lost.
+   */
+  watched?: WatchedWrites;
   /** Cut a failing partition down to the smallest failing prefix (default true). */
   minimize?: boolean;
 }
@@ -102,94 +108,6 @@ export type LinearizabilityResult =
       keys: string[];
       steps: number;
     };
-
-function validate(op: KvOperation, index: number): void {
-  if (!Number.isFinite(op.invokeNs)) throw new CheckerInputError(index, "invokeNs is not finite");
-  if (Number.isNaN(op.completeNs) || op.completeNs < op.invokeNs) {
-    throw new CheckerInputError(index, "completeNs is before invokeNs");
-  }
-  const out = op.output;
-  if (out !== undefined && out.type !== op.input.type) {
-    throw new CheckerInputError(index, `a ${out.type} output for a ${op.input.type} input`);
-  }
-  if (op.input.type === "txn") {
-    for (const c of op.input.compare) {
-      if ((c.target === "value") !== (typeof c.value === "string")) {
-        throw new CheckerInputError(index, `compare ${c.target} with a ${typeof c.value} value`);
-      }
-    }
-    for (const o of [...op.input.success, ...op.input.failure]) {
-      if ((o.type as string) === "txn") throw new CheckerInputError(index, "nested txn");
-    }
-  }
-}
-
-/** Step 1: ids, pending ops, dropped reads, patched ambiguous puts. */
-function normalise(history: readonly KvOperation[]): CheckedOp[] {
-  const ops: CheckedOp[] = [];
-  history.forEach((op, index) => {
-    validate(op, index);
-    const id = op.id ?? index;
-    if (op.output === undefined) {
-      if (!inputMayWrite(op.input)) return;
-      ops.push({
-        id,
-        op: { ...op, id, completeNs: Infinity },
-        invokeNs: op.invokeNs,
-        completeNs: Infinity,
-      });
-      return;
-    }
-    ops.push({ id, op: { ...op, id }, invokeNs: op.invokeNs, completeNs: op.completeNs });
-  });
-  patchAmbiguousWrites(ops);
-  return ops;
-}
-
-/**
- * What reads reveal about writes whose response was lost, when the value they wrote to a key is
- * written by no other op (as etcd's robustness tests patch their histories):
- * - the write happened, before the earliest completion of a read that returned the value: that
- *   becomes its completion time (no longer pending forever);
- * - a plain put seen with mod revision M happened at revision M: that becomes its response.
- */
-function patchAmbiguousWrites(ops: CheckedOp[]): void {
-  const writers = new Map<string, number>(); // "key\0value" -> number of ops that may write it
-  const kvKey = (k: string, v: string) => `${k}\u0000${v}`;
-  const putsOf = (op: KvOperation) => {
-    const input = op.input;
-    const all = input.type === "txn" ? [...input.success, ...input.failure] : [input];
-    return all.filter((o) => o.type === "put");
-  };
-  for (const { op } of ops) {
-    for (const o of putsOf(op)) {
-      writers.set(kvKey(o.key, o.value), (writers.get(kvKey(o.key, o.value)) ?? 0) + 1);
-    }
-  }
-  const seen = new Map<string, { revision: number | undefined; completeNs: number }>();
-  for (const c of ops) {
-    for (const o of observations(c.op)) {
-      const k = kvKey(o.key, o.kv.value);
-      const prior = seen.get(k);
-      seen.set(k, {
-        revision: o.kv.modRevision ?? prior?.revision,
-        completeNs: Math.min(c.completeNs, prior?.completeNs ?? Infinity),
-      });
-    }
-  }
-  for (const c of ops) {
-    if (c.op.output !== undefined) continue;
-    for (const o of putsOf(c.op)) {
-      const k = kvKey(o.key, o.value);
-      const s = seen.get(k);
-      if (s === undefined || writers.get(k) !== 1) continue;
-      c.completeNs = Math.min(c.completeNs, s.completeNs);
-      if (c.op.input.type === "put" && s.revision !== undefined) {
-        c.op = { ...c.op, output: { type: "put", revision: s.revision } };
-      }
-    }
-  }
-}
 
 /** Keys an op names, and the prefixes its ranges cover. */
 function keysOf(op: KvOperation): { keys: string[]; prefixes: string[] } {
@@ -465,8 +383,9 @@ export function checkLinearizability(
   history: readonly KvOperation[],
   options: LinearizabilityOptions = {},
 ): LinearizabilityResult {
-  const ops = normalise(history);
-  const violation = precheck(ops, options.initial);
+  const normalised = normalise(history, options.watched);
+  const ops = normalised.ops;
+  const violation = normalised.violation ?? precheck(ops, options.initial);
   if (violation !== undefined) {
     const keys = new Set<string>();
     for (const c of violation.ops) for (const k of keysOf(c.op).keys) keys.add(k);

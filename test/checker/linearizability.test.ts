@@ -310,6 +310,46 @@ describe("checkLinearizability rejects", () => {
   });
 });
 
+describe("checkLinearizability with a complete watch", () => {
+  test("a lost put the watch saw is placed at its revision; one it did not see is dropped", () => {
+    const h = new H()
+      .put(1, [0, 1], "a", "1", 2)
+      .putPending(2, 2, "a", "2")
+      .putPending(3, 2, "a", "never")
+      .put(1, [5, 6], "a", "3", 4)
+      .get(1, [7, 8], "a", kv("3", 4, 2, 3), 4);
+    const watched = {
+      events: [
+        { revision: 2, key: "a", type: "put" as const, value: "1" },
+        { revision: 3, key: "a", type: "put" as const, value: "2" },
+        { revision: 4, key: "a", type: "put" as const, value: "3" },
+      ],
+      completeRevision: 4,
+    };
+    assertOk(checkLinearizability(h.ops, { watched }));
+    // Without the event at revision 3 the version the read saw (3) has no explanation.
+    const missed = { events: watched.events.filter((e) => e.revision !== 3), completeRevision: 4 };
+    assertIllegal(checkLinearizability(h.ops, { watched: missed }), "ver 3");
+  });
+
+  test("a write a read saw but the watch did not is reported", () => {
+    const h = new H().putPending(1, 0, "a", "x").get(2, [5, 6], "a", kv("x", 2), 2);
+    assertIllegal(
+      checkLinearizability(h.ops, { watched: { events: [], completeRevision: 2 } }),
+      "delivered no event of",
+      "returned the value it wrote",
+    );
+  });
+
+  test("a watch that ends below a revision the history saw is refused", () => {
+    const h = new H().put(1, [0, 1], "a", "x", 5);
+    assert.throws(
+      () => checkLinearizability(h.ops, { watched: { events: [], completeRevision: 4 } }),
+      CheckerInputError,
+    );
+  });
+});
+
 describe("checkLinearizability budget and input", () => {
   test("an exhausted step budget gives unknown, not a guess", () => {
     const h = new H();

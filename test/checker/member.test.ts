@@ -143,5 +143,14 @@ describe("recorded history of a member", { timeout: 60_000 }, () => {
     const w = checkWatches({ writes, possibleWrites, watches: watch.records });
     assert.equal(w.verdict, "ok", JSON.stringify(w, null, 1).slice(0, 3000));
     assert.ok(w.verdict === "ok" && w.events >= writes.length, "every write was delivered");
+
+    // The watch, now checked, resolves lost writes (if any) for the linearizability check.
+    const responses = watch.records.flatMap((r) => r.responses);
+    const watched = {
+      events: responses.flatMap((r) => r.events.map((e) => ({ ...e, revision: e.modRevision }))),
+      completeRevision: Math.max(...responses.map((r) => r.headerRevision!)),
+    };
+    const withWatch = checkLinearizability(history, { timeBudgetMs: 10_000, watched });
+    assert.equal(withWatch.verdict, "ok", JSON.stringify(withWatch).slice(0, 3000));
   });
 });

@@ -12,6 +12,7 @@ const seed = testSeed();
 console.log(`# checker property tests: SEED=${seed}`);
 
 const shapeArb = fc.record({
+  watched: fc.boolean(),
   seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
   operations: fc.integer({ min: 1, max: 80 }),
   clients: fc.integer({ min: 1, max: 6 }),
@@ -21,11 +22,19 @@ const shapeArb = fc.record({
   revisions: fc.boolean(),
 });
 
+/** The generated store's events as a complete watch would deliver them, when `use` is set. */
+function watchedOf(g: GeneratedHistory, use: boolean) {
+  return use ? { watched: { events: g.events, completeRevision: g.finalRevision } } : {};
+}
+
 test("generated linearizable histories are accepted", () => {
   fc.assert(
     fc.property(shapeArb, (shape) => {
       const g = generateHistory(shape);
-      const r = checkLinearizability(g.history, { timeBudgetMs: 20_000 });
+      const r = checkLinearizability(g.history, {
+        timeBudgetMs: 20_000,
+        ...watchedOf(g, shape.watched),
+      });
       if (r.verdict !== "ok") {
         throw new Error(
           `verdict ${r.verdict}: ${r.verdict === "illegal" ? r.explanation : r.reason}`,
@@ -91,7 +100,7 @@ test("a history with one stale read is rejected", () => {
       const bad = staleRead(g, pick);
       if (bad === undefined) return;
       mutated++;
-      const r = checkLinearizability(bad, { timeBudgetMs: 20_000 });
+      const r = checkLinearizability(bad, { timeBudgetMs: 20_000, ...watchedOf(g, shape.watched) });
       assert.equal(r.verdict, "illegal", JSON.stringify(r).slice(0, 500));
     }),
     { seed, numRuns: 150 },

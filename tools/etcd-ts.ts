@@ -9,6 +9,8 @@ import { parseCommandLine, flagNames } from "./flags.js";
 import { EtcdServer } from "../lib/server/index.js";
 import { serveClients } from "../lib/api/index.js";
 import { serverVersion, etcdTsVersion } from "../lib/version/index.js";
+import { loadFailpointsFromEnv, FAILPOINTS_ENV } from "../lib/failpoint/index.js";
+import { simulatePowerLoss } from "../lib/wal/index.js";
 
 async function main(): Promise<void> {
   let parsed;
@@ -49,6 +51,27 @@ async function main(): Promise<void> {
     },
     "starting etcd-ts",
   );
+
+  // Test modes (issue 16), before any file is written: failpoints from ETCD_TS_FAILPOINTS, and the
+  // simulated power loss, whose torn syncs draw from the same seed.
+  let failpointSeed: number;
+  try {
+    const fp = loadFailpointsFromEnv(process.env);
+    failpointSeed = fp.seed;
+    if (fp.set.length > 0) logger.warn({ failpoints: fp.set, seed: fp.seed }, "failpoints set");
+  } catch (err) {
+    process.stderr.write(`etcd-ts: ${FAILPOINTS_ENV}: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  if (cfg.simulatePowerLoss) {
+    simulatePowerLoss({ tornSync: cfg.tornSync, seed: failpointSeed });
+    logger.warn(
+      { tornSync: cfg.tornSync, seed: failpointSeed },
+      "TEST MODE: simulated power loss: unsynced file bytes are kept in the process",
+    );
+  }
+  if (cfg.failpointsHttp)
+    logger.warn("TEST MODE: failpoints settable over HTTP at /debug/failpoints");
 
   let server: EtcdServer;
   try {

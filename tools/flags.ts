@@ -216,6 +216,31 @@ flags["experimental-wal-segment-size-bytes"] = {
   set: (c, v) => (c.walSegmentSizeBytes = int("experimental-wal-segment-size-bytes", v)),
 };
 
+/** etcd-ts only, tests: lib/failpoint's endpoint on the client port (gofail's GOFAIL_HTTP). */
+flags["experimental-failpoints-http"] = {
+  kind: "bool",
+  set: (c, v) => (c.failpointsHttp = bool("experimental-failpoints-http", v)),
+};
+
+/** etcd-ts only, test mode: unsynced file bytes stay in the process until fdatasync. */
+flags["experimental-simulate-power-loss"] = {
+  kind: "bool",
+  set: (c, v) => (c.simulatePowerLoss = bool("experimental-simulate-power-loss", v)),
+};
+
+/** etcd-ts only, test mode: what a failpoint panic writes of the unsynced pages first. */
+flags["experimental-torn-sync"] = {
+  kind: "string",
+  set: (c, v) => {
+    if (v !== "none" && v !== "prefix" && v !== "reorder") {
+      throw new FlagError(
+        `invalid value "${v}" for flag -experimental-torn-sync: want none, prefix or reorder`,
+      );
+    }
+    c.tornSync = v;
+  },
+};
+
 export interface ParsedCommandLine {
   config: ServerConfig;
   printVersion: boolean;
@@ -235,6 +260,9 @@ function finish(c: ServerConfig): ServerConfig {
     throw new FlagError(
       `--election-timeout[${c.electionTimeoutMs}ms] should be at least as 5 times as --heartbeat-interval[${c.heartbeatIntervalMs}ms]`,
     );
+  }
+  if (c.tornSync !== "none" && !c.simulatePowerLoss) {
+    throw new FlagError("--experimental-torn-sync needs --experimental-simulate-power-loss");
   }
   if (c.dataDir === "") c.dataDir = `${c.name}.etcd`;
   if (c.initialCluster === "") {

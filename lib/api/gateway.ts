@@ -22,6 +22,7 @@ import { authMethods } from "./auth-service.js";
 import { httpStatusFromGrpc, toApiStatus, ApiError } from "./errors.js";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { serverVersion, clusterVersion } from "../version/index.js";
+import { FAILPOINTS_HTTP_PATH, serveFailpointHttp } from "../failpoint/index.js";
 
 interface JsonCodec<T> {
   /** protobuf-ts field infos, walked to saturate int64 number fields (lib/proto/int64.ts) */
@@ -642,10 +643,16 @@ class Http1Exchange implements GatewayExchange {
 export class Gateway {
   readonly #api: EtcdApi;
   readonly #logger: Logger;
+  readonly #failpointsHttp: boolean;
 
-  constructor(api: EtcdApi, logger: Logger) {
+  /**
+   * `options.failpointsHttp` serves lib/failpoint's endpoint under /debug/failpoints (a test
+   * mode, `--experimental-failpoints-http`); otherwise that path is a 404 as any other.
+   */
+  constructor(api: EtcdApi, logger: Logger, options?: { failpointsHttp?: boolean }) {
     this.#api = api;
     this.#logger = logger;
+    this.#failpointsHttp = options?.failpointsHttp === true;
   }
 
   /** Upper bound on one request body or one streamed request value, in bytes. */
@@ -686,6 +693,8 @@ export class Gateway {
       return writeJson(ex, 200, { etcdserver: serverVersion, etcdcluster: clusterVersion });
     }
     if (path === "/metrics") return this.#metrics(ex);
+    if (this.#failpointsHttp && path.startsWith(FAILPOINTS_HTTP_PATH))
+      return this.#failpoints(ex, path);
     if (path === "/v3" || path === "/v3beta") return redirectToSlash(ex, url);
     const prefix = versionPrefixes.find((p) => path.startsWith(p));
     // Go's mux answers paths outside the gateway; grpc-gateway answers unknown ones under it
@@ -703,6 +712,16 @@ export class Gateway {
     ex.onClose(() => ac.abort());
     const out = await route.call(this.#api, msg, callAuthOf(ex), ac.signal);
     writeJson(ex, 200, route.response.toJson(out, { useProtoFieldName: true }));
+  }
+
+  /** lib/failpoint's endpoint; a PUT takes effect once its answer is handed to the socket. */
+  async #failpoints(ex: GatewayExchange, path: string): Promise<void> {
+    const body = ex.method === "PUT" ? await readBody(ex, maxBodyBytes(this.#api)) : undefined;
+    const a = serveFailpointHttp(ex.method, path, body?.toString("utf8") ?? "");
+    this.#logger.info({ method: ex.method, path, status: a.status }, "failpoint request");
+    writeHead(ex, a.status, { ...a.headers, "content-length": String(Buffer.byteLength(a.body)) });
+    ex.end(a.body);
+    if (a.apply !== undefined) setImmediate(a.apply);
   }
 
   /**

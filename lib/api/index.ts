@@ -46,7 +46,7 @@ export async function serveClients(server: EtcdServer, logger: Logger): Promise<
   const api = new EtcdApi(server);
   const grpcServer = createGrpcServer(api, logger, server.config.maxRequestBytes);
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-  const gateway = new Gateway(api, logger);
+  const gateway = new Gateway(api, logger, { failpointsHttp: server.config.failpointsHttp });
   // HTTP/2 requests that are not gRPC (curl --http2, nghttp, browsers) reach the gateway too
   const newH2Server = (certCommonName?: string) =>
     createH2Server(

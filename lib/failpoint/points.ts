@@ -71,6 +71,81 @@ export const failpointSpecs = {
     where: "lib/wal: released segments exceed --max-wals, before the oldest files are removed",
     etcd: false,
   },
+  // lib/server/raft-node.ts (etcd raft.go's raftNode loop)
+  raftBeforeSave: {
+    where: "raft loop: before a Ready's hardState and entries are handed to the WAL",
+    etcd: true,
+    error: "the save fails: the member stops on a fatal error, as etcd's Fatal",
+  },
+  raftAfterSave: {
+    where: "raft loop: after a Ready's hardState and entries are durable in the WAL",
+    etcd: true,
+    error: "the member stops on a fatal error after the save",
+  },
+  raftBeforeAdvance: {
+    where: "raft loop: before raft is told the Ready is done (RawNode.advance)",
+    etcd: true,
+  },
+  // lib/server/apply.ts (etcd server.go applyEntries)
+  beforeApplyOneEntryNormal: {
+    where: "apply: before a committed normal entry is applied to the store",
+    etcd: true,
+  },
+  beforeApplyOneConfChange: {
+    where: "apply: before a committed ConfChange is applied to raft and the member list",
+    etcd: true,
+  },
+  afterApplyOneEntry: {
+    where: "apply: after a committed entry is applied (its waiter is answered when its batch ends)",
+    etcd: false,
+  },
+  // lib/server/snapshotter.ts: the periodic snapshot (etcd's backend commit and SaveSnap)
+  commitBeforePreCommitHook: {
+    where:
+      "snapshot: the state at the applied index is captured, before it is planned into a db file with its consistent index",
+    etcd: true,
+    error: snapshotError,
+  },
+  commitAfterPreCommitHook: {
+    where: "snapshot: the db file is planned (consistent index in place), before db.tmp is written",
+    etcd: true,
+    error: snapshotError,
+  },
+  snapshotDbMidWrite: {
+    where: "snapshot: half of db.tmp is written, not yet synced",
+    etcd: false,
+    error: snapshotError,
+  },
+  beforeCommit: {
+    where: "snapshot: db.tmp is written and fsynced, before the rename over member/snap/db",
+    etcd: true,
+    error: snapshotError,
+  },
+  afterCommit: {
+    where: "snapshot: db.tmp is renamed over member/snap/db and the directory fsynced",
+    etcd: true,
+    error: snapshotError,
+  },
+  raftBeforeSaveSnap: {
+    where: "snapshot: before the .snap file and the WAL snapshot record are written",
+    etcd: true,
+    error: snapshotError,
+  },
+  snapshotAfterSnapFile: {
+    where: "snapshot: the .snap file is written, its WAL snapshot record not yet",
+    etcd: false,
+    error: snapshotError,
+  },
+  raftAfterSaveSnap: {
+    where: "snapshot: the .snap file and the WAL snapshot record are durable",
+    etcd: true,
+    error: snapshotError,
+  },
+  raftAfterWALRelease: {
+    where:
+      "snapshot: WAL segments before the snapshot are released (purged beyond --max-wals), before old .snap files are purged",
+    etcd: true,
+  },
 } satisfies Record<string, FailpointSpec>;
 
 /** A registered failpoint name. */

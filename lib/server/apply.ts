@@ -28,6 +28,7 @@ import type { Proposals } from "./proposals.js";
 import { txnCost } from "./quota.js";
 import { applyV2Request, decodeEntryData } from "./v2-request.js";
 import { AppliedIndexWaits } from "./wait.js";
+import { failpoint } from "../failpoint/index.js";
 
 /** What the apply loop hands back to a waiting proposer. */
 type ApplyResult =
@@ -112,10 +113,15 @@ export class Applier {
       }
       // etcd's applier skips entries the db already holds (index <= its consistent index)
       if (e.type === EntryType.EntryNormal) {
+        failpoint("beforeApplyOneEntryNormal");
         if (e.index > this.#dbConsistentIndex) this.#applyNormal(e);
-      } else if (e.type === EntryType.EntryConfChange) this.#applyConfChange(e);
+      } else if (e.type === EntryType.EntryConfChange) {
+        failpoint("beforeApplyOneConfChange");
+        this.#applyConfChange(e);
+      }
       this.#appliedIndex = e.index;
       this.#appliedTerm = e.term;
+      failpoint("afterApplyOneEntry");
     }
     this.#host.metrics.proposalsAppliedTotal.set(this.#appliedIndex);
     this.appliedWaits.appliedTo(this.#appliedIndex);

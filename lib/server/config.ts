@@ -73,6 +73,21 @@ export interface ServerConfig {
    * EnforcementPolicy.MinTime; lib/h2 H2Limits.keepaliveMinTimeMs).
    */
   grpcKeepaliveMinTimeMs: number;
+  /**
+   * etcd-ts only, for tests: serve lib/failpoint's endpoint (/debug/failpoints, gofail's HTTP
+   * interface) on the client port. `--experimental-failpoints-http`, off by default.
+   */
+  failpointsHttp: boolean;
+  /**
+   * etcd-ts only, test mode: keep file bytes not yet fdatasynced inside the process, so kill -9
+   * loses what a power cut would (lib/wal/power-loss.ts). `--experimental-simulate-power-loss`.
+   */
+  simulatePowerLoss: boolean;
+  /**
+   * With simulatePowerLoss: what a failpoint panic writes of the unsynced pages first ("none",
+   * a seeded "prefix" or a seeded "reorder"ed subset). `--experimental-torn-sync`.
+   */
+  tornSync: "none" | "prefix" | "reorder";
 }
 
 /** etcd's DefaultQuotaBytes: 2 GiB. */
@@ -129,5 +144,8 @@ export function defaultConfig(): ServerConfig {
     grpcTransport: "fast",
     walSyncWriteMaxEntries: 1,
     grpcKeepaliveMinTimeMs: 5_000,
+    failpointsHttp: false,
+    simulatePowerLoss: false,
+    tornSync: "none",
   };
 }

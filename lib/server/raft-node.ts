@@ -8,6 +8,7 @@ import type { Logger } from "pino";
 import type { ConfState, Entry, HardState } from "../proto/gen/raftpb/raft.js";
 import type { WAL } from "../wal/index.js";
 import { MemoryStorage, RawNode, StateType, type ReadState } from "../raft/index.js";
+import { failpoint } from "../failpoint/index.js";
 import type { ServerMetrics } from "./metrics.js";
 
 /**
@@ -150,10 +151,12 @@ export class RaftNode {
         if (rd.softState !== undefined)
           this.#onSoftState(rd.softState.lead, rd.softState.raftState);
         const hs = rd.hardState;
+        failpoint("raftBeforeSave");
         const persist = this.#persist(hs, rd.entries);
         if (rd.committedEntries.length > 0) this.#host.applyEntries(rd.committedEntries);
         if (rd.readStates.length > 0) this.#host.onReadStates(rd.readStates);
         if (persist !== undefined) await persist;
+        failpoint("raftAfterSave");
         if (hs !== undefined) {
           this.storage.setHardState(hs);
           this.#term = hs.term;
@@ -162,6 +165,7 @@ export class RaftNode {
         }
         if (rd.entries.length > 0) this.storage.append(rd.entries);
         // Peers arrive with the cluster issue; a single member has no messages to send.
+        failpoint("raftBeforeAdvance");
         this.raw.advance(rd);
         this.#maybeCompactRaftLog();
       }

@@ -23,6 +23,7 @@ import CRC32C from "crc-32/crc32c.js";
 import { Snapshot as RaftSnapshot } from "../proto/gen/raftpb/raft.js";
 import { snapshot as SnapPb } from "../proto/gen/snappb/snap.js";
 import { DataDirFileError } from "./errors.js";
+import { datasync, releaseFd, writeAt } from "../wal/index.js";
 
 export { RaftSnapshot };
 
@@ -192,9 +193,12 @@ export async function writeSnapFile(dir: string, snap: RaftSnapshot): Promise<st
   const tmp = `${path}.tmp`;
   const fh = await open(tmp, "w", 0o644);
   try {
-    await fh.writeFile(encodeSnapFile(snap));
-    await fh.sync();
+    // lib/wal's file writes: under simulated power loss they stay in the process until synced
+    const bytes = encodeSnapFile(snap);
+    await writeAt(fh.fd, bytes, 0, bytes.length, 0);
+    await datasync(fh.fd, { full: true });
   } finally {
+    releaseFd(fh.fd);
     await fh.close();
   }
   await rename(tmp, path);

@@ -12,7 +12,7 @@
  *    before the snapshot and purge them beyond --max-wals; purge .snap files beyond
  *    --max-snapshots.
  *
- * Order matters for crashes (each step is a named crash point, crash-points.ts): the db is always
+ * Order matters for crashes (each step is a failpoint, lib/failpoint/points.ts): the db is always
  * at or ahead of the newest .snap, and a .snap counts only once its WAL record exists, so a restart
  * after a crash anywhere finds a db, a snapshot the WAL has, and the entries after it
  * (recovery.ts). A failed snapshot (disk full) is logged, its temp file removed, and retried after
@@ -24,7 +24,8 @@ import type { BoltFileWriter } from "../btree/index.js";
 import type { ConfState } from "../proto/gen/raftpb/raft.js";
 import { etcdDbBuckets, type DbFileState } from "./db-file.js";
 import { BoltFileWriter as Writer } from "../btree/index.js";
-import { crashPoint } from "./crash-points.js";
+import { failpoint } from "../failpoint/index.js";
+import { datasync, releaseFd, writeAt } from "../wal/index.js";
 import { dbFilePath, dbTempSuffix, snapDirPath } from "./recovery.js";
 import { fsyncDir, purgeSnapFiles, writeSnapFile, type SnapLogger } from "./snap-file.js";
 import { encodeV2StoreSnapshot } from "./v2-store.js";
@@ -158,15 +159,16 @@ export class Snapshotter {
       dbBytes = await this.#writeDb(cap.state);
       this.dbSizeBytes = dbBytes;
       this.dbSizeInUseBytes = dbBytes;
-      crashPoint("snapshot-after-db-rename");
+      failpoint("afterCommit");
       const st = cap.state;
+      failpoint("raftBeforeSaveSnap");
       const snapPath = await writeSnapFile(snapDirPath(this.#o.dataDir), {
         data: encodeV2StoreSnapshot(st.members, st.removedMemberIds, st.clusterVersion),
         metadata: { index, term: cap.term, confState: cap.confState },
       });
-      crashPoint("snapshot-after-snap-file");
+      failpoint("snapshotAfterSnapFile");
       await this.#o.host.saveWalSnapshot(index, cap.term);
-      crashPoint("snapshot-after-wal-record");
+      failpoint("raftAfterSaveSnap");
       log.info({ index, file: snapPath }, "saved snapshot");
     } catch (err) {
       this.#retryAtMs = Date.now() + retryAfterMs;
@@ -180,7 +182,7 @@ export class Snapshotter {
     this.#snapshotIndex = index;
     try {
       await this.#o.host.releaseTo(index);
-      crashPoint("snapshot-after-wal-release");
+      failpoint("raftAfterWALRelease");
       for (const f of await purgeSnapFiles(snapDirPath(this.#o.dataDir), this.#o.maxSnapshots)) {
         log.info({ file: f }, "purged snapshot file");
       }
@@ -199,6 +201,7 @@ export class Snapshotter {
    * db and fsyncs the directory. Returns its size in bytes.
    */
   async #writeDb(state: DbFileState): Promise<number> {
+    failpoint("commitBeforePreCommitHook");
     const planner = Writer.planInSteps(
       etcdDbBuckets(state),
       { chunkBytes: writeChunkBytes },
@@ -214,6 +217,7 @@ export class Snapshotter {
       await new Promise<void>((resolve) => setImmediate(resolve));
       if (this.#stopped) throw new Error("member stopping");
     }
+    failpoint("commitAfterPreCommitHook");
     const path = dbFilePath(this.#o.dataDir);
     const tmp = path + dbTempSuffix;
     const fh = await open(tmp, "w", 0o600);
@@ -223,23 +227,21 @@ export class Snapshotter {
       for (const chunk of writer.chunks()) {
         // encoding the next chunk is synchronous: let waiting requests run first
         await new Promise<void>((resolve) => setImmediate(resolve));
-        let off = 0;
-        while (off < chunk.length) {
-          const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, written);
-          off += bytesWritten;
-          written += bytesWritten;
-        }
+        // lib/wal's file writes: under simulated power loss they stay in the process until synced
+        await writeAt(fh.fd, chunk, 0, chunk.length, written);
+        written += chunk.length;
         if (!half && written * 2 >= writer.sizeBytes) {
           half = true;
-          crashPoint("snapshot-db-mid-write");
+          failpoint("snapshotDbMidWrite");
         }
         if (this.#stopped) throw new Error("member stopping");
       }
-      await fh.sync();
+      await datasync(fh.fd, { full: true });
     } finally {
+      releaseFd(fh.fd);
       await fh.close();
     }
-    crashPoint("snapshot-before-db-rename");
+    failpoint("beforeCommit");
     await rename(tmp, path);
     await fsyncDir(snapDirPath(this.#o.dataDir));
     return written;

@@ -20,7 +20,7 @@
  * file with unsynced bytes except after a failed write. Kept bytes are bounded
  * (MAX_PENDING_BYTES): a write past the bound fails as a full disk would.
  */
-import { fdatasync, fdatasyncSync, fstatSync, readSync, write, writeSync } from "node:fs";
+import { fdatasync, fdatasyncSync, fstatSync, fsync, readSync, write, writeSync } from "node:fs";
 import { onFailpointPanic, seededRandom } from "../failpoint/index.js";
 
 /** The most bytes kept unsynced in the process at once in test mode (1 GiB). */
@@ -163,13 +163,17 @@ export function writeAtSync(
   else writeAllSync(fd, buf, offset, length, position);
 }
 
-/** fdatasync of `fd`; in test mode the kept bytes of `fd` are written first. */
-export async function datasync(fd: number): Promise<void> {
+/**
+ * fdatasync of `fd` (fsync with `full`: a file the caller renames into place afterwards, as etcd's
+ * fileutil.Fsync); in test mode the kept bytes of `fd` are written first.
+ */
+export async function datasync(fd: number, opts?: { full?: boolean }): Promise<void> {
   if (enabled) {
     for (const e of take(fd)) await writeAll(fd, e.bytes, 0, e.bytes.length, e.position);
   }
+  const sync = opts?.full === true ? fsync : fdatasync;
   await new Promise<void>((resolve, reject) =>
-    fdatasync(fd, (err) => (err !== null ? reject(err) : resolve())),
+    sync(fd, (err) => (err !== null ? reject(err) : resolve())),
   );
 }
 

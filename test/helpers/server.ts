@@ -174,7 +174,7 @@ export interface MemberOptions {
   noFlags?: boolean;
   /**
    * Extra environment variables of the member process, read at every (re)start: a test may change
-   * this object between restarts (e.g. arm ETCDTS_CRASH_POINT for one run only).
+   * this object between restarts (e.g. set ETCD_TS_FAILPOINTS for one run only).
    */
   env?: Record<string, string>;
 }

@@ -1,7 +1,7 @@
 // Snapshots under a steady write load (issue 13): with a small --snapshot-count and small WAL
 // segments the WAL directory stays bounded while far more is written through it, and a restart
-// keeps every acknowledged put. Then kill -9 at every named point of a snapshot (the member's crash
-// hook, ETCDTS_CRASH_POINT, armed for the Nth snapshot, N from the seed): each restart serves
+// keeps every acknowledged put. Then kill -9 at every failpoint of a snapshot (ETCD_TS_FAILPOINTS
+// `<point>=<N-1>*off->panic`, a panic at the Nth snapshot, N from the seed): each restart serves
 // every put acknowledged before the crash.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -18,13 +18,15 @@ const WORKERS = 4;
 const MAX_PUTS_PER_PHASE = 1_500;
 const PHASE_TIME_BOUND_MS = 30_000;
 
+/** The snapshot's failpoints in the order a snapshot reaches them (lib/failpoint/points.ts). */
 const crashPoints = [
-  "snapshot-db-mid-write",
-  "snapshot-before-db-rename",
-  "snapshot-after-db-rename",
-  "snapshot-after-snap-file",
-  "snapshot-after-wal-record",
-  "snapshot-after-wal-release",
+  "commitAfterPreCommitHook",
+  "snapshotDbMidWrite",
+  "beforeCommit",
+  "afterCommit",
+  "snapshotAfterSnapFile",
+  "raftAfterSaveSnap",
+  "raftAfterWALRelease",
 ];
 
 /**
@@ -182,14 +184,12 @@ describe(
     for (const point of crashPoints) {
       test(`kill -9 at ${point}: the restart serves every acked put`, async () => {
         const nth = 1 + Math.floor(rand() * 2);
-        env.ETCDTS_CRASH_POINT = point;
-        env.ETCDTS_CRASH_AFTER = String(nth);
+        env.ETCD_TS_FAILPOINTS = `${point}=${nth - 1}*off->panic`;
         await member.restart();
         await load(member, MAX_PUTS_PER_PHASE);
         await waitFor(`the member to crash at ${point}`, () => member.pid === 0, 10_000);
-        assert.match(member.logTail(4000), new RegExp(`crash point ${point} reached`));
-        delete env.ETCDTS_CRASH_POINT;
-        delete env.ETCDTS_CRASH_AFTER;
+        assert.match(member.logTail(4000), new RegExp(`failpoint panic: ${point}`));
+        delete env.ETCD_TS_FAILPOINTS;
         await member.restart();
         await checkAcked(member, `restart after a crash at ${point} (snapshot ${nth})`);
       });

@@ -48,6 +48,8 @@ export const DEFAULT_MAX_STEPS = 20_000_000;
 export const DEFAULT_TIME_BUDGET_MS = 60_000;
 /** Default bound on the memory of one partition's search memo, bytes. */
 export const DEFAULT_MAX_MEMO_BYTES = 256 * 1024 * 1024;
+/** States kept while replaying a linearization for an explanation. */
+const EXPLAIN_MAX_STATES = 64;
 /** Operations of a linearization shown in an explanation (the last ones). */
 const EXPLAIN_TAIL_OPS = 12;
 
@@ -330,18 +332,18 @@ function explainPartition(
   cutNote: string,
 ): { explanation: string; stuck: StuckOperation[]; linearization: number[] } {
   const { model, init, compiled, searchOps, longest } = search;
-  // Replay the longest linearization: where several successor states exist, keep the first that
-  // lets the next op of the linearization happen.
+  // Replay the longest linearization. A step with several successor states (an outcome the
+  // model cannot decide) keeps them all, deduplicated and at most EXPLAIN_MAX_STATES of them.
   let states: PartitionState[] = [init];
   for (const i of longest) {
-    const nextStates: PartitionState[] = [];
+    const next = new Map<string, PartitionState>();
     for (const s of states) {
       const r = model.step(s, compiled[i]!);
-      if (r === undefined) continue;
-      if (Array.isArray(r)) nextStates.push(...r);
-      else nextStates.push(r as PartitionState);
+      for (const n of r === undefined ? [] : Array.isArray(r) ? r : [r as PartitionState]) {
+        if (next.size < EXPLAIN_MAX_STATES) next.set(model.stateKey(n), n);
+      }
     }
-    states = nextStates.length > 0 ? nextStates : states;
+    if (next.size > 0) states = [...next.values()];
   }
   const state = states[0]!;
   const done = new Set(longest);
@@ -350,12 +352,20 @@ function explainPartition(
     if (!done.has(i)) frontier = Math.min(frontier, s.completeNs);
   });
   const stuck: StuckOperation[] = [];
+  const couldGo: StuckOperation[] = [];
   searchOps.forEach((s, i) => {
     if (done.has(i) || s.invokeNs > frontier) return;
     const reasons = states.map((st) => model.explain(st, compiled[i]!)).filter((r) => r !== "");
-    if (reasons.length < states.length) return; // it could go next; its failure is further on
-    stuck.push({ op: ops[i]!.op, reason: reasons[0] ?? "" });
+    if (reasons.length === states.length) stuck.push({ op: ops[i]!.op, reason: reasons[0]! });
+    else {
+      couldGo.push({
+        op: ops[i]!.op,
+        reason: "it can go next here, but every order of the operations after it fails further on",
+      });
+    }
   });
+  // When each candidate can go next on its own, the failure is in what follows: list them.
+  if (stuck.length === 0) stuck.push(...couldGo);
   const lin = longest.map((i) => ops[i]!.id);
   const shown = longest.slice(-EXPLAIN_TAIL_OPS);
   const lines = [

@@ -1,10 +1,17 @@
 // Property tests: histories from a sequential reference store with random concurrent overlaps
 // (lib/checker/generate.ts) are always accepted; the same histories with one read turned into a
-// provably stale one are always rejected. SEED=<n> replays a run (the seed is printed).
+// provably stale one are always rejected; a complete watch of those histories is accepted, and the
+// same watch with one event lost or repeated is not. SEED=<n> replays a run (the seed is printed).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { checkLinearizability, type KvOperation } from "../../lib/checker/index.js";
+import {
+  checkLinearizability,
+  checkWatches,
+  type KvOperation,
+  type WatchEventRecord,
+  type WatchRecord,
+} from "../../lib/checker/index.js";
 import { generateHistory, type GeneratedHistory } from "../../lib/checker/generate.js";
 import { testSeed } from "../helpers/server.js";
 
@@ -106,4 +113,64 @@ test("a history with one stale read is rejected", () => {
     { seed, numRuns: 150 },
   );
   assert.ok(mutated > 30, `only ${mutated} of 150 histories had a read to make stale`);
+});
+
+/** A watch on every key from revision 2 that got every event, in responses of whole revisions. */
+function fullWatch(g: GeneratedHistory, cuts: number[]): WatchRecord {
+  const revisions = [...new Set(g.events.map((e) => e.revision))].sort((a, b) => a - b);
+  const responses: WatchRecord["responses"] = [];
+  let current: WatchEventRecord[] = [];
+  revisions.forEach((rev, i) => {
+    for (const e of g.events.filter((x) => x.revision === rev)) {
+      current.push({
+        type: e.type,
+        key: e.key,
+        modRevision: rev,
+        ...(e.value !== undefined ? { value: e.value } : {}),
+      });
+    }
+    if (cuts[i % cuts.length]! % 3 === 0 || i === revisions.length - 1) {
+      responses.push({ events: current, headerRevision: rev });
+      current = [];
+    }
+  });
+  return { id: "w", key: "", rangeEnd: "\u0000", startRevision: 2, responses };
+}
+
+test("complete watches of generated histories are accepted; one lost, repeated or reordered event is not", () => {
+  fc.assert(
+    fc.property(
+      shapeArb,
+      fc.array(fc.nat(), { minLength: 1, maxLength: 8 }),
+      fc.nat(),
+      (shape, cuts, pick) => {
+        const g = generateHistory({ ...shape, operations: Math.max(shape.operations, 10) });
+        const w = fullWatch(g, cuts);
+        const history = { writes: g.events, watches: [w] };
+        const ok = checkWatches(history);
+        assert.equal(ok.verdict, "ok", JSON.stringify(ok).slice(0, 500));
+        const events = w.responses.flatMap((r, ri) => r.events.map((e, ei) => ({ ri, ei, e })));
+        const lastRev = events.length > 0 ? events[events.length - 1]!.e.modRevision : 0;
+        const inner = events.filter((x) => x.e.modRevision < lastRev);
+        if (inner.length === 0) return;
+        const { ri, ei } = inner[pick % inner.length]!;
+        const mutate = (f: (events: WatchEventRecord[][]) => void): WatchRecord => {
+          const copy = w.responses.map((r) => [...r.events]);
+          f(copy);
+          return { ...w, responses: copy.map((events, i) => ({ ...w.responses[i]!, events })) };
+        };
+        const lost = mutate((rs) => rs[ri]!.splice(ei, 1));
+        const repeated = mutate((rs) => rs[rs.length - 1]!.push(rs[ri]![ei]!));
+        const bad = [lost, repeated];
+        if (ri < w.responses.length - 1) {
+          const moved = [...w.responses.filter((_, i) => i !== ri), w.responses[ri]!];
+          bad.push({ ...w, responses: moved });
+        }
+        for (const x of bad) {
+          assert.equal(checkWatches({ ...history, watches: [x] }).verdict, "violation");
+        }
+      },
+    ),
+    { seed, numRuns: 100 },
+  );
 });

@@ -29,18 +29,16 @@
  */
 import type { KvInitialState, KvOperation } from "./history.js";
 import { describeOperation, inputMayWrite } from "./history.js";
+import { compileOp, PartitionKeys, type CompiledOp } from "./kv-compile.js";
 import {
-  compileOp,
   FreeRevisions,
   initialPartitionState,
   KvPartitionModel,
-  PartitionKeys,
   type PartitionState,
 } from "./kv-model.js";
 import { normalise, type WatchedWrites } from "./patch.js";
 import { observations, precheck, writeEffects, type CheckedOp } from "./precheck.js";
 import { searchLinearization, type SearchBudget, type SearchOp } from "./search.js";
-import type { CompiledOp } from "./kv-model.js";
 
 /** Default bound on model steps over a whole check. */
 export const DEFAULT_MAX_STEPS = 20_000_000;

@@ -1,6 +1,7 @@
 /**
  * Periodic snapshots of a member (DESIGN §3 step 5), as etcd 3.4's triggerSnapshot / snapshot /
- * purgeFile: every `snapshotCount` applied entries, capture the state at the applied index (mvcc's
+ * purgeFile: every `snapshotCount` applied entries (and at most half the time, see #nextAllowedMs),
+ * capture the state at the applied index (mvcc's
  * O(1) snapshot, copies of the small tables), then, while writes keep flowing:
  *
  * 1. write `member/snap/db` from that capture: planned in steps and streamed in chunks with the
@@ -85,6 +86,14 @@ export class Snapshotter {
   #snapshotIndex: number;
   #running: Promise<void> | undefined;
   #retryAtMs = 0;
+  /**
+   * Periodic snapshots run at most half the time: the next may start once as long as the last
+   * one took has passed since it ended. etcd's snapshot is cheap (its bbolt file is already on
+   * disk); here it rewrites the whole db, so on a large store under a heavy load back-to-back
+   * snapshots would take a core from the requests. The WAL holds everything meanwhile.
+   */
+  #nextAllowedMs = 0;
+  #recheck: NodeJS.Timeout | undefined;
   #stopped = false;
   /** Snapshots completed since start. */
   completed = 0;
@@ -115,7 +124,16 @@ export class Snapshotter {
   maybeTrigger(appliedIndex: number): void {
     if (this.#running !== undefined || this.#stopped) return;
     if (appliedIndex - this.#snapshotIndex <= this.#o.snapshotCount) return;
-    if (Date.now() < this.#retryAtMs) return;
+    const now = Date.now();
+    const notBeforeMs = Math.max(this.#retryAtMs, this.#nextAllowedMs);
+    if (now < notBeforeMs) {
+      // due but held back: check again then, whether or not more entries are applied
+      this.#recheck ??= setTimeout(() => {
+        this.#recheck = undefined;
+        this.maybeTrigger(this.#o.host.appliedIndex());
+      }, notBeforeMs - now).unref();
+      return;
+    }
     this.trigger();
   }
 
@@ -146,6 +164,7 @@ export class Snapshotter {
   /** Stops triggering and waits for a running snapshot to end. */
   async stop(): Promise<void> {
     this.#stopped = true;
+    clearTimeout(this.#recheck);
     if (this.#running !== undefined) await this.#running.catch(() => {});
   }
 
@@ -190,6 +209,7 @@ export class Snapshotter {
       log.warn({ index, err: (err as Error).message }, "releasing WAL or purging snapshots failed");
     }
     const durationSeconds = (performance.now() - started) / 1000;
+    this.#nextAllowedMs = Date.now() + durationSeconds * 1000;
     this.completed++;
     this.last = { index, dbBytes, durationSeconds };
     log.info({ index, dbBytes, durationSeconds }, "snapshot done");

@@ -7,11 +7,14 @@
  *       --key-size 8 --val-size 256 --key-space-size 100000 [--sequential-keys] [--rate N]
  *   etcd-ts-bench range foo [end] --consistency s --clients 128 --duration 10s
  *   etcd-ts-bench txn-put --txn-ops 1 ...      etcd-ts-bench lease-keepalive --total 10000
- *   etcd-ts-bench watch --streams 10 --watch-per-stream 100 --watched-key-total 10 --put-total 1000
+ *   etcd-ts-bench watch --streams 10 --watch-per-stream 100 --watched-key-total 10 --put-total 1000 \
+ *       [--put-rate 100] [--put-conns 1]
+ *   etcd-ts-bench authenticate --user bench --password pw --clients 100 --conns 10 --duration 5s
  *
- * Common: --procs N (worker processes), --transport raw|http2|grpc-js, --progress (default on
- * when stderr is a terminal), --json. Exit 1 on a usage error, 2 when the
- * run had failed requests, 0 otherwise.
+ * Common: --user NAME --password PW (or etcd's --user NAME:PW; each connection authenticates once
+ * and sends the token on every call), --procs N (worker processes), --transport raw|http2|grpc-js,
+ * --progress (default on when stderr is a terminal), --json. Exit 1 on a usage error or a failed
+ * login, 2 when the run had failed requests, 0 otherwise.
  */
 import {
   formatLoadResult,
@@ -27,8 +30,8 @@ async function main(argv: string[]): Promise<number> {
       `usage: etcd-ts-bench <${WORKLOADS.join("|")}> [flags]\n` +
         "flags: --endpoints --conns --clients --total --duration --key-size --val-size --key-space-size\n" +
         "       --sequential-keys --rate --consistency l|s --txn-ops --streams --watch-per-stream\n" +
-        "       --watched-key-total --put-total --put-rate --watch-wait --procs --transport raw|http2|grpc-js\n" +
-        "       --progress --json\n",
+        "       --watched-key-total --put-total --put-rate --put-conns --watch-wait\n" +
+        "       --user NAME[:PW] --password PW --procs --transport raw|http2|grpc-js --progress --json\n",
     );
     return argv.length === 0 ? 1 : 0;
   }

@@ -255,6 +255,7 @@ export async function runEtcdBenchmark(
     elapsedSeconds: rep.totalSeconds,
     requestsPerSecond: rep.requestsPerSecond,
     latencyMs: rep.latencyMs,
+    reauthentications: 0,
     tool: {
       argv,
       connections: parseGrpcLog(stderr, spec.conns + (spec.command === "watch-latency" ? 1 : 0)),

@@ -54,3 +54,10 @@ export class WorkerError extends LoadError {
     super("LOAD_WORKER", message);
   }
 }
+
+/** --user could not log in: Authenticate failed on a connection (the server's answer in the message). */
+export class AuthError extends LoadError {
+  constructor(endpoint: string, reason: string) {
+    super("LOAD_AUTH", `${endpoint}: Authenticate failed: ${reason}`);
+  }
+}

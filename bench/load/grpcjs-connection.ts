@@ -17,6 +17,7 @@ const identity = (b: Buffer): Buffer => b;
 export class GrpcJsConnection {
   readonly endpoint: string;
   #client: grpc.Client;
+  #metadata = new grpc.Metadata();
 
   private constructor(endpoint: string, client: grpc.Client) {
     this.endpoint = endpoint;
@@ -40,6 +41,13 @@ export class GrpcJsConnection {
     });
   }
 
+  /** Sends `token` as `token` metadata on every call from now on (null: none). */
+  setToken(token: string | null): void {
+    const md = new grpc.Metadata();
+    if (token !== null) md.set("token", token);
+    this.#metadata = md;
+  }
+
   /** One unary call; see H2GrpcConnection.unary. */
   unary(path: string, frame: Buffer): Promise<Buffer> {
     return new Promise((resolve, reject) => {
@@ -48,6 +56,7 @@ export class GrpcJsConnection {
         identity,
         identity,
         frame.subarray(GRPC_PREFIX_BYTES),
+        this.#metadata,
         (err, res) => {
           if (err) reject(new GrpcCallError(path, err.code ?? 2, err.details ?? err.message));
           else resolve(res ?? Buffer.alloc(0));
@@ -58,7 +67,7 @@ export class GrpcJsConnection {
 
   /** A bidirectional stream; see H2GrpcConnection.bidi. */
   bidi(path: string, handlers: BidiHandlers): BidiStream {
-    const call = this.#client.makeBidiStreamRequest(path, identity, identity);
+    const call = this.#client.makeBidiStreamRequest(path, identity, identity, this.#metadata);
     let ended = false;
     const finish = (err: Error | null): void => {
       if (ended) return;

@@ -72,6 +72,7 @@ export class H2GrpcConnection {
   readonly endpoint: string;
   #session: http2.ClientHttp2Session;
   #lost: Error | null = null;
+  #token: string | null = null;
 
   private constructor(endpoint: string, session: http2.ClientHttp2Session) {
     this.endpoint = endpoint;
@@ -121,12 +122,19 @@ export class H2GrpcConnection {
   }
 
   #headers(path: string): http2.OutgoingHttpHeaders {
-    return {
+    const h: http2.OutgoingHttpHeaders = {
       ":method": "POST",
       ":path": path,
       "content-type": "application/grpc",
       te: "trailers",
     };
+    if (this.#token !== null) h["token"] = this.#token;
+    return h;
+  }
+
+  /** Sends `token` as `token` metadata on every call opened from now on (null: none). */
+  setToken(token: string | null): void {
+    this.#token = token;
   }
 
   /**

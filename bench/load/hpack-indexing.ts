@@ -46,6 +46,19 @@ export class IndexingHeaderEncoder {
     this.#tableSizeBytes = tableSizeBytes;
   }
 
+  /** The block `encode` last cached under `cacheKey`, if it is still valid. */
+  cached(cacheKey: string): Buffer | undefined {
+    return this.#blocks.get(cacheKey);
+  }
+
+  /**
+   * Drops every cached block: call it when a header list behind a cache key changes (a new auth
+   * token). The entries the server holds stay mirrored.
+   */
+  forgetBlocks(): void {
+    this.#blocks.clear();
+  }
+
   /**
    * The header block for `headers`. `cacheKey` names a header list that is always the same (the
    * request headers of one method): its block is reused until an insertion changes the indexes.

@@ -8,6 +8,7 @@ import type { LoadOptions } from "./options.js";
 import { runInWorkers } from "./procs.js";
 import { mergeShards, type LoadResult } from "./report.js";
 import { runShard } from "./runner.js";
+import { LoadUsageError } from "./errors.js";
 
 export {
   parseLoadArgs,
@@ -30,14 +31,25 @@ export {
   ConnectionLostError,
   GrpcFramingError,
   WorkerError,
+  AuthError,
 } from "./errors.js";
+export { ConnectionCredentials, frameAuthenticate, isStaleTokenError } from "./auth.js";
+export { AckToEventLatency } from "./watch-ack.js";
 
 /**
  * Runs the load `o` and resolves with the merged result. With `o.progress` a progress line goes
- * to stderr about once a second. Rejects with ConnectionLostError when an endpoint cannot be
- * reached, WorkerError when a worker process fails.
+ * to stderr about once a second. In this process only (not with `o.procs` > 1): `control.ready`
+ * runs once the set-up is done (connected, logged in, watchers created) and the load starts when
+ * it resolves; `control.stop` ends the run early (no request starts after it fires). Rejects
+ * with ConnectionLostError when an endpoint cannot be reached, AuthError when --user cannot log
+ * in, WorkerError when a worker process fails, LoadUsageError for `control` with procs > 1.
  */
-export async function runLoad(o: LoadOptions): Promise<LoadResult> {
+export async function runLoad(
+  o: LoadOptions,
+  control: { ready?: () => Promise<void>; stop?: AbortSignal } = {},
+): Promise<LoadResult> {
+  if ((control.stop !== undefined || control.ready !== undefined) && o.procs > 1)
+    throw new LoadUsageError("ready and stop work in one process only (procs 1)");
   const target = o.durationSeconds > 0 || o.workload === "watch" ? 0 : o.total;
   const t0 = performance.now();
   let startedAt = 0;
@@ -59,7 +71,13 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     : undefined;
   let shards;
   if (o.procs <= 1) {
-    shards = [await runShard(o, { index: 0, count: 1 }, { ready: async () => {}, progress })];
+    shards = [
+      await runShard(
+        o,
+        { index: 0, count: 1 },
+        { ready: control.ready ?? (async () => {}), progress, stop: control.stop },
+      ),
+    ];
   } else {
     shards = await runInWorkers(o, progress);
   }

@@ -17,6 +17,7 @@ export const GrpcPath = {
   leaseGrant: "/etcdserverpb.Lease/LeaseGrant",
   leaseKeepAlive: "/etcdserverpb.Lease/LeaseKeepAlive",
   deleteRange: "/etcdserverpb.KV/DeleteRange",
+  authenticate: "/etcdserverpb.Auth/Authenticate",
 } as const;
 
 function lenField(tag: number, len: number): number {

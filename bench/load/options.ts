@@ -3,12 +3,20 @@
  * (tools/benchmark/cmd in etcd v3.4: root.go's --endpoints/--conns/--clients, put.go's
  * --total/--key-size/--val-size/--key-space-size/--sequential-keys/--rate, range.go's
  * --consistency, txn_put.go's --txn-ops, watch.go's --streams/--watch-per-stream/
- * --watched-key-total/--put-total/--put-rate). Defaults are the benchmark tool's.
+ * --watched-key-total/--put-total/--put-rate, root.go's --user name[:password]). Defaults are the
+ * benchmark tool's.
  */
 import { LoadUsageError } from "./errors.js";
 
 /** Workloads the generator runs. */
-export const WORKLOADS = ["put", "range", "txn-put", "watch", "lease-keepalive"] as const;
+export const WORKLOADS = [
+  "put",
+  "range",
+  "txn-put",
+  "watch",
+  "lease-keepalive",
+  "authenticate",
+] as const;
 export type Workload = (typeof WORKLOADS)[number];
 
 /** Upper bounds on counts, so a typo cannot ask for a billion sockets. */
@@ -16,6 +24,8 @@ export const MAX_CONNS = 10_000;
 export const MAX_CLIENTS = 100_000;
 export const MAX_PROCS = 64;
 export const MAX_WATCHERS = 1_000_000;
+/** watch: bytes at the start of each put's value: its send time and its put index (float64 LE each). */
+export const WATCH_VALUE_HEADER_BYTES = 16;
 
 /** Everything one run needs. Sizes in bytes, rates per second, durations in seconds. */
 export interface LoadOptions {
@@ -46,8 +56,21 @@ export interface LoadOptions {
   watchedKeyTotal: number;
   putTotal: number;
   putRate: number;
+  /**
+   * watch: connections of their own for the puts (0: the puts share the watchers' connections).
+   * etcd's watch-latency puts on one more connection (`putClient := mustCreateConn()`).
+   */
+  putConns: number;
   /** watch: give up waiting for events this long after the last put, seconds. */
   watchWaitSeconds: number;
+  /**
+   * Auth user ("": no auth). Every connection calls Auth/Authenticate once after it connects
+   * (as etcd's benchmark tool, whose clientv3 client per connection authenticates on dial) and
+   * sends the token as `token` metadata on every call. The authenticate workload sends these
+   * credentials in every request instead.
+   */
+  user: string;
+  password: string;
   /** Worker processes sharing the load (1: this process only). */
   procs: number;
   /** Print a progress line to stderr about once a second. */
@@ -81,7 +104,10 @@ export function defaultLoadOptions(workload: Workload = "put"): LoadOptions {
     watchedKeyTotal: 1,
     putTotal: 1000,
     putRate: 0,
+    putConns: 0,
     watchWaitSeconds: 10,
+    user: "",
+    password: "",
     procs: 1,
     progress: false,
     json: false,
@@ -212,6 +238,21 @@ export function parseLoadArgs(argv: readonly string[]): LoadOptions {
       case "put-rate":
         o.putRate = intFlag(name, v, 0, 100_000_000);
         break;
+      case "put-conns":
+        o.putConns = intFlag(name, v, 0, MAX_CONNS);
+        break;
+      case "user": {
+        if (v === undefined || v === "") throw new LoadUsageError("--user needs a value");
+        // etcd's benchmark --user name:password; a password given with --password wins
+        const colon = v.indexOf(":");
+        o.user = colon < 0 ? v : v.slice(0, colon);
+        if (colon >= 0 && !flags.has("password")) o.password = v.slice(colon + 1);
+        break;
+      }
+      case "password":
+        if (v === undefined) throw new LoadUsageError("--password needs a value");
+        o.password = v;
+        break;
       case "watch-wait":
         o.watchWaitSeconds = v === undefined ? 10 : parseDurationSeconds(v);
         break;
@@ -249,7 +290,12 @@ export function validateLoadOptions(o: LoadOptions): void {
   if (o.streams * o.watchPerStream > MAX_WATCHERS) {
     throw new LoadUsageError(`--streams x --watch-per-stream exceeds ${MAX_WATCHERS}`);
   }
-  if (o.workload === "watch" && o.valSizeBytes < 8) o.valSizeBytes = 8; // the send time rides in the value
+  // the put's send time and its index ride in the value (see runWatch)
+  if (o.workload === "watch" && o.valSizeBytes < WATCH_VALUE_HEADER_BYTES)
+    o.valSizeBytes = WATCH_VALUE_HEADER_BYTES;
+  if (o.password !== "" && o.user === "") throw new LoadUsageError("--password needs --user");
+  if (o.workload === "authenticate" && o.user === "")
+    throw new LoadUsageError("the authenticate workload needs --user NAME --password PW");
   if (o.workload === "txn-put" && o.txnOps > o.keySpaceSize) {
     throw new LoadUsageError(
       "--txn-ops must not exceed --key-space-size (a txn may not put one key twice)",

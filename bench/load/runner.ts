@@ -14,17 +14,19 @@ import {
   WatchRequest,
   WatchResponse,
 } from "../../lib/proto/gen/etcdserverpb/rpc.js";
-import { ConnectionLostError, GrpcCallError, LoadError } from "./errors.js";
+import { AuthError, ConnectionLostError, GrpcCallError, LoadError } from "./errors.js";
+import { ConnectionCredentials, frameAuthenticate } from "./auth.js";
+import { AckToEventLatency } from "./watch-ack.js";
 import { frameMessage } from "./grpc-frame.js";
 import { H2GrpcConnection, type BidiStream } from "./h2-connection.js";
 import { RawH2Connection } from "./raw-connection.js";
 import { GrpcJsConnection } from "./grpcjs-connection.js";
 
-/** Either transport: both offer unary, bidi and close with the same meaning. */
+/** Any transport: all offer unary, bidi, setToken and close with the same meaning. */
 export type GrpcConnection = H2GrpcConnection | RawH2Connection | GrpcJsConnection;
 import { encodeHistogram, newHistogram, recordMs, type LatencyHistogram } from "./histogram.js";
 import { benchKey, framePut, frameRange, frameTxnPut, GrpcPath } from "./messages.js";
-import type { LoadOptions } from "./options.js";
+import { WATCH_VALUE_HEADER_BYTES, type LoadOptions } from "./options.js";
 
 /** Which part of the load this process runs: shard `index` of `count`. */
 export interface Shard {
@@ -45,16 +47,32 @@ export interface ShardResult {
   /** From the start barrier to the last response, ms. */
   elapsedMs: number;
   histogram: string;
-  /** watch only: events received, put-to-watcher latency, and the wall-clock window. */
+  /** With --user: Authenticate calls made again after the server refused a token as stale. */
+  reauthentications: number;
+  /**
+   * watch only: events received; latency from the put's send (`eventHistogram`, wall clock
+   * carried in the value) and from its acknowledgement (`ackEventHistogram`, this shard's own
+   * puts only, see watch-ack.ts); the wall-clock window.
+   */
   watch?: {
     watchers: number;
     expectedEvents: number;
     events: number;
     eventHistogram: string;
+    ackEventHistogram: string;
+    eventsBeforeAck: number;
     firstPutWallMs: number;
     lastEventWallMs: number;
   };
 }
+
+/**
+ * One unary call on a connection: `conn.unary`, or with --user the call that logs in again on a
+ * stale token (auth.ts).
+ */
+export type UnaryCall = (conn: GrpcConnection, path: string, frame: Buffer) => Promise<Buffer>;
+
+const plainUnary: UnaryCall = (conn, path, frame) => conn.unary(path, frame);
 
 /** Callbacks from the shard to its driver. */
 export interface ShardHooks {
@@ -62,6 +80,8 @@ export interface ShardHooks {
   ready(): Promise<void>;
   /** About once a second: requests completed so far. */
   progress?(done: number): void;
+  /** Ends the run early: no request is started after it fires (in-flight ones finish). */
+  stop?: AbortSignal;
 }
 
 /** Interval of progress callbacks, ms. */
@@ -109,10 +129,12 @@ class Pacer {
   readonly #total: number;
   readonly #rate: number;
   readonly #durationMs: number;
-  constructor(total: number, rate: number, durationSeconds: number) {
+  readonly #stop: AbortSignal | undefined;
+  constructor(total: number, rate: number, durationSeconds: number, stop?: AbortSignal) {
     this.#total = durationSeconds > 0 ? Number.MAX_SAFE_INTEGER : total;
     this.#rate = rate;
     this.#durationMs = durationSeconds * 1000;
+    this.#stop = stop;
   }
   start(): void {
     this.#t0 = performance.now();
@@ -126,14 +148,15 @@ class Pacer {
       const wait = this.#t0 + (i * 1000) / this.#rate - performance.now();
       if (wait > 1) await sleep(wait);
     }
-    if (performance.now() >= this.#deadline) return -1;
+    if (performance.now() >= this.#deadline || this.#stop?.aborted === true) return -1;
     return i;
   }
 }
 
-async function connectAll(o: LoadOptions, shard: Shard): Promise<GrpcConnection[]> {
-  const n = Math.max(1, shareOf(o.conns, shard));
-  const first = offsetOf(o.conns, shard);
+/** Opens this shard's share of `total` connections (at least one), endpoints round-robin. */
+async function connectAll(o: LoadOptions, shard: Shard, total: number): Promise<GrpcConnection[]> {
+  const n = Math.max(1, shareOf(total, shard));
+  const first = offsetOf(total, shard);
   const conns: GrpcConnection[] = [];
   const connect: (e: string) => Promise<GrpcConnection> =
     o.transport === "http2"
@@ -168,13 +191,14 @@ async function runUnary(
   shard: Shard,
   conns: GrpcConnection[],
   hooks: ShardHooks,
+  call: UnaryCall,
   path: string,
   build: (globalSlot: number) => Buffer,
 ): Promise<ShardResult> {
   const clients = shareOf(o.clients, shard);
   const total = shareOf(o.total, shard);
   const slotBase = offsetOf(o.total, shard);
-  const pacer = new Pacer(total, o.rate / shard.count, o.durationSeconds);
+  const pacer = new Pacer(total, o.rate / shard.count, o.durationSeconds, hooks.stop);
   const hist = newHistogram();
   const errors = new ErrorTally();
   let done = 0;
@@ -185,7 +209,7 @@ async function runUnary(
       const frame = build(slotBase + i);
       const t0 = performance.now();
       try {
-        await conn.unary(path, frame);
+        await call(conn, path, frame);
         recordMs(hist, performance.now() - t0);
       } catch (err) {
         errors.add(err);
@@ -211,6 +235,7 @@ async function runUnary(
     errorCounts: errors.kinds,
     elapsedMs,
     histogram: encodeHistogram(hist),
+    reauthentications: 0,
   };
 }
 
@@ -232,9 +257,10 @@ async function runPut(
   shard: Shard,
   conns: GrpcConnection[],
   hooks: ShardHooks,
+  call: UnaryCall,
 ): Promise<ShardResult> {
   const value = benchValue(o);
-  return runUnary(o, shard, conns, hooks, GrpcPath.put, (slot) =>
+  return runUnary(o, shard, conns, hooks, call, GrpcPath.put, (slot) =>
     framePut(benchKey(keyNumber(o, slot), o.keySizeBytes), value),
   );
 }
@@ -244,10 +270,25 @@ async function runRange(
   shard: Shard,
   conns: GrpcConnection[],
   hooks: ShardHooks,
+  call: UnaryCall,
 ): Promise<ShardResult> {
   // The same request every time: one buffer, shared read-only by all streams.
   const frame = frameRange(Buffer.from(o.rangeKey), Buffer.from(o.rangeEnd), o.consistency === "s");
-  return runUnary(o, shard, conns, hooks, GrpcPath.range, () => frame);
+  return runUnary(o, shard, conns, hooks, call, GrpcPath.range, () => frame);
+}
+
+/**
+ * authenticate: `clients` loops of Auth/Authenticate with --user/--password, the same request
+ * every time (the server checks the password's bcrypt hash, then commits the token through raft).
+ */
+async function runAuthenticate(
+  o: LoadOptions,
+  shard: Shard,
+  conns: GrpcConnection[],
+  hooks: ShardHooks,
+): Promise<ShardResult> {
+  const frame = frameAuthenticate(o.user, o.password);
+  return runUnary(o, shard, conns, hooks, plainUnary, GrpcPath.authenticate, () => frame);
 }
 
 async function runTxnPut(
@@ -255,9 +296,10 @@ async function runTxnPut(
   shard: Shard,
   conns: GrpcConnection[],
   hooks: ShardHooks,
+  call: UnaryCall,
 ): Promise<ShardResult> {
   const value = benchValue(o);
-  return runUnary(o, shard, conns, hooks, GrpcPath.txn, (slot) => {
+  return runUnary(o, shard, conns, hooks, call, GrpcPath.txn, (slot) => {
     // Distinct keys within one txn (etcd rejects a txn that puts one key twice).
     const first = keyNumber(o, slot * o.txnOps);
     const puts = [];
@@ -276,9 +318,15 @@ async function runLeaseKeepAlive(
   shard: Shard,
   conns: GrpcConnection[],
   hooks: ShardHooks,
+  call: UnaryCall,
 ): Promise<ShardResult> {
   const clients = shareOf(o.clients, shard);
-  const pacer = new Pacer(shareOf(o.total, shard), o.rate / shard.count, o.durationSeconds);
+  const pacer = new Pacer(
+    shareOf(o.total, shard),
+    o.rate / shard.count,
+    o.durationSeconds,
+    hooks.stop,
+  );
   const hist = newHistogram();
   const errors = new ErrorTally();
   let done = 0;
@@ -293,7 +341,7 @@ async function runLeaseKeepAlive(
   }[] = [];
   for (let c = 0; c < clients; c++) {
     const conn = conns[c % conns.length]!;
-    const resp = LeaseGrantResponse.fromBinary(await conn.unary(GrpcPath.leaseGrant, grantFrame));
+    const resp = LeaseGrantResponse.fromBinary(await call(conn, GrpcPath.leaseGrant, grantFrame));
     const st: (typeof clientsState)[number] = {
       stream: null as unknown as BidiStream,
       frame: frameMessage(
@@ -347,21 +395,27 @@ async function runLeaseKeepAlive(
     errorCounts: errors.kinds,
     elapsedMs,
     histogram: encodeHistogram(hist),
+    reauthentications: 0,
   };
 }
 
 /**
  * watch: `streams` watch streams with `watchPerStream` watchers each, watcher w of stream s on
  * key (s·watchPerStream + w) mod watchedKeyTotal; then `putTotal` puts, put i on key
- * i mod watchedKeyTotal with its wall-clock send time (float64 ms) in the value's first 8 bytes.
- * Every event's latency is receive time minus that send time. Shards split streams and puts; each
- * knows how many events its watchers must see, so no shard waits on another.
+ * i mod watchedKeyTotal with its wall-clock send time and i (float64 LE each) in the value's
+ * first 16 bytes, from `clients` loops on `putConns` (the watchers' connections when it is
+ * empty). Each event has two latencies: from its put's send (receive wall time minus the send
+ * time in the value) and from its put's acknowledgement (etcd's watch-latency definition; see
+ * watch-ack.ts). Shards split streams and puts; each knows how many events its watchers must see,
+ * so no shard waits on another.
  */
 async function runWatch(
   o: LoadOptions,
   shard: Shard,
   conns: GrpcConnection[],
+  putConns: GrpcConnection[],
   hooks: ShardHooks,
+  call: UnaryCall,
 ): Promise<ShardResult> {
   const K = o.watchedKeyTotal;
   const keys: Buffer[] = [];
@@ -369,6 +423,12 @@ async function runWatch(
   const nStreams = shareOf(o.streams, shard);
   const firstStream = offsetOf(o.streams, shard);
   const watchersOnKey = new Array<number>(K).fill(0);
+  /** This shard's own watchers per key: the events each of its puts makes here. */
+  const localWatchersOnKey = new Array<number>(K).fill(0);
+  // Puts: this shard's contiguous part of [0, putTotal).
+  const putTotal = shareOf(o.putTotal, shard);
+  const putBase = offsetOf(o.putTotal, shard);
+  const acks = new AckToEventLatency(putBase, putTotal, (i) => localWatchersOnKey[i % K]!);
   const eventHist = newHistogram();
   const errors = new ErrorTally();
   let events = 0;
@@ -388,11 +448,14 @@ async function runWatch(
           onCreated?.();
         }
         if (r.events.length > 0) {
-          const now = wallMs();
+          const nowPerf = performance.now();
+          const now = performance.timeOrigin + nowPerf;
           for (const ev of r.events) {
             const v = ev.kv?.value;
-            if (v !== undefined && v.length >= 8) {
-              recordMs(eventHist, now - Buffer.from(v.buffer, v.byteOffset, 8).readDoubleLE(0));
+            if (v !== undefined && v.length >= WATCH_VALUE_HEADER_BYTES) {
+              const head = Buffer.from(v.buffer, v.byteOffset, WATCH_VALUE_HEADER_BYTES);
+              recordMs(eventHist, now - head.readDoubleLE(0));
+              acks.onEvent(head.readDoubleLE(8), nowPerf);
             }
           }
           events += r.events.length;
@@ -408,6 +471,7 @@ async function runWatch(
     for (let w = 0; w < o.watchPerStream; w++) {
       const k = (gs * o.watchPerStream + w) % K;
       watchersOnKey[k]!++;
+      localWatchersOnKey[k]!++;
       const req = WatchRequest.create({
         requestUnion: {
           oneofKind: "createRequest",
@@ -440,24 +504,25 @@ async function runWatch(
     const putsOnKey = Math.floor(o.putTotal / K) + (k < o.putTotal % K ? 1 : 0);
     expectedEvents += watchersOnKey[k]! * putsOnKey;
   }
-  // Puts: this shard's contiguous part of [0, putTotal).
-  const putTotal = shareOf(o.putTotal, shard);
-  const putBase = offsetOf(o.putTotal, shard);
   const putClients = Math.max(1, shareOf(o.clients, shard));
-  const pacer = new Pacer(putTotal, o.putRate / shard.count, 0);
+  const pacer = new Pacer(putTotal, o.putRate / shard.count, 0, hooks.stop);
   const putHist = newHistogram();
   let puts = 0;
-  const pad = Buffer.alloc(o.valSizeBytes);
+  const pad = Buffer.alloc(Math.max(o.valSizeBytes, WATCH_VALUE_HEADER_BYTES));
   const loop = async (conn: GrpcConnection): Promise<void> => {
     for (;;) {
       const i = await pacer.take();
       if (i < 0) return;
       const value = Buffer.from(pad);
+      const g = putBase + i;
       const t0 = performance.now();
       value.writeDoubleLE(performance.timeOrigin + t0, 0);
+      value.writeDoubleLE(g, 8);
       try {
-        await conn.unary(GrpcPath.put, framePut(keys[(putBase + i) % K]!, value));
-        recordMs(putHist, performance.now() - t0);
+        await call(conn, GrpcPath.put, framePut(keys[g % K]!, value));
+        const tAck = performance.now();
+        recordMs(putHist, tAck - t0);
+        acks.onAck(g, tAck);
       } catch (err) {
         errors.add(err);
         if (err instanceof ConnectionLostError) return;
@@ -472,8 +537,9 @@ async function runWatch(
   const t0 = performance.now();
   pacer.start();
   const loops: Promise<void>[] = [];
+  const putPool = putConns.length > 0 ? putConns : conns;
   for (let c = 0; c < (putTotal > 0 ? putClients : 0); c++)
-    loops.push(loop(conns[c % conns.length]!));
+    loops.push(loop(putPool[c % putPool.length]!));
   await Promise.all(loops);
   // Wait for the events, giving up after watchWaitSeconds without a new one.
   for (;;) {
@@ -502,11 +568,14 @@ async function runWatch(
     errorCounts: errors.kinds,
     elapsedMs,
     histogram: encodeHistogram(putHist),
+    reauthentications: 0,
     watch: {
       watchers,
       expectedEvents,
       events,
       eventHistogram: encodeHistogram(eventHist),
+      ackEventHistogram: encodeHistogram(acks.histogram),
+      eventsBeforeAck: acks.eventsBeforeAck,
       firstPutWallMs,
       lastEventWallMs: lastEventWallMs === 0 ? firstPutWallMs : lastEventWallMs,
     },
@@ -548,29 +617,64 @@ function waitUntil(
 
 /**
  * Runs shard `shard` of the load `o` in this process and returns what it measured. Rejects with
- * ConnectionLostError when it cannot connect, LoadError on a set-up timeout.
+ * ConnectionLostError when it cannot connect, AuthError when --user cannot log in, LoadError on a
+ * set-up timeout.
  */
 export async function runShard(
   o: LoadOptions,
   shard: Shard,
   hooks: ShardHooks,
 ): Promise<ShardResult> {
-  const conns = await connectAll(o, shard);
+  const conns = await connectAll(o, shard, o.conns);
+  const putConns: GrpcConnection[] = [];
   try {
-    switch (o.workload) {
-      case "put":
-        return await runPut(o, shard, conns, hooks);
-      case "range":
-        return await runRange(o, shard, conns, hooks);
-      case "txn-put":
-        return await runTxnPut(o, shard, conns, hooks);
-      case "lease-keepalive":
-        return await runLeaseKeepAlive(o, shard, conns, hooks);
-      case "watch":
-        return await runWatch(o, shard, conns, hooks);
-    }
+    if (o.workload === "watch" && o.putConns > 0)
+      putConns.push(...(await connectAll(o, shard, o.putConns)));
+    // The authenticate workload sends the credentials in every request; the others log in once
+    // per connection (in parallel: each login costs the server a bcrypt check).
+    const creds =
+      o.user !== "" && o.workload !== "authenticate"
+        ? new ConnectionCredentials(o.user, o.password)
+        : null;
+    if (creds !== null)
+      await Promise.all(
+        [...conns, ...putConns].map((c) =>
+          creds.login(c).catch((err: unknown) => {
+            throw new AuthError(c.endpoint, err instanceof Error ? err.message : String(err));
+          }),
+        ),
+      );
+    const call: UnaryCall =
+      creds === null ? plainUnary : (conn, path, frame) => creds.unary(conn, path, frame);
+    const r = await runWorkload(o, shard, conns, putConns, hooks, call);
+    r.reauthentications = creds?.reauthentications ?? 0;
+    return r;
   } finally {
-    await Promise.all(conns.map((c) => c.close()));
+    await Promise.all([...conns, ...putConns].map((c) => c.close()));
+  }
+}
+
+function runWorkload(
+  o: LoadOptions,
+  shard: Shard,
+  conns: GrpcConnection[],
+  putConns: GrpcConnection[],
+  hooks: ShardHooks,
+  call: UnaryCall,
+): Promise<ShardResult> {
+  switch (o.workload) {
+    case "put":
+      return runPut(o, shard, conns, hooks, call);
+    case "range":
+      return runRange(o, shard, conns, hooks, call);
+    case "txn-put":
+      return runTxnPut(o, shard, conns, hooks, call);
+    case "lease-keepalive":
+      return runLeaseKeepAlive(o, shard, conns, hooks, call);
+    case "watch":
+      return runWatch(o, shard, conns, putConns, hooks, call);
+    case "authenticate":
+      return runAuthenticate(o, shard, conns, hooks);
   }
 }
 

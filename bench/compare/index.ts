@@ -16,32 +16,39 @@
  * 256 B (and 1M with --big). Writes bench/results/compare-<time>.json, latest.json, latest.md and
  * SVG charts.
  *
- *
  * Two load generators (--loadgen): `etcd-ts-bench` (bench/load, the default) and
  * `etcd-benchmark`, etcd 3.4.23's own `tools/benchmark` (a Go clientv3/grpc-go client, built by
  * tools/build-etcd-benchmark.sh; see etcd-benchmark.ts). With etcd-benchmark, the tool also loads
  * the keys, only etcd and etcd-ts run (the grpc-js columns show "—"), every workload gets a p99
- * row, watch-latency gets p50 and p99 rows instead of a throughput row, and the files are named
- * `…-etcd-benchmark…` so they sit beside the default generator's. Both generators add rows
- * counting failed requests, the tool a row of connections the server closed (grpc-go reconnects).
+ * row, and the files are named `…-etcd-benchmark…` so they sit beside the default generator's.
+ * Both generators run issue 12's watch latency (WATCH_LATENCY_WORKLOAD: 100 watchers, 100 puts/s),
+ * whose p50 and p99 rows stand where a throughput row would, measured from the put's
+ * acknowledgement as etcd's tool does; our generator adds the same from the put's send. Both add
+ * rows counting failed requests, the tool a row of connections the server closed (grpc-go
+ * reconnects).
+ *
+ * `--auth simple,jwt` (`npm run bench:auth`) runs issue 15's auth comparison instead (auth.ts):
+ * put at 128 clients with auth on, Authenticate/s, and put p99 while 100 clients authenticate,
+ * per token kind; its files are `…-auth…`.
  *
  *   node dist/bench/compare/index.js [--rounds 3] [--seconds 5] [--big] [--quick] [--out DIR]
  *                                     [--work-dir DIR] [--keep] [--etcd PATH] [--keys 100000]
  *                                     [--workloads "put 128 clients,range linearizable 128 clients"]
  *                                     [--warmup-seconds 2] [--loadgen etcd-ts-bench|etcd-benchmark]
- *                                     [--etcd-benchmark PATH]
+ *                                     [--etcd-benchmark PATH] [--auth simple,jwt]
+ *                                     [--bcrypt-cost N]
  */
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, totalmem, tmpdir } from "node:os";
-import { execFileSync } from "node:child_process";
-import { dirname, join } from "node:path";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
 import {
   benchKey,
   defaultLoadOptions,
   runLoad,
+  type LatencySummaryMs,
   type LoadOptions,
   type LoadResult,
 } from "../load/index.js";
@@ -53,11 +60,25 @@ import {
   etcdBenchmarkWorkloads,
   preloadSpec,
   runEtcdBenchmark,
+  WATCH_LATENCY_WORKLOAD,
   totalFor,
   type EtcdBenchmarkResult,
   type EtcdBenchmarkSpec,
 } from "./etcd-benchmark.js";
 import { renderBarChart } from "./svg.js";
+import { compareAuth, parseAuthModes, type AuthTokenMode } from "./auth.js";
+import {
+  emptyPerSystem,
+  formatMarkdown,
+  formatTable,
+  log,
+  machine,
+  repoRoot,
+  row,
+  type CompareRow,
+} from "./rows.js";
+
+export { formatMarkdown, formatTable, median, type CompareRow } from "./rows.js";
 
 /** The load generators: ours (bench/load) and etcd 3.4's own `tools/benchmark`. */
 export const LOAD_GENERATORS = ["etcd-ts-bench", "etcd-benchmark"] as const;
@@ -88,32 +109,13 @@ export interface CompareOptions {
    * rounds gave 0.5-2 ms. etcd gets the same warm-up.
    */
   warmupSeconds: number;
-}
-
-/**
- * One table row: medians per system (null: every run failed); `lowerIsBetter` rows read the
- * ratios the other way. Ratios are the system's median over etcd's.
- */
-export interface CompareRow {
-  name: string;
-  unit: string;
-  lowerIsBetter: boolean;
-  etcd: number | null;
-  etcdTs: number | null;
-  /** etcd-ts / etcd. */
-  ratio: number | null;
-  /** etcd-ts on `--experimental-grpc-transport grpc-js`; null when it failed or did not run. */
-  etcdTsGrpcJs: number | null;
-  /** False when the grpc-js member does not run this row (the table shows "—"). */
-  etcdTsGrpcJsRan: boolean;
-  /** etcd-ts grpc-js / etcd. */
-  ratioGrpcJs: number | null;
-  /** Every round's value, for the JSON (empty for a system that did not run the row). */
-  samples: {
-    etcd: (number | null)[];
-    etcdTs: (number | null)[];
-    etcdTsGrpcJs: (number | null)[];
-  };
+  /**
+   * Run the auth comparison (auth.ts) for these token kinds instead of the main one (null: the
+   * main one). Its files are named `…-auth…`.
+   */
+  authModes: AuthTokenMode[] | null;
+  /** With authModes: `--bcrypt-cost` of both members (null: their default, 10). */
+  bcryptCost: number | null;
 }
 
 const SYSTEMS: System[] = ["etcd", "etcd-ts", "etcd-ts grpc-js"];
@@ -134,31 +136,6 @@ export const GRPC_JS_WORKLOADS: readonly string[] = [
 /** Name of the CPU row of a throughput workload. */
 export function cpuRowName(workload: string): string {
   return `server CPU µs per request — ${workload}`;
-}
-
-function emptyPerSystem<T>(make: () => T): Record<System, T> {
-  return { etcd: make(), "etcd-ts": make(), "etcd-ts grpc-js": make() };
-}
-
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 8; i++) {
-    if (existsSync(join(dir, "package.json")) && !dir.endsWith("dist")) return dir;
-    dir = dirname(dir);
-  }
-  throw new Error("no package.json above " + fileURLToPath(import.meta.url));
-}
-
-/** The median of the finite values of `xs`; null when there are none. */
-export function median(xs: (number | null)[]): number | null {
-  const v = xs.filter((x): x is number => x !== null && Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return null;
-  const m = Math.floor(v.length / 2);
-  return v.length % 2 === 1 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
-}
-
-function log(msg: string): void {
-  process.stderr.write(`[compare ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 }
 
 /** A throughput workload of the table. */
@@ -280,7 +257,37 @@ function workloads(secondsPerRun: number): Workload[] {
         valSizeBytes: 256,
       },
     },
+    watchLatencyWorkload(secondsPerRun),
   ];
+}
+
+/**
+ * Issue 12's watch-latency workload with our generator, shaped as etcd's `benchmark
+ * watch-latency --clients=100 --conns=10 --put-rate=100` (WATCH_LATENCY_WORKLOAD): 100 watchers of
+ * one key on 10 connections (10 streams of 10 watchers: clientv3 puts the watches of one client
+ * on one stream), puts of 8 B keys and 256 B values at 100/s from one client on a connection of
+ * its own (the tool's putClient). Its rows are latencies from the put's acknowledgement, the
+ * tool's definition, plus the same from the put's send.
+ */
+function watchLatencyWorkload(secondsPerRun: number): Workload {
+  return {
+    name: WATCH_LATENCY_WORKLOAD,
+    metric: "watch-latency",
+    grpcJs: false,
+    opts: {
+      workload: "watch",
+      streams: 10,
+      watchPerStream: 10,
+      watchedKeyTotal: 1,
+      putTotal: Math.max(100, Math.round(100 * secondsPerRun)),
+      putRate: 100,
+      clients: 1,
+      conns: 10,
+      putConns: 1,
+      keySizeBytes: 8,
+      valSizeBytes: 256,
+    },
+  };
 }
 
 /** Runs one workload against one member; null (logged) when it failed. */
@@ -386,117 +393,6 @@ function fsyncCounters(
   return { fsyncs: f, entries: e };
 }
 
-function row(
-  name: string,
-  unit: string,
-  lowerIsBetter: boolean,
-  v: Record<System, (number | null)[]>,
-  grpcJsRan: boolean,
-): CompareRow {
-  const a = median(v.etcd);
-  const b = median(v["etcd-ts"]);
-  const c = grpcJsRan ? median(v["etcd-ts grpc-js"]) : null;
-  const over = (x: number | null): number | null =>
-    a !== null && x !== null && a > 0 ? x / a : null;
-  return {
-    name,
-    unit,
-    lowerIsBetter,
-    etcd: a,
-    etcdTs: b,
-    ratio: over(b),
-    etcdTsGrpcJs: c,
-    etcdTsGrpcJsRan: grpcJsRan,
-    ratioGrpcJs: over(c),
-    samples: {
-      etcd: v.etcd,
-      etcdTs: v["etcd-ts"],
-      etcdTsGrpcJs: grpcJsRan ? v["etcd-ts grpc-js"] : [],
-    },
-  };
-}
-
-/** Shown for a system that does not run a row. */
-const NOT_RUN = "—";
-
-function fmtNum(v: number | null, unit: string): string {
-  if (v === null) return "n/a";
-  if (unit === "ratio") return v.toFixed(3);
-  if (unit === "count") return v.toFixed(0);
-  if (v >= 100) return v.toFixed(0);
-  return v.toFixed(2);
-}
-
-function fmtRatio(v: number | null): string {
-  return v === null ? "n/a" : `${v.toFixed(2)}x`;
-}
-
-/** Column headers of both tables. */
-const HEADERS = [
-  "workload",
-  "etcd",
-  "etcd-ts",
-  "etcd-ts / etcd",
-  "etcd-ts grpc-js",
-  "etcd-ts grpc-js / etcd",
-] as const;
-
-function cells(r: CompareRow): string[] {
-  return [
-    `${r.name} (${r.unit}${r.lowerIsBetter ? ", lower is better" : ""})`,
-    fmtNum(r.etcd, r.unit),
-    fmtNum(r.etcdTs, r.unit),
-    fmtRatio(r.ratio),
-    r.etcdTsGrpcJsRan ? fmtNum(r.etcdTsGrpcJs, r.unit) : NOT_RUN,
-    r.etcdTsGrpcJsRan ? fmtRatio(r.ratioGrpcJs) : NOT_RUN,
-  ];
-}
-
-/**
- * The table as aligned text: workload, etcd, etcd-ts, etcd-ts / etcd, etcd-ts grpc-js,
- * etcd-ts grpc-js / etcd. "n/a" marks a failed run, "—" a row the grpc-js member does not run.
- */
-export function formatTable(rows: CompareRow[]): string {
-  const head = [...HEADERS];
-  const body = rows.map(cells);
-  const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const line = (cs: string[]): string =>
-    cs.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join("  ");
-  return [line(head), w.map((n) => "-".repeat(n)).join("  "), ...body.map(line)].join("\n");
-}
-
-/** The table as Markdown (for the README), with the same columns as formatTable. */
-export function formatMarkdown(rows: CompareRow[]): string {
-  const out = [`| ${HEADERS.join(" | ")} |`, `| --- |${" ---: |".repeat(HEADERS.length - 1)}`];
-  for (const r of rows) out.push(`| ${cells(r).join(" | ")} |`);
-  return out.join("\n");
-}
-
-function machine(workDir: string): Record<string, string | number> {
-  let disk = "";
-  try {
-    disk =
-      execFileSync("df", ["-hT", workDir], { encoding: "utf8" }).trim().split("\n").pop() ?? "";
-  } catch {
-    disk = "unknown";
-  }
-  let etcdVersion = "";
-  try {
-    etcdVersion =
-      execFileSync("/usr/bin/etcd", ["--version"], { encoding: "utf8" }).split("\n")[0] ?? "";
-  } catch {
-    etcdVersion = "unknown";
-  }
-  return {
-    nproc: cpus().length,
-    cpu: cpus()[0]?.model ?? "",
-    memoryGiB: Math.round(totalmem() / 2 ** 30),
-    disk,
-    node: process.version,
-    etcd: etcdVersion,
-  };
-}
-
 /** One run's server CPU per request, µs; null when /proc could not be read or nothing completed. */
 function cpuPerRequest(
   before: number | null,
@@ -507,10 +403,20 @@ function cpuPerRequest(
   return (after - before) / r.requests;
 }
 
+/**
+ * The latencies a run's p50/p99 rows show: for watch-latency, from the put's acknowledgement
+ * (etcd's tool reports only that one; our generator's LoadResult has it in watch.ackLatencyMs),
+ * else the requests' own.
+ */
+function latencyOf(w: Workload, r: LoadResult): LatencySummaryMs {
+  if (w.metric === "watch-latency" && r.watch !== undefined) return r.watch.ackLatencyMs;
+  return r.latencyMs;
+}
+
 /** The number a run puts in its workload's first row (see Workload.metric). */
 function metricValue(w: Workload, r: LoadResult): number {
   if (w.metric === "events") return r.watch!.eventsPerSecond;
-  if (w.metric === "watch-latency") return r.latencyMs.p50;
+  if (w.metric === "watch-latency") return latencyOf(w, r).p50;
   return r.requestsPerSecond;
 }
 
@@ -676,6 +582,9 @@ export async function compare(o: CompareOptions): Promise<{
     const samples = new Map<string, Record<System, (number | null)[]>>();
     const p99 = new Map<string, Record<System, (number | null)[]>>();
     const cpu = new Map<string, Record<System, (number | null)[]>>();
+    // our generator's watch-latency also measures from the put's send: p50 and p99 of that
+    const sendP50 = new Map<string, Record<System, (number | null)[]>>();
+    const sendP99 = new Map<string, Record<System, (number | null)[]>>();
     const fsync = emptyPerSystem(() => ({ fsyncs: 0, entries: 0 }));
     for (const w of ws) {
       samples.set(
@@ -690,6 +599,16 @@ export async function compare(o: CompareOptions): Promise<{
         w.name,
         emptyPerSystem(() => []),
       );
+      if (w.metric === "watch-latency" && tool === null) {
+        sendP50.set(
+          w.name,
+          emptyPerSystem(() => []),
+        );
+        sendP99.set(
+          w.name,
+          emptyPerSystem(() => []),
+        );
+      }
     }
     for (let round = 0; round < o.rounds; round++) {
       for (const w of ws) {
@@ -719,8 +638,10 @@ export async function compare(o: CompareOptions): Promise<{
             if (r !== null) value = metricValue(w, r);
           }
           samples.get(w.name)![s].push(value);
-          p99.get(w.name)![s].push(r === null ? null : r.latencyMs.p99);
+          p99.get(w.name)![s].push(r === null ? null : latencyOf(w, r).p99);
           cpu.get(w.name)![s].push(cpuUs);
+          sendP50.get(w.name)?.[s].push(r === null ? null : r.latencyMs.p50);
+          sendP99.get(w.name)?.[s].push(r === null ? null : r.latencyMs.p99);
           runs.push({
             round,
             workload: w.name,
@@ -729,8 +650,11 @@ export async function compare(o: CompareOptions): Promise<{
             serverCpuMicrosPerRequest: cpuUs,
             result: r,
           });
+          const shown =
+            value === null ? "n/a" : value.toFixed(w.metric === "watch-latency" ? 3 : 0);
+          const p99Ms = r === null ? null : latencyOf(w, r).p99;
           log(
-            `round ${round + 1}/${o.rounds} ${w.name} ${s}: ${value === null ? "n/a" : value.toFixed(0)}${r === null ? "" : ` p99 ${r.latencyMs.p99.toFixed(2)} ms`}${cpuUs === null ? "" : ` cpu ${cpuUs.toFixed(1)} µs/req`}`,
+            `round ${round + 1}/${o.rounds} ${w.name} ${s}: ${shown}${p99Ms === null ? "" : ` p99 ${p99Ms.toFixed(2)} ms`}${cpuUs === null ? "" : ` cpu ${cpuUs.toFixed(1)} µs/req`}${r?.watch === undefined || w.metric !== "watch-latency" ? "" : ` (${r.watch.eventsBeforeAck} of ${r.watch.ackLatencyMs.count} events before the put's ack)`}`,
           );
         }
       }
@@ -740,11 +664,17 @@ export async function compare(o: CompareOptions): Promise<{
       const m = metricRow(w);
       tput.push(row(m.name, m.unit, m.lowerIsBetter, samples.get(w.name)!, w.grpcJs));
     }
-    // p99 rows: issue 6's workloads with our generator; every workload with etcd's tool.
+    // p99 rows: issue 6's workloads and watch-latency with our generator; every workload with
+    // etcd's tool. Our generator's watch-latency adds its latencies from the put's send.
     for (const w of ws) {
-      if (tool === null && !GRPC_JS_WORKLOADS.includes(w.name)) continue;
+      if (tool === null && !GRPC_JS_WORKLOADS.includes(w.name) && w.metric !== "watch-latency")
+        continue;
       tput.push(row(`p99 latency ${w.name}`, "ms", true, p99.get(w.name)!, w.grpcJs));
     }
+    for (const [name, v] of sendP50)
+      tput.push(row(`p50 latency from the put's send — ${name}`, "ms", true, v, false));
+    for (const [name, v] of sendP99)
+      tput.push(row(`p99 latency from the put's send — ${name}`, "ms", true, v, false));
     // For the watch row the requests are its puts: CPU per put, with the event fan-out it causes.
     for (const w of ws) tput.push(row(cpuRowName(w.name), "µs", true, cpu.get(w.name)!, w.grpcJs));
     if (ws.some((w) => w.name === "put 128 clients")) {
@@ -790,13 +720,16 @@ export function writeResults(
     warmups?: Record<string, unknown>[];
     machine: Record<string, string | number>;
     loadgen?: LoadGenerator;
+    /** "auth" for the auth comparison: files `…-auth…`, and no charts (they plot the main rows). */
+    kind?: "main" | "auth";
   },
   command: string,
 ): string[] {
   mkdirSync(outDir, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");
   const loadgen = res.loadgen ?? "etcd-ts-bench";
-  const sfx = loadgen === "etcd-ts-bench" ? "" : `-${loadgen}`;
+  const kind = res.kind ?? "main";
+  const sfx = `${kind === "auth" ? "-auth" : ""}${loadgen === "etcd-ts-bench" ? "" : `-${loadgen}`}`;
   const doc = {
     date: new Date().toISOString(),
     command,
@@ -820,6 +753,7 @@ export function writeResults(
     `latest${sfx}.md`,
     `Command: \`${command}\`\n\nLoad generator: ${loadgen}\n\nMachine: ${JSON.stringify(res.machine)}\n\n${formatMarkdown(res.rows)}\n`,
   );
+  if (kind === "auth") return files;
   const byName = new Map(res.rows.map((r) => [r.name, r]));
   const valueOf = (name: string, s: System): number | null => {
     const r = byName.get(name);
@@ -907,6 +841,8 @@ export function defaultCompareOptions(): CompareOptions {
     preloadKeys: 100_000,
     workloadNames: null,
     warmupSeconds: 2,
+    authModes: null,
+    bcryptCost: null,
   };
 }
 
@@ -941,7 +877,13 @@ function parseArgs(argv: string[]): CompareOptions {
         throw new Error(`--loadgen must be one of ${LOAD_GENERATORS.join(", ")}`);
       o.loadgen = v as LoadGenerator;
     } else if (a === "--etcd-benchmark") o.etcdBenchmarkPath = next();
-    else if (a === "--workloads")
+    else if (a === "--auth") o.authModes = parseAuthModes(next());
+    else if (a === "--bcrypt-cost") {
+      const v = Number(next());
+      if (!Number.isInteger(v) || v < 4 || v > 31)
+        throw new Error("--bcrypt-cost needs an integer in [4, 31]");
+      o.bcryptCost = v;
+    } else if (a === "--workloads")
       o.workloadNames = next()
         .split(",")
         .map((n) => n.trim())
@@ -971,7 +913,18 @@ async function main(): Promise<number> {
     process.stderr.write(`bench:compare: ${missing}\n`);
     return 1;
   }
-  const res = await compare(o);
+  const res =
+    o.authModes === null
+      ? await compare(o)
+      : {
+          ...(await compareAuth({
+            ...o,
+            modes: o.authModes,
+            etcdTsJs: join(repoRoot(), "dist", "tools", "etcd-ts.js"),
+          })),
+          loadgen: o.loadgen,
+          kind: "auth" as const,
+        };
   const command = `node dist/bench/compare/index.js ${argv.join(" ")}`.trim();
   process.stdout.write(`\n${formatTable(res.rows)}\n\n`);
   for (const f of writeResults(o.outDir, res, command)) process.stdout.write(`wrote ${f}\n`);

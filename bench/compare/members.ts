@@ -55,14 +55,15 @@ export function httpGet(
 }
 
 /**
- * POST a JSON body to http://127.0.0.1:port/path (etcd's v3 JSON gateway); resolves with status
- * and body, rejects on connection errors or after `timeoutMs`.
+ * POST a JSON body to http://127.0.0.1:port/path (etcd's v3 JSON gateway) with `headers` added;
+ * resolves with status and body, rejects on connection errors or after `timeoutMs`.
  */
 export function httpPostJson(
   port: number,
   path: string,
   body: unknown,
   timeoutMs = 5000,
+  headers: Record<string, string> = {},
 ): Promise<{ status: number; body: string }> {
   const data = Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
@@ -73,7 +74,7 @@ export function httpPostJson(
         path,
         method: "POST",
         timeout: timeoutMs,
-        headers: { "content-type": "application/json", "content-length": data.length },
+        headers: { ...headers, "content-type": "application/json", "content-length": data.length },
       },
       (res) => {
         let text = "";
@@ -286,6 +287,27 @@ export class Member {
       throw new Error(
         `${this.spec.system}: /v3/kv/put answered ${r.status}: ${r.body.slice(0, 200)}`,
       );
+  }
+
+  /**
+   * One call of etcd's v3 JSON gateway (`path` below /v3/, e.g. "auth/user/add"), with `token` in
+   * the Authorization header as etcd's gateway takes it; resolves with the parsed answer. Throws
+   * when the member does not answer 200. Bounded by `timeoutMs` (Authenticate and user/add run a
+   * bcrypt at the member's cost).
+   */
+  async gateway(
+    path: string,
+    body: unknown,
+    token?: string,
+    timeoutMs = 30_000,
+  ): Promise<Record<string, unknown>> {
+    const headers: Record<string, string> = token === undefined ? {} : { authorization: token };
+    const r = await httpPostJson(this.clientPort, `/v3/${path}`, body, timeoutMs, headers);
+    if (r.status !== 200)
+      throw new Error(
+        `${this.spec.system}: /v3/${path} answered ${r.status}: ${r.body.slice(0, 200)}`,
+      );
+    return JSON.parse(r.body) as Record<string, unknown>;
   }
 
   /** Scrapes /metrics into name{labels} → value. */

@@ -19,6 +19,8 @@ import { clockTicksPerSecond, parseProcStatCpuTicks } from "../../bench/compare/
 import { renderBarChart } from "../../bench/compare/svg.js";
 import { areaOf, summarizeCpuProfile } from "../../bench/compare/profile.js";
 import { formatPooled, poolRuns } from "../../bench/compare/pool.js";
+import { WATCH_LATENCY_WORKLOAD } from "../../bench/compare/etcd-benchmark.js";
+import type { LoadResult } from "../../bench/load/index.js";
 
 const rows: CompareRow[] = [
   {
@@ -199,7 +201,7 @@ describe("bench/compare output", () => {
           outDir: join(work, "out"),
           workDir: join(work, "run"),
           preloadKeys: 1000,
-          workloadNames: ["put 128 clients", "range serializable 1 client"],
+          workloadNames: ["put 128 clients", "range serializable 1 client", WATCH_LATENCY_WORKLOAD],
           warmupSeconds: 0.5,
         });
         // every workload warmed up once on every member that runs it, before round 1
@@ -211,9 +213,12 @@ describe("bench/compare output", () => {
             "put 128 clients/etcd-ts grpc-js",
             "range serializable 1 client/etcd",
             "range serializable 1 client/etcd-ts",
+            `${WATCH_LATENCY_WORKLOAD}/etcd`,
+            `${WATCH_LATENCY_WORKLOAD}/etcd-ts`,
           ],
         );
-        assert.ok(res.warmups.every((r) => typeof r["value"] === "number" && r["value"] > 0));
+        // (watch latency from the ack may be 0: events can reach the watchers before the ack)
+        assert.ok(res.warmups.every((r) => typeof r["value"] === "number" && r["value"] >= 0));
         const by = new Map(res.rows.map((r) => [r.name, r]));
         const put = by.get("put 128 clients")!;
         const range = by.get("range serializable 1 client")!;
@@ -242,7 +247,27 @@ describe("bench/compare output", () => {
           "put 128 clients/etcd-ts grpc-js",
           "range serializable 1 client/etcd",
           "range serializable 1 client/etcd-ts",
+          `${WATCH_LATENCY_WORKLOAD}/etcd`,
+          `${WATCH_LATENCY_WORKLOAD}/etcd-ts`,
         ]);
+        // Issue 12's watch latency with our generator: p50 and p99 from the put's ack (as etcd's
+        // tool) and from its send, no throughput row; the ack-based never above the send-based.
+        assert.equal(by.get(WATCH_LATENCY_WORKLOAD), undefined);
+        const lat = (q: string, from: string): CompareRow =>
+          by.get(`${q} latency ${from}${WATCH_LATENCY_WORKLOAD}`)!;
+        for (const q of ["p50", "p99"]) {
+          const ack = lat(q, "");
+          const send = lat(q, "from the put's send — ");
+          assert.ok(ack.lowerIsBetter && ack.unit === "ms" && !ack.etcdTsGrpcJsRan, q);
+          for (const s of ["etcd", "etcdTs"] as const) {
+            assert.ok(send[s]! > 0 && send[s]! < 1000, JSON.stringify(send));
+            assert.ok(ack[s]! >= 0 && ack[s]! <= send[s]!, JSON.stringify([ack, send]));
+          }
+        }
+        const watchRun = res.runs.find((r) => r["workload"] === WATCH_LATENCY_WORKLOAD)!;
+        const w = (watchRun["result"] as LoadResult).watch!;
+        assert.equal(w.events, w.expectedEvents);
+        assert.equal(w.watchers, 100);
         const t = formatTable(res.rows);
         assert.match(t, /^server CPU µs per request — range serializable 1 client .*—\s+—$/m);
         const files = writeResults(join(work, "out"), res, "test");

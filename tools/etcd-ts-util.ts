@@ -10,8 +10,11 @@
  *   etcd-ts-util snapshot restore FILE [--data-dir D] [--wal-dir W] [--name N] [--initial-cluster C]
  *                [--initial-cluster-token T] [--initial-advertise-peer-urls U] [--skip-hash-check]
  *   etcd-ts-util verify --data-dir DIR [--wal-dir W] [--progress]
+ *   etcd-ts-util torture [--members 1|3|5] [--duration D] [--seed S] [--power-loss] [--out DIR] …
+ *   etcd-ts-util torture check --out DIR
  *
- * Exit status: 0 pass / done, 1 usage error or failure to run, 2 a check that ran and failed.
+ * Exit status: 0 pass / done, 1 usage error or failure to run, 2 a check that ran and failed
+ * (torture: 3 when its checker could not decide within its budget).
  */
 import { parseDurationSeconds } from "../bench/load/options.js";
 import { checkDisk, defaultCheckDiskOptions, formatCheckDisk } from "./util/check-disk.js";
@@ -25,6 +28,8 @@ import {
   snapshotStatus,
 } from "./util/snapshot.js";
 import { verifyDataDir } from "./util/verify.js";
+import { recheck, runTorture } from "./torture/index.js";
+import { parseTortureArgs, parseTortureCheckArgs, TORTURE_USAGE } from "./torture/options.js";
 
 const USAGE = `usage:
   etcd-ts-util check disk --data-dir DIR [--count N] [--seconds S] [--batch-seconds S] [--record-bytes B] [--json]
@@ -33,7 +38,7 @@ const USAGE = `usage:
   etcd-ts-util snapshot status FILE [-w simple|table|json|fields]
   etcd-ts-util snapshot restore FILE [--data-dir D] [--wal-dir W] [--name N] [--initial-cluster C] [--initial-cluster-token T] [--initial-advertise-peer-urls U] [--skip-hash-check]
   etcd-ts-util verify --data-dir DIR [--wal-dir W] [--progress]
-`;
+${TORTURE_USAGE}`;
 
 const BOOLEAN_FLAGS = new Set([
   "json",
@@ -117,6 +122,19 @@ async function main(argv: string[]): Promise<number> {
     take(f, restoreFlagNames);
     for (const line of await snapshotRestore(file, f)) process.stderr.write(line + "\n");
     return 0;
+  }
+  if (cmd === "torture") {
+    if (sub === "check") {
+      const c = parseTortureCheckArgs(rest);
+      const r = recheck(c.outDir, c.checkBudgetMs);
+      process.stdout.write(r.report);
+      return r.exitCode;
+    }
+    const o = parseTortureArgs(sub === undefined ? [] : [sub, ...rest]);
+    const r = await runTorture(o, (line) => process.stderr.write(`torture: ${line}\n`));
+    process.stdout.write(r.report);
+    process.stderr.write(`torture: report in ${r.outDir}/report.txt, report.json, timeline.svg\n`);
+    return r.exitCode;
   }
   if (cmd === "verify") {
     const f = parseFlags(sub === undefined ? [] : [sub, ...rest]);

@@ -349,6 +349,8 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
   }
   for (const [key, value] of Object.entries(env)) {
     if (!key.startsWith("ETCD_") || value === undefined) continue;
+    // etcd-ts's test variables (ETCD_TS_FAILPOINTS, …) are read by their own parts, not flags
+    if (key.startsWith("ETCD_TS_")) continue;
     const name = key.slice(5).toLowerCase().replace(/_/g, "-");
     const spec = flags[name];
     if (spec === undefined) {

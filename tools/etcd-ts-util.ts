@@ -20,6 +20,7 @@ import { parseDurationSeconds } from "../bench/load/options.js";
 import { checkDisk, defaultCheckDiskOptions, formatCheckDisk } from "./util/check-disk.js";
 import { checkPerf } from "./util/check-perf.js";
 import { UtilError, UtilUsageError } from "./util/errors.js";
+import { parseUtilFlags } from "./util/flags.js";
 import { DEFAULT_MAX_DUMP_ENTRIES, walDump } from "./util/wal-dump.js";
 import {
   formatSnapshotStatus,
@@ -67,21 +68,7 @@ function snapshotArgs(rest: readonly string[]): { file: string; argv: string[] }
 }
 
 function parseFlags(argv: readonly string[]): Map<string, string> {
-  const flags = new Map<string, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (!a.startsWith("--")) throw new UtilUsageError(`unexpected argument ${a}`);
-    const eq = a.indexOf("=");
-    const name = eq >= 0 ? a.slice(2, eq) : a.slice(2);
-    if (eq >= 0) flags.set(name, a.slice(eq + 1));
-    else if (BOOLEAN_FLAGS.has(name)) flags.set(name, "true");
-    else {
-      const v = argv[++i];
-      if (v === undefined) throw new UtilUsageError(`--${name} needs a value`);
-      flags.set(name, v);
-    }
-  }
-  return flags;
+  return parseUtilFlags(argv, BOOLEAN_FLAGS);
 }
 
 function take(flags: Map<string, string>, allowed: string[]): void {

@@ -11,6 +11,7 @@
  */
 import { parseDurationSeconds } from "../../bench/load/options.js";
 import { UtilUsageError } from "../util/errors.js";
+import { parseUtilFlags } from "../util/flags.js";
 import type { FaultKind } from "./faults.js";
 import { parseServerCommand, type TortureOptions } from "./index.js";
 
@@ -43,20 +44,9 @@ export const TORTURE_USAGE = `  etcd-ts-util torture [--members 1|3|5] [--durati
 `;
 
 function parse(argv: readonly string[]): Map<string, string> {
-  const flags = new Map<string, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (!a.startsWith("--")) throw new UtilUsageError(`unexpected argument ${a}`);
-    const eq = a.indexOf("=");
-    const name = eq >= 0 ? a.slice(2, eq) : a.slice(2);
+  const flags = parseUtilFlags(argv, BOOLEAN);
+  for (const name of flags.keys()) {
     if (!KNOWN.has(name)) throw new UtilUsageError(`unknown flag --${name}`);
-    if (eq >= 0) flags.set(name, a.slice(eq + 1));
-    else if (BOOLEAN.has(name)) flags.set(name, "true");
-    else {
-      const v = argv[++i];
-      if (v === undefined) throw new UtilUsageError(`--${name} needs a value`);
-      flags.set(name, v);
-    }
   }
   return flags;
 }

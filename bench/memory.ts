@@ -8,17 +8,28 @@
  * `--settle-ms`, read VmRSS from /proc/<pid>/status (and, for etcd-ts, V8's heap and external
  * memory from /metrics), stop it (SIGTERM) and note the data dir's size. Then restart each
  * member `--restarts` times, alternating between the systems (etcd, etcd-ts, etcd, …): the time
- * from spawn to /health true, VmRSS at that moment and again after `--settle-ms`. Memory does not
+ * from spawn to /health true, the CPU time the process used until then (utime + stime of its
+ * pid: less sensitive to a busy machine than the wall time), VmRSS at that moment and again after
+ * `--settle-ms`. Memory does not
  * depend on how busy the machine is; the times do, so every sample records the load average.
  *
  *   node dist/bench/memory.js [--keys 1000000] [--restarts 3] [--settle-ms 5000]
  *                              [--systems etcd,etcd-ts] [--loadgen etcd-benchmark|etcd-ts-bench]
  *                              [--work-dir DIR] [--keep] [--out DIR] [--etcd PATH]
  *                              [--etcd-benchmark PATH] [--etcd-ts-args "--flag v …"]
+ *                              [--etcd-ts-node-args "--v8-flag …"]
  *
  * Writes bench/results/memory-<time>.json and prints a Markdown table.
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -45,8 +56,10 @@ export interface MemoryBenchOptions {
   workDir: string | null;
   keep: boolean;
   outDir: string;
-  /** Extra flags for the etcd-ts member (e.g. to try a V8 flag through NODE_OPTIONS instead). */
+  /** Extra flags for the etcd-ts member. */
   etcdTsArgs: string[];
+  /** Node options for the etcd-ts member (V8 flags such as --max-semi-space-size=4). */
+  etcdTsNodeArgs: string[];
 }
 
 /** Node's memory as /metrics reports it (prom-client's default metrics), MiB. */
@@ -56,9 +69,23 @@ export interface NodeMemory {
   externalMiB: number;
 }
 
+/**
+ * Where the resident pages are (/proc/<pid>/smaps), MiB: malloc's brk heap, other anonymous
+ * memory (V8's heap, mmapped malloc chunks, Go's heap), and file-backed pages (the binary, its
+ * libraries, and for etcd its mmapped db).
+ */
+export interface RssParts {
+  mallocHeapMiB: number;
+  anonMiB: number;
+  fileMiB: number;
+  /** file-backed pages of the member's data dir (etcd's mmapped member/snap/db) */
+  dataDirFileMiB: number;
+}
+
 /** One reading of a member. */
 export interface MemorySample {
   rssMiB: number;
+  parts: RssParts | null;
   node: NodeMemory | null;
   /** 1-minute load average when the sample was taken. */
   loadAverage1m: number;
@@ -74,6 +101,8 @@ export interface SystemResult {
   dbFileMiB: number | null;
   restarts: {
     msToHealthy: number;
+    /** CPU time (user + system, all threads) the process used from spawn to healthy, ms. */
+    cpuMsToHealthy: number | null;
     atHealthy: MemorySample;
     settled: MemorySample;
   }[];
@@ -106,9 +135,41 @@ async function nodeMemory(m: Member): Promise<NodeMemory | null> {
   }
 }
 
+/** Sums the Rss lines of /proc/<pid>/smaps by kind of mapping (see RssParts). */
+export function parseSmaps(text: string, dataDir: string): RssParts {
+  const parts: RssParts = { mallocHeapMiB: 0, anonMiB: 0, fileMiB: 0, dataDirFileMiB: 0 };
+  let kind: "heap" | "anon" | "file" | "data" = "anon";
+  for (const line of text.split("\n")) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head !== null) {
+      const name = head[1]!;
+      if (name === "[heap]") kind = "heap";
+      else if (name.startsWith("/")) kind = name.startsWith(dataDir) ? "data" : "file";
+      else kind = "anon";
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss === null) continue;
+    const mib = Number(rss[1]) / 1024;
+    if (kind === "heap") parts.mallocHeapMiB += mib;
+    else if (kind === "anon") parts.anonMiB += mib;
+    else {
+      parts.fileMiB += mib;
+      if (kind === "data") parts.dataDirFileMiB += mib;
+    }
+  }
+  return parts;
+}
+
 async function sample(m: Member): Promise<MemorySample> {
   const rssMiB = m.rssBytes() / 2 ** 20;
-  return { rssMiB, node: await nodeMemory(m), loadAverage1m: loadavg()[0]! };
+  let parts: RssParts | null = null;
+  try {
+    parts = parseSmaps(readFileSync(`/proc/${m.pid}/smaps`, "utf8"), m.spec.dataDir);
+  } catch {
+    // smaps unreadable: RSS alone
+  }
+  return { rssMiB, parts, node: await nodeMemory(m), loadAverage1m: loadavg()[0]! };
 }
 
 function fileMiB(path: string): number | null {
@@ -155,8 +216,13 @@ function fmtSample(s: MemorySample): string {
   const heap =
     n === null
       ? ""
-      : ` (heap ${n.heapUsedMiB.toFixed(0)}/${n.heapTotalMiB.toFixed(0)} MiB, external ${n.externalMiB.toFixed(0)} MiB)`;
-  return `RSS ${s.rssMiB.toFixed(0)} MiB${heap}, load ${s.loadAverage1m.toFixed(2)}`;
+      : `; V8 heap ${n.heapUsedMiB.toFixed(0)}/${n.heapTotalMiB.toFixed(0)} MiB, external ${n.externalMiB.toFixed(0)} MiB`;
+  const p = s.parts;
+  const parts =
+    p === null
+      ? ""
+      : ` (malloc heap ${p.mallocHeapMiB.toFixed(0)}, anon ${p.anonMiB.toFixed(0)}, files ${p.fileMiB.toFixed(0)} of which data dir ${p.dataDirFileMiB.toFixed(0)}${heap})`;
+  return `RSS ${s.rssMiB.toFixed(0)} MiB${parts}, load ${s.loadAverage1m.toFixed(2)}`;
 }
 
 /** Runs the measurement (see the module comment). */
@@ -172,7 +238,8 @@ export async function measureMemory(o: MemoryBenchOptions): Promise<SystemResult
       rmSync(dataDir, { recursive: true, force: true });
       const m = await Member.create({
         system: system as System,
-        command: system === "etcd" ? [o.etcdPath] : [process.execPath, etcdTsJs],
+        command:
+          system === "etcd" ? [o.etcdPath] : [process.execPath, ...o.etcdTsNodeArgs, etcdTsJs],
         dataDir,
         logFile: join(workDir, `${system}.log`),
         extraArgs: system === "etcd-ts" ? o.etcdTsArgs : [],
@@ -199,13 +266,17 @@ export async function measureMemory(o: MemoryBenchOptions): Promise<SystemResult
       for (const system of o.systems) {
         const m = members.get(system)!;
         const ms = await m.start();
+        const cpu = m.cpuMicros();
         const atHealthy = await sample(m);
         await sleep(o.settleMs);
         const settled = await sample(m);
         await m.stop();
-        results.get(system)!.restarts.push({ msToHealthy: ms, atHealthy, settled });
+        const cpuMs = cpu === null ? null : cpu / 1000;
+        results
+          .get(system)!
+          .restarts.push({ msToHealthy: ms, cpuMsToHealthy: cpuMs, atHealthy, settled });
         log(
-          `${system}: restart ${i + 1}: healthy after ${ms.toFixed(0)} ms; at healthy ${fmtSample(atHealthy)}; after ${o.settleMs} ms ${fmtSample(settled)}`,
+          `${system}: restart ${i + 1}: healthy after ${ms.toFixed(0)} ms (CPU ${cpuMs?.toFixed(0) ?? "?"} ms); at healthy ${fmtSample(atHealthy)}; after ${o.settleMs} ms ${fmtSample(settled)}`,
         );
       }
     }
@@ -236,6 +307,13 @@ export function formatMemoryTable(rs: SystemResult[], keys: number): string {
     [
       `restart to healthy (ms, median)`,
       (r) => (r.restarts.length === 0 ? null : median(r.restarts.map((x) => x.msToHealthy))),
+    ],
+    [
+      `CPU time to healthy (ms, median)`,
+      (r) => {
+        const xs = r.restarts.flatMap((x) => (x.cpuMsToHealthy === null ? [] : [x.cpuMsToHealthy]));
+        return xs.length === 0 ? null : median(xs);
+      },
     ],
     [`on-disk size (MiB)`, (r) => r.diskMiB],
     [`db file (MiB)`, (r) => r.dbFileMiB],
@@ -269,6 +347,7 @@ function parseArgs(argv: string[]): MemoryBenchOptions {
     keep: false,
     outDir: join(repoRoot(), "bench", "results"),
     etcdTsArgs: [],
+    etcdTsNodeArgs: [],
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;

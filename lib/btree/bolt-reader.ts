@@ -221,6 +221,19 @@ export class BoltBucket {
     }
   }
 
+  /**
+   * The plain entries of entries(), in key order, without an object per entry: `fn` gets the
+   * buffer holding the entry's page, the key at [keyStart, keyEnd) and the value at [keyEnd,
+   * valueEnd). The buffer is the file or a block read for the page; views of it may be kept.
+   */
+  forEachEntry(
+    fn: (buf: Buffer, keyStart: number, keyEnd: number, valueEnd: number) => void,
+  ): void {
+    this.#file.forEachElement(this.#rootPgid, this.#inlinePage, undefined, (buf, f, k, v, end) => {
+      if ((f & bucketLeafFlag) === 0) fn(buf, k, v, end);
+    });
+  }
+
   /** Nested buckets in name order. */
   *buckets(): IterableIterator<[Buffer, BoltBucket]> {
     for (const e of this.#elements()) {
@@ -242,11 +255,12 @@ export class BoltBucket {
 
   /** @internal visits this bucket's pages and its nested buckets' (BoltFile.check). */
   visitPages(onPage: (pgid: number, pages: number) => void): void {
-    for (const e of this.#file.walk(this.#rootPgid, this.#inlinePage, onPage)) {
-      if ((e.flags & bucketLeafFlag) !== 0) {
-        this.#file.openBucket(e.value, e.key).visitPages(onPage);
+    const file = this.#file;
+    file.forEachElement(this.#rootPgid, this.#inlinePage, onPage, (buf, f, k, v, end) => {
+      if ((f & bucketLeafFlag) !== 0) {
+        file.openBucket(buf.subarray(v, end), buf.subarray(k, v)).visitPages(onPage);
       }
-    }
+    });
   }
 }
 
@@ -432,23 +446,66 @@ export class BoltFile {
     onPage: ((pgid: number, pages: number) => void) | undefined,
   ): IterableIterator<LeafElement> {
     let prev: Buffer | undefined;
-    const order = (key: Buffer, where: string, pgid: number | undefined) => {
-      if (prev !== undefined && Buffer.compare(prev, key) >= 0) {
-        throw new BoltCorruptError(`${where}: keys out of order`, pgid);
-      }
-      prev = key;
-    };
-    if (rootPgid === 0) {
-      for (const e of leafElements(
-        inlinePage!,
-        0,
-        inlinePage!.length,
-        "inline bucket",
-        undefined,
-      )) {
-        order(e.key, "inline bucket", undefined);
+    for (const p of this.leaves(rootPgid, inlinePage, onPage)) {
+      for (const e of leafElements(p.buf, p.off, p.end, p.where, p.pgid)) {
+        if (prev !== undefined && Buffer.compare(prev, e.key) >= 0) {
+          throw new BoltCorruptError(`${p.where}: keys out of order`, p.pgid);
+        }
+        prev = e.key;
         yield e;
       }
+    }
+  }
+
+  /**
+   * @internal walk() without an object per element: `fn` gets the buffer of the element's page,
+   * its flags, and where its key and value lie (key [keyStart, keyEnd), value [keyEnd,
+   * valueEnd)). Same checks as walk(); `onPage` as walk's.
+   */
+  forEachElement(
+    rootPgid: number,
+    inlinePage: Buffer | undefined,
+    onPage: ((pgid: number, pages: number) => void) | undefined,
+    fn: (buf: Buffer, flags: number, keyStart: number, keyEnd: number, valueEnd: number) => void,
+  ): void {
+    // the previous key where it lies (page buffers are never reused, so it stays valid)
+    let prev: Buffer | undefined;
+    let prevStart = 0;
+    let prevEnd = 0;
+    for (const p of this.leaves(rootPgid, inlinePage, onPage)) {
+      const { buf, off, end, where, pgid } = p;
+      const count = leafHeader(buf, off, end, where, pgid);
+      for (let i = 0; i < count; i++) {
+        const e = off + pageHeaderBytes + leafElementBytes * i;
+        const eflags = buf.readUInt32LE(e);
+        const k = e + buf.readUInt32LE(e + 4);
+        const ksize = buf.readUInt32LE(e + 8);
+        const vsize = buf.readUInt32LE(e + 12);
+        checkLeafElement(i, eflags, k, ksize, vsize, end, where, pgid);
+        if (prev !== undefined && compareRanges(prev, prevStart, prevEnd, buf, k, k + ksize) >= 0) {
+          throw new BoltCorruptError(`${where}: keys out of order`, pgid);
+        }
+        prev = buf;
+        prevStart = k;
+        prevEnd = k + ksize;
+        fn(buf, eflags, k, k + ksize, k + ksize + vsize);
+      }
+    }
+  }
+
+  /**
+   * @internal the leaf pages of the tree at `rootPgid` (or the inline page) in key order: the
+   * buffer holding each, where it starts and ends there. Branch pages are checked on the way
+   * (element bounds, key order); leaves are checked by their readers.
+   */
+  *leaves(
+    rootPgid: number,
+    inlinePage: Buffer | undefined,
+    onPage: ((pgid: number, pages: number) => void) | undefined,
+  ): IterableIterator<LeafPage> {
+    if (rootPgid === 0) {
+      const page = inlinePage!;
+      yield { buf: page, off: 0, end: page.length, where: "inline bucket", pgid: undefined };
       return;
     }
     // explicit stack of (page, next child index) so a deep tree does not recurse
@@ -489,10 +546,7 @@ export class BoltFile {
       const top = stack[stack.length - 1]!;
       if (top.count === -1) {
         stack.pop();
-        for (const e of leafElements(top.buf, top.off, top.end, "leaf", top.pgid)) {
-          order(e.key, "leaf", top.pgid);
-          yield e;
-        }
+        yield { buf: top.buf, off: top.off, end: top.end, where: "leaf", pgid: top.pgid };
         continue;
       }
       if (top.next >= top.count) {
@@ -518,14 +572,45 @@ export class BoltFile {
   }
 }
 
-/** The elements of the leaf page at `off` (extent up to `end`), checked to lie inside it. */
-function* leafElements(
+/** A leaf page as BoltFile.leaves() hands it out. */
+interface LeafPage {
+  buf: Buffer;
+  off: number;
+  end: number;
+  /** "leaf" or "inline bucket", for errors */
+  where: string;
+  pgid: number | undefined;
+}
+
+/** Byte-order comparison of a[aStart, aEnd) with b[bStart, bEnd) (JS for short keys). */
+function compareRanges(
+  a: Buffer,
+  aStart: number,
+  aEnd: number,
+  b: Buffer,
+  bStart: number,
+  bEnd: number,
+): number {
+  const an = aEnd - aStart;
+  const bn = bEnd - bStart;
+  const n = an < bn ? an : bn;
+  if (n > 32) return a.compare(b, bStart, bEnd, aStart, aEnd);
+  for (let i = 0; i < n; i++) {
+    const x = a[aStart + i]!;
+    const y = b[bStart + i]!;
+    if (x !== y) return x < y ? -1 : 1;
+  }
+  return an - bn;
+}
+
+/** Checks a leaf page's header and that its elements fit; returns the element count. */
+function leafHeader(
   buf: Buffer,
   off: number,
   end: number,
   where: string,
   pgid: number | undefined,
-): IterableIterator<LeafElement> {
+): number {
   const flags = buf.readUInt16LE(off + 8);
   if (flags !== leafPageFlag) {
     throw new BoltCorruptError(
@@ -537,19 +622,44 @@ function* leafElements(
   if (off + pageHeaderBytes + leafElementBytes * count > end) {
     throw new BoltCorruptError(`${where}: ${count} elements run past the page`, pgid);
   }
+  return count;
+}
+
+/** Checks leaf element `i`: its key and value lie inside the page, its flags are known. */
+function checkLeafElement(
+  i: number,
+  eflags: number,
+  k: number,
+  ksize: number,
+  vsize: number,
+  end: number,
+  where: string,
+  pgid: number | undefined,
+): void {
+  if (ksize === 0 || k + ksize + vsize > end) {
+    throw new BoltCorruptError(`${where}: element ${i} runs past the page`, pgid);
+  }
+  if ((eflags & ~bucketLeafFlag) !== 0) {
+    throw new BoltCorruptError(`${where}: element ${i} has flags 0x${eflags.toString(16)}`, pgid);
+  }
+}
+
+/** The elements of the leaf page at `off` (extent up to `end`), checked to lie inside it. */
+function* leafElements(
+  buf: Buffer,
+  off: number,
+  end: number,
+  where: string,
+  pgid: number | undefined,
+): IterableIterator<LeafElement> {
+  const count = leafHeader(buf, off, end, where, pgid);
   for (let i = 0; i < count; i++) {
     const e = off + pageHeaderBytes + leafElementBytes * i;
     const eflags = buf.readUInt32LE(e);
-    const pos = buf.readUInt32LE(e + 4);
+    const k = e + buf.readUInt32LE(e + 4);
     const ksize = buf.readUInt32LE(e + 8);
     const vsize = buf.readUInt32LE(e + 12);
-    const k = e + pos;
-    if (ksize === 0 || k + ksize + vsize > end) {
-      throw new BoltCorruptError(`${where}: element ${i} runs past the page`, pgid);
-    }
-    if ((eflags & ~bucketLeafFlag) !== 0) {
-      throw new BoltCorruptError(`${where}: element ${i} has flags 0x${eflags.toString(16)}`, pgid);
-    }
+    checkLeafElement(i, eflags, k, ksize, vsize, end, where, pgid);
     yield {
       flags: eflags,
       key: buf.subarray(k, k + ksize),

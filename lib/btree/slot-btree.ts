@@ -24,8 +24,8 @@ import { BTreeInvalidDegreeError, BTreeInvariantError } from "./errors.js";
 
 /** How the tree reaches the key bytes of a slot (the tree never stores them). */
 export interface SlotKeys {
-  /** Byte-order comparison (as Buffer.compare) of the key of `slot` with `key`. */
-  compare(slot: number, key: Uint8Array): number;
+  /** Byte-order comparison (as Buffer.compare) of the key of `slot` with key[start, end). */
+  compare(slot: number, key: Uint8Array, start: number, end: number): number;
   /** headOfKey(key of `slot`). */
   head(slot: number): number;
   /** The key bytes of `slot` (a view is fine); for checks only, not on hot paths. */
@@ -41,10 +41,11 @@ const headBytes = 6;
  * it is a prefix of); equal heads decide nothing. Heads live in the nodes' Float64Arrays, so a
  * search over keys that differ early reads only those, not the keys (cache misses).
  */
-export function headOfKey(k: Uint8Array): number {
-  const n = k.length < headBytes ? k.length : headBytes;
+export function headOfKey(k: Uint8Array, start = 0, end = k.length): number {
+  const len = end - start;
+  const n = len < headBytes ? len : headBytes;
   let h = 0;
-  for (let i = 0; i < n; i++) h = h * 256 + k[i]!;
+  for (let i = 0; i < n; i++) h = h * 256 + k[start + i]!;
   for (let i = n; i < headBytes; i++) h *= 256;
   return h;
 }
@@ -120,7 +121,8 @@ export class SlotBTree {
       const h = keys.head(s);
       const outOfOrder =
         i > 0 &&
-        (h < prevHead || (h === prevHead && keys.compare(slots[i - 1]!, keys.key(s)) >= 0));
+        (h < prevHead ||
+          (h === prevHead && keys.compare(slots[i - 1]!, keys.key(s), 0, keys.key(s).length) >= 0));
       if (outOfOrder) throw new BTreeInvariantError(`build: slots out of key order at ${i}`);
       prevHead = h;
       heads[i] = h;
@@ -204,16 +206,16 @@ export class SlotBTree {
     return h;
   }
 
-  /** The slot whose key equals `key`, or -1. O(log n), no allocation. */
-  find(key: Uint8Array): number {
-    const head = headOfKey(key);
+  /** The slot whose key equals key[start, end), or -1. O(log n), no allocation. */
+  find(key: Uint8Array, start = 0, end = key.length): number {
+    const head = headOfKey(key, start, end);
     let n = this.#root;
-    while (n.children !== null) n = n.children[this.#childIndex(n, key, head)]!;
+    while (n.children !== null) n = n.children[this.#childIndex(n, key, start, end, head)]!;
     let lo = 0;
     let hi = n.n;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      const c = this.#cmp(n, mid, key, head);
+      const c = this.#cmp(n, mid, key, start, end, head);
       if (c < 0) lo = mid + 1;
       else if (c > 0) hi = mid;
       else return n.slots[mid]!;
@@ -227,26 +229,36 @@ export class SlotBTree {
    * @throws BTreeInvariantError when `key` is present already.
    */
   insert(key: Uint8Array, slot: number): void {
-    const head = headOfKey(key);
+    const size = this.#size;
+    this.insertOrFind(key, slot);
+    if (this.#size === size) throw new BTreeInvariantError("insert: key already present");
+  }
+
+  /**
+   * The slot of `key` if present (nothing changes); else adds `slot` for it, in one descent, and
+   * returns `slot`. The SlotKeys need not resolve `slot` yet: a slot being added is never read
+   * while it is inserted, so a caller can insert the next free slot and then record its key.
+   * The key is key[start, end). O(log n).
+   */
+  insertOrFind(key: Uint8Array, slot: number, start = 0, end = key.length): number {
+    const head = headOfKey(key, start, end);
     const nodes = this.#pathNodes;
     const idx = this.#pathIdx;
     nodes.length = 0;
     idx.length = 0;
     let n = this.#root;
     while (n.children !== null) {
-      const c = this.#childIndex(n, key, head);
+      const c = this.#childIndex(n, key, start, end, head);
       nodes.push(n);
       idx.push(c);
       n = n.children[c]!;
     }
-    const pos = this.#lowerBound(n, key, head);
-    if (pos < n.n && this.#cmp(n, pos, key, head) === 0) {
-      throw new BTreeInvariantError("insert: key already present");
-    }
+    const pos = this.#lowerBound(n, key, start, end, head);
+    if (pos < n.n && this.#cmp(n, pos, key, start, end, head) === 0) return n.slots[pos]!;
     this.#size++;
     if (n.n < this.#cap) {
       insertEntry(n, pos, head, slot);
-      return;
+      return slot;
     }
     // Full leaf: split, then push the right half's first entry up as its separator.
     let right = this.#split(n, pos);
@@ -262,7 +274,7 @@ export class SlotBTree {
       const at = idx[d]! + 1; // the new child goes right after the one that split
       if (parent.n < this.#cap) {
         insertChild(parent, at, sepHead, sepSlot, right);
-        return;
+        return slot;
       }
       const upRight = this.#split(parent, at);
       // inner split: upRight's first child's separator (heads[0]) moves up
@@ -280,6 +292,7 @@ export class SlotBTree {
     root.slots[1] = sepSlot;
     root.n = 2;
     this.#root = root;
+    return slot;
   }
 
   /**
@@ -297,14 +310,15 @@ export class SlotBTree {
       while (n.children !== null) n = n.children[0]!;
     } else {
       const head = headOfKey(gte);
-      while (n.children !== null) n = n.children[this.#childIndex(n, gte, head)]!;
-      i = this.#lowerBound(n, gte, head);
+      const end = gte.length;
+      while (n.children !== null) n = n.children[this.#childIndex(n, gte, 0, end, head)]!;
+      i = this.#lowerBound(n, gte, 0, end, head);
     }
     const ltHead = lt === undefined ? 0 : headOfKey(lt);
     for (let leaf: SlotNode | null = n; leaf !== null; leaf = leaf.next, i = 0) {
       const count = leaf.n;
       for (; i < count; i++) {
-        if (lt !== undefined && this.#cmp(leaf, i, lt, ltHead) >= 0) return;
+        if (lt !== undefined && this.#cmp(leaf, i, lt, 0, lt.length, ltHead) >= 0) return;
         if (fn(leaf.slots[i]!) === false) return;
       }
     }
@@ -362,31 +376,31 @@ export class SlotBTree {
     }
   }
 
-  /** Compares entry i of node n (leaf entry or inner separator) with `key`. */
-  #cmp(n: SlotNode, i: number, key: Uint8Array, head: number): number {
+  /** Compares entry i of node n (leaf entry or inner separator) with key[start, end). */
+  #cmp(n: SlotNode, i: number, key: Uint8Array, start: number, end: number, head: number): number {
     const h = n.heads[i]!;
-    return h < head ? -1 : h > head ? 1 : this.#keys.compare(n.slots[i]!, key);
+    return h < head ? -1 : h > head ? 1 : this.#keys.compare(n.slots[i]!, key, start, end);
   }
 
-  /** First index of leaf `n` whose key is >= `key` (n.n if none). */
-  #lowerBound(n: SlotNode, key: Uint8Array, head: number): number {
+  /** First index of leaf `n` whose key is >= key[start, end) (n.n if none). */
+  #lowerBound(n: SlotNode, key: Uint8Array, start: number, end: number, head: number): number {
     let lo = 0;
     let hi = n.n;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (this.#cmp(n, mid, key, head) < 0) lo = mid + 1;
+      if (this.#cmp(n, mid, key, start, end, head) < 0) lo = mid + 1;
       else hi = mid;
     }
     return lo;
   }
 
-  /** The child of inner node `n` whose subtree would hold `key`: the last separator <= key. */
-  #childIndex(n: SlotNode, key: Uint8Array, head: number): number {
+  /** The child of inner node `n` whose subtree would hold key[start, end): the last separator <= it. */
+  #childIndex(n: SlotNode, key: Uint8Array, start: number, end: number, head: number): number {
     let lo = 1;
     let hi = n.n;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (this.#cmp(n, mid, key, head) <= 0) lo = mid + 1;
+      if (this.#cmp(n, mid, key, start, end, head) <= 0) lo = mid + 1;
       else hi = mid;
     }
     return lo - 1;

@@ -3,7 +3,14 @@
  * watchable store and watch streams, and the request checks of etcd's api/v3rpc.
  */
 export { MvccStore, isTxnReadOnly } from "./store.js";
-export type { LeaseHooks, MvccStoreOptions, MvccStats, MvccHash, MvccSnapshot } from "./store.js";
+export type {
+  LeaseHooks,
+  MvccStoreOptions,
+  MvccStats,
+  MvccHash,
+  MvccSnapshot,
+  RawKeyRecords,
+} from "./store.js";
 export { WatchStream } from "./watch.js";
 export type { WatchSink } from "./watch.js";
 export {

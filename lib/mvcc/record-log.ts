@@ -60,15 +60,15 @@ export class KeyTable implements SlotKeys {
     return this.#count;
   }
 
-  /** Copies `key` into the arena and gives it the next slot (its newest row: -1). */
-  add(key: Uint8Array): number {
+  /** Copies key[start, end) into the arena and gives it the next slot (its newest row: -1). */
+  add(key: Uint8Array, start = 0, end = key.length): number {
     const slot = this.#count;
     if ((slot & blockMask) === 0) this.#blocks.push(new Int32Array(blockRows * keyStride));
     const b = this.#blocks[slot >>> blockBits]!;
     const i = (slot & blockMask) * keyStride;
-    b[i + kChunk] = this.#arena.place(key, 0, key.length);
+    b[i + kChunk] = this.#arena.place(key, start, end);
     b[i + kOffset] = this.#arena.placedOffset;
-    b[i + kLength] = key.length;
+    b[i + kLength] = end - start;
     b[i + kNewest] = -1;
     this.#count = slot + 1;
     return slot;
@@ -93,21 +93,25 @@ export class KeyTable implements SlotKeys {
     this.#blocks[slot >>> blockBits]![(slot & blockMask) * keyStride + kNewest] = row;
   }
 
-  /** Byte-order comparison of the key of `slot` with `key` (as Buffer.compare), no allocation. */
-  compare(slot: number, key: Uint8Array): number {
+  /**
+   * Byte-order comparison of the key of `slot` with key[start, end) (as Buffer.compare), no
+   * allocation.
+   */
+  compare(slot: number, key: Uint8Array, start: number, end: number): number {
     const b = this.#blocks[slot >>> blockBits]!;
     const i = (slot & blockMask) * keyStride;
     const chunk = this.#arena.chunk(b[i + kChunk]!);
     const at = b[i + kOffset]!;
     const len = b[i + kLength]!;
-    const n = len < key.length ? len : key.length;
-    if (n > jsCompareMaxBytes) return chunk.compare(key, 0, key.length, at, at + len);
+    const keyLen = end - start;
+    const n = len < keyLen ? len : keyLen;
+    if (n > jsCompareMaxBytes) return chunk.compare(key, start, end, at, at + len);
     for (let j = 0; j < n; j++) {
       const x = chunk[at + j]!;
-      const y = key[j]!;
+      const y = key[start + j]!;
       if (x !== y) return x < y ? -1 : 1;
     }
-    return len - key.length;
+    return len - keyLen;
   }
 
   /** headOfKey of the key of `slot`, no allocation. */

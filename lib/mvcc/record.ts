@@ -79,7 +79,7 @@ export class ByteArena {
     }
     if (n > this.#maxSharedBytes) {
       const own = Buffer.allocUnsafeSlow(n);
-      own.set(u.subarray(start, end));
+      copyInto(own, 0, u, start, end);
       this.#placedOffset = 0;
       this.#chunks.push(own);
       return this.#chunks.length - 1;
@@ -92,8 +92,7 @@ export class ByteArena {
     }
     const at = this.#used;
     const chunk = this.#chunk;
-    if (start === 0 && end === u.length) chunk.set(u, at);
-    else chunk.set(u.subarray(start, end), at);
+    copyInto(chunk, at, u, start, end);
     this.#used = at + n;
     this.#placedOffset = at;
     return this.#chunkId;
@@ -122,6 +121,18 @@ export class ByteArena {
     for (const c of this.#chunks) n += c.length;
     return n;
   }
+}
+
+/**
+ * Copies u[start, end) to `to` at `at`. Measured on Node 20 for 1M copies: a byte loop costs
+ * ~30 ms at 17 bytes and ~400 ms at 256; a Uint8Array view + set() ~80 ms at either (the view is
+ * young garbage; Buffer.copy and subarray make one too, slower). Short keys go by the loop.
+ */
+function copyInto(to: Buffer, at: number, u: Uint8Array, start: number, end: number): void {
+  const n = end - start;
+  if (start === 0 && end === u.length) to.set(u, at);
+  else if (n <= 32) for (let i = 0; i < n; i++) to[at + i] = u[start + i]!;
+  else to.set(new Uint8Array(u.buffer, u.byteOffset + start, n), at);
 }
 
 /**

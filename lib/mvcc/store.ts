@@ -159,14 +159,6 @@ function slotRange(n: number): Int32Array {
   return a;
 }
 
-/** `k` as a Buffer if it is an etcd revision key (17 bytes, or 18 ending in 't'). */
-function checkRevisionKey(k: Uint8Array): Buffer {
-  if (!(k.length === 17 || (k.length === 18 && k[17] === 0x74)) || k[8] !== 0x5f) {
-    throw new MvccRestoreError("ErrRestoreBadEntry", "malformed revision key");
-  }
-  return view(k);
-}
-
 function innerHeader(revision: number): ResponseHeader {
   return { clusterId: 0n, memberId: 0n, revision, raftTerm: 0 };
 }
@@ -594,57 +586,39 @@ export class MvccStore {
    * revision seen (at least `compactRevision`, and 1 for an empty bucket); leases of live keys are
    * re-attached through the hooks. `compactRevision` comes from the db's meta bucket (etcd's
    * finishedCompactRev; -1 if none). Entries are copied as they are read, so the source may reuse
-   * its buffers (a db file read page by page). Throws MvccRestoreError if the store is not empty
-   * or an entry is malformed.
+   * its buffers (a db file read page by page); a source that also offers RawKeyRecords is read
+   * through it (no object per entry). Throws MvccRestoreError if the store is not empty or an
+   * entry is malformed.
    */
-  restore(records: Iterable<[Uint8Array, Uint8Array]>, compactRevision: number): void {
+  restore(
+    records: Iterable<[Uint8Array, Uint8Array]> | RawKeyRecords,
+    compactRevision: number,
+  ): void {
     if (this.#log.length !== 0 || this.#currentRev !== 1 || this.#index.size !== 0) {
       throw new MvccRestoreError("ErrRestoreNotEmpty", "the store is not empty");
     }
-    const log = this.#log;
-    const index = this.#index;
-    let bytes = 0;
-    let lastMain = -1;
-    let lastSub = -1;
-    const it = records[Symbol.iterator]();
-    for (let next = it.next(); !next.done; next = it.next()) {
-      const [revKey, value] = next.value;
-      const rk = checkRevisionKey(revKey);
-      const main = rk.readUInt32BE(0) * 0x100000000 + rk.readUInt32BE(4);
-      const sub = rk.readUInt32BE(9) * 0x100000000 + rk.readUInt32BE(13);
-      if (main < lastMain || (main === lastMain && sub <= lastSub)) {
-        // A db file yields revision order; another source may not: sort, then load again.
-        this.#restoreUnsorted(next.value, it, compactRevision);
-        return;
-      }
-      lastMain = main;
-      lastSub = sub;
-      const kv = decodeKeyValue(view(value));
-      let slot = index.find(kv.key);
-      if (slot < 0) {
-        slot = log.keys.add(kv.key);
-        index.insert(kv.key, slot);
-      }
-      if (revKey.length === 18) {
-        log.append(slot, -1, 0, 0, main, sub, 0, 0, noLease);
-      } else {
-        const chunk = log.values.place(kv.value, 0, kv.value.length);
-        log.append(
-          slot,
-          chunk,
-          log.values.placedOffset,
-          kv.value.length,
-          main,
-          sub,
-          kv.createRevision,
-          kv.version,
-          kv.lease,
-        );
-      }
-      bytes += Rec.approximateBytesOf(kv.key.length, kv.value.length);
+    const r = new RestoreRun(this.#log, this.#index);
+    if ("forEachRaw" in records) {
+      records.forEachRaw((buf, keyStart, keyEnd, valueEnd) => {
+        r.add(buf, keyStart, keyEnd, buf, keyEnd, valueEnd);
+      });
+    } else {
+      for (const [k, v] of records) r.add(view(k), 0, k.length, view(v), 0, v.length);
     }
+    if (r.spilled !== undefined) {
+      // A db file yields revision order; another source may not: sort, then load again.
+      const all: [Buffer, Buffer][] = [];
+      for (const [k, v] of this.snapshot().records()) all.push([k, v]);
+      all.push(...r.spilled);
+      all.sort((a, b) => Buffer.compare(a[0].subarray(0, 17), b[0].subarray(0, 17)));
+      this.#log = new RecordLog(this.#keyArenaChunkBytes, this.#valueArenaChunkBytes);
+      this.#index = new SlotBTree(this.#log.keys);
+      this.restore(all, compactRevision);
+      return;
+    }
+    const log = this.#log;
     // Inserted in the file's (revision) order the index is ~70 % full: pack it.
-    index.repack();
+    this.#index.repack();
     // Slot order follows the file's, so these reads go through the tables in memory order.
     let live = 0;
     for (let slot = 0; slot < log.keys.length; slot++) {
@@ -655,33 +629,10 @@ export class MvccStore {
       if (lease !== 0n) this.#hooks?.attach(lease, log.keys.key(slot));
     }
     this.#liveKeys = live;
-    this.#bytes = bytes;
+    this.#bytes = r.bytes;
     const top = log.length > 0 ? log.main(log.length - 1) : 1;
     this.#currentRev = Math.max(top, compactRevision, 1);
     this.#compactRev = compactRevision;
-  }
-
-  /**
-   * restore() for a source out of revision order: what was loaded so far, `current` and the rest
-   * of `it` are copied, sorted by revision key, and loaded into an emptied store.
-   */
-  #restoreUnsorted(
-    current: [Uint8Array, Uint8Array],
-    it: Iterator<[Uint8Array, Uint8Array]>,
-    compactRevision: number,
-  ): void {
-    const all: [Buffer, Buffer][] = [];
-    for (const [k, v] of this.snapshot().records()) all.push([k, v]);
-    const copy = ([k, v]: [Uint8Array, Uint8Array]): [Buffer, Buffer] => {
-      checkRevisionKey(k);
-      return [Buffer.from(k), Buffer.from(v)];
-    };
-    all.push(copy(current));
-    for (let next = it.next(); !next.done; next = it.next()) all.push(copy(next.value));
-    all.sort((a, b) => Buffer.compare(a[0].subarray(0, 17), b[0].subarray(0, 17)));
-    this.#log = new RecordLog(this.#keyArenaChunkBytes, this.#valueArenaChunkBytes);
-    this.#index = new SlotBTree(this.#log.keys);
-    this.restore(all, compactRevision);
   }
 
   // ------------------------------------------------------------------ watch
@@ -1131,78 +1082,177 @@ function writeBytesField(out: Buffer, p: number, tag: number, b: Buffer): number
   return p + b.length;
 }
 
-/** The fields of a marshaled mvccpb.KeyValue that restore needs, decoded by hand (hot path). */
-interface DecodedKeyValue {
-  key: Buffer;
-  /** A view into the decoded bytes: copy it before keeping it. */
-  value: Buffer;
-  createRevision: number;
-  version: number;
-  lease: bigint;
+/**
+ * Key-bucket entries handed out as byte ranges of a buffer, without an object per entry: what
+ * MvccStore.restore reads fastest (a db file's key bucket offers it, lib/server db-file.ts).
+ */
+export interface RawKeyRecords {
+  /**
+   * Calls `fn` for each entry: the revision key is buf[keyStart, keyEnd), the marshaled KeyValue
+   * buf[keyEnd, valueEnd). `buf` may be reused after the call.
+   */
+  forEachRaw(fn: (buf: Buffer, keyStart: number, keyEnd: number, valueEnd: number) => void): void;
 }
 
-/** Decodes a proto3 KeyValue; unknown fields are skipped. Throws MvccRestoreError on bad input. */
-function decodeKeyValue(buf: Buffer): DecodedKeyValue {
-  const out: DecodedKeyValue = {
-    key: emptyBuffer,
-    value: emptyBuffer,
-    createRevision: 0,
-    version: 0,
-    lease: noLease,
-  };
-  let p = 0;
-  const bad = (): never => {
-    throw new MvccRestoreError("ErrRestoreBadEntry", "malformed KeyValue");
-  };
-  const varint = (): number => {
+/**
+ * One restore: appends entries in revision order to an empty log and index; once an entry comes
+ * out of order, it and every later entry are copied into `spilled` instead (restore then sorts
+ * and starts again).
+ */
+class RestoreRun {
+  readonly #log: RecordLog;
+  readonly #index: SlotBTree;
+  readonly #kv = new KeyValueDecoder();
+  #lastMain = -1;
+  #lastSub = -1;
+  bytes = 0;
+  spilled: [Buffer, Buffer][] | undefined = undefined;
+
+  constructor(log: RecordLog, index: SlotBTree) {
+    this.#log = log;
+    this.#index = index;
+  }
+
+  /** The entry with revision key rk[rkStart, rkEnd) and KeyValue kv[kvStart, kvEnd). */
+  add(
+    rk: Buffer,
+    rkStart: number,
+    rkEnd: number,
+    kv: Buffer,
+    kvStart: number,
+    kvEnd: number,
+  ): void {
+    const len = rkEnd - rkStart;
+    if (!(len === 17 || (len === 18 && rk[rkStart + 17] === 0x74)) || rk[rkStart + 8] !== 0x5f) {
+      throw new MvccRestoreError("ErrRestoreBadEntry", "malformed revision key");
+    }
+    if (this.spilled !== undefined) {
+      this.spilled.push([copyOf(rk, rkStart, rkEnd), copyOf(kv, kvStart, kvEnd)]);
+      return;
+    }
+    const main = rk.readUInt32BE(rkStart) * 0x100000000 + rk.readUInt32BE(rkStart + 4);
+    const sub = rk.readUInt32BE(rkStart + 9) * 0x100000000 + rk.readUInt32BE(rkStart + 13);
+    if (main < this.#lastMain || (main === this.#lastMain && sub <= this.#lastSub)) {
+      this.spilled = [[copyOf(rk, rkStart, rkEnd), copyOf(kv, kvStart, kvEnd)]];
+      return;
+    }
+    this.#lastMain = main;
+    this.#lastSub = sub;
+    const d = this.#kv;
+    d.decode(kv, kvStart, kvEnd);
+    const log = this.#log;
+    const next = log.keys.length;
+    const slot = this.#index.insertOrFind(kv, next, d.keyStart, d.keyEnd);
+    if (slot === next) log.keys.add(kv, d.keyStart, d.keyEnd);
+    const valueLength = d.valueEnd - d.valueStart;
+    if (len === 18) {
+      log.append(slot, -1, 0, 0, main, sub, 0, 0, noLease);
+    } else {
+      const chunk = log.values.place(kv, d.valueStart, d.valueEnd);
+      const off = log.values.placedOffset;
+      log.append(slot, chunk, off, valueLength, main, sub, d.createRevision, d.version, d.lease);
+    }
+    this.bytes += Rec.approximateBytesOf(d.keyEnd - d.keyStart, len === 18 ? 0 : valueLength);
+  }
+}
+
+function copyOf(b: Buffer, start: number, end: number): Buffer {
+  return Buffer.from(b.subarray(start, end));
+}
+
+/**
+ * Decodes the fields of a marshaled mvccpb.KeyValue that restore needs, by hand (hot path: one
+ * decoder per restore, no object per entry); unknown fields are skipped. After decode(), the key
+ * and value are byte ranges of the decoded buffer.
+ */
+class KeyValueDecoder {
+  keyStart = 0;
+  keyEnd = 0;
+  valueStart = 0;
+  valueEnd = 0;
+  createRevision = 0;
+  version = 0;
+  lease: bigint = noLease;
+  #buf: Buffer = emptyBuffer;
+  #p = 0;
+  #end = 0;
+
+  /** Decodes buf[start, end). Throws MvccRestoreError on bad input. */
+  decode(buf: Buffer, start: number, end: number): void {
+    this.keyStart = this.keyEnd = this.valueStart = this.valueEnd = start;
+    this.createRevision = 0;
+    this.version = 0;
+    this.lease = noLease;
+    this.#buf = buf;
+    this.#p = start;
+    this.#end = end;
+    while (this.#p < end) {
+      const tag = this.#varint();
+      const field = Math.floor(tag / 8);
+      const wire = tag & 7;
+      if (wire === 2) {
+        const len = this.#varint();
+        const at = this.#p;
+        this.#skip(len);
+        if (field === 1) {
+          this.keyStart = at;
+          this.keyEnd = at + len;
+        } else if (field === 5) {
+          this.valueStart = at;
+          this.valueEnd = at + len;
+        }
+      } else if (wire === 0) {
+        if (field === 6) this.lease = this.#varintBig();
+        else {
+          const n = this.#varint();
+          if (field === 2) this.createRevision = n;
+          else if (field === 4) this.version = n;
+        }
+      } else if (wire === 1) this.#skip(8);
+      else if (wire === 5) this.#skip(4);
+      else bad();
+    }
+    this.#buf = emptyBuffer;
+  }
+
+  #skip(n: number): void {
+    if (this.#p + n > this.#end) bad();
+    this.#p += n;
+  }
+
+  #varint(): number {
+    const buf = this.#buf;
     let n = 0;
     let mul = 1;
     for (let i = 0; i < 10; i++) {
-      if (p >= buf.length) bad();
-      const byte = buf[p++]!;
+      if (this.#p >= this.#end) bad();
+      const byte = buf[this.#p++]!;
       n += (byte & 0x7f) * mul;
       if (byte < 0x80) return n;
       mul *= 128;
     }
     return bad();
-  };
-  while (p < buf.length) {
-    const tag = varint();
-    const field = Math.floor(tag / 8);
-    const wire = tag & 7;
-    if (wire === 2) {
-      const len = varint();
-      if (p + len > buf.length) bad();
-      const bytes = buf.subarray(p, p + len);
-      p += len;
-      if (field === 1) out.key = bytes;
-      else if (field === 5) out.value = bytes;
-    } else if (wire === 0) {
-      if (field === 6) {
-        // int64 lease id: read the varint as a BigInt (ids use all 64 bits).
-        let v = 0n;
-        let shift = 0n;
-        for (let i = 0; i < 10; i++) {
-          if (p >= buf.length) bad();
-          const byte = buf[p++]!;
-          v |= BigInt(byte & 0x7f) << shift;
-          if (byte < 0x80) break;
-          shift += 7n;
-        }
-        const id = BigInt.asIntN(64, v);
-        out.lease = id === 0n ? noLease : id;
-      } else {
-        const n = varint();
-        if (field === 2) out.createRevision = n;
-        else if (field === 4) out.version = n;
-      }
-    } else if (wire === 1) {
-      p += 8;
-    } else if (wire === 5) {
-      p += 4;
-    } else {
-      bad();
-    }
   }
-  return out;
+
+  /** An int64 varint (lease ids use all 64 bits) as a BigInt; the shared 0n for zero. */
+  #varintBig(): bigint {
+    const buf = this.#buf;
+    let v = 0n;
+    let shift = 0n;
+    for (let i = 0; i < 10; i++) {
+      if (this.#p >= this.#end) bad();
+      const byte = buf[this.#p++]!;
+      v |= BigInt(byte & 0x7f) << shift;
+      if (byte < 0x80) {
+        const id = BigInt.asIntN(64, v);
+        return id === 0n ? noLease : id;
+      }
+      shift += 7n;
+    }
+    return bad();
+  }
+}
+
+function bad(): never {
+  throw new MvccRestoreError("ErrRestoreBadEntry", "malformed KeyValue");
 }

@@ -24,7 +24,7 @@ import {
   type BoltBucketSource,
   type BoltWriteOptions,
 } from "../btree/index.js";
-import type { MvccSnapshot } from "../mvcc/index.js";
+import type { MvccSnapshot, RawKeyRecords } from "../mvcc/index.js";
 import type { LeaseRecord } from "../lease/index.js";
 import { Lease } from "../proto/gen/leasepb/lease.js";
 import { AlarmMember, type AlarmType } from "../proto/gen/etcdserverpb/rpc.js";
@@ -200,6 +200,9 @@ export class DbFileFormatError extends ServerError {
   }
 }
 
+/** A db file's key bucket entries: iterable, or walked as byte ranges (MvccStore.restore). */
+export type KeyRecords = IterableIterator<[Buffer, Buffer]> & RawKeyRecords;
+
 /** What an etcd 3.4 db file holds, as parseEtcdDbFile reads it. */
 export interface ParsedDbFile {
   /** the raft index the file reflects (meta consistent_index; 0 when absent) */
@@ -210,9 +213,10 @@ export interface ParsedDbFile {
   scheduledCompactRevision: number;
   /**
    * the key bucket's entries in revision order, as views into the file or into the block read for
-   * their page (MvccStore.restore copies what it keeps)
+   * their page (MvccStore.restore copies what it keeps); also as byte ranges (RawKeyRecords, no
+   * object per entry)
    */
-  keyRecords(): IterableIterator<[Buffer, Buffer]>;
+  keyRecords(): KeyRecords;
   leases: LeaseRecord[];
   members: MemberRecord[];
   removedMemberIds: bigint[];
@@ -331,7 +335,10 @@ export function parseEtcdDbFile(bytes: Uint8Array | BoltByteSource): ParsedDbFil
     consistentIndex: ci === undefined ? 0 : u64Value(ci, "consistent_index"),
     compactRevision: fin === undefined ? -1 : mainRevision(fin, "finishedCompactRev"),
     scheduledCompactRevision: sched === undefined ? -1 : mainRevision(sched, "scheduledCompactRev"),
-    keyRecords: () => keyBucket.entries(),
+    keyRecords: () =>
+      Object.assign(keyBucket.entries(), {
+        forEachRaw: (fn: Parameters<RawKeyRecords["forEachRaw"]>[0]) => keyBucket.forEachEntry(fn),
+      }),
     leases,
     members: entries("members").map(([k, v]) => decodeMemberJson(k, v)),
     removedMemberIds: entries("members_removed").map(([k]) => hexId(k, "members_removed")),

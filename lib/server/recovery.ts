@@ -15,7 +15,12 @@ import { join } from "node:path";
 import { BoltError, BoltFile, type BoltByteSource } from "../btree/index.js";
 import type { Entry, HardState } from "../proto/gen/raftpb/raft.js";
 import { WAL, type WalOptions, type WalSnapshot } from "../wal/index.js";
-import { DbFileFormatError, parseEtcdDbFile, type ParsedDbFile } from "./db-file.js";
+import {
+  DbFileFormatError,
+  parseEtcdDbFile,
+  type KeyRecords,
+  type ParsedDbFile,
+} from "./db-file.js";
 import { DataDirFileError } from "./errors.js";
 import { loadNewestAvailableSnap, type RaftSnapshot, type SnapLogger } from "./snap-file.js";
 
@@ -62,25 +67,48 @@ export function readDbFile(path: string): OpenDbFile {
     if (err instanceof BoltError || err instanceof DbFileFormatError) {
       throw new DataDirFileError(path, err.message);
     }
-    if (err instanceof DataDirFileError) throw err;
-    throw new DataDirFileError(path, `cannot read: ${(err as Error).message}`);
+    throw err;
   };
+  // while the key bucket is walked: the file's errors name it; the consumer's pass through
+  const walkFail = (err: unknown): never => {
+    if (err instanceof BoltError) throw new DataDirFileError(path, err.message);
+    throw err;
+  };
+  let source: BoltByteSource;
   try {
     fd = openSync(path, "r");
-    const source = fileByteSource(path, fd, fstatSync(fd).size);
+    source = fileByteSource(path, fd, fstatSync(fd).size);
+  } catch (err) {
+    close();
+    throw new DataDirFileError(path, `cannot read: ${(err as Error).message}`);
+  }
+  try {
     const parsed = parseEtcdDbFile(source);
     const f = BoltFile.open(source);
     const sizeInUseBytes = source.byteLength - f.freePages().length * f.meta.pageSizeBytes;
     return {
       ...parsed,
-      *keyRecords(): IterableIterator<[Buffer, Buffer]> {
-        try {
-          yield* parsed.keyRecords();
-        } catch (err) {
-          fail(err);
-        } finally {
-          close();
-        }
+      keyRecords(): KeyRecords {
+        const walk = function* (): IterableIterator<[Buffer, Buffer]> {
+          try {
+            yield* parsed.keyRecords();
+          } catch (err) {
+            walkFail(err);
+          } finally {
+            close();
+          }
+        };
+        return Object.assign(walk(), {
+          forEachRaw(fn: Parameters<KeyRecords["forEachRaw"]>[0]): void {
+            try {
+              parsed.keyRecords().forEachRaw(fn);
+            } catch (err) {
+              walkFail(err);
+            } finally {
+              close();
+            }
+          },
+        });
       },
       close,
       sizeBytes: source.byteLength,
@@ -99,7 +127,12 @@ function fileByteSource(path: string, fd: number, byteLength: number): BoltByteS
       const buf = Buffer.allocUnsafeSlow(length);
       let got = 0;
       while (got < length) {
-        const n = readSync(fd, buf, got, length - got, offset + got);
+        let n: number;
+        try {
+          n = readSync(fd, buf, got, length - got, offset + got);
+        } catch (err) {
+          throw new DataDirFileError(path, `cannot read: ${(err as Error).message}`);
+        }
         if (n === 0) {
           throw new DataDirFileError(path, `ends at byte ${offset + got}, want ${offset + length}`);
         }

@@ -21,9 +21,9 @@ class Keys implements SlotKeys {
     this.keys.push(k);
     return this.keys.length - 1;
   }
-  compare(slot: number, key: Uint8Array): number {
+  compare(slot: number, key: Uint8Array, start: number, end: number): number {
     this.compares++;
-    return Buffer.compare(this.keys[slot]!, key);
+    return Buffer.compare(this.keys[slot]!, key.subarray(start, end));
   }
   head(slot: number): number {
     return headOfKey(this.keys[slot]!);
@@ -62,16 +62,29 @@ test("inserts in any order: find, ascend over any bounds and the invariants agre
         const keys = new Keys();
         const t = new SlotBTree(keys, { nodeCapacity: cap });
         const model = new Map<string, number>();
-        for (const k of inserted) {
+        for (let i = 0; i < inserted.length; i++) {
+          const k = inserted[i]!;
           const hex = k.toString("hex");
-          const found = t.find(k);
+          // the key inside a larger buffer, as restore passes it
+          const padded = Buffer.concat([Buffer.from([0xff]), k, Buffer.from([0])]);
+          const found = t.find(padded, 1, 1 + k.length);
           assert.equal(found, model.get(hex) ?? -1);
+          assert.equal(t.find(k), found);
           if (found >= 0) {
             assert.throws(() => t.insert(k, found), BTreeInvariantError);
+            assert.equal(t.insertOrFind(padded, keys.keys.length, 1, 1 + k.length), found);
             continue;
           }
-          const slot = keys.add(k);
-          t.insert(k, slot);
+          let slot: number;
+          if (i % 2 === 0) {
+            slot = keys.add(k);
+            t.insert(k, slot);
+          } else {
+            // restore's way: insert the next free slot, then record its key
+            slot = keys.keys.length;
+            assert.equal(t.insertOrFind(padded, slot, 1, 1 + k.length), slot);
+            keys.add(k);
+          }
           model.set(hex, slot);
         }
         t.checkInvariants();

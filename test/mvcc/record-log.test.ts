@@ -95,8 +95,10 @@ test("a row reads back equal in every field, chains to its key's previous row, a
         const k = Buffer.from(hex, "hex");
         assert.equal(log.keys.head(slot), headOfKey(k));
         for (const other of keys.slice(0, 20)) {
+          // the compared key lies inside a larger buffer, as restore passes it
+          const padded = Buffer.concat([Buffer.from([9]), other, Buffer.from([7])]);
           assert.equal(
-            Math.sign(log.keys.compare(slot, other)),
+            Math.sign(log.keys.compare(slot, padded, 1, 1 + other.length)),
             Math.sign(Buffer.compare(k, other)),
           );
         }

@@ -472,23 +472,20 @@ export class BoltFile {
     let prev: Buffer | undefined;
     let prevStart = 0;
     let prevEnd = 0;
+    const el = new ElementAt();
     for (const p of this.leaves(rootPgid, inlinePage, onPage)) {
       const { buf, off, end, where, pgid } = p;
       const count = leafHeader(buf, off, end, where, pgid);
       for (let i = 0; i < count; i++) {
-        const e = off + pageHeaderBytes + leafElementBytes * i;
-        const eflags = buf.readUInt32LE(e);
-        const k = e + buf.readUInt32LE(e + 4);
-        const ksize = buf.readUInt32LE(e + 8);
-        const vsize = buf.readUInt32LE(e + 12);
-        checkLeafElement(i, eflags, k, ksize, vsize, end, where, pgid);
-        if (prev !== undefined && compareRanges(prev, prevStart, prevEnd, buf, k, k + ksize) >= 0) {
+        el.read(buf, off, end, i, where, pgid);
+        const k = el.keyStart;
+        if (prev !== undefined && compareRanges(prev, prevStart, prevEnd, buf, k, el.keyEnd) >= 0) {
           throw new BoltCorruptError(`${where}: keys out of order`, pgid);
         }
         prev = buf;
         prevStart = k;
-        prevEnd = k + ksize;
-        fn(buf, eflags, k, k + ksize, k + ksize + vsize);
+        prevEnd = el.keyEnd;
+        fn(buf, el.flags, k, el.keyEnd, el.valueEnd);
       }
     }
   }
@@ -625,22 +622,30 @@ function leafHeader(
   return count;
 }
 
-/** Checks leaf element `i`: its key and value lie inside the page, its flags are known. */
-function checkLeafElement(
-  i: number,
-  eflags: number,
-  k: number,
-  ksize: number,
-  vsize: number,
-  end: number,
-  where: string,
-  pgid: number | undefined,
-): void {
-  if (ksize === 0 || k + ksize + vsize > end) {
-    throw new BoltCorruptError(`${where}: element ${i} runs past the page`, pgid);
-  }
-  if ((eflags & ~bucketLeafFlag) !== 0) {
-    throw new BoltCorruptError(`${where}: element ${i} has flags 0x${eflags.toString(16)}`, pgid);
+/** Leaf element `i` of a page, read and checked (reused: no object per element). */
+class ElementAt {
+  flags = 0;
+  keyStart = 0;
+  keyEnd = 0;
+  valueEnd = 0;
+
+  /** Reads element `i` of the leaf page at `off`; checks it lies inside `end`, flags known. */
+  read(buf: Buffer, off: number, end: number, i: number, where: string, pgid?: number): void {
+    const e = off + pageHeaderBytes + leafElementBytes * i;
+    const flags = buf.readUInt32LE(e);
+    const k = e + buf.readUInt32LE(e + 4);
+    const ksize = buf.readUInt32LE(e + 8);
+    const vsize = buf.readUInt32LE(e + 12);
+    if (ksize === 0 || k + ksize + vsize > end) {
+      throw new BoltCorruptError(`${where}: element ${i} runs past the page`, pgid);
+    }
+    if ((flags & ~bucketLeafFlag) !== 0) {
+      throw new BoltCorruptError(`${where}: element ${i} has flags 0x${flags.toString(16)}`, pgid);
+    }
+    this.flags = flags;
+    this.keyStart = k;
+    this.keyEnd = k + ksize;
+    this.valueEnd = k + ksize + vsize;
   }
 }
 
@@ -653,17 +658,13 @@ function* leafElements(
   pgid: number | undefined,
 ): IterableIterator<LeafElement> {
   const count = leafHeader(buf, off, end, where, pgid);
+  const el = new ElementAt();
   for (let i = 0; i < count; i++) {
-    const e = off + pageHeaderBytes + leafElementBytes * i;
-    const eflags = buf.readUInt32LE(e);
-    const k = e + buf.readUInt32LE(e + 4);
-    const ksize = buf.readUInt32LE(e + 8);
-    const vsize = buf.readUInt32LE(e + 12);
-    checkLeafElement(i, eflags, k, ksize, vsize, end, where, pgid);
+    el.read(buf, off, end, i, where, pgid);
     yield {
-      flags: eflags,
-      key: buf.subarray(k, k + ksize),
-      value: buf.subarray(k + ksize, k + ksize + vsize),
+      flags: el.flags,
+      key: buf.subarray(el.keyStart, el.keyEnd),
+      value: buf.subarray(el.keyEnd, el.valueEnd),
     };
   }
 }

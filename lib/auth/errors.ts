@@ -74,3 +74,5 @@ export class AuthOptionsError extends AuthError {
     super("ErrInvalidAuthOpts", `auth: invalid auth options: ${message}`);
   }
 }
+/** etcd's ErrTooManyRequests: here, more password checks queued than maxQueuedBcrypt. */
+export const errTooManyRequests = make("ErrTooManyRequests", "etcdserver: too many requests");

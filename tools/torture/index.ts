@@ -18,7 +18,13 @@ import {
   type RunRecord,
 } from "./checks.js";
 import { FaultInjector, type FaultKind } from "./faults.js";
-import { etcdTsCommand, planMembers, type MemberProcess, type ServerCommand } from "./members.js";
+import {
+  etcdTsCommand,
+  MEMBER_START_TIMEOUT_MS,
+  planMembers,
+  type MemberProcess,
+  type ServerCommand,
+} from "./members.js";
 import { readHistory, writeHistory, writeReport, type RunSummary } from "./report.js";
 import { Timeline } from "./timeline.js";
 import { Workload } from "./workload.js";
@@ -48,7 +54,7 @@ export interface TortureOptions {
   /** The command that starts a member (default: etcd-ts next to this tool). */
   serverCommand: ServerCommand | undefined;
   snapshotCount: number;
-  /** How long a member may take to become healthy after a start, ms. */
+  /** How long a member may take to become healthy after a restart, ms (the first start: ≥ 30 s). */
   startTimeoutMs: number;
   checkBudgetMs: number;
   /** Print a progress line while running. */
@@ -217,7 +223,10 @@ export async function runTorture(
     say(
       `starting ${o.members} member(s): ${command.cmd} ${command.args.join(" ")} (logs in ${outDir})`,
     );
-    await Promise.all(members.map((m) => m.start()));
+    // the first start may be slow on a loaded machine: --start-timeout bounds the restarts
+    await Promise.all(
+      members.map((m) => m.start(Math.max(o.startTimeoutMs, MEMBER_START_TIMEOUT_MS))),
+    );
   }
   const kinds: FaultKind[] =
     o.endpoints !== undefined

@@ -44,11 +44,7 @@ export const TORTURE_USAGE = `  etcd-ts-util torture [--members 1|3|5] [--durati
 `;
 
 function parse(argv: readonly string[]): Map<string, string> {
-  const flags = parseUtilFlags(argv, BOOLEAN);
-  for (const name of flags.keys()) {
-    if (!KNOWN.has(name)) throw new UtilUsageError(`unknown flag --${name}`);
-  }
-  return flags;
+  return parseUtilFlags(argv, BOOLEAN, KNOWN);
 }
 
 function int(

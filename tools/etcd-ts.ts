@@ -75,7 +75,7 @@ async function main(): Promise<void> {
 
   let server: EtcdServer;
   try {
-    server = await EtcdServer.start({ config: cfg, logger });
+    server = await EtcdServer.start({ config: cfg, logger, servePeers: true });
   } catch (err) {
     logger.fatal({ err: (err as Error).message }, "failed to start member");
     logger.flush();
@@ -101,6 +101,13 @@ async function main(): Promise<void> {
     void serving.close().finally(() => {
       logger.flush();
       process.exit(1);
+    });
+  };
+  // a member removed from the cluster stops and exits, as etcd does
+  server.onRemoved = () => {
+    void serving.close().finally(() => {
+      logger.flush();
+      process.exit(0);
     });
   };
   let stopping = false;

@@ -65,6 +65,10 @@ const flags: Record<string, FlagSpec> = {
   "data-dir": { kind: "string", set: (c, v) => (c.dataDir = v) },
   "wal-dir": { kind: "string", set: (c, v) => (c.walDir = v) },
   "snapshot-count": { kind: "int", set: (c, v) => (c.snapshotCount = int("snapshot-count", v)) },
+  "experimental-snapshot-catchup-entries": {
+    kind: "int",
+    set: (c, v) => (c.snapshotCatchUpEntries = int("experimental-snapshot-catchup-entries", v)),
+  },
   "max-snapshots": { kind: "int", set: (c, v) => (c.maxSnapshots = int("max-snapshots", v)) },
   "max-wals": { kind: "int", set: (c, v) => (c.maxWals = int("max-wals", v)) },
   "heartbeat-interval": {

@@ -24,6 +24,17 @@ const codeByMessage = new Map<string, GrpcStatus>([
   ["etcdserver: Peer URLs already exists", GrpcStatus.FAILED_PRECONDITION],
   ["etcdserver: given member URLs are invalid", GrpcStatus.INVALID_ARGUMENT],
   ["etcdserver: member not found", GrpcStatus.NOT_FOUND],
+  ["etcdserver: can only promote a learner member", GrpcStatus.FAILED_PRECONDITION],
+  [
+    "etcdserver: can only promote a learner member which is in sync with leader",
+    GrpcStatus.FAILED_PRECONDITION,
+  ],
+  ["etcdserver: too many learner members in cluster", GrpcStatus.FAILED_PRECONDITION],
+  [
+    "etcdserver: re-configuration failed due to not enough started members",
+    GrpcStatus.FAILED_PRECONDITION,
+  ],
+  ["etcdserver: rpc not supported for learner", GrpcStatus.UNAVAILABLE],
   ["etcdserver: request is too large", GrpcStatus.INVALID_ARGUMENT],
   ["etcdserver: too many requests", GrpcStatus.RESOURCE_EXHAUSTED],
   ["etcdserver: root user does not exist", GrpcStatus.FAILED_PRECONDITION],

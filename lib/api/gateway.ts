@@ -83,16 +83,6 @@ function serverStream<Req, Res>(
   };
 }
 
-/**
- * A route whose gRPC method etcd-ts does not serve yet: it answers what the gRPC transports answer
- * for it (UNIMPLEMENTED, HTTP 501), so the path exists and its reply says why.
- */
-function unimplemented(request: JsonCodec<unknown>, grpcPath: string): UnaryRoute {
-  return unary(request, request, () =>
-    Promise.reject(new ApiError(GrpcStatus.UNIMPLEMENTED, `unknown method ${grpcPath}`)),
-  );
-}
-
 function stream<Req, Res>(
   request: JsonCodec<Req>,
   response: JsonCodec<Res>,
@@ -180,19 +170,21 @@ const routes = new Map<string, Route>([
     "maintenance/transfer-leadership",
     unary(rpc.MoveLeaderRequest, rpc.MoveLeaderResponse, (a, r) => a.moveLeader(r)),
   ],
-  // membership changes are the cluster issue's (issue 14); until then the same answer as gRPC
-  ["cluster/member/add", unimplemented(rpc.MemberAddRequest, "/etcdserverpb.Cluster/MemberAdd")],
+  [
+    "cluster/member/add",
+    unary(rpc.MemberAddRequest, rpc.MemberAddResponse, (a, r, c) => a.memberAdd(r, c)),
+  ],
   [
     "cluster/member/remove",
-    unimplemented(rpc.MemberRemoveRequest, "/etcdserverpb.Cluster/MemberRemove"),
+    unary(rpc.MemberRemoveRequest, rpc.MemberRemoveResponse, (a, r, c) => a.memberRemove(r, c)),
   ],
   [
     "cluster/member/update",
-    unimplemented(rpc.MemberUpdateRequest, "/etcdserverpb.Cluster/MemberUpdate"),
+    unary(rpc.MemberUpdateRequest, rpc.MemberUpdateResponse, (a, r, c) => a.memberUpdate(r, c)),
   ],
   [
     "cluster/member/promote",
-    unimplemented(rpc.MemberPromoteRequest, "/etcdserverpb.Cluster/MemberPromote"),
+    unary(rpc.MemberPromoteRequest, rpc.MemberPromoteResponse, (a, r, c) => a.memberPromote(r, c)),
   ],
   // v3lock.proto and v3election.proto
   [

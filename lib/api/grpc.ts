@@ -223,6 +223,13 @@ export function createGrpcServer(
   server.addService(authDefinition, authImpl as unknown as grpc.UntypedServiceImplementation);
   server.addService(clusterDefinition, {
     memberList: unary(() => api.memberList(), "MemberList"),
+    memberAdd: unary((r: rpc.MemberAddRequest, c) => api.memberAdd(r, c), "MemberAdd"),
+    memberRemove: unary((r: rpc.MemberRemoveRequest, c) => api.memberRemove(r, c), "MemberRemove"),
+    memberUpdate: unary((r: rpc.MemberUpdateRequest, c) => api.memberUpdate(r, c), "MemberUpdate"),
+    memberPromote: unary(
+      (r: rpc.MemberPromoteRequest, c) => api.memberPromote(r, c),
+      "MemberPromote",
+    ),
   } as unknown as grpc.UntypedServiceImplementation as never);
   const locks = api.lockService;
   server.addService(lockDefinition, {

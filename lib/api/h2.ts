@@ -125,6 +125,28 @@ export function etcdMethodTable(api: EtcdApi, certCommonName?: string): Map<stri
     "/etcdserverpb.Cluster/MemberList",
     unaryMethod(rpc.MemberListRequest, rpc.MemberListResponse, () => api.memberList()),
   );
+  m.set(
+    "/etcdserverpb.Cluster/MemberAdd",
+    unaryMethod(rpc.MemberAddRequest, rpc.MemberAddResponse, (r, c) => api.memberAdd(r, auth(c))),
+  );
+  m.set(
+    "/etcdserverpb.Cluster/MemberRemove",
+    unaryMethod(rpc.MemberRemoveRequest, rpc.MemberRemoveResponse, (r, c) =>
+      api.memberRemove(r, auth(c)),
+    ),
+  );
+  m.set(
+    "/etcdserverpb.Cluster/MemberUpdate",
+    unaryMethod(rpc.MemberUpdateRequest, rpc.MemberUpdateResponse, (r, c) =>
+      api.memberUpdate(r, auth(c)),
+    ),
+  );
+  m.set(
+    "/etcdserverpb.Cluster/MemberPromote",
+    unaryMethod(rpc.MemberPromoteRequest, rpc.MemberPromoteResponse, (r, c) =>
+      api.memberPromote(r, auth(c)),
+    ),
+  );
   for (const a of authMethods) {
     m.set(
       a.path,

@@ -26,7 +26,15 @@ import type {
   LeaseRevokeResponse,
   LeaseTimeToLiveRequest,
   LeaseTimeToLiveResponse,
+  MemberAddRequest,
+  MemberAddResponse,
   MemberListResponse,
+  MemberPromoteRequest,
+  MemberPromoteResponse,
+  MemberRemoveRequest,
+  MemberRemoveResponse,
+  MemberUpdateRequest,
+  MemberUpdateResponse,
   MoveLeaderRequest,
   MoveLeaderResponse,
   PutRequest,
@@ -53,9 +61,7 @@ import type { EtcdServer } from "../server/index.js";
 import { planDbFileInSteps, snapshotSendBufferBytes } from "../server/db-file.js";
 import type { BoltFileWriter } from "../btree/index.js";
 import { createHash } from "node:crypto";
-import { status as GrpcStatus } from "@grpc/grpc-js";
-import { errBadLeaderTransferee, errNotLeader } from "../server/errors.js";
-import { ApiError } from "./errors.js";
+import { errNotLeader } from "../server/errors.js";
 import { LockService } from "./lock.js";
 import { ElectionService } from "./election.js";
 
@@ -507,21 +513,14 @@ export class EtcdApi {
   /**
    * Maintenance.MoveLeader, as etcd 3.4's maintenance server and EtcdServer.MoveLeader (no auth
    * check in 3.4.23): only the leader takes it ("etcdserver: not leader"), the target must be a
-   * voting member ("etcdserver: bad leader transferee"); moving it to the leader itself succeeds at
-   * once, with an empty response (etcd sets no header). Moving it to another member needs raft's
-   * leader transfer from lib/server, which the replicated-cluster issue brings: until then
-   * UNIMPLEMENTED.
+   * voting member ("etcdserver: bad leader transferee"); answers once the target leads, with an
+   * empty response (etcd sets no header).
    */
   async moveLeader(req: MoveLeaderRequest): Promise<MoveLeaderResponse> {
     const server = this.#server;
     if (!server.isLeader) throw errNotLeader();
-    const target = server.members.get(req.targetID);
-    if (target === undefined || target.isLearner) throw errBadLeaderTransferee();
-    if (req.targetID === server.memberId) return {};
-    throw new ApiError(
-      GrpcStatus.UNIMPLEMENTED,
-      "etcd-ts: leader transfer to another member is not implemented yet",
-    );
+    await server.moveLeader(req.targetID);
+    return {};
   }
 
   /**
@@ -541,5 +540,42 @@ export class EtcdApi {
     const resp = this.#server.memberList();
     if (resp.header !== undefined) resp.header.revision = 0;
     return resp;
+  }
+
+  /** etcd's cluster server header: cluster id, member id and raft term, no revision. */
+  #clusterHeader() {
+    const h = this.#server.header();
+    return { ...h, revision: 0 };
+  }
+
+  /**
+   * Cluster.MemberAdd (etcd 3.4's ClusterServer.MemberAdd + EtcdServer.AddMember): admin only
+   * while auth is on; the new member has no name or client URLs until it starts and publishes them.
+   */
+  async memberAdd(req: MemberAddRequest, call?: CallAuth): Promise<MemberAddResponse> {
+    if (this.auth.enabled) await this.auth.requireAdmin(call);
+    const r = await this.#server.memberAdd(req.peerURLs, req.isLearner);
+    return { header: this.#clusterHeader(), member: r.member, members: r.members };
+  }
+
+  /** Cluster.MemberRemove: admin only while auth is on. */
+  async memberRemove(req: MemberRemoveRequest, call?: CallAuth): Promise<MemberRemoveResponse> {
+    if (this.auth.enabled) await this.auth.requireAdmin(call);
+    const members = await this.#server.memberRemove(req.iD);
+    return { header: this.#clusterHeader(), members };
+  }
+
+  /** Cluster.MemberUpdate: new peer URLs; admin only while auth is on. */
+  async memberUpdate(req: MemberUpdateRequest, call?: CallAuth): Promise<MemberUpdateResponse> {
+    if (this.auth.enabled) await this.auth.requireAdmin(call);
+    const members = await this.#server.memberUpdate(req.iD, req.peerURLs);
+    return { header: this.#clusterHeader(), members };
+  }
+
+  /** Cluster.MemberPromote: a learner that caught up becomes a voter; admin only while auth is on. */
+  async memberPromote(req: MemberPromoteRequest, call?: CallAuth): Promise<MemberPromoteResponse> {
+    if (this.auth.enabled) await this.auth.requireAdmin(call);
+    const members = await this.#server.memberPromote(req.iD);
+    return { header: this.#clusterHeader(), members };
   }
 }

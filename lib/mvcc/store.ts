@@ -581,6 +581,29 @@ export class MvccStore {
   }
 
   /**
+   * Replaces the whole state with a snapshot's (etcd's kvstore.Restore after a follower received
+   * the leader's db file): the store is emptied and restored from `records` as restore() does, and
+   * watchers stay open: every synced watcher becomes unsynced from the revision after the old
+   * current revision, so it catches up from the new history (or is told its revision was
+   * compacted), as etcd's watchableStore.Restore. Lease attachments of the old keys are the
+   * caller's to drop (restore the lessor first). Throws MvccRestoreError for a malformed entry.
+   */
+  replaceFromSnapshot(records: Iterable<[Uint8Array, Uint8Array]>, compactRevision: number): void {
+    if (this.#writeStart !== -1) {
+      throw new MvccRestoreError("ErrRestoreNotEmpty", "a write is in progress");
+    }
+    const nextRev = this.#currentRev + 1;
+    this.#log = new RecordLog(this.#keyArenaChunkBytes, this.#valueArenaChunkBytes);
+    this.#index = new SlotBTree(this.#log.keys);
+    this.#currentRev = 1;
+    this.#compactRev = -1;
+    this.#liveKeys = 0;
+    this.#bytes = 0;
+    this.restore(records, compactRevision);
+    this.#hub.unsyncAll(nextRev);
+  }
+
+  /**
    * Loads an empty store from etcd's key-bucket entries (any order; as read from a db file made
    * by etcd or by snapshot()), as etcd's kvstore.restore: the current revision is the highest main
    * revision seen (at least `compactRevision`, and 1 for an empty bucket); leases of live keys are

@@ -282,6 +282,16 @@ export class WatchHub {
     return more;
   }
 
+  /**
+   * Makes every synced watcher unsynced from `minRev` (the store's history was replaced by a
+   * snapshot: etcd's watchableStore.Restore), so the next catch-up rounds feed it from there.
+   */
+  unsyncAll(minRev: number): void {
+    const synced = [...this.#rangeWatchers];
+    for (const set of this.#keyWatchers.values()) synced.push(...set);
+    for (const w of synced) this.#toUnsynced(w, minRev);
+  }
+
   /** etcd's progress ticker for every stream (sendLoop's progressTicker case). */
   progressNotify(): void {
     for (const s of this.#streams) s.progressTick();

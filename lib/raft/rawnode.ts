@@ -97,6 +97,11 @@ export class RawNode {
     this.#prevHardState = this.#raft.hardState();
   }
 
+  /** The node's current term (raft's, which a Ready reports only once persisted). */
+  get term(): number {
+    return this.#raft.term;
+  }
+
   /** The underlying state machine (tests and the simulator only). */
   get raft(): Raft {
     return this.#raft;

@@ -5,6 +5,7 @@
  * (behind the capped applier's NOSPACE rule).
  */
 import { ConfChange, type ConfState, type Entry, EntryType } from "../proto/gen/raftpb/raft.js";
+import { ErrInvalidConfChange } from "../raft/index.js";
 import type { InternalRaftRequest } from "../proto/gen/etcdserverpb/raft_internal.js";
 import {
   type AlarmMember,
@@ -22,11 +23,17 @@ import type { MvccStore } from "../mvcc/index.js";
 import type { Lessor } from "../lease/index.js";
 import type { MemberAuth } from "./apply-auth.js";
 import type { RaftCluster } from "./cluster.js";
-import { ServerError, errLeaseExists, errLeaseNotFound, errNoSpace } from "./errors.js";
+import {
+  ServerError,
+  errLeaseExists,
+  errLeaseNotFound,
+  errNoSpace,
+  errNotEnoughStartedMembers,
+} from "./errors.js";
 import type { ServerMetrics } from "./metrics.js";
 import type { Proposals } from "./proposals.js";
 import { txnCost } from "./quota.js";
-import { applyV2Request, decodeEntryData } from "./v2-request.js";
+import { applyV2Request, decodeEntryData, type V2Request } from "./v2-request.js";
 import { AppliedIndexWaits } from "./wait.js";
 import { failpoint } from "../failpoint/index.js";
 
@@ -111,6 +118,10 @@ export class Applier {
           `apply: entry index ${e.index} does not follow applied index ${this.#appliedIndex}`,
         );
       }
+      // The first entry of a newer term: whatever older terms will commit is applied by now
+      if (e.term > this.#appliedTerm && this.#appliedTerm > 0) {
+        this.#host.proposals.failProposedBefore(e.term);
+      }
       // etcd's applier skips entries the db already holds (index <= its consistent index)
       if (e.type === EntryType.EntryNormal) {
         failpoint("beforeApplyOneEntryNormal");
@@ -128,12 +139,50 @@ export class Applier {
     this.#host.afterApply(this.#appliedIndex);
   }
 
+  /**
+   * etcd's applyConfChange: a change the member list refuses (ValidateConfigurationChange: a
+   * removed id, an id or peer URL already in use, a promote of a non-learner, too many learners)
+   * is applied to raft as a no-op and answered with its error; raft refuses to remove the last
+   * voter the same way. Otherwise raft's configuration and the member list change, and the
+   * proposer gets the member list.
+   */
   #applyConfChange(e: Entry): void {
+    const host = this.#host;
     const cc = ConfChange.fromBinary(e.data);
-    this.#confState = this.#host.applyRaftConfChange(cc);
-    this.#host.cluster.applyConfChange(cc);
-    const ccKey = this.#host.proposals.waitKeyOf(cc.iD);
-    if (ccKey !== undefined) this.#host.proposals.trigger(ccKey, undefined);
+    let err: Error | undefined = host.cluster.validate(cc);
+    if (err === undefined) {
+      try {
+        this.#confState = host.applyRaftConfChange(cc);
+      } catch (x) {
+        if (!(x instanceof ErrInvalidConfChange)) throw x;
+        err = errNotEnoughStartedMembers();
+      }
+    }
+    if (err !== undefined) {
+      this.#confState = host.applyRaftConfChange({ ...cc, nodeID: 0n });
+      host.logger.warn(
+        { index: e.index, type: cc.type, member: cc.nodeID.toString(16), err: err.message },
+        "configuration change refused",
+      );
+    } else {
+      host.cluster.applyConfChange(cc);
+    }
+    const ccKey = host.proposals.waitKeyOf(cc.iD);
+    if (ccKey === undefined) return;
+    if (err !== undefined) host.proposals.fail(ccKey, err, true);
+    else host.proposals.trigger(ccKey, host.cluster.memberList());
+  }
+
+  /**
+   * A snapshot from the leader replaced the state (the caller loaded its db): the applied index
+   * and term are the snapshot's, and so is raft's conf state. Proposals of older terms still
+   * waiting fail as at a new term's first entry.
+   */
+  restoredFromSnapshot(index: number, term: number, confState: ConfState | undefined): void {
+    if (term > this.#appliedTerm) this.#host.proposals.failProposedBefore(term);
+    this.restore(index, term, index, confState);
+    this.#host.metrics.proposalsAppliedTotal.set(index);
+    this.appliedWaits.appliedTo(index);
   }
 
   #applyNormal(e: Entry): void {
@@ -145,6 +194,10 @@ export class Applier {
     let r: InternalRaftRequest;
     let waitKey: number | undefined;
     if (local !== undefined) {
+      if (local.request.v2 !== undefined) {
+        this.#applyV2(local.request.v2, e.index);
+        return;
+      }
       r = local.request;
       waitKey = local.waitKey;
     } else {
@@ -157,14 +210,7 @@ export class Applier {
         throw new Error(`apply: entry ${e.index} does not decode: ${(err as Error).message}`);
       }
       if (d.kind === "v2") {
-        // etcd 3.4's member-attribute and cluster-version entries (v2-request.ts)
-        applyV2Request(d.request, {
-          members: host.cluster.members,
-          setClusterVersion: () => {},
-          ignored: (req, why) =>
-            host.logger.info({ index: e.index, path: req.path, why }, "v2 request not applied"),
-        });
-        host.cluster.pinSelfClientUrls();
+        this.#applyV2(d.request, e.index);
         return;
       }
       r = d.request;
@@ -190,6 +236,19 @@ export class Applier {
       if (result.error !== undefined) host.proposals.fail(waitKey, result.error, true);
       else host.proposals.trigger(waitKey, result.response);
     }
+  }
+
+  /** etcd 3.4's member-attribute and cluster-version entries (v2-request.ts). */
+  #applyV2(req: V2Request, index: number): void {
+    const host = this.#host;
+    applyV2Request(req, {
+      members: host.cluster.members,
+      setClusterVersion: () => {},
+      ignored: (r, why) => host.logger.info({ index, path: r.path, why }, "v2 request not applied"),
+    });
+    host.cluster.pinSelfClientUrls();
+    const key = host.proposals.waitKeyOf(req.iD);
+    if (key !== undefined) host.proposals.trigger(key, undefined);
   }
 
   /** etcd's applierV3 (apply.go) behind the capped applier (apply NOSPACE rule). */

@@ -19,6 +19,11 @@ export interface ServerConfig {
   dataDir: string;
   walDir: string;
   snapshotCount: number;
+  /**
+   * --experimental-snapshot-catchup-entries (etcd 3.5.14+): entries raft keeps in memory behind
+   * the applied index for slow followers; one further behind gets a snapshot. etcd's 5000.
+   */
+  snapshotCatchUpEntries: number;
   /** --max-snapshots: .snap files kept (0 = unlimited); etcd's default 5. */
   maxSnapshots: number;
   /** --max-wals: WAL segment files kept once released (0 = unlimited); etcd's default 5. */
@@ -114,6 +119,7 @@ export function defaultConfig(): ServerConfig {
     walDir: "",
     // etcd 3.6's default (3.4 used 100,000): a restart replays at most this many entries
     snapshotCount: 10000,
+    snapshotCatchUpEntries: 5000,
     maxSnapshots: 5,
     maxWals: 5,
     heartbeatIntervalMs: 100,

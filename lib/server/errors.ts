@@ -33,6 +33,40 @@ export const errTooManyRequests = () =>
 export const errCorrupt = () => new ServerError("ErrCorrupt", "etcdserver: corrupt cluster");
 export const errBadLeaderTransferee = () =>
   new ServerError("ErrBadLeaderTransferee", "etcdserver: bad leader transferee");
+export const errLeaderChanged = () =>
+  new ServerError("ErrLeaderChanged", "etcdserver: leader changed");
+export const errTimeoutLeaderTransfer = () =>
+  new ServerError(
+    "ErrTimeoutLeaderTransfer",
+    "etcdserver: request timed out, leader transfer took too long",
+  );
+export const errUnhealthy = () => new ServerError("ErrUnhealthy", "etcdserver: unhealthy cluster");
+export const errNotSupportedForLearner = () =>
+  new ServerError("ErrNotSupportedForLearner", "etcdserver: rpc not supported for learner");
+// membership errors, as etcd's togRPCError shows them to clients (v3rpc/util.go)
+export const errMemberExist = () =>
+  new ServerError("ErrMemberExist", "etcdserver: member ID already exist");
+export const errPeerUrlExist = () =>
+  new ServerError("ErrPeerURLExist", "etcdserver: Peer URLs already exists");
+export const errMemberBadUrls = () =>
+  new ServerError("ErrMemberBadURLs", "etcdserver: given member URLs are invalid");
+export const errMemberNotLearner = () =>
+  new ServerError("ErrMemberNotLearner", "etcdserver: can only promote a learner member");
+export const errLearnerNotReady = () =>
+  new ServerError(
+    "ErrLearnerNotReady",
+    "etcdserver: can only promote a learner member which is in sync with leader",
+  );
+export const errTooManyLearners = () =>
+  new ServerError("ErrTooManyLearners", "etcdserver: too many learner members in cluster");
+export const errNotEnoughStartedMembers = () =>
+  new ServerError(
+    "ErrNotEnoughStartedMembers",
+    "etcdserver: re-configuration failed due to not enough started members",
+  );
+/** The member was removed from the cluster (etcd's rafthttp errMemberRemoved). */
+export const errMemberRemoved = () =>
+  new ServerError("ErrMemberRemoved", "the member has been permanently removed from the cluster");
 
 /**
  * A data-dir file (the db file or a .snap file) that must not be used: it fails a check (bad magic,

@@ -1,13 +1,30 @@
 /**
  * Proposals of this member and their waits (etcd 3.4's v3_server.go processInternalRaftRequest,
  * idutil's request ids and pkg/wait): a client write is encoded as an InternalRaftRequest with a
- * fresh request id, proposed to raft, and its caller waits on that id until the apply loop answers
- * it, it fails, or it times out.
+ * fresh request id, proposed to raft (which forwards it to the leader from a follower), and its
+ * caller waits on that id until the apply loop answers it, it fails, or it times out.
+ *
+ * A proposal can be lost without raft saying so: the leader it went to lost its leadership before
+ * replicating it, or the forwarded message was dropped. Each proposal remembers the raft term it
+ * was made in; once the member applies the first entry of a later term (the new leader's empty
+ * entry, Raft §5.4.2), every entry of the older terms that will ever commit has been applied
+ * before it, so proposals of older terms still waiting fail with "etcdserver: leader changed"
+ * (only a forwarded message that reaches a later leader can still apply after that: its client
+ * saw an error for a write that happened, the same uncertainty as a timeout). A dropped message
+ * with no leader change ends at the request timeout ("etcdserver: request timed out"). Either way
+ * the wait is removed, so nothing blocks or answers a later request.
  */
 import { InternalRaftRequest } from "../proto/gen/etcdserverpb/raft_internal.js";
+import type { ConfChange } from "../proto/gen/raftpb/raft.js";
 import { randomBytes } from "node:crypto";
 import type { AuthInfo } from "../auth/index.js";
-import { errNoLeader, errRequestTooLarge, errStopped, errTooManyRequests } from "./errors.js";
+import {
+  errLeaderChanged,
+  errNoLeader,
+  errRequestTooLarge,
+  errStopped,
+  errTooManyRequests,
+} from "./errors.js";
 import type { ServerMetrics } from "./metrics.js";
 import { encodePutProposal, isPlainPutRequest } from "./raft-request-codec.js";
 import { RequestWaits } from "./wait.js";
@@ -26,6 +43,8 @@ export interface LocalProposal {
   data: Uint8Array;
   request: InternalRaftRequest;
   waitKey: number;
+  /** raft's term when it was proposed */
+  term: number;
   /** its wait ended (applied, failed, timed out): the apply loop skips it */
   settled: boolean;
 }
@@ -39,8 +58,12 @@ export interface ProposalsHost {
   commitIndex(): number;
   appliedIndex(): number;
   leaderId(): bigint;
+  /** raft's current term */
+  term(): number;
   /** Hands the entry bytes to raft; throws when raft drops the proposal. */
   propose(data: Uint8Array): void;
+  /** Hands a membership change to raft; throws when raft drops it. */
+  proposeConfChange(cc: ConfChange): void;
   /** Runs the ready loop soon. */
   scheduleReady(): void;
 }
@@ -122,23 +145,77 @@ export class Proposals {
         username: ai?.username ?? "",
         authRevision: ai?.revision ?? 0,
       };
+      // etcd 3.4's v2 requests (the member attribute publish) carry their own id
+      if (r.v2 !== undefined) r.v2.iD = r.header.iD;
       data = InternalRaftRequest.toBinary(r);
     }
     if (data.length > host.maxRequestBytes) return Promise.reject(errRequestTooLarge());
     if (host.leaderId() === 0n) return Promise.reject(errNoLeader());
     // settled by the apply loop (or a failure, timeout or stop); #onWaitSettled cleans up
-    const local: LocalProposal = { data, request: r, waitKey, settled: false };
+    const local: LocalProposal = { data, request: r, waitKey, term: host.term(), settled: false };
     const done = this.#waits.register(waitKey, host.requestTimeoutMs(), local) as Promise<T>;
     this.#localQueue.push(local);
     host.metrics.counts.proposalsPending++;
     try {
       host.propose(data);
     } catch {
-      // raft drops a proposal it cannot take (no leader)
-      this.#waits.fail(waitKey, errNoLeader());
+      this.#waits.fail(waitKey, this.#droppedError());
     }
     host.scheduleReady();
     return done;
+  }
+
+  /**
+   * Raft dropped a proposal: with no leader known, "no leader"; a leader that is handing over its
+   * leadership takes no proposals, "leader changed".
+   */
+  #droppedError(): Error {
+    return this.#host.leaderId() === 0n ? errNoLeader() : errLeaderChanged();
+  }
+
+  /**
+   * Proposes a membership change (etcd's configure): `cc.iD` is set to a fresh request id, and the
+   * promise settles when the change is applied, with what the apply answered (the member list)
+   * or its error. Errors as propose().
+   */
+  proposeConfChange<T>(cc: ConfChange): Promise<T> {
+    const host = this.#host;
+    if (host.stopped()) return Promise.reject(errStopped());
+    if (host.leaderId() === 0n) return Promise.reject(errNoLeader());
+    const waitKey = this.#nextRequestCounter();
+    cc.iD = this.#requestIdOf(waitKey);
+    const local: LocalProposal = {
+      data: new Uint8Array(0),
+      request: InternalRaftRequest.create(),
+      waitKey,
+      term: host.term(),
+      settled: false,
+    };
+    const done = this.#waits.register(waitKey, host.requestTimeoutMs(), local) as Promise<T>;
+    this.#localQueue.push(local);
+    host.metrics.counts.proposalsPending++;
+    try {
+      host.proposeConfChange(cc);
+    } catch {
+      this.#waits.fail(waitKey, this.#droppedError());
+    }
+    host.scheduleReady();
+    return done;
+  }
+
+  /**
+   * The member is about to apply the first entry of `term`: proposals of older terms still waiting
+   * can no longer commit (see the module comment) and fail with "leader changed".
+   */
+  failProposedBefore(term: number): void {
+    const q = this.#localQueue;
+    const pending: LocalProposal[] = [];
+    for (let i = this.#localHead; i < q.length; i++) {
+      const p = q[i]!;
+      if (p.term >= term) break;
+      if (!p.settled) pending.push(p);
+    }
+    for (const p of pending) this.#waits.fail(p.waitKey, errLeaderChanged());
   }
 
   /**

@@ -5,23 +5,43 @@
  * member, then advances raft. Tracks the term, commit index, leader and role the Readys report.
  */
 import type { Logger } from "pino";
-import type { ConfState, Entry, HardState } from "../proto/gen/raftpb/raft.js";
+import {
+  type ConfState,
+  type Entry,
+  type HardState,
+  type Message,
+  MessageType,
+  type Snapshot,
+} from "../proto/gen/raftpb/raft.js";
 import type { WAL } from "../wal/index.js";
-import { MemoryStorage, RawNode, StateType, type ReadState } from "../raft/index.js";
+import {
+  ErrProposalDropped,
+  ErrStepPeerNotFound,
+  MemoryStorage,
+  RawNode,
+  StateType,
+  type ReadState,
+} from "../raft/index.js";
 import { failpoint } from "../failpoint/index.js";
 import type { ServerMetrics } from "./metrics.js";
 
-/**
- * Raft's in-memory log is trimmed once this many entries are applied, keeping the last
- * `raftLogKeepEntries` for slow followers (etcd's snapshotCatchUpEntries).
- */
+/** Raft's in-memory log is trimmed once this many entries are applied. */
 const raftLogCompactEveryEntries = 1_000;
-const raftLogKeepEntries = 5_000;
 
 /** What the raft loop hands to (and needs of) its member. */
 export interface RaftNodeHost {
   /** The role changed (leader or not); `wasLeader` is the role before. */
   onRoleChange(state: StateType, wasLeader: boolean): void;
+  /** The leader this member knows changed (0n: none known). */
+  onLeaderChange(lead: bigint): void;
+  /** Raft messages for peers (never MsgSnap). */
+  send(messages: Message[]): void;
+  /** A MsgSnap for a peer: the member sends its db file with it. */
+  sendSnapshot(message: Message): void;
+  /** A snapshot received from the leader: write its .snap file (its db file is already on disk). */
+  saveSnapshotFile(snapshot: Snapshot): Promise<void>;
+  /** A received snapshot is persisted: load its state (db file) before later entries apply. */
+  applySnapshot(snapshot: Snapshot): void;
   /** Committed entries to apply, in order (while their WAL write is in flight). */
   applyEntries(entries: Entry[]): void;
   /** ReadIndex answers. */
@@ -52,6 +72,11 @@ export interface RaftNodeOptions {
   commitIndex: number;
   metrics: ServerMetrics;
   logger: Logger;
+  /**
+   * Entries kept behind the applied index for slow followers (etcd's snapshotCatchUpEntries,
+   * --experimental-snapshot-catchup-entries); a follower further behind gets a snapshot.
+   */
+  keepEntries: number;
   host: RaftNodeHost;
 }
 
@@ -78,6 +103,7 @@ export class RaftNode {
   #writtenTerm: number;
   #writtenVote: bigint;
   #lastRaftLogCompactIndex = 0;
+  readonly #keepEntries: number;
 
   constructor(o: RaftNodeOptions) {
     this.storage = o.storage;
@@ -89,6 +115,7 @@ export class RaftNode {
     this.#commitIndex = o.commitIndex;
     this.#writtenTerm = o.writtenTerm;
     this.#writtenVote = o.writtenVote;
+    this.#keepEntries = o.keepEntries;
     this.raw = new RawNode({
       id: o.id,
       electionTick: o.electionTick,
@@ -137,10 +164,14 @@ export class RaftNode {
   }
 
   /**
-   * The ready loop (etcd's raftNode.start): take a Ready, start persisting hardState + entries as
-   * ONE WAL write and ONE fdatasync, apply the committed entries while that fsync runs (they are
-   * already durable on a quorum), then append to raft storage, send messages and advance.
-   * Everything proposed during the fsync rides the next one: that is the group commit.
+   * The ready loop (etcd's raftNode.start): take a Ready; a leader sends its messages first (it
+   * may write to its disk in parallel with its followers, as etcd: it counts its own copy of an
+   * entry only at advance()); start persisting hardState + entries as ONE WAL write and ONE
+   * fdatasync, apply the committed entries while that fsync runs (they are already durable on a
+   * quorum), then append to raft storage; everyone else sends only now (a vote or an append
+   * acknowledgement must be durable first); advance. Everything proposed during the fsync rides
+   * the next one: that is the group commit. A received snapshot is persisted (.snap file, WAL
+   * record) and loaded before any entry after it applies.
    */
   async #runReady(): Promise<void> {
     if (this.#inReady || this.#stopped) return;
@@ -150,9 +181,17 @@ export class RaftNode {
         const rd = this.raw.ready();
         if (rd.softState !== undefined)
           this.#onSoftState(rd.softState.lead, rd.softState.raftState);
+        const isLeader = this.#raftState === StateType.Leader;
+        if (isLeader) this.#send(rd.messages);
         const hs = rd.hardState;
         failpoint("raftBeforeSave");
+        if (rd.snapshot !== undefined) await this.#persistSnapshot(rd.snapshot);
         const persist = this.#persist(hs, rd.entries);
+        if (rd.snapshot !== undefined) {
+          if (persist !== undefined) await persist;
+          this.storage.applySnapshot(rd.snapshot);
+          this.#host.applySnapshot(rd.snapshot);
+        }
         if (rd.committedEntries.length > 0) this.#host.applyEntries(rd.committedEntries);
         if (rd.readStates.length > 0) this.#host.onReadStates(rd.readStates);
         if (persist !== undefined) await persist;
@@ -164,7 +203,7 @@ export class RaftNode {
           this.#metrics.proposalsCommittedTotal.set(hs.commit);
         }
         if (rd.entries.length > 0) this.storage.append(rd.entries);
-        // Peers arrive with the cluster issue; a single member has no messages to send.
+        if (!isLeader) this.#send(rd.messages);
         failpoint("raftBeforeAdvance");
         this.raw.advance(rd);
         this.#maybeCompactRaftLog();
@@ -175,6 +214,58 @@ export class RaftNode {
       this.#inReady = false;
     }
     if (!this.#stopped && this.raw.hasReady()) this.scheduleReady();
+  }
+
+  /** Hands messages to the transport; a MsgSnap goes with the member's db file. */
+  #send(messages: Message[]): void {
+    if (messages.length === 0) return;
+    let plain = messages;
+    if (messages.some((m) => m.type === MessageType.MsgSnap)) {
+      plain = [];
+      for (const m of messages) {
+        if (m.type === MessageType.MsgSnap) this.#host.sendSnapshot(m);
+        else plain.push(m);
+      }
+    }
+    this.#host.send(plain);
+  }
+
+  /**
+   * A snapshot from the leader, before anything after it: its .snap file, then the WAL's snapshot
+   * record (etcd's storage.SaveSnap), so a restart finds the db, the .snap and the WAL agreeing.
+   */
+  async #persistSnapshot(snap: Snapshot): Promise<void> {
+    const md = snap.metadata!;
+    await this.#host.saveSnapshotFile(snap);
+    await this.wal.saveSnapshot({ index: md.index, term: md.term });
+  }
+
+  /**
+   * A raft message from a peer. Forwarded proposals raft drops and answers from members it no
+   * longer tracks are ignored (etcd's Process logs and drops them too).
+   */
+  step(m: Message): void {
+    if (this.#stopped) return;
+    try {
+      this.raw.step(m);
+    } catch (err) {
+      if (!(err instanceof ErrProposalDropped) && !(err instanceof ErrStepPeerNotFound)) throw err;
+    }
+    this.scheduleReady();
+  }
+
+  /** Messages to `id` could not be delivered (etcd's ReportUnreachable). */
+  reportUnreachable(id: bigint): void {
+    if (this.#stopped) return;
+    this.raw.reportUnreachable(id);
+    this.scheduleReady();
+  }
+
+  /** A snapshot sent to `id` was applied or failed (etcd's ReportSnapshot). */
+  reportSnapshot(id: bigint, status: "finish" | "failure"): void {
+    if (this.#stopped) return;
+    this.raw.reportSnapshot(id, status);
+    this.scheduleReady();
   }
 
   /**
@@ -211,19 +302,22 @@ export class RaftNode {
       this.#logger.info({ leader: lead.toString(16), term: this.#term }, "leader changed");
     }
     const wasLeader = this.#raftState === StateType.Leader;
+    const leaderChanged = lead !== this.#leaderId;
     this.#leaderId = lead;
     this.#raftState = state;
     this.#metrics.hasLeader.set(lead !== 0n ? 1 : 0);
     this.#metrics.isLeader.set(state === StateType.Leader ? 1 : 0);
     this.#host.onRoleChange(state, wasLeader);
+    if (leaderChanged) this.#host.onLeaderChange(lead);
   }
 
   /** Keeps raft's in-memory log bounded (STYLE §2): entries well behind applied are dropped. */
   #maybeCompactRaftLog(): void {
     const applied = this.#host.appliedIndex();
-    if (applied - this.#lastRaftLogCompactIndex < raftLogCompactEveryEntries) return;
+    const every = Math.min(raftLogCompactEveryEntries, Math.max(1, this.#keepEntries));
+    if (applied - this.#lastRaftLogCompactIndex < every) return;
     // a lone voter has no follower to catch up: it keeps only what it has not applied
-    const keep = this.#host.isOnlyVoter() ? 0 : raftLogKeepEntries;
+    const keep = this.#host.isOnlyVoter() ? 0 : this.#keepEntries;
     const compactTo = applied - keep;
     if (compactTo <= this.storage.firstIndex()) return;
     if (applied > this.storage.lastIndex()) return;

@@ -1,10 +1,24 @@
 /**
  * Linearizable reads (etcd 3.4's v3_server.go linearizableReadLoop, Raft thesis §6.4): requests
  * that arrive while a ReadIndex is in flight join the next batch; each batch asks raft for one
- * read index and is released once the member has applied up to it.
+ * read index (a follower's request is forwarded to the leader, which confirms its leadership with
+ * a heartbeat round) and is released once the member has applied up to it. A batch whose answer
+ * does not come within readIndexRetryMs is asked again (the message or its answer may have been
+ * dropped; etcd 3.5's readIndexRetryTime); a leader change fails the batches in flight with
+ * "etcdserver: leader changed" (etcd's leaderChangedNotifier case), the request timeout with
+ * "etcdserver: request timed out".
  */
 import type { ReadState } from "../raft/index.js";
-import { errNoLeader, errStopped, errTimeout, errTooManyRequests } from "./errors.js";
+import {
+  errLeaderChanged,
+  errNoLeader,
+  errStopped,
+  errTimeout,
+  errTooManyRequests,
+} from "./errors.js";
+
+/** An unanswered read index is asked again after this long (etcd 3.5's readIndexRetryTime). */
+const readIndexRetryMs = 500;
 
 /** What the read loop needs of the member. */
 export interface ReadIndexHost {
@@ -61,13 +75,27 @@ export class ReadIndexLoop {
     ctx.writeBigUInt64BE(this.#counter);
     const key = ctx.toString("hex");
     this.#inFlight.set(key, batch);
-    const timer = setTimeout(() => {
+    const deadlineMs = Date.now() + this.#host.requestTimeoutMs();
+    const retry = (): void => {
       const waiting = this.#inFlight.get(key);
       if (waiting === undefined) return;
-      this.#inFlight.delete(key);
-      this.#timers.delete(key);
-      for (const w of waiting) w.reject(errTimeout());
-    }, this.#host.requestTimeoutMs());
+      if (Date.now() >= deadlineMs || this.#host.stopped()) {
+        this.#inFlight.delete(key);
+        this.#timers.delete(key);
+        for (const w of waiting) w.reject(errTimeout());
+        return;
+      }
+      try {
+        if (this.#host.leaderId() !== 0n) this.#host.readIndex(ctx);
+        this.#host.scheduleReady();
+      } catch {
+        // dropped again (no leader yet): the next retry or the deadline decides
+      }
+      const next = setTimeout(retry, Math.min(readIndexRetryMs, deadlineMs - Date.now()));
+      next.unref();
+      this.#timers.set(key, next);
+    };
+    const timer = setTimeout(retry, readIndexRetryMs);
     timer.unref();
     this.#timers.set(key, timer);
     try {
@@ -100,6 +128,19 @@ export class ReadIndexLoop {
           for (const w of waiting) w.reject(err);
         },
       );
+    }
+  }
+
+  /**
+   * The leader changed: batches still waiting for their read index fail with "leader changed"
+   * (their answer, if any, would come from a leader that is gone).
+   */
+  onLeaderChange(): void {
+    for (const [key, ws] of this.#inFlight) {
+      clearTimeout(this.#timers.get(key));
+      this.#timers.delete(key);
+      this.#inFlight.delete(key);
+      for (const w of ws) w.reject(errLeaderChanged());
     }
   }
 

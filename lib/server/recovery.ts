@@ -10,7 +10,16 @@
  * Works on a data dir real etcd 3.4 wrote (its live bbolt db, its .snap files with v2 store data,
  * its WAL), on one `etcdctl snapshot restore` made, and on etcd-ts's own.
  */
-import { closeSync, existsSync, fstatSync, openSync, readSync, rmSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  openSync,
+  readdirSync,
+  readSync,
+  renameSync,
+  rmSync,
+} from "node:fs";
 import { join } from "node:path";
 import { BoltError, BoltFile, type BoltByteSource } from "../btree/index.js";
 import type { Entry, HardState } from "../proto/gen/raftpb/raft.js";
@@ -22,7 +31,12 @@ import {
   type ParsedDbFile,
 } from "./db-file.js";
 import { DataDirFileError } from "./errors.js";
-import { loadNewestAvailableSnap, type RaftSnapshot, type SnapLogger } from "./snap-file.js";
+import {
+  fsyncDirSync,
+  loadNewestAvailableSnap,
+  type RaftSnapshot,
+  type SnapLogger,
+} from "./snap-file.js";
 
 /** The db file of a data dir: `member/snap/db` (etcd's backend path). */
 export function dbFilePath(dataDir: string): string {
@@ -155,6 +169,46 @@ export function readDbBytes(path: string, bytes: Buffer): ParsedDbFile {
   }
 }
 
+const receivedDbNameRe = /^([0-9a-f]{16})\.snap\.db$/;
+
+/**
+ * A db file received with a snapshot from the leader (`%016x.snap.db`) whose WAL snapshot record
+ * is valid but that was not yet renamed over the db when the member stopped: renamed into place
+ * now, as etcd 3.4's recoverSnapshotBackend does when the db is behind the snapshot. The newest
+ * such file wins; a crash before its WAL record leaves it unused (it is removed later).
+ */
+function installReceivedSnapshotDb(
+  dataDir: string,
+  walSnapshots: readonly WalSnapshot[],
+  logger: SnapLogger,
+): void {
+  const dir = snapDirPath(dataDir);
+  if (!existsSync(dir)) return;
+  const recorded = new Set(walSnapshots.map((s) => s.index));
+  const candidates = readdirSync(dir)
+    .map((n) => receivedDbNameRe.exec(n))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => ({ name: m[0], index: parseInt(m[1]!, 16) }))
+    .filter((c) => recorded.has(c.index))
+    .sort((a, b) => b.index - a.index);
+  const newest = candidates[0];
+  if (newest === undefined) return;
+  const dbPath = dbFilePath(dataDir);
+  let current = 0;
+  if (existsSync(dbPath)) {
+    const db = readDbFile(dbPath);
+    current = db.consistentIndex;
+    db.close();
+  }
+  if (newest.index <= current) return;
+  logger.warn(
+    { file: join(dir, newest.name), index: newest.index, dbConsistentIndex: current },
+    "installing the db file received with a snapshot before the restart",
+  );
+  renameSync(join(dir, newest.name), dbPath);
+  fsyncDirSync(dir);
+}
+
 /** What a restart found in the data dir. */
 export interface RecoveredDataDir {
   wal: WAL;
@@ -192,6 +246,11 @@ export async function recoverDataDir(
     logger.warn({ file: dbPath + dbTempSuffix }, "removing a partly written db file");
     rmSync(dbPath + dbTempSuffix, { force: true, recursive: true });
   }
+  installReceivedSnapshotDb(
+    dataDir,
+    (await WAL.validSnapshotEntries(walDir, { logger: walOptions.logger })).snapshots,
+    logger,
+  );
   const db = existsSync(dbPath) ? readDbFile(dbPath) : undefined;
   try {
     return await recoverWithDb(dataDir, walDir, walOptions, logger, db);

@@ -6,13 +6,14 @@
  * cluster.ts the member list (membership/). This file is server.go's EtcdServer (start, timers,
  * lease expiry, stop) and v3_server.go's client calls; quota.go's backend quota is here too.
  */
-import { mkdirSync } from "node:fs";
+import { mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
 
-import type { HardState } from "../proto/gen/raftpb/raft.js";
+import type { HardState, Message, Snapshot } from "../proto/gen/raftpb/raft.js";
 import type { InternalRaftRequest } from "../proto/gen/etcdserverpb/raft_internal.js";
-import { Metadata } from "../proto/gen/etcdserverpb/etcdserver.js";
+import { LeaseInternalRequest, LeaseInternalResponse } from "../proto/gen/leasepb/lease.js";
+import { Metadata, Request as V2Request } from "../proto/gen/etcdserverpb/etcdserver.js";
 import {
   type AlarmMember,
   AlarmRequest_AlarmAction,
@@ -31,6 +32,9 @@ import {
   type LeaseRevokeResponse,
   type LeaseTimeToLiveRequest,
   type LeaseTimeToLiveResponse,
+  LeaseKeepAliveRequest,
+  LeaseKeepAliveResponse,
+  type Member,
   type MemberListResponse,
   type PutRequest,
   type PutResponse,
@@ -49,31 +53,35 @@ import { Lessor, computeMinLeaseTtlSeconds, maxLeaseTtlSeconds } from "../lease/
 import { serverVersion } from "../version/index.js";
 import { type ServerConfig, defaultQuotaBytes } from "./config.js";
 import {
-  ServerError,
   errLeaseTtlTooLarge,
   errNoLeader,
   errNoSpace,
   errStopped,
   errLeaseNotFound,
   errLeaseExists,
+  errMemberRemoved,
+  errNotLeader,
+  errTimeout,
 } from "./errors.js";
-import {
-  type MemberRecord,
-  computeClusterId,
-  encodeMemberContext,
-  parseInitialCluster,
-} from "./membership.js";
+import { type MemberRecord, encodeMemberContext } from "./membership.js";
 import { ServerMetrics } from "./metrics.js";
 import { AutoCompactor, parseRetention } from "./compactor.js";
-import { recoverDataDir, type RecoveredDataDir } from "./recovery.js";
-import { Snapshotter, snapshotCatchUpEntries } from "./snapshotter.js";
-import { captureDbFileState } from "./db-file.js";
+import { readDbFile, recoverDataDir, type RecoveredDataDir, dbFilePath } from "./recovery.js";
+import { Snapshotter } from "./snapshotter.js";
+import { captureDbFileState, type ParsedDbFile } from "./db-file.js";
 import { MemberAuth } from "./apply-auth.js";
 import type { AuthInfo } from "../auth/index.js";
 import { Applier } from "./apply.js";
 import { leaseOverheadBytes, putCost, txnCost } from "./quota.js";
 import { decodeV2StoreMembers } from "./v2-store.js";
-import { RaftCluster } from "./cluster.js";
+import { RaftCluster, type MemberChange } from "./cluster.js";
+import { planJoinCluster, planNewCluster, type BootstrapPlan } from "./bootstrap.js";
+import { PeerNet } from "./peer-net.js";
+import { Reconfigure } from "./reconfigure.js";
+import { installReceivedDb, receivedDbPath, removeStaleReceivedDbs } from "./snapshot-transfer.js";
+import { writeSnapFile } from "./snap-file.js";
+import { encodeV2StoreSnapshot } from "./v2-store.js";
+import { snapDirPath } from "./recovery.js";
 import { Proposals } from "./proposals.js";
 import { RaftNode } from "./raft-node.js";
 import { ReadIndexLoop } from "./read-index.js";
@@ -86,6 +94,11 @@ const requestTimeoutBaseMs = 5000;
 export interface ServerOptions {
   config: ServerConfig;
   logger: Logger;
+  /**
+   * Listen on --listen-peer-urls and talk to the other members (the process entry point sets it;
+   * in-process tests of a lone member leave it off and open no peer port).
+   */
+  servePeers?: boolean;
 }
 
 /**
@@ -105,6 +118,12 @@ export class EtcdServer {
   readonly #proposals: Proposals;
   readonly #applier: Applier;
   readonly #reads: ReadIndexLoop;
+  readonly #reconfigure: Reconfigure;
+  readonly #servePeers: boolean;
+  #peers: PeerNet | undefined;
+  /** A received snapshot's db, read while its .snap file was written (applySnapshot loads it). */
+  #receivedDb: { index: number; db: ParsedDbFile } | undefined;
+  #removedFromCluster = false;
 
   #memberId = 0n;
   #clusterId = 0n;
@@ -128,6 +147,7 @@ export class EtcdServer {
   private constructor(opts: ServerOptions) {
     this.config = opts.config;
     this.logger = opts.logger;
+    this.#servePeers = opts.servePeers === true;
     this.auth = new MemberAuth(this.config);
     this.lessor = new Lessor({
       // etcd: minTTL = ceil(3 * electionTicks / 2) heartbeats (lease.NewLessor's MinLeaseTTL)
@@ -168,7 +188,9 @@ export class EtcdServer {
       commitIndex: () => this.commitIndex,
       appliedIndex: () => this.appliedIndex,
       leaderId: () => this.leaderId,
+      term: () => this.#node?.raw.term ?? 0,
       propose: (data) => this.#node!.raw.propose(data),
+      proposeConfChange: (cc) => this.#node!.raw.proposeConfChange(cc),
       scheduleReady: () => this.#node?.scheduleReady(),
     });
     this.#applier = new Applier({
@@ -194,6 +216,19 @@ export class EtcdServer {
       scheduleReady: () => this.#node?.scheduleReady(),
       waitApplied: (index) => this.#applier.waitApplied(index),
     });
+    this.#reconfigure = new Reconfigure({
+      cluster: this.#cluster,
+      proposals: this.#proposals,
+      memberId: () => this.#memberId,
+      raw: () => this.#node!.raw,
+      scheduleReady: () => this.#node?.scheduleReady(),
+      leaderId: () => this.leaderId,
+      isLeader: () => this.isLeader,
+      peers: () => this.#peers,
+      requestTimeoutMs: () => this.#requestTimeoutMs(),
+      tickMs: this.config.heartbeatIntervalMs,
+    });
+    this.#cluster.onChange = (change) => this.#onMemberChange(change);
   }
 
   /**
@@ -263,19 +298,20 @@ export class EtcdServer {
         warn: (obj: object, msg?: string) => this.logger.warn(obj, msg),
       },
     };
-    let bootstrapPeers: MemberRecord[] | undefined;
+    let plan: BootstrapPlan | undefined;
     let startIndex = 0;
     let wal: WAL;
     let hardState: HardState = { term: 0, vote: 0n, commit: 0 };
     let dbSize = { dbSizeBytes: 0, dbSizeInUseBytes: 0 };
     if (WAL.exists(walDir)) {
+      // a restart: who this member is and its cluster come from the data dir, never the flags
       const r = await recoverDataDir(c.dataDir, walDir, walOptions, this.logger);
       wal = r.wal;
-      startIndex = this.#restoreFrom(r);
-      dbSize = { dbSizeBytes: r.dbSizeBytes, dbSizeInUseBytes: r.dbSizeInUseBytes };
       const md = Metadata.fromBinary(r.metadata);
       this.#memberId = md.nodeID;
       this.#clusterId = md.clusterID;
+      startIndex = this.#restoreFrom(r);
+      dbSize = { dbSizeBytes: r.dbSizeBytes, dbSizeInUseBytes: r.dbSizeInUseBytes };
       if (r.hardState.term > 0 || r.hardState.commit > 0) this.#storage.setHardState(r.hardState);
       this.#storage.append(r.entries);
       hardState = r.hardState;
@@ -292,26 +328,23 @@ export class EtcdServer {
         "restarting member from db and WAL",
       );
     } else {
-      const peers = parseInitialCluster(c.initialCluster, c.initialClusterToken);
-      const self = peers.find((p) => p.name === c.name);
-      if (self === undefined) {
-        throw new ServerError(
-          "ErrInitialCluster",
-          `couldn't find local name "${c.name}" in the initial cluster configuration`,
-        );
-      }
-      self.clientUrls = c.advertiseClientUrls;
-      this.#memberId = self.id;
-      this.#clusterId = computeClusterId(peers.map((p) => p.id));
+      plan = c.initialClusterState === "existing" ? await planJoinCluster(c) : planNewCluster(c);
+      this.#memberId = plan.memberId;
+      this.#clusterId = plan.clusterId;
       const metadata = Metadata.toBinary(
         Metadata.create({ nodeID: this.#memberId, clusterID: this.#clusterId }),
       );
       mkdirSync(join(walDir, ".."), { recursive: true, mode: 0o700 });
       wal = await WAL.create(walDir, metadata, walOptions);
-      bootstrapPeers = peers;
       this.logger.info(
-        { memberId: this.#memberId.toString(16), clusterId: this.#clusterId.toString(16) },
-        "starting new member",
+        {
+          memberId: this.#memberId.toString(16),
+          clusterId: this.#clusterId.toString(16),
+          initialClusterState: c.initialClusterState,
+        },
+        c.initialClusterState === "existing"
+          ? "joining an existing cluster"
+          : "starting new member",
       );
     }
     this.#wal = wal;
@@ -346,6 +379,7 @@ export class EtcdServer {
       commitIndex: hardState.commit,
       metrics: this.metrics,
       logger: this.logger,
+      keepEntries: c.snapshotCatchUpEntries,
       host: {
         onRoleChange: (state, wasLeader) => this.#onRoleChange(state, wasLeader),
         applyEntries: (entries) => this.#applier.applyEntries(entries),
@@ -354,14 +388,19 @@ export class EtcdServer {
         confState: () => this.#applier.confState,
         isOnlyVoter: () => this.#cluster.isOnlyVoter(),
         fatal: (err) => this.#fatal(err),
+        onLeaderChange: () => this.#reads.onLeaderChange(),
+        send: (messages) => this.#peers?.send(messages),
+        sendSnapshot: (m) => this.#sendSnapshot(m),
+        saveSnapshotFile: (snap) => this.#saveReceivedSnapshot(snap),
+        applySnapshot: (snap) => this.#applyReceivedSnapshot(snap),
       },
     });
     this.#node = node;
-    if (bootstrapPeers !== undefined) {
-      node.raw.bootstrap(
-        bootstrapPeers.map((p) => ({ id: p.id, context: encodeMemberContext(p) })),
-      );
+    if (this.#servePeers) await this.#startPeers(plan);
+    if (plan?.bootstrapRaft === true) {
+      node.raw.bootstrap(plan.members.map((p) => ({ id: p.id, context: encodeMemberContext(p) })));
     }
+    await removeStaleReceivedDbs(c.dataDir, this.#applier.appliedIndex);
     this.#snapshotter = new Snapshotter({
       dataDir: c.dataDir,
       snapshotCount: c.snapshotCount,
@@ -378,7 +417,7 @@ export class EtcdServer {
         appliedIndex: () => this.#applier.appliedIndex,
         saveWalSnapshot: (index, term) => node.saveWalSnapshot(index, term),
         releaseTo: async (index) => {
-          node.compactRaftLogTo(index - snapshotCatchUpEntries);
+          node.compactRaftLogTo(index - c.snapshotCatchUpEntries);
           await wal.releaseLockTo(index);
         },
       },
@@ -429,6 +468,166 @@ export class EtcdServer {
         this.logger.warn({ err: (err as Error).message }, "first read index after start failed");
       }
     }
+    if (this.#servePeers) void this.#publish();
+  }
+
+  // ---------------------------------------------------------------- peers
+
+  /**
+   * Starts the peer network (PeerNet) and adds the peers known so far: the members restored from
+   * the data dir, the --initial-cluster members of a new cluster, or the running members a joining
+   * member was told about. Later ConfChanges keep them in step (#onMemberChange).
+   */
+  async #startPeers(plan: BootstrapPlan | undefined): Promise<void> {
+    const c = this.config;
+    this.#peers = await PeerNet.start(
+      {
+        memberId: this.#memberId,
+        clusterId: this.#clusterId,
+        dataDir: c.dataDir,
+        logger: this.logger,
+        registry: this.metrics.registry,
+        step: (m) => this.#node?.step(m),
+        reportUnreachable: (id) => this.#node?.reportUnreachable(id),
+        reportSnapshot: (id, status) => this.#node?.reportSnapshot(id, status),
+        captureForSnapshot: () => this.#captureForSnapshot(),
+        onRemoved: () => this.#onRemovedFromCluster(),
+        http: {
+          logger: this.logger,
+          clusterId: () => this.#clusterId,
+          members: () => [...this.members.values()],
+          promoteMember: async (id) => {
+            await this.#reconfigure.promoteMember(id);
+            return [...this.members.values()];
+          },
+          leaseRenewLocal: (id) => this.#leaseRenewLocal(id),
+          leaseTimeToLiveLocal: (id, keys) => this.#leaseTimeToLiveLocal({ iD: id, keys }),
+        },
+      },
+      { listenPeerUrls: c.listenPeerUrls, peerTls: c.peerTls },
+    );
+    const known = plan !== undefined ? plan.members : [...this.members.values()];
+    for (const m of known) this.#peers.onMemberChange({ kind: "added", member: m });
+  }
+
+  #onMemberChange(change: MemberChange): void {
+    this.#peers?.onMemberChange(change);
+    if (change.kind === "removed" && change.id === this.#memberId) this.#onRemovedFromCluster();
+  }
+
+  /**
+   * This member was removed (its own RemoveNode applied, or a peer refused it as removed): it
+   * stops itself, as etcd does ("the member has been permanently removed from the cluster").
+   */
+  #onRemovedFromCluster(): void {
+    if (this.#removedFromCluster || this.#stopped) return;
+    this.#removedFromCluster = true;
+    this.logger.warn(
+      { memberId: this.#memberId.toString(16) },
+      "the member has been permanently removed from the cluster; stopping",
+    );
+    setImmediate(() => {
+      this.#proposals.failAll(errMemberRemoved());
+      void this.stop().finally(() => this.onRemoved?.());
+    });
+  }
+
+  /**
+   * Called once the member has stopped because it was removed from the cluster; the process entry
+   * point closes its listeners and exits (etcd exits 0).
+   */
+  onRemoved: (() => void) | undefined;
+
+  /** The state a MsgSnap carries: a capture at the applied index (its term and conf state). */
+  #captureForSnapshot() {
+    return {
+      state: captureDbFileState(this),
+      term: this.#applier.appliedTerm,
+      confState: this.#applier.confState ?? this.#storage.initialState().confState,
+    };
+  }
+
+  #sendSnapshot(m: Message): void {
+    if (this.#peers === undefined) {
+      this.#node?.reportSnapshot(m.to, "failure");
+      return;
+    }
+    this.#peers.sendSnapshot(m);
+  }
+
+  /**
+   * A snapshot from the leader is about to be persisted: local snapshots are held off (one in
+   * flight would rename an older db over the received one), the received db file is read and
+   * checked, and the .snap file written with its members (etcd's SaveSnap).
+   */
+  async #saveReceivedSnapshot(snap: Snapshot): Promise<void> {
+    const md = snap.metadata!;
+    await this.#snapshotter?.holdOff();
+    const db = readDbFile(receivedDbPath(this.config.dataDir, md.index));
+    this.#receivedDb = { index: md.index, db };
+    await writeSnapFile(snapDirPath(this.config.dataDir), {
+      data: encodeV2StoreSnapshot(db.members, db.removedMemberIds, db.clusterVersion),
+      metadata: md,
+    });
+  }
+
+  /**
+   * A received snapshot is durable: its db goes in place of member/snap/db and the member's state
+   * is loaded from it (etcd's applySnapshot: the backend, the lessor, the member list, alarms,
+   * auth); watchers catch up from the new history.
+   */
+  #applyReceivedSnapshot(snap: Snapshot): void {
+    const md = snap.metadata!;
+    const received = this.#receivedDb;
+    this.#receivedDb = undefined;
+    if (received === undefined || received.index !== md.index) {
+      throw new Error(`apply snapshot ${md.index}: its db file was not read first`);
+    }
+    const db = received.db;
+    // the rename and the state swap happen before any later entry applies
+    void installReceivedDb(this.config.dataDir, md.index).then(
+      () => this.#snapshotter?.restoredTo(md.index, dbFileSize(this.config.dataDir)),
+      (err: Error) => this.#fatal(err),
+    );
+    this.lessor.restore(db.leases);
+    this.store.replaceFromSnapshot(db.keyRecords(), db.compactRevision);
+    if (db.scheduledCompactRevision > db.compactRevision) {
+      this.store.compact(db.scheduledCompactRevision);
+    }
+    this.#cluster.restore(db.members, db.removedMemberIds);
+    this.#applier.alarms.length = 0;
+    for (const a of db.alarms) this.#applier.alarms.push({ memberID: a.memberID, alarm: a.alarm });
+    this.auth.store.restore(db.auth);
+    this.#applier.restoredFromSnapshot(md.index, md.term, md.confState);
+    this.logger.info({ index: md.index, term: md.term }, "applied snapshot from the leader");
+  }
+
+  /**
+   * etcd's publish: this member's name and client URLs go through raft (etcd 3.4's v2 PUT of
+   * /0/members/<id>/attributes), so every member lists them. Retried until it applies or the
+   * member stops; skipped when the list already says so.
+   */
+  async #publish(): Promise<void> {
+    const attrs = JSON.stringify({
+      name: this.config.name,
+      clientURLs: this.config.advertiseClientUrls,
+    });
+    for (let attempt = 0; attempt < 100 && !this.#stopped; attempt++) {
+      try {
+        const v2 = V2Request.create({
+          method: "PUT",
+          path: `/0/members/${this.#memberId.toString(16)}/attributes`,
+          val: attrs,
+        });
+        await this.#propose({ iD: 0n, v2 } as InternalRaftRequest);
+        this.logger.info({ attributes: attrs }, "published local member to cluster through raft");
+        return;
+      } catch (err) {
+        if (this.#stopped) return;
+        this.logger.warn({ err: (err as Error).message }, "publish failed; retrying");
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
   }
 
   async #waitForLeader(timeoutMs: number): Promise<void> {
@@ -461,9 +660,14 @@ export class EtcdServer {
       if (db.scheduledCompactRevision > db.compactRevision) {
         this.store.compact(db.scheduledCompactRevision);
       }
-      // etcd 3.4 reads members from the snapshot's v2 store; the db's bucket otherwise
+      // etcd 3.4 reads members from the snapshot's v2 store (ConfChanges after the snapshot are
+      // applied again on replay); the db's bucket when the .snap has none; with no snapshot at
+      // all the WAL replays from index 0 and rebuilds the list
       const fromSnap = snap !== undefined ? decodeV2StoreMembers(snap.data) : undefined;
-      for (const m of fromSnap ?? db.members) this.members.set(m.id, { ...m });
+      this.#cluster.restore(
+        fromSnap ?? (snap !== undefined ? db.members : []),
+        db.removedMemberIds,
+      );
       for (const a of db.alarms)
         this.#applier.alarms.push({ memberID: a.memberID, alarm: a.alarm });
       this.auth.store.restore(db.auth);
@@ -652,7 +856,46 @@ export class EtcdServer {
    * Throws ErrLeaseNotFound; ErrNotLeader-like ErrNoLeader when this member is not the leader.
    */
   async leaseRenew(id: bigint): Promise<number> {
-    if (!this.isLeader) throw errNoLeader();
+    if (this.isLeader) return this.#leaseRenewLocal(id);
+    const r = await this.#callLeader("/leases", LeaseKeepAliveRequest.toBinary({ iD: id }));
+    if (r === "not-found") throw errLeaseNotFound();
+    return Number(LeaseKeepAliveResponse.fromBinary(r).tTL);
+  }
+
+  /**
+   * A call to the leader's peer endpoint (etcd's leasehttp forwarding): retried on other errors
+   * until the request timeout ("etcdserver: request timed out"); "not-found" for a 404; the
+   * response body for a 200. Throws ErrNoLeader on a member without peers.
+   */
+  async #callLeader(path: string, body: Uint8Array): Promise<Buffer | "not-found"> {
+    const peers = this.#peers;
+    if (peers === undefined) throw errNoLeader();
+    const deadline = Date.now() + this.#requestTimeoutMs();
+    while (Date.now() < deadline && !this.#stopped) {
+      const leader = this.members.get(this.leaderId);
+      if (leader !== undefined && leader.id !== this.#memberId) {
+        try {
+          const r = await peers.request(leader, "POST", path, body);
+          if (r.status === 200) return r.body;
+          if (r.status === 404) return "not-found";
+        } catch {
+          // the leader is unreachable or changing: try again (etcd throttles at 50 ms)
+        }
+      } else if (leader !== undefined && this.isLeader) {
+        throw errNotLeader();
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    if (this.#stopped) throw errStopped();
+    throw errTimeout();
+  }
+
+  /**
+   * Lease keep-alive on the leader (not through raft, as etcd's LeaseRenew): returns the new TTL.
+   * Throws ErrLeaseNotFound; "etcdserver: not leader" on a member that is not the leader.
+   */
+  async #leaseRenewLocal(id: bigint): Promise<number> {
+    if (!this.isLeader) throw errNotLeader();
     // etcd waits for the applied index to catch up with the commit index first, so a lease
     // revoked by an entry not yet applied is not renewed.
     await this.#applier.waitApplied(this.commitIndex);
@@ -662,13 +905,26 @@ export class EtcdServer {
       // etcd's Renew of an expired lease waits for its revoke, then answers "not found"
       const code = (err as { code?: string }).code;
       if (code === "LEASE_NOT_FOUND" || code === "LEASE_EXPIRED") throw errLeaseNotFound();
-      if (code === "LEASE_NOT_PRIMARY") throw errNoLeader();
+      if (code === "LEASE_NOT_PRIMARY") throw errNotLeader();
       throw err;
     }
   }
 
-  /** Lease.LeaseTimeToLive (linearizable, as etcd's). TTL -1 for an unknown lease. */
+  /**
+   * Lease.LeaseTimeToLive: answered by the leader, which alone tracks the remaining TTL; a
+   * follower forwards it (etcd's LeaseTimeToLive over leasehttp). Throws ErrLeaseNotFound.
+   */
   async leaseTimeToLive(req: LeaseTimeToLiveRequest): Promise<LeaseTimeToLiveResponse> {
+    if (this.isLeader || this.#peers === undefined) return this.#leaseTimeToLiveLocal(req);
+    const body = LeaseInternalRequest.toBinary({ leaseTimeToLiveRequest: req });
+    const r = await this.#callLeader("/leases/internal", body);
+    if (r === "not-found") throw errLeaseNotFound();
+    const resp = LeaseInternalResponse.fromBinary(r).leaseTimeToLiveResponse;
+    if (resp === undefined) throw errLeaseNotFound();
+    return { ...resp, header: this.header() };
+  }
+
+  async #leaseTimeToLiveLocal(req: LeaseTimeToLiveRequest): Promise<LeaseTimeToLiveResponse> {
     await this.linearizableReadNotify();
     const t = this.lessor.timeToLive(req.iD, Date.now(), req.keys);
     if (t === undefined) throw errLeaseNotFound();
@@ -736,7 +992,7 @@ export class EtcdServer {
         ...(this.leaderId === 0n ? [errNoLeader().message] : []),
       ],
       dbSizeInUse: db.inUse,
-      isLearner: false,
+      isLearner: this.isLearner,
     };
   }
 
@@ -749,6 +1005,42 @@ export class EtcdServer {
   /** Cluster.MemberList. */
   memberList(): MemberListResponse {
     return { header: this.header(), members: this.#cluster.memberList() };
+  }
+
+  /** Cluster.MemberAdd (see Reconfigure.addMember): the new member and the member list. */
+  memberAdd(
+    peerUrls: string[],
+    isLearner: boolean,
+  ): Promise<{ member: Member; members: Member[] }> {
+    return this.#reconfigure.addMember(peerUrls, isLearner).then(({ member, members }) => ({
+      member: { iD: member.id, name: "", peerURLs: member.peerUrls, clientURLs: [], isLearner },
+      members,
+    }));
+  }
+
+  /** Cluster.MemberRemove (see Reconfigure.removeMember): the member list after. */
+  memberRemove(id: bigint): Promise<Member[]> {
+    return this.#reconfigure.removeMember(id);
+  }
+
+  /** Cluster.MemberUpdate: new peer URLs. */
+  memberUpdate(id: bigint, peerUrls: string[]): Promise<Member[]> {
+    return this.#reconfigure.updateMember(id, peerUrls);
+  }
+
+  /** Cluster.MemberPromote (see Reconfigure.promoteMember). */
+  memberPromote(id: bigint): Promise<Member[]> {
+    return this.#reconfigure.promoteMember(id);
+  }
+
+  /** Maintenance.MoveLeader on the leader (see Reconfigure.moveLeader). */
+  moveLeader(targetId: bigint): Promise<void> {
+    return this.#reconfigure.moveLeader(targetId);
+  }
+
+  /** True when this member is a learner (etcd refuses most client calls on a learner). */
+  get isLearner(): boolean {
+    return this.members.get(this.#memberId)?.isLearner === true;
   }
 
   /** A Watch stream bound to this member's store; the caller fills headers via `header()`. */
@@ -823,6 +1115,7 @@ export class EtcdServer {
     if (this.#progressTimer !== undefined) clearInterval(this.#progressTimer);
     this.#compactor?.stop();
     this.#node?.stop();
+    await this.#peers?.stop();
     this.#proposals.failAll(errStopped());
     this.#reads.stop();
     this.#applier.appliedWaits.failAll(errStopped());
@@ -833,6 +1126,15 @@ export class EtcdServer {
     } finally {
       this.#lock?.release();
     }
+  }
+}
+
+/** Size of member/snap/db now (0 when absent). */
+function dbFileSize(dataDir: string): number {
+  try {
+    return statSync(dbFilePath(dataDir)).size;
+  } catch {
+    return 0;
   }
 }
 

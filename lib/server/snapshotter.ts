@@ -95,6 +95,8 @@ export class Snapshotter {
   #nextAllowedMs = 0;
   #recheck: NodeJS.Timeout | undefined;
   #stopped = false;
+  /** A snapshot received from the leader is being installed: none starts until restoredTo(). */
+  #held = false;
   /** Snapshots completed since start. */
   completed = 0;
   last: SnapshotStats | undefined;
@@ -122,7 +124,7 @@ export class Snapshotter {
    * running or a failed one waits for its retry time. The capture happens now, synchronously.
    */
   maybeTrigger(appliedIndex: number): void {
-    if (this.#running !== undefined || this.#stopped) return;
+    if (this.#running !== undefined || this.#stopped || this.#held) return;
     if (appliedIndex - this.#snapshotIndex <= this.#o.snapshotCount) return;
     const now = Date.now();
     const notBeforeMs = Math.max(this.#retryAtMs, this.#nextAllowedMs);
@@ -151,6 +153,7 @@ export class Snapshotter {
   /** Starts a snapshot at the current applied index now (no-op while one runs). */
   trigger(): Promise<void> {
     if (this.#running !== undefined) return this.#running;
+    if (this.#held) return Promise.resolve();
     const cap = this.#o.host.capture();
     const p = this.#run(cap).finally(() => {
       this.#running = undefined;
@@ -159,6 +162,23 @@ export class Snapshotter {
     });
     this.#running = p;
     return p;
+  }
+
+  /**
+   * A snapshot from the leader is about to replace the db: no snapshot starts until restoredTo(),
+   * and a running one is waited for (it would rename an older db over the received one).
+   */
+  async holdOff(): Promise<void> {
+    this.#held = true;
+    if (this.#running !== undefined) await this.#running.catch(() => {});
+  }
+
+  /** The received snapshot at `index` is the db now (`dbBytes` long): snapshots may start again. */
+  restoredTo(index: number, dbBytes: number): void {
+    this.#snapshotIndex = Math.max(this.#snapshotIndex, index);
+    this.dbSizeBytes = dbBytes;
+    this.dbSizeInUseBytes = dbBytes;
+    this.#held = false;
   }
 
   /** Stops triggering and waits for a running snapshot to end. */

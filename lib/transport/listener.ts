@@ -70,6 +70,13 @@ export function checkHello(ctx: TransportContext, h: Hello): Refusal | undefined
  * One listening socket for peers: accepts, runs the hello (refusing with a logged reason), and
  * hands accepted connections to the AcceptedStreamHandler. At most maxInboundConnections open.
  */
+/** An HTTP/1.x request line starts with an upper-case method and a space ("GET /members"). */
+function looksLikeHttp(bytes: ByteQueue): boolean {
+  const word = bytes.peekUint32();
+  const c0 = word >>> 24;
+  return c0 >= 0x41 && c0 <= 0x5a;
+}
+
 export class PeerListener {
   readonly #ctx: TransportContext;
   readonly #url: PeerUrl;
@@ -202,6 +209,11 @@ export class PeerListener {
       clearTimeout(timer);
       socket.removeListener("data", onData);
       socket.pause();
+      if (wrongMagic && ctx.onHttpConnection !== undefined && looksLikeHttp(bytes)) {
+        socket.unshift(Buffer.from(bytes.read(bytes.length, true)));
+        ctx.onHttpConnection(socket);
+        return;
+      }
       this.#onHello(socket, bytes);
     };
     socket.on("data", onData);

@@ -3,6 +3,7 @@
  * retry of the transport is one of these, named and configurable; STYLE §2), the logger shape it
  * writes to, and the context its parts (links, listener, streams, snapshot sender) share.
  */
+import type { Socket } from "node:net";
 import type { Message } from "../proto/gen/raftpb/raft.js";
 import type { Registry } from "prom-client";
 import type { TransportMetrics } from "./metrics.js";
@@ -137,6 +138,12 @@ export interface PeerTransportOptions {
    * Called at most once per transport.
    */
   onRemoved?(by: bigint): void;
+  /**
+   * A connection to a listen URL that opens with an HTTP request line instead of a hello (past
+   * TLS and the allowed-CN check), handed over with its first bytes put back (etcd serves
+   * /members, /leases and /version on the peer port). Without it such a connection is refused.
+   */
+  onHttpConnection?(socket: Socket): void;
 }
 
 /** Whether a member id is a peer, was removed, or is unknown (acceptor's hello check). */
@@ -158,4 +165,5 @@ export interface TransportContext {
   reportUnreachable(id: bigint): void;
   reportSnapshot(id: bigint, status: SnapshotStatus): void;
   removedBy(id: bigint): void;
+  readonly onHttpConnection: ((socket: Socket) => void) | undefined;
 }

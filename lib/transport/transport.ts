@@ -90,6 +90,7 @@ export class PeerTransport {
       standing: (id) => this.#standing(id),
       deliver: (m) => this.#deliver(m),
       onSnapshot: opts.onSnapshot,
+      onHttpConnection: opts.onHttpConnection,
       reportUnreachable: (id) =>
         this.#report(() => opts.reportUnreachable(id), "reportUnreachable"),
       reportSnapshot: (id, status) =>

@@ -177,6 +177,14 @@ export interface MemberOptions {
    * this object between restarts (e.g. set ETCD_TS_FAILPOINTS for one run only).
    */
   env?: Record<string, string>;
+  /** Client and peer ports (default: free ports chosen here). */
+  clientPort?: number;
+  peerPort?: number;
+  /** --initial-cluster (default `${name}=${peerUrl}`) and --initial-cluster-state. */
+  initialCluster?: string;
+  initialClusterState?: "new" | "existing";
+  /** With tls: the peer URL is https:// and the member's peer TLS flags use the same files. */
+  peerTls?: boolean;
 }
 
 /** True when nothing listens on these loopback ports (checked by binding them briefly). */
@@ -200,6 +208,10 @@ export interface Member {
   readonly hostPort: string;
   readonly clientPort: number;
   readonly peerPort: number;
+  /** --name */
+  readonly name: string;
+  /** Peer URL, e.g. "https://127.0.0.1:23801". */
+  readonly peerUrl: string;
   readonly dataDir: string;
   /** pid of the current process (changes on restart); 0 when not running. */
   readonly pid: number;
@@ -239,12 +251,12 @@ export async function startMember(opts: MemberOptions = {}): Promise<Member> {
     ? join(baseDir, "default.etcd")
     : (opts.dataDir ?? join(baseDir, "data"));
   const logFile = join(baseDir, "member.log");
-  const clientPort = opts.noFlags ? 2379 : await freePort();
-  let peerPort = opts.noFlags ? 2380 : await freePort();
+  const clientPort = opts.noFlags ? 2379 : (opts.clientPort ?? (await freePort()));
+  let peerPort = opts.noFlags ? 2380 : (opts.peerPort ?? (await freePort()));
   while (peerPort === clientPort) peerPort = await freePort();
   const scheme = opts.tls ? "https" : "http";
   const clientUrl = `${scheme}://127.0.0.1:${clientPort}`;
-  const peerUrl = `http://127.0.0.1:${peerPort}`;
+  const peerUrl = `${opts.tls && opts.peerTls ? "https" : "http"}://127.0.0.1:${peerPort}`;
   const args = opts.noFlags
     ? []
     : [
@@ -261,12 +273,19 @@ export async function startMember(opts: MemberOptions = {}): Promise<Member> {
         "--initial-advertise-peer-urls",
         peerUrl,
         "--initial-cluster",
-        `${name}=${peerUrl}`,
+        opts.initialCluster ?? `${name}=${peerUrl}`,
+        ...(opts.initialClusterState === undefined
+          ? []
+          : ["--initial-cluster-state", opts.initialClusterState]),
       ];
   if (opts.tls && !opts.noFlags) {
     args.push("--cert-file", opts.tls.serverCert, "--key-file", opts.tls.serverKey);
     if (!opts.noTrustedCa) args.push("--trusted-ca-file", opts.tls.caCert);
     if (opts.clientCertAuth) args.push("--client-cert-auth");
+    if (opts.peerTls) {
+      args.push("--peer-cert-file", opts.tls.serverCert, "--peer-key-file", opts.tls.serverKey);
+      args.push("--peer-trusted-ca-file", opts.tls.caCert, "--peer-client-cert-auth");
+    }
   }
   // CI runs the e2e and integration suites once per client transport (issue 6)
   if (target === "etcd-ts" && GRPC_TRANSPORT !== undefined) {
@@ -386,6 +405,8 @@ export async function startMember(opts: MemberOptions = {}): Promise<Member> {
     hostPort: `127.0.0.1:${clientPort}`,
     clientPort,
     peerPort,
+    name,
+    peerUrl,
     dataDir,
     get pid() {
       return child?.pid ?? 0;

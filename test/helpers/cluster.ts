@@ -1,0 +1,318 @@
+// Spawns an etcd-ts (or real etcd) cluster of N members on loopback for end-to-end tests, and an
+// optional TCP proxy in front of each member's peer port that can cut members off from each
+// other (partitions) without touching the processes. Every process is ended by its own pid.
+import { Buffer } from "node:buffer";
+import * as net from "node:net";
+import { computeMemberId } from "../../lib/server/index.js";
+import {
+  type Member,
+  type MemberOptions,
+  type TlsFiles,
+  etcdctl,
+  freePort,
+  httpRequest,
+  sleep,
+  startMember,
+} from "./server.js";
+
+/** Options of {@link startCluster}. */
+export interface ClusterOptions {
+  /** Number of members (default 3). */
+  size?: number;
+  /** Client and peer TLS with these files (peer URLs https://, --peer-client-cert-auth). */
+  tls?: TlsFiles;
+  /** Flags appended to every member's command line. */
+  extraArgs?: string[];
+  /**
+   * Put a PeerProxy in front of every member's peer port (plain http:// peer URLs only): the
+   * advertised peer URL is the proxy's, the member listens behind it.
+   */
+  proxies?: boolean;
+  /** Bound on each member becoming healthy, ms. */
+  startTimeoutMs?: number;
+}
+
+/** A running cluster. */
+export interface Cluster {
+  readonly members: Member[];
+  readonly token: string;
+  /** Client URLs of every member, comma separated (etcdctl --endpoints). */
+  readonly endpoints: string;
+  /** The proxies, one per member in member order, when started with `proxies`. */
+  readonly proxies: PeerProxy[];
+  /** Member ids in member order (derived as etcd does). */
+  readonly ids: bigint[];
+  /** The member every running member reports as leader; polls up to timeoutMs. */
+  leader(timeoutMs?: number, among?: Member[]): Promise<Member>;
+  /** Maintenance.Status of one member through the JSON gateway. */
+  status(m: Member): Promise<MemberStatus>;
+  /** Stops every member and proxy and removes their dirs. */
+  close(): Promise<void>;
+}
+
+/** The parts of Maintenance.Status the tests read. */
+export interface MemberStatus {
+  memberId: bigint;
+  leader: bigint;
+  raftTerm: number;
+  raftIndex: number;
+  raftAppliedIndex: number;
+  isLearner: boolean;
+}
+
+/** POSTs a JSON gateway call to a member; returns the parsed body. */
+export async function gateway<T>(m: Member, path: string, body: unknown): Promise<T> {
+  const r = await httpRequest(m.endpoint + path, {
+    method: "POST",
+    body: JSON.stringify(body),
+    tls: m.tls,
+    timeoutMs: 3000,
+  });
+  if (r.status !== 200) throw new Error(`${path} on ${m.name}: ${r.status} ${r.body}`);
+  return JSON.parse(r.body) as T;
+}
+
+async function memberStatus(m: Member): Promise<MemberStatus> {
+  const s = await gateway<{
+    header: { member_id: string; raft_term: string };
+    leader?: string;
+    raftIndex?: string;
+    raftTerm?: string;
+    raftAppliedIndex?: string;
+    isLearner?: boolean;
+  }>(m, "/v3/maintenance/status", {});
+  return {
+    memberId: BigInt(s.header.member_id),
+    leader: BigInt(s.leader ?? "0"),
+    raftTerm: Number(s.raftTerm ?? 0),
+    raftIndex: Number(s.raftIndex ?? 0),
+    raftAppliedIndex: Number(s.raftAppliedIndex ?? 0),
+    isLearner: s.isLearner === true,
+  };
+}
+
+/**
+ * Starts `size` members with one --initial-cluster, all at once (a member reports healthy once a
+ * quorum is up), and resolves when every one is healthy.
+ */
+export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
+  const size = opts.size ?? 3;
+  const token = `etcd-ts-test-${process.pid}-${Date.now().toString(36)}`;
+  const peerScheme = opts.tls ? "https" : "http";
+  if (opts.proxies && opts.tls) throw new Error("startCluster: proxies need plain http peers");
+  const plan: { name: string; clientPort: number; peerPort: number; advertisedPort: number }[] =
+    [];
+  const used = new Set<number>();
+  const port = async (): Promise<number> => {
+    for (;;) {
+      const p = await freePort();
+      if (!used.has(p)) {
+        used.add(p);
+        return p;
+      }
+    }
+  };
+  for (let i = 1; i <= size; i++) {
+    const clientPort = await port();
+    const peerPort = await port();
+    const advertisedPort = opts.proxies ? await port() : peerPort;
+    plan.push({ name: `m${i}`, clientPort, peerPort, advertisedPort });
+  }
+  const url = (p: number) => `${peerScheme}://127.0.0.1:${p}`;
+  const initialCluster = plan.map((p) => `${p.name}=${url(p.advertisedPort)}`).join(",");
+  const ids = plan.map((p) => computeMemberId([url(p.advertisedPort)], token));
+  const proxies: PeerProxy[] = [];
+  if (opts.proxies) {
+    for (let i = 0; i < size; i++) {
+      proxies.push(await PeerProxy.start(plan[i]!.advertisedPort, plan[i]!.peerPort, ids[i]!));
+    }
+  }
+  const started = await Promise.allSettled(
+    plan.map((p) =>
+      startMember({
+        name: p.name,
+        clientPort: p.clientPort,
+        peerPort: p.peerPort,
+        tls: opts.tls,
+        peerTls: opts.tls !== undefined,
+        initialCluster,
+        startTimeoutMs: opts.startTimeoutMs ?? 30_000,
+        extraArgs: [
+          "--initial-cluster-token",
+          token,
+          ...(opts.proxies
+            ? ["--initial-advertise-peer-urls", url(p.advertisedPort)]
+            : []),
+          ...(opts.extraArgs ?? []),
+        ],
+      } satisfies MemberOptions),
+    ),
+  );
+  const members = started.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+  const failed = started.find((r) => r.status === "rejected");
+  if (failed !== undefined) {
+    await Promise.all(members.map((m) => m.close()));
+    for (const p of proxies) p.close();
+    throw (failed as PromiseRejectedResult).reason;
+  }
+  const cluster: Cluster = {
+    members,
+    token,
+    endpoints: members.map((m) => m.endpoint).join(","),
+    proxies,
+    ids,
+    status: memberStatus,
+    async leader(timeoutMs = 15_000, among = members) {
+      const deadline = Date.now() + timeoutMs;
+      let last = "";
+      while (Date.now() < deadline) {
+        try {
+          const st = await Promise.all(among.map((m) => memberStatus(m)));
+          const leads = new Set(st.map((s) => s.leader));
+          const lead = st[0]!.leader;
+          const i = ids.indexOf(lead);
+          if (leads.size === 1 && lead !== 0n && i >= 0) return members[i]!;
+          last = st.map((s) => s.leader.toString(16)).join(",");
+        } catch (err) {
+          last = (err as Error).message;
+        }
+        await sleep(100);
+      }
+      throw new Error(`no leader agreed within ${timeoutMs} ms (last: ${last})`);
+    },
+    async close() {
+      await Promise.all(members.map((m) => m.close()));
+      for (const p of proxies) p.close();
+    },
+  };
+  return cluster;
+}
+
+/** Runs etcdctl against every member of a cluster (endpoints and, with TLS, client certs). */
+export function clusterctl(c: Cluster, args: string[], timeoutMs = 20_000) {
+  const m = c.members[0]!;
+  return etcdctl(args, {
+    endpoint: c.endpoints,
+    member: m.tls === undefined ? undefined : { ...m, endpoint: c.endpoints },
+    timeoutMs,
+  });
+}
+
+/** The etcd-ts peer hello's magic ("ETSP"); the sender's member id is at bytes 16..24. */
+const helloMagic = 0x45545350;
+const helloBytes = 32;
+
+/**
+ * A TCP proxy in front of one member's peer port. It reads the first 32 bytes of each connection
+ * (an etcd-ts peer hello names its sender) and refuses or forwards it; `block(ids)` cuts those
+ * members off from this one (in both directions when every member's proxy blocks the same set),
+ * closing their open connections too; `unblock()` heals. A connection that is not a hello (the
+ * peer HTTP endpoints) is forwarded unless this member is isolated.
+ */
+export class PeerProxy {
+  readonly #server: net.Server;
+  readonly #target: number;
+  readonly #self: bigint;
+  #blocked = new Set<bigint>();
+  #isolated = false;
+  readonly #open = new Map<net.Socket, { from: bigint | undefined; peer: net.Socket }>();
+
+  private constructor(server: net.Server, targetPort: number, self: bigint) {
+    this.#server = server;
+    this.#target = targetPort;
+    this.#self = self;
+  }
+
+  /** Listens on 127.0.0.1:`listenPort` and forwards to 127.0.0.1:`targetPort`. */
+  static start(listenPort: number, targetPort: number, self: bigint): Promise<PeerProxy> {
+    return new Promise((resolve, reject) => {
+      let proxy: PeerProxy | undefined = undefined;
+      const server = net.createServer((s) => proxy?.#accept(s));
+      proxy = new PeerProxy(server, targetPort, self);
+      server.once("error", reject);
+      server.listen(listenPort, "127.0.0.1", () => resolve(proxy!));
+    });
+  }
+
+  /**
+   * Refuses traffic from `ids` to this member (and, with `isolate`, every connection that does
+   * not name its sender, so this member is cut off from all). Open connections from them close.
+   */
+  block(ids: Iterable<bigint>, isolate = false): void {
+    this.#blocked = new Set(ids);
+    this.#isolated = isolate;
+    for (const [s, c] of this.#open) {
+      if (this.#refuses(c.from)) {
+        s.destroy();
+        c.peer.destroy();
+      }
+    }
+  }
+
+  unblock(): void {
+    this.#blocked = new Set();
+    this.#isolated = false;
+  }
+
+  #refuses(from: bigint | undefined): boolean {
+    if (from === undefined) return this.#isolated;
+    return this.#blocked.has(from) || (this.#isolated && from !== this.#self);
+  }
+
+  #accept(s: net.Socket): void {
+    s.on("error", () => {});
+    let head = Buffer.alloc(0);
+    const timer = setTimeout(() => s.destroy(), 5000);
+    const onData = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      const isHello = head.length >= 4 && head.readUInt32BE(0) === helloMagic;
+      if (isHello && head.length < helloBytes) return;
+      clearTimeout(timer);
+      s.removeListener("data", onData);
+      s.pause();
+      const from = isHello ? head.readBigUInt64BE(16) : undefined;
+      if (this.#refuses(from)) {
+        s.destroy();
+        return;
+      }
+      const up = net.connect(this.#target, "127.0.0.1");
+      up.on("error", () => s.destroy());
+      s.on("close", () => up.destroy());
+      up.on("close", () => s.destroy());
+      this.#open.set(s, { from, peer: up });
+      s.once("close", () => this.#open.delete(s));
+      up.write(head);
+      s.pipe(up);
+      up.pipe(s);
+      s.resume();
+    };
+    s.on("data", onData);
+  }
+
+  close(): void {
+    for (const [s, c] of this.#open) {
+      s.destroy();
+      c.peer.destroy();
+    }
+    this.#server.close();
+  }
+}
+
+/**
+ * Cuts `cut` off from the rest: every proxy of the rest refuses `cut`'s members and the proxies of
+ * `cut` refuse everyone else.
+ */
+export function partition(c: Cluster, cut: Member[]): void {
+  const cutIds = new Set(cut.map((m) => c.ids[c.members.indexOf(m)]!));
+  const restIds = new Set(c.ids.filter((id) => !cutIds.has(id)));
+  c.members.forEach((m, i) => {
+    const p = c.proxies[i]!;
+    if (cutIds.has(c.ids[i]!)) p.block(restIds, true);
+    else p.block(cutIds);
+  });
+}
+
+/** Heals every partition. */
+export function heal(c: Cluster): void {
+  for (const p of c.proxies) p.unblock();
+}

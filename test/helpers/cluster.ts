@@ -226,11 +226,11 @@ export class PeerProxy {
   /** Listens on 127.0.0.1:`listenPort` and forwards to 127.0.0.1:`targetPort`. */
   static start(listenPort: number, targetPort: number, self: bigint): Promise<PeerProxy> {
     return new Promise((resolve, reject) => {
-      let proxy: PeerProxy | undefined = undefined;
-      const server = net.createServer((s) => proxy?.#accept(s));
-      proxy = new PeerProxy(server, targetPort, self);
+      const server = net.createServer();
+      const proxy = new PeerProxy(server, targetPort, self);
+      server.on("connection", (sock: net.Socket) => proxy.#accept(sock));
       server.once("error", reject);
-      server.listen(listenPort, "127.0.0.1", () => resolve(proxy!));
+      server.listen(listenPort, "127.0.0.1", () => resolve(proxy));
     });
   }
 

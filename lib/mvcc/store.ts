@@ -588,7 +588,10 @@ export class MvccStore {
    * compacted), as etcd's watchableStore.Restore. Lease attachments of the old keys are the
    * caller's to drop (restore the lessor first). Throws MvccRestoreError for a malformed entry.
    */
-  replaceFromSnapshot(records: Iterable<[Uint8Array, Uint8Array]>, compactRevision: number): void {
+  replaceFromSnapshot(
+    records: Iterable<[Uint8Array, Uint8Array]> | RawKeyRecords,
+    compactRevision: number,
+  ): void {
     if (this.#writeStart !== -1) {
       throw new MvccRestoreError("ErrRestoreNotEmpty", "a write is in progress");
     }

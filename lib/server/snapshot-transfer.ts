@@ -14,7 +14,7 @@
  */
 import { open, readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { BoltFileWriter } from "../btree/index.js";
+import { BoltFileWriter, type BoltWriteOptions } from "../btree/index.js";
 import { dbFilePlanEntriesPerStep, etcdDbBuckets, type DbFileState } from "./db-file.js";
 import { dbFilePath, snapDirPath } from "./recovery.js";
 import { fsyncDirSync } from "./snap-file.js";
@@ -27,20 +27,27 @@ export function receivedDbPath(dataDir: string, index: number): string {
 }
 
 /**
- * The db file of `state`, in chunks: planned `dbFilePlanEntriesPerStep` records per event-loop
- * turn, then yielded as bbolt's writer lays it out.
+ * Plans the bbolt layout of `state`'s db file, `entriesPerStep` records per event-loop turn (the
+ * store may be large); `stopped()` is checked between steps and ends the planning with an error.
  */
-export async function* dbFileChunks(state: DbFileState): AsyncGenerator<Uint8Array> {
-  const planner = BoltFileWriter.planInSteps(etcdDbBuckets(state), {}, dbFilePlanEntriesPerStep);
-  let writer: BoltFileWriter;
+export async function planDbFile(
+  state: DbFileState,
+  options: Partial<BoltWriteOptions> = {},
+  entriesPerStep = dbFilePlanEntriesPerStep,
+  stopped: () => boolean = () => false,
+): Promise<BoltFileWriter> {
+  const planner = BoltFileWriter.planInSteps(etcdDbBuckets(state), options, entriesPerStep);
   for (;;) {
     const r = planner.next();
-    if (r.done === true) {
-      writer = r.value;
-      break;
-    }
+    if (r.done === true) return r.value;
     await new Promise<void>((resolve) => setImmediate(resolve));
+    if (stopped()) throw new Error("member stopping");
   }
+}
+
+/** The db file of `state`, in chunks (planned in steps, then yielded as bbolt lays it out). */
+export async function* dbFileChunks(state: DbFileState): AsyncGenerator<Uint8Array> {
+  const writer = await planDbFile(state);
   yield* writer.chunks();
 }
 

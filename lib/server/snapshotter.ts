@@ -21,10 +21,9 @@
  * in the WAL, which is released only after a snapshot succeeds).
  */
 import { open, rename, rm } from "node:fs/promises";
-import type { BoltFileWriter } from "../btree/index.js";
 import type { ConfState } from "../proto/gen/raftpb/raft.js";
-import { etcdDbBuckets, type DbFileState } from "./db-file.js";
-import { BoltFileWriter as Writer } from "../btree/index.js";
+import type { DbFileState } from "./db-file.js";
+import { planDbFile } from "./snapshot-transfer.js";
 import { failpoint } from "../failpoint/index.js";
 import { datasync, releaseFd, writeAt } from "../wal/index.js";
 import { dbFilePath, dbTempSuffix, snapDirPath } from "./recovery.js";
@@ -242,21 +241,12 @@ export class Snapshotter {
    */
   async #writeDb(state: DbFileState): Promise<number> {
     failpoint("commitBeforePreCommitHook");
-    const planner = Writer.planInSteps(
-      etcdDbBuckets(state),
+    const writer = await planDbFile(
+      state,
       { chunkBytes: writeChunkBytes },
       planEntriesPerStep,
+      () => this.#stopped,
     );
-    let writer: BoltFileWriter;
-    for (;;) {
-      const r = planner.next();
-      if (r.done === true) {
-        writer = r.value;
-        break;
-      }
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      if (this.#stopped) throw new Error("member stopping");
-    }
     failpoint("commitAfterPreCommitHook");
     const path = dbFilePath(this.#o.dataDir);
     const tmp = path + dbTempSuffix;

@@ -100,8 +100,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   const token = `etcd-ts-test-${process.pid}-${Date.now().toString(36)}`;
   const peerScheme = opts.tls ? "https" : "http";
   if (opts.proxies && opts.tls) throw new Error("startCluster: proxies need plain http peers");
-  const plan: { name: string; clientPort: number; peerPort: number; advertisedPort: number }[] =
-    [];
+  const plan: { name: string; clientPort: number; peerPort: number; advertisedPort: number }[] = [];
   const used = new Set<number>();
   const port = async (): Promise<number> => {
     for (;;) {
@@ -140,9 +139,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         extraArgs: [
           "--initial-cluster-token",
           token,
-          ...(opts.proxies
-            ? ["--initial-advertise-peer-urls", url(p.advertisedPort)]
-            : []),
+          ...(opts.proxies ? ["--initial-advertise-peer-urls", url(p.advertisedPort)] : []),
           ...(opts.extraArgs ?? []),
         ],
       } satisfies MemberOptions),

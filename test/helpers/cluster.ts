@@ -168,7 +168,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
           const leads = new Set(st.map((s) => s.leader));
           const lead = st[0]!.leader;
           const i = ids.indexOf(lead);
-          if (leads.size === 1 && lead !== 0n && i >= 0) return members[i]!;
+          if (leads.size === 1 && lead !== 0n && i >= 0 && among.includes(members[i]!)) {
+            return members[i]!;
+          }
           last = st.map((s) => s.leader.toString(16)).join(",");
         } catch (err) {
           last = (err as Error).message;

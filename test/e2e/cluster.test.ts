@@ -1,0 +1,270 @@
+// A 3-member etcd-ts cluster of spawned processes with peer and client TLS (issue 14): writes and
+// reads through every member, etcdctl's member list / endpoint status / endpoint hashkv with
+// --cluster, the etcd3 npm client and python3-etcd3 given the members, a leader SIGKILLed under
+// puts (a new leader, the old member rejoins, every acknowledged put on every member), and
+// membership changes (a learner joins with --initial-cluster-state existing and catches up by
+// snapshot, promote refused until then, a member removed stops itself, move-leader).
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync, rmSync } from "node:fs";
+import { Etcd3 } from "etcd3";
+import {
+  type Member,
+  type TlsFiles,
+  etcdctl,
+  freePort,
+  generateTls,
+  python3,
+  startMember,
+  waitFor,
+} from "../helpers/server.js";
+import { type Cluster, clusterctl, startCluster } from "../helpers/cluster.js";
+
+const FAST = [
+  "--heartbeat-interval",
+  "50",
+  "--election-timeout",
+  "500",
+  "--snapshot-count",
+  "60",
+  "--experimental-snapshot-catchup-entries",
+  "20",
+];
+
+/** etcdctl against one member, with the test CA and client certificate. */
+function ctl(m: Member, args: string[]) {
+  return etcdctl(args, { member: m, timeoutMs: 20_000 });
+}
+
+async function hashes(c: Cluster, members: Member[]): Promise<string[]> {
+  const r = await clusterctl(
+    { ...c, members, endpoints: members.map((m) => m.endpoint).join(",") },
+    ["endpoint", "hashkv", "-w", "json"],
+  );
+  if (r.code !== 0) return [r.stderr];
+  const list = JSON.parse(r.stdout) as { HashKV: { hash: number } }[];
+  return list.map((e) => String(e.HashKV.hash));
+}
+
+describe("3-member cluster over TLS", { timeout: 240_000 }, () => {
+  let tls: TlsFiles;
+  let c: Cluster;
+  const extra: Member[] = [];
+
+  before(async () => {
+    tls = await generateTls();
+    c = await startCluster({ tls, extraArgs: FAST });
+  });
+  after(async () => {
+    await Promise.all(extra.map((m) => m.close()));
+    await c?.close();
+    if (tls !== undefined) rmSync(tls.dir, { recursive: true, force: true });
+  });
+
+  test("writes and reads through every member; member list, endpoint status and hashkv --cluster", async () => {
+    for (const [i, m] of c.members.entries()) {
+      const r = await ctl(m, ["put", `k${i}`, `v${i}`]);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    for (const m of c.members) {
+      const r = await ctl(m, ["get", "k", "--prefix", "--print-value-only"]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(r.stdout.trim().split("\n"), ["v0", "v1", "v2"]);
+    }
+    const list = await clusterctl(c, ["member", "list"]);
+    assert.equal(list.code, 0, list.stderr);
+    const lines = list.stdout.trim().split("\n");
+    assert.equal(lines.length, 3);
+    for (const m of c.members) {
+      const line = lines.find((l) => l.includes(`, ${m.name}, `));
+      assert.ok(line, `${m.name} in ${list.stdout}`);
+      assert.match(line, /, started, /);
+      assert.ok(line.includes(m.peerUrl) && m.peerUrl.startsWith("https://"), line);
+      assert.ok(line.includes(m.endpoint), line);
+    }
+    const status = await etcdctl(["endpoint", "status", "--cluster", "-w", "json"], {
+      endpoint: c.members[0]!.endpoint,
+      member: c.members[0],
+    });
+    assert.equal(status.code, 0, status.stderr);
+    const st = JSON.parse(status.stdout) as {
+      Endpoint: string;
+      Status: { header: { member_id: number }; leader: number };
+    }[];
+    assert.equal(st.length, 3);
+    assert.equal(new Set(st.map((s) => String(s.Status.leader))).size, 1);
+    await waitFor(
+      "equal hashes",
+      async () => new Set(await hashes(c, c.members)).size === 1,
+      15_000,
+    );
+    const hk = await etcdctl(["endpoint", "hashkv", "--cluster"], {
+      endpoint: c.members[1]!.endpoint,
+      member: c.members[1],
+    });
+    assert.equal(hk.code, 0, hk.stderr);
+    assert.equal(hk.stdout.trim().split("\n").length, 3);
+  });
+
+  test("the etcd3 npm client and python3-etcd3 given the members", async () => {
+    const client = new Etcd3({
+      hosts: c.members.map((m) => m.endpoint),
+      credentials: {
+        rootCertificate: readFileSync(tls.caCert),
+        certChain: readFileSync(tls.clientCert),
+        privateKey: readFileSync(tls.clientKey),
+      },
+    });
+    try {
+      await client.put("npm").value("1");
+      assert.equal(await client.get("npm").string(), "1");
+      const lease = client.lease(5);
+      await lease.put("leased").value("x");
+      assert.equal(await client.get("leased").string(), "x");
+      await lease.revoke();
+      assert.equal(await client.get("leased").string(), null);
+    } finally {
+      client.close();
+    }
+    for (const m of c.members) {
+      const r = await python3(
+        [
+          "import etcd3",
+          `c = etcd3.client(host='127.0.0.1', port=${m.clientPort}, ca_cert='${tls.caCert}',`,
+          `    cert_key='${tls.clientKey}', cert_cert='${tls.clientCert}', timeout=10)`,
+          `c.put('py-${m.name}', '${m.name}')`,
+          "print(sorted(v.decode() for v, _ in c.get_prefix('py-')))",
+          "l = c.lease(10)",
+          "l.refresh()",
+          "print(l.remaining_ttl > 0)",
+        ].join("\n"),
+        { timeoutMs: 30_000 },
+      );
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /True/);
+    }
+    const r = await ctl(c.members[2]!, ["get", "py-", "--prefix", "--print-value-only"]);
+    assert.deepEqual(r.stdout.trim().split("\n"), ["m1", "m2", "m3"]);
+  });
+
+  test("leader SIGKILLed under puts: a new leader, the old member rejoins, every acknowledged put on every member", async (t) => {
+    const old = await c.leader();
+    const followers = c.members.filter((m) => m !== old);
+    const clients = followers.map(
+      (m) =>
+        new Etcd3({
+          hosts: m.endpoint,
+          credentials: {
+            rootCertificate: readFileSync(tls.caCert),
+            certChain: readFileSync(tls.clientCert),
+            privateKey: readFileSync(tls.clientKey),
+          },
+        }),
+    );
+    const acked: string[] = [];
+    let failed = 0;
+    let killedAt = 0;
+    const totalPerWorker = 60;
+    const worker = async (w: number) => {
+      const client = clients[w % clients.length]!;
+      for (let i = 0; i < totalPerWorker; i++) {
+        const key = `load/${w}/${i}`;
+        try {
+          await client.put(key).value(String(i));
+          acked.push(key);
+        } catch {
+          failed++;
+        }
+      }
+    };
+    const workers = [0, 1, 2, 3].map(worker);
+    await waitFor("some puts acknowledged", () => acked.length >= 30, 20_000);
+    killedAt = Date.now();
+    await old.kill9();
+    const lead = await c.leader(20_000, followers);
+    t.diagnostic(`new leader ${lead.name} agreed ${Date.now() - killedAt} ms after SIGKILL`);
+    await Promise.all(workers);
+    for (const cl of clients) cl.close();
+    t.diagnostic(`${acked.length} puts acknowledged, ${failed} failed`);
+    assert.ok(acked.length >= 100, `only ${acked.length} acknowledged`);
+    await old.restart();
+    await waitFor(
+      "every member has the same history",
+      async () => new Set(await hashes(c, c.members)).size === 1,
+      30_000,
+    );
+    for (const m of c.members) {
+      const r = await ctl(m, ["get", "load/", "--prefix", "--keys-only", "--consistency=s"]);
+      const keys = new Set(r.stdout.split("\n").filter((l) => l !== ""));
+      const missing = acked.filter((k) => !keys.has(k));
+      assert.deepEqual(missing, [], `${m.name} lacks acknowledged puts`);
+    }
+  });
+
+  test("membership: a learner joins and catches up, promote refused before, a member removed, leader moved", async () => {
+    const base = c.members[0]!;
+    // a learner whose process is not started yet cannot be promoted (etcd's isLearnerReady)
+    const peerPort = await freePort();
+    const peerUrl = `https://127.0.0.1:${peerPort}`;
+    const add = await ctl(base, ["member", "add", "m4", "--learner", `--peer-urls=${peerUrl}`]);
+    assert.equal(add.code, 0, add.stderr);
+    const id = /Member ([0-9a-f]+) added/.exec(add.stdout)![1]!;
+    const initialCluster = /ETCD_INITIAL_CLUSTER="([^"]+)"/.exec(add.stdout)![1]!;
+    assert.match(add.stdout, /ETCD_INITIAL_CLUSTER_STATE="existing"/);
+    const early = await ctl(base, ["member", "promote", id]);
+    assert.notEqual(early.code, 0);
+    assert.match(early.stderr, /can only promote a learner member which is in sync with leader/);
+    // more than the catch-up window: the learner gets the leader's db file
+    for (let i = 0; i < 4; i++) {
+      const r = await ctl(base, ["put", `bulk${i}`, "x".repeat(100)]);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    for (let i = 0; i < 40; i++) await ctl(c.members[i % 3]!, ["put", `more${i}`, "y"]);
+    const m4 = await startMember({
+      name: "m4",
+      tls,
+      peerTls: true,
+      peerPort,
+      initialCluster,
+      initialClusterState: "existing",
+      extraArgs: ["--initial-cluster-token", c.token, ...FAST],
+    });
+    extra.push(m4);
+    await waitFor(
+      "the learner has every key",
+      async () => {
+        const r = await ctl(m4, ["get", "more39", "--consistency=s", "--print-value-only"]);
+        return r.stdout.trim() === "y";
+      },
+      20_000,
+    );
+    // the leader had compacted its log: the learner got the db file with a MsgSnap
+    assert.match(readFileSync(m4.logFile, "utf8"), /applied snapshot from the leader/);
+    await waitFor(
+      "promote accepted",
+      async () => (await ctl(base, ["member", "promote", id])).code === 0,
+      20_000,
+    );
+    const list = await ctl(base, ["member", "list"]);
+    assert.match(list.stdout, new RegExp(`${id}, started, m4, ${peerUrl}, ${m4.endpoint}, false`));
+    // remove a follower that is not the leader; it stops itself
+    const lead = await c.leader();
+    const gone = c.members.find((m) => m !== lead)!;
+    const goneId = c.ids[c.members.indexOf(gone)]!.toString(16);
+    const rm = await ctl(lead, ["member", "remove", goneId]);
+    assert.equal(rm.code, 0, rm.stderr);
+    await waitFor("the removed member exits", () => gone.pid === 0, 15_000);
+    // move the leader to the promoted member
+    const mv = await ctl(lead, ["move-leader", id]);
+    assert.equal(mv.code, 0, mv.stderr);
+    assert.match(mv.stdout, new RegExp(`Leadership transferred from [0-9a-f]+ to ${id}`));
+    const rest = [...c.members.filter((m) => m !== gone), m4];
+    const st = await c.status(m4);
+    assert.equal(st.leader.toString(16), id);
+    await waitFor(
+      "three members agree",
+      async () => new Set(await hashes(c, rest)).size === 1,
+      15_000,
+    );
+  });
+});

@@ -12,6 +12,7 @@
  *   etcd-ts-util verify --data-dir DIR [--wal-dir W] [--progress]
  *   etcd-ts-util torture [--members 1|3|5] [--duration D] [--seed S] [--power-loss] [--out DIR] …
  *   etcd-ts-util torture check --out DIR
+ *   etcd-ts-util local-cluster [--members 1|3|5] [--tls] [--dir D] [--base-port P]
  *
  * Exit status: 0 pass / done, 1 usage error or failure to run, 2 a check that ran and failed
  * (torture: 3 when its checker could not decide within its budget).
@@ -29,6 +30,7 @@ import {
   snapshotStatus,
 } from "./util/snapshot.js";
 import { verifyDataDir } from "./util/verify.js";
+import { parseLocalClusterArgs, startLocalCluster } from "./util/local-cluster.js";
 import { recheck, runTorture } from "./torture/index.js";
 import { parseTortureArgs, parseTortureCheckArgs, TORTURE_USAGE } from "./torture/options.js";
 
@@ -39,6 +41,7 @@ const USAGE = `usage:
   etcd-ts-util snapshot status FILE [-w simple|table|json|fields]
   etcd-ts-util snapshot restore FILE [--data-dir D] [--wal-dir W] [--name N] [--initial-cluster C] [--initial-cluster-token T] [--initial-advertise-peer-urls U] [--skip-hash-check]
   etcd-ts-util verify --data-dir DIR [--wal-dir W] [--progress]
+  etcd-ts-util local-cluster [--members 1|3|5] [--tls] [--dir D] [--base-port P]
 ${TORTURE_USAGE}`;
 
 const BOOLEAN_FLAGS = new Set([
@@ -47,6 +50,7 @@ const BOOLEAN_FLAGS = new Set([
   "auto-defrag",
   "progress",
   "skip-hash-check",
+  "tls",
 ]);
 
 /**
@@ -108,6 +112,19 @@ async function main(argv: string[]): Promise<number> {
     }
     take(f, restoreFlagNames);
     for (const line of await snapshotRestore(file, f)) process.stderr.write(line + "\n");
+    return 0;
+  }
+  if (cmd === "local-cluster") {
+    const f = parseFlags(sub === undefined ? rest : [sub, ...rest]);
+    take(f, ["members", "tls", "dir", "base-port"]);
+    const lc = await startLocalCluster(parseLocalClusterArgs(f), (l) =>
+      process.stdout.write(l + "\n"),
+    );
+    await new Promise<void>((res) => {
+      process.once("SIGINT", () => res());
+      process.once("SIGTERM", () => res());
+    });
+    await lc.stop();
     return 0;
   }
   if (cmd === "torture") {

@@ -208,7 +208,7 @@ describe("3-member cluster over TLS", { timeout: 240_000 }, () => {
     const peerUrl = `https://127.0.0.1:${peerPort}`;
     const add = await ctl(base, ["member", "add", "m4", "--learner", `--peer-urls=${peerUrl}`]);
     assert.equal(add.code, 0, add.stderr);
-    const id = /Member ([0-9a-f]+) added/.exec(add.stdout)![1]!;
+    const id = /Member\s+([0-9a-f]+) added/.exec(add.stdout)![1]!;
     const initialCluster = /ETCD_INITIAL_CLUSTER="([^"]+)"/.exec(add.stdout)![1]!;
     assert.match(add.stdout, /ETCD_INITIAL_CLUSTER_STATE="existing"/);
     const early = await ctl(base, ["member", "promote", id]);

@@ -43,6 +43,21 @@ import {
   pageHeaderBytes,
 } from "./bolt-format.js";
 
+/**
+ * A bucket's entries one at a time without an object per entry: after next() returns true, the
+ * entry's key is keyBuf[keyStart, keyEnd) and its value valueBuf[valueStart, valueEnd), until the
+ * next call (the buffers may be reused: the writer copies what it keeps).
+ */
+export interface BoltEntryCursor {
+  next(): boolean;
+  readonly keyBuf: Buffer;
+  readonly keyStart: number;
+  readonly keyEnd: number;
+  readonly valueBuf: Buffer;
+  readonly valueStart: number;
+  readonly valueEnd: number;
+}
+
 /** One top-level bucket to write. */
 export interface BoltBucketSource {
   /** The bucket's name (its key in the root bucket); non-empty. */
@@ -53,8 +68,53 @@ export interface BoltBucketSource {
    * arrays may be reused views: the writer copies what it keeps.
    */
   entries(): Iterable<readonly [Uint8Array, Uint8Array]>;
+  /**
+   * The same entries through a fresh cursor, which the writer then uses instead of entries(): a
+   * large bucket (mvcc's key bucket at 1M keys) costs no object per entry and per walk.
+   */
+  cursor?(): BoltEntryCursor;
   /** The bucket's sequence (bbolt NextSequence); 0 when omitted. */
   readonly sequence?: bigint;
+}
+
+/** entries() as a BoltEntryCursor. */
+class IteratorCursor implements BoltEntryCursor {
+  readonly #it: Iterator<readonly [Uint8Array, Uint8Array]>;
+  keyBuf: Buffer = Buffer.alloc(0);
+  keyStart = 0;
+  keyEnd = 0;
+  valueBuf: Buffer = Buffer.alloc(0);
+  valueStart = 0;
+  valueEnd = 0;
+
+  constructor(entries: Iterable<readonly [Uint8Array, Uint8Array]>) {
+    this.#it = entries[Symbol.iterator]();
+  }
+
+  next(): boolean {
+    const r = this.#it.next();
+    if (r.done === true) return false;
+    const [k, v] = r.value;
+    this.keyBuf = view(k);
+    this.keyEnd = k.length;
+    this.valueBuf = view(v);
+    this.valueEnd = v.length;
+    return true;
+  }
+}
+
+function cursorOf(src: BoltBucketSource): BoltEntryCursor {
+  return src.cursor !== undefined ? src.cursor() : new IteratorCursor(src.entries());
+}
+
+/**
+ * Copies from[start, end) to `to` at `at`. Node 20's Buffer.copy makes a view of the source
+ * range; a byte loop is cheaper for short keys, a Uint8Array view + set() for the rest.
+ */
+function copyRange(to: Buffer, at: number, from: Buffer, start: number, end: number): void {
+  const n = end - start;
+  if (n <= 32) for (let i = 0; i < n; i++) to[at + i] = from[start + i]!;
+  else to.set(new Uint8Array(from.buffer, from.byteOffset + start, n), at);
 }
 
 /** Options of BoltFileWriter. */
@@ -89,13 +149,93 @@ export const defaultBoltWriteOptions: BoltWriteOptions = {
 /** Passed to the constructor by planInSteps: plan later, in steps. */
 const deferPlanning: unique symbol = Symbol("deferPlanning");
 
-/** One planned node: where it goes, how big it is, and its first key (for the level above). */
-interface NodePlan {
-  pgid: number;
-  /** node size in bytes (header + elements + keys + values) */
-  bytes: number;
-  count: number;
-  firstKey: Buffer;
+/**
+ * The planned nodes of one level, in columns: where each goes (pgid), how big it is in bytes
+ * (header + elements + keys + values), how many elements it holds, and its first key (for the
+ * level above), the keys back to back in one buffer. A 1M-key bucket plans ~75k leaves; as
+ * objects with a key Buffer each they were ~13 MiB of V8 heap for every snapshot.
+ */
+class NodeList {
+  #n = 0;
+  #pgid = new Float64Array(16);
+  #bytes = new Float64Array(16);
+  #count = new Int32Array(16);
+  #keyStart = new Int32Array(17);
+  #keys = Buffer.alloc(256);
+
+  get length(): number {
+    return this.#n;
+  }
+
+  /** Adds a node of `bytes` and `count` elements whose first key is key[start, end). */
+  push(bytes: number, count: number, key: Buffer, start: number, end: number): void {
+    const i = this.#n;
+    if (i === this.#count.length) this.#grow();
+    const at = this.#keyStart[i]!;
+    const len = end - start;
+    if (at + len > this.#keys.length) {
+      const keys = Buffer.alloc(Math.max(at + len, 2 * this.#keys.length));
+      this.#keys.copy(keys, 0, 0, at);
+      this.#keys = keys;
+    }
+    copyRange(this.#keys, at, key, start, end);
+    this.#keyStart[i + 1] = at + len;
+    this.#pgid[i] = 0;
+    this.#bytes[i] = bytes;
+    this.#count[i] = count;
+    this.#n = i + 1;
+  }
+
+  /** Adds `bytes` and one element to the last node. */
+  addToLast(bytes: number): void {
+    this.#bytes[this.#n - 1]! += bytes;
+    this.#count[this.#n - 1]!++;
+  }
+
+  pgid(i: number): number {
+    return this.#pgid[i]!;
+  }
+
+  setPgid(i: number, pgid: number): void {
+    this.#pgid[i] = pgid;
+  }
+
+  bytes(i: number): number {
+    return this.#bytes[i]!;
+  }
+
+  count(i: number): number {
+    return this.#count[i]!;
+  }
+
+  /** The buffer holding the first keys: node i's is [keyStart(i), keyEnd(i)). */
+  get keys(): Buffer {
+    return this.#keys;
+  }
+
+  keyStart(i: number): number {
+    return this.#keyStart[i]!;
+  }
+
+  keyEnd(i: number): number {
+    return this.#keyStart[i + 1]!;
+  }
+
+  #grow(): void {
+    const n = this.#count.length * 2;
+    const pgid = new Float64Array(n);
+    pgid.set(this.#pgid);
+    this.#pgid = pgid;
+    const bytes = new Float64Array(n);
+    bytes.set(this.#bytes);
+    this.#bytes = bytes;
+    const count = new Int32Array(n);
+    count.set(this.#count);
+    this.#count = count;
+    const keyStart = new Int32Array(n + 1);
+    keyStart.set(this.#keyStart);
+    this.#keyStart = keyStart;
+  }
 }
 
 /** A planned bucket. `inline` set: no pages of its own. */
@@ -104,9 +244,9 @@ interface BucketPlan {
   name: Buffer;
   flags: number;
   inline: Buffer | undefined;
-  leaves: NodePlan[];
+  leaves: NodeList;
   /** branch levels bottom-up; levels[i] are the parents of levels[i-1] (or of the leaves) */
-  levels: NodePlan[][];
+  levels: NodeList[];
   rootPgid: number;
   entryCount: number;
 }
@@ -122,28 +262,28 @@ function view(u: Uint8Array): Buffer {
 /** Greedy page packing with bbolt's split rule. */
 class NodePacker {
   readonly #thresholdBytes: number;
-  readonly nodes: NodePlan[] = [];
-  #cur: NodePlan | undefined;
+  readonly nodes = new NodeList();
 
   constructor(thresholdBytes: number) {
     this.#thresholdBytes = thresholdBytes;
   }
 
-  /** Adds one element of `elementBytes` (element header + key + value) whose key is `key`. */
-  add(elementBytes: number, key: Uint8Array): void {
-    const cur = this.#cur;
+  /**
+   * Adds one element of `elementBytes` (element header + key + value) whose key is
+   * key[start, end).
+   */
+  add(elementBytes: number, key: Buffer, start = 0, end = key.length): void {
+    const nodes = this.nodes;
+    const last = nodes.length - 1;
     if (
-      cur === undefined ||
-      cur.count >= maxElementsPerPage ||
-      (cur.count >= minKeysPerPage && cur.bytes + elementBytes > this.#thresholdBytes)
+      last < 0 ||
+      nodes.count(last) >= maxElementsPerPage ||
+      (nodes.count(last) >= minKeysPerPage &&
+        nodes.bytes(last) + elementBytes > this.#thresholdBytes)
     ) {
-      const n: NodePlan = { pgid: 0, bytes: pageHeaderBytes, count: 0, firstKey: copyBytes(key) };
-      this.nodes.push(n);
-      this.#cur = n;
+      nodes.push(pageHeaderBytes, 0, key, start, end);
     }
-    const n = this.#cur!;
-    n.bytes += elementBytes;
-    n.count++;
+    nodes.addToLast(elementBytes);
   }
 }
 
@@ -292,34 +432,45 @@ export class BoltFileWriter {
     // entries kept while the bucket may still be inline (at most pageSize / 4 bytes of them)
     let small: [Buffer, Buffer][] | undefined = mayInline ? [] : undefined;
     let inlineBytes = pageHeaderBytes;
-    // the previous key, copied (the source's arrays may be reused views)
+    // the previous key, copied (the source's buffers may be reused)
     let prev = Buffer.alloc(64);
     let prevBytes = -1;
     let count = 0;
     const name = view(src.name);
-    for (const [k, v] of src.entries()) {
-      const key = view(k);
-      if (key.length === 0 || key.length > boltMaxKeyBytes) {
-        throw new BoltInputError(`bucket "${name.toString("latin1")}": key of ${key.length} bytes`);
+    const cur = cursorOf(src);
+    while (cur.next()) {
+      const key = cur.keyBuf;
+      const ks = cur.keyStart;
+      const keyBytes = cur.keyEnd - ks;
+      const valueBytes = cur.valueEnd - cur.valueStart;
+      if (keyBytes === 0 || keyBytes > boltMaxKeyBytes) {
+        throw new BoltInputError(`bucket "${name.toString("latin1")}": key of ${keyBytes} bytes`);
       }
-      if (v.length > boltMaxValueBytes) {
-        throw new BoltInputError(`bucket "${name.toString("latin1")}": value of ${v.length} bytes`);
+      if (valueBytes > boltMaxValueBytes) {
+        throw new BoltInputError(
+          `bucket "${name.toString("latin1")}": value of ${valueBytes} bytes`,
+        );
       }
-      if (prevBytes >= 0 && prev.compare(key, 0, key.length, 0, prevBytes) >= 0) {
+      if (prevBytes >= 0 && prev.compare(key, ks, cur.keyEnd, 0, prevBytes) >= 0) {
         throw new BoltInputError(
           `bucket "${name.toString("latin1")}": keys not strictly ascending at entry ${count}`,
         );
       }
-      const elementBytes = leafElementBytes + key.length + v.length;
-      packer.add(elementBytes, key);
+      const elementBytes = leafElementBytes + keyBytes + valueBytes;
+      packer.add(elementBytes, key, ks, cur.keyEnd);
       if (small !== undefined) {
         inlineBytes += elementBytes;
         if (inlineBytes > inlineMaxBytes) small = undefined;
-        else small.push([copyBytes(key), copyBytes(v)]);
+        else {
+          small.push([
+            copyBytes(key.subarray(ks, cur.keyEnd)),
+            copyBytes(cur.valueBuf.subarray(cur.valueStart, cur.valueEnd)),
+          ]);
+        }
       }
-      if (key.length > prev.length) prev = Buffer.alloc(Math.max(key.length, 2 * prev.length));
-      key.copy(prev, 0);
-      prevBytes = key.length;
+      if (keyBytes > prev.length) prev = Buffer.alloc(Math.max(keyBytes, 2 * prev.length));
+      copyRange(prev, 0, key, ks, cur.keyEnd);
+      prevBytes = keyBytes;
       count++;
       if (--budget.left <= 0) {
         budget.left = budget.perStep;
@@ -331,7 +482,7 @@ export class BoltFileWriter {
       name: copyBytes(name),
       flags,
       inline: undefined,
-      leaves: [],
+      leaves: new NodeList(),
       levels: [],
       rootPgid: 0,
       entryCount: count,
@@ -349,12 +500,17 @@ export class BoltFileWriter {
     plan.leaves = packer.nodes;
     if (plan.leaves.length === 0) {
       // an empty bucket that may not be inline (the root bucket): one empty leaf page
-      plan.leaves.push({ pgid: 0, bytes: pageHeaderBytes, count: 0, firstKey: Buffer.alloc(0) });
+      plan.leaves.push(pageHeaderBytes, 0, Buffer.alloc(0), 0, 0);
     }
     let level = plan.leaves;
     while (level.length > 1) {
       const up = new NodePacker(Math.floor(ps * this.#opts.fillPercent));
-      for (const child of level) up.add(branchElementBytes + child.firstKey.length, child.firstKey);
+      const keys = level.keys;
+      for (let i = 0; i < level.length; i++) {
+        const start = level.keyStart(i);
+        const end = level.keyEnd(i);
+        up.add(branchElementBytes + end - start, keys, start, end);
+      }
       plan.levels.push(up.nodes);
       level = up.nodes;
     }
@@ -366,13 +522,13 @@ export class BoltFileWriter {
     if (plan.inline !== undefined) return next;
     const ps = this.#opts.pageSizeBytes;
     for (const nodes of [plan.leaves, ...plan.levels]) {
-      for (const n of nodes) {
-        n.pgid = next;
-        next += Math.ceil(n.bytes / ps);
+      for (let i = 0; i < nodes.length; i++) {
+        nodes.setPgid(i, next);
+        next += Math.ceil(nodes.bytes(i) / ps);
       }
     }
     const top = plan.levels.length > 0 ? plan.levels[plan.levels.length - 1]! : plan.leaves;
-    plan.rootPgid = top[0]!.pgid;
+    plan.rootPgid = top.pgid(0);
     return next;
   }
 
@@ -422,40 +578,51 @@ export class BoltFileWriter {
     if (b.inline !== undefined) return;
     const ps = this.#opts.pageSizeBytes;
     const what = `bucket "${b.name.toString("latin1")}"`;
-    const it = b.source.entries()[Symbol.iterator]();
-    const batch: [Uint8Array, Uint8Array][] = [];
+    const cur = cursorOf(b.source);
     let seen = 0;
-    for (const leaf of b.leaves) {
-      batch.length = 0;
-      let bytes = pageHeaderBytes;
-      for (let i = 0; i < leaf.count; i++) {
-        const r = it.next();
-        if (r.done === true) throw new BoltInputError(`${what}: fewer entries than planned`);
-        const [k, v] = r.value;
-        bytes += leafElementBytes + k.length + v.length;
-        batch.push([k, v]);
+    const leaves = b.leaves;
+    for (let l = 0; l < leaves.length; l++) {
+      const count = leaves.count(l);
+      const pages = Math.ceil(leaves.bytes(l) / ps);
+      const p = out.take(pages * ps);
+      // the leaf in place, as writeLeaf lays it out: elements first, then keys and values
+      writeHeader(p.buf, p.off, leaves.pgid(l), leafPageFlag, count, pages - 1);
+      let data = p.off + pageHeaderBytes + leafElementBytes * count;
+      const end = p.off + leaves.bytes(l);
+      for (let i = 0; i < count; i++) {
+        if (!cur.next()) throw new BoltInputError(`${what}: fewer entries than planned`);
+        const keyBytes = cur.keyEnd - cur.keyStart;
+        const valueBytes = cur.valueEnd - cur.valueStart;
+        if (data + keyBytes + valueBytes > end) {
+          throw new BoltInputError(`${what}: entries changed between the plan and the write`);
+        }
+        const e = p.off + pageHeaderBytes + leafElementBytes * i;
+        p.buf.writeUInt32LE(b.flags, e);
+        p.buf.writeUInt32LE(data - e, e + 4);
+        p.buf.writeUInt32LE(keyBytes, e + 8);
+        p.buf.writeUInt32LE(valueBytes, e + 12);
+        copyRange(p.buf, data, cur.keyBuf, cur.keyStart, cur.keyEnd);
+        data += keyBytes;
+        copyRange(p.buf, data, cur.valueBuf, cur.valueStart, cur.valueEnd);
+        data += valueBytes;
         seen++;
       }
-      if (bytes !== leaf.bytes) {
+      if (data !== end) {
         throw new BoltInputError(`${what}: entries changed between the plan and the write`);
       }
-      const pages = Math.ceil(leaf.bytes / ps);
-      const p = out.take(pages * ps);
-      writeLeaf(p.buf, p.off, leaf.pgid, batch, b.flags);
-      p.buf.writeUInt32LE(pages - 1, p.off + 12);
       yield* out.drain();
     }
-    if (it.next().done !== true || seen !== b.entryCount) {
+    if (cur.next() || seen !== b.entryCount) {
       throw new BoltInputError(`${what}: more entries than planned`);
     }
     let children = b.leaves;
     for (const level of b.levels) {
       let c = 0;
-      for (const node of level) {
-        const pages = Math.ceil(node.bytes / ps);
+      for (let i = 0; i < level.length; i++) {
+        const pages = Math.ceil(level.bytes(i) / ps);
         const p = out.take(pages * ps);
-        writeBranch(p.buf, p.off, node.pgid, children.slice(c, c + node.count), pages - 1);
-        c += node.count;
+        writeBranch(p.buf, p.off, level.pgid(i), children, c, level.count(i), pages - 1);
+        c += level.count(i);
         yield* out.drain();
       }
       children = level;
@@ -542,22 +709,27 @@ function writeLeaf(
   }
 }
 
+/** Writes a branch node over children [from, from + count) of the level below at `off`. */
 function writeBranch(
   buf: Buffer,
   off: number,
   pgid: number,
-  children: readonly NodePlan[],
+  children: NodeList,
+  from: number,
+  count: number,
   overflow: number,
 ): void {
-  writeHeader(buf, off, pgid, branchPageFlag, children.length, overflow);
-  let data = off + pageHeaderBytes + branchElementBytes * children.length;
-  for (let i = 0; i < children.length; i++) {
-    const c = children[i]!;
+  writeHeader(buf, off, pgid, branchPageFlag, count, overflow);
+  let data = off + pageHeaderBytes + branchElementBytes * count;
+  for (let i = 0; i < count; i++) {
+    const c = from + i;
+    const start = children.keyStart(c);
+    const end = children.keyEnd(c);
     const e = off + pageHeaderBytes + branchElementBytes * i;
     buf.writeUInt32LE(data - e, e);
-    buf.writeUInt32LE(c.firstKey.length, e + 4);
-    buf.writeBigUInt64LE(BigInt(c.pgid), e + 8);
-    c.firstKey.copy(buf, data);
-    data += c.firstKey.length;
+    buf.writeUInt32LE(end - start, e + 4);
+    buf.writeBigUInt64LE(BigInt(children.pgid(c)), e + 8);
+    copyRange(buf, data, children.keys, start, end);
+    data += end - start;
   }
 }

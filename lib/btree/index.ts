@@ -9,7 +9,7 @@ export { SlotBTree, defaultSlotNodeCapacity, headOfKey } from "./slot-btree.js";
 export type { SlotKeys } from "./slot-btree.js";
 export { BTreeError, BTreeInvalidDegreeError, BTreeInvariantError } from "./errors.js";
 export { BoltFileWriter, defaultBoltWriteOptions } from "./bolt.js";
-export type { BoltBucketSource, BoltWriteOptions } from "./bolt.js";
+export type { BoltBucketSource, BoltEntryCursor, BoltWriteOptions } from "./bolt.js";
 export { BoltFile, BoltBucket, boltMaxTreeDepth, boltReadAheadMaxPages } from "./bolt-reader.js";
 export type { BoltMeta, BoltByteSource } from "./bolt-reader.js";
 export { BoltError, BoltCorruptError, BoltInputError } from "./bolt-errors.js";

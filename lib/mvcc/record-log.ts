@@ -19,7 +19,8 @@
  * Each row links to the previous record of its key (`prevRow`), and the key table holds each
  * key's newest row, so a key's history is a chain from newest to oldest.
  */
-import { ByteArena, Rec, emptyBuffer } from "./record.js";
+import { ByteArena, Rec, copyInto, emptyBuffer } from "./record.js";
+import { Slabs } from "./slabs.js";
 import type { SlotKeys } from "../btree/index.js";
 
 /** Rows (slots) per block: the tables grow a block at a time, so growing never copies them. */
@@ -48,11 +49,16 @@ const keyStride = 4;
 export class KeyTable implements SlotKeys {
   readonly #blocks: Int32Array[] = [];
   readonly #arena: ByteArena;
+  readonly #slabs: Slabs;
   #count = 0;
 
-  /** `chunkBytes`: the key arena's chunk size (ByteArena; RangeError if < 64). */
-  constructor(chunkBytes: number) {
-    this.#arena = new ByteArena(chunkBytes);
+  /**
+   * `chunkBytes`: the key arena's chunk size (ByteArena; RangeError if < 64). Blocks and chunks
+   * come from `slabs` (see slabs.ts).
+   */
+  constructor(chunkBytes: number, slabs: Slabs = new Slabs()) {
+    this.#slabs = slabs;
+    this.#arena = new ByteArena(chunkBytes, slabs);
   }
 
   /** Slots held. */
@@ -63,7 +69,10 @@ export class KeyTable implements SlotKeys {
   /** Copies key[start, end) into the arena and gives it the next slot (its newest row: -1). */
   add(key: Uint8Array, start = 0, end = key.length): number {
     const slot = this.#count;
-    if ((slot & blockMask) === 0) this.#blocks.push(new Int32Array(blockRows * keyStride));
+    if ((slot & blockMask) === 0) {
+      const n = blockRows * keyStride;
+      this.#blocks.push(new Int32Array(this.#slabs.take(n * 4), this.#slabs.takenOffset, n));
+    }
     const b = this.#blocks[slot >>> blockBits]!;
     const i = (slot & blockMask) * keyStride;
     b[i + kChunk] = this.#arena.place(key, start, end);
@@ -79,6 +88,16 @@ export class KeyTable implements SlotKeys {
     const b = this.#blocks[slot >>> blockBits]!;
     const i = (slot & blockMask) * keyStride;
     return this.#arena.view(b[i + kChunk]!, b[i + kOffset]!, b[i + kLength]!);
+  }
+
+  /** Copies the key of `slot` into `out` at `at`; returns the offset after it. No allocation. */
+  writeKey(slot: number, out: Buffer, at: number): number {
+    const b = this.#blocks[slot >>> blockBits]!;
+    const i = (slot & blockMask) * keyStride;
+    const start = b[i + kOffset]!;
+    const len = b[i + kLength]!;
+    copyInto(out, at, this.#arena.chunk(b[i + kChunk]!), start, start + len);
+    return at + len;
   }
 
   keyLength(slot: number): number {
@@ -152,11 +171,12 @@ class RecordBlock {
   readonly f64: Float64Array;
   readonly i32: Int32Array;
   readonly big: BigInt64Array;
-  constructor() {
-    const mem = new ArrayBuffer(blockRows * rowBytes);
-    this.f64 = new Float64Array(mem);
-    this.i32 = new Int32Array(mem);
-    this.big = new BigInt64Array(mem);
+  constructor(slabs: Slabs) {
+    const mem = slabs.take(blockRows * rowBytes);
+    const at = slabs.takenOffset;
+    this.f64 = new Float64Array(mem, at, blockRows * f64PerRow);
+    this.i32 = new Int32Array(mem, at, blockRows * i32PerRow);
+    this.big = new BigInt64Array(mem, at, blockRows * f64PerRow);
   }
 }
 
@@ -172,10 +192,12 @@ export class RecordLog {
   /** Owns the value bytes of the rows. */
   readonly values: ByteArena;
 
+  readonly #slabs = new Slabs();
+
   /** Arena chunk sizes in bytes (ByteArena: RangeError if < 64). */
   constructor(keyChunkBytes: number, valueChunkBytes: number) {
-    this.keys = new KeyTable(keyChunkBytes);
-    this.values = new ByteArena(valueChunkBytes);
+    this.keys = new KeyTable(keyChunkBytes, this.#slabs);
+    this.values = new ByteArena(valueChunkBytes, this.#slabs);
   }
 
   /** Rows held. */
@@ -200,7 +222,7 @@ export class RecordLog {
     lease: bigint,
   ): number {
     const row = this.#rows;
-    if ((row & blockMask) === 0) this.#blocks.push(new RecordBlock());
+    if ((row & blockMask) === 0) this.#blocks.push(new RecordBlock(this.#slabs));
     const b = this.#blocks[row >>> blockBits]!;
     const f = (row & blockMask) * f64PerRow;
     const i = (row & blockMask) * i32PerRow;
@@ -297,6 +319,14 @@ export class RecordLog {
   /** The value bytes of `row`: a view (a new Buffer object) into the arena; never mutate it. */
   value(row: number): Buffer {
     return this.values.view(this.valueChunkId(row), this.valueOffset(row), this.valueLength(row));
+  }
+
+  /** Copies the value of `row` into `out` at `at`; returns the offset after it. No allocation. */
+  writeValue(row: number, out: Buffer, at: number): number {
+    const start = this.valueOffset(row);
+    const len = this.valueLength(row);
+    copyInto(out, at, this.values.chunk(this.valueChunkId(row)), start, start + len);
+    return at + len;
   }
 
   /** The key of `row` (a view; see KeyTable.key). */

@@ -16,7 +16,7 @@
  * Buffer.
  */
 import CRC32C from "crc-32/crc32c.js";
-import { SlotBTree } from "../btree/index.js";
+import { SlotBTree, type BoltEntryCursor } from "../btree/index.js";
 import {
   Compare_CompareResult,
   Compare_CompareTarget,
@@ -119,6 +119,11 @@ export interface MvccSnapshot {
    * are never reused, so they stay valid as long as the caller keeps them; never mutate them.
    */
   records(): IterableIterator<[Buffer, Buffer]>;
+  /**
+   * The same entries through a cursor (lib/btree's BoltEntryCursor: one reused buffer, no object
+   * per record): what the db file writer reads. Optional for other MvccSnapshot makers.
+   */
+  cursor?(): BoltEntryCursor;
 }
 
 /** Size of the chunks snapshot().records() encodes into (records larger get their own). */
@@ -577,6 +582,7 @@ export class MvccStore {
           used += n;
         }
       },
+      cursor: () => new RowCursor(log, count),
     };
   }
 
@@ -1050,6 +1056,41 @@ function sortComparator(target: RangeRequest_SortTarget): ((a: Rec, b: Rec) => n
   }
 }
 
+/**
+ * Rows [0, count) of a log as a BoltEntryCursor: each record encoded as etcd's backend stores it
+ * (encodeRow) into one reused buffer; the revision key is the first 17 (18 for a tombstone)
+ * bytes, the marshaled KeyValue the rest.
+ */
+class RowCursor implements BoltEntryCursor {
+  readonly #log: RecordLog;
+  readonly #count: number;
+  #row = -1;
+  keyBuf: Buffer = Buffer.allocUnsafe(1024);
+  readonly keyStart = 0;
+  keyEnd = 0;
+  valueBuf: Buffer = this.keyBuf;
+  valueStart = 0;
+  valueEnd = 0;
+
+  constructor(log: RecordLog, count: number) {
+    this.#log = log;
+    this.#count = count;
+  }
+
+  next(): boolean {
+    const row = ++this.#row;
+    if (row >= this.#count) return false;
+    const log = this.#log;
+    const need = rowEncodedMaxBytes(log, row);
+    if (need > this.keyBuf.length) {
+      this.keyBuf = this.valueBuf = Buffer.allocUnsafe(Math.max(need, 2 * this.keyBuf.length));
+    }
+    this.valueEnd = encodeRow(log, row, this.keyBuf, 0);
+    this.keyEnd = this.valueStart = log.isTombstone(row) ? 18 : 17;
+    return true;
+  }
+}
+
 /** Upper bound of encodeRow's output for `row`. */
 function rowEncodedMaxBytes(log: RecordLog, row: number): number {
   return 18 + 6 * 11 + log.keys.keyLength(log.keySlot(row)) + log.valueLength(row);
@@ -1069,17 +1110,22 @@ function encodeRow(log: RecordLog, row: number, out: Buffer, at: number): number
   writeUint64BE(out, at + 9, log.sub(row));
   let p = at + 17;
   if (tomb) out[p++] = 0x74;
-  p = writeBytesField(out, p, 0x0a, log.key(row));
+  const slot = log.keySlot(row);
+  const keyBytes = log.keys.keyLength(slot);
+  if (keyBytes > 0) {
+    out[p++] = 0x0a;
+    p = putVarint(out, p, keyBytes);
+    p = log.keys.writeKey(slot, out, p);
+  }
   if (tomb) return p;
   p = writeVarintField(out, p, 0x10, log.createRevision(row));
   p = writeVarintField(out, p, 0x18, main);
   p = writeVarintField(out, p, 0x20, log.version(row));
   const len = log.valueLength(row);
   if (len > 0) {
-    const off = log.valueOffset(row);
     out[p++] = 0x2a;
     p = putVarint(out, p, len);
-    p += log.values.chunk(log.valueChunkId(row)).copy(out, p, off, off + len);
+    p = log.writeValue(row, out, p);
   }
   const lease = log.lease(row);
   if (lease !== 0n) {
@@ -1098,14 +1144,6 @@ function writeVarintField(out: Buffer, p: number, tag: number, n: number): numbe
   if (n === 0) return p;
   out[p++] = tag;
   return putVarint(out, p, n);
-}
-
-function writeBytesField(out: Buffer, p: number, tag: number, b: Buffer): number {
-  if (b.length === 0) return p;
-  out[p++] = tag;
-  p = putVarint(out, p, b.length);
-  b.copy(out, p);
-  return p + b.length;
 }
 
 /**

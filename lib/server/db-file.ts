@@ -135,7 +135,11 @@ export function etcdDbBuckets(state: DbFileState): BoltBucketSource[] {
       state.auth.users.map((u) => [Buffer.from(u.name), Buffer.from(User.toBinary(u))]),
     ),
     sortedBucket("cluster", cluster),
-    { name: Buffer.from("key"), entries: () => snap.records() },
+    {
+      name: Buffer.from("key"),
+      entries: () => snap.records(),
+      cursor: snap.cursor === undefined ? undefined : () => snap.cursor!(),
+    },
     sortedBucket("lease", leases),
     sortedBucket("members", members),
     sortedBucket("members_removed", removed),

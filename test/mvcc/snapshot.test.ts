@@ -29,6 +29,20 @@ test("snapshot then restore gives the same store: hash, ranges at every revision
     );
   }
   assert.ok(entries.some(([k]) => k.length === 18 && k[17] === 0x74));
+  // the cursor hands out the same entries
+  const viaCursor: string[] = [];
+  const c = snap.cursor!();
+  while (c.next()) {
+    viaCursor.push(
+      c.keyBuf.subarray(c.keyStart, c.keyEnd).toString("hex") +
+        "/" +
+        c.valueBuf.subarray(c.valueStart, c.valueEnd).toString("hex"),
+    );
+  }
+  assert.deepEqual(
+    viaCursor,
+    entries.map(([k, v]) => k.toString("hex") + "/" + v.toString("hex")),
+  );
 
   const { store: dst, attached } = storeWithLeases([7n]);
   dst.restore(entries.reverse(), snap.compactRevision);

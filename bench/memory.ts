@@ -6,14 +6,15 @@
  * For each system: start a fresh single member, load `--keys` keys of 8 B with 256 B values
  * (etcd's own `benchmark put --sequential-keys`, or etcd-ts-bench with the same keys), wait
  * `--settle-ms`, read VmRSS from /proc/<pid>/status (and, for etcd-ts, V8's heap and external
- * memory from /metrics), stop it (SIGTERM) and note the data dir's size. Then restart each
+ * memory from /metrics), again after `--idle-ms` with no requests (V8 and Go hand memory back to
+ * the OS some time after a load stops), stop it (SIGTERM) and note the data dir's size. Then restart each
  * member `--restarts` times, alternating between the systems (etcd, etcd-ts, etcd, …): the time
  * from spawn to /health true, the CPU time the process used until then (utime + stime of its
  * pid: less sensitive to a busy machine than the wall time), VmRSS at that moment and again after
  * `--settle-ms`. Memory does not
  * depend on how busy the machine is; the times do, so every sample records the load average.
  *
- *   node dist/bench/memory.js [--keys 1000000] [--restarts 3] [--settle-ms 5000]
+ *   node dist/bench/memory.js [--keys 1000000] [--restarts 3] [--settle-ms 5000] [--idle-ms 120000]
  *                              [--systems etcd,etcd-ts] [--loadgen etcd-benchmark|etcd-ts-bench]
  *                              [--work-dir DIR] [--keep] [--out DIR] [--etcd PATH]
  *                              [--etcd-benchmark PATH] [--etcd-ts-args "--flag v …"]
@@ -49,6 +50,8 @@ export interface MemoryBenchOptions {
   keys: number;
   restarts: number;
   settleMs: number;
+  /** A second reading this long after the first one after the load (0: none). */
+  idleMs: number;
   systems: ("etcd" | "etcd-ts")[];
   loadgen: "etcd-benchmark" | "etcd-ts-bench";
   etcdBenchmarkPath: string;
@@ -97,6 +100,8 @@ export interface SystemResult {
   loadSeconds: number;
   loadRequestsPerSecond: number;
   afterLoad: MemorySample;
+  /** idleMs after afterLoad, with no requests in between (V8 and Go give memory back idle). */
+  afterLoadIdle: MemorySample | null;
   diskMiB: number;
   dbFileMiB: number | null;
   restarts: {
@@ -251,12 +256,19 @@ export async function measureMemory(o: MemoryBenchOptions): Promise<SystemResult
       await sleep(o.settleMs);
       const afterLoad = await sample(m);
       log(`${system}: loaded in ${l.seconds.toFixed(1)} s; ${fmtSample(afterLoad)}`);
+      let afterLoadIdle: MemorySample | null = null;
+      if (o.idleMs > 0) {
+        await sleep(o.idleMs);
+        afterLoadIdle = await sample(m);
+        log(`${system}: ${o.idleMs} ms later, idle: ${fmtSample(afterLoadIdle)}`);
+      }
       await m.stop();
       results.set(system, {
         system,
         loadSeconds: l.seconds,
         loadRequestsPerSecond: l.perSecond,
         afterLoad,
+        afterLoadIdle,
         diskMiB: m.diskBytes() / 2 ** 20,
         dbFileMiB: fileMiB(join(dataDir, "member", "snap", "db")),
         restarts: [],
@@ -296,6 +308,7 @@ export function formatMemoryTable(rs: SystemResult[], keys: number): string {
   const t = by("etcd-ts");
   const rows: [string, (r: SystemResult) => number | null][] = [
     [`RSS after loading ${label} keys of 256 B (MiB)`, (r) => r.afterLoad.rssMiB],
+    [`RSS after loading, then idle (MiB)`, (r) => r.afterLoadIdle?.rssMiB ?? null],
     [
       `RSS after a restart, at healthy (MiB, median)`,
       (r) => (r.restarts.length === 0 ? null : median(r.restarts.map((x) => x.atHealthy.rssMiB))),
@@ -339,6 +352,7 @@ function parseArgs(argv: string[]): MemoryBenchOptions {
     keys: 1_000_000,
     restarts: 3,
     settleMs: 5000,
+    idleMs: 120_000,
     systems: ["etcd", "etcd-ts"],
     loadgen: "etcd-benchmark",
     etcdBenchmarkPath: etcdBenchmarkPath(repoRoot()),
@@ -364,6 +378,7 @@ function parseArgs(argv: string[]): MemoryBenchOptions {
     if (a === "--keys") o.keys = int(1);
     else if (a === "--restarts") o.restarts = int(0);
     else if (a === "--settle-ms") o.settleMs = int(0);
+    else if (a === "--idle-ms") o.idleMs = int(0);
     else if (a === "--systems") {
       const s = next().split(",");
       if (s.some((x) => x !== "etcd" && x !== "etcd-ts"))

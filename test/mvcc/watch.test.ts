@@ -398,3 +398,23 @@ test("a sink that throws on the created response leaves no watcher behind", () =
   assert.equal(store.watcherCount, 0);
   store.put(putReq("k", "1"));
 });
+
+test("a key with a history longer than the chain walk (4096 records) catches up whole and in order, with prev_kv", () => {
+  const { store, sink, ws } = setup();
+  const n = 4096 + 500;
+  for (let i = 0; i < n; i++) {
+    store.put(putReq("hot", String(i)));
+    if (i % 3 === 0) store.put(putReq(`cold${i}`, "x"));
+  }
+  // from revision 2: every record of "hot" is wanted, so the catch-up reads the log forward
+  ws.handle(createWatch({ key: b("hot"), startRevision: 2, prevKv: true }));
+  for (let i = 0; i < 20 && store.syncWatchers(); i++);
+  const events = sink.events();
+  assert.equal(events.length, n);
+  for (let i = 0; i < n; i++) {
+    assert.equal(events[i]!.value, String(i));
+    assert.equal(events[i]!.prev, i === 0 ? undefined : String(i - 1));
+    if (i > 0) assert.ok(events[i]!.rev > events[i - 1]!.rev);
+  }
+  store.checkInvariants();
+});

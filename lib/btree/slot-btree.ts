@@ -55,6 +55,24 @@ export const defaultSlotNodeCapacity = 128;
 const minCapacity = 4;
 const maxCapacity = 4096;
 
+/**
+ * Where a tree's nodes get their memory: `take(bytes)` returns zeroed memory as a buffer and the
+ * offset in it (`takenOffset`, 8-byte aligned), never freed on its own (lib/mvcc passes its record
+ * log's slabs, so a node costs no ArrayBuffer and backing store of its own).
+ */
+export interface SlotNodeMemory {
+  take(bytes: number): ArrayBuffer;
+  readonly takenOffset: number;
+}
+
+/** Options of SlotBTree. */
+export interface SlotBTreeOptions {
+  /** entries per leaf and children per inner node, an integer in [4, 4096] (default 128) */
+  nodeCapacity?: number;
+  /** where nodes get their memory (default: one ArrayBuffer per node) */
+  memory?: SlotNodeMemory;
+}
+
 class SlotNode {
   /** entries (leaf) or children (inner) held */
   n = 0;
@@ -66,9 +84,13 @@ class SlotNode {
   /** the next leaf in key order (leaves only) */
   next: SlotNode | null = null;
 
-  constructor(cap: number, leaf: boolean) {
-    this.heads = new Float64Array(cap);
-    this.slots = new Int32Array(cap);
+  constructor(cap: number, leaf: boolean, memory: SlotNodeMemory | undefined) {
+    // heads and slots side by side in one piece of memory
+    const bytes = cap * 12;
+    const mem = memory === undefined ? new ArrayBuffer(bytes) : memory.take(bytes);
+    const at = memory === undefined ? 0 : memory.takenOffset;
+    this.heads = new Float64Array(mem, at, cap);
+    this.slots = new Int32Array(mem, at + cap * 8, cap);
     this.children = leaf ? null : [];
   }
 }
@@ -81,6 +103,7 @@ class SlotNode {
 export class SlotBTree {
   readonly #keys: SlotKeys;
   readonly #cap: number;
+  readonly #memory: SlotNodeMemory | undefined;
   #root: SlotNode;
   #size = 0;
   /** Path of the last descent: nodes and child indexes (depth-bounded, reused). */
@@ -89,29 +112,29 @@ export class SlotBTree {
 
   /**
    * @param keys how to reach a slot's key bytes
-   * @param options.nodeCapacity entries per leaf and children per inner node, an integer in
-   *   [4, 4096] (default 128)
-   * @throws BTreeInvalidDegreeError for any other capacity.
+   * @param options see SlotBTreeOptions
+   * @throws BTreeInvalidDegreeError for a node capacity outside [4, 4096].
    */
-  constructor(keys: SlotKeys, options?: { nodeCapacity?: number }) {
+  constructor(keys: SlotKeys, options?: SlotBTreeOptions) {
     const cap = options?.nodeCapacity ?? defaultSlotNodeCapacity;
     if (!Number.isInteger(cap) || cap < minCapacity || cap > maxCapacity) {
       throw new BTreeInvalidDegreeError(cap);
     }
     this.#keys = keys;
     this.#cap = cap;
-    this.#root = new SlotNode(cap, true);
+    this.#memory = options?.memory;
+    this.#root = this.#node(true);
+  }
+
+  #node(leaf: boolean): SlotNode {
+    return new SlotNode(this.#cap, leaf, this.#memory);
   }
 
   /**
    * A tree holding `slots`, which must be in strictly ascending key order, in full nodes. O(n).
    * @throws BTreeInvariantError when two neighbours are not in ascending order.
    */
-  static build(
-    keys: SlotKeys,
-    slots: ArrayLike<number>,
-    options?: { nodeCapacity?: number },
-  ): SlotBTree {
+  static build(keys: SlotKeys, slots: ArrayLike<number>, options?: SlotBTreeOptions): SlotBTree {
     const count = slots.length;
     const heads = new Float64Array(count);
     const ordered = new Int32Array(count);
@@ -134,10 +157,11 @@ export class SlotBTree {
   }
 
   /**
-   * Rebuilds this tree in full nodes from its own entries (no key is read: the heads are in the
-   * leaves). A tree filled by inserts in random order is ~70 % full; this packs it. O(n).
+   * A tree with this tree's entries in full nodes (no key is read: the heads are in the leaves),
+   * its nodes from `options.memory`; this tree is left as it is. A tree filled by inserts in
+   * random order is ~70 % full; this packs it. O(n).
    */
-  repack(): void {
+  repacked(options?: SlotBTreeOptions): SlotBTree {
     const heads = new Float64Array(this.#size);
     const slots = new Int32Array(this.#size);
     let at = 0;
@@ -147,7 +171,9 @@ export class SlotBTree {
       slots.set(leaf.slots.subarray(0, leaf.n), at);
       at += leaf.n;
     }
-    this.#fill(heads, slots);
+    const t = new SlotBTree(this.#keys, { nodeCapacity: this.#cap, ...options });
+    t.#fill(heads, slots);
+    return t;
   }
 
   /** Replaces the contents with entries (heads[i], slots[i]) already in key order, nodes full. */
@@ -156,13 +182,13 @@ export class SlotBTree {
     const count = slots.length;
     this.#size = count;
     if (count === 0) {
-      this.#root = new SlotNode(cap, true);
+      this.#root = this.#node(true);
       return;
     }
     let level: SlotNode[] = [];
     let prev: SlotNode | null = null;
     for (let at = 0; at < count; at += cap) {
-      const leaf = new SlotNode(cap, true);
+      const leaf = this.#node(true);
       const end = Math.min(count, at + cap);
       leaf.heads.set(heads.subarray(at, end));
       leaf.slots.set(slots.subarray(at, end));
@@ -174,7 +200,7 @@ export class SlotBTree {
     while (level.length > 1) {
       const up: SlotNode[] = [];
       for (let at = 0; at < level.length; at += cap) {
-        const inner = new SlotNode(cap, false);
+        const inner = this.#node(false);
         const end = Math.min(level.length, at + cap);
         for (let i = at; i < end; i++) {
           const child = level[i]!;
@@ -241,6 +267,13 @@ export class SlotBTree {
    * The key is key[start, end). O(log n).
    */
   insertOrFind(key: Uint8Array, slot: number, start = 0, end = key.length): number {
+    const got = this.#insertOrFind(key, slot, start, end);
+    // the path must not keep nodes alive (a repacked tree's old ones)
+    this.#pathNodes.length = 0;
+    return got;
+  }
+
+  #insertOrFind(key: Uint8Array, slot: number, start: number, end: number): number {
     const head = headOfKey(key, start, end);
     const nodes = this.#pathNodes;
     const idx = this.#pathIdx;
@@ -286,7 +319,7 @@ export class SlotBTree {
       right = upRight;
     }
     // The root split: a new root above the two halves.
-    const root = new SlotNode(this.#cap, false);
+    const root = this.#node(false);
     root.children!.push(this.#root, right);
     root.heads[1] = sepHead;
     root.slots[1] = sepSlot;
@@ -412,7 +445,7 @@ export class SlotBTree {
    * full nodes); else the halves split evenly.
    */
   #split(n: SlotNode, pos: number): SlotNode {
-    const right = new SlotNode(this.#cap, n.children === null);
+    const right = this.#node(n.children === null);
     const at = pos >= n.n ? n.n : n.n >>> 1;
     const moved = n.n - at;
     right.heads.set(n.heads.subarray(at, n.n));

@@ -4,11 +4,11 @@
  *
  * Memory at scale (issue 13): with a Rec object (~104 bytes on Node 20's 64-bit heap) and a key
  * Buffer view (~96 bytes) per key, plus the key index's arrays, 1M keys of 256 B cost ~255 bytes
- * of V8 heap per key on top of their bytes. Here a record is one 64-byte row and a key one
+ * of V8 heap per key on top of their bytes. Here a record is one 56-byte row and a key one
  * 16-byte KeyTable slot plus its entry in the key index (lib/btree SlotBTree, 12 bytes in a
  * mostly full node), in typed arrays the garbage collector does not scan; each row or slot is
- * contiguous, so reading one costs one cache miss, not one per field. Reads make short-lived Rec
- * objects.
+ * contiguous, so reading one costs a cache miss or two, not one per field. Reads make short-lived
+ * Rec objects.
  *
  * Rows are appended in revision order (the store writes revisions in order, restore sorts first),
  * so the row number is the record's position in revision order and the log needs no separate
@@ -147,36 +147,60 @@ export class KeyTable implements SlotKeys {
 }
 
 /**
- * A record is one 64-byte row (a cache line) of a block, seen through three views of the same
- * memory: float64 words 0-3 (main, sub, create_revision, version), bigint64 word 4 (lease), and
- * int32 words 10-15 (value chunk id, value offset, value length, key slot, previous row of the
- * same key, and whether the lease is non-zero, so reading a zero lease makes no BigInt).
+ * A record is one 56-byte row of a block, seen through two views of the same memory: float64
+ * words 0-2 (main, create_revision, version) and int32 words 6-12 (sub, lease, value chunk id,
+ * value offset, value length, key slot, previous row of the same key; word 13 is spare). The
+ * lease is an index into the log's lease table (0 = none): a lease id is 8 bytes, but a store
+ * holds few distinct ones (keys share leases), and a row without one makes no BigInt on read.
  */
-const rowBytes = 64;
+const rowBytes = 56;
 const f64PerRow = rowBytes / 8;
 const i32PerRow = rowBytes / 4;
 const fMain = 0;
-const fSub = 1;
-const fCreate = 2;
-const fVersion = 3;
-const bLease = 4;
-const iValueChunk = 10;
-const iValueOffset = 11;
-const iValueLength = 12;
-const iKeySlot = 13;
-const iPrevRow = 14;
-const iHasLease = 15;
+const fCreate = 1;
+const fVersion = 2;
+const iSub = 6;
+const iLease = 7;
+const iValueChunk = 8;
+const iValueOffset = 9;
+const iValueLength = 10;
+const iKeySlot = 11;
+const iPrevRow = 12;
+
+/** Largest sub revision a row holds (int32; a revision has at most one change per row). */
+export const maxSubRevision = 0x7fffffff;
 
 class RecordBlock {
   readonly f64: Float64Array;
   readonly i32: Int32Array;
-  readonly big: BigInt64Array;
   constructor(slabs: Slabs) {
     const mem = slabs.take(blockRows * rowBytes);
     const at = slabs.takenOffset;
     this.f64 = new Float64Array(mem, at, blockRows * f64PerRow);
     this.i32 = new Int32Array(mem, at, blockRows * i32PerRow);
-    this.big = new BigInt64Array(mem, at, blockRows * f64PerRow);
+  }
+}
+
+/** The distinct lease ids of a log's rows: index i + 1 in a row names leaseIds[i]. */
+class LeaseTable {
+  #ids: bigint[] = [];
+  readonly #index = new Map<bigint, number>();
+
+  /** The row value for `lease` (0 for none), adding it on first use. */
+  indexOf(lease: bigint): number {
+    if (lease === 0n) return 0;
+    let i = this.#index.get(lease);
+    if (i === undefined) {
+      this.#ids.push(lease);
+      i = this.#ids.length;
+      this.#index.set(lease, i);
+    }
+    return i;
+  }
+
+  /** The lease id a row value names (the shared 0n for none). */
+  id(i: number): bigint {
+    return i === 0 ? noLease : this.#ids[i - 1]!;
   }
 }
 
@@ -192,12 +216,14 @@ export class RecordLog {
   /** Owns the value bytes of the rows. */
   readonly values: ByteArena;
 
-  readonly #slabs = new Slabs();
+  /** Where the log's blocks, arenas and key index nodes get their memory (see slabs.ts). */
+  readonly slabs = new Slabs();
+  readonly #leases = new LeaseTable();
 
   /** Arena chunk sizes in bytes (ByteArena: RangeError if < 64). */
   constructor(keyChunkBytes: number, valueChunkBytes: number) {
-    this.keys = new KeyTable(keyChunkBytes, this.#slabs);
-    this.values = new ByteArena(valueChunkBytes, this.#slabs);
+    this.keys = new KeyTable(keyChunkBytes, this.slabs);
+    this.values = new ByteArena(valueChunkBytes, this.slabs);
   }
 
   /** Rows held. */
@@ -222,19 +248,16 @@ export class RecordLog {
     lease: bigint,
   ): number {
     const row = this.#rows;
-    if ((row & blockMask) === 0) this.#blocks.push(new RecordBlock(this.#slabs));
+    if ((row & blockMask) === 0) this.#blocks.push(new RecordBlock(this.slabs));
     const b = this.#blocks[row >>> blockBits]!;
     const f = (row & blockMask) * f64PerRow;
     const i = (row & blockMask) * i32PerRow;
     b.f64[f + fMain] = main;
-    b.f64[f + fSub] = sub;
     b.f64[f + fCreate] = createRevision;
     b.f64[f + fVersion] = version;
     const i32 = b.i32;
-    if (lease !== 0n) {
-      b.big[f + bLease] = lease;
-      i32[i + iHasLease] = 1;
-    }
+    i32[i + iSub] = sub;
+    i32[i + iLease] = this.#leases.indexOf(lease);
     i32[i + iValueChunk] = valueChunk;
     i32[i + iValueOffset] = valueOffset;
     i32[i + iValueLength] = valueLength;
@@ -271,7 +294,7 @@ export class RecordLog {
   }
 
   sub(row: number): number {
-    return this.#blocks[row >>> blockBits]!.f64[(row & blockMask) * f64PerRow + fSub]!;
+    return this.#i32(row, iSub);
   }
 
   createRevision(row: number): number {
@@ -287,9 +310,7 @@ export class RecordLog {
   }
 
   lease(row: number): bigint {
-    const b = this.#blocks[row >>> blockBits]!;
-    const r = row & blockMask;
-    return b.i32[r * i32PerRow + iHasLease] === 0 ? noLease : b.big[r * f64PerRow + bLease]!;
+    return this.#leases.id(this.#i32(row, iLease));
   }
 
   #i32(row: number, field: number): number {
@@ -353,10 +374,10 @@ export class RecordLog {
       i32[i + iValueOffset]!,
       len,
       f64[f + fMain]!,
-      f64[f + fSub]!,
+      i32[i + iSub]!,
       f64[f + fCreate]!,
       f64[f + fVersion]!,
-      i32[i + iHasLease] === 0 ? noLease : b.big[f + bLease]!,
+      this.#leases.id(i32[i + iLease]!),
       row,
       this,
     );

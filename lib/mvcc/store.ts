@@ -43,7 +43,7 @@ import {
   mvccAssert,
 } from "./errors.js";
 import { Rec, compareRecValues, emptyBuffer, recToKeyValue } from "./record.js";
-import { RecordLog } from "./record-log.js";
+import { RecordLog, maxSubRevision } from "./record-log.js";
 import { WatchHub, type WatchSink, type WatchSource, type WatchStream } from "./watch.js";
 import { putVarint, putVarintBig } from "../proto/varint.js";
 
@@ -210,7 +210,7 @@ export class MvccStore {
     this.#keyArenaChunkBytes = opts?.keyArenaChunkBytes ?? 64 * 1024;
     this.#valueArenaChunkBytes = opts?.valueArenaChunkBytes ?? 1024 * 1024;
     this.#log = new RecordLog(this.#keyArenaChunkBytes, this.#valueArenaChunkBytes);
-    this.#index = new SlotBTree(this.#log.keys);
+    this.#index = new SlotBTree(this.#log.keys, { memory: this.#log.slabs });
     // Getters (not arrows) so the watch side always sees the live revisions.
     const store = this;
     const src: WatchSource = {
@@ -447,7 +447,7 @@ export class MvccStore {
     }
     this.#log = log;
     // survivors got slots 0.. in key order
-    this.#index = SlotBTree.build(log.keys, slotRange(survivors.length));
+    this.#index = SlotBTree.build(log.keys, slotRange(survivors.length), { memory: log.slabs });
     this.#bytes = bytes;
     // Unsynced watchers below the new compaction point get their compacted response now.
     this.#hub.syncWatchers();
@@ -603,7 +603,7 @@ export class MvccStore {
     }
     const nextRev = this.#currentRev + 1;
     this.#log = new RecordLog(this.#keyArenaChunkBytes, this.#valueArenaChunkBytes);
-    this.#index = new SlotBTree(this.#log.keys);
+    this.#index = new SlotBTree(this.#log.keys, { memory: this.#log.slabs });
     this.#currentRev = 1;
     this.#compactRev = -1;
     this.#liveKeys = 0;
@@ -629,7 +629,9 @@ export class MvccStore {
     if (this.#log.length !== 0 || this.#currentRev !== 1 || this.#index.size !== 0) {
       throw new MvccRestoreError("ErrRestoreNotEmpty", "the store is not empty");
     }
-    const r = new RestoreRun(this.#log, this.#index);
+    // keys are deduped through a scratch index with nodes of its own (filled in the file's order,
+    // ~70 % full); the store's index is that one packed, in the log's slabs
+    const r = new RestoreRun(this.#log, new SlotBTree(this.#log.keys));
     if ("forEachRaw" in records) {
       records.forEachRaw((buf, keyStart, keyEnd, valueEnd) => {
         r.add(buf, keyStart, keyEnd, buf, keyEnd, valueEnd);
@@ -644,13 +646,12 @@ export class MvccStore {
       all.push(...r.spilled);
       all.sort((a, b) => Buffer.compare(a[0].subarray(0, 17), b[0].subarray(0, 17)));
       this.#log = new RecordLog(this.#keyArenaChunkBytes, this.#valueArenaChunkBytes);
-      this.#index = new SlotBTree(this.#log.keys);
+      this.#index = new SlotBTree(this.#log.keys, { memory: this.#log.slabs });
       this.restore(all, compactRevision);
       return;
     }
     const log = this.#log;
-    // Inserted in the file's (revision) order the index is ~70 % full: pack it.
-    this.#index.repack();
+    this.#index = r.index.repacked({ memory: log.slabs });
     // Slot order follows the file's, so these reads go through the tables in memory order.
     let live = 0;
     for (let slot = 0; slot < log.keys.length; slot++) {
@@ -1165,7 +1166,7 @@ export interface RawKeyRecords {
  */
 class RestoreRun {
   readonly #log: RecordLog;
-  readonly #index: SlotBTree;
+  readonly index: SlotBTree;
   readonly #kv = new KeyValueDecoder();
   #lastMain = -1;
   #lastSub = -1;
@@ -1174,7 +1175,7 @@ class RestoreRun {
 
   constructor(log: RecordLog, index: SlotBTree) {
     this.#log = log;
-    this.#index = index;
+    this.index = index;
   }
 
   /** The entry with revision key rk[rkStart, rkEnd) and KeyValue kv[kvStart, kvEnd). */
@@ -1196,6 +1197,10 @@ class RestoreRun {
     }
     const main = rk.readUInt32BE(rkStart) * 0x100000000 + rk.readUInt32BE(rkStart + 4);
     const sub = rk.readUInt32BE(rkStart + 9) * 0x100000000 + rk.readUInt32BE(rkStart + 13);
+    if (sub > maxSubRevision || main > Number.MAX_SAFE_INTEGER) {
+      // a revision with 2^31 changes cannot be written; etcd's are far fewer
+      throw new MvccRestoreError("ErrRestoreBadEntry", "revision out of range");
+    }
     if (main < this.#lastMain || (main === this.#lastMain && sub <= this.#lastSub)) {
       this.spilled = [[copyOf(rk, rkStart, rkEnd), copyOf(kv, kvStart, kvEnd)]];
       return;
@@ -1206,7 +1211,7 @@ class RestoreRun {
     d.decode(kv, kvStart, kvEnd);
     const log = this.#log;
     const next = log.keys.length;
-    const slot = this.#index.insertOrFind(kv, next, d.keyStart, d.keyEnd);
+    const slot = this.index.insertOrFind(kv, next, d.keyStart, d.keyEnd);
     if (slot === next) log.keys.add(kv, d.keyStart, d.keyEnd);
     const valueLength = d.valueEnd - d.valueStart;
     if (len === 18) {

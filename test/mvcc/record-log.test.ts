@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { headOfKey } from "../../lib/btree/index.js";
-import { RecordLog } from "../../lib/mvcc/record-log.js";
+import { RecordLog, maxSubRevision } from "../../lib/mvcc/record-log.js";
 import type { Rec } from "../../lib/mvcc/record.js";
 import { testSeed } from "./helpers.js";
 
@@ -25,7 +25,7 @@ const recArb = fc.record({
     },
   ),
   main: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
-  sub: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+  sub: fc.integer({ min: 0, max: maxSubRevision }),
   createRevision: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
   version: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
   lease: fc.oneof(fc.constant(0n), fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n })),

@@ -128,6 +128,13 @@ test("restore refuses a KeyValue that runs past its end (a skipped fixed64 field
   const rev = Buffer.alloc(17);
   rev.writeUInt32BE(2, 4);
   rev[8] = 0x5f;
+  // a sub revision past 2^31 - 1 (no revision holds that many changes)
+  const bigSub = Buffer.from(rev);
+  bigSub.writeUInt32BE(0x80000000, 13);
+  assert.throws(
+    () => new MvccStore().restore([[bigSub, Buffer.from([0x0a, 0x01, 0x61])]], -1),
+    MvccError,
+  );
   for (const kv of [
     Buffer.from([0x0a, 0x01, 0x61, 0x09, 1, 2, 3]), // key "a", then field 1 fixed64 with 3 bytes
     Buffer.from([0x0a, 0x01, 0x61, 0x10, 0x80]), // create_revision varint cut short

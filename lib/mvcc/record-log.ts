@@ -20,6 +20,7 @@
  * key's newest row, so a key's history is a chain from newest to oldest.
  */
 import { ByteArena, Rec, copyInto, emptyBuffer } from "./record.js";
+import type { KeyValue } from "../proto/gen/mvccpb/kv.js";
 import { Slabs } from "./slabs.js";
 import type { SlotKeys } from "../btree/index.js";
 
@@ -358,6 +359,25 @@ export class RecordLog {
   /** Approximate backend bytes of the row, as Rec.approximateBytes. */
   approximateBytes(row: number): number {
     return Rec.approximateBytesOf(this.keys.keyLength(this.keySlot(row)), this.valueLength(row));
+  }
+
+  /** The row as the KeyValue clients see (recToKeyValue of rec(row), without the Rec). */
+  keyValue(row: number, keysOnly: boolean): KeyValue {
+    const b = this.#blocks[row >>> blockBits]!;
+    const f = (row & blockMask) * f64PerRow;
+    const i = (row & blockMask) * i32PerRow;
+    const i32 = b.i32;
+    const f64 = b.f64;
+    return {
+      key: this.keys.key(i32[i + iKeySlot]!),
+      createRevision: f64[f + fCreate]!,
+      modRevision: f64[f + fMain]!,
+      version: f64[f + fVersion]!,
+      value: keysOnly
+        ? emptyBuffer
+        : this.values.view(i32[i + iValueChunk]!, i32[i + iValueOffset]!, i32[i + iValueLength]!),
+      lease: this.#leases.id(i32[i + iLease]!),
+    };
   }
 
   /** The row as a Rec (`key`: a view; pass it when the caller has one of the same bytes). */

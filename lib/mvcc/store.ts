@@ -43,6 +43,7 @@ import {
   mvccAssert,
 } from "./errors.js";
 import { Rec, compareRecValues, emptyBuffer, recToKeyValue } from "./record.js";
+import type { KeyValue } from "../proto/gen/mvccpb/kv.js";
 import { RecordLog, maxSubRevision } from "./record-log.js";
 import { WatchHub, type WatchSink, type WatchSource, type WatchStream } from "./watch.js";
 import { putVarint, putVarintBig } from "../proto/varint.js";
@@ -287,11 +288,22 @@ export class MvccStore {
       req.maxModRevision !== 0 ||
       req.minCreateRevision !== 0 ||
       req.maxCreateRevision !== 0;
+    const log = this.#log;
+    if (!filtered && req.sortTarget === RangeRequest_SortTarget.KEY) {
+      // key order as visited, no filter: KeyValues straight from the rows (no Rec each)
+      const kvs: KeyValue[] = [];
+      const max = req.limit > 0 ? req.limit : Infinity;
+      const keysOnly = req.keysOnly;
+      let count = 0;
+      this.#visit(key, end, rev, (row) => {
+        if (count++ < max) kvs.push(log.keyValue(row, keysOnly));
+      });
+      return { header: undefined, kvs, more: count > kvs.length, count };
+    }
     // Fetch one extra to know `more`, unless sorting/filtering needs everything.
     const fetch = !filtered && req.limit > 0 ? req.limit + 1 : 0;
     let recs: Rec[] = [];
     let count = 0;
-    const log = this.#log;
     this.#visit(key, end, rev, (row) => {
       count++;
       if (fetch === 0 || recs.length < fetch) recs.push(log.rec(row));

@@ -196,6 +196,13 @@ export class MvccStore {
   #currentRev = 1;
   /** etcd's compactMainRev: -1 until the first compaction. */
   #compactRev = -1;
+  /**
+   * Tombstones at exactly #compactRev that the last compaction dropped (etcd drops them too), in
+   * sub revision order, keys copied: a watch catching up from #compactRev still gets their delete
+   * events, which etcd's chooseAll (minRev < compactRev) would lose. Held until the next
+   * compaction or restore; a restart from a db file no longer has them, as etcd.
+   */
+  #tombstonesAtCompactRev: Rec[] = [];
   #liveKeys = 0;
   #bytes = 0;
   /** First row of the write in progress (its changes are the rows from here); -1 outside one. */
@@ -448,6 +455,15 @@ export class MvccStore {
       }
       if (any) survivors.push(slot);
     });
+    const dropped: Rec[] = [];
+    this.#index.ascend(undefined, undefined, (slot) => {
+      const r = old.keys.newest(slot);
+      if (r >= 0 && old.main(r) === revision && old.isTombstone(r)) {
+        const t = old.rec(r, old.keys.key(slot));
+        dropped.push(new Rec(Buffer.from(t.key), emptyBuffer, 0, 0, t.main, t.sub, 0, 0, 0n));
+      }
+    });
+    this.#tombstonesAtCompactRev = dropped.sort((a, b) => a.sub - b.sub);
     const log = new RecordLog(this.#keyArenaChunkBytes, this.#valueArenaChunkBytes);
     const slotMap = new Int32Array(old.keys.length).fill(-1);
     for (const s of survivors) slotMap[s] = log.keys.add(old.keys.key(s));
@@ -618,6 +634,7 @@ export class MvccStore {
     this.#index = new SlotBTree(this.#log.keys, { memory: this.#log.slabs });
     this.#currentRev = 1;
     this.#compactRev = -1;
+    this.#tombstonesAtCompactRev = [];
     this.#liveKeys = 0;
     this.#bytes = 0;
     this.restore(records, compactRevision);
@@ -678,6 +695,7 @@ export class MvccStore {
     const top = log.length > 0 ? log.main(log.length - 1) : 1;
     this.#currentRev = Math.max(top, compactRevision, 1);
     this.#compactRev = compactRevision;
+    this.#tombstonesAtCompactRev = [];
   }
 
   // ------------------------------------------------------------------ watch
@@ -828,6 +846,10 @@ export class MvccStore {
    * takes a batch at a time does not walk the whole history for each batch.
    */
   *#keyRecordsFrom(key: Buffer, minRev: number): Generator<Rec> {
+    if (minRev <= this.#compactRev) {
+      // the key's record at the compaction point is its newest at or below it: nothing before
+      for (const t of this.#tombstonesAtCompactRev) if (t.key.equals(key)) yield t;
+    }
     const slot = this.#index.find(key);
     if (slot < 0) return;
     const log = this.#log;
@@ -851,7 +873,18 @@ export class MvccStore {
   /** Records with main revision >= minRev whose key passes `match`, in revision order. */
   *#recordsFrom(minRev: number, match: (key: Buffer) => boolean): Generator<Rec> {
     const log = this.#log;
-    for (let r = log.firstRowAtOrAfter(minRev); r < log.length; r++) {
+    let r = log.firstRowAtOrAfter(minRev);
+    const dropped = this.#tombstonesAtCompactRev;
+    if (minRev <= this.#compactRev && dropped.length > 0) {
+      // the compaction point's revision: held rows and dropped tombstones merged by sub revision
+      const at: Rec[] = dropped.filter((t) => match(t.key));
+      for (; r < log.length && log.main(r) === this.#compactRev; r++) {
+        const key = log.key(r);
+        if (match(key)) at.push(log.rec(r, key));
+      }
+      yield* at.sort((a, b) => a.sub - b.sub);
+    }
+    for (; r < log.length; r++) {
       const key = log.key(r);
       if (match(key)) yield log.rec(r, key);
     }

@@ -6,7 +6,7 @@ import {
   WatchRequest,
 } from "../../lib/proto/gen/etcdserverpb/rpc.js";
 import { Event_EventType as E } from "../../lib/proto/gen/mvccpb/kv.js";
-import { b, createWatch, delReq, putReq, TestSink } from "./helpers.js";
+import { b, createWatch, delReq, opDel, opPut, putReq, TestSink, txnReq } from "./helpers.js";
 
 const PUT = E.PUT;
 const DEL = E.DELETE;
@@ -295,6 +295,50 @@ describe("watch", () => {
     const last = sink.got.at(-1)!;
     assert.equal(last.compactRevision, 4);
     assert.equal(last.canceled, true);
+  });
+
+  test("deletes at exactly the compaction revision still reach a watcher catching up from it", () => {
+    const seen = (watch: Record<string, unknown>) => {
+      const { store, sink, ws } = setup();
+      ws.handle(createWatch(watch));
+      sink.full = true;
+      store.txn(txnReq({ success: [opPut("a", "1"), opPut("b", "1")] })); // 2, taken
+      store.txn(txnReq({ success: [opDel("b"), opPut("c", "1"), opDel("a")] })); // 3, unsynced at 3
+      store.compact(3); // etcd drops the tombstones at 3 from its history
+      sink.full = false;
+      for (let i = 0; i < 10 && store.syncWatchers(); i++);
+      ws.resume();
+      assert.ok(sink.got.every((r) => r.compactRevision === 0 && !r.canceled));
+      return sink.got
+        .flatMap((r) => r.events)
+        .map((e) => [e.type, e.kv!.key.toString(), e.kv!.modRevision]);
+    };
+    assert.deepEqual(seen({ key: b("a"), rangeEnd: b("z") }), [
+      [PUT, "a", 2],
+      [PUT, "b", 2],
+      [DEL, "b", 3], // sub 0
+      [PUT, "c", 3], // sub 1
+      [DEL, "a", 3], // sub 2
+    ]);
+    assert.deepEqual(seen({ key: b("a") }), [
+      [PUT, "a", 2],
+      [DEL, "a", 3],
+    ]);
+    // a new watch from the compaction revision gets them too; one from below it is compacted
+    const late = setup();
+    late.store.put(putReq("x", "1")); // 2
+    late.store.deleteRange(delReq("x")); // 3
+    late.store.compact(3);
+    late.ws.handle(createWatch({ key: b("x"), startRevision: 3 }));
+    late.ws.handle(createWatch({ key: b("x"), startRevision: 2 }));
+    for (let i = 0; i < 10 && late.store.syncWatchers(); i++);
+    const first = late.sink.got.filter((r) => r.watchId === 0n).flatMap((r) => r.events);
+    assert.deepEqual(
+      first.map((e) => [e.type, e.kv!.modRevision]),
+      [[DEL, 3]],
+    );
+    const second = late.sink.got.find((r) => r.watchId === 1n && r.compactRevision > 0);
+    assert.equal(second?.compactRevision, 3);
   });
 
   test("control responses wait while the sink is full, in order, and are bounded", () => {

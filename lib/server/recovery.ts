@@ -293,6 +293,20 @@ async function recoverWithDb(
     );
   }
   const r = await WAL.open(walDir, { ...walOptions, snapshot: start });
+  if (loaded.snapshot === undefined && r.entries.length === 0) {
+    // A member's log starts with the ConfChanges that name its cluster (the bootstrap entries of
+    // a new cluster, or the leader's log for a joiner); with neither them nor a snapshot it knows
+    // no voter and no peer, refuses every peer's hello and never elects: refuse to start instead.
+    // It happens when the WAL's first save was lost (a power loss before its first fdatasync).
+    await r.wal.close();
+    throw new DataDirFileError(
+      walDir,
+      `the WAL holds no entries and there is no snapshot: this member's bootstrap entries were lost ` +
+        `(e.g. a power loss before its first fdatasync), so it cannot know its cluster; remove ` +
+        `the data dir ${dataDir} and start the member again (a new cluster), or remove and re-add ` +
+        `it with etcdctl member remove / member add (an existing cluster)`,
+    );
+  }
   const lastIndex = r.entries.length > 0 ? r.entries[r.entries.length - 1]!.index : start.index;
   if (consistentIndex > lastIndex) {
     await r.wal.close();

@@ -24,6 +24,7 @@ import { BoltFile } from "../../lib/btree/index.js";
 import { EtcdServer, defaultConfig, type ServerConfig } from "../../lib/server/index.js";
 import { DataDirFileError } from "../../lib/server/errors.js";
 import { WAL } from "../../lib/wal/index.js";
+import { Metadata } from "../../lib/proto/gen/etcdserverpb/etcdserver.js";
 import { run, serverCommand, freePort, waitFor } from "../helpers/server.js";
 
 const SNAPSHOT_COUNT = 10;
@@ -266,6 +267,24 @@ describe("restart from db + WAL tail; corrupt files refused", { timeout: 120_000
     // and the snapshot records of a WAL can be listed without opening it for writing
     const v = await WAL.validSnapshotEntries(join(early, "member", "wal"));
     assert.deepEqual(v.snapshots, [{ index: 0, term: 0 }]);
+  });
+
+  test("a WAL that lost its bootstrap entries (no entries, no snapshot) is refused, naming the data dir", async () => {
+    // what a power loss before the first fdatasync leaves: WAL.create's durable head (metadata,
+    // snapshot {0,0}) and nothing of the first save's bootstrap ConfChanges
+    const lost = join(base, "lost-bootstrap");
+    const wal = await WAL.create(
+      join(lost, "member", "wal"),
+      Metadata.toBinary(Metadata.create({ nodeID: 0x1234n, clusterID: 0x5678n })),
+    );
+    await wal.close();
+    await expectRefused(
+      lost,
+      /member\/wal$/,
+      new RegExp(
+        `no entries and there is no snapshot: this member's bootstrap entries were lost.*${lost}`,
+      ),
+    );
   });
 
   test("a snapshot that cannot be written is logged and retried; the member keeps serving", async () => {

@@ -885,7 +885,7 @@ function parseArgs(argv: string[]): CompareOptions {
       o.bcryptCost = v;
     } else if (a === "--workloads")
       o.workloadNames = next()
-        .split(",")
+        .split(/,(?! )/) // "watch latency (100 watchers, 100 puts/s)" has a comma and a space
         .map((n) => n.trim())
         .filter((n) => n !== "");
     else throw new Error(`unknown flag ${a}`);

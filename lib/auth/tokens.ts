@@ -129,13 +129,23 @@ const jwtAlgorithms = new Set([
   "HS512",
 ]);
 
-/** etcd's tokenJWT, signing and verifying with `jose`. */
+/** Verified JWTs remembered by JwtTokens (oldest dropped first past this many). */
+const verifiedJwtCacheEntries = 10_000;
+
+/**
+ * etcd's tokenJWT, signing and verifying with `jose`. A token that verified is remembered, by its
+ * exact bytes, until its `exp`: a client sends the same token on every request, and a signature
+ * check (RS256: tens of µs) per request is what etcd pays. The answer for the same bytes cannot
+ * change before `exp`; nothing else (auth revision, user deletion) is decided here.
+ */
 export class JwtTokens implements TokenInvalidation {
   readonly kind = "jwt";
   readonly algorithm: string;
   readonly ttlMs: number;
   readonly #signKey: KeyObject | undefined;
   readonly #verifyKey: KeyObject;
+  /** token -> its claims and exp (ms since the epoch), in insertion order */
+  readonly #verified = new Map<string, { info: TokenInfo; expiresAtMs: number }>();
 
   /**
    * Reads the key files named by `opts` (pub-key, priv-key, sign-method, ttl as a Go duration).
@@ -190,15 +200,31 @@ export class JwtTokens implements TokenInvalidation {
       .sign(this.#signKey);
   }
 
-  /** The claims of a valid, unexpired token signed with our key and algorithm; else undefined. */
-  async verify(token: string): Promise<TokenInfo | undefined> {
+  /**
+   * The claims of a valid, unexpired token signed with our key and algorithm; else undefined.
+   * `nowMs` (default: the clock) decides whether a remembered token has expired.
+   */
+  async verify(token: string, nowMs = Date.now()): Promise<TokenInfo | undefined> {
+    const known = this.#verified.get(token);
+    if (known !== undefined) {
+      if (nowMs < known.expiresAtMs) return known.info;
+      this.#verified.delete(token);
+    }
     try {
       const { payload } = await jwtVerify(token, this.#verifyKey, {
         algorithms: [this.algorithm],
+        currentDate: new Date(nowMs),
       });
       const { username, revision } = payload as { username?: unknown; revision?: unknown };
       if (typeof username !== "string" || typeof revision !== "number") return undefined;
-      return { username, revision };
+      const info = { username, revision };
+      if (typeof payload.exp === "number") {
+        if (this.#verified.size >= verifiedJwtCacheEntries) {
+          this.#verified.delete(this.#verified.keys().next().value!);
+        }
+        this.#verified.set(token, { info, expiresAtMs: payload.exp * 1000 });
+      }
+      return info;
     } catch {
       return undefined;
     }

@@ -18,7 +18,6 @@ import {
   type KeyObject,
 } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { SignJWT, jwtVerify } from "jose";
 import { AuthOptionsError } from "./errors.js";
 import type { TokenInvalidation } from "./store.js";
 
@@ -129,6 +128,12 @@ const jwtAlgorithms = new Set([
   "HS512",
 ]);
 
+/** `jose`, imported on the first JWT signed or verified: it costs ~30 ms of every member's start. */
+let jose: Promise<typeof import("jose")> | undefined;
+function loadJose(): Promise<typeof import("jose")> {
+  return (jose ??= import("jose"));
+}
+
 /** Verified JWTs remembered by JwtTokens (oldest dropped first past this many). */
 const verifiedJwtCacheEntries = 10_000;
 
@@ -194,6 +199,7 @@ export class JwtTokens implements TokenInvalidation {
   async sign(username: string, revision: number, nowMs: number): Promise<string> {
     if (this.#signKey === undefined)
       throw new AuthOptionsError("token signing attempted with verify-only key");
+    const { SignJWT } = await loadJose();
     return new SignJWT({ username, revision })
       .setProtectedHeader({ alg: this.algorithm, typ: "JWT" })
       .setExpirationTime(Math.floor((nowMs + this.ttlMs) / 1000))
@@ -211,6 +217,7 @@ export class JwtTokens implements TokenInvalidation {
       this.#verified.delete(token);
     }
     try {
+      const { jwtVerify } = await loadJose();
       const { payload } = await jwtVerify(token, this.#verifyKey, {
         algorithms: [this.algorithm],
         currentDate: new Date(nowMs),

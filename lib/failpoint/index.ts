@@ -6,6 +6,7 @@
  */
 export {
   failpoint,
+  failpointSleepMs,
   setFailpoint,
   validateFailpoint,
   clearFailpoint,

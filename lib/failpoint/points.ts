@@ -73,7 +73,8 @@ export const failpointSpecs = {
   },
   // lib/server/raft-node.ts (etcd raft.go's raftNode loop)
   raftBeforeSave: {
-    where: "raft loop: before a Ready's hardState and entries are handed to the WAL",
+    where:
+      "raft loop: before a Ready's hardState and entries are handed to the WAL; a sleep here holds the save back without blocking the member (its committed entries apply meanwhile, as etcd's applier goroutine goes on while its raft loop sleeps): a slow disk",
     etcd: true,
     error: "the save fails: the member stops on a fatal error, as etcd's Fatal",
   },

@@ -60,7 +60,24 @@ export function failpoint(name: FailpointName): boolean {
   return evaluate(name);
 }
 
-function evaluate(name: string): boolean {
+/**
+ * Evaluates point `name` as failpoint() does, except that a `sleep` term does not block the
+ * thread: its duration in ms is returned (0 for every other term, and when unset) for the caller
+ * to wait asynchronously. For points where etcd's sleep holds back one goroutine while the others
+ * go on: raftBeforeSave holds etcd's raft loop (the WAL save) while its applier keeps applying.
+ * `panic` and `error` act as in failpoint().
+ */
+export function failpointSleepMs(name: FailpointName): number {
+  if (!armed) return 0;
+  let sleepMs = 0;
+  evaluate(name, (ms) => {
+    sleepMs = ms;
+  });
+  return sleepMs;
+}
+
+/** Runs the selected term; a `sleep` is handed to `onSleep` when given, else blocks the thread. */
+function evaluate(name: string, onSleep?: (ms: number) => void): boolean {
   const slot = slots.get(name);
   if (slot === undefined) return false;
   const term = selectTerm(slot.chain, random);
@@ -76,7 +93,8 @@ function evaluate(name: string): boolean {
       writeSync(2, `failpoint print: ${name}\n`);
       return false;
     case "sleep":
-      Atomics.wait(sleepCell, 0, 0, a.ms);
+      if (onSleep !== undefined) onSleep(a.ms);
+      else Atomics.wait(sleepCell, 0, 0, a.ms);
       return false;
     case "error":
       throw new FailpointInjectedError(name, a.message);

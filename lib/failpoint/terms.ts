@@ -26,7 +26,10 @@ export type FailpointAction =
   | { kind: "off" }
   /** exit at once, as kill -9 (SIGKILL to itself): nothing is flushed */
   | { kind: "panic"; message?: string }
-  /** block the thread for `ms` (gofail's sleep blocks the goroutine; here the one thread) */
+  /**
+   * block the thread for `ms` (gofail's sleep blocks the goroutine; here the one thread), or, at
+   * a point read with failpointSleepMs, hold back only the work that point guards
+   */
   | { kind: "sleep"; ms: number }
   /** throw FailpointInjectedError at the point */
   | { kind: "error"; message?: string }

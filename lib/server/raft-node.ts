@@ -22,7 +22,7 @@ import {
   StateType,
   type ReadState,
 } from "../raft/index.js";
-import { failpoint } from "../failpoint/index.js";
+import { failpoint, failpointSleepMs } from "../failpoint/index.js";
 import type { ServerMetrics } from "./metrics.js";
 
 /** Raft's in-memory log is trimmed once this many entries are applied. */
@@ -46,6 +46,11 @@ export interface RaftNodeHost {
   applyEntries(entries: Entry[]): void;
   /** ReadIndex answers. */
   onReadStates(states: ReadState[]): void;
+  /**
+   * The local WAL now holds every entry up to `index` (fdatasynced) and nothing after it: called
+   * once a Ready's save ends, before the next Ready is taken.
+   */
+  onDurable(index: number): void;
   appliedIndex(): number;
   /** raft's conf state after the last applied ConfChange (for storage snapshots). */
   confState(): ConfState | undefined;
@@ -104,6 +109,12 @@ export class RaftNode {
   #writtenVote: bigint;
   #lastRaftLogCompactIndex = 0;
   readonly #keepEntries: number;
+  /**
+   * Index of the last entry the local WAL holds, fdatasynced (or of the last snapshot record).
+   * Committed entries may apply before it (a follower applies entries it is still writing), so
+   * nothing may reach the disk as state past it: see durableIndex.
+   */
+  #durableIndex: number;
 
   constructor(o: RaftNodeOptions) {
     this.storage = o.storage;
@@ -116,6 +127,8 @@ export class RaftNode {
     this.#writtenTerm = o.writtenTerm;
     this.#writtenVote = o.writtenVote;
     this.#keepEntries = o.keepEntries;
+    // what recovery loaded into raft's log came from the WAL (or the snapshot it starts at)
+    this.#durableIndex = o.storage.lastIndex();
     this.raw = new RawNode({
       id: o.id,
       electionTick: o.electionTick,
@@ -149,6 +162,16 @@ export class RaftNode {
   get isLeader(): boolean {
     return this.#raftState === StateType.Leader;
   }
+  /**
+   * Index of the last entry the local WAL holds durably. The applied index may be ahead of it
+   * while a Ready's save is in flight: a periodic snapshot must not capture state past it, or a
+   * crash before the save ends leaves a db ahead of the WAL, which recovery refuses (etcd's
+   * applyAll waits on the raft loop's notifyc before triggerSnapshot for the same reason).
+   */
+  get durableIndex(): number {
+    return this.#durableIndex;
+  }
+
   /** True while a Ready is being processed (its WAL write may be in flight). */
   get inReady(): boolean {
     return this.#inReady;
@@ -184,9 +207,13 @@ export class RaftNode {
         const isLeader = this.#raftState === StateType.Leader;
         if (isLeader) this.#send(rd.messages);
         const hs = rd.hardState;
-        failpoint("raftBeforeSave");
+        // etcd's raftBeforeSave; a sleep holds back the save only, as a slow disk (apply goes on)
+        const holdSaveMs = failpointSleepMs("raftBeforeSave");
         if (rd.snapshot !== undefined) await this.#persistSnapshot(rd.snapshot);
-        const persist = this.#persist(hs, rd.entries);
+        const persist =
+          holdSaveMs > 0
+            ? delay(holdSaveMs).then(() => this.#persist(hs, rd.entries))
+            : this.#persist(hs, rd.entries);
         if (rd.snapshot !== undefined) {
           if (persist !== undefined) await persist;
           this.storage.applySnapshot(rd.snapshot);
@@ -196,6 +223,10 @@ export class RaftNode {
         if (rd.readStates.length > 0) this.#host.onReadStates(rd.readStates);
         if (persist !== undefined) await persist;
         failpoint("raftAfterSave");
+        const last = rd.entries[rd.entries.length - 1];
+        if (last !== undefined) this.#durableIndex = last.index;
+        if (last !== undefined || rd.snapshot !== undefined)
+          this.#host.onDurable(this.#durableIndex);
         if (hs !== undefined) {
           this.storage.setHardState(hs);
           this.#term = hs.term;
@@ -238,6 +269,8 @@ export class RaftNode {
     const md = snap.metadata!;
     await this.#host.saveSnapshotFile(snap);
     await this.wal.saveSnapshot({ index: md.index, term: md.term });
+    // the received db is in place, its .snap and WAL record durable: the log restarts there
+    this.#durableIndex = md.index;
   }
 
   /**
@@ -371,6 +404,10 @@ export class RaftNode {
     }
     await this.wal.close();
   }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function snapshotIndexOf(storage: MemoryStorage): number {

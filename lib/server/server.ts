@@ -384,6 +384,7 @@ export class EtcdServer {
         onRoleChange: (state, wasLeader) => this.#onRoleChange(state, wasLeader),
         applyEntries: (entries) => this.#applier.applyEntries(entries),
         onReadStates: (states) => this.#reads.onReadStates(states),
+        onDurable: (index) => this.#snapshotter?.durableAdvanced(index),
         appliedIndex: () => this.#applier.appliedIndex,
         confState: () => this.#applier.confState,
         isOnlyVoter: () => this.#cluster.isOnlyVoter(),
@@ -415,6 +416,7 @@ export class EtcdServer {
           confState: this.#applier.confState ?? this.#storage.initialState().confState,
         }),
         appliedIndex: () => this.#applier.appliedIndex,
+        durableIndex: () => node.durableIndex,
         saveWalSnapshot: (index, term) => node.saveWalSnapshot(index, term),
         releaseTo: async (index) => {
           node.compactRaftLogTo(index - c.snapshotCatchUpEntries);

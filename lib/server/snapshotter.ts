@@ -19,6 +19,12 @@
  * (recovery.ts). A failed snapshot (disk full) is logged, its temp file removed, and retried after
  * `retryAfterMs`; the member keeps serving from memory and nothing acknowledged is lost (it is all
  * in the WAL, which is released only after a snapshot succeeds).
+ *
+ * A capture never reaches past the local WAL: a follower applies committed entries while its own
+ * write of them is still in flight, and a db renamed into place ahead of the WAL before a crash
+ * would make recovery refuse to start. So a snapshot due while the applied index is past the
+ * durable index waits for the save to end (etcd 3.4's applyAll waits on the raft loop's notifyc
+ * before triggerSnapshot), and captures then.
  */
 import { open, rename, rm } from "node:fs/promises";
 import type { ConfState } from "../proto/gen/raftpb/raft.js";
@@ -50,6 +56,8 @@ export interface SnapshotHost {
   capture(): { state: DbFileState; term: number; confState: ConfState };
   /** The member's applied index now (checked again when a snapshot ends). */
   appliedIndex(): number;
+  /** Index of the last entry the local WAL holds durably (RaftNode.durableIndex). */
+  durableIndex(): number;
   /** Writes the newest hardState and a WAL snapshot record at (index, term), fsynced. */
   saveWalSnapshot(index: number, term: number): Promise<void>;
   /** Compacts raft's in-memory log to `index` and releases the WAL segments before `index`. */
@@ -84,6 +92,8 @@ export class Snapshotter {
   readonly #o: SnapshotterOptions;
   #snapshotIndex: number;
   #running: Promise<void> | undefined;
+  /** A snapshot waits for the local WAL to catch up with the applied index (see durableAdvanced). */
+  #pending: { start: () => void; done: Promise<void> } | undefined;
   #retryAtMs = 0;
   /**
    * Periodic snapshots run at most half the time: the next may start once as long as the last
@@ -149,10 +159,22 @@ export class Snapshotter {
     if (this.completed === before) throw new Error("etcdserver: defragment failed (see the log)");
   }
 
-  /** Starts a snapshot at the current applied index now (no-op while one runs). */
+  /**
+   * Starts a snapshot at the current applied index (no-op while one runs or waits): now, or, when
+   * the applied index is past what the local WAL holds, once durableAdvanced() says it caught up.
+   */
   trigger(): Promise<void> {
     if (this.#running !== undefined) return this.#running;
-    if (this.#held) return Promise.resolve();
+    if (this.#pending !== undefined) return this.#pending.done;
+    if (this.#held || this.#stopped) return Promise.resolve();
+    if (this.#o.host.appliedIndex() > this.#o.host.durableIndex()) {
+      let start!: () => void;
+      const done = new Promise<void>((resolve) => {
+        start = () => resolve(this.trigger());
+      });
+      this.#pending = { start, done };
+      return done;
+    }
     const cap = this.#o.host.capture();
     const p = this.#run(cap).finally(() => {
       this.#running = undefined;
@@ -161,6 +183,17 @@ export class Snapshotter {
     });
     this.#running = p;
     return p;
+  }
+
+  /**
+   * The local WAL holds every entry up to `durableIndex` now (called synchronously after a save,
+   * before more entries apply): a snapshot waiting for it captures now.
+   */
+  durableAdvanced(durableIndex: number): void {
+    const p = this.#pending;
+    if (p === undefined || this.#o.host.appliedIndex() > durableIndex) return;
+    this.#pending = undefined;
+    p.start();
   }
 
   /**
@@ -184,6 +217,7 @@ export class Snapshotter {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#recheck);
+    this.durableAdvanced(Number.MAX_SAFE_INTEGER);
     if (this.#running !== undefined) await this.#running.catch(() => {});
   }
 

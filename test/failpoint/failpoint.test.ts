@@ -11,6 +11,7 @@ import {
   failpoint,
   failpointCount,
   failpointNames,
+  failpointSleepMs,
   failpointTerms,
   FailpointInjectedError,
   FailpointSyntaxError,
@@ -112,6 +113,16 @@ describe("runtime", () => {
     const t1 = performance.now();
     failpoint("walAfterWrite");
     assert.ok(performance.now() - t1 < 50, "count spent: no second sleep");
+  });
+
+  test("failpointSleepMs hands a sleep to the caller instead of blocking; other terms act as usual", () => {
+    assert.equal(failpointSleepMs("raftBeforeSave"), 0, "unset");
+    setFailpoint("raftBeforeSave", "1*sleep(5000)->error(full)");
+    const t0 = performance.now();
+    assert.equal(failpointSleepMs("raftBeforeSave"), 5000);
+    assert.ok(performance.now() - t0 < 1000, "the thread did not sleep");
+    assert.equal(failpointCount("raftBeforeSave"), 1);
+    assert.throws(() => failpointSleepMs("raftBeforeSave"), FailpointInjectedError);
   });
 
   test("probabilities draw from the seeded PRNG: the same seed, the same choices", () => {

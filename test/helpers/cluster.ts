@@ -72,6 +72,32 @@ export async function gateway<T>(m: Member, path: string, body: unknown): Promis
   return JSON.parse(r.body) as T;
 }
 
+/**
+ * HashKV of each member at its current revision, through the JSON gateway (every transport), as
+ * "revision:hash" (or the error text of a member that does not answer), in member order.
+ */
+export async function hashKVs(members: Member[]): Promise<string[]> {
+  return Promise.all(
+    members.map(async (m) => {
+      try {
+        const r = await gateway<{ hash?: number; header: { revision?: string } }>(
+          m,
+          "/v3/maintenance/hashkv",
+          {},
+        );
+        return `${r.header.revision ?? 0}:${r.hash ?? 0}`;
+      } catch (err) {
+        return `${m.name}: ${(err as Error).message}`;
+      }
+    }),
+  );
+}
+
+/** True when every one of `members` answers the same revision and HashKV. */
+export async function sameHashKV(members: Member[]): Promise<boolean> {
+  return new Set(await hashKVs(members)).size === 1;
+}
+
 async function memberStatus(m: Member): Promise<MemberStatus> {
   const s = await gateway<{
     header: { member_id: string; raft_term: string };

@@ -1,0 +1,87 @@
+// The periodic snapshot never captures state past the local WAL (lib/server/snapshotter.ts): a
+// follower applies committed entries while its own write of them is in flight, so a snapshot due
+// then waits until the save ends (etcd 3.4's applyAll waits on the raft loop's notifyc).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Snapshotter } from "../../lib/server/snapshotter.js";
+import type { DbFileState } from "../../lib/server/db-file.js";
+
+/**
+ * A Snapshotter over a fake member: `applied` and `durable` are set by the test; each capture
+ * records the applied index and hands over a state the db writer refuses, so the snapshot then
+ * fails as with a disk error (logged, nothing written) and only the capture is looked at.
+ */
+function fixture() {
+  const dataDir = mkdtempSync(join(tmpdir(), "etcd-snapshotter-"));
+  mkdirSync(join(dataDir, "member", "snap"), { recursive: true });
+  const m = { applied: 0, durable: 0, captures: [] as number[] };
+  const s = new Snapshotter({
+    dataDir,
+    snapshotCount: 10,
+    maxSnapshots: 5,
+    logger: { info() {}, warn() {} },
+    startIndex: 0,
+    dbSizeBytes: 0,
+    dbSizeInUseBytes: 0,
+    host: {
+      capture: () => {
+        m.captures.push(m.applied);
+        return { state: {} as DbFileState, term: 1, confState: { voters: [1n] } as never };
+      },
+      appliedIndex: () => m.applied,
+      durableIndex: () => m.durable,
+      saveWalSnapshot: async () => {},
+      releaseTo: async () => {},
+    },
+  });
+  const cleanup = async () => {
+    await s.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+  return { s, m, cleanup };
+}
+
+test("a snapshot due past the durable index captures only once the WAL holds the applied entries", async () => {
+  const { s, m, cleanup } = fixture();
+  try {
+    m.applied = 30;
+    m.durable = 25;
+    s.maybeTrigger(30);
+    assert.deepEqual(m.captures, [], "no capture while entries 26..30 are unwritten");
+    m.durable = 28;
+    s.durableAdvanced(28);
+    assert.deepEqual(m.captures, []);
+    m.durable = 30;
+    s.durableAdvanced(30);
+    assert.deepEqual(m.captures, [30], "captured at once when the save ended");
+    s.maybeTrigger(30);
+    assert.deepEqual(m.captures, [30], "one snapshot at a time");
+  } finally {
+    await cleanup();
+  }
+});
+
+test("a snapshot due within the durable index captures at once", async () => {
+  const { s, m, cleanup } = fixture();
+  try {
+    m.applied = 30;
+    m.durable = 40;
+    s.maybeTrigger(30);
+    assert.deepEqual(m.captures, [30]);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("stop releases a snapshot waiting for the WAL without capturing", async () => {
+  const { s, m, cleanup } = fixture();
+  m.applied = 30;
+  m.durable = 20;
+  const waiting = s.trigger();
+  await cleanup();
+  await waiting;
+  assert.deepEqual(m.captures, []);
+});

@@ -41,12 +41,26 @@ const rand = prng(seed);
 /** key -> value of every acknowledged put (keys are unique per put). */
 const acked = new Map<string, string>();
 let putSerial = 0;
+/**
+ * Load phases still running. A test that node:test ends early (a failed assertion elsewhere, an
+ * unhandled rejection, its timeout) does not stop the async work it started: a phase left running
+ * would go on putting through the next test's restarts, and puts it got acknowledged after
+ * checkAcked's read would count as lost. checkAcked waits for them; load stops on its test's signal.
+ */
+const runningLoads = new Set<Promise<number>>();
 
 /**
- * Puts from WORKERS concurrent clients until `puts` are acknowledged or the member dies (a failed
- * put while the process is gone ends the phase). Returns how many were acknowledged.
+ * Puts from WORKERS concurrent clients until `puts` are acknowledged, the member dies (a failed
+ * put while the process is gone ends the phase) or `signal` (the test's) aborts. Returns how many
+ * were acknowledged.
  */
-async function load(member: Member, puts: number): Promise<number> {
+function load(member: Member, puts: number, signal: AbortSignal): Promise<number> {
+  const p = loadPhase(member, puts, signal).finally(() => runningLoads.delete(p));
+  runningLoads.add(p);
+  return p;
+}
+
+async function loadPhase(member: Member, puts: number, signal: AbortSignal): Promise<number> {
   const client = newClient(member, { noRetry: true, extra: ownSubchannels });
   const deadline = Date.now() + PHASE_TIME_BOUND_MS;
   let done = 0;
@@ -54,7 +68,7 @@ async function load(member: Member, puts: number): Promise<number> {
   try {
     await Promise.all(
       Array.from({ length: WORKERS }, async (_, w) => {
-        while (!dead && done < puts && Date.now() < deadline) {
+        while (!dead && !signal.aborted && done < puts && Date.now() < deadline) {
           const key = `acked/${w}/${String(putSerial++).padStart(6, "0")}`;
           const value = `v-${seed}-${key}`;
           try {
@@ -79,8 +93,9 @@ async function load(member: Member, puts: number): Promise<number> {
   return done;
 }
 
-/** Every acknowledged put is served, with its value. */
+/** Every acknowledged put is served, with its value (after every load phase has ended). */
 async function checkAcked(member: Member, why: string): Promise<void> {
+  await Promise.allSettled([...runningLoads]);
   const client = newClient(member, { extra: ownSubchannels });
   try {
     // a fresh connection to a just-restarted member may miss its dial timeout on a loaded box:
@@ -113,6 +128,10 @@ async function checkAcked(member: Member, why: string): Promise<void> {
   }
 }
 
+/**
+ * The WAL directory's segments now. The member purges released segments while this runs: a file
+ * listed by readdir may be gone by its stat (ENOENT), and then it is not counted.
+ */
 function walFiles(dataDir: string): { count: number; bytes: number; maxSeq: number } {
   const dir = join(dataDir, "member", "wal");
   let count = 0;
@@ -120,8 +139,10 @@ function walFiles(dataDir: string): { count: number; bytes: number; maxSeq: numb
   let maxSeq = 0;
   for (const n of readdirSync(dir)) {
     if (!n.endsWith(".wal")) continue;
+    const st = statSync(join(dir, n), { throwIfNoEntry: false });
+    if (st === undefined) continue; // purged since the readdir
     count++;
-    bytes += statSync(join(dir, n)).size;
+    bytes += st.size;
     maxSeq = Math.max(maxSeq, parseInt(n.slice(0, 16), 16));
   }
   return { count, bytes, maxSeq };
@@ -154,21 +175,29 @@ describe(
       await member?.close();
     });
 
-    test("the WAL directory stays bounded under a steady load; a restart keeps every acked put", async () => {
+    test("the WAL directory stays bounded under a steady load; a restart keeps every acked put", async (t) => {
       let maxCount = 0;
       let maxBytes = 0;
       let sampling = true;
+      // the sampler never rejects while the load runs (an unhandled rejection would end this test
+      // and leave its load running into the next ones): its error is kept and thrown after
+      let samplerError: unknown;
       const sampler = (async () => {
         while (sampling) {
-          const w = walFiles(member.dataDir);
-          maxCount = Math.max(maxCount, w.count);
-          maxBytes = Math.max(maxBytes, w.bytes);
+          try {
+            const w = walFiles(member.dataDir);
+            maxCount = Math.max(maxCount, w.count);
+            maxBytes = Math.max(maxBytes, w.bytes);
+          } catch (err) {
+            samplerError ??= err;
+          }
           await new Promise((r) => setTimeout(r, 20));
         }
       })();
-      const n = await load(member, MAX_PUTS_PER_PHASE);
+      const n = await load(member, MAX_PUTS_PER_PHASE, t.signal);
       sampling = false;
       await sampler;
+      if (samplerError !== undefined) throw samplerError;
       assert.ok(n >= MAX_PUTS_PER_PHASE, `${n} puts acknowledged`);
       const end = walFiles(member.dataDir);
       // far more segments were written than are kept: released ones are purged past --max-wals
@@ -182,11 +211,11 @@ describe(
     });
 
     for (const point of crashPoints) {
-      test(`kill -9 at ${point}: the restart serves every acked put`, async () => {
+      test(`kill -9 at ${point}: the restart serves every acked put`, async (t) => {
         const nth = 1 + Math.floor(rand() * 2);
         env.ETCD_TS_FAILPOINTS = `${point}=${nth - 1}*off->panic`;
         await member.restart();
-        await load(member, MAX_PUTS_PER_PHASE);
+        await load(member, MAX_PUTS_PER_PHASE, t.signal);
         await waitFor(`the member to crash at ${point}`, () => member.pid === 0, 10_000);
         assert.match(member.logTail(4000), new RegExp(`failpoint panic: ${point}`));
         delete env.ETCD_TS_FAILPOINTS;

@@ -409,6 +409,12 @@ export class EtcdServer {
       logger: this.logger,
       startIndex,
       ...dbSize,
+      onDone: (st) => {
+        this.metrics.snapshotDurationSeconds.observe(st.durationSeconds);
+        this.metrics.snapshotDbWriteDurationSeconds.observe(st.dbWriteSeconds);
+        this.metrics.snapSaveTotalDurationSeconds.observe(st.snapSaveSeconds);
+        this.metrics.snapshotDbWrittenBytesTotal.inc(st.dbBytes);
+      },
       host: {
         capture: () => ({
           state: captureDbFileState(this),
@@ -974,7 +980,9 @@ export class EtcdServer {
    */
   async defragment(): Promise<void> {
     if (this.#snapshotter === undefined) throw errStopped();
+    const started = performance.now();
     await this.#snapshotter.rewriteNow();
+    this.metrics.backendDefragDurationSeconds.observe((performance.now() - started) / 1000);
   }
 
   /** Maintenance.Status with the member's real figures. */

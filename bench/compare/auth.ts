@@ -31,6 +31,7 @@ import { defaultLoadOptions, runLoad, type LoadOptions, type LoadResult } from "
 import { runEtcdBenchmark, totalFor, type EtcdBenchmarkSpec } from "./etcd-benchmark.js";
 import { Member, clockTicksPerSecond, type System } from "./members.js";
 import { emptyPerSystem, log, machine, row, type CompareRow } from "./rows.js";
+import type { FreshMembersOptions } from "./workloads.js";
 
 /** The token kinds compared, as `--auth-token` names them. */
 export const AUTH_TOKEN_MODES = ["simple", "jwt"] as const;
@@ -60,19 +61,8 @@ const OPENSSL_TIMEOUT_MS = 60_000;
 const AUTH_SYSTEMS = ["etcd", "etcd-ts"] as const;
 
 /** What compareAuth needs (a subset of CompareOptions plus the token kinds). */
-export interface AuthCompareOptions {
+export interface AuthCompareOptions extends FreshMembersOptions {
   modes: AuthTokenMode[];
-  /** "etcd-benchmark": the put workloads through etcd's tool at `etcdBenchmarkPath`. */
-  loadgen: "etcd-ts-bench" | "etcd-benchmark";
-  etcdBenchmarkPath: string;
-  rounds: number;
-  secondsPerRun: number;
-  warmupSeconds: number;
-  etcdPath: string;
-  /** Path of dist/tools/etcd-ts.js. */
-  etcdTsJs: string;
-  workDir: string | null;
-  keep: boolean;
   /** Run only the workloads of these names (see AUTH_WORKLOAD_NAMES); null: all. */
   workloadNames: string[] | null;
   /** `--bcrypt-cost` for both members (null: their default, 10, as issue 15's figures use). */

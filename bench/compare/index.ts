@@ -29,44 +29,52 @@
  *
  * `--auth simple,jwt` (`npm run bench:auth`) runs issue 15's auth comparison instead (auth.ts):
  * put at 128 clients with auth on, Authenticate/s, and put p99 while 100 clients authenticate,
- * per token kind; its files are `…-auth…`.
+ * per token kind; its files are `…-auth…`. `--snapshots` (`npm run bench:snapshots`) runs issue 13's
+ * snapshot and defragment rows instead (snapshots.ts: put p99 and the longest put while snapshots
+ * and a Defragment run, snapshot time and MB/s, Defragment time), files `…-snapshots…`;
+ * `--members 3` (`npm run bench:cluster`) issue 14's cluster rows (cluster.ts: 3-member clusters
+ * of each, puts over every endpoint, linearizable ranges from followers, leader failover),
+ * files `…-cluster…`. The workloads and how they run are in workloads.ts.
  *
  *   node dist/bench/compare/index.js [--rounds 3] [--seconds 5] [--big] [--quick] [--out DIR]
  *                                     [--work-dir DIR] [--keep] [--etcd PATH] [--keys 100000]
  *                                     [--workloads "put 128 clients,range linearizable 128 clients"]
  *                                     [--warmup-seconds 2] [--loadgen etcd-ts-bench|etcd-benchmark]
  *                                     [--etcd-benchmark PATH] [--auth simple,jwt]
- *                                     [--bcrypt-cost N]
+ *                                     [--bcrypt-cost N] [--snapshots [--snapshot-count 10000]]
+ *                                     [--members 1|3] [--failovers 3]
  */
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { performance } from "node:perf_hooks";
-import {
-  benchKey,
-  defaultLoadOptions,
-  runLoad,
-  type LatencySummaryMs,
-  type LoadOptions,
-  type LoadResult,
-} from "../load/index.js";
+import type { LoadResult } from "../load/index.js";
 import { Member, clockTicksPerSecond, type MemberSpec, type System } from "./members.js";
 import {
   RANGE_KEY,
   etcdBenchmarkMissing,
   etcdBenchmarkPath,
-  etcdBenchmarkWorkloads,
-  preloadSpec,
-  runEtcdBenchmark,
-  WATCH_LATENCY_WORKLOAD,
-  totalFor,
   type EtcdBenchmarkResult,
-  type EtcdBenchmarkSpec,
 } from "./etcd-benchmark.js";
+import {
+  GRPC_JS_WORKLOADS,
+  LOAD_GENERATORS,
+  latencyOf,
+  loadKeys,
+  metricRow,
+  metricValue,
+  runOne,
+  targetOf,
+  workloadsFor,
+  type LoadGenerator,
+  type ToolContext,
+  type Workload,
+} from "./workloads.js";
 import { renderBarChart } from "./svg.js";
 import { compareAuth, parseAuthModes, type AuthTokenMode } from "./auth.js";
+import { SNAPSHOT_COUNT, compareSnapshots } from "./snapshots.js";
+import { compareCluster } from "./cluster.js";
 import {
   emptyPerSystem,
   formatMarkdown,
@@ -79,10 +87,7 @@ import {
 } from "./rows.js";
 
 export { formatMarkdown, formatTable, median, type CompareRow } from "./rows.js";
-
-/** The load generators: ours (bench/load) and etcd 3.4's own `tools/benchmark`. */
-export const LOAD_GENERATORS = ["etcd-ts-bench", "etcd-benchmark"] as const;
-export type LoadGenerator = (typeof LOAD_GENERATORS)[number];
+export { GRPC_JS_WORKLOADS, LOAD_GENERATORS, type LoadGenerator } from "./workloads.js";
 
 /** Options of one comparison. */
 export interface CompareOptions {
@@ -116,6 +121,17 @@ export interface CompareOptions {
   authModes: AuthTokenMode[] | null;
   /** With authModes: `--bcrypt-cost` of both members (null: their default, 10). */
   bcryptCost: number | null;
+  /** Run issue 13's snapshot and defragment rows (snapshots.ts) instead; files `…-snapshots…`. */
+  snapshots: boolean;
+  /**
+   * Members per system: 1 runs the single-member comparison; 3 runs issue 14's cluster rows
+   * (cluster.ts) instead, files `…-cluster…`.
+   */
+  members: number;
+  /** With members 3: leader kills per system for the failover rows. */
+  failovers: number;
+  /** With snapshots: --snapshot-count of both members. */
+  snapshotCount: number;
 }
 
 const SYSTEMS: System[] = ["etcd", "etcd-ts", "etcd-ts grpc-js"];
@@ -125,256 +141,9 @@ const COLORS: Record<System, string> = {
   "etcd-ts grpc-js": "#6aa84f",
 };
 
-/** Issue 6's workloads: the only ones the grpc-js member runs, and the p99 rows. */
-export const GRPC_JS_WORKLOADS: readonly string[] = [
-  "put 1 client",
-  "put 128 clients",
-  "put 1000 clients",
-  "range linearizable 128 clients",
-];
-
 /** Name of the CPU row of a throughput workload. */
 export function cpuRowName(workload: string): string {
   return `server CPU µs per request — ${workload}`;
-}
-
-/** A throughput workload of the table. */
-interface Workload {
-  name: string;
-  /** etcd-ts-bench's options (unused with `tool`). */
-  opts: Partial<LoadOptions>;
-  /**
-   * Which number of the result the row shows: requests/s, watch events/s, or (watch-latency)
-   * the put-to-watcher latency, whose p50 row stands where the others' throughput row does.
-   */
-  metric: "rps" | "events" | "watch-latency";
-  /** Whether the grpc-js member runs it too (issue 6's workloads). */
-  grpcJs: boolean;
-  /** etcd's benchmark tool's workload, and the seconds one run should last, for that loadgen. */
-  tool?: { spec: EtcdBenchmarkSpec; seconds: number };
-}
-
-/** The workloads of etcd's benchmark tool, each run sized to last about `secondsPerRun`. */
-function toolWorkloads(secondsPerRun: number): Workload[] {
-  return etcdBenchmarkWorkloads().map(({ name, spec }) => ({
-    name,
-    opts: {},
-    metric: spec.command === "watch-latency" ? "watch-latency" : "rps",
-    grpcJs: false,
-    tool: { spec, seconds: secondsPerRun },
-  }));
-}
-
-/** What runOne needs for the tool: its binary and, per workload, the rate its warm-up measured. */
-interface ToolContext {
-  binary: string;
-  ratePerSecond: Map<string, number>;
-}
-
-/** Longest one tool run may take: a member far slower than expected must not hang the run. */
-function toolTimeoutMs(seconds: number): number {
-  return Math.max(60_000, seconds * 30_000);
-}
-
-/** The row a workload's metric fills (name, unit, lower is better). */
-function metricRow(w: Workload): { name: string; unit: string; lowerIsBetter: boolean } {
-  if (w.metric === "watch-latency")
-    return { name: `p50 latency ${w.name}`, unit: "ms", lowerIsBetter: true };
-  return { name: w.name, unit: w.metric === "events" ? "events/s" : "req/s", lowerIsBetter: false };
-}
-
-function connsFor(clients: number): number {
-  return Math.min(100, Math.max(1, Math.ceil(clients / 10)));
-}
-
-function workloads(secondsPerRun: number): Workload[] {
-  const forGrpcJs = (w: Omit<Workload, "grpcJs">): Workload => ({
-    ...w,
-    grpcJs: GRPC_JS_WORKLOADS.includes(w.name),
-  });
-  const put = (clients: number): Workload =>
-    forGrpcJs({
-      name: `put ${clients} client${clients === 1 ? "" : "s"}`,
-      metric: "rps",
-      opts: {
-        workload: "put",
-        clients,
-        conns: connsFor(clients),
-        durationSeconds: secondsPerRun,
-        keySizeBytes: 8,
-        valSizeBytes: 256,
-        keySpaceSize: 100_000,
-      },
-    });
-  const range = (c: "l" | "s", clients: number): Workload =>
-    forGrpcJs({
-      name: `range ${c === "l" ? "linearizable" : "serializable"} ${clients} client${clients === 1 ? "" : "s"}`,
-      metric: "rps",
-      opts: {
-        workload: "range",
-        clients,
-        conns: connsFor(clients),
-        durationSeconds: secondsPerRun,
-        consistency: c,
-        rangeKey: benchKey(0, 8).toString("latin1"),
-      },
-    });
-  return [
-    put(1),
-    put(16),
-    put(128),
-    put(1000),
-    range("l", 1),
-    range("l", 128),
-    range("s", 1),
-    range("s", 128),
-    {
-      name: "txn-put 128 clients",
-      metric: "rps",
-      grpcJs: false,
-      opts: {
-        workload: "txn-put",
-        clients: 128,
-        conns: connsFor(128),
-        durationSeconds: secondsPerRun,
-        keySizeBytes: 8,
-        valSizeBytes: 256,
-        keySpaceSize: 100_000,
-      },
-    },
-    {
-      name: "watch events/s (1000 watchers, 10 keys)",
-      metric: "events",
-      grpcJs: false,
-      opts: {
-        workload: "watch",
-        streams: 10,
-        watchPerStream: 100,
-        watchedKeyTotal: 10,
-        putTotal: 2000 * Math.max(1, Math.round(secondsPerRun / 2)),
-        clients: 16,
-        conns: 2,
-        valSizeBytes: 256,
-      },
-    },
-    watchLatencyWorkload(secondsPerRun),
-  ];
-}
-
-/**
- * Issue 12's watch-latency workload with our generator, shaped as etcd's `benchmark
- * watch-latency --clients=100 --conns=10 --put-rate=100` (WATCH_LATENCY_WORKLOAD): 100 watchers of
- * one key on 10 connections (10 streams of 10 watchers: clientv3 puts the watches of one client
- * on one stream), puts of 8 B keys and 256 B values at 100/s from one client on a connection of
- * its own (the tool's putClient). Its rows are latencies from the put's acknowledgement, the
- * tool's definition, plus the same from the put's send.
- */
-function watchLatencyWorkload(secondsPerRun: number): Workload {
-  return {
-    name: WATCH_LATENCY_WORKLOAD,
-    metric: "watch-latency",
-    grpcJs: false,
-    opts: {
-      workload: "watch",
-      streams: 10,
-      watchPerStream: 10,
-      watchedKeyTotal: 1,
-      putTotal: Math.max(100, Math.round(100 * secondsPerRun)),
-      putRate: 100,
-      clients: 1,
-      conns: 10,
-      putConns: 1,
-      keySizeBytes: 8,
-      valSizeBytes: 256,
-    },
-  };
-}
-
-/** Runs one workload against one member; null (logged) when it failed. */
-async function runOne(
-  m: Member,
-  w: Workload,
-  tool: ToolContext | null,
-): Promise<LoadResult | null> {
-  try {
-    let r: LoadResult;
-    if (w.tool !== undefined && tool !== null) {
-      const { spec, seconds } = w.tool;
-      const total = totalFor(spec, seconds, tool.ratePerSecond.get(w.name) ?? null);
-      const t = await runEtcdBenchmark(
-        tool.binary,
-        m.endpoint,
-        spec,
-        total,
-        toolTimeoutMs(seconds),
-      );
-      const c = t.tool.connections;
-      if (c.reconnects > 0 || c.transientFailures > 0)
-        log(`${m.spec.system} ${w.name}: connections: ${JSON.stringify(c)}`);
-      r = t;
-    } else {
-      r = await runLoad({
-        ...defaultLoadOptions(w.opts.workload ?? "put"),
-        ...w.opts,
-        endpoints: [m.endpoint],
-      });
-    }
-    const tried = r.requests;
-    if (r.errors > 0)
-      log(
-        `${m.spec.system} ${w.name}: ${r.errors} errors of ${tried}: ${JSON.stringify(r.errorCounts).slice(0, 300)}`,
-      );
-    if (tried === 0 || r.errors > tried * 0.1) return null;
-    return r;
-  } catch (err) {
-    log(`${m.spec.system} ${w.name}: failed: ${(err as Error).message}`);
-    return null;
-  }
-}
-
-async function loadKeys(m: Member, keys: number, tool: ToolContext | null): Promise<boolean> {
-  if (tool !== null) {
-    try {
-      const t0 = performance.now();
-      const spec = preloadSpec(keys);
-      const r = await runEtcdBenchmark(
-        tool.binary,
-        m.endpoint,
-        spec,
-        keys,
-        toolTimeoutMs(keys / 1000),
-      );
-      log(
-        `${m.spec.system}: loaded ${keys} keys with etcd's benchmark in ${((performance.now() - t0) / 1000).toFixed(1)} s (${r.requestsPerSecond.toFixed(0)}/s, ${r.errors} errors)`,
-      );
-      return r.errors === 0;
-    } catch (err) {
-      log(`${m.spec.system}: loading ${keys} keys failed: ${(err as Error).message}`);
-      return false;
-    }
-  }
-  const o: LoadOptions = {
-    ...defaultLoadOptions("put"),
-    endpoints: [m.endpoint],
-    clients: 256,
-    conns: 16,
-    total: keys,
-    keySpaceSize: keys,
-    sequentialKeys: true,
-    keySizeBytes: 8,
-    valSizeBytes: 256,
-  };
-  try {
-    const t0 = performance.now();
-    const r = await runLoad(o);
-    log(
-      `${m.spec.system}: loaded ${keys} keys in ${((performance.now() - t0) / 1000).toFixed(1)} s (${r.requestsPerSecond.toFixed(0)}/s, ${r.errors} errors)`,
-    );
-    return r.errors === 0;
-  } catch (err) {
-    log(`${m.spec.system}: loading ${keys} keys failed: ${(err as Error).message}`);
-    return false;
-  }
 }
 
 function fsyncCounters(
@@ -401,23 +170,6 @@ function cpuPerRequest(
 ): number | null {
   if (before === null || after === null || r === null || r.requests <= 0) return null;
   return (after - before) / r.requests;
-}
-
-/**
- * The latencies a run's p50/p99 rows show: for watch-latency, from the put's acknowledgement
- * (etcd's tool reports only that one; our generator's LoadResult has it in watch.ackLatencyMs),
- * else the requests' own.
- */
-function latencyOf(w: Workload, r: LoadResult): LatencySummaryMs {
-  if (w.metric === "watch-latency" && r.watch !== undefined) return r.watch.ackLatencyMs;
-  return r.latencyMs;
-}
-
-/** The number a run puts in its workload's first row (see Workload.metric). */
-function metricValue(w: Workload, r: LoadResult): number {
-  if (w.metric === "events") return r.watch!.eventsPerSecond;
-  if (w.metric === "watch-latency") return latencyOf(w, r).p50;
-  return r.requestsPerSecond;
 }
 
 /**
@@ -466,8 +218,7 @@ export async function compare(o: CompareOptions): Promise<{
     );
   if (!existsSync(etcdTsJs))
     throw new Error(`etcd-ts not built (${etcdTsJs} missing): run npm run build`);
-  const byLoadgen = (seconds: number): Workload[] =>
-    o.loadgen === "etcd-benchmark" ? toolWorkloads(seconds) : workloads(seconds);
+  const byLoadgen = (seconds: number): Workload[] => workloadsFor(o.loadgen, seconds);
   let tool: ToolContext | null = null;
   if (o.loadgen === "etcd-benchmark") {
     const missing = etcdBenchmarkMissing(o.etcdBenchmarkPath);
@@ -527,14 +278,15 @@ export async function compare(o: CompareOptions): Promise<{
     // The grpc-js member gets the first load too, unmeasured, so every member serves the
     // throughput runs from the same data (the range key exists, the key space is as full).
     const sizes = o.big ? [o.preloadKeys, 1_000_000] : [o.preloadKeys];
-    if (up["etcd-ts grpc-js"]) await loadKeys(members["etcd-ts grpc-js"], o.preloadKeys, tool);
+    if (up["etcd-ts grpc-js"])
+      await loadKeys(targetOf(members["etcd-ts grpc-js"]), o.preloadKeys, tool);
     for (const keys of sizes) {
       const label = keys >= 1_000_000 ? `${keys / 1_000_000}M` : `${keys / 1000}k`;
       const rss = emptyPerSystem((): (number | null)[] => [null]);
       const restart = emptyPerSystem((): (number | null)[] => [null]);
       const disk = emptyPerSystem((): (number | null)[] => [null]);
       for (const s of ["etcd", "etcd-ts"] as const) {
-        if (!up[s] || !(await loadKeys(members[s], keys, tool))) continue;
+        if (!up[s] || !(await loadKeys(targetOf(members[s]), keys, tool))) continue;
         rss[s] = [members[s].rssBytes() / 2 ** 20];
         await members[s].stop();
         disk[s] = [members[s].diskBytes() / 2 ** 20];
@@ -567,7 +319,7 @@ export async function compare(o: CompareOptions): Promise<{
         const rates: number[] = [];
         for (const s of SYSTEMS) {
           if ((s === "etcd-ts grpc-js" && !w.grpcJs) || !up[s]) continue;
-          const r = await runOne(members[s], w, tool);
+          const r = await runOne(targetOf(members[s]), w, tool);
           const value = r === null ? null : metricValue(w, r);
           if (r !== null) rates.push(r.requestsPerSecond);
           warmups.push({ workload: w.name, system: s, value });
@@ -623,7 +375,7 @@ export async function compare(o: CompareOptions): Promise<{
             // CPU is read right around the load run, after the /metrics scrape, so the scrape
             // does not count; the member is this tool's own child, read by its pid.
             const cpu0 = members[s].cpuMicros();
-            r = await runOne(members[s], w, tool);
+            r = await runOne(targetOf(members[s]), w, tool);
             const cpu1 = members[s].cpuMicros();
             cpuUs = cpuPerRequest(cpu0, cpu1, r);
             if (before !== null && r !== null) {
@@ -720,8 +472,11 @@ export function writeResults(
     warmups?: Record<string, unknown>[];
     machine: Record<string, string | number>;
     loadgen?: LoadGenerator;
-    /** "auth" for the auth comparison: files `…-auth…`, and no charts (they plot the main rows). */
-    kind?: "main" | "auth";
+    /**
+     * "auth", "snapshots" or "cluster" for those comparisons: files `…-auth…` (`…-snapshots…`,
+     * `…-cluster…`), and no charts (they plot the main rows).
+     */
+    kind?: "main" | "auth" | "snapshots" | "cluster";
   },
   command: string,
 ): string[] {
@@ -729,7 +484,7 @@ export function writeResults(
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");
   const loadgen = res.loadgen ?? "etcd-ts-bench";
   const kind = res.kind ?? "main";
-  const sfx = `${kind === "auth" ? "-auth" : ""}${loadgen === "etcd-ts-bench" ? "" : `-${loadgen}`}`;
+  const sfx = `${kind === "main" ? "" : `-${kind}`}${loadgen === "etcd-ts-bench" ? "" : `-${loadgen}`}`;
   const doc = {
     date: new Date().toISOString(),
     command,
@@ -753,7 +508,7 @@ export function writeResults(
     `latest${sfx}.md`,
     `Command: \`${command}\`\n\nLoad generator: ${loadgen}\n\nMachine: ${JSON.stringify(res.machine)}\n\n${formatMarkdown(res.rows)}\n`,
   );
-  if (kind === "auth") return files;
+  if (kind !== "main") return files;
   const byName = new Map(res.rows.map((r) => [r.name, r]));
   const valueOf = (name: string, s: System): number | null => {
     const r = byName.get(name);
@@ -843,6 +598,10 @@ export function defaultCompareOptions(): CompareOptions {
     warmupSeconds: 2,
     authModes: null,
     bcryptCost: null,
+    snapshots: false,
+    members: 1,
+    failovers: 3,
+    snapshotCount: SNAPSHOT_COUNT,
   };
 }
 
@@ -878,7 +637,21 @@ function parseArgs(argv: string[]): CompareOptions {
       o.loadgen = v as LoadGenerator;
     } else if (a === "--etcd-benchmark") o.etcdBenchmarkPath = next();
     else if (a === "--auth") o.authModes = parseAuthModes(next());
-    else if (a === "--bcrypt-cost") {
+    else if (a === "--snapshots") o.snapshots = true;
+    else if (a === "--snapshot-count") {
+      const v = Number(next());
+      if (!Number.isInteger(v) || v < 1) throw new Error("--snapshot-count needs an integer >= 1");
+      o.snapshotCount = v;
+    } else if (a === "--members") {
+      const v = Number(next());
+      if (v !== 1 && v !== 3) throw new Error("--members must be 1 or 3");
+      o.members = v;
+    } else if (a === "--failovers") {
+      const v = Number(next());
+      if (!Number.isInteger(v) || v < 1 || v > 50)
+        throw new Error("--failovers needs an integer in [1, 50]");
+      o.failovers = v;
+    } else if (a === "--bcrypt-cost") {
       const v = Number(next());
       if (!Number.isInteger(v) || v < 4 || v > 31)
         throw new Error("--bcrypt-cost needs an integer in [4, 31]");
@@ -913,18 +686,27 @@ async function main(): Promise<number> {
     process.stderr.write(`bench:compare: ${missing}\n`);
     return 1;
   }
+  const etcdTsJs = join(repoRoot(), "dist", "tools", "etcd-ts.js");
   const res =
-    o.authModes === null
-      ? await compare(o)
-      : {
-          ...(await compareAuth({
-            ...o,
-            modes: o.authModes,
-            etcdTsJs: join(repoRoot(), "dist", "tools", "etcd-ts.js"),
-          })),
+    o.authModes !== null
+      ? {
+          ...(await compareAuth({ ...o, modes: o.authModes, etcdTsJs })),
           loadgen: o.loadgen,
           kind: "auth" as const,
-        };
+        }
+      : o.snapshots
+        ? {
+            ...(await compareSnapshots({ ...o, etcdTsJs })),
+            loadgen: o.loadgen,
+            kind: "snapshots" as const,
+          }
+        : o.members === 3
+          ? {
+              ...(await compareCluster({ ...o, etcdTsJs })),
+              loadgen: o.loadgen,
+              kind: "cluster" as const,
+            }
+          : await compare(o);
   const command = `node dist/bench/compare/index.js ${argv.join(" ")}`.trim();
   process.stdout.write(`\n${formatTable(res.rows)}\n\n`);
   for (const f of writeResults(o.outDir, res, command)) process.stdout.write(`wrote ${f}\n`);

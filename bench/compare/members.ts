@@ -98,6 +98,14 @@ export interface MemberSpec {
   logFile: string;
   /** Flags appended after etcd's (e.g. ["--experimental-grpc-transport", "grpc-js"]). */
   extraArgs?: readonly string[];
+  /** --log-level (default "warn"; "info" for the snapshot rows, read from the log). */
+  logLevel?: "debug" | "info" | "warn" | "error";
+}
+
+/** A member of a cluster: its --name and the --initial-cluster of every member. */
+interface ClusterRole {
+  name: string;
+  initialCluster: string;
 }
 
 /** Clock ticks per second of /proc's utime and stime, when the OS cannot be asked. */
@@ -149,6 +157,7 @@ export class Member {
   readonly clientPort: number;
   readonly peerPort: number;
   #child: ChildProcess | null = null;
+  #cluster: ClusterRole | null = null;
 
   private constructor(spec: MemberSpec, clientPort: number, peerPort: number) {
     this.spec = spec;
@@ -158,10 +167,28 @@ export class Member {
 
   /** Picks ports; does not start anything yet. */
   static async create(spec: MemberSpec): Promise<Member> {
-    const c = await freePort();
-    let p = await freePort();
-    while (p === c) p = await freePort();
-    return new Member(spec, c, p);
+    const [c, p] = await distinctFreePorts(2);
+    return new Member(spec, c!, p!);
+  }
+
+  /**
+   * Members of one new cluster (`specs.length` of them, named `<prefix>0`, `<prefix>1`, …) on
+   * their own loopback ports, every one with the same --initial-cluster of plain http:// peer
+   * URLs. Picks ports; does not start anything (startCluster does).
+   */
+  static async createCluster(specs: MemberSpec[], prefix: string): Promise<Member[]> {
+    const ports = await distinctFreePorts(2 * specs.length);
+    const members = specs.map((spec, i) => new Member(spec, ports[2 * i]!, ports[2 * i + 1]!));
+    const initialCluster = members
+      .map((m, i) => `${prefix}${i}=http://127.0.0.1:${m.peerPort}`)
+      .join(",");
+    members.forEach((m, i) => (m.#cluster = { name: `${prefix}${i}`, initialCluster }));
+    return members;
+  }
+
+  /** The member's --name. */
+  get name(): string {
+    return this.#cluster?.name ?? "bench";
   }
 
   get endpoint(): string {
@@ -173,7 +200,7 @@ export class Member {
   }
 
   #args(): string[] {
-    const name = "bench";
+    const name = this.name;
     const client = `http://127.0.0.1:${this.clientPort}`;
     const peer = `http://127.0.0.1:${this.peerPort}`;
     const a = [
@@ -190,9 +217,11 @@ export class Member {
       "--initial-advertise-peer-urls",
       peer,
       "--initial-cluster",
-      `${name}=${peer}`,
+      this.#cluster?.initialCluster ?? `${name}=${peer}`,
+      "--initial-cluster-state",
+      "new",
       "--log-level",
-      "warn",
+      this.spec.logLevel ?? "warn",
     ];
     if (this.spec.system === "etcd") a.push("--logger", "zap");
     a.push(...(this.spec.extraArgs ?? []));
@@ -204,6 +233,15 @@ export class Member {
    * healthy. Rejects (after killing it) if it exits or stays unhealthy past HEALTH_TIMEOUT_MS.
    */
   async start(): Promise<number> {
+    const t0 = this.launch();
+    return await this.waitHealthy(t0);
+  }
+
+  /**
+   * Spawns the process without waiting for it (a cluster's members must all be running before
+   * any is healthy); returns the spawn time (performance.now()) for waitHealthy.
+   */
+  launch(): number {
     if (this.#child !== null)
       throw new Error(`${this.spec.system} already running (pid ${this.pid})`);
     const fd = openSync(this.spec.logFile, "a");
@@ -212,7 +250,17 @@ export class Member {
     const child = spawn(cmd!, [...pre, ...this.#args()], { stdio: ["ignore", fd, fd] });
     closeSync(fd);
     this.#child = child;
-    let exited = false;
+    return t0;
+  }
+
+  /**
+   * Waits until the launched process answers /health true; resolves with the ms since `t0`.
+   * Rejects (after killing it) if it exits or stays unhealthy past HEALTH_TIMEOUT_MS.
+   */
+  async waitHealthy(t0: number): Promise<number> {
+    const child = this.#child;
+    if (child === null) throw new Error(`${this.spec.system} is not running`);
+    let exited = child.exitCode !== null || child.signalCode !== null;
     child.once("exit", () => (exited = true));
     const deadline = t0 + HEALTH_TIMEOUT_MS;
     while (performance.now() < deadline) {
@@ -235,13 +283,22 @@ export class Member {
   }
 
   /** SIGTERM, then SIGKILL after STOP_TIMEOUT_MS; resolves when the process is gone. */
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
+    return this.#end("SIGTERM");
+  }
+
+  /** SIGKILL (by its pid); resolves when the process is gone. */
+  kill9(): Promise<void> {
+    return this.#end("SIGKILL");
+  }
+
+  async #end(signal: "SIGTERM" | "SIGKILL"): Promise<void> {
     const child = this.#child;
     if (child === null) return;
     this.#child = null;
     if (child.exitCode !== null || child.signalCode !== null) return;
     const gone = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-    child.kill("SIGTERM");
+    child.kill(signal);
     const t = setTimeout(() => child.kill("SIGKILL"), STOP_TIMEOUT_MS);
     await gone;
     clearTimeout(t);
@@ -322,6 +379,17 @@ export class Member {
     }
     return out;
   }
+}
+
+/** `n` distinct free loopback ports. */
+async function distinctFreePorts(n: number): Promise<number[]> {
+  const ports: number[] = [];
+  for (let tries = 0; ports.length < n && tries < 100 * n; tries++) {
+    const p = await freePort();
+    if (!ports.includes(p)) ports.push(p);
+  }
+  if (ports.length < n) throw new Error(`could not find ${n} distinct free ports`);
+  return ports;
 }
 
 /** Total size of regular files under `dir`, bytes. */

@@ -98,6 +98,30 @@ export function row(
   };
 }
 
+/** Per-system samples of one row. */
+type Samples = Record<System, (number | null)[]>;
+
+/**
+ * Rows filled one sample at a time (a system's value of a round), created on first use and kept
+ * in that order; rows() gives their medians (the grpc-js column not run).
+ */
+export class RowSet {
+  readonly #rows = new Map<string, { unit: string; lowerIsBetter: boolean; v: Samples }>();
+
+  add(name: string, unit: string, lowerIsBetter: boolean, s: System, value: number | null): void {
+    let r = this.#rows.get(name);
+    if (r === undefined) {
+      r = { unit, lowerIsBetter, v: emptyPerSystem(() => []) };
+      this.#rows.set(name, r);
+    }
+    r.v[s].push(value);
+  }
+
+  rows(): CompareRow[] {
+    return [...this.#rows].map(([name, r]) => row(name, r.unit, r.lowerIsBetter, r.v, false));
+  }
+}
+
 /** Shown for a system that does not run a row. */
 const NOT_RUN = "—";
 

@@ -419,10 +419,15 @@ export class AuthStore {
   }
 
   /**
-   * Replaces the store with `s` (etcd Recover from a db file). A revision of 0 (an etcd that never
-   * wrote one) becomes 1. Tokens are dropped; enabled stores accept new ones.
+   * Replaces the store with `s` (etcd Recover from a db file, or a snapshot a follower gets from
+   * the leader). A revision of 0 (an etcd that never wrote one) becomes 1. While auth stays on,
+   * tokens stay valid (etcd's Recover keeps its token provider), except those of users that are
+   * gone or whose password changed, as applying those changes would have dropped them; auth off
+   * drops every token.
    */
   restore(s: AuthSnapshot): void {
+    const before = new Map(this.#users);
+    const wasEnabled = this.#enabled;
     this.#users.clear();
     this.#roles.clear();
     for (const u of s.users) {
@@ -432,8 +437,15 @@ export class AuthStore {
     for (const r of s.roles) this.#roles.set(Buffer.from(r.name).toString(), { ...r });
     this.#revision = Math.max(1, s.revision);
     this.#permCache = new Map();
-    this.#tokens?.disable();
     this.#enabled = s.enabled;
-    if (s.enabled) this.#tokens?.enable();
+    if (!s.enabled) this.#tokens?.disable();
+    else if (!wasEnabled) this.#tokens?.enable();
+    else {
+      for (const [name, old] of before) {
+        const now = this.#users.get(name);
+        if (now === undefined || !Buffer.from(now.password).equals(Buffer.from(old.password)))
+          this.#tokens?.invalidateUser(name);
+      }
+    }
   }
 }

@@ -130,6 +130,32 @@ describe("auth store", () => {
     assert.deepEqual(t.snapshot(), s.snapshot());
     assert.equal(t.enabled, true);
   });
+
+  test("a restore keeps the tokens of users whose password did not change while auth stays on", () => {
+    const tokens = new SimpleTokens(60);
+    const s = new AuthStore(tokens);
+    s.restore(storeWithRoot().snapshot());
+    const hash = (name: string) => ({ name, password: "", hashedPassword: "$2a$04$" + name });
+    for (const name of ["kept", "gone", "newpw"]) s.userAdd({ ...hash(name), options: undefined });
+    s.authEnable();
+    const tok = (name: string, index: number) => tokens.assign("p", index, name, 0);
+    const [kept, gone, newpw] = [tok("kept", 1), tok("gone", 2), tok("newpw", 3)];
+    // the leader's state some entries later: gone deleted, newpw with another password
+    const leader = new AuthStore();
+    leader.restore(s.snapshot());
+    leader.userDelete("gone");
+    leader.userChangePassword({ name: "newpw", password: "", hashedPassword: "$2a$04$other" });
+    s.restore(leader.snapshot());
+    assert.equal(tokens.lookup(kept, 1), "kept");
+    assert.equal(tokens.lookup(gone, 1), undefined);
+    assert.equal(tokens.lookup(newpw, 1), undefined);
+    assert.equal(s.revision, leader.revision);
+    // auth turned off in the snapshot: every token goes
+    leader.authDisable();
+    s.restore(leader.snapshot());
+    assert.equal(tokens.lookup(kept, 1), undefined);
+    assert.equal(s.enabled, false);
+  });
 });
 
 describe("range permissions", () => {

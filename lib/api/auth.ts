@@ -126,12 +126,8 @@ export class ApiAuth {
     const tokens = this.#server.auth.tokens;
     if (tokens instanceof SimpleTokens) {
       const index = SimpleTokens.indexOf(token);
-      // an applied entry is committed, though the member's commitIndex may not say so yet: it
-      // moves when the ready round's fsync ends, and apply runs during that fsync (a client that
-      // authenticated got its token from an applied entry and may call again before then)
-      const committed = Math.max(this.#server.commitIndex, this.#server.appliedIndex);
-      if (index === undefined || index > committed) throw errInvalidAuthToken();
-      if (index > this.#server.appliedIndex) await this.#server.waitApplied(index);
+      if (index === undefined) throw errInvalidAuthToken();
+      if (index > this.#server.appliedIndex) await this.#waitForTokenEntry(index);
       const username = tokens.lookup(token, Date.now());
       if (username === undefined) throw errInvalidAuthToken();
       return { username, revision: this.#store.revision };
@@ -139,6 +135,33 @@ export class ApiAuth {
     const info = await tokens.verify(token);
     if (info === undefined) throw errInvalidAuthToken();
     return info;
+  }
+
+  /**
+   * etcd's isValidSimpleToken: waits until the entry a simple token names is applied here. The
+   * token may come from another member (every member assigns it when it applies that entry) that
+   * saw the entry committed before this one did: a follower learns a commit index a heartbeat
+   * later. So an index past what this member knows committed is asked of the leader (a ReadIndex
+   * round, which also waits for its apply); an index past the cluster's commit index names no
+   * entry (etcd would wait for it until the call's deadline), nor does one when there is no leader
+   * to ask: the token is invalid.
+   * @throws errInvalidAuthToken
+   */
+  async #waitForTokenEntry(index: number): Promise<void> {
+    const server = this.#server;
+    // an applied entry is committed, though the member's commitIndex may not say so yet: it
+    // moves when the ready round's fsync ends, and apply runs during that fsync (a client that
+    // authenticated got its token from an applied entry and may call again before then)
+    if (index <= Math.max(server.commitIndex, server.appliedIndex)) {
+      await server.waitApplied(index);
+      return;
+    }
+    try {
+      await server.linearizableReadNotify();
+    } catch {
+      throw errInvalidAuthToken();
+    }
+    if (index > server.appliedIndex) throw errInvalidAuthToken();
   }
 
   /** etcd requireAuthInfo: while auth is on, the call must carry credentials. */

@@ -41,6 +41,7 @@ import type {
   PutResponse,
   RangeRequest,
   RangeResponse,
+  RequestOp,
   SnapshotResponse,
   StatusResponse,
   TxnRequest,
@@ -142,10 +143,14 @@ export class EtcdApi {
   async range(req: RangeRequest, call?: CallAuth): Promise<RangeResponse> {
     checkRangeRequest(req);
     if (!this.auth.enabled) return this.#server.range(req);
+    // etcd's Range waits for the ReadIndex before the permission check: on a follower a change of
+    // permissions committed before the read is applied, and seen, by then
+    if (!req.serializable) await this.#server.linearizableReadNotify();
+    const local: RangeRequest = req.serializable ? req : { ...req, serializable: true };
     return this.auth.serialized(
       call,
       (ai) => this.auth.checkRange(ai, req),
-      () => this.#server.range(req),
+      () => this.#server.range(local),
     );
   }
 
@@ -175,10 +180,13 @@ export class EtcdApi {
     checkTxnRequest(req, this.#server.config.maxTxnOps);
     if (!this.auth.enabled) return this.#server.txn(req);
     if (!isTxnReadOnly(req)) return this.#server.txn(req, await this.auth.authInfo(call));
+    // as Range: the ReadIndex first, then the check, then a local read
+    const local = serializableTxn(req);
+    if (local !== req) await this.#server.linearizableReadNotify();
     return this.auth.serialized(
       call,
       (ai) => this.auth.checkTxn(ai, req),
-      () => this.#server.txn(req),
+      () => this.#server.txn(local),
     );
   }
 
@@ -578,4 +586,26 @@ export class EtcdApi {
     const members = await this.#server.memberPromote(req.iD);
     return { header: this.#clusterHeader(), members };
   }
+}
+
+/**
+ * A read-only txn whose ranges are all serializable (served from local state): `req` itself when
+ * they already are, else a copy. For a caller that has waited for the ReadIndex already.
+ */
+function serializableTxn(req: TxnRequest): TxnRequest {
+  const local = (ops: RequestOp[]): RequestOp[] =>
+    ops.map((op) =>
+      op.request.oneofKind === "requestRange" && !op.request.requestRange.serializable
+        ? {
+            request: {
+              oneofKind: "requestRange",
+              requestRange: { ...op.request.requestRange, serializable: true },
+            },
+          }
+        : op,
+    );
+  const ser = (op: RequestOp) =>
+    op.request.oneofKind !== "requestRange" || op.request.requestRange.serializable;
+  if (req.success.every(ser) && req.failure.every(ser)) return req;
+  return { ...req, success: local(req.success), failure: local(req.failure) };
 }

@@ -16,19 +16,10 @@ import {
   within,
   type Member,
 } from "../helpers/server.js";
-import { ConcurrencyClient, type CallError } from "../helpers/concurrency-client.js";
+import { ConcurrencyClient, rejectsWith, type CallError } from "../helpers/concurrency-client.js";
 import type { LeaderResponse } from "../../lib/proto/gen/v3electionpb/v3election.js";
 
 const text = (b: Uint8Array | undefined) => (b === undefined ? "" : Buffer.from(b).toString());
-
-/** Asserts that `p` fails with gRPC code `code` and message `details`. */
-async function rejectsWith(p: Promise<unknown>, code: number, details: string): Promise<void> {
-  await assert.rejects(p, (err: CallError) => {
-    assert.equal(err.details, details);
-    assert.equal(err.code, code);
-    return true;
-  });
-}
 
 describe("Lock and Election services over gRPC", { timeout: 90_000 }, () => {
   let member: Member;

@@ -2,14 +2,18 @@
 // optional TCP proxy in front of each member's peer port that can cut members off from each
 // other (partitions) without touching the processes. Every process is ended by its own pid.
 import { Buffer } from "node:buffer";
+import { rmSync } from "node:fs";
 import * as net from "node:net";
+import { after, before } from "node:test";
 import { computeMemberId } from "../../lib/server/index.js";
+import { ConcurrencyClient } from "./concurrency-client.js";
 import {
   type Member,
   type MemberOptions,
   type TlsFiles,
   etcdctl,
   freePort,
+  generateTls,
   httpRequest,
   sleep,
   startMember,
@@ -211,6 +215,56 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     },
   };
   return cluster;
+}
+
+/** What {@link tlsClusterSuite} gives the tests of its describe block. */
+export interface TlsClusterSuite {
+  /** The running cluster (once `before` ran). */
+  readonly cluster: Cluster;
+  readonly tls: TlsFiles;
+  /** A new gRPC client (Lock, Election, KV, Lease, Auth) of `m` over TLS, closed in `after`. */
+  client(m: Member): ConcurrencyClient;
+}
+
+/**
+ * Registers `before` and `after` hooks in the calling describe block: a cluster over client and
+ * peer TLS with fresh certificates, started with `extraArgs(tls)` (it may write files, e.g. JWT
+ * keys, into `tls.dir`), then `setup(suite)`; afterwards its gRPC clients, members and
+ * certificates go.
+ */
+export function tlsClusterSuite(
+  extraArgs: (tls: TlsFiles) => string[] | Promise<string[]>,
+  setup?: (suite: TlsClusterSuite) => Promise<void>,
+): TlsClusterSuite {
+  let cluster: Cluster | undefined;
+  let tls: TlsFiles | undefined;
+  const clients: ConcurrencyClient[] = [];
+  const suite: TlsClusterSuite = {
+    get cluster() {
+      if (cluster === undefined) throw new Error("tlsClusterSuite: the cluster is not started");
+      return cluster;
+    },
+    get tls() {
+      if (tls === undefined) throw new Error("tlsClusterSuite: no certificates yet");
+      return tls;
+    },
+    client(m) {
+      const cl = new ConcurrencyClient(m.hostPort, suite.tls);
+      clients.push(cl);
+      return cl;
+    },
+  };
+  before(async () => {
+    tls = await generateTls();
+    cluster = await startCluster({ tls, extraArgs: await extraArgs(tls) });
+    await setup?.(suite);
+  });
+  after(async () => {
+    for (const cl of clients) cl.close();
+    await cluster?.close();
+    if (tls !== undefined) rmSync(tls.dir, { recursive: true, force: true });
+  });
+  return suite;
 }
 
 /** Runs etcdctl against every member of a cluster (endpoints and, with TLS, client certs). */

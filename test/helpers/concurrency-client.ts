@@ -1,5 +1,7 @@
 // gRPC clients of the Lock and Election services (and the KV and Lease calls tests need beside
 // them), built from the generated @grpc/grpc-js definitions, with promise-returning methods.
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import { LockClient } from "../../lib/proto/gen/v3lockpb/v3lock.grpc-client.js";
 import { ElectionClient } from "../../lib/proto/gen/v3electionpb/v3election.grpc-client.js";
@@ -11,11 +13,25 @@ import {
 import * as v3lock from "../../lib/proto/gen/v3lockpb/v3lock.js";
 import * as v3election from "../../lib/proto/gen/v3electionpb/v3election.js";
 import * as rpc from "../../lib/proto/gen/etcdserverpb/rpc.js";
+import type { TlsFiles } from "./server.js";
 
 /** A failed call: the gRPC code and message the server sent. */
 export interface CallError {
   code: number;
   details: string;
+}
+
+/** Asserts that `p` fails with gRPC code `code` and message `details` (etcd's exact string). */
+export async function rejectsWith(
+  p: Promise<unknown>,
+  code: number,
+  details: string,
+): Promise<void> {
+  await assert.rejects(p, (err: CallError) => {
+    assert.equal(err.details, details);
+    assert.equal(err.code, code);
+    return true;
+  });
 }
 
 type Callback<Res> = (err: grpc.ServiceError | null, res?: Res) => void;
@@ -54,8 +70,16 @@ export class ConcurrencyClient {
   /** the auth token every call carries (etcd's "token" metadata), once authenticate() ran */
   #token: string | undefined;
 
-  constructor(hostPort: string) {
-    const creds = grpc.credentials.createInsecure();
+  /** `tls`: a TLS member's files (the test CA, and the client certificate it presents). */
+  constructor(hostPort: string, tls?: TlsFiles) {
+    const creds =
+      tls === undefined
+        ? grpc.credentials.createInsecure()
+        : grpc.credentials.createSsl(
+            readFileSync(tls.caCert),
+            readFileSync(tls.clientKey),
+            readFileSync(tls.clientCert),
+          );
     this.#lock = new LockClient(hostPort, creds);
     this.#election = new ElectionClient(hostPort, creds);
     this.#kv = new KVClient(hostPort, creds);
@@ -79,6 +103,21 @@ export class ConcurrencyClient {
       rpc.AuthenticateRequest.create({ name, password }),
     );
     this.#token = r.token;
+  }
+
+  /** The token later calls carry (one Authenticate made, maybe on another member); undefined: none. */
+  useToken(token: string | undefined): void {
+    this.#token = token;
+  }
+
+  get token(): string | undefined {
+    return this.#token;
+  }
+
+  /** Auth.AuthStatus (etcd 3.5's call): whether auth is on, and the auth revision. */
+  authStatus(): Promise<rpc.AuthStatusResponse> {
+    const c = this.#auth;
+    return this.#unary(c.authStatus.bind(c), rpc.AuthStatusRequest.create());
   }
 
   lock(name: string, lease: bigint, deadlineMs?: number): Promise<v3lock.LockResponse> {
@@ -153,6 +192,36 @@ export class ConcurrencyClient {
       rpc.LeaseGrantRequest.create({ tTL: ttlSeconds, iD: 0n }),
     );
     return r.iD;
+  }
+
+  /**
+   * Keeps lease `id` alive over one LeaseKeepAlive stream: a request every `everyMs`, as clientv3
+   * sends them (every TTL/3). `ttls` collects the TTL of each answer (0: the lease is gone);
+   * `stop()` ends the stream. A stream that fails stops sending and records the error.
+   */
+  keepAlive(
+    id: bigint,
+    everyMs: number,
+  ): { ttls: number[]; error: () => Error | undefined; stop(): void } {
+    const stream = this.#lease.leaseKeepAlive(tokenMetadata(this.#token));
+    const ttls: number[] = [];
+    let error: Error | undefined;
+    const send = () => stream.write(rpc.LeaseKeepAliveRequest.create({ iD: id }));
+    stream.on("data", (r: rpc.LeaseKeepAliveResponse) => ttls.push(Number(r.tTL)));
+    stream.on("error", (err: Error) => {
+      error = err;
+      clearInterval(timer);
+    });
+    const timer = setInterval(send, everyMs);
+    send();
+    return {
+      ttls,
+      error: () => error,
+      stop() {
+        clearInterval(timer);
+        stream.cancel();
+      },
+    };
   }
 
   async timeToLive(id: bigint): Promise<rpc.LeaseTimeToLiveResponse> {

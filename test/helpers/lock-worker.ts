@@ -1,18 +1,21 @@
 // A separate process for the Lock service's mutual-exclusion test (test/e2e/lock-election.test.ts):
-// `node lock-worker.js <host:port> <lock name> <worker id> <rounds>` takes the lock `rounds` times
+// `node lock-worker.js <host:port> <lock name> <worker id> <rounds> [tls dir]` takes the lock `rounds` times
 // through v3lockpb.Lock. Inside each critical section it checks that nobody else is in one (the key
 // `<name>-holder` is empty), marks itself there, increments `<name>-counter` with a read and a
 // separate write (a lost update if two workers overlapped), then leaves and unlocks. Prints one
-// JSON line {"id", "rounds", "overlaps"} and exits 0, or exits 1 with the error.
+// JSON line {"id", "rounds", "overlaps"} and exits 0, or exits 1 with the error. With a tls dir (one
+// made by generateTls) it speaks TLS with that dir's CA and client certificate.
 import { ConcurrencyClient } from "./concurrency-client.js";
+import { tlsFilesIn } from "./server.js";
 
-const [hostPort, name, id, roundsText] = process.argv.slice(2);
+const [hostPort, name, id, roundsText, tlsDir] = process.argv.slice(2);
 if (hostPort === undefined || name === undefined || id === undefined || roundsText === undefined) {
-  console.error("usage: lock-worker <host:port> <name> <id> <rounds>");
+  console.error("usage: lock-worker <host:port> <name> <id> <rounds> [tls dir]");
   process.exit(2);
 }
 const rounds = Number(roundsText);
-const client = new ConcurrencyClient(hostPort);
+const tls = tlsDir === undefined ? undefined : tlsFilesIn(tlsDir);
+const client = new ConcurrencyClient(hostPort, tls);
 
 async function main(): Promise<void> {
   const lease = await client.grant(60);

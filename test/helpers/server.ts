@@ -133,6 +133,11 @@ export async function generateTls(): Promise<TlsFiles> {
   const script = join(repoRoot(), "test", "fixtures", "tls", "gen.sh");
   const r = await run("/bin/sh", [script, dir], { timeoutMs: 30_000 });
   if (r.code !== 0) throw new Error(`gen.sh failed (${r.code}): ${r.stderr}`);
+  return tlsFilesIn(dir);
+}
+
+/** The paths of the files gen.sh writes into `dir` (another process's generateTls dir). */
+export function tlsFilesIn(dir: string): TlsFiles {
   return {
     dir,
     caCert: join(dir, "ca.crt"),

@@ -866,6 +866,7 @@ export class EtcdServer {
   async leaseRenew(id: bigint): Promise<number> {
     if (this.isLeader) return this.#leaseRenewLocal(id);
     const r = await this.#callLeader("/leases", LeaseKeepAliveRequest.toBinary({ iD: id }));
+    if (r === "self") return this.#leaseRenewLocal(id);
     if (r === "not-found") throw errLeaseNotFound();
     return Number(LeaseKeepAliveResponse.fromBinary(r).tTL);
   }
@@ -873,9 +874,11 @@ export class EtcdServer {
   /**
    * A call to the leader's peer endpoint (etcd's leasehttp forwarding): retried on other errors
    * until the request timeout ("etcdserver: request timed out"); "not-found" for a 404; the
-   * response body for a 200. Throws ErrNoLeader on a member without peers.
+   * response body for a 200; "self" when this member became the leader meanwhile (an election
+   * while the call waited: the caller answers it here, as etcd's forward to its own peer URL
+   * does). Throws ErrNoLeader on a member without peers.
    */
-  async #callLeader(path: string, body: Uint8Array): Promise<Buffer | "not-found"> {
+  async #callLeader(path: string, body: Uint8Array): Promise<Buffer | "not-found" | "self"> {
     const peers = this.#peers;
     if (peers === undefined) throw errNoLeader();
     const deadline = Date.now() + this.#requestTimeoutMs();
@@ -890,7 +893,7 @@ export class EtcdServer {
           // the leader is unreachable or changing: try again (etcd throttles at 50 ms)
         }
       } else if (leader !== undefined && this.isLeader) {
-        throw errNotLeader();
+        return "self";
       }
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -926,6 +929,7 @@ export class EtcdServer {
     if (this.isLeader || this.#peers === undefined) return this.#leaseTimeToLiveLocal(req);
     const body = LeaseInternalRequest.toBinary({ leaseTimeToLiveRequest: req });
     const r = await this.#callLeader("/leases/internal", body);
+    if (r === "self") return this.#leaseTimeToLiveLocal(req);
     if (r === "not-found") throw errLeaseNotFound();
     const resp = LeaseInternalResponse.fromBinary(r).leaseTimeToLiveResponse;
     if (resp === undefined) throw errLeaseNotFound();

@@ -78,8 +78,10 @@ describe("Lock and Election on a 3-member cluster", { timeout: 120_000 }, () => 
     const waiter = client(f2);
     const ttlSeconds = 3;
     const [lease1, lease2] = [await holder.grant(ttlSeconds), await waiter.grant(30)];
-    // clientv3 sends a keep-alive every TTL/3
+    // clientv3 sends a keep-alive every TTL/3; both survivors forward keep-alives to the leader
+    // when it dies, so one of them is forwarding when it becomes the leader itself
     const keep = holder.keepAlive(lease1, 1000);
+    const keepWaiter = waiter.keepAlive(lease2, 1000);
     const held = await holder.lock("fo", lease1);
     const led = await holder.campaign("fe", lease1, "v1");
     const pendingLock = waiter.lock("fo", lease2, 60_000);
@@ -98,7 +100,8 @@ describe("Lock and Election on a 3-member cluster", { timeout: 120_000 }, () => 
       t.diagnostic(`new leader ${next.name}`);
       // two TTLs without the old leader: the holder's keep-alives reach the new one
       await sleep(2 * ttlSeconds * 1000);
-      assert.equal(keep.error(), undefined, `keep-alive stream failed: ${keep.error()?.message}`);
+      for (const k of [keep, keepWaiter])
+        assert.equal(k.error(), undefined, `keep-alive stream failed: ${k.error()?.message}`);
       assert.ok((await waiter.timeToLive(lease1)).tTL > 0, "the holder's lease expired");
       assert.deepEqual(
         (await waiter.keys("fo/")).sort(),
@@ -130,6 +133,7 @@ describe("Lock and Election on a 3-member cluster", { timeout: 120_000 }, () => 
       await waiter.revoke(lease2);
     } finally {
       keep.stop();
+      keepWaiter.stop();
       obs.cancel();
       await obs.ended;
     }

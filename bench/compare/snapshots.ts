@@ -18,6 +18,9 @@
  *      the MB/s of etcd-ts's db file writes (etcd_ts_snapshot_db_written_bytes_total over
  *      etcd_ts_snapshot_db_write_duration_seconds_sum; etcd writes no db file per snapshot, its
  *      bbolt file is on disk already, so its column is n/a);
+ *    - the same puts on a second pair of members, loaded alike, whose --snapshot-count
+ *      (NO_SNAPSHOTS_COUNT) keeps them from snapshotting: rows `no snapshots:`, the stalls the
+ *      machine and the disk cause without any snapshot, to tell which stalls snapshots cause;
  *    - after a physical compaction to the current revision, put at SNAPSHOT_PUT_CLIENTS clients
  *      while a Defragment runs (called DEFRAG_START_AFTER_MS after the puts start; the puts run
  *      for `--seconds` or twice the unloaded Defragment's time plus 2 s, whichever is longer):
@@ -34,7 +37,7 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { LoadResult } from "../load/index.js";
-import { Member, clockTicksPerSecond, type System } from "./members.js";
+import { Member, clockTicksPerSecond, type MemberSpec, type System } from "./members.js";
 import { RowSet, log, machine, type CompareRow } from "./rows.js";
 import {
   loadKeys,
@@ -51,6 +54,11 @@ import {
 export const SNAPSHOT_COUNT = 10_000;
 /** Clients of the puts whose latency is watched (issue 13: "put p99 at 128 clients"). */
 export const SNAPSHOT_PUT_CLIENTS = 128;
+/**
+ * --snapshot-count of the baseline members, which take no snapshot during the benchmark: their
+ * puts show the stalls the machine and the disk cause by themselves.
+ */
+export const NO_SNAPSHOTS_COUNT = 1_000_000_000;
 /** Issue 13's goal: no put stall longer than this caused by a snapshot or a defragment, ms. */
 export const STALL_GOAL_MS = 50;
 /** The Defragment call starts this long after the puts, ms. */
@@ -188,17 +196,21 @@ export async function compareSnapshots(o: SnapshotCompareOptions): Promise<{
   const mach = { ...machine(workDir), clockTicksPerSecond: clockTicksPerSecond() };
   log(`snapshot comparison, work dir ${workDir}; machine ${JSON.stringify(mach)}`);
   const members = {} as Record<(typeof SYSTEMS)[number], Member>;
+  const baseline = {} as Record<(typeof SYSTEMS)[number], Member>;
   for (const s of SYSTEMS) {
-    members[s] = await Member.create({
+    const spec = (dir: string, snapshotCount: number): MemberSpec => ({
       system: s,
       command: s === "etcd" ? [o.etcdPath] : [process.execPath, o.etcdTsJs],
-      dataDir: join(workDir, s),
-      logFile: join(workDir, `${s}.log`),
-      extraArgs: ["--snapshot-count", String(o.snapshotCount)],
+      dataDir: join(workDir, dir),
+      logFile: join(workDir, `${dir}.log`),
+      extraArgs: ["--snapshot-count", String(snapshotCount)],
       logLevel: "info",
     });
+    members[s] = await Member.create(spec(s, o.snapshotCount));
+    baseline[s] = await Member.create(spec(`${s}-no-snapshots`, NO_SNAPSHOTS_COUNT));
   }
   const up = new Set<(typeof SYSTEMS)[number]>();
+  const baseUp = new Set<(typeof SYSTEMS)[number]>();
   const rs = new RowSet();
   const runs: Record<string, unknown>[] = [];
   const warmups: Record<string, unknown>[] = [];
@@ -289,9 +301,16 @@ export async function compareSnapshots(o: SnapshotCompareOptions): Promise<{
     );
   };
 
-  /** Puts at SNAPSHOT_PUT_CLIENTS clients for --seconds, with the snapshots they trigger. */
-  const putWithSnapshots = async (s: (typeof SYSTEMS)[number], round: number): Promise<void> => {
-    const m = members[s];
+  /**
+   * Puts at SNAPSHOT_PUT_CLIENTS clients for --seconds on `m`, with the snapshots they trigger
+   * (`variant` "snapshots"), or on a baseline member that takes none ("no snapshots").
+   */
+  const putRun = async (
+    m: Member,
+    s: (typeof SYSTEMS)[number],
+    round: number,
+    variant: "snapshots" | "no snapshots",
+  ): Promise<void> => {
     const before = await m.metrics().catch(() => null);
     const logOffset = statSync(m.spec.logFile).size;
     const r = await runOne(targetOf(m), putWorkload(o.loadgen, o.secondsPerRun), tool);
@@ -318,15 +337,18 @@ export async function compareSnapshots(o: SnapshotCompareOptions): Promise<{
     }
     const dbMiB =
       after === null ? null : metricOf(after, "etcd_mvcc_db_total_size_in_bytes") / 2 ** 20;
-    rs.add(`snapshots: ${PUT_WORKLOAD}`, "req/s", false, s, r?.requestsPerSecond ?? null);
-    rs.add(`snapshots: p99 latency ${PUT_WORKLOAD}`, "ms", true, s, r?.latencyMs.p99 ?? null);
-    rs.add(`snapshots: longest put (max latency)`, "ms", true, s, r?.latencyMs.max ?? null);
-    rs.add(`snapshots: snapshots during the run`, "count", false, s, count);
-    rs.add(`snapshots: time per snapshot (mean)`, "ms", true, s, meanMs);
-    rs.add(`snapshots: db file write speed`, "MB/s", false, s, mbPerSecond);
-    rs.add(`snapshots: db size at the end of the run`, "MiB", true, s, dbMiB);
+    const v = `${variant}: `;
+    rs.add(`${v}${PUT_WORKLOAD}`, "req/s", false, s, r?.requestsPerSecond ?? null);
+    rs.add(`${v}p99 latency ${PUT_WORKLOAD}`, "ms", true, s, r?.latencyMs.p99 ?? null);
+    rs.add(`${v}longest put (max latency)`, "ms", true, s, r?.latencyMs.max ?? null);
+    rs.add(`${v}snapshots during the run`, "count", false, s, count);
+    if (variant === "snapshots") {
+      rs.add(`${v}time per snapshot (mean)`, "ms", true, s, meanMs);
+      rs.add(`${v}db file write speed`, "MB/s", false, s, mbPerSecond);
+      rs.add(`${v}db size at the end of the run`, "MiB", true, s, dbMiB);
+    }
     runs.push({
-      kind: "put with snapshots",
+      kind: `put, ${variant}`,
       round,
       system: s,
       snapshots: count,
@@ -336,32 +358,43 @@ export async function compareSnapshots(o: SnapshotCompareOptions): Promise<{
       result: r,
     });
     log(
-      `round ${round + 1} ${s}: ${PUT_WORKLOAD} with snapshots: ${r?.requestsPerSecond.toFixed(0) ?? "n/a"}/s, p99 ${r?.latencyMs.p99.toFixed(1) ?? "n/a"} ms, max ${r?.latencyMs.max.toFixed(1) ?? "n/a"} ms; ${count ?? "n/a"} snapshots, ${meanMs?.toFixed(0) ?? "n/a"} ms each${mbPerSecond === null ? "" : `, ${mbPerSecond.toFixed(1)} MB/s`}`,
+      `round ${round + 1} ${s}: ${PUT_WORKLOAD}, ${variant}: ${r?.requestsPerSecond.toFixed(0) ?? "n/a"}/s, p99 ${r?.latencyMs.p99.toFixed(1) ?? "n/a"} ms, max ${r?.latencyMs.max.toFixed(1) ?? "n/a"} ms; ${count ?? "n/a"} snapshots, ${meanMs?.toFixed(0) ?? "n/a"} ms each${mbPerSecond === null ? "" : `, ${mbPerSecond.toFixed(1)} MB/s`}`,
     );
   };
 
   try {
-    for (const s of SYSTEMS) {
-      try {
-        const ms = await members[s].start();
-        up.add(s);
-        log(
-          `${s} healthy after ${ms.toFixed(0)} ms (pid ${members[s].pid}, ${members[s].endpoint})`,
-        );
-      } catch (err) {
-        log(`${s}: ${(err as Error).message}`);
+    for (const [ms, ok] of [
+      [members, up],
+      [baseline, baseUp],
+    ] as const) {
+      for (const s of SYSTEMS) {
+        const m = ms[s];
+        try {
+          const t = await m.start();
+          if (await loadKeys(targetOf(m), o.preloadKeys, tool)) ok.add(s);
+          log(
+            `${s} healthy after ${t.toFixed(0)} ms (pid ${m.pid}, ${m.endpoint}, ${m.spec.dataDir})`,
+          );
+        } catch (err) {
+          log(`${s}: ${(err as Error).message}`);
+        }
       }
     }
-    for (const s of SYSTEMS)
-      if (up.has(s) && !(await loadKeys(targetOf(members[s]), o.preloadKeys, tool))) up.delete(s);
     await defragAlone(o.preloadKeys);
     if (o.warmupSeconds > 0) {
       const rates: number[] = [];
-      for (const s of SYSTEMS) {
-        if (!up.has(s)) continue;
-        const r = await runOne(targetOf(members[s]), putWorkload(o.loadgen, o.warmupSeconds), tool);
+      for (const [s, m] of SYSTEMS.flatMap((s) => [
+        ...(up.has(s) ? [[s, members[s]] as const] : []),
+        ...(baseUp.has(s) ? [[s, baseline[s]] as const] : []),
+      ])) {
+        const r = await runOne(targetOf(m), putWorkload(o.loadgen, o.warmupSeconds), tool);
         if (r !== null) rates.push(r.requestsPerSecond);
-        warmups.push({ workload: PUT_WORKLOAD, system: s, value: r?.requestsPerSecond ?? null });
+        warmups.push({
+          workload: PUT_WORKLOAD,
+          system: s,
+          member: m.spec.dataDir,
+          value: r?.requestsPerSecond ?? null,
+        });
         log(
           `warm-up ${PUT_WORKLOAD} ${s}: ${r?.requestsPerSecond.toFixed(0) ?? "n/a"} (not measured)`,
         );
@@ -370,7 +403,9 @@ export async function compareSnapshots(o: SnapshotCompareOptions): Promise<{
         tool.ratePerSecond.set(PUT_WORKLOAD, Math.max(...rates));
     }
     for (let round = 0; round < o.rounds; round++) {
-      for (const s of SYSTEMS) if (up.has(s)) await putWithSnapshots(s, round);
+      for (const s of SYSTEMS) if (up.has(s)) await putRun(members[s], s, round, "snapshots");
+      for (const s of SYSTEMS)
+        if (baseUp.has(s)) await putRun(baseline[s], s, round, "no snapshots");
       for (const s of SYSTEMS) if (up.has(s)) await defragUnderLoad(s, o.preloadKeys, round);
     }
     if (o.big) {
@@ -387,7 +422,7 @@ export async function compareSnapshots(o: SnapshotCompareOptions): Promise<{
       );
     return { rows, runs, warmups, machine: { ...mach, snapshotCount: o.snapshotCount } };
   } finally {
-    for (const s of SYSTEMS) await members[s].stop();
+    for (const s of SYSTEMS) for (const m of [members[s], baseline[s]]) await m.stop();
     if (!o.keep && o.workDir === null) rmSync(workDir, { recursive: true, force: true });
     else log(`kept ${workDir}`);
   }

@@ -68,6 +68,7 @@ describe("bench:compare --snapshots and --members 3, reduced runs", { skip }, ()
           "snapshots: p99 latency put 128 clients",
           "snapshots: longest put (max latency)",
           "snapshots: snapshots during the run",
+          "no snapshots: longest put (max latency)",
           "defrag: Defragment at 0.5k keys, no load",
           "defrag: Defragment while 128 clients put, 0.5k keys",
           "defrag: longest put during Defragment (max latency), 0.5k keys",
@@ -80,6 +81,14 @@ describe("bench:compare --snapshots and --members 3, reduced runs", { skip }, ()
         // 3 s of puts at 128 clients are well over 10,000 puts on either member: at least one
         // snapshot each, and etcd-ts's time and MB/s come from its metrics
         assert.ok(by.get("snapshots: snapshots during the run")!.etcdTs! >= 1);
+        // the baseline members take none
+        assert.deepEqual(
+          [
+            by.get("no snapshots: snapshots during the run")!.etcd,
+            by.get("no snapshots: snapshots during the run")!.etcdTs,
+          ],
+          [0, 0],
+        );
         assert.ok(by.get("snapshots: time per snapshot (mean)")!.etcdTs! > 0);
         assert.ok(by.get("snapshots: db file write speed")!.etcdTs! > 0);
         assert.equal(by.get("snapshots: db file write speed")!.etcd, null);

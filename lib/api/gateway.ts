@@ -23,6 +23,8 @@ import { httpStatusFromGrpc, toApiStatus, ApiError } from "./errors.js";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { serverVersion, clusterVersion } from "../version/index.js";
 import { FAILPOINTS_HTTP_PATH, serveFailpointHttp } from "../failpoint/index.js";
+import { errNotSupportedForLearner } from "../server/errors.js";
+import { servedByLearnerOnGateway } from "./learner.js";
 
 interface JsonCodec<T> {
   /** protobuf-ts field infos, walked to saturate int64 number fields (lib/proto/int64.ts) */
@@ -368,6 +370,19 @@ function streamErrorChunk(err: unknown): { text: string; httpStatus: number; une
 }
 
 /**
+ * A streaming call refused before its first answer: the status grpc-gateway maps the gRPC code to,
+ * and its stream error object as the whole body (etcd 3.4's gateway on a learner's /v3/watch).
+ */
+function writeStreamRefusal(ex: GatewayExchange, err: Error): void {
+  const chunk = streamErrorChunk(err);
+  writeHead(ex, chunk.httpStatus, {
+    "content-type": "application/json",
+    "content-length": String(Buffer.byteLength(chunk.text)),
+  });
+  ex.end(chunk.text);
+}
+
+/**
  * Go's ServeMux answer for a subtree path asked without its trailing slash (/v3): a 301 to the
  * path with the slash (query kept), with a small HTML body for GET and HEAD.
  */
@@ -691,14 +706,24 @@ export class Gateway {
     const prefix = versionPrefixes.find((p) => path.startsWith(p));
     // Go's mux answers paths outside the gateway; grpc-gateway answers unknown ones under it
     if (prefix === undefined) return writeTextError(ex, 404, "404 page not found\n");
-    const route = routes.get(path.slice(prefix.length));
+    const routeKey = path.slice(prefix.length);
+    const route = routes.get(routeKey);
     if (route === undefined) return writeTextError(ex, 404, "Not Found\n");
     // etcd's grpc-gateway routes only POST; its 405 names no allowed method
     if (ex.method !== "POST") return writeTextError(ex, 405, "Method Not Allowed\n");
-    if (route.kind === "stream") return this.#stream(route, ex);
+    // etcd's gateway calls its own gRPC server, whose interceptors refuse a learner (learner.ts)
+    const learner = this.#api.server.isLearner;
+    if (route.kind === "stream") {
+      if (learner) return writeStreamRefusal(ex, errNotSupportedForLearner());
+      return this.#stream(route, ex);
+    }
     const body = await readBody(ex, maxBodyBytes(this.#api));
     const msg = decode(route.request, parseJson(body.toString("utf8")));
     checkMessageSize(this.#api, route.request, msg);
+    if (learner && route.kind === "serverStream") {
+      return writeStreamRefusal(ex, errNotSupportedForLearner());
+    }
+    if (learner && !servedByLearnerOnGateway(routeKey, msg)) throw errNotSupportedForLearner();
     if (route.kind === "serverStream") return this.#serverStream(route, msg, ex);
     const ac = new AbortController();
     ex.onClose(() => ac.abort());

@@ -22,6 +22,8 @@ import { toApiStatus } from "./errors.js";
 import type { CallAuth } from "./auth.js";
 import { authMethods } from "./auth-service.js";
 import { encodeWatchResponse } from "./watch-codec.js";
+import { servedByLearner } from "./learner.js";
+import { errNotSupportedForLearner } from "../server/errors.js";
 
 /** etcd's grpcOverheadBytes: the gRPC receive limit is --max-request-bytes plus this (embed/serve.go). */
 export const grpcOverheadBytes = 512 * 1024;
@@ -89,6 +91,10 @@ export function createGrpcServer(
     (call, callback) => {
       let p: Promise<Res>;
       try {
+        // etcd 3.4's unary interceptor: a learner serves Status and serializable Range only
+        if (api.server.isLearner && !servedByLearner(call.getPath(), call.request)) {
+          throw errNotSupportedForLearner();
+        }
         p = fn(call.request, new GrpcJsCallAuth(call));
       } catch (err) {
         p = Promise.reject(err);
@@ -177,6 +183,18 @@ export function createGrpcServer(
     method: string,
   ): ServerStream<Res> => sendSide<Res>(call as grpc.ServerWritableStream<unknown, Res>, method);
 
+  /**
+   * A streaming handler behind etcd 3.4's stream interceptor: a learner serves no stream, the call
+   * ends at once with `etcdserver: rpc not supported for learner`.
+   */
+  const refusedOnLearner =
+    <C>(method: string, handle: (call: C) => void) =>
+    (call: C): void => {
+      if (!api.server.isLearner) return handle(call);
+      const s = sendSide(call as grpc.ServerWritableStream<unknown, unknown>, method);
+      s.end(errNotSupportedForLearner());
+    };
+
   server.addService(kVDefinition, {
     range: unary((r, c) => api.range(r, c), "Range"),
     put: unary((r, c) => api.put(r, c), "Put"),
@@ -196,15 +214,20 @@ export function createGrpcServer(
     },
   };
   server.addService(watchDef, {
-    watch: (call: grpc.ServerDuplexStream<rpc.WatchRequest, rpc.WatchResponse>) =>
-      api.watch(bidi(call, "Watch"), new GrpcJsCallAuth(call)),
+    watch: refusedOnLearner(
+      "Watch",
+      (call: grpc.ServerDuplexStream<rpc.WatchRequest, rpc.WatchResponse>) =>
+        api.watch(bidi(call, "Watch"), new GrpcJsCallAuth(call)),
+    ),
   });
   server.addService(leaseDefinition, {
     leaseGrant: unary((r, c) => api.leaseGrant(r, c), "LeaseGrant"),
     leaseRevoke: unary((r, c) => api.leaseRevoke(r, c), "LeaseRevoke"),
-    leaseKeepAlive: (
-      call: grpc.ServerDuplexStream<rpc.LeaseKeepAliveRequest, rpc.LeaseKeepAliveResponse>,
-    ) => api.leaseKeepAlive(bidi(call, "LeaseKeepAlive"), new GrpcJsCallAuth(call)),
+    leaseKeepAlive: refusedOnLearner(
+      "LeaseKeepAlive",
+      (call: grpc.ServerDuplexStream<rpc.LeaseKeepAliveRequest, rpc.LeaseKeepAliveResponse>) =>
+        api.leaseKeepAlive(bidi(call, "LeaseKeepAlive"), new GrpcJsCallAuth(call)),
+    ),
     leaseTimeToLive: unary((r, c) => api.leaseTimeToLive(r, c), "LeaseTimeToLive"),
     leaseLeases: unary((_r, c) => api.leaseLeases(c), "LeaseLeases"),
   });
@@ -215,8 +238,11 @@ export function createGrpcServer(
     hash: unary((_r, c) => api.hash(c), "Hash"),
     hashKV: unary((r: rpc.HashKVRequest, c) => api.hashKV(r, c), "HashKV"),
     moveLeader: unary((r: rpc.MoveLeaderRequest) => api.moveLeader(r), "MoveLeader"),
-    snapshot: (call: grpc.ServerWritableStream<rpc.SnapshotRequest, rpc.SnapshotResponse>) =>
-      api.snapshot(serverStream(call, "Snapshot"), new GrpcJsCallAuth(call)),
+    snapshot: refusedOnLearner(
+      "Snapshot",
+      (call: grpc.ServerWritableStream<rpc.SnapshotRequest, rpc.SnapshotResponse>) =>
+        api.snapshot(serverStream(call, "Snapshot"), new GrpcJsCallAuth(call)),
+    ),
   } as unknown as grpc.UntypedServiceImplementation as never);
   const authImpl: Record<string, UnaryCall<unknown, unknown>> = {};
   for (const a of authMethods) authImpl[a.name] = unary((r, c) => a.call(api, r, c), a.name);
@@ -241,9 +267,11 @@ export function createGrpcServer(
     campaign: waitingUnary((r, signal, c) => elections.campaign(r, signal, c), "Campaign"),
     proclaim: unary((r, c) => elections.proclaim(r, c), "Proclaim"),
     leader: unary((r, c) => elections.leader(r, c), "Leader"),
-    observe: (
-      call: grpc.ServerWritableStream<v3election.LeaderRequest, v3election.LeaderResponse>,
-    ) => elections.observe(call.request, serverStream(call, "Observe"), new GrpcJsCallAuth(call)),
+    observe: refusedOnLearner(
+      "Observe",
+      (call: grpc.ServerWritableStream<v3election.LeaderRequest, v3election.LeaderResponse>) =>
+        elections.observe(call.request, serverStream(call, "Observe"), new GrpcJsCallAuth(call)),
+    ),
     resign: unary((r, c) => elections.resign(r, c), "Resign"),
   });
   return server;

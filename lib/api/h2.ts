@@ -25,6 +25,8 @@ import { grpcOverheadBytes } from "./grpc.js";
 import type { EtcdApi } from "./handlers.js";
 import type { CallAuth } from "./auth.js";
 import { authMethods } from "./auth-service.js";
+import { servedByLearner } from "./learner.js";
+import { errNotSupportedForLearner } from "../server/errors.js";
 
 /**
  * The method table: gRPC path → handler bound to `api`. `certCommonName` is the verified client
@@ -195,7 +197,41 @@ export function etcdMethodTable(api: EtcdApi, certCommonName?: string): Map<stri
       elections.resign(r, auth(c)),
     ),
   );
+  for (const [path, h] of m) m.set(path, refusedOnLearner(api, path, h));
   return m;
+}
+
+/**
+ * `h` behind etcd 3.4's learner check (learner.ts): while this member is a learner, a unary call
+ * it does not serve and every stream end with `etcdserver: rpc not supported for learner`.
+ */
+function refusedOnLearner(api: EtcdApi, path: string, h: MethodHandler): MethodHandler {
+  const server = api.server;
+  const refused = errNotSupportedForLearner;
+  switch (h.kind) {
+    case "unary": {
+      const handle = h.handle;
+      return unaryMethod(h.requestCodec, h.responseCodec, (req, ctx) =>
+        server.isLearner && !servedByLearner(path, req)
+          ? Promise.reject(refused())
+          : handle(req, ctx),
+      );
+    }
+    case "serverStream": {
+      const handle = h.handle;
+      return serverStreamMethod(h.requestCodec, h.responseCodec, (req, stream, ctx) => {
+        if (server.isLearner) stream.end(refused());
+        else handle(req, stream, ctx);
+      });
+    }
+    case "bidi": {
+      const handle = h.handle;
+      return bidiMethod(h.requestCodec, h.responseCodec, (stream, ctx) => {
+        if (server.isLearner) stream.end(refused());
+        else handle(stream, ctx);
+      });
+    }
+  }
 }
 
 /** How often a waiting unary call looks whether its client went away, in ms. */

@@ -793,6 +793,7 @@ export class Gateway {
 
   #stream(route: StreamRoute, ex: GatewayExchange): void {
     const onMessage: ((m: unknown) => void)[] = [];
+    const onEnd: (() => void)[] = [];
     const onClose: (() => void)[] = [];
     const onDrain: (() => void)[] = [];
     let closed = false;
@@ -809,6 +810,7 @@ export class Gateway {
     ex.onClose(close);
     const s: BidiStream<unknown, unknown> = {
       onMessage: (fn) => onMessage.push(fn),
+      onEnd: (fn) => onEnd.push(fn),
       onClose: (fn) => onClose.push(fn),
       onDrain: (fn) => onDrain.push(fn),
       send: (m) => {
@@ -857,8 +859,12 @@ export class Gateway {
         }
       },
       // A client that finished sending keeps its watch: the response stream stays open until the
-      // client goes away, as etcd's gateway does.
-      () => {},
+      // client goes away, as etcd's gateway does; a keep-alive stream ends once it has answered
+      // (the gateway half-closes its gRPC stream, etcd's LeaseKeepAlive then returns).
+      () => {
+        if (refused || closed) return;
+        for (const fn of onEnd) fn();
+      },
     );
   }
 

@@ -176,6 +176,7 @@ export function createGrpcServer(
   ): BidiStream<Req, Res> => ({
     ...sendSide<Res>(call as grpc.ServerDuplexStream<unknown, Res>, method),
     onMessage: (fn) => call.on("data", fn),
+    onEnd: (fn) => call.on("end", fn),
   });
 
   const serverStream = <Req, Res>(

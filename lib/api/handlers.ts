@@ -73,6 +73,11 @@ import { ElectionService } from "./election.js";
  */
 export interface BidiStream<Req, Res> {
   onMessage(fn: (req: Req) => void): void;
+  /**
+   * the client half-closed (it sends no more); the stream stays open until the handler ends it
+   * or the client goes away (lib/h2 ends it at once when no such callback is registered)
+   */
+  onEnd(fn: () => void): void;
   /** the client half-closed, cancelled, or the connection went away */
   onClose(fn: () => void): void;
   onDrain(fn: () => void): void;
@@ -261,6 +266,9 @@ export class EtcdApi {
     let running = false;
     let closed = false;
     let waitingDrain = false;
+    // the client half-closed: once what it sent is answered the stream ends (etcd's
+    // leaseKeepAlive returns at io.EOF; python3-etcd3's refresh reads until then)
+    let halfClosed = false;
     const pump = async () => {
       if (running) return;
       running = true;
@@ -290,6 +298,10 @@ export class EtcdApi {
       } finally {
         running = false;
       }
+      if (halfClosed && !closed && queue.length === 0) {
+        closed = true;
+        stream.end();
+      }
     };
     stream.onMessage((req) => {
       if (closed) return;
@@ -298,6 +310,10 @@ export class EtcdApi {
         return;
       }
       queue.push(req.iD);
+      void pump();
+    });
+    stream.onEnd(() => {
+      halfClosed = true;
       void pump();
     });
     stream.onDrain(() => {

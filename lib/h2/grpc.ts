@@ -61,6 +61,11 @@ export interface CallContext {
  */
 export interface GrpcBidiStream<Req, Res> {
   onMessage(fn: (req: Req) => void): void;
+  /**
+   * The client half-closed (it sends no more). With such a callback the call stays open until the
+   * handler ends it; without one it ends at once with OK.
+   */
+  onEnd(fn: () => void): void;
   onClose(fn: () => void): void;
   onDrain(fn: () => void): void;
   send(res: Res): boolean;
@@ -241,6 +246,7 @@ class Call implements CallContext, H2StreamHandler {
   #messages: Buffer[] | null = null;
   #onMessage: ((m: Buffer) => void) | undefined;
   #closeFns: (() => void)[] | null = null;
+  #endFns: (() => void)[] | null = null;
   #drainFns: (() => void)[] | null = null;
   #metadata: Map<string, string> | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -287,6 +293,7 @@ class Call implements CallContext, H2StreamHandler {
           this.#messages = null;
           if (pending !== null) for (const b of pending) this.#deliver(b);
         },
+        onEnd: (fn) => (this.#endFns ??= []).push(fn),
         onClose: (fn) => (this.#closeFns ??= []).push(fn),
         onDrain: (fn) => (this.#drainFns ??= []).push(fn),
         send: (res) => this.send(res),
@@ -384,8 +391,17 @@ class Call implements CallContext, H2StreamHandler {
     }
     const m = this.method;
     if (m.kind === "bidi") {
-      // the client half-closed: etcd ends the stream too (as lib/api/grpc.ts does)
-      this.finish(okStatus);
+      // the client half-closed: the handler ends the call when it is done (etcd's LeaseKeepAlive
+      // answers what it read first), or it ends now
+      const fns = this.#endFns;
+      if (fns === null) this.finish(okStatus);
+      else {
+        try {
+          for (const fn of fns) fn();
+        } catch (err) {
+          this.fail(err);
+        }
+      }
       return;
     }
     if (this.#messages === null || this.#messages.length !== 1) {

@@ -116,9 +116,15 @@ export class PeerNet {
     }
   }
 
-  /** Raft messages to peers (the transport batches and queues them). */
+  /**
+   * Raft messages to peers, written to the sockets now (one corked write per peer): a Ready's
+   * MsgApp must leave before the leader's own fsync, which may block the event loop (lib/wal
+   * syncWriteMaxEntries), and a follower's MsgAppResp as soon as its entries are durable.
+   */
   send(messages: Message[]): void {
-    if (messages.length > 0) this.transport.send(messages);
+    if (messages.length === 0) return;
+    this.transport.send(messages);
+    this.transport.flush();
   }
 
   /**

@@ -301,14 +301,25 @@ export class PeerTransport {
     return this.#removed.has(id) ? "removed" : "unknown";
   }
 
+  /**
+   * Writes every queued message now (each peer's queue as one corked write) instead of at the end
+   * of the event-loop turn. The ready loop calls it once per Ready, before a blocking WAL fsync
+   * or after a follower's acknowledgement is durable, so a message on a put's critical path does
+   * not wait for a later turn (etcd's peers write as soon as raft hands them a message).
+   */
+  flush(): void {
+    if (this.#dirty.size === 0) return;
+    const links = [...this.#dirty];
+    this.#dirty.clear();
+    for (const l of links) l.flush();
+  }
+
   #scheduleFlush(): void {
     if (this.#flushScheduled || this.#dirty.size === 0) return;
     this.#flushScheduled = true;
     setImmediate(() => {
       this.#flushScheduled = false;
-      const links = [...this.#dirty];
-      this.#dirty.clear();
-      for (const l of links) l.flush();
+      this.flush();
     });
   }
 

@@ -66,6 +66,7 @@ const codeByMessage = new Map<string, GrpcStatus>([
     "etcdserver: request timed out, possibly due to previous leader failure",
     GrpcStatus.UNAVAILABLE,
   ],
+  ["etcdserver: request timed out, possibly due to connection lost", GrpcStatus.UNAVAILABLE],
   ["etcdserver: unhealthy cluster", GrpcStatus.UNAVAILABLE],
   ["etcdserver: corrupt cluster", GrpcStatus.DATA_LOSS],
   ["etcdserver: bad leader transferee", GrpcStatus.FAILED_PRECONDITION],

@@ -13,6 +13,16 @@ export class ServerError extends Error {
 
 export const errStopped = () => new ServerError("ErrStopped", "etcdserver: server stopped");
 export const errTimeout = () => new ServerError("ErrTimeout", "etcdserver: request timed out");
+export const errTimeoutDueToLeaderFail = () =>
+  new ServerError(
+    "ErrTimeoutDueToLeaderFail",
+    "etcdserver: request timed out, possibly due to previous leader failure",
+  );
+export const errTimeoutDueToConnectionLost = () =>
+  new ServerError(
+    "ErrTimeoutDueToConnectionLost",
+    "etcdserver: request timed out, possibly due to connection lost",
+  );
 export const errNoLeader = () => new ServerError("ErrNoLeader", "etcdserver: no leader");
 export const errNotLeader = () => new ServerError("ErrNotLeader", "etcdserver: not leader");
 export const errRequestTooLarge = () =>

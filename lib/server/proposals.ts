@@ -66,6 +66,11 @@ export interface ProposalsHost {
   proposeConfChange(cc: ConfChange): void;
   /** Runs the ready loop soon. */
   scheduleReady(): void;
+  /**
+   * The error a proposal made at `startedMs` (performance.now()) fails with when it times out
+   * (timeout-cause.ts: etcd's parseProposeCtxErr).
+   */
+  timeoutError(startedMs: number): Error;
 }
 
 /**
@@ -76,8 +81,9 @@ export interface ProposalsHost {
  */
 export class Proposals {
   readonly #host: ProposalsHost;
-  readonly #waits = new RequestWaits<unknown, LocalProposal>((local, ok) =>
-    this.#onWaitSettled(local, ok),
+  readonly #waits = new RequestWaits<unknown, LocalProposal>(
+    (local, ok) => this.#onWaitSettled(local, ok),
+    (_local, startedMs) => this.#host.timeoutError(startedMs),
   );
   /**
    * Proposals of this member in the order they went to raft: the apply loop takes the request

@@ -68,6 +68,7 @@ import { ServerMetrics } from "./metrics.js";
 import { AutoCompactor, parseRetention } from "./compactor.js";
 import { readDbFile, recoverDataDir, type RecoveredDataDir, dbFilePath } from "./recovery.js";
 import { Snapshotter } from "./snapshotter.js";
+import { proposalTimeoutError } from "./timeout-cause.js";
 import { captureDbFileState, type ParsedDbFile } from "./db-file.js";
 import { MemberAuth } from "./apply-auth.js";
 import type { AuthInfo } from "../auth/index.js";
@@ -126,6 +127,8 @@ export class EtcdServer {
   #removedFromCluster = false;
 
   #memberId = 0n;
+  /** Date.now() when this member last became leader (0: never), for proposalTimeoutError. */
+  #leaderElectedAtMs = 0;
   #clusterId = 0n;
   /** the raft loop, once the data dir is open */
   #node: RaftNode | undefined;
@@ -192,6 +195,7 @@ export class EtcdServer {
       propose: (data) => this.#node!.raw.propose(data),
       proposeConfChange: (cc) => this.#node!.raw.proposeConfChange(cc),
       scheduleReady: () => this.#node?.scheduleReady(),
+      timeoutError: (startedMs) => this.#proposalTimeoutError(startedMs),
     });
     this.#applier = new Applier({
       store: this.store,
@@ -704,6 +708,7 @@ export class EtcdServer {
 
   #onRoleChange(state: StateType, wasLeader: boolean): void {
     if (state === StateType.Leader && !wasLeader) {
+      this.#leaderElectedAtMs = Date.now();
       // etcd: lessor.Promote(electionTimeout) — leases get their full TTL again on a new leader
       this.lessor.promote(Date.now(), this.config.electionTimeoutMs);
     } else if (state !== StateType.Leader && wasLeader) {
@@ -712,6 +717,22 @@ export class EtcdServer {
   }
 
   // ---------------------------------------------------------------- proposals
+
+  /** A proposal made at `startedMs` (performance.now()) timed out: etcd's parseProposeCtxErr. */
+  #proposalTimeoutError(startedMs: number): Error {
+    const peers = this.#peers;
+    return proposalTimeoutError(
+      {
+        electionTimeoutMs: this.config.electionTimeoutMs,
+        leaderElectedAtMs: this.#leaderElectedAtMs,
+        leaderId: this.leaderId,
+        selfId: this.#memberId,
+        memberIds: [...this.members.keys()],
+        activeSinceMs: (id) => peers?.transport.peerStatus(id)?.activeSinceMs ?? 0,
+      },
+      Date.now() - (performance.now() - startedMs),
+    );
+  }
 
   #requestTimeoutMs(): number {
     return requestTimeoutBaseMs + 2 * this.config.electionTimeoutMs;

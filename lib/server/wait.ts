@@ -8,7 +8,8 @@ interface Waiter<T, Tag> {
   id: number;
   resolve: (value: T) => void;
   reject: (err: Error) => void;
-  /** performance.now() milliseconds after which the wait fails with ErrTimeout. */
+  /** performance.now() milliseconds when it was registered, and after which it times out. */
+  startedMs: number;
   deadlineMs: number;
   tag: Tag;
 }
@@ -41,20 +42,30 @@ export class RequestWaits<T, Tag = undefined> {
   readonly #overflow = new Map<number, Waiter<T, Tag>>();
   #size = 0;
   readonly #onSettled: ((tag: Tag, ok: boolean) => void) | undefined;
+  readonly #timeoutError: (tag: Tag, startedMs: number) => Error;
   #sweep: NodeJS.Timeout | undefined;
 
-  constructor(onSettled?: (tag: Tag, ok: boolean) => void) {
+  /**
+   * `timeoutError(tag, startedMs)` gives the error a wait registered at `startedMs`
+   * (performance.now()) fails with at its deadline (default ErrTimeout).
+   */
+  constructor(
+    onSettled?: (tag: Tag, ok: boolean) => void,
+    timeoutError: (tag: Tag, startedMs: number) => Error = () => errTimeout(),
+  ) {
     this.#onSettled = onSettled;
+    this.#timeoutError = timeoutError;
   }
 
   /**
    * Registers `id` (a non-negative integer, unique among pending waits; a second register of a
    * pending id replaces the first without settling it); the promise resolves on trigger, rejects
-   * on fail, or with ErrTimeout after timeoutMs. `tag` is handed back to onSettled.
+   * on fail, or with the timeout error (see the constructor) after timeoutMs. `tag` is handed back to onSettled.
    */
   register(id: number, timeoutMs: number, tag: Tag): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.#put({ id, resolve, reject, deadlineMs: performance.now() + timeoutMs, tag });
+      const startedMs = performance.now();
+      this.#put({ id, resolve, reject, startedMs, deadlineMs: startedMs + timeoutMs, tag });
       if (this.#sweep === undefined) {
         this.#sweep = setInterval(() => this.#expire(), waitSweepIntervalMs);
         this.#sweep.unref();
@@ -116,15 +127,19 @@ export class RequestWaits<T, Tag = undefined> {
     const slots = this.#slots;
     for (let i = 0; i < slots.length; i++) {
       const w = slots[i];
-      if (w !== undefined && w.deadlineMs <= now) this.fail(w.id, errTimeout());
+      if (w !== undefined && w.deadlineMs <= now) this.fail(w.id, this.#timedOut(w));
     }
     for (const w of [...this.#overflow.values()]) {
-      if (w.deadlineMs <= now) this.fail(w.id, errTimeout());
+      if (w.deadlineMs <= now) this.fail(w.id, this.#timedOut(w));
     }
     if (this.#size === 0) {
       clearInterval(this.#sweep);
       this.#sweep = undefined;
     }
+  }
+
+  #timedOut(w: Waiter<T, Tag>): Error {
+    return this.#timeoutError(w.tag, w.startedMs);
   }
 
   /** Resolves the wait for id with value; returns false when nobody waits (e.g. a replayed entry). */

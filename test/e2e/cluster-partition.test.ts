@@ -2,7 +2,8 @@
 // ports (test/helpers/cluster.ts PeerProxy): a follower cut off refuses linearizable reads and
 // writes with etcd's errors while the majority goes on, then catches up by snapshot after healing,
 // its open watch seeing every event in order; a leader cut off steps down (check-quorum) and the
-// majority elects another.
+// majority elects another; a follower that hears its leader but cannot reach it has its write time
+// out with etcd 3.4's "possibly due to connection lost".
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -95,6 +96,30 @@ describe(
         writer.close();
         heal(c);
       }
+    });
+
+    test("a follower that cannot reach its leader: the write times out 'possibly due to connection lost'", async () => {
+      const lead = await c.leader();
+      const f = c.members.find((m) => m !== lead)!;
+      // one way only: the leader's proxy refuses the follower's connections, the leader's
+      // heartbeats still reach it, so it keeps its leader and forwards the put into the void
+      c.proxies[c.members.indexOf(lead)]!.block([c.ids[c.members.indexOf(f)]!]);
+      try {
+        await waitFor(
+          "the follower still follows the leader",
+          async () => (await c.status(f)).leader === c.ids[c.members.indexOf(lead)],
+          5_000,
+        );
+        const put = await etcdctl(["put", "lost", "v", "--command-timeout=15s"], {
+          endpoint: f.endpoint,
+          timeoutMs: 20_000,
+        });
+        assert.notEqual(put.code, 0);
+        assert.match(put.stderr, /etcdserver: request timed out, possibly due to connection lost/);
+      } finally {
+        heal(c);
+      }
+      await waitFor("every member has the same history", sameHistory, 30_000);
     });
 
     test("a leader cut off steps down and the majority elects another", async (t) => {

@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { status as GrpcStatus } from "@grpc/grpc-js";
-import { TARGET, type Member, etcdctl, run, sleep, waitFor } from "../helpers/server.js";
+import { TARGET, type Member, curl, etcdctl, run, sleep, waitFor } from "../helpers/server.js";
 import {
   type Cluster,
   heal,
@@ -147,6 +147,22 @@ describe("auth on a 3-member cluster (simple tokens)", { timeout: 180_000 }, () 
       GrpcStatus.PERMISSION_DENIED,
       "etcdserver: permission denied",
     );
+    // the gateway of a third member takes the token in the Authorization header
+    const tls = suite.tls;
+    const gw = (m: Member, path: string, body: object) =>
+      curl([
+        ...["--cacert", tls.caCert, "--cert", tls.clientCert, "--key", tls.clientKey],
+        ...["-X", "POST", "-w", "\n%{http_code}", "-H", `Authorization: ${maker.token}`],
+        ...["-d", JSON.stringify(body), `${m.endpoint}/v3/${path}`],
+      ]);
+    const b64 = (x: string) => Buffer.from(x).toString("base64");
+    const got = await gw(cc, "kv/range", { key: b64("/app/t0") });
+    assert.equal(got.code, 0, got.stderr);
+    const [json, status] = got.stdout.split("\n");
+    assert.equal(status, "200", got.stdout);
+    assert.equal(JSON.parse(json!).kvs[0].value, b64("0"));
+    const refused = await gw(b, "kv/put", { key: b64("/other"), value: b64("x") });
+    assert.match(refused.stdout, /"error":"etcdserver: permission denied"[^]*\n403$/);
     if (TARGET === "etcd") return; // etcd 3.4 waits for such an entry until the call's deadline
     // a token naming an entry no member has: refused after one ReadIndex round
     other.useToken(`${"a".repeat(16)}.999999999`);

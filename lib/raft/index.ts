@@ -2,7 +2,7 @@
  * lib/raft public face: Raft consensus as a pure state machine (no I/O, no timers), driven by
  * RawNode. See rawnode.ts for the ready/advance contract.
  */
-export { RawNode, type Ready } from "./rawnode.js";
+export { RawNode, type Ready, isForwardedRequest } from "./rawnode.js";
 export {
   None,
   StateType,

@@ -218,6 +218,25 @@ export class RawNode {
     this.#raft.step(newMessage({ type: MessageType.MsgTransferLeader, from: to }));
   }
 
+  /**
+   * Removes and returns the pending MsgProp and MsgReadIndex messages a follower forwards to its
+   * leader. They carry no state of this member (term 0, nothing it must have persisted first), so
+   * the caller may send them before the current Ready's WAL save ends, instead of with the next
+   * Ready (etcd-io/raft's async-storage mode holds back only MsgAppResp and vote responses until
+   * the append is durable). Everything else stays for ready().
+   */
+  takeForwardedRequests(): Message[] {
+    const r = this.#raft;
+    if (r.msgs.length === 0) return [];
+    const taken: Message[] = [];
+    const kept: Message[] = [];
+    for (const m of r.msgs) {
+      (isForwardedRequest(m) && m.to !== r.id ? taken : kept).push(m);
+    }
+    if (taken.length > 0) r.msgs = kept;
+    return taken;
+  }
+
   /** True when ready() would return something to do. */
   hasReady(): boolean {
     const r = this.#raft;
@@ -311,4 +330,12 @@ export class RawNode {
   status(): Status {
     return getStatus(this.#raft);
   }
+}
+
+/**
+ * A proposal or read request a follower forwards to its leader (MsgProp, MsgReadIndex): it needs
+ * nothing of the sender's disk, so it may leave before the sender's WAL save ends.
+ */
+export function isForwardedRequest(m: Message): boolean {
+  return m.type === MessageType.MsgProp || m.type === MessageType.MsgReadIndex;
 }

@@ -1,6 +1,6 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
-import { ConfChange, EntryType } from "../../lib/proto/gen/raftpb/raft.js";
+import { ConfChange, EntryType, MessageType, Message } from "../../lib/proto/gen/raftpb/raft.js";
 import {
   ErrProposalDropped,
   MemoryStorage,
@@ -144,3 +144,43 @@ describe("raft single voter", () => {
     assert.equal(node2.status().hardState.commit, 4);
   });
 });
+
+describe("raft follower forwarding", () => {
+  test("takeForwardedRequests hands out a follower's MsgProp / MsgReadIndex and leaves the rest to ready()", () => {
+    const storage = new MemoryStorage();
+    const node = new RawNode({
+      id: 2n,
+      electionTick: 10,
+      heartbeatTick: 1,
+      storage,
+      random: seeded(2),
+    });
+    node.bootstrap([{ id: 1n }, { id: 2n }, { id: 3n }]);
+    drain(node, storage, []);
+    // a heartbeat from member 1 at term 1 makes it this follower's leader; it is answered
+    node.step({ ...emptyMessage(), type: MessageType.MsgHeartbeat, from: 1n, to: 2n, term: 1 });
+    assert.deepEqual(node.takeForwardedRequests(), [], "a heartbeat response is not forwarded");
+    node.propose(new TextEncoder().encode("v"));
+    node.readIndex(new TextEncoder().encode("ctx"));
+    const taken = node.takeForwardedRequests();
+    assert.deepEqual(
+      taken.map((m) => [MessageType[m.type], m.to, m.term]),
+      [
+        ["MsgProp", 1n, 0],
+        ["MsgReadIndex", 1n, 0],
+      ],
+    );
+    assert.equal(taken[0]!.entries[0]!.data.length, 1);
+    const rd = node.ready();
+    assert.deepEqual(
+      rd.messages.map((m) => MessageType[m.type]),
+      ["MsgHeartbeatResp"],
+      "ready() keeps what was not forwarded, and only that",
+    );
+    assert.deepEqual(node.takeForwardedRequests(), []);
+  });
+});
+
+function emptyMessage(): Message {
+  return Message.create();
+}

@@ -78,10 +78,10 @@ describe("Lock and Election on a 3-member cluster", { timeout: 120_000 }, () => 
     const waiter = client(f2);
     const ttlSeconds = 3;
     const [lease1, lease2] = [await holder.grant(ttlSeconds), await waiter.grant(30)];
-    // clientv3 sends a keep-alive every TTL/3; both survivors forward keep-alives to the leader
-    // when it dies, so one of them is forwarding when it becomes the leader itself
-    const keep = holder.keepAlive(lease1, 1000);
-    const keepWaiter = waiter.keepAlive(lease2, 1000);
+    // keep-alives more often than clientv3's TTL/3, so both survivors are forwarding one to the
+    // dead leader when the election ends (the new leader then renews it itself)
+    const keep = holder.keepAlive(lease1, 250);
+    const keepWaiter = waiter.keepAlive(lease2, 250);
     const held = await holder.lock("fo", lease1);
     const led = await holder.campaign("fe", lease1, "v1");
     const pendingLock = waiter.lock("fo", lease2, 60_000);

@@ -1,11 +1,10 @@
 // Spawns an etcd-ts (or real etcd) cluster of N members on loopback for end-to-end tests, and an
 // optional TCP proxy in front of each member's peer port that can cut members off from each
 // other (partitions) without touching the processes. Every process is ended by its own pid.
-import { Buffer } from "node:buffer";
 import { rmSync } from "node:fs";
-import * as net from "node:net";
 import { after, before } from "node:test";
 import { computeMemberId } from "../../lib/server/index.js";
+import { PeerProxy, healProxies, partitionProxies } from "../../tools/torture/peer-proxy.js";
 import { ConcurrencyClient } from "./concurrency-client.js";
 import {
   type Member,
@@ -34,6 +33,8 @@ export interface ClusterOptions {
   proxies?: boolean;
   /** Bound on each member becoming healthy, ms. */
   startTimeoutMs?: number;
+  /** Extra environment variables of every member process (e.g. ETCD_TS_FAILPOINTS). */
+  env?: Record<string, string>;
 }
 
 /** A running cluster. */
@@ -166,6 +167,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         peerTls: opts.tls !== undefined,
         initialCluster,
         startTimeoutMs: opts.startTimeoutMs ?? 30_000,
+        ...(opts.env !== undefined ? { env: opts.env } : {}),
         extraArgs: [
           "--initial-cluster-token",
           token,
@@ -277,121 +279,15 @@ export function clusterctl(c: Cluster, args: string[], timeoutMs = 20_000) {
   });
 }
 
-/** The etcd-ts peer hello's magic ("ETSP"); the sender's member id is at bytes 16..24. */
-const helloMagic = 0x45545350;
-const helloBytes = 32;
-
-/**
- * A TCP proxy in front of one member's peer port. It reads the first 32 bytes of each connection
- * (an etcd-ts peer hello names its sender) and refuses or forwards it; `block(ids)` cuts those
- * members off from this one (in both directions when every member's proxy blocks the same set),
- * closing their open connections too; `unblock()` heals. A connection that is not a hello (the
- * peer HTTP endpoints) is forwarded unless this member is isolated.
- */
-export class PeerProxy {
-  readonly #server: net.Server;
-  readonly #target: number;
-  readonly #self: bigint;
-  #blocked = new Set<bigint>();
-  #isolated = false;
-  readonly #open = new Map<net.Socket, { from: bigint | undefined; peer: net.Socket }>();
-
-  private constructor(server: net.Server, targetPort: number, self: bigint) {
-    this.#server = server;
-    this.#target = targetPort;
-    this.#self = self;
-  }
-
-  /** Listens on 127.0.0.1:`listenPort` and forwards to 127.0.0.1:`targetPort`. */
-  static start(listenPort: number, targetPort: number, self: bigint): Promise<PeerProxy> {
-    return new Promise((resolve, reject) => {
-      const server = net.createServer();
-      const proxy = new PeerProxy(server, targetPort, self);
-      server.on("connection", (sock: net.Socket) => proxy.#accept(sock));
-      server.once("error", reject);
-      server.listen(listenPort, "127.0.0.1", () => resolve(proxy));
-    });
-  }
-
-  /**
-   * Refuses traffic from `ids` to this member (and, with `isolate`, every connection that does
-   * not name its sender, so this member is cut off from all). Open connections from them close.
-   */
-  block(ids: Iterable<bigint>, isolate = false): void {
-    this.#blocked = new Set(ids);
-    this.#isolated = isolate;
-    for (const [s, c] of this.#open) {
-      if (this.#refuses(c.from)) {
-        s.destroy();
-        c.peer.destroy();
-      }
-    }
-  }
-
-  unblock(): void {
-    this.#blocked = new Set();
-    this.#isolated = false;
-  }
-
-  #refuses(from: bigint | undefined): boolean {
-    if (from === undefined) return this.#isolated;
-    return this.#blocked.has(from) || (this.#isolated && from !== this.#self);
-  }
-
-  #accept(s: net.Socket): void {
-    s.on("error", () => {});
-    let head = Buffer.alloc(0);
-    const timer = setTimeout(() => s.destroy(), 5000);
-    const onData = (chunk: Buffer) => {
-      head = Buffer.concat([head, chunk]);
-      const isHello = head.length >= 4 && head.readUInt32BE(0) === helloMagic;
-      if (isHello && head.length < helloBytes) return;
-      clearTimeout(timer);
-      s.removeListener("data", onData);
-      s.pause();
-      const from = isHello ? head.readBigUInt64BE(16) : undefined;
-      if (this.#refuses(from)) {
-        s.destroy();
-        return;
-      }
-      const up = net.connect(this.#target, "127.0.0.1");
-      up.on("error", () => s.destroy());
-      s.on("close", () => up.destroy());
-      up.on("close", () => s.destroy());
-      this.#open.set(s, { from, peer: up });
-      s.once("close", () => this.#open.delete(s));
-      up.write(head);
-      s.pipe(up);
-      up.pipe(s);
-      s.resume();
-    };
-    s.on("data", onData);
-  }
-
-  close(): void {
-    for (const [s, c] of this.#open) {
-      s.destroy();
-      c.peer.destroy();
-    }
-    this.#server.close();
-  }
-}
-
 /**
  * Cuts `cut` off from the rest: every proxy of the rest refuses `cut`'s members and the proxies of
  * `cut` refuse everyone else.
  */
 export function partition(c: Cluster, cut: Member[]): void {
-  const cutIds = new Set(cut.map((m) => c.ids[c.members.indexOf(m)]!));
-  const restIds = new Set(c.ids.filter((id) => !cutIds.has(id)));
-  c.members.forEach((m, i) => {
-    const p = c.proxies[i]!;
-    if (cutIds.has(c.ids[i]!)) p.block(restIds, true);
-    else p.block(cutIds);
-  });
+  partitionProxies(c.proxies, c.ids, new Set(cut.map((m) => c.ids[c.members.indexOf(m)]!)));
 }
 
 /** Heals every partition. */
 export function heal(c: Cluster): void {
-  for (const p of c.proxies) p.unblock();
+  healProxies(c.proxies);
 }

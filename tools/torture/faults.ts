@@ -8,19 +8,27 @@
  *   time out, its timers fire late).
  * - restart: SIGTERM (graceful stop), start again.
  * - failpoint (etcd-ts only): a panic at a WAL, raft, apply or snapshot point after a seeded
- *   number of passes (the member dies there, as kill -9, and is restarted), or a sleep there.
+ *   number of passes (the member dies there, as kill -9, and is restarted), or a sleep there;
+ *   with several members also drops, sleeps and errors on peer send and receive for a while, and
+ *   panics while a snapshot from the leader is received or installed.
  * - torn-sync (with --power-loss): a panic just before a WAL fdatasync, so the member's torn-sync
  *   mode writes a seeded part of the pending pages before it dies.
+ * - partition (several members, etcd-ts): the member's peer traffic is cut in both directions at
+ *   the PeerProxies (peer-proxy.ts) for a seeded while, then healed; its clients still reach it.
+ *
+ * With several members a fault hits the current leader about half the time (when one is known),
+ * else a seeded member, so both leader failover and a lagging follower are exercised.
  *
  * A member that cannot be restarted after a fault is a finding: the run records it and stops
  * injecting.
  */
 import { seededRandom } from "../../lib/failpoint/index.js";
 import type { MemberProcess } from "./members.js";
+import { healProxies, partitionProxies, type PeerProxy } from "./peer-proxy.js";
 import type { FaultEvent, Timeline } from "./timeline.js";
 
 /** The kinds of fault the schedule may pick. */
-export type FaultKind = "kill" | "pause" | "restart" | "failpoint" | "torn-sync";
+export type FaultKind = "kill" | "pause" | "restart" | "failpoint" | "torn-sync" | "partition";
 
 /** Options of the schedule. */
 export interface FaultOptions {
@@ -31,6 +39,8 @@ export interface FaultOptions {
   maxIntervalMs: number;
   /** Members simulate power loss: kills are power losses. */
   powerLoss: boolean;
+  /** Proxies in front of the members' peer ports (member order), for partitions. */
+  proxies: PeerProxy[];
 }
 
 /** Points a panic is set at, with the highest number of passes to let go first. */
@@ -53,6 +63,27 @@ const PANIC_POINTS: ReadonlyArray<readonly [string, number]> = [
   ["snapshotAfterSnapFile", 0],
   ["raftAfterSaveSnap", 0],
   ["raftAfterWALRelease", 0],
+];
+
+/** Points a panic is set at with several members (a snapshot from the leader being installed). */
+const CLUSTER_PANIC_POINTS: ReadonlyArray<readonly [string, number]> = [
+  ["raftBeforeApplySnap", 0],
+  ["raftAfterApplySnap", 0],
+  ["applyBeforeOpenSnapshot", 0],
+  ["raftBeforeLeaderSend", 20],
+  ["raftBeforeFollowerSend", 20],
+];
+
+/** Peer-traffic faults with several members: point, terms, held for a while then cleared. */
+const PEER_POINTS: ReadonlyArray<readonly [string, string]> = [
+  ["peerBeforeReceive", "30%drop"],
+  ["peerBeforeReceive", "10*sleep(100)"],
+  ["peerBeforeReceive", "2*error"],
+  ["peerBeforeSend", "30%drop"],
+  ["peerBeforeSend", "1*error"],
+  ["raftBeforeLeaderSend", "50%drop"],
+  ["raftBeforeFollowerSend", "50%drop"],
+  ["snapshotBeforeReceive", "error"],
 ];
 
 /** Points a sleep is set at: terms. */
@@ -79,6 +110,8 @@ export class FaultInjector {
   /** Faults after which a member could not be restarted. */
   readonly restartFailures: FaultEvent[] = [];
   #stop = false;
+  /** What is left of the current round of kinds (#nextKind). */
+  #round: FaultKind[] = [];
 
   constructor(members: MemberProcess[], o: FaultOptions, timeline: Timeline) {
     this.#members = members;
@@ -96,6 +129,21 @@ export class FaultInjector {
     return lo + Math.floor(this.#rand() * (hi - lo + 1));
   }
 
+  /**
+   * The next fault kind: the kinds come in rounds, each kind once per round in a seeded order, so
+   * even a short run injects every kind asked for.
+   */
+  #nextKind(): FaultKind {
+    if (this.#round.length === 0) {
+      this.#round = [...this.#o.kinds];
+      for (let i = this.#round.length - 1; i > 0; i--) {
+        const j = Math.floor(this.#rand() * (i + 1));
+        [this.#round[i], this.#round[j]] = [this.#round[j]!, this.#round[i]!];
+      }
+    }
+    return this.#round.pop()!;
+  }
+
   #pick<T>(list: readonly T[]): T {
     return list[Math.floor(this.#rand() * list.length)]!;
   }
@@ -108,12 +156,21 @@ export class FaultInjector {
       const wakeAt = this.#timeline.nowMs() + waitMs;
       while (!this.#stop && this.#timeline.nowMs() < Math.min(wakeAt, untilMs)) await sleep(50);
       if (this.#stop || this.#timeline.nowMs() >= untilMs) return;
-      const kind = this.#pick(this.#o.kinds);
-      const member = this.#pick(this.#members);
+      const kind = this.#nextKind();
+      const member = await this.#target();
       if (!member.running) continue;
       await this.#inject(kind, member);
       if (this.restartFailures.length > 0) return;
     }
+  }
+
+  /** The member the next fault hits: the leader half the time when one is known (module comment). */
+  async #target(): Promise<MemberProcess> {
+    const seeded = this.#pick(this.#members);
+    if (this.#members.length === 1 || this.#rand() < 0.5) return seeded;
+    const ids = await Promise.all(this.#members.map((m) => m.leaderId()));
+    const lead = ids.find((id) => id !== 0n);
+    return this.#members.find((m) => m.spec.id === lead) ?? seeded;
   }
 
   async #inject(kind: FaultKind, m: MemberProcess): Promise<void> {
@@ -146,17 +203,21 @@ export class FaultInjector {
         await this.#restart(m, f);
         return;
       }
-      case "failpoint":
-        if (this.#rand() < 0.7) {
-          const [point, maxPasses] = this.#pick(PANIC_POINTS);
+      case "failpoint": {
+        const cluster = this.#members.length > 1;
+        const r = this.#rand();
+        if (r < 0.6) {
+          const [point, maxPasses] = this.#pick(
+            cluster && this.#rand() < 0.3 ? CLUSTER_PANIC_POINTS : PANIC_POINTS,
+          );
           await this.#panicAt(m, "failpoint", point, this.#between(0, maxPasses));
         } else {
-          const [point, terms] = this.#pick(SLEEP_POINTS);
+          const [point, terms] = this.#pick(cluster && r < 0.8 ? PEER_POINTS : SLEEP_POINTS);
           const f = this.#timeline.fault("failpoint", name, `${point}=${terms}`);
           try {
             await m.setFailpoint(point, terms);
             await sleep(SLEEP_SET_MS);
-            f.outcome = "slept where reached";
+            f.outcome = "set, then cleared";
           } catch (err) {
             f.outcome = `not set: ${(err as Error).message}`;
           }
@@ -164,9 +225,23 @@ export class FaultInjector {
           f.endMs = Math.round(this.#timeline.nowMs());
         }
         return;
+      }
       case "torn-sync":
         await this.#panicAt(m, "torn-sync", "walBeforeSync", this.#between(0, 20));
         return;
+      case "partition": {
+        const ms = this.#between(300, 3000);
+        const f = this.#timeline.fault("partition", name, `peers cut off ${ms} ms`);
+        partitionProxies(
+          this.#o.proxies,
+          this.#members.map((x) => x.spec.id),
+          new Set([m.spec.id]),
+        );
+        await sleep(ms);
+        healProxies(this.#o.proxies);
+        f.endMs = Math.round(this.#timeline.nowMs());
+        return;
+      }
     }
   }
 
@@ -217,10 +292,12 @@ export class FaultInjector {
    */
   async heal(): Promise<string[]> {
     const failed: string[] = [];
+    healProxies(this.#o.proxies);
     for (const m of this.#members) {
       m.resume();
       if (m.running) {
-        for (const [p] of PANIC_POINTS) await m.clearFailpoint(p);
+        for (const [p] of [...PANIC_POINTS, ...CLUSTER_PANIC_POINTS, ...PEER_POINTS])
+          await m.clearFailpoint(p);
         continue;
       }
       try {

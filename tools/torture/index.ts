@@ -28,6 +28,7 @@ import {
 import { readHistory, writeHistory, writeReport, type RunSummary } from "./report.js";
 import { Timeline } from "./timeline.js";
 import { Workload } from "./workload.js";
+import type { PeerProxy } from "./peer-proxy.js";
 
 export { readHistory } from "./report.js";
 export { runChecks } from "./checks.js";
@@ -174,6 +175,7 @@ export async function runTorture(
   const prefix = `torture/${o.seed}/`;
   const command = o.serverCommand ?? etcdTsCommand();
   let members: MemberProcess[] = [];
+  let proxies: PeerProxy[] = [];
   let endpoints: string[];
   let names: string[];
   let unregister = () => {};
@@ -190,6 +192,9 @@ export async function runTorture(
         "--experimental-failpoints-http",
         "--experimental-wal-segment-size-bytes",
         String(1024 * 1024),
+        // a member that fell behind a few seconds catches up by snapshot, not by the log alone
+        "--experimental-snapshot-catchup-entries",
+        "100",
       );
       if (o.powerLoss) {
         extraArgs.push(
@@ -204,22 +209,26 @@ export async function runTorture(
     if (o.memberFailpoints !== undefined) {
       notes.push(`members run with ETCD_TS_FAILPOINTS=${o.memberFailpoints} (deliberately broken)`);
     }
-    members = await planMembers(o.members, outDir, `torture-${o.seed}`, {
-      command,
-      extraArgs,
-      startTimeoutMs: o.startTimeoutMs,
-      env: {
-        ETCD_TS_FAILPOINTS_SEED: String(o.seed),
-        ...(o.memberFailpoints !== undefined ? { ETCD_TS_FAILPOINTS: o.memberFailpoints } : {}),
+    // partitions need etcd-ts's peer hello (the proxies read its sender) and another member
+    const partitions = command.etcdTs && o.members > 1 && (o.faults?.includes("partition") ?? true);
+    ({ members, proxies } = await planMembers(
+      o.members,
+      outDir,
+      `torture-${o.seed}`,
+      {
+        command,
+        extraArgs,
+        startTimeoutMs: o.startTimeoutMs,
+        env: {
+          ETCD_TS_FAILPOINTS_SEED: String(o.seed),
+          ...(o.memberFailpoints !== undefined ? { ETCD_TS_FAILPOINTS: o.memberFailpoints } : {}),
+        },
       },
-    });
+      partitions,
+    ));
     unregister = killOnExit(members);
     endpoints = members.map((m) => m.endpoint);
     names = members.map((m) => m.spec.name);
-    if (o.members > 1)
-      notes.push(
-        "network partitions are not injected yet: they need etcd-ts's multi-member cluster (issue 14)",
-      );
     say(
       `starting ${o.members} member(s): ${command.cmd} ${command.args.join(" ")} (logs in ${outDir})`,
     );
@@ -237,9 +246,13 @@ export async function runTorture(
           "restart",
           ...(command.etcdTs ? (["failpoint"] as const) : []),
           ...(o.powerLoss ? (["torn-sync"] as const) : []),
+          ...(proxies.length > 0 ? (["partition"] as const) : []),
         ]);
-  if (!command.etcdTs && kinds.some((k) => k === "failpoint" || k === "torn-sync")) {
-    throw new Error("failpoint and torn-sync faults need etcd-ts members");
+  if (
+    !command.etcdTs &&
+    kinds.some((k) => k === "failpoint" || k === "torn-sync" || k === "partition")
+  ) {
+    throw new Error("failpoint, torn-sync and partition faults need etcd-ts members");
   }
 
   const workload = new Workload(
@@ -276,6 +289,7 @@ export async function runTorture(
       minIntervalMs: Math.round(o.faultIntervalMs / 2),
       maxIntervalMs: Math.round((o.faultIntervalMs * 3) / 2),
       powerLoss: o.powerLoss,
+      proxies,
     },
     timeline,
   );
@@ -344,6 +358,7 @@ export async function runTorture(
   }
   workload.close();
   await Promise.all(members.map((m) => m.stop()));
+  for (const p of proxies) p.close();
   unregister();
 
   const stats = workload.recorder.stats();
@@ -367,6 +382,9 @@ export async function runTorture(
     command: o.commandLine,
     replay: replayCommands({ ...o, outDir }),
     members: names,
+    callsByMember: Object.fromEntries(
+      endpoints.map((e, i) => [names[i]!, workload.okByEndpoint.get(e) ?? 0]),
+    ),
     durationSeconds: timeline.nowMs() / 1000,
     operations: {
       ok: timeline.totalOk,

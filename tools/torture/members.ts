@@ -11,6 +11,8 @@ import http from "node:http";
 import net from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { computeMemberId } from "../../lib/server/index.js";
+import { PeerProxy } from "./peer-proxy.js";
 
 /** How long a member may take to answer /health with true after a start, ms. */
 export const MEMBER_START_TIMEOUT_MS = 30_000;
@@ -79,7 +81,12 @@ export function httpCall(
 export interface MemberSpec {
   name: string;
   clientPort: number;
+  /** The port the member listens for peers on. */
   peerPort: number;
+  /** The peer port the cluster knows it by: its PeerProxy's, or peerPort without proxies. */
+  advertisedPeerPort: number;
+  /** The member id etcd derives from the advertised peer URL and the cluster token. */
+  id: bigint;
   dataDir: string;
   logFile: string;
 }
@@ -118,6 +125,7 @@ export class MemberProcess {
     this.#run = run;
     const clientUrl = `http://127.0.0.1:${spec.clientPort}`;
     const peerUrl = `http://127.0.0.1:${spec.peerPort}`;
+    const advertisedPeerUrl = `http://127.0.0.1:${spec.advertisedPeerPort}`;
     this.#clusterArgs = [
       "--name",
       spec.name,
@@ -130,7 +138,7 @@ export class MemberProcess {
       "--listen-peer-urls",
       peerUrl,
       "--initial-advertise-peer-urls",
-      peerUrl,
+      advertisedPeerUrl,
       "--initial-cluster",
       cluster.initialCluster,
       "--initial-cluster-state",
@@ -216,6 +224,25 @@ export class MemberProcess {
     }
   }
 
+  /**
+   * The leader this member reports (Maintenance.Status through the JSON gateway), 0n when it has
+   * none or does not answer within a second.
+   */
+  async leaderId(): Promise<bigint> {
+    if (this.#child === undefined || this.#paused) return 0n;
+    try {
+      const r = await httpCall(`http://${this.endpoint}/v3/maintenance/status`, {
+        method: "POST",
+        body: "{}",
+        timeoutMs: 1000,
+      });
+      if (r.status !== 200) return 0n;
+      return BigInt((JSON.parse(r.body) as { leader?: string }).leader ?? "0");
+    } catch {
+      return 0n;
+    }
+  }
+
   #signal(signal: NodeJS.Signals): boolean {
     const pid = this.pid;
     if (pid === 0) return false;
@@ -292,14 +319,17 @@ function cleanEnv(): NodeJS.ProcessEnv {
 
 /**
  * Picks ports and paths for `count` members under `outDir` and builds their processes (not yet
- * started): names m1..mN, data in `<outDir>/data/<name>`, logs in `<outDir>/<name>.log`.
+ * started): names m1..mN, data in `<outDir>/data/<name>`, logs in `<outDir>/<name>.log`. With
+ * `proxies`, each member's advertised peer port is a PeerProxy's (started here, closed by the
+ * caller) in front of its real one, so a fault can cut it off from the others.
  */
 export async function planMembers(
   count: number,
   outDir: string,
   token: string,
   run: MemberRunOptions,
-): Promise<MemberProcess[]> {
+  proxies = false,
+): Promise<{ members: MemberProcess[]; proxies: PeerProxy[] }> {
   const used = new Set<number>();
   const port = async () => {
     for (;;) {
@@ -313,14 +343,32 @@ export async function planMembers(
   const specs: MemberSpec[] = [];
   for (let i = 1; i <= count; i++) {
     const name = `m${i}`;
+    const peerPort = await port();
+    const advertisedPeerPort = proxies ? await port() : peerPort;
     specs.push({
       name,
       clientPort: await port(),
-      peerPort: await port(),
+      peerPort,
+      advertisedPeerPort,
+      id: computeMemberId([`http://127.0.0.1:${advertisedPeerPort}`], token),
       dataDir: join(outDir, "data", name),
       logFile: join(outDir, `${name}.log`),
     });
   }
-  const initialCluster = specs.map((s) => `${s.name}=http://127.0.0.1:${s.peerPort}`).join(",");
-  return specs.map((s) => new MemberProcess(s, { initialCluster, token }, run));
+  const started: PeerProxy[] = [];
+  try {
+    if (proxies)
+      for (const s of specs)
+        started.push(await PeerProxy.start(s.advertisedPeerPort, s.peerPort, s.id));
+  } catch (err) {
+    for (const p of started) p.close();
+    throw err;
+  }
+  const initialCluster = specs
+    .map((s) => `${s.name}=http://127.0.0.1:${s.advertisedPeerPort}`)
+    .join(",");
+  return {
+    members: specs.map((s) => new MemberProcess(s, { initialCluster, token }, run)),
+    proxies: started,
+  };
 }

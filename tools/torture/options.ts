@@ -2,7 +2,7 @@
  * The command line of `etcd-ts-util torture` (flags as `--name value` or `--name=value`):
  *
  *   etcd-ts-util torture [--members 1|3|5] [--duration 30s] [--seed S] [--power-loss] [--out DIR]
- *                        [--clients 8] [--watchers 2] [--rate 300] [--faults kill,pause,…]
+ *                        [--clients 8] [--watchers 2] [--rate 300] [--faults kill,pause,partition,…]
  *                        [--fault-interval 2s] [--snapshot-count 200] [--call-timeout 2s]
  *                        [--check-budget 60s] [--start-timeout 30s] [--quiet]
  *                        [--member-failpoints "name=terms;…"]
@@ -36,10 +36,17 @@ const KNOWN = new Set([
   "member-failpoints",
   "start-timeout",
 ]);
-const FAULT_KINDS: FaultKind[] = ["kill", "pause", "restart", "failpoint", "torn-sync"];
+const FAULT_KINDS: FaultKind[] = [
+  "kill",
+  "pause",
+  "restart",
+  "failpoint",
+  "torn-sync",
+  "partition",
+];
 
 /** Usage text of the torture command. */
-export const TORTURE_USAGE = `  etcd-ts-util torture [--members 1|3|5] [--duration 30s] [--seed S] [--power-loss] [--out DIR] [--clients 8] [--watchers 2] [--rate 300] [--faults kill,pause,restart,failpoint,torn-sync] [--fault-interval 2s] [--snapshot-count 200] [--call-timeout 2s] [--check-budget 60s] [--start-timeout 30s] [--quiet] [--member-failpoints "name=terms;.."] [--endpoints H:P,..] [--server-command CMD]
+export const TORTURE_USAGE = `  etcd-ts-util torture [--members 1|3|5] [--duration 30s] [--seed S] [--power-loss] [--out DIR] [--clients 8] [--watchers 2] [--rate 300] [--faults kill,pause,restart,failpoint,torn-sync,partition] [--fault-interval 2s] [--snapshot-count 200] [--call-timeout 2s] [--check-budget 60s] [--start-timeout 30s] [--quiet] [--member-failpoints "name=terms;.."] [--endpoints H:P,..] [--server-command CMD]
   etcd-ts-util torture check --out DIR [--check-budget 60s]
 `;
 
@@ -115,6 +122,8 @@ export function parseTortureArgs(argv: readonly string[]): TortureOptions {
   if (powerLoss && endpoints !== undefined)
     throw new UtilUsageError("--power-loss needs members the tool starts");
   const durationMs = ms(flags, "duration", 30_000);
+  if (faults?.includes("partition") && (endpoints !== undefined || members === 1))
+    throw new UtilUsageError("--faults partition needs several members the tool starts");
   return {
     members: endpoints?.length ?? members,
     durationMs,

@@ -14,6 +14,8 @@ export interface RunSummary {
   command: string;
   replay: string[];
   members: string[];
+  /** Successful key-value calls served by each member (by name). */
+  callsByMember: Record<string, number>;
   durationSeconds: number;
   operations: { ok: number; failed: number; recorded: number; pending: number };
   faults: FaultEvent[];
@@ -50,6 +52,10 @@ export function formatReport(run: RunSummary, checks: CheckReport): string {
       `${run.operations.ok} calls succeeded, ${run.operations.failed} failed ` +
       `(${run.operations.recorded} recorded, ${run.operations.pending} of them with an unknown outcome)`,
   );
+  if (run.members.length > 1) {
+    const per = run.members.map((m) => `${m} ${run.callsByMember[m] ?? 0}`);
+    lines.push(`key-value calls answered per member: ${per.join(", ")}`);
+  }
   const fc = Object.entries(run.faultCounts).map(([k, n]) => `${k} ${n}`);
   lines.push(`faults: ${fc.length === 0 ? "none" : fc.join(", ")}`);
   if (run.failureReasons.length > 0) {
@@ -93,6 +99,7 @@ const FAULT_COLOURS: Record<FaultEvent["kind"], string> = {
   restart: "#1f77b4",
   failpoint: "#9467bd",
   "torn-sync": "#e377c2",
+  partition: "#2ca02c",
 };
 
 function esc(s: string): string {

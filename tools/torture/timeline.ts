@@ -23,7 +23,7 @@ export interface SecondStats {
 
 /** One injected fault. */
 export interface FaultEvent {
-  kind: "kill" | "pause" | "restart" | "failpoint" | "power-loss" | "torn-sync";
+  kind: "kill" | "pause" | "restart" | "failpoint" | "power-loss" | "torn-sync" | "partition";
   member: string;
   /** e.g. `raftBeforeSave=3*off->panic`, `SIGSTOP 800 ms` */
   detail: string;

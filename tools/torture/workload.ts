@@ -82,6 +82,8 @@ export class Workload {
   readonly #watchers: WatcherState[] = [];
   #stopping = false;
   #leaseSerial = 0;
+  /** Successful key-value calls by endpoint (clients are spread over the members). */
+  readonly okByEndpoint = new Map<string, number>();
   /** Revision of the store when the workload started (watches start after it). */
   startRevision = 0;
 
@@ -153,6 +155,7 @@ export class Workload {
     try {
       const out = await this.recorder.record(clientId, input, () => client.kv(input));
       this.#timeline.op(true, performance.now() - t0);
+      this.okByEndpoint.set(client.endpoint, (this.okByEndpoint.get(client.endpoint) ?? 0) + 1);
       return out;
     } catch (err) {
       this.#timeline.op(false, performance.now() - t0);

@@ -21,7 +21,13 @@ export {
   FAILPOINTS_SEED_ENV,
 } from "./runtime.js";
 export { seededRandom } from "./random.js";
-export { failpointSpecs, failpointNames, failpointSpec, isFailpointName } from "./points.js";
+export {
+  failpointSpecs,
+  failpointNames,
+  singleMemberFailpointNames,
+  failpointSpec,
+  isFailpointName,
+} from "./points.js";
 export type { FailpointName, FailpointSpec } from "./points.js";
 export { parseTerms, selectTerm, MAX_SLEEP_MS } from "./terms.js";
 export type { FailpointAction, FailpointMode, FailpointTerm } from "./terms.js";

@@ -23,6 +23,8 @@ export interface FailpointSpec {
   drop?: string;
   /** What `error` does here; undefined = `error` is refused at this point. */
   error?: string;
+  /** True when only a member of a cluster of several reaches it (peer traffic, snapshots sent to it). */
+  cluster?: boolean;
 }
 
 const walIoError =
@@ -86,6 +88,60 @@ export const failpointSpecs = {
   raftBeforeAdvance: {
     where: "raft loop: before raft is told the Ready is done (RawNode.advance)",
     etcd: true,
+  },
+  raftBeforeLeaderSend: {
+    where: "raft loop: a leader's messages of a Ready, before they are handed to the transport",
+    etcd: true,
+    drop: "the messages are not sent (lost as on a network; raft resends)",
+    cluster: true,
+  },
+  raftBeforeFollowerSend: {
+    where:
+      "raft loop: a follower's or candidate's messages of a Ready (votes, append answers), after the save, before they are handed to the transport",
+    etcd: true,
+    drop: "the messages are not sent (lost as on a network; raft resends)",
+    cluster: true,
+  },
+  raftBeforeApplySnap: {
+    where:
+      "raft loop: a snapshot received from the leader is durable (.snap, WAL record), before raft storage and the member load it",
+    etcd: true,
+    cluster: true,
+  },
+  raftAfterApplySnap: {
+    where: "raft loop: a snapshot received from the leader is loaded, before later entries apply",
+    etcd: true,
+    cluster: true,
+  },
+  applyBeforeOpenSnapshot: {
+    where:
+      "apply: a received snapshot's db file is read, before it is renamed over member/snap/db and the store replaced from it",
+    etcd: true,
+    cluster: true,
+  },
+  // lib/transport (etcd's rafthttp has no gofail points: our own names)
+  peerBeforeSend: {
+    where:
+      "lib/transport: queued raft messages to one peer, before a batch is written to its socket",
+    etcd: false,
+    drop: "the queued messages are lost (as on a network; raft resends)",
+    error: "the connection breaks as on a failed write; the link reconnects",
+    cluster: true,
+  },
+  peerBeforeReceive: {
+    where: "lib/transport: a raft message read from a peer, before it is handed to raft",
+    etcd: false,
+    drop: "the message is lost (as on a network; raft resends)",
+    error: "the connection is closed as after a protocol error; the peer reconnects",
+    cluster: true,
+  },
+  snapshotBeforeReceive: {
+    where:
+      "lib/transport: a snapshot stream's MsgSnap header is read, before its db payload is received",
+    etcd: false,
+    error:
+      "the receive fails: the leader is told (ReportSnapshot failure) and sends a snapshot again later",
+    cluster: true,
   },
   // lib/server/apply.ts (etcd server.go applyEntries)
   beforeApplyOneEntryNormal: {
@@ -160,6 +216,11 @@ export function failpointNames(): FailpointName[] {
 /** True when `name` is a registered failpoint. */
 export function isFailpointName(name: string): name is FailpointName {
   return Object.hasOwn(failpointSpecs, name);
+}
+
+/** The points a single member reaches (every point but peer traffic and received snapshots). */
+export function singleMemberFailpointNames(): FailpointName[] {
+  return failpointNames().filter((n) => (failpointSpecs[n] as FailpointSpec).cluster !== true);
 }
 
 /** The spec of a registered point. */

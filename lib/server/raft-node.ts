@@ -222,7 +222,8 @@ export class RaftNode {
         const isLeader = this.#raftState === StateType.Leader;
         let afterSave = rd.messages;
         if (isLeader) {
-          this.#send(rd.messages);
+          // a drop loses this Ready's messages as a network would (raft retries)
+          if (!failpoint("raftBeforeLeaderSend")) this.#send(rd.messages);
           afterSave = [];
         } else if (rd.messages.some(isForwardedRequest)) {
           this.#send(rd.messages.filter(isForwardedRequest));
@@ -238,8 +239,10 @@ export class RaftNode {
             : this.#persist(hs, rd.entries);
         if (rd.snapshot !== undefined) {
           if (persist !== undefined) await persist;
+          failpoint("raftBeforeApplySnap");
           this.storage.applySnapshot(rd.snapshot);
           this.#host.applySnapshot(rd.snapshot);
+          failpoint("raftAfterApplySnap");
         }
         if (rd.committedEntries.length > 0) this.#host.applyEntries(rd.committedEntries);
         if (rd.readStates.length > 0) this.#host.onReadStates(rd.readStates);
@@ -256,6 +259,7 @@ export class RaftNode {
           this.#metrics.proposalsCommittedTotal.set(hs.commit);
         }
         if (rd.entries.length > 0) this.storage.append(rd.entries);
+        if (!isLeader && failpoint("raftBeforeFollowerSend")) afterSave = [];
         this.#send(afterSave);
         failpoint("raftBeforeAdvance");
         this.raw.advance(rd);

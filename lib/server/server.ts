@@ -67,6 +67,7 @@ import { type MemberRecord, encodeMemberContext } from "./membership.js";
 import { ServerMetrics } from "./metrics.js";
 import { AutoCompactor, parseRetention } from "./compactor.js";
 import { readDbFile, recoverDataDir, type RecoveredDataDir, dbFilePath } from "./recovery.js";
+import { failpoint } from "../failpoint/index.js";
 import { Snapshotter } from "./snapshotter.js";
 import { proposalTimeoutError } from "./timeout-cause.js";
 import { captureDbFileState, type ParsedDbFile } from "./db-file.js";
@@ -596,6 +597,7 @@ export class EtcdServer {
       throw new Error(`apply snapshot ${md.index}: its db file was not read first`);
     }
     const db = received.db;
+    failpoint("applyBeforeOpenSnapshot");
     // the rename and the state swap happen before any later entry applies
     void installReceivedDb(this.config.dataDir, md.index).then(
       () => this.#snapshotter?.restoredTo(md.index, dbFileSize(this.config.dataDir)),

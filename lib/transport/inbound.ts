@@ -7,6 +7,7 @@
  */
 import type net from "node:net";
 import { type Message, MessageType, Message as MessageCodec } from "../proto/gen/raftpb/raft.js";
+import { failpoint } from "../failpoint/index.js";
 import { PeerConnectionError } from "./errors.js";
 import {
   type ByteQueue,
@@ -142,6 +143,8 @@ export class InboundStream {
         if (f.kind === "pong")
           throw new PeerConnectionError("bad-frame", "unexpected pong from the dialing side");
         this.#counts.receivedBytes += FRAME_HEADER_BYTES + f.body.length;
+        // a drop loses the message as a network would; an error closes the connection
+        if (failpoint("peerBeforeReceive")) continue;
         this.#ctx.deliver(decodePeerMessage(f.body, this.from, this.#ctx.memberId));
       }
     } catch (err) {

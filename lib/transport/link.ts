@@ -12,6 +12,7 @@
  * every dirty link once per event-loop turn, framing many messages into each write under one cork.
  */
 import type net from "node:net";
+import { failpoint } from "../failpoint/index.js";
 import { PeerConnectionError } from "./errors.js";
 import { type ByteQueue, FrameDecoder, PING_WORD, encodeControlFrame } from "./frame.js";
 import { StreamKind, memberIdHex } from "./hello.js";
@@ -119,6 +120,7 @@ export class PeerLink {
     if (this.#state !== "connected" || s === undefined) return;
     const { maxSocketBufferedBytes, maxWriteBatchBytes } = this.#ctx.limits;
     if (this.#queue.length === 0 || s.writableLength >= maxSocketBufferedBytes) return;
+    if (this.#sendFailpoint(s)) return;
     s.cork();
     while (s.writableLength < maxSocketBufferedBytes) {
       const batch = this.#queue.takeBatch(maxWriteBatchBytes);
@@ -127,6 +129,20 @@ export class PeerLink {
       this.#counts.sentBytes += batch.length;
     }
     s.uncork();
+  }
+
+  /**
+   * The peerBeforeSend failpoint: a drop loses the queued messages as a network would, an error
+   * breaks the connection as a failed write does (the link reconnects). True when it fired.
+   */
+  #sendFailpoint(s: net.Socket): boolean {
+    try {
+      if (!failpoint("peerBeforeSend")) return false;
+      this.#queue.clear();
+    } catch (err) {
+      this.#lost(s, new PeerConnectionError("connection-lost", (err as Error).message));
+    }
+    return true;
   }
 
   /** The link's state for peerStatus. */

@@ -15,6 +15,7 @@
  */
 import type net from "node:net";
 import { type Message, MessageType, Message as MessageCodec } from "../proto/gen/raftpb/raft.js";
+import { failpoint } from "../failpoint/index.js";
 import { PeerConnectionError } from "./errors.js";
 import { ByteQueue, FRAME_HEADER_BYTES, FrameDecoder, encodeFrame } from "./frame.js";
 import { MAX_REASON_BYTES, StreamKind, memberIdHex } from "./hello.js";
@@ -432,6 +433,7 @@ export class SnapshotReceive {
 
   #onHeader(body: Uint8Array): void {
     const ctx = this.#ctx;
+    failpoint("snapshotBeforeReceive");
     const m = decodePeerMessage(body, this.#from, ctx.memberId);
     if (m.type !== MessageType.MsgSnap || m.snapshot?.metadata === undefined)
       throw new PeerConnectionError(

@@ -3,12 +3,14 @@
 // writes with etcd's errors while the majority goes on, then catches up by snapshot after healing,
 // its open watch seeing every event in order; a leader cut off steps down (check-quorum) and the
 // majority elects another; a follower that hears its leader but cannot reach it has its write time
-// out with etcd 3.4's "possibly due to connection lost".
+// out with etcd 3.4's "possibly due to connection lost". The failpoints of peer traffic and
+// received snapshots are reached.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { Etcd3 } from "etcd3";
 import { etcdctl, skipOnGrpcJsAuthority, waitFor } from "../helpers/server.js";
+import { failpointNames, failpointSpec } from "../../lib/failpoint/index.js";
 import { type Cluster, heal, partition, startCluster } from "../helpers/cluster.js";
 
 const FAST = [
@@ -21,7 +23,11 @@ const FAST = [
   "60",
   "--experimental-snapshot-catchup-entries",
   "20",
+  "--experimental-failpoints-http",
 ];
+
+// the failpoints only a cluster reaches (peer traffic, received snapshots), set to off: counted
+const clusterPoints = failpointNames().filter((n) => failpointSpec(n).cluster === true);
 
 // etcdctl with http:// endpoints (the checks below) cannot reach the grpc-js reference transport
 describe(
@@ -31,7 +37,11 @@ describe(
     let c: Cluster;
 
     before(async () => {
-      c = await startCluster({ proxies: true, extraArgs: FAST });
+      c = await startCluster({
+        proxies: true,
+        extraArgs: FAST,
+        env: { ETCD_TS_FAILPOINTS: clusterPoints.map((n) => `${n}=off`).join(";") },
+      });
     });
     after(async () => {
       heal(c);
@@ -96,6 +106,20 @@ describe(
         writer.close();
         heal(c);
       }
+    });
+
+    test("the peer send / receive and received-snapshot failpoints were reached", async () => {
+      const unreached: string[] = [];
+      for (const n of clusterPoints) {
+        let total = 0;
+        for (const m of c.members) {
+          const r = await m.httpGet(`/debug/failpoints/${n}/count`);
+          assert.equal(r.status, 200, `${n} on ${m.name}: ${r.body}`);
+          total += Number(r.body);
+        }
+        if (total === 0) unreached.push(n);
+      }
+      assert.deepEqual(unreached, []);
     });
 
     test("a follower that cannot reach its leader: the write times out 'possibly due to connection lost'", async () => {

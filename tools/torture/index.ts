@@ -79,6 +79,8 @@ export interface TortureResult {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** Bound on HashKV attempts per member at the end, 300 ms apart. */
+const HASH_ATTEMPTS = 30;
 /** Bound on attempts to read one key at the end (a member may still be electing). */
 const FINAL_READ_ATTEMPTS = 20;
 
@@ -147,7 +149,8 @@ async function hashAll(
   for (let i = 0; i < endpoints.length; i++) {
     const c = new TortureClient(endpoints[i]!, deadlineMs);
     let rec: HashRecord = { member: names[i]!, phase, revision, error: "no answer" };
-    for (let attempt = 0; attempt < 10; attempt++) {
+    // a member that was down or cut off may still be catching up to `revision` (a future revision)
+    for (let attempt = 0; attempt < HASH_ATTEMPTS; attempt++) {
       try {
         const h = await c.hashKV(revision);
         rec = { member: names[i]!, phase, revision, hash: h.hash };

@@ -288,4 +288,11 @@ test("torture flags: members 1|3|5, known faults, power loss only on members the
   );
   assert.throws(() => parseTortureArgs(["--bogus"]), /unknown flag --bogus/);
   assert.deepEqual(parseTortureArgs(["--faults", "none"]).faults, []);
+  assert.deepEqual(parseTortureArgs(["--members", "3", "--faults", "partition"]).faults, [
+    "partition",
+  ]);
+  assert.throws(
+    () => parseTortureArgs(["--faults", "partition"]),
+    /--faults partition needs several members the tool starts/,
+  );
 });

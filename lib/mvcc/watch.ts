@@ -324,6 +324,11 @@ export class WatchStream {
   #paused = false;
   #closed = false;
   #nextId = 0n;
+  /**
+   * A progress request came while a watcher of this stream was unsynced: it is answered once
+   * every watcher is synced (etcd 3.5's deferredProgress, RequestProgressAll).
+   */
+  #deferredProgress = false;
 
   /** @internal use MvccStore.newWatchStream. */
   constructor(hub: WatchHub, sink: WatchSink) {
@@ -354,10 +359,11 @@ export class WatchStream {
         this.#cancel(u.cancelRequest.watchId);
         break;
       case "progressRequest":
-        this.#sendCtrl(
-          response({ header: header(this.#hub.src.currentRevision), watchId: invalidWatchId }),
-          true,
-        );
+        // A progress response says every event up to its revision was sent: while a watcher
+        // still catches up (a start revision in the past, a history replaced by a snapshot) that
+        // would be false, so it waits until every watcher is synced (etcd's RequestProgressAll and
+        // deferredProgress, etcd-io/etcd#15220 fixed by #15237 and #17557).
+        this.#deferredProgress = true;
         break;
       default:
         // etcd ignores requests it does not understand and keeps the stream.
@@ -441,6 +447,17 @@ export class WatchStream {
   #catchUp(): void {
     const steps = this.#hub.limits.maxSyncStepsPerCall;
     for (let i = 0; i < steps && this.unsynced.size > 0 && this.#ready; i++) this.syncRound();
+    this.#maybeSendProgress();
+  }
+
+  /** Answers a deferred progress request once no watcher of this stream is unsynced. */
+  #maybeSendProgress(): void {
+    if (!this.#deferredProgress || this.unsynced.size > 0 || this.#closed) return;
+    this.#deferredProgress = false;
+    this.#sendCtrl(
+      response({ header: header(this.#hub.src.currentRevision), watchId: invalidWatchId }),
+      true,
+    );
   }
 
   #create(c: WatchCreateRequest): void {
@@ -529,6 +546,7 @@ export class WatchStream {
       if (!this.#ready) return false;
       this.#syncStep(w, src);
     }
+    this.#maybeSendProgress();
     return this.unsynced.size > 0 && this.#ready;
   }
 

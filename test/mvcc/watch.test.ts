@@ -430,6 +430,43 @@ test("catch-up is bounded per call; syncWatchers() and later writes continue it"
   assert.equal(sink.events().at(-1)!.rev, 23);
 });
 
+test("a progress request waits until every watcher of the stream caught up (etcd #15220)", () => {
+  // found by etcd-ts-util torture --members 3: a member that caught up by snapshot answered a
+  // progress request with its new revision before its resumed watch had the events up to it
+  const store = new MvccStore({ maxEventsPerWatchResponse: 2, maxSyncStepsPerCall: 3 });
+  for (let i = 0; i < 20; i++) store.put(putReq("k", String(i))); // revs 2..21
+  const sink = new TestSink();
+  const ws = store.newWatchStream(sink);
+  ws.handle(createWatch({ key: b("k"), startRevision: 2 }));
+  ws.handle(progressReq()); // one more catch-up call; still unsynced: no answer yet
+  const isProgress = (r: { watchId: bigint; created: boolean }) => r.watchId === -1n && !r.created;
+  assert.equal(sink.got.filter(isProgress).length, 0);
+  for (let i = 0; i < 100 && store.syncWatchers(); i++);
+  const at = sink.got.findIndex(isProgress);
+  assert.ok(at > 0, "answered once synced");
+  assert.equal(sink.got[at]!.header!.revision, 21);
+  assert.deepEqual(
+    sink.got.slice(0, at).flatMap((r) => r.events.map((e) => e.kv!.modRevision)),
+    Array.from({ length: 20 }, (_, i) => i + 2),
+    "every event up to the progress revision came before it",
+  );
+  assert.equal(sink.got.filter(isProgress).length, 1);
+});
+
+test("a progress request is answered when a catching-up watcher syncs with no event to send (etcd #17507)", () => {
+  const store = new MvccStore({ maxEventsPerWatchResponse: 2, maxSyncStepsPerCall: 1 });
+  for (let i = 0; i < 10; i++) store.put(putReq("k", String(i))); // revs 2..11, puts only
+  const sink = new TestSink();
+  const ws = store.newWatchStream(sink);
+  ws.handle(createWatch({ key: b("k"), startRevision: 2, filters: [F.NOPUT] }));
+  ws.handle(progressReq());
+  for (let i = 0; i < 100 && store.syncWatchers(); i++);
+  const progress = sink.got.filter((r) => r.watchId === -1n && !r.created);
+  assert.equal(progress.length, 1);
+  assert.equal(progress[0]!.header!.revision, 11);
+  assert.equal(sink.events().length, 0);
+});
+
 test("a sink that throws on the created response leaves no watcher behind", () => {
   const store = new MvccStore();
   const ws = store.newWatchStream({

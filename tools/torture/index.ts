@@ -304,13 +304,15 @@ export async function runTorture(
       .join(", ");
     const up = members.filter((m) => m.running && !m.paused).length;
     say(
-      `[${t.toFixed(0)}/${(o.durationMs / 1000).toFixed(0)}s] calls ${timeline.totalOk} ok, ${timeline.totalFailed} failed` +
+      `[${t.toFixed(0)}s] calls ${timeline.totalOk} ok, ${timeline.totalFailed} failed` +
         ` (${(timeline.totalOk / Math.max(1, t)).toFixed(0)}/s); faults: ${fc || "none"}` +
         (members.length > 0 ? `; members up ${up}/${members.length}` : ""),
     );
   }, 2000);
-  const faults = injector.run(o.durationMs);
-  while (timeline.nowMs() < o.durationMs && injector.restartFailures.length === 0) await sleep(100);
+  // --duration counts from the workload's start, not the members' (a slow start eats none of it)
+  const endMs = timeline.nowMs() + o.durationMs;
+  const faults = injector.run(endMs);
+  while (timeline.nowMs() < endMs && injector.restartFailures.length === 0) await sleep(100);
   injector.stop();
   await faults;
   clearInterval(progress);

@@ -1,34 +1,81 @@
 /**
- * Password hashing with bcrypt through @node-rs/bcrypt's native asynchronous binding: the work
- * runs on libuv's thread pool, never on the event loop (a cost-10 hash takes ~50 ms). Hashes use
- * the `$2a$` prefix, as Go's golang.org/x/crypto/bcrypt writes them, so real etcd reads ours
- * from a snapshot and we read etcd's.
+ * Password hashing with bcrypt (@node-rs/bcrypt), never on the event loop: on worker threads of
+ * their own (bcrypt-worker.ts) at nice +10. Hashes use the `$2a$` prefix, as Go's
+ * golang.org/x/crypto/bcrypt writes them, so real etcd reads ours from a snapshot and we read
+ * etcd's.
  *
- * The thread pool (4 threads unless UV_THREADPOOL_SIZE says otherwise) also runs the WAL's and
- * the snapshot's file writes: 100 clients authenticating at once held every thread for seconds
- * and stalled every commit ("request timed out" on puts). So at most maxConcurrentBcrypt hashes
- * run at a time and the rest wait in a bounded queue, leaving threads for the disk, and a core
- * for the event loop: on 2 cores, two hashes at once took 1.7 cores and raised the p99 of paced
- * puts from other clients 4.5x (bench:auth, 100 clients authenticating).
+ * History of the choice (bench:auth, 100 clients authenticating at cost 10 while 16 others put at
+ * 1000/s, on 2 cores): on libuv's thread pool (4 threads), the hashes held every thread and the
+ * WAL's writes, which share the pool, waited behind them ("request timed out"); two at a time on
+ * the pool raised the puts' p99 5x (etcd's: 260x); one at a time 2.9x, at 0.6x etcd's
+ * Authenticate rate. Threads of their own at low priority leave the pool to the disk and yield
+ * the CPU to requests when the machine is busy, and use every core for hashes when it is not.
+ * At most bcryptWorkers hashes run at once; the rest wait in a bounded queue.
  */
 import { availableParallelism } from "node:os";
-import { hash, verify } from "@node-rs/bcrypt";
+import { Worker } from "node:worker_threads";
 import { errTooManyRequests } from "./errors.js";
+import type { BcryptJob, BcryptResponse } from "./bcrypt-worker.js";
 
-/**
- * bcrypt hashes on libuv's thread pool at one time: one core fewer than the machine has, at
- * least 1 and at most 2 (half the pool's default 4 threads).
- */
-export const maxConcurrentBcrypt = Math.max(1, Math.min(2, availableParallelism() - 1));
-/** password checks waiting for a thread; one more fails with etcd's "too many requests". */
+/** Worker threads hashing at once: one per core, at most 4. */
+export const bcryptWorkers = Math.max(1, Math.min(4, availableParallelism()));
+/** password checks waiting for a worker; one more fails with etcd's "too many requests". */
 export const maxQueuedBcrypt = 4096;
+
+interface Slot {
+  worker: Worker;
+  pending: {
+    id: number;
+    resolve: (v: string | boolean) => void;
+    reject: (e: Error) => void;
+  } | null;
+}
+const idle: Slot[] = [];
+let nextId = 0;
+
+/** A worker thread for bcrypt; an error or exit fails its request and retires it. */
+function startWorker(): Slot {
+  const worker = new Worker(new URL("./bcrypt-worker.js", import.meta.url));
+  worker.unref();
+  const slot: Slot = { worker, pending: null };
+  const retire = (err: Error) => {
+    const p = slot.pending;
+    slot.pending = null;
+    const i = idle.indexOf(slot);
+    if (i >= 0) idle.splice(i, 1);
+    p?.reject(err);
+  };
+  worker.on("message", (res: BcryptResponse) => {
+    const p = slot.pending;
+    if (p === null || p.id !== res.id) return;
+    slot.pending = null;
+    worker.unref(); // an idle worker does not keep the process alive
+    idle.push(slot);
+    if (res.ok) p.resolve(res.value);
+    else p.reject(new Error(res.error));
+  });
+  worker.on("error", retire);
+  worker.on("exit", (code) => retire(new Error(`bcrypt worker exited with code ${code}`)));
+  return slot;
+}
+
+/** Runs one request on an idle worker (limited() guarantees one exists or can be started). */
+function run(req: BcryptJob): Promise<string | boolean> {
+  const slot = idle.pop() ?? startWorker();
+  const id = nextId++;
+  return new Promise((resolve, reject) => {
+    slot.pending = { id, resolve, reject };
+    slot.worker.ref(); // a request in flight does
+    slot.worker.postMessage({ ...req, id });
+  });
+}
 
 let running = 0;
 const waiting: (() => void)[] = [];
 
-/** Runs `work` when fewer than maxConcurrentBcrypt hashes run. @throws errTooManyRequests */
+/** Runs `work` when fewer than bcryptWorkers hashes run. @throws errTooManyRequests */
 async function limited<T>(work: () => Promise<T>): Promise<T> {
-  if (running >= maxConcurrentBcrypt) {
+  if (running >= bcryptWorkers) {
     if (waiting.length >= maxQueuedBcrypt) throw errTooManyRequests();
     await new Promise<void>((resolve) => waiting.push(resolve));
   } else {
@@ -51,7 +98,7 @@ export const defaultBcryptCost = 10;
 
 /** The bcrypt hash of `password` at `cost` (etcd UserAdd / UserChangePassword). */
 export function hashPassword(password: string, cost: number): Promise<string> {
-  return limited(() => hash(password, { cost, version: "2a" }));
+  return limited(async () => (await run({ kind: "hash", password, cost })) as string);
 }
 
 /**
@@ -62,7 +109,7 @@ export function verifyPassword(password: string, encoded: string): Promise<boole
   if (encoded.length === 0) return Promise.resolve(false);
   return limited(async () => {
     try {
-      return await verify(password, encoded);
+      return (await run({ kind: "verify", password, encoded })) === true;
     } catch {
       return false;
     }

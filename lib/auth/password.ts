@@ -1,8 +1,8 @@
 /**
  * Password hashing with bcrypt (@node-rs/bcrypt), never on the event loop: on worker threads of
- * their own (bcrypt-worker.ts) at nice +10. Hashes use the `$2a$` prefix, as Go's
- * golang.org/x/crypto/bcrypt writes them, so real etcd reads ours from a snapshot and we read
- * etcd's.
+ * their own (bcrypt-worker.ts) at nice 19, the lowest priority. Hashes use the `$2a$` prefix, as
+ * Go's golang.org/x/crypto/bcrypt writes them, so real etcd reads ours from a snapshot and we
+ * read etcd's.
  *
  * History of the choice (bench:auth, 100 clients authenticating at cost 10 while 16 others put at
  * 1000/s, on 2 cores): on libuv's thread pool (4 threads), the hashes held every thread and the

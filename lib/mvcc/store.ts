@@ -442,6 +442,7 @@ export class MvccStore {
     const old = this.#log;
     const keep = new Uint8Array(old.length);
     const survivors: number[] = [];
+    const dropped: Rec[] = [];
     this.#index.ascend(undefined, undefined, (slot) => {
       let any = false;
       let r = old.keys.newest(slot);
@@ -452,16 +453,12 @@ export class MvccStore {
       if (r >= 0 && !old.isTombstone(r)) {
         keep[r] = 1;
         any = true;
+      } else if (r >= 0 && old.main(r) === revision) {
+        // a tombstone at the compaction revision itself (the key may live again after it)
+        const key = Buffer.from(old.keys.key(slot));
+        dropped.push(new Rec(key, emptyBuffer, 0, 0, revision, old.sub(r), 0, 0, 0n));
       }
       if (any) survivors.push(slot);
-    });
-    const dropped: Rec[] = [];
-    this.#index.ascend(undefined, undefined, (slot) => {
-      const r = old.keys.newest(slot);
-      if (r >= 0 && old.main(r) === revision && old.isTombstone(r)) {
-        const t = old.rec(r, old.keys.key(slot));
-        dropped.push(new Rec(Buffer.from(t.key), emptyBuffer, 0, 0, t.main, t.sub, 0, 0, 0n));
-      }
     });
     this.#tombstonesAtCompactRev = dropped.sort((a, b) => a.sub - b.sub);
     const log = new RecordLog(this.#keyArenaChunkBytes, this.#valueArenaChunkBytes);

@@ -328,17 +328,29 @@ describe("watch", () => {
     const late = setup();
     late.store.put(putReq("x", "1")); // 2
     late.store.deleteRange(delReq("x")); // 3
-    late.store.compact(3);
-    late.ws.handle(createWatch({ key: b("x"), startRevision: 3 }));
+    late.store.put(putReq("y", "1")); // 4
+    late.store.deleteRange(delReq("y")); // 5
+    late.store.put(putReq("y", "2")); // 6: y lives again after the compaction revision
+    late.store.compact(5);
+    late.ws.handle(createWatch({ key: b("x"), rangeEnd: b("z"), startRevision: 5 }));
     late.ws.handle(createWatch({ key: b("x"), startRevision: 2 }));
+    late.ws.handle(createWatch({ key: b("y"), startRevision: 5 }));
     for (let i = 0; i < 10 && late.store.syncWatchers(); i++);
-    const first = late.sink.got.filter((r) => r.watchId === 0n).flatMap((r) => r.events);
-    assert.deepEqual(
-      first.map((e) => [e.type, e.kv!.modRevision]),
-      [[DEL, 3]],
-    );
+    const events = (id: bigint) =>
+      late.sink.got
+        .filter((r) => r.watchId === id)
+        .flatMap((r) => r.events)
+        .map((e) => [e.type, e.kv!.key.toString(), e.kv!.modRevision]);
+    assert.deepEqual(events(0n), [
+      [DEL, "y", 5],
+      [PUT, "y", 6],
+    ]);
+    assert.deepEqual(events(2n), [
+      [DEL, "y", 5],
+      [PUT, "y", 6],
+    ]);
     const second = late.sink.got.find((r) => r.watchId === 1n && r.compactRevision > 0);
-    assert.equal(second?.compactRevision, 3);
+    assert.equal(second?.compactRevision, 5);
   });
 
   test("control responses wait while the sink is full, in order, and are bounded", () => {

@@ -8,7 +8,8 @@
  *   names the seed and the replay command;
  * - `torture check` replays the checks; a tampered history (a stale read, a dropped watch event)
  *   fails with the smallest failing sub-history;
- * - real etcd 3.4 (--server-command /usr/bin/etcd) with kills, pauses and restarts passes;
+ * - real etcd 3.4 (--server-command /usr/bin/etcd) with kills, pauses and restarts passes (its
+ *   known bug etcd-io/etcd#15220 reported as known);
  * - --endpoints runs the workload and checks against a server the tool does not control.
  * Seeds come from SEED (printed), so a failure replays.
  */
@@ -22,6 +23,7 @@ import { startMember, testSeed } from "../helpers/server.js";
 import { parseTortureArgs } from "../../tools/torture/options.js";
 import { UtilUsageError } from "../../tools/util/errors.js";
 import { RESTART_READ_CLIENT } from "../../tools/torture/checks.js";
+import { identifyServer, knownIssuesOf } from "../../tools/torture/known-issues.js";
 
 const util = new URL("../../tools/etcd-ts-util.js", import.meta.url).pathname;
 const seed = testSeed();
@@ -234,6 +236,14 @@ describe("etcd-ts-util torture", { timeout: 300_000 }, () => {
       /etcd Version: 3\.4|"etcd-version":"3\.4/,
     );
     assert.ok(reportOf(out).run.faults.length >= 1);
+    // etcd 3.4.23 (Debian's) sometimes sends a requested progress notification before the events
+    // it covers (etcd-io/etcd#15220, fixed in 3.4.24): the run says so and still passes
+    const watches = /^\[(PASS|KNOWN)\] watches: (.*)$/m.exec(r.stdout);
+    assert.ok(watches, r.stdout);
+    if (watches[1] === "KNOWN") assert.match(watches[2]!, /etcd-io\/etcd#15220/);
+    const etcd = await identifyServer({ cmd: "/usr/bin/etcd", args: [], etcdTs: false });
+    if (knownIssuesOf(etcd).length > 0)
+      assert.match(r.stdout, /note: etcd \S+ has etcd-io\/etcd#15220 /);
   });
 
   test("--endpoints: the workload and checks against a server the tool does not control", async () => {

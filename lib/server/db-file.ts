@@ -148,11 +148,20 @@ export function etcdDbBuckets(state: DbFileState): BoltBucketSource[] {
 }
 
 /**
+ * What a db file is captured from: the member's parts (EtcdServer, or the Raft simulator's
+ * member, which runs the same applier without a server).
+ */
+export type DbFileSource = Pick<
+  EtcdServer,
+  "store" | "appliedIndex" | "lessor" | "members" | "alarms" | "auth"
+>;
+
+/**
  * The member's state at this instant: the mvcc snapshot (O(1)), copies of the leases, members
  * and alarms, and the applied index. Synchronous, so nothing is applied in between and the parts
  * agree with each other and with consistent_index.
  */
-export function captureDbFileState(server: EtcdServer): DbFileState {
+export function captureDbFileState(server: DbFileSource): DbFileState {
   return {
     mvcc: server.store.snapshot(),
     consistentIndex: server.appliedIndex,

@@ -71,6 +71,12 @@ export interface ProposalsHost {
    * (timeout-cause.ts: etcd's parseProposeCtxErr).
    */
   timeoutError(startedMs: number): Error;
+  /**
+   * Where request ids start: the 16-bit prefix and the 48-bit counter. Default: a random prefix
+   * and a counter from the clock (etcd idutil). Given only by deterministic tests (the Raft
+   * simulator), so ids, entry bytes and entry sizes are the same on every run of a seed.
+   */
+  readonly requestIdStart?: { prefix16: number; counter: number };
 }
 
 /**
@@ -101,8 +107,9 @@ export class Proposals {
 
   constructor(host: ProposalsHost) {
     this.#host = host;
-    this.#requestIdPrefix16 = randomBytes(2).readUInt16BE(0);
-    this.#requestIdCounter = (Date.now() * 256) % requestIdCounterModulus;
+    const start = host.requestIdStart;
+    this.#requestIdPrefix16 = start?.prefix16 ?? randomBytes(2).readUInt16BE(0);
+    this.#requestIdCounter = (start?.counter ?? Date.now() * 256) % requestIdCounterModulus;
   }
 
   /** Advances the 48-bit request counter and returns it (the waits key of the new id). */

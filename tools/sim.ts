@@ -6,9 +6,13 @@
  * Options: --nodes 1|3|5 (default: chosen by seed), --ticks T, --faultiness F,
  * --knob <skipVoteLogCheck|commitPrevTermByCount|readIndexBeforeCommitInTerm|forgetPersistVote>
  * (a known-wrong variant: the run is expected to fail).
+ * --member: each node also runs the member's real apply path (test/raft/sim/member.ts: the
+ * applier into a real mvcc store; HashKV, revisions and answers compared across members);
+ * --member-knob <skipOneApply|flipTxnCompare> (a known-wrong member: expected to fail).
  */
 import { runSeed, SimViolation } from "../test/raft/sim/cluster.js";
 import type { RaftTestingKnobs } from "../lib/raft/index.js";
+import type { MemberKnobs } from "../test/raft/sim/member.js";
 
 function flag(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -21,9 +25,11 @@ const nodes = flag("nodes") !== undefined ? Number(flag("nodes")) : undefined;
 const ticks = flag("ticks") !== undefined ? Number(flag("ticks")) : undefined;
 const faultiness = flag("faultiness") !== undefined ? Number(flag("faultiness")) : undefined;
 const knob = flag("knob") as keyof RaftTestingKnobs | undefined;
+const memberKnob = flag("member-knob") as keyof MemberKnobs | undefined;
+const member = process.argv.includes("--member") || memberKnob !== undefined;
 if (!Number.isInteger(seeds) || seeds <= 0 || !Number.isInteger(startSeed)) {
   console.error(
-    "usage: sim --seeds N --start-seed S [--nodes 1|3|5] [--ticks T] [--faultiness F] [--knob NAME]",
+    "usage: sim --seeds N --start-seed S [--nodes 1|3|5] [--ticks T] [--faultiness F] [--knob NAME] [--member] [--member-knob NAME]",
   );
   process.exit(2);
 }
@@ -31,6 +37,7 @@ if (!Number.isInteger(seeds) || seeds <= 0 || !Number.isInteger(startSeed)) {
 const t0 = Date.now();
 let committed = 0;
 let reads = 0;
+let hashes = 0;
 for (let s = startSeed; s < startSeed + seeds; s++) {
   try {
     const r = runSeed({
@@ -39,10 +46,13 @@ for (let s = startSeed; s < startSeed + seeds; s++) {
       ticks,
       faultiness,
       knobs: knob ? { [knob]: true } : undefined,
-      skipLiveness: knob !== undefined,
+      skipLiveness: knob !== undefined || memberKnob !== undefined,
+      member,
+      memberKnobs: memberKnob ? { [memberKnob]: true } : undefined,
     });
     committed += r.committedIndex;
     reads += r.readsChecked;
+    hashes += r.hashesCompared;
   } catch (e) {
     if (e instanceof SimViolation) {
       console.error(`VIOLATION seed=${s} invariant=${e.invariant}\n  ${e.message}`);
@@ -54,5 +64,7 @@ for (let s = startSeed; s < startSeed + seeds; s++) {
 }
 console.log(
   `ok: ${seeds} seeds (${startSeed}..${startSeed + seeds - 1}) in ${((Date.now() - t0) / 1000).toFixed(1)} s; ` +
-    `${committed} entries committed, ${reads} reads checked, no invariant broken`,
+    `${committed} entries committed, ${reads} reads checked` +
+    (member ? `, ${hashes} member hashes compared` : "") +
+    ", no invariant broken",
 );

@@ -5,6 +5,15 @@
  * all driven by one seed. Invariants are checked after every processed Ready:
  * election safety (one leader per term), log matching, leader completeness, state-machine
  * safety, committed entries never lost, ReadIndex linearizability; then a liveness phase.
+ *
+ * With `member: true` each node is also a member's state machine (member.ts): client requests
+ * proposed through the member's real proposal path and encoder, committed entries applied by
+ * lib/server's Applier into a real MvccStore, snapshots carrying real db files. Then also checked:
+ * every member that applies an entry gets the same revision and the same answer as the first one
+ * that did (the proposer's included, which took the local path without decoding); members at the
+ * same applied index have the same HashKV; the applier's applied index follows raft's; a restart
+ * or an installed snapshot rebuilds the same hash, and a db file's consistent index is its
+ * snapshot's index.
  */
 import {
   ConfChange,
@@ -25,6 +34,16 @@ import {
   type Ready,
 } from "../../../lib/raft/index.js";
 import { Prng } from "./prng.js";
+import {
+  type AppliedRecord,
+  type MemberKnobs,
+  SimMember,
+  type Workload,
+  randomRequest,
+  simMemberContext,
+} from "./member.js";
+import { encodePromoteContext } from "../../../lib/server/cluster.js";
+import { InternalRaftRequest } from "../../../lib/proto/gen/etcdserverpb/raft_internal.js";
 
 /** Counters of the Figure 8 nemesis (debugging its reach). */
 export const fig8Stats = { started: 0, victims: 0, reelected: 0, crashed: 0, youngWon: 0 };
@@ -51,6 +70,10 @@ export interface SimOptions {
   faultiness?: number;
   /** Skip the liveness phase (known-wrong variants may legitimately stall). */
   skipLiveness?: boolean;
+  /** Each node also runs the member's real apply path (member.ts). */
+  member?: boolean;
+  /** Known-wrong member variants, on the node with the highest initial id (member mode). */
+  memberKnobs?: MemberKnobs;
 }
 
 export interface SimResult {
@@ -64,6 +87,8 @@ export interface SimResult {
   confChanges: number;
   crashes: number;
   snapshotsSent: number;
+  /** member mode: HashKV comparisons made between members (0 otherwise) */
+  hashesCompared: number;
 }
 
 interface InFlight {
@@ -79,6 +104,8 @@ interface SimNode {
   confState: ConfState;
   knownCommit: number;
   removed: boolean;
+  /** member mode: the state machine of this incarnation */
+  member: SimMember | undefined;
 }
 
 const electionTick = 10;
@@ -94,7 +121,9 @@ function dataKey(e: Entry): string {
 }
 
 function cloneMessage(m: Message): Message {
-  return { ...m, entries: m.entries.map((e) => ({ ...e })) };
+  // entry bytes are copied as a network would: a member recognises its own proposal only by
+  // identity (Proposals.takeLocal), which must not survive a trip through another node
+  return { ...m, entries: m.entries.map((e) => ({ ...e, data: e.data.slice() })) };
 }
 
 export class Simulation {
@@ -126,7 +155,15 @@ export class Simulation {
     confChanges: 0,
     crashes: 0,
     snapshotsSent: 0,
+    hashesCompared: 0,
   };
+  readonly member: boolean;
+  readonly memberKnobs: MemberKnobs;
+  /** member mode: index → what the first member to apply it recorded */
+  memberApplied: (AppliedRecord & { node: bigint })[] = [];
+  /** member mode: applied index → HashKV and revision the first member seen there had */
+  memberHash = new Map<number, { hash: number; revision: number; node: bigint }>();
+  workload: Workload = { leaseSeq: 0, leases: [] };
   /** Crashes scheduled for young leaders. */
   #doomed: { id: bigint; at: number }[] = [];
   #lastYoung: bigint | undefined;
@@ -157,6 +194,8 @@ export class Simulation {
     this.n = opts.nodes ?? this.rng.pick([1, 3, 3, 5, 5]);
     this.knobs = opts.knobs ?? {};
     this.faultiness = opts.faultiness ?? 1;
+    this.member = opts.member === true;
+    this.memberKnobs = opts.memberKnobs ?? {};
     this.#cfg = {
       preVote: this.rng.chance(0.5),
       checkQuorum: this.rng.chance(0.5),
@@ -165,8 +204,11 @@ export class Simulation {
       maxUncommitted: this.rng.pick([0, 0, 512]),
       appendBeforePersist: this.rng.chance(0.5),
     };
-    const peers: { id: bigint }[] = [];
-    for (let i = 1; i <= this.n; i++) peers.push({ id: BigInt(i) });
+    const peers: { id: bigint; context?: Uint8Array }[] = [];
+    for (let i = 1; i <= this.n; i++) {
+      const id = BigInt(i);
+      peers.push(this.member ? { id, context: simMemberContext(id, false) } : { id });
+    }
     this.nextId = BigInt(this.n + 1);
     for (const p of peers) {
       const sn = this.#newSimNode(p.id);
@@ -216,6 +258,7 @@ export class Simulation {
       },
       knownCommit: 0,
       removed: false,
+      member: undefined,
     };
     this.nodes.set(id, sn);
     this.#start(sn);
@@ -229,7 +272,7 @@ export class Simulation {
     sn.appliedIndex = snapIndex;
     sn.confState = snap.metadata?.confState ?? sn.confState;
     sn.knownCommit = Math.max(snapIndex, 0);
-    sn.node = new RawNode({
+    const raw = new RawNode({
       id: sn.id,
       electionTick,
       heartbeatTick,
@@ -243,6 +286,99 @@ export class Simulation {
       maxUncommittedEntriesSize: this.#cfg.maxUncommitted,
       testingKnobs: this.knobs,
     });
+    sn.node = raw;
+    if (this.member) this.#startMember(sn, raw);
+  }
+
+  /** member mode: a fresh state machine for this incarnation, loaded from the last snapshot. */
+  #startMember(sn: SimNode, raw: RawNode): void {
+    sn.member?.stop();
+    const faulty = sn.id === BigInt(this.n);
+    const m = new SimMember(
+      sn.id,
+      {
+        applyRaftConfChange: (cc) => {
+          const cs = raw.applyConfChange(cc);
+          if (cc.nodeID !== 0n) this.#afterConfChange(sn, cc, cs);
+          return cs;
+        },
+        raft: () =>
+          sn.node === raw
+            ? { lead: raw.raft.lead, term: raw.raft.term, committed: raw.raft.raftLog.committed }
+            : undefined,
+        propose: (data) => raw.propose(data),
+        proposeConfChange: (cc) => raw.proposeConfChange(cc),
+      },
+      faulty ? this.memberKnobs : {},
+    );
+    sn.member = m;
+    const snap = sn.storage.snapshot();
+    const md = snap.metadata;
+    if (md === undefined || md.index === 0) return;
+    const ci = m.load(
+      snap.data,
+      { index: md.index, term: md.term, confState: md.confState! },
+      false,
+    );
+    this.#checkMemberAt(sn, md.index, ci, "restart");
+  }
+
+  /**
+   * member mode, after a restart or an installed snapshot at `index`: the db's consistent index is
+   * the snapshot's, and the store's hash and revision are what other members had there.
+   */
+  #checkMemberAt(sn: SimNode, index: number, consistentIndex: number, what: string): void {
+    if (consistentIndex !== index) {
+      throw new SimViolation(
+        "member-consistent-index",
+        `node ${sn.id} ${what}: db consistent index ${consistentIndex} but snapshot index ${index}`,
+      );
+    }
+    this.#checkMemberHash(sn, index);
+  }
+
+  #checkMemberHash(sn: SimNode, index: number): void {
+    const m = sn.member!;
+    if (m.appliedIndex !== index) {
+      throw new SimViolation(
+        "member-applied-index",
+        `node ${sn.id}: the applier stands at ${m.appliedIndex} but raft applied ${index}`,
+      );
+    }
+    const h = m.hash();
+    const known = this.memberHash.get(index);
+    if (known === undefined) {
+      this.memberHash.set(index, { hash: h.hash, revision: h.revision, node: sn.id });
+      return;
+    }
+    this.stats.hashesCompared++;
+    if (known.hash !== h.hash || known.revision !== h.revision) {
+      throw new SimViolation(
+        "member-hash",
+        `at applied index ${index} node ${sn.id} has HashKV ${h.hash} at revision ${h.revision} but node ${known.node} had ${known.hash} at revision ${known.revision}`,
+      );
+    }
+  }
+
+  /** member mode: one applied entry's revision and answer against the first member's. */
+  #checkMemberRecord(sn: SimNode, rec: AppliedRecord): void {
+    const known = this.memberApplied[rec.index];
+    if (known === undefined) {
+      this.memberApplied[rec.index] = { ...rec, node: sn.id };
+      return;
+    }
+    if (known.revision !== rec.revision) {
+      throw new SimViolation(
+        "member-revision",
+        `entry ${rec.index}: node ${sn.id} is at revision ${rec.revision} after it but node ${known.node} was at ${known.revision}`,
+      );
+    }
+    if (known.answer !== rec.answer) {
+      throw new SimViolation(
+        "member-answer",
+        `entry ${rec.index}: node ${sn.id} answered ${rec.answer} but node ${known.node} answered ${known.answer}`,
+      );
+    }
   }
 
   alive(): SimNode[] {
@@ -276,7 +412,13 @@ export class Simulation {
       confChanges: this.stats.confChanges,
       crashes: this.stats.crashes,
       snapshotsSent: this.stats.snapshotsSent,
+      hashesCompared: this.stats.hashesCompared,
     };
+  }
+
+  /** Ends every member's waits (member mode). */
+  stop(): void {
+    for (const s of this.nodes.values()) s.member?.stop();
   }
 
   #faultyTick(): void {
@@ -418,6 +560,7 @@ export class Simulation {
     for (const rs of rd.readStates) this.#checkRead(sn, rs.index, rs.requestCtx);
     if (rd.snapshot !== undefined) this.#applySnapshot(sn, rd);
     for (const e of rd.committedEntries) this.#apply(sn, e);
+    if (this.member && rd.committedEntries.length > 0) this.#checkMemberHash(sn, sn.appliedIndex);
     node.advance(rd);
     this.#afterStep(sn);
   }
@@ -440,6 +583,14 @@ export class Simulation {
     }
     sn.appliedIndex = md.index;
     sn.confState = md.confState!;
+    if (this.member) {
+      const ci = sn.member!.load(
+        rd.snapshot!.data,
+        { index: md.index, term: md.term, confState: md.confState! },
+        true,
+      );
+      this.#checkMemberAt(sn, md.index, ci, "installed a snapshot");
+    }
     if (
       sn.confState.voters.length + sn.confState.learners.length > 0 &&
       !sn.confState.voters.includes(sn.id) &&
@@ -473,17 +624,28 @@ export class Simulation {
     }
     sn.appliedIndex = e.index;
     this.stats.appliedEntries++;
+    if (this.member) {
+      // the applier applies conf changes too, through #afterConfChange
+      const rec = sn.member!.apply(e);
+      if (rec !== undefined) this.#checkMemberRecord(sn, rec);
+      return;
+    }
     if (e.type === EntryType.EntryConfChange) {
       const cc = ConfChange.fromBinary(e.data);
-      sn.confState = sn.node!.applyConfChange(cc);
-      if (cc.type === ConfChangeType.ConfChangeRemoveNode) this.#markRemoved(cc.nodeID);
-      if (
-        (cc.type === ConfChangeType.ConfChangeAddNode ||
-          cc.type === ConfChangeType.ConfChangeAddLearnerNode) &&
-        !this.nodes.has(cc.nodeID)
-      ) {
-        this.#newSimNode(cc.nodeID);
-      }
+      this.#afterConfChange(sn, cc, sn.node!.applyConfChange(cc));
+    }
+  }
+
+  /** A conf change applied to raft: the node's conf state, removals and new nodes. */
+  #afterConfChange(sn: SimNode, cc: ConfChange, cs: ConfState): void {
+    sn.confState = cs;
+    if (cc.type === ConfChangeType.ConfChangeRemoveNode) this.#markRemoved(cc.nodeID);
+    if (
+      (cc.type === ConfChangeType.ConfChangeAddNode ||
+        cc.type === ConfChangeType.ConfChangeAddLearnerNode) &&
+      !this.nodes.has(cc.nodeID)
+    ) {
+      this.#newSimNode(cc.nodeID);
     }
   }
 
@@ -702,11 +864,15 @@ export class Simulation {
     const sn = this.rng.chance(0.7)
       ? (this.leader() ?? this.rng.pick(alive))
       : this.rng.pick(alive);
-    const data = new TextEncoder().encode(`p${this.propSeq++}`);
-    try {
-      sn.node!.propose(data);
-    } catch (e) {
-      if (!(e instanceof ErrProposalDropped)) throw e;
+    if (this.member) {
+      sn.member!.propose(randomRequest(this.rng, this.propSeq++, this.workload));
+    } else {
+      const data = new TextEncoder().encode(`p${this.propSeq++}`);
+      try {
+        sn.node!.propose(data);
+      } catch (e) {
+        if (!(e instanceof ErrProposalDropped)) throw e;
+      }
     }
     this.#process(sn, { drop: 0, dup: 0, maxDelay: 3 });
   }
@@ -737,11 +903,14 @@ export class Simulation {
       cc = ConfChange.create({
         type: ConfChangeType.ConfChangeAddLearnerNode,
         nodeID: this.nextId,
+        context: this.member ? simMemberContext(this.nextId, true) : new Uint8Array(0),
       });
     } else if (choice === 1 && cs.learners.length > 0) {
+      const id = rng.pick(cs.learners);
       cc = ConfChange.create({
         type: ConfChangeType.ConfChangeAddNode,
-        nodeID: rng.pick(cs.learners),
+        nodeID: id,
+        context: this.member ? encodePromoteContext(id) : new Uint8Array(0),
       });
     } else if (choice === 2 && cs.voters.length > 2) {
       cc = ConfChange.create({
@@ -750,6 +919,13 @@ export class Simulation {
       });
     }
     if (cc === undefined) return;
+    if (this.member) {
+      // etcd's configure: the member's proposals give the change its id and wait for its apply
+      l.member!.proposeConfChange(cc);
+      if (cc.nodeID === this.nextId) this.nextId++;
+      this.stats.confChanges++;
+      return;
+    }
     try {
       l.node!.proposeConfChange(cc);
       if (cc.nodeID === this.nextId) this.nextId++;
@@ -767,11 +943,12 @@ export class Simulation {
     // Snapshot what is applied, keep a few entries for slow followers (as etcd's snapshot catch-up entries).
     if (sn.appliedIndex <= snapIndex + 2) return;
     if (sn.appliedIndex > sn.storage.lastIndex()) return;
-    sn.storage.createSnapshot(
-      sn.appliedIndex,
-      sn.confState,
-      new TextEncoder().encode(`snap@${sn.appliedIndex}`),
-    );
+    // member mode: the snapshot is the member's state as a db file (etcd's snapshot), taken at
+    // the applied index, so its consistent index is that index
+    const data = this.member
+      ? sn.member!.dbFile()
+      : new TextEncoder().encode(`snap@${sn.appliedIndex}`);
+    sn.storage.createSnapshot(sn.appliedIndex, sn.confState, data);
     const keep = this.rng.int(4);
     const compactTo = sn.appliedIndex - keep;
     if (compactTo > snapIndex) sn.storage.compact(compactTo);
@@ -802,17 +979,35 @@ export class Simulation {
       const l = this.leader();
       if (l === undefined) continue;
       if (proposedKey === undefined || this.now - proposedAt > 3 * electionTick) {
-        proposedKey = `live${this.propSeq++}`;
+        proposedKey = `<live${this.propSeq++}>`;
         proposedAt = this.now;
-        try {
-          l.node!.propose(new TextEncoder().encode(proposedKey));
-        } catch (e) {
-          if (!(e instanceof ErrProposalDropped)) throw e;
+        const bytes = new TextEncoder().encode(proposedKey);
+        if (this.member) {
+          l.member!.propose(
+            InternalRaftRequest.create({
+              put: {
+                key: bytes,
+                value: bytes,
+                lease: 0n,
+                prevKv: false,
+                ignoreValue: false,
+                ignoreLease: false,
+              },
+            }),
+          );
+        } else {
+          try {
+            l.node!.propose(bytes);
+          } catch (e) {
+            if (!(e instanceof ErrProposalDropped)) throw e;
+          }
         }
         this.#process(l, calm);
       }
-      const want = `0:${proposedKey}`;
-      if (this.appliedKey.some((k) => k !== undefined && k.startsWith(want + "@"))) return;
+      // a plain entry is the key itself; a member's put carries it as its key and value
+      const want = proposedKey;
+      if (this.appliedKey.some((k) => k !== undefined && k.startsWith("0:") && k.includes(want)))
+        return;
     }
     throw new SimViolation(
       "liveness",
@@ -837,5 +1032,7 @@ export function runSeed(opts: SimOptions): SimResult {
     throw new Error(
       `simulator crashed [${sim.describe()} at tick ${sim.now}]: ${(e as Error).stack}`,
     );
+  } finally {
+    sim.stop();
   }
 }

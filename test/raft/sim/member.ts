@@ -1,0 +1,418 @@
+/**
+ * The member's real apply path inside the Raft simulator (cluster.ts, `member: true`): each
+ * simulated node holds what an etcd-ts member holds behind its raft loop — lib/mvcc's MvccStore,
+ * lib/lease's Lessor, the auth store, the member list (RaftCluster), the proposals and waits
+ * (Proposals, whose encoder is lib/server's raft-request codec) — and applies its committed
+ * entries with lib/server's Applier, as EtcdServer does, but with no network, WAL, db file on
+ * disk or timer. Snapshots carry the member's state as a real etcd db file (db-file.ts), so a
+ * restart or a snapshot from the leader loads the store, leases, members, alarms and auth the
+ * way the server does.
+ *
+ * The workload (randomRequest) is what clients send: puts (with leases, prev_kv), delete ranges,
+ * txns with compares on value / version / mod revision, lease grants and revokes, compactions.
+ */
+import pino from "pino";
+import {
+  InternalRaftRequest,
+  type InternalRaftRequest as InternalRaftRequestType,
+} from "../../../lib/proto/gen/etcdserverpb/raft_internal.js";
+import {
+  Compare,
+  Compare_CompareResult,
+  Compare_CompareTarget,
+  DeleteRangeRequest,
+  PutRequest,
+  RangeRequest,
+  type RequestOp,
+  type ResponseHeader,
+  TxnRequest,
+} from "../../../lib/proto/gen/etcdserverpb/rpc.js";
+import type { ConfChange, ConfState, Entry } from "../../../lib/proto/gen/raftpb/raft.js";
+import { EntryType } from "../../../lib/proto/gen/raftpb/raft.js";
+import { MvccStore, type MvccHash } from "../../../lib/mvcc/index.js";
+import { Lessor } from "../../../lib/lease/index.js";
+import { BoltFileWriter } from "../../../lib/btree/index.js";
+import { MemberAuth } from "../../../lib/server/apply-auth.js";
+import { Applier } from "../../../lib/server/apply.js";
+import { RaftCluster } from "../../../lib/server/cluster.js";
+import { defaultConfig } from "../../../lib/server/config.js";
+import { captureDbFileState, etcdDbBuckets, parseEtcdDbFile } from "../../../lib/server/db-file.js";
+import { encodeMemberContext } from "../../../lib/server/membership.js";
+import { ServerMetrics } from "../../../lib/server/metrics.js";
+import { Proposals } from "../../../lib/server/proposals.js";
+import type { MemberRecord } from "../../../lib/server/membership.js";
+import type { AlarmMember } from "../../../lib/proto/gen/etcdserverpb/rpc.js";
+import type { Prng } from "./prng.js";
+
+/**
+ * Known-wrong member variants (the simulator must catch each): `skipOneApply` — the faulty member
+ * skips the apply of one put (its applied index still moves on); `flipTxnCompare` — the faulty
+ * member runs a txn's failure branch where the compare succeeded and vice versa.
+ */
+export interface MemberKnobs {
+  skipOneApply?: boolean;
+  flipTxnCompare?: boolean;
+}
+
+/** What the simulator gives a member: its raft node and the conf-change bookkeeping. */
+export interface SimMemberHost {
+  /** Applies a committed ConfChange to raft (RawNode.applyConfChange) and to the simulator. */
+  applyRaftConfChange(cc: ConfChange): ConfState;
+  /** The node's raft state, for the proposals' checks (leader known, term, indexes). */
+  raft(): { lead: bigint; term: number; committed: number } | undefined;
+  propose(data: Uint8Array): void;
+  proposeConfChange(cc: ConfChange): void;
+}
+
+/** What one applied normal entry produced on one member (compared across members). */
+export interface AppliedRecord {
+  index: number;
+  /** store revision after the entry */
+  revision: number;
+  /** the applier's answer (response or error), canonical text */
+  answer: string;
+}
+
+/** One metrics registry for every simulated member (the counters play no part in the state). */
+let sharedMetrics: ServerMetrics | undefined;
+const silentLogger = pino({ level: "silent" });
+
+/** A store that runs each txn's other branch (the flipTxnCompare knob). */
+class FlippedTxnStore extends MvccStore {
+  override txn(req: TxnRequest): ReturnType<MvccStore["txn"]> {
+    return super.txn({ ...req, success: req.failure, failure: req.success });
+  }
+}
+
+/** Proposals that also report every answer the applier gives, a foreign entry's included. */
+class RecordingProposals extends Proposals {
+  /** the applier's answer to the entry being applied */
+  answer: { response?: unknown; error?: Error } | undefined;
+
+  /** A foreign entry (another member's proposal) gets this key: answered here, never waited on. */
+  static readonly foreignKey = -1;
+
+  override waitKeyOf(id: bigint): number | undefined {
+    return super.waitKeyOf(id) ?? RecordingProposals.foreignKey;
+  }
+  override trigger(waitKey: number, response: unknown): void {
+    this.answer = { response };
+    if (waitKey !== RecordingProposals.foreignKey) super.trigger(waitKey, response);
+  }
+  override fail(waitKey: number, err: Error, completed = false): void {
+    if (completed) this.answer = { error: err };
+    if (waitKey !== RecordingProposals.foreignKey) super.fail(waitKey, err, completed);
+  }
+}
+
+/** Canonical text of a response: bigints and bytes spelled out, keys in order. */
+export function canonicalAnswer(v: unknown): string {
+  if (v === undefined) return "undefined";
+  if (v === null) return "null";
+  if (typeof v === "bigint") return `${v}n`;
+  if (v instanceof Uint8Array) return `0x${Buffer.from(v).toString("hex")}`;
+  if (Array.isArray(v)) return `[${v.map(canonicalAnswer).join(",")}]`;
+  if (typeof v === "object") {
+    const o = v as Record<string, unknown>;
+    const keys = Object.keys(o)
+      .filter((k) => o[k] !== undefined)
+      .sort();
+    return `{${keys.map((k) => `${k}:${canonicalAnswer(o[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(v);
+}
+
+/** The member record a simulated node joins with (its ConfChange context). */
+export function simMemberRecord(id: bigint, isLearner: boolean): MemberRecord {
+  return { id, name: `n${id}`, peerUrls: [`http://n${id}:2380`], clientUrls: [], isLearner };
+}
+
+/** ConfChange context of a new member (etcd's ConfigChangeContext). */
+export function simMemberContext(id: bigint, isLearner: boolean): Uint8Array {
+  return encodeMemberContext(simMemberRecord(id, isLearner));
+}
+
+/**
+ * One simulated member's state machine: the real applier over real parts (see the module
+ * comment). Faulty per `knobs` when `faulty` is set.
+ */
+export class SimMember {
+  readonly id: bigint;
+  readonly store: MvccStore;
+  readonly lessor: Lessor;
+  readonly auth: MemberAuth;
+  readonly cluster: RaftCluster;
+  readonly proposals: RecordingProposals;
+  readonly applier: Applier;
+  readonly #knobs: MemberKnobs;
+  #skipped = false;
+
+  constructor(id: bigint, host: SimMemberHost, knobs: MemberKnobs = {}) {
+    this.id = id;
+    this.#knobs = knobs;
+    sharedMetrics ??= new ServerMetrics();
+    const metrics = sharedMetrics;
+    this.auth = new MemberAuth(defaultConfig());
+    this.lessor = new Lessor({ minLeaseTtlSeconds: 1 });
+    const storeOptions = {
+      // simulated stores hold a few hundred records: small arena chunks keep a member cheap
+      keyArenaChunkBytes: 4096,
+      valueArenaChunkBytes: 16 * 1024,
+      leaseHooks: {
+        exists: (lease: bigint) => this.lessor.has(lease),
+        attach: (lease: bigint, key: Buffer) => this.lessor.attach(lease, key),
+        detach: (lease: bigint, key: Buffer) => this.lessor.detach(lease, key),
+      },
+    };
+    this.store = knobs.flipTxnCompare
+      ? new FlippedTxnStore(storeOptions)
+      : new MvccStore(storeOptions);
+    this.cluster = new RaftCluster({ localId: () => id, name: `n${id}`, advertiseClientUrls: [] });
+    this.proposals = new RecordingProposals({
+      metrics,
+      maxRequestBytes: 1.5 * 1024 * 1024,
+      requestTimeoutMs: () => 1e9,
+      stopped: () => false,
+      commitIndex: () => host.raft()?.committed ?? 0,
+      appliedIndex: () => this.applier.appliedIndex,
+      leaderId: () => host.raft()?.lead ?? 0n,
+      term: () => host.raft()?.term ?? 0,
+      propose: (data) => host.propose(data),
+      proposeConfChange: (cc) => host.proposeConfChange(cc),
+      scheduleReady: () => {},
+      timeoutError: () => new Error("request timed out"),
+      // the member id as the prefix: ids differ between members, and are the same on every run
+      requestIdStart: { prefix16: Number(id) & 0xffff, counter: 1 },
+    });
+    this.applier = new Applier({
+      store: this.store,
+      lessor: this.lessor,
+      auth: this.auth,
+      metrics,
+      logger: silentLogger,
+      cluster: this.cluster,
+      proposals: this.proposals,
+      // member-independent, so answers compare across members
+      header: (): ResponseHeader => ({
+        clusterId: 0n,
+        memberId: 0n,
+        revision: this.store.currentRevision,
+        raftTerm: 0,
+      }),
+      applyRaftConfChange: (cc) => host.applyRaftConfChange(cc),
+      onNoSpaceCleared: () => {},
+      afterApply: () => {},
+    });
+  }
+
+  // DbFileSource (db-file.ts): what captureDbFileState reads
+  get appliedIndex(): number {
+    return this.applier.appliedIndex;
+  }
+  get members(): Map<bigint, MemberRecord> {
+    return this.cluster.members;
+  }
+  get alarms(): readonly AlarmMember[] {
+    return this.applier.alarms;
+  }
+
+  /** Proposes a client request through the member's real proposal path; the answer is ignored. */
+  propose(r: InternalRaftRequestType): void {
+    this.proposals.propose(r).catch(() => {});
+  }
+
+  /** Proposes a membership change (etcd's configure); the answer is ignored. */
+  proposeConfChange(cc: ConfChange): void {
+    this.proposals.proposeConfChange(cc).catch(() => {});
+  }
+
+  /**
+   * Applies one committed entry with the real applier; for a normal entry with data, returns
+   * what it did (revision, answer). A faulty member (skipOneApply) drops one put's data.
+   */
+  apply(e: Entry): AppliedRecord | undefined {
+    let entry = e;
+    const normal = e.type === EntryType.EntryNormal && e.data.length > 0;
+    if (this.#knobs.skipOneApply && !this.#skipped && normal && e.index > 12) {
+      const r = InternalRaftRequest.fromBinary(e.data);
+      if (r.put !== undefined) {
+        this.#skipped = true;
+        entry = { ...e, data: new Uint8Array(0) };
+      }
+    }
+    this.proposals.answer = undefined;
+    this.applier.applyEntries([entry]);
+    if (!normal) return undefined;
+    const a = this.proposals.answer as { response?: unknown; error?: Error } | undefined;
+    const answer =
+      a === undefined
+        ? "none"
+        : a.error !== undefined
+          ? `error ${a.error.message}`
+          : canonicalAnswer(a.response);
+    return { index: e.index, revision: this.store.currentRevision, answer };
+  }
+
+  /** etcd's HashKV of the whole store (revision 0 = current). */
+  hash(): MvccHash {
+    return this.store.hashKV(0);
+  }
+
+  /** The member's state now as a real etcd db file (what a snapshot carries). */
+  dbFile(): Buffer {
+    const w = new BoltFileWriter(etcdDbBuckets(captureDbFileState(this)));
+    return Buffer.concat([...w.chunks()]);
+  }
+
+  /**
+   * Loads a db file (a restart from its last snapshot, or a snapshot from the leader) as the
+   * server does: leases first, then the keys (re-attached to them), members, alarms, auth; the
+   * applier then stands at the snapshot's index. Returns the db's consistent index.
+   */
+  load(
+    db: Uint8Array,
+    snap: { index: number; term: number; confState: ConfState },
+    fromLeader: boolean,
+  ): number {
+    const parsed = parseEtcdDbFile(db);
+    this.lessor.restore(parsed.leases);
+    if (fromLeader) this.store.replaceFromSnapshot(parsed.keyRecords(), parsed.compactRevision);
+    else this.store.restore(parsed.keyRecords(), parsed.compactRevision);
+    if (parsed.scheduledCompactRevision > parsed.compactRevision) {
+      this.store.compact(parsed.scheduledCompactRevision);
+    }
+    this.cluster.restore(parsed.members, parsed.removedMemberIds);
+    this.applier.alarms.length = 0;
+    for (const a of parsed.alarms) this.applier.alarms.push({ ...a });
+    this.auth.store.restore(parsed.auth);
+    if (fromLeader) this.applier.restoredFromSnapshot(snap.index, snap.term, snap.confState);
+    else this.applier.restore(snap.index, snap.term, parsed.consistentIndex, snap.confState);
+    return parsed.consistentIndex;
+  }
+
+  /** Ends the member's waits (the simulation is over). */
+  stop(): void {
+    this.proposals.failAll(new Error("simulation stopped"));
+  }
+}
+
+/** The simulated clients' view: keys and leases they use (shared across members). */
+export interface Workload {
+  leaseSeq: number;
+  leases: bigint[];
+}
+
+const keyCount = 6;
+
+function key(rng: Prng): Uint8Array {
+  return new TextEncoder().encode(`k${rng.int(keyCount)}`);
+}
+
+function value(rng: Prng, seq: number): Uint8Array {
+  return new TextEncoder().encode(`v${seq}.${rng.int(1000)}`);
+}
+
+function randomOp(rng: Prng, seq: number, w: Workload): RequestOp {
+  const c = rng.int(4);
+  if (c === 0) {
+    return {
+      request: { oneofKind: "requestRange", requestRange: RangeRequest.create({ key: key(rng) }) },
+    };
+  }
+  if (c === 1) {
+    return {
+      request: {
+        oneofKind: "requestDeleteRange",
+        requestDeleteRange: DeleteRangeRequest.create({ key: key(rng), prevKv: rng.chance(0.5) }),
+      },
+    };
+  }
+  return { request: { oneofKind: "requestPut", requestPut: randomPut(rng, seq, w) } };
+}
+
+function randomPut(rng: Prng, seq: number, w: Workload): PutRequest {
+  const lease = w.leases.length > 0 && rng.chance(0.2) ? rng.pick(w.leases) : 0n;
+  return PutRequest.create({
+    key: key(rng),
+    value: value(rng, seq),
+    lease,
+    prevKv: rng.chance(0.3),
+  });
+}
+
+function randomCompare(rng: Prng, seq: number): Compare {
+  const result = rng.pick([
+    Compare_CompareResult.EQUAL,
+    Compare_CompareResult.GREATER,
+    Compare_CompareResult.LESS,
+    Compare_CompareResult.NOT_EQUAL,
+  ]);
+  const t = rng.int(3);
+  if (t === 0) {
+    return Compare.create({
+      result,
+      target: Compare_CompareTarget.VERSION,
+      key: key(rng),
+      targetUnion: { oneofKind: "version", version: rng.int(4) },
+    });
+  }
+  if (t === 1) {
+    return Compare.create({
+      result,
+      target: Compare_CompareTarget.MOD,
+      key: key(rng),
+      targetUnion: { oneofKind: "modRevision", modRevision: rng.int(seq + 2) },
+    });
+  }
+  return Compare.create({
+    result,
+    target: Compare_CompareTarget.VALUE,
+    key: key(rng),
+    targetUnion: { oneofKind: "value", value: value(rng, rng.int(seq + 1)) },
+  });
+}
+
+/**
+ * A client request as the member would propose it: mostly puts (the hot path's hand-written
+ * encoder), then txns, deletes, lease grants and revokes, compactions to a recent revision.
+ * `seq` numbers proposals (values and revisions scale with it).
+ */
+export function randomRequest(rng: Prng, seq: number, w: Workload): InternalRaftRequestType {
+  const c = rng.int(100);
+  if (c < 45) return InternalRaftRequest.create({ put: randomPut(rng, seq, w) });
+  if (c < 70) {
+    const ops = (n: number) => Array.from({ length: n }, () => randomOp(rng, seq, w));
+    return InternalRaftRequest.create({
+      txn: TxnRequest.create({
+        compare: Array.from({ length: 1 + rng.int(2) }, () => randomCompare(rng, seq)),
+        success: ops(1 + rng.int(2)),
+        failure: ops(rng.int(2)),
+      }),
+    });
+  }
+  if (c < 80) {
+    const k = key(rng);
+    const ranged = rng.chance(0.3);
+    return InternalRaftRequest.create({
+      deleteRange: DeleteRangeRequest.create({
+        key: k,
+        rangeEnd: ranged ? new TextEncoder().encode(`k${keyCount}`) : new Uint8Array(0),
+        prevKv: rng.chance(0.5),
+      }),
+    });
+  }
+  if (c < 88) {
+    const id = BigInt(++w.leaseSeq);
+    w.leases.push(id);
+    return InternalRaftRequest.create({ leaseGrant: { iD: id, tTL: 60 } });
+  }
+  if (c < 94) {
+    const id = w.leases.length > 0 ? rng.pick(w.leases) : 1n;
+    return InternalRaftRequest.create({ leaseRevoke: { iD: id } });
+  }
+  // a compaction may name a revision not reached yet or compacted already: the applier's error
+  // is then the answer, the same on every member
+  return InternalRaftRequest.create({
+    compaction: { revision: 1 + rng.int(Math.max(1, seq)), physical: rng.chance(0.5) },
+  });
+}

@@ -38,6 +38,8 @@ const t0 = Date.now();
 let committed = 0;
 let reads = 0;
 let hashes = 0;
+let proposerAnswers = 0;
+let dbFilesLoaded = 0;
 for (let s = startSeed; s < startSeed + seeds; s++) {
   try {
     const r = runSeed({
@@ -53,6 +55,8 @@ for (let s = startSeed; s < startSeed + seeds; s++) {
     committed += r.committedIndex;
     reads += r.readsChecked;
     hashes += r.hashesCompared;
+    proposerAnswers += r.proposerAnswers;
+    dbFilesLoaded += r.dbFilesLoaded;
   } catch (e) {
     if (e instanceof SimViolation) {
       console.error(`VIOLATION seed=${s} invariant=${e.invariant}\n  ${e.message}`);
@@ -65,6 +69,8 @@ for (let s = startSeed; s < startSeed + seeds; s++) {
 console.log(
   `ok: ${seeds} seeds (${startSeed}..${startSeed + seeds - 1}) in ${((Date.now() - t0) / 1000).toFixed(1)} s; ` +
     `${committed} entries committed, ${reads} reads checked` +
-    (member ? `, ${hashes} member hashes compared` : "") +
+    (member
+      ? `, ${hashes} member hashes compared, ${proposerAnswers} proposers' answers, ${dbFilesLoaded} db files loaded`
+      : "") +
     ", no invariant broken",
 );

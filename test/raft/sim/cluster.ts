@@ -89,6 +89,10 @@ export interface SimResult {
   snapshotsSent: number;
   /** member mode: HashKV comparisons made between members (0 otherwise) */
   hashesCompared: number;
+  /** member mode: answers the proposing member got (and the others compared) */
+  proposerAnswers: number;
+  /** member mode: states loaded from a db file (a restart from a snapshot, or one installed) */
+  dbFilesLoaded: number;
 }
 
 interface InFlight {
@@ -111,6 +115,8 @@ interface SimNode {
 const electionTick = 10;
 const heartbeatTick = 2;
 const maxReadyLoops = 64;
+/** member mode: calm ticks allowed for every member to apply what the leader committed */
+const convergeTicks = 300;
 /** SIM_TRACE=<tick>: print every delivered message from that tick on (debugging a seed). */
 const traceFromTick = Number(process.env.SIM_TRACE ?? -1);
 
@@ -156,14 +162,18 @@ export class Simulation {
     crashes: 0,
     snapshotsSent: 0,
     hashesCompared: 0,
+    proposerAnswers: 0,
+    dbFilesLoaded: 0,
   };
   readonly member: boolean;
   readonly memberKnobs: MemberKnobs;
   /** member mode: index → what the first member to apply it recorded */
   memberApplied: (AppliedRecord & { node: bigint })[] = [];
-  /** member mode: applied index → HashKV and revision the first member seen there had */
+  /** member mode: applied index → HashKV and revision of the first member that applied it */
   memberHash = new Map<number, { hash: number; revision: number; node: bigint }>();
   workload: Workload = { leaseSeq: 0, leases: [] };
+  /** member mode: members started so far (each start's request ids are its own) */
+  #memberStarts = 0;
   /** Crashes scheduled for young leaders. */
   #doomed: { id: bigint; at: number }[] = [];
   #lastYoung: bigint | undefined;
@@ -292,10 +302,11 @@ export class Simulation {
 
   /** member mode: a fresh state machine for this incarnation, loaded from the last snapshot. */
   #startMember(sn: SimNode, raw: RawNode): void {
-    sn.member?.stop();
+    if (sn.member !== undefined) this.#stopMember(sn.member);
     const faulty = sn.id === BigInt(this.n);
     const m = new SimMember(
       sn.id,
+      this.#memberStarts++,
       {
         applyRaftConfChange: (cc) => {
           const cs = raw.applyConfChange(cc);
@@ -328,6 +339,7 @@ export class Simulation {
    * the snapshot's, and the store's hash and revision are what other members had there.
    */
   #checkMemberAt(sn: SimNode, index: number, consistentIndex: number, what: string): void {
+    this.stats.dbFilesLoaded++;
     if (consistentIndex !== index) {
       throw new SimViolation(
         "member-consistent-index",
@@ -351,7 +363,7 @@ export class Simulation {
       this.memberHash.set(index, { hash: h.hash, revision: h.revision, node: sn.id });
       return;
     }
-    this.stats.hashesCompared++;
+    if (known.node !== sn.id) this.stats.hashesCompared++;
     if (known.hash !== h.hash || known.revision !== h.revision) {
       throw new SimViolation(
         "member-hash",
@@ -401,6 +413,7 @@ export class Simulation {
     const ticks = opts.ticks ?? 400;
     for (let t = 0; t < ticks; t++) this.#faultyTick();
     if (!opts.skipLiveness) this.#liveness(opts.livenessTicks ?? 1000);
+    if (!opts.skipLiveness && this.member) this.#converge(convergeTicks);
     return {
       seed: this.seed,
       nodes: this.n,
@@ -413,12 +426,22 @@ export class Simulation {
       crashes: this.stats.crashes,
       snapshotsSent: this.stats.snapshotsSent,
       hashesCompared: this.stats.hashesCompared,
+      proposerAnswers:
+        this.stats.proposerAnswers +
+        [...this.nodes.values()].reduce((n, s) => n + (s.member?.proposals.ownAnswers ?? 0), 0),
+      dbFilesLoaded: this.stats.dbFilesLoaded,
     };
   }
 
   /** Ends every member's waits (member mode). */
   stop(): void {
-    for (const s of this.nodes.values()) s.member?.stop();
+    for (const s of this.nodes.values()) if (s.member !== undefined) this.#stopMember(s.member);
+  }
+
+  #stopMember(m: SimMember): void {
+    this.stats.proposerAnswers += m.proposals.ownAnswers;
+    m.proposals.ownAnswers = 0;
+    m.stop();
   }
 
   #faultyTick(): void {
@@ -628,6 +651,9 @@ export class Simulation {
       // the applier applies conf changes too, through #afterConfChange
       const rec = sn.member!.apply(e);
       if (rec !== undefined) this.#checkMemberRecord(sn, rec);
+      // the first member to apply an index records the hash there, so every other member's
+      // hash at the end of any batch has something to be compared with
+      if (!this.memberHash.has(e.index)) this.#checkMemberHash(sn, e.index);
       return;
     }
     if (e.type === EntryType.EntryConfChange) {
@@ -938,7 +964,11 @@ export class Simulation {
   #compactRandom(): void {
     const alive = this.alive();
     if (alive.length === 0) return;
-    const sn = this.rng.pick(alive);
+    this.#compact(this.rng.pick(alive));
+  }
+
+  /** A snapshot of what `sn` applied, and its log compacted behind it (keeping a few entries). */
+  #compact(sn: SimNode): void {
     const snapIndex = sn.storage.snapshot().metadata?.index ?? 0;
     // Snapshot what is applied, keep a few entries for slow followers (as etcd's snapshot catch-up entries).
     if (sn.appliedIndex <= snapIndex + 2) return;
@@ -959,6 +989,32 @@ export class Simulation {
     if (l === undefined || l.confState.voters.length < 2) return;
     const to = this.rng.pick(l.confState.voters.filter((v) => v !== l.id));
     l.node!.transferLeader(to);
+  }
+
+  /**
+   * member mode, after the liveness phase: with the network calm, every member in the
+   * configuration reaches the leader's commit index within `maxTicks`, and so the same state
+   * (#checkMemberHash compares each at the index it stands at).
+   */
+  #converge(maxTicks: number): void {
+    const calm = { drop: 0, dup: 0, maxDelay: 1 };
+    let behind: SimNode[] = [];
+    for (let t = 0; t < maxTicks; t++) {
+      this.#tickAll(calm);
+      const l = this.leader();
+      if (l === undefined) continue;
+      // the leader keeps snapshotting (see #liveness: a learner added after its last snapshot
+      // can only start from a newer one)
+      if (t % 20 === 0) this.#compact(l);
+      const commit = l.node!.raft.raftLog.committed;
+      const inConfig = new Set([...l.confState.voters, ...l.confState.learners]);
+      behind = this.alive().filter((s) => inConfig.has(s.id) && s.member!.appliedIndex < commit);
+      if (behind.length === 0) return;
+    }
+    throw new SimViolation(
+      "member-convergence",
+      `members ${behind.map((s) => s.id).join(",")} did not apply up to the leader's commit within ${maxTicks} calm ticks (${this.dump()})`,
+    );
   }
 
   /** Heal everything; a leader must emerge and commit a fresh proposal within bounded ticks. */

@@ -17,6 +17,8 @@ import {
   type InternalRaftRequest as InternalRaftRequestType,
 } from "../../../lib/proto/gen/etcdserverpb/raft_internal.js";
 import {
+  AlarmRequest_AlarmAction,
+  AlarmType,
   Compare,
   Compare_CompareResult,
   Compare_CompareTarget,
@@ -47,11 +49,14 @@ import type { Prng } from "./prng.js";
 /**
  * Known-wrong member variants (the simulator must catch each): `skipOneApply` — the faulty member
  * skips the apply of one put (its applied index still moves on); `flipTxnCompare` — the faulty
- * member runs a txn's failure branch where the compare succeeded and vice versa.
+ * member runs a txn's failure branch where the compare succeeded and vice versa;
+ * `corruptOnePut` — the faulty member stores one put's value with a byte changed (same revision,
+ * same answer: only the state differs).
  */
 export interface MemberKnobs {
   skipOneApply?: boolean;
   flipTxnCompare?: boolean;
+  corruptOnePut?: boolean;
 }
 
 /** What the simulator gives a member: its raft node and the conf-change bookkeeping. */
@@ -73,6 +78,9 @@ export interface AppliedRecord {
   answer: string;
 }
 
+/** Request ids one start of a simulated member may use (far more than a seed proposes). */
+const requestIdsPerStart = 2 ** 32;
+
 /** One metrics registry for every simulated member (the counters play no part in the state). */
 let sharedMetrics: ServerMetrics | undefined;
 const silentLogger = pino({ level: "silent" });
@@ -84,10 +92,26 @@ class FlippedTxnStore extends MvccStore {
   }
 }
 
+/** A store that changes the value of one put with a value (the corruptOnePut knob). */
+class CorruptingStore extends MvccStore {
+  #done = false;
+  override put(req: PutRequest): ReturnType<MvccStore["put"]> {
+    if (this.#done || req.value.length === 0 || this.currentRevision < 4) return super.put(req);
+    this.#done = true;
+    const value = Uint8Array.from(req.value);
+    value[0] = value[0]! ^ 1;
+    return super.put({ ...req, value });
+  }
+}
+
 /** Proposals that also report every answer the applier gives, a foreign entry's included. */
 class RecordingProposals extends Proposals {
   /** the applier's answer to the entry being applied */
   answer: { response?: unknown; error?: Error } | undefined;
+  /** answers to this incarnation's own proposals (the proposer's side of the comparison) */
+  ownAnswers = 0;
+  /** the first request counter of this incarnation: lower ones are an earlier incarnation's */
+  firstCounter = Number.MAX_SAFE_INTEGER;
 
   /** A foreign entry (another member's proposal) gets this key: answered here, never waited on. */
   static readonly foreignKey = -1;
@@ -97,11 +121,15 @@ class RecordingProposals extends Proposals {
   }
   override trigger(waitKey: number, response: unknown): void {
     this.answer = { response };
-    if (waitKey !== RecordingProposals.foreignKey) super.trigger(waitKey, response);
+    if (waitKey === RecordingProposals.foreignKey) return;
+    if (waitKey > this.firstCounter) this.ownAnswers++;
+    super.trigger(waitKey, response);
   }
   override fail(waitKey: number, err: Error, completed = false): void {
     if (completed) this.answer = { error: err };
-    if (waitKey !== RecordingProposals.foreignKey) super.fail(waitKey, err, completed);
+    if (waitKey === RecordingProposals.foreignKey) return;
+    if (completed && waitKey > this.firstCounter) this.ownAnswers++;
+    super.fail(waitKey, err, completed);
   }
 }
 
@@ -147,7 +175,12 @@ export class SimMember {
   readonly #knobs: MemberKnobs;
   #skipped = false;
 
-  constructor(id: bigint, host: SimMemberHost, knobs: MemberKnobs = {}) {
+  /**
+   * `incarnation` numbers the member's starts: each start's request ids begin past the last's
+   * (a real member's counter starts from the clock), so an entry proposed before a restart is
+   * never taken for a proposal of this start.
+   */
+  constructor(id: bigint, incarnation: number, host: SimMemberHost, knobs: MemberKnobs = {}) {
     this.id = id;
     this.#knobs = knobs;
     sharedMetrics ??= new ServerMetrics();
@@ -166,7 +199,9 @@ export class SimMember {
     };
     this.store = knobs.flipTxnCompare
       ? new FlippedTxnStore(storeOptions)
-      : new MvccStore(storeOptions);
+      : knobs.corruptOnePut
+        ? new CorruptingStore(storeOptions)
+        : new MvccStore(storeOptions);
     this.cluster = new RaftCluster({ localId: () => id, name: `n${id}`, advertiseClientUrls: [] });
     this.proposals = new RecordingProposals({
       metrics,
@@ -182,8 +217,9 @@ export class SimMember {
       scheduleReady: () => {},
       timeoutError: () => new Error("request timed out"),
       // the member id as the prefix: ids differ between members, and are the same on every run
-      requestIdStart: { prefix16: Number(id) & 0xffff, counter: 1 },
+      requestIdStart: { prefix16: Number(id) & 0xffff, counter: incarnation * requestIdsPerStart },
     });
+    this.proposals.firstCounter = incarnation * requestIdsPerStart;
     this.applier = new Applier({
       store: this.store,
       lessor: this.lessor,
@@ -406,9 +442,20 @@ export function randomRequest(rng: Prng, seq: number, w: Workload): InternalRaft
     w.leases.push(id);
     return InternalRaftRequest.create({ leaseGrant: { iD: id, tTL: 60 } });
   }
-  if (c < 94) {
+  if (c < 93) {
     const id = w.leases.length > 0 ? rng.pick(w.leases) : 1n;
     return InternalRaftRequest.create({ leaseRevoke: { iD: id } });
+  }
+  if (c < 95) {
+    // the NOSPACE alarm: while it is raised, puts and lease grants are refused (a restarted
+    // member or one that installed a snapshot must have it from the db file)
+    // raised a quarter of the time, so it is off most of the run
+    const action = rng.chance(0.25)
+      ? AlarmRequest_AlarmAction.ACTIVATE
+      : AlarmRequest_AlarmAction.DEACTIVATE;
+    return InternalRaftRequest.create({
+      alarm: { action, memberID: 1n, alarm: AlarmType.NOSPACE },
+    });
   }
   // a compaction may name a revision not reached yet or compacted already: the applier's error
   // is then the answer, the same on every member

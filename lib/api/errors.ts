@@ -57,6 +57,8 @@ const codeByMessage = new Map<string, GrpcStatus>([
   ["etcdserver: permission denied", GrpcStatus.PERMISSION_DENIED],
   ["etcdserver: invalid auth token", GrpcStatus.UNAUTHENTICATED],
   ["etcdserver: no leader", GrpcStatus.UNAVAILABLE],
+  // a proposal that found no leader within its request timeout (etcd passes the context's error on)
+  ["context deadline exceeded", GrpcStatus.UNKNOWN],
   ["etcdserver: not leader", GrpcStatus.FAILED_PRECONDITION],
   ["etcdserver: leader changed", GrpcStatus.UNAVAILABLE],
   ["etcdserver: not capable", GrpcStatus.UNAVAILABLE],

@@ -23,7 +23,8 @@ import type { CallAuth } from "./auth.js";
 import { authMethods } from "./auth-service.js";
 import { encodeWatchResponse } from "./watch-codec.js";
 import { servedByLearner } from "./learner.js";
-import { errNotSupportedForLearner } from "../server/errors.js";
+import { errNoLeader, errNotSupportedForLearner } from "../server/errors.js";
+import { leaderMissingFor, requiresLeader } from "./require-leader.js";
 
 /** etcd's grpcOverheadBytes: the gRPC receive limit is --max-request-bytes plus this (embed/serve.go). */
 export const grpcOverheadBytes = 512 * 1024;
@@ -95,7 +96,10 @@ export function createGrpcServer(
         if (api.server.isLearner && !servedByLearner(call.getPath(), call.request)) {
           throw errNotSupportedForLearner();
         }
-        p = fn(call.request, new GrpcJsCallAuth(call));
+        const auth = new GrpcJsCallAuth(call);
+        // then its leader requirement (require-leader.ts)
+        if (leaderMissingFor(api.server, auth)) throw errNoLeader();
+        p = fn(call.request, auth);
       } catch (err) {
         p = Promise.reject(err);
       }
@@ -186,14 +190,26 @@ export function createGrpcServer(
 
   /**
    * A streaming handler behind etcd 3.4's stream interceptor: a learner serves no stream, the call
-   * ends at once with `etcdserver: rpc not supported for learner`.
+   * ends at once with `etcdserver: rpc not supported for learner`; a call with `hasleader: true`
+   * ends at once with `etcdserver: no leader` while no leader is known, and is tracked so that it
+   * ends so when the leader stays lost (require-leader.ts).
    */
-  const refusedOnLearner =
+  const behindInterceptors =
     <C>(method: string, handle: (call: C) => void) =>
     (call: C): void => {
-      if (!api.server.isLearner) return handle(call);
-      const s = sendSide(call as grpc.ServerWritableStream<unknown, unknown>, method);
-      s.end(errNotSupportedForLearner());
+      const c = call as grpc.ServerWritableStream<unknown, unknown>;
+      let err: Error | undefined;
+      if (api.server.isLearner) err = errNotSupportedForLearner();
+      else if (requiresLeader(new GrpcJsCallAuth(c).metadata)) {
+        if (api.server.leaderId === 0n) err = errNoLeader();
+        else {
+          // its own send side ends the call; the handler's sees the 'error' and closes too
+          const s = sendSide(c, method);
+          s.onClose(api.leaderStreams.track(() => s.end(errNoLeader())));
+        }
+      }
+      if (err === undefined) return handle(call);
+      sendSide(c, method).end(err);
     };
 
   server.addService(kVDefinition, {
@@ -215,7 +231,7 @@ export function createGrpcServer(
     },
   };
   server.addService(watchDef, {
-    watch: refusedOnLearner(
+    watch: behindInterceptors(
       "Watch",
       (call: grpc.ServerDuplexStream<rpc.WatchRequest, rpc.WatchResponse>) =>
         api.watch(bidi(call, "Watch"), new GrpcJsCallAuth(call)),
@@ -224,7 +240,7 @@ export function createGrpcServer(
   server.addService(leaseDefinition, {
     leaseGrant: unary((r, c) => api.leaseGrant(r, c), "LeaseGrant"),
     leaseRevoke: unary((r, c) => api.leaseRevoke(r, c), "LeaseRevoke"),
-    leaseKeepAlive: refusedOnLearner(
+    leaseKeepAlive: behindInterceptors(
       "LeaseKeepAlive",
       (call: grpc.ServerDuplexStream<rpc.LeaseKeepAliveRequest, rpc.LeaseKeepAliveResponse>) =>
         api.leaseKeepAlive(bidi(call, "LeaseKeepAlive"), new GrpcJsCallAuth(call)),
@@ -239,7 +255,7 @@ export function createGrpcServer(
     hash: unary((_r, c) => api.hash(c), "Hash"),
     hashKV: unary((r: rpc.HashKVRequest, c) => api.hashKV(r, c), "HashKV"),
     moveLeader: unary((r: rpc.MoveLeaderRequest) => api.moveLeader(r), "MoveLeader"),
-    snapshot: refusedOnLearner(
+    snapshot: behindInterceptors(
       "Snapshot",
       (call: grpc.ServerWritableStream<rpc.SnapshotRequest, rpc.SnapshotResponse>) =>
         api.snapshot(serverStream(call, "Snapshot"), new GrpcJsCallAuth(call)),
@@ -268,7 +284,7 @@ export function createGrpcServer(
     campaign: waitingUnary((r, signal, c) => elections.campaign(r, signal, c), "Campaign"),
     proclaim: unary((r, c) => elections.proclaim(r, c), "Proclaim"),
     leader: unary((r, c) => elections.leader(r, c), "Leader"),
-    observe: refusedOnLearner(
+    observe: behindInterceptors(
       "Observe",
       (call: grpc.ServerWritableStream<v3election.LeaderRequest, v3election.LeaderResponse>) =>
         elections.observe(call.request, serverStream(call, "Observe"), new GrpcJsCallAuth(call)),

@@ -26,7 +26,8 @@ import type { EtcdApi } from "./handlers.js";
 import type { CallAuth } from "./auth.js";
 import { authMethods } from "./auth-service.js";
 import { servedByLearner } from "./learner.js";
-import { errNotSupportedForLearner } from "../server/errors.js";
+import { errNoLeader, errNotSupportedForLearner } from "../server/errors.js";
+import { leaderMissingFor, requiresLeader } from "./require-leader.js";
 
 /**
  * The method table: gRPC path → handler bound to `api`. `certCommonName` is the verified client
@@ -197,37 +198,53 @@ export function etcdMethodTable(api: EtcdApi, certCommonName?: string): Map<stri
       elections.resign(r, auth(c)),
     ),
   );
-  for (const [path, h] of m) m.set(path, refusedOnLearner(api, path, h));
+  for (const [path, h] of m) m.set(path, behindInterceptors(api, path, h));
   return m;
 }
 
 /**
- * `h` behind etcd 3.4's learner check (learner.ts): while this member is a learner, a unary call
- * it does not serve and every stream end with `etcdserver: rpc not supported for learner`.
+ * `h` behind etcd 3.4's gRPC interceptors: the learner check (learner.ts: while this member is a
+ * learner, a unary call it does not serve and every stream end with `etcdserver: rpc not supported
+ * for learner`), then the leader requirement (require-leader.ts: a call with `hasleader: true`
+ * fails with `etcdserver: no leader` while no leader is known, and such a stream is ended when
+ * the leader stays lost).
  */
-function refusedOnLearner(api: EtcdApi, path: string, h: MethodHandler): MethodHandler {
+function behindInterceptors(api: EtcdApi, path: string, h: MethodHandler): MethodHandler {
   const server = api.server;
   const refused = errNotSupportedForLearner;
+  /** the stream's refusal, or undefined after tracking it when it requires a leader */
+  const streamRefusal = (
+    ctx: CallContext,
+    stream: { end(err?: Error): void; onClose(fn: () => void): void },
+  ): Error | undefined => {
+    if (server.isLearner) return refused();
+    if (!requiresLeader(ctx.metadata)) return undefined;
+    if (server.leaderId === 0n) return errNoLeader();
+    stream.onClose(api.leaderStreams.track(() => stream.end(errNoLeader())));
+    return undefined;
+  };
   switch (h.kind) {
     case "unary": {
       const handle = h.handle;
-      return unaryMethod(h.requestCodec, h.responseCodec, (req, ctx) =>
-        server.isLearner && !servedByLearner(path, req)
-          ? Promise.reject(refused())
-          : handle(req, ctx),
-      );
+      return unaryMethod(h.requestCodec, h.responseCodec, (req, ctx) => {
+        if (server.isLearner && !servedByLearner(path, req)) return Promise.reject(refused());
+        if (leaderMissingFor(server, ctx)) return Promise.reject(errNoLeader());
+        return handle(req, ctx);
+      });
     }
     case "serverStream": {
       const handle = h.handle;
       return serverStreamMethod(h.requestCodec, h.responseCodec, (req, stream, ctx) => {
-        if (server.isLearner) stream.end(refused());
+        const err = streamRefusal(ctx, stream);
+        if (err !== undefined) stream.end(err);
         else handle(req, stream, ctx);
       });
     }
     case "bidi": {
       const handle = h.handle;
       return bidiMethod(h.requestCodec, h.responseCodec, (stream, ctx) => {
-        if (server.isLearner) stream.end(refused());
+        const err = streamRefusal(ctx, stream);
+        if (err !== undefined) stream.end(err);
         else handle(stream, ctx);
       });
     }

@@ -6,6 +6,7 @@
  * Validation follows etcd's api/v3rpc (key.go checkRangeRequest/checkPutRequest/checkTxnRequest,
  * lease.go, maintenance.go); the work is lib/server's.
  */
+import { LeaderStreamMonitor } from "./require-leader.js";
 import type {
   AlarmRequest,
   AlarmResponse,
@@ -129,6 +130,8 @@ export class EtcdApi {
   readonly lockService: LockService;
   /** v3electionpb.Election (election.ts), likewise */
   readonly electionService: ElectionService;
+  /** streams opened with `hasleader: true`, ended when the leader stays lost (require-leader.ts) */
+  readonly leaderStreams: LeaderStreamMonitor;
 
   constructor(server: EtcdServer, limits: Partial<StreamLimits> = {}) {
     this.#server = server;
@@ -136,6 +139,7 @@ export class EtcdApi {
     this.auth = new ApiAuth(server);
     this.lockService = new LockService(this);
     this.electionService = new ElectionService(this);
+    this.leaderStreams = new LeaderStreamMonitor(server, server.config.electionTimeoutMs);
   }
 
   get server(): EtcdServer {

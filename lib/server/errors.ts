@@ -23,6 +23,13 @@ export const errTimeoutDueToConnectionLost = () =>
     "ErrTimeoutDueToConnectionLost",
     "etcdserver: request timed out, possibly due to connection lost",
   );
+/**
+ * A proposal that waited its whole request timeout for a leader and never reached raft: etcd 3.4's
+ * node.Propose returns the request context's own error, which its gRPC layer does not translate
+ * (clients see code Unknown and this text).
+ */
+export const errProposeDeadlineExceeded = () =>
+  new ServerError("ErrProposeDeadlineExceeded", "context deadline exceeded");
 export const errNoLeader = () => new ServerError("ErrNoLeader", "etcdserver: no leader");
 export const errNotLeader = () => new ServerError("ErrNotLeader", "etcdserver: not leader");
 export const errRequestTooLarge = () =>

@@ -13,6 +13,12 @@
  * saw an error for a write that happened, the same uncertainty as a timeout). A dropped message
  * with no leader change ends at the request timeout ("etcdserver: request timed out"). Either way
  * the wait is removed, so nothing blocks or answers a later request.
+ *
+ * While this member knows no leader, a proposal is not refused: it waits in a LeaderWaitQueue
+ * (leader-wait.ts) and goes to raft once a leader is known, as etcd 3.4's node.Propose blocks. One
+ * that never got to raft ends at the request timeout as etcd's does, with the context's own
+ * error (gRPC Unknown "context deadline exceeded"); the timeout rules above apply from the moment
+ * it reaches raft.
  */
 import { InternalRaftRequest } from "../proto/gen/etcdserverpb/raft_internal.js";
 import type { ConfChange } from "../proto/gen/raftpb/raft.js";
@@ -20,13 +26,14 @@ import { randomBytes } from "node:crypto";
 import type { AuthInfo } from "../auth/index.js";
 import {
   errLeaderChanged,
-  errNoLeader,
+  errProposeDeadlineExceeded,
   errRequestTooLarge,
   errStopped,
   errTooManyRequests,
 } from "./errors.js";
 import type { ServerMetrics } from "./metrics.js";
 import { encodePutProposal, isPlainPutRequest } from "./raft-request-codec.js";
+import { LeaderWaitQueue } from "./leader-wait.js";
 import { RequestWaits } from "./wait.js";
 
 /** Request-id counters wrap at 2^48 (the low 48 bits of an id; etcd idutil's suffix). */
@@ -47,6 +54,10 @@ export interface LocalProposal {
   term: number;
   /** its wait ended (applied, failed, timed out): the apply loop skips it */
   settled: boolean;
+  /** raft took it (false while it waits for a leader) */
+  proposed: boolean;
+  /** set for a membership change (proposed as such, `data` unused) */
+  confChange?: ConfChange;
 }
 
 /** What the proposals need of the member. */
@@ -57,7 +68,10 @@ export interface ProposalsHost {
   stopped(): boolean;
   commitIndex(): number;
   appliedIndex(): number;
-  leaderId(): bigint;
+  /** raft knows a leader right now (raft's own view, ahead of the last Ready's) */
+  knowsLeader(): boolean;
+  /** how often proposals waiting for a leader look whether raft knows one, in ms (a tick) */
+  readonly leaderPollMs: number;
   /** raft's current term */
   term(): number;
   /** Hands the entry bytes to raft; throws when raft drops the proposal. */
@@ -89,8 +103,11 @@ export class Proposals {
   readonly #host: ProposalsHost;
   readonly #waits = new RequestWaits<unknown, LocalProposal>(
     (local, ok) => this.#onWaitSettled(local, ok),
-    (_local, startedMs) => this.#host.timeoutError(startedMs),
+    (local, startedMs) =>
+      local.proposed ? this.#host.timeoutError(startedMs) : errProposeDeadlineExceeded(),
   );
+  /** proposals made while no leader is known, in order (see the module comment) */
+  readonly #leaderWait: LeaderWaitQueue;
   /**
    * Proposals of this member in the order they went to raft: the apply loop takes the request
    * object from the head instead of decoding the entry when the entry is the very bytes proposed
@@ -107,6 +124,7 @@ export class Proposals {
 
   constructor(host: ProposalsHost) {
     this.#host = host;
+    this.#leaderWait = new LeaderWaitQueue(() => host.knowsLeader(), host.leaderPollMs);
     const start = host.requestIdStart;
     this.#requestIdPrefix16 = start?.prefix16 ?? randomBytes(2).readUInt16BE(0);
     this.#requestIdCounter = (start?.counter ?? Date.now() * 256) % requestIdCounterModulus;
@@ -137,7 +155,8 @@ export class Proposals {
   /**
    * Proposes an InternalRaftRequest and waits until it is applied. Throws ErrRequestTooLarge when
    * the encoded request exceeds --max-request-bytes (etcd's processInternalRaftRequestOnce),
-   * ErrNoLeader, ErrTimeout, ErrStopped, or the error the apply produced.
+   * ErrTimeout (or its variants), "context deadline exceeded" when no leader was known for the whole
+   * request timeout, ErrLeaderChanged, ErrStopped, or the error the apply produced.
    */
   propose<T>(r: InternalRaftRequest, ai?: AuthInfo): Promise<T> {
     const host = this.#host;
@@ -163,56 +182,75 @@ export class Proposals {
       data = InternalRaftRequest.toBinary(r);
     }
     if (data.length > host.maxRequestBytes) return Promise.reject(errRequestTooLarge());
-    if (host.leaderId() === 0n) return Promise.reject(errNoLeader());
     // settled by the apply loop (or a failure, timeout or stop); #onWaitSettled cleans up
-    const local: LocalProposal = { data, request: r, waitKey, term: host.term(), settled: false };
+    const local: LocalProposal = {
+      data,
+      request: r,
+      waitKey,
+      term: 0,
+      settled: false,
+      proposed: false,
+      confChange: undefined,
+    };
     const done = this.#waits.register(waitKey, host.requestTimeoutMs(), local) as Promise<T>;
-    this.#localQueue.push(local);
     host.metrics.counts.proposalsPending++;
-    try {
-      host.propose(data);
-    } catch {
-      this.#waits.fail(waitKey, this.#droppedError());
-    }
-    host.scheduleReady();
+    this.#submit(local);
     return done;
   }
 
   /**
-   * Raft dropped a proposal: with no leader known, "no leader"; a leader that is handing over its
-   * leadership takes no proposals, "leader changed".
+   * Hands `local` to raft, or holds it until a leader is known (behind anything already held, so
+   * proposals reach raft in the order they were made). Raft dropping it for want of a leader holds
+   * it again; a leader that is handing over its leadership takes no proposals: "leader changed".
    */
-  #droppedError(): Error {
-    return this.#host.leaderId() === 0n ? errNoLeader() : errLeaderChanged();
+  #submit(local: LocalProposal): void {
+    if (local.settled) return;
+    const host = this.#host;
+    if (this.#leaderWait.holding || !host.knowsLeader()) {
+      this.#leaderWait.hold(() => this.#submit(local));
+      return;
+    }
+    local.term = host.term();
+    try {
+      if (local.confChange !== undefined) host.proposeConfChange(local.confChange);
+      else host.propose(local.data);
+    } catch {
+      if (!host.knowsLeader()) this.#leaderWait.hold(() => this.#submit(local));
+      else this.#waits.fail(local.waitKey, errLeaderChanged());
+      return;
+    }
+    local.proposed = true;
+    this.#localQueue.push(local);
+    host.scheduleReady();
+  }
+
+  /** A leader is known (RaftNode's onLeaderChange): proposals held for one go to raft now. */
+  onLeaderChange(lead: bigint): void {
+    if (lead !== 0n) this.#leaderWait.release();
   }
 
   /**
    * Proposes a membership change (etcd's configure): `cc.iD` is set to a fresh request id, and the
    * promise settles when the change is applied, with what the apply answered (the member list)
-   * or its error. Errors as propose().
+   * or its error. Waits for a leader as propose(); errors as propose().
    */
   proposeConfChange<T>(cc: ConfChange): Promise<T> {
     const host = this.#host;
     if (host.stopped()) return Promise.reject(errStopped());
-    if (host.leaderId() === 0n) return Promise.reject(errNoLeader());
     const waitKey = this.#nextRequestCounter();
     cc.iD = this.#requestIdOf(waitKey);
     const local: LocalProposal = {
       data: new Uint8Array(0),
       request: InternalRaftRequest.create(),
       waitKey,
-      term: host.term(),
+      term: 0,
       settled: false,
+      proposed: false,
+      confChange: cc,
     };
     const done = this.#waits.register(waitKey, host.requestTimeoutMs(), local) as Promise<T>;
-    this.#localQueue.push(local);
     host.metrics.counts.proposalsPending++;
-    try {
-      host.proposeConfChange(cc);
-    } catch {
-      this.#waits.fail(waitKey, this.#droppedError());
-    }
-    host.scheduleReady();
+    this.#submit(local);
     return done;
   }
 
@@ -273,6 +311,7 @@ export class Proposals {
 
   /** Fails every waiting proposal (the member stops). */
   failAll(err: Error): void {
+    this.#leaderWait.clear();
     this.#waits.failAll(err);
   }
 

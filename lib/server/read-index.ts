@@ -4,18 +4,18 @@
  * read index (a follower's request is forwarded to the leader, which confirms its leadership with
  * a heartbeat round) and is released once the member has applied up to it. A batch whose answer
  * does not come within readIndexRetryMs is asked again (the message or its answer may have been
- * dropped; etcd 3.5's readIndexRetryTime); a leader change fails the batches in flight with
- * "etcdserver: leader changed" (etcd's leaderChangedNotifier case), the request timeout with
- * "etcdserver: request timed out".
+ * dropped; etcd 3.5's readIndexRetryTime); the request timeout ends it with "etcdserver: request
+ * timed out", as etcd's read loop does.
+ *
+ * While no leader is known a batch waits instead of failing (etcd 3.4's read loop also waits, for
+ * its request timeout, for an answer to a ReadIndex raft dropped), and it is asked of the next
+ * leader as soon as one is known. A batch in flight when the leader changes is asked again of the
+ * new leader at once: etcd fails it with "etcdserver: leader changed" (its clients retry a read),
+ * but any read index got after the request arrived is as good, and the old leader's answer, if it
+ * ever comes, is still one (it confirmed its leadership for it).
  */
 import type { ReadState } from "../raft/index.js";
-import {
-  errLeaderChanged,
-  errNoLeader,
-  errStopped,
-  errTimeout,
-  errTooManyRequests,
-} from "./errors.js";
+import { errStopped, errTimeout, errTooManyRequests } from "./errors.js";
 
 /** An unanswered read index is asked again after this long (etcd 3.5's readIndexRetryTime). */
 const readIndexRetryMs = 500;
@@ -23,7 +23,8 @@ const readIndexRetryMs = 500;
 /** What the read loop needs of the member. */
 export interface ReadIndexHost {
   stopped(): boolean;
-  leaderId(): bigint;
+  /** raft knows a leader right now (raft's own view, ahead of the last Ready's) */
+  knowsLeader(): boolean;
   requestTimeoutMs(): number;
   /** Asks raft for a read index under `ctx`; throws when raft drops the request. */
   readIndex(ctx: Uint8Array): void;
@@ -37,12 +38,23 @@ interface ReadWaiter {
   reject: (e: Error) => void;
 }
 
+/** One ReadIndex request and the reads waiting on its answer. */
+interface ReadBatch {
+  /** the request context raft echoes back in its ReadState */
+  ctx: Uint8Array;
+  waiters: ReadWaiter[];
+  /** Date.now() milliseconds after which it fails with "request timed out" */
+  deadlineMs: number;
+  /** the retry (or deadline) timer */
+  timer: NodeJS.Timeout | undefined;
+}
+
 /** Batches linearizable reads into ReadIndex requests (see the module comment). */
 export class ReadIndexLoop {
   readonly #host: ReadIndexHost;
   #pending: ReadWaiter[] = [];
-  readonly #inFlight = new Map<string, ReadWaiter[]>();
-  readonly #timers = new Map<string, NodeJS.Timeout>();
+  /** batches asked (or waiting for a leader to ask), by their ctx in hex */
+  readonly #inFlight = new Map<string, ReadBatch>();
   #counter = 0n;
 
   constructor(host: ReadIndexHost) {
@@ -51,8 +63,8 @@ export class ReadIndexLoop {
 
   /**
    * etcd's linearizableReadNotify: joins the next ReadIndex batch and resolves once the member has
-   * applied up to the read index that batch got. Rejects with ErrNoLeader, ErrTimeout,
-   * ErrTooManyRequests or ErrStopped.
+   * applied up to the read index that batch got. Waits for a leader while none is known. Rejects
+   * with ErrTimeout (no answer within the request timeout), ErrTooManyRequests or ErrStopped.
    */
   notify(): Promise<void> {
     if (this.#host.stopped()) return Promise.reject(errStopped());
@@ -63,94 +75,104 @@ export class ReadIndexLoop {
   }
 
   #issue(): void {
-    const batch = this.#pending;
-    if (batch.length === 0) return;
+    const waiters = this.#pending;
+    if (waiters.length === 0) return;
     this.#pending = [];
-    if (this.#host.leaderId() === 0n) {
-      for (const w of batch) w.reject(errNoLeader());
-      return;
-    }
     this.#counter += 1n;
     const ctx = Buffer.alloc(8);
     ctx.writeBigUInt64BE(this.#counter);
     const key = ctx.toString("hex");
-    this.#inFlight.set(key, batch);
-    const deadlineMs = Date.now() + this.#host.requestTimeoutMs();
-    const retry = (): void => {
-      const waiting = this.#inFlight.get(key);
-      if (waiting === undefined) return;
-      if (Date.now() >= deadlineMs || this.#host.stopped()) {
-        this.#inFlight.delete(key);
-        this.#timers.delete(key);
-        for (const w of waiting) w.reject(errTimeout());
-        return;
-      }
-      try {
-        if (this.#host.leaderId() !== 0n) this.#host.readIndex(ctx);
-        this.#host.scheduleReady();
-      } catch {
-        // dropped again (no leader yet): the next retry or the deadline decides
-      }
-      const next = setTimeout(retry, Math.min(readIndexRetryMs, deadlineMs - Date.now()));
-      next.unref();
-      this.#timers.set(key, next);
+    const batch: ReadBatch = {
+      ctx,
+      waiters,
+      deadlineMs: Date.now() + this.#host.requestTimeoutMs(),
+      timer: undefined,
     };
-    const timer = setTimeout(retry, readIndexRetryMs);
-    timer.unref();
-    this.#timers.set(key, timer);
-    try {
-      this.#host.readIndex(ctx);
-    } catch {
+    this.#inFlight.set(key, batch);
+    this.#armRetry(key, batch);
+    if (this.#host.knowsLeader() && !this.#ask(batch)) {
       // raft refuses reads while too many wait for the leader's first commit in its term
-      clearTimeout(timer);
-      this.#inFlight.delete(key);
-      this.#timers.delete(key);
-      for (const w of batch) w.reject(errTooManyRequests());
+      this.#end(key, batch);
+      for (const w of waiters) w.reject(errTooManyRequests());
       return;
     }
     this.#host.scheduleReady();
+  }
+
+  /** Asks raft for the batch's read index; false when raft refused it with a leader known. */
+  #ask(batch: ReadBatch): boolean {
+    try {
+      this.#host.readIndex(batch.ctx);
+      return true;
+    } catch {
+      // dropped for want of a leader: the next leader (onLeaderChange) or retry asks again
+      return !this.#host.knowsLeader();
+    }
+  }
+
+  /**
+   * The batch's timer: every readIndexRetryMs it is asked again if a leader is known (the request
+   * or its answer may have been lost); at its deadline it fails with "request timed out".
+   */
+  #armRetry(key: string, batch: ReadBatch): void {
+    const waitMs = Math.max(0, Math.min(readIndexRetryMs, batch.deadlineMs - Date.now()));
+    batch.timer = setTimeout(() => {
+      if (this.#inFlight.get(key) !== batch) return;
+      if (Date.now() >= batch.deadlineMs || this.#host.stopped()) {
+        this.#end(key, batch);
+        for (const w of batch.waiters) w.reject(errTimeout());
+        return;
+      }
+      if (this.#host.knowsLeader()) {
+        this.#ask(batch);
+        this.#host.scheduleReady();
+      }
+      this.#armRetry(key, batch);
+    }, waitMs);
+    batch.timer.unref();
+  }
+
+  #end(key: string, batch: ReadBatch): void {
+    this.#inFlight.delete(key);
+    clearTimeout(batch.timer);
   }
 
   /** A Ready's readStates: each answered batch waits for its index to be applied. */
   onReadStates(states: readonly ReadState[]): void {
     for (const rs of states) {
       const key = Buffer.from(rs.requestCtx).toString("hex");
-      const waiting = this.#inFlight.get(key);
-      if (waiting === undefined) continue;
-      this.#inFlight.delete(key);
-      clearTimeout(this.#timers.get(key));
-      this.#timers.delete(key);
+      const batch = this.#inFlight.get(key);
+      if (batch === undefined) continue;
+      this.#end(key, batch);
       this.#host.waitApplied(rs.index).then(
         () => {
-          for (const w of waiting) w.resolve();
+          for (const w of batch.waiters) w.resolve();
         },
         (err: Error) => {
-          for (const w of waiting) w.reject(err);
+          for (const w of batch.waiters) w.reject(err);
         },
       );
     }
   }
 
   /**
-   * The leader changed: batches still waiting for their read index fail with "leader changed"
-   * (their answer, if any, would come from a leader that is gone).
+   * The leader this member knows changed (RaftNode's onLeaderChange): with a new leader known,
+   * every batch still waiting is asked of it at once (see the module comment).
    */
-  onLeaderChange(): void {
-    for (const [key, ws] of this.#inFlight) {
-      clearTimeout(this.#timers.get(key));
-      this.#timers.delete(key);
-      this.#inFlight.delete(key);
-      for (const w of ws) w.reject(errLeaderChanged());
-    }
+  onLeaderChange(lead: bigint): void {
+    if (lead === 0n || this.#inFlight.size === 0) return;
+    for (const batch of this.#inFlight.values()) this.#ask(batch);
+    this.#host.scheduleReady();
   }
 
   /** Fails every waiting read with ErrStopped. */
   stop(): void {
     for (const w of this.#pending) w.reject(errStopped());
     this.#pending = [];
-    for (const ws of this.#inFlight.values()) for (const w of ws) w.reject(errStopped());
+    for (const batch of this.#inFlight.values()) {
+      clearTimeout(batch.timer);
+      for (const w of batch.waiters) w.reject(errStopped());
+    }
     this.#inFlight.clear();
-    for (const t of this.#timers.values()) clearTimeout(t);
-    this.#timers.clear();
   }
 }

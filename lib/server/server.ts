@@ -191,7 +191,8 @@ export class EtcdServer {
       stopped: () => this.#stopped,
       commitIndex: () => this.commitIndex,
       appliedIndex: () => this.appliedIndex,
-      leaderId: () => this.leaderId,
+      knowsLeader: () => this.#raftKnowsLeader(),
+      leaderPollMs: this.config.heartbeatIntervalMs,
       term: () => this.#node?.raw.term ?? 0,
       propose: (data) => this.#node!.raw.propose(data),
       proposeConfChange: (cc) => this.#node!.raw.proposeConfChange(cc),
@@ -215,7 +216,7 @@ export class EtcdServer {
     });
     this.#reads = new ReadIndexLoop({
       stopped: () => this.#stopped,
-      leaderId: () => this.leaderId,
+      knowsLeader: () => this.#raftKnowsLeader(),
       requestTimeoutMs: () => this.#requestTimeoutMs(),
       readIndex: (ctx) => this.#node!.raw.readIndex(ctx),
       scheduleReady: () => this.#node?.scheduleReady(),
@@ -265,6 +266,11 @@ export class EtcdServer {
   }
   get term(): number {
     return this.#node?.term ?? 0;
+  }
+
+  /** Raft knows a leader right now (its own view; `leaderId` is the last Ready's). */
+  #raftKnowsLeader(): boolean {
+    return (this.#node?.raw.raft.lead ?? 0n) !== 0n;
   }
   get appliedIndex(): number {
     return this.#applier.appliedIndex;
@@ -394,7 +400,10 @@ export class EtcdServer {
         confState: () => this.#applier.confState,
         isOnlyVoter: () => this.#cluster.isOnlyVoter(),
         fatal: (err) => this.#fatal(err),
-        onLeaderChange: () => this.#reads.onLeaderChange(),
+        onLeaderChange: (lead) => {
+          this.#reads.onLeaderChange(lead);
+          this.#proposals.onLeaderChange(lead);
+        },
         send: (messages) => this.#peers?.send(messages),
         sendSnapshot: (m) => this.#sendSnapshot(m),
         saveSnapshotFile: (snap) => this.#saveReceivedSnapshot(snap),

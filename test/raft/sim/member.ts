@@ -210,7 +210,10 @@ export class SimMember {
       stopped: () => false,
       commitIndex: () => host.raft()?.committed ?? 0,
       appliedIndex: () => this.applier.appliedIndex,
-      leaderId: () => host.raft()?.lead ?? 0n,
+      // never hold a proposal for a leader (that wait is released by a real-time poll, which
+      // would make runs differ): raft drops one made without a leader and it fails at once
+      knowsLeader: () => true,
+      leaderPollMs: 1_000,
       term: () => host.raft()?.term ?? 0,
       propose: (data) => host.propose(data),
       proposeConfChange: (cc) => host.proposeConfChange(cc),

@@ -151,12 +151,19 @@ async function currentRevision(m: Member): Promise<number> {
 /** Compacts the member's history to its current revision, physically (waits for it). */
 async function compactAll(m: Member): Promise<void> {
   const revision = await currentRevision(m);
-  await m.gateway(
-    "kv/compaction",
-    { revision: String(revision), physical: true },
-    undefined,
-    120_000,
-  );
+  try {
+    await m.gateway(
+      "kv/compaction",
+      { revision: String(revision), physical: true },
+      undefined,
+      120_000,
+    );
+  } catch (err) {
+    // nothing was written since the last compaction (the --big path compacts for the Defragment
+    // with no load, then again before the one under load): both servers answer "mvcc: required
+    // revision has been compacted", and the history is compacted already
+    if (!/required revision has been compacted/.test((err as Error).message)) throw err;
+  }
 }
 
 /** Maintenance.Status dbSize, MiB. */

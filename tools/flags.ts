@@ -208,6 +208,19 @@ flags["experimental-grpc-transport"] = {
   },
 };
 
+/** etcd-ts only: a PING ACK waits up to this many ms to go out with the next response. */
+flags["experimental-grpc-ping-ack-delay-ms"] = {
+  kind: "int",
+  set: (c, v) => {
+    const ms = int("experimental-grpc-ping-ack-delay-ms", v);
+    if (ms < 0)
+      throw new FlagError(
+        `invalid value "${v}" for flag -experimental-grpc-ping-ack-delay-ms: must be >= 0`,
+      );
+    c.grpcPingAckDelayMs = ms;
+  },
+};
+
 /** etcd-ts only: WAL batches up to this many entries use blocking write + fdatasync. */
 flags["experimental-wal-sync-write-max-entries"] = {
   kind: "int",

@@ -55,7 +55,10 @@ export async function serveClients(server: EtcdServer, logger: Logger): Promise<
       server.config.maxRequestBytes,
       {
         ...h2GatewayOption(gateway),
-        h2: { keepaliveMinTimeMs: server.config.grpcKeepaliveMinTimeMs },
+        h2: {
+          keepaliveMinTimeMs: server.config.grpcKeepaliveMinTimeMs,
+          pingAckDelayMs: server.config.grpcPingAckDelayMs,
+        },
         onConnectionError: connectionErrorReporter(
           logger,
           server.metrics.grpcConnectionErrorsTotal,

@@ -90,6 +90,15 @@ export interface H2Limits {
   gracefulCloseTimeoutMs: number;
   /** a stream's send() reports backpressure (false) once this many bytes wait for the window */
   streamHighWaterBytes: number;
+  /**
+   * A PING ACK waits at most this long for the next frames we write (a response), and goes out
+   * first in that write instead of in a socket write of its own. grpc-go clients ping after
+   * every response they read (their BDP estimator), so a unary call at a time per connection cost
+   * two writes, each waking the client; with the delay it costs one. A grpc-go client only reads
+   * the ACK's delay as a longer round trip (a smaller bandwidth estimate); keepalive timeouts are
+   * seconds. 0 sends every ACK at once in the next write (RFC 9113 §6.7).
+   */
+  pingAckDelayMs: number;
 }
 
 /**
@@ -126,6 +135,7 @@ export const defaultH2Limits: H2Limits = {
   // grpc-go's per-stream write quota (transport defaultWriteQuota) is 64 KiB: a stream whose
   // client does not read pins about that much plus the client's window
   streamHighWaterBytes: 64 * 1024,
+  pingAckDelayMs: 0,
 };
 
 type QueueItem =
@@ -334,6 +344,8 @@ export class H2Connection {
   // previous PING's time (0: none yet, so the first PING is never a strike), and whether we sent
   // HEADERS or DATA since that PING (grpc-go's resetPingStrikes)
   #pingStrikes = 0;
+  #pingAcks: Buffer[] = [];
+  #pingAckTimer: NodeJS.Timeout | undefined;
   #lastPingAtMs = 0;
   #sentSinceLastPing = false;
 
@@ -871,7 +883,18 @@ export class H2Connection {
     if (payload.length !== 8)
       throw new H2ConnectionError(H2ErrorCode.FRAME_SIZE_ERROR, "PING size");
     if (flags & Flag.ACK) return;
-    this.#queue(buildFrame(FrameType.PING, Flag.ACK, 0, payload));
+    const ack = buildFrame(FrameType.PING, Flag.ACK, 0, payload);
+    const delayMs = this.limits.pingAckDelayMs;
+    if (delayMs > 0 && !this.#flushScheduled) {
+      // held for the next write (see H2Limits.pingAckDelayMs), at most delayMs
+      this.#pingAcks.push(ack);
+      if (this.#pingAcks.length === 1) {
+        if (this.#pingAckTimer === undefined) {
+          this.#pingAckTimer = setTimeout(() => this.#releasePingAcks(), delayMs);
+          this.#pingAckTimer.unref();
+        } else this.#pingAckTimer.refresh();
+      }
+    } else this.#queue(ack);
     this.#enforceKeepalive(Date.now());
   }
 
@@ -1085,9 +1108,23 @@ export class H2Connection {
     }
   }
 
+  /** Held PING ACKs whose delay ran out with nothing else to write: they go out alone. */
+  #releasePingAcks(): void {
+    const acks = this.#pingAcks;
+    if (acks.length === 0) return;
+    this.#pingAcks = [];
+    for (const a of acks) this.#queue(a);
+  }
+
   #flush(): void {
     this.#flushScheduled = false;
     if (this.#destroyed || this.#out.length === 0) return;
+    if (this.#pingAcks.length > 0) {
+      // held PING ACKs go first in this write (RFC 9113 §6.7: PING responses take priority)
+      for (const a of this.#pingAcks) this.#outBytes += a.length;
+      this.#out.unshift(...this.#pingAcks);
+      this.#pingAcks = []; // the timer, left running, then finds nothing to send
+    }
     const out = this.#out;
     const bytes = this.#outBytes;
     this.#out = [];
@@ -1148,6 +1185,8 @@ export class H2Connection {
     this.#destroyed = true;
     this.#out = [];
     this.#outBytes = 0;
+    this.#pingAcks = [];
+    clearTimeout(this.#pingAckTimer);
     for (const s of [...this.#streams.values()]) this.#abortStream(s, H2ErrorCode.CANCEL);
     this.#streams.clear();
     this.#handler.onClose(this);

@@ -79,6 +79,11 @@ export interface ServerConfig {
    */
   grpcKeepaliveMinTimeMs: number;
   /**
+   * etcd-ts only (`--experimental-grpc-ping-ack-delay-ms`): how long a PING ACK may wait to share
+   * a socket write with the next response on its connection (lib/h2 H2Limits.pingAckDelayMs).
+   */
+  grpcPingAckDelayMs: number;
+  /**
    * etcd-ts only, for tests: serve lib/failpoint's endpoint (/debug/failpoints, gofail's HTTP
    * interface) on the client port. `--experimental-failpoints-http`, off by default.
    */
@@ -150,6 +155,7 @@ export function defaultConfig(): ServerConfig {
     grpcTransport: "fast",
     walSyncWriteMaxEntries: 1,
     grpcKeepaliveMinTimeMs: 5_000,
+    grpcPingAckDelayMs: 0,
     failpointsHttp: false,
     simulatePowerLoss: false,
     tornSync: "none",

@@ -154,6 +154,65 @@ describe("keepalive enforcement as grpc-go's server", () => {
   });
 });
 
+describe("PING ACKs share the next response's write (H2Limits.pingAckDelayMs)", () => {
+  let held: FakeService; // 10 s: an ACK waits for a response
+  let short: FakeService; // 100 ms
+  let prompt: FakeService; // 0: at once
+  before(async () => {
+    held = await startFake({ h2: { pingAckDelayMs: 10_000 } });
+    short = await startFake({ h2: { pingAckDelayMs: 100 } });
+    prompt = await startFake({ h2: { pingAckDelayMs: 0 } });
+  });
+  after(async () => {
+    await held.close();
+    await short.close();
+    await prompt.close();
+  });
+  const settled = (c: RawClient) =>
+    c.waitFor((fs) => fs.some((f) => f.type === FrameType.SETTINGS && f.flags & Flag.ACK));
+
+  test("an ACK held for a response goes out first with it, long before the delay", async () => {
+    const c = new RawClient(held.port).hello();
+    try {
+      await settled(c);
+      c.write(ping(1));
+      await sleep(50);
+      assert.equal(pingAcks(c), 0, "held while nothing else is written");
+      c.write(putRequest(1));
+      assert.ok(await c.waitFor(() => endedStreams(c) === 1, 3000));
+      const ack = c.frames.findIndex((f) => f.type === FrameType.PING && f.flags & Flag.ACK);
+      const headers = c.frames.findIndex((f) => f.type === FrameType.HEADERS && f.streamId === 1);
+      assert.ok(ack >= 0 && ack < headers, "the ACK comes before the response's frames");
+      assert.deepEqual(c.frames[ack]!.payload, Buffer.alloc(8, 1), "the PING's payload");
+    } finally {
+      c.destroy();
+    }
+  });
+
+  test("with nothing to write, the ACK goes out alone when the delay runs out", async () => {
+    const c = new RawClient(short.port).hello();
+    try {
+      await settled(c);
+      c.write(ping(2));
+      assert.ok(await c.waitFor(() => pingAcks(c) === 1, 3000));
+      assert.equal(c.closed, false);
+    } finally {
+      c.destroy();
+    }
+  });
+
+  test("with delay 0 every ACK is sent at once", async () => {
+    const c = new RawClient(prompt.port).hello();
+    try {
+      await settled(c);
+      c.write(ping(3));
+      assert.ok(await c.waitFor(() => pingAcks(c) === 1, 1000));
+    } finally {
+      c.destroy();
+    }
+  });
+});
+
 describe("connectionErrorReporter", () => {
   function setup() {
     const lines: {

@@ -91,6 +91,18 @@ export class Applier {
   }
 
   /**
+   * True while the member applies again the entries its db file already holds (a restart from a
+   * db ahead of the last snapshot: a crash after the snapshotter renamed the db into place and
+   * before it wrote the .snap). The state is then ahead of the applied index, so no db may be
+   * captured: its consistent_index would be below its contents, and a restart from it, or a
+   * follower that installs it, would apply those entries twice. (etcd keeps its consistent index
+   * as the highest ever applied for the same reason.)
+   */
+  get replayingDb(): boolean {
+    return this.#appliedIndex < this.#dbConsistentIndex;
+  }
+
+  /**
    * Starts from a snapshot or db file: `index`/`term` as applied, normal entries at or below
    * `dbConsistentIndex` skipped (the db holds them), raft's `confState`.
    */

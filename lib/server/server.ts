@@ -71,6 +71,7 @@ import { failpoint } from "../failpoint/index.js";
 import { Snapshotter } from "./snapshotter.js";
 import { proposalTimeoutError } from "./timeout-cause.js";
 import { captureDbFileState, type ParsedDbFile } from "./db-file.js";
+import { type DbLoadTarget, loadDbIntoMember } from "./db-load.js";
 import { MemberAuth } from "./apply-auth.js";
 import type { AuthInfo } from "../auth/index.js";
 import { Applier } from "./apply.js";
@@ -436,6 +437,7 @@ export class EtcdServer {
           confState: this.#applier.confState ?? this.#storage.initialState().confState,
         }),
         appliedIndex: () => this.#applier.appliedIndex,
+        replayingDb: () => this.#applier.replayingDb,
         durableIndex: () => node.durableIndex,
         saveWalSnapshot: (index, term) => node.saveWalSnapshot(index, term),
         releaseTo: async (index) => {
@@ -570,7 +572,9 @@ export class EtcdServer {
   }
 
   #sendSnapshot(m: Message): void {
-    if (this.#peers === undefined) {
+    // a capture now would say an index below its contents (Applier.replayingDb): raft sends the
+    // snapshot again later
+    if (this.#peers === undefined || this.#applier.replayingDb) {
       this.#node?.reportSnapshot(m.to, "failure");
       return;
     }
@@ -612,15 +616,7 @@ export class EtcdServer {
       () => this.#snapshotter?.restoredTo(md.index, dbFileSize(this.config.dataDir)),
       (err: Error) => this.#fatal(err),
     );
-    this.lessor.restore(db.leases);
-    this.store.replaceFromSnapshot(db.keyRecords(), db.compactRevision);
-    if (db.scheduledCompactRevision > db.compactRevision) {
-      this.store.compact(db.scheduledCompactRevision);
-    }
-    this.#cluster.restore(db.members, db.removedMemberIds);
-    this.#applier.alarms.length = 0;
-    for (const a of db.alarms) this.#applier.alarms.push({ memberID: a.memberID, alarm: a.alarm });
-    this.auth.store.restore(db.auth);
+    loadDbIntoMember(this.#dbLoadTarget(), db, { replace: true, members: db.members });
     this.#applier.restoredFromSnapshot(md.index, md.term, md.confState);
     this.logger.info({ index: md.index, term: md.term }, "applied snapshot from the leader");
   }
@@ -676,27 +672,27 @@ export class EtcdServer {
     );
     const db = r.db;
     if (db !== undefined) {
-      // leases first: restoring the keys re-attaches them through the store's lease hooks
-      this.lessor.restore(db.leases);
-      this.store.restore(db.keyRecords(), db.compactRevision);
-      // etcd's kvstore.restore finishes a compaction that was scheduled but not finished
-      if (db.scheduledCompactRevision > db.compactRevision) {
-        this.store.compact(db.scheduledCompactRevision);
-      }
       // etcd 3.4 reads members from the snapshot's v2 store (ConfChanges after the snapshot are
       // applied again on replay); the db's bucket when the .snap has none; with no snapshot at
       // all the WAL replays from index 0 and rebuilds the list
       const fromSnap = snap !== undefined ? decodeV2StoreMembers(snap.data) : undefined;
-      this.#cluster.restore(
-        fromSnap ?? (snap !== undefined ? db.members : []),
-        db.removedMemberIds,
-      );
-      for (const a of db.alarms)
-        this.#applier.alarms.push({ memberID: a.memberID, alarm: a.alarm });
-      this.auth.store.restore(db.auth);
-      this.#cluster.pinSelfClientUrls();
+      loadDbIntoMember(this.#dbLoadTarget(), db, {
+        replace: false,
+        members: fromSnap ?? (snap !== undefined ? db.members : []),
+      });
     }
     return startIndex;
+  }
+
+  /** The parts of this member a db file fills (db-load.ts). */
+  #dbLoadTarget(): DbLoadTarget {
+    return {
+      store: this.store,
+      lessor: this.lessor,
+      cluster: this.#cluster,
+      alarms: this.#applier.alarms,
+      auth: this.auth,
+    };
   }
 
   /**

@@ -64,6 +64,11 @@ export interface SnapshotHost {
   capture(): { state: DbFileState; term: number; confState: ConfState };
   /** The member's applied index now (checked again when a snapshot ends). */
   appliedIndex(): number;
+  /**
+   * The member is applying again entries its db already holds (Applier.replayingDb): its state is
+   * ahead of the applied index and must not be captured.
+   */
+  replayingDb(): boolean;
   /** Index of the last entry the local WAL holds durably (RaftNode.durableIndex). */
   durableIndex(): number;
   /** Writes the newest hardState and a WAL snapshot record at (index, term), fsynced. */
@@ -150,6 +155,9 @@ export class Snapshotter {
   maybeTrigger(appliedIndex: number): void {
     if (this.#running !== undefined || this.#stopped || this.#held) return;
     if (appliedIndex - this.#snapshotIndex <= this.#o.snapshotCount) return;
+    // after a restart from a db ahead of the last snapshot, the snapshot waits for the replay to
+    // pass the db's consistent index (the next applied batch calls again)
+    if (this.#o.host.replayingDb()) return;
     const now = Date.now();
     const notBeforeMs = Math.max(this.#retryAtMs, this.#nextAllowedMs);
     if (now < notBeforeMs) {

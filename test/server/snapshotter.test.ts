@@ -17,7 +17,7 @@ import type { DbFileState } from "../../lib/server/db-file.js";
 function fixture() {
   const dataDir = mkdtempSync(join(tmpdir(), "etcd-snapshotter-"));
   mkdirSync(join(dataDir, "member", "snap"), { recursive: true });
-  const m = { applied: 0, durable: 0, captures: [] as number[] };
+  const m = { applied: 0, durable: 0, replayingDb: false, captures: [] as number[] };
   const s = new Snapshotter({
     dataDir,
     snapshotCount: 10,
@@ -32,6 +32,7 @@ function fixture() {
         return { state: {} as DbFileState, term: 1, confState: { voters: [1n] } as never };
       },
       appliedIndex: () => m.applied,
+      replayingDb: () => m.replayingDb,
       durableIndex: () => m.durable,
       saveWalSnapshot: async () => {},
       releaseTo: async () => {},
@@ -84,4 +85,24 @@ test("stop releases a snapshot waiting for the WAL without capturing", async () 
   await cleanup();
   await waiting;
   assert.deepEqual(m.captures, []);
+});
+
+// Found by the Raft simulator's member mode (test/raft/sim): a restart from a db ahead of the last
+// .snap replays the entries between them; a snapshot captured in that window wrote a
+// consistent_index below the db's contents, and a later restart applied those entries twice.
+test("a snapshot due while the member replays entries its db holds waits until the replay passes the db", async () => {
+  const { s, m, cleanup } = fixture();
+  try {
+    m.durable = 100;
+    m.applied = 30;
+    m.replayingDb = true;
+    s.maybeTrigger(30);
+    assert.deepEqual(m.captures, [], "no capture while the state is ahead of the applied index");
+    m.applied = 45;
+    m.replayingDb = false;
+    s.maybeTrigger(45);
+    assert.deepEqual(m.captures, [45], "captured at the first batch after the replay");
+  } finally {
+    await cleanup();
+  }
 });

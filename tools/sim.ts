@@ -40,6 +40,7 @@ let reads = 0;
 let hashes = 0;
 let proposerAnswers = 0;
 let dbFilesLoaded = 0;
+let dbAheadRestarts = 0;
 for (let s = startSeed; s < startSeed + seeds; s++) {
   try {
     const r = runSeed({
@@ -57,6 +58,7 @@ for (let s = startSeed; s < startSeed + seeds; s++) {
     hashes += r.hashesCompared;
     proposerAnswers += r.proposerAnswers;
     dbFilesLoaded += r.dbFilesLoaded;
+    dbAheadRestarts += r.dbAheadRestarts;
   } catch (e) {
     if (e instanceof SimViolation) {
       console.error(`VIOLATION seed=${s} invariant=${e.invariant}\n  ${e.message}`);
@@ -70,7 +72,7 @@ console.log(
   `ok: ${seeds} seeds (${startSeed}..${startSeed + seeds - 1}) in ${((Date.now() - t0) / 1000).toFixed(1)} s; ` +
     `${committed} entries committed, ${reads} reads checked` +
     (member
-      ? `, ${hashes} member hashes compared, ${proposerAnswers} proposers' answers, ${dbFilesLoaded} db files loaded`
+      ? `, ${hashes} member hashes compared, ${proposerAnswers} proposers' answers, ${dbFilesLoaded} db files loaded (${dbAheadRestarts} restarts with the db ahead of the snapshot)`
       : "") +
     ", no invariant broken",
 );

@@ -93,6 +93,10 @@ export interface SimResult {
   proposerAnswers: number;
   /** member mode: states loaded from a db file (a restart from a snapshot, or one installed) */
   dbFilesLoaded: number;
+  /** member mode: restarts whose db was ahead of the last snapshot (entries replayed, skipped) */
+  dbAheadRestarts: number;
+  /** member mode: snapshots taken while the member replayed entries its db holds */
+  snapshotsWhileReplaying: number;
 }
 
 interface InFlight {
@@ -110,6 +114,8 @@ interface SimNode {
   removed: boolean;
   /** member mode: the state machine of this incarnation */
   member: SimMember | undefined;
+  /** member mode: the member's db file (member/snap/db) and the applied index it was written at */
+  db: { bytes: Uint8Array; index: number } | undefined;
 }
 
 const electionTick = 10;
@@ -164,6 +170,8 @@ export class Simulation {
     hashesCompared: 0,
     proposerAnswers: 0,
     dbFilesLoaded: 0,
+    dbAheadRestarts: 0,
+    snapshotsWhileReplaying: 0,
   };
   readonly member: boolean;
   readonly memberKnobs: MemberKnobs;
@@ -196,6 +204,7 @@ export class Simulation {
     maxInflightMsgs: number;
     maxUncommitted: number;
     appendBeforePersist: boolean;
+    maxCommittedSizePerReady: number | undefined;
   };
 
   constructor(opts: SimOptions) {
@@ -213,6 +222,11 @@ export class Simulation {
       maxInflightMsgs: this.rng.pick([1, 2, 4, 64]),
       maxUncommitted: this.rng.pick([0, 0, 512]),
       appendBeforePersist: this.rng.chance(0.5),
+      // member mode: small Readys make a replay after a restart span several applied batches
+      // (drawn only in member mode, so the plain simulator's seeds run as before)
+      maxCommittedSizePerReady: this.member
+        ? this.rng.pick([128, 1024, 64 * 1024 * 1024])
+        : undefined,
     };
     const peers: { id: bigint; context?: Uint8Array }[] = [];
     for (let i = 1; i <= this.n; i++) {
@@ -250,7 +264,7 @@ export class Simulation {
   }
 
   describe(): string {
-    return `seed=${this.seed} nodes=${this.n} preVote=${this.#cfg.preVote} checkQuorum=${this.#cfg.checkQuorum} maxSizePerMsg=${this.#cfg.maxSizePerMsg} maxInflightMsgs=${this.#cfg.maxInflightMsgs} maxUncommitted=${this.#cfg.maxUncommitted} appendBeforePersist=${this.#cfg.appendBeforePersist}`;
+    return `seed=${this.seed} nodes=${this.n} preVote=${this.#cfg.preVote} checkQuorum=${this.#cfg.checkQuorum} maxSizePerMsg=${this.#cfg.maxSizePerMsg} maxInflightMsgs=${this.#cfg.maxInflightMsgs} maxUncommitted=${this.#cfg.maxUncommitted} appendBeforePersist=${this.#cfg.appendBeforePersist}${this.member ? ` maxCommittedSizePerReady=${this.#cfg.maxCommittedSizePerReady}` : ""}`;
   }
 
   #newSimNode(id: bigint): SimNode {
@@ -269,6 +283,7 @@ export class Simulation {
       knownCommit: 0,
       removed: false,
       member: undefined,
+      db: undefined,
     };
     this.nodes.set(id, sn);
     this.#start(sn);
@@ -294,6 +309,7 @@ export class Simulation {
       maxSizePerMsg: this.#cfg.maxSizePerMsg,
       maxInflightMsgs: this.#cfg.maxInflightMsgs,
       maxUncommittedEntriesSize: this.#cfg.maxUncommitted,
+      maxCommittedSizePerReady: this.#cfg.maxCommittedSizePerReady,
       testingKnobs: this.knobs,
     });
     sn.node = raw;
@@ -325,30 +341,48 @@ export class Simulation {
     sn.member = m;
     const snap = sn.storage.snapshot();
     const md = snap.metadata;
-    if (md === undefined || md.index === 0) return;
-    const ci = m.load(
-      snap.data,
-      { index: md.index, term: md.term, confState: md.confState! },
-      false,
+    const snapIndex = md?.index ?? 0;
+    // a crash after a snapshot from the leader was persisted and before its db was put in place:
+    // recovery installs the received db (recovery.ts installReceivedSnapshotDb)
+    if (snapIndex > (sn.db?.index ?? 0)) sn.db = { bytes: snap.data, index: snapIndex };
+    const db = sn.db;
+    if (db === undefined) {
+      if (snapIndex > 0) throw new Error(`node ${sn.id} has a snapshot at ${snapIndex} but no db`);
+      return;
+    }
+    const ci = m.start(
+      db.bytes,
+      snapIndex === 0
+        ? undefined
+        : { index: snapIndex, term: md!.term, confState: md!.confState!, snapDb: snap.data },
     );
-    this.#checkMemberAt(sn, md.index, ci, "restart");
+    this.#checkMemberLoaded(sn, db.index, ci, snapIndex, "restart");
+    if (ci > snapIndex) this.stats.dbAheadRestarts++;
   }
 
   /**
-   * member mode, after a restart or an installed snapshot at `index`: the db's consistent index is
-   * the snapshot's, and the store's hash and revision are what other members had there.
+   * member mode, after a restart or an installed snapshot: the db's consistent index is the
+   * applied index it was written at (`writtenAt`), at or after the snapshot's, and the store's
+   * hash and revision are what the other members had there.
    */
-  #checkMemberAt(sn: SimNode, index: number, consistentIndex: number, what: string): void {
+  #checkMemberLoaded(
+    sn: SimNode,
+    writtenAt: number,
+    consistentIndex: number,
+    snapIndex: number,
+    what: string,
+  ): void {
     this.stats.dbFilesLoaded++;
-    if (consistentIndex !== index) {
+    if (consistentIndex !== writtenAt || consistentIndex < snapIndex) {
       throw new SimViolation(
         "member-consistent-index",
-        `node ${sn.id} ${what}: db consistent index ${consistentIndex} but snapshot index ${index}`,
+        `node ${sn.id} ${what}: db consistent index ${consistentIndex}, written at applied index ${writtenAt}, snapshot index ${snapIndex}`,
       );
     }
-    this.#checkMemberHash(sn, index);
+    this.#compareMemberHash(sn, consistentIndex);
   }
 
+  /** member mode, raft applied up to `index`: so did the applier; the hash is compared there. */
   #checkMemberHash(sn: SimNode, index: number): void {
     const m = sn.member!;
     if (m.appliedIndex !== index) {
@@ -357,7 +391,13 @@ export class Simulation {
         `node ${sn.id}: the applier stands at ${m.appliedIndex} but raft applied ${index}`,
       );
     }
-    const h = m.hash();
+    // replaying entries its db holds, the store is ahead of the applied index
+    if (!m.applier.replayingDb) this.#compareMemberHash(sn, index);
+  }
+
+  /** The member's HashKV and revision against the first recorded at `index`. */
+  #compareMemberHash(sn: SimNode, index: number): void {
+    const h = sn.member!.hash();
     const known = this.memberHash.get(index);
     if (known === undefined) {
       this.memberHash.set(index, { hash: h.hash, revision: h.revision, node: sn.id });
@@ -430,6 +470,8 @@ export class Simulation {
         this.stats.proposerAnswers +
         [...this.nodes.values()].reduce((n, s) => n + (s.member?.proposals.ownAnswers ?? 0), 0),
       dbFilesLoaded: this.stats.dbFilesLoaded,
+      dbAheadRestarts: this.stats.dbAheadRestarts,
+      snapshotsWhileReplaying: this.stats.snapshotsWhileReplaying,
     };
   }
 
@@ -586,6 +628,10 @@ export class Simulation {
     if (this.member && rd.committedEntries.length > 0) this.#checkMemberHash(sn, sn.appliedIndex);
     node.advance(rd);
     this.#afterStep(sn);
+    // member mode: the server's snapshotter may start a snapshot after any applied batch
+    // (Applier afterApply → Snapshotter.maybeTrigger), a replay of entries the db holds included
+    const applied = rd.committedEntries.length > 0 && sn.node === node;
+    if (this.member && applied && !this.#calm && this.rng.chance(0.05)) this.#compact(sn);
   }
 
   #send(msgs: Message[], net: { maxDelay: number }): void {
@@ -607,12 +653,15 @@ export class Simulation {
     sn.appliedIndex = md.index;
     sn.confState = md.confState!;
     if (this.member) {
-      const ci = sn.member!.load(
-        rd.snapshot!.data,
-        { index: md.index, term: md.term, confState: md.confState! },
-        true,
-      );
-      this.#checkMemberAt(sn, md.index, ci, "installed a snapshot");
+      const db = rd.snapshot!.data;
+      const ci = sn.member!.installSnapshot(db, {
+        index: md.index,
+        term: md.term,
+        confState: md.confState!,
+      });
+      // the received db goes in place of the member's (etcd's applySnapshot)
+      sn.db = { bytes: db, index: ci };
+      this.#checkMemberLoaded(sn, md.index, ci, md.index, "installed a snapshot");
     }
     if (
       sn.confState.voters.length + sn.confState.learners.length > 0 &&
@@ -653,7 +702,8 @@ export class Simulation {
       if (rec !== undefined) this.#checkMemberRecord(sn, rec);
       // the first member to apply an index records the hash there, so every other member's
       // hash at the end of any batch has something to be compared with
-      if (!this.memberHash.has(e.index)) this.#checkMemberHash(sn, e.index);
+      if (!this.memberHash.has(e.index) && !sn.member!.applier.replayingDb)
+        this.#checkMemberHash(sn, e.index);
       return;
     }
     if (e.type === EntryType.EntryConfChange) {
@@ -973,11 +1023,27 @@ export class Simulation {
     // Snapshot what is applied, keep a few entries for slow followers (as etcd's snapshot catch-up entries).
     if (sn.appliedIndex <= snapIndex + 2) return;
     if (sn.appliedIndex > sn.storage.lastIndex()) return;
-    // member mode: the snapshot is the member's state as a db file (etcd's snapshot), taken at
-    // the applied index, so its consistent index is that index
-    const data = this.member
-      ? sn.member!.dbFile()
-      : new TextEncoder().encode(`snap@${sn.appliedIndex}`);
+    // member mode: the snapshot is the member's state as a db file, written first (the server's
+    // snapshotter: db, then .snap, then the WAL record); a crash in between leaves the db ahead
+    // of the last snapshot, and the restart replays the entries after the snapshot, skipping
+    // those the db holds
+    let data: Uint8Array;
+    if (this.member) {
+      // the server's snapshotter waits while the member replays entries its db holds
+      // (Applier.replayingDb); the known-wrong member snapshotWhileReplaying does not
+      if (sn.member!.applier.replayingDb) {
+        if (!this.memberKnobs.snapshotWhileReplaying) return;
+        this.stats.snapshotsWhileReplaying++;
+      }
+      data = sn.member!.dbFile();
+      sn.db = { bytes: data, index: sn.appliedIndex };
+      if (!this.#calm && this.rng.chance(0.1 * this.faultiness)) {
+        this.#crash(sn);
+        return;
+      }
+    } else {
+      data = new TextEncoder().encode(`snap@${sn.appliedIndex}`);
+    }
     sn.storage.createSnapshot(sn.appliedIndex, sn.confState, data);
     const keep = this.rng.int(4);
     const compactTo = sn.appliedIndex - keep;

@@ -9,7 +9,8 @@
  * way the server does.
  *
  * The workload (randomRequest) is what clients send: puts (with leases, prev_kv), delete ranges,
- * txns with compares on value / version / mod revision, lease grants and revokes, compactions.
+ * txns with compares on value / version / mod revision, lease grants and revokes, compactions,
+ * NOSPACE alarms raised and cleared, auth roles and users.
  */
 import pino from "pino";
 import {
@@ -19,6 +20,10 @@ import {
 import {
   AlarmRequest_AlarmAction,
   AlarmType,
+  AuthRoleAddRequest,
+  AuthStatusRequest,
+  AuthUserAddRequest,
+  AuthUserGrantRoleRequest,
   Compare,
   Compare_CompareResult,
   Compare_CompareTarget,
@@ -39,6 +44,7 @@ import { Applier } from "../../../lib/server/apply.js";
 import { RaftCluster } from "../../../lib/server/cluster.js";
 import { defaultConfig } from "../../../lib/server/config.js";
 import { captureDbFileState, etcdDbBuckets, parseEtcdDbFile } from "../../../lib/server/db-file.js";
+import { type DbLoadTarget, loadDbIntoMember } from "../../../lib/server/db-load.js";
 import { encodeMemberContext } from "../../../lib/server/membership.js";
 import { ServerMetrics } from "../../../lib/server/metrics.js";
 import { Proposals } from "../../../lib/server/proposals.js";
@@ -51,12 +57,16 @@ import type { Prng } from "./prng.js";
  * skips the apply of one put (its applied index still moves on); `flipTxnCompare` — the faulty
  * member runs a txn's failure branch where the compare succeeded and vice versa;
  * `corruptOnePut` — the faulty member stores one put's value with a byte changed (same revision,
- * same answer: only the state differs).
+ * same answer: only the state differs); `snapshotWhileReplaying` — snapshots are taken while a
+ * restarted member replays entries its db holds (Applier.replayingDb ignored, as the server's
+ * snapshotter did before the simulator found it).
  */
 export interface MemberKnobs {
   skipOneApply?: boolean;
   flipTxnCompare?: boolean;
   corruptOnePut?: boolean;
+  /** every member snapshots while it replays entries its db holds (the server's rule ignored) */
+  snapshotWhileReplaying?: boolean;
 }
 
 /** What the simulator gives a member: its raft node and the conf-change bookkeeping. */
@@ -279,9 +289,11 @@ export class SimMember {
         entry = { ...e, data: new Uint8Array(0) };
       }
     }
+    // an entry the loaded db holds already: the applier skips it (no answer, no new revision)
+    const held = this.applier.replayingDb;
     this.proposals.answer = undefined;
     this.applier.applyEntries([entry]);
-    if (!normal) return undefined;
+    if (!normal || held) return undefined;
     const a = this.proposals.answer as { response?: unknown; error?: Error } | undefined;
     const answer =
       a === undefined
@@ -304,29 +316,50 @@ export class SimMember {
   }
 
   /**
-   * Loads a db file (a restart from its last snapshot, or a snapshot from the leader) as the
-   * server does: leases first, then the keys (re-attached to them), members, alarms, auth; the
-   * applier then stands at the snapshot's index. Returns the db's consistent index.
+   * A restart, as EtcdServer's: the state from the member's db file `db` (its consistent index
+   * at or after the snapshot's), the member list from the last snapshot's db `snapDb` (ConfChanges
+   * after it apply again; none without a snapshot: the log replays from index 1), the applier at
+   * the snapshot's index, skipping the normal entries the db holds. Returns the db's consistent
+   * index.
    */
-  load(
+  start(
     db: Uint8Array,
-    snap: { index: number; term: number; confState: ConfState },
-    fromLeader: boolean,
+    snap: { index: number; term: number; confState: ConfState; snapDb: Uint8Array } | undefined,
   ): number {
     const parsed = parseEtcdDbFile(db);
-    this.lessor.restore(parsed.leases);
-    if (fromLeader) this.store.replaceFromSnapshot(parsed.keyRecords(), parsed.compactRevision);
-    else this.store.restore(parsed.keyRecords(), parsed.compactRevision);
-    if (parsed.scheduledCompactRevision > parsed.compactRevision) {
-      this.store.compact(parsed.scheduledCompactRevision);
-    }
-    this.cluster.restore(parsed.members, parsed.removedMemberIds);
-    this.applier.alarms.length = 0;
-    for (const a of parsed.alarms) this.applier.alarms.push({ ...a });
-    this.auth.store.restore(parsed.auth);
-    if (fromLeader) this.applier.restoredFromSnapshot(snap.index, snap.term, snap.confState);
-    else this.applier.restore(snap.index, snap.term, parsed.consistentIndex, snap.confState);
+    const members = snap === undefined ? [] : parseEtcdDbFile(snap.snapDb).members;
+    loadDbIntoMember(this.#dbLoadTarget(), parsed, { replace: false, members });
+    this.applier.restore(
+      snap?.index ?? 0,
+      snap?.term ?? 0,
+      parsed.consistentIndex,
+      snap?.confState,
+    );
     return parsed.consistentIndex;
+  }
+
+  /**
+   * A snapshot from the leader, as EtcdServer's: its db replaces the state, the applier stands at
+   * the snapshot's index. Returns the db's consistent index.
+   */
+  installSnapshot(
+    db: Uint8Array,
+    snap: { index: number; term: number; confState: ConfState },
+  ): number {
+    const parsed = parseEtcdDbFile(db);
+    loadDbIntoMember(this.#dbLoadTarget(), parsed, { replace: true, members: parsed.members });
+    this.applier.restoredFromSnapshot(snap.index, snap.term, snap.confState);
+    return parsed.consistentIndex;
+  }
+
+  #dbLoadTarget(): DbLoadTarget {
+    return {
+      store: this.store,
+      lessor: this.lessor,
+      cluster: this.cluster,
+      alarms: this.applier.alarms,
+      auth: this.auth,
+    };
   }
 
   /** Ends the member's waits (the simulation is over). */
@@ -412,14 +445,38 @@ function randomCompare(rng: Prng, seq: number): Compare {
 }
 
 /**
+ * Auth requests on a few names (auth stays off): roles and users added (again: an error), roles
+ * granted, the status read. Every one moves or reports the auth revision, which a member that
+ * loaded a db file must have too.
+ */
+function randomAuthRequest(rng: Prng): InternalRaftRequestType {
+  const user = `u${rng.int(3)}`;
+  const role = `r${rng.int(3)}`;
+  switch (rng.int(4)) {
+    case 0:
+      return InternalRaftRequest.create({ authRoleAdd: AuthRoleAddRequest.create({ name: role }) });
+    case 1:
+      return InternalRaftRequest.create({
+        authUserAdd: AuthUserAddRequest.create({ name: user, options: { noPassword: true } }),
+      });
+    case 2:
+      return InternalRaftRequest.create({
+        authUserGrantRole: AuthUserGrantRoleRequest.create({ user, role }),
+      });
+    default:
+      return InternalRaftRequest.create({ authStatus: AuthStatusRequest.create() });
+  }
+}
+
+/**
  * A client request as the member would propose it: mostly puts (the hot path's hand-written
  * encoder), then txns, deletes, lease grants and revokes, compactions to a recent revision.
  * `seq` numbers proposals (values and revisions scale with it).
  */
 export function randomRequest(rng: Prng, seq: number, w: Workload): InternalRaftRequestType {
   const c = rng.int(100);
-  if (c < 45) return InternalRaftRequest.create({ put: randomPut(rng, seq, w) });
-  if (c < 70) {
+  if (c < 42) return InternalRaftRequest.create({ put: randomPut(rng, seq, w) });
+  if (c < 67) {
     const ops = (n: number) => Array.from({ length: n }, () => randomOp(rng, seq, w));
     return InternalRaftRequest.create({
       txn: TxnRequest.create({
@@ -429,7 +486,7 @@ export function randomRequest(rng: Prng, seq: number, w: Workload): InternalRaft
       }),
     });
   }
-  if (c < 80) {
+  if (c < 77) {
     const k = key(rng);
     const ranged = rng.chance(0.3);
     return InternalRaftRequest.create({
@@ -440,16 +497,17 @@ export function randomRequest(rng: Prng, seq: number, w: Workload): InternalRaft
       }),
     });
   }
-  if (c < 88) {
+  if (c < 85) {
     const id = BigInt(++w.leaseSeq);
     w.leases.push(id);
     return InternalRaftRequest.create({ leaseGrant: { iD: id, tTL: 60 } });
   }
-  if (c < 93) {
+  if (c < 90) {
     const id = w.leases.length > 0 ? rng.pick(w.leases) : 1n;
     return InternalRaftRequest.create({ leaseRevoke: { iD: id } });
   }
-  if (c < 95) {
+  if (c < 96) return randomAuthRequest(rng);
+  if (c < 98) {
     // the NOSPACE alarm: while it is raised, puts and lease grants are refused (a restarted
     // member or one that installed a snapshot must have it from the db file)
     // raised a quarter of the time, so it is off most of the run

@@ -635,10 +635,44 @@ export class Simulation {
   }
 
   #send(msgs: Message[], net: { maxDelay: number }): void {
-    for (const m of msgs) {
-      if (m.type === MessageType.MsgSnap) this.stats.snapshotsSent++;
+    for (const msg of msgs) {
+      let m = msg;
+      if (m.type === MessageType.MsgSnap) {
+        if (this.member) {
+          const merged = this.#memberSnapshotMessage(m);
+          if (merged === undefined) continue;
+          m = merged;
+        }
+        this.stats.snapshotsSent++;
+      }
       this.net.push({ m, deliverAt: this.now + this.rng.int(net.maxDelay + 1) });
     }
+  }
+
+  /**
+   * member mode: what the server sends for a MsgSnap (EtcdServer's #sendSnapshot, etcd's
+   * createMergedSnapshotMessage): the member's db as of now, with the applied index, its term and
+   * the applier's conf state as the snapshot's metadata; none while the member replays entries its
+   * db holds (reported failed: raft tries again later).
+   */
+  #memberSnapshotMessage(m: Message): Message | undefined {
+    const from = this.nodes.get(m.from)!;
+    const member = from.member!;
+    if (member.applier.replayingDb) {
+      from.node?.reportSnapshot(m.to, "failure");
+      return undefined;
+    }
+    return {
+      ...m,
+      snapshot: {
+        data: member.dbFile(),
+        metadata: {
+          index: member.appliedIndex,
+          term: member.applier.appliedTerm,
+          confState: member.applier.confState ?? from.confState,
+        },
+      },
+    };
   }
 
   #applySnapshot(sn: SimNode, rd: Ready): void {

@@ -102,7 +102,13 @@ async function startCluster(ms: readonly Member[]): Promise<number> {
 }
 
 /** A put through `m`'s JSON gateway; resolves true when it answered 200 within PROBE_TIMEOUT_MS. */
-async function probePut(m: Member, key: string, value: string): Promise<boolean> {
+async function probePut(
+  m: Member,
+  key: string,
+  value: string,
+  failures?: Map<string, number>,
+): Promise<boolean> {
+  let reason: string;
   try {
     const r = await httpPostJson(
       m.clientPort,
@@ -110,19 +116,28 @@ async function probePut(m: Member, key: string, value: string): Promise<boolean>
       { key: Buffer.from(key).toString("base64"), value: Buffer.from(value).toString("base64") },
       PROBE_TIMEOUT_MS,
     );
-    return r.status === 200;
-  } catch {
-    return false;
+    if (r.status === 200) return true;
+    reason = `${r.status} ${(JSON.parse(r.body) as { error?: string }).error ?? r.body.slice(0, 80)}`;
+  } catch (err) {
+    reason = (err as Error).message;
   }
+  failures?.set(reason, (failures.get(reason) ?? 0) + 1);
+  return false;
 }
 
 /** One failover: what it measured and who led before and after. */
 export interface FailoverResult {
   /** ms from the SIGKILL to the first successful put sent after it; null when none came. */
   ms: number | null;
+  /** wall-clock time of the SIGKILL (ISO), to line up with the members' logs */
+  killedAt: string;
+  /** when that first successful put was sent, ms after the SIGKILL; null when none came */
+  firstOkSentMs: number | null;
   killed: string;
   probesSent: number;
   probesFailed: number;
+  /** why probes failed: the gateway's status and error (or the client's), with counts */
+  failures: Record<string, number>;
 }
 
 /**
@@ -139,9 +154,12 @@ export async function measureFailover(ms: readonly Member[], tag: string): Promi
     if (!(await probePut(m, `failover/${tag}/ready`, "x")))
       throw new Error(`${m.name} refuses puts before the kill`);
   let killedAt = Infinity;
+  let killedAtWall = "";
   let firstOkAt: number | null = null;
+  let firstOkSentAt = 0;
   let sent = 0;
   let failed = 0;
+  const failures = new Map<string, number>();
   let inFlight = 0;
   let probing = true;
   const probes: Promise<void>[] = [];
@@ -153,11 +171,14 @@ export async function measureFailover(ms: readonly Member[], tag: string): Promi
         sent++;
         inFlight++;
         probes.push(
-          probePut(m, `failover/${tag}/${sent}`, String(sentAt)).then((ok) => {
+          probePut(m, `failover/${tag}/${sent}`, String(sentAt), failures).then((ok) => {
             inFlight--;
             const at = performance.now();
             if (!ok) failed++;
-            else if (sentAt >= killedAt && (firstOkAt === null || at < firstOkAt)) firstOkAt = at;
+            else if (sentAt >= killedAt && (firstOkAt === null || at < firstOkAt)) {
+              firstOkAt = at;
+              firstOkSentAt = sentAt;
+            }
           }),
         );
       }
@@ -167,6 +188,7 @@ export async function measureFailover(ms: readonly Member[], tag: string): Promi
   try {
     await sleep(200);
     killedAt = performance.now();
+    killedAtWall = new Date().toISOString();
     await leader.kill9();
     const deadline = killedAt + FAILOVER_TIMEOUT_MS;
     while (firstOkAt === null && performance.now() < deadline) await sleep(PROBE_INTERVAL_MS);
@@ -179,13 +201,17 @@ export async function measureFailover(ms: readonly Member[], tag: string): Promi
   const drained = Promise.all(probes);
   const result: FailoverResult = {
     ms: firstOkAt === null ? null : firstOkAt - killedAt,
+    killedAt: killedAtWall,
+    firstOkSentMs: firstOkAt === null ? null : firstOkSentAt - killedAt,
     killed: leader.name,
     probesSent: sent,
     probesFailed: failed,
+    failures: {},
   };
   await leader.start();
   await waitForLeader(ms);
   await drained;
+  result.failures = Object.fromEntries(failures);
   return result;
 }
 
@@ -237,6 +263,8 @@ export async function compareCluster(o: ClusterCompareOptions): Promise<{
       command: s === "etcd" ? [o.etcdPath] : [process.execPath, o.etcdTsJs],
       dataDir: join(workDir, s, `m${i}`),
       logFile: join(workDir, s, `m${i}.log`),
+      // raft's elections in the logs (became candidate, elected leader) line up the failovers
+      logLevel: "info" as const,
     }));
     mkdirSync(join(workDir, s), { recursive: true });
     clusters[s] = await Member.createCluster(specs, s === "etcd" ? "etcd-" : "etcd-ts-");
@@ -327,7 +355,7 @@ export async function compareCluster(o: ClusterCompareOptions): Promise<{
           failovers[s].push(f.ms);
           runs.push({ kind: "failover", rep, system: s, ...f });
           log(
-            `failover ${rep + 1}/${o.failovers} ${s}: killed ${f.killed}, next put after ${f.ms?.toFixed(0) ?? "n/a"} ms (${f.probesSent} probes, ${f.probesFailed} failed)`,
+            `failover ${rep + 1}/${o.failovers} ${s}: killed ${f.killed} at ${f.killedAt}, next put after ${f.ms?.toFixed(0) ?? "n/a"} ms (sent at ${f.firstOkSentMs?.toFixed(0) ?? "n/a"} ms; ${f.probesSent} probes, ${f.probesFailed} failed: ${JSON.stringify(f.failures)})`,
           );
         } catch (err) {
           failovers[s].push(null);

@@ -358,7 +358,14 @@ export class RaftNode {
   #onSoftState(lead: bigint, state: StateType): void {
     if (lead !== this.#leaderId) {
       if (lead !== 0n) this.#metrics.leaderChangesSeenTotal.inc();
-      this.#logger.info({ leader: lead.toString(16), term: this.#term }, "leader changed");
+      // etcd-io/raft's node.go words, with raft's term now (the Ready's hardState is not saved yet)
+      const self = this.raw.raft.id.toString(16);
+      const term = this.raw.term;
+      const msg =
+        lead !== 0n
+          ? `raft.node: ${self} elected leader ${lead.toString(16)} at term ${term}`
+          : `raft.node: ${self} lost leader ${this.#leaderId.toString(16)} at term ${term}`;
+      this.#logger.info({ leader: lead.toString(16), term }, msg);
     }
     const wasLeader = this.#raftState === StateType.Leader;
     const leaderChanged = lead !== this.#leaderId;

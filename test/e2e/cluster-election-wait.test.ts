@@ -1,17 +1,17 @@
 // Requests made while a member knows no leader (issue 14), as etcd 3.4 answers them (a 3-member
-// cluster, its leader killed and another member paused with SIGSTOP): a put waits
-// for the election and succeeds once a leader exists; with clientv3.WithRequireLeader's metadata
+// cluster, its leader killed and another member paused with SIGSTOP): a put waits for the
+// election and succeeds once a leader exists; with clientv3.WithRequireLeader's metadata
 // (`hasleader: true`) a put, a serializable read and a watch fail at once with `etcdserver: no
-// leader` (UNAVAILABLE), and a watch opened with it while a leader existed is ended so once the
-// leader stays lost; with no quorum ever, a put ends at the request timeout with the context's
-// own error (Unknown "context deadline exceeded") and a linearizable read with "etcdserver:
-// request timed out". Passes against real etcd too (ETCD_TS_TARGET=etcd), which is where those
-// answers were taken from.
+// leader` (UNAVAILABLE), `etcdctl watch` (which sets it) ends at once, and a watch opened with it
+// while a leader existed is ended so once the leader stays lost; with no quorum ever, a put ends
+// at the request timeout with the context's own error (Unknown "context deadline exceeded") and a
+// linearizable read with "etcdserver: request timed out". Passes against real etcd too
+// (ETCD_TS_TARGET=etcd), which is where those answers were taken from.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import * as rpc from "../../lib/proto/gen/etcdserverpb/rpc.js";
-import { type Member, waitFor } from "../helpers/server.js";
+import { type Member, etcdctl, skipOnGrpcJsAuthority, waitFor } from "../helpers/server.js";
 import { type Cluster, startCluster } from "../helpers/cluster.js";
 
 const electionTimeoutMs = 300;
@@ -162,6 +162,12 @@ describe("requests while no leader is known", { timeout: 90_000 }, () => {
       const refusal = await refused.ended;
       assert.equal(refusal.result, noLeader);
       assert.ok(refusal.ms < 1_000, `watch refused at once (${refusal.ms} ms)`);
+      // etcdctl's watch asks for a leader (clientv3.WithRequireLeader): it ends at once
+      if (skipOnGrpcJsAuthority === false) {
+        const w = await etcdctl(["watch", "w"], { member: survivor, timeoutMs: 10_000 });
+        assert.notEqual(w.code, 0);
+        assert.match(w.stderr, /watch was canceled \(etcdserver: no leader\)/);
+      }
       // without it, a serializable read is served
       assert.equal((await get(cl, "before", true, false)).result, "ok");
 

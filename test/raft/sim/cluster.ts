@@ -331,7 +331,7 @@ export class Simulation {
         },
         raft: () =>
           sn.node === raw
-            ? { lead: raw.raft.lead, term: raw.raft.term, committed: raw.raft.raftLog.committed }
+            ? { term: raw.raft.term, committed: raw.raft.raftLog.committed }
             : undefined,
         propose: (data) => raw.propose(data),
         proposeConfChange: (cc) => raw.proposeConfChange(cc),

@@ -73,8 +73,8 @@ export interface MemberKnobs {
 export interface SimMemberHost {
   /** Applies a committed ConfChange to raft (RawNode.applyConfChange) and to the simulator. */
   applyRaftConfChange(cc: ConfChange): ConfState;
-  /** The node's raft state, for the proposals' checks (leader known, term, indexes). */
-  raft(): { lead: bigint; term: number; committed: number } | undefined;
+  /** The node's raft state, for the proposals' checks (term, commit index). */
+  raft(): { term: number; committed: number } | undefined;
   propose(data: Uint8Array): void;
   proposeConfChange(cc: ConfChange): void;
 }
@@ -172,7 +172,7 @@ export function simMemberContext(id: bigint, isLearner: boolean): Uint8Array {
 
 /**
  * One simulated member's state machine: the real applier over real parts (see the module
- * comment). Faulty per `knobs` when `faulty` is set.
+ * comment), known-wrong as `knobs` say.
  */
 export class SimMember {
   readonly id: bigint;

@@ -70,6 +70,23 @@ import type { PendingJwt } from "../server/apply-auth.js";
 export interface CallAuth {
   readonly metadata: ReadonlyMap<string, string>;
   readonly certCommonName?: string;
+  /**
+   * True once the client gave up on the call (cancelled, its deadline passed, its connection
+   * went); undefined where the transport does not tell (the JSON gateway). A write still waiting
+   * for a leader is then never proposed (lib/server/proposals.ts RequestCaller).
+   */
+  readonly cancelled?: boolean;
+}
+
+/**
+ * The credentials of `call` without its cancellation: for the cleanup a server does for a client
+ * that went away (the Lock and Election servers' deletes), which etcd runs on its own context.
+ */
+export function credentialsOnly(call: CallAuth | undefined): CallAuth | undefined {
+  if (call === undefined) return undefined;
+  return call.certCommonName === undefined
+    ? { metadata: call.metadata }
+    : { metadata: call.metadata, certCommonName: call.certCommonName };
 }
 
 /** etcd's rpctypes.TokenFieldNameGRPC and TokenFieldNameSwagger. */

@@ -24,7 +24,7 @@ import { Event_EventType, type KeyValue } from "../proto/gen/mvccpb/kv.js";
 import type { ResponseHeader } from "../proto/gen/etcdserverpb/rpc.js";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import type { EtcdApi, ServerStream } from "./handlers.js";
-import type { CallAuth } from "./auth.js";
+import { type CallAuth, credentialsOnly } from "./auth.js";
 import { ApiError } from "./errors.js";
 import {
   InternalWatch,
@@ -128,7 +128,7 @@ export class ElectionService {
           try {
             await this.#proclaim(leader, req.value, call);
           } catch (err) {
-            await this.#resign(leader, call).catch(() => undefined);
+            await this.#resign(leader, credentialsOnly(call)).catch(() => undefined);
             throw err;
           }
         }
@@ -137,7 +137,8 @@ export class ElectionService {
         await waitDeletes(api, prefix, leader.rev - 1, signal, call);
       } catch (err) {
         // etcd resigns when the caller's context ended; other errors leave the key
-        if (signal.aborted) await this.#resign(leader, call).catch(() => undefined);
+        if (signal.aborted)
+          await this.#resign(leader, credentialsOnly(call)).catch(() => undefined);
         throw err;
       }
       return { header, leader };

@@ -33,7 +33,10 @@ export const grpcOverheadBytes = 512 * 1024;
  * A grpc-js call's credentials (CallAuth): its metadata as a map of the text values, read on
  * first use, and the verified client certificate's common name when grpc-js has the TLS socket.
  */
-type GrpcSurfaceCall = Pick<grpc.ServerUnaryCall<unknown, unknown>, "metadata" | "getAuthContext">;
+type GrpcSurfaceCall = Pick<
+  grpc.ServerUnaryCall<unknown, unknown>,
+  "metadata" | "getAuthContext" | "cancelled"
+>;
 
 class GrpcJsCallAuth implements CallAuth {
   readonly #call: GrpcSurfaceCall;
@@ -56,6 +59,10 @@ class GrpcJsCallAuth implements CallAuth {
       }
     }
     return this.#metadata;
+  }
+
+  get cancelled(): boolean {
+    return this.#call.cancelled;
   }
 
   get certCommonName(): string | undefined {

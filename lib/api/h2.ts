@@ -36,7 +36,15 @@ import { leaderMissingFor, requiresLeader } from "./require-leader.js";
  */
 export function etcdMethodTable(api: EtcdApi, certCommonName?: string): Map<string, MethodHandler> {
   const auth = (ctx: CallContext): CallAuth =>
-    certCommonName === undefined ? ctx : { metadata: ctx.metadata, certCommonName };
+    certCommonName === undefined
+      ? ctx
+      : {
+          metadata: ctx.metadata,
+          certCommonName,
+          get cancelled() {
+            return ctx.cancelled;
+          },
+        };
   const m = new Map<string, MethodHandler>();
   m.set(
     "/etcdserverpb.KV/Range",

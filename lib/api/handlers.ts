@@ -174,21 +174,21 @@ export class EtcdApi {
     } catch (err) {
       return Promise.reject(err);
     }
-    if (!this.auth.enabled) return this.#server.put(req);
-    return this.auth.authInfo(call).then((ai) => this.#server.put(req, ai));
+    if (!this.auth.enabled) return this.#server.put(req, undefined, call);
+    return this.auth.authInfo(call).then((ai) => this.#server.put(req, ai, call));
   }
 
   /** KV.DeleteRange. */
   async deleteRange(req: DeleteRangeRequest, call?: CallAuth): Promise<DeleteRangeResponse> {
     checkDeleteRangeRequest(req);
-    return this.#server.deleteRange(req, await this.auth.authInfo(call));
+    return this.#server.deleteRange(req, await this.auth.authInfo(call), call);
   }
 
   /** KV.Txn. Errors: more than --max-txn-ops ops, duplicate key, each op's own checks. */
   async txn(req: TxnRequest, call?: CallAuth): Promise<TxnResponse> {
     checkTxnRequest(req, this.#server.config.maxTxnOps);
-    if (!this.auth.enabled) return this.#server.txn(req);
-    if (!isTxnReadOnly(req)) return this.#server.txn(req, await this.auth.authInfo(call));
+    if (!this.auth.enabled) return this.#server.txn(req, undefined, call);
+    if (!isTxnReadOnly(req)) return this.#server.txn(req, await this.auth.authInfo(call), call);
     // as Range: the ReadIndex first, then the check, then a local read
     const local = serializableTxn(req);
     if (local !== req) await this.#server.linearizableReadNotify();
@@ -207,11 +207,11 @@ export class EtcdApi {
   // ------------------------------------------------------------------ Lease
 
   async leaseGrant(req: LeaseGrantRequest, call?: CallAuth): Promise<LeaseGrantResponse> {
-    return this.#server.leaseGrant(req, await this.auth.requireAuthInfo(call));
+    return this.#server.leaseGrant(req, await this.auth.requireAuthInfo(call), call);
   }
 
   async leaseRevoke(req: LeaseRevokeRequest, call?: CallAuth): Promise<LeaseRevokeResponse> {
-    return this.#server.leaseRevoke(req, await this.auth.requireAuthInfo(call));
+    return this.#server.leaseRevoke(req, await this.auth.requireAuthInfo(call), call);
   }
 
   /** etcd checks the lease's keys are readable only when `keys` is asked for. */

@@ -17,7 +17,7 @@ import {
 } from "../proto/gen/v3lockpb/v3lock.js";
 import { DeleteRangeRequest } from "../proto/gen/etcdserverpb/rpc.js";
 import type { EtcdApi } from "./handlers.js";
-import type { CallAuth } from "./auth.js";
+import { type CallAuth, credentialsOnly } from "./auth.js";
 import {
   asServiceError,
   concatBytes,
@@ -83,7 +83,9 @@ export class LockService {
       return { header: await waitDeletes(api, prefix, myRevision - 1, signal, call), key };
     } catch (err) {
       // etcd's Mutex.Lock releases the key when the wait fails (the client went away)
-      await api.deleteRange(DeleteRangeRequest.create({ key }), call).catch(() => undefined);
+      await api
+        .deleteRange(DeleteRangeRequest.create({ key }), credentialsOnly(call))
+        .catch(() => undefined);
       throw err;
     }
   }

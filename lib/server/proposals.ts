@@ -18,7 +18,7 @@
  * (leader-wait.ts) and goes to raft once a leader is known, as etcd 3.4's node.Propose blocks. One
  * that never got to raft ends at the request timeout as etcd's does, with the context's own
  * error (gRPC Unknown "context deadline exceeded"); the timeout rules above apply from the moment
- * it reaches raft.
+ * it reaches raft. One whose client gave up meanwhile (RequestCaller) never reaches raft.
  */
 import { InternalRaftRequest } from "../proto/gen/etcdserverpb/raft_internal.js";
 import type { ConfChange } from "../proto/gen/raftpb/raft.js";
@@ -58,6 +58,18 @@ export interface LocalProposal {
   proposed: boolean;
   /** set for a membership change (proposed as such, `data` unused) */
   confChange?: ConfChange;
+  /** the client, when it can tell that it gave up (RequestCaller) */
+  caller?: RequestCaller;
+}
+
+/**
+ * The client's side of a request (lib/api's CallAuth is one): `cancelled` turns true once the
+ * client gave up (cancelled, its deadline passed, its connection went). A proposal still waiting
+ * for a leader then never goes to raft, as etcd's node.Propose returns when the request's context
+ * ends: a write whose client saw it fail before any leader was known is never applied.
+ */
+export interface RequestCaller {
+  readonly cancelled?: boolean;
 }
 
 /** What the proposals need of the member. */
@@ -158,7 +170,7 @@ export class Proposals {
    * ErrTimeout (or its variants), "context deadline exceeded" when no leader was known for the whole
    * request timeout, ErrLeaderChanged, ErrStopped, or the error the apply produced.
    */
-  propose<T>(r: InternalRaftRequest, ai?: AuthInfo): Promise<T> {
+  propose<T>(r: InternalRaftRequest, ai?: AuthInfo, caller?: RequestCaller): Promise<T> {
     const host = this.#host;
     if (host.stopped()) return Promise.reject(errStopped());
     if (host.commitIndex() - host.appliedIndex() > maxGapBetweenApplyAndCommitIndex) {
@@ -191,6 +203,7 @@ export class Proposals {
       settled: false,
       proposed: false,
       confChange: undefined,
+      caller,
     };
     const done = this.#waits.register(waitKey, host.requestTimeoutMs(), local) as Promise<T>;
     host.metrics.counts.proposalsPending++;
@@ -207,7 +220,7 @@ export class Proposals {
     if (local.settled) return;
     const host = this.#host;
     if (this.#leaderWait.holding || !host.knowsLeader()) {
-      this.#leaderWait.hold(() => this.#submit(local));
+      this.#leaderWait.hold(() => this.#afterHold(local));
       return;
     }
     local.term = host.term();
@@ -215,13 +228,22 @@ export class Proposals {
       if (local.confChange !== undefined) host.proposeConfChange(local.confChange);
       else host.propose(local.data);
     } catch {
-      if (!host.knowsLeader()) this.#leaderWait.hold(() => this.#submit(local));
+      if (!host.knowsLeader()) this.#leaderWait.hold(() => this.#afterHold(local));
       else this.#waits.fail(local.waitKey, errLeaderChanged());
       return;
     }
     local.proposed = true;
     this.#localQueue.push(local);
     host.scheduleReady();
+  }
+
+  /** A held proposal is released: to raft, unless its client gave up while it waited. */
+  #afterHold(local: LocalProposal): void {
+    if (!local.settled && local.caller?.cancelled === true) {
+      this.#waits.fail(local.waitKey, errProposeDeadlineExceeded());
+      return;
+    }
+    this.#submit(local);
   }
 
   /** A leader is known (RaftNode's onLeaderChange): proposals held for one go to raft now. */
@@ -247,6 +269,7 @@ export class Proposals {
       settled: false,
       proposed: false,
       confChange: cc,
+      caller: undefined,
     };
     const done = this.#waits.register(waitKey, host.requestTimeoutMs(), local) as Promise<T>;
     host.metrics.counts.proposalsPending++;

@@ -85,7 +85,7 @@ import { installReceivedDb, receivedDbPath, removeStaleReceivedDbs } from "./sna
 import { writeSnapFile } from "./snap-file.js";
 import { encodeV2StoreSnapshot } from "./v2-store.js";
 import { snapDirPath } from "./recovery.js";
-import { Proposals } from "./proposals.js";
+import { Proposals, type RequestCaller } from "./proposals.js";
 import { RaftNode } from "./raft-node.js";
 import { ReadIndexLoop } from "./read-index.js";
 
@@ -745,8 +745,8 @@ export class EtcdServer {
     return requestTimeoutBaseMs + 2 * this.config.electionTimeoutMs;
   }
 
-  #propose<T>(r: InternalRaftRequest, ai?: AuthInfo): Promise<T> {
-    return this.#proposals.propose<T>(r, ai);
+  #propose<T>(r: InternalRaftRequest, ai?: AuthInfo, caller?: RequestCaller): Promise<T> {
+    return this.#proposals.propose<T>(r, ai, caller);
   }
 
   /**
@@ -821,20 +821,25 @@ export class EtcdServer {
   }
 
   /** KV.Put through raft. Errors: ErrNoSpace, ErrRequestTooLarge, ErrLeaseNotFound, ErrKeyNotFound. */
-  put(req: PutRequest, ai?: AuthInfo): Promise<PutResponse> {
+  put(req: PutRequest, ai?: AuthInfo, caller?: RequestCaller): Promise<PutResponse> {
     try {
       this.#checkQuota(putCost(req));
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.#propose<PutResponse>({ iD: 0n, put: req } as InternalRaftRequest, ai);
+    return this.#propose<PutResponse>({ iD: 0n, put: req } as InternalRaftRequest, ai, caller);
   }
 
   /** KV.DeleteRange through raft. */
-  async deleteRange(req: DeleteRangeRequest, ai?: AuthInfo): Promise<DeleteRangeResponse> {
+  async deleteRange(
+    req: DeleteRangeRequest,
+    ai?: AuthInfo,
+    caller?: RequestCaller,
+  ): Promise<DeleteRangeResponse> {
     return this.#propose<DeleteRangeResponse>(
       { iD: 0n, deleteRange: req } as InternalRaftRequest,
       ai,
+      caller,
     );
   }
 
@@ -842,7 +847,7 @@ export class EtcdServer {
    * KV.Txn: a txn without writes is served as a read (linearizable unless every range in it is
    * serializable), as etcd's v3_server.go Txn does; others go through raft.
    */
-  async txn(req: TxnRequest, ai?: AuthInfo): Promise<TxnResponse> {
+  async txn(req: TxnRequest, ai?: AuthInfo, caller?: RequestCaller): Promise<TxnResponse> {
     if (isTxnReadOnly(req)) {
       if (!isTxnSerializable(req)) await this.linearizableReadNotify();
       const resp = this.store.txn(req);
@@ -852,7 +857,7 @@ export class EtcdServer {
     // etcd's quota check passes a txn that costs nothing (no puts of its own)
     const cost = txnCost(req);
     if (cost > 0) this.#checkQuota(cost);
-    return this.#propose<TxnResponse>({ iD: 0n, txn: req } as InternalRaftRequest, ai);
+    return this.#propose<TxnResponse>({ iD: 0n, txn: req } as InternalRaftRequest, ai, caller);
   }
 
   /** KV.Compact through raft (etcd applies it on every member). */
@@ -865,7 +870,11 @@ export class EtcdServer {
   }
 
   /** Lease.LeaseGrant: picks an id when the client gave 0 (etcd: reqIDGen.Next() & MaxInt64). */
-  async leaseGrant(req: LeaseGrantRequest, ai?: AuthInfo): Promise<LeaseGrantResponse> {
+  async leaseGrant(
+    req: LeaseGrantRequest,
+    ai?: AuthInfo,
+    caller?: RequestCaller,
+  ): Promise<LeaseGrantResponse> {
     if (req.tTL > maxLeaseTtlSeconds) throw errLeaseTtlTooLarge();
     let id = req.iD;
     while (id === 0n || this.lessor.has(id)) {
@@ -876,14 +885,20 @@ export class EtcdServer {
     return this.#propose<LeaseGrantResponse>(
       { iD: 0n, leaseGrant: { tTL: req.tTL, iD: id } } as InternalRaftRequest,
       ai,
+      caller,
     );
   }
 
   /** Lease.LeaseRevoke through raft; the keys attached go in one revision. */
-  async leaseRevoke(req: LeaseRevokeRequest, ai?: AuthInfo): Promise<LeaseRevokeResponse> {
+  async leaseRevoke(
+    req: LeaseRevokeRequest,
+    ai?: AuthInfo,
+    caller?: RequestCaller,
+  ): Promise<LeaseRevokeResponse> {
     return this.#propose<LeaseRevokeResponse>(
       { iD: 0n, leaseRevoke: req } as InternalRaftRequest,
       ai,
+      caller,
     );
   }
 

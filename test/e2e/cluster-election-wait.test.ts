@@ -1,12 +1,13 @@
 // Requests made while a member knows no leader (issue 14), as etcd 3.4 answers them (a 3-member
 // cluster, its leader killed and another member paused with SIGSTOP): a put waits for the
-// election and succeeds once a leader exists; with clientv3.WithRequireLeader's metadata
-// (`hasleader: true`) a put, a serializable read and a watch fail at once with `etcdserver: no
-// leader` (UNAVAILABLE), `etcdctl watch` (which sets it) ends at once, and a watch opened with it
-// while a leader existed is ended so once the leader stays lost; with no quorum ever, a put ends
-// at the request timeout with the context's own error (Unknown "context deadline exceeded") and a
-// linearizable read with "etcdserver: request timed out". Passes against real etcd too
-// (ETCD_TS_TARGET=etcd), which is where those answers were taken from.
+// election and succeeds once a leader exists, one whose client gave up first is never applied;
+// with clientv3.WithRequireLeader's metadata (`hasleader: true`) a put, a serializable read and a
+// watch fail at once with `etcdserver: no leader` (UNAVAILABLE), `etcdctl watch` (which sets it)
+// ends at once, and a watch opened with it while a leader existed is ended so once the leader
+// stays lost; with no quorum ever, a put ends at the request timeout with the context's own error
+// (Unknown "context deadline exceeded") and a linearizable read with "etcdserver: request timed
+// out". Passes against real etcd too (ETCD_TS_TARGET=etcd), which is where those answers were
+// taken from.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
@@ -29,6 +30,8 @@ interface Codec<T> {
 interface Outcome {
   result: string;
   ms: number;
+  /** the response of a call that succeeded */
+  response?: unknown;
 }
 
 function client(m: Member): grpc.Client {
@@ -59,9 +62,9 @@ function unary<Req, Res>(
       req.create(body),
       metadata(requireLeader),
       { deadline: started + deadlineMs },
-      (err) => {
+      (err, response) => {
         const result = err === null ? "ok" : `${grpc.status[err.code]}: ${err.details}`;
-        resolve({ result, ms: Date.now() - started });
+        resolve({ result, ms: Date.now() - started, response });
       },
     );
   });
@@ -171,6 +174,9 @@ describe("requests while no leader is known", { timeout: 90_000 }, () => {
       // without it, a serializable read is served
       assert.equal((await get(cl, "before", true, false)).result, "ok");
 
+      // a put whose client gives up before any leader is known is never applied
+      const abandoned = await put(cl, "abandoned", false, 300);
+      assert.match(abandoned.result, /^DEADLINE_EXCEEDED/);
       // without it, a put waits for the election: the paused member back makes a quorum
       const waiting = put(cl, "during-election", false, requestTimeoutMs + 3_000);
       await new Promise((r) => setTimeout(r, 500));
@@ -180,6 +186,13 @@ describe("requests while no leader is known", { timeout: 90_000 }, () => {
       t.diagnostic(`put sent during the election: ${done.result} after ${done.ms} ms`);
       assert.equal(done.result, "ok");
       assert.ok(done.ms > 500, "it waited for the election");
+      const gone = await get(cl, "abandoned", false, false);
+      assert.equal(gone.result, "ok");
+      assert.equal(
+        (gone.response as rpc.RangeResponse).count,
+        0,
+        "the abandoned put was not applied",
+      );
 
       // the watch that required a leader was ended when the leader stayed lost (3 checks)
       const ended = await held.ended;

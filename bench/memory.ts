@@ -70,6 +70,9 @@ export interface NodeMemory {
   heapUsedMiB: number;
   heapTotalMiB: number;
   externalMiB: number;
+  /** V8's heap spaces (size the space holds from the OS), MiB: young generation, old space. */
+  newSpaceMiB: number;
+  oldSpaceMiB: number;
 }
 
 /**
@@ -134,6 +137,8 @@ async function nodeMemory(m: Member): Promise<NodeMemory | null> {
       heapUsedMiB: get("nodejs_heap_size_used_bytes"),
       heapTotalMiB: get("nodejs_heap_size_total_bytes"),
       externalMiB: get("nodejs_external_memory_bytes"),
+      newSpaceMiB: get('nodejs_heap_space_size_total_bytes{space="new"}'),
+      oldSpaceMiB: get('nodejs_heap_space_size_total_bytes{space="old"}'),
     };
   } catch {
     return null;
@@ -221,7 +226,7 @@ function fmtSample(s: MemorySample): string {
   const heap =
     n === null
       ? ""
-      : `; V8 heap ${n.heapUsedMiB.toFixed(0)}/${n.heapTotalMiB.toFixed(0)} MiB, external ${n.externalMiB.toFixed(0)} MiB`;
+      : `; V8 heap ${n.heapUsedMiB.toFixed(0)}/${n.heapTotalMiB.toFixed(0)} MiB, external ${n.externalMiB.toFixed(0)} MiB, new space ${n.newSpaceMiB.toFixed(0)}, old space ${n.oldSpaceMiB.toFixed(0)}`;
   const p = s.parts;
   const parts =
     p === null
@@ -396,6 +401,10 @@ function parseArgs(argv: string[]): MemoryBenchOptions {
     else if (a === "--out") o.outDir = next();
     else if (a === "--etcd-ts-args")
       o.etcdTsArgs = next()
+        .split(" ")
+        .filter((x) => x !== "");
+    else if (a === "--etcd-ts-node-args")
+      o.etcdTsNodeArgs = next()
         .split(" ")
         .filter((x) => x !== "");
     else throw new Error(`unknown flag ${a}`);

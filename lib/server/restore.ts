@@ -149,7 +149,7 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
   const fh = await open(dbPath, "w", 0o600);
   try {
     let pos = 0;
-    for (const chunk of writer.chunks()) {
+    for (const chunk of writer.chunks(true)) {
       await fh.write(chunk, 0, chunk.length, pos);
       pos += chunk.length;
     }

@@ -318,7 +318,8 @@ export class Snapshotter {
     let synced = 0;
     try {
       let half = false;
-      for (const chunk of writer.chunks()) {
+      // each chunk is written before the next is made: its buffer is reused (see chunks())
+      for (const chunk of writer.chunks(true)) {
         // encoding the next chunk is synchronous: let waiting requests run first
         await new Promise<void>((resolve) => setImmediate(resolve));
         // lib/wal's file writes: under simulated power loss they stay in the process until synced

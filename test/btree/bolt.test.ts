@@ -66,6 +66,13 @@ function build(buckets: BoltBucketSource[], opts: Partial<BoltWriteOptions> = {}
   return file;
 }
 
+/** chunks(true) of `w`, each copied before the next is asked for (what reuse allows). */
+function copiedChunks(w: BoltFileWriter): Buffer[] {
+  const out: Buffer[] = [];
+  for (const c of w.chunks(true)) out.push(Buffer.from(c));
+  return out;
+}
+
 function readAll(file: Buffer): Map<string, Entries> {
   const f = BoltFile.open(file);
   f.check();
@@ -146,6 +153,15 @@ describe("bolt writer → reader", () => {
             { pageSizeBytes, fillPercent, writeFreelist, chunkBytes: chunkPages * pageSizeBytes },
           );
           assert.ok(viaCursor.equals(file), "cursor and entries() give the same file");
+          // reused chunk buffers, each copied before the next is asked for, give the same file
+          const w = new BoltFileWriter(buckets, {
+            pageSizeBytes,
+            fillPercent,
+            writeFreelist,
+            chunkBytes: chunkPages * pageSizeBytes,
+          });
+          const copies = copiedChunks(w);
+          assert.ok(Buffer.concat(copies).equals(file), "chunks(true) gives the same file");
           for (let i = 0; i < names.length; i++) {
             const raw: Entries = [];
             f.bucket(names[i]!)!.forEachEntry((buf, ks, ke, ve) => {
@@ -195,6 +211,25 @@ describe("bolt writer → reader", () => {
       total += c.length;
     }
     assert.equal(total, w.sizeBytes);
+  });
+
+  test("chunks(true) hands the same few buffers out again and writes the same bytes", () => {
+    const entries: Entries = [];
+    for (let i = 0; i < 5000; i++) entries.push([Buffer.from(`k${1e6 + i}`), Buffer.alloc(200, i)]);
+    entries.push([Buffer.from("z-big"), Buffer.alloc(50_000, 1)]);
+    const w = new BoltFileWriter([source("b", entries)], { chunkBytes: 16_384 });
+    const memories = new Set<ArrayBufferLike>();
+    let chunkCount = 0;
+    const copies: Buffer[] = [];
+    for (const c of w.chunks(true)) {
+      chunkCount++;
+      memories.add(c.buffer);
+      copies.push(Buffer.from(c));
+    }
+    assert.ok(chunkCount > 50, `${chunkCount} chunks`);
+    // two 16 KiB buffers alternate (one being filled while the other is out), plus the big node's
+    assert.ok(memories.size <= 4, `${memories.size} distinct buffers for ${chunkCount} chunks`);
+    assert.ok(Buffer.concat(copies).equals(Buffer.concat([...w.chunks()])));
   });
 
   test("planInSteps yields between steps and writes the same bytes as the constructor", () => {

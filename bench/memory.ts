@@ -102,6 +102,11 @@ export interface SystemResult {
   system: "etcd" | "etcd-ts";
   loadSeconds: number;
   loadRequestsPerSecond: number;
+  /**
+   * CPU time (user + system, all threads) the member used during the load, ms: less sensitive to
+   * a busy machine than loadSeconds.
+   */
+  loadCpuMs: number | null;
   afterLoad: MemorySample;
   /** idleMs after afterLoad, with no requests in between (V8 and Go give memory back idle). */
   afterLoadIdle: MemorySample | null;
@@ -257,10 +262,16 @@ export async function measureMemory(o: MemoryBenchOptions): Promise<SystemResult
       members.set(system, m);
       await m.start();
       log(`${system}: loading ${o.keys} keys with ${o.loadgen} (load ${loadavg()[0]!.toFixed(2)})`);
+      const cpuBefore = m.cpuMicros();
       const l = await load(m, o);
+      const cpuAfter = m.cpuMicros();
+      const loadCpuMs =
+        cpuBefore === null || cpuAfter === null ? null : (cpuAfter - cpuBefore) / 1000;
       await sleep(o.settleMs);
       const afterLoad = await sample(m);
-      log(`${system}: loaded in ${l.seconds.toFixed(1)} s; ${fmtSample(afterLoad)}`);
+      log(
+        `${system}: loaded in ${l.seconds.toFixed(1)} s (CPU ${loadCpuMs?.toFixed(0) ?? "?"} ms); ${fmtSample(afterLoad)}`,
+      );
       let afterLoadIdle: MemorySample | null = null;
       if (o.idleMs > 0) {
         await sleep(o.idleMs);
@@ -272,6 +283,7 @@ export async function measureMemory(o: MemoryBenchOptions): Promise<SystemResult
         system,
         loadSeconds: l.seconds,
         loadRequestsPerSecond: l.perSecond,
+        loadCpuMs,
         afterLoad,
         afterLoadIdle,
         diskMiB: m.diskBytes() / 2 ** 20,
@@ -333,6 +345,8 @@ export function formatMemoryTable(rs: SystemResult[], keys: number): string {
         return xs.length === 0 ? null : median(xs);
       },
     ],
+    [`load: seconds`, (r) => r.loadSeconds],
+    [`load: member CPU time (ms)`, (r) => r.loadCpuMs],
     [`on-disk size (MiB)`, (r) => r.diskMiB],
     [`db file (MiB)`, (r) => r.dbFileMiB],
   ];

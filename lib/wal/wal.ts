@@ -107,6 +107,14 @@ export interface WalOptions {
    * Default 0 (always asynchronous).
    */
   syncWriteMaxEntries?: number;
+  /**
+   * The blocking path of syncWriteMaxEntries is taken only while the previous durable write took
+   * at most this long, in ms: on a slow or busy disk (fdatasyncs of tens of ms, as right after a
+   * leader election on a shared disk) a blocking write would stall every client of the member
+   * for that long, so small batches go asynchronous until a durable write is fast again.
+   * Default 5.
+   */
+  syncWriteMaxLastSyncMs?: number;
 }
 
 /** A torn record found at the end of the last segment: where and why. */
@@ -207,6 +215,7 @@ interface ResolvedOptions {
   maxBatchBytes: number;
   maxWalFiles: number;
   syncWriteMaxEntries: number;
+  syncWriteMaxLastSyncMs: number;
 }
 
 function resolveOptions(opts: WalOptions | undefined): ResolvedOptions {
@@ -217,6 +226,7 @@ function resolveOptions(opts: WalOptions | undefined): ResolvedOptions {
     maxBatchBytes: opts?.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES,
     maxWalFiles: opts?.maxWalFiles ?? DEFAULT_MAX_WAL_FILES,
     syncWriteMaxEntries: opts?.syncWriteMaxEntries ?? 0,
+    syncWriteMaxLastSyncMs: opts?.syncWriteMaxLastSyncMs ?? 5,
   };
   for (const k of ["segmentSizeBytes", "maxPendingSaves", "maxBatchBytes"] as const) {
     if (!Number.isSafeInteger(o[k]) || o[k] <= 0)
@@ -225,6 +235,8 @@ function resolveOptions(opts: WalOptions | undefined): ResolvedOptions {
   if (!Number.isSafeInteger(o.maxWalFiles) || o.maxWalFiles < 0) {
     throw new WalInvalidArgumentError("maxWalFiles must be a non-negative integer");
   }
+  if (!(o.syncWriteMaxLastSyncMs >= 0))
+    throw new WalInvalidArgumentError("syncWriteMaxLastSyncMs must be a number >= 0");
   return o;
 }
 
@@ -268,7 +280,11 @@ async function fsyncDir(dir: string): Promise<void> {
  */
 export class WAL {
   /** Figures for metrics: fdatasyncs done, entries and bytes written, duration of the last fdatasync. */
-  readonly stats = { fsyncs: 0, entries: 0, bytes: 0, lastFsyncSeconds: 0 };
+  /**
+   * Counters since open: fdatasyncs (or O_DSYNC writes), entries and bytes written, the last
+   * durable write's duration, and the durable writes done with blocking calls (syncWriteMaxEntries).
+   */
+  readonly stats = { fsyncs: 0, entries: 0, bytes: 0, lastFsyncSeconds: 0, blockingWrites: 0 };
   /** Called after every fdatasync with its duration and the entries/bytes it made durable. */
   onSync?: (info: { durationSeconds: number; entries: number; bytes: number }) => void;
 
@@ -897,7 +913,11 @@ export class WAL {
   ): Promise<void> {
     const at = this.#offsetBytes;
     const fd = tail.fh.fd;
-    if (entryCount <= this.#opts.syncWriteMaxEntries) {
+    if (
+      entryCount <= this.#opts.syncWriteMaxEntries &&
+      this.stats.lastFsyncSeconds * 1000 <= this.#opts.syncWriteMaxLastSyncMs
+    ) {
+      this.stats.blockingWrites++;
       try {
         if (!dropWrite) writeAtSync(fd, buf, 0, n, at);
       } catch (err) {

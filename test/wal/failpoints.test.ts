@@ -102,3 +102,32 @@ test("segment rollover reaches walBeforeSegmentRename and walAfterSegmentRename;
   // purged down to one file: reading from the start finds no first segment
   assert.ok(r instanceof Error);
 });
+
+test("a slow durable write sends the next small batches through the thread pool until one is fast", async (t) => {
+  const d = tempDataDir();
+  t.after(d.cleanup);
+  const wal = await WAL.create(d.walDir, Buffer.from("m"), {
+    syncWriteMaxEntries: 1,
+    syncWriteMaxLastSyncMs: 150,
+  });
+  await wal.save({ term: 1, vote: 1n, commit: 0 }, entries(1, 1));
+  assert.equal(wal.stats.blockingWrites, 1, "a single entry on a fast disk: blocking calls");
+  // the next durable write takes 300 ms (a busy disk): it blocked, the one after it does not
+  setFailpoint("walBeforeSync", "1*sleep(300)");
+  await wal.save(undefined, entries(2, 1));
+  assert.equal(wal.stats.blockingWrites, 2);
+  assert.ok(wal.stats.lastFsyncSeconds >= 0.29, `slow write took ${wal.stats.lastFsyncSeconds} s`);
+  await wal.save(undefined, entries(3, 1));
+  assert.equal(wal.stats.blockingWrites, 2, "after a slow durable write: asynchronous");
+  // that one was fast again (well under 150 ms): the blocking path is back
+  assert.ok(wal.stats.lastFsyncSeconds < 0.15, `took ${wal.stats.lastFsyncSeconds} s`);
+  await wal.save(undefined, entries(4, 1));
+  assert.equal(wal.stats.blockingWrites, 3);
+  await wal.close();
+  const r = await WAL.open(d.walDir);
+  assert.deepEqual(
+    r.entries.map((e) => e.index),
+    [1, 2, 3, 4],
+  );
+  await r.wal.close();
+});

@@ -13,18 +13,27 @@ import {
   maintenanceDefinition,
   watchDefinition,
 } from "../proto/gen/etcdserverpb/rpc.grpc-server.js";
-import type * as rpc from "../proto/gen/etcdserverpb/rpc.js";
 import { lockDefinition } from "../proto/gen/v3lockpb/v3lock.grpc-server.js";
 import { electionDefinition } from "../proto/gen/v3electionpb/v3election.grpc-server.js";
-import type * as v3election from "../proto/gen/v3electionpb/v3election.js";
 import type { EtcdApi, BidiStream, ServerStream } from "./handlers.js";
 import { toApiStatus } from "./errors.js";
 import type { CallAuth } from "./auth.js";
-import { authMethods } from "./auth-service.js";
-import { encodeWatchResponse } from "./watch-codec.js";
+import { etcdMethods, type EtcdMethod } from "./methods.js";
 import { servedByLearner } from "./learner.js";
 import { errNoLeader, errNotSupportedForLearner } from "../server/errors.js";
 import { leaderMissingFor, requiresLeader } from "./require-leader.js";
+
+/** The generated definitions of every service served (methods.ts lists their methods). */
+const serviceDefinitions = [
+  kVDefinition,
+  watchDefinition,
+  leaseDefinition,
+  maintenanceDefinition,
+  authDefinition,
+  clusterDefinition,
+  lockDefinition,
+  electionDefinition,
+];
 
 /** etcd's grpcOverheadBytes: the gRPC receive limit is --max-request-bytes plus this (embed/serve.go). */
 export const grpcOverheadBytes = 512 * 1024;
@@ -78,8 +87,9 @@ type UnaryCall<Req, Res> = (
 
 /**
  * Builds the grpc-js Server with the KV, Watch, Lease, Maintenance, Cluster, Auth, Lock and
- * Election services. Methods we do not serve (membership changes) answer UNIMPLEMENTED, which is
- * grpc-js's answer for a method missing from the implementation. Maintenance.Snapshot streams the
+ * Election services, every method from methods.ts's list (the one h2.ts serves); a method missing
+ * from it would answer UNIMPLEMENTED, grpc-js's answer for one without an implementation.
+ * Maintenance.Snapshot streams the
  * db file, pausing while grpc-js's write buffer is full (write() false until 'drain').
  */
 export function createGrpcServer(
@@ -219,84 +229,50 @@ export function createGrpcServer(
       sendSide(c, method).end(err);
     };
 
-  server.addService(kVDefinition, {
-    range: unary((r, c) => api.range(r, c), "Range"),
-    put: unary((r, c) => api.put(r, c), "Put"),
-    deleteRange: unary((r, c) => api.deleteRange(r, c), "DeleteRange"),
-    txn: unary((r, c) => api.txn(r, c), "Txn"),
-    compact: unary((r, c) => api.compact(r, c), "Compact"),
-  });
-  // the shared-event encoder (watch-codec.ts) instead of the generated serializer
-  const watchDef = {
-    ...watchDefinition,
-    watch: {
-      ...watchDefinition.watch,
-      responseSerialize: (v: rpc.WatchResponse) => {
-        const b = encodeWatchResponse(v);
-        return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
-      },
-    },
+  /** `e` as a grpc-js handler, behind the interceptors when it streams. */
+  const handlerOf = (e: EtcdMethod): unknown => {
+    const name = e.path.slice(e.path.lastIndexOf("/") + 1);
+    switch (e.kind) {
+      case "unary":
+        return unary((r, c) => e.call(api, r, c), name);
+      case "waitingUnary":
+        return waitingUnary((r, signal, c) => e.call(api, r, signal, c), name);
+      case "serverStream":
+        return behindInterceptors(name, (call: grpc.ServerWritableStream<unknown, unknown>) =>
+          e.call(api, call.request, serverStream(call, name), new GrpcJsCallAuth(call)),
+        );
+      case "bidi":
+        return behindInterceptors(name, (call: grpc.ServerDuplexStream<unknown, unknown>) =>
+          e.call(api, bidi(call, name), new GrpcJsCallAuth(call)),
+        );
+    }
   };
-  server.addService(watchDef, {
-    watch: behindInterceptors(
-      "Watch",
-      (call: grpc.ServerDuplexStream<rpc.WatchRequest, rpc.WatchResponse>) =>
-        api.watch(bidi(call, "Watch"), new GrpcJsCallAuth(call)),
-    ),
-  });
-  server.addService(leaseDefinition, {
-    leaseGrant: unary((r, c) => api.leaseGrant(r, c), "LeaseGrant"),
-    leaseRevoke: unary((r, c) => api.leaseRevoke(r, c), "LeaseRevoke"),
-    leaseKeepAlive: behindInterceptors(
-      "LeaseKeepAlive",
-      (call: grpc.ServerDuplexStream<rpc.LeaseKeepAliveRequest, rpc.LeaseKeepAliveResponse>) =>
-        api.leaseKeepAlive(bidi(call, "LeaseKeepAlive"), new GrpcJsCallAuth(call)),
-    ),
-    leaseTimeToLive: unary((r, c) => api.leaseTimeToLive(r, c), "LeaseTimeToLive"),
-    leaseLeases: unary((_r, c) => api.leaseLeases(c), "LeaseLeases"),
-  });
-  server.addService(maintenanceDefinition, {
-    alarm: unary((r: rpc.AlarmRequest, c) => api.alarm(r, c), "Alarm"),
-    status: unary(() => api.status(), "Status"),
-    defragment: unary((_r, c) => api.defragment(c), "Defragment"),
-    hash: unary((_r, c) => api.hash(c), "Hash"),
-    hashKV: unary((r: rpc.HashKVRequest, c) => api.hashKV(r, c), "HashKV"),
-    moveLeader: unary((r: rpc.MoveLeaderRequest) => api.moveLeader(r), "MoveLeader"),
-    snapshot: behindInterceptors(
-      "Snapshot",
-      (call: grpc.ServerWritableStream<rpc.SnapshotRequest, rpc.SnapshotResponse>) =>
-        api.snapshot(serverStream(call, "Snapshot"), new GrpcJsCallAuth(call)),
-    ),
-  } as unknown as grpc.UntypedServiceImplementation as never);
-  const authImpl: Record<string, UnaryCall<unknown, unknown>> = {};
-  for (const a of authMethods) authImpl[a.name] = unary((r, c) => a.call(api, r, c), a.name);
-  server.addService(authDefinition, authImpl as unknown as grpc.UntypedServiceImplementation);
-  server.addService(clusterDefinition, {
-    memberList: unary(() => api.memberList(), "MemberList"),
-    memberAdd: unary((r: rpc.MemberAddRequest, c) => api.memberAdd(r, c), "MemberAdd"),
-    memberRemove: unary((r: rpc.MemberRemoveRequest, c) => api.memberRemove(r, c), "MemberRemove"),
-    memberUpdate: unary((r: rpc.MemberUpdateRequest, c) => api.memberUpdate(r, c), "MemberUpdate"),
-    memberPromote: unary(
-      (r: rpc.MemberPromoteRequest, c) => api.memberPromote(r, c),
-      "MemberPromote",
-    ),
-  } as unknown as grpc.UntypedServiceImplementation as never);
-  const locks = api.lockService;
-  server.addService(lockDefinition, {
-    lock: waitingUnary((r, signal, c) => locks.lock(r, signal, c), "Lock"),
-    unlock: unary((r, c) => locks.unlock(r, c), "Unlock"),
-  });
-  const elections = api.electionService;
-  server.addService(electionDefinition, {
-    campaign: waitingUnary((r, signal, c) => elections.campaign(r, signal, c), "Campaign"),
-    proclaim: unary((r, c) => elections.proclaim(r, c), "Proclaim"),
-    leader: unary((r, c) => elections.leader(r, c), "Leader"),
-    observe: behindInterceptors(
-      "Observe",
-      (call: grpc.ServerWritableStream<v3election.LeaderRequest, v3election.LeaderResponse>) =>
-        elections.observe(call.request, serverStream(call, "Observe"), new GrpcJsCallAuth(call)),
-    ),
-    resign: unary((r, c) => elections.resign(r, c), "Resign"),
-  });
+  const byPath = new Map(etcdMethods.map((e) => [e.path, e]));
+  for (const definition of serviceDefinitions) {
+    // each method's response encoded by its codec in methods.ts (the hand-written encoders of the
+    // hot responses), its implementation from the same entry
+    const def: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+    const impl: grpc.UntypedServiceImplementation = {};
+    const methods = definition as unknown as Record<
+      string,
+      grpc.MethodDefinition<unknown, unknown>
+    >;
+    for (const [key, md] of Object.entries(methods)) {
+      const e = byPath.get(md.path);
+      if (e === undefined) {
+        def[key] = md; // no implementation: grpc-js answers UNIMPLEMENTED
+        continue;
+      }
+      def[key] = {
+        ...md,
+        responseSerialize: (v: unknown) => {
+          const b = e.response.toBinary(v);
+          return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+        },
+      };
+      impl[key] = handlerOf(e) as grpc.UntypedHandleCall;
+    }
+    server.addService(def, impl);
+  }
   return server;
 }

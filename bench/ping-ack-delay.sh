@@ -16,11 +16,12 @@ TOOL=${ETCD_BENCHMARK:-.cache/etcd-benchmark/benchmark}
 ETCD=${ETCD:-/usr/bin/etcd}
 [ -x "$TOOL" ] || { echo "no $TOOL: run tools/build-etcd-benchmark.sh" >&2; exit 1; }
 WORK=$(mktemp -d /tmp/ping-ack-delay.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+declare -A PID PORT
+cleanup() { for p in "${PID[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-# start NAME CLIENT_PORT COMMAND...: a single member on 127.0.0.1, data in $WORK/NAME
+# start NAME CLIENT_PORT COMMAND...: a single member on 127.0.0.1, data in $WORK/NAME; its pid
+# in PID[NAME] (not in a command substitution: a subshell would not keep it)
 start() {
   local name=$1 port=$2; shift 2
   local peer=$((port + 100))
@@ -28,14 +29,12 @@ start() {
     --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
     --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
     --initial-cluster "$name=http://127.0.0.1:$peer" >"$WORK/$name.log" 2>&1 &
-  PIDS+=($!)
-  echo $!
+  PID[$name]=$!
 }
-declare -A PID PORT
 PORT[etcd]=24311; PORT[ts0]=24312; PORT[tsdelay]=24313
-PID[etcd]=$(start etcd 24311 "$ETCD")
-PID[ts0]=$(start ts0 24312 node dist/tools/etcd-ts.js --experimental-grpc-ping-ack-delay-ms 0)
-PID[tsdelay]=$(start tsdelay 24313 node dist/tools/etcd-ts.js --experimental-grpc-ping-ack-delay-ms "$DELAY_MS")
+start etcd 24311 "$ETCD"
+start ts0 24312 node dist/tools/etcd-ts.js --experimental-grpc-ping-ack-delay-ms 0
+start tsdelay 24313 node dist/tools/etcd-ts.js --experimental-grpc-ping-ack-delay-ms "$DELAY_MS"
 for s in etcd ts0 tsdelay; do
   for _ in $(seq 1 50); do
     curl -sf "http://127.0.0.1:${PORT[$s]}/health" >/dev/null && break

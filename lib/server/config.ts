@@ -155,7 +155,7 @@ export function defaultConfig(): ServerConfig {
     grpcTransport: "fast",
     walSyncWriteMaxEntries: 1,
     grpcKeepaliveMinTimeMs: 5_000,
-    grpcPingAckDelayMs: 0,
+    grpcPingAckDelayMs: 2,
     failpointsHttp: false,
     simulatePowerLoss: false,
     tornSync: "none",

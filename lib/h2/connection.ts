@@ -107,6 +107,9 @@ export interface H2Limits {
  */
 const pingWithoutStreamMinIntervalMs = 2 * 60 * 60 * 1000;
 
+/** After held PING ACKs went out alone twice in a row, one in this many is held again. */
+const pingAckRetryEvery = 16;
+
 /**
  * Defaults: etcd (grpc-go) advertises unlimited concurrent streams; 10,000 per connection bounds
  * memory while no real client comes near it. The flood limits are per floodWindowMs.
@@ -346,6 +349,10 @@ export class H2Connection {
   #pingStrikes = 0;
   #pingAcks: Buffer[] = [];
   #pingAckTimer: NodeJS.Timeout | undefined;
+  /** held ACKs in a row that went out alone when their delay ran out */
+  #pingAckMisses = 0;
+  /** ACKs sent at once since the last one held while misses >= 2 */
+  #pingAcksSentAtOnce = 0;
   #lastPingAtMs = 0;
   #sentSinceLastPing = false;
 
@@ -885,7 +892,7 @@ export class H2Connection {
     if (flags & Flag.ACK) return;
     const ack = buildFrame(FrameType.PING, Flag.ACK, 0, payload);
     const delayMs = this.limits.pingAckDelayMs;
-    if (delayMs > 0 && !this.#flushScheduled) {
+    if (delayMs > 0 && !this.#flushScheduled && this.#holdNextPingAck()) {
       // held for the next write (see H2Limits.pingAckDelayMs), at most delayMs
       this.#pingAcks.push(ack);
       if (this.#pingAcks.length === 1) {
@@ -1113,7 +1120,22 @@ export class H2Connection {
     const acks = this.#pingAcks;
     if (acks.length === 0) return;
     this.#pingAcks = [];
+    this.#pingAckMisses++;
     for (const a of acks) this.#queue(a);
+  }
+
+  /**
+   * Whether to hold this PING ACK: yes while held ACKs have been going out with responses; after
+   * two in a row went out alone (a connection that mostly receives, e.g. watch streams, whose
+   * client pings after each event), only every pingAckRetryEvery-th one is held, to notice when
+   * the connection carries requests again. A held ACK that goes out alone costs a timer as well
+   * as its write.
+   */
+  #holdNextPingAck(): boolean {
+    if (this.#pingAckMisses < 2) return true;
+    if (++this.#pingAcksSentAtOnce < pingAckRetryEvery) return false;
+    this.#pingAcksSentAtOnce = 0;
+    return true;
   }
 
   #flush(): void {
@@ -1124,6 +1146,7 @@ export class H2Connection {
       for (const a of this.#pingAcks) this.#outBytes += a.length;
       this.#out.unshift(...this.#pingAcks);
       this.#pingAcks = []; // the timer, left running, then finds nothing to send
+      this.#pingAckMisses = 0;
     }
     const out = this.#out;
     const bytes = this.#outBytes;

@@ -155,7 +155,7 @@ export function defaultConfig(): ServerConfig {
     grpcTransport: "fast",
     walSyncWriteMaxEntries: 1,
     grpcKeepaliveMinTimeMs: 5_000,
-    grpcPingAckDelayMs: 2,
+    grpcPingAckDelayMs: 0,
     failpointsHttp: false,
     simulatePowerLoss: false,
     tornSync: "none",

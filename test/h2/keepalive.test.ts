@@ -201,6 +201,27 @@ describe("PING ACKs share the next response's write (H2Limits.pingAckDelayMs)", 
     }
   });
 
+  test("after two held ACKs went out alone, the next ones are sent at once", async () => {
+    const slow = await startFake({ h2: { pingAckDelayMs: 600 } });
+    const c = new RawClient(slow.port).hello();
+    try {
+      await settled(c);
+      for (let i = 1; i <= 2; i++) {
+        const t0 = Date.now();
+        c.write(ping(10 + i));
+        assert.ok(await c.waitFor(() => pingAcks(c) === i, 5000));
+        assert.ok(Date.now() - t0 >= 500, `ACK ${i} was held for the delay`);
+      }
+      const t0 = Date.now();
+      c.write(ping(13));
+      assert.ok(await c.waitFor(() => pingAcks(c) === 3, 5000));
+      assert.ok(Date.now() - t0 < 400, `the third ACK came at once, not after 600 ms`);
+    } finally {
+      c.destroy();
+      await slow.close();
+    }
+  });
+
   test("with delay 0 every ACK is sent at once", async () => {
     const c = new RawClient(prompt.port).hello();
     try {

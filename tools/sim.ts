@@ -1,18 +1,18 @@
 /**
  * Raft simulator CLI (`npm run sim -- --seeds N --start-seed S`): runs the deterministic
- * simulator of test/raft/sim for seeds S … S+N-1 and exits 1 on the first broken invariant,
+ * simulator of tools/sim (its tests: test/raft/sim) for seeds S … S+N-1 and exits 1 on the first broken invariant,
  * printing the seed and the invariant (replay it with `SEED=<seed> npm test -- raft/sim`
  * or `--seeds 1 --start-seed <seed>`).
  * Options: --nodes 1|3|5 (default: chosen by seed), --ticks T, --faultiness F,
  * --knob <skipVoteLogCheck|commitPrevTermByCount|readIndexBeforeCommitInTerm|forgetPersistVote>
  * (a known-wrong variant: the run is expected to fail).
- * --member: each node also runs the member's real apply path (test/raft/sim/member.ts: the
+ * --member: each node also runs the member's real apply path (tools/sim/member.ts: the
  * applier into a real mvcc store; HashKV, revisions and answers compared across members);
  * --member-knob <skipOneApply|flipTxnCompare> (a known-wrong member: expected to fail).
  */
-import { runSeed, SimViolation } from "../test/raft/sim/cluster.js";
+import { runSeed, SimViolation } from "./sim/cluster.js";
 import type { RaftTestingKnobs } from "../lib/raft/index.js";
-import type { MemberKnobs } from "../test/raft/sim/member.js";
+import type { MemberKnobs } from "./sim/member.js";
 
 function flag(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);

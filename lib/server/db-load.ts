@@ -2,7 +2,7 @@
  * Loading a db file's state into a member (etcd 3.4's server.go applySnapshot and its start from
  * the backend): the lessor, the keys, the member list, the alarms and the auth store. Used by the
  * server at start and when a snapshot from the leader is applied, and by the Raft simulator's
- * members (test/raft/sim/member.ts), so both load a db the same way.
+ * members (tools/sim/member.ts), so both load a db the same way.
  */
 import type { MvccStore } from "../mvcc/index.js";
 import type { Lessor } from "../lease/index.js";

@@ -18,7 +18,7 @@ import {
   type RaftConfig,
   type ReadState,
 } from "../../lib/raft/index.js";
-import { Prng } from "./sim/prng.js";
+import { Prng } from "../../tools/sim/prng.js";
 
 export interface TestNode {
   id: bigint;

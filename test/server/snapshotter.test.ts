@@ -87,7 +87,7 @@ test("stop releases a snapshot waiting for the WAL without capturing", async () 
   assert.deepEqual(m.captures, []);
 });
 
-// Found by the Raft simulator's member mode (test/raft/sim): a restart from a db ahead of the last
+// Found by the Raft simulator's member mode (tools/sim, tested in test/raft/sim): a restart from a db ahead of the last
 // .snap replays the entries between them; a snapshot captured in that window wrote a
 // consistent_index below the db's contents, and a later restart applied those entries twice.
 test("a snapshot due while the member replays entries its db holds waits until the replay passes the db", async () => {

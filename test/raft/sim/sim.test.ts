@@ -5,8 +5,8 @@
  */
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
-import { runSeed, Simulation, SimViolation, type SimOptions } from "./cluster.js";
-import type { MemberKnobs } from "./member.js";
+import { runSeed, Simulation, SimViolation, type SimOptions } from "../../../tools/sim/cluster.js";
+import type { MemberKnobs } from "../../../tools/sim/member.js";
 import type { RaftTestingKnobs } from "../../../lib/raft/index.js";
 
 const fixedSeed = process.env.SEED !== undefined ? Number(process.env.SEED) : undefined;

@@ -16,7 +16,7 @@ import pino from "pino";
 import {
   InternalRaftRequest,
   type InternalRaftRequest as InternalRaftRequestType,
-} from "../../../lib/proto/gen/etcdserverpb/raft_internal.js";
+} from "../../lib/proto/gen/etcdserverpb/raft_internal.js";
 import {
   AlarmRequest_AlarmAction,
   AlarmType,
@@ -33,23 +33,23 @@ import {
   type RequestOp,
   type ResponseHeader,
   TxnRequest,
-} from "../../../lib/proto/gen/etcdserverpb/rpc.js";
-import type { ConfChange, ConfState, Entry } from "../../../lib/proto/gen/raftpb/raft.js";
-import { EntryType } from "../../../lib/proto/gen/raftpb/raft.js";
-import { MvccStore, type MvccHash } from "../../../lib/mvcc/index.js";
-import { Lessor } from "../../../lib/lease/index.js";
-import { BoltFileWriter } from "../../../lib/btree/index.js";
-import { MemberAuth } from "../../../lib/server/apply-auth.js";
-import { Applier } from "../../../lib/server/apply.js";
-import { RaftCluster } from "../../../lib/server/cluster.js";
-import { defaultConfig } from "../../../lib/server/config.js";
-import { captureDbFileState, etcdDbBuckets, parseEtcdDbFile } from "../../../lib/server/db-file.js";
-import { type DbLoadTarget, loadDbIntoMember } from "../../../lib/server/db-load.js";
-import { encodeMemberContext } from "../../../lib/server/membership.js";
-import { ServerMetrics } from "../../../lib/server/metrics.js";
-import { Proposals } from "../../../lib/server/proposals.js";
-import type { MemberRecord } from "../../../lib/server/membership.js";
-import type { AlarmMember } from "../../../lib/proto/gen/etcdserverpb/rpc.js";
+} from "../../lib/proto/gen/etcdserverpb/rpc.js";
+import type { ConfChange, ConfState, Entry } from "../../lib/proto/gen/raftpb/raft.js";
+import { EntryType } from "../../lib/proto/gen/raftpb/raft.js";
+import { MvccStore, type MvccHash } from "../../lib/mvcc/index.js";
+import { Lessor } from "../../lib/lease/index.js";
+import { BoltFileWriter } from "../../lib/btree/index.js";
+import { MemberAuth } from "../../lib/server/apply-auth.js";
+import { Applier } from "../../lib/server/apply.js";
+import { RaftCluster } from "../../lib/server/cluster.js";
+import { defaultConfig } from "../../lib/server/config.js";
+import { captureDbFileState, etcdDbBuckets, parseEtcdDbFile } from "../../lib/server/db-file.js";
+import { type DbLoadTarget, loadDbIntoMember } from "../../lib/server/db-load.js";
+import { encodeMemberContext } from "../../lib/server/membership.js";
+import { ServerMetrics } from "../../lib/server/metrics.js";
+import { Proposals } from "../../lib/server/proposals.js";
+import type { MemberRecord } from "../../lib/server/membership.js";
+import type { AlarmMember } from "../../lib/proto/gen/etcdserverpb/rpc.js";
 import type { Prng } from "./prng.js";
 
 /**

@@ -23,7 +23,7 @@ import {
   EntryType,
   type Message,
   MessageType,
-} from "../../../lib/proto/gen/raftpb/raft.js";
+} from "../../lib/proto/gen/raftpb/raft.js";
 import {
   ErrProposalDropped,
   ErrStepPeerNotFound,
@@ -32,7 +32,7 @@ import {
   StateType,
   type RaftTestingKnobs,
   type Ready,
-} from "../../../lib/raft/index.js";
+} from "../../lib/raft/index.js";
 import { Prng } from "./prng.js";
 import {
   type AppliedRecord,
@@ -42,8 +42,8 @@ import {
   randomRequest,
   simMemberContext,
 } from "./member.js";
-import { encodePromoteContext } from "../../../lib/server/cluster.js";
-import { InternalRaftRequest } from "../../../lib/proto/gen/etcdserverpb/raft_internal.js";
+import { encodePromoteContext } from "../../lib/server/cluster.js";
+import { InternalRaftRequest } from "../../lib/proto/gen/etcdserverpb/raft_internal.js";
 
 /** Counters of the Figure 8 nemesis (debugging its reach). */
 export const fig8Stats = { started: 0, victims: 0, reelected: 0, crashed: 0, youngWon: 0 };

@@ -19,9 +19,7 @@ import type { EtcdApi, BidiStream, ServerStream } from "./handlers.js";
 import { toApiStatus } from "./errors.js";
 import type { CallAuth } from "./auth.js";
 import { etcdMethods, type EtcdMethod } from "./methods.js";
-import { servedByLearner } from "./learner.js";
-import { errNoLeader, errNotSupportedForLearner } from "../server/errors.js";
-import { leaderMissingFor, requiresLeader } from "./require-leader.js";
+import { streamRefusal, unaryRefusal } from "./interceptors.js";
 
 /** The generated definitions of every service served (methods.ts lists their methods). */
 const serviceDefinitions = [
@@ -109,13 +107,9 @@ export function createGrpcServer(
     (call, callback) => {
       let p: Promise<Res>;
       try {
-        // etcd 3.4's unary interceptor: a learner serves Status and serializable Range only
-        if (api.server.isLearner && !servedByLearner(call.getPath(), call.request)) {
-          throw errNotSupportedForLearner();
-        }
         const auth = new GrpcJsCallAuth(call);
-        // then its leader requirement (require-leader.ts)
-        if (leaderMissingFor(api.server, auth)) throw errNoLeader();
+        const refused = unaryRefusal(api.server, call.getPath(), call.request, auth);
+        if (refused !== undefined) throw refused;
         p = fn(call.request, auth);
       } catch (err) {
         p = Promise.reject(err);
@@ -215,16 +209,10 @@ export function createGrpcServer(
     <C>(method: string, handle: (call: C) => void) =>
     (call: C): void => {
       const c = call as grpc.ServerWritableStream<unknown, unknown>;
-      let err: Error | undefined;
-      if (api.server.isLearner) err = errNotSupportedForLearner();
-      else if (requiresLeader(new GrpcJsCallAuth(c).metadata)) {
-        if (api.server.leaderId === 0n) err = errNoLeader();
-        else {
-          // its own send side ends the call; the handler's sees the 'error' and closes too
-          const s = sendSide(c, method);
-          s.onClose(api.leaderStreams.track(() => s.end(errNoLeader())));
-        }
-      }
+      // a tracked stream's own send side ends the call; the handler's sees the 'error' and closes
+      const err = streamRefusal(api.server, api.leaderStreams, new GrpcJsCallAuth(c).metadata, () =>
+        sendSide(c, method),
+      );
       if (err === undefined) return handle(call);
       sendSide(c, method).end(err);
     };

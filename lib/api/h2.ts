@@ -20,9 +20,7 @@ import { grpcOverheadBytes } from "./grpc.js";
 import type { EtcdApi } from "./handlers.js";
 import type { CallAuth } from "./auth.js";
 import { etcdMethods, type EtcdMethod } from "./methods.js";
-import { servedByLearner } from "./learner.js";
-import { errNoLeader, errNotSupportedForLearner } from "../server/errors.js";
-import { leaderMissingFor, requiresLeader } from "./require-leader.js";
+import { streamRefusal, unaryRefusal } from "./interceptors.js";
 
 /**
  * The method table: gRPC path → handler bound to `api`, one per entry of methods.ts's
@@ -54,40 +52,21 @@ function bind(api: EtcdApi, e: EtcdMethod, auth: (ctx: CallContext) => CallAuth)
   }
 }
 
-/**
- * `h` behind etcd 3.4's gRPC interceptors: the learner check (learner.ts: while this member is a
- * learner, a unary call it does not serve and every stream end with `etcdserver: rpc not supported
- * for learner`), then the leader requirement (require-leader.ts: a call with `hasleader: true`
- * fails with `etcdserver: no leader` while no leader is known, and such a stream is ended when
- * the leader stays lost).
- */
+/** `h` behind etcd 3.4's gRPC interceptors (interceptors.ts: the learner check, then hasleader). */
 function behindInterceptors(api: EtcdApi, path: string, h: MethodHandler): MethodHandler {
   const server = api.server;
-  const refused = errNotSupportedForLearner;
-  /** the stream's refusal, or undefined after tracking it when it requires a leader */
-  const streamRefusal = (
-    ctx: CallContext,
-    stream: { end(err?: Error): void; onClose(fn: () => void): void },
-  ): Error | undefined => {
-    if (server.isLearner) return refused();
-    if (!requiresLeader(ctx.metadata)) return undefined;
-    if (server.leaderId === 0n) return errNoLeader();
-    stream.onClose(api.leaderStreams.track(() => stream.end(errNoLeader())));
-    return undefined;
-  };
   switch (h.kind) {
     case "unary": {
       const handle = h.handle;
       return unaryMethod(h.requestCodec, h.responseCodec, (req, ctx) => {
-        if (server.isLearner && !servedByLearner(path, req)) return Promise.reject(refused());
-        if (leaderMissingFor(server, ctx)) return Promise.reject(errNoLeader());
-        return handle(req, ctx);
+        const err = unaryRefusal(server, path, req, ctx);
+        return err !== undefined ? Promise.reject(err) : handle(req, ctx);
       });
     }
     case "serverStream": {
       const handle = h.handle;
       return serverStreamMethod(h.requestCodec, h.responseCodec, (req, stream, ctx) => {
-        const err = streamRefusal(ctx, stream);
+        const err = streamRefusal(server, api.leaderStreams, ctx.metadata, () => stream);
         if (err !== undefined) stream.end(err);
         else handle(req, stream, ctx);
       });
@@ -95,7 +74,7 @@ function behindInterceptors(api: EtcdApi, path: string, h: MethodHandler): Metho
     case "bidi": {
       const handle = h.handle;
       return bidiMethod(h.requestCodec, h.responseCodec, (stream, ctx) => {
-        const err = streamRefusal(ctx, stream);
+        const err = streamRefusal(server, api.leaderStreams, ctx.metadata, () => stream);
         if (err !== undefined) stream.end(err);
         else handle(stream, ctx);
       });

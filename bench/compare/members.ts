@@ -381,14 +381,23 @@ export class Member {
   }
 }
 
-/** `n` distinct free loopback ports. */
+/**
+ * Ports handed to members by this process. A port is picked (bound to 0, released) long before its
+ * member starts, and the kernel may hand a released port out again: without this, two members
+ * created one after the other (bench:snapshots' member and its no-snapshot twin) could get the
+ * same port and one member's metrics be read from the other.
+ */
+const portsHandedOut = new Set<number>();
+
+/** `n` distinct free loopback ports, none handed to another member of this process before. */
 async function distinctFreePorts(n: number): Promise<number[]> {
   const ports: number[] = [];
   for (let tries = 0; ports.length < n && tries < 100 * n; tries++) {
     const p = await freePort();
-    if (!ports.includes(p)) ports.push(p);
+    if (!ports.includes(p) && !portsHandedOut.has(p)) ports.push(p);
   }
   if (ports.length < n) throw new Error(`could not find ${n} distinct free ports`);
+  for (const p of ports) portsHandedOut.add(p);
   return ports;
 }
 

@@ -6,7 +6,7 @@
  * and its CPU time is read from /proc/<pid>/stat of that pid only.
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { openSync, closeSync, readFileSync, readdirSync, statSync } from "node:fs";
+import { openSync, closeSync, readFileSync, readdirSync, readlinkSync, statSync } from "node:fs";
 import * as http from "node:http";
 import * as net from "node:net";
 import { join } from "node:path";
@@ -270,7 +270,15 @@ export class Member {
       }
       try {
         const r = await httpGet(this.clientPort, "/health", 1000);
-        if (r.status === 200 && r.body.includes('"health":"true"')) return performance.now() - t0;
+        // only this member's own answer counts: another process may hold the port it was given
+        // (picked, released, taken by someone else before the member bound it), and this member
+        // then exits, while the other's /health and /metrics answer in its place
+        if (
+          r.status === 200 &&
+          r.body.includes('"health":"true"') &&
+          listensOn(child.pid!, this.clientPort)
+        )
+          return performance.now() - t0;
       } catch {
         // not listening yet
       }
@@ -399,6 +407,34 @@ async function distinctFreePorts(n: number): Promise<number[]> {
   if (ports.length < n) throw new Error(`could not find ${n} distinct free ports`);
   for (const p of ports) portsHandedOut.add(p);
   return ports;
+}
+
+/**
+ * Whether process `pid` holds the listening TCP socket on 127.0.0.1:`port` (Linux: the socket's
+ * inode in /proc/net/tcp among the process's file descriptors). False when either is unreadable.
+ */
+export function listensOn(pid: number, port: number): boolean {
+  let inode: string | undefined;
+  try {
+    const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+    for (const line of readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/);
+      // sl local_address rem_address st ... inode (field 9); st 0A = LISTEN
+      if (f[1] === local && f[3] === "0A") inode = f[9];
+    }
+    if (inode === undefined) return false;
+    const want = `socket:[${inode}]`;
+    const dir = `/proc/${pid}/fd`;
+    return readdirSync(dir).some((fd) => {
+      try {
+        return readlinkSync(join(dir, fd)) === want;
+      } catch {
+        return false;
+      }
+    });
+  } catch {
+    return false;
+  }
 }
 
 /** Total size of regular files under `dir`, bytes. */

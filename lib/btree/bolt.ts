@@ -57,6 +57,12 @@ export interface BoltEntryCursor {
   readonly valueBuf: Buffer;
   readonly valueStart: number;
   readonly valueEnd: number;
+  /**
+   * Called by chunks() once the current entry's value is laid out in the file: valueBuf[valueStart]
+   * lands at byte `filePosition` of the file (not called for an inline bucket's entries, nor while
+   * planning). Lets a source read its values back from the file it was written to (lib/mvcc).
+   */
+  placed?(filePosition: number): void;
 }
 
 /** One top-level bucket to write. */
@@ -590,6 +596,7 @@ export class BoltFileWriter {
       const p = out.take(pages * ps);
       // the leaf in place, as writeLeaf lays it out: elements first, then keys and values
       writeHeader(p.buf, p.off, leaves.pgid(l), leafPageFlag, count, pages - 1);
+      const leafPosition = leaves.pgid(l) * ps;
       let data = p.off + pageHeaderBytes + leafElementBytes * count;
       const end = p.off + leaves.bytes(l);
       for (let i = 0; i < count; i++) {
@@ -607,6 +614,7 @@ export class BoltFileWriter {
         copyRange(p.buf, data, cur.keyBuf, cur.keyStart, cur.keyEnd);
         data += keyBytes;
         copyRange(p.buf, data, cur.valueBuf, cur.valueStart, cur.valueEnd);
+        cur.placed?.(leafPosition + (data - p.off));
         data += valueBytes;
         seen++;
       }

@@ -11,6 +11,7 @@ export type {
   MvccSnapshot,
   RawKeyRecords,
 } from "./store.js";
+export type { ValueFile } from "./record-log.js";
 export { WatchStream } from "./watch.js";
 export type { WatchSink } from "./watch.js";
 export {

@@ -22,7 +22,30 @@
 import { ByteArena, Rec, copyInto, emptyBuffer } from "./record.js";
 import type { KeyValue } from "../proto/gen/mvccpb/kv.js";
 import { Slabs } from "./slabs.js";
+import { mvccAssert } from "./errors.js";
 import type { SlotKeys } from "../btree/index.js";
+
+/**
+ * A db file that holds the values of rows (see "Values in a db file" on RecordLog): lib/mvcc only
+ * reads it through this; the server opens it and owns its descriptor (lib/server value-file.ts).
+ */
+export interface ValueFile {
+  /**
+   * Reads `length` bytes at byte `position` of the file into out[at, at + length), all of them.
+   * Never returns with fewer: a failed read (EIO, a short file) ends the member, as a SIGBUS on a
+   * bad mmapped page ends etcd, rather than hand out wrong bytes.
+   */
+  read(out: Uint8Array, at: number, length: number, position: number): void;
+}
+
+/**
+ * A row's value chunk word: >= 0 an arena chunk id, -1 no bytes, <= -2 a value file:
+ * -2 - (file slot * 8 + position bits 32-34), the offset word then holding position bits 0-31.
+ */
+const noChunk = -1;
+const filePositionHighValues = 8;
+/** Largest position of a value in a value file: 32 GiB (etcd's quota is at most 8 GiB). */
+export const maxValueFilePosition = filePositionHighValues * 0x100000000 - 1;
 
 /** Rows (slots) per block: the tables grow a block at a time, so growing never copies them. */
 const blockBits = 12;
@@ -213,17 +236,35 @@ class LeaseTable {
 /** Shared zero lease: a BigInt64Array read makes a fresh BigInt each time. */
 const noLease = 0n;
 
-/** Every record held, in revision order (see the module comment). */
+/**
+ * Every record held, in revision order (see the module comment).
+ *
+ * Values in a db file (issue 13): a row's value is either in the log's value arena or, once a db
+ * (snapshot) file holding it is durable, at a byte position of that file (moveValueToFile), read
+ * with one positioned read each time (ValueFile), so its bytes sit in the kernel's page cache and
+ * not in the process, as etcd's sit in its mmapped bbolt file. The log counts the rows pointing
+ * into each arena chunk and each file: a chunk no row points into is dropped (its slab goes when
+ * all its chunks have: the values have slabs of their own), and a file no row points into leaves
+ * the log's file table (its descriptor closes once no log or reader holds it, lib/server).
+ */
 export class RecordLog {
   readonly #blocks: RecordBlock[] = [];
   #rows = 0;
   /** The keys the rows name by slot. */
   readonly keys: KeyTable;
-  /** Owns the value bytes of the rows. */
+  /** Owns the value bytes of the rows that are not in a file. */
   readonly values: ByteArena;
+  /** Rows pointing into each value arena chunk, by chunk id. */
+  readonly #chunkRows: number[] = [];
+  /** The value files rows point into, by file slot (undefined: a free slot). */
+  readonly #files: (ValueFile | undefined)[] = [];
+  /** Rows pointing into each value file, by file slot. */
+  readonly #fileRows: number[] = [];
 
-  /** Where the log's blocks, arenas and key index nodes get their memory (see slabs.ts). */
+  /** Where the log's blocks, key arena and key index nodes get their memory (see slabs.ts). */
   readonly slabs = new Slabs();
+  /** The value arena's own slabs, so one can go when the values in it moved to a file. */
+  readonly #valueSlabs = new Slabs();
   readonly #leases = new LeaseTable();
   /** Versions of rows whose version word is versionInSideMap (see the row layout). */
   readonly #bigVersions = new Map<number, number>();
@@ -231,7 +272,7 @@ export class RecordLog {
   /** Arena chunk sizes in bytes (ByteArena: RangeError if < 64). */
   constructor(keyChunkBytes: number, valueChunkBytes: number) {
     this.keys = new KeyTable(keyChunkBytes, this.slabs);
-    this.values = new ByteArena(valueChunkBytes, this.slabs);
+    this.values = new ByteArena(valueChunkBytes, this.#valueSlabs);
   }
 
   /** Rows held. */
@@ -273,6 +314,7 @@ export class RecordLog {
     i32[i + iValueChunk] = valueChunk;
     i32[i + iValueOffset] = valueOffset;
     i32[i + iValueLength] = valueLength;
+    if (valueChunk !== noChunk) this.#ref(valueChunk);
     i32[i + iKeySlot] = slot;
     i32[i + iPrevRow] = this.keys.newest(slot);
     this.keys.setNewest(slot, row);
@@ -287,11 +329,23 @@ export class RecordLog {
   copyRow(from: RecordLog, row: number, slot: number): number {
     const off = from.valueOffset(row);
     const len = from.valueLength(row);
-    const chunk = this.values.place(from.values.chunk(from.valueChunkId(row)), off, off + len);
+    let chunk = from.valueChunkId(row);
+    let at = off;
+    if (chunk >= 0) {
+      chunk = this.values.place(from.values.chunk(chunk), off, off + len);
+      at = this.values.placedOffset;
+    } else if (chunk !== noChunk) {
+      // a value in a file stays there: this log takes the file into the same slot
+      const fileSlot = fileSlotOf(chunk);
+      const file = from.#files[fileSlot]!;
+      const mine = this.#files[fileSlot];
+      if (mine === undefined) this.#files[fileSlot] = file;
+      else mvccAssert(mine === file, `value file slot ${fileSlot} taken`);
+    }
     return this.append(
       slot,
       chunk,
-      this.values.placedOffset,
+      at,
       len,
       from.main(row),
       from.sub(row),
@@ -359,17 +413,107 @@ export class RecordLog {
     return this.#i32(row, iValueLength);
   }
 
-  /** The value bytes of `row`: a view (a new Buffer object) into the arena; never mutate it. */
+  /**
+   * The value bytes of `row`: a view (a new Buffer object) into the arena, or a fresh Buffer read
+   * from its file; never mutate it.
+   */
   value(row: number): Buffer {
-    return this.values.view(this.valueChunkId(row), this.valueOffset(row), this.valueLength(row));
+    return this.#valueOf(this.valueChunkId(row), this.valueOffset(row), this.valueLength(row));
   }
 
-  /** Copies the value of `row` into `out` at `at`; returns the offset after it. No allocation. */
+  #valueOf(chunk: number, offset: number, length: number): Buffer {
+    if (chunk >= noChunk) return this.values.view(chunk, offset, length);
+    const out = Buffer.allocUnsafe(length);
+    this.#readFile(chunk, offset, length, out, 0);
+    return out;
+  }
+
+  /** Reads a value of `length` bytes in a file (chunk and offset words) into out[at, ...). */
+  #readFile(chunk: number, offset: number, length: number, out: Uint8Array, at: number): void {
+    const code = -2 - chunk;
+    const position = (code & (filePositionHighValues - 1)) * 0x100000000 + (offset >>> 0);
+    this.#files[code >>> 3]!.read(out, at, length, position);
+  }
+
+  /**
+   * Copies the value of `row` into `out` at `at`; returns the offset after it. No allocation (one
+   * positioned read for a value in a file).
+   */
   writeValue(row: number, out: Buffer, at: number): number {
+    const chunk = this.valueChunkId(row);
     const start = this.valueOffset(row);
     const len = this.valueLength(row);
-    copyInto(out, at, this.values.chunk(this.valueChunkId(row)), start, start + len);
+    if (chunk >= noChunk) copyInto(out, at, this.values.chunk(chunk), start, start + len);
+    else this.#readFile(chunk, start, len, out, at);
     return at + len;
+  }
+
+  /** True when the value of `row` is read from a value file (not held in memory). */
+  valueInFile(row: number): boolean {
+    return this.valueChunkId(row) < noChunk;
+  }
+
+  /**
+   * Gives `file` a slot in this log's file table, for moveValueToFile; the slot leaves the table
+   * once no row points into the file.
+   */
+  addFile(file: ValueFile): number {
+    // appended, never reusing a freed slot: a compaction copies rows with their slots first
+    const slot = this.#files.length;
+    this.#files.push(file);
+    this.#fileRows[slot] = 0;
+    mvccAssert((slot + 1) * filePositionHighValues < 0x7ffffffe, "too many value files");
+    return slot;
+  }
+
+  /**
+   * Points the value of `row` at `position` of the file in `fileSlot` (addFile), which holds the
+   * same bytes durably; the arena chunk (or file) it was in loses a row and goes when it has none.
+   * A row without value bytes is left alone. Rows are otherwise unchanged: the row's value reads
+   * the same bytes before and after.
+   */
+  moveValueToFile(row: number, fileSlot: number, position: number): void {
+    const b = this.#blocks[row >>> blockBits]!;
+    const i = (row & blockMask) * i32PerRow;
+    const i32 = b.i32;
+    const old = i32[i + iValueChunk]!;
+    if (old === noChunk) return;
+    if (!(position >= 0 && position <= maxValueFilePosition && Number.isInteger(position))) {
+      throw new RangeError(`value file position ${position} out of range`);
+    }
+    const high = Math.floor(position / 0x100000000);
+    const chunk = -2 - (fileSlot * filePositionHighValues + high);
+    i32[i + iValueChunk] = chunk;
+    i32[i + iValueOffset] = (position >>> 0) | 0;
+    this.#ref(chunk);
+    this.#unref(old);
+  }
+
+  /** One more row points into arena chunk or file `chunk` (a chunk word, not noChunk). */
+  #ref(chunk: number): void {
+    if (chunk >= 0) this.#chunkRows[chunk] = (this.#chunkRows[chunk] ?? 0) + 1;
+    else {
+      const slot = fileSlotOf(chunk);
+      this.#fileRows[slot] = (this.#fileRows[slot] ?? 0) + 1;
+    }
+  }
+
+  /** One row less points into `chunk`: a chunk (not the one being filled) or file with none goes. */
+  #unref(chunk: number): void {
+    if (chunk >= 0) {
+      const n = --this.#chunkRows[chunk]!;
+      if (n === 0 && chunk !== this.values.currentChunkId) this.values.drop(chunk);
+      return;
+    }
+    const slot = fileSlotOf(chunk);
+    if (--this.#fileRows[slot]! === 0) this.#files[slot] = undefined;
+  }
+
+  /** Value files this log's rows point into now. */
+  get fileCount(): number {
+    let n = 0;
+    for (const f of this.#files) if (f !== undefined) n++;
+    return n;
   }
 
   /** The key of `row` (a view; see KeyTable.key). */
@@ -396,7 +540,7 @@ export class RecordLog {
       version: this.#versionAt(i32, i, row),
       value: keysOnly
         ? emptyBuffer
-        : this.values.view(i32[i + iValueChunk]!, i32[i + iValueOffset]!, i32[i + iValueLength]!),
+        : this.#valueOf(i32[i + iValueChunk]!, i32[i + iValueOffset]!, i32[i + iValueLength]!),
       lease: this.#leases.id(i32[i + iLease]!),
     };
   }
@@ -409,10 +553,16 @@ export class RecordLog {
     const i32 = b.i32;
     const f64 = b.f64;
     const len = i32[i + iValueLength]!;
+    const chunk = i32[i + iValueChunk]!;
+    const inFile = chunk < noChunk;
     return new Rec(
       key ?? this.keys.key(i32[i + iKeySlot]!),
-      len === 0 ? emptyBuffer : this.values.chunk(i32[i + iValueChunk]!),
-      i32[i + iValueOffset]!,
+      len === 0
+        ? emptyBuffer
+        : inFile
+          ? this.#valueOf(chunk, i32[i + iValueOffset]!, len)
+          : this.values.chunk(chunk),
+      inFile ? 0 : i32[i + iValueOffset]!,
       len,
       f64[f + fMain]!,
       i32[i + iSub]!,
@@ -435,4 +585,9 @@ export class RecordLog {
     }
     return lo;
   }
+}
+
+/** The file slot a value chunk word <= -2 names. */
+function fileSlotOf(chunk: number): number {
+  return (-2 - chunk) >>> 3;
 }

@@ -44,7 +44,7 @@ export class ByteArena {
   /** Larger copies get their own allocation so one of them cannot waste most of a chunk. */
   readonly #maxSharedBytes: number;
   /** Every chunk this arena handed out, by id. */
-  readonly #chunks: Buffer[] = [];
+  readonly #chunks: (Buffer | undefined)[] = [];
   #chunk: Buffer = emptyBuffer;
   #chunkId = -1;
   #used = 0;
@@ -126,10 +126,24 @@ export class ByteArena {
     return offset === 0 && c.length === length ? c : c.subarray(offset, offset + length);
   }
 
-  /** Bytes of the chunks allocated so far. */
+  /** The id of the shared chunk place() is filling (-1 before the first). */
+  get currentChunkId(): number {
+    return this.#chunkId;
+  }
+
+  /**
+   * Forgets chunk `id` (no row points into it any more, RecordLog): its memory goes once no view
+   * of it is left (a response still holding one keeps it alive). Reading it afterwards is a bug.
+   */
+  drop(id: number): void {
+    // undefined, not an empty Buffer: a read of a dropped chunk throws instead of reading nothing
+    this.#chunks[id] = undefined;
+  }
+
+  /** Bytes of the chunks held (not dropped). */
   get allocatedBytes(): number {
     let n = 0;
-    for (const c of this.#chunks) n += c.length;
+    for (const c of this.#chunks) n += c?.length ?? 0;
     return n;
   }
 }

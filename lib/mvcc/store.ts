@@ -44,7 +44,7 @@ import {
 } from "./errors.js";
 import { Rec, compareRecValues, emptyBuffer, recToKeyValue } from "./record.js";
 import type { KeyValue } from "../proto/gen/mvccpb/kv.js";
-import { RecordLog, maxSubRevision } from "./record-log.js";
+import { RecordLog, maxSubRevision, type ValueFile } from "./record-log.js";
 import { WatchHub, type WatchSink, type WatchSource, type WatchStream } from "./watch.js";
 import { putVarint, putVarintBig } from "../proto/varint.js";
 
@@ -125,6 +125,20 @@ export interface MvccSnapshot {
    * per record): what the db file writer reads. Optional for other MvccSnapshot makers.
    */
   cursor?(): BoltEntryCursor;
+  /**
+   * Makes the cursors made from now on record, as a writer lays their entries out in a file
+   * (BoltEntryCursor.placed), where each value lands: for moveValuesTo. Costs 8 bytes per record
+   * until moveValuesTo ends.
+   */
+  recordValuePositions?(): void;
+  /**
+   * The file a cursor's entries were last written to (recordValuePositions) is durable and opened
+   * as `file`: the captured records read their values from it from now on and the memory that held
+   * them goes (RecordLog, "Values in a db file"). A generator: each next() moves at most
+   * `rowsPerStep` rows (a reader between two steps sees either place; both hold the same bytes).
+   * Returns false, moving nothing, when no full write was recorded (e.g. an inline key bucket).
+   */
+  moveValuesTo?(file: ValueFile, rowsPerStep: number): Generator<void, boolean, void>;
 }
 
 /** Size of the chunks snapshot().records() encodes into (records larger get their own). */
@@ -536,6 +550,14 @@ export class MvccStore {
     mvccAssert(bytes === this.#bytes, `bytes ${bytes}, counted ${this.#bytes}`);
   }
 
+  /**
+   * Where the values are: bytes of value arena chunks held in memory, and the value files the
+   * records read values from (RecordLog, "Values in a db file").
+   */
+  valueMemory(): { arenaBytes: number; files: number } {
+    return { arenaBytes: this.#log.values.allocatedBytes, files: this.#log.fileCount };
+  }
+
   /** Live keys, records held and approximate backend bytes (for quota, status, metrics). */
   stats(): MvccStats {
     return { keys: this.#liveKeys, revisions: this.#log.length, approximateBytes: this.#bytes };
@@ -586,6 +608,8 @@ export class MvccStore {
     // rows [0, count) of this log never change; a compaction replaces the log, not its rows
     const log = this.#log;
     const count = log.length;
+    /** File position of each row's value bytes (-1: none), while recording (see MvccSnapshot). */
+    let positions: Float64Array | undefined;
     return {
       revision: this.#currentRev,
       compactRevision: this.#compactRev,
@@ -607,7 +631,23 @@ export class MvccStore {
           used += n;
         }
       },
-      cursor: () => new RowCursor(log, count),
+      cursor: () => new RowCursor(log, count, positions),
+      recordValuePositions: () => {
+        positions = new Float64Array(count).fill(-1);
+      },
+      *moveValuesTo(file: ValueFile, rowsPerStep: number): Generator<void, boolean, void> {
+        const at = positions;
+        if (at === undefined) return false;
+        for (let r = 0; r < count; r++) if (log.valueLength(r) > 0 && !(at[r]! >= 0)) return false;
+        const slot = log.addFile(file);
+        for (let r = 0; r < count; r++) {
+          const p = at[r]!;
+          if (p >= 0) log.moveValueToFile(r, slot, p);
+          if ((r + 1) % rowsPerStep === 0) yield;
+        }
+        positions = undefined;
+        return true;
+      },
     };
   }
 
@@ -1107,6 +1147,10 @@ function sortComparator(target: RangeRequest_SortTarget): ((a: Rec, b: Rec) => n
 class RowCursor implements BoltEntryCursor {
   readonly #log: RecordLog;
   readonly #count: number;
+  /** Where placed() records each row's value position, when recording (MvccSnapshot). */
+  readonly #positions: Float64Array | undefined;
+  /** Offset of the current row's value bytes in keyBuf (-1: no value bytes). */
+  #valueAt = -1;
   #row = -1;
   keyBuf: Buffer = Buffer.allocUnsafe(1024);
   readonly keyStart = 0;
@@ -1115,9 +1159,16 @@ class RowCursor implements BoltEntryCursor {
   valueStart = 0;
   valueEnd = 0;
 
-  constructor(log: RecordLog, count: number) {
+  constructor(log: RecordLog, count: number, positions?: Float64Array) {
     this.#log = log;
     this.#count = count;
+    this.#positions = positions;
+  }
+
+  placed(filePosition: number): void {
+    if (this.#positions !== undefined && this.#valueAt >= 0) {
+      this.#positions[this.#row] = filePosition + this.#valueAt - this.valueStart;
+    }
   }
 
   next(): boolean {
@@ -1128,7 +1179,9 @@ class RowCursor implements BoltEntryCursor {
     if (need > this.keyBuf.length) {
       this.keyBuf = this.valueBuf = Buffer.allocUnsafe(Math.max(need, 2 * this.keyBuf.length));
     }
+    encodedValueAt = -1;
     this.valueEnd = encodeRow(log, row, this.keyBuf, 0);
+    this.#valueAt = encodedValueAt;
     this.keyEnd = this.valueStart = log.isTombstone(row) ? 18 : 17;
     return true;
   }
@@ -1138,6 +1191,9 @@ class RowCursor implements BoltEntryCursor {
 function rowEncodedMaxBytes(log: RecordLog, row: number): number {
   return 18 + 6 * 11 + log.keys.keyLength(log.keySlot(row)) + log.valueLength(row);
 }
+
+/** Where the last encodeRow with value bytes put them (RowCursor resets it to -1 before each). */
+let encodedValueAt = -1;
 
 /**
  * Writes at `at` what etcd's backend stores for one record (and HashByRev feeds its hash): the
@@ -1168,6 +1224,7 @@ function encodeRow(log: RecordLog, row: number, out: Buffer, at: number): number
   if (len > 0) {
     out[p++] = 0x2a;
     p = putVarint(out, p, len);
+    encodedValueAt = p;
     p = log.writeValue(row, out, p);
   }
   const lease = log.lease(row);

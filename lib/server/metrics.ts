@@ -235,6 +235,16 @@ export class ServerMetrics {
     help: "Total number of keys.",
     registers: [this.registry],
   });
+  readonly valueArenaBytes = new client.Gauge({
+    name: "etcd_ts_mvcc_value_arena_bytes",
+    help: "Bytes of values held in memory (values in a durable db file are read from it instead).",
+    registers: [this.registry],
+  });
+  readonly valueFiles = new client.Gauge({
+    name: "etcd_ts_mvcc_value_files",
+    help: "db files the store reads values from (held open while any record points into one).",
+    registers: [this.registry],
+  });
   readonly watcherTotal = new client.Gauge({
     name: "etcd_debugging_mvcc_watcher_total",
     help: "Total number of watchers.",

@@ -430,6 +430,8 @@ export class EtcdServer {
         this.metrics.snapSaveTotalDurationSeconds.observe(st.snapSaveSeconds);
         this.metrics.snapshotDbWrittenBytesTotal.inc(st.dbBytes);
       },
+      // values read from the db files: a failed read stops the member (never a wrong answer)
+      onValueFileError: (err) => this.#fatal(err),
       host: {
         capture: () => ({
           state: captureDbFileState(this),
@@ -1125,6 +1127,9 @@ export class EtcdServer {
     this.metrics.dbTotalSizeInBytes.set(db.size);
     this.metrics.dbTotalSizeInUseInBytes.set(db.inUse);
     this.metrics.keysTotal.set(stats.keys);
+    const values = this.store.valueMemory();
+    this.metrics.valueArenaBytes.set(values.arenaBytes);
+    this.metrics.valueFiles.set(values.files);
     this.metrics.watcherTotal.set(this.store.watcherCount);
   }
 

@@ -26,7 +26,8 @@
  * durable index waits for the save to end (etcd 3.4's applyAll waits on the raft loop's notifyc
  * before triggerSnapshot), and captures then.
  */
-import { open, rename, rm } from "node:fs/promises";
+import { closeSync, openSync } from "node:fs";
+import { rename, rm } from "node:fs/promises";
 import type { ConfState } from "../proto/gen/raftpb/raft.js";
 import type { DbFileState } from "./db-file.js";
 import { planDbFile } from "./snapshot-transfer.js";
@@ -35,6 +36,7 @@ import { datasync, releaseFd, writeAt } from "../wal/index.js";
 import { dbFilePath, dbTempSuffix, snapDirPath } from "./recovery.js";
 import { fsyncDir, purgeSnapFiles, writeSnapFile, type SnapLogger } from "./snap-file.js";
 import { encodeV2StoreSnapshot } from "./v2-store.js";
+import { DbValueFile } from "./value-file.js";
 
 /** etcd's snapshotCatchUpEntries: entries kept in raft's log after a snapshot for slow followers. */
 export const snapshotCatchUpEntries = 5_000;
@@ -52,6 +54,10 @@ const writeChunkBytes = 64 * 1024;
  * benchmarks with ETCD_TS_SNAPSHOT_SYNC_EVERY_BYTES (0: only at the end).
  */
 const dbSyncEveryBytes = Number(process.env.ETCD_TS_SNAPSHOT_SYNC_EVERY_BYTES ?? 2 * 1024 * 1024);
+/**
+ * Rows re-pointed at the new db file per event-loop turn once it is durable (a few ms at most).
+ */
+const moveRowsPerStep = 65_536;
 /** A failed snapshot is tried again after this long. */
 const retryAfterMs = 5_000;
 
@@ -93,6 +99,11 @@ export interface SnapshotterOptions {
   dbSizeInUseBytes: number;
   /** Called after each completed snapshot (the member's metrics); must not throw. */
   onDone?: (stats: SnapshotStats) => void;
+  /**
+   * Values read from the db files written (see #moveValues) and a read failed: the member must
+   * stop (its fatal path). Without it, values are not read from the db files (kept in memory).
+   */
+  onValueFileError?: (err: Error) => void;
 }
 
 /** Figures of the last snapshot, for logs and metrics. Durations in seconds. */
@@ -253,7 +264,9 @@ export class Snapshotter {
     let dbWriteSeconds: number;
     let snapSaveSeconds: number;
     try {
-      dbBytes = await this.#writeDb(cap.state);
+      const db = await this.#writeDb(cap.state);
+      dbBytes = db.bytes;
+      await this.#moveValues(cap.state, db.fd);
       dbWriteSeconds = (performance.now() - started) / 1000;
       this.dbSizeBytes = dbBytes;
       this.dbSizeInUseBytes = dbBytes;
@@ -298,12 +311,40 @@ export class Snapshotter {
   }
 
   /**
+   * The db file `fd` (open for reading, durable, renamed into place) holds the captured records:
+   * they read their values from it from now on, and the memory that held them goes (lib/mvcc
+   * RecordLog, "Values in a db file"), in steps of moveRowsPerStep rows. The file's descriptor is
+   * then owned by the DbValueFile (closed once nothing reaches it); closed here if nothing moved.
+   */
+  async #moveValues(state: DbFileState, fd: number): Promise<void> {
+    const onError = this.#o.onValueFileError;
+    const move =
+      onError === undefined
+        ? undefined
+        : state.mvcc.moveValuesTo?.(
+            new DbValueFile(fd, dbFilePath(this.#o.dataDir), onError),
+            moveRowsPerStep,
+          );
+    if (move === undefined) {
+      closeSync(fd);
+      return;
+    }
+    for (;;) {
+      const r = move.next();
+      if (r.done === true) break;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+
+  /**
    * Writes the db file for `state` to db.tmp in steps (planning yields to the event loop every
    * dbFilePlanEntriesPerStep records, writing awaits each chunk), fsyncs it, renames it over the
-   * db and fsyncs the directory. Returns its size in bytes.
+   * db and fsyncs the directory. Returns its size in bytes and a descriptor of it open for
+   * reading (the caller's to close), once all of that is done.
    */
-  async #writeDb(state: DbFileState): Promise<number> {
+  async #writeDb(state: DbFileState): Promise<{ bytes: number; fd: number }> {
     failpoint("commitBeforePreCommitHook");
+    if (this.#o.onValueFileError !== undefined) state.mvcc.recordValuePositions?.();
     const writer = await planDbFile(
       state,
       { chunkBytes: writeChunkBytes },
@@ -313,7 +354,8 @@ export class Snapshotter {
     failpoint("commitAfterPreCommitHook");
     const path = dbFilePath(this.#o.dataDir);
     const tmp = path + dbTempSuffix;
-    const fh = await open(tmp, "w", 0o600);
+    // read and write: once durable, the store reads values from it (#moveValues)
+    const fd = openSync(tmp, "w+", 0o600);
     let written = 0;
     let synced = 0;
     try {
@@ -323,10 +365,10 @@ export class Snapshotter {
         // encoding the next chunk is synchronous: let waiting requests run first
         await new Promise<void>((resolve) => setImmediate(resolve));
         // lib/wal's file writes: under simulated power loss they stay in the process until synced
-        await writeAt(fh.fd, chunk, 0, chunk.length, written);
+        await writeAt(fd, chunk, 0, chunk.length, written);
         written += chunk.length;
         if (dbSyncEveryBytes > 0 && written - synced >= dbSyncEveryBytes) {
-          await datasync(fh.fd);
+          await datasync(fd);
           synced = written;
         }
         if (!half && written * 2 >= writer.sizeBytes) {
@@ -335,14 +377,15 @@ export class Snapshotter {
         }
         if (this.#stopped) throw new Error("member stopping");
       }
-      await datasync(fh.fd, { full: true });
-    } finally {
-      releaseFd(fh.fd);
-      await fh.close();
+      await datasync(fd, { full: true });
+      failpoint("beforeCommit");
+      await rename(tmp, path);
+      await fsyncDir(snapDirPath(this.#o.dataDir));
+    } catch (err) {
+      releaseFd(fd);
+      closeSync(fd);
+      throw err;
     }
-    failpoint("beforeCommit");
-    await rename(tmp, path);
-    await fsyncDir(snapDirPath(this.#o.dataDir));
-    return written;
+    return { bytes: written, fd };
   }
 }

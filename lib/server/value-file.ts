@@ -1,0 +1,67 @@
+/**
+ * A db (snapshot) file the store reads values from (lib/mvcc RecordLog, "Values in a db file";
+ * issue 13): etcd's values live in its mmapped bbolt file, in the kernel's page cache, not in the
+ * process; here rows point at byte positions of the db file the snapshotter made durable and read
+ * them with one positioned read each.
+ *
+ * Lifetime: the descriptor stays open while anything can reach this object (a record log's file
+ * table, a reader in flight), and is closed after the garbage collector finds it unreachable. The
+ * rename of a newer db over `member/snap/db` leaves this file's inode readable through it; its disk
+ * space goes back once the descriptor is closed.
+ */
+import { closeSync, readSync } from "node:fs";
+import type { ValueFile } from "../mvcc/index.js";
+
+/** Closes the descriptor of a DbValueFile nothing can reach any more. */
+const closer = new FinalizationRegistry<number>((fd) => {
+  try {
+    closeSync(fd);
+  } catch {
+    // already closed: nothing holds it
+  }
+});
+
+/** Short reads in a row before a read is called failed (a regular file returns all it has). */
+const maxShortReads = 4;
+
+/** One db file, open for reading, as a lib/mvcc ValueFile. */
+export class DbValueFile implements ValueFile {
+  readonly #fd: number;
+  readonly #path: string;
+  readonly #onError: (err: Error) => void;
+
+  /**
+   * `fd`: open for reading on the durable db file at `path` (for messages); this object owns it
+   * from now on. `onError` is told of a failed read (EIO, a file shorter than a row says) before
+   * read() throws: the member must stop (lib/server EtcdServer's fatal path), never answer wrongly.
+   */
+  constructor(fd: number, path: string, onError: (err: Error) => void) {
+    this.#fd = fd;
+    this.#path = path;
+    this.#onError = onError;
+    closer.register(this, fd);
+  }
+
+  read(out: Uint8Array, at: number, length: number, position: number): void {
+    let done = 0;
+    let short = 0;
+    while (done < length) {
+      let n: number;
+      try {
+        n = readSync(this.#fd, out, at + done, length - done, position + done);
+      } catch (err) {
+        this.#fail(`read of ${length} bytes at ${position}: ${(err as Error).message}`);
+      }
+      if (n === 0 && ++short >= maxShortReads) {
+        this.#fail(`read of ${length} bytes at ${position}: the file ends first`);
+      }
+      done += n;
+    }
+  }
+
+  #fail(what: string): never {
+    const err = new Error(`value file ${this.#path}: ${what}`);
+    this.#onError(err);
+    throw err;
+  }
+}

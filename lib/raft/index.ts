@@ -3,6 +3,7 @@
  * RawNode. See rawnode.ts for the ready/advance contract.
  */
 export { RawNode, type Ready, isForwardedRequest } from "./rawnode.js";
+export { coalesceMessages } from "./coalesce.js";
 export {
   None,
   StateType,

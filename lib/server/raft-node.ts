@@ -15,6 +15,7 @@ import {
 } from "../proto/gen/raftpb/raft.js";
 import type { WAL } from "../wal/index.js";
 import {
+  coalesceMessages,
   ErrProposalDropped,
   ErrStepPeerNotFound,
   isForwardedRequest,
@@ -25,6 +26,9 @@ import {
 } from "../raft/index.js";
 import { failpoint, failpointSleepMs } from "../failpoint/index.js";
 import type { ServerMetrics } from "./metrics.js";
+
+/** raft's maxSizePerMsg: entries per MsgApp, and per message merged by coalesceMessages. */
+const maxSizePerMsgBytes = 1024 * 1024;
 
 /** Raft's in-memory log is trimmed once this many entries are applied. */
 const raftLogCompactEveryEntries = 1_000;
@@ -137,7 +141,7 @@ export class RaftNode {
       heartbeatTick: 1,
       storage: o.storage,
       applied: o.applied,
-      maxSizePerMsg: 1024 * 1024,
+      maxSizePerMsg: maxSizePerMsgBytes,
       maxInflightMsgs: 4096 / 8,
       maxUncommittedEntriesSize: 1 << 30,
       preVote: o.preVote,
@@ -273,9 +277,14 @@ export class RaftNode {
     if (!this.#stopped && this.raw.hasReady()) this.scheduleReady();
   }
 
-  /** Hands messages to the transport; a MsgSnap goes with the member's db file. */
-  #send(messages: Message[]): void {
-    if (messages.length === 0) return;
+  /**
+   * Hands messages to the transport, what raft made for the same peer in a row merged
+   * (coalesceMessages: one MsgApp per follower per Ready instead of one per proposal and per
+   * commit advance); a MsgSnap goes with the member's db file.
+   */
+  #send(raftMessages: Message[]): void {
+    if (raftMessages.length === 0) return;
+    const messages = coalesceMessages(raftMessages, maxSizePerMsgBytes);
     let plain = messages;
     if (messages.some((m) => m.type === MessageType.MsgSnap)) {
       plain = [];

@@ -224,14 +224,27 @@ export class BoltBucket {
   /**
    * The plain entries of entries(), in key order, without an object per entry: `fn` gets the
    * buffer holding the entry's page, the key at [keyStart, keyEnd) and the value at [keyEnd,
-   * valueEnd). The buffer is the file or a block read for the page; views of it may be kept.
+   * valueEnd), and where buf[0] is in the file (-1 when the bytes are not the file's: an inline
+   * bucket's copy), so buf[i] is byte bufPosition + i of the file. The buffer is the file or a
+   * block read for the page; views of it may be kept.
    */
   forEachEntry(
-    fn: (buf: Buffer, keyStart: number, keyEnd: number, valueEnd: number) => void,
+    fn: (
+      buf: Buffer,
+      keyStart: number,
+      keyEnd: number,
+      valueEnd: number,
+      bufPosition: number,
+    ) => void,
   ): void {
-    this.#file.forEachElement(this.#rootPgid, this.#inlinePage, undefined, (buf, f, k, v, end) => {
-      if ((f & bucketLeafFlag) === 0) fn(buf, k, v, end);
-    });
+    this.#file.forEachElement(
+      this.#rootPgid,
+      this.#inlinePage,
+      undefined,
+      (buf, f, k, v, end, bufPosition) => {
+        if ((f & bucketLeafFlag) === 0) fn(buf, k, v, end, bufPosition);
+      },
+    );
   }
 
   /** Nested buckets in name order. */
@@ -466,7 +479,14 @@ export class BoltFile {
     rootPgid: number,
     inlinePage: Buffer | undefined,
     onPage: ((pgid: number, pages: number) => void) | undefined,
-    fn: (buf: Buffer, flags: number, keyStart: number, keyEnd: number, valueEnd: number) => void,
+    fn: (
+      buf: Buffer,
+      flags: number,
+      keyStart: number,
+      keyEnd: number,
+      valueEnd: number,
+      bufPosition: number,
+    ) => void,
   ): void {
     // the previous key where it lies (page buffers are never reused, so it stays valid)
     let prev: Buffer | undefined;
@@ -476,6 +496,8 @@ export class BoltFile {
     for (const p of this.leaves(rootPgid, inlinePage, onPage)) {
       const { buf, off, end, where, pgid } = p;
       const count = leafHeader(buf, off, end, where, pgid);
+      // the page starts at pgid * pageSize of the file and at `off` of buf (-1: not the file's)
+      const bufPosition = pgid === undefined ? -1 : pgid * this.#meta.pageSizeBytes - off;
       for (let i = 0; i < count; i++) {
         el.read(buf, off, end, i, where, pgid);
         const k = el.keyStart;
@@ -485,7 +507,7 @@ export class BoltFile {
         prev = buf;
         prevStart = k;
         prevEnd = el.keyEnd;
-        fn(buf, el.flags, k, el.keyEnd, el.valueEnd);
+        fn(buf, el.flags, k, el.keyEnd, el.valueEnd, bufPosition);
       }
     }
   }

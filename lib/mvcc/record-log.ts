@@ -260,6 +260,8 @@ export class RecordLog {
   readonly #files: (ValueFile | undefined)[] = [];
   /** Rows pointing into each value file, by file slot. */
   readonly #fileRows: number[] = [];
+  /** The chunk being filled when its row count fell to 0 (dropped once another is filled). */
+  #idleCurrentChunk = -1;
 
   /** Where the log's blocks, key arena and key index nodes get their memory (see slabs.ts). */
   readonly slabs = new Slabs();
@@ -320,6 +322,37 @@ export class RecordLog {
     this.keys.setNewest(slot, row);
     this.#rows = row + 1;
     return row;
+  }
+
+  /**
+   * append() of a record whose value is `valueLength` bytes at `position` of the value file in
+   * `fileSlot` (addFile): nothing is copied (a restore from that file). Returns the new row.
+   */
+  appendFromFile(
+    slot: number,
+    fileSlot: number,
+    position: number,
+    valueLength: number,
+    main: number,
+    sub: number,
+    createRevision: number,
+    version: number,
+    lease: bigint,
+  ): number {
+    checkFilePosition(position);
+    const high = Math.floor(position / 0x100000000);
+    const chunk = -2 - (fileSlot * filePositionHighValues + high);
+    return this.append(
+      slot,
+      chunk,
+      (position >>> 0) | 0,
+      valueLength,
+      main,
+      sub,
+      createRevision,
+      version,
+      lease,
+    );
   }
 
   /**
@@ -478,9 +511,7 @@ export class RecordLog {
     const i32 = b.i32;
     const old = i32[i + iValueChunk]!;
     if (old === noChunk) return;
-    if (!(position >= 0 && position <= maxValueFilePosition && Number.isInteger(position))) {
-      throw new RangeError(`value file position ${position} out of range`);
-    }
+    checkFilePosition(position);
     const high = Math.floor(position / 0x100000000);
     const chunk = -2 - (fileSlot * filePositionHighValues + high);
     i32[i + iValueChunk] = chunk;
@@ -491,8 +522,15 @@ export class RecordLog {
 
   /** One more row points into arena chunk or file `chunk` (a chunk word, not noChunk). */
   #ref(chunk: number): void {
-    if (chunk >= 0) this.#chunkRows[chunk] = (this.#chunkRows[chunk] ?? 0) + 1;
-    else {
+    if (chunk >= 0) {
+      this.#chunkRows[chunk] = (this.#chunkRows[chunk] ?? 0) + 1;
+      // the chunk that was being filled when its last row left may be done with now
+      const idle = this.#idleCurrentChunk;
+      if (idle >= 0 && idle !== this.values.currentChunkId) {
+        this.#idleCurrentChunk = -1;
+        if (this.#chunkRows[idle] === 0) this.values.drop(idle);
+      }
+    } else {
       const slot = fileSlotOf(chunk);
       this.#fileRows[slot] = (this.#fileRows[slot] ?? 0) + 1;
     }
@@ -502,7 +540,9 @@ export class RecordLog {
   #unref(chunk: number): void {
     if (chunk >= 0) {
       const n = --this.#chunkRows[chunk]!;
-      if (n === 0 && chunk !== this.values.currentChunkId) this.values.drop(chunk);
+      if (n !== 0) return;
+      if (chunk !== this.values.currentChunkId) this.values.drop(chunk);
+      else this.#idleCurrentChunk = chunk;
       return;
     }
     const slot = fileSlotOf(chunk);
@@ -590,4 +630,10 @@ export class RecordLog {
 /** The file slot a value chunk word <= -2 names. */
 function fileSlotOf(chunk: number): number {
   return (-2 - chunk) >>> 3;
+}
+
+function checkFilePosition(position: number): void {
+  if (!(position >= 0 && position <= maxValueFilePosition && Number.isInteger(position))) {
+    throw new RangeError(`value file position ${position} out of range`);
+  }
 }

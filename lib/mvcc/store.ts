@@ -657,11 +657,13 @@ export class MvccStore {
    * watchers stay open: every synced watcher becomes unsynced from the revision after the old
    * current revision, so it catches up from the new history (or is told its revision was
    * compacted), as etcd's watchableStore.Restore. Lease attachments of the old keys are the
-   * caller's to drop (restore the lessor first). Throws MvccRestoreError for a malformed entry.
+   * caller's to drop (restore the lessor first). `valueFile` as restore's. Throws
+   * MvccRestoreError for a malformed entry.
    */
   replaceFromSnapshot(
     records: Iterable<[Uint8Array, Uint8Array]> | RawKeyRecords,
     compactRevision: number,
+    valueFile?: ValueFile,
   ): void {
     if (this.#writeStart !== -1) {
       throw new MvccRestoreError("ErrRestoreNotEmpty", "a write is in progress");
@@ -674,7 +676,7 @@ export class MvccStore {
     this.#tombstonesAtCompactRev = [];
     this.#liveKeys = 0;
     this.#bytes = 0;
-    this.restore(records, compactRevision);
+    this.restore(records, compactRevision, valueFile);
     this.#hub.unsyncAll(nextRev);
   }
 
@@ -685,22 +687,25 @@ export class MvccStore {
    * re-attached through the hooks. `compactRevision` comes from the db's meta bucket (etcd's
    * finishedCompactRev; -1 if none). Entries are copied as they are read, so the source may reuse
    * its buffers (a db file read page by page); a source that also offers RawKeyRecords is read
-   * through it (no object per entry). Throws MvccRestoreError if the store is not empty or an
-   * entry is malformed.
+   * through it (no object per entry). With `valueFile` (the db file the raw entries are read from,
+   * durable), the values of entries whose file position the source gives stay in that file and are
+   * read from it (RecordLog, "Values in a db file"), not copied. Throws MvccRestoreError if the
+   * store is not empty or an entry is malformed.
    */
   restore(
     records: Iterable<[Uint8Array, Uint8Array]> | RawKeyRecords,
     compactRevision: number,
+    valueFile?: ValueFile,
   ): void {
     if (this.#log.length !== 0 || this.#currentRev !== 1 || this.#index.size !== 0) {
       throw new MvccRestoreError("ErrRestoreNotEmpty", "the store is not empty");
     }
     // keys are deduped through a scratch index with nodes of its own (filled in the file's order,
     // ~70 % full); the store's index is that one packed, in the log's slabs
-    const r = new RestoreRun(this.#log, new SlotBTree(this.#log.keys));
+    const r = new RestoreRun(this.#log, new SlotBTree(this.#log.keys), valueFile);
     if ("forEachRaw" in records) {
-      records.forEachRaw((buf, keyStart, keyEnd, valueEnd) => {
-        r.add(buf, keyStart, keyEnd, buf, keyEnd, valueEnd);
+      records.forEachRaw((buf, keyStart, keyEnd, valueEnd, bufPosition = -1) => {
+        r.add(buf, keyStart, keyEnd, buf, keyEnd, valueEnd, bufPosition);
       });
     } else {
       for (const [k, v] of records) r.add(view(k), 0, k.length, view(v), 0, v.length);
@@ -1253,9 +1258,19 @@ function writeVarintField(out: Buffer, p: number, tag: number, n: number): numbe
 export interface RawKeyRecords {
   /**
    * Calls `fn` for each entry: the revision key is buf[keyStart, keyEnd), the marshaled KeyValue
-   * buf[keyEnd, valueEnd). `buf` may be reused after the call.
+   * buf[keyEnd, valueEnd). `buf` may be reused after the call. `bufPosition`, when >= 0, says
+   * buf[i] is byte bufPosition + i of the db file the entries are read from (so a restore given
+   * that file as a ValueFile can leave the values in it); -1 or absent when not known.
    */
-  forEachRaw(fn: (buf: Buffer, keyStart: number, keyEnd: number, valueEnd: number) => void): void;
+  forEachRaw(
+    fn: (
+      buf: Buffer,
+      keyStart: number,
+      keyEnd: number,
+      valueEnd: number,
+      bufPosition?: number,
+    ) => void,
+  ): void;
 }
 
 /**
@@ -1272,12 +1287,20 @@ class RestoreRun {
   bytes = 0;
   spilled: [Buffer, Buffer][] | undefined = undefined;
 
-  constructor(log: RecordLog, index: SlotBTree) {
+  /** The value file given to restore() and its slot in the log (-1 until a row points into it). */
+  readonly #valueFile: ValueFile | undefined;
+  #fileSlot = -1;
+
+  constructor(log: RecordLog, index: SlotBTree, valueFile: ValueFile | undefined) {
     this.#log = log;
     this.index = index;
+    this.#valueFile = valueFile;
   }
 
-  /** The entry with revision key rk[rkStart, rkEnd) and KeyValue kv[kvStart, kvEnd). */
+  /**
+   * The entry with revision key rk[rkStart, rkEnd) and KeyValue kv[kvStart, kvEnd); kv[i] is byte
+   * kvPosition + i of the value file when kvPosition >= 0.
+   */
   add(
     rk: Buffer,
     rkStart: number,
@@ -1285,6 +1308,7 @@ class RestoreRun {
     kv: Buffer,
     kvStart: number,
     kvEnd: number,
+    kvPosition = -1,
   ): void {
     const len = rkEnd - rkStart;
     if (!(len === 17 || (len === 18 && rk[rkStart + 17] === 0x74)) || rk[rkStart + 8] !== 0x5f) {
@@ -1315,6 +1339,21 @@ class RestoreRun {
     const valueLength = d.valueEnd - d.valueStart;
     if (len === 18) {
       log.append(slot, -1, 0, 0, main, sub, 0, 0, noLease);
+    } else if (kvPosition >= 0 && valueLength > 0 && this.#valueFile !== undefined) {
+      // the value stays in the file: nothing copied
+      if (this.#fileSlot < 0) this.#fileSlot = log.addFile(this.#valueFile);
+      const at = kvPosition + d.valueStart;
+      log.appendFromFile(
+        slot,
+        this.#fileSlot,
+        at,
+        valueLength,
+        main,
+        sub,
+        d.createRevision,
+        d.version,
+        d.lease,
+      );
     } else {
       const chunk = log.values.place(kv, d.valueStart, d.valueEnd);
       const off = log.values.placedOffset;

@@ -4,7 +4,7 @@
  * server at start and when a snapshot from the leader is applied, and by the Raft simulator's
  * members (tools/sim/member.ts), so both load a db the same way.
  */
-import type { MvccStore } from "../mvcc/index.js";
+import type { MvccStore, ValueFile } from "../mvcc/index.js";
 import type { Lessor } from "../lease/index.js";
 import type { AlarmMember } from "../proto/gen/etcdserverpb/rpc.js";
 import type { MemberAuth } from "./apply-auth.js";
@@ -30,16 +30,19 @@ export interface DbLoadTarget {
  * with the db's removed ids, the alarms and the auth store.
  * `members`: etcd 3.4 takes the list from the snapshot's v2 store, not the db, since ConfChanges
  * after the snapshot are applied again on replay (see EtcdServer's restore).
+ * `valueFile`: the db file itself, durable, opened as a ValueFile: the keys' values stay in it
+ * (MvccStore.restore) instead of being copied into memory.
  * @throws MvccRestoreError for a malformed key entry or a starting store that is not empty.
  */
 export function loadDbIntoMember(
   t: DbLoadTarget,
   db: ParsedDbFile,
-  opts: { replace: boolean; members: readonly MemberRecord[] },
+  opts: { replace: boolean; members: readonly MemberRecord[]; valueFile?: ValueFile },
 ): void {
   t.lessor.restore(db.leases);
-  if (opts.replace) t.store.replaceFromSnapshot(db.keyRecords(), db.compactRevision);
-  else t.store.restore(db.keyRecords(), db.compactRevision);
+  const records = db.keyRecords();
+  if (opts.replace) t.store.replaceFromSnapshot(records, db.compactRevision, opts.valueFile);
+  else t.store.restore(records, db.compactRevision, opts.valueFile);
   if (db.scheduledCompactRevision > db.compactRevision) {
     t.store.compact(db.scheduledCompactRevision);
   }

@@ -58,6 +58,12 @@ export const dbTempSuffix = ".tmp";
 export interface OpenDbFile extends ParsedDbFile {
   /** Closes the file (idempotent); keyRecords() closes it when its walk ends. */
   close(): void;
+  /**
+   * Hands the file's descriptor (open for reading) to the caller, who closes it: close() and the
+   * end of the keyRecords() walk then leave it open (the store reads values from it,
+   * value-file.ts). Throws if the file is closed already.
+   */
+  takeFd(): number;
   sizeBytes: number;
   sizeInUseBytes: number;
 }
@@ -72,9 +78,15 @@ export interface OpenDbFile extends ParsedDbFile {
  */
 export function readDbFile(path: string): OpenDbFile {
   let fd: number | undefined;
+  let taken = false;
   const close = (): void => {
-    if (fd !== undefined) closeSync(fd);
+    if (fd !== undefined && !taken) closeSync(fd);
     fd = undefined;
+  };
+  const takeFd = (): number => {
+    if (fd === undefined || taken) throw new Error(`${path}: the db file is closed or taken`);
+    taken = true;
+    return fd;
   };
   const fail = (err: unknown): never => {
     close();
@@ -125,6 +137,7 @@ export function readDbFile(path: string): OpenDbFile {
         });
       },
       close,
+      takeFd,
       sizeBytes: source.byteLength,
       sizeInUseBytes,
     };
@@ -220,7 +233,7 @@ export interface RecoveredDataDir {
   /** the raft snapshot the WAL read started from; undefined when it started at index 0 */
   snapshot: RaftSnapshot | undefined;
   /** the db file's contents; undefined when the data dir has none (an etcd-ts dir before its first snapshot) */
-  db: ParsedDbFile | undefined;
+  db: OpenDbFile | undefined;
   /** the db's consistent index (0 without a db): entries at or below it are in the db already */
   consistentIndex: number;
   /** the db file's size, and the bytes of it not on bbolt's freelist (0 without a db) */

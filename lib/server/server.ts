@@ -66,7 +66,14 @@ import {
 import { type MemberRecord, encodeMemberContext } from "./membership.js";
 import { ServerMetrics } from "./metrics.js";
 import { AutoCompactor, parseRetention } from "./compactor.js";
-import { readDbFile, recoverDataDir, type RecoveredDataDir, dbFilePath } from "./recovery.js";
+import {
+  readDbFile,
+  recoverDataDir,
+  type OpenDbFile,
+  type RecoveredDataDir,
+  dbFilePath,
+} from "./recovery.js";
+import { DbValueFile } from "./value-file.js";
 import { failpoint } from "../failpoint/index.js";
 import { Snapshotter } from "./snapshotter.js";
 import { proposalTimeoutError } from "./timeout-cause.js";
@@ -125,7 +132,7 @@ export class EtcdServer {
   readonly #servePeers: boolean;
   #peers: PeerNet | undefined;
   /** A received snapshot's db, read while its .snap file was written (applySnapshot loads it). */
-  #receivedDb: { index: number; db: ParsedDbFile } | undefined;
+  #receivedDb: { index: number; db: OpenDbFile } | undefined;
   #removedFromCluster = false;
 
   #memberId = 0n;
@@ -618,7 +625,11 @@ export class EtcdServer {
       () => this.#snapshotter?.restoredTo(md.index, dbFileSize(this.config.dataDir)),
       (err: Error) => this.#fatal(err),
     );
-    loadDbIntoMember(this.#dbLoadTarget(), db, { replace: true, members: db.members });
+    loadDbIntoMember(this.#dbLoadTarget(), db, {
+      replace: true,
+      members: db.members,
+      valueFile: this.#valueFileOf(db, dbFilePath(this.config.dataDir)),
+    });
     this.#applier.restoredFromSnapshot(md.index, md.term, md.confState);
     this.logger.info({ index: md.index, term: md.term }, "applied snapshot from the leader");
   }
@@ -681,9 +692,19 @@ export class EtcdServer {
       loadDbIntoMember(this.#dbLoadTarget(), db, {
         replace: false,
         members: fromSnap ?? (snap !== undefined ? db.members : []),
+        valueFile: this.#valueFileOf(db, dbFilePath(this.config.dataDir)),
       });
     }
     return startIndex;
+  }
+
+  /**
+   * The db file being loaded (durable: fsynced before it was renamed into place, or as received)
+   * as the file the store reads its values from (value-file.ts): its descriptor stays open while
+   * any record points into it. A failed read stops the member.
+   */
+  #valueFileOf(db: OpenDbFile, path: string): DbValueFile {
+    return new DbValueFile(db.takeFd(), path, (err) => this.#fatal(err));
   }
 
   /** The parts of this member a db file fills (db-load.ts). */

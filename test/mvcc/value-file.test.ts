@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { MvccStore, type MvccSnapshot, type ValueFile } from "../../lib/mvcc/index.js";
-import { BoltFileWriter } from "../../lib/btree/index.js";
+import { BoltFile, BoltFileWriter } from "../../lib/btree/index.js";
 import { prng } from "../helpers/server.js";
 import {
   b,
@@ -163,4 +163,29 @@ test("moveValuesTo moves nothing without a recorded write (a key bucket written 
   assert.equal(r.done, true);
   assert.equal(r.value, false);
   assert.equal(s.range(rangeReq("a")).kvs[0]!.value.toString(), "1");
+});
+
+test("a restore from a db file leaves the values in it: the same store, nothing copied", () => {
+  const seed = testSeed("value-file restore");
+  const next = prng(seed);
+  const mem = new MvccStore({ valueArenaChunkBytes: 4096 });
+  randomWrites([mem], next, 300);
+  mem.compact(mem.currentRevision - 100);
+  const snap = mem.snapshot();
+  const w = new BoltFileWriter([
+    { name: b("key"), entries: () => snap.records(), cursor: () => snap.cursor!() },
+  ]);
+  const file = new MemoryValueFile(Buffer.concat([...w.chunks()]));
+  const bucket = BoltFile.open(file.bytes).bucket("key")!;
+  const filed = new MvccStore({ valueArenaChunkBytes: 4096 });
+  filed.restore({ forEachRaw: (fn) => bucket.forEachEntry(fn) }, mem.compactRevision, file);
+  assert.equal(filed.valueMemory().files, 1);
+  assert.equal(filed.valueMemory().arenaBytes, 0, "no value was copied into memory");
+  assertSame(mem, filed);
+  assert.ok(file.reads > 0);
+  // and writes go on: new values in memory, compaction keeps the file's as references
+  randomWrites([mem, filed], next, 100);
+  mem.compact(mem.currentRevision - 20);
+  filed.compact(filed.currentRevision - 20);
+  assertSame(mem, filed);
 });

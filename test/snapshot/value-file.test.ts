@@ -3,7 +3,7 @@
 // instead of keeping them in memory. A real client then reads every value back right after a
 // snapshot, during a defragment, at old revisions across a compaction and two db generations,
 // through the Snapshot RPC (etcdctl snapshot save, the file's key bucket checked record by
-// record), and after a restart.
+// record), and after a restart, where the records read their values from the db file loaded.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from "node:fs";
@@ -169,8 +169,15 @@ describe(`values read from the db file (SEED=${seed})`, { timeout: 120_000 }, ()
     }
   });
 
-  test("a restart serves every value", async () => {
+  test("a restart serves every value, read from the db file it started from", async () => {
     await m.restart();
+    assert.equal(await valueFiles(m), 1, "the restored records read their values from the db");
+    assert.ok(openDbFiles(m).length > 0);
     await checkLatest("after a restart");
+    // and again after a kill -9, with writes after the restart in the WAL only
+    await putAll(5);
+    await m.kill9();
+    await m.restart();
+    await checkLatest("after a kill -9 and a restart");
   });
 });

@@ -325,37 +325,6 @@ export class RecordLog {
   }
 
   /**
-   * append() of a record whose value is `valueLength` bytes at `position` of the value file in
-   * `fileSlot` (addFile): nothing is copied (a restore from that file). Returns the new row.
-   */
-  appendFromFile(
-    slot: number,
-    fileSlot: number,
-    position: number,
-    valueLength: number,
-    main: number,
-    sub: number,
-    createRevision: number,
-    version: number,
-    lease: bigint,
-  ): number {
-    checkFilePosition(position);
-    const high = Math.floor(position / 0x100000000);
-    const chunk = -2 - (fileSlot * filePositionHighValues + high);
-    return this.append(
-      slot,
-      chunk,
-      (position >>> 0) | 0,
-      valueLength,
-      main,
-      sub,
-      createRevision,
-      version,
-      lease,
-    );
-  }
-
-  /**
    * Appends row `row` of `from` as a record of key `slot` of this log, copying its value bytes
    * into this log's arena (compaction). Returns the new row.
    */
@@ -511,11 +480,9 @@ export class RecordLog {
     const i32 = b.i32;
     const old = i32[i + iValueChunk]!;
     if (old === noChunk) return;
-    checkFilePosition(position);
-    const high = Math.floor(position / 0x100000000);
-    const chunk = -2 - (fileSlot * filePositionHighValues + high);
+    const chunk = fileChunkWord(fileSlot, position);
     i32[i + iValueChunk] = chunk;
-    i32[i + iValueOffset] = (position >>> 0) | 0;
+    i32[i + iValueOffset] = fileOffsetWord(position);
     this.#ref(chunk);
     this.#unref(old);
   }
@@ -632,8 +599,19 @@ function fileSlotOf(chunk: number): number {
   return (-2 - chunk) >>> 3;
 }
 
-function checkFilePosition(position: number): void {
+/**
+ * The value chunk word of a value at `position` of the value file in `fileSlot` (see noChunk);
+ * with fileOffsetWord(position), what append() takes for a value left in a file (a restore).
+ * Throws RangeError for a position past maxValueFilePosition.
+ */
+export function fileChunkWord(fileSlot: number, position: number): number {
   if (!(position >= 0 && position <= maxValueFilePosition && Number.isInteger(position))) {
     throw new RangeError(`value file position ${position} out of range`);
   }
+  return -2 - (fileSlot * filePositionHighValues + Math.floor(position / 0x100000000));
+}
+
+/** The value offset word of a value at `position` of a value file (bits 0-31, as an int32). */
+export function fileOffsetWord(position: number): number {
+  return (position >>> 0) | 0;
 }

@@ -44,7 +44,13 @@ import {
 } from "./errors.js";
 import { Rec, compareRecValues, emptyBuffer, recToKeyValue } from "./record.js";
 import type { KeyValue } from "../proto/gen/mvccpb/kv.js";
-import { RecordLog, maxSubRevision, type ValueFile } from "./record-log.js";
+import {
+  RecordLog,
+  fileChunkWord,
+  fileOffsetWord,
+  maxSubRevision,
+  type ValueFile,
+} from "./record-log.js";
 import { WatchHub, type WatchSink, type WatchSource, type WatchStream } from "./watch.js";
 import { putVarint, putVarintBig } from "../proto/varint.js";
 
@@ -1339,24 +1345,19 @@ class RestoreRun {
     const valueLength = d.valueEnd - d.valueStart;
     if (len === 18) {
       log.append(slot, -1, 0, 0, main, sub, 0, 0, noLease);
-    } else if (kvPosition >= 0 && valueLength > 0 && this.#valueFile !== undefined) {
-      // the value stays in the file: nothing copied
-      if (this.#fileSlot < 0) this.#fileSlot = log.addFile(this.#valueFile);
-      const at = kvPosition + d.valueStart;
-      log.appendFromFile(
-        slot,
-        this.#fileSlot,
-        at,
-        valueLength,
-        main,
-        sub,
-        d.createRevision,
-        d.version,
-        d.lease,
-      );
     } else {
-      const chunk = log.values.place(kv, d.valueStart, d.valueEnd);
-      const off = log.values.placedOffset;
+      let chunk: number;
+      let off: number;
+      if (kvPosition >= 0 && valueLength > 0 && this.#valueFile !== undefined) {
+        // the value stays in the file: nothing copied
+        if (this.#fileSlot < 0) this.#fileSlot = log.addFile(this.#valueFile);
+        const at = kvPosition + d.valueStart;
+        chunk = fileChunkWord(this.#fileSlot, at);
+        off = fileOffsetWord(at);
+      } else {
+        chunk = log.values.place(kv, d.valueStart, d.valueEnd);
+        off = log.values.placedOffset;
+      }
       log.append(slot, chunk, off, valueLength, main, sub, d.createRevision, d.version, d.lease);
     }
     this.bytes += Rec.approximateBytesOf(d.keyEnd - d.keyStart, len === 18 ? 0 : valueLength);

@@ -17,6 +17,7 @@ import {
   encodeControlFrame,
 } from "./frame.js";
 import { memberIdHex } from "./hello.js";
+import { readMessage } from "./message-codec.js";
 import type { PeerCounts } from "./metrics.js";
 import type { TransportContext } from "./options.js";
 
@@ -41,7 +42,8 @@ const lastMessageType = MessageType.MsgPreVoteResp;
 export function decodePeerMessage(body: Uint8Array, from: bigint, to: bigint): Message {
   let m: Message;
   try {
-    m = MessageCodec.fromBinary(body);
+    // the hand decoder reads what the hand encoder writes; anything else is protobuf-ts's to judge
+    m = readMessage(body, from, to) ?? MessageCodec.fromBinary(body);
   } catch (err) {
     throw new PeerConnectionError(
       "bad-frame",

@@ -113,3 +113,162 @@ export function putMessage(buf: Uint8Array, pos: number, m: Message): number {
   }
   return pos;
 }
+
+/** The read position of readVarint and skipBytes (module state: no tuple per field read). */
+let at = 0;
+
+/**
+ * Reads the varint at `at` of `buf` (before `end`) as a safe integer and moves `at` past it; -1
+ * when it is cut off, longer than 8 bytes, or above Number.MAX_SAFE_INTEGER (the caller then
+ * leaves the message to protobuf-ts, which reports the error or reads the value as it does).
+ */
+function readVarint(buf: Uint8Array, end: number): number {
+  let v = 0;
+  let mul = 1;
+  for (let i = 0; i < 8 && at < end; i++) {
+    const b = buf[at++]!;
+    v += (b & 0x7f) * mul;
+    if (b < 0x80) return v <= Number.MAX_SAFE_INTEGER ? v : -1;
+    mul *= 128;
+  }
+  return -1;
+}
+
+/** Varint encodings of member ids (few per member; bounded, STYLE §2). */
+const idVarints = new Map<bigint, Uint8Array>();
+const maxIdVarints = 64;
+
+function idVarint(id: bigint): Uint8Array {
+  let v = idVarints.get(id);
+  if (v === undefined) {
+    if (idVarints.size >= maxIdVarints) idVarints.clear();
+    v = new Uint8Array(varintSize64(id));
+    putVarint64(v, 0, id);
+    idVarints.set(id, v);
+  }
+  return v;
+}
+
+/** True (and `at` moved past it) when the bytes at `at` are `want`. */
+function skipBytes(buf: Uint8Array, end: number, want: Uint8Array): boolean {
+  const n = want.length;
+  if (at + n > end) return false;
+  for (let i = 0; i < n; i++) if (buf[at + i] !== want[i]) return false;
+  at += n;
+  return true;
+}
+
+function readEntry(buf: Uint8Array, end: number): Entry | undefined {
+  const e: Entry = { type: 0, term: 0, index: 0, data: emptyBytes };
+  while (at < end) {
+    const tag = buf[at++]!;
+    const wire = tag & 7;
+    const field = tag >>> 3;
+    if (tag >= 0x80) return undefined;
+    if (field === 4 && wire === 2) {
+      const n = readVarint(buf, end);
+      if (n < 0 || at + n > end) return undefined;
+      e.data = buf.subarray(at, at + n);
+      at += n;
+      continue;
+    }
+    if (wire !== 0 || field < 1 || field > 3) return undefined;
+    const v = readVarint(buf, end);
+    // an enum is an int32: a value past 2^31 is a negative one, left to protobuf-ts
+    if (v < 0 || (field === 1 && v > 0x7fffffff)) return undefined;
+    if (field === 1) e.type = v;
+    else if (field === 2) e.term = v;
+    else e.index = v;
+  }
+  return e;
+}
+
+const emptyBytes = new Uint8Array(0);
+
+/**
+ * Decodes a raftpb.Message as Message.fromBinary would, for the messages putMessage writes on a
+ * link from member `from` to member `to`: known fields only, no snapshot, every integer a safe
+ * one, and `to` / `from` (when present) exactly those ids, the only ones such a link carries (they
+ * are compared in their encoded form, which costs no BigInt per message). Returns undefined for
+ * anything else (other ids, a snapshot, an unknown field, a negative enum, an integer past 2^53,
+ * bytes that do not parse): the caller then decodes with protobuf-ts, which gives its answer or
+ * its error. Bytes fields are views into `buf`, as protobuf-ts's.
+ */
+export function readMessage(buf: Uint8Array, from: bigint, to: bigint): Message | undefined {
+  const m: Message = {
+    type: 0,
+    to: 0n,
+    from: 0n,
+    term: 0,
+    logTerm: 0,
+    index: 0,
+    entries: [],
+    commit: 0,
+    snapshot: undefined,
+    reject: false,
+    rejectHint: 0,
+    context: emptyBytes,
+  };
+  const end = buf.length;
+  at = 0;
+  while (at < end) {
+    const tag = buf[at++]!;
+    if (tag >= 0x80) return undefined;
+    const wire = tag & 7;
+    const field = tag >>> 3;
+    if (wire === 2 && (field === 7 || field === 12)) {
+      const n = readVarint(buf, end);
+      if (n < 0 || at + n > end) return undefined;
+      const stop = at + n;
+      if (field === 12) {
+        m.context = buf.subarray(at, stop);
+        at = stop;
+        continue;
+      }
+      const e = readEntry(buf, stop);
+      if (e === undefined) return undefined;
+      m.entries.push(e);
+      continue;
+    }
+    if (wire !== 0) return undefined;
+    if (field === 2) {
+      if (!skipBytes(buf, end, idVarint(to))) return undefined;
+      m.to = to;
+      continue;
+    }
+    if (field === 3) {
+      if (!skipBytes(buf, end, idVarint(from))) return undefined;
+      m.from = from;
+      continue;
+    }
+    const v = readVarint(buf, end);
+    if (v < 0) return undefined;
+    switch (field) {
+      case 1:
+        if (v > 0x7fffffff) return undefined;
+        m.type = v;
+        break;
+      case 4:
+        m.term = v;
+        break;
+      case 5:
+        m.logTerm = v;
+        break;
+      case 6:
+        m.index = v;
+        break;
+      case 8:
+        m.commit = v;
+        break;
+      case 10:
+        m.reject = v !== 0;
+        break;
+      case 11:
+        m.rejectHint = v;
+        break;
+      default:
+        return undefined;
+    }
+  }
+  return m;
+}

@@ -36,6 +36,29 @@ export interface ValueFile {
    * bad mmapped page ends etcd, rather than hand out wrong bytes.
    */
   read(out: Uint8Array, at: number, length: number, position: number): void;
+  /** The file's size in bytes (reads stay below it). */
+  readonly sizeBytes: number;
+}
+
+/**
+ * Readers that visit rows in row order (the snapshot writer's cursor, HashKV) read a value file
+ * through one block read ahead: a file written from rows in order holds their values in the same
+ * order, so one read of readAheadBytes serves hundreds of 256-byte values instead of one pread
+ * each (~2 µs with Node's binding). One block for the process, allocated on first use and kept
+ * (no allocation per snapshot); interleaved readers just read their block again.
+ */
+const readAheadBytes = 256 * 1024;
+const readAhead = {
+  file: undefined as ValueFile | undefined,
+  start: 0,
+  length: 0,
+  block: Buffer.alloc(0),
+};
+
+/** Drops the block read ahead (its file may be one no row points into any more). */
+export function forgetReadAhead(): void {
+  readAhead.file = undefined;
+  readAhead.length = 0;
 }
 
 /**
@@ -447,6 +470,38 @@ export class RecordLog {
     const len = this.valueLength(row);
     if (chunk >= noChunk) copyInto(out, at, this.values.chunk(chunk), start, start + len);
     else this.#readFile(chunk, start, len, out, at);
+    return at + len;
+  }
+
+  /**
+   * writeValue for a reader that visits rows in row order: a value in a file comes from the block
+   * read ahead (see readAhead), read again when the value is not in it.
+   */
+  writeValueInOrder(row: number, out: Buffer, at: number): number {
+    const chunk = this.valueChunkId(row);
+    if (chunk >= noChunk) return this.writeValue(row, out, at);
+    const len = this.valueLength(row);
+    const code = -2 - chunk;
+    const position =
+      (code & (filePositionHighValues - 1)) * 0x100000000 + (this.valueOffset(row) >>> 0);
+    const file = this.#files[code >>> 3]!;
+    const ra = readAhead;
+    if (ra.file !== file || position < ra.start || position + len > ra.start + ra.length) {
+      if (len > readAheadBytes) {
+        file.read(out, at, len, position);
+        return at + len;
+      }
+      if (ra.block.length === 0) ra.block = Buffer.allocUnsafeSlow(readAheadBytes);
+      // the block is invalid until the read succeeds (a failed read throws)
+      ra.file = undefined;
+      const n = Math.min(readAheadBytes, file.sizeBytes - position);
+      file.read(ra.block, 0, n, position);
+      ra.file = file;
+      ra.start = position;
+      ra.length = n;
+    }
+    const from = position - ra.start;
+    copyInto(out, at, ra.block, from, from + len);
     return at + len;
   }
 

@@ -48,6 +48,7 @@ import {
   RecordLog,
   fileChunkWord,
   fileOffsetWord,
+  forgetReadAhead,
   maxSubRevision,
   type ValueFile,
 } from "./record-log.js";
@@ -652,6 +653,8 @@ export class MvccStore {
           if ((r + 1) % rowsPerStep === 0) yield;
         }
         positions = undefined;
+        // the block read ahead may be of the file the values left: let that file go
+        forgetReadAhead();
         return true;
       },
     };
@@ -1210,7 +1213,8 @@ let encodedValueAt = -1;
  * Writes at `at` what etcd's backend stores for one record (and HashByRev feeds its hash): the
  * bbolt key (8-byte big-endian main, '_', 8-byte sub, 't' for a tombstone) then the proto3
  * KeyValue as gogo-protobuf marshals it (fields 1-6 in order, zero values omitted; a tombstone
- * stores only its key). Returns the end offset.
+ * stores only its key). Returns the end offset. Its callers visit rows in row order, so values in
+ * a file are read through RecordLog.writeValueInOrder.
  */
 function encodeRow(log: RecordLog, row: number, out: Buffer, at: number): number {
   const main = log.main(row);
@@ -1236,7 +1240,7 @@ function encodeRow(log: RecordLog, row: number, out: Buffer, at: number): number
     out[p++] = 0x2a;
     p = putVarint(out, p, len);
     encodedValueAt = p;
-    p = log.writeValue(row, out, p);
+    p = log.writeValueInOrder(row, out, p);
   }
   const lease = log.lease(row);
   if (lease !== 0n) {

@@ -9,7 +9,7 @@
  * rename of a newer db over `member/snap/db` leaves this file's inode readable through it; its disk
  * space goes back once the descriptor is closed.
  */
-import { closeSync, readSync } from "node:fs";
+import { closeSync, fstatSync, readSync } from "node:fs";
 import type { ValueFile } from "../mvcc/index.js";
 
 /** Closes the descriptor of a DbValueFile nothing can reach any more. */
@@ -27,6 +27,7 @@ const maxShortReads = 4;
 /** One db file, open for reading, as a lib/mvcc ValueFile. */
 export class DbValueFile implements ValueFile {
   readonly #fd: number;
+  readonly sizeBytes: number;
   readonly #path: string;
   readonly #onError: (err: Error) => void;
 
@@ -39,6 +40,7 @@ export class DbValueFile implements ValueFile {
     this.#fd = fd;
     this.#path = path;
     this.#onError = onError;
+    this.sizeBytes = fstatSync(fd).size;
     closer.register(this, fd);
   }
 

@@ -20,6 +20,9 @@ class MemoryValueFile implements ValueFile {
   reads = 0;
   fail = false;
   constructor(readonly bytes: Buffer) {}
+  get sizeBytes(): number {
+    return this.bytes.length;
+  }
   read(out: Uint8Array, at: number, length: number, position: number): void {
     if (this.fail) throw new Error("EIO");
     assert.ok(position + length <= this.bytes.length, "read past the end of the file");

@@ -455,9 +455,7 @@ export class RecordLog {
 
   /** Reads a value of `length` bytes in a file (chunk and offset words) into out[at, ...). */
   #readFile(chunk: number, offset: number, length: number, out: Uint8Array, at: number): void {
-    const code = -2 - chunk;
-    const position = (code & (filePositionHighValues - 1)) * 0x100000000 + (offset >>> 0);
-    this.#files[code >>> 3]!.read(out, at, length, position);
+    this.#files[fileSlotOf(chunk)]!.read(out, at, length, filePositionOf(chunk, offset));
   }
 
   /**
@@ -481,10 +479,8 @@ export class RecordLog {
     const chunk = this.valueChunkId(row);
     if (chunk >= noChunk) return this.writeValue(row, out, at);
     const len = this.valueLength(row);
-    const code = -2 - chunk;
-    const position =
-      (code & (filePositionHighValues - 1)) * 0x100000000 + (this.valueOffset(row) >>> 0);
-    const file = this.#files[code >>> 3]!;
+    const position = filePositionOf(chunk, this.valueOffset(row));
+    const file = this.#files[fileSlotOf(chunk)]!;
     const ra = readAhead;
     if (ra.file !== file || position < ra.start || position + len > ra.start + ra.length) {
       if (len > readAheadBytes) {
@@ -647,6 +643,11 @@ export class RecordLog {
     }
     return lo;
   }
+}
+
+/** The file position a value chunk word <= -2 and its offset word name. */
+function filePositionOf(chunk: number, offset: number): number {
+  return ((-2 - chunk) & (filePositionHighValues - 1)) * 0x100000000 + (offset >>> 0);
 }
 
 /** The file slot a value chunk word <= -2 names. */

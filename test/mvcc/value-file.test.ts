@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { MvccStore, type MvccSnapshot, type ValueFile } from "../../lib/mvcc/index.js";
 import { BoltFile, BoltFileWriter } from "../../lib/btree/index.js";
 import { prng } from "../helpers/server.js";
+import { RecordLog, maxValueFilePosition } from "../../lib/mvcc/record-log.js";
 import {
   b,
   createWatch,
@@ -191,4 +192,37 @@ test("a restore from a db file leaves the values in it: the same store, nothing 
   mem.compact(mem.currentRevision - 20);
   filed.compact(filed.currentRevision - 20);
   assertSame(mem, filed);
+});
+
+test("value positions past 4 GiB (up to maxValueFilePosition) read back exactly; past it is refused", () => {
+  const log = new RecordLog(4096, 4096);
+  const slot = log.keys.add(b("k"));
+  const asked: number[] = [];
+  const file: ValueFile = {
+    sizeBytes: maxValueFilePosition + 1,
+    read: (out, at, length, position) => {
+      asked.push(position);
+      out.fill(0x61, at, at + length);
+    },
+  };
+  const fileSlot = log.addFile(file);
+  const positions = [0, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 5 * 2 ** 32 + 123, maxValueFilePosition - 3];
+  for (const [i, p] of positions.entries()) {
+    const v = b("xyz!");
+    const row = log.append(
+      slot,
+      log.values.place(v, 0, 4),
+      log.values.placedOffset,
+      4,
+      i + 2,
+      0,
+      2,
+      i + 1,
+      0n,
+    );
+    log.moveValueToFile(row, fileSlot, p);
+    assert.equal(log.value(row).toString(), "aaaa");
+  }
+  assert.deepEqual(asked, positions);
+  assert.throws(() => log.moveValueToFile(0, fileSlot, maxValueFilePosition + 1), RangeError);
 });

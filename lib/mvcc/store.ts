@@ -48,7 +48,7 @@ import {
   RecordLog,
   fileChunkWord,
   fileOffsetWord,
-  forgetReadAhead,
+  forgetValueFileCaches,
   maxSubRevision,
   type ValueFile,
 } from "./record-log.js";
@@ -654,7 +654,7 @@ export class MvccStore {
         }
         positions = undefined;
         // the block read ahead may be of the file the values left: let that file go
-        forgetReadAhead();
+        forgetValueFileCaches();
         return true;
       },
     };
@@ -685,6 +685,8 @@ export class MvccStore {
     this.#tombstonesAtCompactRev = [];
     this.#liveKeys = 0;
     this.#bytes = 0;
+    // blocks of the files the old records read from would keep those files open
+    forgetValueFileCaches();
     this.restore(records, compactRevision, valueFile);
     this.#hub.unsyncAll(nextRev);
   }

@@ -1,0 +1,92 @@
+#!/bin/bash
+# CPU per put of each member of a 3-member cluster under etcd's benchmark tool (issue 14).
+#
+#   bash bench/cluster-cpu.sh etcd-ts|etcd CLIENTS TOTAL [ROOT]
+#
+# Starts three members of etcd-ts (node ROOT/dist/tools/etcd-ts.js; ROOT defaults to this
+# checkout, so another build can be compared by its path) or of real etcd 3.4 (/usr/bin/etcd) on
+# loopback ports from BASE_PORT (default 31000), each with its own data dir under a fresh temp dir;
+# finds the leader (etcd_server_is_leader); runs an unmeasured warm-up of TOTAL/5 puts, then TOTAL
+# puts of 256-byte values on 100,000 keys with --clients=CLIENTS --conns=min(CLIENTS,100) and
+# --endpoints of all three; and prints, per member, its role (L or F), the CPU it used per put
+# (utime + stime from /proc/PID/stat around the measured run, in µs), and its write and read
+# system calls per put (/proc/PID/io syscw, syscr); then the tool's req/s, p50 and p99 and the load
+# average. Members are stopped by their pids (SIGTERM). Extra member flags: MEMBER_FLAGS.
+set -euo pipefail
+SYSTEM=$1
+CLIENTS=$2
+TOTAL=$3
+ROOT=${4:-$(cd "$(dirname "$0")/.." && pwd)}
+BASE=${BASE_PORT:-31000}
+CONNS=$((CLIENTS < 100 ? CLIENTS : 100))
+BENCH=${ETCD_BENCHMARK:-$ROOT/.cache/etcd-benchmark/benchmark}
+DIR=$(mktemp -d /tmp/cluster-cpu.XXXXXX)
+TICKS=$(getconf CLK_TCK)
+initial=""
+for i in 1 2 3; do initial+="${initial:+,}m$i=http://127.0.0.1:$((BASE + i * 10 + 2))"; done
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$DIR"
+}
+trap cleanup EXIT
+for i in 1 2 3; do
+  client=http://127.0.0.1:$((BASE + i * 10 + 1))
+  peer=http://127.0.0.1:$((BASE + i * 10 + 2))
+  args=(--name "m$i" --data-dir "$DIR/m$i" --listen-client-urls "$client"
+    --advertise-client-urls "$client" --listen-peer-urls "$peer"
+    --initial-advertise-peer-urls "$peer" --initial-cluster "$initial"
+    --initial-cluster-state new --log-level warn)
+  if [ "$SYSTEM" = etcd ]; then
+    /usr/bin/etcd "${args[@]}" --logger zap ${MEMBER_FLAGS:-} >"$DIR/m$i.log" 2>&1 &
+  else
+    node "$ROOT/dist/tools/etcd-ts.js" "${args[@]}" ${MEMBER_FLAGS:-} >"$DIR/m$i.log" 2>&1 &
+  fi
+  pids+=($!)
+done
+endpoints=""
+for i in 1 2 3; do endpoints+="${endpoints:+,}127.0.0.1:$((BASE + i * 10 + 1))"; done
+for _ in $(seq 1 150); do
+  healthy=0
+  for i in 1 2 3; do
+    health=$(curl -s -m 1 "http://127.0.0.1:$((BASE + i * 10 + 1))/health" || true)
+    grep -q true <<<"$health" && healthy=$((healthy + 1))
+  done
+  [ "$healthy" = 3 ] && break
+  sleep 0.2
+done
+[ "$healthy" = 3 ] || { echo "cluster not healthy; logs in $DIR" >&2; trap - EXIT; exit 1; }
+leader=0
+for i in 1 2 3; do
+  metrics=$(curl -s "http://127.0.0.1:$((BASE + i * 10 + 1))/metrics")
+  grep -q '^etcd_server_is_leader 1' <<<"$metrics" && leader=$i
+done
+put() {
+  "$BENCH" --endpoints="$endpoints" --clients="$CLIENTS" --conns="$CONNS" put --key-size=8 \
+    --val-size=256 --key-space-size=100000 --total="$1"
+}
+put $((TOTAL / 5)) >"$DIR/warm-up.txt" 2>&1
+declare -a cpu0 w0 r0
+for i in 0 1 2; do
+  cpu0[i]=$(awk '{print $14 + $15}' "/proc/${pids[i]}/stat")
+  w0[i]=$(awk '/^syscw/ {print $2}' "/proc/${pids[i]}/io")
+  r0[i]=$(awk '/^syscr/ {print $2}' "/proc/${pids[i]}/io")
+done
+put "$TOTAL" >"$DIR/run.txt" 2>&1
+line="$SYSTEM clients=$CLIENTS puts=$TOTAL"
+sum=0
+for i in 0 1 2; do
+  cpu=$(($(awk '{print $14 + $15}' "/proc/${pids[i]}/stat") - cpu0[i]))
+  us=$((cpu * 1000000 / TICKS / TOTAL))
+  w=$(awk -v a="${w0[i]}" -v n="$TOTAL" '/^syscw/ {printf "%.2f", ($2 - a) / n}' "/proc/${pids[i]}/io")
+  r=$(awk -v a="${r0[i]}" -v n="$TOTAL" '/^syscr/ {printf "%.2f", ($2 - a) / n}' "/proc/${pids[i]}/io")
+  role=F
+  [ $((i + 1)) = "$leader" ] && role=L
+  line+=" m$((i + 1))$role=${us}us(w$w,r$r)"
+  sum=$((sum + us))
+done
+rps=$(awk '/Requests\/sec/ {print $2}' "$DIR/run.txt")
+p50=$(awk '/ 50% in/ {print $3}' "$DIR/run.txt")
+p99=$(awk '/ 99% in/ {print $3}' "$DIR/run.txt")
+echo "$line sum=${sum}us req/s=$rps p50=${p50}s p99=${p99}s load=$(cut -d' ' -f1 /proc/loadavg)"

@@ -36,8 +36,11 @@ class MemoryValueFile implements ValueFile {
   }
 }
 
-/** Writes the snapshot's key bucket as a bbolt file (as the snapshotter does) and moves its values. */
-function moveToFile(snap: MvccSnapshot): MemoryValueFile {
+/**
+ * Writes the snapshot's key bucket as a bbolt file (as the snapshotter does) and moves its values;
+ * `between` runs after each step of the move (readers in between see some rows moved).
+ */
+function moveToFile(snap: MvccSnapshot, between: () => void = () => {}): MemoryValueFile {
   snap.recordValuePositions!();
   const w = new BoltFileWriter([
     { name: b("key"), entries: () => snap.records(), cursor: () => snap.cursor!() },
@@ -45,7 +48,10 @@ function moveToFile(snap: MvccSnapshot): MemoryValueFile {
   const file = new MemoryValueFile(Buffer.concat([...w.chunks(true)].map((c) => Buffer.from(c))));
   const move = snap.moveValuesTo!(file, 7);
   let r = move.next();
-  while (r.done !== true) r = move.next();
+  while (r.done !== true) {
+    between();
+    r = move.next();
+  }
   assert.equal(r.value, true);
   return file;
 }
@@ -109,7 +115,14 @@ test("values moved to a db file read back the same through every read path, acro
   const filed = new MvccStore(opts);
   randomWrites([mem, filed], next, 400);
   const before = filed.valueMemory().arenaBytes;
-  const first = moveToFile(filed.snapshot());
+  const all = rangeReq("a", { rangeEnd: b("z") });
+  const want = mem.range(all);
+  let steps = 0;
+  const first = moveToFile(filed.snapshot(), () => {
+    steps++;
+    assert.deepEqual(filed.range(all), want, `a range between steps ${steps} of the move`);
+  });
+  assert.ok(steps > 10);
   assert.equal(filed.valueMemory().files, 1);
   // the chunks the moved values were in are gone (the one being filled stays)
   assert.ok(

@@ -227,6 +227,16 @@ flags["experimental-wal-sync-write-max-entries"] = {
   set: (c, v) => (c.walSyncWriteMaxEntries = int("experimental-wal-sync-write-max-entries", v)),
 };
 
+/** etcd-ts only: durable WAL writes (raft Ready saves) in flight at once; 1 = one at a time. */
+flags["experimental-wal-max-writes-in-flight"] = {
+  kind: "int",
+  set: (c, v) => {
+    const n = int("experimental-wal-max-writes-in-flight", v);
+    if (n < 1) throw new Error("--experimental-wal-max-writes-in-flight must be at least 1");
+    c.walMaxWritesInFlight = n;
+  },
+};
+
 /** etcd-ts only: WAL segment size for tests (etcd's is fixed at 64 MiB). */
 flags["experimental-wal-segment-size-bytes"] = {
   kind: "int",

@@ -62,6 +62,12 @@ export interface ServerConfig {
    */
   walSyncWriteMaxEntries: number;
   /**
+   * Durable WAL writes in flight at once, and raft Readies whose save may be in flight together
+   * (lib/wal maxWritesInFlight; etcd-io/raft's asynchronous storage writes). 1 saves one Ready at
+   * a time. etcd-ts only: `--experimental-wal-max-writes-in-flight`.
+   */
+  walMaxWritesInFlight: number;
+  /**
    * etcd's --auth-token: "simple" or "jwt,pub-key=…,priv-key=…,sign-method=…[,ttl=…]"
    * (lib/auth/tokens.ts).
    */
@@ -154,6 +160,7 @@ export function defaultConfig(): ServerConfig {
     bcryptCost: 10,
     grpcTransport: "fast",
     walSyncWriteMaxEntries: 1,
+    walMaxWritesInFlight: 2,
     grpcKeepaliveMinTimeMs: 5_000,
     grpcPingAckDelayMs: 0,
     failpointsHttp: false,

@@ -22,6 +22,7 @@ import {
   MemoryStorage,
   RawNode,
   StateType,
+  type Ready,
   type ReadState,
 } from "../raft/index.js";
 import { failpoint, failpointSleepMs } from "../failpoint/index.js";
@@ -87,6 +88,14 @@ export interface RaftNodeOptions {
    * --experimental-snapshot-catchup-entries); a follower further behind gets a snapshot.
    */
   keepEntries: number;
+  /**
+   * Readies whose WAL save may be in flight at once (default 1). With more, the next Ready is
+   * taken and its save started while earlier saves run (etcd-io/raft's asynchronous storage
+   * writes): its leader messages go out and its committed entries apply at once, and everything
+   * that needs its save (the leader's self-ack at advance, a follower's acknowledgements, raft
+   * storage) happens after its save and every earlier one, in order.
+   */
+  maxSavesInFlight?: number;
   host: RaftNodeHost;
 }
 
@@ -108,6 +117,11 @@ export class RaftNode {
   #forwardScheduled = false;
   #inReady = false;
   #stopped = false;
+  readonly #maxSavesInFlight: number;
+  /** Readies taken whose save-and-advance has not finished. */
+  #readiesInFlight = 0;
+  /** Settles (never rejects) when the last Ready taken has been saved and advanced. */
+  #lastReadyDone: Promise<void> = Promise.resolve();
 
   /** The newest hardState not yet written (its only change was the commit index). */
   #unwrittenHardState: HardState | undefined;
@@ -133,6 +147,7 @@ export class RaftNode {
     this.#writtenTerm = o.writtenTerm;
     this.#writtenVote = o.writtenVote;
     this.#keepEntries = o.keepEntries;
+    this.#maxSavesInFlight = o.maxSavesInFlight ?? 1;
     // what recovery loaded into raft's log came from the WAL (or the snapshot it starts at)
     this.#durableIndex = o.storage.lastIndex();
     this.raw = new RawNode({
@@ -178,9 +193,9 @@ export class RaftNode {
     return this.#durableIndex;
   }
 
-  /** True while a Ready is being processed (its WAL write may be in flight). */
+  /** True while a Ready is being processed or its WAL write is in flight. */
   get inReady(): boolean {
-    return this.#inReady;
+    return this.#inReady || this.#readiesInFlight > 0;
   }
 
   /**
@@ -189,7 +204,7 @@ export class RaftNode {
    * and would otherwise wait for that fsync (a put through a follower by up to one fsync).
    */
   scheduleReady(): void {
-    if (this.#inReady && !this.#forwardScheduled && this.#raftState !== StateType.Leader) {
+    if (this.inReady && !this.#forwardScheduled && this.#raftState !== StateType.Leader) {
       // once per turn: what several requests forward in one turn leaves in one write
       this.#forwardScheduled = true;
       setImmediate(() => {
@@ -210,16 +225,22 @@ export class RaftNode {
    * may write to its disk in parallel with its followers, as etcd: it counts its own copy of an
    * entry only at advance()); start persisting hardState + entries as ONE WAL write and ONE
    * fdatasync, apply the committed entries while that fsync runs (they are already durable on a
-   * quorum), then append to raft storage; everyone else sends only now (a vote or an append
-   * acknowledgement must be durable first); advance. Everything proposed during the fsync rides
-   * the next one: that is the group commit. A received snapshot is persisted (.snap file, WAL
-   * record) and loaded before any entry after it applies.
+   * quorum), then (#afterSave) append to raft storage; everyone else sends only now (a vote or an
+   * append acknowledgement must be durable first); advance. Everything proposed during the fsync
+   * rides the next Ready: that is the group commit. With maxSavesInFlight > 1 the next Ready is
+   * taken while earlier saves run, and its #afterSave waits for theirs. A received snapshot waits
+   * for every earlier Ready, is persisted (.snap file, WAL record) and loaded before any entry after
+   * it applies.
    */
   async #runReady(): Promise<void> {
     if (this.#inReady || this.#stopped) return;
     this.#inReady = true;
     try {
-      while (!this.#stopped && this.raw.hasReady()) {
+      while (
+        !this.#stopped &&
+        this.#readiesInFlight < this.#maxSavesInFlight &&
+        this.raw.hasReady()
+      ) {
         const rd = this.raw.ready();
         if (rd.softState !== undefined)
           this.#onSoftState(rd.softState.lead, rd.softState.raftState);
@@ -236,11 +257,19 @@ export class RaftNode {
         const hs = rd.hardState;
         // etcd's raftBeforeSave; a sleep holds back the save only, as a slow disk (apply goes on)
         const holdSaveMs = failpointSleepMs("raftBeforeSave");
-        if (rd.snapshot !== undefined) await this.#persistSnapshot(rd.snapshot);
+        if (rd.snapshot !== undefined) {
+          await this.#lastReadyDone;
+          await this.#persistSnapshot(rd.snapshot);
+        }
+        // with a snapshot, the hardState (commit at or past the snapshot index) is written even
+        // when only its commit moved: recovery ignores a WAL snapshot record past the written
+        // commit (etcd's ValidSnapshotEntries), so a crash before the next write would fall back
+        // to an older snapshot while the db is already the received one
+        const withSnap = rd.snapshot !== undefined;
         const persist =
           holdSaveMs > 0
-            ? delay(holdSaveMs).then(() => this.#persist(hs, rd.entries))
-            : this.#persist(hs, rd.entries);
+            ? delay(holdSaveMs).then(() => this.#persist(hs, rd.entries, withSnap))
+            : this.#persist(hs, rd.entries, withSnap);
         if (rd.snapshot !== undefined) {
           if (persist !== undefined) await persist;
           failpoint("raftBeforeApplySnap");
@@ -250,31 +279,59 @@ export class RaftNode {
         }
         if (rd.committedEntries.length > 0) this.#host.applyEntries(rd.committedEntries);
         if (rd.readStates.length > 0) this.#host.onReadStates(rd.readStates);
-        if (persist !== undefined) await persist;
-        failpoint("raftAfterSave");
-        const last = rd.entries[rd.entries.length - 1];
-        if (last !== undefined) this.#durableIndex = last.index;
-        if (last !== undefined || rd.snapshot !== undefined)
-          this.#host.onDurable(this.#durableIndex);
-        if (hs !== undefined) {
-          this.storage.setHardState(hs);
-          this.#term = hs.term;
-          this.#commitIndex = hs.commit;
-          this.#metrics.proposalsCommittedTotal.set(hs.commit);
-        }
-        if (rd.entries.length > 0) this.storage.append(rd.entries);
-        if (!isLeader && failpoint("raftBeforeFollowerSend")) afterSave = [];
-        this.#send(afterSave);
-        failpoint("raftBeforeAdvance");
-        this.raw.advance(rd);
-        this.#maybeCompactRaftLog();
+        this.#readiesInFlight++;
+        const done = this.#afterSave(rd, hs, persist, isLeader, afterSave, this.#lastReadyDone);
+        this.#lastReadyDone = done;
+        if (this.#maxSavesInFlight === 1) await done;
       }
     } catch (err) {
       this.#host.fatal(err as Error);
     } finally {
       this.#inReady = false;
     }
-    if (!this.#stopped && this.raw.hasReady()) this.scheduleReady();
+    // at the limit, the oldest Ready's #afterSave schedules the next round
+    if (!this.#stopped && this.#readiesInFlight < this.#maxSavesInFlight && this.raw.hasReady())
+      this.scheduleReady();
+  }
+
+  /**
+   * What a Ready does once its save and every earlier Ready's are done: the durable index, raft
+   * storage, the messages that needed the save, advance(), raft log compaction. Never rejects (a
+   * failure stops the member).
+   */
+  async #afterSave(
+    rd: Ready,
+    hs: HardState | undefined,
+    persist: Promise<void> | undefined,
+    isLeader: boolean,
+    afterSave: Message[],
+    earlier: Promise<void>,
+  ): Promise<void> {
+    try {
+      if (persist !== undefined) await persist;
+      await earlier;
+      failpoint("raftAfterSave");
+      const last = rd.entries[rd.entries.length - 1];
+      if (last !== undefined) this.#durableIndex = last.index;
+      if (last !== undefined || rd.snapshot !== undefined) this.#host.onDurable(this.#durableIndex);
+      if (hs !== undefined) {
+        this.storage.setHardState(hs);
+        this.#term = hs.term;
+        this.#commitIndex = hs.commit;
+        this.#metrics.proposalsCommittedTotal.set(hs.commit);
+      }
+      if (rd.entries.length > 0) this.storage.append(rd.entries);
+      if (!isLeader && failpoint("raftBeforeFollowerSend")) afterSave = [];
+      this.#send(afterSave);
+      failpoint("raftBeforeAdvance");
+      this.raw.advance(rd);
+      this.#maybeCompactRaftLog();
+    } catch (err) {
+      this.#host.fatal(err as Error);
+    } finally {
+      this.#readiesInFlight--;
+    }
+    if (this.#maxSavesInFlight > 1 && !this.#stopped && this.raw.hasReady()) this.scheduleReady();
   }
 
   /**
@@ -344,8 +401,13 @@ export class RaftNode {
    * weakening durability: term, vote and entries are always written, and fdatasynced, before
    * anything that depends on them is sent or acknowledged.
    */
-  #persist(hs: HardState | undefined, entries: Entry[]): Promise<void> | undefined {
+  #persist(
+    hs: HardState | undefined,
+    entries: Entry[],
+    withSnapshot = false,
+  ): Promise<void> | undefined {
     if (
+      !withSnapshot &&
       hs !== undefined &&
       entries.length === 0 &&
       hs.term === this.#writtenTerm &&
@@ -439,7 +501,7 @@ export class RaftNode {
    */
   async close(fatal: boolean): Promise<void> {
     // let an in-flight ready finish its fsync before closing the file
-    for (let i = 0; i < 1000 && this.#inReady; i++) await new Promise((r) => setTimeout(r, 2));
+    for (let i = 0; i < 1000 && this.inReady; i++) await new Promise((r) => setTimeout(r, 2));
     if (this.#unwrittenHardState !== undefined && !fatal) {
       await this.wal.save(this.#unwrittenHardState, []);
       this.#unwrittenHardState = undefined;

@@ -311,6 +311,7 @@ export class EtcdServer {
     const walOptions = {
       segmentSizeBytes: c.walSegmentSizeBytes,
       syncWriteMaxEntries: c.walSyncWriteMaxEntries,
+      maxWritesInFlight: c.walMaxWritesInFlight,
       maxWalFiles: c.maxWals,
       logger: {
         info: (obj: object, msg?: string) => this.logger.info(obj, msg),
@@ -399,6 +400,7 @@ export class EtcdServer {
       metrics: this.metrics,
       logger: this.logger,
       keepEntries: c.snapshotCatchUpEntries,
+      maxSavesInFlight: c.walMaxWritesInFlight,
       host: {
         onRoleChange: (state, wasLeader) => this.#onRoleChange(state, wasLeader),
         applyEntries: (entries) => this.#applier.applyEntries(entries),

@@ -115,6 +115,13 @@ export interface WalOptions {
    * Default 5.
    */
   syncWriteMaxLastSyncMs?: number;
+  /**
+   * Durable writes (merged batches) that may be in flight at once; 1 writes one batch at a time.
+   * Concurrent O_DSYNC writes overlap in the disk's queue: on this project's test box (ext4 on a
+   * virtual disk) 4 KiB appends went from ~1,700-3,900/s one at a time to ~5,900-6,200/s two at a
+   * time. Saves still resolve in order. Default 2.
+   */
+  maxWritesInFlight?: number;
 }
 
 /** A torn record found at the end of the last segment: where and why. */
@@ -149,6 +156,15 @@ export interface WalReadResult {
 }
 
 const noopLogger: WalLogger = { info() {}, warn() {} };
+
+/** A batch's records, encoded (see WAL.#encode). */
+interface EncodedBatch {
+  buf: Buffer;
+  fw: FrameWriter;
+  mustSync: boolean;
+  entryCount: number;
+  hasSnapshot: boolean;
+}
 
 /** A queued call; `maxBytes` bounds its encoded size (computed once, at enqueue). */
 type Pending =
@@ -216,6 +232,7 @@ interface ResolvedOptions {
   maxWalFiles: number;
   syncWriteMaxEntries: number;
   syncWriteMaxLastSyncMs: number;
+  maxWritesInFlight: number;
 }
 
 function resolveOptions(opts: WalOptions | undefined): ResolvedOptions {
@@ -227,8 +244,14 @@ function resolveOptions(opts: WalOptions | undefined): ResolvedOptions {
     maxWalFiles: opts?.maxWalFiles ?? DEFAULT_MAX_WAL_FILES,
     syncWriteMaxEntries: opts?.syncWriteMaxEntries ?? 0,
     syncWriteMaxLastSyncMs: opts?.syncWriteMaxLastSyncMs ?? 5,
+    maxWritesInFlight: opts?.maxWritesInFlight ?? 2,
   };
-  for (const k of ["segmentSizeBytes", "maxPendingSaves", "maxBatchBytes"] as const) {
+  for (const k of [
+    "segmentSizeBytes",
+    "maxPendingSaves",
+    "maxBatchBytes",
+    "maxWritesInFlight",
+  ] as const) {
     if (!Number.isSafeInteger(o[k]) || o[k] <= 0)
       throw new WalInvalidArgumentError(`${k} must be a positive integer`);
   }
@@ -279,12 +302,19 @@ async function fsyncDir(dir: string): Promise<void> {
  * failed fsync; etcd stops the member).
  */
 export class WAL {
-  /** Figures for metrics: fdatasyncs done, entries and bytes written, duration of the last fdatasync. */
   /**
    * Counters since open: fdatasyncs (or O_DSYNC writes), entries and bytes written, the last
-   * durable write's duration, and the durable writes done with blocking calls (syncWriteMaxEntries).
+   * durable write's duration, the durable writes done with blocking calls (syncWriteMaxEntries),
+   * and those started while another was in flight (maxWritesInFlight).
    */
-  readonly stats = { fsyncs: 0, entries: 0, bytes: 0, lastFsyncSeconds: 0, blockingWrites: 0 };
+  readonly stats = {
+    fsyncs: 0,
+    entries: 0,
+    bytes: 0,
+    lastFsyncSeconds: 0,
+    blockingWrites: 0,
+    overlappedWrites: 0,
+  };
   /** Called after every fdatasync with its duration and the entries/bytes it made durable. */
   onSync?: (info: { durationSeconds: number; entries: number; bytes: number }) => void;
 
@@ -308,7 +338,12 @@ export class WAL {
   #failed: WalError | null = null;
   #closed = false;
   #closing: Promise<void> | null = null;
-  #buf: Buffer = Buffer.allocUnsafe(64 * 1024);
+  /** Encode buffers not in use (one per write in flight at most). */
+  #freeBufs: Buffer[] = [];
+  /** Set while #drain waits for in-flight writes with nothing queued: wakes it for a new save. */
+  #wakePump: (() => void) | null = null;
+  /** Settles (never rejects) once the last batch started and all before it have settled. */
+  #lastSettled: Promise<void> = Promise.resolve();
 
   private constructor(init: {
     dir: string;
@@ -798,27 +833,107 @@ export class WAL {
       return p.reject(new WalQueueFullError(this.#opts.maxPendingSaves));
     this.#queue.push(p);
     if (this.#pump === null) this.#pump = this.#drain();
+    else this.#wakePump?.();
   }
 
+  /**
+   * Writes queued saves in merged batches. A batch whose write returns only once it is durable
+   * (the O_DSYNC path, see #pipelinable) starts while up to maxWritesInFlight - 1 earlier ones
+   * are still in flight, each in its own buffer at its own offset, so concurrent durable writes
+   * overlap in the disk's queue instead of each waiting for the previous one. Batches settle in
+   * order: a save resolves only once it and every save queued before it are durable. After a power
+   * loss a later batch may be on disk while an earlier one is not; it then lies past a zero length
+   * word (the preallocated space the earlier batch never filled), which ends the segment when read,
+   * and open() zeroes the tail from there before appending. Any other batch (a segment cut, a
+   * snapshot record, the blocking path) waits for every earlier one first.
+   */
   async #drain(): Promise<void> {
-    while (this.#queue.length > 0) {
-      const batch = this.#takeBatch();
-      try {
-        await this.#writeBatch(batch);
-      } catch (err) {
-        this.#failed =
-          err instanceof WalError ? err : new WalIoError("write", this.#tail.path, err);
-        this.#opts.logger.warn(
-          { file: this.#tail.path, err: String(err) },
-          "wal: write failed; WAL refuses further writes",
-        );
-        for (const p of batch) p.reject(this.#failed);
-        for (const p of this.#queue.splice(0)) p.reject(this.#failed);
+    const inFlight = new Set<Promise<void>>();
+    for (;;) {
+      await this.#drainQueued(inFlight);
+      if (this.#failed !== null) break;
+      if (this.#queue.length > 0) continue;
+      if (inFlight.size === 0) {
+        await this.#lastSettled;
+        // no await between this check and #pump = null: a save queued after it starts a new pump
+        if (this.#queue.length > 0 && this.#failed === null) continue;
         break;
+      }
+      // writes in flight, nothing queued: a save queued now may start at once (#enqueue wakes us)
+      await new Promise<void>((resolve) => {
+        this.#wakePump = resolve;
+        void Promise.race(inFlight).then(() => resolve());
+      });
+      this.#wakePump = null;
+    }
+    if (this.#failed !== null) for (const p of this.#queue.splice(0)) p.reject(this.#failed);
+    this.#pump = null;
+  }
+
+  /** One pass of #drain over what is queued (#lastSettled: the last batch started settling). */
+  async #drainQueued(inFlight: Set<Promise<void>>): Promise<void> {
+    while (this.#queue.length > 0 && this.#failed === null) {
+      while (inFlight.size >= this.#opts.maxWritesInFlight) await Promise.race(inFlight);
+      if (this.#failed !== null) break;
+      const batch = this.#takeBatch();
+      let enc: EncodedBatch;
+      try {
+        enc = this.#encode(batch);
+      } catch (err) {
+        await this.#lastSettled;
+        this.#fail(err, batch);
+        break;
+      }
+      if (this.#pipelinable(enc)) {
+        if (inFlight.size > 0) this.stats.overlappedWrites++;
+        const write = this.#startPipelinedWrite(enc);
+        const after = this.#lastSettled;
+        const settled = (async () => {
+          let error: unknown;
+          try {
+            await write;
+          } catch (err) {
+            error = err;
+          }
+          this.#releaseBuffer(enc.buf);
+          await after; // never rejects
+          if (error !== undefined && this.#failed === null) this.#fail(error, []);
+          if (this.#failed !== null) for (const p of batch) p.reject(this.#failed);
+          else for (const p of batch) p.resolve();
+        })();
+        inFlight.add(settled);
+        void settled.finally(() => inFlight.delete(settled));
+        this.#lastSettled = settled;
+        continue;
+      }
+      await this.#lastSettled;
+      if (this.#failed !== null) {
+        this.#releaseBuffer(enc.buf);
+        for (const p of batch) p.reject(this.#failed);
+        break;
+      }
+      try {
+        await this.#writeEncoded(enc);
+      } catch (err) {
+        this.#fail(err, batch);
+        break;
+      } finally {
+        this.#releaseBuffer(enc.buf);
       }
       for (const p of batch) p.resolve();
     }
-    this.#pump = null;
+  }
+
+  /** Marks the WAL failed (first error wins), logs it, and rejects `batch`. */
+  #fail(err: unknown, batch: Pending[]): void {
+    if (this.#failed === null) {
+      this.#failed = err instanceof WalError ? err : new WalIoError("write", this.#tail.path, err);
+      this.#opts.logger.warn(
+        { file: this.#tail.path, err: String(err) },
+        "wal: write failed; WAL refuses further writes",
+      );
+    }
+    for (const p of batch) p.reject(this.#failed);
   }
 
   /** Takes queued calls from the front, up to maxBatchBytes (always at least one). */
@@ -834,25 +949,38 @@ export class WAL {
     return this.#queue.splice(0, n);
   }
 
-  #bufferFor(bytes: number): Buffer {
-    if (this.#buf.length >= bytes) return this.#buf;
-    const buf = Buffer.allocUnsafe(Math.max(bytes, this.#buf.length * 2));
-    if (buf.length <= RETAINED_BUFFER_BYTES) this.#buf = buf;
-    return buf;
+  /** A buffer of at least `bytes`: a free retained one, or a new one (kept if small enough). */
+  #takeBuffer(bytes: number): Buffer {
+    const free = this.#freeBufs;
+    for (let i = free.length - 1; i >= 0; i--) {
+      if (free[i]!.length >= bytes) return free.splice(i, 1)[0]!;
+    }
+    return Buffer.allocUnsafe(Math.max(bytes, 64 * 1024));
   }
 
-  async #writeBatch(batch: Pending[]): Promise<void> {
+  #releaseBuffer(buf: Buffer): void {
+    if (buf.length <= RETAINED_BUFFER_BYTES && this.#freeBufs.length < this.#opts.maxWritesInFlight)
+      this.#freeBufs.push(buf);
+  }
+
+  /**
+   * Encodes a batch's records into a buffer of its own (the running CRC, lastIndex and the last
+   * hardState move on at once: the next batch encodes after this one, whatever its write does).
+   */
+  #encode(batch: Pending[]): EncodedBatch {
     let estimate = 0;
     for (const p of batch) estimate += p.maxBytes;
-    const buf = this.#bufferFor(estimate);
+    const buf = this.#takeBuffer(estimate);
     const fw = new FrameWriter(buf, 0, this.#crc);
     let mustSync = false;
     let entryCount = 0;
+    let hasSnapshot = false;
     for (const p of batch) {
       if (p.kind === "snapshot") {
         fw.bytes(RecordType.snapshot, marshalSnapshot(p.snapshot));
         if (this.#lastIndex < p.snapshot.index) this.#lastIndex = p.snapshot.index;
         mustSync = true;
+        hasSnapshot = true;
         continue;
       }
       for (const e of p.entries) {
@@ -870,6 +998,83 @@ export class WAL {
     }
     if (fw.pos > estimate)
       throw new WalInvariantError(`encoded ${fw.pos} bytes past the estimate ${estimate}`);
+    return { buf, fw, mustSync, entryCount, hasSnapshot };
+  }
+
+  /**
+   * Whether `enc` may be written while earlier batches are in flight: a save of records that must
+   * be durable (one O_DSYNC write; write + fdatasync under simulated power loss), that stays
+   * inside the tail segment, when the blocking path does not apply.
+   */
+  #pipelinable(enc: EncodedBatch): boolean {
+    return (
+      this.#opts.maxWritesInFlight > 1 &&
+      enc.mustSync &&
+      !enc.hasSnapshot &&
+      enc.fw.pos > 0 &&
+      this.#offsetBytes + enc.fw.pos < this.#opts.segmentSizeBytes &&
+      !this.#blockingPath(enc.entryCount)
+    );
+  }
+
+  /** The blocking path of syncWriteMaxEntries applies to a batch of `entryCount` entries. */
+  #blockingPath(entryCount: number): boolean {
+    return (
+      entryCount <= this.#opts.syncWriteMaxEntries &&
+      this.stats.lastFsyncSeconds * 1000 <= this.#opts.syncWriteMaxLastSyncMs
+    );
+  }
+
+  /**
+   * Starts `enc`'s write at the tail's offset (one O_DSYNC write, or write + fdatasync under
+   * simulated power loss) and moves the offset past it now; the returned promise settles when the
+   * bytes are durable. Failpoints in the same places as #writeSynced.
+   */
+  #startPipelinedWrite(enc: EncodedBatch): Promise<void> {
+    const tail = this.#tail;
+    const at = this.#offsetBytes;
+    const n = enc.fw.pos;
+    this.#wrote(enc.fw, enc.entryCount);
+    const t0 = process.hrtime.bigint();
+    return (async () => {
+      const dropWrite = failpoint("walBeforeWrite");
+      if (powerLossSimulated()) {
+        // the simulation keeps bytes written until an fdatasync: write, then sync (#writeSynced)
+        try {
+          if (!dropWrite) await writeAt(tail.fh.fd, enc.buf, 0, n, at);
+        } catch (err) {
+          throw new WalIoError("write", tail.path, err);
+        }
+        failpoint("walAfterWrite");
+        const skipSync = failpoint("walBeforeSync");
+        try {
+          if (!skipSync) await datasync(tail.fh.fd);
+        } catch (err) {
+          throw new WalIoError("fdatasync", tail.path, err);
+        }
+      } else {
+        const skipSync = failpoint("walBeforeSync");
+        try {
+          if (dropWrite) {
+            // nothing written
+          } else if (skipSync) await writeAt(tail.fh.fd, enc.buf, 0, n, at);
+          else {
+            tail.dsyncFd ??= openSync(tail.path, constants.O_WRONLY | constants.O_DSYNC);
+            await writeAt(tail.dsyncFd, enc.buf, 0, n, at);
+          }
+        } catch (err) {
+          throw new WalIoError("write", tail.path, err);
+        }
+        failpoint("walAfterWrite");
+      }
+      this.#synced(tail, Number(process.hrtime.bigint() - t0) / 1e9, enc.entryCount, n);
+      failpoint("walAfterSync");
+    })();
+  }
+
+  /** Writes an encoded batch with nothing else in flight (the sequential paths). */
+  async #writeEncoded(enc: EncodedBatch): Promise<void> {
+    const { buf, fw, mustSync, entryCount } = enc;
     if (fw.pos === 0) return;
     const tail = this.#tail;
     const dropWrite = failpoint("walBeforeWrite");
@@ -913,10 +1118,7 @@ export class WAL {
   ): Promise<void> {
     const at = this.#offsetBytes;
     const fd = tail.fh.fd;
-    if (
-      entryCount <= this.#opts.syncWriteMaxEntries &&
-      this.stats.lastFsyncSeconds * 1000 <= this.#opts.syncWriteMaxLastSyncMs
-    ) {
+    if (this.#blockingPath(entryCount)) {
       this.stats.blockingWrites++;
       try {
         if (!dropWrite) writeAtSync(fd, buf, 0, n, at);

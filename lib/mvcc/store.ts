@@ -53,7 +53,7 @@ import {
   type ValueFile,
 } from "./record-log.js";
 import { WatchHub, type WatchSink, type WatchSource, type WatchStream } from "./watch.js";
-import { putVarint, putVarintBig } from "../proto/varint.js";
+import { putVarint, putVarint64 } from "../proto/varint.js";
 
 /**
  * How mvcc talks to the lessor (lib/lease) without importing it: `exists` answers whether a lease
@@ -1247,7 +1247,7 @@ function encodeRow(log: RecordLog, row: number, out: Buffer, at: number): number
   const lease = log.lease(row);
   if (lease !== 0n) {
     out[p++] = 0x30;
-    p = putVarintBig(out, p, BigInt.asUintN(64, lease));
+    p = putVarint64(out, p, BigInt.asUintN(64, lease));
   }
   return p;
 }

@@ -146,7 +146,7 @@ export class Applier {
       this.#appliedTerm = e.term;
       failpoint("afterApplyOneEntry");
     }
-    this.#host.metrics.proposalsAppliedTotal.set(this.#appliedIndex);
+    this.#host.metrics.counts.proposalsApplied = this.#appliedIndex;
     this.appliedWaits.appliedTo(this.#appliedIndex);
     this.#host.afterApply(this.#appliedIndex);
   }
@@ -193,7 +193,7 @@ export class Applier {
   restoredFromSnapshot(index: number, term: number, confState: ConfState | undefined): void {
     if (term > this.#appliedTerm) this.#host.proposals.failProposedBefore(term);
     this.restore(index, term, index, confState);
-    this.#host.metrics.proposalsAppliedTotal.set(index);
+    this.#host.metrics.counts.proposalsApplied = index;
     this.appliedWaits.appliedTo(index);
   }
 

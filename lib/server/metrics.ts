@@ -17,6 +17,61 @@ interface HistogramSeries {
   count: number;
 }
 
+/** prom-client's metric interface (Registry.registerMetric): what a Histogram's get() returns. */
+interface HistogramValues {
+  name: string;
+  help: string;
+  type: string;
+  aggregator: string;
+  values: { metricName: string; labels: Record<string, string | number>; value: number }[];
+}
+
+/** A new series of `upperBounds.length` empty buckets with `labels`. */
+function emptySeries(labels: Record<string, string>, bucketCount: number): HistogramSeries {
+  return { labels, counts: new Array<number>(bucketCount).fill(0), sum: 0, count: 0 };
+}
+
+/** Adds `value` to series `s`: its bucket (the first upper bound >= value, by binary search). */
+function observeSeries(s: HistogramSeries, upperBounds: readonly number[], value: number): void {
+  let lo = 0;
+  let hi = upperBounds.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (value <= upperBounds[mid]!) hi = mid;
+    else lo = mid + 1;
+  }
+  if (lo < upperBounds.length) s.counts[lo]!++;
+  s.sum += value;
+  s.count++;
+}
+
+/** The exposition of `series` as a prom-client Histogram gives it: cumulative buckets, _sum, _count. */
+function histogramValues(
+  h: { name: string; help: string; upperBounds: readonly number[] },
+  series: Iterable<HistogramSeries>,
+): HistogramValues {
+  const values: HistogramValues["values"] = [];
+  for (const s of series) {
+    let acc = 0;
+    for (let i = 0; i < h.upperBounds.length; i++) {
+      acc += s.counts[i]!;
+      values.push({
+        metricName: `${h.name}_bucket`,
+        labels: { ...s.labels, le: h.upperBounds[i]! },
+        value: acc,
+      });
+    }
+    values.push({
+      metricName: `${h.name}_bucket`,
+      labels: { ...s.labels, le: "+Inf" },
+      value: s.count,
+    });
+    values.push({ metricName: `${h.name}_sum`, labels: s.labels, value: s.sum });
+    values.push({ metricName: `${h.name}_count`, labels: s.labels, value: s.count });
+  }
+  return { name: h.name, help: h.help, type: "histogram", aggregator: "sum", values };
+}
+
 /**
  * A histogram observed on every apply. prom-client's Histogram hashes and validates the label set
  * on each observe (a measurable share of the put path at tens of thousands of applies a second);
@@ -43,71 +98,65 @@ export class LabeledHistogram {
     const k = success ? op : `${op}\0false`;
     let s = this.#series.get(k);
     if (s === undefined) {
-      s = {
-        labels: { version: "v3", op, success: success ? "true" : "false" },
-        counts: new Array<number>(this.upperBounds.length).fill(0),
-        sum: 0,
-        count: 0,
-      };
+      const labels = { version: "v3", op, success: success ? "true" : "false" };
+      s = emptySeries(labels, this.upperBounds.length);
       this.#series.set(k, s);
     }
-    const b = this.upperBounds;
-    let lo = 0;
-    let hi = b.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (value <= b[mid]!) hi = mid;
-      else lo = mid + 1;
-    }
-    if (lo < b.length) s.counts[lo]!++;
-    s.sum += value;
-    s.count++;
+    observeSeries(s, this.upperBounds, value);
   }
 
   /** prom-client's metric interface: the values of every series, buckets cumulative. */
-  get(): {
-    name: string;
-    help: string;
-    type: string;
-    aggregator: string;
-    values: { metricName: string; labels: Record<string, string | number>; value: number }[];
-  } {
-    const values: {
-      metricName: string;
-      labels: Record<string, string | number>;
-      value: number;
-    }[] = [];
-    for (const s of this.#series.values()) {
-      let acc = 0;
-      for (let i = 0; i < this.upperBounds.length; i++) {
-        acc += s.counts[i]!;
-        values.push({
-          metricName: `${this.name}_bucket`,
-          labels: { ...s.labels, le: this.upperBounds[i]! },
-          value: acc,
-        });
-      }
-      values.push({
-        metricName: `${this.name}_bucket`,
-        labels: { ...s.labels, le: "+Inf" },
-        value: s.count,
-      });
-      values.push({ metricName: `${this.name}_sum`, labels: s.labels, value: s.sum });
-      values.push({ metricName: `${this.name}_count`, labels: s.labels, value: s.count });
-    }
-    return {
-      name: this.name,
-      help: this.help,
-      type: this.type,
-      aggregator: this.aggregator,
-      values,
-    };
+  get(): HistogramValues {
+    return histogramValues(this, this.#series.values());
   }
 
   /** prom-client's metric interface. */
   reset(): void {
     this.#series.clear();
   }
+}
+
+/**
+ * A histogram without labels, observed once per WAL write (once per put at one client): the same
+ * exposition as an unlabeled prom-client Histogram (all buckets at 0 before the first observation)
+ * without prom-client's per-observe label hashing and result objects (see LabeledHistogram).
+ */
+export class PlainHistogram {
+  readonly type = "histogram";
+  readonly aggregator = "sum";
+  #series: HistogramSeries;
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly upperBounds: readonly number[],
+  ) {
+    this.#series = emptySeries({}, upperBounds.length);
+  }
+
+  /** Adds one observation of `value` (in the metric's unit). */
+  observe(value: number): void {
+    observeSeries(this.#series, this.upperBounds, value);
+  }
+
+  /** prom-client's metric interface: the one series, buckets cumulative. */
+  get(): HistogramValues {
+    return histogramValues(this, [this.#series]);
+  }
+
+  /** prom-client's metric interface. */
+  reset(): void {
+    this.#series = emptySeries({}, this.upperBounds.length);
+  }
+}
+
+/** Registers `h` (a histogram of ours) in `registry` where a prom-client metric would be; returns it. */
+function registered<H extends LabeledHistogram | PlainHistogram>(
+  registry: client.Registry,
+  h: H,
+): H {
+  registry.registerMetric(h as unknown as client.Metric<string>);
+  return h;
 }
 
 /**
@@ -138,45 +187,68 @@ export class ServerMetrics {
    * each: puts (etcd_mvcc_put_total), deletes, ranges, txns (etcd_mvcc_*_total) and
    * proposalsPending (etcd_server_proposals_pending).
    */
-  readonly counts = { puts: 0, deletes: 0, ranges: 0, txns: 0, proposalsPending: 0 };
-  readonly walFsyncDurationSeconds = new client.Histogram({
-    name: "etcd_disk_wal_fsync_duration_seconds",
-    help: "The latency distributions of fsync called by WAL.",
-    buckets: fsyncBuckets,
-    registers: [this.registry],
-  });
+  readonly counts = {
+    puts: 0,
+    deletes: 0,
+    ranges: 0,
+    txns: 0,
+    proposalsPending: 0,
+    proposalsCommitted: 0,
+    proposalsApplied: 0,
+    walWriteBytes: 0,
+    walFsyncs: 0,
+    walEntries: 0,
+  };
+  readonly walFsyncDurationSeconds = registered(
+    this.registry,
+    new PlainHistogram(
+      "etcd_disk_wal_fsync_duration_seconds",
+      "The latency distributions of fsync called by WAL.",
+      fsyncBuckets,
+    ),
+  );
   readonly walWriteBytesTotal = new client.Counter({
     name: "etcd_disk_wal_write_bytes_total",
     help: "Total number of bytes written in WAL.",
     registers: [this.registry],
+    collect: syncCounter(() => this.counts.walWriteBytes),
   });
-  readonly walEntriesPerFsync = new client.Histogram({
-    name: "etcd_ts_wal_entries_per_fsync",
-    help: "Raft entries made durable by one WAL fdatasync (group commit batch size).",
-    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096],
-    registers: [this.registry],
-  });
-  readonly walBytesPerFsync = new client.Histogram({
-    name: "etcd_ts_wal_bytes_per_fsync",
-    help: "Bytes made durable by one WAL fdatasync (group commit batch size).",
-    buckets: client.exponentialBuckets(256, 4, 10),
-    registers: [this.registry],
-  });
+  readonly walEntriesPerFsync = registered(
+    this.registry,
+    new PlainHistogram(
+      "etcd_ts_wal_entries_per_fsync",
+      "Raft entries made durable by one WAL fdatasync (group commit batch size).",
+      [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096],
+    ),
+  );
+  readonly walBytesPerFsync = registered(
+    this.registry,
+    new PlainHistogram(
+      "etcd_ts_wal_bytes_per_fsync",
+      "Bytes made durable by one WAL fdatasync (group commit batch size).",
+      client.exponentialBuckets(256, 4, 10),
+    ),
+  );
   readonly walFsyncsTotal = new client.Counter({
     name: "etcd_ts_wal_fsyncs_total",
     help: "Number of WAL fdatasync calls.",
     registers: [this.registry],
+    collect: syncCounter(() => this.counts.walFsyncs),
   });
   readonly walEntriesTotal = new client.Counter({
     name: "etcd_ts_wal_entries_total",
     help: "Number of raft entries written to the WAL.",
     registers: [this.registry],
+    collect: syncCounter(() => this.counts.walEntries),
   });
   /** etcd_server_apply_duration_seconds{version, op, success} (etcd 3.5's name and buckets). */
-  readonly applyDurationSeconds = new LabeledHistogram(
-    "etcd_server_apply_duration_seconds",
-    "The latency distributions of v2 apply called by backend.",
-    client.exponentialBuckets(0.0001, 2, 20),
+  readonly applyDurationSeconds = registered(
+    this.registry,
+    new LabeledHistogram(
+      "etcd_server_apply_duration_seconds",
+      "The latency distributions of v2 apply called by backend.",
+      client.exponentialBuckets(0.0001, 2, 20),
+    ),
   );
 
   readonly hasLeader = new client.Gauge({
@@ -198,11 +270,13 @@ export class ServerMetrics {
     name: "etcd_server_proposals_committed_total",
     help: "The total number of consensus proposals committed.",
     registers: [this.registry],
+    collect: syncGauge(() => this.counts.proposalsCommitted),
   });
   readonly proposalsAppliedTotal = new client.Gauge({
     name: "etcd_server_proposals_applied_total",
     help: "The total number of consensus proposals applied.",
     registers: [this.registry],
+    collect: syncGauge(() => this.counts.proposalsApplied),
   });
   readonly proposalsPending = new client.Gauge({
     name: "etcd_server_proposals_pending",
@@ -334,7 +408,6 @@ export class ServerMetrics {
 
   constructor() {
     this.serverVersionGauge.set({ server_version: serverVersion }, 1);
-    this.registry.registerMetric(this.applyDurationSeconds as unknown as client.Metric<string>);
     client.collectDefaultMetrics({ register: this.registry });
   }
 }

@@ -318,7 +318,7 @@ export class RaftNode {
         this.storage.setHardState(hs);
         this.#term = hs.term;
         this.#commitIndex = hs.commit;
-        this.#metrics.proposalsCommittedTotal.set(hs.commit);
+        this.#metrics.counts.proposalsCommitted = hs.commit;
       }
       if (rd.entries.length > 0) this.storage.append(rd.entries);
       if (!isLeader && failpoint("raftBeforeFollowerSend")) afterSave = [];

@@ -375,9 +375,10 @@ export class EtcdServer {
         this.metrics.walEntriesPerFsync.observe(info.entries);
         this.metrics.walBytesPerFsync.observe(info.bytes);
       }
-      this.metrics.walWriteBytesTotal.inc(info.bytes);
-      this.metrics.walFsyncsTotal.inc();
-      this.metrics.walEntriesTotal.inc(info.entries);
+      const counts = this.metrics.counts;
+      counts.walWriteBytes += info.bytes;
+      counts.walFsyncs++;
+      counts.walEntries += info.entries;
       // etcd warns when a WAL sync takes longer than 1 s (wal.warnSyncDuration)
       if (info.durationSeconds > 1) {
         this.logger.warn(

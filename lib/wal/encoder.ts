@@ -18,7 +18,7 @@ import CRC32C from "crc-32/crc32c.js";
 import type { Entry, HardState } from "../proto/gen/raftpb/raft.js";
 import type { Snapshot as WalSnapshot } from "../proto/gen/walpb/record.js";
 import { WalInvariantError } from "./errors.js";
-import { putVarint, putVarintBig, varintSize, varintSizeBig } from "../proto/varint.js";
+import { putVarint, putVarint64, varintSize, varintSize64 } from "../proto/varint.js";
 
 /** walpb record types (etcd wal/wal.go: metadataType = iota + 1, …). */
 export const RecordType = {
@@ -78,7 +78,7 @@ export function putEntry(buf: Buffer, pos: number, e: Entry): number {
 
 /** Marshalled size of a raftpb.HardState as etcd writes it. */
 export function hardStateSize(s: HardState): number {
-  return 3 + varintSize(s.term) + varintSizeBig(s.vote) + varintSize(s.commit);
+  return 3 + varintSize(s.term) + varintSize64(s.vote) + varintSize(s.commit);
 }
 
 /** Writes a raftpb.HardState at `pos` (term, vote, commit, all always present); returns the end. */
@@ -86,7 +86,7 @@ export function putHardState(buf: Buffer, pos: number, s: HardState): number {
   buf[pos++] = 0x08;
   pos = putVarint(buf, pos, s.term);
   buf[pos++] = 0x10;
-  pos = putVarintBig(buf, pos, s.vote);
+  pos = putVarint64(buf, pos, s.vote);
   buf[pos++] = 0x18;
   return putVarint(buf, pos, s.commit);
 }

@@ -182,6 +182,11 @@ function syncGauge(read: () => number): (this: client.Gauge) => void {
 
 export class ServerMetrics {
   readonly registry = new client.Registry();
+
+  /** A PlainHistogram registered in this member's registry. */
+  #plainHistogram(name: string, help: string, upperBounds: readonly number[]): PlainHistogram {
+    return registered(this.registry, new PlainHistogram(name, help, upperBounds));
+  }
   /**
    * Per-request figures as plain numbers, read by the collect hooks of the metrics named beside
    * each: puts (etcd_mvcc_put_total), deletes, ranges, txns (etcd_mvcc_*_total) and
@@ -199,13 +204,10 @@ export class ServerMetrics {
     walFsyncs: 0,
     walEntries: 0,
   };
-  readonly walFsyncDurationSeconds = registered(
-    this.registry,
-    new PlainHistogram(
-      "etcd_disk_wal_fsync_duration_seconds",
-      "The latency distributions of fsync called by WAL.",
-      fsyncBuckets,
-    ),
+  readonly walFsyncDurationSeconds = this.#plainHistogram(
+    "etcd_disk_wal_fsync_duration_seconds",
+    "The latency distributions of fsync called by WAL.",
+    fsyncBuckets,
   );
   readonly walWriteBytesTotal = new client.Counter({
     name: "etcd_disk_wal_write_bytes_total",
@@ -213,21 +215,15 @@ export class ServerMetrics {
     registers: [this.registry],
     collect: syncCounter(() => this.counts.walWriteBytes),
   });
-  readonly walEntriesPerFsync = registered(
-    this.registry,
-    new PlainHistogram(
-      "etcd_ts_wal_entries_per_fsync",
-      "Raft entries made durable by one WAL fdatasync (group commit batch size).",
-      [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096],
-    ),
+  readonly walEntriesPerFsync = this.#plainHistogram(
+    "etcd_ts_wal_entries_per_fsync",
+    "Raft entries made durable by one WAL fdatasync (group commit batch size).",
+    [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096],
   );
-  readonly walBytesPerFsync = registered(
-    this.registry,
-    new PlainHistogram(
-      "etcd_ts_wal_bytes_per_fsync",
-      "Bytes made durable by one WAL fdatasync (group commit batch size).",
-      client.exponentialBuckets(256, 4, 10),
-    ),
+  readonly walBytesPerFsync = this.#plainHistogram(
+    "etcd_ts_wal_bytes_per_fsync",
+    "Bytes made durable by one WAL fdatasync (group commit batch size).",
+    client.exponentialBuckets(256, 4, 10),
   );
   readonly walFsyncsTotal = new client.Counter({
     name: "etcd_ts_wal_fsyncs_total",

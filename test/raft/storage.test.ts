@@ -149,6 +149,24 @@ describe("quorum", () => {
     );
   });
 
+  test("committed index: the majority's index for every order of up to 7 voters (seeded)", () => {
+    const seed = Number(process.env.SEED ?? Date.now() % 1_000_000);
+    let x = seed;
+    const rand = (n: number) => {
+      x = (x * 1103515245 + 12345) % 2 ** 31;
+      return x % n;
+    };
+    for (let round = 0; round < 500; round++) {
+      const n = 1 + rand(7);
+      const m = new Map<bigint, number>();
+      for (let i = 1; i <= n; i++) if (rand(5) > 0) m.set(BigInt(i), rand(10));
+      const ids = new Set([...Array(n).keys()].map((i) => BigInt(i + 1)));
+      const sorted = [...ids].map((id) => m.get(id) ?? 0).sort((a, b) => b - a);
+      const got = committedIndex(ids, (id) => m.get(id));
+      assert.equal(got, sorted[n >> 1], `seed ${seed} round ${round}: ${String([...m])}`);
+    }
+  });
+
   test("vote result: won, pending, lost", () => {
     const v = new Set([1n, 2n, 3n]);
     assert.equal(

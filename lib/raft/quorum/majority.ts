@@ -23,10 +23,16 @@ export function committedIndex(
   if (n === 1) {
     for (const id of voters) return matchOf(id) ?? 0;
   }
+  // descending by insertion: a handful of voters, and Array.prototype.sort with a comparator
+  // allocates its work arrays on every call (this runs on every append acknowledgement)
   const srt: number[] = new Array(n);
   let i = 0;
-  for (const id of voters) srt[i++] = matchOf(id) ?? 0;
-  srt.sort((a, b) => b - a);
+  for (const id of voters) {
+    const m = matchOf(id) ?? 0;
+    let j = i++;
+    for (; j > 0 && srt[j - 1]! < m; j--) srt[j] = srt[j - 1]!;
+    srt[j] = m;
+  }
   // Descending: the (n/2+1)-th largest is acked by a majority.
   return srt[n >> 1]!;
 }

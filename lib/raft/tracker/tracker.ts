@@ -40,8 +40,11 @@ export class ProgressTracker {
 
   /** Largest index acked by a majority of voters. */
   committed(): number {
-    return committedIndex(this.voters, (id) => this.progress.get(id)?.match);
+    return committedIndex(this.voters, this.#matchOf);
   }
+
+  /** A voter's acked index (made once: committed() runs on every append acknowledgement). */
+  readonly #matchOf = (id: bigint): number | undefined => this.progress.get(id)?.match;
 
   /** True when a majority of voters were recently active (the leader counts itself active). */
   quorumActive(selfId: bigint): boolean {

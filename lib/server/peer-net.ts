@@ -123,8 +123,7 @@ export class PeerNet {
    */
   send(messages: Message[]): void {
     if (messages.length === 0) return;
-    this.transport.send(messages);
-    this.transport.flush();
+    this.transport.sendNow(messages);
   }
 
   /**

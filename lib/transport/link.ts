@@ -121,7 +121,16 @@ export class PeerLink {
     const { maxSocketBufferedBytes, maxWriteBatchBytes } = this.#ctx.limits;
     if (this.#queue.length === 0 || s.writableLength >= maxSocketBufferedBytes) return;
     if (this.#sendFailpoint(s)) return;
+    const first = this.#queue.takeBatch(maxWriteBatchBytes)!;
+    this.#counts.sentBytes += first.length;
+    if (this.#queue.length === 0) {
+      // the usual case (a Ready's messages fit one batch): no cork, whose uncork goes through
+      // the stream's writev path and allocates its buffered-request objects for a single chunk
+      s.write(first);
+      return;
+    }
     s.cork();
+    s.write(first);
     while (s.writableLength < maxSocketBufferedBytes) {
       const batch = this.#queue.takeBatch(maxWriteBatchBytes);
       if (batch === undefined) break;

@@ -29,8 +29,9 @@ function entrySize(e: Entry): number {
 export function messageSize(m: Message): number {
   let n = 0;
   if (m.type !== 0) n += 1 + varintSize(m.type);
-  if (m.to !== 0n) n += 1 + varintSize64(m.to);
-  if (m.from !== 0n) n += 1 + varintSize64(m.from);
+  // member ids through idVarint: a BigInt split costs two BigInt allocations per id per message
+  if (m.to !== 0n) n += 1 + idVarint(m.to).length;
+  if (m.from !== 0n) n += 1 + idVarint(m.from).length;
   if (m.term !== 0) n += 1 + varintSize(m.term);
   if (m.logTerm !== 0) n += 1 + varintSize(m.logTerm);
   if (m.index !== 0) n += 1 + varintSize(m.index);
@@ -53,11 +54,11 @@ export function putMessage(buf: Uint8Array, pos: number, m: Message): number {
   }
   if (m.to !== 0n) {
     buf[pos++] = 0x10;
-    pos = putVarint64(buf, pos, m.to);
+    pos = putBytes(buf, pos, idVarint(m.to));
   }
   if (m.from !== 0n) {
     buf[pos++] = 0x18;
-    pos = putVarint64(buf, pos, m.from);
+    pos = putBytes(buf, pos, idVarint(m.from));
   }
   if (m.term !== 0) {
     buf[pos++] = 0x20;
@@ -147,6 +148,12 @@ function idVarint(id: bigint): Uint8Array {
     idVarints.set(id, v);
   }
   return v;
+}
+
+/** Copies `bytes` to `pos` of `buf`; returns the position after them. */
+function putBytes(buf: Uint8Array, pos: number, bytes: Uint8Array): number {
+  for (let i = 0; i < bytes.length; i++) buf[pos + i] = bytes[i]!;
+  return pos + bytes.length;
 }
 
 /** True (and `at` moved past it) when the bytes at `at` are `want`. */

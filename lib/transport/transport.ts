@@ -208,6 +208,22 @@ export class PeerTransport {
    */
   send(msgs: readonly Message[]): void {
     if (this.#state !== "started") return;
+    this.#enqueue(msgs);
+    this.#scheduleFlush();
+  }
+
+  /**
+   * send() and flush() at once: the messages are queued and written now, without the end-of-turn
+   * flush send() schedules (which would find nothing left: a timer object per Ready for nothing).
+   */
+  sendNow(msgs: readonly Message[]): void {
+    if (this.#state !== "started") return;
+    this.#enqueue(msgs);
+    this.flush();
+  }
+
+  /** Queues each message on its peer's link (see send). */
+  #enqueue(msgs: readonly Message[]): void {
     for (const m of msgs) {
       const link = this.#links.get(m.to);
       if (link === undefined) {
@@ -232,7 +248,6 @@ export class PeerTransport {
       }
       this.#dirty.add(link);
     }
-    this.#scheduleFlush();
   }
 
   /**

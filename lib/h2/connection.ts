@@ -1111,9 +1111,12 @@ export class H2Connection {
     this.#outBytes += frame.length;
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
-      setImmediate(() => this.#flush());
+      setImmediate(this.#flushTurn);
     }
   }
+
+  /** #flush as a callback made once (#queue schedules it for every response). */
+  readonly #flushTurn = (): void => this.#flush();
 
   /** Held PING ACKs whose delay ran out with nothing else to write: they go out alone. */
   #releasePingAcks(): void {

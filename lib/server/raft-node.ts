@@ -207,18 +207,22 @@ export class RaftNode {
     if (this.inReady && !this.#forwardScheduled && this.#raftState !== StateType.Leader) {
       // once per turn: what several requests forward in one turn leaves in one write
       this.#forwardScheduled = true;
-      setImmediate(() => {
-        this.#forwardScheduled = false;
-        if (!this.#stopped) this.#send(this.raw.takeForwardedRequests());
-      });
+      setImmediate(this.#onForwardTurn);
     }
     if (this.#readyScheduled || this.#inReady || this.#stopped) return;
     this.#readyScheduled = true;
-    setImmediate(() => {
-      this.#readyScheduled = false;
-      void this.#runReady();
-    });
+    setImmediate(this.#onReadyTurn);
   }
+
+  // the callbacks of scheduleReady, made once (it runs on every proposal and raft message)
+  readonly #onForwardTurn = (): void => {
+    this.#forwardScheduled = false;
+    if (!this.#stopped) this.#send(this.raw.takeForwardedRequests());
+  };
+  readonly #onReadyTurn = (): void => {
+    this.#readyScheduled = false;
+    void this.#runReady();
+  };
 
   /**
    * The ready loop (etcd's raftNode.start): take a Ready; a leader sends its messages first (it

@@ -885,7 +885,7 @@ export class Raft {
   }
 
   #leaderPropose(m: Message): void {
-    invariant(m.entries.length > 0, `${idName(this.id)} stepped empty MsgProp`);
+    invariant(m.entries.length > 0, () => `${idName(this.id)} stepped empty MsgProp`);
     if (!this.trk.progress.has(this.id)) {
       // This leader was removed from the configuration; it should not propose.
       throw new ErrProposalDropped(

@@ -188,6 +188,9 @@ function isUint(v: unknown): v is number {
   return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
 }
 
+/** 2^64, the bound of a uint64 vote (a constant: `1n << 64n` made a BigInt on every save). */
+const uint64Limit = 1n << 64n;
+
 /** Checks a save's arguments; returns why they are unusable, or null. */
 function invalidSave(hardState: HardState | undefined, entries: Entry[]): string | null {
   if (!Array.isArray(entries)) return "entries must be an array";
@@ -205,7 +208,7 @@ function invalidSave(hardState: HardState | undefined, entries: Entry[]): string
     const { term, vote, commit } = hardState;
     if (!isUint(term) || !isUint(commit))
       return "hardState term and commit must be non-negative safe integers";
-    if (typeof vote !== "bigint" || vote < 0n || vote >= 1n << 64n)
+    if (typeof vote !== "bigint" || vote < 0n || vote >= uint64Limit)
       return "hardState vote must be a uint64 bigint";
   }
   return null;

@@ -232,7 +232,8 @@ export class H2Stream {
 
   /**
    * Sends DATA, subject to flow control; returns false when more than streamHighWaterBytes wait
-   * for the client's window (then handler.onStreamDrain is called once they have gone).
+   * for the client's window (then handler.onStreamDrain is called once they have gone). What the
+   * window lets out is written at the end of the current job (H2Connection._flushSoon).
    */
   sendData(buf: Buffer, end = false): boolean {
     if (this.closed || this.localEnded) return true;
@@ -240,6 +241,7 @@ export class H2Stream {
     this.#queueItem({ kind: "data", buf, end });
     this.queuedBytes += buf.length;
     this.conn._flushStream(this);
+    this.conn._flushSoon();
     if (this.queuedBytes > this.conn.limits.streamHighWaterBytes) {
       this.wantDrain = true;
       return false;
@@ -1103,6 +1105,25 @@ export class H2Connection {
       this.#idleSinceMs = Date.now();
       if (this.#goawaySent) this.#endSoon();
     }
+  }
+
+  #flushSoonQueued = false;
+
+  /**
+   * @internal Writes what is queued at the end of the current job (a microtask) instead of in the
+   * loop's check phase (setImmediate, see #queue). H2Stream.sendData calls it: streamed messages
+   * (watch events, lease keep-alive answers) go out as soon as the job that made them ends, while
+   * unary responses still leave together in the check phase. A put's watchers then get its event
+   * before the put's own response leaves: with etcd's tool (100 watchers on 10 connections, 100
+   * puts/s), watch latency p50 0.13-0.16 -> 0.11-0.14 ms, etcd 0.14-0.15 in the same runs.
+   */
+  _flushSoon(): void {
+    if (this.#flushSoonQueued) return;
+    this.#flushSoonQueued = true;
+    queueMicrotask(() => {
+      this.#flushSoonQueued = false;
+      this.#flush();
+    });
   }
 
   #queue(frame: Buffer): void {

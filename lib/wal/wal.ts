@@ -1083,7 +1083,9 @@ export class WAL {
     const dropWrite = failpoint("walBeforeWrite");
     if (mustSync && this.#offsetBytes + fw.pos < this.#opts.segmentSizeBytes) {
       const t0 = process.hrtime.bigint();
-      await this.#writeSynced(tail, buf, fw.pos, entryCount, dropWrite);
+      // the blocking path without an await: one promise and one microtask turn fewer per save
+      if (this.#blockingPath(entryCount)) this.#writeBlocking(tail, buf, fw.pos, dropWrite);
+      else await this.#writeSynced(tail, buf, fw.pos, entryCount, dropWrite);
       this.#wrote(fw, entryCount);
       this.#synced(tail, Number(process.hrtime.bigint() - t0) / 1e9, entryCount, fw.pos);
       failpoint("walAfterSync");
@@ -1122,19 +1124,7 @@ export class WAL {
     const at = this.#offsetBytes;
     const fd = tail.fh.fd;
     if (this.#blockingPath(entryCount)) {
-      this.stats.blockingWrites++;
-      try {
-        if (!dropWrite) writeAtSync(fd, buf, 0, n, at);
-      } catch (err) {
-        throw new WalIoError("write", tail.path, err);
-      }
-      failpoint("walAfterWrite");
-      const skipSync = failpoint("walBeforeSync");
-      try {
-        if (!skipSync) datasyncSync(fd);
-      } catch (err) {
-        throw new WalIoError("fdatasync", tail.path, err);
-      }
+      this.#writeBlocking(tail, buf, n, dropWrite);
       return;
     }
     if (powerLossSimulated()) {
@@ -1163,6 +1153,24 @@ export class WAL {
       throw new WalIoError("write", tail.path, err);
     }
     failpoint("walAfterWrite");
+  }
+
+  /** #writeSynced's blocking path (see syncWriteMaxEntries): a blocking write, then fdatasync. */
+  #writeBlocking(tail: Tail, buf: Buffer, n: number, dropWrite: boolean): void {
+    const fd = tail.fh.fd;
+    this.stats.blockingWrites++;
+    try {
+      if (!dropWrite) writeAtSync(fd, buf, 0, n, this.#offsetBytes);
+    } catch (err) {
+      throw new WalIoError("write", tail.path, err);
+    }
+    failpoint("walAfterWrite");
+    const skipSync = failpoint("walBeforeSync");
+    try {
+      if (!skipSync) datasyncSync(fd);
+    } catch (err) {
+      throw new WalIoError("fdatasync", tail.path, err);
+    }
   }
 
   /** Bookkeeping after a batch's bytes are in the file: tail offset, running CRC, stats. */

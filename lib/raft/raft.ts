@@ -759,10 +759,19 @@ export class Raft {
         // A stale leader cut off by a partition: tell it our term so it steps down; otherwise with
         // check-quorum/pre-vote it could never learn of the newer term and we could stall.
         this.send(newMessage({ type: MessageType.MsgAppResp, to: m.from }));
-      } else if (m.type === MessageType.MsgPreVote) {
+      } else if (m.type === MessageType.MsgPreVote || m.type === MessageType.MsgVote) {
+        // A candidate behind our term learns it from the rejection (Raft §5.1: a request with a
+        // stale term is rejected and the reply carries currentTerm). etcd-io/raft answers only
+        // pre-votes and ignores a stale MsgVote; without pre-vote that can stall an election for
+        // good: a node that has not applied the conf change making the candidate a voter keeps
+        // campaigning at higher terms among voters it cannot reach, while the candidate, which
+        // never hears from it, stays below its term and is ignored (simulator seed 565182).
         this.send(
           newMessage({
-            type: MessageType.MsgPreVoteResp,
+            type:
+              m.type === MessageType.MsgPreVote
+                ? MessageType.MsgPreVoteResp
+                : MessageType.MsgVoteResp,
             to: m.from,
             term: this.term,
             reject: true,

@@ -131,8 +131,9 @@ describe("raft simulator", () => {
           throw e;
         }
       }
-      // the check compared something: members met at the same applied index
-      assert.ok(hashes > 0, "no two members were ever compared");
+      // the check compared something: members met at the same applied index (over the default
+      // seeds; one replayed seed may legitimately never bring two members to the same index)
+      if (fixedSeed === undefined) assert.ok(hashes > 0, "no two members were ever compared");
     });
 
     test("a seed replays exactly: the same run, the same hashes", () => {

@@ -645,7 +645,11 @@ export class MvccStore {
       *moveValuesTo(file: ValueFile, rowsPerStep: number): Generator<void, boolean, void> {
         const at = positions;
         if (at === undefined) return false;
-        for (let r = 0; r < count; r++) if (log.valueLength(r) > 0 && !(at[r]! >= 0)) return false;
+        // every value must have been placed: checked in steps too (millions of rows at scale)
+        for (let r = 0; r < count; r++) {
+          if (log.valueLength(r) > 0 && !(at[r]! >= 0)) return false;
+          if ((r + 1) % rowsPerStep === 0) yield;
+        }
         const slot = log.addFile(file);
         for (let r = 0; r < count; r++) {
           const p = at[r]!;

@@ -55,9 +55,10 @@ const writeChunkBytes = 64 * 1024;
  */
 const dbSyncEveryBytes = Number(process.env.ETCD_TS_SNAPSHOT_SYNC_EVERY_BYTES ?? 2 * 1024 * 1024);
 /**
- * Rows re-pointed at the new db file per event-loop turn once it is durable (a few ms at most).
+ * Rows checked, then re-pointed at the new db file, per event-loop turn once it is durable (the
+ * check of every row, like the move, is stepped: stores hold millions of records).
  */
-const moveRowsPerStep = 65_536;
+const moveRowsPerStep = 8_192;
 /** A failed snapshot is tried again after this long. */
 const retryAfterMs = 5_000;
 

@@ -1031,7 +1031,7 @@ export class WAL {
   /**
    * Starts `enc`'s write at the tail's offset (one O_DSYNC write, or write + fdatasync under
    * simulated power loss) and moves the offset past it now; the returned promise settles when the
-   * bytes are durable. Failpoints in the same places as #writeSynced.
+   * bytes are durable (#writeSynced, whose failpoints it reaches, then walAfterSync).
    */
   #startPipelinedWrite(enc: EncodedBatch): Promise<void> {
     const tail = this.#tail;
@@ -1040,36 +1040,7 @@ export class WAL {
     this.#wrote(enc.fw, enc.entryCount);
     const t0 = process.hrtime.bigint();
     return (async () => {
-      const dropWrite = failpoint("walBeforeWrite");
-      if (powerLossSimulated()) {
-        // the simulation keeps bytes written until an fdatasync: write, then sync (#writeSynced)
-        try {
-          if (!dropWrite) await writeAt(tail.fh.fd, enc.buf, 0, n, at);
-        } catch (err) {
-          throw new WalIoError("write", tail.path, err);
-        }
-        failpoint("walAfterWrite");
-        const skipSync = failpoint("walBeforeSync");
-        try {
-          if (!skipSync) await datasync(tail.fh.fd);
-        } catch (err) {
-          throw new WalIoError("fdatasync", tail.path, err);
-        }
-      } else {
-        const skipSync = failpoint("walBeforeSync");
-        try {
-          if (dropWrite) {
-            // nothing written
-          } else if (skipSync) await writeAt(tail.fh.fd, enc.buf, 0, n, at);
-          else {
-            tail.dsyncFd ??= openSync(tail.path, constants.O_WRONLY | constants.O_DSYNC);
-            await writeAt(tail.dsyncFd, enc.buf, 0, n, at);
-          }
-        } catch (err) {
-          throw new WalIoError("write", tail.path, err);
-        }
-        failpoint("walAfterWrite");
-      }
+      await this.#writeSynced(tail, enc.buf, n, at, failpoint("walBeforeWrite"));
       this.#synced(tail, Number(process.hrtime.bigint() - t0) / 1e9, enc.entryCount, n);
       failpoint("walAfterSync");
     })();
@@ -1085,7 +1056,7 @@ export class WAL {
       const t0 = process.hrtime.bigint();
       // the blocking path without an await: one promise and one microtask turn fewer per save
       if (this.#blockingPath(entryCount)) this.#writeBlocking(tail, buf, fw.pos, dropWrite);
-      else await this.#writeSynced(tail, buf, fw.pos, entryCount, dropWrite);
+      else await this.#writeSynced(tail, buf, fw.pos, this.#offsetBytes, dropWrite);
       this.#wrote(fw, entryCount);
       this.#synced(tail, Number(process.hrtime.bigint() - t0) / 1e9, entryCount, fw.pos);
       failpoint("walAfterSync");
@@ -1108,25 +1079,21 @@ export class WAL {
   }
 
   /**
-   * Writes `buf[0, n)` at the tail's offset and makes it durable: with blocking calls for a small
-   * batch (see syncWriteMaxEntries), else as one O_DSYNC write (see Tail.dsyncFd), or as a write
-   * and an fdatasync when power loss is simulated (the kept bytes need the sync call). Failpoints:
-   * walAfterWrite and walBeforeSync between the write and the sync, or both before the one O_DSYNC
-   * write; `dropWrite` (walBeforeWrite=drop) skips the write, walBeforeSync=drop the sync.
+   * Writes `buf[0, n)` at byte `at` of the tail and makes it durable, off the event loop: as one
+   * O_DSYNC write (see Tail.dsyncFd), or as a write and an fdatasync when power loss is simulated
+   * (the kept bytes need the sync call). The blocking path for small batches is #writeBlocking.
+   * Failpoints: walAfterWrite and walBeforeSync between the write and the sync, or both before the
+   * one O_DSYNC write; `dropWrite` (walBeforeWrite=drop) skips the write, walBeforeSync=drop the
+   * sync.
    */
   async #writeSynced(
     tail: Tail,
     buf: Buffer,
     n: number,
-    entryCount: number,
+    at: number,
     dropWrite: boolean,
   ): Promise<void> {
-    const at = this.#offsetBytes;
     const fd = tail.fh.fd;
-    if (this.#blockingPath(entryCount)) {
-      this.#writeBlocking(tail, buf, n, dropWrite);
-      return;
-    }
     if (powerLossSimulated()) {
       try {
         if (!dropWrite) await writeAt(fd, buf, 0, n, at);

@@ -237,6 +237,16 @@ flags["experimental-wal-max-writes-in-flight"] = {
   },
 };
 
+/** etcd-ts only: WAL bytes kept zero-filled ahead of the write position; 0 = off. */
+flags["experimental-wal-fill-ahead-bytes"] = {
+  kind: "int",
+  set: (c, v) => {
+    const n = int("experimental-wal-fill-ahead-bytes", v);
+    if (n < 0) throw new Error("--experimental-wal-fill-ahead-bytes must be at least 0");
+    c.walFillAheadBytes = n;
+  },
+};
+
 /** etcd-ts only: WAL segment size for tests (etcd's is fixed at 64 MiB). */
 flags["experimental-wal-segment-size-bytes"] = {
   kind: "int",

@@ -2,6 +2,8 @@
  * The member's configuration: etcd 3.4's flags with etcd's defaults (etcd `embed.NewConfig`,
  * `etcdmain/config.go`). Parsed from argv / `ETCD_*` / `--config-file` by tools/flags.ts.
  */
+import { DEFAULT_FILL_AHEAD_BYTES } from "../wal/index.js";
+
 export interface TlsFiles {
   certFile: string;
   keyFile: string;
@@ -67,6 +69,11 @@ export interface ServerConfig {
    * a time. etcd-ts only: `--experimental-wal-max-writes-in-flight`.
    */
   walMaxWritesInFlight: number;
+  /**
+   * Bytes past the WAL's write position kept zero-filled in the background (lib/wal
+   * fillAheadBytes); 0 turns it off. etcd-ts only: `--experimental-wal-fill-ahead-bytes`.
+   */
+  walFillAheadBytes: number;
   /**
    * etcd's --auth-token: "simple" or "jwt,pub-key=…,priv-key=…,sign-method=…[,ttl=…]"
    * (lib/auth/tokens.ts).
@@ -161,6 +168,7 @@ export function defaultConfig(): ServerConfig {
     grpcTransport: "fast",
     walSyncWriteMaxEntries: 1,
     walMaxWritesInFlight: 2,
+    walFillAheadBytes: DEFAULT_FILL_AHEAD_BYTES,
     grpcKeepaliveMinTimeMs: 5_000,
     grpcPingAckDelayMs: 0,
     failpointsHttp: false,

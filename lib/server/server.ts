@@ -312,6 +312,7 @@ export class EtcdServer {
       segmentSizeBytes: c.walSegmentSizeBytes,
       syncWriteMaxEntries: c.walSyncWriteMaxEntries,
       maxWritesInFlight: c.walMaxWritesInFlight,
+      fillAheadBytes: c.walFillAheadBytes,
       maxWalFiles: c.maxWals,
       logger: {
         info: (obj: object, msg?: string) => this.logger.info(obj, msg),

@@ -4,7 +4,7 @@
  * writes it shares with the snapshot writers, with a simulated power loss for tests
  * (power-loss.ts).
  */
-export { WAL, DEFAULT_SEGMENT_SIZE_BYTES } from "./wal.js";
+export { WAL, DEFAULT_SEGMENT_SIZE_BYTES, DEFAULT_FILL_AHEAD_BYTES } from "./wal.js";
 export type { WalOptions, WalReadResult, WalLogger, WalSnapshot, TornTail } from "./wal.js";
 export { lockDataDir } from "./lock.js";
 export {

@@ -6,6 +6,7 @@
 export { BTree, defaultBTreeDegree } from "./btree.js";
 export type { BTreeVisitor, BTreeEntriesOptions } from "./btree.js";
 export { SlotBTree, defaultSlotNodeCapacity, headOfKey } from "./slot-btree.js";
+export type { SlotBTreeBuilder } from "./slot-btree.js";
 export type { SlotKeys, SlotBTreeOptions, SlotNodeMemory } from "./slot-btree.js";
 export { BTreeError, BTreeInvalidDegreeError, BTreeInvariantError } from "./errors.js";
 export { BoltFileWriter, defaultBoltWriteOptions } from "./bolt.js";

@@ -50,6 +50,12 @@ export function headOfKey(k: Uint8Array, start = 0, end = k.length): number {
   return h;
 }
 
+/** SlotBTree.builder's: add slots in ascending key order, then finish() once. */
+export interface SlotBTreeBuilder {
+  add(slot: number): void;
+  finish(): SlotBTree;
+}
+
 /** Default entries (leaf) or children (inner) per node: 12 bytes an entry, ~1.5 KiB a node. */
 export const defaultSlotNodeCapacity = 128;
 const minCapacity = 4;
@@ -180,12 +186,7 @@ export class SlotBTree {
   #fill(heads: Float64Array, slots: Int32Array): void {
     const cap = this.#cap;
     const count = slots.length;
-    this.#size = count;
-    if (count === 0) {
-      this.#root = this.#node(true);
-      return;
-    }
-    let level: SlotNode[] = [];
+    const leaves: SlotNode[] = [];
     let prev: SlotNode | null = null;
     for (let at = 0; at < count; at += cap) {
       const leaf = this.#node(true);
@@ -195,8 +196,23 @@ export class SlotBTree {
       leaf.n = end - at;
       if (prev !== null) prev.next = leaf;
       prev = leaf;
-      level.push(leaf);
+      leaves.push(leaf);
     }
+    this.#setLeaves(leaves, count);
+  }
+
+  /**
+   * Makes `leaves` (full but maybe the last, chained, in key order, holding `count` entries) the
+   * tree's: the inner levels above them are built, full. O(leaves).
+   */
+  #setLeaves(leaves: SlotNode[], count: number): void {
+    const cap = this.#cap;
+    this.#size = count;
+    if (count === 0) {
+      this.#root = this.#node(true);
+      return;
+    }
+    let level = leaves;
     while (level.length > 1) {
       const up: SlotNode[] = [];
       for (let at = 0; at < level.length; at += cap) {
@@ -218,6 +234,43 @@ export class SlotBTree {
       level = up;
     }
     this.#root = level[0]!;
+  }
+
+  /**
+   * Builds a tree one slot at a time, in ascending key order, in full nodes: SlotBTree.build for a
+   * caller that finds the slots over many calls (lib/mvcc's stepped compaction), with nothing
+   * copied at the end. add() is O(1); finish() builds the inner levels, O(n / nodeCapacity).
+   * add() throws BTreeInvariantError when a key's head is below the previous one's (equal heads
+   * are not compared: checkInvariants does that).
+   */
+  static builder(keys: SlotKeys, options?: SlotBTreeOptions): SlotBTreeBuilder {
+    const t = new SlotBTree(keys, options);
+    const cap = t.#cap;
+    const leaves: SlotNode[] = [];
+    let leaf: SlotNode | null = null;
+    let count = 0;
+    let prevHead = 0;
+    return {
+      add(slot: number): void {
+        const h = keys.head(slot);
+        if (h < prevHead) throw new BTreeInvariantError(`builder: slot ${slot} out of key order`);
+        prevHead = h;
+        if (leaf === null || leaf.n === cap) {
+          const next = t.#node(true);
+          if (leaf !== null) leaf.next = next;
+          leaf = next;
+          leaves.push(next);
+        }
+        leaf.heads[leaf.n] = h;
+        leaf.slots[leaf.n] = slot;
+        leaf.n++;
+        count++;
+      },
+      finish(): SlotBTree {
+        t.#setLeaves(leaves, count);
+        return t;
+      },
+    };
   }
 
   /** Slots held. O(1). */

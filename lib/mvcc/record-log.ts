@@ -14,7 +14,7 @@
  * so the row number is the record's position in revision order and the log needs no separate
  * ordering. Rows never change once appended: a snapshot (MvccStore.snapshot) keeps reading rows
  * [0, count) of the log it captured while new rows are added. A compaction builds a new log (and
- * key table, with fresh arenas) from the survivors instead of editing this one.
+ * key table, with fresh arenas) from the survivors instead of editing this one (compaction.ts).
  *
  * Each row links to the previous record of its key (`prevRow`), and the key table holds each
  * key's newest row, so a key's history is a chain from newest to oldest.
@@ -178,6 +178,14 @@ export class KeyTable implements SlotKeys {
     b[i + kNewest] = -1;
     this.#count = slot + 1;
     return slot;
+  }
+
+  /** add() of the key of `slot` of `from` (no Buffer made): a compaction's copy of a key. */
+  addFrom(from: KeyTable, slot: number): number {
+    const b = from.#blocks[slot >>> blockBits]!;
+    const i = (slot & blockMask) * keyStride;
+    const at = b[i + kOffset]!;
+    return this.add(from.#arena.chunk(b[i + kChunk]!), at, at + b[i + kLength]!);
   }
 
   /** The key of `slot`: a view into the arena (a new Buffer object; never mutate it). */

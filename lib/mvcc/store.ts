@@ -52,6 +52,7 @@ import {
   maxSubRevision,
   type ValueFile,
 } from "./record-log.js";
+import { CompactionJob } from "./compaction.js";
 import { WatchHub, type WatchSink, type WatchSource, type WatchStream } from "./watch.js";
 import { putVarint, putVarint64 } from "../proto/varint.js";
 
@@ -91,6 +92,16 @@ export interface MvccStoreOptions {
   keyArenaChunkBytes?: number;
   /** Bytes per chunk the store copies values into (default 1 MiB; see ByteArena). */
   valueArenaChunkBytes?: number;
+  /**
+   * "sync" (default): compact() does the physical part (the new record log and key index) before
+   * it returns. "stepped": compact() does the logical part only and the caller runs the physical
+   * part with compactionStep() (the server, between other work: see compactionStep).
+   */
+  physicalCompaction?: "sync" | "stepped";
+  /** Work units of one compactionStep() (default 16,384: about 2-5 ms; see CompactionJob.step). */
+  compactionStepUnits?: number;
+  /** Called when compact() leaves physical work to compactionStep() ("stepped" only). */
+  onCompactionPending?: () => void;
 }
 
 /** Counts for quota, status and metrics. */
@@ -120,6 +131,13 @@ export interface MvccSnapshot {
   readonly revision: number;
   /** etcd's compactMainRev (-1 if never compacted); the db file's meta bucket records it. */
   readonly compactRevision: number;
+  /**
+   * The compaction revision the records are physically compacted to, when below compactRevision
+   * (a snapshot taken while a stepped compaction runs holds records it will drop): a db file
+   * records it as etcd's finishedCompactRev (compactRevision as scheduledCompactRev), and loading
+   * it compacts again, as etcd does after a crash mid-compaction. Absent: compactRevision.
+   */
+  readonly finishedCompactRevision?: number;
   readonly recordCount: number;
   /**
    * The key bucket's entries in bbolt key order: [revision key (8-byte big-endian main, '_',
@@ -179,13 +197,6 @@ const noLease = 0n;
  */
 const keyChainWalkMaxRows = 4096;
 
-/** [0, 1, …, n - 1]. */
-function slotRange(n: number): Int32Array {
-  const a = new Int32Array(n);
-  for (let i = 0; i < n; i++) a[i] = i;
-  return a;
-}
-
 function innerHeader(revision: number): ResponseHeader {
   return { clusterId: 0n, memberId: 0n, revision, raftTerm: 0 };
 }
@@ -217,6 +228,15 @@ export class MvccStore {
   #currentRev = 1;
   /** etcd's compactMainRev: -1 until the first compaction. */
   #compactRev = -1;
+  /** The compaction revision #log is physically compacted to (below #compactRev while a job runs). */
+  #finishedCompactRev = -1;
+  /** The physical part of a compaction in progress ("stepped"), whose log is #log. */
+  #compaction: CompactionJob | undefined = undefined;
+  /** A compaction revision above the running job's, to start once it is done (-1: none). */
+  #queuedCompactRev = -1;
+  readonly #steppedCompaction: boolean;
+  readonly #compactionStepUnits: number;
+  readonly #onCompactionPending: (() => void) | undefined;
   /**
    * Tombstones at exactly #compactRev that the last compaction dropped (etcd drops them too), in
    * sub revision order, keys copied: a watch catching up from #compactRev still gets their delete
@@ -238,6 +258,9 @@ export class MvccStore {
     this.#hooks = opts?.leaseHooks;
     this.#keyArenaChunkBytes = opts?.keyArenaChunkBytes ?? 64 * 1024;
     this.#valueArenaChunkBytes = opts?.valueArenaChunkBytes ?? 1024 * 1024;
+    this.#steppedCompaction = opts?.physicalCompaction === "stepped";
+    this.#compactionStepUnits = opts?.compactionStepUnits ?? 16_384;
+    this.#onCompactionPending = opts?.onCompactionPending;
     this.#log = new RecordLog(this.#keyArenaChunkBytes, this.#valueArenaChunkBytes);
     this.#index = new SlotBTree(this.#log.keys, { memory: this.#log.slabs });
     // Getters (not arrows) so the watch side always sees the live revisions.
@@ -448,55 +471,87 @@ export class MvccStore {
   /**
    * Compaction (etcd kvstore.Compact + keyIndex.compact): history at and below `revision` is
    * dropped, keeping for each key the latest record at or below it unless that is a tombstone;
-   * keys left with nothing leave the index. Reads below `revision` then fail with
-   * MvccCompactedError. Throws MvccCompactedError if revision <= compactRevision,
-   * MvccFutureRevError if revision > currentRevision. Runs synchronously, O(keys + records).
+   * keys left with nothing leave the index. Reads below `revision` fail with MvccCompactedError
+   * from now on, and watchers below it get their compacted response. Throws MvccCompactedError if
+   * revision <= compactRevision, MvccFutureRevError if revision > currentRevision.
    *
-   * The survivors are copied into a new record log (keys and values into fresh arenas, keys
-   * renumbered in key order) and the key index is rebuilt from it in full nodes; a snapshot taken
-   * before keeps reading the old log.
+   * The physical part copies the survivors into a new record log (keys and values into fresh
+   * arenas, keys renumbered in key order) and builds the key index over it (CompactionJob); a
+   * snapshot taken before keeps reading the old log. With physicalCompaction "sync" it runs here,
+   * O(keys + records); with "stepped" it is left to compactionStep() (reads, writes and
+   * snapshots meanwhile use the old log and give the same answers), and a compaction arriving
+   * while one runs is done after it (the later revision only: compacting at r1 then r2 keeps what
+   * compacting at r2 alone keeps).
    */
   compact(revision: number): void {
     if (revision <= this.#compactRev) throw new MvccCompactedError();
     if (revision > this.#currentRev) throw new MvccFutureRevError();
     this.#compactRev = revision;
-    const old = this.#log;
-    const keep = new Uint8Array(old.length);
-    const survivors: number[] = [];
-    const dropped: Rec[] = [];
-    this.#index.ascend(undefined, undefined, (slot) => {
-      let any = false;
-      let r = old.keys.newest(slot);
-      for (; r >= 0 && old.main(r) > revision; r = old.prevRow(r)) {
-        keep[r] = 1;
-        any = true;
-      }
-      if (r >= 0 && !old.isTombstone(r)) {
-        keep[r] = 1;
-        any = true;
-      } else if (r >= 0 && old.main(r) === revision) {
-        // a tombstone at the compaction revision itself (the key may live again after it)
-        const key = Buffer.from(old.keys.key(slot));
-        dropped.push(new Rec(key, emptyBuffer, 0, 0, revision, old.sub(r), 0, 0, 0n));
-      }
-      if (any) survivors.push(slot);
-    });
-    this.#tombstonesAtCompactRev = dropped.sort((a, b) => a.sub - b.sub);
-    const log = new RecordLog(this.#keyArenaChunkBytes, this.#valueArenaChunkBytes);
-    const slotMap = new Int32Array(old.keys.length).fill(-1);
-    for (const s of survivors) slotMap[s] = log.keys.add(old.keys.key(s));
-    let bytes = 0;
-    for (let r = 0; r < old.length; r++) {
-      if (keep[r] === 0) continue;
-      const row = log.copyRow(old, r, slotMap[old.keySlot(r)]!);
-      bytes += log.approximateBytes(row);
-    }
-    this.#log = log;
-    // survivors got slots 0.. in key order
-    this.#index = SlotBTree.build(log.keys, slotRange(survivors.length), { memory: log.slabs });
-    this.#bytes = bytes;
+    // the dropped tombstones of the previous compaction are below it; this one's are in the log
+    // until its job is done
+    this.#tombstonesAtCompactRev = [];
+    if (this.#compaction === undefined) this.#startCompaction(revision);
+    else this.#queuedCompactRev = revision;
+    if (this.#steppedCompaction) this.#onCompactionPending?.();
+    else this.finishCompaction();
     // Unsynced watchers below the new compaction point get their compacted response now.
     this.#hub.syncWatchers();
+  }
+
+  /** True while the physical part of a compaction is left to do (compactionStep). */
+  get compactionPending(): boolean {
+    return this.#compaction !== undefined;
+  }
+
+  /**
+   * One bounded step (compactionStepUnits of work) of the pending physical compaction; when it
+   * completes, the store switches to the new log at once. Returns true while work remains. The
+   * server calls it between other work (setImmediate) until it returns false.
+   */
+  compactionStep(): boolean {
+    return this.#runCompaction(this.#compactionStepUnits);
+  }
+
+  /** Runs the pending physical compaction (and a queued one) to the end now. */
+  finishCompaction(): void {
+    this.#runCompaction(Infinity);
+  }
+
+  /**
+   * Drops a pending physical compaction without finishing it (the store is closing): the store
+   * keeps its current log, whose reads stay right, and holds nothing more.
+   */
+  close(): void {
+    this.#compaction = undefined;
+    this.#queuedCompactRev = -1;
+  }
+
+  #startCompaction(revision: number): void {
+    this.#compaction = new CompactionJob(
+      this.#log,
+      this.#index,
+      revision,
+      this.#keyArenaChunkBytes,
+      this.#valueArenaChunkBytes,
+    );
+  }
+
+  #runCompaction(units: number): boolean {
+    const job = this.#compaction;
+    if (job === undefined) return false;
+    if (!job.step(units)) return true;
+    this.#log = job.log;
+    this.#index = job.index;
+    this.#bytes = job.bytes;
+    this.#finishedCompactRev = job.revision;
+    if (job.revision === this.#compactRev) this.#tombstonesAtCompactRev = job.droppedTombstones();
+    this.#compaction = undefined;
+    const queued = this.#queuedCompactRev;
+    this.#queuedCompactRev = -1;
+    if (queued < 0) return false;
+    this.#startCompaction(queued);
+    if (units === Infinity) return this.#runCompaction(units);
+    return true;
   }
 
   /**
@@ -548,7 +603,9 @@ export class MvccStore {
       const newest = keys.newest(slot);
       mvccAssert(newest === lastRow[slot] && newest >= 0, `slot ${slot}: newest row ${newest}`);
       mvccAssert(
-        records[slot]! > 1 || !log.isTombstone(newest) || log.main(newest) > this.#compactRev,
+        records[slot]! > 1 ||
+          !log.isTombstone(newest) ||
+          log.main(newest) > this.#finishedCompactRev,
         `lone tombstone at or below the compaction point for ${keys.key(slot).toString("hex")}`,
       );
       if (!log.isTombstone(newest)) live++;
@@ -575,13 +632,16 @@ export class MvccStore {
    * with main revision <= `revision` as etcd's backend stores it (17-byte revision key, 't'
    * appended for tombstones, then the marshaled KeyValue; a tombstone's is only the key); records
    * at or below the compaction point count only if a compaction at `revision` would keep them.
-   * `revision` 0 = current. Matches real etcd's hash for the same history.
+   * `revision` 0 = current. Matches real etcd's hash for the same history. O(records), and it
+   * first finishes a pending physical compaction (compactionStep): the records it would drop
+   * must not count.
    * Throws MvccCompactedError (0 < revision <= compactRevision), MvccFutureRevError.
    */
   hashKV(revision: number): MvccHash {
     const compactRev = this.#compactRev;
     if (revision > 0 && revision <= compactRev) throw new MvccCompactedError();
     if (revision > 0 && revision > this.#currentRev) throw new MvccFutureRevError();
+    this.finishCompaction();
     const rev = revision === 0 ? this.#currentRev : revision;
     const log = this.#log;
     // etcd kvindex.Keep(rev): the record each key shows at rev; only consulted for records at or
@@ -620,6 +680,7 @@ export class MvccStore {
     return {
       revision: this.#currentRev,
       compactRevision: this.#compactRev,
+      finishedCompactRevision: this.#finishedCompactRev,
       recordCount: count,
       *records(): IterableIterator<[Buffer, Buffer]> {
         // Records are encoded back to back into chunks that are never reused, and handed out as
@@ -682,10 +743,12 @@ export class MvccStore {
       throw new MvccRestoreError("ErrRestoreNotEmpty", "a write is in progress");
     }
     const nextRev = this.#currentRev + 1;
+    this.close();
     this.#log = new RecordLog(this.#keyArenaChunkBytes, this.#valueArenaChunkBytes);
     this.#index = new SlotBTree(this.#log.keys, { memory: this.#log.slabs });
     this.#currentRev = 1;
     this.#compactRev = -1;
+    this.#finishedCompactRev = -1;
     this.#tombstonesAtCompactRev = [];
     this.#liveKeys = 0;
     this.#bytes = 0;
@@ -715,6 +778,8 @@ export class MvccStore {
     if (this.#log.length !== 0 || this.#currentRev !== 1 || this.#index.size !== 0) {
       throw new MvccRestoreError("ErrRestoreNotEmpty", "the store is not empty");
     }
+    // an empty store's pending compaction (at revision 1) would replace the restored log
+    this.close();
     // keys are deduped through a scratch index with nodes of its own (filled in the file's order,
     // ~70 % full); the store's index is that one packed, in the log's slabs
     const r = new RestoreRun(this.#log, new SlotBTree(this.#log.keys), valueFile);
@@ -752,6 +817,7 @@ export class MvccStore {
     const top = log.length > 0 ? log.main(log.length - 1) : 1;
     this.#currentRev = Math.max(top, compactRevision, 1);
     this.#compactRev = compactRevision;
+    this.#finishedCompactRev = compactRevision;
     this.#tombstonesAtCompactRev = [];
   }
 

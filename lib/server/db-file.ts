@@ -93,11 +93,12 @@ function sortedBucket(name: string, entries: Entry[]): BoltBucketSource {
  */
 export function etcdDbBuckets(state: DbFileState): BoltBucketSource[] {
   const meta: Entry[] = [[Buffer.from("consistent_index"), u64be(state.consistentIndex)]];
-  if (state.mvcc.compactRevision > 0) {
-    const rev = revisionKey(state.mvcc.compactRevision, 0);
-    meta.push([Buffer.from("finishedCompactRev"), rev]);
-    meta.push([Buffer.from("scheduledCompactRev"), rev]);
-  }
+  // a snapshot taken while a compaction's physical part runs holds records it drops: etcd's
+  // finishedCompactRev below scheduledCompactRev, so that loading the file compacts again
+  const scheduled = state.mvcc.compactRevision;
+  const finished = Math.min(scheduled, state.mvcc.finishedCompactRevision ?? scheduled);
+  if (finished > 0) meta.push([Buffer.from("finishedCompactRev"), revisionKey(finished, 0)]);
+  if (scheduled > 0) meta.push([Buffer.from("scheduledCompactRev"), revisionKey(scheduled, 0)]);
   const leases: Entry[] = state.leases.map((l) => [
     u64be(l.id),
     Buffer.from(

@@ -44,7 +44,9 @@ export function loadDbIntoMember(
   if (opts.replace) t.store.replaceFromSnapshot(records, db.compactRevision, opts.valueFile);
   else t.store.restore(records, db.compactRevision, opts.valueFile);
   if (db.scheduledCompactRevision > db.compactRevision) {
+    // a compaction the db's writer had not finished (etcd: restore re-runs it), done now
     t.store.compact(db.scheduledCompactRevision);
+    t.store.finishCompaction();
   }
   t.cluster.restore(opts.members, db.removedMemberIds);
   t.alarms.length = 0;

@@ -101,7 +101,9 @@ function mvccOf(db: ParsedDbFile): MvccSnapshot {
   }
   return {
     revision,
-    compactRevision: db.compactRevision,
+    // a compaction the source db had not finished stays scheduled in the restored one
+    compactRevision: Math.max(db.compactRevision, db.scheduledCompactRevision),
+    finishedCompactRevision: db.compactRevision,
     recordCount: count,
     records: () => db.keyRecords(),
   };

@@ -147,6 +147,10 @@ export class EtcdServer {
 
   #stopped = false;
   #fatalError: Error | undefined;
+  /** The next step of the store's physical compaction, when one is pending. */
+  #compactionStepImmediate: NodeJS.Immediate | undefined;
+  /** Physical compaction requests waiting for the store's pending compaction to finish. */
+  #compactionWaiters: (() => void)[] = [];
 
   #tickTimer: NodeJS.Timeout | undefined;
   #progressTimer: NodeJS.Timeout | undefined;
@@ -174,6 +178,10 @@ export class EtcdServer {
       // equally valid watch responses and bound the memory a slow watcher pins)
       maxEventsPerWatchResponse: 100,
       maxRequestBytes: this.config.maxRequestBytes,
+      // a compaction applied from raft is logical at once; its copy into a new log runs in
+      // steps between other work (#compactionSteps), so puts never wait for all of it
+      physicalCompaction: "stepped",
+      onCompactionPending: () => this.#scheduleCompactionStep(),
       leaseHooks: {
         exists: (id) => this.lessor.has(id),
         attach: (id, key) => this.lessor.attach(id, key),
@@ -887,13 +895,48 @@ export class EtcdServer {
     return this.#propose<TxnResponse>({ iD: 0n, txn: req } as InternalRaftRequest, ai, caller);
   }
 
-  /** KV.Compact through raft (etcd applies it on every member). */
+  /**
+   * KV.Compact through raft (etcd applies it on every member). Once applied, reads below the
+   * revision fail; with `physical` the answer also waits until this member's store has dropped
+   * the compacted records (etcd waits for its backend's compaction the same way).
+   */
   async compact(req: CompactionRequest, ai?: AuthInfo): Promise<CompactionResponse> {
-    // `physical` needs no wait: compaction of the in-memory store is done once applied
-    return this.#propose<CompactionResponse>(
+    const resp = await this.#propose<CompactionResponse>(
       { iD: 0n, compaction: req } as InternalRaftRequest,
       ai,
     );
+    if (req.physical && this.store.compactionPending) {
+      await new Promise<void>((resolve) => this.#compactionWaiters.push(resolve));
+    }
+    return resp;
+  }
+
+  /**
+   * Runs one MvccStore.compactionStep in a later turn of the event loop (after pending I/O), and
+   * so on until the store's physical compaction is done; then answers the waiting physical
+   * compactions. A step is bounded (MvccStoreOptions.compactionStepUnits); writes go on between.
+   */
+  #scheduleCompactionStep(): void {
+    if (this.#compactionStepImmediate !== undefined || this.#stopped) return;
+    this.#compactionStepImmediate = setImmediate(() => {
+      this.#compactionStepImmediate = undefined;
+      if (this.#stopped) return;
+      let more: boolean;
+      try {
+        more = this.store.compactionStep();
+      } catch (err) {
+        // a broken store invariant (mvccAssert): nothing may be served from it
+        this.#fatal(err as Error);
+        return;
+      }
+      if (more) {
+        this.#scheduleCompactionStep();
+        return;
+      }
+      const waiters = this.#compactionWaiters;
+      this.#compactionWaiters = [];
+      for (const w of waiters) w();
+    });
   }
 
   /** Lease.LeaseGrant: picks an id when the client gave 0 (etcd: reqIDGen.Next() & MaxInt64). */
@@ -1201,6 +1244,12 @@ export class EtcdServer {
     if (this.#tickTimer !== undefined) clearInterval(this.#tickTimer);
     if (this.#progressTimer !== undefined) clearInterval(this.#progressTimer);
     this.#compactor?.stop();
+    if (this.#compactionStepImmediate !== undefined) {
+      clearImmediate(this.#compactionStepImmediate);
+      this.#compactionStepImmediate = undefined;
+    }
+    this.store.close();
+    for (const w of this.#compactionWaiters.splice(0)) w();
     this.#node?.stop();
     await this.#peers?.stop();
     this.#proposals.failAll(errStopped());

@@ -632,34 +632,41 @@ export class MvccStore {
    * with main revision <= `revision` as etcd's backend stores it (17-byte revision key, 't'
    * appended for tombstones, then the marshaled KeyValue; a tombstone's is only the key); records
    * at or below the compaction point count only if a compaction at `revision` would keep them.
-   * `revision` 0 = current. Matches real etcd's hash for the same history. O(records), and it
-   * first finishes a pending physical compaction (compactionStep): the records it would drop
-   * must not count.
+   * `revision` 0 = current. Matches real etcd's hash for the same history. O(records). While a
+   * compaction's physical part is pending (compactionStep) the log still holds records it drops:
+   * they never count, so the hash is the one after it (the same on every member, whatever its
+   * progress).
    * Throws MvccCompactedError (0 < revision <= compactRevision), MvccFutureRevError.
    */
   hashKV(revision: number): MvccHash {
     const compactRev = this.#compactRev;
     if (revision > 0 && revision <= compactRev) throw new MvccCompactedError();
     if (revision > 0 && revision > this.#currentRev) throw new MvccFutureRevError();
-    this.finishCompaction();
     const rev = revision === 0 ? this.#currentRev : revision;
     const log = this.#log;
     // etcd kvindex.Keep(rev): the record each key shows at rev; only consulted for records at or
-    // below the compaction point (rows [0, compacted)), so only those are marked.
+    // below the compaction point (rows [0, compacted)), so only those are marked. `kept`: the
+    // records there the compaction keeps (each key's newest, unless a tombstone), which are all
+    // the rows there once its physical part is done.
     const compacted = log.firstRowAtOrAfter(compactRev + 1);
     const keep = new Uint8Array(compacted);
+    const kept = new Uint8Array(compacted);
     let keepAny = false;
     this.#index.ascend(undefined, undefined, (slot) => {
-      const r = this.#visibleRow(slot, rev);
-      if (r < 0) return;
-      keepAny = true;
-      if (r < compacted) keep[r] = 1;
+      let r = log.keys.newest(slot);
+      while (r >= 0 && log.main(r) > rev) r = log.prevRow(r);
+      if (r >= 0 && !log.isTombstone(r)) {
+        keepAny = true;
+        if (r < compacted) keep[r] = 1;
+      }
+      while (r >= 0 && log.main(r) > compactRev) r = log.prevRow(r);
+      if (r >= 0 && !log.isTombstone(r)) kept[r] = 1;
     });
     let crc = CRC32C.buf(Buffer.from("key"));
     let scratch = Buffer.allocUnsafe(4096);
     for (let r = 0; r < log.length; r++) {
       if (log.main(r) > rev) break;
-      if (r < compacted && keepAny && keep[r] === 0) continue;
+      if (r < compacted && (keepAny ? keep[r] : kept[r]) === 0) continue;
       const need = rowEncodedMaxBytes(log, r);
       if (need > scratch.length) scratch = Buffer.allocUnsafe(need * 2);
       const n = encodeRow(log, r, scratch, 0);

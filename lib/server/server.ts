@@ -179,7 +179,7 @@ export class EtcdServer {
       maxEventsPerWatchResponse: 100,
       maxRequestBytes: this.config.maxRequestBytes,
       // a compaction applied from raft is logical at once; its copy into a new log runs in
-      // steps between other work (#compactionSteps), so puts never wait for all of it
+      // steps between other work (#scheduleCompactionStep), so puts never wait for all of it
       physicalCompaction: "stepped",
       onCompactionPending: () => this.#scheduleCompactionStep(),
       leaseHooks: {

@@ -186,7 +186,7 @@ export class SlotBTree {
   #fill(heads: Float64Array, slots: Int32Array): void {
     const cap = this.#cap;
     const count = slots.length;
-    const leaves: SlotNode[] = [];
+    const spine = new InnerSpine(cap, () => this.#node(false));
     let prev: SlotNode | null = null;
     for (let at = 0; at < count; at += cap) {
       const leaf = this.#node(true);
@@ -196,57 +196,23 @@ export class SlotBTree {
       leaf.n = end - at;
       if (prev !== null) prev.next = leaf;
       prev = leaf;
-      leaves.push(leaf);
+      spine.add(leaf);
     }
-    this.#setLeaves(leaves, count);
-  }
-
-  /**
-   * Makes `leaves` (full but maybe the last, chained, in key order, holding `count` entries) the
-   * tree's: the inner levels above them are built, full. O(leaves).
-   */
-  #setLeaves(leaves: SlotNode[], count: number): void {
-    const cap = this.#cap;
     this.#size = count;
-    if (count === 0) {
-      this.#root = this.#node(true);
-      return;
-    }
-    let level = leaves;
-    while (level.length > 1) {
-      const up: SlotNode[] = [];
-      for (let at = 0; at < level.length; at += cap) {
-        const inner = this.#node(false);
-        const end = Math.min(level.length, at + cap);
-        for (let i = at; i < end; i++) {
-          const child = level[i]!;
-          const j = i - at;
-          if (j > 0) {
-            const first = firstEntryOf(child);
-            inner.heads[j] = first.heads[0]!;
-            inner.slots[j] = first.slots[0]!;
-          }
-          inner.children!.push(child);
-        }
-        inner.n = end - at;
-        up.push(inner);
-      }
-      level = up;
-    }
-    this.#root = level[0]!;
+    this.#root = spine.root() ?? this.#node(true);
   }
 
   /**
    * Builds a tree one slot at a time, in ascending key order, in full nodes: SlotBTree.build for a
    * caller that finds the slots over many calls (lib/mvcc's stepped compaction), with nothing
-   * copied at the end. add() is O(1); finish() builds the inner levels, O(n / nodeCapacity).
-   * add() throws BTreeInvariantError when a key's head is below the previous one's (equal heads
-   * are not compared: checkInvariants does that).
+   * copied at the end. add() is O(1) amortized (a full leaf goes into the inner levels at once);
+   * finish() is O(height). add() throws BTreeInvariantError when a key's head is below the
+   * previous one's (equal heads are not compared: checkInvariants does that).
    */
   static builder(keys: SlotKeys, options?: SlotBTreeOptions): SlotBTreeBuilder {
     const t = new SlotBTree(keys, options);
     const cap = t.#cap;
-    const leaves: SlotNode[] = [];
+    const spine = new InnerSpine(cap, () => t.#node(false));
     let leaf: SlotNode | null = null;
     let count = 0;
     let prevHead = 0;
@@ -255,19 +221,22 @@ export class SlotBTree {
         const h = keys.head(slot);
         if (h < prevHead) throw new BTreeInvariantError(`builder: slot ${slot} out of key order`);
         prevHead = h;
-        if (leaf === null || leaf.n === cap) {
+        const fresh = leaf === null || leaf.n === cap;
+        if (fresh) {
           const next = t.#node(true);
           if (leaf !== null) leaf.next = next;
           leaf = next;
-          leaves.push(next);
         }
-        leaf.heads[leaf.n] = h;
-        leaf.slots[leaf.n] = slot;
-        leaf.n++;
+        leaf!.heads[leaf!.n] = h;
+        leaf!.slots[leaf!.n] = slot;
+        leaf!.n++;
         count++;
+        // into the inner levels once it has its first entry (its separator)
+        if (fresh) spine.add(leaf!);
       },
       finish(): SlotBTree {
-        t.#setLeaves(leaves, count);
+        t.#size = count;
+        t.#root = spine.root() ?? t.#root;
         return t;
       },
     };
@@ -509,6 +478,63 @@ export class SlotBTree {
     }
     n.n = at;
     return right;
+  }
+}
+
+/**
+ * The inner levels of a tree built left to right (bulk load): leaves, each with its first entry,
+ * come in key order; each level keeps its rightmost node open and starts a new one when that is
+ * full, adding the new one to the level above (a level above begins when a level's second node
+ * does). Every node but the rightmost of its level ends up full.
+ */
+class InnerSpine {
+  readonly #cap: number;
+  readonly #newInner: () => SlotNode;
+  /** The open (rightmost) inner node of each level, level 0 just above the leaves. */
+  readonly #open: SlotNode[] = [];
+  #first: SlotNode | null = null;
+
+  constructor(cap: number, newInner: () => SlotNode) {
+    this.#cap = cap;
+    this.#newInner = newInner;
+  }
+
+  /** Adds the next leaf (holding at least one entry) to the right. */
+  add(leaf: SlotNode): void {
+    if (this.#first === null) this.#first = leaf;
+    this.#push(0, leaf);
+  }
+
+  /** The root: null without leaves; a lone leaf; else the top level's node (2+ children). */
+  root(): SlotNode | null {
+    const top = this.#open[this.#open.length - 1];
+    if (top === undefined || top.n === 1) return this.#first;
+    return top;
+  }
+
+  #push(level: number, child: SlotNode): void {
+    const node = this.#open[level];
+    if (node !== undefined && node.n < this.#cap) {
+      const first = firstEntryOf(child);
+      node.heads[node.n] = first.heads[0]!;
+      node.slots[node.n] = first.slots[0]!;
+      node.children!.push(child);
+      node.n++;
+      return;
+    }
+    const fresh = this.#newInner();
+    fresh.children!.push(child);
+    fresh.n = 1;
+    this.#open[level] = fresh;
+    if (node === undefined) return;
+    // the level's second node or later: the level above takes it (and, if new, the first too)
+    if (this.#open[level + 1] === undefined) {
+      const parent = this.#newInner();
+      parent.children!.push(node);
+      parent.n = 1;
+      this.#open[level + 1] = parent;
+    }
+    this.#push(level + 1, fresh);
   }
 }
 

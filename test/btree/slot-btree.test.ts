@@ -125,10 +125,16 @@ test("inserts in any order: find, ascend over any bounds and the invariants agre
           { nodeCapacity: cap, memory: new Slabs(4096) },
         );
         built.checkInvariants();
+        // and builder(), given them one at a time
+        const builder = SlotBTree.builder(keys, { nodeCapacity: cap, memory: new Slabs(4096) });
+        for (const [, s] of sorted) builder.add(s);
+        const streamed = builder.finish();
+        streamed.checkInvariants();
+        assert.equal(streamed.height, built.height);
         const repacked = t.repacked();
         repacked.checkInvariants();
         t.checkInvariants();
-        for (const tree of [built, repacked, t]) {
+        for (const tree of [built, streamed, repacked, t]) {
           assert.deepEqual(
             slotsIn(tree),
             sorted.map(([, s]) => s),
@@ -181,4 +187,31 @@ test("build refuses slots out of key order; the node capacity is validated", () 
   empty.checkInvariants();
   assert.equal(empty.find(Buffer.from("a")), -1);
   assert.deepEqual(slotsIn(empty), []);
+});
+
+test("builder() makes build()'s tree at every level boundary, and refuses a head out of order", () => {
+  const keys = new Keys();
+  const slots: number[] = [];
+  for (let i = 0; i < 4 ** 4 + 1; i++) {
+    const k = Buffer.alloc(4);
+    k.writeUInt32BE(i);
+    slots.push(keys.add(k));
+  }
+  for (const n of [0, 1, 3, 4, 5, 15, 16, 17, 63, 64, 65, 255, 256, 257]) {
+    const builder = SlotBTree.builder(keys, { nodeCapacity: 4 });
+    for (let i = 0; i < n; i++) builder.add(slots[i]!);
+    const t = builder.finish();
+    t.checkInvariants();
+    const built = SlotBTree.build(keys, slots.slice(0, n), { nodeCapacity: 4 });
+    assert.equal(t.height, built.height, `height at ${n}`);
+    assert.equal(t.size, n);
+    assert.deepEqual(slotsIn(t), slots.slice(0, n));
+    // and keep taking inserts
+    const extra = Buffer.from("zzzz");
+    t.insert(extra, keys.add(extra));
+    t.checkInvariants();
+  }
+  const builder = SlotBTree.builder(keys);
+  builder.add(slots[5]!);
+  assert.throws(() => builder.add(slots[4]!), BTreeInvariantError);
 });

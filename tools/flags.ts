@@ -227,6 +227,17 @@ flags["experimental-wal-sync-write-max-entries"] = {
   set: (c, v) => (c.walSyncWriteMaxEntries = int("experimental-wal-sync-write-max-entries", v)),
 };
 
+/** etcd-ts only: --experimental-wal-sync-write-max-entries while the member is the only voter. */
+flags["experimental-wal-lone-voter-sync-write-max-entries"] = {
+  kind: "int",
+  set: (c, v) => {
+    const n = int("experimental-wal-lone-voter-sync-write-max-entries", v);
+    if (n < 0)
+      throw new Error("--experimental-wal-lone-voter-sync-write-max-entries must be at least 0");
+    c.walLoneVoterSyncWriteMaxEntries = n;
+  },
+};
+
 /** etcd-ts only: durable WAL writes (raft Ready saves) in flight at once; 1 = one at a time. */
 flags["experimental-wal-max-writes-in-flight"] = {
   kind: "int",

@@ -64,6 +64,12 @@ export interface ServerConfig {
    */
   walSyncWriteMaxEntries: number;
   /**
+   * The same while this member is the only voter (a single-member cluster): it has one save in
+   * flight at a time and nothing to overlap with it. etcd-ts only:
+   * `--experimental-wal-lone-voter-sync-write-max-entries`.
+   */
+  walLoneVoterSyncWriteMaxEntries: number;
+  /**
    * Durable WAL writes in flight at once, and raft Readies whose save may be in flight together
    * (lib/wal maxWritesInFlight; etcd-io/raft's asynchronous storage writes). 1 saves one Ready at
    * a time. etcd-ts only: `--experimental-wal-max-writes-in-flight`.
@@ -167,6 +173,7 @@ export function defaultConfig(): ServerConfig {
     bcryptCost: 10,
     grpcTransport: "fast",
     walSyncWriteMaxEntries: 1,
+    walLoneVoterSyncWriteMaxEntries: 1024,
     walMaxWritesInFlight: 2,
     walFillAheadBytes: DEFAULT_FILL_AHEAD_BYTES,
     grpcKeepaliveMinTimeMs: 5_000,

@@ -203,6 +203,8 @@ export class ServerMetrics {
     walWriteBytes: 0,
     walFsyncs: 0,
     walEntries: 0,
+    walBlockingWrites: 0,
+    walZeroFilledBytes: 0,
   };
   readonly walFsyncDurationSeconds = this.#plainHistogram(
     "etcd_disk_wal_fsync_duration_seconds",
@@ -230,6 +232,18 @@ export class ServerMetrics {
     help: "Number of WAL fdatasync calls.",
     registers: [this.registry],
     collect: syncCounter(() => this.counts.walFsyncs),
+  });
+  readonly walBlockingWritesTotal = new client.Counter({
+    name: "etcd_ts_wal_blocking_writes_total",
+    help: "WAL writes made durable with blocking calls on the event loop (small batches on a fast disk).",
+    registers: [this.registry],
+    collect: syncCounter(() => this.counts.walBlockingWrites),
+  });
+  readonly walZeroFilledBytesTotal = new client.Counter({
+    name: "etcd_ts_wal_zero_filled_bytes_total",
+    help: "Bytes of WAL segment zero-filled ahead of the write position.",
+    registers: [this.registry],
+    collect: syncCounter(() => this.counts.walZeroFilledBytes),
   });
   readonly walEntriesTotal = new client.Counter({
     name: "etcd_ts_wal_entries_total",

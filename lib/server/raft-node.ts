@@ -96,6 +96,14 @@ export interface RaftNodeOptions {
    * acknowledgements, raft storage) happens after its save and every earlier one, in order.
    */
   maxSavesInFlight?: number;
+  /**
+   * WAL batches of at most this many entries are written with blocking calls (lib/wal
+   * syncWriteMaxEntries), set on the WAL per Ready: `cluster` while other voters exist, `loneVoter`
+   * while this member is the only one. A lone voter has one save in flight and nothing to overlap
+   * with it, so even large batches skip the thread pool; in a cluster a blocking write would hold
+   * back the next Ready's save and the peers' messages. Default: the WAL's own setting, unchanged.
+   */
+  syncWriteMaxEntries?: { cluster: number; loneVoter: number };
   host: RaftNodeHost;
 }
 
@@ -118,6 +126,9 @@ export class RaftNode {
   #inReady = false;
   #stopped = false;
   readonly #maxSavesInFlight: number;
+  readonly #syncWriteMaxEntries: { cluster: number; loneVoter: number } | undefined;
+  /** The syncWriteMaxEntries last set on the WAL (-1: never). */
+  #walSyncWriteMaxEntries = -1;
   /** Readies taken whose save-and-advance has not finished. */
   #readiesInFlight = 0;
   /** Settles (never rejects) when the last Ready taken has been saved and advanced. */
@@ -148,6 +159,7 @@ export class RaftNode {
     this.#writtenVote = o.writtenVote;
     this.#keepEntries = o.keepEntries;
     this.#maxSavesInFlight = o.maxSavesInFlight ?? 1;
+    this.#syncWriteMaxEntries = o.syncWriteMaxEntries;
     // what recovery loaded into raft's log came from the WAL (or the snapshot it starts at)
     this.#durableIndex = o.storage.lastIndex();
     this.raw = new RawNode({
@@ -437,6 +449,14 @@ export class RaftNode {
     if (toWrite !== undefined) {
       this.#writtenTerm = toWrite.term;
       this.#writtenVote = toWrite.vote;
+    }
+    const sw = this.#syncWriteMaxEntries;
+    if (sw !== undefined) {
+      const n = this.#host.isOnlyVoter() ? sw.loneVoter : sw.cluster;
+      if (n !== this.#walSyncWriteMaxEntries) {
+        this.wal.setSyncWriteMaxEntries(n);
+        this.#walSyncWriteMaxEntries = n;
+      }
     }
     return this.wal.save(toWrite, entries);
   }

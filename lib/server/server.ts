@@ -388,6 +388,8 @@ export class EtcdServer {
       counts.walWriteBytes += info.bytes;
       counts.walFsyncs++;
       counts.walEntries += info.entries;
+      counts.walBlockingWrites = wal.stats.blockingWrites;
+      counts.walZeroFilledBytes = wal.fillAheadStats.filledBytes;
       // etcd warns when a WAL sync takes longer than 1 s (wal.warnSyncDuration)
       if (info.durationSeconds > 1) {
         this.logger.warn(
@@ -411,6 +413,10 @@ export class EtcdServer {
       logger: this.logger,
       keepEntries: c.snapshotCatchUpEntries,
       maxSavesInFlight: c.walMaxWritesInFlight,
+      syncWriteMaxEntries: {
+        cluster: c.walSyncWriteMaxEntries,
+        loneVoter: c.walLoneVoterSyncWriteMaxEntries,
+      },
       host: {
         onRoleChange: (state, wasLeader) => this.#onRoleChange(state, wasLeader),
         applyEntries: (entries) => this.#applier.applyEntries(entries),

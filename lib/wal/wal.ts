@@ -73,6 +73,11 @@ export const DEFAULT_MAX_PENDING_SAVES = 100_000;
 export const DEFAULT_MAX_BATCH_BYTES = 16 * 1024 * 1024;
 /** etcd's --max-wals default: segment files kept by releaseLockTo's purge (0 keeps all). */
 export const DEFAULT_MAX_WAL_FILES = 5;
+/**
+ * The largest batch written with blocking calls (syncWriteMaxEntries), in bytes: a blocking write
+ * stalls the whole event loop for its write and fdatasync, which grow with its size.
+ */
+export const SYNC_WRITE_MAX_BYTES = 512 * 1024;
 /** Default of WalOptions.fillAheadBytes. */
 export const DEFAULT_FILL_AHEAD_BYTES = 8 * 1024 * 1024;
 /**
@@ -103,10 +108,11 @@ export interface WalOptions {
   /** Segment files kept on disk when releaseLockTo purges released ones (etcd --max-wals). 0 keeps all. */
   maxWalFiles?: number;
   /**
-   * A merged write of at most this many entries is written and fdatasynced with blocking calls on
-   * the caller's thread instead of two libuv thread-pool round trips. At low concurrency nothing
-   * else is waiting for the event loop and the round trips are a large part of a put's latency;
-   * large batches (many clients) stay asynchronous so request parsing overlaps the fsync.
+   * A merged write of at most this many entries (and at most SYNC_WRITE_MAX_BYTES) is written
+   * and fdatasynced with blocking calls on the caller's thread instead of through the libuv thread
+   * pool. At low concurrency nothing else is waiting for the event loop and the thread-pool round
+   * trips are a large part of a put's latency; with writes in flight together (a cluster member)
+   * a blocking write would serialise them. setSyncWriteMaxEntries changes it on an open WAL.
    * Default 0 (always asynchronous).
    */
   syncWriteMaxEntries?: number;
@@ -332,6 +338,17 @@ export class WAL {
     blockingWrites: 0,
     overlappedWrites: 0,
   };
+  /**
+   * Changes syncWriteMaxEntries (see WalOptions) for the batches written from now on; the raft
+   * loop sets it per Ready, as the member is or is not a lone voter. Throws
+   * WalInvalidArgumentError unless `n` is a non-negative integer.
+   */
+  setSyncWriteMaxEntries(n: number): void {
+    if (!Number.isSafeInteger(n) || n < 0)
+      throw new WalInvalidArgumentError("syncWriteMaxEntries must be a non-negative integer");
+    this.#opts.syncWriteMaxEntries = n;
+  }
+
   /**
    * The zero-filler's counts (fillAheadBytes): bytes filled ahead of the tail so far, and writes
    * that waited for a fill over their range. Zeros when it is off.
@@ -1054,14 +1071,15 @@ export class WAL {
       !enc.hasSnapshot &&
       enc.fw.pos > 0 &&
       this.#offsetBytes + enc.fw.pos < this.#opts.segmentSizeBytes &&
-      !this.#blockingPath(enc.entryCount)
+      !this.#blockingPath(enc.entryCount, enc.fw.pos)
     );
   }
 
-  /** The blocking path of syncWriteMaxEntries applies to a batch of `entryCount` entries. */
-  #blockingPath(entryCount: number): boolean {
+  /** The blocking path of syncWriteMaxEntries applies to a batch of `entryCount` entries, `bytes` long. */
+  #blockingPath(entryCount: number, bytes: number): boolean {
     return (
       entryCount <= this.#opts.syncWriteMaxEntries &&
+      bytes <= SYNC_WRITE_MAX_BYTES &&
       this.stats.lastFsyncSeconds * 1000 <= this.#opts.syncWriteMaxLastSyncMs
     );
   }
@@ -1097,7 +1115,7 @@ export class WAL {
     if (mustSync && this.#offsetBytes + fw.pos < this.#opts.segmentSizeBytes) {
       const t0 = process.hrtime.bigint();
       // the blocking path without an await: one promise and one microtask turn fewer per save
-      if (this.#blockingPath(entryCount)) this.#writeBlocking(tail, buf, fw.pos, dropWrite);
+      if (this.#blockingPath(entryCount, fw.pos)) this.#writeBlocking(tail, buf, fw.pos, dropWrite);
       else await this.#writeSynced(tail, buf, fw.pos, this.#offsetBytes, dropWrite);
       this.#wrote(fw, entryCount);
       this.#synced(tail, Number(process.hrtime.bigint() - t0) / 1e9, entryCount, fw.pos);

@@ -6,7 +6,8 @@
 import { test, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import type { Entry } from "../../lib/proto/gen/raftpb/raft.js";
-import { WAL, WalIoError } from "../../lib/wal/index.js";
+import { WAL, WalIoError, WalInvalidArgumentError } from "../../lib/wal/index.js";
+import { SYNC_WRITE_MAX_BYTES } from "../../lib/wal/wal.js";
 import { clearAllFailpoints, setFailpoint } from "../../lib/failpoint/index.js";
 import { tempDataDir } from "./harness.js";
 
@@ -104,4 +105,27 @@ test("a failed write in flight rejects its save and every later one, never an ea
   const r = await WAL.read(d.walDir);
   const acked = 3 + 3 * firstRejected;
   assert.ok(r.entries.length >= acked, `${r.entries.length} entries read, ${acked} acknowledged`);
+});
+
+test("setSyncWriteMaxEntries changes which batches block; a batch over SYNC_WRITE_MAX_BYTES never does", async (t) => {
+  const d = tempDataDir();
+  t.after(d.cleanup);
+  // a fast-disk bound no write here can miss, so only the entry and byte limits decide
+  const wal = await WAL.create(d.walDir, Buffer.from("m"), {
+    syncWriteMaxEntries: 1,
+    syncWriteMaxLastSyncMs: 60_000,
+  });
+  await wal.save({ term: 1, vote: 1n, commit: 0 }, entries(1, 4));
+  assert.equal(wal.stats.blockingWrites, 0, "4 entries over a limit of 1: thread pool");
+  wal.setSyncWriteMaxEntries(8);
+  await wal.save(undefined, entries(5, 4));
+  assert.equal(wal.stats.blockingWrites, 1, "4 entries within 8: blocking calls");
+  const big = Math.ceil(SYNC_WRITE_MAX_BYTES / 4) + 1;
+  await wal.save(undefined, entries(9, 4, big));
+  assert.equal(wal.stats.blockingWrites, 1, "over SYNC_WRITE_MAX_BYTES: thread pool");
+  assert.throws(() => wal.setSyncWriteMaxEntries(-1), WalInvalidArgumentError);
+  assert.throws(() => wal.setSyncWriteMaxEntries(1.5), WalInvalidArgumentError);
+  await wal.close();
+  const r = await WAL.read(d.walDir);
+  assert.equal(r.entries.length, 12);
 });

@@ -98,7 +98,11 @@ export interface MvccStoreOptions {
    * part with compactionStep() (the server, between other work: see compactionStep).
    */
   physicalCompaction?: "sync" | "stepped";
-  /** Work units of one compactionStep() (default 16,384: about 2-5 ms; see CompactionJob.step). */
+  /**
+   * Work units of one compactionStep() (default 8192; see CompactionJob.step). Measured on the
+   * shared 2-core box (bench/mvcc.bench.ts' sizes, 256-byte values, 20 puts between steps): at 1M
+   * keys 1,620 steps, median 0.3 ms, p99 1.0-1.3 ms, max 4.7-5.5 ms; 16,384 gave p99 6-9 ms.
+   */
   compactionStepUnits?: number;
   /** Called when compact() leaves physical work to compactionStep() ("stepped" only). */
   onCompactionPending?: () => void;
@@ -259,7 +263,7 @@ export class MvccStore {
     this.#keyArenaChunkBytes = opts?.keyArenaChunkBytes ?? 64 * 1024;
     this.#valueArenaChunkBytes = opts?.valueArenaChunkBytes ?? 1024 * 1024;
     this.#steppedCompaction = opts?.physicalCompaction === "stepped";
-    this.#compactionStepUnits = opts?.compactionStepUnits ?? 16_384;
+    this.#compactionStepUnits = opts?.compactionStepUnits ?? 8192;
     this.#onCompactionPending = opts?.onCompactionPending;
     this.#log = new RecordLog(this.#keyArenaChunkBytes, this.#valueArenaChunkBytes);
     this.#index = new SlotBTree(this.#log.keys, { memory: this.#log.slabs });

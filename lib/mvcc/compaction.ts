@@ -49,10 +49,13 @@ export class CompactionJob {
   readonly #firstAbove: number;
   /** Key slots of the old log when the job started: only these have rows below #firstAbove. */
   readonly #oldSlots: number;
-  /** Each old slot's newest row below #firstAbove (-1: none), from the mark pass. */
-  readonly #newestAtRevision: Int32Array;
+  /**
+   * Each old slot's newest row below #firstAbove (-1: none), from the mark pass. Allocated by the
+   * first step, not by compact() (4 MiB each at 1M keys).
+   */
+  #newestAtRevision = new Int32Array(0);
   /** New slot of each old slot below #oldSlots (-1: none yet), and of later ones. */
-  readonly #slotMap: Int32Array;
+  #slotMap = new Int32Array(0);
   readonly #laterSlotMap = new Map<number, number>();
   #index: SlotBTree | undefined;
   #builder: SlotBTreeBuilder | undefined;
@@ -81,8 +84,6 @@ export class CompactionJob {
     this.#oldIndex = oldIndex;
     this.#firstAbove = old.firstRowAtOrAfter(revision + 1);
     this.#oldSlots = old.keys.length;
-    this.#newestAtRevision = new Int32Array(this.#oldSlots).fill(-1);
-    this.#slotMap = new Int32Array(this.#oldSlots).fill(-1);
     this.log = new RecordLog(keyChunkBytes, valueChunkBytes);
   }
 
@@ -118,6 +119,10 @@ export class CompactionJob {
   }
 
   #mark(budget: number): number {
+    if (this.#newestAtRevision.length < this.#oldSlots) {
+      this.#newestAtRevision = new Int32Array(this.#oldSlots).fill(-1);
+      this.#slotMap = new Int32Array(this.#oldSlots).fill(-1);
+    }
     const old = this.#old;
     const newest = this.#newestAtRevision;
     const end = Math.min(this.#firstAbove, this.#row + Math.ceil(budget / markRowUnits));

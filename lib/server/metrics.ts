@@ -203,9 +203,16 @@ export class ServerMetrics {
     walWriteBytes: 0,
     walFsyncs: 0,
     walEntries: 0,
-    walBlockingWrites: 0,
-    walZeroFilledBytes: 0,
   };
+  /**
+   * The WAL's own counts, read when /metrics is scraped (the server points this at its WAL):
+   * writes (synced or not), writes made with blocking calls, bytes zero-filled ahead.
+   */
+  walStats: () => { writes: number; blockingWrites: number; zeroFilledBytes: number } = () => ({
+    writes: 0,
+    blockingWrites: 0,
+    zeroFilledBytes: 0,
+  });
   readonly walFsyncDurationSeconds = this.#plainHistogram(
     "etcd_disk_wal_fsync_duration_seconds",
     "The latency distributions of fsync called by WAL.",
@@ -237,13 +244,19 @@ export class ServerMetrics {
     name: "etcd_ts_wal_blocking_writes_total",
     help: "WAL writes made durable with blocking calls on the event loop (small batches on a fast disk).",
     registers: [this.registry],
-    collect: syncCounter(() => this.counts.walBlockingWrites),
+    collect: syncCounter(() => this.walStats().blockingWrites),
   });
   readonly walZeroFilledBytesTotal = new client.Counter({
     name: "etcd_ts_wal_zero_filled_bytes_total",
     help: "Bytes of WAL segment zero-filled ahead of the write position.",
     registers: [this.registry],
-    collect: syncCounter(() => this.counts.walZeroFilledBytes),
+    collect: syncCounter(() => this.walStats().zeroFilledBytes),
+  });
+  readonly walWritesTotal = new client.Counter({
+    name: "etcd_ts_wal_writes_total",
+    help: "WAL writes (one per merged batch of saves, fdatasynced or not).",
+    registers: [this.registry],
+    collect: syncCounter(() => this.walStats().writes),
   });
   readonly walEntriesTotal = new client.Counter({
     name: "etcd_ts_wal_entries_total",

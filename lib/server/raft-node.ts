@@ -443,6 +443,9 @@ export class RaftNode {
       this.#unwrittenHardState = hs;
       return undefined;
     }
+    // nothing new (a Ready of messages or committed entries only): a commit-only hardState held
+    // back waits for the next save with entries, as documented above, not a write of its own
+    if (hs === undefined && entries.length === 0 && !withSnapshot) return undefined;
     const toWrite = hs ?? this.#unwrittenHardState;
     if (toWrite === undefined && entries.length === 0) return undefined;
     this.#unwrittenHardState = undefined;

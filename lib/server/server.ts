@@ -377,6 +377,11 @@ export class EtcdServer {
       );
     }
     this.#wal = wal;
+    this.metrics.walStats = () => ({
+      writes: wal.stats.writes,
+      blockingWrites: wal.stats.blockingWrites,
+      zeroFilledBytes: wal.fillAheadStats.filledBytes,
+    });
     wal.onSync = (info) => {
       this.metrics.walFsyncDurationSeconds.observe(info.durationSeconds);
       // a segment cut syncs its header with no entries: not a group-commit batch
@@ -388,8 +393,6 @@ export class EtcdServer {
       counts.walWriteBytes += info.bytes;
       counts.walFsyncs++;
       counts.walEntries += info.entries;
-      counts.walBlockingWrites = wal.stats.blockingWrites;
-      counts.walZeroFilledBytes = wal.fillAheadStats.filledBytes;
       // etcd warns when a WAL sync takes longer than 1 s (wal.warnSyncDuration)
       if (info.durationSeconds > 1) {
         this.logger.warn(

@@ -337,6 +337,8 @@ export class WAL {
     lastFsyncSeconds: 0,
     blockingWrites: 0,
     overlappedWrites: 0,
+    /** Batches written (fdatasynced or not; a segment cut's header not counted). */
+    writes: 0,
   };
   /**
    * Changes syncWriteMaxEntries (see WalOptions) for the batches written from now on; the raft
@@ -1204,6 +1206,7 @@ export class WAL {
   #wrote(fw: FrameWriter, entryCount: number): void {
     this.#offsetBytes += fw.pos;
     this.#crc = fw.crc;
+    this.stats.writes++;
     this.stats.bytes += fw.pos;
     this.stats.entries += entryCount;
     this.#filler?.maybeStart();

@@ -6,8 +6,8 @@
  * etcd's kvindex.Compact does at once, has answered the request).
  *
  * Issue 13 measured the one-piece copy at 110-180 ms of blocked event loop at 100k keys with
- * 256-byte values (the puts' longest stall during the defragment benchmark); a step here does at
- * most `units` of work (see step()).
+ * 256-byte values (the puts' longest stall during the defragment benchmark); a step here does
+ * `units` of work plus the copy of the rows written since the previous step (see step()).
  *
  * What is kept (etcd keyIndex.compact): for each key, its newest record at or below the revision
  * unless that is a tombstone, and every record above the revision. Rows at or below the revision

@@ -120,29 +120,28 @@ describe("stepped compaction in a member", { timeout: 120_000 }, () => {
     s.store.checkInvariants();
   });
 
-  test("a member stopping during a compaction answers the physical Compact waiting for it and keeps nothing pending", async () => {
+  test("a member stopping during a compaction drops it and settles a physical Compact waiting for it", async () => {
     for (let i = 0; i < KEYS; i += 500) {
       await Promise.all(Array.from({ length: 500 }, (_, j) => put(s, i + j)));
     }
     const rev = s.store.currentRevision;
     await put(s, 0);
     await s.compact({ revision: rev, physical: false });
-    // a second compaction, queued behind the first, whose caller waits for both
+    // the Compact answers in the turn that applied it, before any step of the physical part
+    assert.equal(s.store.compactionPending, true, "40k records take many steps");
+    // a second compaction whose caller waits for the physical part; the member stops at once (the
+    // proposal may fail as stopped, or apply and wait): it must settle either way
     const waiting = s.compact({ revision: rev + 1, physical: true }).then(
       () => "answered",
       (err: Error) => err.message,
     );
-    for (let i = 0; i < 1000 && s.store.compactRevision !== rev + 1; i++) {
-      await new Promise((r) => setImmediate(r));
-    }
-    assert.equal(s.store.compactRevision, rev + 1);
-    assert.equal(s.store.compactionPending, true, "40k records take many steps");
     await s.stop();
     assert.equal(s.store.compactionPending, false);
     const settled = await Promise.race([
       waiting,
       new Promise((r) => setTimeout(() => r("still waiting"), 5000).unref()),
     ]);
-    assert.equal(settled, "answered");
+    assert.notEqual(settled, "still waiting");
+    console.log(`# the physical Compact waiting when the member stopped: ${String(settled)}`);
   });
 });

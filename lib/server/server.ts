@@ -89,6 +89,7 @@ import { planJoinCluster, planNewCluster, type BootstrapPlan } from "./bootstrap
 import { PeerNet } from "./peer-net.js";
 import { Reconfigure } from "./reconfigure.js";
 import { installReceivedDb, receivedDbPath, removeStaleReceivedDbs } from "./snapshot-transfer.js";
+import { TURN_BUDGET_MS } from "./turns.js";
 import { writeSnapFile } from "./snap-file.js";
 import { encodeV2StoreSnapshot } from "./v2-store.js";
 import { snapDirPath } from "./recovery.js";
@@ -110,12 +111,6 @@ export interface ServerOptions {
    */
   servePeers?: boolean;
 }
-
-/**
- * Longest a turn of the event loop spends on a pending physical compaction, ms (whole steps: a
- * step takes ~0.3 ms, at most ~5 ms on a busy box; see MvccStoreOptions.compactionStepUnits).
- */
-const compactionTurnMs = 2;
 
 /**
  * A running member. Create with `EtcdServer.start(options)`; every client call is a method that
@@ -928,7 +923,7 @@ export class EtcdServer {
 
   /**
    * Runs MvccStore.compactionStep in a later turn of the event loop (after pending I/O) for up to
-   * compactionTurnMs (and at least one step), and so on until the store's physical compaction is
+   * TURN_BUDGET_MS (turns.ts; and at least one step), and so on until the store's physical compaction is
    * done; then answers the waiting physical compactions. A step is bounded
    * (MvccStoreOptions.compactionStepUnits); writes go on between turns. Several steps a turn: a
    * turn of a lone voter's loop can take tens of ms (its WAL's blocking fdatasync), one step each
@@ -941,7 +936,7 @@ export class EtcdServer {
       if (this.#stopped) return;
       let more: boolean;
       try {
-        const until = performance.now() + compactionTurnMs;
+        const until = performance.now() + TURN_BUDGET_MS;
         do more = this.store.compactionStep();
         while (more && performance.now() < until);
       } catch (err) {

@@ -18,6 +18,7 @@ import { BoltFileWriter, type BoltWriteOptions } from "../btree/index.js";
 import { dbFilePlanEntriesPerStep, etcdDbBuckets, type DbFileState } from "./db-file.js";
 import { dbFilePath, snapDirPath } from "./recovery.js";
 import { fsyncDirSync } from "./snap-file.js";
+import { runInTurns } from "./turns.js";
 
 const receivedNameRe = /^([0-9a-f]{16})\.snap\.db$/;
 
@@ -27,8 +28,9 @@ export function receivedDbPath(dataDir: string, index: number): string {
 }
 
 /**
- * Plans the bbolt layout of `state`'s db file, `entriesPerStep` records per event-loop turn (the
- * store may be large); `stopped()` is checked between steps and ends the planning with an error.
+ * Plans the bbolt layout of `state`'s db file in steps of `entriesPerStep` records, several per
+ * event-loop turn up to TURN_BUDGET_MS (turns.ts; the store may be large); `stopped()` is checked
+ * between turns and ends the planning with an error.
  */
 export async function planDbFile(
   state: DbFileState,
@@ -36,13 +38,10 @@ export async function planDbFile(
   entriesPerStep = dbFilePlanEntriesPerStep,
   stopped: () => boolean = () => false,
 ): Promise<BoltFileWriter> {
-  const planner = BoltFileWriter.planInSteps(etcdDbBuckets(state), options, entriesPerStep);
-  for (;;) {
-    const r = planner.next();
-    if (r.done === true) return r.value;
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    if (stopped()) throw new Error("member stopping");
-  }
+  return runInTurns(
+    BoltFileWriter.planInSteps(etcdDbBuckets(state), options, entriesPerStep),
+    stopped,
+  );
 }
 
 /** The db file of `state`, in chunks (planned in steps, then yielded as bbolt lays it out). */

@@ -37,6 +37,7 @@ import { dbFilePath, dbTempSuffix, snapDirPath } from "./recovery.js";
 import { fsyncDir, purgeSnapFiles, writeSnapFile, type SnapLogger } from "./snap-file.js";
 import { encodeV2StoreSnapshot } from "./v2-store.js";
 import { DbValueFile } from "./value-file.js";
+import { runInTurns, yieldWhenDue } from "./turns.js";
 
 /** etcd's snapshotCatchUpEntries: entries kept in raft's log after a snapshot for slow followers. */
 export const snapshotCatchUpEntries = 5_000;
@@ -314,7 +315,8 @@ export class Snapshotter {
   /**
    * The db file `fd` (open for reading, durable, renamed into place) holds the captured records:
    * they read their values from it from now on, and the memory that held them goes (lib/mvcc
-   * RecordLog, "Values in a db file"), in steps of moveRowsPerStep rows. The file's descriptor is
+   * RecordLog, "Values in a db file"), in steps of moveRowsPerStep rows (several per turn, turns.ts).
+   * The file's descriptor is
    * then owned by the DbValueFile (closed once nothing reaches it); closed here if nothing moved.
    */
   async #moveValues(state: DbFileState, fd: number): Promise<void> {
@@ -330,16 +332,13 @@ export class Snapshotter {
       closeSync(fd);
       return;
     }
-    for (;;) {
-      const r = move.next();
-      if (r.done === true) break;
-      await new Promise<void>((resolve) => setImmediate(resolve));
-    }
+    await runInTurns(move);
   }
 
   /**
-   * Writes the db file for `state` to db.tmp in steps (planning yields to the event loop every
-   * dbFilePlanEntriesPerStep records, writing awaits each chunk), fsyncs it, renames it over the
+   * Writes the db file for `state` to db.tmp in steps (planning in steps of planEntriesPerStep
+   * records, writing awaits each chunk; both yield to the event loop once a turn's budget is
+   * spent, turns.ts), fsyncs it, renames it over the
    * db and fsyncs the directory. Returns its size in bytes and a descriptor of it open for
    * reading (the caller's to close), once all of that is done.
    */
@@ -361,10 +360,11 @@ export class Snapshotter {
     let synced = 0;
     try {
       let half = false;
+      const turn = { startedMs: performance.now() };
       // each chunk is written before the next is made: its buffer is reused (see chunks())
       for (const chunk of writer.chunks(true)) {
-        // encoding the next chunk is synchronous: let waiting requests run first
-        await new Promise<void>((resolve) => setImmediate(resolve));
+        // encoding the next chunk is synchronous: past the turn's budget, requests go first
+        await yieldWhenDue(turn);
         // lib/wal's file writes: under simulated power loss they stay in the process until synced
         await writeAt(fd, chunk, 0, chunk.length, written);
         written += chunk.length;

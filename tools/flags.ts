@@ -65,6 +65,15 @@ const flags: Record<string, FlagSpec> = {
   "data-dir": { kind: "string", set: (c, v) => (c.dataDir = v) },
   "wal-dir": { kind: "string", set: (c, v) => (c.walDir = v) },
   "snapshot-count": { kind: "int", set: (c, v) => (c.snapshotCount = int("snapshot-count", v)) },
+  "experimental-snapshot-max-busy-percent": {
+    kind: "int",
+    set: (c, v) => {
+      const n = int("experimental-snapshot-max-busy-percent", v);
+      if (n < 1 || n > 100)
+        throw new Error("--experimental-snapshot-max-busy-percent must be between 1 and 100");
+      c.snapshotMaxBusyPercent = n;
+    },
+  },
   "experimental-snapshot-catchup-entries": {
     kind: "int",
     set: (c, v) => (c.snapshotCatchUpEntries = int("experimental-snapshot-catchup-entries", v)),

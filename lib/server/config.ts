@@ -22,6 +22,12 @@ export interface ServerConfig {
   walDir: string;
   snapshotCount: number;
   /**
+   * The largest share of the time periodic snapshots may take, percent (lib/server/snapshotter.ts
+   * maxBusyPercent): each rewrites the whole db file. etcd-ts only:
+   * `--experimental-snapshot-max-busy-percent`.
+   */
+  snapshotMaxBusyPercent: number;
+  /**
    * --experimental-snapshot-catchup-entries (etcd 3.5.14+): entries raft keeps in memory behind
    * the applied index for slow followers; one further behind gets a snapshot. etcd's 5000.
    */
@@ -143,6 +149,7 @@ export function defaultConfig(): ServerConfig {
     walDir: "",
     // etcd 3.6's default (3.4 used 100,000): a restart replays at most this many entries
     snapshotCount: 10000,
+    snapshotMaxBusyPercent: 50,
     snapshotCatchUpEntries: 5000,
     maxSnapshots: 5,
     maxWals: 5,

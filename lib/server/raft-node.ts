@@ -61,6 +61,12 @@ export interface RaftNodeHost {
   /** raft's conf state after the last applied ConfChange (for storage snapshots). */
   confState(): ConfState | undefined;
   isOnlyVoter(): boolean;
+  /**
+   * True while the member writes a large file of its own in the background (a snapshot's db file,
+   * a Defragment): the WAL's fdatasyncs then wait behind its flushes, and the background job needs
+   * event-loop turns, so a lone voter's group commits go through the thread pool meanwhile.
+   */
+  backgroundWriteActive?(): boolean;
   /** A failed WAL write or a broken invariant: the member must stop. */
   fatal(err: Error): void;
 }
@@ -98,8 +104,8 @@ export interface RaftNodeOptions {
   maxSavesInFlight?: number;
   /**
    * WAL batches of at most this many entries are written with blocking calls (lib/wal
-   * syncWriteMaxEntries), set on the WAL per Ready: `cluster` while other voters exist, `loneVoter`
-   * while this member is the only one. A lone voter has one save in flight and nothing to overlap
+   * syncWriteMaxEntries), set on the WAL per Ready: `cluster` while other voters exist or a
+   * background file write runs (RaftNodeHost.backgroundWriteActive), `loneVoter` otherwise. A lone voter has one save in flight and nothing to overlap
    * with it, so even large batches skip the thread pool; in a cluster a blocking write would hold
    * back the next Ready's save and the peers' messages. Default: the WAL's own setting, unchanged.
    */
@@ -455,7 +461,8 @@ export class RaftNode {
     }
     const sw = this.#syncWriteMaxEntries;
     if (sw !== undefined) {
-      const n = this.#host.isOnlyVoter() ? sw.loneVoter : sw.cluster;
+      const lone = this.#host.isOnlyVoter() && this.#host.backgroundWriteActive?.() !== true;
+      const n = lone ? sw.loneVoter : sw.cluster;
       if (n !== this.#walSyncWriteMaxEntries) {
         this.wal.setSyncWriteMaxEntries(n);
         this.#walSyncWriteMaxEntries = n;

@@ -429,6 +429,7 @@ export class EtcdServer {
         appliedIndex: () => this.#applier.appliedIndex,
         confState: () => this.#applier.confState,
         isOnlyVoter: () => this.#cluster.isOnlyVoter(),
+        backgroundWriteActive: () => this.#snapshotter?.busy === true,
         fatal: (err) => this.#fatal(err),
         onLeaderChange: (lead) => {
           this.#reads.onLeaderChange(lead);
@@ -449,6 +450,7 @@ export class EtcdServer {
     this.#snapshotter = new Snapshotter({
       dataDir: c.dataDir,
       snapshotCount: c.snapshotCount,
+      maxBusyPercent: c.snapshotMaxBusyPercent,
       maxSnapshots: c.maxSnapshots,
       logger: this.logger,
       startIndex,

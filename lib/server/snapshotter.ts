@@ -1,6 +1,7 @@
 /**
  * Periodic snapshots of a member (DESIGN §3 step 5), as etcd 3.4's triggerSnapshot / snapshot /
- * purgeFile: every `snapshotCount` applied entries (and at most half the time, see #nextAllowedMs),
+ * purgeFile: every `snapshotCount` applied entries (and at most maxBusyPercent of the time, see
+ * #nextAllowedMs),
  * capture the state at the applied index (mvcc's
  * O(1) snapshot, copies of the small tables), then, while writes keep flowing:
  *
@@ -90,6 +91,11 @@ export interface SnapshotterOptions {
   dataDir: string;
   /** --snapshot-count: applied entries between snapshots */
   snapshotCount: number;
+  /**
+   * The largest share of the time periodic snapshots may take, in percent (1-100): after one that
+   * took d, the next waits at least d × (100 / percent − 1). Default 50 (as long as it took).
+   */
+  maxBusyPercent?: number;
   /** --max-snapshots: .snap files kept (0 = all) */
   maxSnapshots: number;
   host: SnapshotHost;
@@ -129,8 +135,9 @@ export class Snapshotter {
   #pending: { start: () => void; done: Promise<void> } | undefined;
   #retryAtMs = 0;
   /**
-   * Periodic snapshots run at most half the time: the next may start once as long as the last
-   * one took has passed since it ended. etcd's snapshot is cheap (its bbolt file is already on
+   * Periodic snapshots run at most maxBusyPercent of the time: the next may start once the last
+   * one's duration × (100 / maxBusyPercent − 1) has passed since it ended (with 50, as long as it
+   * took). etcd's snapshot is cheap (its bbolt file is already on
    * disk); here it rewrites the whole db, so on a large store under a heavy load back-to-back
    * snapshots would take a core from the requests. The WAL holds everything meanwhile.
    */
@@ -182,6 +189,11 @@ export class Snapshotter {
       return;
     }
     this.trigger();
+  }
+
+  /** True while a snapshot (periodic or a Defragment) is being captured and written. */
+  get busy(): boolean {
+    return this.#running !== undefined;
   }
 
   /**
@@ -305,7 +317,8 @@ export class Snapshotter {
       log.warn({ index, err: (err as Error).message }, "releasing WAL or purging snapshots failed");
     }
     const durationSeconds = (performance.now() - started) / 1000;
-    this.#nextAllowedMs = Date.now() + durationSeconds * 1000;
+    const busyPercent = this.#o.maxBusyPercent ?? 50;
+    this.#nextAllowedMs = Date.now() + durationSeconds * 1000 * (100 / busyPercent - 1);
     this.completed++;
     this.last = { index, dbBytes, durationSeconds, dbWriteSeconds, snapSaveSeconds };
     log.info({ index, dbBytes, durationSeconds, dbWriteSeconds }, "snapshot done");

@@ -94,3 +94,32 @@ test("Go durations parse to milliseconds", () => {
   assert.equal(parseGoDurationMs("2s"), 2000);
   assert.throws(() => parseGoDurationMs("5 minutes"));
 });
+
+test("the WAL and snapshot tuning flags: defaults, values and bad values", () => {
+  const d = parseCommandLine([], {}).config;
+  assert.equal(d.walFillAheadBytes, 8 * 1024 * 1024);
+  assert.equal(d.walSyncWriteMaxEntries, 1);
+  assert.equal(d.walLoneVoterSyncWriteMaxEntries, 1024);
+  assert.equal(d.snapshotMaxBusyPercent, 50);
+  const { config } = parseCommandLine(
+    [
+      "--experimental-wal-fill-ahead-bytes",
+      "0",
+      "--experimental-wal-lone-voter-sync-write-max-entries",
+      "16",
+      "--experimental-snapshot-max-busy-percent",
+      "25",
+    ],
+    {},
+  );
+  assert.equal(config.walFillAheadBytes, 0);
+  assert.equal(config.walLoneVoterSyncWriteMaxEntries, 16);
+  assert.equal(config.snapshotMaxBusyPercent, 25);
+  for (const bad of [
+    ["--experimental-wal-fill-ahead-bytes", "-1"],
+    ["--experimental-wal-lone-voter-sync-write-max-entries", "-2"],
+    ["--experimental-snapshot-max-busy-percent", "0"],
+    ["--experimental-snapshot-max-busy-percent", "101"],
+  ])
+    assert.throws(() => parseCommandLine(bad, {}), /must be/, bad.join(" "));
+});

@@ -105,9 +105,10 @@ export interface RaftNodeOptions {
   /**
    * WAL batches of at most this many entries are written with blocking calls (lib/wal
    * syncWriteMaxEntries), set on the WAL per Ready: `cluster` while other voters exist or a
-   * background file write runs (RaftNodeHost.backgroundWriteActive), `loneVoter` otherwise. A lone voter has one save in flight and nothing to overlap
-   * with it, so even large batches skip the thread pool; in a cluster a blocking write would hold
-   * back the next Ready's save and the peers' messages. Default: the WAL's own setting, unchanged.
+   * background file write runs (RaftNodeHost.backgroundWriteActive), `loneVoter` otherwise. A
+   * lone voter has one save in flight and nothing to overlap with it, so even large batches skip
+   * the thread pool; in a cluster a blocking write would hold back the next Ready's save and the
+   * peers' messages. Default: the WAL's own setting, unchanged.
    */
   syncWriteMaxEntries?: { cluster: number; loneVoter: number };
   host: RaftNodeHost;

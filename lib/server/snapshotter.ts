@@ -1,9 +1,8 @@
 /**
  * Periodic snapshots of a member (DESIGN §3 step 5), as etcd 3.4's triggerSnapshot / snapshot /
  * purgeFile: every `snapshotCount` applied entries (and at most maxBusyPercent of the time, see
- * #nextAllowedMs),
- * capture the state at the applied index (mvcc's
- * O(1) snapshot, copies of the small tables), then, while writes keep flowing:
+ * #nextAllowedMs), capture the state at the applied index (mvcc's O(1) snapshot, copies of the
+ * small tables), then, while writes keep flowing:
  *
  * 1. write `member/snap/db` from that capture: planned in steps and streamed in chunks with the
  *    event loop free in between, to `db.tmp`, fsync, rename over `db`, fsync the directory;
@@ -137,9 +136,9 @@ export class Snapshotter {
   /**
    * Periodic snapshots run at most maxBusyPercent of the time: the next may start once the last
    * one's duration × (100 / maxBusyPercent − 1) has passed since it ended (with 50, as long as it
-   * took). etcd's snapshot is cheap (its bbolt file is already on
-   * disk); here it rewrites the whole db, so on a large store under a heavy load back-to-back
-   * snapshots would take a core from the requests. The WAL holds everything meanwhile.
+   * took). etcd's snapshot is cheap (its bbolt file is already on disk); here it rewrites the
+   * whole db, so on a large store under a heavy load back-to-back snapshots would take a core from
+   * the requests. The WAL holds everything meanwhile.
    */
   #nextAllowedMs = 0;
   #recheck: NodeJS.Timeout | undefined;
@@ -328,9 +327,9 @@ export class Snapshotter {
   /**
    * The db file `fd` (open for reading, durable, renamed into place) holds the captured records:
    * they read their values from it from now on, and the memory that held them goes (lib/mvcc
-   * RecordLog, "Values in a db file"), in steps of moveRowsPerStep rows (several per turn, turns.ts).
-   * The file's descriptor is
-   * then owned by the DbValueFile (closed once nothing reaches it); closed here if nothing moved.
+   * RecordLog, "Values in a db file"), in steps of moveRowsPerStep rows (several per turn,
+   * turns.ts). The file's descriptor is then owned by the DbValueFile (closed once nothing reaches
+   * it); closed here if nothing moved.
    */
   async #moveValues(state: DbFileState, fd: number): Promise<void> {
     const onError = this.#o.onValueFileError;

@@ -1077,7 +1077,10 @@ export class WAL {
     );
   }
 
-  /** The blocking path of syncWriteMaxEntries applies to a batch of `entryCount` entries, `bytes` long. */
+  /**
+   * The blocking path of syncWriteMaxEntries applies to a batch of `entryCount` entries, `bytes`
+   * long (see SYNC_WRITE_MAX_BYTES).
+   */
   #blockingPath(entryCount: number, bytes: number): boolean {
     return (
       entryCount <= this.#opts.syncWriteMaxEntries &&

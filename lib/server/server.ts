@@ -925,8 +925,8 @@ export class EtcdServer {
 
   /**
    * Runs MvccStore.compactionStep in a later turn of the event loop (after pending I/O) for up to
-   * TURN_BUDGET_MS (turns.ts; and at least one step), and so on until the store's physical compaction is
-   * done; then answers the waiting physical compactions. A step is bounded
+   * TURN_BUDGET_MS (turns.ts; and at least one step), and so on until the store's physical
+   * compaction is done; then answers the waiting physical compactions. A step is bounded
    * (MvccStoreOptions.compactionStepUnits); writes go on between turns. Several steps a turn: a
    * turn of a lone voter's loop can take tens of ms (its WAL's blocking fdatasync), one step each
    * made a 100k-key compaction take seconds.

@@ -49,6 +49,8 @@ for (const mode of [
       segmentSizeBytes,
       fillAheadBytes,
       maxWalFiles: 0,
+      // queued saves merge into one write up to this: small, so there are many writes and cuts
+      maxBatchBytes: 32 * 1024,
       ...mode.opts,
     });
     const saved = await randomSaves(wal, rnd, 300);

@@ -209,8 +209,13 @@ export async function runOne(
         toolTimeoutMs(seconds),
       );
       const c = res.tool.connections;
-      if (c.reconnects > 0 || c.transientFailures > 0)
+      if (c.reconnects > 0 || c.transientFailures > 0) {
         log(`${t.label} ${w.name}: connections: ${JSON.stringify(c)}`);
+        // what the member itself counted (etcd-ts only), so a reconnect can be told apart from
+        // a connection the member closed for an error
+        for (const ep of t.endpoints)
+          log(`${t.label} ${ep}: connection errors counted: ${await connectionErrorsOf(ep)}`);
+      }
       r = res;
     } else {
       r = await runLoad({
@@ -332,6 +337,23 @@ export function toolContextFor(o: FreshMembersOptions): ToolContext | null {
 export interface LoadTarget {
   label: string;
   endpoints: string[];
+}
+
+/**
+ * The member's etcd_ts_grpc_connection_errors_total lines above zero (`reason value`, joined), from
+ * its plain-http /metrics at `endpoint` ("127.0.0.1:PORT"); "none" when there are none (always,
+ * for real etcd), or why they could not be read.
+ */
+export async function connectionErrorsOf(endpoint: string): Promise<string> {
+  try {
+    const res = await fetch(`http://${endpoint}/metrics`, { signal: AbortSignal.timeout(2000) });
+    const lines = (await res.text())
+      .split("\n")
+      .filter((l) => l.startsWith("etcd_ts_grpc_connection_errors_total{") && !/ 0$/.test(l));
+    return lines.length > 0 ? lines.join("; ") : "none";
+  } catch (err) {
+    return `not read (${(err as Error).message})`;
+  }
 }
 
 /** The target of one member: its system's name and its client endpoint. */

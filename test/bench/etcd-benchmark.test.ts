@@ -23,7 +23,8 @@ import {
   parseGrpcLog,
   totalFor,
 } from "../../bench/compare/etcd-benchmark.js";
-import { repoRoot } from "../helpers/server.js";
+import { repoRoot, startMember } from "../helpers/server.js";
+import { connectionErrorsOf } from "../../bench/compare/workloads.js";
 
 /** The tool's output for a put run with --precise (progress bar first), as etcd 3.4.23 prints it. */
 const PUT_REPORT = [
@@ -214,4 +215,14 @@ describe("etcd's benchmark tool as a load generator", () => {
       }
     },
   );
+});
+
+test("connectionErrorsOf: a member's counted connection errors, 'none', or why they were not read", async () => {
+  const m = await startMember({ name: "conn-errors" });
+  try {
+    assert.equal(await connectionErrorsOf(m.hostPort), "none");
+  } finally {
+    await m.close();
+  }
+  assert.match(await connectionErrorsOf(m.hostPort), /^not read \(/);
 });

@@ -26,16 +26,6 @@ export interface FillTarget {
   path: string;
 }
 
-const zeros = new Map<number, Buffer>();
-function zeroBuffer(bytes: number): Buffer {
-  let z = zeros.get(bytes);
-  if (z === undefined) {
-    z = Buffer.alloc(bytes);
-    zeros.set(bytes, z);
-  }
-  return z;
-}
-
 /** Background zero-filler of one WAL's tail segment (see the module comment). */
 export class FillAhead {
   /** Bytes written as fill (stats, tests). */
@@ -44,6 +34,8 @@ export class FillAhead {
   writesWaited = 0;
   #aheadBytes: number;
   #chunkBytes: number;
+  /** chunkBytes of zeros; a fill writes a prefix of it (the last chunk of a segment is shorter). */
+  #zeros: Buffer;
   #leadBytes: number;
   #segmentSizeBytes: number;
   #onError: (err: unknown, path: string) => void;
@@ -68,6 +60,7 @@ export class FillAhead {
   }) {
     this.#aheadBytes = opts.aheadBytes;
     this.#chunkBytes = opts.chunkBytes;
+    this.#zeros = Buffer.alloc(opts.chunkBytes);
     // the first fill after a cut or an open starts this far past the write position, so the
     // next few writes do not wait for it (they allocate their own blocks, as without a filler)
     this.#leadBytes = Math.min(256 * 1024, opts.chunkBytes);
@@ -110,7 +103,7 @@ export class FillAhead {
 
   async #fill(target: FillTarget, start: number, end: number): Promise<void> {
     try {
-      await writeAt(target.fd, zeroBuffer(end - start), 0, end - start, start);
+      await writeAt(target.fd, this.#zeros, 0, end - start, start);
       await datasync(target.fd);
       this.filledBytes += end - start;
       if (this.#target === target) this.#filledTo = end;

@@ -134,8 +134,6 @@ export class RaftNode {
   #stopped = false;
   readonly #maxSavesInFlight: number;
   readonly #syncWriteMaxEntries: { cluster: number; loneVoter: number } | undefined;
-  /** The syncWriteMaxEntries last set on the WAL (-1: never). */
-  #walSyncWriteMaxEntries = -1;
   /** Readies taken whose save-and-advance has not finished. */
   #readiesInFlight = 0;
   /** Settles (never rejects) when the last Ready taken has been saved and advanced. */
@@ -463,11 +461,7 @@ export class RaftNode {
     const sw = this.#syncWriteMaxEntries;
     if (sw !== undefined) {
       const lone = this.#host.isOnlyVoter() && this.#host.backgroundWriteActive?.() !== true;
-      const n = lone ? sw.loneVoter : sw.cluster;
-      if (n !== this.#walSyncWriteMaxEntries) {
-        this.wal.setSyncWriteMaxEntries(n);
-        this.#walSyncWriteMaxEntries = n;
-      }
+      this.wal.setSyncWriteMaxEntries(lone ? sw.loneVoter : sw.cluster);
     }
     return this.wal.save(toWrite, entries);
   }

@@ -539,6 +539,34 @@ export class Raft {
     return this.electionElapsed >= this.randomizedElectionTimeout;
   }
 
+  /**
+   * Forgets the leader (etcd-io/raft's ForgetLeader, v3.6): a follower sets lead to None and stays
+   * a follower in its term, without campaigning. With CheckQuorum a follower ignores (pre-)vote
+   * requests while it has heard from a leader within the election timeout (the leader lease,
+   * thesis §4.2.3); a leaderless one grants them at once, subject to the usual log check. So when a
+   * quorum of followers have good reason to believe the leader is dead (an external failure
+   * detector) and forget it, one of them is elected without waiting out the election timeout,
+   * while a lone follower that is wrong cannot disrupt a live leader: the others still refuse.
+   * The follower reverts to a normal one when it hears from the leader again (MsgApp,
+   * MsgHeartbeat, MsgSnap set lead) and its election timeout runs on unchanged. No effect on a
+   * leader, a candidate or a pre-candidate, nor with lease-based reads (a new leader could then be
+   * elected while the old one still serves reads from its lease). Returns true when a leader was
+   * forgotten.
+   */
+  forgetLeader(): boolean {
+    if (this.state !== StateType.Follower) return false;
+    if (this.readOnly.option === "lease-based") {
+      this.logger.error("ignoring forgetLeader due to lease-based reads");
+      return false;
+    }
+    if (this.lead === None) return false;
+    this.logger.info(
+      `${idName(this.id)} forgetting leader ${idName(this.lead)} at term ${this.term}`,
+    );
+    this.lead = None;
+    return true;
+  }
+
   abortLeaderTransfer(): void {
     this.leadTransferee = None;
   }

@@ -153,6 +153,16 @@ export class RawNode {
   }
 
   /**
+   * Makes a follower forget its leader without campaigning (Raft.forgetLeader, etcd-io/raft's
+   * RawNode.ForgetLeader): with CheckQuorum it then grants (pre-)votes at once instead of
+   * refusing them inside the leader's lease. For a failure detector that knows the leader is
+   * gone. No effect on a leader or candidate. Returns true when a leader was forgotten.
+   */
+  forgetLeader(): boolean {
+    return this.#raft.forgetLeader();
+  }
+
+  /**
    * Proposes `data` for the log. On a follower it is forwarded to the leader. Throws
    * ErrProposalDropped when it cannot be accepted (no leader, forwarding disabled, transfer in
    * progress, uncommitted-size limit). Acceptance is not commitment: watch committedEntries.

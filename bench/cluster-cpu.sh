@@ -11,7 +11,14 @@
 # --endpoints of all three; and prints, per member, its role (L or F), the CPU it used per put
 # (utime + stime from /proc/PID/stat around the measured run, in µs), and its write and read
 # system calls per put (/proc/PID/io syscw, syscr); then the tool's req/s, p50 and p99 and the load
-# average. Members are stopped by their pids (SIGTERM). Extra member flags: MEMBER_FLAGS.
+# average. Members are stopped by their pids (SIGTERM). Extra member flags: MEMBER_FLAGS; node
+# flags for etcd-ts members: NODE_FLAGS (e.g. --no-turbo-inlining: a heap sample is charged to
+# the optimized function a call was inlined into).
+# ENTRY=leader|follower puts that member's endpoint first (with --clients=1 etcd's tool uses only
+# the first endpoint; default m1's first, whatever its role). HEAP_SAMPLE=1 (etcd-ts only)
+# preloads bench/heap-sample.cjs into each member, samples its allocations and counts its garbage
+# collections over the measured run, and prints per member its bytes per put by allocation site
+# and its scavenges per 10,000 puts (dist/bench/heap-summary.js of this checkout; TOP sites, 25).
 set -euo pipefail
 SYSTEM=$1
 CLIENTS=$2
@@ -21,6 +28,7 @@ BASE=${BASE_PORT:-31000}
 CONNS=$((CLIENTS < 100 ? CLIENTS : 100))
 BENCH=${ETCD_BENCHMARK:-$ROOT/.cache/etcd-benchmark/benchmark}
 DIR=$(mktemp -d /tmp/cluster-cpu.XXXXXX)
+HERE=$(cd "$(dirname "$0")" && pwd)
 TICKS=$(getconf CLK_TCK)
 initial=""
 for i in 1 2 3; do initial+="${initial:+,}m$i=http://127.0.0.1:$((BASE + i * 10 + 2))"; done
@@ -41,12 +49,13 @@ for i in 1 2 3; do
   if [ "$SYSTEM" = etcd ]; then
     /usr/bin/etcd "${args[@]}" --logger zap ${MEMBER_FLAGS:-} >"$DIR/m$i.log" 2>&1 &
   else
-    node "$ROOT/dist/tools/etcd-ts.js" "${args[@]}" ${MEMBER_FLAGS:-} >"$DIR/m$i.log" 2>&1 &
+    preload=()
+    [ -n "${HEAP_SAMPLE:-}" ] && preload=(-r "$HERE/heap-sample.cjs")
+    HEAP_SAMPLE_OUT="$DIR/m$i.heapprofile" node ${NODE_FLAGS:-} "${preload[@]}" "$ROOT/dist/tools/etcd-ts.js" \
+      "${args[@]}" ${MEMBER_FLAGS:-} >"$DIR/m$i.log" 2>&1 &
   fi
   pids+=($!)
 done
-endpoints=""
-for i in 1 2 3; do endpoints+="${endpoints:+,}127.0.0.1:$((BASE + i * 10 + 1))"; done
 for _ in $(seq 1 150); do
   healthy=0
   for i in 1 2 3; do
@@ -62,6 +71,15 @@ for i in 1 2 3; do
   metrics=$(curl -s "http://127.0.0.1:$((BASE + i * 10 + 1))/metrics")
   grep -q '^etcd_server_is_leader 1' <<<"$metrics" && leader=$i
 done
+entry=1
+case "${ENTRY:-}" in
+  leader) entry=$leader ;;
+  follower) entry=$((leader % 3 + 1)) ;;
+esac
+endpoints=127.0.0.1:$((BASE + entry * 10 + 1))
+for i in 1 2 3; do
+  [ "$i" = "$entry" ] || endpoints+=",127.0.0.1:$((BASE + i * 10 + 1))"
+done
 put() {
   "$BENCH" --endpoints="$endpoints" --clients="$CLIENTS" --conns="$CONNS" put --key-size=8 \
     --val-size=256 --key-space-size=100000 --total="$1"
@@ -73,7 +91,9 @@ for i in 0 1 2; do
   w0[i]=$(awk '/^syscw/ {print $2}' "/proc/${pids[i]}/io")
   r0[i]=$(awk '/^syscr/ {print $2}' "/proc/${pids[i]}/io")
 done
+[ -n "${HEAP_SAMPLE:-}" ] && kill -USR2 "${pids[@]}" && sleep 0.5
 put "$TOTAL" >"$DIR/run.txt" 2>&1
+[ -n "${HEAP_SAMPLE:-}" ] && kill -USR2 "${pids[@]}"
 line="$SYSTEM clients=$CLIENTS puts=$TOTAL"
 sum=0
 for i in 0 1 2; do
@@ -89,4 +109,14 @@ done
 rps=$(awk '/Requests\/sec/ {print $2}' "$DIR/run.txt")
 p50=$(awk '/ 50% in/ {print $3}' "$DIR/run.txt")
 p99=$(awk '/ 99% in/ {print $3}' "$DIR/run.txt")
+if [ -n "${HEAP_SAMPLE:-}" ]; then
+  for i in 1 2 3; do
+    for _ in $(seq 1 100); do [ -s "$DIR/m$i.heapprofile" ] && break; sleep 0.1; done
+    role=F
+    [ "$i" = "$leader" ] && role=L
+    [ "$i" = "$entry" ] && role+=" (client's)"
+    echo "m$i $role:"
+    node "$HERE/../dist/bench/heap-summary.js" "$DIR/m$i.heapprofile" "$TOTAL" "${TOP:-25}"
+  done
+fi
 echo "$line sum=${sum}us req/s=$rps p50=${p50}s p99=${p99}s load=$(cut -d' ' -f1 /proc/loadavg)"

@@ -13,14 +13,23 @@ import { putMessage } from "./message-codec.js";
 /** Keep at most this many consumed slots at the queue's head before compacting. */
 const COMPACT_SLOTS = 1024;
 
-/** A peer's outgoing messages, bounded by count and encoded bytes (see the file comment). */
+/**
+ * A peer's outgoing messages, bounded by count and encoded bytes (see the file comment). Its two
+ * arrays are kept and their slots reused when the queue empties (every flush empties it): new
+ * arrays there cost two arrays and two backing stores per flush on every peer link.
+ */
 export class SendQueue {
   readonly #maxMessages: number;
   readonly #maxBytes: number;
-  /** #items[#head..] are unsent; #sizes[i] is #items[i]'s encoded size (without length word). */
-  #items: (Message | Uint8Array)[] = [];
-  #sizes: number[] = [];
+  /**
+   * #items[#head, #end) are unsent; #sizes[i] is #items[i]'s encoded size (without length word).
+   * Slots outside that range hold undefined (no message kept alive) or stale sizes; the arrays
+   * keep the most slots the queue ever used (at most maxMessages + COMPACT_SLOTS).
+   */
+  readonly #items: (Message | Uint8Array | undefined)[] = [];
+  readonly #sizes: number[] = [];
   #head = 0;
+  #end = 0;
   #bytes = 0;
 
   constructor(maxMessages: number, maxBytes: number) {
@@ -30,7 +39,7 @@ export class SendQueue {
 
   /** Messages waiting. */
   get length(): number {
-    return this.#items.length - this.#head;
+    return this.#end - this.#head;
   }
 
   /**
@@ -39,8 +48,15 @@ export class SendQueue {
    */
   push(item: Message | Uint8Array, sizeBytes: number): boolean {
     if (this.length >= this.#maxMessages || this.#bytes + sizeBytes > this.#maxBytes) return false;
-    this.#items.push(item);
-    this.#sizes.push(sizeBytes);
+    const at = this.#end;
+    if (at < this.#items.length) {
+      this.#items[at] = item;
+      this.#sizes[at] = sizeBytes;
+    } else {
+      this.#items.push(item);
+      this.#sizes.push(sizeBytes);
+    }
+    this.#end = at + 1;
     this.#bytes += sizeBytes;
     return true;
   }
@@ -53,10 +69,11 @@ export class SendQueue {
     const start = this.#head;
     const items = this.#items;
     const sizes = this.#sizes;
-    if (start === items.length) return undefined;
+    const queued = this.#end;
+    if (start === queued) return undefined;
     let end = start;
     let total = 0;
-    while (end < items.length) {
+    while (end < queued) {
       const n = FRAME_HEADER_BYTES + sizes[end]!;
       if (total > 0 && total + n > maxBatchBytes) break;
       total += n;
@@ -69,6 +86,7 @@ export class SendQueue {
       out.writeUInt32BE(size, pos);
       pos += FRAME_HEADER_BYTES;
       const item = items[i]!;
+      items[i] = undefined;
       const next =
         item instanceof Uint8Array ? (out.set(item, pos), pos + size) : putMessage(out, pos, item);
       if (next !== pos + size)
@@ -84,20 +102,24 @@ export class SendQueue {
   /** Drops everything queued; returns how many messages that was. */
   clear(): number {
     const n = this.length;
-    this.#items = [];
-    this.#sizes = [];
+    this.#items.fill(undefined, this.#head, this.#end);
     this.#head = 0;
+    this.#end = 0;
     this.#bytes = 0;
     return n;
   }
 
+  /** Moves the unsent messages to the front when the queue empties or its head is far in. */
   #compact(): void {
-    if (this.#head === this.#items.length) {
-      this.clear();
-    } else if (this.#head > COMPACT_SLOTS) {
-      this.#items = this.#items.slice(this.#head);
-      this.#sizes = this.#sizes.slice(this.#head);
+    if (this.#head === this.#end) {
       this.#head = 0;
+      this.#end = 0;
+    } else if (this.#head > COMPACT_SLOTS) {
+      const n = this.length;
+      this.#items.copyWithin(0, this.#head, this.#end).fill(undefined, n, this.#end);
+      this.#sizes.copyWithin(0, this.#head, this.#end);
+      this.#head = 0;
+      this.#end = n;
     }
   }
 }

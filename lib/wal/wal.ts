@@ -390,6 +390,8 @@ export class WAL {
   #wakePump: (() => void) | null = null;
   /** Settles (never rejects) once the last batch started and all before it have settled. */
   #lastSettled: Promise<void> = Promise.resolve();
+  /** Pipelined batches not yet settled (see #drain); one set for the WAL's life. */
+  readonly #inFlight = new Set<Promise<void>>();
 
   private constructor(init: {
     dir: string;
@@ -905,12 +907,46 @@ export class WAL {
    * loss a later batch may be on disk while an earlier one is not; it then lies past a zero length
    * word (the preallocated space the earlier batch never filled), which ends the segment when read,
    * and open() zeroes the tail from there before appending. Any other batch (a segment cut, a
-   * snapshot record, the blocking path) waits for every earlier one first.
+   * snapshot record, the blocking path) waits for every earlier one first. One async call per
+   * pump (a save with nothing queued or in flight starts one): the passes over the queue are
+   * inline, and the blocking path's write has no await.
    */
   async #drain(): Promise<void> {
-    const inFlight = new Set<Promise<void>>();
+    const inFlight = this.#inFlight;
     for (;;) {
-      await this.#drainQueued(inFlight);
+      while (this.#queue.length > 0 && this.#failed === null) {
+        while (inFlight.size >= this.#opts.maxWritesInFlight) await Promise.race(inFlight);
+        if (this.#failed !== null) break;
+        const batch = this.#takeBatch();
+        let enc: EncodedBatch;
+        try {
+          enc = this.#encode(batch);
+        } catch (err) {
+          await this.#lastSettled;
+          this.#fail(err, batch);
+          break;
+        }
+        if (this.#pipelinable(enc)) {
+          this.#startSettling(enc, batch);
+          continue;
+        }
+        await this.#lastSettled;
+        if (this.#failed !== null) {
+          this.#releaseBuffer(enc.buf);
+          for (const p of batch) p.reject(this.#failed);
+          break;
+        }
+        try {
+          const written = this.#writeEncoded(enc);
+          if (written !== undefined) await written;
+        } catch (err) {
+          this.#fail(err, batch);
+          break;
+        } finally {
+          this.#releaseBuffer(enc.buf);
+        }
+        for (const p of batch) p.resolve();
+      }
       if (this.#failed !== null) break;
       if (this.#queue.length > 0) continue;
       if (inFlight.size === 0) {
@@ -930,58 +966,31 @@ export class WAL {
     this.#pump = null;
   }
 
-  /** One pass of #drain over what is queued (#lastSettled: the last batch started settling). */
-  async #drainQueued(inFlight: Set<Promise<void>>): Promise<void> {
-    while (this.#queue.length > 0 && this.#failed === null) {
-      while (inFlight.size >= this.#opts.maxWritesInFlight) await Promise.race(inFlight);
-      if (this.#failed !== null) break;
-      const batch = this.#takeBatch();
-      let enc: EncodedBatch;
+  /**
+   * Starts a pipelined batch's write; it settles (#lastSettled, #inFlight) once it and every
+   * earlier batch have, resolving or rejecting the batch's saves.
+   */
+  #startSettling(enc: EncodedBatch, batch: Pending[]): void {
+    const inFlight = this.#inFlight;
+    if (inFlight.size > 0) this.stats.overlappedWrites++;
+    const write = this.#startPipelinedWrite(enc);
+    const after = this.#lastSettled;
+    const settled = (async () => {
+      let error: unknown;
       try {
-        enc = this.#encode(batch);
+        await write;
       } catch (err) {
-        await this.#lastSettled;
-        this.#fail(err, batch);
-        break;
+        error = err;
       }
-      if (this.#pipelinable(enc)) {
-        if (inFlight.size > 0) this.stats.overlappedWrites++;
-        const write = this.#startPipelinedWrite(enc);
-        const after = this.#lastSettled;
-        const settled = (async () => {
-          let error: unknown;
-          try {
-            await write;
-          } catch (err) {
-            error = err;
-          }
-          this.#releaseBuffer(enc.buf);
-          await after; // never rejects
-          if (error !== undefined && this.#failed === null) this.#fail(error, []);
-          if (this.#failed !== null) for (const p of batch) p.reject(this.#failed);
-          else for (const p of batch) p.resolve();
-        })();
-        inFlight.add(settled);
-        void settled.finally(() => inFlight.delete(settled));
-        this.#lastSettled = settled;
-        continue;
-      }
-      await this.#lastSettled;
-      if (this.#failed !== null) {
-        this.#releaseBuffer(enc.buf);
-        for (const p of batch) p.reject(this.#failed);
-        break;
-      }
-      try {
-        await this.#writeEncoded(enc);
-      } catch (err) {
-        this.#fail(err, batch);
-        break;
-      } finally {
-        this.#releaseBuffer(enc.buf);
-      }
-      for (const p of batch) p.resolve();
-    }
+      this.#releaseBuffer(enc.buf);
+      await after; // never rejects
+      if (error !== undefined && this.#failed === null) this.#fail(error, []);
+      if (this.#failed !== null) for (const p of batch) p.reject(this.#failed);
+      else for (const p of batch) p.resolve();
+    })();
+    inFlight.add(settled);
+    void settled.finally(() => inFlight.delete(settled));
+    this.#lastSettled = settled;
   }
 
   /** Marks the WAL failed (first error wins), logs it, and rejects `batch`. */
@@ -1109,19 +1118,51 @@ export class WAL {
     })();
   }
 
-  /** Writes an encoded batch with nothing else in flight (the sequential paths). */
-  async #writeEncoded(enc: EncodedBatch): Promise<void> {
+  /**
+   * Writes an encoded batch with nothing else in flight (the sequential paths). The blocking path
+   * (and an empty batch) completes before it returns, and returns undefined: no promise and no
+   * microtask turn per save there; otherwise the returned promise settles when the write does.
+   */
+  #writeEncoded(enc: EncodedBatch): Promise<void> | undefined {
+    if (enc.fw.pos === 0) return undefined;
+    const fill = this.#filler?.clear(this.#offsetBytes + enc.fw.pos) ?? null;
+    if (fill === null && this.#writesBlocking(enc)) {
+      this.#writeEncodedBlocking(enc);
+      return undefined;
+    }
+    return this.#writeEncodedAsync(enc, fill);
+  }
+
+  /** Whether #writeEncoded takes the blocking path (see syncWriteMaxEntries) for `enc`. */
+  #writesBlocking(enc: EncodedBatch): boolean {
+    return (
+      enc.mustSync &&
+      this.#offsetBytes + enc.fw.pos < this.#opts.segmentSizeBytes &&
+      this.#blockingPath(enc.entryCount, enc.fw.pos)
+    );
+  }
+
+  /** #writeEncoded's blocking path: a blocking write and fdatasync, then the bookkeeping. */
+  #writeEncodedBlocking(enc: EncodedBatch): void {
+    const tail = this.#tail;
+    const dropWrite = failpoint("walBeforeWrite");
+    const t0 = process.hrtime.bigint();
+    this.#writeBlocking(tail, enc.buf, enc.fw.pos, dropWrite);
+    this.#wrote(enc.fw, enc.entryCount);
+    this.#synced(tail, Number(process.hrtime.bigint() - t0) / 1e9, enc.entryCount, enc.fw.pos);
+    failpoint("walAfterSync");
+  }
+
+  /** #writeEncoded's paths that wait: a zero-fill to finish, a write, a sync or a segment cut. */
+  async #writeEncodedAsync(enc: EncodedBatch, fill: Promise<void> | null): Promise<void> {
     const { buf, fw, mustSync, entryCount } = enc;
-    if (fw.pos === 0) return;
-    const fill = this.#filler?.clear(this.#offsetBytes + fw.pos) ?? null;
     if (fill !== null) await fill;
+    if (this.#writesBlocking(enc)) return this.#writeEncodedBlocking(enc);
     const tail = this.#tail;
     const dropWrite = failpoint("walBeforeWrite");
     if (mustSync && this.#offsetBytes + fw.pos < this.#opts.segmentSizeBytes) {
       const t0 = process.hrtime.bigint();
-      // the blocking path without an await: one promise and one microtask turn fewer per save
-      if (this.#blockingPath(entryCount, fw.pos)) this.#writeBlocking(tail, buf, fw.pos, dropWrite);
-      else await this.#writeSynced(tail, buf, fw.pos, this.#offsetBytes, dropWrite);
+      await this.#writeSynced(tail, buf, fw.pos, this.#offsetBytes, dropWrite);
       this.#wrote(fw, entryCount);
       this.#synced(tail, Number(process.hrtime.bigint() - t0) / 1e9, entryCount, fw.pos);
       failpoint("walAfterSync");

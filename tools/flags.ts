@@ -74,6 +74,14 @@ const flags: Record<string, FlagSpec> = {
       c.snapshotMaxBusyPercent = n;
     },
   },
+  "experimental-snapshot-wal-percent-of-db": {
+    kind: "int",
+    set: (c, v) => {
+      const n = int("experimental-snapshot-wal-percent-of-db", v);
+      if (n < 0) throw new Error("--experimental-snapshot-wal-percent-of-db must be 0 or more");
+      c.snapshotWalPercentOfDb = n;
+    },
+  },
   "experimental-snapshot-catchup-entries": {
     kind: "int",
     set: (c, v) => (c.snapshotCatchUpEntries = int("experimental-snapshot-catchup-entries", v)),

@@ -56,8 +56,11 @@ export interface ApplierHost {
   applyRaftConfChange(cc: ConfChange): ConfState;
   /** The NOSPACE alarm was cleared: the quota check may raise it again. */
   onNoSpaceCleared(): void;
-  /** Called after each applied batch with the new applied index. */
-  afterApply(appliedIndex: number): void;
+  /**
+   * Called after each applied batch with the new applied index and the bytes of entry data
+   * applied since the member started (a running total).
+   */
+  afterApply(appliedIndex: number, appliedEntryBytes: number): void;
 }
 
 /**
@@ -72,6 +75,8 @@ export class Applier {
   #appliedIndex = 0;
   /** term of the entry at the applied index (a snapshot's term) */
   #appliedTerm = 0;
+  /** bytes of entry data applied since start (the snapshotter's spacing, snapshotter.ts) */
+  #appliedEntryBytes = 0;
   /** the db file's consistent index at start: normal entries at or below it are in the store already */
   #dbConsistentIndex = 0;
   #confState: ConfState | undefined;
@@ -144,11 +149,12 @@ export class Applier {
       }
       this.#appliedIndex = e.index;
       this.#appliedTerm = e.term;
+      this.#appliedEntryBytes += e.data.length;
       failpoint("afterApplyOneEntry");
     }
     this.#host.metrics.counts.proposalsApplied = this.#appliedIndex;
     this.appliedWaits.appliedTo(this.#appliedIndex);
-    this.#host.afterApply(this.#appliedIndex);
+    this.#host.afterApply(this.#appliedIndex, this.#appliedEntryBytes);
   }
 
   /**

@@ -28,6 +28,13 @@ export interface ServerConfig {
    */
   snapshotMaxBusyPercent: number;
   /**
+   * Entry bytes applied since the last snapshot, in percent of the db file's size beyond its first
+   * 16 MiB, that a periodic snapshot also waits for (lib/server/snapshotter.ts walPercentOfDb;
+   * 0: every snapshotCount entries, as etcd). etcd-ts only:
+   * `--experimental-snapshot-wal-percent-of-db`.
+   */
+  snapshotWalPercentOfDb: number;
+  /**
    * --experimental-snapshot-catchup-entries (etcd 3.5.14+): entries raft keeps in memory behind
    * the applied index for slow followers; one further behind gets a snapshot. etcd's 5000.
    */
@@ -150,6 +157,7 @@ export function defaultConfig(): ServerConfig {
     // etcd 3.6's default (3.4 used 100,000): a restart replays at most this many entries
     snapshotCount: 10000,
     snapshotMaxBusyPercent: 50,
+    snapshotWalPercentOfDb: 50,
     snapshotCatchUpEntries: 5000,
     maxSnapshots: 5,
     maxWals: 5,

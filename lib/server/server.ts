@@ -229,7 +229,7 @@ export class EtcdServer {
       onNoSpaceCleared: () => {
         this.#nospaceProposed = false;
       },
-      afterApply: (index) => this.#snapshotter?.maybeTrigger(index),
+      afterApply: (index, bytes) => this.#snapshotter?.maybeTrigger(index, bytes),
     });
     this.#reads = new ReadIndexLoop({
       stopped: () => this.#stopped,
@@ -451,6 +451,7 @@ export class EtcdServer {
       dataDir: c.dataDir,
       snapshotCount: c.snapshotCount,
       maxBusyPercent: c.snapshotMaxBusyPercent,
+      walPercentOfDb: c.snapshotWalPercentOfDb,
       maxSnapshots: c.maxSnapshots,
       logger: this.logger,
       startIndex,

@@ -14,7 +14,7 @@ import type { DbFileState } from "../../lib/server/db-file.js";
  * records the applied index and hands over a state the db writer refuses, so the snapshot then
  * fails as with a disk error (logged, nothing written) and only the capture is looked at.
  */
-function fixture() {
+function fixture(o: { dbSizeBytes?: number; walPercentOfDb?: number } = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), "etcd-snapshotter-"));
   mkdirSync(join(dataDir, "member", "snap"), { recursive: true });
   const m = { applied: 0, durable: 0, replayingDb: false, captures: [] as number[] };
@@ -24,8 +24,9 @@ function fixture() {
     maxSnapshots: 5,
     logger: { info() {}, warn() {} },
     startIndex: 0,
-    dbSizeBytes: 0,
-    dbSizeInUseBytes: 0,
+    dbSizeBytes: o.dbSizeBytes ?? 0,
+    dbSizeInUseBytes: o.dbSizeBytes ?? 0,
+    walPercentOfDb: o.walPercentOfDb,
     host: {
       capture: () => {
         m.captures.push(m.applied);
@@ -104,5 +105,45 @@ test("a snapshot due while the member replays entries its db holds waits until t
     assert.deepEqual(m.captures, [45], "captured at the first batch after the replay");
   } finally {
     await cleanup();
+  }
+});
+
+test("on a large db a periodic snapshot also waits for walPercentOfDb of its size in entry bytes", async () => {
+  // 25% of the db beyond its first 16 MiB: 100,000 bytes
+  const dbSizeBytes = 16 * 1024 * 1024 + 400_000;
+  const deferred = fixture({ dbSizeBytes, walPercentOfDb: 25 });
+  try {
+    deferred.m.applied = deferred.m.durable = 30;
+    deferred.s.maybeTrigger(30, 99_999);
+    assert.deepEqual(deferred.m.captures, [], "20 entries past snapshotCount, 99,999 bytes: wait");
+    deferred.m.applied = deferred.m.durable = 31;
+    deferred.s.maybeTrigger(31, 100_000);
+    assert.deepEqual(deferred.m.captures, [31], "captured once the bytes reach 25% of the db");
+  } finally {
+    await deferred.cleanup();
+  }
+  const capped = fixture({ dbSizeBytes, walPercentOfDb: 25 });
+  try {
+    capped.m.applied = capped.m.durable = 100_000;
+    capped.s.maybeTrigger(100_000, 10);
+    assert.deepEqual(capped.m.captures, [], "up to 100,000 entries are deferred");
+    capped.m.applied = capped.m.durable = 100_001;
+    capped.s.maybeTrigger(100_001, 11);
+    assert.deepEqual(capped.m.captures, [100_001], "never past etcd 3.4's 100,000 entries");
+  } finally {
+    await capped.cleanup();
+  }
+  for (const o of [
+    { dbSizeBytes, walPercentOfDb: 0 },
+    { dbSizeBytes: 16 * 1024 * 1024, walPercentOfDb: 25 },
+  ]) {
+    const f = fixture(o);
+    try {
+      f.m.applied = f.m.durable = 11;
+      f.s.maybeTrigger(11, 1);
+      assert.deepEqual(f.m.captures, [11], `every snapshotCount entries with ${JSON.stringify(o)}`);
+    } finally {
+      await f.cleanup();
+    }
   }
 });

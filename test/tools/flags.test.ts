@@ -101,6 +101,7 @@ test("the WAL and snapshot tuning flags: defaults, values and bad values", () =>
   assert.equal(d.walSyncWriteMaxEntries, 1);
   assert.equal(d.walLoneVoterSyncWriteMaxEntries, 1024);
   assert.equal(d.snapshotMaxBusyPercent, 50);
+  assert.equal(d.snapshotWalPercentOfDb, 50);
   const { config } = parseCommandLine(
     [
       "--experimental-wal-fill-ahead-bytes",
@@ -109,17 +110,21 @@ test("the WAL and snapshot tuning flags: defaults, values and bad values", () =>
       "16",
       "--experimental-snapshot-max-busy-percent",
       "25",
+      "--experimental-snapshot-wal-percent-of-db",
+      "0",
     ],
     {},
   );
   assert.equal(config.walFillAheadBytes, 0);
   assert.equal(config.walLoneVoterSyncWriteMaxEntries, 16);
   assert.equal(config.snapshotMaxBusyPercent, 25);
+  assert.equal(config.snapshotWalPercentOfDb, 0);
   for (const bad of [
     ["--experimental-wal-fill-ahead-bytes", "-1"],
     ["--experimental-wal-lone-voter-sync-write-max-entries", "-2"],
     ["--experimental-snapshot-max-busy-percent", "0"],
     ["--experimental-snapshot-max-busy-percent", "101"],
+    ["--experimental-snapshot-wal-percent-of-db", "-1"],
   ])
     assert.throws(() => parseCommandLine(bad, {}), /must be/, bad.join(" "));
 });

@@ -289,6 +289,11 @@ export class ServerMetrics {
     help: "The number of leader changes seen.",
     registers: [this.registry],
   });
+  readonly leaderForgottenTotal = new client.Counter({
+    name: "etcd_ts_leader_forgotten_total",
+    help: "Times this follower forgot its leader because the leader's peer port refused connections (its process gone), then campaigned.",
+    registers: [this.registry],
+  });
   readonly proposalsCommittedTotal = new client.Gauge({
     name: "etcd_server_proposals_committed_total",
     help: "The total number of consensus proposals committed.",

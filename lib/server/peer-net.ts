@@ -38,6 +38,8 @@ export interface PeerNetHost {
   step(m: Message): void;
   reportUnreachable(id: bigint): void;
   reportSnapshot(id: bigint, status: "finish" | "failure"): void;
+  /** Our connection to peer `id` was lost and its peer port refuses connections (PeerTransportOptions.onPeerRefusing). */
+  peerRefusing(id: bigint): void;
   /** The state to send with a MsgSnap: a capture at the applied index, its term and conf state. */
   captureForSnapshot(): { state: DbFileState; term: number; confState: ConfState };
   /** A peer refused this member as removed from the cluster. */
@@ -81,6 +83,7 @@ export class PeerNet {
       onSnapshot: (m, payload) => this.#receiveSnapshot(m, payload),
       reportUnreachable: (id) => host.reportUnreachable(id),
       reportSnapshot: (id, status) => host.reportSnapshot(id, status),
+      onPeerRefusing: (id) => host.peerRefusing(id),
       onRemoved: () => host.onRemoved(),
       onHttpConnection: (socket) => this.#http.handle(socket),
     });

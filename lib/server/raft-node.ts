@@ -95,6 +95,12 @@ export interface RaftNodeOptions {
    */
   keepEntries: number;
   /**
+   * Once the followers have forgotten a dead leader (peerRefusing), they campaign one after the
+   * other, this many ms apart (default 0: at once): see peerRefusing. The member passes its
+   * heartbeat interval.
+   */
+  campaignAfterForgetStaggerMs?: number;
+  /**
    * Readies whose WAL save may be in flight at once (default 1; a lone voter always uses 1). With
    * more, the next Ready is taken and its save started while earlier saves run (etcd-io/raft's
    * asynchronous storage writes): its leader messages go out and its committed entries apply at
@@ -132,6 +138,10 @@ export class RaftNode {
   #forwardScheduled = false;
   #inReady = false;
   #stopped = false;
+  readonly #campaignAfterForgetStaggerMs: number;
+  #campaignTimer: NodeJS.Timeout | undefined;
+  /** raft's term when this follower forgot its leader. */
+  #forgotAtTerm = 0;
   readonly #maxSavesInFlight: number;
   readonly #syncWriteMaxEntries: { cluster: number; loneVoter: number } | undefined;
   /** Readies taken whose save-and-advance has not finished. */
@@ -164,6 +174,7 @@ export class RaftNode {
     this.#writtenVote = o.writtenVote;
     this.#keepEntries = o.keepEntries;
     this.#maxSavesInFlight = o.maxSavesInFlight ?? 1;
+    this.#campaignAfterForgetStaggerMs = o.campaignAfterForgetStaggerMs ?? 0;
     this.#syncWriteMaxEntries = o.syncWriteMaxEntries;
     // what recovery loaded into raft's log came from the WAL (or the snapshot it starts at)
     this.#durableIndex = o.storage.lastIndex();
@@ -418,6 +429,64 @@ export class RaftNode {
     this.scheduleReady();
   }
 
+  /**
+   * A failure detector for a dead leader: our connection to peer `id` was lost and its peer port
+   * refuses connections (lib/transport's onPeerRefusing), so its process is gone. If `id` is the
+   * leader this follower follows, raft forgets it (RawNode.forgetLeader, after etcd-io/raft's
+   * ForgetLeader: a leaderless follower grants (pre-)votes at once instead of refusing them for
+   * the rest of the leader's lease) and this member campaigns soon after, through pre-vote when
+   * it is on. A quorum must still agree: a live leader keeps the votes of the followers that hear
+   * from it. Anything else (another peer, a member that is not a follower) changes nothing, and
+   * without it the followers wait out their election timeout as before.
+   *
+   * Every follower sees the refusal within a few ms of the others, so they take turns instead of
+   * campaigning at once (two candidates in one term split the vote, and the election then waits
+   * for a randomised election timeout): the voters other than the dead leader, by ascending id,
+   * campaign campaignAfterForgetStaggerMs apart (plus a random half of it), and one that has
+   * meanwhile voted in a newer term or heard from a leader does not campaign at all.
+   */
+  peerRefusing(id: bigint): void {
+    if (this.#stopped) return;
+    const r = this.raw.raft;
+    if (id === 0n || r.lead !== id || r.state !== StateType.Follower) return;
+    if (!this.raw.forgetLeader()) return;
+    this.#logger.info(
+      { "local-member-id": r.id.toString(16), "leader-id": id.toString(16), term: r.term },
+      "leader's peer port refuses connections; forgetting leader",
+    );
+    this.#metrics.leaderForgottenTotal.inc();
+    this.#forgotAtTerm = r.term;
+    this.scheduleReady();
+    const turn = [...r.trk.voters]
+      .filter((v) => v !== id)
+      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+      .indexOf(r.id);
+    if (turn < 0) return; // a learner does not campaign
+    const stagger = this.#campaignAfterForgetStaggerMs;
+    clearTimeout(this.#campaignTimer);
+    this.#campaignTimer = setTimeout(
+      this.#campaignAfterForget,
+      (turn + Math.random() / 2) * stagger,
+    );
+    this.#campaignTimer.unref();
+  }
+
+  readonly #campaignAfterForget = (): void => {
+    this.#campaignTimer = undefined;
+    const r = this.raw.raft;
+    // heard from a leader meanwhile (the old one back, or another elected), voted for another
+    // candidate (a newer term), or not a voter
+    if (this.#stopped || r.state !== StateType.Follower || r.lead !== 0n) return;
+    if (r.term !== this.#forgotAtTerm || !r.promotable()) return;
+    try {
+      this.raw.campaign();
+    } catch (err) {
+      this.#host.fatal(err as Error);
+      return;
+    }
+    this.scheduleReady();
+  };
+
   /** A snapshot sent to `id` was applied or failed (etcd's ReportSnapshot). */
   reportSnapshot(id: bigint, status: "finish" | "failure"): void {
     if (this.#stopped) return;
@@ -533,6 +602,7 @@ export class RaftNode {
   /** Stops the loop: no Ready is taken after the one in flight. */
   stop(): void {
     this.#stopped = true;
+    clearTimeout(this.#campaignTimer);
   }
 
   /**

@@ -416,6 +416,7 @@ export class EtcdServer {
       metrics: this.metrics,
       logger: this.logger,
       keepEntries: c.snapshotCatchUpEntries,
+      campaignAfterForgetStaggerMs: c.heartbeatIntervalMs,
       maxSavesInFlight: c.walMaxWritesInFlight,
       syncWriteMaxEntries: {
         cluster: c.walSyncWriteMaxEntries,
@@ -548,6 +549,7 @@ export class EtcdServer {
         step: (m) => this.#node?.step(m),
         reportUnreachable: (id) => this.#node?.reportUnreachable(id),
         reportSnapshot: (id, status) => this.#node?.reportSnapshot(id, status),
+        peerRefusing: (id) => this.#node?.peerRefusing(id),
         captureForSnapshot: () => this.#captureForSnapshot(),
         onRemoved: () => this.#onRemovedFromCluster(),
         http: {

@@ -10,6 +10,12 @@
  * peer that is down for a while then gets no burst of stale appends when it comes back, and raft
  * resends what it still needs once the peer answers. Writes are batched: the transport flushes
  * every dirty link once per event-loop turn, framing many messages into each write under one cork.
+ *
+ * A lost connection that had been up for a while is redialed at once, not after the backoff
+ * (and twice more shortly after while the redial is reset, see lossProbeDials): if that dial is
+ * refused (ECONNREFUSED: nothing listens on the peer's port, its process is gone
+ * while its host answers), the link says so through the transport's onPeerRefusing, a failure
+ * detector the member uses to forget a dead leader (etcd-io/raft's ForgetLeader).
  */
 import type net from "node:net";
 import { failpoint } from "../failpoint/index.js";
@@ -39,6 +45,14 @@ export interface PeerStatus {
 type LinkState = "dialing" | "connected" | "backoff" | "closed";
 
 /**
+ * Dials made right after a lost connection to learn whether the peer's port refuses: the first at
+ * once, the others lossProbeIntervalMs apart while the answer is a reset or a close (not a
+ * timeout). Then the usual backoff.
+ */
+const lossProbeDials = 3;
+const lossProbeIntervalMs = 10;
+
+/**
  * The link to one peer: dials at construction, keeps one connection up (redialing with backoff,
  * trying the peer's URLs in turn), and writes its queue when the transport flushes it.
  */
@@ -61,6 +75,10 @@ export class PeerLink {
   #unreachablePending = false;
   #dropsSinceLog = 0;
   #lastDropLogMs = 0;
+  /** Quick redials left after a lost connection to learn whether the peer refuses (see #lost). */
+  #lossProbesLeft = 0;
+  /** performance.now() when the current connection opened. */
+  #connectedAtMs = 0;
 
   /** Starts dialing `urls` (already validated) at once. */
   constructor(ctx: TransportContext, id: bigint, urls: PeerUrl[]) {
@@ -218,6 +236,8 @@ export class PeerLink {
 
   #onDialFailed(url: PeerUrl, err: PeerConnectionError): void {
     if (this.#state === "closed") return;
+    const probing = this.#lossProbesLeft > 0;
+    if (probing) this.#lossProbesLeft--;
     const repeated = this.#lastError?.message === err.message;
     this.#setError(err);
     const fields = {
@@ -238,16 +258,37 @@ export class PeerLink {
       this.#unreachablePending = false;
       this.#ctx.reportUnreachable(this.id);
     }
+    if (probing && isConnectionRefused(err)) {
+      // only a refusal says the process is gone: a timeout or a reset (a partition, a proxy, a
+      // member busy or shutting down its connections) says nothing of the kind
+      this.#lossProbesLeft = 0;
+      this.#ctx.peerRefusing(this.id);
+    } else if (
+      probing &&
+      this.#lossProbesLeft > 0 &&
+      (err.code === "dial-failed" || err.code === "connection-lost")
+    ) {
+      // a reset on the redial: a dying process may still hold its listening socket for a moment
+      // after its connections closed (its accept queue is then reset); ask again shortly
+      this.#state = "backoff";
+      this.#reconnectTimer = setTimeout(() => this.#dial(), lossProbeIntervalMs);
+      this.#reconnectTimer.unref();
+      return;
+    } else {
+      this.#lossProbesLeft = 0;
+    }
     this.#urlIndex++;
     this.#scheduleReconnect();
   }
 
   #onConnected(socket: net.Socket, rest: ByteQueue, url: PeerUrl): void {
     const ctx = this.#ctx;
+    this.#lossProbesLeft = 0;
     this.#state = "connected";
     this.#socket = socket;
     this.#attempt = 0;
     this.#activeSinceMs = Date.now();
+    this.#connectedAtMs = performance.now();
     this.#lastReadMs = performance.now();
     ctx.metrics.activePeers.set({ Local: ctx.memberIdHex, Remote: this.idHex }, 1);
     ctx.logger.info(
@@ -325,6 +366,14 @@ export class PeerLink {
     );
     // Whatever was in flight may be lost: raft should probe the follower again.
     ctx.reportUnreachable(this.id);
+    const upMs = performance.now() - this.#connectedAtMs;
+    if (upMs >= ctx.limits.reconnectBackoffInitialMs) {
+      // redial at once: a refusal now tells the member the peer's process is gone (see the
+      // file comment); a connection that keeps dropping right after it opens backs off instead
+      this.#lossProbesLeft = lossProbeDials;
+      this.#dial();
+      return;
+    }
     this.#scheduleReconnect();
   }
 
@@ -343,4 +392,10 @@ export class PeerLink {
   #setError(err: PeerConnectionError): void {
     this.#lastError = { code: err.code, message: err.message, atMs: Date.now() };
   }
+}
+
+/** True when a dial failed because the peer's host refused the TCP connection (ECONNREFUSED). */
+function isConnectionRefused(err: PeerConnectionError): boolean {
+  const cause = err.cause as NodeJS.ErrnoException | undefined;
+  return err.code === "dial-failed" && cause?.code === "ECONNREFUSED";
 }

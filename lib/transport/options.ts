@@ -133,6 +133,16 @@ export interface PeerTransportOptions {
   /** A snapshot sent to `id` was applied or lost (RawNode.reportSnapshot). */
   reportSnapshot(id: bigint, status: SnapshotStatus): void;
   /**
+   * Our connection to peer `id` was lost and the redial made at once after it was refused with
+   * ECONNREFUSED: nothing listens on the peer's port any more, so its process is gone while its
+   * host is up. A timeout, a reset or a refusal in the hello (a partition, a proxy, a peer that is
+   * busy) never calls it. Called once per lost connection. A failure detector for raft's
+   * forgetLeader: etcd-io/raft's ForgetLeader doc has followers forget a leader they have strong
+   * reason to believe dead ("via a side-channel or external failure detector") so that a quorum of
+   * them can elect a new one without waiting out the election timeout.
+   */
+  onPeerRefusing?(id: bigint): void;
+  /**
    * Peer `by` refused this member as removed from the cluster (etcd's errMemberRemoved, "the
    * member has been permanently removed from the cluster"): the member should stop itself.
    * Called at most once per transport.
@@ -164,6 +174,8 @@ export interface TransportContext {
   readonly onSnapshot: SnapshotHandler | undefined;
   reportUnreachable(id: bigint): void;
   reportSnapshot(id: bigint, status: SnapshotStatus): void;
+  /** Calls onPeerRefusing, catching what it throws. */
+  peerRefusing(id: bigint): void;
   removedBy(id: bigint): void;
   readonly onHttpConnection: ((socket: Socket) => void) | undefined;
 }

@@ -95,6 +95,10 @@ export class PeerTransport {
         this.#report(() => opts.reportUnreachable(id), "reportUnreachable"),
       reportSnapshot: (id, status) =>
         this.#report(() => opts.reportSnapshot(id, status), "reportSnapshot"),
+      peerRefusing: (id) => {
+        const cb = opts.onPeerRefusing;
+        if (cb !== undefined) this.#report(() => cb(id), "onPeerRefusing");
+      },
       removedBy: (id) => {
         // Once: every later refusal says the same, and the member stops on the first.
         const cb = opts.onRemoved;

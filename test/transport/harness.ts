@@ -58,6 +58,8 @@ export interface TestPeer {
   unreachable: bigint[];
   snapshots: { id: bigint; status: SnapshotStatus }[];
   removedBy: bigint[];
+  /** Peers reported through onPeerRefusing, in order. */
+  refusing: bigint[];
   log: ReturnType<typeof captureLogger>;
 }
 
@@ -83,6 +85,7 @@ export async function startPeer(id: bigint, o: TestPeerOptions = {}): Promise<Te
     unreachable: [],
     snapshots: [],
     removedBy: [],
+    refusing: [],
     log,
   };
   const scheme = o.tls === undefined ? "http" : "https";
@@ -107,6 +110,7 @@ export async function startPeer(id: bigint, o: TestPeerOptions = {}): Promise<Te
       o.onReportSnapshot?.(peer, status);
     },
     onRemoved: (by) => p.removedBy.push(by),
+    onPeerRefusing: (peer) => p.refusing.push(peer),
   });
   await transport.start();
   return { ...p, transport, url: transport.listenUrls[0]! };

@@ -11,6 +11,7 @@ import { UnknownFieldHandler } from "@protobuf-ts/runtime";
 import * as rpc from "../proto/gen/etcdserverpb/rpc.js";
 import type { KeyValue } from "../proto/gen/mvccpb/kv.js";
 import { putVarint, putVarint64, varintSize, varintSize64 } from "../proto/varint.js";
+import { decodePutRequest } from "../server/raft-request-codec.js";
 
 /** Encoded `cluster_id` and `member_id` fields of the last header seen. */
 let idsCluster = -1n;
@@ -175,6 +176,15 @@ export function encodeRangeResponse(m: rpc.RangeResponse): Uint8Array {
   }
   return out;
 }
+
+/**
+ * PutRequest's codec for the transports: the hand-written decoder of raft-request-codec.ts for
+ * the plain form, protobuf-ts for the rest and for encoding.
+ */
+export const putRequestCodec = {
+  fromBinary: (b: Uint8Array) => decodePutRequest(b) ?? rpc.PutRequest.fromBinary(b),
+  toBinary: (m: rpc.PutRequest) => rpc.PutRequest.toBinary(m),
+};
 
 /** Codecs with protobuf-ts's shape for the transports: generated decoder, hand-written encoder. */
 export const putResponseCodec = {

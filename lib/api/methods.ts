@@ -14,7 +14,7 @@ import type { BidiStream, EtcdApi, ServerStream } from "./handlers.js";
 import type { CallAuth } from "./auth.js";
 import { authMethods } from "./auth-service.js";
 import { watchResponseCodec } from "./watch-codec.js";
-import { putResponseCodec, rangeResponseCodec } from "./kv-codec.js";
+import { putRequestCodec, putResponseCodec, rangeResponseCodec } from "./kv-codec.js";
 
 /** A message's binary form (a generated type or a hand-written encoder). */
 export interface MethodCodec<T> {
@@ -94,7 +94,7 @@ const election = (m: string) => `/v3electionpb.Election/${m}`;
 /** Every method of etcd's KV, Watch, Lease, Maintenance, Cluster, Auth, Lock and Election. */
 export const etcdMethods: readonly EtcdMethod[] = [
   unary(kv("Range"), rpc.RangeRequest, rangeResponseCodec, (a, r, c) => a.range(r, c)),
-  unary(kv("Put"), rpc.PutRequest, putResponseCodec, (a, r, c) => a.put(r, c)),
+  unary(kv("Put"), putRequestCodec, putResponseCodec, (a, r, c) => a.put(r, c)),
   unary(kv("DeleteRange"), rpc.DeleteRangeRequest, rpc.DeleteRangeResponse, (a, r, c) =>
     a.deleteRange(r, c),
   ),

@@ -10,6 +10,7 @@
  * in 3.4) changes nothing here and is logged.
  */
 import { InternalRaftRequest } from "../proto/gen/etcdserverpb/raft_internal.js";
+import { decodePutProposal } from "./raft-request-codec.js";
 import { Request as V2Request } from "../proto/gen/etcdserverpb/etcdserver.js";
 import type { MemberRecord } from "./membership.js";
 
@@ -25,6 +26,8 @@ export type DecodedEntry =
  * @throws Error naming both failures when the bytes are neither (a damaged log).
  */
 export function decodeEntryData(data: Uint8Array): DecodedEntry {
+  const put = decodePutProposal(data);
+  if (put !== undefined) return { kind: "v3", request: put };
   let v3Error: Error;
   try {
     const r = InternalRaftRequest.fromBinary(data);

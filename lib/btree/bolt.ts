@@ -77,9 +77,12 @@ export interface BoltBucketSource {
   entries(): Iterable<readonly [Uint8Array, Uint8Array]>;
   /**
    * The same entries through a fresh cursor, which the writer then uses instead of entries(): a
-   * large bucket (mvcc's key bucket at 1M keys) costs no object per entry and per walk.
+   * large bucket (mvcc's key bucket at 1M keys) costs no object per entry and per walk. With
+   * `forPlanning` the writer reads only the keys and each value's length (valueEnd − valueStart),
+   * so the cursor may leave the value bytes unwritten (a store whose values are encoded, or read
+   * from a file, then does that once per write instead of twice).
    */
-  cursor?(): BoltEntryCursor;
+  cursor?(forPlanning?: boolean): BoltEntryCursor;
   /** The bucket's sequence (bbolt NextSequence); 0 when omitted. */
   readonly sequence?: bigint;
 }
@@ -110,8 +113,29 @@ class IteratorCursor implements BoltEntryCursor {
   }
 }
 
-function cursorOf(src: BoltBucketSource): BoltEntryCursor {
-  return src.cursor !== undefined ? src.cursor() : new IteratorCursor(src.entries());
+function cursorOf(src: BoltBucketSource, forPlanning = false): BoltEntryCursor {
+  return src.cursor !== undefined ? src.cursor(forPlanning) : new IteratorCursor(src.entries());
+}
+
+/**
+ * The entries of a bucket small enough to be inline (at most a quarter page), copied, from a full
+ * cursor: the planning walk read only value lengths. Throws BoltInputError when the walk does not
+ * give the `count` entries planned.
+ */
+function inlineEntriesOf(cur: BoltEntryCursor, count: number, name: Buffer): [Buffer, Buffer][] {
+  const out: [Buffer, Buffer][] = [];
+  while (cur.next()) {
+    out.push([
+      copyBytes(cur.keyBuf.subarray(cur.keyStart, cur.keyEnd)),
+      copyBytes(cur.valueBuf.subarray(cur.valueStart, cur.valueEnd)),
+    ]);
+  }
+  if (out.length !== count) {
+    throw new BoltInputError(
+      `bucket "${name.toString("latin1")}": entries changed between the plan and the write`,
+    );
+  }
+  return out;
 }
 
 /**
@@ -444,7 +468,8 @@ export class BoltFileWriter {
     let prevBytes = -1;
     let count = 0;
     const name = view(src.name);
-    const cur = cursorOf(src);
+    // keys and value lengths only: an inline bucket's values are read again below
+    const cur = cursorOf(src, true);
     while (cur.next()) {
       const key = cur.keyBuf;
       const ks = cur.keyStart;
@@ -495,6 +520,7 @@ export class BoltFileWriter {
       entryCount: count,
     };
     if (small !== undefined) {
+      if (src.cursor !== undefined) small = inlineEntriesOf(cursorOf(src), count, name);
       // bbolt's inline bucket value: header with root 0, then the leaf page itself
       const page = Buffer.alloc(inlineBytes);
       writeLeaf(page, 0, 0, small, flags);

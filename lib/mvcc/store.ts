@@ -54,7 +54,7 @@ import {
 } from "./record-log.js";
 import { CompactionJob } from "./compaction.js";
 import { WatchHub, type WatchSink, type WatchSource, type WatchStream } from "./watch.js";
-import { putVarint, putVarint64 } from "../proto/varint.js";
+import { putVarint, putVarint64, varintSize, varintSize64 } from "../proto/varint.js";
 
 /**
  * How mvcc talks to the lessor (lib/lease) without importing it: `exists` answers whether a lease
@@ -151,9 +151,10 @@ export interface MvccSnapshot {
   records(): IterableIterator<[Buffer, Buffer]>;
   /**
    * The same entries through a cursor (lib/btree's BoltEntryCursor: one reused buffer, no object
-   * per record): what the db file writer reads. Optional for other MvccSnapshot makers.
+   * per record): what the db file writer reads. Optional for other MvccSnapshot makers. With
+   * `forPlanning`, as lib/btree's BoltBucketSource.cursor: revision keys and value lengths only.
    */
-  cursor?(): BoltEntryCursor;
+  cursor?(forPlanning?: boolean): BoltEntryCursor;
   /**
    * Makes the cursors made from now on record, as a writer lays their entries out in a file
    * (BoltEntryCursor.placed), where each value lands: for moveValuesTo. Costs 8 bytes per record
@@ -710,7 +711,10 @@ export class MvccStore {
           used += n;
         }
       },
-      cursor: () => new RowCursor(log, count, positions),
+      cursor: (forPlanning = false) =>
+        forPlanning
+          ? new RowCursor(log, count, undefined, true)
+          : new RowCursor(log, count, positions),
       recordValuePositions: () => {
         positions = new Float64Array(count).fill(-1);
       },
@@ -1239,7 +1243,9 @@ function sortComparator(target: RangeRequest_SortTarget): ((a: Rec, b: Rec) => n
 /**
  * Rows [0, count) of a log as a BoltEntryCursor: each record encoded as etcd's backend stores it
  * (encodeRow) into one reused buffer; the revision key is the first 17 (18 for a tombstone)
- * bytes, the marshaled KeyValue the rest.
+ * bytes, the marshaled KeyValue the rest. With `sizesOnly` (a writer's planning walk) only the
+ * revision key is written and valueEnd − valueStart is the KeyValue's length (encodedRowBytes):
+ * no value is copied or read from a file.
  */
 class RowCursor implements BoltEntryCursor {
   readonly #log: RecordLog;
@@ -1256,10 +1262,13 @@ class RowCursor implements BoltEntryCursor {
   valueStart = 0;
   valueEnd = 0;
 
-  constructor(log: RecordLog, count: number, positions?: Float64Array) {
+  readonly #sizesOnly: boolean;
+
+  constructor(log: RecordLog, count: number, positions?: Float64Array, sizesOnly = false) {
     this.#log = log;
     this.#count = count;
     this.#positions = positions;
+    this.#sizesOnly = sizesOnly;
   }
 
   placed(filePosition: number): void {
@@ -1272,6 +1281,12 @@ class RowCursor implements BoltEntryCursor {
     const row = ++this.#row;
     if (row >= this.#count) return false;
     const log = this.#log;
+    if (this.#sizesOnly) {
+      const keyEnd = writeRevisionKey(log, row, this.keyBuf, 0);
+      this.keyEnd = this.valueStart = keyEnd;
+      this.valueEnd = encodedRowBytes(log, row);
+      return true;
+    }
     const need = rowEncodedMaxBytes(log, row);
     if (need > this.keyBuf.length) {
       this.keyBuf = this.valueBuf = Buffer.allocUnsafe(Math.max(need, 2 * this.keyBuf.length));
@@ -1302,11 +1317,7 @@ let encodedValueAt = -1;
 function encodeRow(log: RecordLog, row: number, out: Buffer, at: number): number {
   const main = log.main(row);
   const tomb = log.isTombstone(row);
-  writeUint64BE(out, at, main);
-  out[at + 8] = 0x5f;
-  writeUint64BE(out, at + 9, log.sub(row));
-  let p = at + 17;
-  if (tomb) out[p++] = 0x74;
+  let p = writeRevisionKey(log, row, out, at);
   const slot = log.keySlot(row);
   const keyBytes = log.keys.keyLength(slot);
   if (keyBytes > 0) {
@@ -1331,6 +1342,38 @@ function encodeRow(log: RecordLog, row: number, out: Buffer, at: number): number
     p = putVarint64(out, p, BigInt.asUintN(64, lease));
   }
   return p;
+}
+
+/** Writes the bbolt key of `row` at `at` (encodeRow's first 17 or 18 bytes); returns its end. */
+function writeRevisionKey(log: RecordLog, row: number, out: Buffer, at: number): number {
+  writeUint64BE(out, at, log.main(row));
+  out[at + 8] = 0x5f;
+  writeUint64BE(out, at + 9, log.sub(row));
+  if (!log.isTombstone(row)) return at + 17;
+  out[at + 17] = 0x74;
+  return at + 18;
+}
+
+/** Bytes encodeRow writes for `row` (revision key included), without writing them. */
+function encodedRowBytes(log: RecordLog, row: number): number {
+  const tomb = log.isTombstone(row);
+  const keyBytes = log.keys.keyLength(log.keySlot(row));
+  let n = tomb ? 18 : 17;
+  if (keyBytes > 0) n += 1 + varintSize(keyBytes) + keyBytes;
+  if (tomb) return n;
+  n += varintFieldBytes(log.createRevision(row));
+  n += varintFieldBytes(log.main(row));
+  n += varintFieldBytes(log.version(row));
+  const len = log.valueLength(row);
+  if (len > 0) n += 1 + varintSize(len) + len;
+  const lease = log.lease(row);
+  if (lease !== 0n) n += 1 + varintSize64(BigInt.asUintN(64, lease));
+  return n;
+}
+
+/** Bytes writeVarintField writes for `n` (none for 0). */
+function varintFieldBytes(n: number): number {
+  return n === 0 ? 0 : 1 + varintSize(n);
 }
 
 function writeUint64BE(out: Buffer, at: number, n: number): void {

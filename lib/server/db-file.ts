@@ -139,7 +139,7 @@ export function etcdDbBuckets(state: DbFileState): BoltBucketSource[] {
     {
       name: Buffer.from("key"),
       entries: () => snap.records(),
-      cursor: snap.cursor === undefined ? undefined : () => snap.cursor!(),
+      cursor: snap.cursor === undefined ? undefined : (forPlanning) => snap.cursor!(forPlanning),
     },
     sortedBucket("lease", leases),
     sortedBucket("members", members),

@@ -60,6 +60,38 @@ test("snapshot then restore gives the same store: hash, ranges at every revision
   assert.equal(dst.currentRevision, 9);
 });
 
+test("a planning cursor gives the revision keys and the length of every value the full cursor gives", () => {
+  const bigLease = 2n ** 62n + 5n;
+  const { store: s } = storeWithLeases([7n, bigLease]);
+  history(s);
+  // keys and values across varint length boundaries, empty values, a large lease id
+  for (const n of [0, 1, 127, 128, 300, 16_383, 16_384]) {
+    s.put(putReq("k".repeat(1 + (n % 200)), "v".repeat(n), { lease: n % 2 === 0 ? bigLease : 0n }));
+  }
+  s.put(putReq("x".repeat(128), ""));
+  s.deleteRange(delReq("x".repeat(128)));
+  const snap = s.snapshot();
+  const full = snap.cursor!();
+  const planning = snap.cursor!(true);
+  let rows = 0;
+  while (full.next()) {
+    assert.equal(planning.next(), true, `row ${rows}`);
+    assert.deepEqual(
+      planning.keyBuf.subarray(planning.keyStart, planning.keyEnd),
+      full.keyBuf.subarray(full.keyStart, full.keyEnd),
+      `row ${rows}: revision key`,
+    );
+    assert.equal(
+      planning.valueEnd - planning.valueStart,
+      full.valueEnd - full.valueStart,
+      `row ${rows}: value length`,
+    );
+    rows++;
+  }
+  assert.equal(planning.next(), false);
+  assert.equal(rows, snap.recordCount);
+});
+
 test("a snapshot keeps its point-in-time view while writes and compaction go on", () => {
   const { store: s } = storeWithLeases([7n]);
   history(s);

@@ -153,6 +153,8 @@ type QueueItem =
 const noop = (): void => {};
 const noQueueItems: QueueItem[] = Object.freeze([]) as unknown as QueueItem[];
 const noChunks: Buffer[] = Object.freeze([]) as unknown as Buffer[];
+/** The read buffer when nothing is left over (only read, never written). */
+const noBytes = Buffer.alloc(0);
 
 /**
  * What the application hears of one stream. An object with methods rather than four callbacks:
@@ -311,7 +313,7 @@ export class H2Connection {
   readonly #decoder: HpackDecoder;
   readonly #streams = new Map<number, H2Stream>();
 
-  #buf: Buffer = Buffer.alloc(0);
+  #buf: Buffer = noBytes;
   #prefaceDone = false;
   #settingsSeen = false;
   #lastStreamId = 0;
@@ -552,9 +554,13 @@ export class H2Connection {
         else this.#queue(buildRstStream(err.streamId, err.h2Code));
       }
     }
+    if (off === buf.length) {
+      this.#buf = noBytes; // the common case: every frame read whole, no view or buffer made
+      return;
+    }
     buf = buf.subarray(off);
     // keep a copy of a small tail so the big read buffer can be freed
-    this.#buf = buf.length === 0 ? Buffer.alloc(0) : buf.length < 4096 ? Buffer.from(buf) : buf;
+    this.#buf = buf.length < 4096 ? Buffer.from(buf) : buf;
   }
 
   #frame(type: number, flags: number, streamId: number, payload: Buffer): void {

@@ -72,6 +72,28 @@ function mergeKind(a: Message, b: Message): MessageType | undefined {
   }
 }
 
+/** Up to this many messages, coalesceMessages first looks for a merge pair-wise (no map). */
+const SCAN_MAX_MESSAGES = 16;
+
+/**
+ * True when some message of `msgs` has a merge rule with the previous one to the same peer (the
+ * size bound aside): when none has, coalescing leaves `msgs` as they are. A Ready with one
+ * message per follower (a put of a lone client) is the common case; this answers it without
+ * the map and the per-peer records of the full pass.
+ */
+function anyMergeable(msgs: readonly Message[]): boolean {
+  for (let i = 1; i < msgs.length; i++) {
+    const m = msgs[i]!;
+    for (let j = i - 1; j >= 0; j--) {
+      const a = msgs[j]!;
+      if (a.to !== m.to) continue;
+      if (mergeKind(a, m) !== undefined) return true;
+      break;
+    }
+  }
+  return false;
+}
+
 /**
  * Returns `msgs` with adjacent same-peer MsgApp, MsgAppResp and MsgProp messages merged (see the
  * module comment); the relative order of what is left is kept. Messages of `msgs` are not
@@ -79,7 +101,9 @@ function mergeKind(a: Message, b: Message): MessageType | undefined {
  * `maxSizeBytes`: a merge whose entries would exceed it (entrySizeBytes) is not made.
  */
 export function coalesceMessages(msgs: readonly Message[], maxSizeBytes: number): Message[] {
-  if (msgs.length < 2) return msgs.slice();
+  if (msgs.length < 2 || (msgs.length <= SCAN_MAX_MESSAGES && !anyMergeable(msgs))) {
+    return msgs.slice();
+  }
   const out: Message[] = [];
   const tails = new Map<bigint, Tail>();
   for (const m of msgs) {

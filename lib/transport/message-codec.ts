@@ -234,7 +234,9 @@ export function readMessage(buf: Uint8Array, from: bigint, to: bigint): Message 
       }
       const e = readEntry(buf, stop);
       if (e === undefined) return undefined;
-      m.entries.push(e);
+      // a one-element literal has a backing store of one slot; the first push makes one of 17
+      if (m.entries.length === 0) m.entries = [e];
+      else m.entries.push(e);
       continue;
     }
     if (wire !== 0) return undefined;

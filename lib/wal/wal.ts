@@ -1022,7 +1022,11 @@ export class WAL {
   #takeBuffer(bytes: number): Buffer {
     const free = this.#freeBufs;
     for (let i = free.length - 1; i >= 0; i--) {
-      if (free[i]!.length >= bytes) return free.splice(i, 1)[0]!;
+      const buf = free[i]!;
+      if (buf.length < bytes) continue;
+      free[i] = free[free.length - 1]!; // order does not matter; splice would make an array
+      free.pop();
+      return buf;
     }
     return Buffer.allocUnsafe(Math.max(bytes, 64 * 1024));
   }

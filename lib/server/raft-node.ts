@@ -31,6 +31,9 @@ import type { ServerMetrics } from "./metrics.js";
 /** raft's maxSizePerMsg: entries per MsgApp, and per message merged by coalesceMessages. */
 const maxSizePerMsgBytes = 1024 * 1024;
 
+/** Campaigns a member makes again after forgetting a dead leader when the first brought none. */
+const forgetCampaignRetries = 2;
+
 /** Raft's in-memory log is trimmed once this many entries are applied. */
 const raftLogCompactEveryEntries = 1_000;
 
@@ -142,6 +145,8 @@ export class RaftNode {
   #campaignTimer: NodeJS.Timeout | undefined;
   /** raft's term when this follower forgot its leader. */
   #forgotAtTerm = 0;
+  /** Campaigns left since this follower forgot its leader (see peerRefusing). */
+  #forgetCampaignsLeft = 0;
   readonly #maxSavesInFlight: number;
   readonly #syncWriteMaxEntries: { cluster: number; loneVoter: number } | undefined;
   /** Readies taken whose save-and-advance has not finished. */
@@ -442,8 +447,13 @@ export class RaftNode {
    * Every follower sees the refusal within a few ms of the others, so they take turns instead of
    * campaigning at once (two candidates in one term split the vote, and the election then waits
    * for a randomised election timeout): the voters other than the dead leader, by ascending id,
-   * campaign campaignAfterForgetStaggerMs apart (plus a random half of it), and one that has
-   * meanwhile voted in a newer term or heard from a leader does not campaign at all.
+   * campaign campaignAfterForgetStaggerMs apart, each a quarter to a half of it into its turn (so
+   * that the others have forgotten the leader too, or they would ignore its vote request inside
+   * the lease), and one that has meanwhile voted in a newer term or heard from a leader does not
+   * campaign at all. A member whose campaign brought no leader (a vote request that came before
+   * a follower forgot the leader is ignored, never answered) campaigns again two to three
+   * stagger intervals later, up to forgetCampaignRetries times, unless it has voted for another
+   * candidate or hears from a leader.
    */
   peerRefusing(id: bigint): void {
     if (this.#stopped) return;
@@ -462,22 +472,31 @@ export class RaftNode {
       .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
       .indexOf(r.id);
     if (turn < 0) return; // a learner does not campaign
-    const stagger = this.#campaignAfterForgetStaggerMs;
-    clearTimeout(this.#campaignTimer);
-    this.#campaignTimer = setTimeout(
-      this.#campaignAfterForget,
-      (turn + Math.random() / 2) * stagger,
+    this.#forgetCampaignsLeft = 1 + forgetCampaignRetries;
+    this.#scheduleForgetCampaign(
+      (turn + 0.25 + Math.random() / 4) * this.#campaignAfterForgetStaggerMs,
     );
+  }
+
+  #scheduleForgetCampaign(delayMs: number): void {
+    clearTimeout(this.#campaignTimer);
+    this.#campaignTimer = setTimeout(this.#campaignAfterForget, delayMs);
     this.#campaignTimer.unref();
   }
 
   readonly #campaignAfterForget = (): void => {
     this.#campaignTimer = undefined;
     const r = this.raw.raft;
-    // heard from a leader meanwhile (the old one back, or another elected), voted for another
-    // candidate (a newer term), or not a voter
-    if (this.#stopped || r.state !== StateType.Follower || r.lead !== 0n) return;
-    if (r.term !== this.#forgotAtTerm || !r.promotable()) return;
+    const first = this.#forgetCampaignsLeft === 1 + forgetCampaignRetries;
+    // heard from a leader meanwhile (the old one back, or another elected), or not a voter
+    if (this.#stopped || r.lead !== 0n || r.state === StateType.Leader || !r.promotable()) return;
+    if (first) {
+      // voted for another candidate (a newer term), or already campaigned by itself
+      if (r.state !== StateType.Follower || r.term !== this.#forgotAtTerm) return;
+    } else if (r.vote !== 0n && r.vote !== r.id) {
+      return; // voted for another candidate: let it win (or the election timeout decide)
+    }
+    this.#forgetCampaignsLeft--;
     try {
       this.raw.campaign();
     } catch (err) {
@@ -485,6 +504,8 @@ export class RaftNode {
       return;
     }
     this.scheduleReady();
+    if (this.#forgetCampaignsLeft > 0)
+      this.#scheduleForgetCampaign((2 + Math.random()) * this.#campaignAfterForgetStaggerMs);
   };
 
   /** A snapshot sent to `id` was applied or failed (etcd's ReportSnapshot). */

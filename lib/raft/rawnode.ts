@@ -52,15 +52,25 @@ export interface Ready {
   mustSync: boolean;
 }
 
-function softStateEqual(a: SoftState, b: SoftState): boolean {
-  return a.lead === b.lead && a.raftState === b.raftState;
+/** True when raft's soft state is not `prev` (read off raft's fields: no SoftState made). */
+function softStateChanged(r: Raft, prev: SoftState): boolean {
+  return r.lead !== prev.lead || r.state !== prev.raftState;
 }
 
-function hardStateEqual(a: HardState, b: HardState): boolean {
-  return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
+/** isEmptyHardState of raft's hard state, read off raft's fields. */
+function hardStateEmpty(r: Raft): boolean {
+  return r.term === 0 && r.vote === None && r.raftLog.committed === 0;
+}
+
+/** True when raft's hard state is not `prev` (read off raft's fields: no HardState made). */
+function hardStateChanged(r: Raft, prev: HardState): boolean {
+  return r.term !== prev.term || r.vote !== prev.vote || r.raftLog.committed !== prev.commit;
 }
 
 const emptyBytes = new Uint8Array(0);
+/** A Ready's messages and readStates when there are none (frozen: a push fails loudly). */
+const noMessages: Message[] = Object.freeze([]) as unknown as Message[];
+const noReadStates: ReadState[] = Object.freeze([]) as unknown as ReadState[];
 
 /**
  * One raft node, driven by the application: tick() on a timer, step() for each message from a
@@ -250,9 +260,8 @@ export class RawNode {
   /** True when ready() would return something to do. */
   hasReady(): boolean {
     const r = this.#raft;
-    if (!softStateEqual(r.softState(), this.#prevSoftState)) return true;
-    const hs = r.hardState();
-    if (!isEmptyHardState(hs) && !hardStateEqual(hs, this.#prevHardState)) return true;
+    if (softStateChanged(r, this.#prevSoftState)) return true;
+    if (!hardStateEmpty(r) && hardStateChanged(r, this.#prevHardState)) return true;
     if (r.raftLog.nextUnstableSnapshot() !== undefined) return true;
     if (r.msgs.length > 0 || r.raftLog.hasNextUnstableEnts() || r.raftLog.hasNextCommittedEnts())
       return true;
@@ -265,20 +274,22 @@ export class RawNode {
    */
   ready(): Ready {
     const r = this.#raft;
+    // raft's message and read-state arrays are handed over when they hold something (raft then
+    // starts new ones); an empty one stays raft's and the Ready gets a shared frozen empty array
     const rd: Ready = {
-      readStates: r.readStates,
+      readStates: r.readStates.length > 0 ? r.readStates : noReadStates,
       entries: r.raftLog.nextUnstableEnts(),
       committedEntries: r.raftLog.nextCommittedEnts(),
-      messages: r.msgs,
+      messages: r.msgs.length > 0 ? r.msgs : noMessages,
       mustSync: false,
     };
-    const ss = r.softState();
-    if (!softStateEqual(ss, this.#prevSoftState)) {
+    if (softStateChanged(r, this.#prevSoftState)) {
+      const ss = r.softState();
       rd.softState = ss;
       this.#prevSoftState = ss;
     }
-    const hs = r.hardState();
-    if (!hardStateEqual(hs, this.#prevHardState)) {
+    if (hardStateChanged(r, this.#prevHardState)) {
+      const hs = r.hardState();
       // Test-only known-wrong variant: the vote never reaches stable storage.
       rd.hardState = r.knobs.forgetPersistVote ? { ...hs, vote: None } : hs;
       rd.mustSync = hs.term !== this.#prevHardState.term || hs.vote !== this.#prevHardState.vote;
@@ -287,8 +298,8 @@ export class RawNode {
     const snap = r.raftLog.nextUnstableSnapshot();
     if (snap !== undefined) rd.snapshot = snap;
     if (rd.entries.length > 0) rd.mustSync = true;
-    r.readStates = [];
-    r.msgs = [];
+    if (r.readStates.length > 0) r.readStates = [];
+    if (r.msgs.length > 0) r.msgs = [];
     r.raftLog.unstable.acceptInProgress();
     if (rd.committedEntries.length > 0)
       r.raftLog.acceptApplying(rd.committedEntries[rd.committedEntries.length - 1]!.index);

@@ -337,7 +337,13 @@ export class H2Connection {
   #blocked = new Set<H2Stream>();
 
   // output batching
-  #out: Buffer[] = [];
+  /**
+   * Frames to write this turn: #out[0, #outCount). The array is kept from turn to turn (a new one
+   * per flush cost an array and its backing store per response); written slots go back to
+   * undefined so no sent frame stays reachable.
+   */
+  #out: (Buffer | undefined)[] = [];
+  #outCount = 0;
   #outBytes = 0;
   #flushScheduled = false;
 
@@ -1134,7 +1140,7 @@ export class H2Connection {
 
   #queue(frame: Buffer): void {
     if (this.#destroyed) return;
-    this.#out.push(frame);
+    this.#out[this.#outCount++] = frame;
     this.#outBytes += frame.length;
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
@@ -1170,24 +1176,37 @@ export class H2Connection {
 
   #flush(): void {
     this.#flushScheduled = false;
-    if (this.#destroyed || this.#out.length === 0) return;
+    if (this.#destroyed || this.#outCount === 0) return;
+    let frames = this.#out;
+    let n = this.#outCount;
     if (this.#pingAcks.length > 0) {
       // held PING ACKs go first in this write (RFC 9113 §6.7: PING responses take priority)
       for (const a of this.#pingAcks) this.#outBytes += a.length;
-      this.#out.unshift(...this.#pingAcks);
+      frames = [...this.#pingAcks, ...frames.slice(0, n)];
+      n = frames.length;
       this.#pingAcks = []; // the timer, left running, then finds nothing to send
       this.#pingAckMisses = 0;
     }
-    const out = this.#out;
     const bytes = this.#outBytes;
-    this.#out = [];
-    this.#outBytes = 0;
     // one write per turn: small batches are copied into one buffer, large ones go as a writev
-    if (out.length === 1) this.#socket.write(out[0]);
-    else if (bytes <= 256 * 1024) this.#socket.write(Buffer.concat(out, bytes));
+    let one: Buffer | undefined;
+    let many: Buffer[] | undefined;
+    if (n === 1) one = frames[0]!;
+    else if (bytes <= 256 * 1024) {
+      one = Buffer.allocUnsafe(bytes);
+      for (let i = 0, pos = 0; i < n; i++) {
+        const f = frames[i]!;
+        one.set(f, pos);
+        pos += f.length;
+      }
+    } else many = frames.slice(0, n) as Buffer[];
+    this.#out.fill(undefined, 0, this.#outCount);
+    this.#outCount = 0;
+    this.#outBytes = 0;
+    if (one !== undefined) this.#socket.write(one);
     else {
       this.#socket.cork();
-      for (const b of out) this.#socket.write(b);
+      for (const b of many!) this.#socket.write(b);
       this.#socket.uncork();
     }
     if (this.#socket.writableLength > this.limits.maxOutboundBufferBytes) {
@@ -1222,7 +1241,7 @@ export class H2Connection {
     if (this.#destroyed) return;
     this.#reportError({ reason: err.reason, h2Code: err.h2Code, message: err.message });
     const goaway = buildGoaway(this.#lastStreamId, err.h2Code, err.message);
-    this.#out.push(goaway);
+    this.#out[this.#outCount++] = goaway;
     this.#outBytes += goaway.length;
     this.#goawaySent = true;
     this.#flush();
@@ -1237,6 +1256,7 @@ export class H2Connection {
     if (this.#destroyed) return;
     this.#destroyed = true;
     this.#out = [];
+    this.#outCount = 0;
     this.#outBytes = 0;
     this.#pingAcks = [];
     clearTimeout(this.#pingAckTimer);

@@ -11,7 +11,9 @@
  * the function that allocated (file:line:column of the compiled JavaScript) and, when that is not
  * a function of this project (a Node or V8 builtin, a dependency), the nearest caller that is.
  * Prints the total in bytes per request, scavenges and mark-compacts per 10,000 requests with
- * their pause times, then the sites by bytes per request, largest first.
+ * their pause times, then the sites by bytes per request, largest first. With HEAP_SUMMARY_STACKS
+ * set to a regular expression, also the heaviest full stacks (bytes per request, innermost frame
+ * first) of the sites it matches, to find who calls a builtin that has no caller of this project.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { basename } from "node:path";
@@ -47,22 +49,33 @@ function frameName(frame: CallFrame): string {
  * Sums self sizes by site over the profile tree (depth-first, bounded by the tree's size).
  * Returns the total bytes and a map from site name to bytes.
  */
-export function sitesOf(head: ProfileNode): { total: number; sites: Map<string, number> } {
+export function sitesOf(
+  head: ProfileNode,
+  stacksOf?: RegExp,
+): { total: number; sites: Map<string, number>; stacks: Map<string, number> } {
   const sites = new Map<string, number>();
+  const stacks = new Map<string, number>();
   let total = 0;
-  const stack: { node: ProfileNode; own: CallFrame | null }[] = [{ node: head, own: null }];
-  while (stack.length > 0) {
-    const { node, own } = stack.pop()!;
+  const todo: { node: ProfileNode; own: CallFrame | null; path: string[] }[] = [
+    { node: head, own: null, path: [] },
+  ];
+  while (todo.length > 0) {
+    const { node, own, path } = todo.pop()!;
     const nearestOwn = isOwn(node.callFrame) ? node.callFrame : own;
+    const here = stacksOf === undefined ? path : [frameName(node.callFrame), ...path];
     if (node.selfSize > 0) {
       total += node.selfSize;
       let site = frameName(node.callFrame);
       if (!isOwn(node.callFrame) && nearestOwn !== null) site += ` <- ${frameName(nearestOwn)}`;
       sites.set(site, (sites.get(site) ?? 0) + node.selfSize);
+      if (stacksOf?.test(site) === true) {
+        const key = here.join(" <- ");
+        stacks.set(key, (stacks.get(key) ?? 0) + node.selfSize);
+      }
     }
-    for (const child of node.children) stack.push({ node: child, own: nearestOwn });
+    for (const child of node.children) todo.push({ node: child, own: nearestOwn, path: here });
   }
-  return { total, sites };
+  return { total, sites, stacks };
 }
 
 function main(argv: string[]): void {
@@ -74,7 +87,11 @@ function main(argv: string[]): void {
   }
   const top = topArg === undefined ? 25 : Number(topArg);
   const profile = JSON.parse(readFileSync(path, "utf8")) as { head: ProfileNode };
-  const { total, sites } = sitesOf(profile.head);
+  const pattern = process.env.HEAP_SUMMARY_STACKS;
+  const { total, sites, stacks } = sitesOf(
+    profile.head,
+    pattern === undefined ? undefined : new RegExp(pattern),
+  );
   let line = `${(total / requests / 1024).toFixed(1)} KB/request`;
   if (existsSync(`${path}.gc.json`)) {
     const gc = JSON.parse(readFileSync(`${path}.gc.json`, "utf8")) as Record<string, GcCounts>;
@@ -88,6 +105,10 @@ function main(argv: string[]): void {
   const sorted = [...sites].sort((a, b) => b[1] - a[1]).slice(0, top);
   for (const [site, bytes] of sorted) {
     console.log(`${String(Math.round(bytes / requests)).padStart(7)} B  ${site}`);
+  }
+  const heaviest = [...stacks].sort((a, b) => b[1] - a[1]).slice(0, 5);
+  for (const [stack, bytes] of heaviest) {
+    console.log(`stack ${Math.round(bytes / requests)} B: ${stack}`);
   }
 }
 

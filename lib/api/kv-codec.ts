@@ -7,11 +7,10 @@
  * defaults omitted; test/api/kv-codec.test.ts checks it on random messages), so a client cannot
  * tell which encoder answered.
  */
-import { UnknownFieldHandler } from "@protobuf-ts/runtime";
 import * as rpc from "../proto/gen/etcdserverpb/rpc.js";
 import type { KeyValue } from "../proto/gen/mvccpb/kv.js";
 import { putVarint, putVarint64, varintSize, varintSize64 } from "../proto/varint.js";
-import { decodePutRequest } from "../server/raft-request-codec.js";
+import { decodePutRequest, hasNoUnknownFields } from "../server/raft-request-codec.js";
 
 /** Encoded `cluster_id` and `member_id` fields of the last header seen. */
 let idsCluster = -1n;
@@ -106,7 +105,7 @@ function writeKeyValue(out: Uint8Array, p: number, kv: KeyValue): number {
 
 /** True when protobuf-ts would write nothing beyond the known fields (no unknown fields kept). */
 function plain(m: object): boolean {
-  return UnknownFieldHandler.list(m).length === 0;
+  return hasNoUnknownFields(m);
 }
 
 /**

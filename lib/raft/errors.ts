@@ -94,7 +94,11 @@ export class RaftInvariantError extends RaftError {
   }
 }
 
-/** Throws RaftInvariantError with `message` unless `cond` holds. */
+/**
+ * Throws RaftInvariantError with `message` unless `cond` holds. A message function is a closure
+ * (and a context for what it captures) made on every call, failing or not: the log's checks that
+ * run several times per proposal (log.ts, log-unstable.ts, storage.ts) throw directly instead.
+ */
 export function invariant(cond: unknown, message: string | (() => string)): asserts cond {
   if (!cond) throw new RaftInvariantError(typeof message === "string" ? message : message());
 }

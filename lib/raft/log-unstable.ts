@@ -5,7 +5,7 @@
  * drops them once advance() reports them persisted.
  */
 import type { Entry, Snapshot } from "../proto/gen/raftpb/raft.js";
-import { invariant } from "./errors.js";
+import { RaftInvariantError } from "./errors.js";
 import { snapshotIndex, snapshotTerm } from "./storage.js";
 
 /** The unstable log tail; see the file comment for the index conventions. */
@@ -122,11 +122,10 @@ export class Unstable {
 
   /** Entries [lo, hi) from the unstable log (a new array). */
   slice(lo: number, hi: number): Entry[] {
-    invariant(
-      lo <= hi && lo >= this.offset && hi <= this.offset + this.entries.length,
-      () =>
+    if (!(lo <= hi && lo >= this.offset && hi <= this.offset + this.entries.length))
+      throw new RaftInvariantError(
         `unstable.slice[${lo},${hi}) out of bound [${this.offset},${this.offset + this.entries.length})`,
-    );
+      );
     return this.entries.slice(lo - this.offset, hi - this.offset);
   }
 }

@@ -4,7 +4,7 @@
  * applied ≤ applying ≤ committed, and firstIndex-1 ≤ committed ≤ lastIndex.
  */
 import type { Entry, Snapshot } from "../proto/gen/raftpb/raft.js";
-import { ErrCompacted, ErrUnavailable, invariant } from "./errors.js";
+import { ErrCompacted, ErrUnavailable, RaftInvariantError } from "./errors.js";
 import { limitSize } from "./entry-size.js";
 import { Unstable } from "./log-unstable.js";
 import { type Storage, snapshotIndex } from "./storage.js";
@@ -53,10 +53,10 @@ export class RaftLog {
     const lastNewIndex = index + ents.length;
     const ci = this.findConflict(ents);
     if (ci !== 0) {
-      invariant(
-        ci > this.committed,
-        () => `entry ${ci} conflict with committed entry [committed(${this.committed})]`,
-      );
+      if (!(ci > this.committed))
+        throw new RaftInvariantError(
+          `entry ${ci} conflict with committed entry [committed(${this.committed})]`,
+        );
       this.append(ents.slice(ci - (index + 1)));
     }
     this.commitTo(Math.min(committed, lastNewIndex));
@@ -67,10 +67,10 @@ export class RaftLog {
   append(ents: Entry[]): number {
     if (ents.length === 0) return this.lastIndex();
     const after = ents[0]!.index - 1;
-    invariant(
-      after >= this.committed,
-      () => `after(${after}) is out of range [committed(${this.committed})]`,
-    );
+    if (!(after >= this.committed))
+      throw new RaftInvariantError(
+        `after(${after}) is out of range [committed(${this.committed})]`,
+      );
     this.unstable.truncateAndAppend(ents);
     return this.lastIndex();
   }
@@ -160,29 +160,28 @@ export class RaftLog {
   /** Raises committed to tocommit (never lowers it). Asserts tocommit ≤ lastIndex. */
   commitTo(tocommit: number): void {
     if (this.committed >= tocommit) return;
-    invariant(
-      this.lastIndex() >= tocommit,
-      () =>
+    if (!(this.lastIndex() >= tocommit))
+      throw new RaftInvariantError(
         `tocommit(${tocommit}) is out of range [lastIndex(${this.lastIndex()})]. Was the raft log corrupted, truncated, or lost?`,
-    );
+      );
     this.committed = tocommit;
   }
 
   /** Records that the application has applied up to index i. */
   appliedTo(i: number): void {
     if (i === 0) return;
-    invariant(
-      this.committed >= i && i >= this.applied,
-      () =>
+    if (!(this.committed >= i && i >= this.applied))
+      throw new RaftInvariantError(
         `applied(${i}) is out of range [prevApplied(${this.applied}), committed(${this.committed})]`,
-    );
+      );
     this.applied = i;
     this.applying = Math.max(this.applying, i);
   }
 
   /** Records that committed entries up to i were handed out to be applied. */
   acceptApplying(i: number): void {
-    invariant(i <= this.committed, () => `applying(${i}) > committed(${this.committed})`);
+    if (!(i <= this.committed))
+      throw new RaftInvariantError(`applying(${i}) > committed(${this.committed})`);
     this.applying = i;
   }
 
@@ -289,13 +288,11 @@ export class RaftLog {
   }
 
   #mustCheckOutOfBounds(lo: number, hi: number): void {
-    invariant(lo <= hi, () => `invalid slice ${lo} > ${hi}`);
+    if (!(lo <= hi)) throw new RaftInvariantError(`invalid slice ${lo} > ${hi}`);
     const fi = this.firstIndex();
     if (lo < fi) throw new ErrCompacted();
     const length = this.lastIndex() + 1 - fi;
-    invariant(
-      hi <= fi + length,
-      () => `slice[${lo},${hi}) out of bound [${fi},${this.lastIndex()}]`,
-    );
+    if (!(hi <= fi + length))
+      throw new RaftInvariantError(`slice[${lo},${hi}) out of bound [${fi},${this.lastIndex()}]`);
   }
 }

@@ -9,7 +9,7 @@ import {
   type HardState,
   type Snapshot,
 } from "../proto/gen/raftpb/raft.js";
-import { ErrCompacted, ErrSnapOutOfDate, ErrUnavailable, invariant } from "./errors.js";
+import { ErrCompacted, ErrSnapOutOfDate, ErrUnavailable, RaftInvariantError } from "./errors.js";
 import { limitSize } from "./entry-size.js";
 
 /**
@@ -93,11 +93,9 @@ export class MemoryStorage implements Storage {
   entries(lo: number, hi: number, maxSizeBytes: number): Entry[] {
     const offset = this.#ents[0]!.index;
     if (lo <= offset) throw new ErrCompacted();
-    invariant(
-      hi <= this.lastIndex() + 1,
-      () => `entries hi ${hi} out of bound lastIndex ${this.lastIndex()}`,
-    );
-    invariant(lo <= hi, () => `entries lo ${lo} > hi ${hi}`);
+    if (!(hi <= this.lastIndex() + 1))
+      throw new RaftInvariantError(`entries hi ${hi} out of bound lastIndex ${this.lastIndex()}`);
+    if (!(lo <= hi)) throw new RaftInvariantError(`entries lo ${lo} > hi ${hi}`);
     // Only the dummy entry: nothing to return.
     if (this.#ents.length === 1) throw new ErrUnavailable();
     return limitSize(this.#ents.slice(lo - offset, hi - offset), maxSizeBytes);
@@ -141,10 +139,10 @@ export class MemoryStorage implements Storage {
   createSnapshot(index: number, cs: ConfState | undefined, data: Uint8Array): Snapshot {
     if (index <= snapshotIndex(this.#snapshot)) throw new ErrSnapOutOfDate();
     const offset = this.#ents[0]!.index;
-    invariant(
-      index <= this.lastIndex(),
-      () => `snapshot ${index} is out of bound lastindex(${this.lastIndex()})`,
-    );
+    if (!(index <= this.lastIndex()))
+      throw new RaftInvariantError(
+        `snapshot ${index} is out of bound lastindex(${this.lastIndex()})`,
+      );
     const confState = cs ?? this.#snapshot.metadata?.confState ?? ConfState.create();
     this.#snapshot = {
       data,
@@ -157,10 +155,10 @@ export class MemoryStorage implements Storage {
   compact(compactIndex: number): void {
     const offset = this.#ents[0]!.index;
     if (compactIndex <= offset) throw new ErrCompacted();
-    invariant(
-      compactIndex <= this.lastIndex(),
-      () => `compact ${compactIndex} is out of bound lastindex(${this.lastIndex()})`,
-    );
+    if (!(compactIndex <= this.lastIndex()))
+      throw new RaftInvariantError(
+        `compact ${compactIndex} is out of bound lastindex(${this.lastIndex()})`,
+      );
     const i = compactIndex - offset;
     const rest = this.#ents.slice(i);
     rest[0] = dummyEntry(this.#ents[i]!.index, this.#ents[i]!.term);
@@ -178,10 +176,10 @@ export class MemoryStorage implements Storage {
     if (last < first) return;
     if (first > entries[0]!.index) entries = entries.slice(first - entries[0]!.index);
     const offset = entries[0]!.index - this.#ents[0]!.index;
-    invariant(
-      offset <= this.#ents.length,
-      () => `missing log entry [last: ${this.lastIndex()}, append at: ${entries[0]!.index}]`,
-    );
+    if (!(offset <= this.#ents.length))
+      throw new RaftInvariantError(
+        `missing log entry [last: ${this.lastIndex()}, append at: ${entries[0]!.index}]`,
+      );
     if (offset < this.#ents.length) this.#ents.length = offset;
     for (let i = 0; i < entries.length; i++) this.#ents.push(entries[i]!);
   }

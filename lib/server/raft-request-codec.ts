@@ -27,7 +27,16 @@ import {
 
 /** True when `put` can take the hand-written path: it carries no unknown fields to re-emit. */
 export function isPlainPutRequest(put: PutRequest): boolean {
-  return UnknownFieldHandler.list(put).length === 0;
+  return hasNoUnknownFields(put);
+}
+
+/**
+ * True when protobuf-ts keeps no unknown fields on message `m` (UnknownFieldHandler.list(m) is
+ * empty), without the new empty array list() returns for a message that has none.
+ */
+export function hasNoUnknownFields(m: object): boolean {
+  const kept = (m as Record<symbol, unknown>)[UnknownFieldHandler.symbol];
+  return !Array.isArray(kept) || kept.length === 0;
 }
 
 /**

@@ -89,6 +89,28 @@ export class ByteQueue {
     return out;
   }
 
+  /**
+   * When the first chunk holds, at the read position, a length word below `maxBodyBytes` (so not
+   * a control word) and the whole body after it: removes that frame and returns the chunk, the
+   * body being bytes [frontBodyStart, frontBodyEnd) of it. Otherwise undefined, nothing removed.
+   */
+  takeFrontFrame(maxBodyBytes: number): Uint8Array | undefined {
+    const first = this.#chunks[0];
+    const o = this.#offset;
+    if (first === undefined || first.length - o < FRAME_HEADER_BYTES) return undefined;
+    const n =
+      ((first[o]! << 24) | (first[o + 1]! << 16) | (first[o + 2]! << 8) | first[o + 3]!) >>> 0;
+    if (n > maxBodyBytes || first.length - o - FRAME_HEADER_BYTES < n) return undefined;
+    this.frontBodyStart = o + FRAME_HEADER_BYTES;
+    this.frontBodyEnd = this.frontBodyStart + n;
+    this.#advance(FRAME_HEADER_BYTES + n);
+    return first;
+  }
+
+  /** Where the body takeFrontFrame found lies in the chunk it returned. */
+  frontBodyStart = 0;
+  frontBodyEnd = 0;
+
   /** Drops the next n bytes (n <= length). */
   skip(n: number): void {
     while (n > 0) {
@@ -144,6 +166,27 @@ export class FrameDecoder {
   push(chunk: Uint8Array): void {
     this.#bytes.push(chunk);
   }
+
+  /**
+   * The next data frame when it lies whole in one received chunk (the common case), without a
+   * Frame or a view made: returns that chunk, the body being bytes [bodyStart, bodyEnd) of it
+   * until the next call. Undefined when the next frame is not such a frame: call next() for it.
+   * Only for a decoder whose bodies may be views (copyBodies false).
+   */
+  nextInChunk(): Uint8Array | undefined {
+    if (this.#copyBodies) return undefined;
+    const q = this.#bytes;
+    const chunk = q.takeFrontFrame(this.#maxFrameBytes);
+    if (chunk !== undefined) {
+      this.bodyStart = q.frontBodyStart;
+      this.bodyEnd = q.frontBodyEnd;
+    }
+    return chunk;
+  }
+
+  /** The body of the frame nextInChunk returned last: [bodyStart, bodyEnd) of its chunk. */
+  bodyStart = 0;
+  bodyEnd = 0;
 
   /** The next whole frame, or undefined until more bytes arrive. Throws on an oversized frame. */
   next(): Frame | undefined {

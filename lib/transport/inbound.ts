@@ -40,14 +40,25 @@ const lastMessageType = MessageType.MsgPreVoteResp;
  * ("wrong-member-id") when `from`/`to` do not match the connection's hello.
  */
 export function decodePeerMessage(body: Uint8Array, from: bigint, to: bigint): Message {
+  return decodePeerMessageIn(body, 0, body.length, from, to);
+}
+
+/** decodePeerMessage of the body at bytes [start, end) of `buf` (no view made on the fast path). */
+export function decodePeerMessageIn(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  from: bigint,
+  to: bigint,
+): Message {
   let m: Message;
   try {
     // the hand decoder reads what the hand encoder writes; anything else is protobuf-ts's to judge
-    m = readMessage(body, from, to) ?? MessageCodec.fromBinary(body);
+    m = readMessage(buf, from, to, start, end) ?? MessageCodec.fromBinary(buf.subarray(start, end));
   } catch (err) {
     throw new PeerConnectionError(
       "bad-frame",
-      `undecodable raft message (${body.length} bytes): ${(err as Error).message}`,
+      `undecodable raft message (${end - start} bytes): ${(err as Error).message}`,
       { cause: err },
     );
   }
@@ -137,17 +148,26 @@ export class InboundStream {
     d.push(chunk);
     let pongs: Buffer[] | undefined;
     try {
-      for (let f = d.next(); f !== undefined && !this.#closed; f = d.next()) {
-        if (f.kind === "ping") {
+      while (!this.#closed) {
+        // a frame that lies whole in one chunk is decoded where it is (no Frame, no view)
+        const c = d.nextInChunk();
+        const f = c === undefined ? d.next() : undefined;
+        if (c === undefined && f === undefined) break;
+        if (f?.kind === "ping") {
           (pongs ??= []).push(encodeControlFrame(PONG_WORD, f.stampMs));
           continue;
         }
-        if (f.kind === "pong")
+        if (f?.kind === "pong")
           throw new PeerConnectionError("bad-frame", "unexpected pong from the dialing side");
-        this.#counts.receivedBytes += FRAME_HEADER_BYTES + f.body.length;
+        const bodyBytes = f === undefined ? d.bodyEnd - d.bodyStart : f.body.length;
+        this.#counts.receivedBytes += FRAME_HEADER_BYTES + bodyBytes;
         // a drop loses the message as a network would; an error closes the connection
         if (failpoint("peerBeforeReceive")) continue;
-        this.#ctx.deliver(decodePeerMessage(f.body, this.from, this.#ctx.memberId));
+        const m =
+          f === undefined
+            ? decodePeerMessageIn(c!, d.bodyStart, d.bodyEnd, this.from, this.#ctx.memberId)
+            : decodePeerMessage(f.body, this.from, this.#ctx.memberId);
+        this.#ctx.deliver(m);
       }
     } catch (err) {
       this.#fail(err as PeerConnectionError);

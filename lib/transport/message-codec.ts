@@ -199,9 +199,16 @@ const emptyBytes = new Uint8Array(0);
  * are compared in their encoded form, which costs no BigInt per message). Returns undefined for
  * anything else (other ids, a snapshot, an unknown field, a negative enum, an integer past 2^53,
  * bytes that do not parse): the caller then decodes with protobuf-ts, which gives its answer or
- * its error. Bytes fields are views into `buf`, as protobuf-ts's.
+ * its error. Bytes fields are views into `buf`, as protobuf-ts's. The message is bytes
+ * [start, end) of `buf` (all of it by default).
  */
-export function readMessage(buf: Uint8Array, from: bigint, to: bigint): Message | undefined {
+export function readMessage(
+  buf: Uint8Array,
+  from: bigint,
+  to: bigint,
+  start = 0,
+  end = buf.length,
+): Message | undefined {
   const m: Message = {
     type: 0,
     to: 0n,
@@ -216,8 +223,7 @@ export function readMessage(buf: Uint8Array, from: bigint, to: bigint): Message 
     rejectHint: 0,
     context: emptyBytes,
   };
-  const end = buf.length;
-  at = 0;
+  at = start;
   while (at < end) {
     const tag = buf[at++]!;
     if (tag >= 0x80) return undefined;

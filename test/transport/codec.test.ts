@@ -180,18 +180,26 @@ test("the send queue bounds messages and bytes, and frames what it holds in batc
   assert.equal(big.length, 0);
 });
 
-test("frames are found however the bytes are split", (t) => {
+test("frames are found however the bytes are split, by next() and by nextInChunk()", (t) => {
   const seed = testSeed();
   t.diagnostic(`SEED=${seed}`);
   fc.assert(
     fc.property(
       fc.array(fc.uint8Array({ maxLength: 40 }), { maxLength: 8 }),
       fc.array(fc.nat(), { maxLength: 10 }),
-      (bodies, cuts) => {
-        const total = bodies.reduce((n, b) => n + FRAME_HEADER_BYTES + b.length, 0);
+      fc.nat(),
+      fc.boolean(),
+      (bodies, cuts, pingAt, inChunk) => {
+        const k = pingAt % (bodies.length + 1);
+        const framed = (from: number, to: number) => {
+          let n = 0;
+          for (let i = from; i < to; i++) n += FRAME_HEADER_BYTES + bodies[i]!.length;
+          return encodeFrames(bodies, from, to, n);
+        };
         const wire = Buffer.concat([
-          encodeFrames(bodies, 0, bodies.length, total),
+          framed(0, k),
           encodeControlFrame(PING_WORD, 12.5),
+          framed(k, bodies.length),
         ]);
         const points = [...new Set(cuts.map((c) => c % (wire.length + 1)))].sort((a, b) => a - b);
         const d = new FrameDecoder(1 << 20, false);
@@ -201,9 +209,19 @@ test("frames are found however the bytes are split", (t) => {
         for (const p of [...points, wire.length]) {
           d.push(wire.subarray(prev, p));
           prev = p;
-          for (let f = d.next(); f !== undefined; f = d.next()) {
+          for (;;) {
+            const c = inChunk ? d.nextInChunk() : undefined;
+            if (c !== undefined) {
+              out.push(Uint8Array.from(c.subarray(d.bodyStart, d.bodyEnd)));
+              continue;
+            }
+            const f = d.next();
+            if (f === undefined) break;
             if (f.kind === "data") out.push(Uint8Array.from(f.body));
-            else if (f.kind === "ping" && f.stampMs === 12.5) pings++;
+            else if (f.kind === "ping" && f.stampMs === 12.5) {
+              assert.equal(out.length, k, "the ping comes where it was sent");
+              pings++;
+            }
           }
         }
         assert.deepEqual(

@@ -294,13 +294,16 @@ export class Proposals {
 
   /**
    * The local proposal whose bytes `data` are, if it is the next one in proposal order; undefined
-   * for an entry another member proposed (or replayed from the WAL), which is then decoded.
+   * for an entry another member proposed (or replayed from the WAL), which is then decoded. On the
+   * leader the entry holds the very array proposed; on a follower the entry came back from the
+   * leader in a MsgApp, a copy of the bytes it forwarded: equal bytes are the same proposal (they
+   * carry its request id, this member's prefix and counter, unique among its pending proposals).
    */
   takeLocal(data: Uint8Array): LocalProposal | undefined {
     const q = this.#localQueue;
     let head = this.#skipSettledLocal();
     let found: LocalProposal | undefined;
-    if (head < q.length && q[head]!.data === data) found = q[head++];
+    if (head < q.length && sameBytes(q[head]!.data, data)) found = q[head++];
     this.#localHead = head;
     return found;
   }
@@ -351,4 +354,9 @@ export class Proposals {
       this.#skipSettledLocal();
     }
   }
+}
+
+/** True when `a` and `b` hold the same bytes (the same array, or equal contents). */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a === b || (a.length === b.length && Buffer.compare(a, b) === 0);
 }

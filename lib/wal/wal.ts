@@ -949,12 +949,11 @@ export class WAL {
       }
       if (this.#failed !== null) break;
       if (this.#queue.length > 0) continue;
-      if (inFlight.size === 0) {
-        await this.#lastSettled;
-        // no await between this check and #pump = null: a save queued after it starts a new pump
-        if (this.#queue.length > 0 && this.#failed === null) continue;
-        break;
-      }
+      // nothing in flight: every batch has settled (a pipelined one leaves #inFlight only once
+      // its promise has), so there is nothing to wait for; no await between the queue check
+      // above and #pump = null: a save queued after it starts a new pump. Every path through
+      // the loop has awaited by now, so #drain never finishes inside #enqueue's call.
+      if (inFlight.size === 0) break;
       // writes in flight, nothing queued: a save queued now may start at once (#enqueue wakes us)
       await new Promise<void>((resolve) => {
         this.#wakePump = resolve;

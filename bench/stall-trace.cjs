@@ -8,6 +8,13 @@
  * disk (an fsync the reply waited for) or the machine. Lines with `"kind": "summary"` every
  * 10 s give the longest stall and the GC pause totals of that window, so a quiet file means a
  * quiet loop, not a broken trace.
+ *
+ * With STALL_TRACE_FS=1 it also logs every file operation of the thread pool or the loop that took
+ * longer than the threshold (`"kind": "fs"`: the call, the file's path, when it started and how
+ * long it took, queueing in the thread pool included): node:fs's write, fdatasync, fsync, close
+ * and their Sync forms, and fs/promises' rm, rename and open, wrapped before the member loads
+ * (the ES module bindings are re-synced with module.syncBuiltinESMExports). A put that stalled
+ * with neither a late loop nor a slow WAL fsync shows here what it waited behind.
  */
 "use strict";
 const fs = require("node:fs");
@@ -74,3 +81,63 @@ setInterval(() => {
   }
   last = now;
 }, intervalMs).unref();
+
+if (process.env.STALL_TRACE_FS === "1") traceFileOps();
+
+/** Wraps the file calls named in the module comment to log the slow ones. */
+function traceFileOps() {
+  const fsp = require("node:fs/promises");
+  const pathOf = (fd) => {
+    try {
+      return fs.readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      return `fd ${fd}`;
+    }
+  };
+  const slow = (op, what, startedMs, ms) => {
+    const line = { kind: "fs", op, what, atMs: startedMs, ms: Math.round(ms * 10) / 10 };
+    fs.appendFileSync(out, JSON.stringify(line) + "\n");
+  };
+  for (const op of ["write", "fdatasync", "fsync", "close"]) {
+    const orig = fs[op];
+    fs[op] = function (fd, ...args) {
+      const cb = args[args.length - 1];
+      if (typeof cb !== "function") return orig.call(this, fd, ...args);
+      const t0 = performance.now();
+      const startedMs = Date.now();
+      const what = op === "close" ? pathOf(fd) : undefined;
+      args[args.length - 1] = function (...r) {
+        const ms = performance.now() - t0;
+        if (ms > thresholdMs) slow(op, what ?? pathOf(fd), startedMs, ms);
+        return cb.apply(this, r);
+      };
+      return orig.call(this, fd, ...args);
+    };
+  }
+  for (const op of ["writeSync", "fdatasyncSync", "fsyncSync", "closeSync"]) {
+    const orig = fs[op];
+    fs[op] = function (fd, ...args) {
+      const t0 = performance.now();
+      const startedMs = Date.now();
+      const what = op === "closeSync" ? pathOf(fd) : undefined;
+      const r = orig.call(this, fd, ...args);
+      const ms = performance.now() - t0;
+      if (ms > thresholdMs) slow(op, what ?? pathOf(fd), startedMs, ms);
+      return r;
+    };
+  }
+  for (const op of ["rm", "rename", "open", "unlink"]) {
+    const orig = fsp[op];
+    fsp[op] = async function (path, ...args) {
+      const t0 = performance.now();
+      const startedMs = Date.now();
+      try {
+        return await orig.call(this, path, ...args);
+      } finally {
+        const ms = performance.now() - t0;
+        if (ms > thresholdMs) slow(op, String(path), startedMs, ms);
+      }
+    };
+  }
+  require("node:module").syncBuiltinESMExports();
+}

@@ -1,6 +1,7 @@
 /**
  * Where a member's long stalls come from: preload it into a member (`STALL_TRACE_OUT=/tmp/s.jsonl
- * node -r ./bench/stall-trace.cjs dist/tools/etcd-ts.js ...`) and it appends one JSON line per
+ * node -r ./bench/stall-trace.cjs dist/tools/etcd-ts.js ...`; `%p` in the name becomes the pid, for
+ * several members) and it appends one JSON line per
  * event-loop stall longer than STALL_TRACE_MS (default 20 ms): when it ended (`atMs`, epoch ms,
  * as the member's log `time`), how long the loop was held (`stallMs`: a 5 ms interval timer's
  * lateness), and the garbage collections (perf_hooks 'gc' entries: kind, pause ms) that fell
@@ -20,7 +21,7 @@
 const fs = require("node:fs");
 const { PerformanceObserver, constants, performance } = require("node:perf_hooks");
 
-const out = process.env.STALL_TRACE_OUT;
+const out = process.env.STALL_TRACE_OUT?.replace("%p", String(process.pid));
 if (!out) throw new Error("stall-trace: set STALL_TRACE_OUT to the file to append to");
 const thresholdMs = Number(process.env.STALL_TRACE_MS ?? 20);
 const intervalMs = 5;

@@ -1,8 +1,9 @@
 /**
  * Periodic snapshots of a member (DESIGN §3 step 5), as etcd 3.4's triggerSnapshot / snapshot /
  * purgeFile: every `snapshotCount` applied entries (spaced further apart while the db is large,
- * see walPercentOfDb, and at most maxBusyPercent of the time, see #nextAllowedMs), capture the state at the applied index (mvcc's O(1) snapshot, copies of the
- * small tables), then, while writes keep flowing:
+ * see walPercentOfDb, and at most maxBusyPercent of the time, see #nextAllowedMs), capture the
+ * state at the applied index (mvcc's O(1) snapshot, copies of the small tables), then, while
+ * writes keep flowing:
  *
  * 1. write `member/snap/db` from that capture: planned in steps and streamed in chunks with the
  *    event loop free in between, to `db.tmp`, fsync, rename over `db`, fsync the directory;

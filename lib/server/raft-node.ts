@@ -467,9 +467,9 @@ export class RaftNode {
     this.#metrics.leaderForgottenTotal.inc();
     this.#forgotAtTerm = r.term;
     this.scheduleReady();
-    const turn = [...r.trk.voters]
+    const turn = r.trk
+      .voterIds()
       .filter((v) => v !== id)
-      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
       .indexOf(r.id);
     if (turn < 0) return; // a learner does not campaign
     this.#forgetCampaignsLeft = 1 + forgetCampaignRetries;

@@ -19,6 +19,10 @@
 # preloads bench/heap-sample.cjs into each member, samples its allocations and counts its garbage
 # collections over the measured run, and prints per member its bytes per put by allocation site
 # and its scavenges per 10,000 puts (dist/bench/heap-summary.js of this checkout; TOP sites, 25).
+# CAPTURE=1 records the measured run's loopback segments with tcpdump (Debian's tcpdump) and
+# prints where each put's time went (dist/bench/put-phases.js): the member's and the client's
+# shares, and with etcd-ts and ENTRY=leader the leader's send, the followers' acknowledgement and
+# the leader's response.
 set -euo pipefail
 SYSTEM=$1
 CLIENTS=$2
@@ -92,7 +96,26 @@ for i in 0 1 2; do
   r0[i]=$(awk '/^syscr/ {print $2}' "/proc/${pids[i]}/io")
 done
 [ -n "${HEAP_SAMPLE:-}" ] && kill -USR2 "${pids[@]}" && sleep 0.5
+if [ -n "${CAPTURE:-}" ]; then
+  command -v tcpdump >/dev/null || { echo "CAPTURE=1 needs tcpdump (apt-get install -y tcpdump)" >&2; exit 1; }
+  client_port=$((BASE + entry * 10 + 1))
+  tcpdump -i lo -nn -s 128 -B 16384 -w "$DIR/capture.pcap" "tcp port $client_port or tcp port $((BASE + 12)) or tcp port $((BASE + 22)) or tcp port $((BASE + 32))" 2>"$DIR/tcpdump.log" &
+  tcpdump_pid=$!
+  sleep 1
+fi
 put "$TOTAL" >"$DIR/run.txt" 2>&1
+if [ -n "${CAPTURE:-}" ]; then
+  sleep 0.2
+  kill -INT "$tcpdump_pid"
+  wait "$tcpdump_pid" || true
+  tcpdump -r "$DIR/capture.pcap" -tt -nn >"$DIR/capture.txt" 2>/dev/null
+  phase_ports=()
+  if [ "$SYSTEM" = etcd-ts ] && [ "$entry" = "$leader" ]; then
+    phase_ports=($((BASE + leader * 10 + 2)))
+    for i in 1 2 3; do [ "$i" = "$leader" ] || phase_ports+=($((BASE + i * 10 + 2))); done
+  fi
+  node "$HERE/../dist/bench/put-phases.js" "$DIR/capture.txt" "$client_port" "${phase_ports[@]}"
+fi
 [ -n "${HEAP_SAMPLE:-}" ] && kill -USR2 "${pids[@]}"
 line="$SYSTEM clients=$CLIENTS puts=$TOTAL"
 sum=0

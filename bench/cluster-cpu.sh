@@ -19,6 +19,8 @@
 # preloads bench/heap-sample.cjs into each member, samples its allocations and counts its garbage
 # collections over the measured run, and prints per member its bytes per put by allocation site
 # and its scavenges per 10,000 puts (dist/bench/heap-summary.js of this checkout; TOP sites, 25).
+# WARM_TOTAL replaces the warm-up: that many puts at WARM_CLIENTS (default 1,000) clients on 100
+# connections, e.g. to grow the db, or to bring a snapshot into the measured run.
 # CAPTURE=1 records the measured run's loopback segments with tcpdump (Debian's tcpdump) and
 # prints where each put's time went (dist/bench/put-phases.js): the member's and the client's
 # shares, and with etcd-ts and ENTRY=leader the leader's send, the followers' acknowledgement and
@@ -88,7 +90,12 @@ put() {
   "$BENCH" --endpoints="$endpoints" --clients="$CLIENTS" --conns="$CONNS" put --key-size=8 \
     --val-size=256 --key-space-size=100000 --total="$1"
 }
-put $((TOTAL / 5)) >"$DIR/warm-up.txt" 2>&1
+if [ -n "${WARM_TOTAL:-}" ]; then
+  "$BENCH" --endpoints="$endpoints" --clients="${WARM_CLIENTS:-1000}" --conns=100 put --key-size=8 \
+    --val-size=256 --key-space-size=100000 --total="$WARM_TOTAL" >"$DIR/warm-up.txt" 2>&1
+else
+  put $((TOTAL / 5)) >"$DIR/warm-up.txt" 2>&1
+fi
 declare -a cpu0 w0 r0
 for i in 0 1 2; do
   cpu0[i]=$(awk '{print $14 + $15}' "/proc/${pids[i]}/stat")

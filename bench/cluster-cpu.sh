@@ -39,7 +39,9 @@ TICKS=$(getconf CLK_TCK)
 initial=""
 for i in 1 2 3; do initial+="${initial:+,}m$i=http://127.0.0.1:$((BASE + i * 10 + 2))"; done
 pids=()
+tcpdump_pid=""
 cleanup() {
+  if [ -n "$tcpdump_pid" ]; then kill -INT "$tcpdump_pid" 2>/dev/null || true; fi
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -rf "$DIR"
@@ -115,6 +117,7 @@ if [ -n "${CAPTURE:-}" ]; then
   sleep 0.2
   kill -INT "$tcpdump_pid"
   wait "$tcpdump_pid" || true
+  tcpdump_pid=""
   tcpdump -r "$DIR/capture.pcap" -tt -nn >"$DIR/capture.txt" 2>/dev/null
   phase_ports=()
   if [ "$SYSTEM" = etcd-ts ] && [ "$entry" = "$leader" ]; then

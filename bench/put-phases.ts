@@ -10,8 +10,9 @@
  * package of that name; ENTRY=leader, so that the client's member is the leader). CLIENT_PORT is
  * the client port of the member the puts went to. Each put is a request segment towards it (more
  * than 40 payload bytes: HEADERS + DATA; PING, WINDOW_UPDATE and SETTINGS frames alone are 13-47
- * bytes) and the first segment back of at least 60 bytes (the response: HEADERS, DATA and
- * trailers in one write, 64 bytes from etcd 3.4 and 95 from etcd-ts). Prints, in µs:
+ * bytes; a request whose HEADERS and DATA came in two segments counts from its DATA) and the first
+ * segment back of at least 60 bytes (the response: HEADERS, DATA and trailers in one write, 64
+ * bytes from etcd 3.4 and 95 from etcd-ts). Prints, in µs:
  *
  * - server: request in to response out, the member's whole share of a put as the wire sees it;
  * - client turnaround: response in to the next request out, the client's own share between two
@@ -22,7 +23,8 @@
  * leader's; etcd's streams run the other way), also the server's phases:
  *
  * - leader send: request in to the first MsgApp (over 200 bytes: it carries the entry) out;
- * - follower ack: that MsgApp to the first segment from a follower after it;
+ * - follower ack: that MsgApp to the first segment from a follower after it (its acknowledgement,
+ *   or, when that came late, a follower's answer to the previous put's commit);
  * - leader respond: that acknowledgement to the response (the leader's own fsync, commit, apply);
  *
  * and how many puts slower than SLOW_US (env, default 2,000) each phase made slow (the first phase
@@ -89,6 +91,7 @@ function findPuts(
   return puts;
 }
 
+/** "p50 … p90 … p99 … max … (n …)" of `xs`, rounded to whole units. */
 function quantiles(xs: number[]): string {
   if (xs.length === 0) return "n/a";
   const s = [...xs].sort((a, b) => a - b);

@@ -32,15 +32,18 @@
  * not running shows as a late phase, which its own logs cannot show.
  */
 import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 
-interface Segment {
+/** One TCP segment with a payload: when tcpdump saw it (µs since the epoch), its ports, its bytes. */
+export interface Segment {
   atUs: number;
   from: number;
   to: number;
   bytes: number;
 }
 
-interface Put {
+/** One put as the capture shows it, times in µs (msgAppUs and ackUs only with the peer ports). */
+export interface Put {
   requestUs: number;
   responseUs: number;
   msgAppUs?: number;
@@ -48,7 +51,7 @@ interface Put {
 }
 
 /** Segments with a payload from `tcpdump -tt -nn` text (IPv4 loopback lines). */
-function parseSegments(text: string): Segment[] {
+export function parseSegments(text: string): Segment[] {
   const out: Segment[] = [];
   const re = /^(\d+\.\d+) IP [\d.]+\.(\d+) > [\d.]+\.(\d+):.* length (\d+)/;
   for (const line of text.split("\n")) {
@@ -65,7 +68,7 @@ function parseSegments(text: string): Segment[] {
 }
 
 /** The puts in `segs` (see the module comment), with their MsgApp and first ack when asked. */
-function findPuts(
+export function findPuts(
   segs: Segment[],
   clientPort: number,
   leaderPeer?: number,
@@ -99,6 +102,33 @@ function quantiles(xs: number[]): string {
   return `p50 ${q(0.5)}  p90 ${q(0.9)}  p99 ${q(0.99)}  max ${q(1)}  (n ${s.length})`;
 }
 
+/** The phases of a put that has them (see the module comment), in µs. */
+export function phasesOf(p: Put): { send: number; ack: number; respond: number } {
+  return {
+    send: p.msgAppUs! - p.requestUs,
+    ack: p.ackUs! - p.msgAppUs!,
+    respond: p.responseUs - p.ackUs!,
+  };
+}
+
+/**
+ * The puts slower than `slowUs` among those with phases, counted by their first phase over 1 ms
+ * (leader send, then follower ack, then leader respond; "none over 1 ms" when no single phase is).
+ */
+export function slowByPhase(puts: Put[], slowUs: number): Record<string, number> {
+  const by = { "leader send": 0, "follower ack": 0, "leader respond": 0, "none over 1 ms": 0 };
+  for (const p of puts) {
+    if (p.msgAppUs === undefined || p.ackUs === undefined) continue;
+    if (p.responseUs - p.requestUs <= slowUs) continue;
+    const ph = phasesOf(p);
+    if (ph.send > 1000) by["leader send"]++;
+    else if (ph.ack > 1000) by["follower ack"]++;
+    else if (ph.respond > 1000) by["leader respond"]++;
+    else by["none over 1 ms"]++;
+  }
+  return by;
+}
+
 function main(argv: string[]): void {
   if (argv.length < 2) {
     process.stderr.write(
@@ -121,23 +151,17 @@ function main(argv: string[]): void {
   console.log(`  client turnaround  ${quantiles(turn)}`);
   if (leaderPeer === undefined) return;
   const phased = puts.filter((p) => p.msgAppUs !== undefined && p.ackUs !== undefined);
-  const send = (p: Put): number => p.msgAppUs! - p.requestUs;
-  const ack = (p: Put): number => p.ackUs! - p.msgAppUs!;
-  const respond = (p: Put): number => p.responseUs - p.ackUs!;
-  console.log(`  leader send        ${quantiles(phased.map(send))}`);
-  console.log(`  follower ack       ${quantiles(phased.map(ack))}`);
-  console.log(`  leader respond     ${quantiles(phased.map(respond))}`);
-  const slow = phased.filter((p) => p.responseUs - p.requestUs > slowUs);
-  const by = { "leader send": 0, "follower ack": 0, "leader respond": 0, "none over 1 ms": 0 };
-  for (const p of slow) {
-    if (send(p) > 1000) by["leader send"]++;
-    else if (ack(p) > 1000) by["follower ack"]++;
-    else if (respond(p) > 1000) by["leader respond"]++;
-    else by["none over 1 ms"]++;
-  }
+  const phases = phased.map(phasesOf);
+  console.log(`  leader send        ${quantiles(phases.map((p) => p.send))}`);
+  console.log(`  follower ack       ${quantiles(phases.map((p) => p.ack))}`);
+  console.log(`  leader respond     ${quantiles(phases.map((p) => p.respond))}`);
+  const by = slowByPhase(phased, slowUs);
+  const slow = Object.values(by).reduce((a, b) => a + b, 0);
   console.log(
-    `puts over ${slowUs} µs: ${slow.length}, by the first phase over 1 ms: ${JSON.stringify(by)}`,
+    `puts over ${slowUs} µs: ${slow}, by the first phase over 1 ms: ${JSON.stringify(by)}`,
   );
 }
 
-main(process.argv.slice(2));
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main(process.argv.slice(2));
+}

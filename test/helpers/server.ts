@@ -92,6 +92,9 @@ export function serverCommand(target: Target = TARGET): { cmd: string; args: str
   };
 }
 
+/** Starts of a member on ports this helper picked, when one was taken before the member bound it. */
+const START_ATTEMPTS = 3;
+
 /** Asks the kernel for a free TCP port on 127.0.0.1 (bind to 0, read, close). */
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -256,47 +259,63 @@ export async function startMember(opts: MemberOptions = {}): Promise<Member> {
     ? join(baseDir, "default.etcd")
     : (opts.dataDir ?? join(baseDir, "data"));
   const logFile = join(baseDir, "member.log");
-  const clientPort = opts.noFlags ? 2379 : (opts.clientPort ?? (await freePort()));
-  let peerPort = opts.noFlags ? 2380 : (opts.peerPort ?? (await freePort()));
-  while (peerPort === clientPort) peerPort = await freePort();
-  const scheme = opts.tls ? "https" : "http";
-  const clientUrl = `${scheme}://127.0.0.1:${clientPort}`;
-  const peerUrl = `${opts.tls && opts.peerTls ? "https" : "http"}://127.0.0.1:${peerPort}`;
-  const args = opts.noFlags
-    ? []
-    : [
-        "--name",
-        name,
-        "--data-dir",
-        dataDir,
-        "--listen-client-urls",
-        clientUrl,
-        "--advertise-client-urls",
-        clientUrl,
-        "--listen-peer-urls",
-        peerUrl,
-        "--initial-advertise-peer-urls",
-        peerUrl,
-        "--initial-cluster",
-        opts.initialCluster ?? `${name}=${peerUrl}`,
-        ...(opts.initialClusterState === undefined
-          ? []
-          : ["--initial-cluster-state", opts.initialClusterState]),
-      ];
-  if (opts.tls && !opts.noFlags) {
-    args.push("--cert-file", opts.tls.serverCert, "--key-file", opts.tls.serverKey);
-    if (!opts.noTrustedCa) args.push("--trusted-ca-file", opts.tls.caCert);
-    if (opts.clientCertAuth) args.push("--client-cert-auth");
-    if (opts.peerTls) {
-      args.push("--peer-cert-file", opts.tls.serverCert, "--peer-key-file", opts.tls.serverKey);
-      args.push("--peer-trusted-ca-file", opts.tls.caCert, "--peer-client-cert-auth");
+  // Ports this helper picks itself may be taken between freePort() and the member's listen (by
+  // another test's member or an outgoing connection's ephemeral port): such a start is retried
+  // on new ports, see below.
+  const autoPorts =
+    !opts.noFlags &&
+    opts.clientPort === undefined &&
+    opts.peerPort === undefined &&
+    opts.initialCluster === undefined;
+  let clientPort = 0;
+  let peerPort = 0;
+  let clientUrl = "";
+  let peerUrl = "";
+  let args: string[] = [];
+  const choosePorts = async (): Promise<void> => {
+    clientPort = opts.noFlags ? 2379 : (opts.clientPort ?? (await freePort()));
+    peerPort = opts.noFlags ? 2380 : (opts.peerPort ?? (await freePort()));
+    while (peerPort === clientPort) peerPort = await freePort();
+    const scheme = opts.tls ? "https" : "http";
+    clientUrl = `${scheme}://127.0.0.1:${clientPort}`;
+    peerUrl = `${opts.tls && opts.peerTls ? "https" : "http"}://127.0.0.1:${peerPort}`;
+    args = opts.noFlags
+      ? []
+      : [
+          "--name",
+          name,
+          "--data-dir",
+          dataDir,
+          "--listen-client-urls",
+          clientUrl,
+          "--advertise-client-urls",
+          clientUrl,
+          "--listen-peer-urls",
+          peerUrl,
+          "--initial-advertise-peer-urls",
+          peerUrl,
+          "--initial-cluster",
+          opts.initialCluster ?? `${name}=${peerUrl}`,
+          ...(opts.initialClusterState === undefined
+            ? []
+            : ["--initial-cluster-state", opts.initialClusterState]),
+        ];
+    if (opts.tls && !opts.noFlags) {
+      args.push("--cert-file", opts.tls.serverCert, "--key-file", opts.tls.serverKey);
+      if (!opts.noTrustedCa) args.push("--trusted-ca-file", opts.tls.caCert);
+      if (opts.clientCertAuth) args.push("--client-cert-auth");
+      if (opts.peerTls) {
+        args.push("--peer-cert-file", opts.tls.serverCert, "--peer-key-file", opts.tls.serverKey);
+        args.push("--peer-trusted-ca-file", opts.tls.caCert, "--peer-client-cert-auth");
+      }
     }
-  }
-  // CI runs the e2e and integration suites once per client transport (issue 6)
-  if (target === "etcd-ts" && GRPC_TRANSPORT !== undefined) {
-    args.push("--experimental-grpc-transport", GRPC_TRANSPORT);
-  }
-  args.push(...(opts.extraArgs ?? []));
+    // CI runs the e2e and integration suites once per client transport (issue 6)
+    if (target === "etcd-ts" && GRPC_TRANSPORT !== undefined) {
+      args.push("--experimental-grpc-transport", GRPC_TRANSPORT);
+    }
+    args.push(...(opts.extraArgs ?? []));
+  };
+  await choosePorts();
 
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
@@ -401,8 +420,20 @@ export async function startMember(opts: MemberOptions = {}): Promise<Member> {
   };
 
   if (!opts.noFlags) await mkdir(dirname(dataDir), { recursive: true });
-  spawnOnce();
-  await waitHealthy();
+  const dataDirExisted = existsSync(dataDir);
+  for (let attempt = 1; ; attempt++) {
+    spawnOnce();
+    try {
+      await waitHealthy();
+      break;
+    } catch (err) {
+      // a port picked here was taken before the member listened: a fresh data dir on new ports
+      const portTaken = child === undefined && /EADDRINUSE/.test(logTail());
+      if (!autoPorts || dataDirExisted || !portTaken || attempt >= START_ATTEMPTS) throw err;
+      rmSync(dataDir, { recursive: true, force: true });
+      await choosePorts();
+    }
+  }
 
   let closed = false;
   const member: Member = {

@@ -5,7 +5,15 @@
 // Target selection: env ETCD_TS_TARGET = "etcd-ts" (default: `node dist/tools/etcd-ts.js` from the
 // repo root) or "etcd" (/usr/bin/etcd). ETCD_BIN overrides the real etcd path.
 import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+} from "node:fs";
 import { mkdir } from "node:fs/promises";
 import * as http from "node:http";
 import * as https from "node:https";
@@ -422,13 +430,16 @@ export async function startMember(opts: MemberOptions = {}): Promise<Member> {
   if (!opts.noFlags) await mkdir(dirname(dataDir), { recursive: true });
   const dataDirExisted = existsSync(dataDir);
   for (let attempt = 1; ; attempt++) {
+    const logStartBytes = existsSync(logFile) ? statSync(logFile).size : 0;
     spawnOnce();
     try {
       await waitHealthy();
       break;
     } catch (err) {
-      // a port picked here was taken before the member listened: a fresh data dir on new ports
-      const portTaken = child === undefined && /EADDRINUSE/.test(logTail());
+      // a port picked here was taken before the member listened (its log of this attempt says
+      // so): a fresh data dir on new ports
+      const thisAttemptLog = readFileSync(logFile, "utf8").slice(logStartBytes);
+      const portTaken = child === undefined && /EADDRINUSE/.test(thisAttemptLog);
       if (!autoPorts || dataDirExisted || !portTaken || attempt >= START_ATTEMPTS) throw err;
       rmSync(dataDir, { recursive: true, force: true });
       await choosePorts();

@@ -438,7 +438,7 @@ export async function startMember(opts: MemberOptions = {}): Promise<Member> {
     } catch (err) {
       // a port picked here was taken before the member listened (its log of this attempt says
       // so): a fresh data dir on new ports
-      const thisAttemptLog = readFileSync(logFile, "utf8").slice(logStartBytes);
+      const thisAttemptLog = readFileSync(logFile).subarray(logStartBytes).toString("utf8");
       const portTaken = child === undefined && /EADDRINUSE/.test(thisAttemptLog);
       if (!autoPorts || dataDirExisted || !portTaken || attempt >= START_ATTEMPTS) throw err;
       rmSync(dataDir, { recursive: true, force: true });

@@ -20,6 +20,17 @@
  * leaves left to right and its branch levels bottom-up (so its root page is its last), and last
  * the root bucket's pages (meta.root). Every page below the high-water mark is reachable, so the
  * freelist is empty.
+ *
+ * In place (planAppendInSteps), as a bbolt transaction commits into its file: one bucket whose
+ * keys only ever grow at the end (mvcc's key bucket: revisions) keeps every leaf page it has, and
+ * its new entries go on new leaves after the file's high-water mark; its branch pages, every other
+ * bucket and the root bucket are laid out again. Their new pages take pages no longer reachable
+ * from the meta in use (bbolt's freelist, pages freed by the commit before it) or go after the
+ * high-water mark, so nothing the meta in use reaches is overwritten; the new meta goes last, on
+ * the other meta page, with the next txid (bbolt's Tx.Commit: pages, fdatasync, meta,
+ * fdatasync). A crash before the meta is durable leaves the previous commit whole, and a torn meta
+ * fails its checksum, so bbolt (and BoltFile) open the previous one. Free pages are recorded as
+ * etcd 3.4 records them: not at all (no freelist page; bbolt finds them by walking the tree).
  */
 import { BoltInputError } from "./bolt-errors.js";
 import {
@@ -177,6 +188,70 @@ export const defaultBoltWriteOptions: BoltWriteOptions = {
   writeFreelist: false,
 };
 
+/**
+ * The layout of one commit of a file, for the next in-place commit (planAppendInSteps): the kept
+ * bucket's leaves (pgids and first keys), its entry count and last key, the high-water mark, the
+ * meta in use, the pages free now and the pages the next commit frees. Made only by
+ * BoltFileWriter.appendBase; opaque otherwise.
+ */
+export class BoltAppendBase {
+  /** @internal */
+  readonly leaves: NodeList;
+  /** name of the bucket whose leaves are kept */
+  readonly bucketName: Buffer;
+  /** entries in that bucket */
+  readonly entryCount: number;
+  /** its last key (every key of the next commit's new entries must be greater) */
+  readonly lastKey: Buffer;
+  /** pages in the file (meta.pgid, the high-water mark) */
+  readonly pageCount: number;
+  readonly pageSizeBytes: number;
+  /** txid of the meta in use, and its page (0 or 1) */
+  readonly txid: number;
+  readonly metaPage: number;
+  /** pages below the high-water mark the meta in use does not reach, ascending */
+  readonly freePages: readonly number[];
+  /** pages the meta in use reaches other than the kept leaves: free once the next commit is */
+  readonly replaceablePages: readonly number[];
+
+  /** @internal */
+  constructor(f: {
+    leaves: NodeList;
+    bucketName: Buffer;
+    entryCount: number;
+    lastKey: Buffer;
+    pageCount: number;
+    pageSizeBytes: number;
+    txid: number;
+    metaPage: number;
+    freePages: readonly number[];
+    replaceablePages: readonly number[];
+  }) {
+    this.leaves = f.leaves;
+    this.bucketName = f.bucketName;
+    this.entryCount = f.entryCount;
+    this.lastKey = f.lastKey;
+    this.pageCount = f.pageCount;
+    this.pageSizeBytes = f.pageSizeBytes;
+    this.txid = f.txid;
+    this.metaPage = f.metaPage;
+    this.freePages = f.freePages;
+    this.replaceablePages = f.replaceablePages;
+  }
+
+  /** Bytes of the file the meta in use reaches (etcd's dbSizeInUse): pages not free. */
+  get sizeInUseBytes(): number {
+    return (this.pageCount - this.freePages.length) * this.pageSizeBytes;
+  }
+}
+
+/** One positioned write of an in-place commit (BoltFileWriter.pageWrites). */
+export interface BoltPageWrite {
+  /** byte offset in the file */
+  position: number;
+  bytes: Buffer;
+}
+
 /** Passed to the constructor by planInSteps: plan later, in steps. */
 const deferPlanning: unique symbol = Symbol("deferPlanning");
 
@@ -252,6 +327,21 @@ class NodeList {
     return this.#keyStart[i + 1]!;
   }
 
+  /**
+   * A new list of `a`'s nodes then `b`'s (pgids, sizes, counts and first keys copied; neither is
+   * changed).
+   */
+  static concat(a: NodeList, b: NodeList): NodeList {
+    const out = new NodeList();
+    for (const from of [a, b]) {
+      for (let i = 0; i < from.length; i++) {
+        out.push(from.bytes(i), from.count(i), from.keys, from.keyStart(i), from.keyEnd(i));
+        out.setPgid(out.length - 1, from.pgid(i));
+      }
+    }
+    return out;
+  }
+
   #grow(): void {
     const n = this.#count.length * 2;
     const pgid = new Float64Array(n);
@@ -280,6 +370,10 @@ interface BucketPlan {
   levels: NodeList[];
   rootPgid: number;
   entryCount: number;
+  /** leaves already in the file (an in-place commit's kept bucket): not written again */
+  keptLeaves: number;
+  /** the last key walked (a copy), for BoltAppendBase */
+  lastKey: Buffer | undefined;
 }
 
 function copyBytes(u: Uint8Array): Buffer {
@@ -321,7 +415,8 @@ class NodePacker {
 /**
  * Writes a bbolt-format file from top-level buckets. The constructor plans the layout (one pass
  * over every source; throws BoltInputError on unsorted or oversized input or a duplicate bucket
- * name); `sizeBytes` is then the exact file size and `chunks()` yields the file.
+ * name); `sizeBytes` is then the exact file size and `chunks()` yields the file. An in-place
+ * commit (planAppendInSteps) yields its pages with pageWrites() and its meta with metaWrite().
  */
 export class BoltFileWriter {
   readonly #opts: BoltWriteOptions;
@@ -330,6 +425,14 @@ export class BoltFileWriter {
   #root: BucketPlan | undefined;
   #freelistPgid: number | undefined;
   #highWaterPgid = 0;
+  /** the commit this one is made in place on (planAppendInSteps), else undefined */
+  readonly #base: BoltAppendBase | undefined;
+  /** free pages an in-place commit may take (ascending), and how many it took */
+  #free: readonly number[] = [];
+  #freeTaken = 0;
+  /** the meta page this writer's meta goes on and its txid */
+  #metaPage = 0;
+  #txid: number;
 
   /**
    * Plans the whole file now (O(entries) on the calling turn). For a large store use
@@ -339,6 +442,7 @@ export class BoltFileWriter {
     buckets: readonly BoltBucketSource[],
     options: Partial<BoltWriteOptions> = {},
     planning: typeof deferPlanning | undefined = undefined,
+    base: BoltAppendBase | undefined = undefined,
   ) {
     const o = { ...defaultBoltWriteOptions, ...options };
     const ps = o.pageSizeBytes;
@@ -357,6 +461,24 @@ export class BoltFileWriter {
       );
     }
     this.#opts = o;
+    this.#base = base;
+    this.#txid = o.txid;
+    if (base !== undefined) {
+      if (base.pageSizeBytes !== ps) {
+        throw new BoltInputError(`page size ${ps} differs from the file's ${base.pageSizeBytes}`);
+      }
+      if (o.writeFreelist) {
+        throw new BoltInputError("an in-place commit writes no freelist page (writeFreelist)");
+      }
+      if (!buckets.some((b) => Buffer.compare(view(b.name), base.bucketName) === 0)) {
+        throw new BoltInputError(
+          `no bucket "${base.bucketName.toString("latin1")}" to append to`,
+        );
+      }
+      this.#free = base.freePages;
+      this.#metaPage = 1 - base.metaPage;
+      this.#txid = base.txid + 1;
+    }
 
     const sorted = [...buckets].sort((a, b) => Buffer.compare(view(a.name), view(b.name)));
     for (let i = 0; i < sorted.length; i++) {
@@ -393,13 +515,40 @@ export class BoltFileWriter {
     return w;
   }
 
+  /**
+   * An in-place commit on the file whose current commit `base` describes (module comment): the
+   * bucket named base.bucketName gets, from its source, only its new entries (every key greater
+   * than base.lastKey; they go on new leaves after base's leaves), the other buckets all of
+   * theirs. Planned in steps as planInSteps; the generator returns the writer, whose pageWrites()
+   * go to the file first (then fdatasync) and metaWrite() last (then fdatasync). Throws
+   * BoltInputError as planInSteps does, and when a new key is not greater than base.lastKey.
+   */
+  static *planAppendInSteps(
+    buckets: readonly BoltBucketSource[],
+    options: Partial<BoltWriteOptions>,
+    base: BoltAppendBase,
+    entriesPerStep: number,
+  ): Generator<void, BoltFileWriter, void> {
+    if (!(entriesPerStep >= 1)) {
+      throw new BoltInputError(`entriesPerStep must be at least 1, got ${entriesPerStep}`);
+    }
+    const w = new BoltFileWriter(buckets, options, deferPlanning, base);
+    yield* w.#planAll(entriesPerStep);
+    return w;
+  }
+
   *#planAll(entriesPerStep: number): Generator<void, void, void> {
     const o = this.#opts;
-    let next = o.writeFreelist ? 3 : 2;
+    const base = this.#base;
+    let next = base !== undefined ? base.pageCount : o.writeFreelist ? 3 : 2;
     this.#freelistPgid = o.writeFreelist ? 2 : undefined;
     const budget = { left: entriesPerStep, perStep: entriesPerStep };
     for (const src of this.#sources) {
-      const plan: BucketPlan = yield* this.#plan(src, 0, true, budget);
+      const kept =
+        base !== undefined && Buffer.compare(view(src.name), base.bucketName) === 0
+          ? base
+          : undefined;
+      const plan: BucketPlan = yield* this.#plan(src, 0, true, budget, kept);
       next = this.#assign(plan, next);
       this.#buckets.push(plan);
     }
@@ -456,16 +605,21 @@ export class BoltFileWriter {
     flags: number,
     mayInline: boolean,
     budget: { left: number; perStep: number },
+    kept?: BoltAppendBase,
   ): Generator<void, BucketPlan, void> {
     const ps = this.#opts.pageSizeBytes;
     const packer = new NodePacker(Math.floor(ps * this.#opts.fillPercent));
     const inlineMaxBytes = ps / 4;
     // entries kept while the bucket may still be inline (at most pageSize / 4 bytes of them)
-    let small: [Buffer, Buffer][] | undefined = mayInline ? [] : undefined;
+    let small: [Buffer, Buffer][] | undefined = mayInline && kept === undefined ? [] : undefined;
     let inlineBytes = pageHeaderBytes;
-    // the previous key, copied (the source's buffers may be reused)
-    let prev = Buffer.alloc(64);
+    // the previous key, copied (the source's buffers may be reused); in place, the file's last
+    let prev = Buffer.alloc(Math.max(64, kept?.lastKey.length ?? 0));
     let prevBytes = -1;
+    if (kept !== undefined) {
+      kept.lastKey.copy(prev);
+      prevBytes = kept.lastKey.length;
+    }
     let count = 0;
     const name = view(src.name);
     // keys and value lengths only: an inline bucket's values are read again below
@@ -518,6 +672,8 @@ export class BoltFileWriter {
       levels: [],
       rootPgid: 0,
       entryCount: count,
+      keptLeaves: 0,
+      lastKey: prevBytes >= 0 ? copyBytes(prev.subarray(0, prevBytes)) : undefined,
     };
     if (small !== undefined) {
       if (src.cursor !== undefined) small = inlineEntriesOf(cursorOf(src), count, name);
@@ -531,6 +687,10 @@ export class BoltFileWriter {
       return plan;
     }
     plan.leaves = packer.nodes;
+    if (kept !== undefined) {
+      plan.leaves = NodeList.concat(kept.leaves, packer.nodes);
+      plan.keptLeaves = kept.leaves.length;
+    }
     if (plan.leaves.length === 0) {
       // an empty bucket that may not be inline (the root bucket): one empty leaf page
       plan.leaves.push(pageHeaderBytes, 0, Buffer.alloc(0), 0, 0);
@@ -550,14 +710,31 @@ export class BoltFileWriter {
     return plan;
   }
 
-  /** Gives a planned bucket's pages their ids from `next`; returns the next free id. */
+  /**
+   * Gives a planned bucket's pages their ids from `next`; returns the next id after them. In place,
+   * kept leaves keep theirs, new leaves go at `next` (together, in order), and other one-page
+   * nodes take the free pages first (this.#free).
+   */
   #assign(plan: BucketPlan, next: number): number {
     if (plan.inline !== undefined) return next;
     const ps = this.#opts.pageSizeBytes;
+    const keptBucket = plan.keptLeaves > 0;
+    const inPlace = this.#base !== undefined;
     for (const nodes of [plan.leaves, ...plan.levels]) {
-      for (let i = 0; i < nodes.length; i++) {
-        nodes.setPgid(i, next);
-        next += Math.ceil(nodes.bytes(i) / ps);
+      const isLeaves = nodes === plan.leaves;
+      for (let i = isLeaves ? plan.keptLeaves : 0; i < nodes.length; i++) {
+        const pages = Math.ceil(nodes.bytes(i) / ps);
+        if (
+          inPlace &&
+          !(keptBucket && isLeaves) &&
+          pages === 1 &&
+          this.#freeTaken < this.#free.length
+        ) {
+          nodes.setPgid(i, this.#free[this.#freeTaken++]!);
+        } else {
+          nodes.setPgid(i, next);
+          next += pages;
+        }
       }
     }
     const top = plan.levels.length > 0 ? plan.levels[plan.levels.length - 1]! : plan.leaves;
@@ -574,6 +751,9 @@ export class BoltFileWriter {
    */
   *chunks(reuse = false): Generator<Buffer, void, void> {
     const root = this.#planned();
+    if (this.#base !== undefined) {
+      throw new BoltInputError("an in-place commit is written with pageWrites() and metaWrite()");
+    }
     const o = this.#opts;
     const ps = o.pageSizeBytes;
     const out = new ChunkOut(o.chunkBytes, reuse);
@@ -589,6 +769,79 @@ export class BoltFileWriter {
     for (const b of this.#buckets) yield* this.#writeBucket(b, out);
     yield* this.#writeBucket(root, out);
     yield* out.flush();
+  }
+
+  /**
+   * An in-place commit's pages (planAppendInSteps), as positioned writes of about `chunkBytes`
+   * each (consecutive pages together), every buffer fresh: the new leaves of the kept bucket, and
+   * every page of the rest. None of them is a page the meta in use reaches. Throws
+   * BoltInputError if a source yields other entries than it did while planning.
+   */
+  *pageWrites(): Generator<BoltPageWrite, void, void> {
+    const root = this.#planned();
+    if (this.#base === undefined) throw new BoltInputError("not an in-place commit");
+    const out = new RunOut(this.#opts.chunkBytes, this.#opts.pageSizeBytes);
+    for (const b of this.#buckets) yield* this.#writeBucket(b, out);
+    yield* this.#writeBucket(root, out);
+    yield* out.flush();
+  }
+
+  /**
+   * The meta page of an in-place commit: written after pageWrites() are durable, on the meta page
+   * the meta in use is not on, with the next txid.
+   */
+  metaWrite(): BoltPageWrite {
+    this.#planned();
+    if (this.#base === undefined) throw new BoltInputError("not an in-place commit");
+    const ps = this.#opts.pageSizeBytes;
+    const bytes = Buffer.alloc(ps);
+    this.#writeMeta(bytes, 0, this.#metaPage, this.#txid);
+    return { position: this.#metaPage * ps, bytes };
+  }
+
+  /**
+   * What a next in-place commit on the file this writer wrote needs (once this one is durable):
+   * undefined when `bucketName` is inline or absent, or the file has a freelist page. For an
+   * in-place commit, `bucketName` must be its kept bucket.
+   */
+  appendBase(bucketName: Uint8Array): BoltAppendBase | undefined {
+    const root = this.#planned();
+    const name = view(bucketName);
+    const base = this.#base;
+    if (this.#opts.writeFreelist) return undefined;
+    if (base !== undefined && Buffer.compare(name, base.bucketName) !== 0) {
+      throw new BoltInputError("an in-place commit keeps the leaves of its own bucket only");
+    }
+    const plan = this.#buckets.find((b) => Buffer.compare(b.name, name) === 0);
+    if (plan === undefined || plan.inline !== undefined) return undefined;
+    const ps = this.#opts.pageSizeBytes;
+    const replaceable: number[] = [];
+    for (const p of [...this.#buckets, root]) {
+      if (p.inline !== undefined) continue;
+      for (const nodes of p === plan ? p.levels : [p.leaves, ...p.levels]) {
+        for (let i = 0; i < nodes.length; i++) {
+          const pages = Math.ceil(nodes.bytes(i) / ps);
+          for (let k = 0; k < pages; k++) replaceable.push(nodes.pgid(i) + k);
+        }
+      }
+    }
+    replaceable.sort((a, b) => a - b);
+    const free =
+      base === undefined
+        ? []
+        : [...this.#free.slice(this.#freeTaken), ...base.replaceablePages].sort((a, b) => a - b);
+    return new BoltAppendBase({
+      leaves: plan.leaves,
+      bucketName: copyBytes(name),
+      entryCount: (base?.entryCount ?? 0) + plan.entryCount,
+      lastKey: plan.lastKey ?? base?.lastKey ?? Buffer.alloc(0),
+      pageCount: this.#highWaterPgid,
+      pageSizeBytes: ps,
+      txid: this.#txid,
+      metaPage: this.#metaPage,
+      freePages: free,
+      replaceablePages: replaceable,
+    });
   }
 
   #writeMeta(buf: Buffer, off: number, pgid: number, txid: number): void {
@@ -609,17 +862,17 @@ export class BoltFileWriter {
     buf.writeBigUInt64LE(fnv64a(buf.subarray(m, m + metaChecksummedBytes)), m + 56);
   }
 
-  *#writeBucket(b: BucketPlan, out: ChunkOut): Generator<Buffer, void, void> {
+  *#writeBucket<T>(b: BucketPlan, out: PageOut<T>): Generator<T, void, void> {
     if (b.inline !== undefined) return;
     const ps = this.#opts.pageSizeBytes;
     const what = `bucket "${b.name.toString("latin1")}"`;
     const cur = cursorOf(b.source);
     let seen = 0;
     const leaves = b.leaves;
-    for (let l = 0; l < leaves.length; l++) {
+    for (let l = b.keptLeaves; l < leaves.length; l++) {
       const count = leaves.count(l);
       const pages = Math.ceil(leaves.bytes(l) / ps);
-      const p = out.take(pages * ps);
+      const p = out.take(pages * ps, leaves.pgid(l));
       // the leaf in place, as writeLeaf lays it out: elements first, then keys and values
       writeHeader(p.buf, p.off, leaves.pgid(l), leafPageFlag, count, pages - 1);
       const leafPosition = leaves.pgid(l) * ps;
@@ -657,7 +910,7 @@ export class BoltFileWriter {
       let c = 0;
       for (let i = 0; i < level.length; i++) {
         const pages = Math.ceil(level.bytes(i) / ps);
-        const p = out.take(pages * ps);
+        const p = out.take(pages * ps, level.pgid(i));
         writeBranch(p.buf, p.off, level.pgid(i), children, c, level.count(i), pages - 1);
         c += level.count(i);
         yield* out.drain();
@@ -667,13 +920,67 @@ export class BoltFileWriter {
   }
 }
 
+/** Where #writeBucket lays its nodes: a zeroed region of `bytes` for the node at page `pgid`. */
+interface PageOut<T> {
+  take(bytes: number, pgid: number): { buf: Buffer; off: number };
+  /** What is complete so far. */
+  drain(): Generator<T, void, void>;
+}
+
+/**
+ * Positioned output of an in-place commit: nodes on consecutive pages share a buffer (up to
+ * `chunkBytes`), each buffer yielded with the file position of its first page.
+ */
+class RunOut implements PageOut<BoltPageWrite> {
+  readonly #chunkBytes: number;
+  readonly #pageBytes: number;
+  #buf = Buffer.alloc(0);
+  #position = 0;
+  #used = 0;
+  readonly #ready: BoltPageWrite[] = [];
+
+  constructor(chunkBytes: number, pageBytes: number) {
+    this.#chunkBytes = chunkBytes;
+    this.#pageBytes = pageBytes;
+  }
+
+  take(bytes: number, pgid: number): { buf: Buffer; off: number } {
+    const position = pgid * this.#pageBytes;
+    if (position !== this.#position + this.#used || this.#used + bytes > this.#buf.length) {
+      this.#retire();
+      this.#buf = Buffer.alloc(Math.max(this.#chunkBytes, bytes));
+      this.#position = position;
+    }
+    const off = this.#used;
+    this.#used += bytes;
+    return { buf: this.#buf, off };
+  }
+
+  *drain(): Generator<BoltPageWrite, void, void> {
+    while (this.#ready.length > 0) yield this.#ready.shift()!;
+  }
+
+  *flush(): Generator<BoltPageWrite, void, void> {
+    this.#retire();
+    yield* this.drain();
+  }
+
+  #retire(): void {
+    if (this.#used > 0) {
+      this.#ready.push({ position: this.#position, bytes: this.#buf.subarray(0, this.#used) });
+    }
+    this.#buf = Buffer.alloc(0);
+    this.#used = 0;
+  }
+}
+
 /**
  * Chunked output: page-aligned regions handed out of zero-filled buffers. With `reuse`, a buffer
  * of `chunkBytes` that drain() or flush() yielded is zero-filled and handed out again once the
  * consumer asks for the next chunk (issue 13: a 1M-key snapshot wrote ~4,000 fresh 64 KiB
  * buffers, each a malloc below glibc's mmap threshold whose hole could stay resident).
  */
-class ChunkOut {
+class ChunkOut implements PageOut<Buffer> {
   readonly #chunkBytes: number;
   readonly #reuse: boolean;
   #buf: Buffer;
@@ -688,8 +995,8 @@ class ChunkOut {
     this.#buf = Buffer.alloc(chunkBytes);
   }
 
-  /** A zeroed region of `bytes` to write a node into. */
-  take(bytes: number): { buf: Buffer; off: number } {
+  /** A zeroed region of `bytes` to write a node into (the next in page order). */
+  take(bytes: number, _pgid?: number): { buf: Buffer; off: number } {
     if (this.#used + bytes > this.#buf.length) {
       if (this.#used > 0) this.#ready.push(this.#buf.subarray(0, this.#used));
       const spare = bytes <= this.#chunkBytes ? this.#spare.pop() : undefined;

@@ -9,8 +9,13 @@ export { SlotBTree, defaultSlotNodeCapacity, headOfKey } from "./slot-btree.js";
 export type { SlotBTreeBuilder } from "./slot-btree.js";
 export type { SlotKeys, SlotBTreeOptions, SlotNodeMemory } from "./slot-btree.js";
 export { BTreeError, BTreeInvalidDegreeError, BTreeInvariantError } from "./errors.js";
-export { BoltFileWriter, defaultBoltWriteOptions } from "./bolt.js";
-export type { BoltBucketSource, BoltEntryCursor, BoltWriteOptions } from "./bolt.js";
+export { BoltAppendBase, BoltFileWriter, defaultBoltWriteOptions } from "./bolt.js";
+export type {
+  BoltBucketSource,
+  BoltEntryCursor,
+  BoltPageWrite,
+  BoltWriteOptions,
+} from "./bolt.js";
 export { BoltFile, BoltBucket, boltMaxTreeDepth, boltReadAheadMaxPages } from "./bolt-reader.js";
 export type { BoltMeta, BoltByteSource } from "./bolt-reader.js";
 export { BoltError, BoltCorruptError, BoltInputError } from "./bolt-errors.js";

@@ -471,9 +471,7 @@ export class BoltFileWriter {
         throw new BoltInputError("an in-place commit writes no freelist page (writeFreelist)");
       }
       if (!buckets.some((b) => Buffer.compare(view(b.name), base.bucketName) === 0)) {
-        throw new BoltInputError(
-          `no bucket "${base.bucketName.toString("latin1")}" to append to`,
-        );
+        throw new BoltInputError(`no bucket "${base.bucketName.toString("latin1")}" to append to`);
       }
       this.#free = base.freePages;
       this.#metaPage = 1 - base.metaPage;

@@ -10,12 +10,7 @@ export type { SlotBTreeBuilder } from "./slot-btree.js";
 export type { SlotKeys, SlotBTreeOptions, SlotNodeMemory } from "./slot-btree.js";
 export { BTreeError, BTreeInvalidDegreeError, BTreeInvariantError } from "./errors.js";
 export { BoltAppendBase, BoltFileWriter, defaultBoltWriteOptions } from "./bolt.js";
-export type {
-  BoltBucketSource,
-  BoltEntryCursor,
-  BoltPageWrite,
-  BoltWriteOptions,
-} from "./bolt.js";
+export type { BoltBucketSource, BoltEntryCursor, BoltPageWrite, BoltWriteOptions } from "./bolt.js";
 export { BoltFile, BoltBucket, boltMaxTreeDepth, boltReadAheadMaxPages } from "./bolt-reader.js";
 export type { BoltMeta, BoltByteSource } from "./bolt-reader.js";
 export { BoltError, BoltCorruptError, BoltInputError } from "./bolt-errors.js";

@@ -565,10 +565,13 @@ export class RecordLog {
   }
 
   /**
-   * Gives `file` a slot in this log's file table, for moveValueToFile; the slot leaves the table
-   * once no row points into the file.
+   * Gives `file` a slot in this log's file table, for moveValueToFile (the slot it has, if rows
+   * still point into it); the slot leaves the table once no row points into the file.
    */
   addFile(file: ValueFile): number {
+    // a file written to again in place (lib/btree's in-place commits) keeps its slot
+    const live = this.#files.indexOf(file);
+    if (live >= 0) return live;
     // appended, never reusing a freed slot: a compaction copies rows with their slots first
     const slot = this.#files.length;
     this.#files.push(file);

@@ -144,6 +144,13 @@ export interface MvccSnapshot {
   readonly finishedCompactRevision?: number;
   readonly recordCount: number;
   /**
+   * Which history the records are of (opaque): two snapshots with the same one share their
+   * records up to the smaller recordCount (records are only appended to it; a compaction or a
+   * restore starts another). What lets a db file be extended in place with only the records
+   * since the last one (lib/btree's in-place commits). Optional for other MvccSnapshot makers.
+   */
+  readonly history?: object;
+  /**
    * The key bucket's entries in bbolt key order: [revision key (8-byte big-endian main, '_',
    * 8-byte sub, plus 't' for a tombstone), marshaled mvccpb.KeyValue]. Views into chunks that
    * are never reused, so they stay valid as long as the caller keeps them; never mutate them.
@@ -153,14 +160,16 @@ export interface MvccSnapshot {
    * The same entries through a cursor (lib/btree's BoltEntryCursor: one reused buffer, no object
    * per record): what the db file writer reads. Optional for other MvccSnapshot makers. With
    * `forPlanning`, as lib/btree's BoltBucketSource.cursor: revision keys and value lengths only.
+   * `fromRecord` skips the records before it (those an earlier snapshot of the same history
+   * already wrote).
    */
-  cursor?(forPlanning?: boolean): BoltEntryCursor;
+  cursor?(forPlanning?: boolean, fromRecord?: number): BoltEntryCursor;
   /**
    * Makes the cursors made from now on record, as a writer lays their entries out in a file
-   * (BoltEntryCursor.placed), where each value lands: for moveValuesTo. Costs 8 bytes per record
-   * until moveValuesTo ends.
+   * (BoltEntryCursor.placed), where each value lands: for moveValuesTo, which then moves the
+   * records from `fromRecord` on (default 0). Costs 8 bytes per record until moveValuesTo ends.
    */
-  recordValuePositions?(): void;
+  recordValuePositions?(fromRecord?: number): void;
   /**
    * The file a cursor's entries were last written to (recordValuePositions) is durable and opened
    * as `file`: the captured records read their values from it from now on and the memory that held
@@ -689,11 +698,14 @@ export class MvccStore {
     const count = log.length;
     /** File position of each row's value bytes (-1: none), while recording (see MvccSnapshot). */
     let positions: Float64Array | undefined;
+    /** The first row positions are recorded for (recordValuePositions). */
+    let fromRow = 0;
     return {
       revision: this.#currentRev,
       compactRevision: this.#compactRev,
       finishedCompactRevision: this.#finishedCompactRev,
       recordCount: count,
+      history: log,
       *records(): IterableIterator<[Buffer, Buffer]> {
         // Records are encoded back to back into chunks that are never reused, and handed out as
         // views: no per-record allocation of backing memory, no copy.
@@ -711,23 +723,26 @@ export class MvccStore {
           used += n;
         }
       },
-      cursor: (forPlanning = false) =>
+      cursor: (forPlanning = false, fromRecord = 0) =>
         forPlanning
-          ? new RowCursor(log, count, undefined, true)
-          : new RowCursor(log, count, positions),
-      recordValuePositions: () => {
+          ? new RowCursor(log, count, undefined, true, fromRecord)
+          : new RowCursor(log, count, positions, false, fromRecord),
+      recordValuePositions: (fromRecord = 0) => {
         positions = new Float64Array(count).fill(-1);
+        fromRow = fromRecord;
       },
       *moveValuesTo(file: ValueFile, rowsPerStep: number): Generator<void, boolean, void> {
         const at = positions;
         if (at === undefined) return false;
         // every value must have been placed: checked in steps too (millions of rows at scale)
-        for (let r = 0; r < count; r++) {
+        for (let r = fromRow; r < count; r++) {
           if (log.valueLength(r) > 0 && !(at[r]! >= 0)) return false;
           if ((r + 1) % rowsPerStep === 0) yield;
         }
         const slot = log.addFile(file);
-        for (let r = 0; r < count; r++) {
+        // a block read ahead before the write may hold what those pages held before (in place)
+        forgetValueFileCaches();
+        for (let r = fromRow; r < count; r++) {
           const p = at[r]!;
           if (p >= 0) log.moveValueToFile(r, slot, p);
           if ((r + 1) % rowsPerStep === 0) yield;
@@ -1264,11 +1279,18 @@ class RowCursor implements BoltEntryCursor {
 
   readonly #sizesOnly: boolean;
 
-  constructor(log: RecordLog, count: number, positions?: Float64Array, sizesOnly = false) {
+  constructor(
+    log: RecordLog,
+    count: number,
+    positions?: Float64Array,
+    sizesOnly = false,
+    fromRow = 0,
+  ) {
     this.#log = log;
     this.#count = count;
     this.#positions = positions;
     this.#sizesOnly = sizesOnly;
+    this.#row = fromRow - 1;
   }
 
   placed(filePosition: number): void {

@@ -89,9 +89,10 @@ function sortedBucket(name: string, entries: Entry[]): BoltBucketSource {
 /**
  * etcd 3.4's buckets for `state`, each a sorted source for BoltFileWriter. The key bucket reads
  * the mvcc snapshot each time it is iterated (the writer walks it twice); the others are small
- * and built here.
+ * and built here. With `fromRecord`, the key bucket holds only the records from that one on (an
+ * in-place commit on a file that has the others; the mvcc snapshot must have cursor()).
  */
-export function etcdDbBuckets(state: DbFileState): BoltBucketSource[] {
+export function etcdDbBuckets(state: DbFileState, fromRecord = 0): BoltBucketSource[] {
   const meta: Entry[] = [[Buffer.from("consistent_index"), u64be(state.consistentIndex)]];
   // a snapshot taken while a compaction's physical part runs holds records it drops: etcd's
   // finishedCompactRev below scheduledCompactRev, so that loading the file compacts again
@@ -136,16 +137,34 @@ export function etcdDbBuckets(state: DbFileState): BoltBucketSource[] {
       state.auth.users.map((u) => [Buffer.from(u.name), Buffer.from(User.toBinary(u))]),
     ),
     sortedBucket("cluster", cluster),
-    {
-      name: Buffer.from("key"),
-      entries: () => snap.records(),
-      cursor: snap.cursor === undefined ? undefined : (forPlanning) => snap.cursor!(forPlanning),
-    },
+    fromRecord === 0
+      ? {
+          name: Buffer.from("key"),
+          entries: () => snap.records(),
+          cursor:
+            snap.cursor === undefined ? undefined : (forPlanning) => snap.cursor!(forPlanning),
+        }
+      : keyRecordsFrom(snap, fromRecord),
     sortedBucket("lease", leases),
     sortedBucket("members", members),
     sortedBucket("members_removed", removed),
     sortedBucket("meta", meta),
   ];
+}
+
+/** The key bucket's records from `fromRecord` on (an in-place commit's new ones). */
+function keyRecordsFrom(snap: DbFileState["mvcc"], fromRecord: number): BoltBucketSource {
+  const cursor = snap.cursor?.bind(snap);
+  if (cursor === undefined) {
+    throw new Error("etcdDbBuckets: records from an offset need an mvcc snapshot with cursor()");
+  }
+  return {
+    name: Buffer.from("key"),
+    entries: () => {
+      throw new Error("etcdDbBuckets: the key bucket's new records are read through cursor()");
+    },
+    cursor: (forPlanning) => cursor(forPlanning, fromRecord),
+  };
 }
 
 /**

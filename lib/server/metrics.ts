@@ -428,6 +428,11 @@ export class ServerMetrics {
     help: "Bytes of db files written by snapshots.",
     registers: [this.registry],
   });
+  readonly snapshotDbInPlaceTotal = new client.Counter({
+    name: "etcd_ts_snapshot_db_in_place_total",
+    help: "Snapshots that extended the db file in place (its new records and the pages above them) instead of rewriting it.",
+    registers: [this.registry],
+  });
   readonly heartbeatSendFailuresTotal = new client.Counter({
     name: "etcd_server_heartbeat_send_failures_total",
     help: "The total number of leader heartbeat send failures (likely overloaded from slow disk).",

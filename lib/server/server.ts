@@ -461,7 +461,8 @@ export class EtcdServer {
         this.metrics.snapshotDurationSeconds.observe(st.durationSeconds);
         this.metrics.snapshotDbWriteDurationSeconds.observe(st.dbWriteSeconds);
         this.metrics.snapSaveTotalDurationSeconds.observe(st.snapSaveSeconds);
-        this.metrics.snapshotDbWrittenBytesTotal.inc(st.dbBytes);
+        this.metrics.snapshotDbWrittenBytesTotal.inc(st.dbWrittenBytes);
+        if (st.inPlace) this.metrics.snapshotDbInPlaceTotal.inc();
       },
       // values read from the db files: a failed read stops the member (never a wrong answer)
       onValueFileError: (err) => this.#fatal(err),

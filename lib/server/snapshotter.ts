@@ -6,7 +6,13 @@
  * writes keep flowing:
  *
  * 1. write `member/snap/db` from that capture: planned in steps and streamed in chunks with the
- *    event loop free in between, to `db.tmp`, fsync, rename over `db`, fsync the directory;
+ *    event loop free in between, to `db.tmp`, fsync, rename over `db`, fsync the directory. Or,
+ *    when the db file this snapshotter wrote last is still in place and the store only appended
+ *    records since (no compaction, no restore), extend it in place as a bbolt commit does: only
+ *    the new records' leaves and the pages above them, on pages the file's current meta does not
+ *    reach, fdatasync, then the new meta, fdatasync (lib/btree's in-place commits). A snapshot
+ *    then writes what changed, not the whole db; the first after a start, a compaction, a
+ *    received snapshot, a failure and every Defragment rewrite the whole file;
  * 2. write `member/snap/<term>-<index>.snap` (raftpb.Snapshot with the v2 store JSON real etcd 3.4
  *    reads its members from);
  * 3. append the WAL's hardState + snapshot record (etcd's WAL.SaveSnapshot) and fsync;
@@ -27,11 +33,13 @@
  * durable index waits for the save to end (etcd 3.4's applyAll waits on the raft loop's notifyc
  * before triggerSnapshot), and captures then.
  */
-import { closeSync, openSync } from "node:fs";
+import { closeSync, fstatSync, openSync } from "node:fs";
 import { rename, rm } from "node:fs/promises";
 import type { ConfState } from "../proto/gen/raftpb/raft.js";
 import type { DbFileState } from "./db-file.js";
 import { planDbFile } from "./snapshot-transfer.js";
+import { BoltFileWriter, type BoltAppendBase } from "../btree/index.js";
+import { dbFilePlanEntriesPerStep, etcdDbBuckets } from "./db-file.js";
 import { failpoint } from "../failpoint/index.js";
 import { datasync, releaseFd, writeAt } from "../wal/index.js";
 import { dbFilePath, dbTempSuffix, snapDirPath } from "./recovery.js";
@@ -96,6 +104,15 @@ export interface SnapshotHost {
   releaseTo(index: number): Promise<void>;
 }
 
+/** The db file a snapshot can extend in place (Snapshotter #inPlace). */
+interface InPlace {
+  base: BoltAppendBase;
+  history: object;
+  recordCount: number;
+  valueFile: DbValueFile | undefined;
+  ino: number;
+}
+
 /** Options of Snapshotter. */
 export interface SnapshotterOptions {
   dataDir: string;
@@ -142,6 +159,10 @@ export interface SnapshotStats {
   dbBytes: number;
   /** the whole snapshot: capture to WAL release */
   durationSeconds: number;
+  /** bytes written to the db file: all of it, or an in-place commit's pages */
+  dbWrittenBytes: number;
+  /** the db file was extended in place (not rewritten) */
+  inPlace: boolean;
   /** planning and writing member/snap/db (fsync, rename and directory fsync included) */
   dbWriteSeconds: number;
   /** writing the .snap file (etcd's SaveSnap, etcd_debugging_snap_save_total_duration_seconds) */
@@ -171,6 +192,13 @@ export class Snapshotter {
   #stopped = false;
   /** A snapshot received from the leader is being installed: none starts until restoredTo(). */
   #held = false;
+  /**
+   * The db file the last snapshot wrote, for the next to extend in place: its layout, which
+   * store history and how many of its records it holds, the DbValueFile its values are read
+   * through (if any) and its inode (a file renamed over it since is not extended). Undefined
+   * when the next snapshot rewrites the whole file.
+   */
+  #inPlace: InPlace | undefined;
   /** Snapshots completed since start. */
   completed = 0;
   last: SnapshotStats | undefined;
@@ -246,6 +274,8 @@ export class Snapshotter {
   async rewriteNow(): Promise<void> {
     if (this.#running !== undefined) await this.#running;
     const before = this.completed;
+    // a compact file: written whole, not extended
+    this.#inPlace = undefined;
     await this.trigger();
     if (this.completed === before) throw new Error("etcdserver: defragment failed (see the log)");
   }
@@ -294,6 +324,7 @@ export class Snapshotter {
   async holdOff(): Promise<void> {
     this.#held = true;
     if (this.#running !== undefined) await this.#running.catch(() => {});
+    this.#inPlace = undefined;
   }
 
   /** The received snapshot at `index` is the db now (`dbBytes` long): snapshots may start again. */
@@ -323,13 +354,40 @@ export class Snapshotter {
     let dbBytes: number;
     let dbWriteSeconds: number;
     let snapSaveSeconds: number;
+    let dbWrittenBytes: number;
+    const inPlace = this.#inPlace;
+    const extend =
+      inPlace !== undefined &&
+      cap.state.mvcc.history === inPlace.history &&
+      cap.state.mvcc.recordCount >= inPlace.recordCount &&
+      cap.state.mvcc.cursor !== undefined;
+    // whatever happens, the next snapshot extends only what this one leaves (see #inPlace)
+    this.#inPlace = undefined;
     try {
-      const db = await this.#writeDb(cap.state);
-      dbBytes = db.bytes;
-      await this.#moveValues(cap.state, db.fd);
+      if (extend) {
+        const db = await this.#extendDb(cap.state, inPlace);
+        dbBytes = db.bytes;
+        dbWrittenBytes = db.written;
+        this.dbSizeInUseBytes = db.next.base.sizeInUseBytes;
+        this.#inPlace = db.next;
+      } else {
+        const db = await this.#writeDb(cap.state);
+        dbBytes = dbWrittenBytes = db.bytes;
+        const valueFile = await this.#moveValues(cap.state, db.fd);
+        const base = db.writer.appendBase(Buffer.from("key"));
+        if (base !== undefined && cap.state.mvcc.history !== undefined) {
+          this.#inPlace = {
+            base,
+            history: cap.state.mvcc.history,
+            recordCount: cap.state.mvcc.recordCount,
+            valueFile,
+            ino: db.ino,
+          };
+        }
+        this.dbSizeInUseBytes = dbBytes;
+      }
       dbWriteSeconds = (performance.now() - started) / 1000;
       this.dbSizeBytes = dbBytes;
-      this.dbSizeInUseBytes = dbBytes;
       failpoint("afterCommit");
       const st = cap.state;
       failpoint("raftBeforeSaveSnap");
@@ -344,6 +402,7 @@ export class Snapshotter {
       failpoint("raftAfterSaveSnap");
       log.info({ index, file: snapPath }, "saved snapshot");
     } catch (err) {
+      this.#inPlace = undefined;
       this.#retryAtMs = Date.now() + retryAfterMs;
       await rm(dbFilePath(this.#o.dataDir) + dbTempSuffix, { force: true }).catch(() => {});
       log.warn(
@@ -367,8 +426,19 @@ export class Snapshotter {
     const busyPercent = this.#o.maxBusyPercent ?? 50;
     this.#nextAllowedMs = Date.now() + durationSeconds * 1000 * (100 / busyPercent - 1);
     this.completed++;
-    this.last = { index, dbBytes, durationSeconds, dbWriteSeconds, snapSaveSeconds };
-    log.info({ index, dbBytes, durationSeconds, dbWriteSeconds }, "snapshot done");
+    this.last = {
+      index,
+      dbBytes,
+      durationSeconds,
+      dbWriteSeconds,
+      snapSaveSeconds,
+      dbWrittenBytes,
+      inPlace: extend,
+    };
+    log.info(
+      { index, dbBytes, dbWrittenBytes, inPlace: extend, durationSeconds, dbWriteSeconds },
+      "snapshot done",
+    );
     this.#o.onDone?.(this.last);
   }
 
@@ -379,20 +449,91 @@ export class Snapshotter {
    * turns.ts). The file's descriptor is then owned by the DbValueFile (closed once nothing reaches
    * it); closed here if nothing moved.
    */
-  async #moveValues(state: DbFileState, fd: number): Promise<void> {
+  async #moveValues(state: DbFileState, fd: number): Promise<DbValueFile | undefined> {
     const onError = this.#o.onValueFileError;
-    const move =
-      onError === undefined
-        ? undefined
-        : state.mvcc.moveValuesTo?.(
-            new DbValueFile(fd, dbFilePath(this.#o.dataDir), onError),
-            moveRowsPerStep,
-          );
+    const file =
+      onError === undefined ? undefined : new DbValueFile(fd, dbFilePath(this.#o.dataDir), onError);
+    const move = file === undefined ? undefined : state.mvcc.moveValuesTo?.(file, moveRowsPerStep);
     if (move === undefined) {
       closeSync(fd);
-      return;
+      return undefined;
     }
     await runInTurns(move);
+    return file;
+  }
+
+  /**
+   * Extends the db file in place with `state` (module comment, step 1): the records after the
+   * `from.recordCount` it holds and every other bucket, planned in steps, their pages written in
+   * chunks (fdatasynced every dbSyncEveryBytes and at the end), then the new meta, fdatasynced;
+   * then the new records read their values from the file (through the same DbValueFile as the
+   * old). Returns the file's size, the bytes written and what the next extension builds on.
+   * Throws when the file at the db path is not the one `from` describes, or on a write error; the
+   * file then still holds its previous commit whole.
+   */
+  async #extendDb(
+    state: DbFileState,
+    from: InPlace,
+  ): Promise<{ bytes: number; written: number; next: InPlace }> {
+    failpoint("commitBeforePreCommitHook");
+    if (from.valueFile !== undefined) state.mvcc.recordValuePositions?.(from.recordCount);
+    const writer: BoltFileWriter = await runInTurns(
+      BoltFileWriter.planAppendInSteps(
+        etcdDbBuckets(state, from.recordCount),
+        { chunkBytes: writeChunkBytes },
+        from.base,
+        Math.min(planEntriesPerStep, dbFilePlanEntriesPerStep),
+      ),
+      () => this.#stopped,
+    );
+    failpoint("commitAfterPreCommitHook");
+    const fd = openSync(dbFilePath(this.#o.dataDir), "r+");
+    let written = 0;
+    try {
+      if (fstatSync(fd).ino !== from.ino) throw new Error("the db file was replaced");
+      let synced = 0;
+      let half = false;
+      const turn = { startedMs: performance.now() };
+      for (const w of writer.pageWrites()) {
+        await yieldWhenDue(turn);
+        await writeAt(fd, w.bytes, 0, w.bytes.length, w.position);
+        written += w.bytes.length;
+        if (dbSyncEveryBytes > 0 && written - synced >= dbSyncEveryBytes) {
+          await datasync(fd);
+          synced = written;
+        }
+        if (!half) {
+          // after the first write (its size is not known ahead, unlike a whole file's)
+          half = true;
+          failpoint("snapshotDbMidWrite");
+        }
+        if (this.#stopped) throw new Error("member stopping");
+      }
+      await datasync(fd);
+      failpoint("beforeCommit");
+      const meta = writer.metaWrite();
+      await writeAt(fd, meta.bytes, 0, meta.bytes.length, meta.position);
+      await datasync(fd);
+      written += meta.bytes.length;
+    } finally {
+      releaseFd(fd);
+      closeSync(fd);
+    }
+    // the read caches stop at the size the file had: the new records' values are past it
+    from.valueFile?.refreshSize();
+    const move =
+      from.valueFile === undefined
+        ? undefined
+        : state.mvcc.moveValuesTo?.(from.valueFile, moveRowsPerStep);
+    if (move !== undefined && !(await runInTurns(move))) {
+      throw new Error("the new records' values were not all placed in the db file");
+    }
+    const base = writer.appendBase(Buffer.from("key"))!;
+    return {
+      bytes: writer.sizeBytes,
+      written,
+      next: { ...from, base, recordCount: state.mvcc.recordCount },
+    };
   }
 
   /**
@@ -402,7 +543,9 @@ export class Snapshotter {
    * db and fsyncs the directory. Returns its size in bytes and a descriptor of it open for
    * reading (the caller's to close), once all of that is done.
    */
-  async #writeDb(state: DbFileState): Promise<{ bytes: number; fd: number }> {
+  async #writeDb(
+    state: DbFileState,
+  ): Promise<{ bytes: number; fd: number; writer: BoltFileWriter; ino: number }> {
     failpoint("commitBeforePreCommitHook");
     if (this.#o.onValueFileError !== undefined) state.mvcc.recordValuePositions?.();
     const writer = await planDbFile(
@@ -447,6 +590,6 @@ export class Snapshotter {
       closeSync(fd);
       throw err;
     }
-    return { bytes: written, fd };
+    return { bytes: written, fd, writer, ino: fstatSync(fd).ino };
   }
 }

@@ -75,7 +75,7 @@ const maxShortReads = 4;
 /** One db file, open for reading, as a lib/mvcc ValueFile. */
 export class DbValueFile implements ValueFile {
   readonly #fd: number;
-  readonly sizeBytes: number;
+  #sizeBytes: number;
   readonly #path: string;
   readonly #onError: (err: Error) => void;
 
@@ -88,8 +88,18 @@ export class DbValueFile implements ValueFile {
     this.#fd = fd;
     this.#path = path;
     this.#onError = onError;
-    this.sizeBytes = fstatSync(fd).size;
+    this.#sizeBytes = fstatSync(fd).size;
     closer.register(this, fd);
+  }
+
+  /** The file's size in bytes as last looked at (the read caches stop there). */
+  get sizeBytes(): number {
+    return this.#sizeBytes;
+  }
+
+  /** Looks at the file's size again: it was extended in place (lib/btree's in-place commits). */
+  refreshSize(): void {
+    this.#sizeBytes = fstatSync(this.#fd).size;
   }
 
   read(out: Uint8Array, at: number, length: number, position: number): void {

@@ -330,11 +330,7 @@ describe("bolt in-place commits", () => {
               return [k, Buffer.alloc(size, nextKey & 0xff)];
             });
           let key = keyEntries(firstKeys, 0);
-          const fullBuckets = [
-            cursorSource("key", key),
-            source("other", []),
-            source("small", []),
-          ];
+          const fullBuckets = [cursorSource("key", key), source("other", []), source("small", [])];
           const full = new BoltFileWriter(fullBuckets, opts);
           let file: Buffer = Buffer.concat([...full.chunks()]);
           let base = full.appendBase(Buffer.from("key"));
@@ -431,7 +427,8 @@ describe("bolt in-place commits", () => {
     const base = full.appendBase(Buffer.from("key"))!;
     const old = Buffer.alloc(17); // below every key written
     assert.throws(
-      () => commitInPlace([source("key", [[old, Buffer.from("v")]])], base, { pageSizeBytes: 1024 }),
+      () =>
+        commitInPlace([source("key", [[old, Buffer.from("v")]])], base, { pageSizeBytes: 1024 }),
       BoltInputError,
     );
     assert.throws(

@@ -74,7 +74,13 @@ describe("Status db sizes and Defragment", { timeout: 120_000 }, () => {
 
       const after1 = await status(m);
       assert.equal(after1.dbSize, statSync(dbPath).size);
-      assert.equal(after1.dbSizeInUse, after1.dbSize, "etcd-ts writes no free pages");
+      // Defragment writes a file with no free pages; a periodic snapshot since may have extended
+      // it in place, freeing the few pages it rewrote (branch pages, the small buckets)
+      assert.ok(after1.dbSizeInUse <= after1.dbSize, "in use is at most the size");
+      assert.ok(
+        after1.dbSize - after1.dbSizeInUse <= 16 * 4096,
+        `few free pages after a defragment: ${after1.dbSize} - ${after1.dbSizeInUse}`,
+      );
       assert.ok(
         after1.dbSize < before1.dbSize / 4,
         `defragment shrank the db: ${before1.dbSize} -> ${after1.dbSize}`,

@@ -23,7 +23,8 @@ export interface ServerConfig {
   snapshotCount: number;
   /**
    * The largest share of the time periodic snapshots may take, percent (lib/server/snapshotter.ts
-   * maxBusyPercent): each rewrites the whole db file. etcd-ts only:
+   * maxBusyPercent): weighs on those that rewrite the whole db file (the first, one after a
+   * compaction). etcd-ts only:
    * `--experimental-snapshot-max-busy-percent`.
    */
   snapshotMaxBusyPercent: number;

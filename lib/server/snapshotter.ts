@@ -126,10 +126,11 @@ export interface SnapshotterOptions {
   /**
    * A periodic snapshot also waits until the entry bytes applied since the last one reach this
    * percent of the db file's size beyond its first 16 MiB (deferDbBytesFloor), up to
-   * max(snapshotCount, 100,000) entries (maxDeferredEntries). Each snapshot rewrites the whole db:
-   * every snapshotCount entries, a store of 100 MB wrote about 7 KB of db per 350-byte put (28
-   * snapshots of ~100 MB over 400,000 puts at 16 clients, a third of the member's CPU per put);
-   * with 50 the db bytes written stay near 2x the entry bytes. Raft's in-memory log does not grow
+   * max(snapshotCount, 100,000) entries (maxDeferredEntries), when it would rewrite the whole db
+   * (one that extends the file in place does not wait). Rewritten every snapshotCount entries, a
+   * store of 100 MB wrote about 7 KB of db per 350-byte put (28 snapshots of ~100 MB over 400,000
+   * puts at 16 clients, a third of the member's CPU per put); with 50 the db bytes written stay
+   * near 2x the entry bytes. Raft's in-memory log does not grow
    * with the spacing (it is compacted on its own, RaftNode), the WAL and a restart's replay do,
    * within the cap. 0: every snapshotCount entries, as etcd. Default 0 here (the member's default
    * is in config.ts).
@@ -183,9 +184,9 @@ export class Snapshotter {
   /**
    * Periodic snapshots run at most maxBusyPercent of the time: the next may start once the last
    * one's duration × (100 / maxBusyPercent − 1) has passed since it ended (with 50, as long as it
-   * took). etcd's snapshot is cheap (its bbolt file is already on disk); here it rewrites the
-   * whole db, so on a large store under a heavy load back-to-back snapshots would take a core from
-   * the requests. The WAL holds everything meanwhile.
+   * took). etcd's snapshot is cheap (its bbolt file is already on disk); here one that rewrites
+   * the whole db (the first, one after a compaction) on a large store under a heavy load would take
+   * a core from the requests if they came back to back. The WAL holds everything meanwhile.
    */
   #nextAllowedMs = 0;
   #recheck: NodeJS.Timeout | undefined;
@@ -256,8 +257,12 @@ export class Snapshotter {
     this.trigger();
   }
 
-  /** Entry bytes a periodic snapshot waits for after the last one (see walPercentOfDb). */
+  /**
+   * Entry bytes a periodic snapshot waits for after the last one (see walPercentOfDb): none when
+   * it can extend the db file in place (it writes what changed, not the db's size).
+   */
   #deferBytes(): number {
+    if (this.#inPlace !== undefined) return 0;
     const percent = this.#o.walPercentOfDb ?? 0;
     return (Math.max(0, this.dbSizeBytes - deferDbBytesFloor) * percent) / 100;
   }

@@ -11,7 +11,8 @@
 # --endpoints of all three; and prints, per member, its role (L or F), the CPU it used per put
 # (utime + stime from /proc/PID/stat around the measured run, in µs), and its write and read
 # system calls per put (/proc/PID/io syscw, syscr); then the tool's req/s, p50 and p99 and the load
-# average. Members are stopped by their pids (SIGTERM). Extra member flags: MEMBER_FLAGS; node
+# average, and each member's snapshots during the measured run (snap: .snap files saved; inplace:
+# etcd-ts's that extended the db file in place, lib/server/snapshotter.ts). Members are stopped by their pids (SIGTERM). Extra member flags: MEMBER_FLAGS; node
 # flags for etcd-ts members: NODE_FLAGS (e.g. --no-turbo-inlining: a heap sample is charged to
 # the optimized function a call was inlined into).
 # ENTRY=leader|follower puts that member's endpoint first (with --clients=1 etcd's tool uses only
@@ -21,6 +22,7 @@
 # and its scavenges per 10,000 puts (dist/bench/heap-summary.js of this checkout; TOP sites, 25).
 # WARM_TOTAL replaces the warm-up: that many puts at WARM_CLIENTS (default 1,000) clients on 100
 # connections, e.g. to grow the db, or to bring a snapshot into the measured run.
+# KEEP=1 keeps the members' data dirs and logs (the temp dir is printed).
 # CAPTURE=1 records the measured run's loopback segments with tcpdump (Debian's tcpdump) and
 # prints where each put's time went (dist/bench/put-phases.js): the member's and the client's
 # shares, and with etcd-ts and ENTRY=leader the leader's send, the followers' acknowledgement and
@@ -44,7 +46,7 @@ cleanup() {
   if [ -n "$tcpdump_pid" ]; then kill -INT "$tcpdump_pid" 2>/dev/null || true; fi
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$DIR"
+  if [ -n "${KEEP:-}" ]; then echo "members' data and logs kept in $DIR" >&2; else rm -rf "$DIR"; fi
 }
 trap cleanup EXIT
 for i in 1 2 3; do
@@ -98,8 +100,15 @@ if [ -n "${WARM_TOTAL:-}" ]; then
 else
   put $((TOTAL / 5)) >"$DIR/warm-up.txt" 2>&1
 fi
-declare -a cpu0 w0 r0
+# a member's counter (0 when it does not export it): snapshots saved, and etcd-ts's in place
+counter() {
+  curl -s "http://127.0.0.1:$((BASE + ($1 + 1) * 10 + 1))/metrics" |
+    awk -v n="$2" '$1 == n {printf "%d", $2; f = 1} END {if (!f) print 0}'
+}
+declare -a cpu0 w0 r0 snaps0 inplace0
 for i in 0 1 2; do
+  snaps0[i]=$(counter "$i" etcd_debugging_snap_save_total_duration_seconds_count)
+  inplace0[i]=$(counter "$i" etcd_ts_snapshot_db_in_place_total)
   cpu0[i]=$(awk '{print $14 + $15}' "/proc/${pids[i]}/stat")
   w0[i]=$(awk '/^syscw/ {print $2}' "/proc/${pids[i]}/io")
   r0[i]=$(awk '/^syscr/ {print $2}' "/proc/${pids[i]}/io")
@@ -136,7 +145,9 @@ for i in 0 1 2; do
   r=$(awk -v a="${r0[i]}" -v n="$TOTAL" '/^syscr/ {printf "%.2f", ($2 - a) / n}' "/proc/${pids[i]}/io")
   role=F
   [ $((i + 1)) = "$leader" ] && role=L
-  line+=" m$((i + 1))$role=${us}us(w$w,r$r)"
+  snaps=$(($(counter "$i" etcd_debugging_snap_save_total_duration_seconds_count) - snaps0[i]))
+  inplace=$(($(counter "$i" etcd_ts_snapshot_db_in_place_total) - inplace0[i]))
+  line+=" m$((i + 1))$role=${us}us(w$w,r$r,snap$snaps,inplace$inplace)"
   sum=$((sum + us))
 done
 rps=$(awk '/Requests\/sec/ {print $2}' "$DIR/run.txt")

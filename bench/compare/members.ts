@@ -152,6 +152,26 @@ export function parseProcStatCpuTicks(stat: string): number {
 }
 
 /** A member process the comparison owns. */
+/** The member processes this benchmark started that are still running. */
+const runningMembers = new Set<ChildProcess>();
+let signalsHooked = false;
+
+/**
+ * Installed with the first member: SIGINT or SIGTERM to the benchmark sends SIGTERM to every
+ * member it started (by its ChildProcess, i.e. its pid) before exiting, so that none is left
+ * running with its data dir (they used to outlive a Ctrl-C).
+ */
+function stopMembersOnSignal(): void {
+  if (signalsHooked) return;
+  signalsHooked = true;
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.once(sig, () => {
+      for (const c of runningMembers) c.kill("SIGTERM");
+      process.exit(sig === "SIGINT" ? 130 : 143);
+    });
+  }
+}
+
 export class Member {
   readonly spec: MemberSpec;
   readonly clientPort: number;
@@ -250,6 +270,9 @@ export class Member {
     const child = spawn(cmd!, [...pre, ...this.#args()], { stdio: ["ignore", fd, fd] });
     closeSync(fd);
     this.#child = child;
+    runningMembers.add(child);
+    child.once("exit", () => runningMembers.delete(child));
+    stopMembersOnSignal();
     return t0;
   }
 

@@ -122,11 +122,29 @@ async function memberStatus(m: Member): Promise<MemberStatus> {
   };
 }
 
+/** Cluster starts tried when a port picked for it was taken before its member listened. */
+const CLUSTER_START_ATTEMPTS = 3;
+
 /**
  * Starts `size` members with one --initial-cluster, all at once (a member reports healthy once a
- * quorum is up), and resolves when every one is healthy.
+ * quorum is up), and resolves when every one is healthy. freePort() hands out a port that is free
+ * now; something else may bind it before the member does (CI saw a member exit with EADDRINUSE).
+ * Then every member started is closed and the whole cluster is started again on new ports and a
+ * new token, at most CLUSTER_START_ATTEMPTS times; any other failure is thrown at once.
  */
 export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startClusterOnce(opts);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      const portTaken = e.code === "EADDRINUSE" || /EADDRINUSE/.test(String(e.message));
+      if (!portTaken || attempt >= CLUSTER_START_ATTEMPTS) throw err;
+    }
+  }
+}
+
+async function startClusterOnce(opts: ClusterOptions): Promise<Cluster> {
   const size = opts.size ?? 3;
   const token = `etcd-ts-test-${process.pid}-${Date.now().toString(36)}`;
   const peerScheme = opts.tls ? "https" : "http";
@@ -153,8 +171,13 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   const ids = plan.map((p) => computeMemberId([url(p.advertisedPort)], token));
   const proxies: PeerProxy[] = [];
   if (opts.proxies) {
-    for (let i = 0; i < size; i++) {
-      proxies.push(await PeerProxy.start(plan[i]!.advertisedPort, plan[i]!.peerPort, ids[i]!));
+    try {
+      for (let i = 0; i < size; i++) {
+        proxies.push(await PeerProxy.start(plan[i]!.advertisedPort, plan[i]!.peerPort, ids[i]!));
+      }
+    } catch (err) {
+      for (const p of proxies) p.close();
+      throw err;
     }
   }
   const started = await Promise.allSettled(

@@ -22,7 +22,8 @@
 # and its scavenges per 10,000 puts (dist/bench/heap-summary.js of this checkout; TOP sites, 25).
 # WARM_TOTAL replaces the warm-up: that many puts at WARM_CLIENTS (default 1,000) clients on 100
 # connections, e.g. to grow the db, or to bring a snapshot into the measured run.
-# KEEP=1 keeps the members' data dirs and logs (the temp dir is printed).
+# KEEP=1 keeps the members' data dirs and logs (the temp dir is printed; log-offsets there says
+# where each log stood when the measured run began). SETTLE=N syncs and waits N s before it.
 # CAPTURE=1 records the measured run's loopback segments with tcpdump (Debian's tcpdump) and
 # prints where each put's time went (dist/bench/put-phases.js): the member's and the client's
 # shares, and with etcd-ts and ENTRY=leader the leader's send, the followers' acknowledgement and
@@ -105,6 +106,13 @@ counter() {
   curl -s "http://127.0.0.1:$((BASE + ($1 + 1) * 10 + 1))/metrics" |
     awk -v n="$2" '$1 == n {printf "%d", $2; f = 1} END {if (!f) print 0}'
 }
+# SETTLE=N: sync and wait N s between the warm-up and the measured run (the disk's writeback done)
+if [ -n "${SETTLE:-}" ]; then
+  sync
+  sleep "$SETTLE"
+fi
+# where each member's log stood when the measured run began (for KEEP=1 analysis)
+for i in 1 2 3; do echo "m$i $(stat -c %s "$DIR/m$i.log" 2>/dev/null || echo 0)"; done >"$DIR/log-offsets"
 declare -a cpu0 w0 r0 snaps0 inplace0
 for i in 0 1 2; do
   snaps0[i]=$(counter "$i" etcd_debugging_snap_save_total_duration_seconds_count)

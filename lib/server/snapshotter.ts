@@ -39,7 +39,7 @@ import type { ConfState } from "../proto/gen/raftpb/raft.js";
 import type { DbFileState } from "./db-file.js";
 import { planDbFile } from "./snapshot-transfer.js";
 import { BoltFileWriter, type BoltAppendBase } from "../btree/index.js";
-import { dbFilePlanEntriesPerStep, etcdDbBuckets } from "./db-file.js";
+import { etcdDbBuckets } from "./db-file.js";
 import { failpoint } from "../failpoint/index.js";
 import { datasync, releaseFd, writeAt } from "../wal/index.js";
 import { dbFilePath, dbTempSuffix, snapDirPath } from "./recovery.js";
@@ -487,7 +487,7 @@ export class Snapshotter {
         etcdDbBuckets(state, from.recordCount),
         { chunkBytes: writeChunkBytes },
         from.base,
-        Math.min(planEntriesPerStep, dbFilePlanEntriesPerStep),
+        planEntriesPerStep,
       ),
       () => this.#stopped,
     );

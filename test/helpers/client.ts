@@ -1,4 +1,5 @@
 // Builds `etcd3` npm clients for a member started by ./server.ts.
+import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { Etcd3, type IOptions } from "etcd3";
 import type { Member } from "./server.js";
@@ -74,4 +75,25 @@ export function closeClient(client: Etcd3 | undefined): void {
     }
   }
   client.close();
+}
+
+/**
+ * Reads every key under `prefix` from the member with a fresh etcd3 client and checks it serves
+ * exactly the keys of `latest` with their values (messages name `why`, the key and the seed).
+ */
+export async function assertServesLatest(
+  m: Member,
+  prefix: string,
+  latest: ReadonlyMap<string, string>,
+  why: string,
+  seed: number,
+): Promise<void> {
+  const client = newClient(m);
+  try {
+    const got = await client.getAll().prefix(prefix).strings();
+    assert.equal(Object.keys(got).length, latest.size, `${why}: keys`);
+    for (const [k, v] of latest) assert.equal(got[k], v, `${why}: ${k}; SEED=${seed}`);
+  } finally {
+    closeClient(client);
+  }
 }

@@ -4,6 +4,7 @@
 //
 // Target selection: env ETCD_TS_TARGET = "etcd-ts" (default: `node dist/tools/etcd-ts.js` from the
 // repo root) or "etcd" (/usr/bin/etcd). ETCD_BIN overrides the real etcd path.
+import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import {
   closeSync,
@@ -724,4 +725,23 @@ export async function within<T>(p: Promise<T>, ms: number): Promise<T | undefine
  */
 export function parseJsonBig(text: string): unknown {
   return JSON.parse(text.replace(/([:[,]\s*)(-?\d{16,})(?=\s*[,\]}])/g, '$1"$2"'));
+}
+
+/**
+ * The value of the unlabelled Prometheus sample `name` on the member's /metrics (a counter or a
+ * gauge, an integer); fails the test when the member does not export it.
+ */
+export async function metricValue(m: Member, name: string): Promise<number> {
+  const r = await m.httpGet("/metrics");
+  const line = new RegExp(`^${name} (\\d+)$`, "m").exec(r.body);
+  assert.ok(line !== null, `${name} is exported`);
+  return Number(line[1]);
+}
+
+/** Maintenance.Status's dbSize and dbSizeInUse in bytes, through `etcdctl endpoint status`. */
+export async function endpointDbSizes(m: Member): Promise<{ dbSize: number; dbSizeInUse: number }> {
+  const r = await etcdctl(["endpoint", "status", "-w", "json"], { member: m });
+  assert.equal(r.code, 0, r.stderr);
+  const s = (JSON.parse(r.stdout) as { Status: { dbSize: number; dbSizeInUse: number } }[])[0]!;
+  return { dbSize: s.Status.dbSize, dbSizeInUse: s.Status.dbSizeInUse };
 }

@@ -6,20 +6,13 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { statSync } from "node:fs";
 import { join } from "node:path";
-import { etcdctl, startMember, type Member } from "../helpers/server.js";
+import { endpointDbSizes as status, etcdctl, startMember, type Member } from "../helpers/server.js";
 import { closeClient, newClient } from "../helpers/client.js";
 
 const KEYS = 300;
 const KEPT = 10;
 const VALUE = "x".repeat(2048);
 const PUTS_DURING_DEFRAG = 200;
-
-async function status(m: Member): Promise<{ dbSize: number; dbSizeInUse: number }> {
-  const r = await etcdctl(["endpoint", "status", "-w", "json"], { member: m });
-  assert.equal(r.code, 0, r.stderr);
-  const s = (JSON.parse(r.stdout) as { Status: { dbSize: number; dbSizeInUse: number } }[])[0]!;
-  return { dbSize: s.Status.dbSize, dbSizeInUse: s.Status.dbSizeInUse };
-}
 
 describe("Status db sizes and Defragment", { timeout: 120_000 }, () => {
   let m: Member;

@@ -11,8 +11,17 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BoltFile } from "../../lib/btree/index.js";
-import { etcdctl, prng, startMember, testSeed, waitFor, type Member } from "../helpers/server.js";
-import { closeClient, newClient } from "../helpers/client.js";
+import {
+  endpointDbSizes as status,
+  etcdctl,
+  metricValue as metric,
+  prng,
+  startMember,
+  testSeed,
+  waitFor,
+  type Member,
+} from "../helpers/server.js";
+import { assertServesLatest, closeClient, newClient } from "../helpers/client.js";
 
 const SNAPSHOT_COUNT = 40;
 const seed = testSeed();
@@ -23,20 +32,6 @@ function valueOf(key: string, n: number): string {
   const r = rand();
   const len = r < 0.05 ? 0 : Math.floor(rand() * (r < 0.2 ? 9000 : 300));
   return `${key}@${n}:`.padEnd(len, String.fromCharCode(97 + (n % 26)));
-}
-
-async function metric(m: Member, name: string): Promise<number> {
-  const r = await m.httpGet("/metrics");
-  const line = new RegExp(`^${name} (\\d+)$`, "m").exec(r.body);
-  assert.ok(line !== null, `${name} is exported`);
-  return Number(line[1]);
-}
-
-async function status(m: Member): Promise<{ dbSize: number; dbSizeInUse: number }> {
-  const r = await etcdctl(["endpoint", "status", "-w", "json"], { member: m });
-  assert.equal(r.code, 0, r.stderr);
-  const s = (JSON.parse(r.stdout) as { Status: { dbSize: number; dbSizeInUse: number } }[])[0]!;
-  return { dbSize: s.Status.dbSize, dbSizeInUse: s.Status.dbSizeInUse };
 }
 
 describe(`snapshots extend the db file in place (SEED=${seed})`, { timeout: 120_000 }, () => {
@@ -72,15 +67,8 @@ describe(`snapshots extend the db file in place (SEED=${seed})`, { timeout: 120_
     }
   }
 
-  async function checkAll(why: string): Promise<void> {
-    const client = newClient(m);
-    try {
-      const got = await client.getAll().prefix("ip/").strings();
-      assert.equal(Object.keys(got).length, latest.size, `${why}: keys`);
-      for (const [k, v] of latest) assert.equal(got[k], v, `${why}: ${k}; SEED=${seed}`);
-    } finally {
-      closeClient(client);
-    }
+  function checkAll(why: string): Promise<void> {
+    return assertServesLatest(m, "ip/", latest, why, seed);
   }
 
   test("later snapshots write only what changed, every value reads back, bbolt reads the file", async () => {

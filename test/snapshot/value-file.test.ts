@@ -9,8 +9,16 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { etcdctl, prng, startMember, testSeed, waitFor, type Member } from "../helpers/server.js";
-import { closeClient, newClient } from "../helpers/client.js";
+import {
+  etcdctl,
+  metricValue,
+  prng,
+  startMember,
+  testSeed,
+  waitFor,
+  type Member,
+} from "../helpers/server.js";
+import { assertServesLatest, closeClient, newClient } from "../helpers/client.js";
 import { parseEtcdDbFile } from "../../lib/server/db-file.js";
 import { MvccStore } from "../../lib/mvcc/index.js";
 import { RangeRequest } from "../../lib/proto/gen/etcdserverpb/rpc.js";
@@ -43,11 +51,8 @@ function openDbFiles(m: Member): string[] {
 }
 
 /** etcd_ts_mvcc_value_files: db files the member's records read their values from. */
-async function valueFiles(m: Member): Promise<number> {
-  const r = await m.httpGet("/metrics");
-  const line = /^etcd_ts_mvcc_value_files (\d+)$/m.exec(r.body);
-  assert.ok(line !== null, "etcd_ts_mvcc_value_files is exported");
-  return Number(line[1]);
+function valueFiles(m: Member): Promise<number> {
+  return metricValue(m, "etcd_ts_mvcc_value_files");
 }
 
 describe(`values read from the db file (SEED=${seed})`, { timeout: 120_000 }, () => {
@@ -87,15 +92,8 @@ describe(`values read from the db file (SEED=${seed})`, { timeout: 120_000 }, ()
     }
   }
 
-  async function checkLatest(why: string): Promise<void> {
-    const client = newClient(m);
-    try {
-      const got = await client.getAll().prefix("vf/").strings();
-      assert.equal(Object.keys(got).length, latest.size, `${why}: keys`);
-      for (const [k, v] of latest) assert.equal(got[k], v, `${why}: ${k}; SEED=${seed}`);
-    } finally {
-      closeClient(client);
-    }
+  function checkLatest(why: string): Promise<void> {
+    return assertServesLatest(m, "vf/", latest, why, seed);
   }
 
   test("after a snapshot the member holds the db file open and serves every value from it", async () => {

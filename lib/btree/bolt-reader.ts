@@ -11,6 +11,7 @@
  * Keys and values handed out are views into the file buffer or into the block read for their page
  * (no copies): do not mutate them.
  */
+import { BoltAppendBase, type BoltKeptLeaf } from "./bolt.js";
 import { BoltCorruptError } from "./bolt-errors.js";
 import {
   boltMagic,
@@ -377,6 +378,104 @@ export class BoltFile {
       ids.push(id);
     }
     return ids;
+  }
+
+  /**
+   * What an in-place commit on this file needs (BoltFileWriter.planAppendInSteps), read from the
+   * file rather than kept from its writer: how a member that restarts from its db file extends
+   * that file at its first snapshot instead of rewriting it. The kept bucket `bucketName` (a
+   * top-level one) keeps its leaves; every other page the meta in use reaches is replaceable,
+   * every page below the high-water mark it does not reach is free (bbolt finds its free pages
+   * the same way when the file records no freelist). Undefined when the file records a freelist
+   * page (bbolt's, e.g. a db etcd wrote: it is rewritten whole, as before), or when the bucket is
+   * absent, inline, empty or holds nested buckets. A generator that yields after about every
+   * `pagesPerStep` pages read, so the caller can spread the walk over event-loop turns.
+   * @throws BoltCorruptError for a bad page met on the way, or a page reached twice.
+   */
+  *appendBaseInSteps(
+    bucketName: Uint8Array,
+    pagesPerStep: number,
+  ): Generator<void, BoltAppendBase | undefined, void> {
+    const meta = this.#meta;
+    if (meta.freelistPgid !== undefined) return undefined;
+    const ps = meta.pageSizeBytes;
+    const reached = new Uint8Array(meta.pageCount);
+    reached[0] = 1;
+    reached[1] = 1;
+    let pagesSinceYield = 0;
+    const mark = (pgid: number, pages: number): void => {
+      for (let i = 0; i < pages; i++) {
+        if (reached[pgid + i] !== 0)
+          throw new BoltCorruptError(`page ${pgid + i} reached twice`, pgid);
+        reached[pgid + i] = 1;
+      }
+      pagesSinceYield += pages;
+    };
+    // the root bucket's own pages, then every other top-level bucket's (small: etcd's meta,
+    // lease, members, auth buckets); the kept one is walked leaf by leaf below
+    for (const _ of this.leaves(meta.rootPgid, undefined, mark)) {
+      // the pages are marked as they are read
+    }
+    const name = Buffer.from(bucketName);
+    let kept: BoltBucket | undefined;
+    for (const [k, b] of this.root().buckets()) {
+      if (k.equals(name)) kept = b;
+      else if (!b.isInline) b.visitPages(mark);
+    }
+    if (kept === undefined || kept.isInline) return undefined;
+    const leaves: BoltKeptLeaf[] = [];
+    const leafPages: number[] = [];
+    const el = new ElementAt();
+    let entryCount = 0;
+    let last: { buf: Buffer; start: number; end: number } | undefined;
+    for (const p of this.leaves(kept.rootPgid, undefined, mark)) {
+      const { buf, off, end, where, pgid } = p;
+      const count = leafHeader(buf, off, end, where, pgid);
+      let bytes = pageHeaderBytes;
+      let firstKey: Buffer | undefined;
+      for (let i = 0; i < count; i++) {
+        el.read(buf, off, end, i, where, pgid);
+        if ((el.flags & bucketLeafFlag) !== 0) return undefined;
+        if (
+          last !== undefined &&
+          compareRanges(last.buf, last.start, last.end, buf, el.keyStart, el.keyEnd) >= 0
+        ) {
+          throw new BoltCorruptError(`${where}: keys out of order`, pgid);
+        }
+        last = { buf, start: el.keyStart, end: el.keyEnd };
+        firstKey ??= Buffer.from(buf.subarray(el.keyStart, el.keyEnd));
+        bytes += leafElementBytes + el.valueEnd - el.keyStart;
+      }
+      if (count === 0 || firstKey === undefined) return undefined;
+      leaves.push({ pgid: pgid!, bytes, count, firstKey });
+      for (let i = 0; i < (end - off) / ps; i++) leafPages.push(pgid! + i);
+      entryCount += count;
+      if (pagesSinceYield >= pagesPerStep) {
+        pagesSinceYield = 0;
+        yield;
+      }
+    }
+    if (entryCount === 0 || last === undefined) return undefined;
+    const isLeaf = new Uint8Array(meta.pageCount);
+    for (const id of leafPages) isLeaf[id] = 1;
+    const freePages: number[] = [];
+    const replaceablePages: number[] = [];
+    for (let id = 2; id < meta.pageCount; id++) {
+      if (reached[id] === 0) freePages.push(id);
+      else if (isLeaf[id] === 0) replaceablePages.push(id);
+    }
+    return BoltAppendBase.fromFile({
+      leaves,
+      bucketName: name,
+      entryCount,
+      lastKey: last.buf.subarray(last.start, last.end),
+      pageCount: meta.pageCount,
+      pageSizeBytes: ps,
+      txid: meta.txid,
+      metaPage: meta.metaPage,
+      freePages,
+      replaceablePages,
+    });
   }
 
   /**

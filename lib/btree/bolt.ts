@@ -215,18 +215,7 @@ export class BoltAppendBase {
   readonly replaceablePages: readonly number[];
 
   /** @internal */
-  constructor(f: {
-    leaves: NodeList;
-    bucketName: Buffer;
-    entryCount: number;
-    lastKey: Buffer;
-    pageCount: number;
-    pageSizeBytes: number;
-    txid: number;
-    metaPage: number;
-    freePages: readonly number[];
-    replaceablePages: readonly number[];
-  }) {
+  constructor(f: BoltAppendBaseCounts & { leaves: NodeList; bucketName: Buffer; lastKey: Buffer }) {
     this.leaves = f.leaves;
     this.bucketName = f.bucketName;
     this.entryCount = f.entryCount;
@@ -243,6 +232,53 @@ export class BoltAppendBase {
   get sizeInUseBytes(): number {
     return (this.pageCount - this.freePages.length) * this.pageSizeBytes;
   }
+
+  /**
+   * @internal The base of a file as read back from it (BoltFile.appendBaseInSteps) rather than as
+   * its writer planned it: the same fields, the kept bucket's leaves given one by one in key
+   * order (their page ids, node bytes, element counts and first keys).
+   */
+  static fromFile(
+    f: BoltAppendBaseCounts & {
+      leaves: readonly BoltKeptLeaf[];
+      bucketName: Uint8Array;
+      lastKey: Uint8Array;
+    },
+  ): BoltAppendBase {
+    const leaves = new NodeList();
+    for (const l of f.leaves) {
+      leaves.push(l.bytes, l.count, view(l.firstKey), 0, l.firstKey.length);
+      leaves.setPgid(leaves.length - 1, l.pgid);
+    }
+    return new BoltAppendBase({
+      ...f,
+      leaves,
+      bucketName: copyBytes(view(f.bucketName)),
+      lastKey: copyBytes(view(f.lastKey)),
+    });
+  }
+}
+
+/** A BoltAppendBase's fields other than its leaves, bucket name and last key. */
+type BoltAppendBaseCounts = Pick<
+  BoltAppendBase,
+  | "entryCount"
+  | "pageCount"
+  | "pageSizeBytes"
+  | "txid"
+  | "metaPage"
+  | "freePages"
+  | "replaceablePages"
+>;
+
+/** One leaf of a file's kept bucket as BoltFile.appendBaseInSteps reads it (BoltAppendBase.fromFile). */
+export interface BoltKeptLeaf {
+  pgid: number;
+  /** the node's bytes: page header, element headers, keys and values */
+  bytes: number;
+  /** its elements */
+  count: number;
+  firstKey: Uint8Array;
 }
 
 /** One positioned write of an in-place commit (BoltFileWriter.pageWrites). */

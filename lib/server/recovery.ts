@@ -146,8 +146,12 @@ export function readDbFile(path: string): OpenDbFile {
   }
 }
 
-/** Positioned reads of an open file, each into a fresh Buffer (views of it may be kept). */
-function fileByteSource(path: string, fd: number, byteLength: number): BoltByteSource {
+/**
+ * Positioned reads of an open file, each into a fresh Buffer (views of it may be kept): how a db
+ * file is read page by page, here and when the snapshotter reads the layout of the one loaded.
+ * A failed or short read throws DataDirFileError naming `path`.
+ */
+export function fileByteSource(path: string, fd: number, byteLength: number): BoltByteSource {
   return {
     byteLength,
     read(offset: number, length: number): Buffer {

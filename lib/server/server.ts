@@ -75,7 +75,7 @@ import {
 } from "./recovery.js";
 import { DbValueFile } from "./value-file.js";
 import { failpoint } from "../failpoint/index.js";
-import { Snapshotter } from "./snapshotter.js";
+import { Snapshotter, type LoadedDbFile } from "./snapshotter.js";
 import { proposalTimeoutError } from "./timeout-cause.js";
 import { captureDbFileState, type ParsedDbFile } from "./db-file.js";
 import { type DbLoadTarget, loadDbIntoMember } from "./db-load.js";
@@ -157,6 +157,8 @@ export class EtcdServer {
   #progressTimer: NodeJS.Timeout | undefined;
   #compactor: AutoCompactor | undefined;
   #snapshotter: Snapshotter | undefined;
+  /** The db file this member started from, for its first snapshot (Snapshotter LoadedDbFile). */
+  #loadedDb: LoadedDbFile | undefined;
   #lastLeaseRevokeMs = 0;
   #quotaBytes: number;
   #nospaceProposed = false;
@@ -457,6 +459,7 @@ export class EtcdServer {
       logger: this.logger,
       startIndex,
       ...dbSize,
+      loadedDb: this.#loadedDb,
       onDone: (st) => {
         this.metrics.snapshotDurationSeconds.observe(st.durationSeconds);
         this.metrics.snapshotDbWriteDurationSeconds.observe(st.dbWriteSeconds);
@@ -717,11 +720,23 @@ export class EtcdServer {
       // applied again on replay); the db's bucket when the .snap has none; with no snapshot at
       // all the WAL replays from index 0 and rebuilds the list
       const fromSnap = snap !== undefined ? decodeV2StoreMembers(snap.data) : undefined;
+      const path = dbFilePath(this.config.dataDir);
+      const valueFile = this.#valueFileOf(db, path);
       loadDbIntoMember(this.#dbLoadTarget(), db, {
         replace: false,
         members: fromSnap ?? (snap !== undefined ? db.members : []),
-        valueFile: this.#valueFileOf(db, dbFilePath(this.config.dataDir)),
+        valueFile,
       });
+      // what the first snapshot needs to extend this file in place (Snapshotter LoadedDbFile):
+      // the records loaded are the key bucket's entries, in order, unless a compaction left
+      // unfinished by the db's writer was run again (another history then)
+      const loaded = this.store.snapshot();
+      this.#loadedDb = {
+        history: loaded.history,
+        recordCount: loaded.recordCount,
+        valueFile,
+        ino: statSync(path).ino,
+      };
     }
     return startIndex;
   }

@@ -7,12 +7,14 @@
  *
  * 1. write `member/snap/db` from that capture: planned in steps and streamed in chunks with the
  *    event loop free in between, to `db.tmp`, fsync, rename over `db`, fsync the directory. Or,
- *    when the db file this snapshotter wrote last is still in place and the store only appended
- *    records since (no compaction, no restore), extend it in place as a bbolt commit does: only
- *    the new records' leaves and the pages above them, on pages the file's current meta does not
- *    reach, fdatasync, then the new meta, fdatasync (lib/btree's in-place commits). A snapshot
- *    then writes what changed, not the whole db; the first after a start, a compaction, a
- *    received snapshot, a failure and every Defragment rewrite the whole file;
+ *    when the db file this snapshotter wrote last (or, for the first snapshot, the one the member
+ *    started from: its layout is read back from it) is still in place and the store only
+ *    appended records since (no compaction, no restore), extend it in place as a bbolt commit
+ *    does: only the new records' leaves and the pages above them, on pages the file's current
+ *    meta does not reach, fdatasync, then the new meta, fdatasync (lib/btree's in-place
+ *    commits). A snapshot then writes what changed, not the whole db; the first after a
+ *    compaction, a received snapshot or a failure, every Defragment, and the first after a start
+ *    from a file that cannot be extended (one with bbolt's freelist page) rewrite the whole file;
  * 2. write `member/snap/<term>-<index>.snap` (raftpb.Snapshot with the v2 store JSON real etcd 3.4
  *    reads its members from);
  * 3. append the WAL's hardState + snapshot record (etcd's WAL.SaveSnapshot) and fsync;
@@ -38,11 +40,11 @@ import { rename, rm } from "node:fs/promises";
 import type { ConfState } from "../proto/gen/raftpb/raft.js";
 import type { DbFileState } from "./db-file.js";
 import { planDbFile } from "./snapshot-transfer.js";
-import { BoltFileWriter, type BoltAppendBase } from "../btree/index.js";
+import { BoltFile, BoltFileWriter, type BoltAppendBase } from "../btree/index.js";
 import { etcdDbBuckets } from "./db-file.js";
 import { failpoint } from "../failpoint/index.js";
 import { datasync, releaseFd, writeAt } from "../wal/index.js";
-import { dbFilePath, dbTempSuffix, snapDirPath } from "./recovery.js";
+import { dbFilePath, dbTempSuffix, fileByteSource, snapDirPath } from "./recovery.js";
 import { fsyncDir, purgeSnapFiles, writeSnapFile, type SnapLogger } from "./snap-file.js";
 import { encodeV2StoreSnapshot } from "./v2-store.js";
 import { DbValueFile } from "./value-file.js";
@@ -55,6 +57,11 @@ export const snapshotCatchUpEntries = 5_000;
  * per chunk (each well under a millisecond on a quiet machine), so puts are not held up behind the snapshot.
  */
 const planEntriesPerStep = 1_024;
+/**
+ * Pages of the db file read per step when the first snapshot after a start reads the file's
+ * layout (#loadedBase): 32 leaves of ~40 records each, about planEntriesPerStep records.
+ */
+const planPagesPerStep = 32;
 const writeChunkBytes = 64 * 1024;
 /**
  * The db file is fdatasynced each time this many more bytes were written, not only at the end:
@@ -113,6 +120,19 @@ interface InPlace {
   ino: number;
 }
 
+/**
+ * The db file the member started from (recovery.ts), which its first snapshot may extend in place
+ * rather than rewrite: the store history its records were loaded into and how many (the key
+ * bucket's entries, in order), the DbValueFile the store reads their values through, and the
+ * file's inode. Its layout is read from the file when that snapshot comes (#loadedBase).
+ */
+export interface LoadedDbFile {
+  history: object | undefined;
+  recordCount: number;
+  valueFile: DbValueFile | undefined;
+  ino: number;
+}
+
 /** Options of Snapshotter. */
 export interface SnapshotterOptions {
   dataDir: string;
@@ -145,6 +165,8 @@ export interface SnapshotterOptions {
   /** size of the db file the member started with (0 for none) and its bytes in use */
   dbSizeBytes: number;
   dbSizeInUseBytes: number;
+  /** the db file the member started from, when it may be extended in place (LoadedDbFile) */
+  loadedDb?: LoadedDbFile;
   /** Called after each completed snapshot (the member's metrics); must not throw. */
   onDone?: (stats: SnapshotStats) => void;
   /**
@@ -200,6 +222,11 @@ export class Snapshotter {
    * when the next snapshot rewrites the whole file.
    */
   #inPlace: InPlace | undefined;
+  /**
+   * The db file the member started from, until the first snapshot reads its layout (or a
+   * Defragment or a received snapshot makes that moot): see LoadedDbFile.
+   */
+  #loaded: LoadedDbFile | undefined;
   /** Snapshots completed since start. */
   completed = 0;
   last: SnapshotStats | undefined;
@@ -214,6 +241,7 @@ export class Snapshotter {
     this.#snapshotIndex = o.startIndex;
     this.dbSizeBytes = o.dbSizeBytes;
     this.dbSizeInUseBytes = o.dbSizeInUseBytes;
+    this.#loaded = o.loadedDb;
   }
 
   /** Index of the newest snapshot written (or started from). */
@@ -281,6 +309,7 @@ export class Snapshotter {
     const before = this.completed;
     // a compact file: written whole, not extended
     this.#inPlace = undefined;
+    this.#loaded = undefined;
     await this.trigger();
     if (this.completed === before) throw new Error("etcdserver: defragment failed (see the log)");
   }
@@ -330,6 +359,7 @@ export class Snapshotter {
     this.#held = true;
     if (this.#running !== undefined) await this.#running.catch(() => {});
     this.#inPlace = undefined;
+    this.#loaded = undefined;
   }
 
   /** The received snapshot at `index` is the db now (`dbBytes` long): snapshots may start again. */
@@ -360,6 +390,12 @@ export class Snapshotter {
     let dbWriteSeconds: number;
     let snapSaveSeconds: number;
     let dbWrittenBytes: number;
+    if (this.#loaded !== undefined) {
+      // the first snapshot since start: the file the member loaded may be extended in place
+      const loaded = this.#loaded;
+      this.#loaded = undefined;
+      this.#inPlace ??= await this.#loadedBase(loaded);
+    }
     const inPlace = this.#inPlace;
     const extend =
       inPlace !== undefined &&
@@ -465,6 +501,56 @@ export class Snapshotter {
     }
     await runInTurns(move);
     return file;
+  }
+
+  /**
+   * What the first snapshot needs to extend the db file the member started from: its layout, read
+   * from the file in steps (BoltFile.appendBaseInSteps). Undefined, so the snapshot rewrites the
+   * whole file as before, when the file cannot be extended (one with bbolt's freelist, as etcd
+   * writes) or is not the one loaded (another inode, or a key bucket whose entry count is not the
+   * records loaded); a read error is logged and gives undefined too.
+   */
+  async #loadedBase(loaded: LoadedDbFile): Promise<InPlace | undefined> {
+    if (loaded.history === undefined) return undefined;
+    const path = dbFilePath(this.#o.dataDir);
+    let fd: number;
+    try {
+      fd = openSync(path, "r");
+    } catch {
+      return undefined;
+    }
+    try {
+      const st = fstatSync(fd);
+      if (st.ino !== loaded.ino) return undefined;
+      const file = BoltFile.open(fileByteSource(path, fd, st.size));
+      const base = await runInTurns(
+        file.appendBaseInSteps(Buffer.from("key"), planPagesPerStep),
+        () => this.#stopped,
+      );
+      if (base === undefined) return undefined;
+      if (base.entryCount !== loaded.recordCount) {
+        this.#o.logger.warn(
+          { file: path, entries: base.entryCount, records: loaded.recordCount },
+          "the db file's key bucket does not match the records loaded from it; rewriting it whole",
+        );
+        return undefined;
+      }
+      return {
+        base,
+        history: loaded.history,
+        recordCount: loaded.recordCount,
+        valueFile: loaded.valueFile,
+        ino: loaded.ino,
+      };
+    } catch (err) {
+      this.#o.logger.warn(
+        { file: path, err: (err as Error).message },
+        "cannot read the db file's layout; the snapshot rewrites it whole",
+      );
+      return undefined;
+    } finally {
+      closeSync(fd);
+    }
   }
 
   /**

@@ -298,6 +298,14 @@ function commitInPlace(
   return { w, pages: [...w.pageWrites()], meta: w.metaWrite() };
 }
 
+/** The base BoltFile.appendBaseInSteps reads back from `file` (steps of `pages` pages). */
+function readBase(file: Buffer, pages = 2): BoltAppendBase | undefined {
+  const steps = BoltFile.open(file).appendBaseInSteps(Buffer.from("key"), pages);
+  let r = steps.next();
+  while (r.done !== true) r = steps.next();
+  return r.value;
+}
+
 describe("bolt in-place commits", () => {
   // Commits in a row on one file: each appends entries to "key" (keys only grow) and rewrites the
   // other buckets with random contents. After the page writes alone the file still reads as the
@@ -345,6 +353,25 @@ describe("bolt in-place commits", () => {
               source("small", round.small),
             ];
             const { w, pages, meta } = commitInPlace(buckets, base, opts);
+            // the base read back from the file (a member restarting from it) is the writer's:
+            // the same fields, and the same commit planned on it, byte for byte
+            const read = readBase(file);
+            assert.ok(read !== undefined, "the file's own layout gives a base");
+            for (const f of [
+              "entryCount",
+              "lastKey",
+              "pageCount",
+              "pageSizeBytes",
+              "txid",
+              "metaPage",
+              "freePages",
+              "replaceablePages",
+            ] as const) {
+              assert.deepEqual(read[f], base[f], `read-back base's ${f}`);
+            }
+            const viaRead = commitInPlace(buckets, read, opts);
+            assert.deepEqual(viaRead.pages, pages, "the same page writes from the read-back base");
+            assert.deepEqual(viaRead.meta, meta, "the same meta from the read-back base");
             for (const p of pages) {
               assert.ok(p.position >= 2 * pageSizeBytes, "no page write lands on a meta page");
               assert.equal(p.bytes.length % pageSizeBytes, 0, "whole pages");
@@ -420,6 +447,26 @@ describe("bolt in-place commits", () => {
     // "other" bucket (~20 pages) go on the pages the commit before the last one freed
     const growth = sizes[sizes.length - 1]! - sizes[1]!;
     assert.ok(growth <= 18 * 3, `grew ${growth} pages over 18 rounds: ${sizes.join(",")}`);
+  });
+
+  test("no base is read back from a file with a freelist page, or a key bucket that is inline or holds buckets", () => {
+    const keys: Entries = Array.from({ length: 300 }, (_, i) => {
+      const k = Buffer.alloc(17);
+      k.writeBigUInt64BE(BigInt(i + 1), 0);
+      return [k, Buffer.alloc(50, i)];
+    });
+    const file = (buckets: BoltBucketSource[], o: Partial<BoltWriteOptions> = {}) =>
+      Buffer.concat([...new BoltFileWriter(buckets, { pageSizeBytes: 1024, ...o }).chunks()]);
+    assert.ok(readBase(file([source("key", keys)])) !== undefined, "a plain key bucket gives one");
+    assert.equal(readBase(file([source("key", keys)], { writeFreelist: true })), undefined);
+    assert.equal(readBase(file([source("key", keys.slice(0, 2))])), undefined, "inline");
+    assert.equal(readBase(file([source("other", keys)])), undefined, "no key bucket");
+    // a key bucket holding a nested bucket (its first element flagged as one): the walk stops
+    const nested = file([source("key", keys)]);
+    const f = BoltFile.open(nested);
+    const first = f.leaves(f.bucket("key")!.rootPgid, undefined, undefined).next().value!;
+    nested.writeUInt32LE(1, first.pgid! * 1024 + 16);
+    assert.equal(readBase(nested), undefined, "nested bucket");
   });
 
   test("a new key not above the kept bucket's last key, or a base of another bucket, is refused", () => {

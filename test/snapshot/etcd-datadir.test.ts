@@ -13,6 +13,7 @@ import {
   metricValue,
   repoRoot,
   startMember,
+  waitFor,
   type Member,
   type MemberOptions,
 } from "../helpers/server.js";
@@ -123,7 +124,11 @@ describe("etcd 3.4 and etcd-ts data dirs, both ways", { timeout: 240_000 }, () =
     // the same dir, copied, under etcd-ts
     const copy = join(dir, "real-as-ts");
     cpSync(realDir, copy, { recursive: true });
-    const ours = await start({ name: "r1", dataDir: copy });
+    const ours = await start({
+      name: "r1",
+      dataDir: copy,
+      extraArgs: ["--snapshot-count", String(SNAPSHOT_COUNT)],
+    });
     assert.deepEqual(await served(ours, compactRev), want);
     // and it keeps working: a write gets the next revision
     await ctl(ours, ["put", "after", "restart"]);
@@ -131,7 +136,33 @@ describe("etcd 3.4 and etcd-ts data dirs, both ways", { timeout: 240_000 }, () =
       kvs: { mod_revision: number }[];
     };
     assert.equal(String(j.kvs[0]!.mod_revision), String(Number(want.revision) + 1));
+    // its first snapshot extends the db file real etcd wrote (bbolt keeps no freelist page in it),
+    // and real etcd opens that file again
+    const client = newClient(ours);
+    try {
+      for (let i = 0; i < 2 * SNAPSHOT_COUNT; i++) {
+        await client
+          .put(`more/${String(i).padStart(3, "0")}`)
+          .value(`more-${i}`)
+          .exec();
+      }
+    } finally {
+      await closeClient(client);
+    }
+    const snapshots = "etcd_debugging_snap_save_total_duration_seconds_count";
+    await waitFor("a snapshot by etcd-ts", async () => (await metricValue(ours, snapshots)) >= 1);
+    assert.equal(
+      await metricValue(ours, "etcd_ts_snapshot_db_in_place_total"),
+      await metricValue(ours, snapshots),
+      "every snapshot extended real etcd's db file in place, the first one included",
+    );
+    const wantAfter = await served(ours, compactRev);
     await ours.stop();
+    const back = join(dir, "real-ts-real");
+    cpSync(copy, back, { recursive: true });
+    const realAgain = await start({ target: "etcd", name: "r1", dataDir: back });
+    assert.deepEqual(await served(realAgain, compactRev), wantAfter);
+    await realAgain.stop();
 
     // etcdctl snapshot restore of the real etcd's snapshot, under etcd-ts
     const restored = join(dir, "restored");

@@ -3,8 +3,9 @@
 // records' leaves and the pages above them, then a new meta, as a bbolt commit does. A real
 // client reads every value back (some values span several pages), etcd's own bbolt reads the
 // file (`etcdctl snapshot status` on a copy), Status reports the freed pages as not in use, and
-// a member killed with SIGKILL comes back with every value from the file. A compaction makes the
-// next snapshot a whole rewrite again.
+// a member killed with SIGKILL comes back with every value from the file, and its first snapshot
+// after the restart extends the file it loaded. A compaction makes the next snapshot a whole
+// rewrite again.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -122,6 +123,41 @@ describe(`snapshots extend the db file in place (SEED=${seed})`, { timeout: 120_
     await m.kill9();
     await m.restart();
     await checkAll("after a restart");
+  });
+
+  test("after a restart the first snapshot extends the file the member started from", async () => {
+    // the member runs since the restart above: every snapshot it takes extends the loaded file
+    const snapshots = "etcd_debugging_snap_save_total_duration_seconds_count";
+    const before = await metric(m, snapshots);
+    const sizeBefore = (await status(m)).dbSize;
+    await putSome(SNAPSHOT_COUNT + 5);
+    await waitFor(
+      "a snapshot since the restart",
+      async () => (await metric(m, snapshots)) > before,
+      20_000,
+    );
+    assert.equal(
+      await metric(m, "etcd_ts_snapshot_db_in_place_total"),
+      await metric(m, snapshots),
+      "every snapshot since the restart extended the file, the first one included",
+    );
+    const written = await metric(m, "etcd_ts_snapshot_db_written_bytes_total");
+    assert.ok(written < sizeBefore, `wrote ${written} bytes of a ${sizeBefore}-byte db`);
+    await checkAll("after the first snapshot since the restart");
+    const dir = mkdtempSync(join(tmpdir(), "inplace-"));
+    try {
+      const copy = join(dir, "db");
+      copyFileSync(join(m.dataDir, "member", "snap", "db"), copy);
+      BoltFile.open(readFileSync(copy)).check();
+      const r = await etcdctl(["snapshot", "status", copy, "-w", "json"]);
+      assert.equal(r.code, 0, r.stderr);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    // and once more through a SIGKILL: the file extended after the restart loads again
+    await m.kill9();
+    await m.restart();
+    await checkAll("after a second restart");
   });
 
   test("after a compaction the next snapshot rewrites the whole file, then extends it again", async () => {

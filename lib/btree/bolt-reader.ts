@@ -387,9 +387,11 @@ export class BoltFile {
    * top-level one) keeps its leaves; every other page the meta in use reaches is replaceable,
    * every page below the high-water mark it does not reach is free (bbolt finds its free pages
    * the same way when the file records no freelist). Undefined when the file records a freelist
-   * page (bbolt's, e.g. a db etcd wrote: it is rewritten whole, as before), or when the bucket is
-   * absent, inline, empty or holds nested buckets. A generator that yields after about every
-   * `pagesPerStep` pages read, so the caller can spread the walk over event-loop turns.
+   * page, or when the bucket is absent, inline, empty or holds nested buckets. The kept bucket's
+   * values are not read (a restart has just read them): its leaves' first keys come from the
+   * branch elements above them, its entry count is its leaves' element counts (the caller checks
+   * it against what it loaded). A generator that yields after about every `pagesPerStep` pages
+   * visited, so the caller can spread the walk over event-loop turns.
    * @throws BoltCorruptError for a bad page met on the way, or a page reached twice.
    */
   *appendBaseInSteps(
@@ -423,37 +425,129 @@ export class BoltFile {
       else if (!b.isInline) b.visitPages(mark);
     }
     if (kept === undefined || kept.isInline) return undefined;
+    // The kept bucket, without reading its values: its branch pages whole; of each leaf its page
+    // header and its element headers (flags, and where the last element ends: the leaf's size),
+    // its first key taken from the branch element that points at it (what bbolt puts there; the
+    // new branch level above the kept leaves is built from the same keys, so it seeks as the
+    // old one did). The elements themselves were read and checked when the member loaded the file.
+    const pager = this.#pager;
     const leaves: BoltKeptLeaf[] = [];
     const leafPages: number[] = [];
-    const el = new ElementAt();
     let entryCount = 0;
-    let last: { buf: Buffer; start: number; end: number } | undefined;
-    for (const p of this.leaves(kept.rootPgid, undefined, mark)) {
-      const { buf, off, end, where, pgid } = p;
-      const count = leafHeader(buf, off, end, where, pgid);
-      let bytes = pageHeaderBytes;
-      let firstKey: Buffer | undefined;
+    let lastLeaf = 0;
+    /**
+     * Adds leaf `pgid` (its first key `firstKey`, or read from the leaf when undefined); false
+     * when it holds a nested bucket or nothing.
+     */
+    const addLeaf = (pgid: number, firstKey: Buffer | undefined): boolean => {
+      const h = pager.bytes(pgid * ps, pageHeaderBytes);
+      if (h.length < pageHeaderBytes || u64(h, 0, "page id", pgid) !== pgid) {
+        throw new BoltCorruptError(`header is not page ${pgid}`, pgid);
+      }
+      const count = h.readUInt16LE(10);
+      const pages = 1 + h.readUInt32LE(12);
+      if (count === 0) return false; // an empty bucket: nothing to keep
+      if (pgid + pages > meta.pageCount) {
+        throw new BoltCorruptError(
+          `${pages - 1} overflow pages run past the high-water mark`,
+          pgid,
+        );
+      }
+      const els = pager.bytes(pgid * ps + pageHeaderBytes, leafElementBytes * count);
+      if (els.length < leafElementBytes * count) {
+        throw new BoltCorruptError(`${count} elements run past the file`, pgid);
+      }
       for (let i = 0; i < count; i++) {
-        el.read(buf, off, end, i, where, pgid);
-        if ((el.flags & bucketLeafFlag) !== 0) return undefined;
-        if (
-          last !== undefined &&
-          compareRanges(last.buf, last.start, last.end, buf, el.keyStart, el.keyEnd) >= 0
-        ) {
-          throw new BoltCorruptError(`${where}: keys out of order`, pgid);
-        }
-        last = { buf, start: el.keyStart, end: el.keyEnd };
-        firstKey ??= Buffer.from(buf.subarray(el.keyStart, el.keyEnd));
-        bytes += leafElementBytes + el.valueEnd - el.keyStart;
+        if ((els.readUInt32LE(leafElementBytes * i) & bucketLeafFlag) !== 0) return false;
       }
-      if (count === 0 || firstKey === undefined) return undefined;
-      leaves.push({ pgid: pgid!, bytes, count, firstKey });
-      for (let i = 0; i < (end - off) / ps; i++) leafPages.push(pgid! + i);
+      const e = leafElementBytes * (count - 1);
+      // bytes from the page's start to the end of the last element's value
+      const bytes =
+        pageHeaderBytes +
+        e +
+        els.readUInt32LE(e + 4) +
+        els.readUInt32LE(e + 8) +
+        els.readUInt32LE(e + 12);
+      if (bytes > pages * ps) throw new BoltCorruptError(`leaf runs past its ${pages} pages`, pgid);
+      if (firstKey === undefined) {
+        const { buf, off, end } = this.#page(pgid);
+        const el = new ElementAt();
+        el.read(buf, off, end, 0, "leaf", pgid);
+        firstKey = buf.subarray(el.keyStart, el.keyEnd);
+      }
+      mark(pgid, pages);
+      leaves.push({ pgid, bytes, count, firstKey: Buffer.from(firstKey) });
+      for (let i = 0; i < pages; i++) leafPages.push(pgid + i);
       entryCount += count;
-      if (pagesSinceYield >= pagesPerStep) {
-        pagesSinceYield = 0;
-        yield;
+      lastLeaf = pgid;
+      return true;
+    };
+    const flagsOf = (pgid: number): number => pager.bytes(pgid * ps + 8, 2).readUInt16LE(0);
+    if (flagsOf(kept.rootPgid) === leafPageFlag) {
+      if (!addLeaf(kept.rootPgid, undefined)) return undefined;
+    } else {
+      // explicit stack of branch pages (and the next child of each), as leaves() walks them
+      const stack: {
+        pgid: number;
+        buf: Buffer;
+        off: number;
+        end: number;
+        count: number;
+        next: number;
+      }[] = [];
+      const pushBranch = (pgid: number): void => {
+        if (stack.length >= boltMaxTreeDepth) {
+          throw new BoltCorruptError(
+            `tree deeper than ${boltMaxTreeDepth} levels (a cycle?)`,
+            pgid,
+          );
+        }
+        const { buf, off, end, pages } = this.#page(pgid);
+        if (buf.readUInt16LE(off + 8) !== branchPageFlag) {
+          throw new BoltCorruptError(`expected a branch page`, pgid);
+        }
+        const count = buf.readUInt16LE(off + 10);
+        if (count === 0 || off + pageHeaderBytes + branchElementBytes * count > end) {
+          throw new BoltCorruptError(`${count} branch elements do not fit the page`, pgid);
+        }
+        mark(pgid, pages);
+        stack.push({ pgid, buf, off, end, count, next: 0 });
+      };
+      pushBranch(kept.rootPgid);
+      while (stack.length > 0) {
+        const top = stack[stack.length - 1]!;
+        if (top.next >= top.count) {
+          stack.pop();
+          continue;
+        }
+        const e = top.off + pageHeaderBytes + branchElementBytes * top.next;
+        const pos = top.buf.readUInt32LE(e);
+        const ksize = top.buf.readUInt32LE(e + 4);
+        if (ksize === 0 || e + pos + ksize > top.end) {
+          throw new BoltCorruptError(`branch element ${top.next} key runs past the page`, top.pgid);
+        }
+        const child = u64(top.buf, e + 8, "child page id", top.pgid);
+        top.next++;
+        if (child < 2 || child >= meta.pageCount) {
+          throw new BoltCorruptError(
+            `child page ${child} outside [2, ${meta.pageCount})`,
+            top.pgid,
+          );
+        }
+        if (flagsOf(child) === branchPageFlag) pushBranch(child);
+        else if (!addLeaf(child, top.buf.subarray(e + pos, e + pos + ksize))) return undefined;
+        if (pagesSinceYield >= pagesPerStep) {
+          pagesSinceYield = 0;
+          yield;
+        }
       }
+    }
+    let last: { buf: Buffer; start: number; end: number } | undefined;
+    if (entryCount > 0) {
+      const { buf, off, end } = this.#page(lastLeaf);
+      const el = new ElementAt();
+      el.read(buf, off, end, leafHeader(buf, off, end, "leaf", lastLeaf) - 1, "leaf", lastLeaf);
+      last = { buf, start: el.keyStart, end: el.keyEnd };
     }
     if (entryCount === 0 || last === undefined) return undefined;
     const isLeaf = new Uint8Array(meta.pageCount);

@@ -449,6 +449,34 @@ describe("bolt in-place commits", () => {
     assert.ok(growth <= 18 * 3, `grew ${growth} pages over 18 rounds: ${sizes.join(",")}`);
   });
 
+  test("a base read back from a three-level key bucket plans the writer's own commit", () => {
+    const opts = { pageSizeBytes: 1024, chunkBytes: 8192 };
+    const keys: Entries = Array.from({ length: 20_000 }, (_, i) => {
+      const k = Buffer.alloc(17);
+      k.writeBigUInt64BE(BigInt(i + 1), 0);
+      return [k, Buffer.alloc(20 + (i % 90), i & 0xff)];
+    });
+    const full = new BoltFileWriter([source("key", keys), source("meta", keys.slice(0, 40))], opts);
+    const file = Buffer.concat([...full.chunks()]);
+    const base = full.appendBase(Buffer.from("key"))!;
+    const read = readBase(file, 5)!;
+    assert.equal(read.entryCount, 20_000);
+    assert.deepEqual(
+      [read.pageCount, read.txid, read.metaPage],
+      [base.pageCount, base.txid, base.metaPage],
+    );
+    assert.deepEqual(read.replaceablePages, base.replaceablePages);
+    const added: Entries = [[Buffer.alloc(17, 0xff), Buffer.from("last")]];
+    const buckets = [source("key", added), source("meta", keys.slice(0, 41))];
+    const a = commitInPlace(buckets, base, opts);
+    const b = commitInPlace(buckets, read, opts);
+    assert.deepEqual(b.pages, a.pages);
+    assert.deepEqual(b.meta, a.meta);
+    const after = applyWrites(applyWrites(file, b.pages), [b.meta]);
+    BoltFile.open(after).check();
+    assert.equal(readAll(after).get("key")!.length, 20_001);
+  });
+
   test("no base is read back from a file with a freelist page, or a key bucket that is inline or holds buckets", () => {
     const keys: Entries = Array.from({ length: 300 }, (_, i) => {
       const k = Buffer.alloc(17);

@@ -486,56 +486,23 @@ export class BoltFile {
     if (flagsOf(kept.rootPgid) === leafPageFlag) {
       if (!addLeaf(kept.rootPgid, undefined)) return undefined;
     } else {
-      // explicit stack of branch pages (and the next child of each), as leaves() walks them
-      const stack: {
-        pgid: number;
-        buf: Buffer;
-        off: number;
-        end: number;
-        count: number;
-        next: number;
-      }[] = [];
-      const pushBranch = (pgid: number): void => {
-        if (stack.length >= boltMaxTreeDepth) {
-          throw new BoltCorruptError(
-            `tree deeper than ${boltMaxTreeDepth} levels (a cycle?)`,
-            pgid,
-          );
-        }
-        const { buf, off, end, pages } = this.#page(pgid);
-        if (buf.readUInt16LE(off + 8) !== branchPageFlag) {
-          throw new BoltCorruptError(`expected a branch page`, pgid);
-        }
-        const count = buf.readUInt16LE(off + 10);
-        if (count === 0 || off + pageHeaderBytes + branchElementBytes * count > end) {
-          throw new BoltCorruptError(`${count} branch elements do not fit the page`, pgid);
-        }
-        mark(pgid, pages);
-        stack.push({ pgid, buf, off, end, count, next: 0 });
-      };
-      pushBranch(kept.rootPgid);
+      // a stack of branch pages and the next child of each, as leaves() walks them
+      const stack = [this.#frame(kept.rootPgid, 0, mark)];
       while (stack.length > 0) {
         const top = stack[stack.length - 1]!;
         if (top.next >= top.count) {
           stack.pop();
           continue;
         }
-        const e = top.off + pageHeaderBytes + branchElementBytes * top.next;
-        const pos = top.buf.readUInt32LE(e);
-        const ksize = top.buf.readUInt32LE(e + 4);
-        if (ksize === 0 || e + pos + ksize > top.end) {
-          throw new BoltCorruptError(`branch element ${top.next} key runs past the page`, top.pgid);
-        }
-        const child = u64(top.buf, e + 8, "child page id", top.pgid);
-        top.next++;
+        const { key, child } = nextChild(top);
         if (child < 2 || child >= meta.pageCount) {
           throw new BoltCorruptError(
             `child page ${child} outside [2, ${meta.pageCount})`,
             top.pgid,
           );
         }
-        if (flagsOf(child) === branchPageFlag) pushBranch(child);
-        else if (!addLeaf(child, top.buf.subarray(e + pos, e + pos + ksize))) return undefined;
+        if (flagsOf(child) === branchPageFlag) stack.push(this.#frame(child, stack.length, mark));
+        else if (!addLeaf(child, key)) return undefined;
         if (pagesSinceYield >= pagesPerStep) {
           pagesSinceYield = 0;
           yield;
@@ -721,39 +688,7 @@ export class BoltFile {
       return;
     }
     // explicit stack of (page, next child index) so a deep tree does not recurse
-    const stack: {
-      pgid: number;
-      buf: Buffer;
-      off: number;
-      end: number;
-      count: number;
-      next: number;
-      prevKey?: Buffer;
-    }[] = [];
-    const push = (pgid: number) => {
-      if (stack.length >= boltMaxTreeDepth) {
-        throw new BoltCorruptError(`tree deeper than ${boltMaxTreeDepth} levels (a cycle?)`, pgid);
-      }
-      const { buf, off, end, pages } = this.#page(pgid);
-      onPage?.(pgid, pages);
-      const flags = buf.readUInt16LE(off + 8);
-      const count = buf.readUInt16LE(off + 10);
-      if (flags === leafPageFlag) {
-        stack.push({ pgid, buf, off, end, count: -1, next: 0 });
-      } else if (flags === branchPageFlag) {
-        if (count === 0) throw new BoltCorruptError(`empty branch page`, pgid);
-        if (off + pageHeaderBytes + branchElementBytes * count > end) {
-          throw new BoltCorruptError(`${count} branch elements run past the page`, pgid);
-        }
-        stack.push({ pgid, buf, off, end, count, next: 0 });
-      } else {
-        throw new BoltCorruptError(
-          `expected a leaf or branch page, flags 0x${flags.toString(16)}`,
-          pgid,
-        );
-      }
-    };
-    push(rootPgid);
+    const stack = [this.#frame(rootPgid, 0, onPage)];
     while (stack.length > 0) {
       const top = stack[stack.length - 1]!;
       if (top.count === -1) {
@@ -765,23 +700,73 @@ export class BoltFile {
         stack.pop();
         continue;
       }
-      const buf = top.buf;
-      const e = top.off + pageHeaderBytes + branchElementBytes * top.next;
-      const pos = buf.readUInt32LE(e);
-      const ksize = buf.readUInt32LE(e + 4);
-      if (e + pos + ksize > top.end || ksize === 0) {
-        throw new BoltCorruptError(`branch element ${top.next} key runs past the page`, top.pgid);
-      }
-      const key = buf.subarray(e + pos, e + pos + ksize);
-      if (top.prevKey !== undefined && Buffer.compare(top.prevKey, key) >= 0) {
-        throw new BoltCorruptError(`branch keys out of order at element ${top.next}`, top.pgid);
-      }
-      top.prevKey = key;
-      const child = u64(buf, e + 8, "child page id", top.pgid);
-      top.next++;
-      push(child);
+      stack.push(this.#frame(nextChild(top).child, stack.length, onPage));
     }
   }
+
+  /**
+   * Page `pgid` at `depth` of a walk as a frame: a branch (its elements checked to fit the page)
+   * with its next child 0, or a leaf (count -1); `onPage` sees the page id and its page count.
+   */
+  #frame(
+    pgid: number,
+    depth: number,
+    onPage: ((pgid: number, pages: number) => void) | undefined,
+  ): WalkFrame {
+    if (depth >= boltMaxTreeDepth) {
+      throw new BoltCorruptError(`tree deeper than ${boltMaxTreeDepth} levels (a cycle?)`, pgid);
+    }
+    const { buf, off, end, pages } = this.#page(pgid);
+    onPage?.(pgid, pages);
+    const flags = buf.readUInt16LE(off + 8);
+    const count = buf.readUInt16LE(off + 10);
+    if (flags === leafPageFlag) return { pgid, buf, off, end, count: -1, next: 0 };
+    if (flags !== branchPageFlag) {
+      throw new BoltCorruptError(
+        `expected a leaf or branch page, flags 0x${flags.toString(16)}`,
+        pgid,
+      );
+    }
+    if (count === 0) throw new BoltCorruptError(`empty branch page`, pgid);
+    if (off + pageHeaderBytes + branchElementBytes * count > end) {
+      throw new BoltCorruptError(`${count} branch elements run past the page`, pgid);
+    }
+    return { pgid, buf, off, end, count, next: 0 };
+  }
+}
+
+/** A page on a tree walk's stack: a branch and the next of its children to visit, or a leaf (count -1). */
+interface WalkFrame {
+  pgid: number;
+  buf: Buffer;
+  off: number;
+  end: number;
+  count: number;
+  next: number;
+  /** the key of the child visited before */
+  prevKey?: Buffer;
+}
+
+/**
+ * The next child of branch frame `top`, which it moves past: the key of its element (checked to
+ * lie inside the page and to follow the one before) and the child's page id.
+ */
+function nextChild(top: WalkFrame): { key: Buffer; child: number } {
+  const buf = top.buf;
+  const e = top.off + pageHeaderBytes + branchElementBytes * top.next;
+  const pos = buf.readUInt32LE(e);
+  const ksize = buf.readUInt32LE(e + 4);
+  if (e + pos + ksize > top.end || ksize === 0) {
+    throw new BoltCorruptError(`branch element ${top.next} key runs past the page`, top.pgid);
+  }
+  const key = buf.subarray(e + pos, e + pos + ksize);
+  if (top.prevKey !== undefined && Buffer.compare(top.prevKey, key) >= 0) {
+    throw new BoltCorruptError(`branch keys out of order at element ${top.next}`, top.pgid);
+  }
+  top.prevKey = key;
+  const child = u64(buf, e + 8, "child page id", top.pgid);
+  top.next++;
+  return { key, child };
 }
 
 /** A leaf page as BoltFile.leaves() hands it out. */

@@ -444,6 +444,10 @@ export class BoltFile {
       if (h.length < pageHeaderBytes || u64(h, 0, "page id", pgid) !== pgid) {
         throw new BoltCorruptError(`header is not page ${pgid}`, pgid);
       }
+      const flags = h.readUInt16LE(8);
+      if (flags !== leafPageFlag) {
+        throw new BoltCorruptError(`expected a leaf page, flags 0x${flags.toString(16)}`, pgid);
+      }
       const count = h.readUInt16LE(10);
       const pages = 1 + h.readUInt32LE(12);
       if (count === 0) return false; // an empty bucket: nothing to keep

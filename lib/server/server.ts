@@ -728,8 +728,9 @@ export class EtcdServer {
         valueFile,
       });
       // what the first snapshot needs to extend this file in place (Snapshotter LoadedDbFile):
-      // the records loaded are the key bucket's entries, in order, unless a compaction left
-      // unfinished by the db's writer was run again (another history then)
+      // the records loaded are the key bucket's entries, in order (a compaction the db's writer
+      // left unfinished, run again by the load, drops some: the counts then differ, and the first
+      // snapshot rewrites the file)
       const loaded = this.store.snapshot();
       this.#loadedDb = {
         history: loaded.history,

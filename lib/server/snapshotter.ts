@@ -58,8 +58,8 @@ export const snapshotCatchUpEntries = 5_000;
  */
 const planEntriesPerStep = 1_024;
 /**
- * Pages of the db file read per step when the first snapshot after a start reads the file's
- * layout (#loadedBase): 32 leaves of ~40 records each, about planEntriesPerStep records.
+ * Pages of the db file visited per step when the first snapshot after a start reads the file's
+ * layout (#loadedBase): ~32 leaves, each two small reads of its headers, about a thousand records.
  */
 const planPagesPerStep = 32;
 const writeChunkBytes = 64 * 1024;
@@ -506,9 +506,9 @@ export class Snapshotter {
   /**
    * What the first snapshot needs to extend the db file the member started from: its layout, read
    * from the file in steps (BoltFile.appendBaseInSteps). Undefined, so the snapshot rewrites the
-   * whole file as before, when the file cannot be extended (one with bbolt's freelist, as etcd
-   * writes) or is not the one loaded (another inode, or a key bucket whose entry count is not the
-   * records loaded); a read error is logged and gives undefined too.
+   * whole file as before, when the file cannot be extended (one with a freelist page) or is not
+   * the one loaded (another inode, or a key bucket whose entry count is not the records loaded);
+   * a read error is logged and gives undefined too.
    */
   async #loadedBase(loaded: LoadedDbFile): Promise<InPlace | undefined> {
     if (loaded.history === undefined) return undefined;

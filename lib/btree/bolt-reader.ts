@@ -546,11 +546,14 @@ export class BoltFile {
   /**
    * bbolt's tx.Check: every page of every bucket is readable and valid, no page is reached twice
    * or is both reached and free, no free id repeats, and (when the file stores a freelist) every
-   * page below the high-water mark is reached or free.
+   * page below the high-water mark is reached or free. Returns the pages the meta in use reaches
+   * (its two meta pages and its freelist page included): what bbolt counts as in use, its free
+   * pages being the others below the high-water mark, whether or not the file lists them.
    * @throws BoltCorruptError on the first problem found.
    */
-  check(): void {
+  check(): number {
     const { pageCount, freelistPgid } = this.#meta;
+    let reached = 2;
     const state = new Uint8Array(pageCount); // 0 unseen, 1 reached, 2 free
     state[0] = 1;
     state[1] = 1;
@@ -561,6 +564,7 @@ export class BoltFile {
         if (state[id] === 1) throw new BoltCorruptError(`page ${id} reached twice`, pgid);
         if (state[id] === 2) throw new BoltCorruptError(`page ${id} is reached and free`, pgid);
         state[id] = 1;
+        reached++;
       }
     };
     if (freelistPgid !== undefined) {
@@ -572,10 +576,11 @@ export class BoltFile {
       reach(freelistPgid, pages);
     }
     this.root().visitPages(reach);
-    if (freelistPgid === undefined) return;
+    if (freelistPgid === undefined) return reached;
     for (let id = 0; id < pageCount; id++) {
       if (state[id] === 0) throw new BoltCorruptError(`unreachable and not free`, id);
     }
+    return reached;
   }
 
   /**

@@ -258,6 +258,11 @@ export interface ParsedDbFile {
   authRevision: number;
   /** the auth buckets (authEnabled, authRevision, authUsers, authRoles) */
   auth: AuthSnapshot;
+  /**
+   * bytes of the pages the file's meta reaches (etcd's dbSizeInUse: its size less its free
+   * pages, counted whether or not the file lists them on a freelist page)
+   */
+  inUseBytes: number;
 }
 
 function mainRevision(v: Buffer, what: string): number {
@@ -328,7 +333,7 @@ function decodeMemberJson(key: Buffer, value: Buffer): MemberRecord {
  */
 export function parseEtcdDbFile(bytes: Uint8Array | BoltByteSource): ParsedDbFile {
   const file = BoltFile.open(bytes);
-  file.check();
+  const inUseBytes = file.check() * file.meta.pageSizeBytes;
   const need = (name: string): BoltBucket => {
     const b = file.bucket(name);
     if (b === undefined) throw new DbFileFormatError(`no "${name}" bucket`);
@@ -384,5 +389,6 @@ export function parseEtcdDbFile(bytes: Uint8Array | BoltByteSource): ParsedDbFil
       users: entries("authUsers").map(([k, v]) => decodeAuthValue(User, k, v, "user")),
       roles: entries("authRoles").map(([k, v]) => decodeAuthValue(Role, k, v, "role")),
     },
+    inUseBytes,
   };
 }

@@ -21,7 +21,7 @@ import {
   rmSync,
 } from "node:fs";
 import { join } from "node:path";
-import { BoltError, BoltFile, type BoltByteSource } from "../btree/index.js";
+import { BoltError, type BoltByteSource } from "../btree/index.js";
 import type { Entry, HardState } from "../proto/gen/raftpb/raft.js";
 import { WAL, type WalOptions, type WalSnapshot } from "../wal/index.js";
 import {
@@ -110,8 +110,9 @@ export function readDbFile(path: string): OpenDbFile {
   }
   try {
     const parsed = parseEtcdDbFile(source);
-    const f = BoltFile.open(source);
-    const sizeInUseBytes = source.byteLength - f.freePages().length * f.meta.pageSizeBytes;
+    // the pages its meta does not reach are free, listed on a freelist page or not (etcd's
+    // bbolt counts them the same way when it opens a file without one)
+    const sizeInUseBytes = Math.min(source.byteLength, parsed.inUseBytes);
     return {
       ...parsed,
       keyRecords(): KeyRecords {

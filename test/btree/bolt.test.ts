@@ -404,6 +404,8 @@ describe("bolt in-place commits", () => {
             for (let id = 0; id < next.pageCount; id++) if (!reached.has(id)) unreached.push(id);
             assert.deepEqual([...next.freePages], unreached);
             assert.equal(next.sizeInUseBytes, reached.size * pageSizeBytes);
+            // what check() counts as reached: a restart's dbSizeInUse (recovery.ts)
+            assert.equal(BoltFile.open(after).check(), reached.size);
             file = after;
             base = next;
             want = got;

@@ -659,6 +659,21 @@ export function httpRequest(
   });
 }
 
+/**
+ * Runs `fn(i)` for every i in [0, count), `batch` at a time in parallel: each batch settles before
+ * the next starts (tests that load a member with concurrent puts, as several clients would).
+ * Rejects with the first failure of a batch.
+ */
+export async function inBatches(
+  count: number,
+  batch: number,
+  fn: (i: number) => Promise<unknown>,
+): Promise<void> {
+  for (let i = 0; i < count; i += batch) {
+    await Promise.all(Array.from({ length: Math.min(batch, count - i) }, (_, j) => fn(i + j)));
+  }
+}
+
 /** Resolves after ms milliseconds. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

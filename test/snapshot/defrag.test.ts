@@ -6,7 +6,13 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { statSync } from "node:fs";
 import { join } from "node:path";
-import { endpointDbSizes as status, etcdctl, startMember, type Member } from "../helpers/server.js";
+import {
+  endpointDbSizes as status,
+  etcdctl,
+  inBatches,
+  startMember,
+  type Member,
+} from "../helpers/server.js";
 import { closeClient, newClient } from "../helpers/client.js";
 
 const KEYS = 300;
@@ -27,16 +33,12 @@ describe("Status db sizes and Defragment", { timeout: 120_000 }, () => {
     const client = newClient(m);
     const dbPath = join(m.dataDir, "member", "snap", "db");
     try {
-      for (let i = 0; i < KEYS; i += 10) {
-        await Promise.all(
-          Array.from({ length: 10 }, (_, j) =>
-            client
-              .put(`big/${String(i + j).padStart(4, "0")}`)
-              .value(VALUE)
-              .exec(),
-          ),
-        );
-      }
+      await inBatches(KEYS, 10, (i) =>
+        client
+          .put(`big/${String(i).padStart(4, "0")}`)
+          .value(VALUE)
+          .exec(),
+      );
       const del = await etcdctl(["del", "big/0010", "big/9999"], { member: m });
       assert.equal(del.stdout.trim(), String(KEYS - KEPT), del.stderr);
       const rev = (await client.get("big/0000").exec()).header.revision;

@@ -15,6 +15,7 @@ import { BoltFile } from "../../lib/btree/index.js";
 import {
   endpointDbSizes as status,
   etcdctl,
+  inBatches,
   metricValue as metric,
   prng,
   startMember,
@@ -53,16 +54,12 @@ describe(`snapshots extend the db file in place (SEED=${seed})`, { timeout: 120_
   async function putSome(count: number): Promise<void> {
     const client = newClient(m);
     try {
-      for (let i = 0; i < count; i += 8) {
-        await Promise.all(
-          Array.from({ length: Math.min(8, count - i) }, async () => {
-            const key = `ip/${String(Math.floor(rand() * 120)).padStart(3, "0")}`;
-            const value = valueOf(key, ++writes);
-            latest.set(key, value);
-            await client.put(key).value(value).exec();
-          }),
-        );
-      }
+      await inBatches(count, 8, async () => {
+        const key = `ip/${String(Math.floor(rand() * 120)).padStart(3, "0")}`;
+        const value = valueOf(key, ++writes);
+        latest.set(key, value);
+        await client.put(key).value(value).exec();
+      });
     } finally {
       closeClient(client);
     }

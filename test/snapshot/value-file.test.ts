@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   etcdctl,
+  inBatches,
   metricValue,
   prng,
   startMember,
@@ -74,19 +75,15 @@ describe(`values read from the db file (SEED=${seed})`, { timeout: 120_000 }, ()
   async function putAll(round: number): Promise<void> {
     const client = newClient(m);
     try {
-      for (let i = 0; i < KEYS; i += 10) {
-        await Promise.all(
-          Array.from({ length: 10 }, async (_, j) => {
-            const key = `vf/${String(i + j).padStart(4, "0")}`;
-            const value = valueOf(key, round);
-            const r = await client.put(key).value(value).exec();
-            const rev = Number(r.header.revision);
-            if (!history.has(key)) history.set(key, new Map());
-            history.get(key)!.set(rev, value);
-            latest.set(key, value);
-          }),
-        );
-      }
+      await inBatches(KEYS, 10, async (i) => {
+        const key = `vf/${String(i).padStart(4, "0")}`;
+        const value = valueOf(key, round);
+        const r = await client.put(key).value(value).exec();
+        const rev = Number(r.header.revision);
+        if (!history.has(key)) history.set(key, new Map());
+        history.get(key)!.set(rev, value);
+        latest.set(key, value);
+      });
     } finally {
       closeClient(client);
     }

@@ -40,7 +40,12 @@ import { rename, rm } from "node:fs/promises";
 import type { ConfState } from "../proto/gen/raftpb/raft.js";
 import type { DbFileState } from "./db-file.js";
 import { planDbFile } from "./snapshot-transfer.js";
-import { BoltFile, BoltFileWriter, type BoltAppendBase } from "../btree/index.js";
+import {
+  BoltFile,
+  BoltFileWriter,
+  type BoltAppendBase,
+  type BoltPageWrite,
+} from "../btree/index.js";
 import { etcdDbBuckets } from "./db-file.js";
 import { failpoint } from "../failpoint/index.js";
 import { datasync, releaseFd, writeAt } from "../wal/index.js";
@@ -111,15 +116,6 @@ export interface SnapshotHost {
   releaseTo(index: number): Promise<void>;
 }
 
-/** The db file a snapshot can extend in place (Snapshotter #inPlace). */
-interface InPlace {
-  base: BoltAppendBase;
-  history: object;
-  recordCount: number;
-  valueFile: DbValueFile | undefined;
-  ino: number;
-}
-
 /**
  * The db file the member started from (recovery.ts), which its first snapshot may extend in place
  * rather than rewrite: the store history its records were loaded into and how many (the key
@@ -131,6 +127,12 @@ export interface LoadedDbFile {
   recordCount: number;
   valueFile: DbValueFile | undefined;
   ino: number;
+}
+
+/** The db file a snapshot can extend in place (Snapshotter #inPlace): one known, with its layout. */
+interface InPlace extends LoadedDbFile {
+  history: object;
+  base: BoltAppendBase;
 }
 
 /** Options of Snapshotter. */
@@ -535,13 +537,7 @@ export class Snapshotter {
         );
         return undefined;
       }
-      return {
-        base,
-        history: loaded.history,
-        recordCount: loaded.recordCount,
-        valueFile: loaded.valueFile,
-        ino: loaded.ino,
-      };
+      return { ...loaded, history: loaded.history, base };
     } catch (err) {
       this.#o.logger.warn(
         { file: path, err: (err as Error).message },
@@ -582,24 +578,9 @@ export class Snapshotter {
     let written = 0;
     try {
       if (fstatSync(fd).ino !== from.ino) throw new Error("the db file was replaced");
-      let synced = 0;
-      let half = false;
-      const turn = { startedMs: performance.now() };
-      for (const w of writer.pageWrites()) {
-        await yieldWhenDue(turn);
-        await writeAt(fd, w.bytes, 0, w.bytes.length, w.position);
-        written += w.bytes.length;
-        if (dbSyncEveryBytes > 0 && written - synced >= dbSyncEveryBytes) {
-          await datasync(fd);
-          synced = written;
-        }
-        if (!half) {
-          // after the first write (its size is not known ahead, unlike a whole file's)
-          half = true;
-          failpoint("snapshotDbMidWrite");
-        }
-        if (this.#stopped) throw new Error("member stopping");
-      }
+      // the mid-write failpoint after the first write (its size is not known ahead, unlike a
+      // whole file's)
+      written = await this.#writeInTurns(fd, writer.pageWrites(), 1);
       await datasync(fd);
       failpoint("beforeCommit");
       const meta = writer.metaWrite();
@@ -628,6 +609,39 @@ export class Snapshotter {
   }
 
   /**
+   * Writes `writes` to `fd` in order, each when the turn's budget allows (encoding the next one
+   * is synchronous: past the budget, requests go first), fdatasyncing every dbSyncEveryBytes, the
+   * failpoint snapshotDbMidWrite once `midWriteBytes` are written; returns the bytes written.
+   * Writes go through lib/wal's file writes (under simulated power loss they stay in the process
+   * until synced). Throws when the member stops, or on a write error.
+   */
+  async #writeInTurns(
+    fd: number,
+    writes: Iterable<BoltPageWrite>,
+    midWriteBytes: number,
+  ): Promise<number> {
+    let written = 0;
+    let synced = 0;
+    let mid = false;
+    const turn = { startedMs: performance.now() };
+    for (const w of writes) {
+      await yieldWhenDue(turn);
+      await writeAt(fd, w.bytes, 0, w.bytes.length, w.position);
+      written += w.bytes.length;
+      if (dbSyncEveryBytes > 0 && written - synced >= dbSyncEveryBytes) {
+        await datasync(fd);
+        synced = written;
+      }
+      if (!mid && written >= midWriteBytes) {
+        mid = true;
+        failpoint("snapshotDbMidWrite");
+      }
+      if (this.#stopped) throw new Error("member stopping");
+    }
+    return written;
+  }
+
+  /**
    * Writes the db file for `state` to db.tmp in steps (planning in steps of planEntriesPerStep
    * records, writing awaits each chunk; both yield to the event loop once a turn's budget is
    * spent, turns.ts), fsyncs it, renames it over the
@@ -651,27 +665,9 @@ export class Snapshotter {
     // read and write: once durable, the store reads values from it (#moveValues)
     const fd = openSync(tmp, "w+", 0o600);
     let written = 0;
-    let synced = 0;
     try {
-      let half = false;
-      const turn = { startedMs: performance.now() };
       // each chunk is written before the next is made: its buffer is reused (see chunks())
-      for (const chunk of writer.chunks(true)) {
-        // encoding the next chunk is synchronous: past the turn's budget, requests go first
-        await yieldWhenDue(turn);
-        // lib/wal's file writes: under simulated power loss they stay in the process until synced
-        await writeAt(fd, chunk, 0, chunk.length, written);
-        written += chunk.length;
-        if (dbSyncEveryBytes > 0 && written - synced >= dbSyncEveryBytes) {
-          await datasync(fd);
-          synced = written;
-        }
-        if (!half && written * 2 >= writer.sizeBytes) {
-          half = true;
-          failpoint("snapshotDbMidWrite");
-        }
-        if (this.#stopped) throw new Error("member stopping");
-      }
+      written = await this.#writeInTurns(fd, atOffsets(writer.chunks(true)), writer.sizeBytes / 2);
       await datasync(fd, { full: true });
       failpoint("beforeCommit");
       await rename(tmp, path);
@@ -682,5 +678,14 @@ export class Snapshotter {
       throw err;
     }
     return { bytes: written, fd, writer, ino: fstatSync(fd).ino };
+  }
+}
+
+/** Chunks written back to back from offset 0, as positioned writes. */
+function* atOffsets(chunks: Iterable<Buffer>): Generator<BoltPageWrite, void, void> {
+  let position = 0;
+  for (const bytes of chunks) {
+    yield { position, bytes };
+    position += bytes.length;
   }
 }

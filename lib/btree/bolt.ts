@@ -247,8 +247,7 @@ export class BoltAppendBase {
   ): BoltAppendBase {
     const leaves = new NodeList();
     for (const l of f.leaves) {
-      leaves.push(l.bytes, l.count, view(l.firstKey), 0, l.firstKey.length);
-      leaves.setPgid(leaves.length - 1, l.pgid);
+      leaves.push(l.bytes, l.count, view(l.firstKey), 0, l.firstKey.length, l.pgid);
     }
     return new BoltAppendBase({
       ...f,
@@ -309,8 +308,11 @@ class NodeList {
     return this.#n;
   }
 
-  /** Adds a node of `bytes` and `count` elements whose first key is key[start, end). */
-  push(bytes: number, count: number, key: Buffer, start: number, end: number): void {
+  /**
+   * Adds a node of `bytes` and `count` elements whose first key is key[start, end), at page `pgid`
+   * (0: not placed yet).
+   */
+  push(bytes: number, count: number, key: Buffer, start: number, end: number, pgid = 0): void {
     const i = this.#n;
     if (i === this.#count.length) this.#grow();
     const at = this.#keyStart[i]!;
@@ -322,7 +324,7 @@ class NodeList {
     }
     copyRange(this.#keys, at, key, start, end);
     this.#keyStart[i + 1] = at + len;
-    this.#pgid[i] = 0;
+    this.#pgid[i] = pgid;
     this.#bytes[i] = bytes;
     this.#count[i] = count;
     this.#n = i + 1;
@@ -371,8 +373,8 @@ class NodeList {
     const out = new NodeList();
     for (const from of [a, b]) {
       for (let i = 0; i < from.length; i++) {
-        out.push(from.bytes(i), from.count(i), from.keys, from.keyStart(i), from.keyEnd(i));
-        out.setPgid(out.length - 1, from.pgid(i));
+        const start = from.keyStart(i);
+        out.push(from.bytes(i), from.count(i), from.keys, start, from.keyEnd(i), from.pgid(i));
       }
     }
     return out;

@@ -111,6 +111,15 @@ const pingWithoutStreamMinIntervalMs = 2 * 60 * 60 * 1000;
 const pingAckRetryEvery = 16;
 
 /**
+ * "No time yet" for the connection's millisecond timestamps. Every such field holds a double
+ * (Date.now()) from its initializer on: a field that started as 0 (a small integer to V8) and
+ * took Date.now() later made V8 replace the connection's hidden class, the first time it
+ * happened, so the next connection had another class and the optimized h2 code deoptimized on it
+ * ("wrong map"), once per field. -Infinity is a double: now - noTimeMs is never below a limit.
+ */
+const noTimeMs = -Infinity;
+
+/**
  * Defaults: etcd (grpc-go) advertises unlimited concurrent streams; 10,000 per connection bounds
  * memory while no real client comes near it. The flood limits are per floodWindowMs.
  */
@@ -326,7 +335,8 @@ export class H2Connection {
   #hbBytes = 0;
   #hbFrames = 0;
   #hbEndStream = false;
-  #hbStartedMs = 0;
+  /** When the header block in progress began (noTimeMs while none is). */
+  #hbStartedMs = noTimeMs;
 
   // flow control: peer's settings and windows
   #peerMaxFrameBytes = minMaxFrameSizeBytes;
@@ -348,13 +358,13 @@ export class H2Connection {
   #flushScheduled = false;
 
   // flood accounting per window
-  #windowStartMs = 0;
+  #windowStartMs = Date.now();
   #resets = 0;
   #settingsCount = 0;
   #controlFrames = 0;
 
   // keepalive enforcement (grpc-go http2Server.handlePing): strikes since the last reset, the
-  // previous PING's time (0: none yet, so the first PING is never a strike), and whether we sent
+  // previous PING's time, and whether we sent
   // HEADERS or DATA since that PING (grpc-go's resetPingStrikes)
   #pingStrikes = 0;
   #pingAcks: Buffer[] = [];
@@ -363,13 +373,15 @@ export class H2Connection {
   #pingAckMisses = 0;
   /** ACKs sent at once since the last one held while misses >= 2 */
   #pingAcksSentAtOnce = 0;
-  #lastPingAtMs = 0;
+  /** noTimeMs before the first PING, so that one is never a strike. */
+  #lastPingAtMs = noTimeMs;
   #sentSinceLastPing = false;
 
   // timeouts (checked by tick())
-  #createdMs: number;
-  #idleSinceMs: number;
-  #closeDeadlineMs = 0;
+  readonly #createdMs = Date.now();
+  #idleSinceMs = this.#createdMs;
+  /** When a graceful close gives up on the open streams: Infinity until shutdown() sets it. */
+  #closeDeadlineMs = Infinity;
 
   // new streams of the current read, dispatched after all its frames are parsed
   #pendingStreams: { stream: H2Stream; headers: Header[] }[] = [];
@@ -383,9 +395,6 @@ export class H2Connection {
       maxHeaderListBytes: limits.maxHeaderListBytes,
       maxStringBytes: limits.maxHeaderListBytes,
     });
-    this.#createdMs = Date.now();
-    this.#idleSinceMs = this.#createdMs;
-    this.#windowStartMs = this.#createdMs;
 
     this.#queue(
       buildSettings([
@@ -486,7 +495,7 @@ export class H2Connection {
       this.shutdown();
       return;
     }
-    if (this.#closeDeadlineMs !== 0 && nowMs > this.#closeDeadlineMs) this.destroy();
+    if (nowMs > this.#closeDeadlineMs) this.destroy();
   }
 
   // ---------------------------------------------------------------- reading
@@ -940,7 +949,7 @@ export class H2Connection {
       this.#streams.size === 0 && !l.keepalivePermitWithoutStream
         ? pingWithoutStreamMinIntervalMs
         : l.keepaliveMinTimeMs;
-    if (lastMs !== 0 && nowMs - lastMs < minIntervalMs) this.#pingStrikes++;
+    if (nowMs - lastMs < minIntervalMs) this.#pingStrikes++;
     if (this.#pingStrikes > l.maxPingStrikes) {
       throw new H2ConnectionError(
         H2ErrorCode.ENHANCE_YOUR_CALM,

@@ -11,16 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Etcd3 } from "etcd3";
 import * as rpc from "../../lib/proto/gen/etcdserverpb/rpc.js";
-import { python3, run, startMember, type Member } from "../helpers/server.js";
-
-/** Closes the member counted, as "reason value" lines with a value above zero. */
-async function countedConnectionErrors(member: Member): Promise<string[]> {
-  const m = await member.httpGet("/metrics");
-  assert.equal(m.status, 200);
-  return m.body
-    .split("\n")
-    .filter((l) => l.startsWith("etcd_ts_grpc_connection_errors_total{") && !/ 0$/.test(l));
-}
+import { connectionErrorLines, python3, run, startMember, type Member } from "../helpers/server.js";
 
 describe("real clients under load keep their connections", { timeout: 240_000 }, () => {
   let member: Member;
@@ -134,7 +125,7 @@ sys.stdout.flush()
   );
 
   test("the member closed no client connection for an error", async () => {
-    assert.deepEqual(await countedConnectionErrors(member), []);
+    assert.deepEqual(await connectionErrorLines(member), []);
     assert.doesNotMatch(member.logTail(1024 * 1024), /closed a client connection/);
   });
 });

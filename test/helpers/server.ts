@@ -610,6 +610,25 @@ export function curl(args: string[], opts: RunOptions = {}): Promise<RunResult> 
   });
 }
 
+/**
+ * The member's etcd_ts_grpc_connection_errors_total lines with a count above zero (the client
+ * connections lib/h2 closed for an error, by reason): [] when it closed none. The metric must be
+ * there, except on the grpc-js transport (node:http2 serves, no lib/h2) and on real etcd.
+ */
+export async function connectionErrorLines(m: Member): Promise<string[]> {
+  const metrics = await m.httpGet("/metrics");
+  assert.equal(metrics.status, 200);
+  if (!metrics.body.includes("# TYPE etcd_ts_grpc_connection_errors_total counter")) {
+    assert.ok(
+      TARGET === "etcd" || process.env.ETCD_TS_GRPC_TRANSPORT === "grpc-js",
+      `etcd_ts_grpc_connection_errors_total missing from ${m.name}'s /metrics`,
+    );
+  }
+  return metrics.body
+    .split("\n")
+    .filter((l) => l.startsWith("etcd_ts_grpc_connection_errors_total{") && !/ 0$/.test(l));
+}
+
 /** A plain node http(s) request; with tls it presents the client cert and trusts the test CA. */
 export function httpRequest(
   url: string,

@@ -364,8 +364,8 @@ export class H2Connection {
   #controlFrames = 0;
 
   // keepalive enforcement (grpc-go http2Server.handlePing): strikes since the last reset, the
-  // previous PING's time, and whether we sent
-  // HEADERS or DATA since that PING (grpc-go's resetPingStrikes)
+  // previous PING's time, and whether we sent HEADERS or DATA since that PING (grpc-go's
+  // resetPingStrikes)
   #pingStrikes = 0;
   #pingAcks: Buffer[] = [];
   #pingAckTimer: NodeJS.Timeout | undefined;

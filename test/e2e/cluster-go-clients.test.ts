@@ -16,7 +16,7 @@ import {
   runEtcdBenchmark,
   type EtcdBenchmarkSpec,
 } from "../../bench/compare/etcd-benchmark.js";
-import { clusterctl, tlsClusterSuite, type Cluster } from "../helpers/cluster.js";
+import { clusterctl, etcdctlHashKVs, tlsClusterSuite, type Cluster } from "../helpers/cluster.js";
 import {
   assertCleanBenchmarkRun,
   assertEveryRevisionOnce,
@@ -55,15 +55,10 @@ function tlsFlags(tls: TlsFiles): string[] {
   return [`--cacert=${tls.caCert}`, `--cert=${tls.clientCert}`, `--key=${tls.clientKey}`];
 }
 
-/**
- * `etcdctl endpoint hashkv` against every member: "revision:hash" per member, or the error text
- * (etcdctl's, so this reads real etcd 3.4 too, whose gateway has no hashkv).
- */
-async function hashKVsByEtcdctl(c: Cluster): Promise<string[]> {
-  const r = await clusterctl(c, ["endpoint", "hashkv", "-w", "json"]);
-  if (r.code !== 0) return [r.stderr.trim()];
-  const rows = JSON.parse(r.stdout) as { HashKV: { header: { revision: number }; hash: number } }[];
-  return rows.map((row) => `${row.HashKV.header.revision}:${row.HashKV.hash}`);
+/** "revision:hash" per member, or etcdctl's error text (etcdctlHashKVs). */
+async function revisionHashes(c: Cluster): Promise<string[]> {
+  const rows = await etcdctlHashKVs(c);
+  return typeof rows === "string" ? [rows] : rows.map((e) => `${e.revision}:${e.hash}`);
 }
 
 /** The member every member names as leader, and the other two. */
@@ -105,10 +100,10 @@ describe(
 
         // every member applies the last put: the same revision and HashKV on all three
         const deadline = Date.now() + CONVERGE_TIMEOUT_MS;
-        let hashes = await hashKVsByEtcdctl(c);
+        let hashes = await revisionHashes(c);
         while (new Set(hashes).size !== 1 && Date.now() < deadline) {
           await sleep(100);
-          hashes = await hashKVsByEtcdctl(c);
+          hashes = await revisionHashes(c);
         }
         assert.equal(hashes.length, c.members.length, hashes.join(", "));
         assert.equal(new Set(hashes).size, 1, `revision:hash per member ${hashes.join(", ")}`);

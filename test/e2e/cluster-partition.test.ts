@@ -12,7 +12,7 @@ import { readFileSync } from "node:fs";
 import { Etcd3 } from "etcd3";
 import { etcdctl, skipOnGrpcJsAuthority, waitFor } from "../helpers/server.js";
 import { failpointNames, failpointSpec } from "../../lib/failpoint/index.js";
-import { type Cluster, heal, partition, startCluster } from "../helpers/cluster.js";
+import { type Cluster, etcdctlHashKVs, heal, partition, startCluster } from "../helpers/cluster.js";
 
 const FAST = [
   "--heartbeat-interval",
@@ -52,12 +52,9 @@ describe(
     });
 
     async function sameHistory(): Promise<boolean> {
-      const r = await etcdctl(["endpoint", "hashkv", "-w", "json"], { endpoint: c.endpoints });
-      if (r.code !== 0) return false;
-      const list = JSON.parse(r.stdout) as {
-        HashKV: { hash: number; header: { revision: number } };
-      }[];
-      return list.length === 3 && new Set(list.map((e) => `${e.HashKV.hash}`)).size === 1;
+      const rows = await etcdctlHashKVs(c);
+      if (typeof rows === "string") return false;
+      return rows.length === 3 && new Set(rows.map((e) => `${e.hash}`)).size === 1;
     }
 
     test("a follower cut off refuses linearizable reads and writes, then catches up by snapshot", async () => {

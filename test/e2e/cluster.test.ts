@@ -18,7 +18,7 @@ import {
   startMember,
   waitFor,
 } from "../helpers/server.js";
-import { type Cluster, clusterctl, startCluster } from "../helpers/cluster.js";
+import { type Cluster, clusterctl, etcdctlHashKVs, startCluster } from "../helpers/cluster.js";
 
 const FAST = [
   "--heartbeat-interval",
@@ -37,13 +37,8 @@ function ctl(m: Member, args: string[]) {
 }
 
 async function hashes(c: Cluster, members: Member[]): Promise<string[]> {
-  const r = await clusterctl(
-    { ...c, members, endpoints: members.map((m) => m.endpoint).join(",") },
-    ["endpoint", "hashkv", "-w", "json"],
-  );
-  if (r.code !== 0) return [r.stderr];
-  const list = JSON.parse(r.stdout) as { HashKV: { hash: number } }[];
-  return list.map((e) => String(e.HashKV.hash));
+  const rows = await etcdctlHashKVs(c, members);
+  return typeof rows === "string" ? [rows] : rows.map((e) => String(e.hash));
 }
 
 describe("3-member cluster over TLS", { timeout: 240_000 }, () => {

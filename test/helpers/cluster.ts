@@ -98,6 +98,25 @@ export async function hashKVs(members: Member[]): Promise<string[]> {
   );
 }
 
+/**
+ * `etcdctl endpoint hashkv -w json` against `members` of `c` (default all; TLS files when the
+ * cluster has them): each member's revision and hash, in member order, or etcdctl's stderr when it
+ * fails. Through etcdctl rather than the JSON gateway, so it reads real etcd 3.4 too, whose gateway
+ * has no hashkv.
+ */
+export async function etcdctlHashKVs(
+  c: Cluster,
+  members: Member[] = c.members,
+): Promise<{ revision: number; hash: number }[] | string> {
+  const r = await clusterctl(
+    { ...c, members, endpoints: members.map((m) => m.endpoint).join(",") },
+    ["endpoint", "hashkv", "-w", "json"],
+  );
+  if (r.code !== 0) return r.stderr;
+  const rows = JSON.parse(r.stdout) as { HashKV: { header: { revision: number }; hash: number } }[];
+  return rows.map((row) => ({ revision: row.HashKV.header.revision, hash: row.HashKV.hash }));
+}
+
 /** True when every one of `members` answers the same revision and HashKV. */
 export async function sameHashKV(members: Member[]): Promise<boolean> {
   return new Set(await hashKVs(members)).size === 1;

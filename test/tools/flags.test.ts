@@ -15,7 +15,7 @@ test("no flags gives etcd's defaults", () => {
   assert.equal(config.maxTxnOps, 128);
   assert.equal(config.heartbeatIntervalMs, 100);
   assert.equal(config.electionTimeoutMs, 1000);
-  assert.equal(config.snapshotCount, 10000);
+  assert.equal(config.snapshotCount, 100000); // etcd 3.4's (`etcd --help`: '100000')
   assert.equal(config.maxSnapshots, 5);
   assert.equal(config.maxWals, 5);
 });

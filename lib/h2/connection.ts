@@ -75,7 +75,14 @@ export interface H2Limits {
   maxPingStrikes: number;
   /** SETTINGS frames allowed per window */
   maxSettingsPerWindow: number;
-  /** frames that make us answer without work for us (empty DATA, WINDOW_UPDATE, PRIORITY) per window */
+  /**
+   * Frames that cost us work without progress, per window: empty DATA without END_STREAM,
+   * PRIORITY, and WINDOW_UPDATEs beyond two per DATA frame we sent (one for its stream, one for
+   * the connection: they give back credit for what the client read). A grpc-go client sends a
+   * connection WINDOW_UPDATE before each of its BDP pings, so one per response read; counted, a
+   * single connection past 10,000 responses/s was closed as a flood (issue 12, etcd's benchmark
+   * tool, range at 1 client).
+   */
   maxControlFramesPerWindow: number;
   floodWindowMs: number;
   /** bytes the socket may hold unsent before we give up on a client that does not read */
@@ -362,6 +369,11 @@ export class H2Connection {
   #resets = 0;
   #settingsCount = 0;
   #controlFrames = 0;
+  /**
+   * WINDOW_UPDATEs the client may still send without counting as control frames: two per
+   * non-empty DATA frame we sent, at most maxControlFramesPerWindow banked.
+   */
+  #windowUpdateCredits = 0;
 
   // keepalive enforcement (grpc-go http2Server.handlePing): strikes since the last reset, the
   // previous PING's time, and whether we sent HEADERS or DATA since that PING (grpc-go's
@@ -641,6 +653,13 @@ export class H2Connection {
         "control frame flood",
         "control_frame_flood",
       );
+    }
+  }
+
+  /** A non-empty DATA frame went out: the client may answer it with two WINDOW_UPDATEs. */
+  #creditWindowUpdates(): void {
+    if (this.#windowUpdateCredits < this.limits.maxControlFramesPerWindow) {
+      this.#windowUpdateCredits += 2;
     }
   }
 
@@ -963,7 +982,8 @@ export class H2Connection {
     if (payload.length !== 4)
       throw new H2ConnectionError(H2ErrorCode.FRAME_SIZE_ERROR, "WINDOW_UPDATE size");
     const inc = payload.readUInt32BE(0) & 0x7fffffff;
-    this.#countControl();
+    if (this.#windowUpdateCredits > 0) this.#windowUpdateCredits--;
+    else this.#countControl();
     if (streamId === 0) {
       if (inc === 0) throw new H2ConnectionError(H2ErrorCode.PROTOCOL_ERROR, "WINDOW_UPDATE of 0");
       this.#connSendWindow += inc;
@@ -1030,6 +1050,7 @@ export class H2Connection {
     s.sendWindow -= dataLen;
     this.#connSendWindow -= dataLen;
     this.#sentSinceLastPing = true;
+    this.#creditWindowUpdates();
     this.#queue(out);
     this.#localEnd(s);
     return true;
@@ -1055,7 +1076,10 @@ export class H2Connection {
       const hdr = Buffer.allocUnsafe(frameHeaderBytes);
       writeFrameHeader(hdr, 0, n, FrameType.DATA, last && item.end ? Flag.END_STREAM : 0, s.id);
       this.#queue(hdr);
-      if (n > 0) this.#queue(item.buf.subarray(0, n));
+      if (n > 0) {
+        this.#queue(item.buf.subarray(0, n));
+        this.#creditWindowUpdates();
+      }
       this.#sentSinceLastPing = true;
       s.sendWindow -= n;
       this.#connSendWindow -= n;

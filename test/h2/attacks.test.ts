@@ -396,3 +396,78 @@ describe("frame parser fuzz", () => {
     assert.equal(failure, undefined, `SEED=${seed}: ${String(failure)}`);
   });
 });
+
+// Issue 12: a grpc-go client sends a connection WINDOW_UPDATE before each BDP ping, so one per
+// response it reads. Counted as control frames, a connection past maxControlFramesPerWindow
+// responses per window was closed as a flood (etcd's benchmark tool, range at 1 client, 10,600/s).
+describe("control-frame flood: WINDOW_UPDATEs that give back credit are spared", () => {
+  let svc: FakeService;
+  const reasons: string[] = [];
+  before(async () => {
+    svc = await startFake({
+      h2: { maxControlFramesPerWindow: 50, floodWindowMs: 60_000 },
+      onConnectionError: (info) => reasons.push(info.reason),
+    });
+  });
+  after(async () => svc.close());
+
+  const ended = (c: RawClient) =>
+    c.frames.filter((f) => f.type === FrameType.HEADERS && f.flags & Flag.END_STREAM).length;
+
+  test("a WINDOW_UPDATE on the connection and the stream plus a PING after every response stays up", async () => {
+    const c = new RawClient(svc.port).hello();
+    const rounds = 200; // 400 WINDOW_UPDATEs in one window, 8x the limit
+    for (let i = 0; i < rounds; i++) {
+      const id = 1 + 2 * i;
+      c.write(headersFrame(id, requestHeaders("/etcdserverpb.KV/Put")));
+      c.write(buildFrame(FrameType.DATA, Flag.END_STREAM, id, putBody(`k${i}`)));
+      assert.ok(await c.waitFor(() => ended(c) === i + 1), `response ${i}`);
+      c.write(
+        Buffer.concat([
+          buildWindowUpdate(0, 64),
+          buildWindowUpdate(id, 64),
+          buildFrame(FrameType.PING, 0, 0, Buffer.alloc(8, i & 0xff)),
+        ]),
+      );
+    }
+    assert.ok(
+      await c.waitFor(
+        (fs) => fs.filter((f) => f.type === FrameType.PING && f.flags & Flag.ACK).length === rounds,
+      ),
+    );
+    assert.equal(c.closed, false);
+    assert.equal(c.goaway(), undefined);
+    assert.deepEqual(reasons, []);
+    c.destroy();
+  });
+
+  test("WINDOW_UPDATEs with no data sent since are a flood: GOAWAY ENHANCE_YOUR_CALM", async () => {
+    const c = new RawClient(svc.port).hello();
+    // one response first: its DATA frame earns two WINDOW_UPDATEs, no more
+    c.write(headersFrame(1, requestHeaders("/etcdserverpb.KV/Put")));
+    c.write(buildFrame(FrameType.DATA, Flag.END_STREAM, 1, putBody("one")));
+    assert.ok(await c.waitFor(() => ended(c) === 1));
+    const parts = [];
+    for (let i = 0; i < 53; i++) parts.push(buildWindowUpdate(0, 1)); // 2 credited, 51 counted
+    c.write(Buffer.concat(parts));
+    assert.ok(await c.waitFor(() => c.closed));
+    assert.equal(c.goawayCode(), H2ErrorCode.ENHANCE_YOUR_CALM);
+    assert.deepEqual(reasons, ["control_frame_flood"]);
+    assert.ok(await healthyPut(svc.port));
+  });
+
+  test("52 WINDOW_UPDATEs after one response stay within the limit (2 credited, 50 counted)", async () => {
+    const c = new RawClient(svc.port).hello();
+    c.write(headersFrame(1, requestHeaders("/etcdserverpb.KV/Put")));
+    c.write(buildFrame(FrameType.DATA, Flag.END_STREAM, 1, putBody("two")));
+    assert.ok(await c.waitFor(() => ended(c) === 1));
+    const parts = [];
+    for (let i = 0; i < 52; i++) parts.push(buildWindowUpdate(0, 1));
+    c.write(Buffer.concat([...parts, buildFrame(FrameType.PING, 0, 0, Buffer.alloc(8, 7))]));
+    assert.ok(
+      await c.waitFor((fs) => fs.some((f) => f.type === FrameType.PING && f.flags & Flag.ACK)),
+    );
+    assert.equal(c.closed, false);
+    c.destroy();
+  });
+});

@@ -441,15 +441,20 @@ describe("control-frame flood: WINDOW_UPDATEs that give back credit are spared",
     c.destroy();
   });
 
-  test("WINDOW_UPDATEs with no data sent since are a flood: GOAWAY ENHANCE_YOUR_CALM", async () => {
+  /** A fresh connection that has had one Put answered (one DATA frame sent to it), then n
+   * connection WINDOW_UPDATEs of 1 byte. */
+  async function afterOneResponse(key: string, windowUpdates: number): Promise<RawClient> {
     const c = new RawClient(svc.port).hello();
-    // one response first: its DATA frame earns two WINDOW_UPDATEs, no more
     c.write(headersFrame(1, requestHeaders("/etcdserverpb.KV/Put")));
-    c.write(buildFrame(FrameType.DATA, Flag.END_STREAM, 1, putBody("one")));
+    c.write(buildFrame(FrameType.DATA, Flag.END_STREAM, 1, putBody(key)));
     assert.ok(await c.waitFor(() => ended(c) === 1));
-    const parts = [];
-    for (let i = 0; i < 53; i++) parts.push(buildWindowUpdate(0, 1)); // 2 credited, 51 counted
-    c.write(Buffer.concat(parts));
+    c.write(Buffer.concat(Array.from({ length: windowUpdates }, () => buildWindowUpdate(0, 1))));
+    return c;
+  }
+
+  test("WINDOW_UPDATEs with no data sent since are a flood: GOAWAY ENHANCE_YOUR_CALM", async () => {
+    // the response's DATA frame earns two WINDOW_UPDATEs; the other 51 count, one past the limit
+    const c = await afterOneResponse("one", 53);
     assert.ok(await c.waitFor(() => c.closed));
     assert.equal(c.goawayCode(), H2ErrorCode.ENHANCE_YOUR_CALM);
     assert.deepEqual(reasons, ["control_frame_flood"]);
@@ -457,13 +462,8 @@ describe("control-frame flood: WINDOW_UPDATEs that give back credit are spared",
   });
 
   test("52 WINDOW_UPDATEs after one response stay within the limit (2 credited, 50 counted)", async () => {
-    const c = new RawClient(svc.port).hello();
-    c.write(headersFrame(1, requestHeaders("/etcdserverpb.KV/Put")));
-    c.write(buildFrame(FrameType.DATA, Flag.END_STREAM, 1, putBody("two")));
-    assert.ok(await c.waitFor(() => ended(c) === 1));
-    const parts = [];
-    for (let i = 0; i < 52; i++) parts.push(buildWindowUpdate(0, 1));
-    c.write(Buffer.concat([...parts, buildFrame(FrameType.PING, 0, 0, Buffer.alloc(8, 7))]));
+    const c = await afterOneResponse("two", 52);
+    c.write(buildFrame(FrameType.PING, 0, 0, Buffer.alloc(8, 7)));
     assert.ok(
       await c.waitFor((fs) => fs.some((f) => f.type === FrameType.PING && f.flags & Flag.ACK)),
     );

@@ -30,6 +30,7 @@ import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { benchKey } from "../load/index.js";
 import { RANGE_KEY } from "./etcd-benchmark.js";
+import { SYSTEM_COLORS, renderBarChart } from "./svg.js";
 import { Member, clockTicksPerSecond, httpPostJson, type System } from "./members.js";
 import { RowSet, emptyPerSystem, log, machine, row, type CompareRow } from "./rows.js";
 import {
@@ -387,4 +388,63 @@ export async function compareCluster(o: ClusterCompareOptions): Promise<{
     if (!o.keep && o.workDir === null) rmSync(workDir, { recursive: true, force: true });
     else log(`kept ${workDir}`);
   }
+}
+
+/** The clients of the cluster's put rows, as the charts show them. */
+const CHART_CLIENTS = [1, 128, 1000] as const;
+
+/**
+ * Issue 14's charts "as for one member", which writeResults writes for `--members 3` (with
+ * etcd's tool: `throughput-vs-clients-cluster-etcd-benchmark.svg`, `p99-vs-clients-…`,
+ * `failover-…`): put throughput and put p99 against clients, and the failover time (median and
+ * slowest), etcd against etcd-ts. `valueOf(row, system)` is a row's median for a system, or null
+ * when the row was not run (drawn as "n/a").
+ */
+export function clusterCharts(
+  valueOf: (rowName: string, system: System) => number | null,
+): { name: string; svg: string }[] {
+  const systems: System[] = ["etcd", "etcd-ts"];
+  const put = (c: number): string => `put ${c} client${c === 1 ? "" : "s"}`;
+  const categories = CHART_CLIENTS.map((c) => `${c} client${c === 1 ? "" : "s"}`);
+  const chart = (title: string, yLabel: string, names: string[], cats: string[]): string =>
+    renderBarChart({
+      title,
+      yLabel,
+      categories: cats,
+      series: systems.map((s) => ({
+        name: s,
+        color: SYSTEM_COLORS[s],
+        values: names.map((n) => valueOf(`${CLUSTER_ROW_PREFIX}${n}`, s)),
+      })),
+    });
+  const failover = "failover: leader SIGKILL to the next successful put";
+  return [
+    {
+      name: "throughput-vs-clients",
+      svg: chart(
+        `${CLUSTER_SIZE} members: put throughput vs clients (medians)`,
+        "puts/s",
+        CHART_CLIENTS.map(put),
+        categories,
+      ),
+    },
+    {
+      name: "p99-vs-clients",
+      svg: chart(
+        `${CLUSTER_SIZE} members: put p99 vs clients (ms, lower is better)`,
+        "ms",
+        CHART_CLIENTS.map((c) => `p99 latency ${put(c)}`),
+        categories,
+      ),
+    },
+    {
+      name: "failover",
+      svg: chart(
+        `${CLUSTER_SIZE} members: leader SIGKILL to the next successful put (ms)`,
+        "ms",
+        [`${failover} (median)`, `${failover} (slowest)`],
+        ["median", "slowest"],
+      ),
+    },
+  ];
 }

@@ -71,10 +71,10 @@ import {
   type ToolContext,
   type Workload,
 } from "./workloads.js";
-import { renderBarChart } from "./svg.js";
+import { SYSTEM_COLORS, renderBarChart } from "./svg.js";
 import { compareAuth, parseAuthModes, type AuthTokenMode } from "./auth.js";
 import { SNAPSHOT_COUNT, compareSnapshots } from "./snapshots.js";
-import { compareCluster } from "./cluster.js";
+import { clusterCharts, compareCluster } from "./cluster.js";
 import {
   emptyPerSystem,
   formatMarkdown,
@@ -135,11 +135,6 @@ export interface CompareOptions {
 }
 
 const SYSTEMS: System[] = ["etcd", "etcd-ts", "etcd-ts grpc-js"];
-const COLORS: Record<System, string> = {
-  etcd: "#4a7bd0",
-  "etcd-ts": "#e07b39",
-  "etcd-ts grpc-js": "#6aa84f",
-};
 
 /** Name of the CPU row of a throughput workload. */
 export function cpuRowName(workload: string): string {
@@ -474,7 +469,7 @@ export function writeResults(
     loadgen?: LoadGenerator;
     /**
      * "auth", "snapshots" or "cluster" for those comparisons: files `…-auth…` (`…-snapshots…`,
-     * `…-cluster…`), and no charts (they plot the main rows).
+     * `…-cluster…`); charts only for the main rows and the cluster's (clusterCharts).
      */
     kind?: "main" | "auth" | "snapshots" | "cluster";
   },
@@ -508,13 +503,17 @@ export function writeResults(
     `latest${sfx}.md`,
     `Command: \`${command}\`\n\nLoad generator: ${loadgen}\n\nMachine: ${JSON.stringify(res.machine)}\n\n${formatMarkdown(res.rows)}\n`,
   );
-  if (kind !== "main") return files;
   const byName = new Map(res.rows.map((r) => [r.name, r]));
   const valueOf = (name: string, s: System): number | null => {
     const r = byName.get(name);
     if (r === undefined) return null;
     return s === "etcd" ? r.etcd : s === "etcd-ts" ? r.etcdTs : r.etcdTsGrpcJs;
   };
+  if (kind === "cluster") {
+    for (const chart of clusterCharts(valueOf)) put(`${chart.name}${sfx}.svg`, chart.svg);
+    return files;
+  }
+  if (kind !== "main") return files;
   const clients = [1, 16, 128, 1000];
   put(
     `throughput-vs-clients${sfx}.svg`,
@@ -524,7 +523,7 @@ export function writeResults(
       categories: clients.map((c) => `${c} client${c === 1 ? "" : "s"}`),
       series: SYSTEMS.map((s) => ({
         name: s,
-        color: COLORS[s],
+        color: SYSTEM_COLORS[s],
         values: clients.map((c) => valueOf(`put ${c} client${c === 1 ? "" : "s"}`, s)),
         notRun: clients.map(
           (c) =>
@@ -542,7 +541,7 @@ export function writeResults(
       categories: [...GRPC_JS_WORKLOADS],
       series: SYSTEMS.map((s) => ({
         name: s,
-        color: COLORS[s],
+        color: SYSTEM_COLORS[s],
         values: GRPC_JS_WORKLOADS.map((w) => valueOf(cpuRowName(w), s)),
       })),
     }),
@@ -569,7 +568,7 @@ export function writeResults(
         const r = pick(s);
         return {
           name: s,
-          color: COLORS[s],
+          color: SYSTEM_COLORS[s],
           values: pcts.map((p) => (r === null ? null : r.latencyMs[p])),
         };
       }),

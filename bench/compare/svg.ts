@@ -3,6 +3,8 @@
  * category, one colour per system, with a value label on each bar and a legend.
  */
 
+import type { System } from "./members.js";
+
 /** One chart's data: categories on the x axis, one series per system. */
 export interface BarChart {
   title: string;
@@ -41,6 +43,13 @@ function fmt(v: number): string {
   if (v >= 10) return v.toFixed(1);
   return v.toFixed(2);
 }
+
+/** Each system's bar color in every chart. */
+export const SYSTEM_COLORS: Record<System, string> = {
+  etcd: "#4a7bd0",
+  "etcd-ts": "#e07b39",
+  "etcd-ts grpc-js": "#6aa84f",
+};
 
 /**
  * Renders `c` as a standalone SVG document. Missing values (null) leave a gap marked "n/a", or

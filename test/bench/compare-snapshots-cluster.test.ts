@@ -5,7 +5,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { defaultCompareOptions, writeResults } from "../../bench/compare/index.js";
 import {
   compareSnapshots,
@@ -144,6 +144,21 @@ describe("bench:compare --snapshots and --members 3, reduced runs", { skip }, ()
           ).endpoints.length;
         assert.equal(endpoints("put 128 clients", "etcd-ts"), 3);
         assert.equal(endpoints("from followers", "etcd-ts"), 2);
+        // the cluster's charts: put throughput and p99 against clients, failover; rows not run
+        // (1 and 1000 clients here) are drawn as "n/a"
+        const files = writeResults(join(work, "out"), { ...res, kind: "cluster" }, "test");
+        const svgs = files.filter((f) => f.endsWith(".svg")).map((f) => basename(f));
+        assert.deepEqual(svgs.sort(), [
+          "failover-cluster.svg",
+          "p99-vs-clients-cluster.svg",
+          "throughput-vs-clients-cluster.svg",
+        ]);
+        const throughput = readFileSync(
+          join(work, "out", "throughput-vs-clients-cluster.svg"),
+          "utf8",
+        );
+        assert.match(throughput, /128 clients/);
+        assert.equal(throughput.match(/>n\/a</g)?.length, 4, "1 and 1000 clients, both systems");
       } finally {
         rmSync(work, { recursive: true, force: true });
       }

@@ -235,6 +235,45 @@ describe("3-member cluster over TLS", { timeout: 240_000 }, () => {
     }
   });
 
+  test("a restart from the data dir ignores changed --initial-cluster flags, as etcd", async () => {
+    const lead = await c.leader();
+    const m = c.members.find((x) => x !== lead)!;
+    const before = await c.status(m);
+    const put = await ctl(lead, ["put", "before-restart", "1"]);
+    assert.equal(put.code, 0, put.stderr);
+    // another cluster, token and state: read only when the data dir is new (etcd's NewServer)
+    await m.restart({
+      extraArgs: [
+        "--initial-cluster",
+        `${m.name}=http://127.0.0.1:1,ghost=http://127.0.0.1:2`,
+        "--initial-cluster-token",
+        "another-cluster",
+        "--initial-cluster-state",
+        "new",
+      ],
+    });
+    const after = await c.status(m);
+    assert.equal(after.memberId, before.memberId);
+    const list = await ctl(m, ["member", "list"]);
+    assert.equal(list.code, 0, list.stderr);
+    assert.equal(list.stdout.trim().split("\n").length, 3, list.stdout);
+    assert.doesNotMatch(list.stdout, /ghost/);
+    const put2 = await ctl(m, ["put", "after-restart", "2"]);
+    assert.equal(put2.code, 0, put2.stderr);
+    await waitFor(
+      "the restarted member has both keys",
+      async () =>
+        (await ctl(m, ["get", "before-restart", "--print-value-only"])).stdout.trim() === "1" &&
+        (await ctl(m, ["get", "after-restart", "--print-value-only"])).stdout.trim() === "2",
+      15_000,
+    );
+    await waitFor(
+      "every member has the same history",
+      async () => new Set(await hashes(c, c.members)).size === 1,
+      15_000,
+    );
+  });
+
   test("membership under puts: a learner joins and catches up, promote refused before, peer URLs updated, a member removed, leader moved", async (t) => {
     const base = c.members[0]!;
     // the follower to remove, chosen now so that the load goes through the two members that stay

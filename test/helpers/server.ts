@@ -243,8 +243,9 @@ export interface Member {
   /**
    * Starts the member again on the same data dir and ports; waits for /health to say true, or,
    * with acceptUnhealthy, for /health to answer at all (etcd reports false while an alarm is set).
+   * extraArgs are appended to this run's command line only (a later flag overrides an earlier).
    */
-  restart(opts?: { acceptUnhealthy?: boolean }): Promise<void>;
+  restart(opts?: { acceptUnhealthy?: boolean; extraArgs?: string[] }): Promise<void>;
   /** stop() and remove the temp dirs this helper created. */
   close(): Promise<void>;
   /** The last `maxBytes` of the log file, for failure messages. */
@@ -330,11 +331,11 @@ export async function startMember(opts: MemberOptions = {}): Promise<Member> {
   let exited: Promise<void> = Promise.resolve();
   let exitInfo: string | undefined;
 
-  const spawnOnce = (): void => {
+  const spawnOnce = (moreArgs: string[] = []): void => {
     const { cmd, args: lead } = serverCommand(target);
     const fd = openSync(logFile, "a");
     try {
-      child = spawn(cmd, [...lead, ...args], {
+      child = spawn(cmd, [...lead, ...args, ...moreArgs], {
         stdio: ["ignore", fd, fd],
         env: cleanEnv(opts.env),
         cwd: baseDir,
@@ -464,9 +465,9 @@ export async function startMember(opts: MemberOptions = {}): Promise<Member> {
     logFile,
     stop: () => killAndWait("SIGTERM"),
     kill9: () => killAndWait("SIGKILL"),
-    restart: async (ropts?: { acceptUnhealthy?: boolean }) => {
+    restart: async (ropts?: { acceptUnhealthy?: boolean; extraArgs?: string[] }) => {
       await killAndWait("SIGTERM");
-      spawnOnce();
+      spawnOnce(ropts?.extraArgs);
       await waitHealthy(ropts?.acceptUnhealthy ?? false);
     },
     close: async () => {

@@ -7,7 +7,13 @@
  * empty log for the leader to fill (etcd's GetClusterFromRemotePeers and
  * ValidateClusterAndAssignIDs). A restart from a data dir ignores these flags, as etcd.
  */
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import { Metadata } from "../proto/gen/etcdserverpb/etcdserver.js";
+import { WAL, lockDataDir } from "../wal/index.js";
 import type { ServerConfig } from "./config.js";
+import { type RecoveredDataDir, recoverDataDir } from "./recovery.js";
 import { ServerError } from "./errors.js";
 import { type MemberRecord, computeClusterId, parseInitialCluster } from "./membership.js";
 import { decodeMembersJson } from "./peer-http.js";
@@ -133,4 +139,69 @@ export async function planJoinCluster(c: ServerConfig): Promise<BootstrapPlan> {
     "ErrInitialCluster",
     `cannot fetch cluster info from peer urls: ${errors.join("; ") || "none given"}`,
   );
+}
+
+/** A data dir opened by openDataDir: locked, its WAL open for appends, who the member is. */
+export interface OpenedDataDir {
+  /** The data dir's flock (fs-ext), held until the member stops. */
+  lock: { release(): void };
+  wal: WAL;
+  memberId: bigint;
+  clusterId: bigint;
+  /** A restart: what the data dir holds (db contents, snapshot, WAL entries after it). */
+  recovered?: RecoveredDataDir;
+  /** A first start: how the member starts (a new cluster, or joining a running one). */
+  plan?: BootstrapPlan;
+}
+
+/**
+ * Locks and opens the data dir, as etcd 3.4's NewServer begins: with a WAL there, a restart (who
+ * the member is and its cluster come from the WAL's metadata, never the --initial-* flags; the db
+ * and WAL are read by recoverDataDir); without one, a first start (planNewCluster or
+ * planJoinCluster) that creates the WAL with the member and cluster ids as its metadata. Releases
+ * the lock and rethrows when anything fails: DataDirLockedError (another process holds the data
+ * dir), WalCorruptError and the db file errors of recoverDataDir, InitialClusterError.
+ */
+export async function openDataDir(c: ServerConfig, logger: Logger): Promise<OpenedDataDir> {
+  mkdirSync(c.dataDir, { recursive: true, mode: 0o700 });
+  const lock = lockDataDir(c.dataDir);
+  try {
+    const walDir = c.walDir !== "" ? c.walDir : join(c.dataDir, "member", "wal");
+    mkdirSync(join(c.dataDir, "member", "snap"), { recursive: true, mode: 0o700 });
+    const walOptions = {
+      segmentSizeBytes: c.walSegmentSizeBytes,
+      syncWriteMaxEntries: c.walSyncWriteMaxEntries,
+      maxWritesInFlight: c.walMaxWritesInFlight,
+      fillAheadBytes: c.walFillAheadBytes,
+      maxWalFiles: c.maxWals,
+      logger: {
+        info: (obj: object, msg?: string) => logger.info(obj, msg),
+        warn: (obj: object, msg?: string) => logger.warn(obj, msg),
+      },
+    };
+    if (WAL.exists(walDir)) {
+      const recovered = await recoverDataDir(c.dataDir, walDir, walOptions, logger);
+      const md = Metadata.fromBinary(recovered.metadata);
+      return { lock, wal: recovered.wal, memberId: md.nodeID, clusterId: md.clusterID, recovered };
+    }
+    const plan =
+      c.initialClusterState === "existing" ? await planJoinCluster(c) : planNewCluster(c);
+    const metadata = Metadata.toBinary(
+      Metadata.create({ nodeID: plan.memberId, clusterID: plan.clusterId }),
+    );
+    mkdirSync(join(walDir, ".."), { recursive: true, mode: 0o700 });
+    const wal = await WAL.create(walDir, metadata, walOptions);
+    logger.info(
+      {
+        memberId: plan.memberId.toString(16),
+        clusterId: plan.clusterId.toString(16),
+        initialClusterState: c.initialClusterState,
+      },
+      c.initialClusterState === "existing" ? "joining an existing cluster" : "starting new member",
+    );
+    return { lock, wal, memberId: plan.memberId, clusterId: plan.clusterId, plan };
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
 }

@@ -4,6 +4,8 @@
  * members can run in one process (tests).
  */
 import client from "prom-client";
+import type { Logger } from "pino";
+import type { WAL } from "../wal/index.js";
 import { serverVersion } from "../version/index.js";
 
 /** etcd's WAL fsync buckets: 1 ms doubling 14 times (up to ~8 s). */
@@ -442,5 +444,36 @@ export class ServerMetrics {
   constructor() {
     this.serverVersionGauge.set({ server_version: serverVersion }, 1);
     client.collectDefaultMetrics({ register: this.registry });
+  }
+
+  /**
+   * Feeds `wal`'s fsyncs into the WAL metrics (fsync duration, entries and bytes per group commit,
+   * the counts behind the write and fsync totals) and warns on an fdatasync over 1 s, as etcd's
+   * wal.warnSyncDuration. Replaces `onSync` on the WAL.
+   */
+  observeWal(wal: WAL, logger: Pick<Logger, "warn">): void {
+    this.walStats = () => ({
+      writes: wal.stats.writes,
+      blockingWrites: wal.stats.blockingWrites,
+      zeroFilledBytes: wal.fillAheadStats.filledBytes,
+    });
+    wal.onSync = (info) => {
+      this.walFsyncDurationSeconds.observe(info.durationSeconds);
+      // a segment cut syncs its header with no entries: not a group-commit batch
+      if (info.entries > 0) {
+        this.walEntriesPerFsync.observe(info.entries);
+        this.walBytesPerFsync.observe(info.bytes);
+      }
+      const counts = this.counts;
+      counts.walWriteBytes += info.bytes;
+      counts.walFsyncs++;
+      counts.walEntries += info.entries;
+      if (info.durationSeconds > 1) {
+        logger.warn(
+          { tookSeconds: info.durationSeconds, entries: info.entries, bytes: info.bytes },
+          "slow fdatasync",
+        );
+      }
+    };
   }
 }

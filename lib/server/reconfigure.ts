@@ -14,7 +14,6 @@ import {
   errMemberBadUrls,
   errMemberNotFound,
   errMemberNotLearner,
-  errNoLeader,
   errNotLeader,
   errNotEnoughStartedMembers,
   errTimeout,
@@ -23,24 +22,19 @@ import {
 } from "./errors.js";
 import { type MemberRecord, computeMemberId, encodeMemberContext } from "./membership.js";
 import { decodeMembersJson, peerError } from "./peer-http.js";
-import type { PeerNet } from "./peer-net.js";
+import { callLeader, type LeaderCallHost } from "./leader-call.js";
 import type { Proposals } from "./proposals.js";
 
 /** etcd's readyPercent: a learner is promotable once its match index is 90 % of the leader's. */
 const learnerReadyPercent = 0.9;
 
-/** What membership changes need of the member. */
-export interface ReconfigureHost {
+/** What membership changes need of the member (and, to forward a promote, LeaderCallHost). */
+export interface ReconfigureHost extends LeaderCallHost {
   readonly cluster: RaftCluster;
   readonly proposals: Proposals;
-  memberId(): bigint;
   raw(): RawNode;
   /** Runs the ready loop soon (after a direct call on raw()). */
   scheduleReady(): void;
-  leaderId(): bigint;
-  isLeader(): boolean;
-  peers(): PeerNet | undefined;
-  requestTimeoutMs(): number;
   /** Polls the leader id every heartbeat until `until` holds or the deadline passes. */
   tickMs: number;
 }
@@ -203,38 +197,26 @@ export class Reconfigure {
     if (learner.match < leader.match * learnerReadyPercent) throw errLearnerNotReady();
   }
 
+  /** MemberPromote on a follower: forwarded to the leader's peer endpoint (leader-call.ts). */
   async #forwardPromote(id: bigint): Promise<Member[]> {
-    const peers = this.#host.peers();
-    const deadline = Date.now() + this.#host.requestTimeoutMs();
-    while (Date.now() < deadline) {
-      const lead = this.#host.leaderId();
-      const leader = this.#host.cluster.members.get(lead);
-      if (peers === undefined || leader === undefined || lead === this.#host.memberId()) {
-        if (peers === undefined) throw errNoLeader();
-        await new Promise((r) => setTimeout(r, this.#host.tickMs));
-        continue;
-      }
-      try {
-        const r = await peers.request(leader, "POST", `/members/promote/${id.toString(10)}`);
-        if (r.status === 200) {
-          return decodeMembersJson(r.body.toString("utf8")).map((x) => ({
-            iD: x.id,
-            name: x.name,
-            peerURLs: x.peerUrls,
-            clientURLs: x.clientUrls,
-            isLearner: x.isLearner,
-          }));
-        }
-        if (r.status === 404) throw errMemberNotFound();
-        if (r.status === 412) throw peerError(r, [errLearnerNotReady, errMemberNotLearner]);
-        if (r.status === 408) throw errTimeout();
-      } catch (err) {
-        const code = (err as { code?: string }).code;
-        if (code !== undefined && code.startsWith("Err")) throw err;
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    throw errTimeout();
+    const r = await callLeader(
+      this.#host,
+      `/members/promote/${id.toString(10)}`,
+      undefined,
+      (status) => status === 200 || status === 404 || status === 412 || status === 408,
+    );
+    // this member became the leader while the call waited: it promotes itself
+    if (r === "self") return this.promoteMember(id);
+    if (r.status === 404) throw errMemberNotFound();
+    if (r.status === 412) throw peerError(r, [errLearnerNotReady, errMemberNotLearner]);
+    if (r.status === 408) throw errTimeout();
+    return decodeMembersJson(r.body.toString("utf8")).map((x) => ({
+      iD: x.id,
+      name: x.name,
+      peerURLs: x.peerUrls,
+      clientURLs: x.clientUrls,
+      isLearner: x.isLearner,
+    }));
   }
 
   /**

@@ -3,17 +3,17 @@
  * client calls. Its parts follow etcd 3.4's etcdserver: raft-node.ts is the raft loop (raft.go:
  * ready loop, WAL, group commit), apply.ts the applier (server.go apply, apply.go applierV3),
  * proposals.ts and read-index.ts the request waits and linearizable reads (v3_server.go),
- * cluster.ts the member list (membership/). This file is server.go's EtcdServer (start, timers,
- * lease expiry, stop) and v3_server.go's client calls; quota.go's backend quota is here too.
+ * cluster.ts the member list (membership/), bootstrap.ts opening the data dir (NewServer's
+ * start), lease-requests.ts the lease calls and the leader's expiry loop (v3_server.go, leasehttp),
+ * reconfigure.ts the membership calls. This file is server.go's EtcdServer (start, timers, stop)
+ * and v3_server.go's other client calls; quota.go's backend quota is here too.
  */
-import { mkdirSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { statSync } from "node:fs";
 import type { Logger } from "pino";
 
 import type { HardState, Message, Snapshot } from "../proto/gen/raftpb/raft.js";
 import type { InternalRaftRequest } from "../proto/gen/etcdserverpb/raft_internal.js";
-import { LeaseInternalRequest, LeaseInternalResponse } from "../proto/gen/leasepb/lease.js";
-import { Metadata, Request as V2Request } from "../proto/gen/etcdserverpb/etcdserver.js";
+import { Request as V2Request } from "../proto/gen/etcdserverpb/etcdserver.js";
 import {
   type AlarmMember,
   AlarmRequest_AlarmAction,
@@ -32,8 +32,6 @@ import {
   type LeaseRevokeResponse,
   type LeaseTimeToLiveRequest,
   type LeaseTimeToLiveResponse,
-  LeaseKeepAliveRequest,
-  LeaseKeepAliveResponse,
   type Member,
   type MemberListResponse,
   type PutRequest,
@@ -46,33 +44,17 @@ import {
   type TxnRequest,
   type TxnResponse,
 } from "../proto/gen/etcdserverpb/rpc.js";
-import { WAL, lockDataDir } from "../wal/index.js";
+import type { WAL } from "../wal/index.js";
 import { MemoryStorage, StateType, type Ready } from "../raft/index.js";
 import { MvccStore, isTxnReadOnly, type WatchSink, type WatchStream } from "../mvcc/index.js";
-import { Lessor, computeMinLeaseTtlSeconds, maxLeaseTtlSeconds } from "../lease/index.js";
+import { Lessor, computeMinLeaseTtlSeconds } from "../lease/index.js";
 import { serverVersion } from "../version/index.js";
 import { type ServerConfig, defaultQuotaBytes } from "./config.js";
-import {
-  errLeaseTtlTooLarge,
-  errNoLeader,
-  errNoSpace,
-  errStopped,
-  errLeaseNotFound,
-  errLeaseExists,
-  errMemberRemoved,
-  errNotLeader,
-  errTimeout,
-} from "./errors.js";
+import { errNoLeader, errNoSpace, errStopped, errMemberRemoved } from "./errors.js";
 import { type MemberRecord, encodeMemberContext } from "./membership.js";
 import { ServerMetrics } from "./metrics.js";
 import { AutoCompactor, parseRetention } from "./compactor.js";
-import {
-  readDbFile,
-  recoverDataDir,
-  type OpenDbFile,
-  type RecoveredDataDir,
-  dbFilePath,
-} from "./recovery.js";
+import { readDbFile, type OpenDbFile, type RecoveredDataDir, dbFilePath } from "./recovery.js";
 import { DbValueFile } from "./value-file.js";
 import { failpoint } from "../failpoint/index.js";
 import { Snapshotter, type LoadedDbFile } from "./snapshotter.js";
@@ -82,10 +64,10 @@ import { type DbLoadTarget, loadDbIntoMember } from "./db-load.js";
 import { MemberAuth } from "./apply-auth.js";
 import type { AuthInfo } from "../auth/index.js";
 import { Applier } from "./apply.js";
-import { leaseOverheadBytes, putCost, txnCost } from "./quota.js";
+import { putCost, txnCost } from "./quota.js";
 import { decodeV2StoreMembers } from "./v2-store.js";
 import { RaftCluster, type MemberChange } from "./cluster.js";
-import { planJoinCluster, planNewCluster, type BootstrapPlan } from "./bootstrap.js";
+import { openDataDir, type BootstrapPlan } from "./bootstrap.js";
 import { PeerNet } from "./peer-net.js";
 import { Reconfigure } from "./reconfigure.js";
 import { installReceivedDb, receivedDbPath, removeStaleReceivedDbs } from "./snapshot-transfer.js";
@@ -96,9 +78,9 @@ import { snapDirPath } from "./recovery.js";
 import { Proposals, type RequestCaller } from "./proposals.js";
 import { RaftNode } from "./raft-node.js";
 import { ReadIndexLoop } from "./read-index.js";
+import { LeaseRequests } from "./lease-requests.js";
+import type { LeaderCallHost } from "./leader-call.js";
 
-/** etcd: a lease is revoked at most this many times per second by the leader (leaseRevokeRate). */
-const maxLeaseRevokesPerSecond = 1000;
 /** etcd's request timeout: 5 s + 2 × election timeout (embed.Config.ReqTimeout). */
 const requestTimeoutBaseMs = 5000;
 
@@ -130,6 +112,7 @@ export class EtcdServer {
   readonly #applier: Applier;
   readonly #reads: ReadIndexLoop;
   readonly #reconfigure: Reconfigure;
+  readonly #leases: LeaseRequests;
   readonly #servePeers: boolean;
   #peers: PeerNet | undefined;
   /** A received snapshot's db, read while its .snap file was written (applySnapshot loads it). */
@@ -159,7 +142,6 @@ export class EtcdServer {
   #snapshotter: Snapshotter | undefined;
   /** The db file this member started from, for its first snapshot (Snapshotter LoadedDbFile). */
   #loadedDb: LoadedDbFile | undefined;
-  #lastLeaseRevokeMs = 0;
   #quotaBytes: number;
   #nospaceProposed = false;
 
@@ -244,16 +226,37 @@ export class EtcdServer {
     this.#reconfigure = new Reconfigure({
       cluster: this.#cluster,
       proposals: this.#proposals,
-      memberId: () => this.#memberId,
       raw: () => this.#node!.raw,
       scheduleReady: () => this.#node?.scheduleReady(),
-      leaderId: () => this.leaderId,
-      isLeader: () => this.isLeader,
-      peers: () => this.#peers,
-      requestTimeoutMs: () => this.#requestTimeoutMs(),
       tickMs: this.config.heartbeatIntervalMs,
+      ...this.#leaderCallHost(),
+    });
+    this.#leases = new LeaseRequests({
+      lessor: this.lessor,
+      proposals: this.#proposals,
+      logger: this.logger,
+      checkQuota: (costBytes) => this.#checkQuota(costBytes),
+      commitIndex: () => this.commitIndex,
+      waitApplied: (index) => this.#applier.waitApplied(index),
+      linearizableReadNotify: () => this.linearizableReadNotify(),
+      header: () => this.header(),
+      rootInfo: () => this.auth.rootInfo(),
+      ...this.#leaderCallHost(),
     });
     this.#cluster.onChange = (change) => this.#onMemberChange(change);
+  }
+
+  /** What a forward to the leader's peer endpoint needs (leader-call.ts). */
+  #leaderCallHost(): LeaderCallHost {
+    return {
+      peers: () => this.#peers,
+      members: () => this.members,
+      memberId: () => this.#memberId,
+      leaderId: () => this.leaderId,
+      isLeader: () => this.isLeader,
+      requestTimeoutMs: () => this.#requestTimeoutMs(),
+      stopped: () => this.#stopped,
+    };
   }
 
   /**
@@ -314,34 +317,16 @@ export class EtcdServer {
 
   async #open(): Promise<void> {
     const c = this.config;
-    mkdirSync(c.dataDir, { recursive: true, mode: 0o700 });
-    this.#lock = lockDataDir(c.dataDir);
-    const walDir = c.walDir !== "" ? c.walDir : join(c.dataDir, "member", "wal");
-    mkdirSync(join(c.dataDir, "member", "snap"), { recursive: true, mode: 0o700 });
+    const opened = await openDataDir(c, this.logger);
+    this.#lock = opened.lock;
+    this.#memberId = opened.memberId;
+    this.#clusterId = opened.clusterId;
     this.#storage = new MemoryStorage();
-    const walOptions = {
-      segmentSizeBytes: c.walSegmentSizeBytes,
-      syncWriteMaxEntries: c.walSyncWriteMaxEntries,
-      maxWritesInFlight: c.walMaxWritesInFlight,
-      fillAheadBytes: c.walFillAheadBytes,
-      maxWalFiles: c.maxWals,
-      logger: {
-        info: (obj: object, msg?: string) => this.logger.info(obj, msg),
-        warn: (obj: object, msg?: string) => this.logger.warn(obj, msg),
-      },
-    };
-    let plan: BootstrapPlan | undefined;
+    const { wal, plan, recovered: r } = opened;
     let startIndex = 0;
-    let wal: WAL;
     let hardState: HardState = { term: 0, vote: 0n, commit: 0 };
     let dbSize = { dbSizeBytes: 0, dbSizeInUseBytes: 0 };
-    if (WAL.exists(walDir)) {
-      // a restart: who this member is and its cluster come from the data dir, never the flags
-      const r = await recoverDataDir(c.dataDir, walDir, walOptions, this.logger);
-      wal = r.wal;
-      const md = Metadata.fromBinary(r.metadata);
-      this.#memberId = md.nodeID;
-      this.#clusterId = md.clusterID;
+    if (r !== undefined) {
       startIndex = this.#restoreFrom(r);
       dbSize = { dbSizeBytes: r.dbSizeBytes, dbSizeInUseBytes: r.dbSizeInUseBytes };
       if (r.hardState.term > 0 || r.hardState.commit > 0) this.#storage.setHardState(r.hardState);
@@ -359,51 +344,9 @@ export class EtcdServer {
         },
         "restarting member from db and WAL",
       );
-    } else {
-      plan = c.initialClusterState === "existing" ? await planJoinCluster(c) : planNewCluster(c);
-      this.#memberId = plan.memberId;
-      this.#clusterId = plan.clusterId;
-      const metadata = Metadata.toBinary(
-        Metadata.create({ nodeID: this.#memberId, clusterID: this.#clusterId }),
-      );
-      mkdirSync(join(walDir, ".."), { recursive: true, mode: 0o700 });
-      wal = await WAL.create(walDir, metadata, walOptions);
-      this.logger.info(
-        {
-          memberId: this.#memberId.toString(16),
-          clusterId: this.#clusterId.toString(16),
-          initialClusterState: c.initialClusterState,
-        },
-        c.initialClusterState === "existing"
-          ? "joining an existing cluster"
-          : "starting new member",
-      );
     }
     this.#wal = wal;
-    this.metrics.walStats = () => ({
-      writes: wal.stats.writes,
-      blockingWrites: wal.stats.blockingWrites,
-      zeroFilledBytes: wal.fillAheadStats.filledBytes,
-    });
-    wal.onSync = (info) => {
-      this.metrics.walFsyncDurationSeconds.observe(info.durationSeconds);
-      // a segment cut syncs its header with no entries: not a group-commit batch
-      if (info.entries > 0) {
-        this.metrics.walEntriesPerFsync.observe(info.entries);
-        this.metrics.walBytesPerFsync.observe(info.bytes);
-      }
-      const counts = this.metrics.counts;
-      counts.walWriteBytes += info.bytes;
-      counts.walFsyncs++;
-      counts.walEntries += info.entries;
-      // etcd warns when a WAL sync takes longer than 1 s (wal.warnSyncDuration)
-      if (info.durationSeconds > 1) {
-        this.logger.warn(
-          { tookSeconds: info.durationSeconds, entries: info.entries, bytes: info.bytes },
-          "slow fdatasync",
-        );
-      }
-    };
+    this.metrics.observeWal(wal, this.logger);
     const node = new RaftNode({
       id: this.#memberId,
       electionTick: Math.max(1, Math.round(c.electionTimeoutMs / c.heartbeatIntervalMs)),
@@ -564,8 +507,8 @@ export class EtcdServer {
             await this.#reconfigure.promoteMember(id);
             return [...this.members.values()];
           },
-          leaseRenewLocal: (id) => this.#leaseRenewLocal(id),
-          leaseTimeToLiveLocal: (id, keys) => this.#leaseTimeToLiveLocal({ iD: id, keys }),
+          leaseRenewLocal: (id) => this.#leases.renewLocal(id),
+          leaseTimeToLiveLocal: (id, keys) => this.#leases.timeToLiveLocal({ iD: id, keys }),
         },
       },
       { listenPeerUrls: c.listenPeerUrls, peerTls: c.peerTls },
@@ -976,133 +919,37 @@ export class EtcdServer {
     });
   }
 
-  /** Lease.LeaseGrant: picks an id when the client gave 0 (etcd: reqIDGen.Next() & MaxInt64). */
-  async leaseGrant(
+  /** Lease.LeaseGrant through raft (LeaseRequests.grant). */
+  leaseGrant(
     req: LeaseGrantRequest,
     ai?: AuthInfo,
     caller?: RequestCaller,
   ): Promise<LeaseGrantResponse> {
-    if (req.tTL > maxLeaseTtlSeconds) throw errLeaseTtlTooLarge();
-    let id = req.iD;
-    while (id === 0n || this.lessor.has(id)) {
-      if (id !== 0n) throw errLeaseExists();
-      id = this.#proposals.nextRequestId() & ((1n << 63n) - 1n);
-    }
-    this.#checkQuota(leaseOverheadBytes);
-    return this.#propose<LeaseGrantResponse>(
-      { iD: 0n, leaseGrant: { tTL: req.tTL, iD: id } } as InternalRaftRequest,
-      ai,
-      caller,
-    );
+    return this.#leases.grant(req, ai, caller);
   }
 
   /** Lease.LeaseRevoke through raft; the keys attached go in one revision. */
-  async leaseRevoke(
+  leaseRevoke(
     req: LeaseRevokeRequest,
     ai?: AuthInfo,
     caller?: RequestCaller,
   ): Promise<LeaseRevokeResponse> {
-    return this.#propose<LeaseRevokeResponse>(
-      { iD: 0n, leaseRevoke: req } as InternalRaftRequest,
-      ai,
-      caller,
-    );
+    return this.#leases.revoke(req, ai, caller);
   }
 
-  /**
-   * Lease keep-alive on the leader (not through raft, as etcd's LeaseRenew): returns the new TTL.
-   * Throws ErrLeaseNotFound; ErrNotLeader-like ErrNoLeader when this member is not the leader.
-   */
-  async leaseRenew(id: bigint): Promise<number> {
-    if (this.isLeader) return this.#leaseRenewLocal(id);
-    const r = await this.#callLeader("/leases", LeaseKeepAliveRequest.toBinary({ iD: id }));
-    if (r === "self") return this.#leaseRenewLocal(id);
-    if (r === "not-found") throw errLeaseNotFound();
-    return Number(LeaseKeepAliveResponse.fromBinary(r).tTL);
+  /** Lease keep-alive on the leader or forwarded to it; the new TTL (LeaseRequests.renew). */
+  leaseRenew(id: bigint): Promise<number> {
+    return this.#leases.renew(id);
   }
 
-  /**
-   * A call to the leader's peer endpoint (etcd's leasehttp forwarding): retried on other errors
-   * until the request timeout ("etcdserver: request timed out"); "not-found" for a 404; the
-   * response body for a 200; "self" when this member became the leader meanwhile (an election
-   * while the call waited: the caller answers it here, as etcd's forward to its own peer URL
-   * does). Throws ErrNoLeader on a member without peers.
-   */
-  async #callLeader(path: string, body: Uint8Array): Promise<Buffer | "not-found" | "self"> {
-    const peers = this.#peers;
-    if (peers === undefined) throw errNoLeader();
-    const deadline = Date.now() + this.#requestTimeoutMs();
-    while (Date.now() < deadline && !this.#stopped) {
-      const leader = this.members.get(this.leaderId);
-      if (leader !== undefined && leader.id !== this.#memberId) {
-        try {
-          const r = await peers.request(leader, "POST", path, body);
-          if (r.status === 200) return r.body;
-          if (r.status === 404) return "not-found";
-        } catch {
-          // the leader is unreachable or changing: try again (etcd throttles at 50 ms)
-        }
-      } else if (leader !== undefined && this.isLeader) {
-        return "self";
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    if (this.#stopped) throw errStopped();
-    throw errTimeout();
-  }
-
-  /**
-   * Lease keep-alive on the leader (not through raft, as etcd's LeaseRenew): returns the new TTL.
-   * Throws ErrLeaseNotFound; "etcdserver: not leader" on a member that is not the leader.
-   */
-  async #leaseRenewLocal(id: bigint): Promise<number> {
-    if (!this.isLeader) throw errNotLeader();
-    // etcd waits for the applied index to catch up with the commit index first, so a lease
-    // revoked by an entry not yet applied is not renewed.
-    await this.#applier.waitApplied(this.commitIndex);
-    try {
-      return this.lessor.renew(id, Date.now());
-    } catch (err) {
-      // etcd's Renew of an expired lease waits for its revoke, then answers "not found"
-      const code = (err as { code?: string }).code;
-      if (code === "LEASE_NOT_FOUND" || code === "LEASE_EXPIRED") throw errLeaseNotFound();
-      if (code === "LEASE_NOT_PRIMARY") throw errNotLeader();
-      throw err;
-    }
-  }
-
-  /**
-   * Lease.LeaseTimeToLive: answered by the leader, which alone tracks the remaining TTL; a
-   * follower forwards it (etcd's LeaseTimeToLive over leasehttp). Throws ErrLeaseNotFound.
-   */
-  async leaseTimeToLive(req: LeaseTimeToLiveRequest): Promise<LeaseTimeToLiveResponse> {
-    if (this.isLeader || this.#peers === undefined) return this.#leaseTimeToLiveLocal(req);
-    const body = LeaseInternalRequest.toBinary({ leaseTimeToLiveRequest: req });
-    const r = await this.#callLeader("/leases/internal", body);
-    if (r === "self") return this.#leaseTimeToLiveLocal(req);
-    if (r === "not-found") throw errLeaseNotFound();
-    const resp = LeaseInternalResponse.fromBinary(r).leaseTimeToLiveResponse;
-    if (resp === undefined) throw errLeaseNotFound();
-    return { ...resp, header: this.header() };
-  }
-
-  async #leaseTimeToLiveLocal(req: LeaseTimeToLiveRequest): Promise<LeaseTimeToLiveResponse> {
-    await this.linearizableReadNotify();
-    const t = this.lessor.timeToLive(req.iD, Date.now(), req.keys);
-    if (t === undefined) throw errLeaseNotFound();
-    return {
-      header: this.header(),
-      iD: t.id,
-      tTL: t.ttlSeconds,
-      grantedTTL: t.grantedTtlSeconds,
-      keys: t.keys,
-    };
+  /** Lease.LeaseTimeToLive, answered by the leader (LeaseRequests.timeToLive). */
+  leaseTimeToLive(req: LeaseTimeToLiveRequest): Promise<LeaseTimeToLiveResponse> {
+    return this.#leases.timeToLive(req);
   }
 
   /** Lease.LeaseLeases. */
-  async leaseLeases(): Promise<LeaseLeasesResponse> {
-    await this.linearizableReadNotify();
-    return { header: this.header(), leases: this.lessor.leases().map((id) => ({ iD: id })) };
+  leaseLeases(): Promise<LeaseLeasesResponse> {
+    return this.#leases.leases();
   }
 
   /** Maintenance.Alarm: GET is answered locally, ACTIVATE/DEACTIVATE go through raft. */
@@ -1244,7 +1091,7 @@ export class EtcdServer {
     if (this.#stopped) return;
     try {
       this.#node!.raw.tick();
-      if (this.isLeader) this.#revokeExpiredLeases();
+      if (this.isLeader) this.#leases.revokeExpired();
       // unsynced watchers (slow clients, watches from a past revision) catch up in bounded steps
       this.store.syncWatchers();
     } catch (err) {
@@ -1253,25 +1100,6 @@ export class EtcdServer {
       return;
     }
     this.#node!.scheduleReady();
-  }
-
-  /** etcd's run loop: the leader proposes a revoke for each expired lease, rate-limited. */
-  #revokeExpiredLeases(): void {
-    const now = Date.now();
-    const elapsedMs = Math.min(1000, now - this.#lastLeaseRevokeMs);
-    this.#lastLeaseRevokeMs = now;
-    const limit = Math.max(1, Math.floor((maxLeaseRevokesPerSecond * elapsedMs) / 1000));
-    for (const id of this.lessor.expired(now, limit)) {
-      // as root while auth is on (etcd's WithRoot): an expired lease goes whoever holds keys on it
-      void this.leaseRevoke({ iD: id }, this.auth.rootInfo()).catch((err: Error) => {
-        if (err.message !== errLeaseNotFound().message) {
-          this.logger.warn(
-            { lease: id.toString(16), err: err.message },
-            "failed to revoke expired lease",
-          );
-        }
-      });
-    }
   }
 
   /** Stops timers, fails waiting requests with ErrStopped, closes the WAL and releases the lock. */

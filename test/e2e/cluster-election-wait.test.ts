@@ -11,6 +11,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
+import { type Outcome, client, metadata, put, unary } from "../helpers/grpc-calls.js";
 import * as rpc from "../../lib/proto/gen/etcdserverpb/rpc.js";
 import { type Member, etcdctl, skipOnGrpcJsAuthority, waitFor } from "../helpers/server.js";
 import { type Cluster, startCluster } from "../helpers/cluster.js";
@@ -19,67 +20,6 @@ const electionTimeoutMs = 300;
 const FAST = ["--heartbeat-interval", "30", "--election-timeout", String(electionTimeoutMs)];
 /** The server's request timeout: etcd's 5 s + 2 election timeouts. */
 const requestTimeoutMs = 5_000 + 2 * electionTimeoutMs;
-
-interface Codec<T> {
-  create(v?: object): T;
-  toBinary(m: T): Uint8Array;
-  fromBinary(b: Uint8Array): T;
-}
-
-/** What a call ended with and after how long. */
-interface Outcome {
-  result: string;
-  ms: number;
-  /** the response of a call that succeeded */
-  response?: unknown;
-}
-
-function client(m: Member): grpc.Client {
-  return new grpc.Client(m.hostPort, grpc.credentials.createInsecure());
-}
-
-function metadata(requireLeader: boolean): grpc.Metadata {
-  const md = new grpc.Metadata();
-  if (requireLeader) md.set("hasleader", "true");
-  return md;
-}
-
-function unary<Req, Res>(
-  c: grpc.Client,
-  path: string,
-  req: Codec<Req>,
-  res: Codec<Res>,
-  body: object,
-  requireLeader: boolean,
-  deadlineMs: number,
-): Promise<Outcome> {
-  const started = Date.now();
-  return new Promise((resolve) => {
-    c.makeUnaryRequest(
-      path,
-      (m: Req) => Buffer.from(req.toBinary(m)),
-      (b: Buffer) => res.fromBinary(b),
-      req.create(body),
-      metadata(requireLeader),
-      { deadline: started + deadlineMs },
-      (err, response) => {
-        const result = err === null ? "ok" : `${grpc.status[err.code]}: ${err.details}`;
-        resolve({ result, ms: Date.now() - started, response });
-      },
-    );
-  });
-}
-
-const put = (c: grpc.Client, key: string, requireLeader: boolean, deadlineMs: number) =>
-  unary(
-    c,
-    "/etcdserverpb.KV/Put",
-    rpc.PutRequest,
-    rpc.PutResponse,
-    { key: Buffer.from(key), value: Buffer.from("v") },
-    requireLeader,
-    deadlineMs,
-  );
 
 const get = (c: grpc.Client, key: string, serializable: boolean, requireLeader: boolean) =>
   unary(

@@ -2,7 +2,9 @@
 // ports (test/helpers/cluster.ts PeerProxy): a follower cut off refuses linearizable reads and
 // writes with etcd's errors while the majority goes on, then catches up by snapshot after healing,
 // its open watch seeing every event in order; a leader cut off steps down (check-quorum) and the
-// majority elects another; a follower that hears its leader but cannot reach it has its write time
+// majority elects another, and the put it took just after the cut, which can never commit, fails
+// with "etcdserver: leader changed" once it rejoins (never applied; the next put on the same
+// channel gets its own answer); a follower that hears its leader but cannot reach it has its write time
 // out with etcd 3.4's "possibly due to connection lost". The failpoints of peer traffic and
 // received snapshots are reached. A member killed right after applying a received snapshot
 // restarts.
@@ -11,6 +13,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { Etcd3 } from "etcd3";
 import { etcdctl, skipOnGrpcJsAuthority, waitFor } from "../helpers/server.js";
+import { client, put } from "../helpers/grpc-calls.js";
 import { failpointNames, failpointSpec } from "../../lib/failpoint/index.js";
 import { type Cluster, etcdctlHashKVs, heal, partition, startCluster } from "../helpers/cluster.js";
 
@@ -161,11 +164,17 @@ describe(
       await waitFor("every member has the same history", sameHistory, 30_000);
     });
 
-    test("a leader cut off steps down and the majority elects another", async (t) => {
+    test("a leader cut off steps down and the majority elects another; its lost put fails with 'leader changed'", async (t) => {
       const old = await c.leader();
       const rest = c.members.filter((m) => m !== old);
+      const raw = client(old);
+      // the channel is up before the cut, so the put reaches the old leader at once
+      assert.equal((await put(raw, "warm-up", false, 5_000)).result, "ok");
       const started = Date.now();
       partition(c, [old]);
+      // proposed while it still leads (check-quorum steps it down an election timeout or two
+      // later): it can never commit, and the new leader's log replaces it once the cut heals
+      const lost = put(raw, "lost", false, 30_000);
       try {
         const lead = await c.leader(15_000, rest);
         t.diagnostic(`new leader ${lead.name} after ${Date.now() - started} ms`);
@@ -180,6 +189,22 @@ describe(
         heal(c);
       }
       await waitFor("every member has the same history", sameHistory, 30_000);
+      // the old leader applied the new leader's first entry: its proposal of the old term fails
+      // at once with etcd's error (not at the request timeout), it was never applied anywhere, and
+      // the next request on the same channel is answered as its own
+      const outcome = await lost;
+      t.diagnostic(`the lost put ended after ${outcome.ms} ms: ${outcome.result}`);
+      assert.equal(outcome.result, "UNAVAILABLE: etcdserver: leader changed");
+      for (const m of c.members) {
+        const r = await etcdctl(["get", "lost", "--consistency=s"], { endpoint: m.endpoint });
+        assert.equal(r.stdout, "", `${m.name} applied the lost put`);
+      }
+      const next = await put(raw, "next", false, 10_000);
+      assert.equal(next.result, "ok");
+      const rev = (next.response as { header?: { revision: bigint } }).header?.revision ?? 0n;
+      const got = await etcdctl(["get", "next", "-w", "json"], { endpoint: old.endpoint });
+      assert.match(got.stdout, new RegExp(`"mod_revision":${rev}`));
+      raw.close();
     });
   },
 );

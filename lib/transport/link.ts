@@ -218,6 +218,20 @@ export class PeerLink {
     this.#lastDropLogMs = now;
   }
 
+  /**
+   * The peer has just opened a message stream to this member (its hello passed): it is up. A link
+   * waiting out its backoff (up to reconnectBackoffMaxMs after a long outage) dials at once and
+   * starts its backoff over. In etcd each member pulls its incoming streams from the others, so
+   * a member back from a restart or a partition hears from them at once; here each side pushes
+   * its own messages, and this keeps that property.
+   */
+  peerIsUp(): void {
+    if (this.#state !== "backoff" || this.#lossProbesLeft > 0) return;
+    clearTimeout(this.#reconnectTimer);
+    this.#attempt = 0;
+    this.#dial();
+  }
+
   #dial(): void {
     if (this.#state === "closed") return;
     this.#state = "dialing";

@@ -381,6 +381,8 @@ export class PeerTransport {
       if (this.#inbound.get(s.from) === s) this.#inbound.delete(s.from);
     });
     if (!stream.closed) this.#inbound.set(hello.from, stream);
+    // the peer is up: our own link to it need not wait out its backoff
+    this.#links.get(hello.from)?.peerIsUp();
   }
 
   #onSnapshotStream(socket: net.Socket, hello: Hello, rest: ByteQueue): void {

@@ -15,6 +15,7 @@ import {
   freePort,
   generateTls,
   python3,
+  sleep,
   startMember,
   waitFor,
 } from "../helpers/server.js";
@@ -48,7 +49,8 @@ describe("3-member cluster over TLS", { timeout: 240_000 }, () => {
 
   before(async () => {
     tls = await generateTls();
-    c = await startCluster({ tls, extraArgs: FAST });
+    // every member's peer certificate is the test server certificate, CN=localhost
+    c = await startCluster({ tls, extraArgs: [...FAST, "--peer-cert-allowed-cn", "localhost"] });
   });
   after(async () => {
     await Promise.all(extra.map((m) => m.close()));
@@ -233,6 +235,32 @@ describe("3-member cluster over TLS", { timeout: 240_000 }, () => {
       const missing = acked.filter((k) => !keys.has(k));
       assert.deepEqual(missing, [], `${m.name} lacks acknowledged puts`);
     }
+  });
+
+  test("--peer-cert-allowed-cn: a member that allows another CN is cut off, and says why; it rejoins with the right one", async () => {
+    const lead = await c.leader();
+    const m = c.members.find((x) => x !== lead)!;
+    await m.restart({
+      acceptUnhealthy: true,
+      extraArgs: ["--peer-cert-allowed-cn", "someone-else"],
+    });
+    // it refuses the others' certificates both ways: it hears no leader
+    await sleep(1_500);
+    assert.equal((await c.status(m)).leader, 0n);
+    assert.match(readFileSync(m.logFile, "utf8"), /is not the allowed CN \\?"someone-else\\?"/);
+    // the two others go on
+    const put = await ctl(lead, ["put", "cn-check", "1"]);
+    assert.equal(put.code, 0, put.stderr);
+    // back to the cluster's CN: it rejoins and catches up
+    await m.restart();
+    await waitFor(
+      "the member rejoined with the put",
+      async () =>
+        (
+          await ctl(m, ["get", "cn-check", "--consistency=s", "--print-value-only"])
+        ).stdout.trim() === "1",
+      15_000,
+    );
   });
 
   test("a restart from the data dir ignores changed --initial-cluster flags, as etcd", async () => {

@@ -1,7 +1,8 @@
 // lib/transport over plain TCP on loopback: frames round trip between two and three members,
 // hello checks refuse a wrong cluster, a wrong receiver, an unknown or removed member and another
 // protocol version (seen on both sides), full queues drop and count, a restarted peer is
-// reconnected, and the etcd_network_* metrics are exposed.
+// reconnected (at once when it dials in during the backoff), and the etcd_network_* metrics are
+// exposed.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { MessageType } from "../../lib/proto/gen/raftpb/raft.js";
@@ -289,6 +290,28 @@ describe("peer transport over TCP", { timeout: 60_000 }, () => {
       await metricValue(a, "etcd_network_disconnected_peers_total", { Local: "1", Remote: "2" }),
       1,
     );
+  });
+
+  test("a peer that comes back and dials in is dialed at once, not after the backoff", async () => {
+    // a's first dial to 2 finds nothing listening: its next try is 4-6 s away
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const a = await start(1n, {
+      limits: { reconnectBackoffInitialMs: 5_000, reconnectBackoffMaxMs: 5_000 },
+    });
+    a.transport.addPeer(2n, [url]);
+    await waitFor(
+      "a's first dial failed",
+      () => a.transport.peerStatus(2n)?.lastError !== undefined,
+    );
+    const b = await start(2n, { listenUrl: url });
+    b.transport.addPeer(1n, [a.url]);
+    const upAt = Date.now();
+    // b's stream into a tells a that 2 is up: a dials it now
+    await waitFor("a connected to 2", () => a.transport.peerStatus(2n)?.connected === true, 2_000);
+    assert.ok(Date.now() - upAt < 2_000);
+    a.transport.send([msg(1n, 2n, MessageType.MsgHeartbeat, { commit: 3 })]);
+    await waitFor("heartbeat delivered", () => b.received.length === 1);
   });
 
   test("a peer's URLs are tried in turn until one answers", async () => {

@@ -7,8 +7,13 @@
 // Passes against /usr/bin/etcd with ETCD_TS_TARGET=etcd.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { type Cluster, etcdctlHashKVs, startCluster } from "../helpers/cluster.js";
-import { etcdctl, skipOnGrpcJsAuthority, type Member } from "../helpers/server.js";
+import {
+  type Cluster,
+  etcdctlHashKVs,
+  startCluster,
+  memberctl as ctl,
+} from "../helpers/cluster.js";
+import { skipOnGrpcJsAuthority } from "../helpers/server.js";
 
 /** Small enough to fill with a few dozen puts of FILL_VALUE_BYTES (as nospace-txn.test.ts). */
 const QUOTA_BYTES = 300_000;
@@ -16,10 +21,6 @@ const FILL_VALUE_BYTES = 20_000;
 /** Bound on puts while filling the quota. */
 const MAX_FILL_PUTS = 200;
 const NOSPACE = "etcdserver: mvcc: database space exceeded";
-
-function ctl(m: Member, args: string[], input?: string) {
-  return etcdctl(args, { member: m, timeoutMs: 20_000, input });
-}
 
 // etcdctl with http:// endpoints (every check below) cannot reach the grpc-js reference transport
 describe(

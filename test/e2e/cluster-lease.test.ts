@@ -8,16 +8,12 @@
 // /usr/bin/etcd with ETCD_TS_TARGET=etcd.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { type Cluster, startCluster } from "../helpers/cluster.js";
-import { etcdctl, sleep, waitFor, type Member } from "../helpers/server.js";
+import { type Cluster, startCluster, memberctl as ctl } from "../helpers/cluster.js";
+import { sleep, waitFor, type Member } from "../helpers/server.js";
 
 const electionTimeoutMs = 500;
 const FAST = ["--heartbeat-interval", "50", "--election-timeout", String(electionTimeoutMs)];
 const TTL_SECONDS = 4;
-
-function ctl(m: Member, args: string[]) {
-  return etcdctl(args, { member: m, timeoutMs: 20_000 });
-}
 
 /** `etcdctl lease timetolive`: the remaining TTL in seconds (-1 once the lease is gone). */
 async function remainingSeconds(m: Member, id: string): Promise<number> {

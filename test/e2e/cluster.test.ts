@@ -19,7 +19,13 @@ import {
   startMember,
   waitFor,
 } from "../helpers/server.js";
-import { type Cluster, clusterctl, etcdctlHashKVs, startCluster } from "../helpers/cluster.js";
+import {
+  type Cluster,
+  clusterctl,
+  etcdctlHashKVs,
+  startCluster,
+  memberctl as ctl,
+} from "../helpers/cluster.js";
 
 const FAST = [
   "--heartbeat-interval",
@@ -31,11 +37,6 @@ const FAST = [
   "--experimental-snapshot-catchup-entries",
   "20",
 ];
-
-/** etcdctl against one member, with the test CA and client certificate. */
-function ctl(m: Member, args: string[]) {
-  return etcdctl(args, { member: m, timeoutMs: 20_000 });
-}
 
 async function hashes(c: Cluster, members: Member[]): Promise<string[]> {
   const rows = await etcdctlHashKVs(c, members);

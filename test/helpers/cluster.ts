@@ -311,6 +311,14 @@ export function tlsClusterSuite(
   return suite;
 }
 
+/**
+ * Runs etcdctl against one member (its endpoint and, with TLS, the client certificate), bounded
+ * at 20 s; `input` goes to its stdin (e.g. a put's value).
+ */
+export function memberctl(m: Member, args: string[], input?: string) {
+  return etcdctl(args, { member: m, timeoutMs: 20_000, input });
+}
+
 /** Runs etcdctl against every member of a cluster (endpoints and, with TLS, client certs). */
 export function clusterctl(c: Cluster, args: string[], timeoutMs = 20_000) {
   const m = c.members[0]!;

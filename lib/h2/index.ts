@@ -46,4 +46,11 @@ export {
   HpackError,
   HeaderListTooLargeError,
 } from "./errors.js";
+export {
+  WriteOffload,
+  SocketWriteOffload,
+  writeOffload,
+  defaultWriteOffloadOptions,
+  type WriteOffloadOptions,
+} from "./write-offload.js";
 export * as frames from "./frames.js";

@@ -7,6 +7,7 @@ import client from "prom-client";
 import type { Logger } from "pino";
 import type { WAL } from "../wal/index.js";
 import { serverVersion } from "../version/index.js";
+import { writeOffload } from "../h2/index.js";
 
 /** etcd's WAL fsync buckets: 1 ms doubling 14 times (up to ~8 s). */
 const fsyncBuckets = client.exponentialBuckets(0.001, 2, 14);
@@ -394,6 +395,17 @@ export class ServerMetrics {
     help: "Client connections closed by the member for an error, by reason.",
     labelNames: ["reason"],
     registers: [this.registry],
+  });
+  /**
+   * Client socket writes made by a libuv pool thread (lib/h2/write-offload.ts: the writes of a
+   * fan-out, such as a put's event to watchers on several connections). Counts the process's, so
+   * members sharing a process (tests) share it. etcd-ts only (issue 12).
+   */
+  readonly grpcPoolWritesTotal = new client.Counter({
+    name: "etcd_ts_grpc_pool_writes_total",
+    help: "Client socket writes made on the thread pool (fan-out bursts).",
+    registers: [this.registry],
+    collect: syncCounter(() => writeOffload.started),
   });
   /** etcd's name: the .snap file's save (etcd 3.4 snap.Snapshotter.SaveSnap). */
   readonly snapSaveTotalDurationSeconds = new client.Histogram({

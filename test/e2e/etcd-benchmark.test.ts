@@ -36,6 +36,9 @@ const CONNS = 100;
 const RANGES = 60_000 * putsScale;
 /** Bound on one run of the tool (each takes 3-7 s on an idle 2-core box, etcd-ts or etcd). */
 const LOAD_TIMEOUT_MS = 60_000;
+/** watch-latency: watchers of one key and puts to it (at 100/s: 3 s). */
+const WATCHERS = 100;
+const WATCH_PUTS = 300;
 
 const binary = etcdBenchmarkPath(repoRoot());
 const missing = etcdBenchmarkMissing(binary);
@@ -67,6 +70,12 @@ async function assertNoConnectionErrors(m: Member): Promise<void> {
   else assert.equal(closed, 0, "etcd_ts_grpc_connection_errors_total");
 }
 
+/** etcd_ts_grpc_pool_writes_total; null when the metric is absent (real etcd, grpc-js). */
+function poolWrites(metricsText: string): number | null {
+  const m = /^etcd_ts_grpc_pool_writes_total (\d+)/m.exec(metricsText);
+  return m === null ? null : Number(m[1]);
+}
+
 /** The store's revision and key count: a range over every key with limit 1 still counts them all. */
 async function revisionAndCount(m: Member): Promise<{ revision: number; count: number }> {
   const get = await etcdctl(["get", "", "--prefix", "--keys-only", "--limit=1", "-w", "json"], {
@@ -81,7 +90,7 @@ async function revisionAndCount(m: Member): Promise<{ revision: number; count: n
 
 describe(
   "etcd's benchmark tool against a member",
-  { timeout: (RUNS.length + 1) * LOAD_TIMEOUT_MS + 60_000 },
+  { timeout: (RUNS.length + 2) * LOAD_TIMEOUT_MS + 60_000 },
   () => {
     let member: Member | undefined;
     before(async () => {
@@ -146,6 +155,37 @@ describe(
         const r = await runEtcdBenchmark(binary, m.hostPort, spec, RANGES, LOAD_TIMEOUT_MS);
         assertCleanBenchmarkRun(r, RANGES);
         await assertNoConnectionErrors(m);
+      },
+    );
+
+    test(
+      `benchmark --conns=10 --clients=100 watch-latency --put-rate=100 --total=${WATCH_PUTS}: every event reaches every watcher, a fan-out's writes go through pool threads`,
+      { skip: missing ?? false },
+      async () => {
+        // a put's event goes to 100 watchers on 10 connections in one job: lib/h2 hands those
+        // writes to libuv's pool threads (lib/h2/write-offload.ts)
+        const m = member!;
+        const before = await m.httpGet("/metrics");
+        const spec: EtcdBenchmarkSpec = {
+          command: "watch-latency",
+          clients: WATCHERS,
+          conns: 10,
+          args: ["--put-rate=100", "--key-size=8", "--val-size=256"],
+          putRatePerSecond: 100,
+          expectedPerSecond: 0,
+        };
+        const r = await runEtcdBenchmark(binary, m.hostPort, spec, WATCH_PUTS, LOAD_TIMEOUT_MS);
+        // the tool counts one result per watcher per put
+        assertCleanBenchmarkRun(r, WATCH_PUTS * WATCHERS);
+        await assertNoConnectionErrors(m);
+        const after = await m.httpGet("/metrics");
+        const [was, now] = [poolWrites(before.body), poolWrites(after.body)];
+        if (TARGET === "etcd" || process.env.ETCD_TS_GRPC_TRANSPORT === "grpc-js") return;
+        assert.ok(
+          was !== null && now !== null,
+          "etcd_ts_grpc_pool_writes_total missing from /metrics",
+        );
+        assert.ok(now - was >= WATCH_PUTS, `pool writes ${was} -> ${now} over ${WATCH_PUTS} puts`);
       },
     );
   },

@@ -324,10 +324,11 @@ export const WATCH_LATENCY_WORKLOAD = "watch latency (100 watchers, 100 puts/s)"
 
 /**
  * Every workload of the tool that bench:compare runs, named as etcd-ts-bench's workloads where
- * they match: put at 1/16/128/1000 clients (8 B keys, 256 B values, 100k key space: issue 12's
- * command, with --conns = clients up to 100), txn-put at 128 clients, range linearizable and
- * serializable at 1 and 128 clients (of RANGE_KEY), and watch-latency with 100 watchers on 10
- * connections and 100 puts/s of 256 B.
+ * they match: put and txn-put at 1/16/128/1000 clients (8 B keys, 256 B values, 100k key space:
+ * issue 12's command, with --conns = clients up to 100), range linearizable and serializable at
+ * 1/16/128/1000 clients (of RANGE_KEY), and watch-latency with 100 watchers on 10 connections
+ * and 100 puts/s of 256 B (issue 12: "1, 16, 128 and 1000 clients for put, txn-put, range l/s,
+ * and watch latency").
  */
 export function etcdBenchmarkWorkloads(): NamedEtcdBenchmarkSpec[] {
   const plural = (n: number): string => `${n} client${n === 1 ? "" : "s"}`;
@@ -358,26 +359,34 @@ export function etcdBenchmarkWorkloads(): NamedEtcdBenchmarkSpec[] {
       expectedPerSecond,
     },
   });
+  const txnPut = (clients: number, expectedPerSecond: number): NamedEtcdBenchmarkSpec => ({
+    name: `txn-put ${plural(clients)}`,
+    spec: {
+      command: "txn-put",
+      clients,
+      conns: connsFor(clients),
+      args: putArgs,
+      putRatePerSecond: 0,
+      expectedPerSecond,
+    },
+  });
   return [
     put(1, 1500),
     put(16, 8000),
     put(128, 15000),
     put(1000, 18000),
     range("l", 1, 2500),
+    range("l", 16, 6000),
     range("l", 128, 9000),
+    range("l", 1000, 9000),
     range("s", 1, 3000),
+    range("s", 16, 8000),
     range("s", 128, 12000),
-    {
-      name: "txn-put 128 clients",
-      spec: {
-        command: "txn-put",
-        clients: 128,
-        conns: connsFor(128),
-        args: putArgs,
-        putRatePerSecond: 0,
-        expectedPerSecond: 8000,
-      },
-    },
+    range("s", 1000, 12000),
+    txnPut(1, 1000),
+    txnPut(16, 5000),
+    txnPut(128, 8000),
+    txnPut(1000, 8000),
     {
       name: WATCH_LATENCY_WORKLOAD,
       spec: {

@@ -130,7 +130,10 @@ const noTimeMs = -Infinity;
 /**
  * _flushSoon's bursts: flushes queued in the current job (soonQueued), and, while they run, how
  * many there were (burstSize) and how many are left (burstLeft). A burst of two or more is a
- * fan-out, whose writes may go to the thread pool (write-offload.ts).
+ * fan-out, whose writes may go to the thread pool (write-offload.ts). It counts flushes asked
+ * for, not writes made: a connection with nothing to send after all (its window closed) still
+ * counts, so now and then a lone write goes to the pool; watchers notified across an await fall
+ * into separate bursts and stay on the main thread. Either way the bytes are the same.
  */
 let soonQueued = 0;
 let burstSize = 0;

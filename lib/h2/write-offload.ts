@@ -45,7 +45,12 @@ export interface WriteOffloadOptions {
   maxInFlight: number;
   /** the pool takes writes only while the event loop was busy at most this fraction (0-1) */
   maxEventLoopUtilization: number;
-  /** a pool write slower than this, submit to completion, closes the pool to writes for a window */
+  /**
+   * a pool write slower than this, from submit until its completion runs on the main thread,
+   * closes the pool to writes for a window; so does one still running after this long (a pool
+   * held by fsyncs of a stalled disk or bcrypt hashes). A main-thread job longer than this also
+   * delays completions and closes it, which is wanted: such a loop is busy.
+   */
   maxWriteMs: number;
   /** the window over which the last two are judged, in ms */
   windowMs: number;
@@ -69,7 +74,8 @@ export class WriteOffload {
   started = 0;
   /** socket closes that waited for a pool write (for tests) */
   deferredCloses = 0;
-  #inFlight = 0;
+  /** submit times (performance.now()) of the pool writes running, oldest first */
+  #running: number[] = [];
   #open = true;
   #slowInWindow = false;
   #timer: NodeJS.Timeout | undefined;
@@ -80,15 +86,25 @@ export class WriteOffload {
   }
 
   get inFlight(): number {
-    return this.#inFlight;
+    return this.#running.length;
   }
 
-  /** Takes a slot for one pool write; false when the pool is not to be used now. */
+  /**
+   * Takes a slot for one pool write; false when the pool is not to be used now. The caller must
+   * then call write() at once.
+   */
   tryStart(): boolean {
-    if (!this.options.enabled || this.#inFlight >= this.options.maxInFlight) return false;
+    const running = this.#running;
+    if (!this.options.enabled || running.length >= this.options.maxInFlight) return false;
     this.#watch();
     if (!this.#open) return false;
-    this.#inFlight++;
+    if (running.length > 0 && performance.now() - running[0]! > this.options.maxWriteMs) {
+      // a write waits in a held pool: no more until a window without slow writes
+      this.#open = false;
+      this.#slowInWindow = true;
+      return false;
+    }
+    running.push(performance.now());
     this.started++;
     return true;
   }
@@ -103,27 +119,43 @@ export class WriteOffload {
     buf: Buffer,
     done: (err: NodeJS.ErrnoException | null, n: number) => void,
   ): void {
-    const startMs = performance.now();
-    fsWrite(fd, buf, 0, buf.length, null, (err, n) => {
-      this.#inFlight--;
+    const startMs = this.#running[this.#running.length - 1]!;
+    const end = (err: NodeJS.ErrnoException | null, n: number): void => {
+      this.#running.splice(this.#running.indexOf(startMs), 1);
       if (performance.now() - startMs > this.options.maxWriteMs) this.#slowInWindow = true;
       done(err, n);
-    });
+    };
+    try {
+      fsWrite(fd, buf, 0, buf.length, null, end);
+    } catch (err) {
+      // not submitted (bad arguments): the caller writes it through the socket instead
+      queueMicrotask(() => end(err as NodeJS.ErrnoException, 0));
+    }
   }
 
   /** Starts the window timer on first use (unref'd: it never keeps the process up). */
   #watch(): void {
     if (this.#timer !== undefined) return;
     this.#lastElu = performance.eventLoopUtilization();
-    this.#timer = setInterval(() => this.#judge(), this.options.windowMs);
+    this.#timer = setInterval(() => this.judge(), this.options.windowMs);
     this.#timer.unref();
   }
 
-  #judge(): void {
+  /**
+   * Judges the window since the last judgement: open when the event loop was busy at most
+   * maxEventLoopUtilization of it and no pool write was slow. The window timer calls it; tests
+   * call it directly.
+   */
+  judge(): void {
+    if (this.#lastElu === undefined) {
+      this.#lastElu = performance.eventLoopUtilization();
+      return;
+    }
     const now = performance.eventLoopUtilization();
     const u = performance.eventLoopUtilization(now, this.#lastElu).utilization;
     this.#lastElu = now;
-    this.#open = u <= this.options.maxEventLoopUtilization && !this.#slowInWindow;
+    // an empty window (NaN) counts as idle
+    this.#open = !(u > this.options.maxEventLoopUtilization) && !this.#slowInWindow;
     this.#slowInWindow = false;
   }
 
@@ -194,7 +226,8 @@ export class SocketWriteOffload {
   /** Starts a pool write of `buf` if the gate allows and the socket has nothing queued. */
   tryWrite(buf: Buffer): boolean {
     const s = this.#socket;
-    if (this.#busy || s.destroyed || s.writableLength > 0 || !this.#gate.tryStart()) return false;
+    if (this.#busy || s.destroyed || s.writableEnded || s.writableLength > 0) return false;
+    if (!this.#gate.tryStart()) return false;
     this.#busy = true;
     this.#gate.write(this.#fd, buf, (err, n) => this.#done(buf, err, n));
     return true;

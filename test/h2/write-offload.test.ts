@@ -130,12 +130,14 @@ describe("lib/h2 fan-out writes on the thread pool", () => {
     const pairs: { client: RawClient; served: Served }[] = [];
     for (let i = 0; i < n; i++) pairs.push(await connect(server));
     const expected: Buffer[][] = pairs.map(() => []);
+    const pingsSent = pairs.map(() => 0);
     const startedBefore = writeOffload.started;
     for (let burst = 0; burst < 300; burst++) {
       // one job writes to every connection (a put's event to watchers on n connections)
       for (let i = 0; i < n; i++) {
-        // mostly event-sized, now and then 256 KiB so sockets fill (EAGAIN, short writes)
-        const size = rand() < 0.03 ? 256 * 1024 : 1 + Math.floor(rand() * 4000);
+        // mostly event-sized, now and then 200 KiB (one write of its 13 frames, under the 256 KiB
+        // of a single-buffer flush) so paused clients' sockets fill: EAGAIN, short writes
+        const size = rand() < 0.03 ? 200 * 1024 : 1 + Math.floor(rand() * 4000);
         const b = Buffer.alloc(size);
         for (let j = 0; j < size; j += 997) b[j] = Math.floor(rand() * 256);
         if (size >= 4) b.writeUInt32BE(burst, 0);
@@ -145,8 +147,10 @@ describe("lib/h2 fan-out writes on the thread pool", () => {
       const r = rand();
       if (r < 0.3) {
         // the clients ping meanwhile: the ACKs are main-thread writes that must wait their turn
-        for (const p of pairs)
+        pairs.forEach((p, i) => {
           p.client.write(buildFrame(FrameType.PING, 0, 0, Buffer.alloc(8, burst)));
+          pingsSent[i]!++;
+        });
       } else if (r < 0.35) {
         // a client stops reading for a while: its socket fills
         const p = pairs[Math.floor(rand() * n)]!;
@@ -169,13 +173,16 @@ describe("lib/h2 fan-out writes on the thread pool", () => {
         stream1Data(pairs[i]!.client).equals(want),
         `connection ${i}: bytes differ; ${msg}`,
       );
-      const pings = pairs[i]!.client.frames.filter((f) => f.type === FrameType.PING);
-      assert.ok(
-        pings.every((f) => (f.flags & Flag.ACK) !== 0),
-        `connection ${i}: every PING answered; ${msg}`,
-      );
+      const acks = () =>
+        pairs[i]!.client.frames.filter(
+          (f) => f.type === FrameType.PING && (f.flags & Flag.ACK) !== 0,
+        ).length;
+      await pairs[i]!.client.waitFor(() => acks() >= pingsSent[i]!);
+      assert.equal(acks(), pingsSent[i], `connection ${i}: every PING answered once; ${msg}`);
     }
-    assert.ok(writeOffload.started > startedBefore, `no write went to the pool; ${msg}`);
+    // 300 bursts to 6 connections, at most 4 pool writes at once and one per connection
+    const pooled = writeOffload.started - startedBefore;
+    assert.ok(pooled >= 300, `${pooled} writes went to the pool; ${msg}`);
     for (const p of pairs) p.client.destroy();
   });
 
@@ -231,29 +238,98 @@ describe("lib/h2 fan-out writes on the thread pool", () => {
     assert.equal(SocketWriteOffload.for(new net.Socket()), undefined);
   });
 
-  test("the gate: off, full, and closed for a window after a busy event loop", async () => {
+  for (const mode of ["short", "eagain"] as const) {
+    test(`a pool write that ${mode === "short" ? "writes part of its buffer" : "meets a full socket (EAGAIN)"}: the rest and the writes queued behind it follow in order`, async () => {
+      // a gate whose pool "write" writes a third of the buffer, or nothing and fails with EAGAIN
+      class PartialGate extends WriteOffload {
+        override write(
+          fd: number,
+          buf: Buffer,
+          done: (err: NodeJS.ErrnoException | null, n: number) => void,
+        ): void {
+          super.write(
+            fd,
+            mode === "short" ? buf.subarray(0, Math.floor(buf.length / 3)) : Buffer.alloc(0),
+            (err, n) => {
+              if (mode === "eagain") {
+                const e: NodeJS.ErrnoException = new Error(
+                  "EAGAIN: resource temporarily unavailable",
+                );
+                e.code = "EAGAIN";
+                done(e, 0);
+              } else done(err, n);
+            },
+          );
+        }
+      }
+      const gate = new PartialGate({ ...writeOffload.options });
+      const got: Buffer[] = [];
+      const l = net.createServer();
+      await new Promise<void>((r) => l.listen(0, "127.0.0.1", r));
+      const accepted = new Promise<net.Socket>((r) => l.once("connection", r));
+      const client = net.connect((l.address() as net.AddressInfo).port, "127.0.0.1");
+      client.on("data", (d: Buffer) => got.push(d));
+      const socket = await accepted;
+      try {
+        const offload = SocketWriteOffload.for(socket, gate)!;
+        assert.ok(offload !== undefined);
+        const first = Buffer.alloc(30_000, 1);
+        for (let i = 0; i < first.length; i += 7) first[i] = i % 251;
+        assert.equal(offload.tryWrite(first), true);
+        assert.equal(offload.busy, true);
+        assert.equal(offload.tryWrite(Buffer.from("no")), false, "one pool write at a time");
+        offload.queue(Buffer.from("second"));
+        offload.queue(Buffer.from("third"));
+        const want = Buffer.concat([first, Buffer.from("secondthird")]);
+        const end = Date.now() + 5000;
+        while (Buffer.concat(got).length < want.length && Date.now() < end)
+          await new Promise((r) => setTimeout(r, 5));
+        assert.ok(
+          Buffer.concat(got).equals(want),
+          `${Buffer.concat(got).length} of ${want.length} bytes, or out of order`,
+        );
+        assert.equal(offload.busy, false);
+      } finally {
+        // a failed assertion must not leave handles that keep the test process up
+        client.destroy();
+        socket.destroy();
+        l.close();
+      }
+    });
+  }
+
+  test("the gate: off, full, closed after a busy window, and after a write held in the pool", async () => {
     const gate = new WriteOffload({
       enabled: false,
       maxInFlight: 2,
       maxEventLoopUtilization: 0.5,
       maxWriteMs: 1e9,
-      windowMs: 50,
+      windowMs: 60_000, // judged by hand below
     });
     assert.equal(gate.tryStart(), false, "disabled");
     gate.options.enabled = true;
     assert.equal(gate.tryStart(), true);
     assert.equal(gate.tryStart(), true);
     assert.equal(gate.tryStart(), false, "maxInFlight reached");
-    // a window with the event loop busy throughout closes it
+
+    // a window with the event loop busy throughout closes it; an idle one opens it again
     const gate2 = new WriteOffload({ ...gate.options });
     assert.equal(gate2.tryStart(), true);
-    const end = Date.now() + 120;
+    gate2.judge();
+    const end = Date.now() + 60;
     while (Date.now() < end) {
       // busy
     }
-    await new Promise((r) => setTimeout(r, 10));
+    gate2.judge();
     assert.equal(gate2.tryStart(), false, "closed after a busy window");
-    await new Promise((r) => setTimeout(r, 150));
-    assert.equal(gate2.tryStart(), true, "open again after idle windows");
+    await new Promise((r) => setTimeout(r, 100));
+    gate2.judge();
+    assert.equal(gate2.tryStart(), true, "open again after an idle window");
+
+    // a write that has not come back within maxWriteMs closes it at the next start
+    const gate3 = new WriteOffload({ ...gate.options, maxWriteMs: 5 });
+    assert.equal(gate3.tryStart(), true); // never written: it stays "running"
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(gate3.tryStart(), false, "a write held in the pool closes the gate");
   });
 });

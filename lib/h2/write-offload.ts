@@ -13,7 +13,7 @@
  *
  * Measured with etcd's tool (`benchmark watch-latency`, 100 watchers on 10 connections, 100
  * puts/s, 2 cores): `perf sched` showed the tool's reader threads waking on the member's core and
- * waiting 150-170 µs there. The tool's p50 was 1.38x etcd's. With the writes of such bursts made
+ * waiting 160-170 µs there. The tool's p50 was 1.38x etcd's. With the writes of such bursts made
  * by pool threads, which sleep after their write, it was 0.60-0.67x (bench/README.md, "Watch
  * latency: the writes of a fan-out on the thread pool").
  *
@@ -25,11 +25,15 @@
  *   short writes;
  * - over the last window the event loop was busy at most maxEventLoopUtilization of the time
  *   (under load the main thread's writes cost less CPU, and latency is queueing);
- * - no pool write of the last window took longer than maxWriteMs (the pool is busy with bcrypt
- *   hashes or slow fsyncs).
+ * - no pool write of the last window took longer than maxWriteMs, and none still running is
+ *   older than that (the pool is held by bcrypt hashes or the fsyncs of a stalled disk).
  *
  * While a connection's pool write runs, its other writes wait in order, and its socket is not
  * closed: the fd must not be reused by a file the pool thread would then write into.
+ *
+ * Two Node internals are relied on (Node 20): a net.Socket's `_handle.fd`, and `_destroy` as the
+ * method every `destroy()` of a stream goes through (the stream implementer's API). A socket
+ * without a numeric fd gets no offload.
  */
 import { write as fsWrite } from "node:fs";
 import type { Socket } from "node:net";

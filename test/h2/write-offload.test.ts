@@ -180,9 +180,11 @@ describe("lib/h2 fan-out writes on the thread pool", () => {
       await pairs[i]!.client.waitFor(() => acks() >= pingsSent[i]!);
       assert.equal(acks(), pingsSent[i], `connection ${i}: every PING answered once; ${msg}`);
     }
-    // 300 bursts to 6 connections, at most 4 pool writes at once and one per connection
+    // 300 bursts to 6 connections, at most 4 pool writes at once and one per connection: 395-558
+    // of them went to the pool on an idle 2-core box; writes still running at the next burst's
+    // flush make that connection's next write a main-thread one, so a loaded box pools fewer
     const pooled = writeOffload.started - startedBefore;
-    assert.ok(pooled >= 300, `${pooled} writes went to the pool; ${msg}`);
+    assert.ok(pooled >= 100, `${pooled} writes went to the pool; ${msg}`);
     for (const p of pairs) p.client.destroy();
   });
 
